@@ -1,0 +1,145 @@
+"""The ``jnn`` command line: ``jnn gradcheck`` (more subcommands come with training).
+
+Exit codes: 0 success, 1 a check failed, 2 bad input (the message says which argument and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+
+from jnn import _validate as V
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: usage + message, exit 2
+        self.print_usage(sys.stderr)
+        print(f"jnn: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints such as 40,32,10; got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``jnn`` command."""
+    from jnn.activations import ACTIVATIONS
+    from jnn.dropout import MODES
+    from jnn.init import SCHEMES
+    from jnn.losses import LOSSES
+
+    p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    g = sub.add_parser("gradcheck", help="compare hand-written backprop with jax.grad, per leaf",
+                       description="Compare the vectorised hand-written backprop (and the node-level one for "
+                                   "small nets) with jax.grad on random data; exit 1 on a mismatch.")
+    g.add_argument("--sizes", type=_int_list, default=[40, 32, 32, 10], help="layer widths (default 40,32,32,10)")
+    g.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
+    g.add_argument("--loss", default="softmax", choices=list(LOSSES))
+    g.add_argument("--l2", type=float, default=1e-3, help="λ in λΣw² (default 1e-3)")
+    g.add_argument("--include-bias", action="store_true", help="penalise biases too")
+    g.add_argument("--keep-prob", type=float, default=0.8, help="dropout keep probability p (1 = off)")
+    g.add_argument("--mode", default="inverted", choices=list(MODES), help="dropout convention")
+    g.add_argument("--scheme", default="lecun_normal", choices=list(SCHEMES))
+    g.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    g.add_argument("--batch", type=int, default=16, help="examples in the random batch (default 16)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--rtol", type=float, default=None, help="default 1e-10 (float64) or 1e-5 (float32)")
+    g.add_argument("--atol", type=float, default=None,
+                   help="absolute floor; default 1e-13 (float64) or 1e-7 (float32), times max|grad| of the leaf set")
+    g.add_argument("--node-limit", type=int, default=3000,
+                   help="run the node-level reference only for nets with at most this many params (default 3000)")
+    g.add_argument("--json", default=None, help="also write the reports to this JSON file")
+    return p
+
+
+def _gradcheck(args) -> int:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jnn.backprop import backprop, node_backprop
+    from jnn.dropout import Dropout
+    from jnn.gradcheck import compare_grads, float64_mode, taylor_test
+    from jnn.init import init_mlp
+    from jnn.losses import regularized_loss
+
+    sizes = V.check_sizes(args.sizes)
+    V.check_int("--batch", args.batch, low=1)
+    V.check_real("--l2", args.l2, low=0.0)
+    if args.loss == "binary" and sizes[-1] != 1:
+        raise ValueError(f"--loss binary needs an output width of 1 (the last of --sizes); got {sizes[-1]}")
+    dropout = Dropout(args.keep_prob, args.mode) if args.keep_prob != 1.0 else None
+    f64 = args.dtype == "float64"
+    rtol = args.rtol if args.rtol is not None else (1e-10 if f64 else 1e-5)
+    atol_rel = args.atol if args.atol is not None else (1e-13 if f64 else 1e-7)
+    V.check_real("--rtol", rtol, low=0.0)
+    V.check_real("--atol", atol_rel, low=0.0)
+
+    ctx = float64_mode() if f64 else contextlib.nullcontext()
+    with ctx:
+        root = jax.random.key(args.seed)
+        k_init, k_x, k_y, k_drop, k_dir = jax.random.split(root, 5)
+        params = init_mlp(k_init, sizes, scheme=args.scheme, dtype=args.dtype)
+        x = jax.random.normal(k_x, (args.batch, sizes[0]), args.dtype)
+        if args.loss == "softmax":
+            y = jax.random.randint(k_y, (args.batch,), 0, sizes[-1])
+        else:
+            y = jax.random.bernoulli(k_y, 0.5, (args.batch,)).astype(jnp.int32)
+        kw = dict(loss=args.loss, activation=args.activation, l2=args.l2, include_bias=args.include_bias,
+                  dropout=dropout, key=k_drop, train=True)
+        print(f"jnn gradcheck: sizes={','.join(map(str, sizes))} activation={args.activation} loss={args.loss} "
+              f"l2={args.l2:g}{' (with biases)' if args.include_bias else ''} keep_prob={args.keep_prob:g} "
+              f"mode={args.mode} dtype={args.dtype} batch={args.batch} seed={args.seed}")
+        t0 = time.perf_counter()
+        ref = jax.jit(jax.grad(lambda p: regularized_loss(p, x, y, **kw)))(params)
+        hand = jax.jit(lambda p: backprop(p, x, y, **kw))(params)
+        scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(ref))
+        atol = atol_rel * scale
+        reports = [compare_grads(ref, hand, rtol=rtol, atol=atol, reference_name="jax.grad",
+                                 candidate_name="backprop (vectorised)")]
+        n_params = sum(int(np.size(l)) for l in jax.tree.leaves(params))
+        if n_params <= args.node_limit:
+            nodes = node_backprop(params, x, y, **kw)
+            reports.append(compare_grads(ref, nodes, rtol=rtol, atol=atol, reference_name="jax.grad",
+                                         candidate_name="node_backprop (node level)"))
+        else:
+            print(f"(node-level reference skipped: {n_params} params > --node-limit {args.node_limit})")
+        taylor = None
+        if f64:
+            taylor = taylor_test(lambda p: regularized_loss(p, x, y, **kw), params, hand, key=k_dir)
+        for r in reports:
+            print()
+            print(r)
+        if taylor is not None:
+            print(f"\nTaylor remainder order of the hand-written gradient: {taylor.order:.3f} (2 = correct, 1 = wrong)")
+        ok = all(r.passed for r in reports)
+        print(f"\n{'OK' if ok else 'MISMATCH'}: {n_params} parameters checked in {time.perf_counter() - t0:.2f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"reports": [r.to_dict() for r in reports],
+                       "taylor_order": None if taylor is None else taylor.order}, fh, indent=2)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jnn`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "gradcheck":
+            return _gradcheck(args)
+    except (ValueError, TypeError) as err:
+        print(f"jnn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

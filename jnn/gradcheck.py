@@ -1,0 +1,232 @@
+"""Gradient checking: per-leaf comparison reports, central finite differences, the Taylor-remainder test.
+
+Check gradients in float64 (:func:`float64_mode`): float32 finite differences are too noisy to tell a
+wrong gradient from rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jnn import _validate as V
+from jnn.pytree import named_leaves
+
+
+@contextlib.contextmanager
+def float64_mode():
+    """Run the enclosed code with JAX's 64-bit mode on; the previous setting is restored on exit.
+
+    Example:
+        >>> with jnn.float64_mode():
+        ...     params = jnn.init_mlp(jax.random.key(0), [4, 3, 2], dtype="float64")
+    """
+    with jax.enable_x64(True):
+        yield
+
+
+@dataclass(frozen=True)
+class LeafReport:
+    """Comparison of one leaf.
+
+    Attributes:
+        path: e.g. ``layers[1].w``.
+        shape: the leaf's shape.
+        max_abs_err: max |candidate − reference|.
+        max_rel_err: the leaf's relative error in the max norm, max|c − r| / max|r| (robust to entries
+            that cancel to nearly 0; 0 when both are all zero, inf when only the reference is).
+        worst_index: index of the entry with the largest excess error |c − r| − rtol·|r|.
+        passed: every entry satisfies |c − r| ≤ atol + rtol·|r| (``numpy.allclose``).
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    max_abs_err: float
+    max_rel_err: float
+    worst_index: tuple[int, ...]
+    passed: bool
+
+
+@dataclass(frozen=True)
+class GradReport:
+    """Per-leaf comparison of two gradient pytrees; ``str(report)`` is a table."""
+
+    leaves: list[LeafReport]
+    rtol: float
+    atol: float
+    reference_name: str = "reference"
+    candidate_name: str = "candidate"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when every leaf passed."""
+        return all(l.passed for l in self.leaves)
+
+    @property
+    def max_rel_err(self) -> float:
+        """The largest per-leaf ``max_rel_err``."""
+        return max((l.max_rel_err for l in self.leaves), default=0.0)
+
+    @property
+    def max_abs_err(self) -> float:
+        """The largest per-leaf ``max_abs_err``."""
+        return max((l.max_abs_err for l in self.leaves), default=0.0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {"reference": self.reference_name, "candidate": self.candidate_name, "rtol": self.rtol,
+                "atol": self.atol, "passed": self.passed,
+                "leaves": [{"path": l.path, "shape": list(l.shape), "max_abs_err": l.max_abs_err,
+                            "max_rel_err": l.max_rel_err, "worst_index": list(l.worst_index),
+                            "passed": l.passed} for l in self.leaves]}
+
+    def __str__(self) -> str:
+        head = (f"{self.candidate_name} vs {self.reference_name}  (pass: |Δ| <= {self.atol:.1e} + "
+                f"{self.rtol:.1e}·|ref|)")
+        rows = [("leaf", "shape", "max |Δ|", "max rel", "worst at", "ok")]
+        for l in self.leaves:
+            rows.append((l.path, "x".join(map(str, l.shape)) or "()", f"{l.max_abs_err:.2e}",
+                         f"{l.max_rel_err:.2e}", str(l.worst_index), "yes" if l.passed else "NO"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.append(f"{'PASSED' if self.passed else 'FAILED'}: {sum(l.passed for l in self.leaves)}/"
+                     f"{len(self.leaves)} leaves within tolerance")
+        return "\n".join(lines)
+
+
+def compare_grads(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0,
+                  reference_name: str = "reference", candidate_name: str = "candidate") -> GradReport:
+    """Compare two gradient pytrees leaf by leaf (in float64 on the host).
+
+    Args:
+        reference: the trusted gradients (e.g. ``jax.grad`` or finite differences).
+        candidate: the gradients to check; same tree structure and shapes.
+        rtol: relative tolerance ≥ 0.
+        atol: absolute tolerance ≥ 0 (a floor for entries near zero).
+        reference_name, candidate_name: labels for the table.
+
+    Returns:
+        A :class:`GradReport`.
+
+    Raises:
+        ValueError: on mismatched structures or shapes, or negative tolerances.
+    """
+    rtol = V.check_real("rtol", rtol, low=0.0)
+    atol = V.check_real("atol", atol, low=0.0)
+    ref_leaves = named_leaves(reference)
+    cand_leaves = named_leaves(candidate)
+    if jax.tree_util.tree_structure(reference) != jax.tree_util.tree_structure(candidate):
+        raise ValueError("reference and candidate must have the same tree structure; got "
+                         f"{[p for p, _ in ref_leaves]} vs {[p for p, _ in cand_leaves]}")
+    reports = []
+    for (path, r), (_, c) in zip(ref_leaves, cand_leaves):
+        r = np.asarray(r, np.float64)
+        c = np.asarray(c, np.float64)
+        if r.shape != c.shape:
+            raise ValueError(f"leaf {path}: reference shape {r.shape} differs from candidate shape {c.shape}")
+        if r.size == 0:
+            reports.append(LeafReport(path, r.shape, 0.0, 0.0, (), True))
+            continue
+        err = np.abs(c - r)
+        err = np.where(np.isnan(err), np.inf, err)
+        emax, rmax = float(err.max()), float(np.abs(r).max())
+        rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
+        worst = np.unravel_index(int(np.argmax(err - rtol * np.abs(r))), r.shape)
+        passed = bool(np.all(err <= atol + rtol * np.abs(r)))
+        reports.append(LeafReport(path, r.shape, emax, rel,
+                                  tuple(int(i) for i in worst), passed))
+    return GradReport(reports, rtol, atol, reference_name, candidate_name)
+
+
+def finite_difference_grad(f: Callable, params, *, eps: float = 1e-6, chunk: int = 256):
+    """Gradient of a scalar function by central differences, one coordinate at a time.
+
+    ``∂f/∂θ_i ≈ (f(θ + ε e_i) − f(θ − ε e_i)) / 2ε``; error O(ε²) plus rounding O(u/ε). Use float64.
+
+    Args:
+        f: scalar function of ``params`` (deterministic: fix any dropout key inside it).
+        params: the point θ, any pytree of float arrays.
+        eps: the step ε > 0.
+        chunk: coordinates evaluated per vmapped call.
+
+    Returns:
+        A pytree like ``params`` holding the estimated gradient.
+    """
+    eps = V.check_real("eps", eps, low=0.0, low_open=True)
+    V.check_int("chunk", chunk, low=1)
+    theta, unravel = ravel_pytree(params)
+    n = theta.shape[0]
+    f_flat = jax.jit(jax.vmap(lambda t: f(unravel(t))))
+    out = np.empty(n, np.float64)
+    eye = jnp.eye(min(chunk, n), n, dtype=theta.dtype)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        basis = jnp.roll(eye, start, axis=1)[: stop - start]
+        fp = np.asarray(f_flat(theta[None, :] + eps * basis), np.float64)
+        fm = np.asarray(f_flat(theta[None, :] - eps * basis), np.float64)
+        out[start:stop] = (fp - fm) / (2.0 * eps)
+    return unravel(jnp.asarray(out, theta.dtype))
+
+
+@dataclass(frozen=True)
+class TaylorResult:
+    """Outcome of :func:`taylor_test`.
+
+    Attributes:
+        hs: the step sizes h.
+        remainders: |L(θ + h d) − L(θ) − h ⟨∇L, d⟩| for each h.
+        order: least-squares slope of log remainder against log h (2 for a right gradient, 1 for a wrong one).
+    """
+
+    hs: np.ndarray
+    remainders: np.ndarray
+    order: float
+
+
+def taylor_test(f: Callable, params, grad, *, key, h0: float = 1e-2, num: int = 6, shrink: float = 0.5
+                ) -> TaylorResult:
+    """Estimate the order of the first-order Taylor remainder along a random direction.
+
+    If ``grad`` is the gradient of ``f``, r(h) = |f(θ + h d) − f(θ) − h⟨grad, d⟩| = O(h²); if it is
+    wrong by e with ⟨e, d⟩ ≠ 0, r(h) ≈ h|⟨e, d⟩| for small h, an order of 1.
+
+    Args:
+        f: scalar function of ``params``.
+        params: the point θ.
+        grad: the gradient to test (same structure as ``params``).
+        key: PRNG key for the direction d (unit norm, Gaussian).
+        h0: the largest step.
+        num: number of steps, h0·shrinkᵏ for k < num.
+        shrink: ratio between consecutive steps, in (0, 1).
+
+    Returns:
+        A :class:`TaylorResult`.
+    """
+    key = V.check_key("key", key)
+    h0 = V.check_real("h0", h0, low=0.0, low_open=True)
+    num = V.check_int("num", num, low=2)
+    shrink = V.check_real("shrink", shrink, low=0.0, high=1.0, low_open=True, high_open=True)
+    theta, unravel = ravel_pytree(params)
+    g, _ = ravel_pytree(grad)
+    if g.shape != theta.shape:
+        raise ValueError(f"grad must have the structure and sizes of params; got {g.shape[0]} entries, "
+                         f"expected {theta.shape[0]}")
+    d = jax.random.normal(key, theta.shape, theta.dtype)
+    d = d / jnp.linalg.norm(d)
+    f0 = float(f(params))
+    slope = float(jnp.vdot(g, d))
+    hs = h0 * shrink ** np.arange(num)
+    rem = np.array([abs(float(f(unravel(theta + h * d))) - f0 - h * slope) for h in hs])
+    keep = rem > 0
+    if keep.sum() < 2:
+        return TaylorResult(hs, rem, math.inf)
+    order = float(np.polyfit(np.log(hs[keep]), np.log(rem[keep]), 1)[0])
+    return TaylorResult(hs, rem, order)

@@ -1,0 +1,260 @@
+"""Losses from logits, the L2 penalty, and the regularised loss that ``jax.grad`` differentiates.
+
+Conventions (DESIGN.md §3): a loss is the mean over the (unmasked) examples of a batch; losses take
+logits and use ``log_sigmoid``/``log_softmax``, so they stay finite and exact for |logit| up to 1e4
+and beyond; ``l2_penalty = λ Σ w²`` (not divided by n), biases excluded unless asked for.
+
+L2 mappings to other libraries (gradient of λΣw² is 2λw):
+``torch.optim.SGD(weight_decay=2λ)`` = ``optax.add_decayed_weights(2λ)``; sklearn ``alpha = 2nλ``
+(sklearn divides by n); Keras ``regularizers.L2(λ)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnn import _validate as V
+from jnn.dropout import Dropout
+from jnn.model import check_forward_args, forward_cache
+from jnn.types import Labels, Logits, Params, PRNGKey
+
+LOSSES = ("softmax", "binary")
+
+
+# ----------------------------------------------------------------------------------------------------
+# validation
+
+
+def check_mask(mask, batch: int):
+    """Validate an example mask: ``[batch]`` of bools or 0/1 floats; ``None`` means all rows count."""
+    if mask is None:
+        return None
+    mask = V.as_array("mask", mask)
+    if mask.shape != (batch,):
+        raise ValueError(f"mask must have shape [batch] = ({batch},); got {tuple(mask.shape)}")
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.floating)):
+        raise TypeError(f"mask must be bool or float (1 = real example, 0 = padding); got dtype {mask.dtype}")
+    if V.is_concrete(mask) and mask.dtype != jnp.bool_ and not np.all(np.isin(np.asarray(mask), (0.0, 1.0))):
+        raise ValueError("mask must contain only 0 and 1 (1 = real example, 0 = padding)")
+    return mask
+
+
+def check_labels(loss: str, logits_shape: tuple[int, ...], y):
+    """Validate labels against the loss and the logits' shape; return them as an array.
+
+    ``softmax``: integer class indices ``[batch]`` in ``[0, classes)``, or float one-hot/probability rows
+    ``[batch, classes]``. ``binary``: ``[batch]`` (or ``[batch, 1]``) of 0/1 (ints, bools, or floats in
+    [0, 1]) with a single logit per example.
+    """
+    V.check_choice("loss", loss, LOSSES)
+    y = V.as_array("y", y)
+    batch = logits_shape[0] if len(logits_shape) >= 1 else 1
+    if loss == "softmax":
+        classes = logits_shape[-1]
+        if classes < 2:
+            raise ValueError(f"loss='softmax' needs at least 2 output units; the network has {classes}. "
+                             "Use loss='binary' for a single logit")
+        if jnp.issubdtype(y.dtype, jnp.integer):
+            if y.shape != logits_shape[:-1]:
+                raise ValueError(f"y (integer class labels) must have shape {logits_shape[:-1]}; got {tuple(y.shape)}")
+            if V.is_concrete(y) and y.size:
+                yn = np.asarray(y)
+                lo, hi = int(yn.min()), int(yn.max())
+                if lo < 0 or hi >= classes:
+                    raise ValueError(f"y must hold class indices in [0, {classes - 1}] for {classes} output units; "
+                                     f"got values in [{lo}, {hi}]")
+        elif jnp.issubdtype(y.dtype, jnp.floating):
+            if y.shape != logits_shape:
+                raise TypeError(f"y must be integer class indices of shape {logits_shape[:-1]} or float one-hot "
+                                f"rows of shape {logits_shape}; got {y.dtype} of shape {tuple(y.shape)}")
+            if V.is_concrete(y) and y.size:
+                yn = np.asarray(y)
+                if np.any(yn < 0) or not np.allclose(yn.sum(-1), 1.0, atol=1e-5):
+                    raise ValueError("y (one-hot/probability rows) must be non-negative and sum to 1 in every row")
+        else:
+            raise TypeError(f"y must be integer class indices or float one-hot rows; got dtype {y.dtype}")
+        return y
+    # binary
+    if logits_shape[-1:] != (1,) and len(logits_shape) != 1:
+        raise ValueError(f"loss='binary' needs one logit per example (output width 1); got logits of shape "
+                         f"{logits_shape}")
+    want = logits_shape[:1] if len(logits_shape) == 2 else logits_shape
+    if y.shape not in (want, logits_shape):
+        raise ValueError(f"y must have shape {want} for loss='binary'; got {tuple(y.shape)}")
+    if not (y.dtype == jnp.bool_ or jnp.issubdtype(y.dtype, jnp.integer) or jnp.issubdtype(y.dtype, jnp.floating)):
+        raise TypeError(f"y must be 0/1 labels (bool, int or float); got dtype {y.dtype}")
+    if V.is_concrete(y) and y.size:
+        yn = np.asarray(y, np.float64)
+        if np.any(yn < 0) or np.any(yn > 1) or (not jnp.issubdtype(y.dtype, jnp.floating) and np.any((yn != 0) & (yn != 1))):
+            raise ValueError(f"y must be in {{0, 1}} for loss='binary'; got values in [{yn.min():g}, {yn.max():g}]")
+    del batch
+    return y
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-example terms (no validation; used inside compiled code)
+
+
+def masked_mean(values, mask):
+    """Mean of ``values [batch]`` over the rows where ``mask`` is 1 (all rows when ``mask`` is None)."""
+    if mask is None:
+        return jnp.mean(values)
+    m = mask.astype(values.dtype)
+    return jnp.sum(jnp.where(m > 0, values, jnp.zeros_like(values))) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def _binary_terms(logits, y):
+    z = logits.reshape(logits.shape[:1]) if logits.ndim == 2 else logits
+    y = y.reshape(z.shape).astype(z.dtype)
+    # −(y log σ(z) + (1−y) log(1−σ(z))), with log(1−σ(z)) = log σ(−z): stable for any |z|.
+    return -(y * jax.nn.log_sigmoid(z) + (1.0 - y) * jax.nn.log_sigmoid(-z))
+
+
+def _softmax_terms(logits, y):
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        return -jnp.take_along_axis(logp, y[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return -jnp.sum(y.astype(logp.dtype) * logp, axis=-1)
+
+
+def per_example_loss(loss: str, logits, y):
+    """Per-example cross-entropy ``[batch]`` for ``loss`` in ``("softmax", "binary")`` (no validation)."""
+    return _softmax_terms(logits, y) if loss == "softmax" else _binary_terms(logits, y)
+
+
+# ----------------------------------------------------------------------------------------------------
+# public losses
+
+
+def binary_cross_entropy(logits: Logits, y: Labels, *, mask=None) -> jax.Array:
+    """Binary cross-entropy −(y log f + (1−y) log(1−f)) with f = σ(logit), averaged over the batch.
+
+    Args:
+        logits: ``[batch]`` or ``[batch, 1]`` raw scores (not probabilities).
+        y: ``[batch]`` labels in {0, 1} (bool, int or float; floats in [0, 1] act as soft labels).
+        mask: optional ``[batch]`` 0/1 mask; rows with 0 (padding) are excluded exactly.
+
+    Returns:
+        Scalar mean loss over the unmasked rows.
+    """
+    logits = V.check_float_array("logits", logits)
+    y = check_labels("binary", tuple(logits.shape), y)
+    mask = check_mask(mask, logits.shape[0])
+    return masked_mean(_binary_terms(logits, y), mask)
+
+
+def softmax_cross_entropy(logits: Logits, y: Labels, *, mask=None) -> jax.Array:
+    """Softmax cross-entropy −Σ_k y_k log softmax(z)_k, averaged over the batch.
+
+    Args:
+        logits: ``[batch, classes]`` raw scores.
+        y: integer labels ``[batch]`` in ``[0, classes)``, or float one-hot rows ``[batch, classes]``.
+        mask: optional ``[batch]`` 0/1 mask; rows with 0 (padding) are excluded exactly.
+
+    Returns:
+        Scalar mean loss over the unmasked rows.
+    """
+    logits = V.check_float_array("logits", logits, min_ndim=2)
+    y = check_labels("softmax", tuple(logits.shape), y)
+    mask = check_mask(mask, logits.shape[0])
+    return masked_mean(_softmax_terms(logits, y), mask)
+
+
+def l2_selection(params: Params, include_bias: bool = False, mask=None) -> list[dict[str, bool]]:
+    """Which leaves the L2 penalty covers: the weights, plus biases if ``include_bias``.
+
+    Args:
+        params: the parameter list.
+        include_bias: also penalise the biases.
+        mask: optional pytree of Python bools with the structure of ``params``; when given it decides
+            alone (``include_bias`` must then be False).
+
+    Returns:
+        A pytree of bools with the structure of ``params``.
+    """
+    if not isinstance(include_bias, bool):
+        raise TypeError(f"include_bias must be a bool; got {include_bias!r}")
+    if mask is None:
+        return [{"w": True, "b": include_bias} for _ in params]
+    if include_bias:
+        raise ValueError("pass either mask or include_bias=True to l2_penalty, not both; mask decides alone")
+    try:
+        flat = jax.tree_util.tree_structure(params).flatten_up_to(mask)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"mask must have the structure of params (a list of {{'w', 'b'}} dicts of bools): {err}") from None
+    if not all(isinstance(m, bool) for m in flat):
+        raise TypeError("mask must hold Python bools (True = penalise this leaf)")
+    return mask
+
+
+def l2_penalty(params: Params, lam: float, *, include_bias: bool = False, mask=None) -> jax.Array:
+    """The lecture's L2 term λ‖W‖² = λ Σ_k Σ_ij (W_ij⁽ᵏ⁾)².
+
+    Its gradient is 2λW. Not divided by the number of examples.
+
+    Args:
+        params: the parameter list.
+        lam: λ ≥ 0.
+        include_bias: also penalise the biases (default False).
+        mask: optional pytree of bools picking the penalised leaves (see :func:`l2_selection`).
+
+    Returns:
+        Scalar penalty in the params' dtype.
+    """
+    V.check_params(params)
+    lam = V.check_real("lam", lam, low=0.0, hint="lam is the L2 strength λ in λΣw²")
+    sel = l2_selection(params, include_bias, mask)
+    return _l2(params, lam, sel)
+
+
+def _l2(params, lam, sel):
+    dtype = params[0]["w"].dtype
+    total = jnp.zeros((), dtype)
+    for layer, s in zip(params, sel):
+        for name in ("w", "b"):
+            if s[name]:
+                total = total + jnp.sum(layer[name] * layer[name])
+    return lam * total
+
+
+def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
+                     include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
+                     key: PRNGKey | None = None, train: bool = False, mask=None) -> jax.Array:
+    """The training objective l_Reg = l_CE + λ‖W‖², the function ``jax.grad`` differentiates.
+
+    Args:
+        params: the parameter list.
+        x: inputs ``[batch, d_in]``.
+        y: labels (see :func:`softmax_cross_entropy` / :func:`binary_cross_entropy`).
+        loss: ``"softmax"`` or ``"binary"``.
+        activation: hidden activation name.
+        l2: λ ≥ 0.
+        include_bias: also penalise biases.
+        l2_mask: optional pytree of bools picking penalised leaves.
+        dropout: optional :class:`jnn.Dropout`.
+        key: dropout key (required when training with dropout).
+        train: training mode for dropout.
+        mask: optional ``[batch]`` example mask (padding rows = 0).
+
+    Returns:
+        Scalar: mean cross-entropy over unmasked rows plus the L2 penalty.
+    """
+    x = check_forward_args(params, x, activation, dropout, key, train)
+    if x.ndim != 2:
+        raise ValueError(f"x must be [batch, d_in]; got shape {tuple(x.shape)}")
+    V.check_choice("loss", loss, LOSSES)
+    d_out = params[-1]["w"].shape[1]
+    y = check_labels(loss, (x.shape[0], d_out), y)
+    mask = check_mask(mask, x.shape[0])
+    lam = V.check_real("l2", l2, low=0.0, hint="l2 is λ in λΣw²")
+    sel = l2_selection(params, include_bias, l2_mask)
+    return _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
+
+
+def _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask):
+    """Unvalidated core of :func:`regularized_loss` (for compiled training code)."""
+    logits = forward_cache(params, x, activation=activation, dropout=dropout, key=key, train=train).zs[-1]
+    data = masked_mean(per_example_loss(loss, logits, y), mask)
+    return data + _l2(params, lam, sel)

@@ -1,0 +1,101 @@
+"""The feed-forward network NN(x; θ) as a pure function of the parameters."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+from jnn import _validate as V
+from jnn.activations import get_activation
+from jnn.dropout import Dropout, check_dropout
+from jnn.types import Inputs, Logits, Params, PRNGKey
+
+
+class ForwardCache(NamedTuple):
+    """Every node value of one forward pass (stage one of the lecture's backpropagation).
+
+    For layers k = 1..L (L = ``len(params)``), lists are indexed from 0:
+
+    Attributes:
+        inputs: ``a⁽⁰⁾``, the inputs after input dropout, ``[batch, d_0]``.
+        zs: pre-activations ``z⁽ᵏ⁾ = a⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ + b⁽ᵏ⁾``, ``[batch, d_k]``; ``zs[-1]`` are the logits.
+        hs: hidden activations ``g(z⁽ᵏ⁾)`` before dropout, k = 1..L−1.
+        factors: dropout multipliers of the hidden layers (``None`` without dropout), k = 1..L−1.
+        activations: ``a⁽ᵏ⁾ = g(z⁽ᵏ⁾) ⊙ factor⁽ᵏ⁾``, k = 0..L−1 (index 0 is ``inputs``).
+    """
+
+    inputs: jax.Array
+    zs: list
+    hs: list
+    factors: list
+    activations: list
+
+
+def _add_bias(xw, b):
+    # Explicit broadcast keeps the code valid under jax_numpy_rank_promotion="raise".
+    return xw + b.reshape((1,) * (xw.ndim - 1) + b.shape)
+
+
+def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
+                  key: PRNGKey | None = None, train: bool = False) -> ForwardCache:
+    """Forward pass that stores the value of every layer: ``u = g(w z + b)`` for every unit.
+
+    Arguments are those of :func:`forward`. Validation is left to the public callers.
+    """
+    g = get_activation(activation).fn
+    a = x
+    if dropout is not None and dropout.applies_to(0):
+        a = a * dropout.factor(key, 0, a.shape, a.dtype, train=train)
+    inputs = a
+    zs, hs, factors, acts = [], [], [], [a]
+    for k, layer in enumerate(params):
+        z = _add_bias(a @ layer["w"], layer["b"])
+        zs.append(z)
+        if k == len(params) - 1:
+            break  # the output layer has no activation: losses take logits
+        h = g(z)
+        f = None if dropout is None else dropout.factor(key, k + 1, h.shape, h.dtype, train=train)
+        a = h if f is None else h * f
+        hs.append(h)
+        factors.append(f)
+        acts.append(a)
+    return ForwardCache(inputs, zs, hs, factors, acts)
+
+
+def check_forward_args(params, x, activation, dropout, key, train):
+    """Validate the arguments of :func:`forward` (shared by losses and backprop). Returns ``x`` as an array."""
+    V.check_params(params)
+    x = V.check_float_array("x", x)
+    d_in = params[0]["w"].shape[0]
+    if x.shape[-1] != d_in:
+        raise ValueError(f"x must have last dimension {d_in} (params[0]['w'] is {tuple(params[0]['w'].shape)}); "
+                         f"got x of shape {tuple(x.shape)}")
+    if x.dtype != params[0]["w"].dtype:
+        raise TypeError(f"x must have the dtype of the params ({params[0]['w'].dtype}); got {x.dtype}. "
+                        f"Convert with x.astype(params[0]['w'].dtype)")
+    get_activation(activation)
+    check_dropout(dropout, key, train)
+    return x
+
+
+def forward(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
+            key: PRNGKey | None = None, train: bool = False) -> Logits:
+    """Compute the logits NN(x; θ). Pure, jit-able and vmap-able.
+
+    Hidden layers compute ``a⁽ᵏ⁾ = g(a⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ + b⁽ᵏ⁾)`` (then dropout); the output layer is affine
+    (no activation), since the losses take logits.
+
+    Args:
+        params: list of ``{"w": [d_in, d_out], "b": [d_out]}`` (see :func:`jnn.init_mlp`).
+        x: inputs ``[batch, d_in]`` (or ``[d_in]`` for one example), with the params' float dtype.
+        activation: hidden activation name (see :data:`jnn.activations.ACTIVATIONS`).
+        dropout: a :class:`jnn.Dropout`, or ``None``.
+        key: dropout key; required when ``train=True`` and ``dropout.keep_prob < 1``.
+        train: training mode (random masks) or test mode (``classic`` scales by ``keep_prob``).
+
+    Returns:
+        Logits ``[batch, d_out]``.
+    """
+    x = check_forward_args(params, x, activation, dropout, key, train)
+    return forward_cache(params, x, activation=activation, dropout=dropout, key=key, train=train).zs[-1]
