@@ -1,0 +1,40 @@
+"""Strict test configuration: no implicit dtype or rank promotion, warnings are errors (pyproject),
+float64 only behind a fixture that always restores the global flag."""
+
+import jax
+import numpy as np
+import pytest
+
+import jnn
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def x64():
+    """Run the test in float64; the previous x64 setting is restored afterwards."""
+    before = jax.config.jax_enable_x64
+    with jnn.float64_mode():
+        yield
+    assert jax.config.jax_enable_x64 == before
+
+
+def tree_allclose(a, b, *, rtol=0.0, atol=0.0) -> bool:
+    """True when two pytrees have the same structure and allclose leaves."""
+    if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+        return False
+    return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def make_problem(sizes, loss, *, batch=7, seed=0, dtype="float32"):
+    """Random params, inputs and labels for a network of ``sizes`` and a ``loss``."""
+    k_init, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
+    params = jnn.init_mlp(k_init, sizes, dtype=dtype)
+    x = jax.random.normal(k_x, (batch, sizes[0]), dtype)
+    if loss == "softmax":
+        y = jax.random.randint(k_y, (batch,), 0, sizes[-1])
+    else:
+        y = jax.random.bernoulli(k_y, 0.5, (batch,)).astype(np.int32)
+    return params, x, y
