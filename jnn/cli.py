@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--rtol", type=float, default=None, help="default 1e-10 (float64) or 1e-5 (float32)")
     g.add_argument("--atol", type=float, default=None,
-                   help="absolute floor; default 1e-13 (float64) or 1e-7 (float32), times max|grad| of the leaf set")
+                   help="absolute floor, times max|grad|; default 1e-13 (float64) or 1e-6 (float32)")
     g.add_argument("--node-limit", type=int, default=3000,
                    help="run the node-level reference only for nets with at most this many params (default 3000)")
     g.add_argument("--json", default=None, help="also write the reports to this JSON file")
@@ -79,7 +79,7 @@ def _gradcheck(args) -> int:
     dropout = Dropout(args.keep_prob, args.mode) if args.keep_prob != 1.0 else None
     f64 = args.dtype == "float64"
     rtol = args.rtol if args.rtol is not None else (1e-10 if f64 else 1e-5)
-    atol_rel = args.atol if args.atol is not None else (1e-13 if f64 else 1e-7)
+    atol_rel = args.atol if args.atol is not None else (1e-13 if f64 else 1e-6)
     V.check_real("--rtol", rtol, low=0.0)
     V.check_real("--atol", atol_rel, low=0.0)
 
