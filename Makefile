@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(VENV)/bin/jnn gradcheck
+	$(VENV)/bin/jnn train
 
 gradcheck: $(STAMP)
 	$(VENV)/bin/jnn gradcheck

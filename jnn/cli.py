@@ -1,6 +1,7 @@
-"""The ``jnn`` command line: ``jnn gradcheck`` (more subcommands come with training).
+"""The ``jnn`` command line: ``jnn train`` and ``jnn gradcheck``.
 
-Exit codes: 0 success, 1 a check failed, 2 bad input (the message says which argument and why).
+Exit codes: 0 success, 1 a check failed or training diverged, 2 bad input (the message says which
+argument and why).
 """
 
 from __future__ import annotations
@@ -57,7 +58,107 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--node-limit", type=int, default=3000,
                    help="run the node-level reference only for nets with at most this many params (default 3000)")
     g.add_argument("--json", default=None, help="also write the reports to this JSON file")
+
+    from jnn.datasets import LOADERS
+    from jnn.train.config import OPTIMIZERS
+    from jnn.train.stopping import MONITORS
+
+    t = sub.add_parser("train", help="train an MLP with minibatch SGD and early stopping",
+                       description="Train a feed-forward network. Values come from the defaults, then the "
+                                   "--config TOML file, then the flags.")
+    t.add_argument("--config", default=None, help="TOML file with TrainConfig fields (and optionally dataset)")
+    t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="default mnist1d")
+    t.add_argument("--sizes", type=_int_list, default=None, help="full layer widths, e.g. 40,100,100,10")
+    t.add_argument("--hidden", type=_int_list, default=None, help="hidden widths, e.g. 100,100 (default)")
+    t.add_argument("--activation", default=None, choices=list(ACTIVATIONS))
+    t.add_argument("--loss", default=None, choices=list(LOSSES))
+    t.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
+    t.add_argument("--learning-rate", type=float, default=None, help="η")
+    t.add_argument("--batch-size", type=int, default=None, help="T")
+    t.add_argument("--l2", type=float, default=None, help="λ in λΣw²")
+    t.add_argument("--keep-prob", type=float, default=None, help="dropout keep probability p (1 = off)")
+    t.add_argument("--mode", default=None, choices=list(MODES), help="dropout convention")
+    t.add_argument("--monitor", default=None, choices=list(MONITORS))
+    t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--max-epochs", type=int, default=None)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--val-fraction", type=float, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
+    t.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<time>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
+    t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
     return p
+
+
+#: CLI flag (argparse dest) -> TrainConfig field, for flags whose names differ.
+_FLAG_FIELDS = {"mode": "dropout_mode"}
+_CONFIG_FLAGS = ("sizes", "hidden", "activation", "loss", "optimizer", "learning_rate", "batch_size", "l2",
+                 "keep_prob", "mode", "monitor", "patience", "max_epochs", "max_steps", "val_fraction", "seed",
+                 "checkpoint_every")
+
+
+def _train_config(args):
+    import tomllib
+
+    from jnn.train.config import TrainConfig
+
+    values = {}
+    dataset = "mnist1d"
+    if args.config is not None:
+        try:
+            with open(args.config, "rb") as fh:
+                values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ValueError(f"--config file {args.config!r} does not exist") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"--config file {args.config!r} is not valid TOML: {err}") from None
+        dataset = values.pop("dataset", dataset)
+    if args.dataset is not None:
+        dataset = args.dataset
+    for flag in _CONFIG_FLAGS:
+        v = getattr(args, flag)
+        if v is not None:
+            values[_FLAG_FIELDS.get(flag, flag)] = v
+    if args.no_early_stopping:
+        values["early_stopping"] = False
+    return dataset, TrainConfig.from_dict(values)
+
+
+def _train(args) -> int:
+    import datetime
+
+    from jnn.datasets import load
+    from jnn.train.loop import evaluate, fit, prepare_data
+
+    dataset, config = _train_config(args)
+    if args.log_every is not None:
+        V.check_int("--log-every", args.log_every, low=0)
+    out = args.out or f"runs/{dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    train, test = load(dataset, seed=config.seed)
+    fit_ds, val_ds = prepare_data(train, config)
+    sizes = config.network_sizes(train.x.shape[1], train.num_classes)
+    print(f"jnn train: {dataset} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
+          f"{len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, {config.optimizer} "
+          f"lr={config.learning_rate:g}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
+          f"({config.dropout_mode}), max {config.max_epochs} epochs"
+          + (f", early stopping on {config.monitor} (patience {config.patience})" if config.early_stopping else ""),
+          flush=True)
+    log_every = args.log_every if args.log_every is not None else max(1, config.max_epochs // 10)
+    result = fit(train, config, run_dir=out, resume=args.resume, overwrite=args.overwrite, log_every=log_every)
+    test_metrics = evaluate(result.params, test, config)
+    summary = {"dataset": dataset, "stopped_by": result.stopped_by, "best_epoch": result.best_epoch + 1,
+               "epochs": int(result.state.epoch), "steps": int(result.state.step), "test": test_metrics,
+               "message": result.message}
+    with open(result.run_dir / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2)
+    print(result.message)
+    print(f"test accuracy {test_metrics['accuracy']:.4f} (loss {test_metrics['loss']:.4f}, {len(test)} examples)"
+          + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else ""))
+    print(f"run folder: {result.run_dir} (config.json, history.json, history.csv, checkpoint.npz, summary.json)")
+    return 1 if result.stopped_by == "non_finite" else 0
 
 
 def _gradcheck(args) -> int:
@@ -135,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "gradcheck":
             return _gradcheck(args)
-    except (ValueError, TypeError) as err:
+        if args.command == "train":
+            return _train(args)
+    except (ValueError, TypeError, ImportError) as err:
         print(f"jnn {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 2

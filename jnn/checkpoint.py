@@ -1,0 +1,206 @@
+"""Atomic, bitwise checkpoints of a whole TrainState, without pickle.
+
+Format: a NumPy ``.npz`` (zip) file with one array per pytree leaf (``leaf_00000``, ...) and a
+``header`` entry holding UTF-8 JSON: format version, jnn version, the run's metadata (config, config
+hash, data hash), and per leaf its tree path, dtype, shape, whether it is a typed PRNG key (stored via
+``jax.random.key_data``, with its implementation name) and a SHA-256 of its bytes.
+
+Saving writes a temp file in the same folder, flushes and fsyncs it, ``os.replace``-s it over the
+target and fsyncs the folder, so a reader sees the old file or the new one, never half of one.
+Restoring checks the file against a template state (same paths, dtypes and shapes), the metadata
+against the run's, and every leaf's checksum; anything else is refused with a ``ValueError`` that says
+what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "jnn-checkpoint-1"
+TEMP_PREFIX = ".jnn-ckpt-"
+
+
+def data_hash(ds) -> str:
+    """SHA-256 (first 16 hex digits) of a Dataset's inputs and labels."""
+    h = hashlib.sha256()
+    for a in (ds.x, ds.y):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _is_key(leaf) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _leaves(state):
+    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+    return [(jax.tree_util.keystr(p), leaf) for p, leaf in flat], treedef
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Delete temp files a killed save left in ``folder``; returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(f"{TEMP_PREFIX}*"):
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def save(path, state, *, meta: dict | None = None) -> Path:
+    """Save ``state`` (any pytree of arrays, typed PRNG keys included) atomically to ``path``.
+
+    Args:
+        path: target file (``.npz``); its folder must exist.
+        state: the pytree, e.g. a :class:`jnn.train.TrainState`.
+        meta: JSON-ready metadata stored in the header (config, hashes).
+
+    Returns:
+        The path written.
+
+    Raises:
+        OSError: if writing fails; the previous checkpoint at ``path`` is then left as it was.
+    """
+    import jnn
+
+    path = Path(path)
+    leaves, _ = _leaves(state)
+    arrays, entries = {}, []
+    host = jax.device_get([jax.random.key_data(l) if _is_key(l) else l for _, l in leaves])
+    for i, ((p, leaf), arr) in enumerate(zip(leaves, host)):
+        key = _is_key(leaf)
+        arr = np.asarray(arr)
+        arrays[f"leaf_{i:05d}"] = arr
+        entries.append({"path": p, "dtype": arr.dtype.str, "shape": list(arr.shape),
+                        "key_impl": str(jax.random.key_impl(leaf)) if key else None,
+                        "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()})
+    header = {"format": FORMAT, "jnn_version": jnn.__version__, "meta": meta or {}, "leaves": entries}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{path.name}"
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def read_header(path) -> dict:
+    """The JSON header of a checkpoint file (raises ValueError if the file is not a readable checkpoint)."""
+    with _open(path) as z:
+        return _header(z, path)
+
+
+def _open(path):
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} is not a readable jnn checkpoint (truncated or corrupt?): "
+                         f"{err}") from None
+
+
+def _header(z, path) -> dict:
+    try:
+        header = json.loads(bytes(z["header"]).decode())
+    except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} has no readable header (truncated or corrupt?): {err}") from None
+    if header.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} has format {header.get('format')!r}; this jnn reads {FORMAT!r}")
+    return header
+
+
+def check_meta(stored: dict, expected: dict, *, what: str) -> None:
+    """Refuse a run whose config or data differ from the expected ones, naming the differences."""
+    diffs = []
+    sc, ec = stored.get("config", {}), expected.get("config", {})
+    for k in sorted(set(sc) | set(ec)):
+        if sc.get(k) != ec.get(k):
+            diffs.append(f"{k}: stored {sc.get(k)!r}, now {ec.get(k)!r}")
+    if stored.get("data_hash") != expected.get("data_hash"):
+        diffs.append(f"data: stored hash {stored.get('data_hash')}, now {expected.get('data_hash')}")
+    if diffs:
+        raise ValueError(f"{what} is from another run; differences: " + "; ".join(diffs))
+
+
+def restore(path, template, *, expect: dict | None = None):
+    """Load a checkpoint into the structure of ``template``, bitwise.
+
+    Args:
+        path: the ``.npz`` file.
+        template: a pytree with the expected structure, dtypes and shapes (e.g. a fresh TrainState).
+        expect: metadata the checkpoint must match (config and data hash), or None.
+
+    Returns:
+        A pytree like ``template`` holding the saved values (typed keys rebuilt).
+
+    Raises:
+        ValueError: for a missing, truncated, corrupt or foreign file, saying what is wrong.
+    """
+    t_leaves, treedef = _leaves(template)
+    with _open(path) as z:
+        header = _header(z, path)
+        if expect is not None:
+            check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}")
+        entries = header["leaves"]
+        stored_paths = [e["path"] for e in entries]
+        want_paths = [p for p, _ in t_leaves]
+        if stored_paths != want_paths:
+            missing = sorted(set(want_paths) - set(stored_paths))[:5]
+            extra = sorted(set(stored_paths) - set(want_paths))[:5]
+            raise ValueError(f"checkpoint {str(path)!r} has another state structure ({len(stored_paths)} leaves, "
+                             f"expected {len(want_paths)}); missing {missing}, unexpected {extra}")
+        out = []
+        for i, ((p, t), e) in enumerate(zip(t_leaves, entries)):
+            tarr = jax.random.key_data(t) if _is_key(t) else t
+            want = (np.dtype(tarr.dtype).str, list(np.shape(tarr)))
+            if (e["dtype"], e["shape"]) != want:
+                raise ValueError(f"checkpoint {str(path)!r}: leaf {p} is {e['dtype']}{e['shape']}, expected "
+                                 f"{want[0]}{want[1]} (another architecture or dtype?)")
+            try:
+                arr = z[f"leaf_{i:05d}"]
+            except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
+                raise ValueError(f"checkpoint {str(path)!r}: leaf {p} cannot be read (truncated or corrupt?): "
+                                 f"{err}") from None
+            if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != e["sha256"]:
+                raise ValueError(f"checkpoint {str(path)!r}: leaf {p} fails its checksum (the file is corrupt)")
+            if e["key_impl"] is not None:
+                out.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(t)))
+            else:
+                out.append(jnp.asarray(arr))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+__all__ = ["save", "restore", "read_header", "check_meta", "data_hash", "remove_stale_temp_files"]

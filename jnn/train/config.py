@@ -1,0 +1,185 @@
+"""The training configuration: every hyperparameter of a run, validated before anything is traced."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+import optax
+
+from jnn import _validate as V
+from jnn.activations import ACTIVATIONS
+from jnn.dropout import MODES, Dropout
+from jnn.init import SCHEMES
+from jnn.losses import LOSSES
+from jnn.train.stopping import MONITORS, EarlyStopping
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of a training run (the lecture's loop plus its regularisers and stopping rules).
+
+    The defaults are a recipe that reaches about 70% test accuracy on MNIST-1D in a few seconds on two
+    CPU cores: a 256-256 relu MLP, SGD with momentum 0.9 at η = 0.02, minibatches of 100, λ = 1e-4,
+    dropout keep_prob 0.8, early stopping on the validation loss with patience 20. ``optimizer="sgd"``
+    is the lecture's plain update θ ← θ − η∇θ l.
+
+    Attributes:
+        hidden: hidden-layer widths; the network is ``(d_in, *hidden, d_out)`` with d_in and d_out from
+            the data (d_out = classes for softmax, 1 for binary). Ignored when ``sizes`` is given.
+        sizes: full layer widths ``(d_in, ..., d_out)``; checked against the data.
+        activation: hidden activation.
+        loss: ``"softmax"`` or ``"binary"`` (two classes, one logit).
+        scheme: initialisation scheme.
+        optimizer: ``"sgd"`` (θ ← θ − η∇θ l, the lecture), ``"momentum"`` or ``"adam"``; ``fit`` also
+            takes any ``optax.GradientTransformation``.
+        learning_rate: η > 0.
+        momentum: for ``"momentum"``, in [0, 1).
+        batch_size: T, the minibatch size, 1 ≤ T ≤ n.
+        l2: λ ≥ 0 of λΣw².
+        include_bias: penalise biases too.
+        keep_prob: dropout's p in (0, 1]; 1 disables dropout.
+        dropout_mode: ``"inverted"`` or ``"classic"``.
+        max_epochs: epoch budget ≥ 1.
+        max_steps: optional step budget ≥ 1.
+        loss_tol: optional training-loss tolerance: stop when the training loss has not improved by more
+            than ``loss_tol`` for ``tol_patience`` epochs.
+        tol_patience: epochs for ``loss_tol``.
+        early_stopping: stop on the validation metric (needs ``val_fraction > 0`` for ``val_*`` monitors).
+        monitor, patience, min_delta, start_epoch, restore_best: see :class:`jnn.EarlyStopping`.
+        val_fraction: part of the training data held out for validation, in [0, 1).
+        stratify: stratified validation split.
+        drop_last: drop the ragged last minibatch instead of padding and masking it.
+        seed: the root seed; split into the ``init``, ``data``, ``dropout`` and ``split`` streams.
+        checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a run folder.
+    """
+
+    hidden: tuple[int, ...] = (256, 256)
+    sizes: tuple[int, ...] | None = None
+    activation: str = "relu"
+    loss: str = "softmax"
+    scheme: str = "lecun_normal"
+    optimizer: str = "momentum"
+    learning_rate: float = 0.02
+    momentum: float = 0.9
+    batch_size: int = 100
+    l2: float = 1e-4
+    include_bias: bool = False
+    keep_prob: float = 0.8
+    dropout_mode: str = "inverted"
+    max_epochs: int = 300
+    max_steps: int | None = None
+    loss_tol: float | None = None
+    tol_patience: int = 10
+    early_stopping: bool = True
+    monitor: str = "val_loss"
+    patience: int = 20
+    min_delta: float = 0.0
+    start_epoch: int = 0
+    restore_best: bool = True
+    val_fraction: float = 0.1
+    stratify: bool = True
+    drop_last: bool = False
+    seed: int = 0
+    checkpoint_every: int = 0
+
+    def __post_init__(self):
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
+            raise TypeError(f"hidden must be a sequence of positive ints such as (100, 100); got {hidden!r}")
+        for i, h in enumerate(hidden):
+            V.check_int(f"hidden[{i}]", h, low=1)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
+        if self.sizes is not None:
+            object.__setattr__(self, "sizes", V.check_sizes(self.sizes))
+        V.check_choice("activation", self.activation, list(ACTIVATIONS))
+        V.check_choice("loss", self.loss, LOSSES)
+        V.check_choice("scheme", self.scheme, list(SCHEMES))
+        V.check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        object.__setattr__(self, "learning_rate", V.check_real("learning_rate", self.learning_rate, low=0.0,
+                                                              low_open=True, hint="the step size η"))
+        object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0,
+                                                         high_open=True))
+        V.check_int("batch_size", self.batch_size, low=1)
+        object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
+        for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+        Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
+        object.__setattr__(self, "keep_prob", float(self.keep_prob))
+        V.check_int("max_epochs", self.max_epochs, low=1)
+        if self.max_steps is not None:
+            V.check_int("max_steps", self.max_steps, low=1)
+        if self.loss_tol is not None:
+            object.__setattr__(self, "loss_tol", V.check_real("loss_tol", self.loss_tol, low=0.0))
+        V.check_int("tol_patience", self.tol_patience, low=1)
+        self.stopper()  # validates monitor, patience, min_delta, start_epoch
+        object.__setattr__(self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0,
+                                                             high=1.0, high_open=True))
+        if self.early_stopping and self.monitor.startswith("val_") and self.val_fraction == 0.0:
+            raise ValueError(f"early stopping on {self.monitor!r} needs a validation set: val_fraction must be "
+                             "in (0, 1); got 0. Set early_stopping=False or monitor='train_loss'")
+        V.check_int("seed", self.seed, low=0, high=2**63 - 1)
+        V.check_int("checkpoint_every", self.checkpoint_every, low=0)
+
+    # ------------------------------------------------------------------------------------------------
+
+    def stopper(self) -> EarlyStopping:
+        """The :class:`EarlyStopping` these fields describe."""
+        return EarlyStopping(self.monitor, self.patience, self.min_delta, self.start_epoch, self.restore_best)
+
+    def dropout(self) -> Dropout | None:
+        """The :class:`Dropout`, or None when ``keep_prob == 1``."""
+        return None if self.keep_prob == 1.0 else Dropout(self.keep_prob, self.dropout_mode)
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        """The optax transformation named by ``optimizer``, with the learning rate injected as state
+        (so it is recorded in the history and a checkpoint holds it)."""
+        if self.optimizer == "sgd":
+            return optax.inject_hyperparams(optax.sgd)(learning_rate=self.learning_rate)
+        if self.optimizer == "momentum":
+            return optax.inject_hyperparams(optax.sgd)(learning_rate=self.learning_rate, momentum=self.momentum)
+        return optax.inject_hyperparams(optax.adam)(learning_rate=self.learning_rate)
+
+    def network_sizes(self, d_in: int, num_classes: int) -> tuple[int, ...]:
+        """Full layer sizes for data with ``d_in`` features and ``num_classes`` classes (validated)."""
+        d_out = 1 if self.loss == "binary" else num_classes
+        if self.loss == "binary" and num_classes != 2:
+            raise ValueError(f"loss='binary' needs a data set with 2 classes; this one has {num_classes}")
+        if self.sizes is None:
+            return (d_in, *self.hidden, d_out)
+        if self.sizes[0] != d_in or self.sizes[-1] != d_out:
+            raise ValueError(f"sizes must start with the data's {d_in} features and end with {d_out} output "
+                             f"unit(s) for loss={self.loss!r} with {num_classes} classes; got sizes={list(self.sizes)}")
+        return self.sizes
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict of the fields."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def hash(self) -> str:
+        """A short stable hash of :meth:`to_dict` (identifies a run's configuration)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a dict (e.g. a TOML file); unknown keys are refused with the list of known ones."""
+        if not isinstance(d, dict):
+            raise TypeError(f"config must be a table/dict; got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        d = dict(d)
+        for k in ("hidden", "sizes"):
+            if isinstance(d.get(k), list):
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "MONITORS", "MODES"]

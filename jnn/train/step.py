@@ -1,0 +1,176 @@
+"""The compiled pieces of training: one SGD step, one evaluation, one epoch.
+
+``make_steps`` closes over the static parts of a run (network shape, loss, regularisers, optimiser,
+stopping rules) and returns pure functions of the :class:`TrainState` and arrays, which ``fit`` jits
+once per run.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jnn.data import epoch_batches
+from jnn.losses import _l2, l2_selection, masked_mean, per_example_loss
+from jnn.model import forward_cache
+from jnn.train.config import TrainConfig
+from jnn.train.state import STATUS_CODE, TolState, TrainState
+
+#: How many times each compiled function was traced (incremented at trace time only). Tests use it to
+#: assert that a whole run compiles once.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+class Batch(NamedTuple):
+    """One minibatch: ``x [T, d_in]``, ``y [T]``, ``mask [T]`` (False on padding)."""
+
+    x: jax.Array
+    y: jax.Array
+    mask: jax.Array
+
+
+class Steps(NamedTuple):
+    """The pure functions of one run (see :func:`make_steps`)."""
+
+    train_step: callable
+    eval_step: callable
+    run_epoch: callable
+
+
+def correct(loss: str, logits, y):
+    """Per-example 0/1 correctness ``[batch]``: argmax for softmax, logit > 0 for binary."""
+    if loss == "binary":
+        pred = (logits.reshape(logits.shape[0]) > 0).astype(jnp.int32)
+    else:
+        pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return (pred == y.astype(jnp.int32)).astype(logits.dtype)
+
+
+def _learning_rate(opt_state, dtype):
+    hp = getattr(opt_state, "hyperparams", None)
+    if isinstance(hp, dict) and "learning_rate" in hp:
+        return jnp.asarray(hp["learning_rate"], dtype)
+    return jnp.asarray(jnp.nan, dtype)
+
+
+def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_template, *, n_train: int,
+               has_val: bool) -> Steps:
+    """Build ``train_step``, ``eval_step`` and ``run_epoch`` for one run.
+
+    Args:
+        config: the validated :class:`TrainConfig`.
+        tx: the optax transformation.
+        params_template: params with the run's structure (for the L2 selection).
+        n_train: number of training examples (static: fixes the epoch's shape).
+        has_val: whether a validation set is passed to ``run_epoch``.
+
+    Returns:
+        :class:`Steps` with
+
+        - ``train_step(state, batch) -> (state, metrics)``: one update θ ← update(θ, ∇θ l) on a
+          :class:`Batch`, dropout key ``fold_in(dropout_key, step)``. A non-finite loss or gradient
+          leaves the state as it was and records the step and the leaf; once ``status != 0`` (or
+          ``max_steps`` is reached) the state no longer changes.
+        - ``eval_step(params, x, y, mask=None) -> (mean loss, accuracy)`` without dropout (classic
+          dropout uses the expected weights); the loss is the data term (no L2).
+        - ``run_epoch(state, x, y, x_val, y_val) -> state``: one epoch as a ``lax.scan`` over
+          minibatches drawn on device, then validation, early stopping, history and the stopping rules.
+    """
+    loss_name, act = config.loss, config.activation
+    dropout = config.dropout()
+    sel = l2_selection(params_template, config.include_bias)
+    lam = config.l2
+    stopper = config.stopper() if config.early_stopping else None
+    steps_cap = config.max_steps
+
+    def objective(params, batch, key):
+        fwd = forward_cache(params, batch.x, activation=act, dropout=dropout, key=key, train=True)
+        logits = fwd.zs[-1]
+        data = masked_mean(per_example_loss(loss_name, logits, batch.y), batch.mask)
+        return data + _l2(params, lam, sel), (data, logits)
+
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+    def train_step(state: TrainState, batch: Batch):
+        TRACE_COUNTS["train_step"] += 1
+        key = jax.random.fold_in(state.dropout_key, state.step)
+        (_, (data, logits)), grads = grad_fn(state.params, batch, key)
+        leaf_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        finite = jnp.isfinite(data) & jnp.all(leaf_ok)
+        running = state.status == 0
+        apply = running & finite
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
+        step = state.step + apply.astype(jnp.int32)
+        newly_bad = running & ~finite
+        status = jnp.where(newly_bad, STATUS_CODE["non_finite"], state.status)
+        if steps_cap is not None:
+            status = jnp.where((status == 0) & (step >= steps_cap), STATUS_CODE["max_steps"], status)
+        first_bad = jnp.where(jnp.all(leaf_ok), -2, jnp.argmin(leaf_ok)).astype(jnp.int32)
+        new = state._replace(
+            params=pick(params, state.params), opt_state=pick(opt_state, state.opt_state), step=step,
+            status=status.astype(jnp.int32),
+            bad_step=jnp.where(newly_bad, state.step, state.bad_step),
+            bad_leaf=jnp.where(newly_bad, first_bad, state.bad_leaf),
+        )
+        w = batch.mask.astype(data.dtype) * apply.astype(data.dtype)
+        metrics = {"loss_sum": data * jnp.sum(w), "correct": jnp.sum(correct(loss_name, logits, batch.y) * w),
+                   "count": jnp.sum(w)}
+        return new, metrics
+
+    def eval_step(params, x, y, mask=None):
+        TRACE_COUNTS["eval_step"] += 1
+        logits = forward_cache(params, x, activation=act, dropout=dropout, train=False).zs[-1]
+        loss = masked_mean(per_example_loss(loss_name, logits, y), mask)
+        acc = masked_mean(correct(loss_name, logits, y), mask)
+        return loss, acc
+
+    def run_epoch(state: TrainState, x, y, x_val, y_val) -> TrainState:
+        TRACE_COUNTS["run_epoch"] += 1
+        idx, mask = epoch_batches(jax.random.fold_in(state.data_key, state.epoch), n_train, config.batch_size,
+                                  config.drop_last)
+
+        def body(s, im):
+            i, m = im
+            return train_step(s, Batch(x[i], y[i], m))
+
+        was_running = state.status == 0
+        state, m = jax.lax.scan(body, state, (idx, mask))
+        dtype = m["loss_sum"].dtype
+        count = jnp.maximum(jnp.sum(m["count"]), 1.0)
+        train_loss = jnp.sum(m["loss_sum"]) / count
+        train_acc = jnp.sum(m["correct"]) / count
+        nan = jnp.asarray(jnp.nan, dtype)
+        val_loss, val_acc = eval_step(state.params, x_val, y_val) if has_val else (nan, nan)
+        metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                   "val_accuracy": val_acc, "learning_rate": _learning_rate(state.opt_state, dtype)}
+        # An epoch counts when it started while running and applied at least one update.
+        counted = was_running & (jnp.sum(m["count"]) > 0)
+        e = state.epoch
+        history = {k: v.at[e].set(jnp.where(counted, metrics[k], v[e])) for k, v in state.history.items()}
+        status = state.status
+        early, best_params = state.early, state.best_params
+        if stopper is not None:
+            upd, improved = stopper.update(state.early, metrics[stopper.monitor], e)
+            improved = improved & counted & (status == 0)
+            early = jax.tree.map(lambda a, b: jnp.where(counted & (status == 0), a, b), upd, state.early)
+            best_params = jax.tree.map(lambda a, b: jnp.where(improved, a, b), state.params, state.best_params)
+            status = jnp.where((status == 0) & early.stop, STATUS_CODE["early_stopping"], status)
+        tol = state.tol
+        if config.loss_tol is not None:
+            better = train_loss < tol.best - config.loss_tol
+            tol = TolState(jnp.where(counted & better, train_loss, tol.best),
+                           jnp.where(better, 0, tol.bad_epochs + counted.astype(jnp.int32)).astype(jnp.int32))
+            status = jnp.where((status == 0) & (tol.bad_epochs >= config.tol_patience), STATUS_CODE["loss_tol"],
+                               status)
+        epoch = e + counted.astype(jnp.int32)
+        status = jnp.where((status == 0) & (epoch >= config.max_epochs), STATUS_CODE["max_epochs"], status)
+        return state._replace(epoch=epoch, early=early, best_params=best_params, tol=tol, history=history,
+                              status=status.astype(jnp.int32))
+
+    return Steps(train_step, eval_step, run_epoch)

@@ -1,0 +1,107 @@
+"""Early stopping as a small pure state machine that runs inside compiled code.
+
+The lecture: "Early stopping: stopping when performance on validation set stops improving."
+
+Semantics (tested directly):
+- an epoch *improves* when the monitored value beats the best so far by **more than** ``min_delta``
+  (``value < best − min_delta`` for ``mode="min"``, ``value > best + min_delta`` for ``"max"``); a change
+  of exactly ``min_delta`` does not count;
+- an improvement resets the bad-epoch counter and records the epoch (and, in the loop, the params);
+- a non-improving epoch adds one to the counter; with ``patience = k`` the run stops after exactly k
+  consecutive bad epochs;
+- epochs before ``start_epoch`` are ignored (neither best nor counter change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jnn import _validate as V
+
+MONITORS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train_accuracy": "max"}
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Early-stopping configuration (hashable; a static part of the compiled loop).
+
+    Attributes:
+        monitor: ``"val_loss"`` (minimised) or ``"val_accuracy"`` (maximised); ``train_loss`` and
+            ``train_accuracy`` are accepted for runs without a validation set.
+        patience: k ≥ 0; the run stops after k consecutive epochs without improvement (0: at the first).
+        min_delta: ≥ 0; an improvement must exceed it.
+        start_epoch: epochs with index < start_epoch (0-based) are not monitored.
+        restore_best: return the params of the best epoch (also when patience never ran out).
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 10
+    min_delta: float = 0.0
+    start_epoch: int = 0
+    restore_best: bool = True
+
+    def __post_init__(self):
+        V.check_choice("monitor", self.monitor, list(MONITORS))
+        V.check_int("patience", self.patience, low=0)
+        object.__setattr__(self, "min_delta", V.check_real("min_delta", self.min_delta, low=0.0))
+        V.check_int("start_epoch", self.start_epoch, low=0)
+        if not isinstance(self.restore_best, bool):
+            raise TypeError(f"restore_best must be a bool; got {self.restore_best!r}")
+
+    @property
+    def mode(self) -> str:
+        """``"min"`` or ``"max"``, from the monitored metric."""
+        return MONITORS[self.monitor]
+
+    def init(self, dtype=jnp.float32) -> EarlyStoppingState:
+        """The state before the first epoch."""
+        worst = jnp.inf if self.mode == "min" else -jnp.inf
+        return EarlyStoppingState(best=jnp.asarray(worst, dtype), best_epoch=jnp.asarray(-1, jnp.int32),
+                                  bad_epochs=jnp.asarray(0, jnp.int32), stop=jnp.asarray(False))
+
+    def update(self, state: EarlyStoppingState, value, epoch) -> tuple[EarlyStoppingState, jax.Array]:
+        """Advance the state by one epoch. Pure and jit-able.
+
+        Args:
+            state: the current state.
+            value: the monitored metric of this epoch (scalar).
+            epoch: this epoch's 0-based index (scalar int).
+
+        Returns:
+            ``(new_state, improved)`` where ``improved`` says whether this epoch became the best one.
+        """
+        value = jnp.asarray(value, state.best.dtype)
+        if self.mode == "min":
+            better = value < state.best - self.min_delta
+        else:
+            better = value > state.best + self.min_delta
+        active = epoch >= self.start_epoch
+        improved = active & better
+        bad = jnp.where(improved, 0, state.bad_epochs + active.astype(jnp.int32))
+        new = EarlyStoppingState(
+            best=jnp.where(improved, value, state.best),
+            best_epoch=jnp.where(improved, jnp.asarray(epoch, jnp.int32), state.best_epoch),
+            bad_epochs=bad.astype(jnp.int32),
+            stop=state.stop | (active & ~improved & (bad >= self.patience)),
+        )
+        return new, improved
+
+
+class EarlyStoppingState(NamedTuple):
+    """The pytree that lives in the compiled loop.
+
+    Attributes:
+        best: best monitored value so far (±inf before the first monitored epoch).
+        best_epoch: epoch index of ``best`` (−1 before any).
+        bad_epochs: consecutive monitored epochs without improvement.
+        stop: True once ``bad_epochs`` reached ``patience``.
+    """
+
+    best: jax.Array
+    best_epoch: jax.Array
+    bad_epochs: jax.Array
+    stop: jax.Array
