@@ -58,7 +58,7 @@ def _learning_rate(opt_state, dtype):
 
 
 def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_template, *, n_train: int,
-               has_val: bool) -> Steps:
+               has_val: bool, val_fn=None) -> Steps:
     """Build ``train_step``, ``eval_step`` and ``run_epoch`` for one run.
 
     Args:
@@ -67,6 +67,8 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
         params_template: params with the run's structure (for the L2 selection).
         n_train: number of training examples (static: fixes the epoch's shape).
         has_val: whether a validation set is passed to ``run_epoch``.
+        val_fn: optional ``val_fn(params, x_val, y_val, epoch) -> (val_loss, val_accuracy)`` replacing the
+            default validation (``eval_step``), e.g. for a custom metric or a scripted curve in tests.
 
     Returns:
         :class:`Steps` with
@@ -146,7 +148,12 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
         train_loss = jnp.sum(m["loss_sum"]) / count
         train_acc = jnp.sum(m["correct"]) / count
         nan = jnp.asarray(jnp.nan, dtype)
-        val_loss, val_acc = eval_step(state.params, x_val, y_val) if has_val else (nan, nan)
+        if not has_val:
+            val_loss, val_acc = nan, nan
+        elif val_fn is not None:
+            val_loss, val_acc = (jnp.asarray(v, dtype) for v in val_fn(state.params, x_val, y_val, state.epoch))
+        else:
+            val_loss, val_acc = eval_step(state.params, x_val, y_val)
         metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                    "val_accuracy": val_acc, "learning_rate": _learning_rate(state.opt_state, dtype)}
         # An epoch counts when it started while running and applied at least one update.

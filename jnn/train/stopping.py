@@ -9,7 +9,8 @@ Semantics (tested directly):
 - an improvement resets the bad-epoch counter and records the epoch (and, in the loop, the params);
 - a non-improving epoch adds one to the counter; with ``patience = k`` the run stops after exactly k
   consecutive bad epochs;
-- epochs before ``start_epoch`` are ignored (neither best nor counter change).
+- epochs before ``start_epoch`` are ignored (neither best nor counter change);
+- once stopped, the state no longer changes.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class EarlyStopping:
             better = value < state.best - self.min_delta
         else:
             better = value > state.best + self.min_delta
-        active = epoch >= self.start_epoch
+        active = (jnp.asarray(epoch) >= self.start_epoch) & ~state.stop  # frozen once stopped
         improved = active & better
         bad = jnp.where(improved, 0, state.bad_epochs + active.astype(jnp.int32))
         new = EarlyStoppingState(

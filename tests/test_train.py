@@ -1,0 +1,212 @@
+"""The training engine: compiled epochs, stopping rules, restore-best, non-finite guard, determinism."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jnn
+from jnn.data import Dataset
+from jnn.datasets import load
+from jnn.train import TRACE_COUNTS, Batch, TrainConfig, evaluate, fit, init_state, make_steps
+
+
+def _spirals():
+    return load("spirals", seed=0)
+
+
+SMALL = dict(hidden=(32, 32), batch_size=64, max_epochs=12, patience=50, learning_rate=0.05)
+
+
+def test_a_short_run_lowers_the_loss_and_learns():
+    train, test = _spirals()
+    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 60}))
+    h = r.history
+    assert r.stopped_by == "max_epochs" and len(h) == 60
+    assert h["train_loss"][-1] < 0.6 * h["train_loss"][0]
+    assert evaluate(r.params, test, TrainConfig(**SMALL))["accuracy"] > 0.6
+
+
+def test_one_trace_per_compiled_function_with_a_ragged_last_batch():
+    train, _ = _spirals()
+    cfg = TrainConfig(**{**SMALL, "batch_size": 70})  # 1080 training rows: 15 full batches + one of 30
+    assert (len(train) - round(0.1 * len(train))) % 70 != 0
+    before = dict(TRACE_COUNTS)
+    r = fit(train, cfg)
+    assert r.stopped_by == "max_epochs" and int(r.state.epoch) == 12
+    for name in ("run_epoch", "train_step", "eval_step"):
+        assert TRACE_COUNTS[name] - before.get(name, 0) == 1, name
+
+
+def test_padded_batch_step_equals_the_unpadded_step():
+    train, _ = _spirals()
+    cfg = TrainConfig(hidden=(8,), keep_prob=1.0, l2=1e-3, optimizer="sgd", learning_rate=0.1)
+    params = jnn.init_mlp(jax.random.key(0), [2, 8, 3])
+    tx = cfg.make_optimizer()
+    steps = make_steps(cfg, tx, params, n_train=len(train), has_val=False)
+    es = cfg.stopper().init()
+    s0 = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1, early=es)
+    x, y = jnp.asarray(train.x[:10]), jnp.asarray(train.y[:10])
+    pad_x = jnp.concatenate([x, jnp.asarray(train.x[10:16])])
+    pad_y = jnp.concatenate([y, jnp.asarray(train.y[10:16])])
+    a, ma = steps.train_step(s0, Batch(x, y, jnp.ones(10, bool)))
+    b, mb = steps.train_step(s0, Batch(pad_x, pad_y, jnp.arange(16) < 10))
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
+    assert float(ma["count"]) == float(mb["count"]) == 10.0
+
+
+def test_train_step_jits_with_donation_and_steps_the_state():
+    cfg = TrainConfig(hidden=(4,), keep_prob=0.5)
+    params = jnn.init_mlp(jax.random.key(0), [2, 4, 3])
+    tx = cfg.make_optimizer()
+    steps = make_steps(cfg, tx, params, n_train=8, has_val=False)
+    s = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1,
+                   early=cfg.stopper().init())
+    step = jax.jit(steps.train_step, donate_argnums=0)
+    batch = Batch(jnp.ones((8, 2)), jnp.zeros(8, jnp.int32), jnp.ones(8, bool))
+    s, m = step(s, batch)
+    s, m = step(s, batch)
+    assert int(s.step) == 2 and float(m["count"]) == 8.0
+    loss, acc = jax.jit(steps.eval_step)(s.params, batch.x, batch.y)
+    assert np.isfinite(float(loss)) and 0.0 <= float(acc) <= 1.0
+
+
+def test_restore_best_returns_the_best_epoch_params():
+    train, _ = _spirals()
+    cfg = TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5})
+    r = fit(train, cfg)
+    fit_ds, val_ds = jnn.train.prepare_data(train, cfg)
+    val = r.history["val_loss"]
+    assert r.best_epoch == int(np.argmin(val))
+    assert evaluate(r.params, val_ds, cfg)["loss"] == pytest.approx(min(val), rel=1e-5)
+    if r.stopped_by == "early_stopping":
+        assert len(val) == r.best_epoch + 1 + cfg.patience
+    r2 = fit(train, TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5,
+                                   "restore_best": False}))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(r2.params), jax.tree.leaves(r2.state.params)))
+
+
+def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
+    # The validation loss is scripted: it falls until epoch 4 (0-based), then rises.
+    curve = jnp.array([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5])
+    real = jnn.train.loop.make_steps
+    seen = []
+
+    def val_fn(params, x, y, epoch):
+        return curve[epoch], jnp.asarray(0.5)
+
+    def scripted(*args, **kwargs):
+        steps = real(*args, **kwargs, val_fn=val_fn)
+        seen.append(True)
+        return steps
+
+    monkeypatch.setattr(jnn.train.loop, "make_steps", scripted)
+    train, _ = _spirals()
+    r = fit(train, TrainConfig(**{**SMALL, "patience": 3}))
+    assert seen and r.stopped_by == "early_stopping"
+    assert r.best_epoch == 4 and int(r.state.epoch) == 8  # epochs 5, 6, 7 are the 3 bad ones
+    assert r.history["val_loss"] == pytest.approx([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.0, 2.5])
+    assert r.message.startswith("stopped: early stopping on val_loss after 3 epochs")
+    # The returned params are those saved at the best epoch, not the last ones.
+    assert not np.array_equal(r.params[0]["w"], r.state.params[0]["w"])
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(r.params), jax.tree.leaves(r.state.best_params)))
+
+
+def test_max_steps_and_loss_tolerance_stop_the_run():
+    train, _ = _spirals()
+    r = fit(train, TrainConfig(**{**SMALL, "max_steps": 20}))  # 17 steps per epoch
+    assert r.stopped_by == "max_steps" and int(r.state.step) == 20 and int(r.state.epoch) == 2
+    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 200, "loss_tol": 10.0, "tol_patience": 3,
+                                  "early_stopping": False}))
+    assert r.stopped_by == "loss_tol" and int(r.state.epoch) == 4  # epoch 1 sets the best, 3 more fail by 10
+
+
+def test_non_finite_gradient_stops_with_the_step_and_leaf_named(tmp_path):
+    train, _ = _spirals()
+    cfg = TrainConfig(**{**SMALL, "optimizer": "sgd", "learning_rate": 1e12, "keep_prob": 1.0, "l2": 0.0})
+    r = fit(train, cfg, run_dir=tmp_path / "run")
+    assert r.stopped_by == "non_finite"
+    assert "non-finite value in the" in r.message and f"at step {int(r.state.bad_step)}" in r.message
+    assert "layers[" in r.message or "the loss" in r.message
+    assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(r.state.params))
+    saved = jnn.checkpoint.restore(tmp_path / "run" / "checkpoint.npz", r.state)
+    assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(saved.params))
+
+
+def test_same_seed_same_run_different_seed_different_run():
+    train, _ = _spirals()
+    cfg = TrainConfig(**{**SMALL, "max_epochs": 5})
+    a, b = fit(train, cfg), fit(train, cfg)
+    c = fit(train, TrainConfig(**{**SMALL, "max_epochs": 5, "seed": 1}))
+    assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state))
+               if not jnp.issubdtype(u.dtype, jax.dtypes.prng_key))
+    assert not np.array_equal(a.params[0]["w"], c.params[0]["w"])
+
+
+def test_any_optax_optimizer_works():
+    train, _ = _spirals()
+    # optax's Adam bias correction mixes a Python float with an int32 count, which strict dtype promotion
+    # (our conftest) refuses; that is optax's code, so this test runs it under standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        r = fit(train, TrainConfig(**SMALL), optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)))
+        r_adam = fit(train, TrainConfig(**{**SMALL, "optimizer": "adam", "learning_rate": 1e-2}))
+    assert r_adam.history["train_loss"][-1] < r_adam.history["train_loss"][0]
+    assert r.history["train_loss"][-1] < r.history["train_loss"][0]
+    assert np.isnan(r.history["learning_rate"][0])  # not recorded for a transform without injected hyperparams
+
+
+def test_run_folder_files(tmp_path):
+    train, _ = _spirals()
+    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 3}), run_dir=tmp_path / "run")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["config"]["max_epochs"] == 3 and cfg["environment"]["jax"] == jax.__version__ and cfg["config_hash"]
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert hist["epochs"] == 3 and len(hist["val_accuracy"]) == 3
+    assert (tmp_path / "run" / "history.csv").read_text().splitlines()[0] == \
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate"
+    assert r.history["learning_rate"] == pytest.approx([0.05] * 3)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(learning_rate=0.0), ValueError, r"learning_rate must be in \(0, inf\]; got 0"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
+    (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, inf\]; got 0"),
+    (dict(patience=-1), ValueError, "patience must be an integer"),
+    (dict(monitor="acc"), ValueError, "monitor must be one of"),
+    (dict(dropout_mode="standard"), ValueError, "mode must be one of"),
+    (dict(keep_prob=0.0), ValueError, r"keep_prob must be in \(0, 1\]"),
+    (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of \['sgd', 'momentum', 'adam'\]"),
+    (dict(hidden=(8, 0)), ValueError, r"hidden\[1\] must be an integer in \[1, inf\]; got 0"),
+    (dict(val_fraction=0.0), ValueError, "needs a validation set"),
+    (dict(max_epochs=0), ValueError, "max_epochs must be an integer"),
+    (dict(l2=-1e-3), ValueError, r"l2 must be in \[0, inf\]"),
+])
+def test_config_validation(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_data_dependent_validation():
+    train, _ = _spirals()
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 1080\] .* got 5000"):
+        fit(train, TrainConfig(batch_size=5000))
+    with pytest.raises(ValueError, match="sizes must start with the data's 2 features and end with 3"):
+        fit(train, TrainConfig(sizes=(3, 8, 3)))
+    with pytest.raises(ValueError, match="loss='binary' needs a data set with 2 classes; this one has 3"):
+        fit(train, TrainConfig(loss="binary"))
+    with pytest.raises(TypeError, match="train must be a jnn.data.Dataset"):
+        fit((train.x, train.y), TrainConfig())
+    with pytest.raises(ValueError, match="split part 1 .* would be empty"):
+        fit(Dataset(np.zeros((3, 2), np.float32), np.array([0, 1, 2])), TrainConfig(batch_size=1))
+
+
+def test_binary_loss_trains_on_xor():
+    train, test = load("xor")
+    cfg = TrainConfig(hidden=(16,), loss="binary", activation="tanh", batch_size=32, max_epochs=80,
+                      learning_rate=0.1, keep_prob=1.0, patience=80)
+    r = fit(train, cfg)
+    assert evaluate(r.params, test, cfg)["accuracy"] > 0.95
