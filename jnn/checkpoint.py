@@ -14,6 +14,7 @@ what differs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -121,15 +122,19 @@ def read_header(path) -> dict:
         return _header(z, path)
 
 
+@contextlib.contextmanager
 def _open(path):
     path = Path(path)
     if not path.exists():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable jnn checkpoint (truncated or corrupt?): "
-                         f"{err}") from None
+    with open(path, "rb") as fh:
+        try:
+            z = np.load(fh, allow_pickle=False)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            raise ValueError(f"checkpoint {str(path)!r} is not a readable jnn checkpoint (truncated or corrupt?): "
+                             f"{err}") from None
+        with z:
+            yield z
 
 
 def _header(z, path) -> dict:

@@ -1,0 +1,167 @@
+"""Checkpoints: bitwise round trip, refusal of foreign or corrupt files, bitwise resume across processes."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jnn import checkpoint as ckpt
+from jnn.datasets import load
+from jnn.train import TrainConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05, keep_prob=0.7)
+
+
+def _state():
+    return {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.asarray(3, jnp.int32),
+            "key": jax.random.key(7), "raw": jax.random.PRNGKey(1), "flag": jnp.asarray(True)}
+
+
+def _equal(a, b) -> bool:
+    def raw(x):
+        return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(raw(x).dtype == raw(y).dtype and raw(x).tobytes() == raw(y).tobytes()
+                                      for x, y in zip(la, lb))
+
+
+def test_round_trip_is_bitwise_with_typed_keys(tmp_path):
+    s = _state()
+    ckpt.save(tmp_path / "c.npz", s, meta={"config": {"a": 1}})
+    r = ckpt.restore(tmp_path / "c.npz", s)
+    assert _equal(s, r) and jnp.issubdtype(r["key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.normal(r["key"], (3,)), jax.random.normal(s["key"], (3,)))
+    assert ckpt.read_header(tmp_path / "c.npz")["meta"] == {"config": {"a": 1}}
+    assert not list(tmp_path.glob(".jnn-ckpt-*"))  # no temp file left
+
+
+def test_no_pickle_in_the_file(tmp_path):
+    ckpt.save(tmp_path / "c.npz", _state())
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_truncated_and_corrupt_files_are_refused(tmp_path):
+    p = tmp_path / "c.npz"
+    ckpt.save(p, _state())
+    data = p.read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        ckpt.restore(tmp_path / "t.npz", _state())
+    flipped = bytearray(data)
+    i = data.index(np.arange(6.0, dtype=np.float32).reshape(2, 3).tobytes())  # the bytes of leaf "w"
+    flipped[i + 5] ^= 0xFF
+    (tmp_path / "f.npz").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=r"(checksum|corrupt)"):
+        ckpt.restore(tmp_path / "f.npz", _state())
+    with pytest.raises(ValueError, match="does not exist"):
+        ckpt.restore(tmp_path / "missing.npz", _state())
+
+
+def test_another_structure_or_dtype_is_refused(tmp_path):
+    p = tmp_path / "c.npz"
+    ckpt.save(p, _state())
+    other = dict(_state(), w=jnp.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"leaf \['w'\] is <f4\[2, 3\], expected <f4\[3, 2\]"):
+        ckpt.restore(p, other)
+    with pytest.raises(ValueError, match="another state structure"):
+        ckpt.restore(p, {"w": jnp.zeros((2, 3))})
+
+
+def test_a_checkpoint_from_another_config_is_refused_with_the_differences(tmp_path):
+    train, _ = load("spirals")
+    fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), run_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"from another run; differences: learning_rate: stored 0.05, now 0.1"):
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 2, "learning_rate": 0.1}), run_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), run_dir=tmp_path)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(ValueError, match="data: stored hash"):
+        other, _ = load("spirals", seed=1)
+        fit(other, TrainConfig(**{**CFG, "max_epochs": 2}), run_dir=tmp_path, resume=True)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before  # nothing overwritten
+
+
+def test_stale_temp_files_are_removed_at_start(tmp_path):
+    (tmp_path / ".jnn-ckpt-123-checkpoint.npz").write_bytes(b"half a file")
+    train, _ = load("spirals")
+    fit(train, TrainConfig(**{**CFG, "max_epochs": 1}), run_dir=tmp_path)
+    assert not list(tmp_path.glob(".jnn-ckpt-*"))
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    p = tmp_path / "c.npz"
+    ckpt.save(p, _state())
+    before = p.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.np, "savez", broken)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save(p, dict(_state(), w=jnp.ones((2, 3))))
+    assert p.read_bytes() == before and not list(tmp_path.glob(".jnn-ckpt-*"))
+
+
+_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, jax
+    from jnn.datasets import load
+    from jnn.train import TrainConfig, fit
+    from jnn import checkpoint as ckpt
+    cfg = TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05, keep_prob=0.7)
+    out, mode = sys.argv[1], sys.argv[2]
+    train, _ = load("spirals")
+    if mode == "full":
+        r = fit(train, cfg)
+    elif mode == "first":
+        r = fit(train, cfg, run_dir=out + "/run", stop_at_epoch=4)
+    else:
+        r = fit(train, cfg, run_dir=out + "/run", resume=True)
+    leaves = {f"p{i}": np.asarray(l) for i, l in enumerate(jax.tree.leaves(r.state.params))}
+    hist = {k: np.asarray(v) for k, v in r.history.metrics.items()}
+    np.savez(out + f"/{mode}.npz", **leaves, **hist, step=int(r.state.step))
+    print(r.stopped_by, int(r.state.epoch))
+""")
+
+
+def _run(tmp_path, mode):
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path), mode], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_same_seed_is_bitwise_identical_across_processes_and_resume_is_bitwise(tmp_path):
+    assert _run(tmp_path, "full") == ["max_epochs", "8"]
+    a = dict(np.load(tmp_path / "full.npz"))
+    (tmp_path / "again").mkdir()
+    _run(tmp_path / "again", "full")
+    b = dict(np.load(tmp_path / "again" / "full.npz"))
+    assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+    assert _run(tmp_path, "first") == ["paused", "4"]
+    assert _run(tmp_path, "second") == ["max_epochs", "8"]
+    c = dict(np.load(tmp_path / "second.npz"))
+    assert all(a[k].tobytes() == c[k].tobytes() for k in a), [k for k in a if a[k].tobytes() != c[k].tobytes()]
+
+    # Negative control: the same resume with another dropout key gives other params.
+    path = tmp_path / "run" / "checkpoint.npz"
+    header = ckpt.read_header(path)
+    train, _ = load("spirals")
+    cfg = TrainConfig(**CFG)
+    r = fit(train, cfg, run_dir=tmp_path / "ctl", stop_at_epoch=4)
+    tampered = r.state._replace(dropout_key=jax.random.key(12345))
+    ckpt.save(tmp_path / "ctl" / "checkpoint.npz", tampered, meta=header["meta"])
+    d = fit(train, cfg, run_dir=tmp_path / "ctl", resume=True)
+    leaves = [np.asarray(l) for l in jax.tree.leaves(d.state.params)]
+    assert int(d.state.epoch) == 8
+    assert any(l.tobytes() != a[f"p{i}"].tobytes() for i, l in enumerate(leaves))
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["epochs"] == 8

@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jnn import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--max-epochs", "4"]
+
+
+def test_train_writes_the_run_folder_and_prints_test_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *FAST, "--out", str(out), "--log-every", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "jnn train: spirals (1080 train / 120 validation / 300 test)" in text
+    assert "epoch    2  train_loss" in text and "test accuracy" in text and f"run folder: {out}" in text
+    for name in ("config.json", "history.json", "history.csv", "checkpoint.npz", "summary.json"):
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 4 and 0.0 <= summary["test"]["accuracy"] <= 1.0
+
+
+def test_toml_config_then_flags(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('dataset = "xor"\nhidden = [8]\nloss = "binary"\nmax_epochs = 3\nlearning_rate = 0.2\n')
+    assert cli.main(["train", "--config", str(cfg), "--learning-rate", "0.1", "--out", str(tmp_path / "r")]) == 0
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
+    assert stored["hidden"] == [8] and stored["loss"] == "binary" and stored["learning_rate"] == 0.1
+    assert "xor" in capsys.readouterr().out
+
+
+def test_resume_continues_and_overwrite_replaces(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert cli.main(["train", *FAST, "--out", out]) == 0
+    assert cli.main(["train", *FAST, "--out", out, "--resume"]) == 0  # already finished: nothing more to do
+    assert json.loads((tmp_path / "r" / "history.json").read_text())["epochs"] == 4
+    assert cli.main(["train", *FAST[:-1], "6", "--out", out, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "r" / "history.json").read_text())["epochs"] == 6
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--learning-rate", "0"], r"learning_rate must be in \(0, inf\]; got 0"),
+    (["--batch-size", "0"], r"batch_size must be an integer in \[1, inf\]; got 0"),
+    (["--batch-size", "100000"], r"batch_size must be in \[1, 1080\]"),
+    (["--patience", "-1"], "patience must be an integer"),
+    (["--keep-prob", "2"], r"keep_prob must be in \(0, 1\]; got 2"),
+    (["--sizes", "3,8,3"], "sizes must start with the data's 2 features"),
+    (["--config", "/nonexistent/c.toml"], "does not exist"),
+])
+def test_bad_values_exit_2_and_name_the_field(argv, match, tmp_path, capsys):
+    import re
+
+    assert cli.main(["train", "--dataset", "spirals", *argv, "--out", str(tmp_path / "r")]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_bad_toml_unknown_keys_and_a_foreign_run_folder(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("hidden = [8,\n")
+    assert cli.main(["train", "--config", str(bad)]) == 2
+    assert "is not valid TOML" in capsys.readouterr().err
+    unknown = tmp_path / "u.toml"
+    unknown.write_text("lr = 0.1\n")
+    assert cli.main(["train", "--config", str(unknown)]) == 2
+    assert "unknown config key(s) ['lr']" in capsys.readouterr().err
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert cli.main(["train", *FAST, "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "mnist"], ["train", "--bogus"], ["train", "--mode", "x"]])
+def test_unknown_flags_and_choices_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_console_script_runs_in_a_fresh_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jnn.cli", "train", *FAST, "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env={"CI": "1", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
