@@ -3,7 +3,8 @@
 Usage:
     python experiments/gradcheck_study.py [--out runs/gradcheck_study] [--depths 1,2,3] [--widths 8,64]
 
-Writes ``results.json`` and ``results.csv`` into the output folder and prints a table. For each
+Writes ``results.json``, ``results.csv`` and ``errors.png`` (relative error per configuration in
+float32 and float64, log scale) into the output folder and prints a table. For each
 configuration it records the max-norm relative error of the vectorised hand backprop against
 ``jax.grad`` (per leaf, the worst leaf) in float32 and float64, and the Taylor-remainder order in float64.
 """
@@ -84,7 +85,29 @@ def run(config: dict) -> dict:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    _plot(os.path.join(out, "errors.png"), rows)
     return {"rows": rows, "summary": summary}
+
+
+def _plot(path, rows):
+    from jnn.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(rows) + 2), 4))
+    xs = np.arange(len(rows))
+    floor = 1e-18  # exact agreement (error 0) is drawn at this floor on the log scale
+    for key, label, color in (("rel_err_float32", "float32", "tab:orange"), ("rel_err_float64", "float64", "tab:blue")):
+        ax.semilogy(xs, [max(r[key], floor) for r in rows], "o", color=color, label=label)
+    ax.axhline(1e-5, color="tab:orange", linestyle="--", linewidth=0.8, label="float32 bound 1e-5")
+    ax.axhline(1e-12, color="tab:blue", linestyle="--", linewidth=0.8, label="float64 bound 1e-12")
+    ax.set_xticks(xs, [f"{r['activation'][:4]} d{r['depth']} w{r['width']}" for r in rows], rotation=90, fontsize=7)
+    ax.set_ylabel("max-norm relative error vs jax.grad")
+    ax.set_title("Hand-written vectorised backprop vs jax.grad")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""The ``jnn`` command line: ``jnn train`` and ``jnn gradcheck``.
+"""The ``jnn`` command line: ``jnn train``, ``jnn gradcheck`` and ``jnn plot``.
 
 Exit codes: 0 success, 1 a check failed or training diverged, 2 bad input (the message says which
 argument and why).
@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
+
+    pl = sub.add_parser("plot", help="draw loss/accuracy curves of a run folder",
+                        description="Draw RUN_DIR/curves.png (loss and accuracy, train and validation, with the "
+                                    "best and stop epochs marked) from the run's history.json.")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
     return p
 
 
@@ -154,10 +160,17 @@ def _train(args) -> int:
                "message": result.message}
     with open(result.run_dir / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=2)
+    try:
+        from jnn.plots import plot_run
+
+        plot_run(result.run_dir)
+        files = "config.json, history.json, history.csv, checkpoint.npz, summary.json, curves.png"
+    except ImportError:
+        files = "config.json, history.json, history.csv, checkpoint.npz, summary.json"
     print(result.message)
     print(f"test accuracy {test_metrics['accuracy']:.4f} (loss {test_metrics['loss']:.4f}, {len(test)} examples)"
           + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else ""))
-    print(f"run folder: {result.run_dir} (config.json, history.json, history.csv, checkpoint.npz, summary.json)")
+    print(f"run folder: {result.run_dir} ({files})")
     return 1 if result.stopped_by == "non_finite" else 0
 
 
@@ -238,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
             return _gradcheck(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "plot":
+            from jnn.plots import plot_run
+
+            print(f"wrote {plot_run(args.run_dir, args.out)}")
+            return 0
     except (ValueError, TypeError, ImportError) as err:
         print(f"jnn {args.command}: error: {err}", file=sys.stderr)
         return 2

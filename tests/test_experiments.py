@@ -1,9 +1,81 @@
+"""Every experiment runs end to end on a tiny budget and writes results.json and its PNGs."""
+
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_experiment(name):
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_mnist1d_mlp_smoke(tmp_path):
+    mod = load_experiment("mnist1d_mlp")
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "seeds": [0], "max_epochs": 2, "ref_steps": 40})
+    assert set(res["recipes"]) == {"reference", "jnn"}
+    assert res["recipes"]["reference"]["runs"][0]["steps"] == 40
+    assert res["recipes"]["jnn"]["runs"][0]["epochs"] == 2
+    assert json.loads((tmp_path / "results.json").read_text())["task"] == "mnist1d"
+    assert _png(tmp_path / "accuracy.png") and _png(tmp_path / "curves.png")
+    assert "test accuracy" in mod.summarize_recipes(res)
+
+
+def test_digits_mlp_smoke(tmp_path):
+    mod = load_experiment("digits_mlp")
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "seeds": [0], "max_epochs": 2})
+    assert res["recipes"]["jnn"]["runs"][0]["epochs"] == 2
+    assert _png(tmp_path / "accuracy.png") and _png(tmp_path / "curves.png")
+
+
+def test_regularization_smoke(tmp_path):
+    mod = load_experiment("regularization")
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "epochs": 3, "lambdas": [0.0, 0.1],
+                   "keep_probs": [1.0, 0.5]})
+    assert len(res["l2"]) == 2 and len(res["keep_prob"]) == 2
+    assert res["norm_decreasing"] is True  # even 3 epochs of λ = 0.1 shrink the weights
+    assert _png(tmp_path / "regularization.png")
+    assert "|W|^2 decreasing in λ: True" in mod.summarize(res)
+
+
+def test_dropout_modes_smoke(tmp_path):
+    mod = load_experiment("dropout_modes")
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "seeds": [0], "max_epochs": 2, "mc_samples": 400})
+    eq = res["equivalence"]
+    assert eq["classic_test_vs_scaled_weights_max_abs"] < 1e-4
+    assert eq["inverted_W_vs_classic_W_over_p_max_abs"] < 1e-4
+    for mode in ("inverted", "classic"):
+        assert eq[mode]["z2_within_3se"] > 0.97  # 3σ: ~99.7% expected
+    assert _png(tmp_path / "accuracy.png") and _png(tmp_path / "equivalence.png")
+
+
+def test_early_stopping_smoke(tmp_path):
+    mod = load_experiment("early_stopping")
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "patience": 1, "max_epochs": 6})
+    assert res["best_epoch"] <= res["stop_epoch"] <= 6
+    assert res["epochs_without_early_stopping"] == 6
+    assert _png(tmp_path / "early_stopping.png")
+
+
+def test_binary_xor_smoke(tmp_path):
+    mod = load_experiment("binary_xor")
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "max_epochs": 50})
+    assert res["datasets"]["xor"]["test_accuracy"] > 0.9
+    assert _png(tmp_path / "boundary_xor.png") and _png(tmp_path / "boundary_moons.png")
+    with pytest.raises(ValueError, match="two-class sets"):
+        mod.run({**mod.DEFAULTS, "out": str(tmp_path), "datasets": ["spirals"]})
 
 
 def test_gradcheck_study_smoke(tmp_path):
@@ -13,7 +85,7 @@ def test_gradcheck_study_smoke(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
-    assert len(data["rows"]) == 2 and (out / "results.csv").exists()
+    assert len(data["rows"]) == 2 and (out / "results.csv").exists() and _png(out / "errors.png")
     assert data["summary"]["max_rel_err_float64"] < 1e-12
     assert data["summary"]["max_rel_err_float32"] < 1e-4
     lo, hi = data["summary"]["taylor_order_range"]
@@ -24,3 +96,12 @@ def test_gradcheck_study_bad_input_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_study.py"), "--out",
                            str(tmp_path), "--activations", "gelu"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "activation must be one of" in proc.stderr
+
+
+def test_experiment_cli_validates_like_jnn_train(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "digits_mlp.py"), "--out", str(tmp_path),
+                           "--max-epochs", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "max_epochs must be an integer in [1, inf]; got 0" in proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist1d_mlp.py"), "--out", str(tmp_path),
+                           "--recipes", "jnn,keras"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "recipes must be among ['jnn', 'reference']; got ['keras']" in proc.stderr

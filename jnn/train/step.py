@@ -105,7 +105,10 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
         finite = jnp.isfinite(data) & jnp.all(leaf_ok)
         running = state.status == 0
         apply = running & finite
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        # optax's own code (e.g. Adam's bias correction) is not written for strict dtype promotion; run it
+        # under standard promotion so that a user's strict setting does not break any optimiser.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
         step = state.step + apply.astype(jnp.int32)

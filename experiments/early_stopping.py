@@ -1,0 +1,64 @@
+"""Early stopping on MNIST-1D: the validation curve with the stop epoch and the restored best epoch.
+
+Usage:
+    python experiments/early_stopping.py [--out runs/early_stopping] [--patience 15]
+
+An MLP without regulariser (256-256 relu, SGD with momentum 0.9, η = 0.05, batch 100) overfits
+MNIST-1D quickly; early stopping on the validation loss stops the run ``patience`` epochs after the
+best epoch and restores that epoch's params. The same run is continued without early stopping to
+``max_epochs`` for comparison.
+
+Writes results.json and early_stopping.png into --out.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jnn import datasets
+from jnn.experiment import main as run_main
+from jnn.experiment import out_dir, train_config, write_results
+from jnn.plots import plot_history
+from jnn.train import evaluate, fit
+
+RECIPE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.05, momentum=0.9, batch_size=100, l2=0.0,
+              keep_prob=1.0, monitor="val_loss", min_delta=0.0, val_fraction=0.1)
+DEFAULTS = {"out": "runs/early_stopping", "patience": 15, "max_epochs": 150, "seed": 0}
+
+
+def run(config: dict) -> dict:
+    """Train with and without early stopping; return stop/best epochs and test accuracies."""
+    out = out_dir(config)
+    train, test = datasets.load("mnist1d")
+    cfg = train_config(RECIPE, patience=config["patience"], max_epochs=config["max_epochs"], seed=config["seed"])
+    r = fit(train, cfg)
+    full_cfg = train_config(RECIPE, early_stopping=False, max_epochs=config["max_epochs"], seed=config["seed"])
+    full = fit(train, full_cfg)
+    results = {
+        "patience": config["patience"], "stopped_by": r.stopped_by, "stop_epoch": int(r.state.epoch),
+        "best_epoch": r.best_epoch + 1, "best_val_loss": min(r.history["val_loss"]),
+        "test_accuracy_restored_best": evaluate(r.params, test, cfg)["accuracy"],
+        "test_accuracy_at_stop": evaluate(r.state.params, test, cfg)["accuracy"],
+        "test_accuracy_without_early_stopping": evaluate(full.params, test, full_cfg)["accuracy"],
+        "epochs_without_early_stopping": int(full.state.epoch),
+        "val_loss": r.history["val_loss"], "val_loss_without_early_stopping": full.history["val_loss"],
+    }
+    plot_history(full.history, out / "early_stopping.png", best_epoch=r.best_epoch,
+                 stop_epoch=int(r.state.epoch) if r.stopped_by == "early_stopping" else None,
+                 title=f"MNIST-1D without regulariser, trained {int(full.state.epoch)} epochs; early stopping "
+                       f"(patience {config['patience']}) stops at {int(r.state.epoch)}")
+    write_results(out, results)
+    return results
+
+
+def summarize(results: dict) -> str:
+    """Stop and best epochs and the three test accuracies."""
+    return (f"stopped by {results['stopped_by']} at epoch {results['stop_epoch']}, best epoch "
+            f"{results['best_epoch']} (val loss {results['best_val_loss']:.4f}); test accuracy with the restored "
+            f"best params {results['test_accuracy_restored_best']:.4f}, with the params at the stop "
+            f"{results['test_accuracy_at_stop']:.4f}, after {results['epochs_without_early_stopping']} epochs "
+            f"without early stopping {results['test_accuracy_without_early_stopping']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("early_stopping", __doc__.splitlines()[0], DEFAULTS, run, summarize))

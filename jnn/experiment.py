@@ -1,0 +1,193 @@
+"""Helpers shared by the scripts in ``experiments/``: a CLI built from a config dict, results files,
+seed statistics and validation of experiment configs.
+
+An experiment script defines ``DEFAULTS`` (a dict), ``run(config) -> results`` and calls
+:func:`main` with them; ``--key value`` flags override the defaults, with the type of the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from jnn.train.config import TrainConfig
+
+
+def seed_stats(values) -> dict:
+    """``{"mean", "std", "min", "max", "values"}`` of per-seed results (std with ddof=0)."""
+    v = np.asarray(values, np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max()),
+            "values": [float(x) for x in v]}
+
+
+def train_config(recipe: dict, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` from a recipe dict plus overrides (validated; errors name the field)."""
+    return TrainConfig.from_dict({**recipe, **overrides})
+
+
+def out_dir(config: dict) -> Path:
+    """Create and return the experiment's output folder ``config["out"]``."""
+    out = Path(config["out"])
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a folder; {str(out)!r} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_results(out: Path, results: dict) -> Path:
+    """Write ``results.json`` (with the machine and versions) and return its path."""
+    import jax
+
+    import jnn
+
+    results = {**results, "environment": {"jnn": jnn.__version__, "jax": jax.__version__,
+                                          "device": str(jax.devices()[0]), "python": platform.python_version(),
+                                          "date": time.strftime("%Y-%m-%d")}}
+    path = out / "results.json"
+    path.write_text(json.dumps(results, indent=2, default=_json_default))
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _parse_list(kind):
+    def parse(text: str):
+        try:
+            return [kind(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}; got {text!r}") \
+                from None
+    return parse
+
+
+def build_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
+    """A parser with one ``--key`` flag per entry of ``defaults``, typed like the default value."""
+    p = argparse.ArgumentParser(description=description)
+    for key, value in defaults.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, type=lambda t: t.lower() in ("1", "true", "yes"), default=value, metavar="BOOL")
+        elif isinstance(value, list):
+            kind = type(value[0]) if value else float
+            p.add_argument(flag, type=_parse_list(kind), default=value, help=f"comma-separated (default {value})")
+        elif isinstance(value, (int, float, str)):
+            p.add_argument(flag, type=type(value), default=value, help=f"default {value!r}")
+    return p
+
+
+def main(name: str, description: str, defaults: dict, run: Callable[[dict], dict],
+         summarize: Callable[[dict], str], argv=None) -> int:
+    """Parse flags over ``defaults``, call ``run(config)``, print ``summarize(results)``.
+
+    Returns the exit code: 0, or 2 with a one-line message on a bad value.
+    """
+    args = build_parser(description, defaults).parse_args(argv)
+    config = {k: getattr(args, k) for k in defaults}
+    try:
+        t0 = time.perf_counter()
+        results = run(config)
+    except (ValueError, TypeError, ImportError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 2
+    print(summarize(results))
+    print(f"{name}: {time.perf_counter() - t0:.1f} s; results in {config['out']}/results.json")
+    return 0
+
+
+def train_seeds(name: str, train, test, recipe: dict, seeds, **overrides) -> tuple[dict, object]:
+    """Train ``recipe`` once per seed and evaluate on ``test``.
+
+    Args:
+        name: label printed in the progress lines.
+        train, test: Datasets.
+        recipe: TrainConfig fields.
+        seeds: training seeds.
+        **overrides: TrainConfig fields that replace the recipe's.
+
+    Returns:
+        ``(summary, first_fit_result)``: the summary holds the recipe, one row per seed (test accuracy,
+        epochs, steps, best epoch, stopping rule, seconds), ``test_accuracy`` statistics over seeds, the
+        mean epochs and the mean seconds per run.
+    """
+    from jnn.train import evaluate, fit
+
+    rows, first = [], None
+    for seed in seeds:
+        cfg = train_config(recipe, **{**overrides, "seed": seed})
+        t0 = time.perf_counter()
+        r = fit(train, cfg)
+        seconds = time.perf_counter() - t0
+        acc = evaluate(r.params, test, cfg)["accuracy"]
+        rows.append({"seed": seed, "test_accuracy": acc, "epochs": int(r.state.epoch), "steps": int(r.state.step),
+                     "best_epoch": r.best_epoch + 1 if r.best_epoch >= 0 else None, "stopped_by": r.stopped_by,
+                     "seconds": round(seconds, 2)})
+        print(f"{name:9s} seed {seed}: test accuracy {acc:.4f} after {int(r.state.epoch)} epochs ({r.stopped_by}) "
+              f"in {seconds:.1f} s", flush=True)
+        first = r if first is None else first
+    summary = {"recipe": {**recipe, **overrides}, "runs": rows,
+               "test_accuracy": seed_stats([r["test_accuracy"] for r in rows]),
+               "mean_epochs": sum(r["epochs"] for r in rows) / len(rows),
+               "mean_seconds": sum(r["seconds"] for r in rows) / len(rows)}
+    return summary, first
+
+
+def summarize_recipes(results: dict) -> str:
+    """One line per recipe of ``results["recipes"]``: mean ± std (min, max) over seeds."""
+    lines = []
+    for name, r in results["recipes"].items():
+        s = r["test_accuracy"]
+        lines.append(f"{name:9s} test accuracy {s['mean']:.4f} ± {s['std']:.4f} (min {s['min']:.4f}, max "
+                     f"{s['max']:.4f}) over {len(s['values'])} seeds, {r['mean_epochs']:.0f} epochs, "
+                     f"{r['mean_seconds']:.1f} s per run")
+    return "\n".join(lines)
+
+
+def accuracy_bars(path, results: dict, *, title: str, lines: dict, ylim: tuple[float, float]) -> Path:
+    """Bar chart of mean test accuracy per recipe with the seeds as dots and reference lines.
+
+    Args:
+        path: PNG file.
+        results: with ``results["recipes"][name]["test_accuracy"]``.
+        title: figure title.
+        lines: ``{label: y}`` horizontal reference lines (targets, published figures).
+        ylim: y-axis range.
+    """
+    from jnn.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    names = list(results["recipes"])
+    for i, name in enumerate(names):
+        s = results["recipes"][name]["test_accuracy"]
+        ax.bar(i, s["mean"], width=0.5, color="tab:blue" if name == "jnn" else "tab:gray", alpha=0.7)
+        ax.plot([i] * len(s["values"]), s["values"], "ko", markersize=4)
+        ax.text(i, min(s["mean"] + 0.005 * (ylim[1] - ylim[0]) * 2, ylim[1]), f"{s['mean']:.4f}", ha="center")
+    for (label, y), color in zip(lines.items(), ("tab:red", "tab:orange", "tab:green")):
+        ax.axhline(y, color=color, linestyle="--", label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.75, len(names) - 0.25)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel("test accuracy (bars: mean, dots: seeds)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
