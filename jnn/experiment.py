@@ -177,7 +177,7 @@ def accuracy_bars(path, results: dict, *, title: str, lines: dict, ylim: tuple[f
         s = results["recipes"][name]["test_accuracy"]
         ax.bar(i, s["mean"], width=0.5, color="tab:blue" if name == "jnn" else "tab:gray", alpha=0.7)
         ax.plot([i] * len(s["values"]), s["values"], "ko", markersize=4)
-        ax.text(i, min(s["mean"] + 0.005 * (ylim[1] - ylim[0]) * 2, ylim[1]), f"{s['mean']:.4f}", ha="center")
+        ax.text(i + 0.28, s["mean"], f"{s['mean']:.4f}", ha="left", va="center", fontsize=9)
     for (label, y), color in zip(lines.items(), ("tab:red", "tab:orange", "tab:green")):
         ax.axhline(y, color=color, linestyle="--", label=label)
     ax.set_xticks(range(len(names)), names)

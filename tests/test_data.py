@@ -74,9 +74,9 @@ def test_loaders_are_deterministic_and_shaped():
         b, _ = load(name, seed=1)
         np.testing.assert_array_equal(a.x, b.x)
         assert a.x.dtype == np.float32 and a.x.shape[1] == 2 and len(a) > len(at) > 0
-    with pytest.raises(ValueError, match=r"dataset must be one of \['mnist1d', 'moons', 'spirals', 'xor'\]"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \['digits', 'mnist1d', 'moons', 'spirals', 'xor'\]"):
         load("mnist")
-    assert set(LOADERS) == {"mnist1d", "xor", "moons", "spirals"}
+    assert set(LOADERS) == {"mnist1d", "digits", "xor", "moons", "spirals"}
 
 
 def test_mnist1d_is_generated_offline_and_cached(tmp_path, monkeypatch):
@@ -89,3 +89,11 @@ def test_mnist1d_is_generated_offline_and_cached(tmp_path, monkeypatch):
     assert (tmp_path / "mnist1d-v0.0.2-seed42.npz").exists()
     again, _ = load("mnist1d")  # from the cache
     np.testing.assert_array_equal(again.x, train.x)
+
+
+def test_digits_split_and_scaling():
+    train, test = load("digits")
+    assert (len(train), len(test)) == (1347, 450) and train.x.shape[1] == 64
+    assert train.x.min() >= 0.0 and train.x.max() <= 1.0 and train.x.dtype == np.float32
+    frac = np.bincount(test.y, minlength=10) / np.bincount(np.concatenate([train.y, test.y]), minlength=10)
+    assert np.all(np.abs(frac - 0.25) < 0.02)  # stratified 75/25

@@ -105,3 +105,40 @@ def test_experiment_cli_validates_like_jnn_train(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist1d_mlp.py"), "--out", str(tmp_path),
                            "--recipes", "jnn,keras"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "recipes must be among ['jnn', 'reference']; got ['keras']" in proc.stderr
+
+
+def test_runner_lists_known_experiments_on_an_unknown_name():
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "mnist"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown experiment 'mnist'; known experiments: ['binary_xor', 'digits_mlp', 'dropout_modes'," in proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "--list"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "regularization" in proc.stdout
+
+
+def test_runner_runs_an_experiment(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "binary_xor", "--out", str(tmp_path),
+                           "--datasets", "xor", "--max-epochs", "5"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "xor: test accuracy" in proc.stdout and (tmp_path / "results.json").exists()
+
+
+def test_missing_optional_extras_name_the_pip_extra(monkeypatch):
+    import builtins
+
+    from jnn.datasets import load
+    from jnn.plots import _pyplot
+
+    real_import = builtins.__import__
+
+    def no_extras(name, *args, **kwargs):
+        if name.startswith(("sklearn", "matplotlib")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_extras)
+    with pytest.raises(ImportError, match=r"pip install 'jnn\[digits\]'"):
+        load("digits")
+    with pytest.raises(ImportError, match=r"pip install 'jnn\[plots\]'"):
+        _pyplot()

@@ -23,10 +23,11 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 class TrainConfig:
     """Hyperparameters of a training run (the lecture's loop plus its regularisers and stopping rules).
 
-    The defaults are a recipe that reaches about 70% test accuracy on MNIST-1D in a few seconds on two
-    CPU cores: a 256-256 relu MLP, SGD with momentum 0.9 at η = 0.02, minibatches of 100, λ = 1e-4,
-    dropout keep_prob 0.8, early stopping on the validation loss with patience 20. ``optimizer="sgd"``
-    is the lecture's plain update θ ← θ − η∇θ l.
+    The defaults are the jnn recipe of ``experiments/mnist1d_mlp.py`` (over 70% test accuracy on
+    MNIST-1D, mean of 3 seeds, in about ten seconds per run on two CPU cores): a 256-256 relu MLP, SGD
+    with momentum 0.9 at η = 0.02, minibatches of 100, λ = 1e-4, inverted dropout with keep_prob 0.7,
+    early stopping on the validation loss with patience 30. ``optimizer="sgd"`` is the lecture's plain
+    update θ ← θ − η∇θ l.
 
     Attributes:
         hidden: hidden-layer widths; the network is ``(d_in, *hidden, d_out)`` with d_in and d_out from
@@ -69,7 +70,7 @@ class TrainConfig:
     batch_size: int = 100
     l2: float = 1e-4
     include_bias: bool = False
-    keep_prob: float = 0.8
+    keep_prob: float = 0.7
     dropout_mode: str = "inverted"
     max_epochs: int = 300
     max_steps: int | None = None
@@ -77,7 +78,7 @@ class TrainConfig:
     tol_patience: int = 10
     early_stopping: bool = True
     monitor: str = "val_loss"
-    patience: int = 20
+    patience: int = 30
     min_delta: float = 0.0
     start_epoch: int = 0
     restore_best: bool = True
