@@ -44,9 +44,12 @@ class Dropout:
     on_inputs: bool = False
 
     def __post_init__(self):
-        p = V.check_real("keep_prob", self.keep_prob, low=0.0, high=1.0, low_open=True,
-                         hint="keep_prob is the probability of keeping a unit (the lecture's p)")
-        object.__setattr__(self, "keep_prob", p)
+        # Inside compiled code a sweep passes keep_prob as a traced scalar (one value per member); it was
+        # validated in Python before tracing, so only a concrete value is checked here.
+        if V.is_concrete(self.keep_prob):
+            p = V.check_real("keep_prob", self.keep_prob, low=0.0, high=1.0, low_open=True,
+                             hint="keep_prob is the probability of keeping a unit (the lecture's p)")
+            object.__setattr__(self, "keep_prob", p)
         V.check_choice("mode", self.mode, MODES)
         if not isinstance(self.on_inputs, bool):
             raise TypeError(f"on_inputs must be a bool; got {self.on_inputs!r}")
@@ -68,12 +71,13 @@ class Dropout:
         """
         p = self.keep_prob
         if not train:
-            return jnp.asarray(p if self.mode == "classic" else 1.0, dtype)
-        if p == 1.0:
+            return jnp.asarray(p, dtype) if self.mode == "classic" else jnp.ones((), dtype)
+        if isinstance(p, float) and p == 1.0:
             return jnp.ones(shape, dtype)
+        # bernoulli(p) is uniform < p, so p = 1 keeps every unit and the factor is exactly 1.
         keep = jax.random.bernoulli(jax.random.fold_in(key, layer), p, shape)
-        scale = 1.0 / p if self.mode == "inverted" else 1.0
-        return jnp.where(keep, jnp.asarray(scale, dtype), jnp.zeros((), dtype))
+        scale = 1.0 / jnp.asarray(p, dtype) if self.mode == "inverted" else jnp.ones((), dtype)
+        return jnp.where(keep, scale, jnp.zeros((), dtype))
 
     def applies_to(self, layer: int) -> bool:
         """Whether activations of ``layer`` (0 = inputs) are subject to dropout."""

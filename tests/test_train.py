@@ -49,7 +49,8 @@ def test_padded_batch_step_equals_the_unpadded_step():
     tx = cfg.make_optimizer()
     steps = make_steps(cfg, tx, params, n_train=len(train), has_val=False)
     es = cfg.stopper().init()
-    s0 = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1, early=es)
+    s0 = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1, early=es,
+                    l2=cfg.l2)
     x, y = jnp.asarray(train.x[:10]), jnp.asarray(train.y[:10])
     pad_x = jnp.concatenate([x, jnp.asarray(train.x[10:16])])
     pad_y = jnp.concatenate([y, jnp.asarray(train.y[10:16])])
@@ -66,7 +67,7 @@ def test_train_step_jits_with_donation_and_steps_the_state():
     tx = cfg.make_optimizer()
     steps = make_steps(cfg, tx, params, n_train=8, has_val=False)
     s = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1,
-                   early=cfg.stopper().init())
+                   early=cfg.stopper().init(), keep_prob=cfg.keep_prob)
     step = jax.jit(steps.train_step, donate_argnums=0)
     batch = Batch(jnp.ones((8, 2)), jnp.zeros(8, jnp.int32), jnp.ones(8, bool))
     s, m = step(s, batch)

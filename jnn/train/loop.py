@@ -140,7 +140,7 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
     params = init_mlp(k_init, sizes, scheme=config.scheme)
     stopper = config.stopper()
     state = init_state(params, tx, data_key=k_data, dropout_key=k_dropout, max_epochs=config.max_epochs,
-                       early=stopper.init())
+                       early=stopper.init(), l2=config.l2, keep_prob=config.keep_prob)
 
     run_path = None if run_dir is None else Path(run_dir)
     meta = {"config": config.to_dict(), "config_hash": config.hash(), "data_hash": ckpt.data_hash(train),

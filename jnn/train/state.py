@@ -41,6 +41,9 @@ class TrainState(NamedTuple):
         bad_step: step at which a non-finite loss/gradient appeared (−1 if none).
         bad_leaf: index (in ``jax.tree.leaves(params)`` order) of the first non-finite gradient leaf;
             −1 if none, −2 if only the loss was non-finite.
+        hyper: ``{"l2": λ, "keep_prob": p}`` as arrays, read by the compiled step, so that a sweep can
+            give every member its own values under one compile (the learning rate lives in
+            ``opt_state.hyperparams`` for the built-in optimisers).
     """
 
     params: list
@@ -56,10 +59,11 @@ class TrainState(NamedTuple):
     status: jax.Array
     bad_step: jax.Array
     bad_leaf: jax.Array
+    hyper: dict
 
 
 def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_key, max_epochs: int,
-               early: EarlyStoppingState) -> TrainState:
+               early: EarlyStoppingState, l2: float = 0.0, keep_prob: float = 1.0) -> TrainState:
     """The state before the first epoch.
 
     Args:
@@ -69,6 +73,8 @@ def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_ke
         dropout_key: dropout stream key.
         max_epochs: length of the history buffers.
         early: initial early-stopping state.
+        l2: λ of this run.
+        keep_prob: dropout keep probability of this run.
     """
     dtype = params[0]["w"].dtype
     i32 = lambda v: jnp.asarray(v, jnp.int32)
@@ -78,4 +84,5 @@ def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_ke
         tol=TolState(jnp.asarray(jnp.inf, dtype), i32(0)),
         history={m: jnp.full((max_epochs,), jnp.nan, dtype) for m in METRICS},
         status=i32(0), bad_step=i32(-1), bad_leaf=i32(-1),
+        hyper={"l2": jnp.asarray(l2, dtype), "keep_prob": jnp.asarray(keep_prob, dtype)},
     )

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from jnn.data import epoch_batches
+from jnn.dropout import Dropout
 from jnn.losses import _l2, l2_selection, masked_mean, per_example_loss
 from jnn.model import forward_cache
 from jnn.train.config import TrainConfig
@@ -58,7 +59,7 @@ def _learning_rate(opt_state, dtype):
 
 
 def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_template, *, n_train: int,
-               has_val: bool, val_fn=None) -> Steps:
+               has_val: bool, val_fn=None, use_dropout: bool | None = None, batch_sharding=None) -> Steps:
     """Build ``train_step``, ``eval_step`` and ``run_epoch`` for one run.
 
     Args:
@@ -69,6 +70,10 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
         has_val: whether a validation set is passed to ``run_epoch``.
         val_fn: optional ``val_fn(params, x_val, y_val, epoch) -> (val_loss, val_accuracy)`` replacing the
             default validation (``eval_step``), e.g. for a custom metric or a scripted curve in tests.
+        use_dropout: compile the dropout path (default: ``config.keep_prob < 1``). λ and keep_prob are
+            read from ``state.hyper`` at run time, so one compiled step serves every value.
+        batch_sharding: optional ``jax.sharding.Sharding`` for the rows of each minibatch (data
+            parallelism); params and optimiser state stay replicated.
 
     Returns:
         :class:`Steps` with
@@ -77,30 +82,36 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
           :class:`Batch`, dropout key ``fold_in(dropout_key, step)``. A non-finite loss or gradient
           leaves the state as it was and records the step and the leaf; once ``status != 0`` (or
           ``max_steps`` is reached) the state no longer changes.
-        - ``eval_step(params, x, y, mask=None) -> (mean loss, accuracy)`` without dropout (classic
-          dropout uses the expected weights); the loss is the data term (no L2).
+        - ``eval_step(params, x, y, mask=None, keep_prob=None) -> (mean loss, accuracy)`` without dropout
+          (classic dropout uses the expected weights, scaled by ``keep_prob``, default the config's);
+          the loss is the data term (no L2).
         - ``run_epoch(state, x, y, x_val, y_val) -> state``: one epoch as a ``lax.scan`` over
           minibatches drawn on device, then validation, early stopping, history and the stopping rules.
     """
     loss_name, act = config.loss, config.activation
-    dropout = config.dropout()
+    use_dropout = config.keep_prob < 1.0 if use_dropout is None else use_dropout
     sel = l2_selection(params_template, config.include_bias)
-    lam = config.l2
     stopper = config.stopper() if config.early_stopping else None
     steps_cap = config.max_steps
 
-    def objective(params, batch, key):
-        fwd = forward_cache(params, batch.x, activation=act, dropout=dropout, key=key, train=True)
+    def dropout_of(keep_prob):
+        return Dropout(keep_prob, config.dropout_mode) if use_dropout else None
+
+    def objective(params, batch, key, hyper):
+        fwd = forward_cache(params, batch.x, activation=act, dropout=dropout_of(hyper["keep_prob"]), key=key,
+                            train=True)
         logits = fwd.zs[-1]
         data = masked_mean(per_example_loss(loss_name, logits, batch.y), batch.mask)
-        return data + _l2(params, lam, sel), (data, logits)
+        return data + _l2(params, hyper["l2"], sel), (data, logits)
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
     def train_step(state: TrainState, batch: Batch):
         TRACE_COUNTS["train_step"] += 1
+        if batch_sharding is not None:
+            batch = Batch(*(jax.lax.with_sharding_constraint(a, batch_sharding) for a in batch))
         key = jax.random.fold_in(state.dropout_key, state.step)
-        (_, (data, logits)), grads = grad_fn(state.params, batch, key)
+        (_, (data, logits)), grads = grad_fn(state.params, batch, key, state.hyper)
         leaf_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         finite = jnp.isfinite(data) & jnp.all(leaf_ok)
         running = state.status == 0
@@ -128,9 +139,10 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
                    "count": jnp.sum(w)}
         return new, metrics
 
-    def eval_step(params, x, y, mask=None):
+    def eval_step(params, x, y, mask=None, keep_prob=None):
         TRACE_COUNTS["eval_step"] += 1
-        logits = forward_cache(params, x, activation=act, dropout=dropout, train=False).zs[-1]
+        p = config.keep_prob if keep_prob is None else keep_prob
+        logits = forward_cache(params, x, activation=act, dropout=dropout_of(p), train=False).zs[-1]
         loss = masked_mean(per_example_loss(loss_name, logits, y), mask)
         acc = masked_mean(correct(loss_name, logits, y), mask)
         return loss, acc
@@ -156,7 +168,7 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
         elif val_fn is not None:
             val_loss, val_acc = (jnp.asarray(v, dtype) for v in val_fn(state.params, x_val, y_val, state.epoch))
         else:
-            val_loss, val_acc = eval_step(state.params, x_val, y_val)
+            val_loss, val_acc = eval_step(state.params, x_val, y_val, keep_prob=state.hyper["keep_prob"])
         metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                    "val_accuracy": val_acc, "learning_rate": _learning_rate(state.opt_state, dtype)}
         # An epoch counts when it started while running and applied at least one update.
