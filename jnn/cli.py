@@ -1,4 +1,4 @@
-"""The ``jnn`` command line: ``jnn train``, ``jnn gradcheck`` and ``jnn plot``.
+"""The ``jnn`` command line: ``jnn train``, ``jnn sweep``, ``jnn gradcheck`` and ``jnn plot``.
 
 Exit codes: 0 success, 1 a check failed or training diverged, 2 bad input (the message says which
 argument and why).
@@ -20,6 +20,13 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"jnn: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.01,0.1; got {text!r}") from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -59,13 +66,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the node-level reference only for nets with at most this many params (default 3000)")
     g.add_argument("--json", default=None, help="also write the reports to this JSON file")
 
-    from jnn.datasets import LOADERS
-    from jnn.train.config import OPTIMIZERS
-    from jnn.train.stopping import MONITORS
-
     t = sub.add_parser("train", help="train an MLP with minibatch SGD and early stopping",
                        description="Train a feed-forward network. Values come from the defaults, then the "
                                    "--config TOML file, then the flags.")
+    _add_config_flags(t)
+    t.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<time>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+
+    sw = sub.add_parser("sweep", help="train many members (seeds, learning rates, λ, keep_prob) at once",
+                        description="Train one member per value of the sweep axes under jax.vmap, in one compile. "
+                                    "Axes zip (equal lengths) unless --grid asks for their Cartesian product; the "
+                                    "other flags set the shared config.")
+    _add_config_flags(sw)
+    sw.add_argument("--seeds", type=_int_list, default=None, help="axis: seeds, e.g. 0,1,2")
+    sw.add_argument("--learning-rates", type=_float_list, default=None, help="axis: η values")
+    sw.add_argument("--l2s", type=_float_list, default=None, help="axis: λ values")
+    sw.add_argument("--keep-probs", type=_float_list, default=None, help="axis: keep_prob values")
+    sw.add_argument("--grid", action="store_true", help="Cartesian product of the axes instead of zipping them")
+    sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
+
+    pl = sub.add_parser("plot", help="draw loss/accuracy curves of a run folder",
+                        description="Draw RUN_DIR/curves.png (loss and accuracy, train and validation, with the "
+                                    "best and stop epochs marked) from the run's history.json.")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
+    return p
+
+
+def _add_config_flags(t) -> None:
+    """The TrainConfig flags shared by ``jnn train`` and ``jnn sweep``."""
+    from jnn.activations import ACTIVATIONS
+    from jnn.datasets import LOADERS
+    from jnn.dropout import MODES
+    from jnn.losses import LOSSES
+    from jnn.train.config import OPTIMIZERS
+    from jnn.train.stopping import MONITORS
+
     t.add_argument("--config", default=None, help="TOML file with TrainConfig fields (and optionally dataset)")
     t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="default mnist1d")
     t.add_argument("--sizes", type=_int_list, default=None, help="full layer widths, e.g. 40,100,100,10")
@@ -85,18 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
-    t.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<time>)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
-
-    pl = sub.add_parser("plot", help="draw loss/accuracy curves of a run folder",
-                        description="Draw RUN_DIR/curves.png (loss and accuracy, train and validation, with the "
-                                    "best and stop epochs marked) from the run's history.json.")
-    pl.add_argument("run_dir", metavar="RUN_DIR")
-    pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
-    return p
 
 
 #: CLI flag (argparse dest) -> TrainConfig field, for flags whose names differ.
@@ -172,6 +199,36 @@ def _train(args) -> int:
           + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else ""))
     print(f"run folder: {result.run_dir} ({files})")
     return 1 if result.stopped_by == "non_finite" else 0
+
+
+def _sweep(args) -> int:
+    import datetime
+
+    from jnn.datasets import load
+    from jnn.sweep import format_table, grid, sweep
+
+    dataset, config = _train_config(args)
+    axes = {k: v for k, v in (("seed", args.seeds), ("learning_rate", args.learning_rates), ("l2", args.l2s),
+                              ("keep_prob", args.keep_probs)) if v is not None}
+    if not axes:
+        raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s or --keep-probs")
+    if args.grid:
+        axes = grid(**axes)
+    if args.log_every is not None:
+        V.check_int("--log-every", args.log_every, low=0)
+    out = args.out or f"runs/sweep-{dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    train, test = load(dataset, seed=config.seed)
+    m = len(next(iter(axes.values())))
+    print(f"jnn sweep: {dataset}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
+    res = sweep(train, config, test=test, log_every=args.log_every or 0, **axes)
+    res.save(out)
+    print(format_table(res.rows))
+    b = res.best()
+    print(f"best by {res.monitor}: member {b['member']} (seed {b['seed']}, learning_rate {b['learning_rate']:g}, "
+          f"l2 {b['l2']:g}, keep_prob {b['keep_prob']:g}), test accuracy {b['test_accuracy']:.4f}")
+    print(f"{m} members trained in {res.seconds:.1f} s (one compile); results in {out} (sweep.csv, sweep.json, "
+          "sweep.png)")
+    return 0
 
 
 def _gradcheck(args) -> int:
@@ -251,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             return _gradcheck(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "plot":
             from jnn.plots import plot_run
 

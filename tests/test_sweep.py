@@ -1,0 +1,101 @@
+"""Sweeps: M members in one compile equal M separate fits; stopped members are frozen."""
+
+import jax
+import numpy as np
+import pytest
+
+import jnn
+from jnn.datasets import load
+from jnn.sweep import format_table, grid, members_of, sweep
+from jnn.train import TRACE_COUNTS, TrainConfig, fit
+
+CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05)
+AXES = dict(seed=[0, 1, 2, 3, 0, 1, 2, 3], learning_rate=[0.05, 0.05, 0.1, 0.1, 0.02, 0.02, 0.05, 0.05],
+            l2=[0.0, 1e-4, 0.0, 1e-3, 0.0, 0.0, 1e-4, 0.0], keep_prob=[0.7, 0.7, 0.9, 1.0, 0.8, 0.7, 1.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    return load("spirals")
+
+
+def test_eight_members_equal_eight_fits_and_compile_once(spirals):
+    train, test = spirals
+    before = dict(TRACE_COUNTS)
+    res = sweep(train, TrainConfig(**CFG), test=test, **AXES)
+    assert TRACE_COUNTS["run_epoch"] - before.get("run_epoch", 0) == 1
+    assert TRACE_COUNTS["train_step"] - before.get("train_step", 0) == 1
+    assert len(res.rows) == 8
+    for i, c in enumerate(res.members):
+        assert (c.seed, c.learning_rate, c.l2, c.keep_prob) == tuple(AXES[k][i] for k in AXES)
+        r = fit(train, c)
+        report = jnn.compare_grads(r.params, res.member_params(i), rtol=1e-6)
+        assert report.max_rel_err <= 1e-6, (i, str(report))
+        np.testing.assert_allclose(res.histories[i]["val_loss"], r.history["val_loss"], rtol=1e-5)
+        assert res.rows[i]["test_accuracy"] == pytest.approx(jnn.evaluate(r.params, test, c)["accuracy"], abs=2e-3)
+
+
+def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
+    train, _ = spirals
+    cfg = TrainConfig(**{**CFG, "max_epochs": 30, "patience": 1, "restore_best": False})
+    # lr 0.5 is noisy and stops after a few epochs; lr 0.01 improves steadily and runs longer.
+    res = sweep(train, cfg, learning_rate=[0.5, 0.01], seed=[0, 0])
+    fast, slow = res.rows
+    assert fast["stopped_by"] == "early_stopping" and fast["epochs"] < slow["epochs"]
+    h = res.histories[0]
+    assert len(h) == fast["epochs"]  # nothing recorded after the stop
+    assert np.all(np.isnan(np.asarray(res.state.history["val_loss"][0][fast["epochs"]:])))
+    # Frozen: the member's step count and params equal a lone fit that stopped at the same epoch (had it
+    # gone on for the other member's epochs, its params would differ by far more than rounding; lr 0.5
+    # amplifies the ~1e-7 batched-matmul rounding, hence 1e-5 here).
+    alone = fit(train, res.members[0])
+    assert int(alone.state.epoch) == fast["epochs"] and int(alone.state.step) == int(res.state.step[0])
+    assert jnn.compare_grads(alone.state.params, res.member_params(0), rtol=1e-5).max_rel_err <= 1e-5
+
+
+def test_best_picks_by_validation_metric_and_save_writes_files(spirals, tmp_path):
+    train, test = spirals
+    res = sweep(train, TrainConfig(**{**CFG, "max_epochs": 3}), test=test, learning_rate=[0.001, 0.1])
+    assert res.best()["member"] == int(np.argmin([r["best_val"] for r in res.rows]))
+    paths = res.save(tmp_path)
+    assert {p.name for p in paths} == {"sweep.csv", "sweep.json", "sweep.png"}
+    assert (tmp_path / "sweep.csv").read_text().splitlines()[0].startswith("member,seed,learning_rate,l2,keep_prob")
+    assert "member" in format_table(res.rows)
+    acc = TrainConfig(**{**CFG, "max_epochs": 3, "monitor": "val_accuracy"})
+    res2 = sweep(train, acc, learning_rate=[0.001, 0.1])
+    assert res2.best()["member"] == int(np.argmax([r["best_val"] for r in res2.rows]))
+
+
+def test_grid_is_the_cartesian_product():
+    g = grid(seed=[0, 1], l2=[0.0, 1e-4, 1e-3])
+    assert g == {"seed": [0, 0, 0, 1, 1, 1], "l2": [0.0, 1e-4, 1e-3, 0.0, 1e-4, 1e-3]}
+
+
+@pytest.mark.parametrize("axes,exc,match", [
+    (dict(seed=[0, 1], l2=[0.0]), ValueError, r"same length .* got lengths \{'seed': 2, 'l2': 1\}"),
+    (dict(momentum=[0.9]), ValueError, r"sweep axis must be one of \['seed', 'learning_rate', 'l2', 'keep_prob'\]"),
+    (dict(keep_prob=[0.5, 1.5]), ValueError, r"sweep member 1 \(keep_prob=1.5\): keep_prob must be in \(0, 1\]"),
+    (dict(learning_rate=[0.1, -1.0]), ValueError, r"sweep member 1 \(learning_rate=-1.0\): learning_rate must be"),
+    (dict(l2=[-0.1]), ValueError, r"sweep member 0 \(l2=-0.1\): l2 must be in \[0, inf\]"),
+    (dict(seed=[]), ValueError, "non-empty list"),
+    ({}, ValueError, "at least one axis"),
+])
+def test_bad_axes_name_the_member(axes, exc, match):
+    with pytest.raises(exc, match=match):
+        members_of(TrainConfig(**CFG), axes)
+
+
+def test_cli_sweep(tmp_path, capsys):
+    from jnn import cli
+
+    out = tmp_path / "sw"
+    argv = ["sweep", "--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--max-epochs", "3",
+            "--seeds", "0,1", "--l2s", "0,0.001", "--grid", "--out", str(out)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "4 members over seed, l2" in text and "best by val_loss: member" in text
+    assert (out / "sweep.csv").read_text().count("\n") == 5
+    assert cli.main(["sweep", "--dataset", "spirals", "--seeds", "0,1", "--l2s", "0"]) == 2
+    assert "same length" in capsys.readouterr().err
+    assert cli.main(["sweep", "--dataset", "spirals"]) == 2
+    assert "needs at least one axis" in capsys.readouterr().err
