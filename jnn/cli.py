@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<time>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    t.add_argument("--data-parallel", action="store_true",
+                   help="shard each batch over all devices (all processes' devices under jnn launch)")
 
     sw = sub.add_parser("sweep", help="train many members (seeds, learning rates, λ, keep_prob) at once",
                         description="Train one member per value of the sweep axes under jax.vmap, in one compile. "
@@ -85,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--keep-probs", type=_float_list, default=None, help="axis: keep_prob values")
     sw.add_argument("--grid", action="store_true", help="Cartesian product of the axes instead of zipping them")
     sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
+
+    la = sub.add_parser("launch", help="run a command as N local processes joined by jax.distributed",
+                        description="Start N copies of COMMAND with JNN_COORDINATOR_ADDRESS, JNN_NUM_PROCESSES and "
+                                    "JNN_PROCESS_ID set (loopback coordinator); jnn train then trains data-parallel "
+                                    "over all processes. All are killed if one fails or the deadline passes.")
+    la.add_argument("--processes", type=int, required=True, help="number of processes")
+    la.add_argument("--port", type=int, default=None, help="coordinator port on 127.0.0.1 (default: a free one)")
+    la.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds (default 600)")
+    la.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
 
     pl = sub.add_parser("plot", help="draw loss/accuracy curves of a run folder",
                         description="Draw RUN_DIR/curves.png (loss and accuracy, train and validation, with the "
@@ -163,6 +175,8 @@ def _train_config(args):
 def _train(args) -> int:
     import datetime
 
+    import jax
+
     from jnn.datasets import load
     from jnn.train.loop import evaluate, fit, prepare_data
 
@@ -180,8 +194,18 @@ def _train(args) -> int:
           + (f", early stopping on {config.monitor} (patience {config.patience})" if config.early_stopping else ""),
           flush=True)
     log_every = args.log_every if args.log_every is not None else max(1, config.max_epochs // 10)
-    result = fit(train, config, run_dir=out, resume=args.resume, overwrite=args.overwrite, log_every=log_every)
+    mesh = None
+    if args.data_parallel or jax.process_count() > 1:
+        from jnn.parallel import data_mesh
+
+        mesh = data_mesh()
+        print(f"data parallel over {mesh.shape['data']} device(s) in {jax.process_count()} process(es)", flush=True)
+    result = fit(train, config, run_dir=out, resume=args.resume, overwrite=args.overwrite, log_every=log_every,
+                 mesh=mesh)
     test_metrics = evaluate(result.params, test, config)
+    if jax.process_index() != 0:
+        print(f"process {jax.process_index()}: test accuracy {test_metrics['accuracy']:.4f}")
+        return 0
     summary = {"dataset": dataset, "stopped_by": result.stopped_by, "best_epoch": result.best_epoch + 1,
                "epochs": int(result.state.epoch), "steps": int(result.state.step), "test": test_metrics,
                "message": result.message}
@@ -300,10 +324,23 @@ def _gradcheck(args) -> int:
     return 0 if ok else 1
 
 
+def _launch(args) -> int:
+    from jnn.parallel import launch
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    return launch(cmd, processes=args.processes, port=args.port, timeout=args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jnn`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "launch":
+            return _launch(args)
+        if os.environ.get("JNN_NUM_PROCESSES"):  # started by jnn launch (or a cluster script)
+            from jnn.parallel import initialize
+
+            initialize()
         if args.command == "gradcheck":
             return _gradcheck(args)
         if args.command == "train":

@@ -99,7 +99,7 @@ def _progress(enabled: bool | None, total: int):
 def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.GradientTransformation | None = None,
         run_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
         stop_at_epoch: int | None = None,
-        progress: bool | None = None, log_every: int = 0) -> FitResult:
+        progress: bool | None = None, log_every: int = 0, mesh=None) -> FitResult:
     """Train a network on ``train`` with minibatch gradient descent until a stopping rule fires.
 
     Args:
@@ -114,6 +114,10 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
             says ``stopped_by="paused"``.
         progress: show a progress bar (default: when stderr is a terminal and ``CI`` is unset).
         log_every: also print a line every k epochs (0: never).
+        mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (see :func:`jnn.parallel.data_mesh`): shard
+            every minibatch over it (data parallelism; params and optimiser state replicated). The
+            batch size must be divisible by the ``data`` axis size. With several processes
+            (:func:`jnn.parallel.initialize`), only process 0 writes the run folder.
 
     Returns:
         A :class:`FitResult`.
@@ -131,6 +135,10 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
         raise ValueError(f"stop_at_epoch must be a positive int or None; got {stop_at_epoch!r}")
     if not isinstance(train, Dataset):
         raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
+    if mesh is not None:
+        from jnn.parallel import check_mesh
+
+        check_mesh(mesh, config.batch_size)
     fit_ds, val_ds = prepare_data(train, config)
     _check_data(fit_ds, config)
     sizes = config.network_sizes(fit_ds.x.shape[1], fit_ds.num_classes)
@@ -145,20 +153,32 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
     run_path = None if run_dir is None else Path(run_dir)
     meta = {"config": config.to_dict(), "config_hash": config.hash(), "data_hash": ckpt.data_hash(train),
             "sizes": list(sizes)}
+    writer = jax.process_index() == 0  # with several processes, one writes the run folder
     if run_path is not None:
-        prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
+        if writer:
+            prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
         if resume and (run_path / CHECKPOINT_NAME).exists():
             state = ckpt.restore(run_path / CHECKPOINT_NAME, state, expect=meta)
     elif resume:
         raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
 
-    steps = make_steps(config, tx, params, n_train=len(fit_ds), has_val=val_ds is not None)
-    run_epoch = jax.jit(steps.run_epoch, donate_argnums=0)
-    x, y = jnp.asarray(fit_ds.x), jnp.asarray(fit_ds.y)
+    x, y = fit_ds.x, fit_ds.y
     if val_ds is not None:
-        xv, yv = jnp.asarray(val_ds.x), jnp.asarray(val_ds.y)
+        xv, yv = val_ds.x, val_ds.y
     else:
-        xv, yv = jnp.zeros((1, x.shape[1]), x.dtype), jnp.zeros((1,), y.dtype)
+        xv, yv = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1,), y.dtype)
+    jit_kw, batch_sharding = {}, None
+    if mesh is not None:
+        from jnn.parallel import replicate, shardings
+
+        rep, batch_sharding = shardings(mesh)
+        state, (x, y, xv, yv) = replicate(state, rep), replicate((x, y, xv, yv), rep)
+        jit_kw = {"out_shardings": rep}
+    else:
+        x, y, xv, yv = (jnp.asarray(a) for a in (x, y, xv, yv))
+    steps = make_steps(config, tx, params, n_train=len(fit_ds), has_val=val_ds is not None,
+                       batch_sharding=batch_sharding)
+    run_epoch = jax.jit(steps.run_epoch, donate_argnums=0, **jit_kw)
 
     bar = _progress(progress, config.max_epochs)
     epoch, status = int(state.epoch), int(state.status)
@@ -179,7 +199,7 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
             bar.update(1)
         if log_every and (epoch % log_every == 0 or status != 0):
             print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {float(last[k]):.4f}" for k in METRICS[:4]), flush=True)
-        if run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
+        if writer and run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
             ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
     if bar is not None:
         bar.close()
@@ -191,7 +211,7 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
     restore = config.early_stopping and config.restore_best and best_epoch >= 0
     final = state.best_params if restore else state.params
     message = _message(state, stopped_by, best_epoch, config, elapsed)
-    if run_path is not None:
+    if writer and run_path is not None:
         ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
         history.save(run_path)
     return FitResult(final, state, history, stopped_by, best_epoch, message, run_path)
@@ -222,6 +242,8 @@ def evaluate(params, ds: Dataset, config: TrainConfig) -> dict:
     """
     if not isinstance(ds, Dataset):
         raise TypeError(f"ds must be a jnn.data.Dataset; got {type(ds).__name__}")
+    if jax.process_count() > 1:
+        params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
     steps = make_steps(config, optax.identity(), params, n_train=1, has_val=False)
     loss, acc = jax.jit(steps.eval_step)(params, jnp.asarray(ds.x), jnp.asarray(ds.y))
     return {"loss": float(loss), "accuracy": float(acc), "n": len(ds)}
