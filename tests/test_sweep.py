@@ -99,3 +99,18 @@ def test_cli_sweep(tmp_path, capsys):
     assert "same length" in capsys.readouterr().err
     assert cli.main(["sweep", "--dataset", "spirals"]) == 2
     assert "needs at least one axis" in capsys.readouterr().err
+
+
+def test_sweep_benchmark_smoke(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "sweep.py"), "--members", "2", "--epochs", "1",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["members"] == 2 and res["end_to_end_seconds"]["sweep"] > 0
+    assert "| end to end |" in proc.stdout
