@@ -52,6 +52,8 @@ class FitResult:
         best_epoch: 0-based epoch of the best monitored value (−1 without early stopping).
         message: a readable summary of why the run stopped.
         run_dir: the run folder, if any.
+        epoch_seconds: host wall time of each epoch run by this call (the first includes the compile).
+        setup_seconds: wall time from the call to the first epoch (validation, init, data placement).
     """
 
     params: list
@@ -61,6 +63,8 @@ class FitResult:
     best_epoch: int
     message: str
     run_dir: Path | None = None
+    epoch_seconds: tuple = ()
+    setup_seconds: float = 0.0
 
 
 def _keys(seed: int):
@@ -125,6 +129,7 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
     Raises:
         ValueError, TypeError: on a bad config, bad data, or a checkpoint from another run.
     """
+    t_call = time.perf_counter()
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -151,8 +156,9 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
                        early=stopper.init(), l2=config.l2, keep_prob=config.keep_prob)
 
     run_path = None if run_dir is None else Path(run_dir)
-    meta = {"config": config.to_dict(), "config_hash": config.hash(), "data_hash": ckpt.data_hash(train),
-            "sizes": list(sizes)}
+    meta = {"config": config.to_dict(), "config_hash": config.hash(), "sizes": list(sizes)}
+    if run_dir is not None:  # hashing the data costs a pass over it; only a run folder needs it
+        meta["data_hash"] = ckpt.data_hash(train)
     writer = jax.process_index() == 0  # with several processes, one writes the run folder
     if run_path is not None:
         if writer:
@@ -178,22 +184,37 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
         x, y, xv, yv = (jnp.asarray(a) for a in (x, y, xv, yv))
     steps = make_steps(config, tx, params, n_train=len(fit_ds), has_val=val_ds is not None,
                        batch_sharding=batch_sharding)
-    run_epoch = jax.jit(steps.run_epoch, donate_argnums=0, **jit_kw)
+
+    def epoch_and_summary(state, *data):
+        # One small array back to the host per epoch: epoch, status and the epoch's metrics.
+        state = steps.run_epoch(state, *data)
+        e = jnp.maximum(state.epoch - 1, 0)
+        dtype = state.history[METRICS[0]].dtype
+        summary = jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype),
+                             *(state.history[k][e] for k in METRICS)])
+        return state, summary
+
+    run_epoch = jax.jit(epoch_and_summary, donate_argnums=0,
+                        **({"out_shardings": (jit_kw["out_shardings"],) * 2} if jit_kw else {}))
 
     bar = _progress(progress, config.max_epochs)
     epoch, status = int(state.epoch), int(state.status)
     if bar is not None:
         bar.update(epoch)
     t0 = time.perf_counter()
+    setup_seconds = t0 - t_call
+    epoch_seconds = []
     paused = False
     while status == 0:
         if stop_at_epoch is not None and epoch >= stop_at_epoch:
             paused = True
             break
-        state = run_epoch(state, x, y, xv, yv)
-        epoch, status, last = jax.device_get((state.epoch, state.status,
-                                              {k: v[state.epoch - 1] for k, v in state.history.items()}))
-        epoch, status = int(epoch), int(status)
+        t_epoch = time.perf_counter()
+        state, summary = run_epoch(state, x, y, xv, yv)
+        summary = np.asarray(jax.device_get(summary))  # blocks: one dispatch in flight at a time
+        epoch_seconds.append(time.perf_counter() - t_epoch)
+        epoch, status = int(summary[0]), int(summary[1])
+        last = dict(zip(METRICS, summary[2:].tolist()))
         if bar is not None:
             bar.set_postfix({k: f"{float(v):.4f}" for k, v in last.items() if k != "learning_rate"}, refresh=False)
             bar.update(1)
@@ -214,7 +235,8 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
     if writer and run_path is not None:
         ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
         history.save(run_path)
-    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path)
+    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path, tuple(epoch_seconds),
+                     setup_seconds)
 
 
 def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainConfig, elapsed: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -76,6 +77,12 @@ def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_ke
         l2: λ of this run.
         keep_prob: dropout keep probability of this run.
     """
+    return _init_state(params, tx, data_key, dropout_key, max_epochs, early, l2, keep_prob)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 4))
+def _init_state(params, tx, data_key, dropout_key, max_epochs, early, l2, keep_prob):
+    # Compiled once: built eagerly, each small op would compile separately on first use.
     dtype = params[0]["w"].dtype
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     return TrainState(
