@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -52,13 +51,6 @@ def init_mlp(key: PRNGKey, sizes, *, scheme: str = "lecun_normal", dtype="float3
     sizes = V.check_sizes(sizes)
     V.check_choice("scheme", scheme, list(SCHEMES))
     dt = _check_dtype(dtype)
-    return _init(key, sizes, scheme, dt)
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _init(key, sizes, scheme, dt):
-    # One compiled program for all layers: eager random ops would compile once per shape (~0.5 s each
-    # for normal draws on CPU), which dominated the set-up time of a run.
     params = []
     for k, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
         kw, kb = jax.random.split(k)
