@@ -9,8 +9,9 @@ and learning rates. Two figures are printed:
 
 - end to end: wall time of one ``jnn.sweep`` call vs M ``jnn.fit`` calls (each fit compiles its epoch
   once, so this includes M compiles against 1);
-- steady state: the per-epoch time, measured as (time of a 2E-epoch run − time of an E-epoch run) / E,
-  which cancels compile and set-up: M × (one fit's epoch) vs (one sweep epoch).
+- steady state: the per-epoch time after the first (compile) epoch, from the host wall times that
+  ``SweepResult.epoch_seconds`` and ``FitResult.epoch_seconds`` record: one sweep epoch (all M members)
+  vs the sum over the M sequential fits of their median epoch.
 
 Writes a Markdown table and results.json into --out.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,13 +32,6 @@ from jnn.sweep import sweep
 
 RECIPE = dict(hidden=(100, 100), batch_size=100, keep_prob=0.8, l2=1e-4, optimizer="momentum",
               early_stopping=False, val_fraction=0.1)
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    jax.block_until_ready(jax.tree.leaves(out.params if hasattr(out, "params") else out))
-    return time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
@@ -55,23 +50,19 @@ def main(argv=None) -> int:
     def run_sweep(epochs):
         return sweep(train, jnn.TrainConfig(**RECIPE, learning_rate=0.02, max_epochs=epochs), **axes)
 
-    def run_seq(epochs, members):
-        last = None
-        for i in range(members):
-            last = jnn.fit(train, jnn.TrainConfig(**RECIPE, max_epochs=epochs, seed=axes["seed"][i],
-                                                  learning_rate=axes["learning_rate"][i]))
-        return last
-
     print(f"sweep benchmark: {m} members, {e} epochs each, MNIST-1D 40-100-100-10, device {jax.devices()[0]}",
           flush=True)
     run_sweep(1)  # warm-up: imports, data cache
-    sweep_e = _timed(lambda: run_sweep(e))
-    sweep_2e = _timed(lambda: run_sweep(2 * e))
-    seq_e = _timed(lambda: run_seq(e, m))
-    one_e = _timed(lambda: run_seq(e, 1))
-    one_2e = _timed(lambda: run_seq(2 * e, 1))
-    sweep_epoch = max(sweep_2e - sweep_e, 1e-9) / e
-    seq_epoch = m * max(one_2e - one_e, 1e-9) / e
+    t0 = time.perf_counter()
+    swept = run_sweep(e)
+    sweep_e = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fits = [jnn.fit(train, jnn.TrainConfig(**RECIPE, max_epochs=e, seed=axes["seed"][i],
+                                           learning_rate=axes["learning_rate"][i]), progress=False)
+            for i in range(m)]
+    seq_e = time.perf_counter() - t0
+    sweep_epoch = statistics.median(swept.epoch_seconds[1:]) if e > 1 else swept.epoch_seconds[0]
+    seq_epoch = sum(statistics.median(f.epoch_seconds[1:]) if e > 1 else f.epoch_seconds[0] for f in fits)
     samples = 3600 * m
     res = {"members": m, "epochs": e, "device": str(jax.devices()[0]),
            "end_to_end_seconds": {"sweep": sweep_e, "sequential": seq_e}, "end_to_end_speedup": seq_e / sweep_e,

@@ -93,6 +93,7 @@ class SweepResult:
         histories: one :class:`jnn.history.History` per member.
         monitor: the monitored metric (``val_loss`` or ``val_accuracy``).
         seconds: wall time of the training loop.
+        epoch_seconds: host wall time of each sweep epoch (all members; the first includes the compile).
     """
 
     members: list
@@ -102,6 +103,7 @@ class SweepResult:
     histories: list
     monitor: str
     seconds: float
+    epoch_seconds: tuple = ()
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -231,9 +233,12 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, test: Dataset | 
     bar = _progress(progress, config.max_epochs)
     t0 = time.perf_counter()
     done_epochs = 0
+    epoch_seconds = []
     while True:
+        t_epoch = time.perf_counter()
         state = run_epoch(state, x, y, xv, yv)
         status, epochs = jax.device_get((state.status, state.epoch))
+        epoch_seconds.append(time.perf_counter() - t_epoch)
         done_epochs += 1
         if bar is not None:
             bar.set_postfix({"running": int((status == 0).sum())}, refresh=False)
@@ -270,7 +275,7 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, test: Dataset | 
                      "best_epoch": be + 1 if be >= 0 else None, "best_val": bv,
                      "test_loss": None if test_metrics is None else float(test_metrics[0][i]),
                      "test_accuracy": None if test_metrics is None else float(test_metrics[1][i])})
-    return SweepResult(members, rows, final, state, histories, config.monitor, seconds)
+    return SweepResult(members, rows, final, state, histories, config.monitor, seconds, tuple(epoch_seconds))
 
 
 def format_table(rows: list[dict]) -> str:
