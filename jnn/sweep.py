@@ -58,11 +58,13 @@ def members_of(config: TrainConfig, axes: dict) -> list[TrainConfig]:
     """
     if not axes:
         raise ValueError(f"a sweep needs at least one axis among {list(AXES)}")
+    axes = dict(axes)
     for n, vals in axes.items():
         if n not in AXES:
             raise ValueError(f"sweep axis must be one of {list(AXES)}; got {n!r}")
-        if isinstance(vals, (str, bytes)) or not hasattr(vals, "__len__") or len(vals) == 0:
+        if not isinstance(vals, (list, tuple, np.ndarray)) or len(vals) == 0:
             raise ValueError(f"sweep axis {n!r} must be a non-empty list of values; got {vals!r}")
+        axes[n] = [v.item() if isinstance(v, np.generic) else v for v in vals]
     lengths = {n: len(v) for n, v in axes.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"sweep axes must have the same length (one value per member); got lengths {lengths}. "
