@@ -122,6 +122,34 @@ def read_header(path) -> dict:
         return _header(z, path)
 
 
+def verify(path) -> dict:
+    """Check that a checkpoint file is complete: readable header and every leaf's checksum.
+
+    Returns:
+        The header.
+
+    Raises:
+        ValueError: truncated, corrupt or foreign file (the message says which leaf).
+    """
+    with _open(path) as z:
+        header = _header(z, path)
+        for i, e in enumerate(header["leaves"]):
+            _read_leaf(z, i, e, path)
+    return header
+
+
+def _read_leaf(z, i: int, entry: dict, path) -> np.ndarray:
+    """Leaf ``i`` of an open checkpoint, checked against its SHA-256."""
+    try:
+        arr = z[f"leaf_{i:05d}"]
+    except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"checkpoint {str(path)!r}: leaf {entry['path']} cannot be read (truncated or corrupt?): "
+                         f"{err}") from None
+    if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != entry["sha256"]:
+        raise ValueError(f"checkpoint {str(path)!r}: leaf {entry['path']} fails its checksum (the file is corrupt)")
+    return arr
+
+
 @contextlib.contextmanager
 def _open(path):
     path = Path(path)
@@ -160,13 +188,15 @@ def check_meta(stored: dict, expected: dict, *, what: str) -> None:
         raise ValueError(f"{what} is from another run; differences: " + "; ".join(diffs))
 
 
-def restore(path, template, *, expect: dict | None = None):
+def restore(path, template, *, expect: dict | None = None, allow_other_version: bool = False):
     """Load a checkpoint into the structure of ``template``, bitwise.
 
     Args:
         path: the ``.npz`` file.
         template: a pytree with the expected structure, dtypes and shapes (e.g. a fresh TrainState).
         expect: metadata the checkpoint must match (config and data hash), or None.
+        allow_other_version: accept a checkpoint written by another jnn version (refused by default, since
+            the meaning of the state may change between versions).
 
     Returns:
         A pytree like ``template`` holding the saved values (typed keys rebuilt).
@@ -174,9 +204,14 @@ def restore(path, template, *, expect: dict | None = None):
     Raises:
         ValueError: for a missing, truncated, corrupt or foreign file, saying what is wrong.
     """
+    import jnn
+
     t_leaves, treedef = _leaves(template)
     with _open(path) as z:
         header = _header(z, path)
+        if not allow_other_version and header.get("jnn_version") != jnn.__version__:
+            raise ValueError(f"checkpoint {str(path)!r} was written by jnn {header.get('jnn_version')}; this is jnn "
+                             f"{jnn.__version__}. Pass allow_other_version=True to load it anyway")
         if expect is not None:
             check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}")
         entries = header["leaves"]
@@ -194,13 +229,7 @@ def restore(path, template, *, expect: dict | None = None):
             if (e["dtype"], e["shape"]) != want:
                 raise ValueError(f"checkpoint {str(path)!r}: leaf {p} is {e['dtype']}{e['shape']}, expected "
                                  f"{want[0]}{want[1]} (another architecture or dtype?)")
-            try:
-                arr = z[f"leaf_{i:05d}"]
-            except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
-                raise ValueError(f"checkpoint {str(path)!r}: leaf {p} cannot be read (truncated or corrupt?): "
-                                 f"{err}") from None
-            if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != e["sha256"]:
-                raise ValueError(f"checkpoint {str(path)!r}: leaf {p} fails its checksum (the file is corrupt)")
+            arr = _read_leaf(z, i, e, path)
             if e["key_impl"] is not None:
                 out.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(t)))
             else:
@@ -208,4 +237,4 @@ def restore(path, template, *, expect: dict | None = None):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-__all__ = ["save", "restore", "read_header", "check_meta", "data_hash", "remove_stale_temp_files"]
+__all__ = ["save", "restore", "read_header", "verify", "check_meta", "data_hash", "remove_stale_temp_files"]
