@@ -19,15 +19,14 @@ Writes a Markdown table and results.json into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 
 import jnn
+from jnn.experiment import save_report
 from jnn.sweep import sweep
 
 RECIPE = dict(hidden=(100, 100), batch_size=100, keep_prob=0.8, l2=1e-4, optimizer="momentum",
@@ -78,10 +77,7 @@ def main(argv=None) -> int:
         f"| steady state, samples/s | {samples / sweep_epoch:,.0f} | {samples / seq_epoch:,.0f} | |",
     ])
     print(table)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=2))
-    (out / "table.md").write_text(table + "\n")
+    out = save_report(a.out, res, table)
     print(f"results in {out}/results.json")
     return 0
 

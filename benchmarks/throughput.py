@@ -32,13 +32,11 @@ Writes ``results.json`` and ``table.md`` into --out and prints the table.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +44,7 @@ import numpy as np
 import optax
 
 import jnn
+from jnn.experiment import save_report
 
 PAUSE = 0.3
 
@@ -289,10 +288,7 @@ def main(argv=None) -> int:
     res["seconds"] = time.perf_counter() - t0
     text = table(res)
     print(text)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=2))
-    (out / "table.md").write_text(text + "\n")
+    out = save_report(a.out, res, text)
     print(f"{res['seconds']:.0f} s; results in {out}/results.json")
     return 0
 

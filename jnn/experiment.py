@@ -191,3 +191,12 @@ def accuracy_bars(path, results: dict, *, title: str, lines: dict, ylim: tuple[f
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_report(out, results: dict, table: str) -> Path:
+    """Write ``results.json`` and ``table.md`` (a benchmark's Markdown table) into ``out``; returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    (out / "table.md").write_text(table + "\n")
+    return out

@@ -1,6 +1,5 @@
 """Sweeps: M members in one compile equal M separate fits; stopped members are frozen."""
 
-import jax
 import numpy as np
 import pytest
 
