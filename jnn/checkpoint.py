@@ -175,12 +175,18 @@ def _header(z, path) -> dict:
     return header
 
 
-def check_meta(stored: dict, expected: dict, *, what: str) -> None:
-    """Refuse a run whose config or data differ from the expected ones, naming the differences."""
+def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = ()) -> None:
+    """Refuse a run whose config or data differ from the expected ones, naming the differences.
+
+    Args:
+        stored, expected: metadata dicts (``config``, ``data_hash``).
+        what: the file named in the message.
+        allow: config fields that may differ (e.g. ``("learning_rate",)`` when resuming).
+    """
     diffs = []
     sc, ec = stored.get("config", {}), expected.get("config", {})
     for k in sorted(set(sc) | set(ec)):
-        if sc.get(k) != ec.get(k):
+        if k not in allow and sc.get(k) != ec.get(k):
             diffs.append(f"{k}: stored {sc.get(k)!r}, now {ec.get(k)!r}")
     if stored.get("data_hash") != expected.get("data_hash"):
         diffs.append(f"data: stored hash {stored.get('data_hash')}, now {expected.get('data_hash')}")
@@ -188,7 +194,8 @@ def check_meta(stored: dict, expected: dict, *, what: str) -> None:
         raise ValueError(f"{what} is from another run; differences: " + "; ".join(diffs))
 
 
-def restore(path, template, *, expect: dict | None = None, allow_other_version: bool = False):
+def restore(path, template, *, expect: dict | None = None, allow_other_version: bool = False,
+            allow_changes: tuple = ()):
     """Load a checkpoint into the structure of ``template``, bitwise.
 
     Args:
@@ -197,6 +204,7 @@ def restore(path, template, *, expect: dict | None = None, allow_other_version: 
         expect: metadata the checkpoint must match (config and data hash), or None.
         allow_other_version: accept a checkpoint written by another jnn version (refused by default, since
             the meaning of the state may change between versions).
+        allow_changes: config fields of ``expect`` that may differ from the stored ones.
 
     Returns:
         A pytree like ``template`` holding the saved values (typed keys rebuilt).
@@ -213,7 +221,7 @@ def restore(path, template, *, expect: dict | None = None, allow_other_version: 
             raise ValueError(f"checkpoint {str(path)!r} was written by jnn {header.get('jnn_version')}; this is jnn "
                              f"{jnn.__version__}. Pass allow_other_version=True to load it anyway")
         if expect is not None:
-            check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}")
+            check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}", allow=allow_changes)
         entries = header["leaves"]
         stored_paths = [e["path"] for e in entries]
         want_paths = [p for p, _ in t_leaves]

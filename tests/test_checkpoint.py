@@ -79,8 +79,8 @@ def test_another_structure_or_dtype_is_refused(tmp_path):
 def test_a_checkpoint_from_another_config_is_refused_with_the_differences(tmp_path):
     train, _ = load("spirals")
     fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), run_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"from another run; differences: learning_rate: stored 0.05, now 0.1"):
-        fit(train, TrainConfig(**{**CFG, "max_epochs": 2, "learning_rate": 0.1}), run_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"from another run; differences: l2: stored 0.0001, now 0.001"):
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 2, "l2": 1e-3}), run_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="already holds a run"):
         fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), run_dir=tmp_path)
     before = (tmp_path / "checkpoint.npz").read_bytes()
@@ -176,3 +176,36 @@ def test_a_checkpoint_of_another_jnn_version_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"written by jnn 0.1.0; this is jnn 9.9.9"):
         ckpt.restore(p, _state())
     assert _equal(ckpt.restore(p, _state(), allow_other_version=True), _state())
+
+
+def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rate(tmp_path):
+    train, _ = load("spirals")
+    # A real divergence: the run stops, names the step and leaf, and saves its last finite state.
+    bad = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 1e12, "keep_prob": 1.0})
+    r = fit(train, bad, run_dir=tmp_path / "real")
+    assert r.stopped_by == "non_finite"
+    saved = ckpt.restore(tmp_path / "real" / "checkpoint.npz", r.state)
+    assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(saved.params))
+    again = fit(train, bad, run_dir=tmp_path / "real", resume=True)  # same rate: stays stopped
+    assert again.stopped_by == "non_finite" and int(again.state.step) == int(r.state.step)
+    # (With lr 1e12 the last finite weights are ~1e22, past saving.) The resume mechanism on a run whose last
+    # finite state is sane: a checkpoint marked non-finite after 2 epochs at lr 0.5, resumed at lr 0.05.
+    hot = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.5, "keep_prob": 1.0})
+    r1 = fit(train, hot, run_dir=tmp_path / "run", stop_at_epoch=2)
+    header = ckpt.read_header(tmp_path / "run" / "checkpoint.npz")
+    ckpt.save(tmp_path / "run" / "checkpoint.npz", r1.state._replace(status=jnp.asarray(5, jnp.int32),
+                                                                        bad_step=r1.state.step,
+                                                                        bad_leaf=jnp.asarray(3, jnp.int32)),
+              meta=header["meta"])
+    fixed = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.05, "keep_prob": 1.0})
+    r2 = fit(train, fixed, run_dir=tmp_path / "run", resume=True)
+    assert r2.stopped_by == "max_epochs" and int(r2.state.epoch) == 6 and int(r2.state.step) > int(r1.state.step)
+    assert float(r2.state.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.05)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["config"]["learning_rate"] == 0.05
+    assert cfg["resumed_with_changes"] == [{"learning_rate": {"was": 0.5, "now": 0.05}}]
+    with pytest.raises(ValueError, match="another state structure"):  # a custom optimizer's state differs
+        import optax
+
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.01,
+                                  "keep_prob": 1.0}), run_dir=tmp_path / "run", resume=True, optimizer=optax.sgd(0.01))

@@ -32,11 +32,14 @@ from jnn.data import Dataset, split
 from jnn.history import METRICS, History
 from jnn.init import init_mlp
 from jnn.pytree import named_leaves
-from jnn.train.config import TrainConfig
-from jnn.train.state import STATUS, TrainState, init_state
+from jnn.train.config import OPTIMIZERS, TrainConfig
+from jnn.train.state import STATUS, STATUS_CODE, TrainState, init_state
 from jnn.train.step import make_steps
 
 CHECKPOINT_NAME = "checkpoint.npz"
+#: Config fields a resumed run may change: the learning rate lives in the optimiser state, so a run that
+#: diverged can continue from its last finite checkpoint with a lower one.
+RESUME_CHANGES = ("learning_rate",)
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
         if writer:
             prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
         if resume and (run_path / CHECKPOINT_NAME).exists():
-            state = ckpt.restore(run_path / CHECKPOINT_NAME, state, expect=meta)
+            state = _resume(run_path / CHECKPOINT_NAME, state, meta, config, tx, optimizer)
     elif resume:
         raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
 
@@ -239,6 +242,22 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
                      setup_seconds)
 
 
+def _resume(path, template: TrainState, meta: dict, config: TrainConfig, tx, optimizer) -> TrainState:
+    """Restore a checkpoint; apply a changed learning rate and let a run stopped by a non-finite value go on."""
+    state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES)
+    stored = ckpt.read_header(path)["meta"].get("config", {})
+    if stored.get("learning_rate") != config.learning_rate:
+        hp = getattr(state.opt_state, "hyperparams", None)
+        if optimizer is not None or not isinstance(hp, dict) or "learning_rate" not in hp:
+            raise ValueError("learning_rate can only change on resume with the built-in optimizers "
+                             f"{list(OPTIMIZERS)}; the stored run used {stored.get('learning_rate')}")
+        hp["learning_rate"] = jnp.asarray(config.learning_rate, hp["learning_rate"].dtype)
+        if int(state.status) == STATUS_CODE["non_finite"]:
+            state = state._replace(status=jnp.asarray(0, jnp.int32), bad_step=jnp.asarray(-1, jnp.int32),
+                                   bad_leaf=jnp.asarray(-1, jnp.int32))
+    return state
+
+
 def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainConfig, elapsed: float) -> str:
     epochs, steps = int(state.epoch), int(state.step)
     base = f"{epochs} epochs, {steps} steps in {elapsed:.1f} s"
@@ -300,7 +319,13 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
         if not resume:
             raise ValueError(f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
                              "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it")
-        ckpt.check_meta(old, meta, what=str(cfg_file))
+        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES)
+        if old.get("config") != meta["config"]:  # a resume with a new learning rate: record it
+            changes = {k: {"was": old["config"].get(k), "now": v} for k, v in meta["config"].items()
+                       if old["config"].get(k) != v}
+            cfg_file.write_text(json.dumps({**meta, "environment": environment(),
+                                            "resumed_with_changes": [*old.get("resumed_with_changes", []), changes]},
+                                           indent=2))
         return
     if overwrite:
         for name in (CHECKPOINT_NAME, "history.json", "history.csv"):
