@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import jnn
 from jnn.sweep import members_of
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=True)
 
 junk = st.one_of(st.none(), st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=3),
@@ -160,3 +160,33 @@ def test_fit_rejects_non_dataset_and_bad_optimizer():
         jnn.fit(train, {"max_epochs": 1})
     with pytest.raises(ValueError, match="stop_at_epoch must be a positive int"):
         jnn.fit(train, jnn.TrainConfig(), stop_at_epoch=0)
+
+
+CLI_BAD = {
+    "--learning-rate": ("learning_rate", st.one_of(st.floats(max_value=0.0), st.sampled_from(["nan", "inf"]))),
+    "--batch-size": ("batch_size", st.integers(max_value=0)),
+    "--keep-prob": ("keep_prob", st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0001, max_value=1e9))),
+    "--patience": ("patience", st.integers(max_value=-1)),
+    "--max-epochs": ("max_epochs", st.integers(max_value=0)),
+    "--l2": ("l2", st.floats(max_value=-1e-12)),
+    "--val-fraction": ("val_fraction", st.one_of(st.floats(min_value=1.0, max_value=1e6), st.floats(max_value=-1e-9))),
+    "--hidden": ("hidden", st.sampled_from(["0", "-3,4", "4,0"])),
+}
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from(sorted(CLI_BAD)), data=st.data())
+def test_cli_train_flags(flag, data, capsys):
+    from jnn import cli
+
+    field, strategy = CLI_BAD[flag]
+    value = data.draw(strategy)
+    try:
+        code = cli.main(["train", "--dataset", "spirals", flag, str(value), "--out", "/nonexistent-never-written"])
+    except SystemExit as exc:  # argparse: a value of the wrong kind
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, (flag, value, err)
+    assert field in err or flag in err or "argument" in err, err
+    assert "Traceback" not in err
