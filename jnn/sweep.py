@@ -24,7 +24,7 @@ import numpy as np
 
 from jnn import _validate as V
 from jnn.data import Dataset
-from jnn.history import METRICS, History
+from jnn.history import History
 from jnn.init import init_mlp
 from jnn.train.config import TrainConfig
 from jnn.train.loop import _keys, prepare_data
@@ -290,4 +290,4 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table)
 
 
-__all__ = ["AXES", "SweepResult", "grid", "members_of", "sweep", "format_table", "METRICS"]
+__all__ = ["AXES", "SweepResult", "grid", "members_of", "sweep", "format_table"]
