@@ -16,6 +16,7 @@ Both: relu, inverted dropout keep 0.8 after each hidden layer, mean softmax cros
   of E + 1 epochs per round; its per-epoch time is the median of ``FitResult.epoch_seconds[1:]`` (host
   wall time per epoch, including the per-epoch read-back of the metrics) and its first epoch is
   ``setup_seconds + epoch_seconds[0]`` (validation, init, data placement, compile);
+- ``jnn.fit (rbg)``: the same with ``prng_impl="rbg"`` (another generator for permutations and masks);
 - raw JAX A: ``jax.jit`` of one SGD step (params and optimiser state donated), one call per minibatch
   from host NumPy batches;
 - raw JAX B: one jitted epoch, ``lax.scan`` over minibatches gathered on device from a permutation drawn
@@ -133,14 +134,14 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
     return {"raw JAX A (jit per step)": epoch_a, "raw JAX B (scan epoch)": epoch_b}
 
 
-def jnn_config(wl: dict, epochs: int) -> jnn.TrainConfig:
+def jnn_config(wl: dict, epochs: int, prng_impl: str = "threefry2x32") -> jnn.TrainConfig:
     return jnn.TrainConfig(sizes=wl["sizes"], activation="relu", optimizer="sgd", learning_rate=wl["lr"],
                            batch_size=wl["batch"], l2=1e-4, keep_prob=0.8, early_stopping=False, val_fraction=0.0,
-                           drop_last=True, max_epochs=epochs)
+                           drop_last=True, max_epochs=epochs, prng_impl=prng_impl)
 
 
-def run_fit(ds, wl, epochs) -> jnn.FitResult:
-    r = jnn.fit(ds, jnn_config(wl, epochs), progress=False)
+def run_fit(ds, wl, epochs, prng_impl: str = "threefry2x32") -> jnn.FitResult:
+    r = jnn.fit(ds, jnn_config(wl, epochs, prng_impl), progress=False)
     jax.block_until_ready(r.params)
     return r
 
@@ -171,14 +172,15 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float) -> dict:
         t0 = time.perf_counter()
         fn()
         first[label] = time.perf_counter() - t0
-    per_epoch = {k: [] for k in ["jnn.fit", *raw]}
+    fits = {"jnn.fit": "threefry2x32", "jnn.fit (rbg)": "rbg"}
+    per_epoch = {k: [] for k in [*fits, *raw]}
     for r in range(rounds):
-        order = ["jnn.fit", *raw]
+        order = [*fits, *raw]
         random.Random(r).shuffle(order)
         for label in order:
             time.sleep(PAUSE)
-            if label == "jnn.fit":
-                fitted = run_fit(ds, wl, e + 1)
+            if label in fits:
+                fitted = run_fit(ds, wl, e + 1, fits[label])
                 per_epoch[label].append(statistics.median(fitted.epoch_seconds[1:]))
                 first.setdefault(label, fitted.setup_seconds + fitted.epoch_seconds[0])
             else:
@@ -196,9 +198,10 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float) -> dict:
         sps = samples / t
         out["stacks"][k] = {"samples_per_s": sps, "gflops": sps * flops / 1e9, "fraction_of_peak": sps * flops / 1e9 / peak,
                             "first_epoch_s": first[k], "first_epoch_overhead_s": first[k] - t}
-    for ref in raw:
-        ratios = [a / b for a, b in zip(per_epoch[ref], per_epoch["jnn.fit"])]
-        out["stacks"]["jnn.fit"][f"speedup_vs_{ref}"] = statistics.median(ratios)
+    for label in fits:
+        for ref in raw:
+            ratios = [a / b for a, b in zip(per_epoch[ref], per_epoch[label])]
+            out["stacks"][label][f"speedup_vs_{ref}"] = statistics.median(ratios)
     return out
 
 

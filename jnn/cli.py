@@ -134,6 +134,8 @@ def _add_config_flags(t) -> None:
     t.add_argument("--val-fraction", type=float, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
+    t.add_argument("--prng-impl", default=None, choices=["threefry2x32", "rbg"],
+                   help="generator of permutations and dropout masks (rbg: faster on CPU)")
     t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
 
@@ -142,7 +144,7 @@ def _add_config_flags(t) -> None:
 _FLAG_FIELDS = {"mode": "dropout_mode"}
 _CONFIG_FLAGS = ("sizes", "hidden", "activation", "loss", "optimizer", "learning_rate", "batch_size", "l2",
                  "keep_prob", "mode", "monitor", "patience", "max_epochs", "max_steps", "val_fraction", "seed",
-                 "checkpoint_every")
+                 "checkpoint_every", "prng_impl")
 
 
 def _train_config(args):

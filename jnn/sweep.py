@@ -217,7 +217,7 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, test: Dataset | 
     tx = config.make_optimizer()
     states = []
     for c in members:
-        k_init, k_data, k_dropout, _ = _keys(c.seed)
+        k_init, k_data, k_dropout, _ = _keys(c.seed, c.prng_impl)
         params = init_mlp(k_init, sizes, scheme=c.scheme)
         s = init_state(params, tx, data_key=k_data, dropout_key=k_dropout, max_epochs=c.max_epochs,
                        early=c.stopper().init(), l2=c.l2, keep_prob=c.keep_prob)

@@ -70,9 +70,18 @@ class FitResult:
     setup_seconds: float = 0.0
 
 
-def _keys(seed: int):
+def _keys(seed: int, prng_impl: str = "threefry2x32"):
+    """The named streams of a run: ``init``, ``data``, ``dropout``, ``split`` (threefry, from the seed).
+
+    With ``prng_impl="rbg"`` the data and dropout streams become RBG keys whose key data are drawn from the
+    threefry streams, so init and split stay the same and only the per-step random bits change generator.
+    """
     root = jax.random.key(seed)
     k_init, k_data, k_dropout, k_split = jax.random.split(root, 4)
+    if prng_impl != "threefry2x32":
+        shape = jax.random.key_data(jax.random.key(0, impl=prng_impl)).shape
+        k_data, k_dropout = (jax.random.wrap_key_data(jax.random.bits(k, shape, jnp.uint32), impl=prng_impl)
+                             for k in (k_data, k_dropout))
     return k_init, k_data, k_dropout, k_split
 
 
@@ -152,7 +161,7 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
     sizes = config.network_sizes(fit_ds.x.shape[1], fit_ds.num_classes)
     tx = config.make_optimizer() if optimizer is None else optimizer
 
-    k_init, k_data, k_dropout, _ = _keys(config.seed)
+    k_init, k_data, k_dropout, _ = _keys(config.seed, config.prng_impl)
     params = init_mlp(k_init, sizes, scheme=config.scheme)
     stopper = config.stopper()
     state = init_state(params, tx, data_key=k_data, dropout_key=k_dropout, max_epochs=config.max_epochs,
