@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -61,8 +60,6 @@ def _json_default(o):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, float) and math.isnan(o):
-        return None
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

@@ -50,7 +50,6 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
     """
     V.check_choice("loss", loss, LOSSES)
     y = V.as_array("y", y)
-    batch = logits_shape[0] if len(logits_shape) >= 1 else 1
     if loss == "softmax":
         classes = logits_shape[-1]
         if classes < 2:
@@ -89,7 +88,6 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
         yn = np.asarray(y, np.float64)
         if np.any(yn < 0) or np.any(yn > 1) or (not jnp.issubdtype(y.dtype, jnp.floating) and np.any((yn != 0) & (yn != 1))):
             raise ValueError(f"y must be in {{0, 1}} for loss='binary'; got values in [{yn.min():g}, {yn.max():g}]")
-    del batch
     return y
 
 
