@@ -74,9 +74,34 @@ class Dropout:
             return jnp.asarray(p, dtype) if self.mode == "classic" else jnp.ones((), dtype)
         if isinstance(p, float) and p == 1.0:
             return jnp.ones(shape, dtype)
+        return self.factor_from_mask(self.keep_mask(key, layer, shape), dtype)
+
+    def keep_mask(self, key, layer: int, shape: tuple[int, ...]):
+        """The training mask of one layer: True where a unit is kept, each with probability ``keep_prob``.
+
+        Args:
+            key: the dropout key of this forward pass.
+            layer: 0 = inputs, k = k-th hidden layer; the mask's key is ``fold_in(key, layer)``.
+            shape: shape of the activations, e.g. ``[batch, width]``.
+
+        Returns:
+            A bool array of ``shape``. ``jax.vmap`` over keys draws the masks of many steps at once,
+            bit for bit the masks that one call per step draws.
+        """
         # bernoulli(p) is uniform < p, so p = 1 keeps every unit and the factor is exactly 1.
-        keep = jax.random.bernoulli(jax.random.fold_in(key, layer), p, shape)
-        scale = 1.0 / jnp.asarray(p, dtype) if self.mode == "inverted" else jnp.ones((), dtype)
+        return jax.random.bernoulli(jax.random.fold_in(key, layer), self.keep_prob, shape)
+
+    def factor_from_mask(self, keep, dtype):
+        """The training multiplier for a mask from :meth:`keep_mask`: ``keep / p`` (inverted) or ``keep``.
+
+        Args:
+            keep: bool array, True where a unit is kept.
+            dtype: dtype of the activations.
+
+        Returns:
+            An array of ``keep.shape`` and ``dtype``.
+        """
+        scale = 1.0 / jnp.asarray(self.keep_prob, dtype) if self.mode == "inverted" else jnp.ones((), dtype)
         return jnp.where(keep, scale, jnp.zeros((), dtype))
 
     def applies_to(self, layer: int) -> bool:

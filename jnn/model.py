@@ -38,15 +38,23 @@ def _add_bias(xw, b):
 
 
 def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
-                  key: PRNGKey | None = None, train: bool = False) -> ForwardCache:
+                  key: PRNGKey | None = None, train: bool = False, masks: dict | None = None) -> ForwardCache:
     """Forward pass that stores the value of every layer: ``u = g(w z + b)`` for every unit.
 
-    Arguments are those of :func:`forward`. Validation is left to the public callers.
+    Arguments are those of :func:`forward`, plus ``masks``: optional ``{layer: bool [batch, width]}``
+    training masks drawn beforehand (e.g. for a whole epoch at once, see :func:`dropout_masks`), used
+    instead of drawing them from ``key``. Validation is left to the public callers.
     """
     g = get_activation(activation).fn
+
+    def factor(layer, shape, dtype):
+        if masks is not None and train:
+            return dropout.factor_from_mask(masks[layer], dtype)
+        return dropout.factor(key, layer, shape, dtype, train=train)
+
     a = x
     if dropout is not None and dropout.applies_to(0):
-        a = a * dropout.factor(key, 0, a.shape, a.dtype, train=train)
+        a = a * factor(0, a.shape, a.dtype)
     inputs = a
     zs, hs, factors, acts = [], [], [], [a]
     for k, layer in enumerate(params):
@@ -55,12 +63,30 @@ def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropou
         if k == len(params) - 1:
             break  # the output layer has no activation: losses take logits
         h = g(z)
-        f = None if dropout is None else dropout.factor(key, k + 1, h.shape, h.dtype, train=train)
+        f = None if dropout is None else factor(k + 1, h.shape, h.dtype)
         a = h if f is None else h * f
         hs.append(h)
         factors.append(f)
         acts.append(a)
     return ForwardCache(inputs, zs, hs, factors, acts)
+
+
+def dropout_masks(dropout: Dropout, key: PRNGKey, sizes, batch: int) -> dict:
+    """The training masks that :func:`forward_cache` draws from ``key`` for a network of ``sizes``.
+
+    Args:
+        dropout: the :class:`Dropout`.
+        key: the dropout key of one forward pass.
+        sizes: layer widths ``(d_in, h_1, ..., d_out)``.
+        batch: rows of the minibatch.
+
+    Returns:
+        ``{layer: bool [batch, width]}`` for every layer dropout applies to (0 = inputs with
+        ``on_inputs``, k = k-th hidden layer); passing it as ``forward_cache(..., masks=...)`` gives bit
+        for bit the pass that ``key`` gives.
+    """
+    layers = range(0 if dropout.applies_to(0) else 1, len(sizes) - 1)
+    return {k: dropout.keep_mask(key, k, (batch, sizes[k])) for k in layers}
 
 
 def check_forward_args(params, x, activation, dropout, key, train):

@@ -113,3 +113,23 @@ def test_bad_mode_and_flag():
 def test_dropout_is_hashable_for_jit():
     d = jnn.Dropout(0.5, "classic")
     assert hash(d) == hash(jnn.Dropout(0.5, "classic")) and d == jnn.Dropout(0.5, "classic")
+
+
+@pytest.mark.parametrize("mode,on_inputs", [("inverted", False), ("classic", True)])
+def test_masks_drawn_up_front_under_vmap_are_the_masks_of_each_key(mode, on_inputs):
+    # An epoch draws all its masks in one vmapped call; each step must get bit for bit its own pass.
+    from jnn.model import dropout_masks
+
+    sizes = [6, 9, 5, 3]
+    params, x, _ = make_problem(sizes, "softmax", batch=4)
+    d = jnn.Dropout(0.6, mode, on_inputs=on_inputs)
+    keys = jax.random.split(jax.random.key(11), 5)
+    stacked = jax.vmap(lambda k: dropout_masks(d, k, sizes, 4))(keys)
+    assert sorted(stacked) == ([0, 1, 2] if on_inputs else [1, 2])
+    for i, k in enumerate(keys):
+        own = jnn.forward_cache(params, x, dropout=d, key=k, train=True)
+        given = jnn.forward_cache(params, x, dropout=d, train=True, masks={j: m[i] for j, m in stacked.items()})
+        for a, b in zip(jax.tree.leaves(own), jax.tree.leaves(given)):
+            np.testing.assert_array_equal(a, b)
+    # and the masks differ between steps (a vmap that broadcast one key would pass the loop above only once)
+    assert not np.array_equal(stacked[1][0], stacked[1][1])

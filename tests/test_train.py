@@ -61,6 +61,22 @@ def test_padded_batch_step_equals_the_unpadded_step():
     assert float(ma["count"]) == float(mb["count"]) == 10.0
 
 
+@pytest.mark.parametrize("extra", [{}, {"max_steps": 37, "drop_last": False, "batch_size": 70},
+                                   {"dropout_mode": "classic", "optimizer": "momentum"}])
+def test_epoch_masks_drawn_up_front_give_the_per_step_run_bit_for_bit(monkeypatch, extra):
+    import jnn.train.step as step_mod
+
+    train, _ = _spirals()
+    cfg = TrainConfig(**{**SMALL, "max_epochs": 4, "keep_prob": 0.6, **extra})
+    up_front = fit(train, cfg)
+    monkeypatch.setattr(step_mod, "MASKS_UP_FRONT_MAX", 0)  # every step draws its own masks
+    per_step = fit(train, cfg)
+    assert up_front.stopped_by == per_step.stopped_by and int(up_front.state.step) == int(per_step.state.step)
+    for a, b in zip(jax.tree.leaves(up_front.state), jax.tree.leaves(per_step.state)):
+        np.testing.assert_array_equal(jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a,
+                                      jax.random.key_data(b) if jnp.issubdtype(b.dtype, jax.dtypes.prng_key) else b)
+
+
 def test_train_step_jits_with_donation_and_steps_the_state():
     cfg = TrainConfig(hidden=(4,), keep_prob=0.5)
     params = jnn.init_mlp(jax.random.key(0), [2, 4, 3])
