@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -51,21 +52,68 @@ def init_mlp(key: PRNGKey, sizes, *, scheme: str = "lecun_normal", dtype="float3
     sizes = V.check_sizes(sizes)
     V.check_choice("scheme", scheme, list(SCHEMES))
     dt = _check_dtype(dtype)
+    sizes = tuple(sizes)
+    impl = str(jax.random.key_impl(key)) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else \
+        jax.config.jax_default_prng_impl
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    padded = len(shapes) * max(a * b for a, b in shapes)
+    # A draw of n numbers from a threefry key is the first n of any longer draw from it (with
+    # jax_threefry_partitionable, the default), so every layer's weights can come from one vmapped draw
+    # of the widest layer's length, sliced: one sampler to compile instead of one per layer (a cold
+    # 40-256-256-10 init compiled in 0.35 s instead of 0.8-1.1 s). Bit for bit the per-layer draws;
+    # kept to nets where the padding at most doubles the numbers drawn.
+    vectorised = (impl == "threefry2x32" and jax.config.jax_threefry_partitionable
+                  and padded <= max(2 * sum(a * b for a, b in shapes), 1 << 20))
+    return (_init_vectorised if vectorised else _init_per_layer)(key, sizes, scheme, dt)
+
+
+def _bounds(scheme, fan_in, fan_out):
+    """Scale of a normal scheme, or the bound ``lim`` of a uniform one."""
+    return {"lecun_normal": math.sqrt(1.0 / fan_in), "he_normal": math.sqrt(2.0 / fan_in),
+            "glorot_uniform": math.sqrt(6.0 / (fan_in + fan_out)), "uniform": 1.0 / math.sqrt(fan_in)}[scheme]
+
+
+# In both versions, optimisation barriers keep XLA from folding a scale (or bounds) into the sampler's
+# own arithmetic, which would change the last bit of some draws; tests/test_init.py checks both against
+# eager per-layer calls of jax.random.normal / uniform.
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_vectorised(key, sizes, scheme, dt):
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    barrier = jax.lax.optimization_barrier
+    kwb = jax.vmap(jax.random.split)(jax.random.split(key, len(shapes)))  # [L, 2]: (kw, kb) per layer
+    n = max(a * b for a, b in shapes)
+    c = barrier(jnp.asarray([_bounds(scheme, a, b) for a, b in shapes], dt))
+    if scheme in ("lecun_normal", "he_normal"):
+        flat = barrier(jax.vmap(lambda k: jax.random.normal(k, (n,), dt))(kwb[:, 0])) * c[:, None]
+    else:
+        flat = jax.vmap(lambda k, lim: jax.random.uniform(k, (n,), dt, -lim, lim))(kwb[:, 0], c)
+    if scheme == "uniform":
+        nb = max(b for _, b in shapes)
+        flat_b = jax.vmap(lambda k, lim: jax.random.uniform(k, (nb,), dt, -lim, lim))(kwb[:, 1], c)
+    params = []
+    for i, (a, b) in enumerate(shapes):
+        bias = flat_b[i, :b] if scheme == "uniform" else jnp.zeros((b,), dt)
+        params.append({"w": flat[i, :a * b].reshape(a, b), "b": bias})
+    return params
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_per_layer(key, sizes, scheme, dt):
+    barrier = jax.lax.optimization_barrier
     params = []
     for k, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
         kw, kb = jax.random.split(k)
         shape = (fan_in, fan_out)
+        c = _bounds(scheme, fan_in, fan_out)
         b = jnp.zeros((fan_out,), dt)
-        if scheme == "lecun_normal":
-            w = jax.random.normal(kw, shape, dt) * math.sqrt(1.0 / fan_in)
-        elif scheme == "he_normal":
-            w = jax.random.normal(kw, shape, dt) * math.sqrt(2.0 / fan_in)
-        elif scheme == "glorot_uniform":
-            lim = math.sqrt(6.0 / (fan_in + fan_out))
+        if scheme in ("lecun_normal", "he_normal"):
+            w = barrier(jax.random.normal(kw, shape, dt)) * c
+        else:
+            lim = barrier(jnp.asarray(c, dt))
             w = jax.random.uniform(kw, shape, dt, -lim, lim)
-        else:  # uniform
-            lim = 1.0 / math.sqrt(fan_in)
-            w = jax.random.uniform(kw, shape, dt, -lim, lim)
-            b = jax.random.uniform(kb, (fan_out,), dt, -lim, lim)
+            if scheme == "uniform":
+                b = jax.random.uniform(kb, (fan_out,), dt, -lim, lim)
         params.append({"w": w, "b": b})
     return params

@@ -79,3 +79,56 @@ def test_bad_scheme_dtype_and_key():
 def test_raw_uint32_key_is_accepted():
     params = jnn.init_mlp(jax.random.PRNGKey(0), [2, 3])
     assert params[0]["w"].shape == (2, 3)
+
+
+def _eager_reference(key, sizes, scheme, dt):
+    # The draws one layer at a time, outside jit: the compiled init must give exactly these bits (the
+    # published experiment numbers depend on them).
+    import math
+
+    out = []
+    for k, (fi, fo) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+        kw, kb = jax.random.split(k)
+        b = jnp.zeros((fo,), dt)
+        if scheme in ("lecun_normal", "he_normal"):
+            w = jax.random.normal(kw, (fi, fo), dt) * math.sqrt((1.0 if scheme == "lecun_normal" else 2.0) / fi)
+        else:
+            lim = math.sqrt(6.0 / (fi + fo)) if scheme == "glorot_uniform" else 1.0 / math.sqrt(fi)
+            w = jax.random.uniform(kw, (fi, fo), dt, -lim, lim)
+            if scheme == "uniform":
+                b = jax.random.uniform(kb, (fo,), dt, -lim, lim)
+        out.append({"w": w, "b": b})
+    return out
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+@pytest.mark.parametrize("sizes,path", [((40, 256, 256, 10), "vectorised"), ((3, 7, 5, 1), "vectorised"),
+                                        ((10, 100, 30, 2), "vectorised"), ((3000, 400, 2, 2), "per_layer")])
+def test_compiled_init_gives_the_bits_of_eager_per_layer_draws(scheme, sizes, path, monkeypatch):
+    import jnn.init as init_mod
+
+    calls = []
+    for name in ("_init_vectorised", "_init_per_layer"):
+        monkeypatch.setattr(init_mod, name, lambda *a, f=getattr(init_mod, name), n=name: calls.append(n) or f(*a))
+    for key in (jax.random.key(0), jax.random.key(7), jax.random.PRNGKey(3)):
+        got, want = jnn.init_mlp(key, sizes, scheme=scheme), _eager_reference(key, sizes, scheme, jnp.float32)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b)
+    assert calls == [f"_init_{path}"] * 3
+
+
+def test_rbg_keys_draw_layer_by_layer_with_the_eager_bits():
+    key = jax.random.key(2, impl="rbg")
+    for a, b in zip(jax.tree.leaves(jnn.init_mlp(key, (5, 9, 4))),
+                    jax.tree.leaves(_eager_reference(key, (5, 9, 4), "lecun_normal", jnp.float32))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compiled_init_bits_in_float64(x64):
+    key = jax.random.key(3)
+    for scheme in SCHEMES:
+        got, want = jnn.init_mlp(key, (6, 11, 3), scheme=scheme, dtype="float64"), \
+            _eager_reference(key, (6, 11, 3), scheme, jnp.float64)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert a.dtype == jnp.float64
+            np.testing.assert_array_equal(a, b)
