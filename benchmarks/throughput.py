@@ -1,7 +1,7 @@
 """Training throughput of ``jnn.fit`` against hand-written raw JAX, interleaved, on two workloads.
 
 Usage:
-    python benchmarks/throughput.py [--out runs/bench_throughput] [--rounds 3] [--quick]
+    python benchmarks/throughput.py [--out runs/bench_throughput] [--rounds 3] [--cold-reps 2] [--quick]
 
 Workloads (the method of ``shared/bench/peers.py``, mirrored here so the project stands alone):
 
@@ -14,13 +14,16 @@ Both: relu, inverted dropout keep 0.8 after each hidden layer, mean softmax cros
 
 - ``jnn.fit``: the public path (``TrainConfig(..., early_stopping=False, val_fraction=0)``), one call
   of E + 1 epochs per round; its per-epoch time is the median of ``FitResult.epoch_seconds[1:]`` (host
-  wall time per epoch, including the per-epoch read-back of the metrics) and its first epoch is
-  ``setup_seconds + epoch_seconds[0]`` (validation, init, data placement, compile);
+  wall time per epoch, including the per-epoch read-back of the metrics);
 - ``jnn.fit (rbg)``: the same with ``prng_impl="rbg"`` (another generator for permutations and masks);
 - raw JAX A: ``jax.jit`` of one SGD step (params and optimiser state donated), one call per minibatch
   from host NumPy batches;
 - raw JAX B: one jitted epoch, ``lax.scan`` over minibatches gathered on device from a permutation drawn
   inside, one dispatch per epoch.
+
+First epoch (cold start): each stack runs one epoch in a fresh Python process, ``--cold-reps`` times,
+timed from nothing built (the inputs already host arrays, the backend started) to the end of the first
+epoch: parameter init, data placement, tracing, compiling and running it, for jnn.fit and raw JAX alike.
 
 Every round runs the stacks in a shuffled order after a short pause; figures are medians over rounds
 and ratios are medians of same-round ratios. GFLOP/s counts 6 FLOPs per weight per sample; the peak is
@@ -33,9 +36,11 @@ Writes ``results.json`` and ``table.md`` into --out and prints the table.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 
@@ -88,12 +93,16 @@ def _raw_loss(params, x, y, key, keep=0.8, lam=1e-4):
 
 
 def raw_stacks(wl: dict, seed: int = 0) -> dict:
+    """The two raw JAX stacks as epoch functions; each draws its parameters on its first call."""
     opt = optax.sgd(wl["lr"])
     init = jax.nn.initializers.lecun_normal()
-    keys = jax.random.split(jax.random.key(seed), len(wl["sizes"]))
-    params0 = [(init(k, (a, b), jnp.float32), jnp.zeros((b,), jnp.float32))
-               for k, a, b in zip(keys[1:], wl["sizes"][:-1], wl["sizes"][1:])]
     steps, batch = wl["x"].shape[0] // wl["batch"], wl["batch"]
+
+    def fresh_state():
+        keys = jax.random.split(jax.random.key(seed), len(wl["sizes"]))
+        params = [(init(k, (a, b), jnp.float32), jnp.zeros((b,), jnp.float32))
+                  for k, a, b in zip(keys[1:], wl["sizes"][:-1], wl["sizes"][1:])]
+        return [params, opt.init(params), keys[0]]
 
     def train_step(params, opt_state, key, x, y):
         key, sub = jax.random.split(key)
@@ -113,12 +122,12 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
 
     step = jax.jit(train_step, donate_argnums=(0, 1))
     epoch_fn = jax.jit(train_epoch, donate_argnums=(0, 1))
-    xd, yd = jnp.asarray(wl["x"]), jnp.asarray(wl["y"])
     rng = np.random.default_rng(seed)
-    state_a = [jax.tree.map(jnp.copy, params0), opt.init(params0), keys[0]]
-    state_b = [jax.tree.map(jnp.copy, params0), opt.init(params0), keys[0]]
+    state_a, state_b, data_b = [], [], []
 
     def epoch_a():
+        if not state_a:
+            state_a[:] = fresh_state()
         p, s, k = state_a
         perm = rng.permutation(wl["x"].shape[0])
         for i in range(steps):
@@ -128,10 +137,43 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
         state_a[:] = [p, s, k]
 
     def epoch_b():
-        state_b[:] = list(epoch_fn(*state_b, xd, yd))
+        if not state_b:
+            state_b[:] = fresh_state()
+            data_b[:] = [jnp.asarray(wl["x"]), jnp.asarray(wl["y"])]
+        state_b[:] = list(epoch_fn(*state_b, *data_b))
         jax.block_until_ready(state_b[0])
 
     return {"raw JAX A (jit per step)": epoch_a, "raw JAX B (scan epoch)": epoch_b}
+
+
+STACKS = ("jnn.fit", "jnn.fit (rbg)", "raw JAX A (jit per step)", "raw JAX B (scan epoch)")
+FIT_IMPLS = {"jnn.fit": "threefry2x32", "jnn.fit (rbg)": "rbg"}
+
+
+def cold_start(workload: str, stack: str, quick: bool) -> float:
+    """Seconds from nothing built to the end of the first epoch: parameter init, data placement, compile
+    and one epoch (the inputs are already host arrays). Run in a fresh process, so nothing is cached."""
+    wl = workloads(quick)[workload]
+    jnp.zeros(1).block_until_ready()  # start the backend outside the timing
+    t0 = time.perf_counter()
+    if stack in FIT_IMPLS:
+        run_fit(jnn.Dataset(wl["x"], wl["y"], 10), wl, 1, FIT_IMPLS[stack])
+    else:
+        raw_stacks(wl)[stack]()
+    return time.perf_counter() - t0
+
+
+def cold_starts(workload: str, quick: bool, reps: int) -> dict:
+    """:func:`cold_start` of every stack, each in ``reps`` fresh processes (stacks interleaved); medians."""
+    times = {k: [] for k in STACKS}
+    for r in range(reps):
+        order = list(STACKS)
+        random.Random(100 + r).shuffle(order)
+        for stack in order:
+            cmd = [sys.executable, __file__, "--cold", workload, stack] + (["--quick"] if quick else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            times[stack].append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def jnn_config(wl: dict, epochs: int, prng_impl: str = "threefry2x32") -> jnn.TrainConfig:
@@ -162,17 +204,14 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
-def bench_workload(name: str, wl: dict, rounds: int, peak: float) -> dict:
+def bench_workload(name: str, wl: dict, rounds: int, peak: float, cold: dict) -> dict:
     ds = jnn.Dataset(wl["x"], wl["y"], 10)
     e = wl["epochs"]
     samples = (wl["x"].shape[0] // wl["batch"]) * wl["batch"]
     raw = raw_stacks(wl)
-    first = {}
-    for label, fn in raw.items():
-        t0 = time.perf_counter()
-        fn()
-        first[label] = time.perf_counter() - t0
-    fits = {"jnn.fit": "threefry2x32", "jnn.fit (rbg)": "rbg"}
+    for fn in raw.values():
+        fn()  # init and compile, untimed here (cold starts are timed in fresh processes)
+    fits = FIT_IMPLS
     per_epoch = {k: [] for k in [*fits, *raw]}
     for r in range(rounds):
         order = [*fits, *raw]
@@ -182,7 +221,6 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float) -> dict:
             if label in fits:
                 fitted = run_fit(ds, wl, e + 1, fits[label])
                 per_epoch[label].append(statistics.median(fitted.epoch_seconds[1:]))
-                first.setdefault(label, fitted.setup_seconds + fitted.epoch_seconds[0])
             else:
                 raw[label]()  # untimed: wake the thread pool
                 t0 = time.perf_counter()
@@ -197,7 +235,7 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float) -> dict:
     for k, t in steady.items():
         sps = samples / t
         out["stacks"][k] = {"samples_per_s": sps, "gflops": sps * flops / 1e9, "fraction_of_peak": sps * flops / 1e9 / peak,
-                            "first_epoch_s": first[k], "first_epoch_overhead_s": first[k] - t}
+                            "first_epoch_s": cold[k], "first_epoch_overhead_s": cold[k] - t}
     for label in fits:
         for ref in raw:
             ratios = [a / b for a, b in zip(per_epoch[ref], per_epoch[label])]
@@ -271,10 +309,16 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="smaller large workload and budgets (smoke test)")
     p.add_argument("--workloads", default="small,large")
+    p.add_argument("--cold-reps", type=int, default=2, help="fresh processes per stack for the first-epoch time")
+    p.add_argument("--cold", nargs=2, metavar=("WORKLOAD", "STACK"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.cold:  # child process of cold_starts
+        print(json.dumps({"seconds": cold_start(*a.cold, a.quick)}))
+        return 0
     names = [w for w in a.workloads.split(",") if w]
-    if a.rounds < 1 or not names or any(n not in ("small", "large") for n in names):
-        print("throughput.py: error: --rounds must be >= 1 and --workloads a subset of small,large", file=sys.stderr)
+    if a.rounds < 1 or a.cold_reps < 1 or not names or any(n not in ("small", "large") for n in names):
+        print("throughput.py: error: --rounds and --cold-reps must be >= 1 and --workloads a subset of small,large",
+              file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     peak = matmul_peak(1024 if a.quick else 2048, 3 if a.quick else 7)
@@ -284,8 +328,10 @@ def main(argv=None) -> int:
            f"{jax.device_count()} {jax.devices()[0].platform} device(s)", "jax": jax.__version__, "peak_gflops": peak,
            "quick": a.quick, "workloads": {}}
     for n in names:
-        print(f"workload {n}:", flush=True)
-        res["workloads"][n] = bench_workload(n, wls[n], a.rounds, peak)
+        print(f"workload {n}: cold starts in fresh processes ...", flush=True)
+        cold = cold_starts(n, a.quick, a.cold_reps)
+        print("  first epoch (s): " + ", ".join(f"{k} {v:.2f}" for k, v in cold.items()), flush=True)
+        res["workloads"][n] = bench_workload(n, wls[n], a.rounds, peak, cold)
     res["backprop"] = bench_backprop(peak)
     res["eval"] = bench_eval(peak)
     res["seconds"] = time.perf_counter() - t0
