@@ -16,6 +16,7 @@ Both: relu, inverted dropout keep 0.8 after each hidden layer, mean softmax cros
   of E + 1 epochs per round; its per-epoch time is the median of ``FitResult.epoch_seconds[1:]`` (host
   wall time per epoch, including the per-epoch read-back of the metrics);
 - ``jnn.fit (rbg)``: the same with ``prng_impl="rbg"`` (another generator for permutations and masks);
+- ``jnn.fit (check_finite=False)``: the same without the per-step NaN/inf check of every gradient leaf;
 - raw JAX A: ``jax.jit`` of one SGD step (params and optimiser state donated), one call per minibatch
   from host NumPy batches;
 - raw JAX B: one jitted epoch, ``lax.scan`` over minibatches gathered on device from a permutation drawn
@@ -146,8 +147,9 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
     return {"raw JAX A (jit per step)": epoch_a, "raw JAX B (scan epoch)": epoch_b}
 
 
-STACKS = ("jnn.fit", "jnn.fit (rbg)", "raw JAX A (jit per step)", "raw JAX B (scan epoch)")
-FIT_IMPLS = {"jnn.fit": "threefry2x32", "jnn.fit (rbg)": "rbg"}
+#: jnn.fit stacks: label -> TrainConfig options on top of the workload's.
+FITS = {"jnn.fit": {}, "jnn.fit (rbg)": {"prng_impl": "rbg"}, "jnn.fit (check_finite=False)": {"check_finite": False}}
+STACKS = (*FITS, "raw JAX A (jit per step)", "raw JAX B (scan epoch)")
 
 
 def cold_start(workload: str, stack: str, quick: bool) -> float:
@@ -156,8 +158,8 @@ def cold_start(workload: str, stack: str, quick: bool) -> float:
     wl = workloads(quick)[workload]
     jnp.zeros(1).block_until_ready()  # start the backend outside the timing
     t0 = time.perf_counter()
-    if stack in FIT_IMPLS:
-        run_fit(jnn.Dataset(wl["x"], wl["y"], 10), wl, 1, FIT_IMPLS[stack])
+    if stack in FITS:
+        run_fit(jnn.Dataset(wl["x"], wl["y"], 10), wl, 1, FITS[stack])
     else:
         raw_stacks(wl)[stack]()
     return time.perf_counter() - t0
@@ -176,14 +178,14 @@ def cold_starts(workload: str, quick: bool, reps: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def jnn_config(wl: dict, epochs: int, prng_impl: str = "threefry2x32") -> jnn.TrainConfig:
+def jnn_config(wl: dict, epochs: int, **options) -> jnn.TrainConfig:
     return jnn.TrainConfig(sizes=wl["sizes"], activation="relu", optimizer="sgd", learning_rate=wl["lr"],
                            batch_size=wl["batch"], l2=1e-4, keep_prob=0.8, early_stopping=False, val_fraction=0.0,
-                           drop_last=True, max_epochs=epochs, prng_impl=prng_impl)
+                           drop_last=True, max_epochs=epochs, **options)
 
 
-def run_fit(ds, wl, epochs, prng_impl: str = "threefry2x32") -> jnn.FitResult:
-    r = jnn.fit(ds, jnn_config(wl, epochs, prng_impl), progress=False)
+def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
+    r = jnn.fit(ds, jnn_config(wl, epochs, **(options or {})), progress=False)
     jax.block_until_ready(r.params)
     return r
 
@@ -211,7 +213,7 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float, cold: dict) ->
     raw = raw_stacks(wl)
     for fn in raw.values():
         fn()  # init and compile, untimed here (cold starts are timed in fresh processes)
-    fits = FIT_IMPLS
+    fits = FITS
     per_epoch = {k: [] for k in [*fits, *raw]}
     for r in range(rounds):
         order = [*fits, *raw]

@@ -155,6 +155,27 @@ def test_non_finite_gradient_stops_with_the_step_and_leaf_named(tmp_path):
     assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(saved.params))
 
 
+@pytest.mark.parametrize("check", [True, False])
+def test_check_finite_refuses_or_applies_a_non_finite_gradient_under_a_finite_loss(check):
+    # A NaN in a padded (masked) row: the loss ignores the row, but its gradient is NaN·0 = NaN.
+    cfg = TrainConfig(hidden=(4,), keep_prob=1.0, optimizer="sgd", check_finite=check)
+    params = jnn.init_mlp(jax.random.key(0), [2, 4, 3])
+    tx = cfg.make_optimizer()
+    steps = make_steps(cfg, tx, params, n_train=8, has_val=False)
+    s0 = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1,
+                    early=cfg.stopper().init())
+    x = jnp.ones((4, 2)).at[3].set(jnp.nan)
+    s1, m = steps.train_step(s0, Batch(x, jnp.zeros(4, jnp.int32), jnp.arange(4) < 3))
+    w1 = np.asarray(s1.params[0]["w"])
+    if check:
+        assert int(s1.status) == 5 and int(s1.bad_leaf) >= 0 and int(s1.step) == 0
+        np.testing.assert_array_equal(w1, np.asarray(params[0]["w"]))
+    else:
+        assert int(s1.status) == 0 and int(s1.step) == 1 and np.isnan(w1).any()
+    with pytest.raises(TypeError, match="check_finite must be a bool; got 'no'"):
+        TrainConfig(check_finite="no")
+
+
 def test_same_seed_same_run_different_seed_different_run():
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "max_epochs": 5})

@@ -61,6 +61,11 @@ class TrainConfig:
         prng_impl: generator of the per-epoch permutations and dropout masks: ``"threefry2x32"`` (JAX's
             default) or ``"rbg"`` (faster on CPU for small networks: about 15% more samples/s on the
             40-100-100-10 benchmark; other random bits, so other results for the same seed).
+        check_finite: check every gradient leaf for NaN/inf before each update (default). A step with a
+            non-finite loss or gradient is then not applied: the run stops with the last finite state and
+            names the step and the leaf. ``False`` checks the loss only, which saves a pass over the
+            gradients (about 4% of a 784-1024-1024-10 step on 2 CPU cores); a non-finite gradient is then
+            applied and the run stops at the next step, keeping the non-finite parameters.
     """
 
     hidden: tuple[int, ...] = (256, 256)
@@ -92,6 +97,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0
     prng_impl: str = "threefry2x32"
+    check_finite: bool = True
 
     def __post_init__(self):
         hidden = self.hidden
@@ -112,7 +118,7 @@ class TrainConfig:
                                                          high_open=True))
         V.check_int("batch_size", self.batch_size, low=1)
         object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
-        for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last"):
+        for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last", "check_finite"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
         Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode

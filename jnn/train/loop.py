@@ -274,8 +274,10 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
         leaf = int(state.bad_leaf)
         names = [p for p, _ in named_leaves(state.params)]
         where = "the loss" if leaf == -2 else f"the gradient of {names[leaf]}"
-        return (f"stopped: non-finite value in {where} at step {int(state.bad_step)} (epoch {epochs}); the last "
-                f"finite state is kept. Lower the learning rate (now {config.learning_rate:g}). {base}")
+        kept = ("the last finite state is kept" if config.check_finite else
+                "the state before that step is kept (gradients were not checked: check_finite=False)")
+        return (f"stopped: non-finite value in {where} at step {int(state.bad_step)} (epoch {epochs}); {kept}. "
+                f"Lower the learning rate (now {config.learning_rate:g}). {base}")
     if stopped_by == "early_stopping":
         return (f"stopped: early stopping on {config.monitor} after {config.patience} epochs without improvement; "
                 f"best epoch {best_epoch + 1}. {base}")

@@ -123,7 +123,10 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
             batch = Batch(*(jax.lax.with_sharding_constraint(a, batch_sharding) for a in batch))
         key = jax.random.fold_in(state.dropout_key, state.step)
         (_, (data, logits)), grads = grad_fn(state.params, batch, key, state.hyper, masks)
-        leaf_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        if config.check_finite:
+            leaf_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        else:  # the loss alone (see TrainConfig.check_finite)
+            leaf_ok = jnp.ones((len(jax.tree.leaves(grads)),), bool)
         finite = jnp.isfinite(data) & jnp.all(leaf_ok)
         running = state.status == 0
         apply = running & finite
