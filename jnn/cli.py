@@ -135,7 +135,7 @@ def _add_config_flags(t) -> None:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
     t.add_argument("--prng-impl", default=None, choices=["threefry2x32", "rbg"],
-                   help="generator of permutations and dropout masks (rbg: faster on CPU)")
+                   help="generator of permutations and dropout masks (see TrainConfig.prng_impl)")
     t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
 

@@ -229,7 +229,7 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, test: Dataset | 
 
     use_dropout = any(c.keep_prob < 1.0 for c in members)
     steps = make_steps(config, tx, jax.tree.map(lambda a: a[0], state.params), n_train=len(splits[0][0]),
-                       has_val=has_val, use_dropout=use_dropout)
+                       has_val=has_val, use_dropout=use_dropout, members=len(members))
     run_epoch = jax.jit(jax.vmap(steps.run_epoch), donate_argnums=0)
 
     bar = _progress(progress, config.max_epochs)

@@ -59,8 +59,9 @@ class TrainConfig:
         seed: the root seed; split into the ``init``, ``data``, ``dropout`` and ``split`` streams.
         checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a run folder.
         prng_impl: generator of the per-epoch permutations and dropout masks: ``"threefry2x32"`` (JAX's
-            default) or ``"rbg"`` (faster on CPU for small networks: about 15% more samples/s on the
-            40-100-100-10 benchmark; other random bits, so other results for the same seed).
+            default) or ``"rbg"`` (cheaper bits per call; other random bits, so other results for the same
+            seed). Threefry masks of a small epoch are drawn up front in one call, which made threefry
+            the faster of the two on the 2-core CPU benchmark; rbg masks are drawn step by step.
         check_finite: check every gradient leaf for NaN/inf before each update (default). A step with a
             non-finite loss or gradient is then not applied: the run stops with the last finite state and
             names the step and the leaf. ``False`` checks the loss only, which saves a pass over the
