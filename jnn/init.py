@@ -52,7 +52,6 @@ def init_mlp(key: PRNGKey, sizes, *, scheme: str = "lecun_normal", dtype="float3
     sizes = V.check_sizes(sizes)
     V.check_choice("scheme", scheme, list(SCHEMES))
     dt = _check_dtype(dtype)
-    sizes = tuple(sizes)
     impl = str(jax.random.key_impl(key)) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else \
         jax.config.jax_default_prng_impl
     shapes = list(zip(sizes[:-1], sizes[1:]))

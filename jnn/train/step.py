@@ -104,14 +104,14 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
     sel = l2_selection(params_template, config.include_bias)
     stopper = config.stopper() if config.early_stopping else None
     steps_cap = config.max_steps
-    sizes = [params_template[0]["w"].shape[0], *(layer["w"].shape[1] for layer in params_template)]
-    # Threefry bits are the same under vmap; rbg bits are not, so rbg keeps one draw per step.
-    up_front = use_dropout and batch_sharding is None and config.prng_impl == "threefry2x32"
-    mask_widths = [sizes[k] for k in range(len(sizes) - 1)
-                   if Dropout(config.keep_prob, config.dropout_mode).applies_to(k)] if use_dropout else []
 
     def dropout_of(keep_prob):
         return Dropout(keep_prob, config.dropout_mode) if use_dropout else None
+
+    sizes = [params_template[0]["w"].shape[0], *(layer["w"].shape[1] for layer in params_template)]
+    # Threefry bits are the same under vmap; rbg bits are not, so rbg keeps one draw per step.
+    up_front = use_dropout and batch_sharding is None and config.prng_impl == "threefry2x32"
+    masked_width = sum(sizes[k] for k in range(len(sizes) - 1) if up_front and dropout_of(1.0).applies_to(k))
 
     def objective(params, batch, key, hyper, masks):
         fwd = forward_cache(params, batch.x, activation=act, dropout=dropout_of(hyper["keep_prob"]), key=key,
@@ -177,7 +177,7 @@ def make_steps(config: TrainConfig, tx: optax.GradientTransformation, params_tem
 
         was_running = state.status == 0
         masks = None
-        if up_front and members * idx.size * sum(mask_widths) <= MASKS_UP_FRONT_MAX:
+        if up_front and members * idx.size * masked_width <= MASKS_UP_FRONT_MAX:
             # Step s draws its masks from fold_in(dropout_key, s); every step of the epoch that applies
             # an update has s = state.step + i, so the epoch's masks can be drawn in one call.
             d = dropout_of(state.hyper["keep_prob"])
