@@ -137,6 +137,8 @@ def _add_config_flags(t) -> None:
     t.add_argument("--prng-impl", default=None, choices=["threefry2x32", "rbg"],
                    help="generator of permutations and dropout masks (see TrainConfig.prng_impl)")
     t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
+    t.add_argument("--no-check-finite", action="store_true",
+                   help="check only the loss for NaN/inf, not every gradient (see TrainConfig.check_finite)")
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
 
 
@@ -171,6 +173,8 @@ def _train_config(args):
             values[_FLAG_FIELDS.get(flag, flag)] = v
     if args.no_early_stopping:
         values["early_stopping"] = False
+    if args.no_check_finite:
+        values["check_finite"] = False
     return dataset, TrainConfig.from_dict(values)
 
 

@@ -29,7 +29,10 @@ def test_toml_config_then_flags(tmp_path, capsys):
     assert cli.main(["train", "--config", str(cfg), "--learning-rate", "0.1", "--out", str(tmp_path / "r")]) == 0
     stored = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
     assert stored["hidden"] == [8] and stored["loss"] == "binary" and stored["learning_rate"] == 0.1
+    assert stored["check_finite"] is True
     assert "xor" in capsys.readouterr().out
+    assert cli.main(["train", "--config", str(cfg), "--no-check-finite", "--out", str(tmp_path / "r2")]) == 0
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["check_finite"] is False
 
 
 def test_resume_continues_and_overwrite_replaces(tmp_path, capsys):
