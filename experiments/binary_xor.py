@@ -52,9 +52,9 @@ def run(config: dict) -> dict:
 
 
 def _boundary(path, params, test, name, acc):
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     lo, hi = test.x.min(0) - 0.5, test.x.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], 1), jnp.float32)

@@ -90,9 +90,9 @@ def run(config: dict) -> dict:
 
 
 def _plot(path, scatter, samples):
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, (mode, (mc, tv)) in zip(axes, scatter.items()):
         ax.plot(tv, mc, ".", markersize=4)

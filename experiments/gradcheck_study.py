@@ -90,9 +90,9 @@ def run(config: dict) -> dict:
 
 
 def _plot(path, rows):
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(rows) + 2), 4))
     xs = np.arange(len(rows))
     floor = 1e-18  # exact agreement (error 0) is drawn at this floor on the log scale

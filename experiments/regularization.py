@@ -68,9 +68,9 @@ def run(config: dict) -> dict:
 
 
 def _plot(out, results):
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     lams = [r["l2"] for r in results["l2"]]
     xs = list(range(len(lams)))

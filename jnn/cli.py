@@ -184,7 +184,7 @@ def _train(args) -> int:
     import jax
 
     from jnn.datasets import load
-    from jnn.train.loop import evaluate, fit, prepare_data
+    from jnn.train import evaluate, fit, prepare_data
 
     dataset, config = _train_config(args)
     if args.log_every is not None:
@@ -192,7 +192,7 @@ def _train(args) -> int:
     out = args.out or f"runs/{dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     train, test = load(dataset, seed=config.seed)
     fit_ds, val_ds = prepare_data(train, config)
-    sizes = config.network_sizes(train.x.shape[1], train.num_classes)
+    sizes = config.network_sizes(train)
     print(f"jnn train: {dataset} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
           f"{len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, {config.optimizer} "
           f"lr={config.learning_rate:g}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "

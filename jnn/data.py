@@ -22,18 +22,30 @@ from jnn import _validate as V
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Inputs and labels, validated on construction.
+    """Inputs and targets, validated on construction.
+
+    The kind of targets follows from ``y``:
+
+    - integer (or bool) ``[n]``: class labels in ``[0, num_classes)`` (softmax or binary losses);
+    - float ``[n]`` or ``[n, k]``: real-valued targets (regression, e.g. ``loss="mse"``), stored in the
+      dtype of ``x``;
+    - integer/bool ``[n, k]``: multi-label targets in {0, 1} (``loss="multilabel"``).
+
+    Which targets a loss accepts is checked when training starts (:func:`jnn.task.check_task`).
 
     Attributes:
         x: inputs ``[n, d_in]``, finite floats.
-        y: labels ``[n]``: integer classes in ``[0, num_classes)`` (softmax) or 0/1 (binary).
-        num_classes: number of classes (2 for binary tasks); inferred as ``max(y) + 1`` (at least 2)
-            when omitted.
+        y: targets as above.
+        num_classes: number of classes (2 for binary tasks) for class labels, inferred as ``max(y) + 1``
+            (at least 2) when omitted; None for other targets.
+        sample_weight: optional ``[n]`` non-negative finite example weights: each example's loss counts
+            with its weight (the loss is the weighted mean, see :func:`jnn.losses.masked_mean`).
     """
 
     x: np.ndarray
     y: np.ndarray
     num_classes: int | None = None
+    sample_weight: np.ndarray | None = None
 
     def __post_init__(self):
         x = np.asarray(V.check_float_array("x", self.x, min_ndim=2))
@@ -42,29 +54,59 @@ class Dataset:
         if x.shape[0] == 0:
             raise ValueError("x must hold at least one example; got an empty array")
         y = np.asarray(V.as_array("y", self.y))
-        if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
-            raise TypeError(f"y must hold integer class labels; got dtype {y.dtype}. "
-                            "Convert float labels with y.astype(int) if they are whole numbers")
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"y must have shape [n] = ({x.shape[0]},) to match x; got {y.shape}")
-        y = y.astype(np.int32)
+        if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+            raise ValueError(f"y must have shape [n] or [n, k] with n = {x.shape[0]} to match x; got {y.shape}")
+        integral = np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_
+        if not integral and not np.issubdtype(y.dtype, np.floating):
+            raise TypeError(f"y must hold integer class labels, float targets or 0/1 multi-label targets; got "
+                            f"dtype {y.dtype}")
         k = self.num_classes
-        if k is None:
-            k = max(int(y.max()) + 1, 2)
-        k = V.check_int("num_classes", k, low=2)
-        if y.min() < 0 or y.max() >= k:
-            raise ValueError(f"y must hold labels in [0, {k - 1}] for num_classes={k}; got values in "
-                             f"[{int(y.min())}, {int(y.max())}]")
+        if integral and y.ndim == 1:
+            y = y.astype(np.int32)
+            if k is None:
+                k = max(int(y.max()) + 1, 2)
+            k = V.check_int("num_classes", k, low=2)
+            if y.min() < 0 or y.max() >= k:
+                raise ValueError(f"y must hold labels in [0, {k - 1}] for num_classes={k}; got values in "
+                                 f"[{int(y.min())}, {int(y.max())}]")
+        else:
+            if k is not None:
+                raise ValueError(f"num_classes is for integer class labels y [n]; y is {y.dtype} of shape {y.shape}, "
+                                 "so it must be None")
+            if integral:
+                y = y.astype(np.int32)
+                if np.any((y != 0) & (y != 1)):
+                    raise ValueError(f"integer y of shape [n, k] holds multi-label targets and must be 0/1; got values "
+                                     f"in [{int(y.min())}, {int(y.max())}]")
+            else:
+                y = np.asarray(V.check_float_array("y", y)).astype(x.dtype)
+        w = self.sample_weight
+        if w is not None:
+            w = np.asarray(V.check_float_array("sample_weight", w)).astype(x.dtype)
+            if w.shape != (x.shape[0],):
+                raise ValueError(f"sample_weight must have shape [n] = ({x.shape[0]},); got {w.shape}")
+            if np.any(w < 0) or not np.any(w > 0):
+                raise ValueError(f"sample_weight must be >= 0 with at least one positive weight; got values in "
+                                 f"[{w.min():g}, {w.max():g}]")
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "num_classes", k)
+        object.__setattr__(self, "sample_weight", w)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def targets(self) -> str:
+        """``"class labels"``, ``"real targets"`` or ``"multi-label targets"`` (see the class docstring)."""
+        if self.num_classes is not None:
+            return "class labels"
+        return "real targets" if np.issubdtype(self.y.dtype, np.floating) else "multi-label targets"
+
     def subset(self, idx) -> Dataset:
         """The examples at ``idx`` (a NumPy index array), same ``num_classes``."""
-        return Dataset(self.x[idx], self.y[idx], self.num_classes)
+        w = None if self.sample_weight is None else self.sample_weight[idx]
+        return Dataset(self.x[idx], self.y[idx], self.num_classes, w)
 
 
 def split(ds: Dataset, fractions, *, key, stratify: bool = True) -> tuple[Dataset, ...]:
@@ -74,7 +116,8 @@ def split(ds: Dataset, fractions, *, key, stratify: bool = True) -> tuple[Datase
         ds: the data set.
         fractions: e.g. ``(0.8, 0.2)``; positive, summing to 1 (within 1e-9).
         key: PRNG key; the same key gives the same split.
-        stratify: keep the class proportions in every part (each class is split separately).
+        stratify: keep the class proportions in every part (each class is split separately); ignored
+            for targets that are not class labels.
 
     Returns:
         One :class:`Dataset` per fraction, each non-empty.
@@ -88,7 +131,7 @@ def split(ds: Dataset, fractions, *, key, stratify: bool = True) -> tuple[Datase
         raise ValueError(f"fractions must have at least two entries summing to 1; got {list(fractions)}")
     n = len(ds)
     perm = np.asarray(jax.random.permutation(key, n))
-    groups = [perm[ds.y[perm] == c] for c in range(ds.num_classes)] if stratify else [perm]
+    groups = [perm[ds.y[perm] == c] for c in range(ds.num_classes)] if stratify and ds.num_classes else [perm]
     parts: list[list[np.ndarray]] = [[] for _ in fr]
     for g in groups:
         bounds = np.round(np.cumsum([0.0] + fr) * len(g)).astype(int)

@@ -165,9 +165,9 @@ def accuracy_bars(path, results: dict, *, title: str, lines: dict, ylim: tuple[f
         lines: ``{label: y}`` horizontal reference lines (targets, published figures).
         ylim: y-axis range.
     """
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     names = list(results["recipes"])
     for i, name in enumerate(names):

@@ -10,16 +10,23 @@ from pathlib import Path
 
 import numpy as np
 
-#: Per-epoch metrics kept in the history buffers of a TrainState.
-METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+def ordered(keys) -> list[str]:
+    """History keys in display order: ``train_loss``, ``train_*``, ``val_loss``, ``val_*``, the rest."""
+    def rank(k: str):
+        group = {"train_loss": 0, "val_loss": 2}.get(k, 1 if k.startswith("train_") else 3 if k.startswith("val_")
+                                                     else 4)
+        return group, k
+
+    return sorted(keys, key=rank)
 
 
 @dataclass(frozen=True)
 class History:
-    """Per-epoch metrics: ``{metric: [value per completed epoch]}`` (NaN where a metric is absent).
+    """Per-epoch metrics: ``{key: [value per completed epoch]}`` (NaN where a metric is absent).
 
-    Metrics: ``train_loss``, ``train_accuracy`` (mean over the epoch's minibatches, with dropout as
-    trained), ``val_loss``, ``val_accuracy`` (end of epoch, no dropout) and ``learning_rate``.
+    Keys: ``train_loss`` and ``train_<metric>`` (mean over the epoch's minibatches, with dropout as
+    trained), ``val_loss`` and ``val_<metric>`` (end of epoch, evaluation mode) and ``learning_rate``.
     """
 
     metrics: dict
@@ -28,7 +35,7 @@ class History:
     def from_state(cls, state) -> History:
         """Read the completed epochs out of a :class:`jnn.train.TrainState`'s buffers."""
         n = int(state.epoch)
-        return cls({k: [float(v) for v in np.asarray(state.history[k][:n])] for k in METRICS})
+        return cls({k: [float(v) for v in np.asarray(state.history[k][:n])] for k in ordered(state.history)})
 
     def __len__(self) -> int:
         return len(self.metrics["train_loss"])
@@ -36,9 +43,17 @@ class History:
     def __getitem__(self, name: str) -> list[float]:
         return self.metrics[name]
 
+    def __contains__(self, name: str) -> bool:
+        return name in self.metrics
+
+    @property
+    def keys(self) -> list[str]:
+        """The recorded keys, in display order."""
+        return list(self.metrics)
+
     def rows(self) -> list[dict]:
         """One dict per epoch: ``{"epoch": 1, "train_loss": ..., ...}`` (epochs counted from 1)."""
-        return [{"epoch": i + 1, **{k: self.metrics[k][i] for k in METRICS}} for i in range(len(self))]
+        return [{"epoch": i + 1, **{k: v[i] for k, v in self.metrics.items()}} for i in range(len(self))]
 
     def save(self, folder) -> tuple[Path, Path]:
         """Write ``history.json`` and ``history.csv`` into ``folder``; NaN is written as null / empty."""
@@ -47,7 +62,7 @@ class History:
         pj, pc = folder / "history.json", folder / "history.csv"
         pj.write_text(json.dumps({"epochs": len(self), **clean}, indent=2))
         with open(pc, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["epoch", *METRICS])
+            w = csv.DictWriter(fh, fieldnames=["epoch", *self.metrics])
             w.writeheader()
             for row in self.rows():
                 w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
@@ -57,4 +72,4 @@ class History:
     def load(cls, folder) -> History:
         """Read ``history.json`` from a run folder."""
         d = json.loads((Path(folder) / "history.json").read_text())
-        return cls({k: [math.nan if v is None else float(v) for v in d[k]] for k in METRICS})
+        return cls({k: [math.nan if v is None else float(v) for v in d[k]] for k in ordered(d) if k != "epochs"})

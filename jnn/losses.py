@@ -20,7 +20,13 @@ from jnn.dropout import Dropout
 from jnn.model import check_forward_args, forward_cache
 from jnn.types import Labels, Logits, Params, PRNGKey
 
-LOSSES = ("softmax", "binary")
+#: Built-in per-example losses: two classification losses of the lecture, and two for other targets.
+LOSSES = ("softmax", "binary", "mse", "multilabel")
+#: What each built-in loss needs as targets (checked by :func:`jnn.task.check_task` before training).
+#: The lecture's losses, which the hand-written backprop modules differentiate.
+CLASSIFICATION_LOSSES = ("softmax", "binary")
+LOSS_TARGETS = {"softmax": "class labels", "binary": "class labels", "mse": "real targets",
+                "multilabel": "multi-label targets"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -48,7 +54,7 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
     ``[batch, classes]``. ``binary``: ``[batch]`` (or ``[batch, 1]``) of 0/1 (ints, bools, or floats in
     [0, 1]) with a single logit per example.
     """
-    V.check_choice("loss", loss, LOSSES)
+    V.check_choice("loss", loss, CLASSIFICATION_LOSSES)
     y = V.as_array("y", y)
     if loss == "softmax":
         classes = logits_shape[-1]
@@ -95,16 +101,31 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
 # per-example terms (no validation; used inside compiled code)
 
 
-def masked_mean(values, mask):
-    """Mean of ``values [batch]`` over the rows where ``mask`` is 1 (all rows when ``mask`` is None)."""
+def masked_mean(values, mask, weight=None):
+    """Mean of ``values [batch]`` over the rows where ``mask`` is 1 (all rows when ``mask`` is None).
+
+    With ``weight [batch]`` it is the weighted mean ``Σ w·v / Σ w`` over the unmasked rows (the convention
+    of ``numpy.average`` and of torch's class-weighted cross-entropy).
+    """
+    if weight is not None:
+        w = weight.astype(values.dtype)
+        if mask is not None:
+            w = jnp.where(mask.astype(values.dtype) > 0, w, jnp.zeros_like(w))
+        total = jnp.sum(jnp.where(w > 0, values * w, jnp.zeros_like(values)))
+        return total / jnp.maximum(jnp.sum(w), jnp.finfo(values.dtype).tiny)
     if mask is None:
         return jnp.mean(values)
     m = mask.astype(values.dtype)
     return jnp.sum(jnp.where(m > 0, values, jnp.zeros_like(values))) / jnp.maximum(jnp.sum(m), 1.0)
 
 
+def as_column(outputs):
+    """``[batch]`` view of outputs that are ``[batch]`` or ``[batch, 1]``."""
+    return outputs.reshape(outputs.shape[:1]) if outputs.ndim == 2 else outputs
+
+
 def _binary_terms(logits, y):
-    z = logits.reshape(logits.shape[:1]) if logits.ndim == 2 else logits
+    z = as_column(logits)
     y = y.reshape(z.shape).astype(z.dtype)
     # −(y log σ(z) + (1−y) log(1−σ(z))), with log(1−σ(z)) = log σ(−z): stable for any |z|.
     return -(y * jax.nn.log_sigmoid(z) + (1.0 - y) * jax.nn.log_sigmoid(-z))
@@ -117,9 +138,53 @@ def _softmax_terms(logits, y):
     return -jnp.sum(y.astype(logp.dtype) * logp, axis=-1)
 
 
-def per_example_loss(loss: str, logits, y):
-    """Per-example cross-entropy ``[batch]`` for ``loss`` in ``("softmax", "binary")`` (no validation)."""
-    return _softmax_terms(logits, y) if loss == "softmax" else _binary_terms(logits, y)
+def residuals(outputs, y):
+    """``[batch, k]`` errors f − y (``[batch, 1]`` for a single target)."""
+    f = outputs.reshape(outputs.shape[0], -1)
+    return f - y.reshape(f.shape).astype(f.dtype)
+
+
+def squared_errors(outputs, y):
+    """``[batch, k]`` squared errors."""
+    return jnp.square(residuals(outputs, y))
+
+
+def _mse_terms(outputs, y):
+    # Per example, the mean over the k targets of (f − y)²: the batch mean is then sklearn's
+    # mean_squared_error with multioutput="uniform_average".
+    return jnp.mean(squared_errors(outputs, y), axis=-1)
+
+
+def _multilabel_terms(logits, y):
+    # Independent binary cross-entropies, one per label, averaged over the k labels of an example.
+    z = logits.reshape(logits.shape[0], -1)
+    t = y.reshape(z.shape).astype(z.dtype)
+    return jnp.mean(-(t * jax.nn.log_sigmoid(z) + (1.0 - t) * jax.nn.log_sigmoid(-z)), axis=-1)
+
+
+_TERMS = {"softmax": _softmax_terms, "binary": _binary_terms, "mse": _mse_terms, "multilabel": _multilabel_terms}
+
+
+def per_example_loss(loss: str, outputs, y):
+    """Per-example loss ``[batch]`` for a built-in ``loss`` in :data:`LOSSES` (no validation).
+
+    ``softmax``: −log softmax(z)_y; ``binary``: −(y log σ(z) + (1−y) log σ(−z)); ``mse``: mean over the
+    targets of (f − y)²; ``multilabel``: mean over the labels of the binary cross-entropy.
+    """
+    return _TERMS[loss](outputs, y)
+
+
+def loss_function(loss):
+    """The per-example function ``(outputs, y) -> [batch]`` of a built-in name, or ``loss`` if callable.
+
+    Raises:
+        ValueError: an unknown name (the message lists :data:`LOSSES`).
+        TypeError: neither a string nor a callable.
+    """
+    if callable(loss):
+        return loss
+    V.check_choice("loss", loss, LOSSES)
+    return _TERMS[loss]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -158,6 +223,46 @@ def softmax_cross_entropy(logits: Logits, y: Labels, *, mask=None) -> jax.Array:
     y = check_labels("softmax", tuple(logits.shape), y)
     mask = check_mask(mask, logits.shape[0])
     return masked_mean(_softmax_terms(logits, y), mask)
+
+
+def mean_squared_error(outputs, y, *, mask=None) -> jax.Array:
+    """Mean squared error, the mean over examples and targets of (f − y)².
+
+    Args:
+        outputs: ``[batch]``, ``[batch, 1]`` or ``[batch, k]`` predictions.
+        y: float targets of the same number of entries per example (``[batch]`` or ``[batch, k]``).
+        mask: optional ``[batch]`` 0/1 mask; rows with 0 (padding) are excluded exactly.
+
+    Returns:
+        Scalar mean loss over the unmasked rows.
+    """
+    outputs = V.check_float_array("outputs", outputs)
+    y = V.check_float_array("y", y)
+    if y.shape[0] != outputs.shape[0] or np.size(y) != np.size(outputs):
+        raise ValueError(f"y must hold one target per output: outputs {tuple(outputs.shape)}; got y {tuple(y.shape)}")
+    return masked_mean(_mse_terms(outputs, y), check_mask(mask, outputs.shape[0]))
+
+
+def multilabel_cross_entropy(logits, y, *, mask=None) -> jax.Array:
+    """Multi-label sigmoid cross-entropy: a binary cross-entropy per label, averaged over labels and examples.
+
+    Args:
+        logits: ``[batch, k]`` raw scores, one per label.
+        y: ``[batch, k]`` targets in {0, 1} (bool, int, or floats in [0, 1] as soft labels).
+        mask: optional ``[batch]`` 0/1 mask; rows with 0 (padding) are excluded exactly.
+
+    Returns:
+        Scalar mean loss over the unmasked rows.
+    """
+    logits = V.check_float_array("logits", logits, min_ndim=2)
+    y = V.as_array("y", y)
+    if tuple(y.shape) != tuple(logits.shape):
+        raise ValueError(f"y must have the shape of the logits {tuple(logits.shape)}; got {tuple(y.shape)}")
+    if V.is_concrete(y) and y.size:
+        yn = np.asarray(y, np.float64)
+        if np.any(yn < 0) or np.any(yn > 1):
+            raise ValueError(f"y must be in [0, 1] for a multi-label loss; got values in [{yn.min():g}, {yn.max():g}]")
+    return masked_mean(_multilabel_terms(logits, y), check_mask(mask, logits.shape[0]))
 
 
 def l2_selection(params: Params, include_bias: bool = False, mask=None) -> list[dict[str, bool]]:
@@ -204,10 +309,11 @@ def l2_penalty(params: Params, lam: float, *, include_bias: bool = False, mask=N
     V.check_params(params)
     lam = V.check_real("lam", lam, low=0.0, hint="lam is the L2 strength λ in λΣw²")
     sel = l2_selection(params, include_bias, mask)
-    return _l2(params, lam, sel)
+    return l2_term(params, lam, sel)
 
 
-def _l2(params, lam, sel):
+def l2_term(params, lam, sel):
+    """λ Σ w² over the leaves that ``sel`` (from :func:`l2_selection`) marks; unvalidated, jit-able."""
     dtype = params[0]["w"].dtype
     total = jnp.zeros((), dtype)
     for layer, s in zip(params, sel):
@@ -239,20 +345,46 @@ def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation:
     Returns:
         Scalar: mean cross-entropy over unmasked rows plus the L2 penalty.
     """
-    x = check_forward_args(params, x, activation, dropout, key, train)
-    if x.ndim != 2:
-        raise ValueError(f"x must be [batch, d_in]; got shape {tuple(x.shape)}")
-    V.check_choice("loss", loss, LOSSES)
-    d_out = params[-1]["w"].shape[1]
-    y = check_labels(loss, (x.shape[0], d_out), y)
-    mask = check_mask(mask, x.shape[0])
-    lam = V.check_real("l2", l2, low=0.0, hint="l2 is λ in λΣw²")
-    sel = l2_selection(params, include_bias, l2_mask)
+    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
+                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
+                                                key=key, train=train, mask=mask)
     return _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
 
 
+def check_objective_args(params, x, y, *, loss, activation, l2, include_bias, l2_mask, dropout, key, train, mask):
+    """Validate the arguments of the regularised objective (shared by :func:`regularized_loss` and both
+    hand-written backprop modules).
+
+    Returns:
+        ``(x, y, mask, lam, sel)``: the arrays, λ as a float and the L2 selection pytree.
+    """
+    x = check_forward_args(params, x, activation, dropout, key, train)
+    if x.ndim != 2:
+        raise ValueError(f"x must be [batch, d_in]; got shape {tuple(x.shape)}")
+    V.check_choice("loss", loss, CLASSIFICATION_LOSSES)
+    y = check_labels(loss, (x.shape[0], params[-1]["w"].shape[1]), y)
+    mask = check_mask(mask, x.shape[0])
+    lam = V.check_real("l2", l2, low=0.0, hint="l2 is λ in λΣw²")
+    return x, y, mask, lam, l2_selection(params, include_bias, l2_mask)
+
+
 def _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask):
-    """Unvalidated core of :func:`regularized_loss` (for compiled training code)."""
+    """Unvalidated core of :func:`regularized_loss`: the objective that training differentiates, for the MLP."""
     logits = forward_cache(params, x, activation=activation, dropout=dropout, key=key, train=train).zs[-1]
-    data = masked_mean(per_example_loss(loss, logits, y), mask)
-    return data + _l2(params, lam, sel)
+    return objective(per_example_loss(loss, logits, y), mask, None, l2_term(params, lam, sel))[0]
+
+
+def objective(per_example, mask, weight, penalty):
+    """The training objective, written once: (weighted) masked mean of the per-example loss + penalty.
+
+    Args:
+        per_example: ``[batch]`` loss values.
+        mask: ``[batch]`` 0/1 example mask (padding = 0) or None.
+        weight: ``[batch]`` example weights or None (see :func:`masked_mean`).
+        penalty: scalar penalty on the params (e.g. λΣw²), or None.
+
+    Returns:
+        ``(total, data)``: the objective and its data term (the recorded training loss).
+    """
+    data = masked_mean(per_example, mask, weight)
+    return (data if penalty is None else data + penalty), data

@@ -13,7 +13,7 @@ from pathlib import Path
 from jnn.history import History
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError:
@@ -38,7 +38,7 @@ def plot_history(history: History, path, *, best_epoch: int | None = None, stop_
     Returns:
         The path written.
     """
-    plt = _pyplot()
+    plt = pyplot()
     epochs = list(range(1, len(history) + 1))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):

@@ -25,14 +25,19 @@ import numpy as np
 from jnn import _validate as V
 from jnn.data import Dataset
 from jnn.history import History
-from jnn.init import init_mlp
+from jnn.task import Task
 from jnn.train.config import TrainConfig
-from jnn.train.loop import _keys, prepare_data
-from jnn.train.state import STATUS, init_state
-from jnn.train.step import make_steps
+from jnn.train.epoch import NOISE_UP_FRONT_MAX, epoch_summary, make_eval
+from jnn.train.host import final_params, run_epochs
+from jnn.train.keys import Keys
+from jnn.train.loop import (build_epoch, check_fit_data, check_monitor, epoch_arrays, initial_state, prepare_data,
+                            resolve_task)
+from jnn.train.state import STATUS
 
-#: Sweep axes and the TrainConfig field each one sets.
+#: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.
 AXES = ("seed", "learning_rate", "l2", "keep_prob")
+#: Axes that set a TrainConfig field (the others set a task hyperparameter).
+CONFIG_AXES = ("seed", "learning_rate")
 
 
 def grid(**axes) -> dict[str, list]:
@@ -44,40 +49,56 @@ def grid(**axes) -> dict[str, list]:
     """
     names = list(axes)
     for n in names:
-        if n not in AXES:
-            raise ValueError(f"sweep axis must be one of {list(AXES)}; got {n!r}")
+        if not isinstance(n, str) or not n.isidentifier():
+            raise ValueError(f"sweep axis names must be identifiers such as 'l2'; got {n!r}")
     combos = list(itertools.product(*(list(axes[n]) for n in names)))
     return {n: [c[i] for c in combos] for i, n in enumerate(names)}
 
 
-def members_of(config: TrainConfig, axes: dict) -> list[TrainConfig]:
-    """One validated :class:`TrainConfig` per member; axes zip (all must have the same length).
+def _check_axes(axes: dict, allowed) -> tuple[dict, int]:
+    if not axes:
+        raise ValueError(f"a sweep needs at least one axis among {list(allowed)}")
+    out = {}
+    for n, vals in axes.items():
+        if n not in allowed:
+            raise ValueError(f"sweep axis must be one of {list(allowed)}; got {n!r}")
+        if not isinstance(vals, (list, tuple, np.ndarray)) or len(vals) == 0:
+            raise ValueError(f"sweep axis {n!r} must be a non-empty list of values; got {vals!r}")
+        out[n] = [v.item() if isinstance(v, np.generic) else v for v in vals]
+    lengths = {n: len(v) for n, v in out.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"sweep axes must have the same length (one value per member); got lengths {lengths}. "
+                         "Use jnn.sweep.grid(...) for a Cartesian product")
+    return out, next(iter(lengths.values()))
+
+
+def members_of(config: TrainConfig, axes: dict, task: Task | None = None) -> list[tuple[TrainConfig, dict]]:
+    """One validated ``(TrainConfig, hyper)`` per member; axes zip (all must have the same length).
+
+    Args:
+        config: the shared config.
+        axes: ``{axis: [value per member]}``.
+        task: the task whose ``hyper`` names are sweepable (None: the built-in MLP, axes :data:`AXES`).
 
     Raises:
         ValueError: unknown axis, unequal lengths, or a value out of range (naming the member).
     """
-    if not axes:
-        raise ValueError(f"a sweep needs at least one axis among {list(AXES)}")
-    axes = dict(axes)
-    for n, vals in axes.items():
-        if n not in AXES:
-            raise ValueError(f"sweep axis must be one of {list(AXES)}; got {n!r}")
-        if not isinstance(vals, (list, tuple, np.ndarray)) or len(vals) == 0:
-            raise ValueError(f"sweep axis {n!r} must be a non-empty list of values; got {vals!r}")
-        axes[n] = [v.item() if isinstance(v, np.generic) else v for v in vals]
-    lengths = {n: len(v) for n, v in axes.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"sweep axes must have the same length (one value per member); got lengths {lengths}. "
-                         "Use jnn.sweep.grid(...) for a Cartesian product")
-    m = next(iter(lengths.values()))
-    out = []
+    hyper_names = ("l2", "keep_prob") if task is None else tuple(task.hyper or {})
+    axes, m = _check_axes(dict(axes), CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES))
     base = config.to_dict()
+    out = []
     for i in range(m):
-        fields = {**base, **{n: v[i] for n, v in axes.items()}}
+        label = ", ".join(f"{n}={axes[n][i]!r}" for n in axes)
         try:
-            out.append(TrainConfig.from_dict(fields))
+            if task is None:  # the MLP's hyperparameters are config fields, validated with their ranges
+                c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items()}})
+                hyper = {"l2": c.l2, "keep_prob": c.keep_prob}
+            else:
+                c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n in CONFIG_AXES}})
+                hyper = {**task.hyper, **{n: V.check_real(n, v[i]) for n, v in axes.items() if n not in CONFIG_AXES}}
         except (ValueError, TypeError) as err:
-            raise type(err)(f"sweep member {i} ({', '.join(f'{n}={axes[n][i]!r}' for n in axes)}): {err}") from None
+            raise type(err)(f"sweep member {i} ({label}): {err}") from None
+        out.append((c, hyper))
     return out
 
 
@@ -87,15 +108,16 @@ class SweepResult:
 
     Attributes:
         members: the members' configs.
-        rows: one dict per member: member, seed, learning_rate, l2, keep_prob, stopped_by, epochs,
-            best_epoch (1-based), best_val (the monitored metric at the best epoch), test_loss and
-            test_accuracy (when a test set was given).
+        rows: one dict per member: member, seed, learning_rate, the task's hyperparameters (the MLP: l2,
+            keep_prob), stopped_by, epochs, best_epoch (1-based), best_val (the monitored metric at the best
+            epoch), test_loss and test_<metric> (None without a test set).
         params: the members' final params (best epoch when restored), stacked on a leading axis [M, ...].
         state: the stacked final TrainState.
         histories: one :class:`jnn.history.History` per member.
-        monitor: the monitored metric (``val_loss`` or ``val_accuracy``).
+        monitor: the monitored metric (e.g. ``val_loss``).
         seconds: wall time of the training loop.
         epoch_seconds: host wall time of each sweep epoch (all members; the first includes the compile).
+        direction: ``"min"`` or ``"max"``, how ``best()`` ranks the monitored metric.
     """
 
     members: list
@@ -106,6 +128,7 @@ class SweepResult:
     monitor: str
     seconds: float
     epoch_seconds: tuple = ()
+    direction: str = "min"
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -114,7 +137,7 @@ class SweepResult:
     def best(self) -> dict:
         """The row of the member with the best validation metric (min loss / max accuracy)."""
         vals = [r["best_val"] for r in self.rows]
-        sign = 1.0 if self.monitor.endswith("loss") else -1.0
+        sign = 1.0 if self.direction == "min" else -1.0
         keyed = [(sign * v if v is not None and not math.isnan(v) else math.inf, i) for i, v in enumerate(vals)]
         return self.rows[min(keyed)[1]]
 
@@ -139,9 +162,9 @@ class SweepResult:
 
 
 def _plot(path, res: SweepResult) -> Path:
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, h in enumerate(res.histories):
         axes[0].plot(range(1, len(h) + 1), h[res.monitor], linewidth=1, label=f"member {i}")
@@ -151,7 +174,8 @@ def _plot(path, res: SweepResult) -> Path:
     if len(res.histories) <= 10:
         axes[0].legend(fontsize=7)
     axes[0].grid(alpha=0.3)
-    key = "test_accuracy" if res.rows[0].get("test_accuracy") is not None else "best_val"
+    scored = [k for k in res.rows[0] if k.startswith("test_") and k != "test_loss" and res.rows[0][k] is not None]
+    key = scored[0] if scored else "best_val"
     labels = [f"{r['member']}" for r in res.rows]
     best = res.best()["member"]
     axes[1].bar(range(len(res.rows)), [r[key] for r in res.rows],
@@ -169,125 +193,102 @@ def _plot(path, res: SweepResult) -> Path:
     return Path(path)
 
 
-def sweep(train: Dataset, config: TrainConfig | None = None, *, test: Dataset | None = None,
-          progress: bool | None = None, log_every: int = 0, **axes) -> SweepResult:
-    """Train one member per value along the given axes, all at once under ``jax.vmap``.
+def sweep(train: Dataset, config: TrainConfig | None = None, *, task: Task | None = None, val: Dataset | None = None,
+          test: Dataset | None = None, class_weight=None, progress: bool | None = None, log_every: int = 0,
+          **axes) -> SweepResult:
+    """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
 
     Args:
-        train: training data (each member holds out its validation split as ``fit`` would).
+        train: training data (each member holds out its validation split as ``fit`` would, unless ``val``
+            is given).
         config: the shared :class:`TrainConfig`; the axes override its fields per member.
-        test: optional test set; each member's test loss and accuracy go in the table.
+        task: the :class:`jnn.Task` to train (default: the MLP of ``config``).
+        val: explicit validation data shared by every member.
+        test: optional test set; each member's test loss and metrics go in the table.
+        class_weight: per-class loss weights, as in :func:`jnn.fit`.
         progress: progress bar (default: when stderr is a terminal and ``CI`` is unset).
         log_every: print a line every k epochs (0: never).
-        **axes: any of ``seed``, ``learning_rate``, ``l2``, ``keep_prob``, each a list with one value per
-            member (all the same length; see :func:`grid`).
+        **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
+            each a list with one value per member (all the same length; see :func:`grid`).
 
     Returns:
-        A :class:`SweepResult`; ``result.best()`` picks the member by validation metric.
+        A :class:`SweepResult`; ``result.best()`` picks the member by its monitored validation metric.
 
     Raises:
-        ValueError, TypeError: bad axes or values (naming the member), or a bad config or data.
+        ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
-    from jnn.train.loop import _check_data, _progress
-
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
-    if not isinstance(train, Dataset):
-        raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
-    if test is not None and not isinstance(test, Dataset):
-        raise TypeError(f"test must be a jnn.data.Dataset or None; got {type(test).__name__}")
+    for name, ds in (("train", train), ("val", val), ("test", test)):
+        if not isinstance(ds, Dataset) and (name == "train" or ds is not None):
+            raise TypeError(f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got "
+                            f"{type(ds).__name__}")
     V.check_int("log_every", log_every, low=0)
-    members = members_of(config, axes)
+    members = members_of(config, axes, task)
     m = len(members)
-
-    # Per-member data (the validation split is keyed by the member's seed, as in fit).
-    splits = [prepare_data(train, c) for c in members]
-    _check_data(splits[0][0], config)
-    sizes = config.network_sizes(train.x.shape[1], train.num_classes)
+    splits = [prepare_data(train, c, val) for c, _ in members]
+    check_fit_data(splits[0][0], val, config)
+    use_dropout = any(h["keep_prob"] < 1.0 for _, h in members) if task is None else None
+    ct = resolve_task(task, config, *splits[0], use_dropout=use_dropout)
     has_val = splits[0][1] is not None
-    x = jnp.stack([jnp.asarray(s[0].x) for s in splits])
-    y = jnp.stack([jnp.asarray(s[0].y) for s in splits])
-    if has_val:
-        xv = jnp.stack([jnp.asarray(s[1].x) for s in splits])
-        yv = jnp.stack([jnp.asarray(s[1].y) for s in splits])
-    else:
-        xv, yv = jnp.zeros((m, 1, x.shape[-1]), x.dtype), jnp.zeros((m, 1), y.dtype)
-
+    check_monitor(config, ct, has_val)
     tx = config.make_optimizer()
     states = []
-    for c in members:
-        k_init, k_data, k_dropout, _ = _keys(c.seed, c.prng_impl)
-        params = init_mlp(k_init, sizes, scheme=c.scheme)
-        s = init_state(params, tx, data_key=k_data, dropout_key=k_dropout, max_epochs=c.max_epochs,
-                       early=c.stopper().init(), l2=c.l2, keep_prob=c.keep_prob)
-        s.opt_state.hyperparams["learning_rate"] = jnp.asarray(c.learning_rate, s.opt_state.hyperparams[
-            "learning_rate"].dtype)
+    for c, hyper in members:
+        keys = Keys.from_seed(c.seed, c.prng_impl)
+        s = initial_state(ct, c, tx, ct.task.init(keys.init), keys, hyper)
+        lr = s.opt_state.hyperparams["learning_rate"]
+        s.opt_state.hyperparams["learning_rate"] = jnp.asarray(c.learning_rate, lr.dtype)
         states.append(s)
     state = jax.tree.map(lambda *a: jnp.stack(a), *states)
+    data = jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]),
+                        *[epoch_arrays(f, v, class_weight) for f, v in splits])
     del states
-
-    use_dropout = any(c.keep_prob < 1.0 for c in members)
-    steps = make_steps(config, tx, jax.tree.map(lambda a: a[0], state.params), n_train=len(splits[0][0]),
-                       has_val=has_val, use_dropout=use_dropout, members=len(members))
-    run_epoch = jax.jit(jax.vmap(steps.run_epoch), donate_argnums=0)
-
-    bar = _progress(progress, config.max_epochs)
+    run_epoch = build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=has_val,
+                            noise_up_front=NOISE_UP_FRONT_MAX // m)
+    keys_h = ct.history_keys()
+    epoch_fn = jax.jit(jax.vmap(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d))),
+                       donate_argnums=0)
     t0 = time.perf_counter()
-    done_epochs = 0
-    epoch_seconds = []
-    while True:
-        t_epoch = time.perf_counter()
-        state = run_epoch(state, x, y, xv, yv)
-        status, epochs = jax.device_get((state.status, state.epoch))
-        epoch_seconds.append(time.perf_counter() - t_epoch)
-        done_epochs += 1
-        if bar is not None:
-            bar.set_postfix({"running": int((status == 0).sum())}, refresh=False)
-            bar.update(1)
-        if log_every and done_epochs % log_every == 0:
-            print(f"epoch {done_epochs:4d}  members running {int((status == 0).sum())}/{m}", flush=True)
-        if np.all(status != 0):
-            break
-    if bar is not None:
-        bar.close()
+    state, epoch_seconds, _ = run_epochs(epoch_fn, state, data, keys=keys_h, max_epochs=config.max_epochs,
+                                         progress=progress, log_every=log_every)
     seconds = time.perf_counter() - t0
-
-    restore = config.early_stopping and config.restore_best
-    best_epoch = np.asarray(state.early.best_epoch)
-    if restore:
-        pick = jnp.asarray(best_epoch >= 0)
-        final = jax.tree.map(lambda b, p: jnp.where(pick.reshape((m,) + (1,) * (p.ndim - 1)), b, p),
-                             state.best_params, state.params)
-    else:
-        final = state.params
-    test_metrics = None
+    final = final_params(state, config.early_stopping and config.restore_best)
+    tests = {}
     if test is not None:
-        ev = jax.jit(jax.vmap(steps.eval_step, in_axes=(0, None, None, None, 0)))
-        tl, ta = ev(final, jnp.asarray(test.x), jnp.asarray(test.y), None, state.hyper["keep_prob"])
-        test_metrics = (np.asarray(tl), np.asarray(ta))
+        ev = jax.jit(jax.vmap(make_eval(ct), in_axes=(0, None, None, None, 0)))
+        w = None if test.sample_weight is None else jnp.asarray(test.sample_weight)
+        tests = {k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w,
+                                                   state.hyper).items()}
     histories = [History.from_state(jax.tree.map(lambda a: a[i], state)) for i in range(m)]
-    best_val = np.asarray(state.early.best)
+    rows = _rows(members, state, config, tests, ct.metric_names)
+    return SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
+                       epoch_seconds, config.stopper().direction)
+
+
+def _rows(members, state, config: TrainConfig, tests: dict, metric_names) -> list[dict]:
+    status, epochs, best_epoch, best_val = (np.asarray(a) for a in jax.device_get(
+        (state.status, state.epoch, state.early.best_epoch, state.early.best)))
     rows = []
-    for i, c in enumerate(members):
+    for i, (c, hyper) in enumerate(members):
         be = int(best_epoch[i])
-        bv = float(best_val[i]) if config.early_stopping and be >= 0 else None
-        rows.append({"member": i, "seed": c.seed, "learning_rate": c.learning_rate, "l2": c.l2,
-                     "keep_prob": c.keep_prob, "stopped_by": STATUS[int(status[i])], "epochs": int(epochs[i]),
-                     "best_epoch": be + 1 if be >= 0 else None, "best_val": bv,
-                     "test_loss": None if test_metrics is None else float(test_metrics[0][i]),
-                     "test_accuracy": None if test_metrics is None else float(test_metrics[1][i])})
-    return SweepResult(members, rows, final, state, histories, config.monitor, seconds, tuple(epoch_seconds))
+        row = {"member": i, "seed": c.seed, "learning_rate": c.learning_rate, **hyper,
+               "stopped_by": STATUS[int(status[i])], "epochs": int(epochs[i]), "best_epoch": be + 1 if be >= 0 else None,
+               "best_val": float(best_val[i]) if config.early_stopping and be >= 0 else None}
+        for k in ("loss", *metric_names):
+            row[f"test_{k}"] = float(tests[k][i]) if tests else None
+        rows.append(row)
+    return rows
 
 
 def format_table(rows: list[dict]) -> str:
     """The sweep table as aligned text."""
-    cols = ["member", "seed", "learning_rate", "l2", "keep_prob", "stopped_by", "epochs", "best_epoch", "best_val",
-            "test_accuracy"]
+    cols = [k for k in rows[0] if k != "test_loss"]
     fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     table = [cols] + [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table)
 
 
-__all__ = ["AXES", "SweepResult", "grid", "members_of", "sweep", "format_table"]
+__all__ = ["AXES", "CONFIG_AXES", "SweepResult", "grid", "members_of", "sweep", "format_table"]

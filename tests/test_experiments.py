@@ -128,7 +128,7 @@ def test_missing_optional_extras_name_the_pip_extra(monkeypatch):
     import builtins
 
     from jnn.datasets import load
-    from jnn.plots import _pyplot
+    from jnn.plots import pyplot
 
     real_import = builtins.__import__
 
@@ -141,4 +141,4 @@ def test_missing_optional_extras_name_the_pip_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'jnn\[digits\]'"):
         load("digits")
     with pytest.raises(ImportError, match=r"pip install 'jnn\[plots\]'"):
-        _pyplot()
+        pyplot()

@@ -28,9 +28,7 @@ import numpy as np
 
 from jnn.activations import get_activation
 from jnn.dropout import Dropout
-from jnn.losses import LOSSES, check_labels, check_mask, l2_selection
-from jnn.model import check_forward_args
-from jnn import _validate as V
+from jnn.losses import check_objective_args
 
 #: Refuse networks larger than this many parameters (the graph has one Python object per scalar).
 MAX_PARAMS = 20_000
@@ -106,18 +104,13 @@ def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "rel
     Raises:
         ValueError: if the network has more than :data:`MAX_PARAMS` parameters, or on bad arguments.
     """
-    x = check_forward_args(params, x, activation, dropout, key, train)
-    if x.ndim != 2:
-        raise ValueError(f"x must be [batch, d_in]; got shape {tuple(x.shape)}")
+    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
+                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
+                                                key=key, train=train, mask=mask)
     n_params = sum(int(np.size(l["w"]) + np.size(l["b"])) for l in params)
     if n_params > MAX_PARAMS:
         raise ValueError(f"node_backprop builds one Python object per scalar and is for small networks: at most "
                          f"{MAX_PARAMS} parameters; got {n_params}. Use jnn.backprop.backprop instead")
-    V.check_choice("loss", loss, LOSSES)
-    y = check_labels(loss, (x.shape[0], params[-1]["w"].shape[1]), y)
-    mask = check_mask(mask, x.shape[0])
-    lam = V.check_real("l2", l2, low=0.0, hint="l2 is λ in λΣw²")
-    sel = l2_selection(params, include_bias, l2_mask)
 
     act = get_activation(activation)
     W = [_to_np(l["w"]) for l in params]

@@ -30,11 +30,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jnn import _validate as V
 from jnn.activations import get_activation
 from jnn.dropout import Dropout
-from jnn.losses import LOSSES, check_labels, check_mask, l2_selection
-from jnn.model import ForwardCache, check_forward_args, forward_cache
+from jnn.losses import check_objective_args
+from jnn.model import ForwardCache, forward_cache
 from jnn.types import Params, PRNGKey
 
 
@@ -113,14 +112,9 @@ def backprop(params: Params, x, y, *, loss: str = "softmax", activation: str = "
         ``grads`` (same structure as ``jax.grad(regularized_loss)(params, ...)``), or
         ``(grads, cache)`` when ``return_cache``.
     """
-    x = check_forward_args(params, x, activation, dropout, key, train)
-    if x.ndim != 2:
-        raise ValueError(f"x must be [batch, d_in]; got shape {tuple(x.shape)}")
-    V.check_choice("loss", loss, LOSSES)
-    y = check_labels(loss, (x.shape[0], params[-1]["w"].shape[1]), y)
-    mask = check_mask(mask, x.shape[0])
-    lam = V.check_real("l2", l2, low=0.0, hint="l2 is λ in λΣw²")
-    sel = l2_selection(params, include_bias, l2_mask)
+    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
+                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
+                                                key=key, train=train, mask=mask)
     grads, cache = _backprop(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
     return (grads, cache) if return_cache else grads
 

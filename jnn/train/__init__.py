@@ -1,10 +1,14 @@
-"""Training: configuration, state, compiled steps, stopping rules and the ``fit`` loop."""
+"""Training: configuration, state, the compiled step and epoch, stopping rules, ``fit`` and ``evaluate``."""
 
 from jnn.train.config import OPTIMIZERS, TrainConfig
-from jnn.train.loop import FitResult, evaluate, fit, prepare_data
-from jnn.train.state import STATUS, TrainState, init_state
-from jnn.train.step import TRACE_COUNTS, Batch, make_steps
+from jnn.train.epoch import EpochData, make_eval, make_run_epoch
+from jnn.train.evaluation import evaluate
+from jnn.train.keys import Keys
+from jnn.train.loop import FitResult, fit, prepare_data
+from jnn.train.state import STATUS, Status, TrainState, init_state
+from jnn.train.step import TRACE_COUNTS, Batch, make_train_step
 from jnn.train.stopping import EarlyStopping, EarlyStoppingState
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "FitResult", "fit", "evaluate", "prepare_data", "TrainState", "init_state",
-           "STATUS", "TRACE_COUNTS", "Batch", "make_steps", "EarlyStopping", "EarlyStoppingState"]
+           "STATUS", "Status", "TRACE_COUNTS", "Batch", "make_train_step", "make_run_epoch", "make_eval", "EpochData",
+           "Keys", "EarlyStopping", "EarlyStoppingState"]

@@ -35,7 +35,8 @@ class TrainConfig:
             the data (d_out = classes for softmax, 1 for binary). Ignored when ``sizes`` is given.
         sizes: full layer widths ``(d_in, ..., d_out)``; checked against the data.
         activation: hidden activation.
-        loss: ``"softmax"`` or ``"binary"`` (two classes, one logit).
+        loss: ``"softmax"``, ``"binary"`` (two classes, one logit), ``"mse"`` (float targets, regression) or
+            ``"multilabel"`` (0/1 targets ``[n, k]``, one sigmoid per label).
         scheme: initialisation scheme.
         optimizer: ``"sgd"`` (θ ← θ − η∇θ l, the lecture), ``"momentum"`` or ``"adam"``; ``fit`` also
             takes any ``optax.GradientTransformation``.
@@ -51,9 +52,13 @@ class TrainConfig:
         loss_tol: optional training-loss tolerance: stop when the training loss has not improved by more
             than ``loss_tol`` for ``tol_patience`` epochs.
         tol_patience: epochs for ``loss_tol``.
-        early_stopping: stop on the validation metric (needs ``val_fraction > 0`` for ``val_*`` monitors).
-        monitor, patience, min_delta, start_epoch, restore_best: see :class:`jnn.EarlyStopping`.
-        val_fraction: part of the training data held out for validation, in [0, 1).
+        early_stopping: stop on the monitored metric (``val_*`` monitors need validation data:
+            ``val_fraction > 0`` or ``fit(..., val=...)``).
+        monitor, patience, min_delta, start_epoch, restore_best: see :class:`jnn.EarlyStopping`; the
+            monitor may be any recorded ``train_<metric>``/``val_<metric>`` of the task.
+        monitor_mode: ``"min"``/``"max"`` for the monitor, or None to infer it from the name.
+        val_fraction: part of the training data held out for validation, in [0, 1) (ignored when ``fit``
+            is given ``val=``).
         stratify: stratified validation split.
         drop_last: drop the ragged last minibatch instead of padding and masking it.
         seed: the root seed; split into the ``init``, ``data``, ``dropout`` and ``split`` streams.
@@ -92,6 +97,7 @@ class TrainConfig:
     min_delta: float = 0.0
     start_epoch: int = 0
     restore_best: bool = True
+    monitor_mode: str | None = None
     val_fraction: float = 0.1
     stratify: bool = True
     drop_last: bool = False
@@ -130,12 +136,9 @@ class TrainConfig:
         if self.loss_tol is not None:
             object.__setattr__(self, "loss_tol", V.check_real("loss_tol", self.loss_tol, low=0.0))
         V.check_int("tol_patience", self.tol_patience, low=1)
-        self.stopper()  # validates monitor, patience, min_delta, start_epoch
+        self.stopper()  # validates monitor, patience, min_delta, start_epoch, monitor_mode
         object.__setattr__(self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0,
                                                              high=1.0, high_open=True))
-        if self.early_stopping and self.monitor.startswith("val_") and self.val_fraction == 0.0:
-            raise ValueError(f"early stopping on {self.monitor!r} needs a validation set: val_fraction must be "
-                             "in (0, 1); got 0. Set early_stopping=False or monitor='train_loss'")
         V.check_int("seed", self.seed, low=0, high=2**63 - 1)
         V.check_int("checkpoint_every", self.checkpoint_every, low=0)
         V.check_choice("prng_impl", self.prng_impl, PRNG_IMPLS)
@@ -144,7 +147,15 @@ class TrainConfig:
 
     def stopper(self) -> EarlyStopping:
         """The :class:`EarlyStopping` these fields describe."""
-        return EarlyStopping(self.monitor, self.patience, self.min_delta, self.start_epoch, self.restore_best)
+        return EarlyStopping(self.monitor, self.patience, self.min_delta, self.start_epoch, self.restore_best,
+                             self.monitor_mode)
+
+    def loss_tol_stopper(self) -> EarlyStopping | None:
+        """The ``loss_tol`` rule as a second :class:`EarlyStopping`: on ``train_loss``, min_delta ``loss_tol``,
+        patience ``tol_patience`` (None when ``loss_tol`` is None)."""
+        if self.loss_tol is None:
+            return None
+        return EarlyStopping("train_loss", self.tol_patience, self.loss_tol, 0, False)
 
     def dropout(self) -> Dropout | None:
         """The :class:`Dropout`, or None when ``keep_prob == 1``."""
@@ -159,16 +170,24 @@ class TrainConfig:
             return optax.inject_hyperparams(optax.sgd)(learning_rate=self.learning_rate, momentum=self.momentum)
         return optax.inject_hyperparams(optax.adam)(learning_rate=self.learning_rate)
 
-    def network_sizes(self, d_in: int, num_classes: int) -> tuple[int, ...]:
-        """Full layer sizes for data with ``d_in`` features and ``num_classes`` classes (validated)."""
-        d_out = 1 if self.loss == "binary" else num_classes
-        if self.loss == "binary" and num_classes != 2:
-            raise ValueError(f"loss='binary' needs a data set with 2 classes; this one has {num_classes}")
-        if self.sizes is None:
+    def network_sizes(self, train) -> tuple[int, ...]:
+        """Full layer sizes of the MLP for the Dataset ``train`` (validated against ``sizes`` if given).
+
+        The output width: the number of classes (softmax), 1 (binary), the number of targets (mse and
+        multilabel; 1 for targets ``[n]``).
+        """
+        d_in = int(train.x.shape[1])
+        if self.loss == "softmax":
+            d_out = train.num_classes or 0
+        elif self.loss == "binary":
+            d_out = 1
+        else:
+            d_out = int(train.y.shape[1]) if train.y.ndim == 2 else 1
+        if self.sizes is None or d_out == 0:
             return (d_in, *self.hidden, d_out)
         if self.sizes[0] != d_in or self.sizes[-1] != d_out:
             raise ValueError(f"sizes must start with the data's {d_in} features and end with {d_out} output "
-                             f"unit(s) for loss={self.loss!r} with {num_classes} classes; got sizes={list(self.sizes)}")
+                             f"unit(s) for loss={self.loss!r}; got sizes={list(self.sizes)}")
         return self.sizes
 
     def to_dict(self) -> dict:
@@ -196,4 +215,18 @@ class TrainConfig:
         return cls(**d)
 
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "MONITORS", "MODES"]
+#: Fields that describe the built-in MLP; with ``fit(..., task=...)`` they must keep their defaults (the
+#: task's own ``hyper`` holds its hyperparameters), so that a setting is never silently ignored.
+MODEL_FIELDS = ("hidden", "sizes", "activation", "loss", "scheme", "l2", "include_bias", "keep_prob", "dropout_mode")
+
+
+def check_model_fields_unset(config: TrainConfig) -> None:
+    """Refuse MLP fields set in a config that trains a user's task (they would have no effect)."""
+    default = TrainConfig()
+    changed = [f"{k}={getattr(config, k)!r}" for k in MODEL_FIELDS if getattr(config, k) != getattr(default, k)]
+    if changed:
+        raise ValueError(f"TrainConfig fields {', '.join(changed)} describe the built-in MLP and have no effect with "
+                         "task=...: leave them at their defaults and put hyperparameters in task.hyper")
+
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "MONITORS", "MODES", "MODEL_FIELDS", "check_model_fields_unset"]

@@ -1,4 +1,4 @@
-"""``fit``: the lecture's training algorithm, compiled.
+"""``fit``: the lecture's training algorithm, compiled, for the built-in MLP or any :class:`jnn.Task`.
 
     Randomly initialise θ
     repeat until a stopping criterion is met:
@@ -14,10 +14,7 @@ per epoch for progress and the stop flag. The whole run compiles once.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +24,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jnn import _validate as V
 from jnn import checkpoint as ckpt
 from jnn.data import Dataset, split
-from jnn.history import METRICS, History
-from jnn.init import init_mlp
-from jnn.pytree import named_leaves
-from jnn.train.config import OPTIMIZERS, TrainConfig
-from jnn.train.state import STATUS, STATUS_CODE, TrainState, init_state
-from jnn.train.step import make_steps
-
-CHECKPOINT_NAME = "checkpoint.npz"
-#: Config fields a resumed run may change: the learning rate lives in the optimiser state, so a run that
-#: diverged can continue from its last finite checkpoint with a lower one.
-RESUME_CHANGES = ("learning_rate",)
+from jnn.history import History
+from jnn.mlp import mlp_task_for
+from jnn.pytree import leaf_names
+from jnn.task import CheckedTask, Task, check_targets, check_task
+from jnn.train.config import TrainConfig, check_model_fields_unset
+from jnn.train.epoch import NOISE_UP_FRONT_MAX, EpochData, epoch_summary, make_run_epoch
+from jnn.train.host import final_params, run_epochs
+from jnn.train.keys import Keys
+from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state
+from jnn.train.state import LOSS_ONLY, STATUS, Status, TrainState, init_state
+from jnn.train.step import make_train_step
 
 
 @dataclass(frozen=True)
@@ -57,9 +55,10 @@ class FitResult:
         run_dir: the run folder, if any.
         epoch_seconds: host wall time of each epoch run by this call (the first includes the compile).
         setup_seconds: wall time from the call to the first epoch (validation, init, data placement).
+        task: the :class:`jnn.Task` that was trained (the built-in MLP's when none was given).
     """
 
-    params: list
+    params: object
     state: TrainState
     history: History
     stopped_by: str
@@ -68,59 +67,150 @@ class FitResult:
     run_dir: Path | None = None
     epoch_seconds: tuple = ()
     setup_seconds: float = 0.0
+    task: Task | None = None
 
 
-def _keys(seed: int, prng_impl: str = "threefry2x32"):
-    """The named streams of a run: ``init``, ``data``, ``dropout``, ``split`` (threefry, from the seed).
-
-    With ``prng_impl="rbg"`` the data and dropout streams become RBG keys whose key data are drawn from the
-    threefry streams, so init and split stay the same and only the per-step random bits change generator.
-    """
-    root = jax.random.key(seed)
-    k_init, k_data, k_dropout, k_split = jax.random.split(root, 4)
-    if prng_impl != "threefry2x32":
-        shape = jax.random.key_data(jax.random.key(0, impl=prng_impl)).shape
-        k_data, k_dropout = (jax.random.wrap_key_data(jax.random.bits(k, shape, jnp.uint32), impl=prng_impl)
-                             for k in (k_data, k_dropout))
-    return k_init, k_data, k_dropout, k_split
+def prepare_data(train: Dataset, config: TrainConfig, val: Dataset | None = None) -> tuple[Dataset, Dataset | None]:
+    """The training and validation sets of a run: ``val`` when given, else ``config.val_fraction`` of
+    ``train`` carved out (keyed by the ``split`` stream of ``config.seed``; stratified for class labels)."""
+    if val is not None or config.val_fraction == 0.0:
+        return train, val
+    return split(train, (1.0 - config.val_fraction, config.val_fraction), key=Keys.from_seed(config.seed).split,
+                 stratify=config.stratify)
 
 
-def prepare_data(train: Dataset, config: TrainConfig) -> tuple[Dataset, Dataset | None]:
-    """Carve the validation set from ``train`` (keyed by the ``split`` stream of ``config.seed``)."""
-    if config.val_fraction == 0.0:
-        return train, None
-    fit_part, val = split(train, (1.0 - config.val_fraction, config.val_fraction), key=_keys(config.seed)[3],
-                          stratify=config.stratify)
-    return fit_part, val
-
-
-def _check_data(train: Dataset, config: TrainConfig):
-    if not isinstance(train, Dataset):
-        raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
-    if config.batch_size > len(train):
-        raise ValueError(f"batch_size must be in [1, {len(train)}] (the number of training examples after the "
+def check_fit_data(fit_ds: Dataset, val: Dataset | None, config: TrainConfig) -> None:
+    """The training set against the batch size, and the validation set against the training set."""
+    if config.batch_size > len(fit_ds):
+        raise ValueError(f"batch_size must be in [1, {len(fit_ds)}] (the number of training examples after the "
                          f"validation split); got {config.batch_size}")
+    if val is not None:
+        if not isinstance(val, Dataset):
+            raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
+        if val.x.shape[1:] != fit_ds.x.shape[1:] or val.y.shape[1:] != fit_ds.y.shape[1:] or \
+                val.x.dtype != fit_ds.x.dtype or val.targets != fit_ds.targets:
+            raise ValueError(f"val must hold data like train: x {fit_ds.x.dtype}[n, {fit_ds.x.shape[1]}] and "
+                             f"{fit_ds.targets} y [n{', ' + str(fit_ds.y.shape[1]) if fit_ds.y.ndim > 1 else ''}]; got "
+                             f"x {val.x.dtype}{list(val.x.shape)} and {val.targets} y {list(val.y.shape)}")
+        if (val.sample_weight is None) != (fit_ds.sample_weight is None):
+            raise ValueError("val must have sample_weight exactly when train has (both weighted or neither)")
 
 
-def _progress(enabled: bool | None, total: int):
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True)
-
-
-def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.GradientTransformation | None = None,
-        run_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-        stop_at_epoch: int | None = None,
-        progress: bool | None = None, log_every: int = 0, mesh=None) -> FitResult:
-    """Train a network on ``train`` with minibatch gradient descent until a stopping rule fires.
+def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
+    """Per-example weights ``[n]``: ``sample_weight × class_weight[y]`` (None when neither is given).
 
     Args:
-        train: the training data; ``config.val_fraction`` of it is held out for validation.
-        config: the :class:`TrainConfig` (defaults if None).
+        ds: the data (class labels when ``class_weight`` is given).
+        class_weight: None, ``{class: weight}`` (missing classes weigh 1) or a sequence with one weight per
+            class; weights are finite and ≥ 0.
+    """
+    if class_weight is None:
+        return ds.sample_weight
+    if ds.num_classes is None:
+        raise ValueError(f"class_weight needs class labels; the data holds {ds.targets}. Use "
+                         "Dataset(..., sample_weight=...) to weight examples")
+    k = ds.num_classes
+    if isinstance(class_weight, dict):
+        bad = [c for c in class_weight if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < k]
+        if bad:
+            raise ValueError(f"class_weight keys must be class labels in [0, {k - 1}]; got {bad}")
+        table = np.ones(k)
+        for c, w in class_weight.items():
+            table[int(c)] = V.check_real(f"class_weight[{c}]", w, low=0.0)
+    else:
+        table = np.asarray(V.check_float_array("class_weight", np.asarray(class_weight, dtype=float)))
+        if table.shape != (k,) or np.any(table < 0):
+            raise ValueError(f"class_weight must be a dict or hold {k} non-negative weights, one per class; got "
+                             f"shape {table.shape}")
+    w = table[ds.y].astype(ds.x.dtype)
+    return w if ds.sample_weight is None else (w * ds.sample_weight).astype(ds.x.dtype)
+
+
+def resolve_task(task: Task | None, config: TrainConfig, fit_ds: Dataset, val_ds: Dataset | None, *,
+                 init_params=None, use_dropout: bool | None = None) -> CheckedTask:
+    """The checked task of a run: ``task``, or the built-in MLP that ``config`` describes."""
+    if task is None:
+        check_targets(config.loss, fit_ds, "training")
+        task = mlp_task_for(config, fit_ds, use_dropout=use_dropout)
+    else:
+        check_model_fields_unset(config)
+    return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
+
+
+def check_monitor(config: TrainConfig, ct: CheckedTask, has_val: bool) -> None:
+    """The monitored metric must be recorded, and ``val_*`` needs validation data."""
+    if not config.early_stopping:
+        return
+    keys = [k for k in ct.history_keys() if k != "learning_rate"]
+    if config.monitor not in keys:
+        raise ValueError(f"monitor must be one of the recorded metrics {keys}; got {config.monitor!r}")
+    if config.monitor.startswith("val_") and not has_val:
+        raise ValueError(f"early stopping on {config.monitor!r} needs a validation set: val_fraction must be in "
+                         "(0, 1) or fit(..., val=...) given; got neither. Set early_stopping=False or monitor="
+                         "'train_loss'")
+
+
+def initial_state(ct: CheckedTask, config: TrainConfig, tx, params, keys: Keys, hyper: dict | None = None):
+    """The state before the first epoch of a run of ``ct`` (``hyper`` overrides the task's defaults)."""
+    tol = config.loss_tol_stopper()
+    dummy = config.stopper().init()
+    return init_state(params, tx, data_key=keys.data, dropout_key=keys.dropout, max_epochs=config.max_epochs,
+                      early=dummy, loss_tol=dummy if tol is None else tol.init(), history_keys=ct.history_keys(),
+                      hyper=ct.hyper_arrays(hyper))
+
+
+def epoch_arrays(fit_ds: Dataset, val_ds: Dataset | None, class_weight=None) -> EpochData:
+    """The NumPy arrays of an epoch (one-row dummies for a missing validation set)."""
+    w = class_weights(fit_ds, class_weight)
+    if val_ds is None:
+        return EpochData(fit_ds.x, fit_ds.y, w, fit_ds.x[:1], fit_ds.y[:1], None if w is None else w[:1])
+    return EpochData(fit_ds.x, fit_ds.y, w, val_ds.x, val_ds.y, val_ds.sample_weight)
+
+
+def build_epoch(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, has_val: bool, batch_sharding=None,
+                noise_up_front: int = NOISE_UP_FRONT_MAX, val_fn=None):
+    """``run_epoch(state, data) -> state`` of a run of ``ct`` under ``config``."""
+    step = make_train_step(ct, tx, check_finite=config.check_finite, max_steps=config.max_steps,
+                           batch_sharding=batch_sharding)
+    # Threefry bits are the same under vmap; rbg bits are not, and sharded batches draw per device.
+    up_front = noise_up_front if batch_sharding is None and config.prng_impl == "threefry2x32" else 0
+    return make_run_epoch(ct, step, n_train=n_train, batch_size=config.batch_size, drop_last=config.drop_last,
+                          max_epochs=config.max_epochs, early=config.stopper() if config.early_stopping else None,
+                          loss_tol=config.loss_tol_stopper(), has_val=has_val, noise_up_front=up_front,
+                          val_fn=val_fn)
+
+
+def _check_args(train, config, optimizer, stop_at_epoch) -> TrainConfig:
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation; got {type(optimizer).__name__}")
+    if stop_at_epoch is not None and (isinstance(stop_at_epoch, bool) or not isinstance(stop_at_epoch, int)
+                                      or stop_at_epoch < 1):
+        raise ValueError(f"stop_at_epoch must be a positive int or None; got {stop_at_epoch!r}")
+    if not isinstance(train, Dataset):
+        raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
+    return config
+
+
+def fit(train: Dataset, config: TrainConfig | None = None, *, task: Task | None = None, val: Dataset | None = None,
+        init_params=None, class_weight=None, optimizer: optax.GradientTransformation | None = None,
+        run_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+        stop_at_epoch: int | None = None, progress: bool | None = None, log_every: int = 0, mesh=None) -> FitResult:
+    """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
+
+    Args:
+        train: the training data; ``config.val_fraction`` of it is held out for validation unless ``val``
+            is given.
+        config: the :class:`TrainConfig` (defaults if None): optimiser, batch size, stopping rules, seed,
+            and, without ``task``, the built-in MLP.
+        task: the :class:`jnn.Task` to train (default: the MLP of ``config``). With a task, the config's MLP
+            fields must keep their defaults (hyperparameters go in ``task.hyper``).
+        val: explicit validation data (then nothing is carved out of ``train``).
+        init_params: warm start from these params (structure, shapes and dtypes of ``task.init``'s).
+        class_weight: per-class loss weights for class labels: ``{class: w}`` or one weight per class;
+            multiplied with ``train.sample_weight`` when both are given. Validation is not reweighted.
         optimizer: any ``optax.GradientTransformation``; default from ``config.optimizer``.
         run_dir: folder for ``config.json``, ``history.json``/``.csv`` and ``checkpoint.npz``; None keeps
             everything in memory.
@@ -139,132 +229,87 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, optimizer: optax.G
         A :class:`FitResult`.
 
     Raises:
-        ValueError, TypeError: on a bad config, bad data, or a checkpoint from another run.
+        ValueError, TypeError: on a bad config, task, data, or a checkpoint from another run — all before
+        training starts.
     """
     t_call = time.perf_counter()
-    config = TrainConfig() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation; got {type(optimizer).__name__}")
-    if stop_at_epoch is not None and (isinstance(stop_at_epoch, bool) or not isinstance(stop_at_epoch, int)
-                                      or stop_at_epoch < 1):
-        raise ValueError(f"stop_at_epoch must be a positive int or None; got {stop_at_epoch!r}")
-    if not isinstance(train, Dataset):
-        raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
+    config = _check_args(train, config, optimizer, stop_at_epoch)
     if mesh is not None:
         from jnn.parallel import check_mesh
 
         check_mesh(mesh, config.batch_size)
-    fit_ds, val_ds = prepare_data(train, config)
-    _check_data(fit_ds, config)
-    sizes = config.network_sizes(fit_ds.x.shape[1], fit_ds.num_classes)
+    if val is not None and not isinstance(val, Dataset):
+        raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
+    fit_ds, val_ds = prepare_data(train, config, val)
+    check_fit_data(fit_ds, val, config)
+    ct = resolve_task(task, config, fit_ds, val_ds, init_params=init_params)
+    check_monitor(config, ct, val_ds is not None)
     tx = config.make_optimizer() if optimizer is None else optimizer
+    keys = Keys.from_seed(config.seed, config.prng_impl)
+    params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
+    state = initial_state(ct, config, tx, params, keys)
+    data = epoch_arrays(fit_ds, val_ds, class_weight)
 
-    k_init, k_data, k_dropout, _ = _keys(config.seed, config.prng_impl)
-    params = init_mlp(k_init, sizes, scheme=config.scheme)
-    stopper = config.stopper()
-    state = init_state(params, tx, data_key=k_data, dropout_key=k_dropout, max_epochs=config.max_epochs,
-                       early=stopper.init(), l2=config.l2, keep_prob=config.keep_prob)
-
+    meta = _meta(config, ct, task is None, params, init_params is not None)
     run_path = None if run_dir is None else Path(run_dir)
-    meta = {"config": config.to_dict(), "config_hash": config.hash(), "sizes": list(sizes)}
     if run_dir is not None:  # hashing the data costs a pass over it; only a run folder needs it
-        meta["data_hash"] = ckpt.data_hash(train)
+        meta["data_hash"] = ckpt.data_hash(train) if val is None else ckpt.data_hash(train) + ckpt.data_hash(val)
     writer = jax.process_index() == 0  # with several processes, one writes the run folder
     if run_path is not None:
         if writer:
             prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
         if resume and (run_path / CHECKPOINT_NAME).exists():
-            state = _resume(run_path / CHECKPOINT_NAME, state, meta, config, tx, optimizer)
+            state = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, optimizer is not None)
     elif resume:
         raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
 
-    x, y = fit_ds.x, fit_ds.y
-    if val_ds is not None:
-        xv, yv = val_ds.x, val_ds.y
-    else:
-        xv, yv = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1,), y.dtype)
     jit_kw, batch_sharding = {}, None
     if mesh is not None:
         from jnn.parallel import replicate, shardings
 
         rep, batch_sharding = shardings(mesh)
-        state, (x, y, xv, yv) = replicate(state, rep), replicate((x, y, xv, yv), rep)
-        jit_kw = {"out_shardings": rep}
+        state, data = replicate(state, rep), replicate(data, rep)
+        jit_kw = {"out_shardings": (rep, rep)}
     else:
-        x, y, xv, yv = (jnp.asarray(a) for a in (x, y, xv, yv))
-    steps = make_steps(config, tx, params, n_train=len(fit_ds), has_val=val_ds is not None,
-                       batch_sharding=batch_sharding)
+        data = jax.tree.map(jnp.asarray, data)
+    run_epoch = build_epoch(ct, config, tx, n_train=len(fit_ds), has_val=val_ds is not None,
+                            batch_sharding=batch_sharding)
+    keys_h = ct.history_keys()
+    epoch_fn = jax.jit(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d)),
+                       donate_argnums=0, **jit_kw)
 
-    def epoch_and_summary(state, *data):
-        # One small array back to the host per epoch: epoch, status and the epoch's metrics.
-        state = steps.run_epoch(state, *data)
-        e = jnp.maximum(state.epoch - 1, 0)
-        dtype = state.history[METRICS[0]].dtype
-        summary = jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype),
-                             *(state.history[k][e] for k in METRICS)])
-        return state, summary
-
-    run_epoch = jax.jit(epoch_and_summary, donate_argnums=0,
-                        **({"out_shardings": (jit_kw["out_shardings"],) * 2} if jit_kw else {}))
-
-    bar = _progress(progress, config.max_epochs)
-    epoch, status = int(state.epoch), int(state.status)
-    if bar is not None:
-        bar.update(epoch)
-    t0 = time.perf_counter()
-    setup_seconds = t0 - t_call
-    epoch_seconds = []
-    paused = False
-    while status == 0:
-        if stop_at_epoch is not None and epoch >= stop_at_epoch:
-            paused = True
-            break
-        t_epoch = time.perf_counter()
-        state, summary = run_epoch(state, x, y, xv, yv)
-        summary = np.asarray(jax.device_get(summary))  # blocks: one dispatch in flight at a time
-        epoch_seconds.append(time.perf_counter() - t_epoch)
-        epoch, status = int(summary[0]), int(summary[1])
-        last = dict(zip(METRICS, summary[2:].tolist()))
-        if bar is not None:
-            bar.set_postfix({k: f"{float(v):.4f}" for k, v in last.items() if k != "learning_rate"}, refresh=False)
-            bar.update(1)
-        if log_every and (epoch % log_every == 0 or status != 0):
-            print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {float(last[k]):.4f}" for k in METRICS[:4]), flush=True)
+    def save(state, epoch):
         if writer and run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
             ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
-    if bar is not None:
-        bar.close()
-    elapsed = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    state, epoch_seconds, paused = run_epochs(epoch_fn, state, data, keys=keys_h, max_epochs=config.max_epochs,
+                                              progress=progress, log_every=log_every, stop_at_epoch=stop_at_epoch,
+                                              on_epoch=save)
+    elapsed = time.perf_counter() - t0
     history = History.from_state(state)
-    stopped_by = "paused" if paused else STATUS[status]
+    stopped_by = "paused" if paused else STATUS[int(state.status)]
     best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
-    restore = config.early_stopping and config.restore_best and best_epoch >= 0
-    final = state.best_params if restore else state.params
+    final = final_params(state, config.early_stopping and config.restore_best)
     message = _message(state, stopped_by, best_epoch, config, elapsed)
     if writer and run_path is not None:
         ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
         history.save(run_path)
-    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path, tuple(epoch_seconds),
-                     setup_seconds)
+    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
+                     t0 - t_call, ct.task)
 
 
-def _resume(path, template: TrainState, meta: dict, config: TrainConfig, tx, optimizer) -> TrainState:
-    """Restore a checkpoint; apply a changed learning rate and let a run stopped by a non-finite value go on."""
-    state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES)
-    stored = ckpt.read_header(path)["meta"].get("config", {})
-    if stored.get("learning_rate") != config.learning_rate:
-        hp = getattr(state.opt_state, "hyperparams", None)
-        if optimizer is not None or not isinstance(hp, dict) or "learning_rate" not in hp:
-            raise ValueError("learning_rate can only change on resume with the built-in optimizers "
-                             f"{list(OPTIMIZERS)}; the stored run used {stored.get('learning_rate')}")
-        hp["learning_rate"] = jnp.asarray(config.learning_rate, hp["learning_rate"].dtype)
-        if int(state.status) == STATUS_CODE["non_finite"]:
-            state = state._replace(status=jnp.asarray(0, jnp.int32), bad_step=jnp.asarray(-1, jnp.int32),
-                                   bad_leaf=jnp.asarray(-1, jnp.int32))
-    return state
+def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool) -> dict:
+    meta = {"config": config.to_dict(), "config_hash": config.hash()}
+    if builtin:
+        meta["sizes"] = [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]
+    else:
+        loss = ct.task.loss if isinstance(ct.task.loss, str) else getattr(ct.task.loss, "__qualname__", "custom")
+        meta["task"] = {"loss": loss, "metrics": list(ct.metric_names), "hyper": ct.hyper,
+                        "params": [[n, list(np.shape(l)), str(l.dtype)] for n, l in leaf_names(params)]}
+    if warm:
+        meta["warm_start"] = True
+    return meta
 
 
 def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainConfig, elapsed: float) -> str:
@@ -272,8 +317,8 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
     base = f"{epochs} epochs, {steps} steps in {elapsed:.1f} s"
     if stopped_by == "non_finite":
         leaf = int(state.bad_leaf)
-        names = [p for p, _ in named_leaves(state.params)]
-        where = "the loss" if leaf == -2 else f"the gradient of {names[leaf]}"
+        names = [p for p, _ in leaf_names(state.params)]
+        where = "the loss" if leaf == LOSS_ONLY else f"the gradient of {names[leaf]}"
         kept = ("the last finite state is kept" if config.check_finite else
                 "the state before that step is kept (gradients were not checked: check_finite=False)")
         return (f"stopped: non-finite value in {where} at step {int(state.bad_step)} (epoch {epochs}); {kept}. "
@@ -286,60 +331,5 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
     return f"stopped: {stopped_by}. {base}"
 
 
-def evaluate(params, ds: Dataset, config: TrainConfig) -> dict:
-    """Mean loss and accuracy of ``params`` on ``ds`` without dropout (classic mode: expected weights).
-
-    Returns:
-        ``{"loss": float, "accuracy": float, "n": int}``.
-    """
-    if not isinstance(ds, Dataset):
-        raise TypeError(f"ds must be a jnn.data.Dataset; got {type(ds).__name__}")
-    if jax.process_count() > 1:
-        params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
-    steps = make_steps(config, optax.identity(), params, n_train=1, has_val=False)
-    loss, acc = jax.jit(steps.eval_step)(params, jnp.asarray(ds.x), jnp.asarray(ds.y))
-    return {"loss": float(loss), "accuracy": float(acc), "n": len(ds)}
-
-
-def environment() -> dict:
-    """Versions and device, recorded in a run's ``config.json``."""
-    import jnn
-
-    return {"jnn": jnn.__version__, "jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "device": str(jax.devices()[0]), "platform": jax.default_backend()}
-
-
-def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool) -> None:
-    """Create or check a run folder, remove stale checkpoint temp files, write ``config.json``.
-
-    Raises:
-        ValueError: if the path is a file, or the folder holds another run and neither ``resume`` nor
-            ``overwrite`` is set, or ``resume`` finds a run with another config or data.
-    """
-    if run_path.exists() and not run_path.is_dir():
-        raise ValueError(f"run_dir must be a folder; {str(run_path)!r} is a file")
-    run_path.mkdir(parents=True, exist_ok=True)
-    ckpt.remove_stale_temp_files(run_path)
-    cfg_file = run_path / "config.json"
-    if cfg_file.exists() and not overwrite:
-        try:
-            old = json.loads(cfg_file.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{cfg_file} exists but cannot be read ({err}); pass overwrite=True to replace the run") from None
-        if not resume:
-            raise ValueError(f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
-                             "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it")
-        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES)
-        if old.get("config") != meta["config"]:  # a resume with a new learning rate: record it
-            changes = {k: {"was": old["config"].get(k), "now": v} for k, v in meta["config"].items()
-                       if old["config"].get(k) != v}
-            cfg_file.write_text(json.dumps({**meta, "environment": environment(),
-                                            "resumed_with_changes": [*old.get("resumed_with_changes", []), changes]},
-                                           indent=2))
-        return
-    if overwrite:
-        for name in (CHECKPOINT_NAME, "history.json", "history.csv"):
-            (run_path / name).unlink(missing_ok=True)
-    with open(cfg_file, "w") as fh:
-        json.dump({**meta, "environment": environment()}, fh, indent=2)
+__all__ = ["FitResult", "fit", "prepare_data", "resolve_task", "initial_state", "epoch_arrays", "build_epoch",
+           "check_monitor", "check_fit_data", "class_weights"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 from typing import NamedTuple
 
@@ -9,53 +10,64 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jnn.history import METRICS
 from jnn.train.stopping import EarlyStoppingState
 
-#: Why a run ended; ``TrainState.status`` holds the code.
-STATUS = {0: "running", 1: "max_epochs", 2: "max_steps", 3: "loss_tol", 4: "early_stopping", 5: "non_finite"}
-STATUS_CODE = {v: k for k, v in STATUS.items()}
+
+class Status(enum.IntEnum):
+    """Why a run ended; ``TrainState.status`` holds the value (0 while running)."""
+
+    RUNNING = 0
+    MAX_EPOCHS = 1
+    MAX_STEPS = 2
+    LOSS_TOL = 3
+    EARLY_STOPPING = 4
+    NON_FINITE = 5
+
+    @property
+    def label(self) -> str:
+        """The lower-case name used in results and messages, e.g. ``"early_stopping"``."""
+        return self.name.lower()
 
 
-class TolState(NamedTuple):
-    """Training-loss tolerance: best training loss and epochs without an improvement > tol."""
+#: A status value's label, e.g. ``STATUS[4] == "early_stopping"``.
+STATUS = {s.value: s.label for s in Status}
 
-    best: jax.Array
-    bad_epochs: jax.Array
+#: ``TrainState.bad_leaf`` when only the loss (no gradient leaf) was non-finite, and when nothing was.
+LOSS_ONLY, NO_LEAF = -2, -1
 
 
 class TrainState(NamedTuple):
     """The whole state of a run. Nothing outside it changes during training.
 
     Attributes:
-        params: θ, a list of ``{"w", "b"}``.
+        params: θ, any pytree of float arrays (the built-in MLP: a list of ``{"w", "b"}``).
         opt_state: the optax state.
         data_key: stream for the per-epoch permutations (epoch e uses ``fold_in(data_key, e)``).
-        dropout_key: stream for dropout masks (step s uses ``fold_in(dropout_key, s)``).
+        dropout_key: stream for the model's randomness (step s uses ``fold_in(dropout_key, s)``).
         step: updates applied so far (int32).
         epoch: epochs completed (int32).
-        early: the :class:`EarlyStoppingState`.
+        early: the early-stopping :class:`EarlyStoppingState`.
         best_params: params of the best epoch so far (for ``restore_best``).
-        tol: the :class:`TolState`.
-        history: ``{metric: [max_epochs]}`` buffers (NaN where not yet run); see :data:`METRICS`.
-        status: 0 while running, else the code of the stopping rule that fired (:data:`STATUS`).
+        loss_tol: the state of the ``loss_tol`` rule, a second early stopping on the training loss.
+        history: ``{key: [max_epochs]}`` buffers (NaN where not yet run), one per recorded metric.
+        status: a :class:`Status` value.
         bad_step: step at which a non-finite loss/gradient appeared (−1 if none).
         bad_leaf: index (in ``jax.tree.leaves(params)`` order) of the first non-finite gradient leaf;
-            −1 if none, −2 if only the loss was non-finite.
-        hyper: ``{"l2": λ, "keep_prob": p}`` as arrays, read by the compiled step, so that a sweep can
-            give every member its own values under one compile (the learning rate lives in
-            ``opt_state.hyperparams`` for the built-in optimisers).
+            ``NO_LEAF`` (−1) if none, ``LOSS_ONLY`` (−2) if only the loss was non-finite.
+        hyper: the task's hyperparameters ``{name: scalar array}`` (the MLP: ``l2`` and ``keep_prob``),
+            read by the compiled step, so that a sweep can give every member its own values under one
+            compile (the learning rate lives in ``opt_state.hyperparams`` for the built-in optimisers).
     """
 
-    params: list
+    params: object
     opt_state: optax.OptState
     data_key: jax.Array
     dropout_key: jax.Array
     step: jax.Array
     epoch: jax.Array
     early: EarlyStoppingState
-    best_params: list
-    tol: TolState
+    best_params: object
+    loss_tol: EarlyStoppingState
     history: dict
     status: jax.Array
     bad_step: jax.Array
@@ -64,7 +76,7 @@ class TrainState(NamedTuple):
 
 
 def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_key, max_epochs: int,
-               early: EarlyStoppingState, l2: float = 0.0, keep_prob: float = 1.0) -> TrainState:
+               early: EarlyStoppingState, loss_tol: EarlyStoppingState, history_keys, hyper: dict) -> TrainState:
     """The state before the first epoch.
 
     Args:
@@ -74,22 +86,21 @@ def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_ke
         dropout_key: dropout stream key.
         max_epochs: length of the history buffers.
         early: initial early-stopping state.
-        l2: λ of this run.
-        keep_prob: dropout keep probability of this run.
+        loss_tol: initial state of the ``loss_tol`` rule.
+        history_keys: names of the per-epoch metrics (see :meth:`jnn.task.CheckedTask.history_keys`).
+        hyper: ``{name: scalar array}`` hyperparameters of this run.
     """
-    return _init_state(params, tx, data_key, dropout_key, max_epochs, early, l2, keep_prob)
+    return _init_state(params, tx, data_key, dropout_key, max_epochs, early, loss_tol, tuple(history_keys), hyper)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4))
-def _init_state(params, tx, data_key, dropout_key, max_epochs, early, l2, keep_prob):
+@functools.partial(jax.jit, static_argnums=(1, 4, 7))
+def _init_state(params, tx, data_key, dropout_key, max_epochs, early, loss_tol, history_keys, hyper):
     # Compiled once: built eagerly, each small op would compile separately on first use.
-    dtype = params[0]["w"].dtype
+    dtype = next(l.dtype for l in jax.tree.leaves(params) if jnp.issubdtype(l.dtype, jnp.floating))
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     return TrainState(
         params=params, opt_state=tx.init(params), data_key=data_key, dropout_key=dropout_key,
-        step=i32(0), epoch=i32(0), early=early, best_params=jax.tree.map(jnp.copy, params),
-        tol=TolState(jnp.asarray(jnp.inf, dtype), i32(0)),
-        history={m: jnp.full((max_epochs,), jnp.nan, dtype) for m in METRICS},
-        status=i32(0), bad_step=i32(-1), bad_leaf=i32(-1),
-        hyper={"l2": jnp.asarray(l2, dtype), "keep_prob": jnp.asarray(keep_prob, dtype)},
+        step=i32(0), epoch=i32(0), early=early, best_params=jax.tree.map(jnp.copy, params), loss_tol=loss_tol,
+        history={m: jnp.full((max_epochs,), jnp.nan, dtype) for m in history_keys},
+        status=i32(Status.RUNNING), bad_step=i32(-1), bad_leaf=i32(NO_LEAF), hyper=hyper,
     )

@@ -23,7 +23,19 @@ import jax.numpy as jnp
 
 from jnn import _validate as V
 
+#: The built-in MLP's monitors and their directions; any recorded ``train_<metric>``/``val_<metric>`` of a
+#: task can be monitored too (see :func:`infer_mode`).
 MONITORS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train_accuracy": "max"}
+#: Directions inferred from a metric name's ending when ``mode`` is not given.
+MODE_BY_SUFFIX = {"loss": "min", "mse": "min", "mae": "min", "error": "min", "accuracy": "max", "r2": "max"}
+
+
+def infer_mode(monitor: str) -> str | None:
+    """``"min"``/``"max"`` for a monitor whose name ends in a known metric (see :data:`MODE_BY_SUFFIX`), else None."""
+    for suffix, mode in MODE_BY_SUFFIX.items():
+        if monitor.endswith(suffix):
+            return mode
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,9 +43,11 @@ class EarlyStopping:
     """Early-stopping configuration (hashable; a static part of the compiled loop).
 
     Attributes:
-        monitor: ``"val_loss"`` (minimised) or ``"val_accuracy"`` (maximised); ``train_loss`` and
-            ``train_accuracy`` are accepted for runs without a validation set.
+        monitor: the recorded metric to watch: ``"val_loss"`` (default), ``"val_accuracy"``, or any
+            ``train_<metric>`` / ``val_<metric>`` of the task (checked against the task when training starts).
         patience: k ≥ 0; the run stops after k consecutive epochs without improvement (0: at the first).
+        mode: ``"min"`` or ``"max"``; None infers it from the monitor's name (``…loss``, ``…mse``, ``…mae``,
+            ``…error``: min; ``…accuracy``, ``…r2``: max).
         min_delta: ≥ 0; an improvement must exceed it.
         start_epoch: epochs with index < start_epoch (0-based) are not monitored.
         restore_best: return the params of the best epoch (also when patience never ran out).
@@ -44,9 +58,20 @@ class EarlyStopping:
     min_delta: float = 0.0
     start_epoch: int = 0
     restore_best: bool = True
+    mode: str | None = None
 
     def __post_init__(self):
-        V.check_choice("monitor", self.monitor, list(MONITORS))
+        if not isinstance(self.monitor, str):
+            raise TypeError(f"monitor must be a string such as 'val_loss'; got {self.monitor!r}")
+        if not (self.monitor.startswith("train_") or self.monitor.startswith("val_")) or \
+                not self.monitor.split("_", 1)[1].isidentifier():
+            raise ValueError(f"monitor must name a recorded metric, train_<name> or val_<name> (e.g. one of "
+                             f"{list(MONITORS)}); got {self.monitor!r}")
+        if self.mode is not None:
+            V.check_choice("mode", self.mode, ["min", "max"])
+        elif infer_mode(self.monitor) is None:
+            raise ValueError(f"mode must be 'min' or 'max' for monitor {self.monitor!r}: its direction cannot be "
+                             f"inferred from the name (known endings: {list(MODE_BY_SUFFIX)})")
         V.check_int("patience", self.patience, low=0)
         object.__setattr__(self, "min_delta", V.check_real("min_delta", self.min_delta, low=0.0))
         V.check_int("start_epoch", self.start_epoch, low=0)
@@ -54,13 +79,13 @@ class EarlyStopping:
             raise TypeError(f"restore_best must be a bool; got {self.restore_best!r}")
 
     @property
-    def mode(self) -> str:
-        """``"min"`` or ``"max"``, from the monitored metric."""
-        return MONITORS[self.monitor]
+    def direction(self) -> str:
+        """``"min"`` or ``"max"``: ``mode``, or inferred from the monitor's name."""
+        return self.mode or infer_mode(self.monitor)
 
     def init(self, dtype=jnp.float32) -> EarlyStoppingState:
         """The state before the first epoch."""
-        worst = jnp.inf if self.mode == "min" else -jnp.inf
+        worst = jnp.inf if self.direction == "min" else -jnp.inf
         return EarlyStoppingState(best=jnp.asarray(worst, dtype), best_epoch=jnp.asarray(-1, jnp.int32),
                                   bad_epochs=jnp.asarray(0, jnp.int32), stop=jnp.asarray(False))
 
@@ -76,7 +101,7 @@ class EarlyStopping:
             ``(new_state, improved)`` where ``improved`` says whether this epoch became the best one.
         """
         value = jnp.asarray(value, state.best.dtype)
-        if self.mode == "min":
+        if self.direction == "min":
             better = value < state.best - self.min_delta
         else:
             better = value > state.best + self.min_delta

@@ -1,0 +1,88 @@
+"""The built-in MLP as one instance of the :class:`jnn.Task` contract.
+
+``mlp_task`` wraps the lecture's network (:func:`jnn.init_mlp`, :func:`jnn.model.forward_cache`), its
+dropout in both conventions and the L2 penalty λΣw² as a Task whose hyperparameters are ``l2`` (λ) and
+``keep_prob`` (p). ``jnn.fit(train, config)`` trains ``mlp_task_for(config, train)``.
+"""
+
+from __future__ import annotations
+
+from jnn.dropout import Dropout
+from jnn.init import init_mlp
+from jnn.losses import l2_selection, l2_term
+from jnn.model import dropout_masks, forward_cache
+from jnn.task import Task
+
+
+def l2_penalty_fn(params_template, *, include_bias: bool = False):
+    """The lecture's penalty as a task penalty: ``penalty(params, hyper) = hyper["l2"] · Σ w²``.
+
+    Args:
+        params_template: MLP params (a list of ``{"w", "b"}``) fixing the structure.
+        include_bias: also penalise the biases.
+    """
+    sel = l2_selection(params_template, include_bias)
+    return lambda params, hyper: l2_term(params, hyper["l2"], sel)
+
+
+def mlp_task(sizes, *, activation: str = "relu", loss: str = "softmax", scheme: str = "lecun_normal",
+             dtype="float32", l2: float = 0.0, include_bias: bool = False, keep_prob: float = 1.0,
+             dropout_mode: str = "inverted", use_dropout: bool | None = None, metrics=None) -> Task:
+    """The fully connected network of the lecture as a :class:`jnn.Task`.
+
+    Args:
+        sizes: layer widths ``(d_in, h_1, ..., d_out)``.
+        activation: hidden activation name.
+        loss: a built-in loss name (the network outputs logits / predictions ``[batch, d_out]``).
+        scheme: initialisation scheme of :func:`jnn.init_mlp`.
+        dtype: float dtype of the params.
+        l2: default λ (``hyper["l2"]``) of λΣw².
+        include_bias: also penalise the biases.
+        keep_prob: default dropout keep probability p (``hyper["keep_prob"]``); 1 disables dropout.
+        dropout_mode: ``"inverted"`` or ``"classic"`` (evaluation then scales by ``hyper["keep_prob"]``).
+        use_dropout: compile the dropout path (default ``keep_prob < 1``; a sweep with some members below
+            1 passes True).
+        metrics: the task's metrics (default: the loss's, see :data:`jnn.metrics.DEFAULT_METRICS`).
+
+    Returns:
+        A Task with hyperparameters ``{"l2": l2, "keep_prob": keep_prob}``; its ``draw`` gives a step's
+        dropout masks, so an epoch's masks can be drawn in one call.
+    """
+    sizes = tuple(int(s) for s in sizes)
+    Dropout(keep_prob, dropout_mode)  # validates both
+    use_dropout = keep_prob < 1.0 if use_dropout is None else use_dropout
+
+    def dropout_of(hyper):
+        return Dropout(hyper["keep_prob"], dropout_mode) if use_dropout else None
+
+    def init(key):
+        return init_mlp(key, sizes, scheme=scheme, dtype=dtype)
+
+    def apply(params, x, *, key, train, hyper):
+        # key is a PRNG key, or the masks that draw() made from one (see Task.draw).
+        masks = key if isinstance(key, dict) else None
+        return forward_cache(params, x, activation=activation, dropout=dropout_of(hyper),
+                             key=None if masks is not None else key, train=train, masks=masks).zs[-1]
+
+    def draw(key, hyper, batch_size):
+        return dropout_masks(dropout_of(hyper), key, sizes, batch_size)
+
+    template = [{"w": None, "b": None} for _ in sizes[1:]]
+    return Task(init=init, apply=apply, loss=loss, penalty=l2_penalty_fn(template, include_bias=include_bias),
+                metrics=metrics, hyper={"l2": float(l2), "keep_prob": float(keep_prob)},
+                draw=draw if use_dropout else None)
+
+
+def mlp_task_for(config, train, *, use_dropout: bool | None = None) -> Task:
+    """The MLP that a :class:`jnn.TrainConfig` describes, sized for the data ``train``.
+
+    The input width comes from ``train.x``; the output width from the loss: the number of classes
+    (softmax), 1 (binary), the number of targets (mse, multilabel).
+    """
+    return mlp_task(config.network_sizes(train), activation=config.activation, loss=config.loss,
+                    scheme=config.scheme, dtype=str(train.x.dtype), l2=config.l2, include_bias=config.include_bias,
+                    keep_prob=config.keep_prob, dropout_mode=config.dropout_mode,
+                    use_dropout=use_dropout)
+
+
+__all__ = ["mlp_task", "mlp_task_for", "l2_penalty_fn"]

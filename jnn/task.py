@@ -1,0 +1,316 @@
+"""The model/task contract: *what* to train, as a small tuple of pure functions.
+
+In the spirit of optax's ``GradientTransformation(init, update)``, a :class:`Task` is everything the
+engine (``jnn.fit``, ``jnn.sweep``, ``jnn.evaluate``) needs to know about a model::
+
+    task = jnn.Task(
+        init=lambda key: {"w": jax.random.normal(key, (d, 1)) * 0.1, "b": jnp.zeros(1)},
+        apply=lambda params, x, *, key, train, hyper: x @ params["w"] + params["b"],
+        loss="mse",                                   # or any (outputs, y) -> [batch]
+        penalty=lambda params, hyper: hyper["l2"] * jnp.sum(params["w"] ** 2),
+        metrics=("mae", "r2"),                        # or {"name": (outputs, y) -> [batch]}
+        hyper={"l2": 1e-4},                           # read by apply/penalty; sweepable
+    )
+
+The engine owns the rest: minibatches drawn on device, the example mask of padded batches (a loss
+never sees padding), sample weights, the optimiser, the non-finite guard, early stopping, history,
+checkpoints, sweeps. ``jnn.fit(train, config)`` without a task trains the built-in MLP, which is one
+instance of this contract (:func:`jnn.mlp.mlp_task`).
+
+Before anything is compiled, :func:`check_task` traces every function once on abstract values
+(``jax.eval_shape``: no FLOPs) and raises a ``ValueError``/``TypeError`` that names the piece and says
+what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnn.losses import LOSS_TARGETS, LOSSES, loss_function, objective
+from jnn.metrics import resolve_metrics, target_variance
+
+
+class Task(NamedTuple):
+    """What to train: pure functions of explicit arguments (see the module docstring).
+
+    Attributes:
+        init: ``init(key) -> params``, any pytree of float arrays.
+        apply: ``apply(params, x, *, key, train, hyper) -> outputs`` for ``x [batch, d_in]``; outputs are
+            ``[batch, ...]`` floats (logits for the classification losses). ``key`` is the step's PRNG key
+            while training (None at evaluation), ``train`` says which (dropout: random masks while
+            training; the inference rule, e.g. classic dropout's expected weights, when False), and
+            ``hyper`` is ``{name: scalar array}`` with the task's hyperparameters.
+        loss: a built-in name (:data:`jnn.losses.LOSSES`: ``"softmax"``, ``"binary"``, ``"mse"``,
+            ``"multilabel"``) or a per-example function ``loss(outputs, y) -> [batch]``. The engine takes
+            the mean over the real examples (weighted by sample/class weights when given).
+        penalty: optional ``penalty(params, hyper) -> scalar`` added to the loss (the lecture's λΣw² is
+            :func:`jnn.mlp.l2_penalty_fn`).
+        metrics: None (the built-in loss's defaults, see :data:`jnn.metrics.DEFAULT_METRICS`), a sequence
+            of built-in names, or ``{name: built-in name or function(outputs, y) -> [batch]}``. Each is
+            recorded per epoch as ``train_<name>`` and ``val_<name>`` and can be monitored by early stopping.
+        hyper: ``{name: float}`` default hyperparameters; the engine passes them as arrays, so one compile
+            serves every value and ``jnn.sweep`` can sweep any of them.
+        draw: optional speed-up for random tasks: ``draw(key, hyper, batch_size) -> noise`` (a pytree of
+            arrays). The engine may then call ``apply(..., key=noise)`` with ``noise = draw(key, ...)``
+            instead of ``apply(..., key=key)``, and draw the noise of a whole epoch in one vmapped call;
+            both calls must give the same outputs. The built-in MLP uses it for its dropout masks.
+    """
+
+    init: Callable
+    apply: Callable
+    loss: Any = "softmax"
+    penalty: Callable | None = None
+    metrics: Any = None
+    hyper: Mapping[str, float] | None = None
+    draw: Callable | None = None
+
+
+class CheckedTask(NamedTuple):
+    """A task after :func:`check_task`: resolved functions and the shapes the engine needs.
+
+    Attributes:
+        task: the :class:`Task`.
+        loss_fn: the per-example loss function.
+        metrics: ``((name, fn), ...)``.
+        hyper: ``{name: float}`` defaults.
+        params_shape: pytree of ``jax.ShapeDtypeStruct`` from ``init``.
+        dtype: the float dtype of the params (hyperparameters and metrics use it).
+        noise_size: elements of one ``draw`` output (0 without ``draw``).
+    """
+
+    task: Task
+    loss_fn: Callable
+    metrics: tuple
+    hyper: dict
+    params_shape: Any
+    dtype: Any
+    noise_size: int
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metric names, in order."""
+        return tuple(name for name, _ in self.metrics)
+
+    def history_keys(self) -> tuple[str, ...]:
+        """Per-epoch history keys: ``train_loss``, ``train_<m>``..., ``val_loss``, ``val_<m>``..., ``learning_rate``."""
+        ms = self.metric_names
+        return ("train_loss", *(f"train_{m}" for m in ms), "val_loss", *(f"val_{m}" for m in ms), "learning_rate")
+
+    def hyper_arrays(self, hyper: Mapping | None = None) -> dict:
+        """``{name: scalar array}`` in the params' dtype (defaults overridden by ``hyper``)."""
+        values = {**self.hyper, **(hyper or {})}
+        return {k: jnp.asarray(v, self.dtype) for k, v in values.items()}
+
+
+def task_objective(ct: CheckedTask, params, x, y, mask, weight, *, key, hyper):
+    """The regularised training loss of a task on one minibatch (the function ``jax.grad`` differentiates).
+
+    Returns:
+        ``(total, (data, outputs))``: the loss with the penalty, the data term alone and the outputs.
+    """
+    t = ct.task
+    outputs = t.apply(params, x, key=key, train=True, hyper=hyper)
+    penalty = None if t.penalty is None else t.penalty(params, hyper)
+    total, data = objective(ct.loss_fn(outputs, y), mask, weight, penalty)
+    return total, (data, outputs)
+
+
+def metric_values(ct: CheckedTask, outputs, y, y_var) -> dict:
+    """``{name: [batch]}`` per-example metric values (``y_var`` for metrics that need the set's variance)."""
+    out = {}
+    for name, fn in ct.metrics:
+        out[name] = fn(outputs, y, y_var=y_var) if getattr(fn, "needs_target_variance", False) else fn(outputs, y)
+    return out
+
+
+def needs_target_variance(ct: CheckedTask) -> bool:
+    """Whether any metric needs the variance of the targets of the set it scores."""
+    return any(getattr(fn, "needs_target_variance", False) for _, fn in ct.metrics)
+
+
+def set_variance(ct: CheckedTask, y, mask=None):
+    """The targets' variance when a metric needs it, else None (nothing computed)."""
+    return target_variance(y, mask) if needs_target_variance(ct) else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# validation: every piece traced once on abstract values before anything is compiled
+
+
+def _check_fields(task) -> dict:
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a jnn.Task(init, apply, loss, ...); got {type(task).__name__}")
+    for name in ("init", "apply"):
+        if not callable(getattr(task, name)):
+            raise TypeError(f"task.{name} must be a function; got {type(getattr(task, name)).__name__}")
+    for name in ("penalty", "draw"):
+        if getattr(task, name) is not None and not callable(getattr(task, name)):
+            raise TypeError(f"task.{name} must be a function or None; got {type(getattr(task, name)).__name__}")
+    if isinstance(task.loss, str) and task.loss not in LOSSES:
+        raise ValueError(f"task.loss must be one of {list(LOSSES)} or a function (outputs, y) -> [batch]; "
+                         f"got {task.loss!r}")
+    if not isinstance(task.loss, str) and not callable(task.loss):
+        raise TypeError(f"task.loss must be a built-in name {list(LOSSES)} or a function (outputs, y) -> [batch]; "
+                        f"got {type(task.loss).__name__}")
+    hyper = {} if task.hyper is None else task.hyper
+    if not isinstance(hyper, Mapping):
+        raise TypeError(f"task.hyper must be a dict {{name: float}}; got {type(hyper).__name__}")
+    out = {}
+    for k, v in hyper.items():
+        if not isinstance(k, str):
+            raise TypeError(f"task.hyper keys must be strings; got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(float(v)):
+            raise TypeError(f"task.hyper[{k!r}] must be a finite real number; got {v!r}")
+        out[k] = float(v)
+    return out
+
+
+def _trace(what: str, fn, *args, **kwargs):
+    """``jax.eval_shape`` of a user function; its errors become a ValueError naming the piece."""
+    try:
+        return jax.eval_shape(lambda *a: fn(*a, **kwargs), *args)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
+        raise ValueError(f"{what} failed when traced: {type(err).__name__}: {err}") from None
+
+
+def check_targets(loss, ds, role: str) -> None:
+    """A built-in loss against the kind of targets in ``ds``."""
+    if not isinstance(loss, str):
+        return
+    want, have = LOSS_TARGETS[loss], ds.targets
+    soft_multilabel = loss == "multilabel" and have == "real targets" and ds.y.ndim == 2 and \
+        float(ds.y.min()) >= 0.0 and float(ds.y.max()) <= 1.0
+    if want == have or soft_multilabel:
+        if loss == "binary" and ds.num_classes != 2:
+            raise ValueError(f"loss='binary' needs {role} data with 2 classes; it has {ds.num_classes}")
+        return
+    desc = f"{ds.y.dtype} of shape {tuple(ds.y.shape)}"
+    if want == "class labels":
+        raise ValueError(f"loss={loss!r} needs integer class labels y [n] in the {role} data; y holds {have} "
+                         f"({desc}, {len(np.unique(ds.y))} distinct values). For real-valued targets use loss='mse'; "
+                         "class labels must be passed as integers")
+    if want == "real targets":
+        raise ValueError(f"loss='mse' needs float targets y [n] or [n, k] in the {role} data; y holds {have} ({desc}). "
+                         "For class labels use loss='softmax' or 'binary'; real-valued targets must be passed "
+                         "as a float array")
+    raise ValueError(f"loss='multilabel' needs 0/1 targets y [n, k] in the {role} data; y holds {have} ({desc})")
+
+
+def _check_outputs(loss, out, y_shape, batch: int) -> None:
+    shape = tuple(out.shape)
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(f"task.apply must return float outputs; got {out.dtype}")
+    if len(shape) == 0 or shape[0] != batch:
+        raise ValueError(f"task.apply must return outputs [batch, ...] with batch = {batch}; got shape {shape}")
+    if not isinstance(loss, str):
+        return
+    per = int(np.prod(shape[1:], dtype=np.int64))
+    if loss == "softmax" and (len(shape) != 2 or shape[1] < 2):
+        raise ValueError(f"loss='softmax' needs task.apply to return logits [batch, classes] with classes >= 2; "
+                         f"got shape {shape}")
+    if loss == "binary" and per != 1:
+        raise ValueError(f"loss='binary' needs task.apply to return one logit per example, [batch] or [batch, 1]; "
+                         f"got shape {shape}")
+    want = int(np.prod(y_shape[1:], dtype=np.int64))
+    if loss in ("mse", "multilabel") and per != want:
+        raise ValueError(f"loss={loss!r} needs task.apply to return {want} value(s) per example to match y of shape "
+                         f"[n{', ' + str(y_shape[1]) if len(y_shape) > 1 else ''}]; got outputs of shape {shape}")
+
+
+def _check_per_example(what: str, out, batch: int) -> None:
+    if tuple(out.shape) != (batch,):
+        hint = (" (return the per-example values; the engine takes the masked mean)" if out.shape == () else "")
+        raise ValueError(f"{what} must return one value per example, shape [batch] = ({batch},); got shape "
+                         f"{tuple(out.shape)}{hint}")
+
+
+def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None) -> CheckedTask:
+    """Check every piece of a task against the data, on abstract values, before training starts.
+
+    Args:
+        task: the :class:`Task`.
+        train: the training :class:`jnn.data.Dataset`.
+        batch_size: the minibatch size T used for the trace.
+        val: optional validation Dataset (its targets must suit the loss too).
+        init_params: optional warm-start params; must have the structure, shapes and dtypes of ``init``'s.
+
+    Returns:
+        A :class:`CheckedTask`.
+
+    Raises:
+        ValueError, TypeError: naming the piece (``task.apply``, ``task.loss``, a metric, ...) and what
+        was expected.
+    """
+    hyper = _check_fields(task)
+    for role, ds in (("training", train), ("validation", val)):
+        if ds is not None:
+            check_targets(task.loss, ds, role)
+    metrics = resolve_metrics(task.metrics, task.loss)
+    key = jax.random.key(0)
+    params = _trace("task.init(key)", task.init, key)
+    leaves = jax.tree.leaves(params)
+    floats = [l for l in leaves if jnp.issubdtype(l.dtype, jnp.floating)]
+    if not leaves or len(floats) != len(leaves):
+        raise TypeError("task.init must return a pytree of float arrays (the params); got "
+                        f"{[str(l.dtype) for l in leaves] or 'no arrays'}")
+    dtype = floats[0].dtype
+    if init_params is not None:
+        _check_like("init_params", init_params, params)
+    hyper_arrays = {k: jax.ShapeDtypeStruct((), dtype) for k in hyper}
+    t = batch_size
+    x = jax.ShapeDtypeStruct((t, train.x.shape[1]), train.x.dtype)
+    y = jax.ShapeDtypeStruct((t, *train.y.shape[1:]), train.y.dtype)
+    if train.x.dtype != dtype:
+        raise TypeError(f"x must have the dtype of the params from task.init ({dtype}); got {train.x.dtype}")
+    out = _trace("task.apply(params, x, train=True)", lambda p, xx, k, h: task.apply(p, xx, key=k, train=True, hyper=h),
+                 params, x, key, hyper_arrays)
+    out_eval = _trace("task.apply(params, x, train=False)",
+                      lambda p, xx, h: task.apply(p, xx, key=None, train=False, hyper=h), params, x, hyper_arrays)
+    _check_outputs(task.loss, out, train.y.shape, t)
+    if task.loss == "softmax" and out.shape[1] < train.num_classes:
+        raise ValueError(f"task.apply returns {out.shape[1]} logits per example but the data has "
+                         f"{train.num_classes} classes; it needs at least {train.num_classes}")
+    if (out_eval.shape, out_eval.dtype) != (out.shape, out.dtype):
+        raise ValueError(f"task.apply must return the same shape with train=True and train=False; got {out.shape} "
+                         f"and {out_eval.shape}")
+    loss_fn = loss_function(task.loss)
+    _check_per_example("task.loss(outputs, y)", _trace("task.loss(outputs, y)", loss_fn, out, y), t)
+    y_var = jax.ShapeDtypeStruct((int(np.prod(y.shape[1:], dtype=np.int64)),), dtype)
+    for name, fn in metrics:
+        kw = {"y_var": y_var} if getattr(fn, "needs_target_variance", False) else {}
+        _check_per_example(f"metric {name!r}", _trace(f"metric {name!r}(outputs, y)", fn, out, y, **kw), t)
+    if task.penalty is not None:
+        pen = _trace("task.penalty(params, hyper)", task.penalty, params, hyper_arrays)
+        if tuple(pen.shape) != ():
+            raise ValueError(f"task.penalty must return a scalar; got shape {tuple(pen.shape)}")
+    noise_size = 0
+    if task.draw is not None:
+        noise = _trace("task.draw(key, hyper, batch_size)", lambda k, h: task.draw(k, h, t), key, hyper_arrays)
+        noise_size = sum(int(np.prod(l.shape, dtype=np.int64)) for l in jax.tree.leaves(noise))
+        out_n = _trace("task.apply(params, x, key=draw(...))",
+                       lambda p, xx, n, h: task.apply(p, xx, key=n, train=True, hyper=h), params, x, noise, hyper_arrays)
+        if (out_n.shape, out_n.dtype) != (out.shape, out.dtype):
+            raise ValueError("task.apply must return the same outputs with key=draw(key, ...) as with key=key; got "
+                             f"shape {out_n.shape} vs {out.shape}")
+    return CheckedTask(task, loss_fn, metrics, hyper, params, dtype, noise_size)
+
+
+def _check_like(name: str, tree, template) -> None:
+    try:
+        jax.tree_util.tree_structure(template).flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must have the structure of the params from task.init: {err}") from None
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(template)):
+        if not hasattr(a, "shape") or (tuple(a.shape), np.dtype(a.dtype)) != (tuple(b.shape), np.dtype(b.dtype)):
+            got = f"{getattr(a, 'dtype', type(a).__name__)}{list(getattr(a, 'shape', []))}"
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)} must be {np.dtype(b.dtype)}{list(b.shape)} like the "
+                             f"params from task.init; got {got}")
+
+
+__all__ = ["Task", "CheckedTask", "check_task", "task_objective", "metric_values", "set_variance"]

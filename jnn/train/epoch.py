@@ -1,0 +1,166 @@
+"""One compiled epoch of any task: a ``lax.scan`` of train steps, then validation, history and stopping.
+
+The lecture's loop "pick a random minibatch B, compute ∇θ l, update θ" is run for one epoch on device:
+the permutation is drawn from ``fold_in(data_key, epoch)`` and cut into minibatches (the ragged last one
+padded and masked), the steps are scanned, and then the validation metrics, the history buffers, early
+stopping (restore-best included) and the stopping rules are updated, all inside the same compiled call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jnn.data import epoch_batches
+from jnn.losses import masked_mean
+from jnn.task import CheckedTask, metric_values, set_variance
+from jnn.train.state import Status, TrainState
+from jnn.train.step import TRACE_COUNTS, Batch
+from jnn.train.stopping import EarlyStopping
+
+#: Most elements of random noise (steps × ``task.draw`` size) that an epoch draws up front, in one
+#: vmapped call, instead of one draw per step (benchmarks/throughput.py measured both; the noise is bit
+#: for bit the same either way). A sweep divides it among its members.
+NOISE_UP_FRONT_MAX = 1 << 22
+
+
+class EpochData(NamedTuple):
+    """The arrays an epoch reads: training ``x [n, d]``, ``y [n, ...]``, ``weight [n]`` or None, and the
+    same for validation (dummies of one row when there is no validation set)."""
+
+    x: jax.Array
+    y: jax.Array
+    weight: jax.Array | None
+    x_val: jax.Array
+    y_val: jax.Array
+    weight_val: jax.Array | None
+
+
+def _learning_rate(opt_state, dtype):
+    hp = getattr(opt_state, "hyperparams", None)
+    if isinstance(hp, dict) and "learning_rate" in hp:
+        return jnp.asarray(hp["learning_rate"], dtype)
+    return jnp.asarray(jnp.nan, dtype)
+
+
+def make_eval(ct: CheckedTask):
+    """Build ``eval_fn(params, x, y, weight, hyper, mask=None) -> {"loss": scalar, metric: scalar, ...}``.
+
+    The model runs with ``train=False`` (the task's inference rule: classic dropout scales by keep_prob);
+    the loss is the data term (no penalty), weighted by ``weight`` when given; metrics are plain means.
+    """
+
+    def eval_fn(params, x, y, weight, hyper, mask=None):
+        TRACE_COUNTS["eval_step"] += 1
+        out = ct.task.apply(params, x, key=None, train=False, hyper=hyper)
+        values = metric_values(ct, out, y, set_variance(ct, y, mask))
+        return {"loss": masked_mean(ct.loss_fn(out, y), mask, weight),
+                **{k: masked_mean(v, mask) for k, v in values.items()}}
+
+    return eval_fn
+
+
+def make_run_epoch(ct: CheckedTask, train_step, *, n_train: int, batch_size: int, drop_last: bool,
+                   max_epochs: int, early: EarlyStopping | None = None, loss_tol: EarlyStopping | None = None,
+                   has_val: bool = True, noise_up_front: int = 0, val_fn=None):
+    """Build ``run_epoch(state, data: EpochData) -> state``.
+
+    Args:
+        ct: the checked task.
+        train_step: from :func:`jnn.train.step.make_train_step`.
+        n_train: training examples (static: fixes the epoch's shape).
+        batch_size: T.
+        drop_last: drop the ragged last minibatch instead of padding and masking it.
+        max_epochs: the epoch budget.
+        early: the early-stopping rule (None: off).
+        loss_tol: the training-loss tolerance rule (None: off).
+        has_val: whether ``data`` holds a validation set.
+        noise_up_front: draw an epoch's ``task.draw`` noise in one call when it has at most this many
+            elements (0: draw per step; the caller decides, e.g. never for rbg keys or sharded batches).
+        val_fn: optional ``val_fn(params, x_val, y_val, epoch) -> {"loss": ..., metric: ...}`` replacing
+            the validation metrics (e.g. a scripted curve in tests).
+
+    Returns:
+        The pure epoch function; an epoch counts when it started while running and applied an update.
+    """
+    eval_fn = make_eval(ct)
+    names = ct.metric_names
+    steps = (n_train // batch_size) if drop_last else -(-n_train // batch_size)
+    up_front = ct.task.draw is not None and 0 < steps * ct.noise_size <= noise_up_front
+
+    def run_epoch(state: TrainState, data: EpochData) -> TrainState:
+        TRACE_COUNTS["run_epoch"] += 1
+        idx, mask = epoch_batches(jax.random.fold_in(state.data_key, state.epoch), n_train, batch_size, drop_last)
+        y_var = set_variance(ct, data.y)
+        noise = None
+        if up_front:
+            # Step s draws from fold_in(dropout_key, s); every step of the epoch that applies an update
+            # has s = state.step + i, so the epoch's noise can be drawn in one call.
+            noise = jax.vmap(lambda s: ct.task.draw(jax.random.fold_in(state.dropout_key, s), state.hyper,
+                                                    batch_size))(state.step + jnp.arange(idx.shape[0]))
+
+        def body(s, inp):
+            i, m, n = inp
+            w = None if data.weight is None else data.weight[i]
+            return train_step(s, Batch(data.x[i], data.y[i], m, w), n, y_var)
+
+        was_running = state.status == Status.RUNNING
+        state, sums = jax.lax.scan(body, state, (idx, mask, noise))
+        dtype = sums["loss_sum"].dtype
+        count = jnp.maximum(jnp.sum(sums["count"]), 1.0)
+        if data.weight is None:
+            metrics = {"train_loss": jnp.sum(sums["loss_sum"]) / count}
+        else:  # the weighted mean over the epoch
+            wsum = jnp.sum(sums["loss_count"])
+            metrics = {"train_loss": jnp.sum(sums["loss_sum"]) / jnp.where(wsum > 0, wsum, 1.0)}
+        metrics.update({f"train_{k}": jnp.sum(sums[k]) / count for k in names})
+        metrics.update(_validation(state, data, dtype))
+        metrics["learning_rate"] = _learning_rate(state.opt_state, dtype)
+        counted = was_running & (jnp.sum(sums["count"]) > 0)
+        return _advance(state, metrics, counted)
+
+    def _validation(state, data, dtype):
+        nan = jnp.asarray(jnp.nan, dtype)
+        if not has_val:
+            vals = {"loss": nan, **{k: nan for k in names}}
+        elif val_fn is not None:
+            vals = val_fn(state.params, data.x_val, data.y_val, state.epoch)
+        else:
+            vals = eval_fn(state.params, data.x_val, data.y_val, data.weight_val, state.hyper)
+        return {f"val_{k}": jnp.asarray(v, dtype) for k, v in vals.items()}
+
+    def _advance(state, metrics, counted):
+        e = state.epoch
+        history = {k: v.at[e].set(jnp.where(counted, metrics[k], v[e])) for k, v in state.history.items()}
+        status = state.status
+        early_state, best_params = state.early, state.best_params
+        if early is not None:
+            live = counted & (status == Status.RUNNING)
+            upd, improved = early.update(state.early, metrics[early.monitor], e)
+            early_state = jax.tree.map(lambda a, b: jnp.where(live, a, b), upd, state.early)
+            best_params = jax.tree.map(lambda a, b: jnp.where(improved & live, a, b), state.params, best_params)
+            status = jnp.where((status == Status.RUNNING) & early_state.stop, Status.EARLY_STOPPING, status)
+        tol_state = state.loss_tol
+        if loss_tol is not None:
+            upd, _ = loss_tol.update(state.loss_tol, metrics["train_loss"], e)
+            tol_state = jax.tree.map(lambda a, b: jnp.where(counted, a, b), upd, state.loss_tol)
+            status = jnp.where((status == Status.RUNNING) & tol_state.stop, Status.LOSS_TOL, status)
+        epoch = e + counted.astype(jnp.int32)
+        status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
+        return state._replace(epoch=epoch, early=early_state, best_params=best_params, loss_tol=tol_state,
+                              history=history, status=status.astype(jnp.int32))
+
+    return run_epoch
+
+
+def epoch_summary(state: TrainState, keys) -> jax.Array:
+    """``[2 + len(keys)]``: epoch, status and the last completed epoch's value of each history key
+    (one small array read back per epoch)."""
+    e = jnp.maximum(state.epoch - 1, 0)
+    dtype = state.history[keys[0]].dtype
+    return jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype), *(state.history[k][e] for k in keys)])
+
+
+__all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "epoch_summary"]
