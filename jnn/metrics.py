@@ -48,7 +48,7 @@ def binary_accuracy(logits, y):
 def multilabel_accuracy(logits, y):
     """``[batch]`` fraction of an example's labels predicted right (``logit > 0`` vs ``y > 0.5``)."""
     z = logits.reshape(logits.shape[0], -1)
-    right = (z > 0) == (y.reshape(z.shape) > 0.5)
+    right = (z > 0) == (y.reshape(z.shape).astype(z.dtype) > 0.5)
     return jnp.mean(right.astype(logits.dtype), axis=-1)
 
 

@@ -26,7 +26,8 @@ def pyplot():
 
 def plot_history(history: History, path, *, best_epoch: int | None = None, stop_epoch: int | None = None,
                  title: str = "") -> Path:
-    """Loss and accuracy per epoch, train and validation, with the best and stop epochs marked.
+    """The loss and every recorded metric per epoch, train and validation, with the best and stop epochs
+    marked: one panel per quantity (``loss``, then each ``<metric>`` of ``train_<metric>``/``val_<metric>``).
 
     Args:
         history: the run's :class:`jnn.history.History`.
@@ -40,10 +41,12 @@ def plot_history(history: History, path, *, best_epoch: int | None = None, stop_
     """
     plt = pyplot()
     epochs = list(range(1, len(history) + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    panels = ["loss", *dict.fromkeys(k.split("_", 1)[1] for k in history.keys
+                                     if k.startswith(("train_", "val_")) and k.split("_", 1)[1] != "loss")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, metric in zip(axes[0], panels):
         for split, style in (("train", "-"), ("val", "-")):
-            values = history[f"{split}_{metric}"]
+            values = history[f"{split}_{metric}"] if f"{split}_{metric}" in history else []
             if values and not all(math.isnan(v) for v in values):
                 ax.plot(epochs, values, style, label=f"{'training' if split == 'train' else 'validation'} {metric}")
         if best_epoch is not None and best_epoch >= 0:
@@ -83,5 +86,7 @@ def plot_run(run_dir, out: str | None = None) -> Path:
         s = json.loads((run_dir / "summary.json").read_text())
         best = s.get("best_epoch", 0) - 1 if s.get("best_epoch", 0) > 0 else None
         stop = s.get("epochs") if s.get("stopped_by") == "early_stopping" else None
-        title = f"{run_dir.name}: {s.get('stopped_by')}, test accuracy {s['test']['accuracy']:.4f}"
+        test = {k: v for k, v in s.get("test", {}).items() if k != "n"}
+        shown = next((k for k in test if k != "loss"), "loss")
+        title = f"{run_dir.name}: {s.get('stopped_by')}" + (f", test {shown} {test[shown]:.4f}" if test else "")
     return plot_history(history, out or run_dir / "curves.png", best_epoch=best, stop_epoch=stop, title=title)

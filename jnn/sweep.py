@@ -27,7 +27,8 @@ from jnn.data import Dataset
 from jnn.history import History
 from jnn.task import Task
 from jnn.train.config import TrainConfig
-from jnn.train.epoch import NOISE_UP_FRONT_MAX, epoch_summary, make_eval
+from jnn.train import epoch as epoch_module
+from jnn.train.epoch import epoch_summary, make_eval
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.loop import (build_epoch, check_fit_data, check_monitor, epoch_arrays, initial_state, prepare_data,
@@ -246,7 +247,7 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, task: Task | Non
                         *[epoch_arrays(f, v, class_weight) for f, v in splits])
     del states
     run_epoch = build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=has_val,
-                            noise_up_front=NOISE_UP_FRONT_MAX // m)
+                            noise_budget=epoch_module.NOISE_UP_FRONT_MAX // m)
     keys_h = ct.history_keys()
     epoch_fn = jax.jit(jax.vmap(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d))),
                        donate_argnums=0)

@@ -283,8 +283,11 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
     _check_per_example("task.loss(outputs, y)", _trace("task.loss(outputs, y)", loss_fn, out, y), t)
     y_var = jax.ShapeDtypeStruct((int(np.prod(y.shape[1:], dtype=np.int64)),), dtype)
     for name, fn in metrics:
-        kw = {"y_var": y_var} if getattr(fn, "needs_target_variance", False) else {}
-        _check_per_example(f"metric {name!r}", _trace(f"metric {name!r}(outputs, y)", fn, out, y, **kw), t)
+        if getattr(fn, "needs_target_variance", False):
+            res = _trace(f"metric {name!r}(outputs, y)", lambda o, yy, v, f=fn: f(o, yy, y_var=v), out, y, y_var)
+        else:
+            res = _trace(f"metric {name!r}(outputs, y)", fn, out, y)
+        _check_per_example(f"metric {name!r}", res, t)
     if task.penalty is not None:
         pen = _trace("task.penalty(params, hyper)", task.penalty, params, hyper_arrays)
         if tuple(pen.shape) != ():

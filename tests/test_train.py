@@ -12,11 +12,22 @@ import pytest
 import jnn
 from jnn.data import Dataset
 from jnn.datasets import load
-from jnn.train import TRACE_COUNTS, Batch, TrainConfig, evaluate, fit, init_state, make_steps
+from jnn.train import TRACE_COUNTS, Batch, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
+from jnn.train.loop import initial_state, resolve_task
 
 
 def _spirals():
     return load("spirals", seed=0)
+
+
+def _mlp_step(cfg, params, n=8, d=2, k=3):
+    """The built-in MLP's train step, eval function and first state for ``params`` (a tiny data set)."""
+    ds = Dataset(np.zeros((n, d), np.float32), np.arange(n) % k)
+    ct = resolve_task(None, cfg, ds, None)
+    tx = cfg.make_optimizer()
+    step = make_train_step(ct, tx, check_finite=cfg.check_finite, max_steps=cfg.max_steps)
+    keys = Keys(jax.random.key(0), jax.random.key(1), jax.random.key(2), jax.random.key(3))
+    return step, make_eval(ct), initial_state(ct, cfg, tx, params, keys), ct
 
 
 SMALL = dict(hidden=(32, 32), batch_size=64, max_epochs=12, patience=50, learning_rate=0.05)
@@ -46,16 +57,12 @@ def test_padded_batch_step_equals_the_unpadded_step():
     train, _ = _spirals()
     cfg = TrainConfig(hidden=(8,), keep_prob=1.0, l2=1e-3, optimizer="sgd", learning_rate=0.1)
     params = jnn.init_mlp(jax.random.key(0), [2, 8, 3])
-    tx = cfg.make_optimizer()
-    steps = make_steps(cfg, tx, params, n_train=len(train), has_val=False)
-    es = cfg.stopper().init()
-    s0 = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1, early=es,
-                    l2=cfg.l2)
+    train_step, _, s0, _ = _mlp_step(TrainConfig(**{**cfg.to_dict(), "hidden": (8,), "batch_size": 8}), params)
     x, y = jnp.asarray(train.x[:10]), jnp.asarray(train.y[:10])
     pad_x = jnp.concatenate([x, jnp.asarray(train.x[10:16])])
     pad_y = jnp.concatenate([y, jnp.asarray(train.y[10:16])])
-    a, ma = steps.train_step(s0, Batch(x, y, jnp.ones(10, bool)))
-    b, mb = steps.train_step(s0, Batch(pad_x, pad_y, jnp.arange(16) < 10))
+    a, ma = train_step(s0, Batch(x, y, jnp.ones(10, bool)))
+    b, mb = train_step(s0, Batch(pad_x, pad_y, jnp.arange(16) < 10))
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
     assert float(ma["count"]) == float(mb["count"]) == 10.0
@@ -64,12 +71,12 @@ def test_padded_batch_step_equals_the_unpadded_step():
 @pytest.mark.parametrize("extra", [{}, {"max_steps": 37, "drop_last": False, "batch_size": 70},
                                    {"dropout_mode": "classic", "optimizer": "momentum"}])
 def test_epoch_masks_drawn_up_front_give_the_per_step_run_bit_for_bit(monkeypatch, extra):
-    import jnn.train.step as step_mod
+    import jnn.train.epoch as epoch_mod
 
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "max_epochs": 4, "keep_prob": 0.6, **extra})
     up_front = fit(train, cfg)
-    monkeypatch.setattr(step_mod, "MASKS_UP_FRONT_MAX", 0)  # every step draws its own masks
+    monkeypatch.setattr(epoch_mod, "NOISE_UP_FRONT_MAX", 0)  # every step draws its own masks
     per_step = fit(train, cfg)
     assert up_front.stopped_by == per_step.stopped_by and int(up_front.state.step) == int(per_step.state.step)
     for a, b in zip(jax.tree.leaves(up_front.state), jax.tree.leaves(per_step.state)):
@@ -78,19 +85,18 @@ def test_epoch_masks_drawn_up_front_give_the_per_step_run_bit_for_bit(monkeypatc
 
 
 def test_train_step_jits_with_donation_and_steps_the_state():
-    cfg = TrainConfig(hidden=(4,), keep_prob=0.5)
+    cfg = TrainConfig(hidden=(4,), keep_prob=0.5, batch_size=8)
     params = jnn.init_mlp(jax.random.key(0), [2, 4, 3])
-    tx = cfg.make_optimizer()
-    steps = make_steps(cfg, tx, params, n_train=8, has_val=False)
-    s = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1,
-                   early=cfg.stopper().init(), keep_prob=cfg.keep_prob)
-    step = jax.jit(steps.train_step, donate_argnums=0)
+    train_step, eval_fn, s, _ = _mlp_step(cfg, params)
+    step = jax.jit(train_step, donate_argnums=0)
     batch = Batch(jnp.ones((8, 2)), jnp.zeros(8, jnp.int32), jnp.ones(8, bool))
-    s, m = step(s, batch)
-    s, m = step(s, batch)
-    assert int(s.step) == 2 and float(m["count"]) == 8.0
-    loss, acc = jax.jit(steps.eval_step)(s.params, batch.x, batch.y)
-    assert np.isfinite(float(loss)) and 0.0 <= float(acc) <= 1.0
+    s1, m = step(s, batch)
+    w1 = np.asarray(s1.params[0]["w"])  # read before s1 is donated
+    s2, m = step(s1, batch)
+    assert int(s2.step) == 2 and float(m["count"]) == 8.0
+    assert not np.array_equal(np.asarray(s2.params[0]["w"]), w1)
+    out = jax.jit(eval_fn)(s2.params, batch.x, batch.y, None, s2.hyper)
+    assert set(out) == {"loss", "accuracy"} and np.isfinite(float(out["loss"]))
 
 
 def test_restore_best_returns_the_best_epoch_params():
@@ -111,18 +117,17 @@ def test_restore_best_returns_the_best_epoch_params():
 def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
     # The validation loss is scripted: it falls until epoch 4 (0-based), then rises.
     curve = jnp.array([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5])
-    real = jnn.train.loop.make_steps
+    real = jnn.train.loop.make_run_epoch
     seen = []
 
     def val_fn(params, x, y, epoch):
-        return curve[epoch], jnp.asarray(0.5)
+        return {"loss": curve[epoch], "accuracy": jnp.asarray(0.5)}
 
     def scripted(*args, **kwargs):
-        steps = real(*args, **kwargs, val_fn=val_fn)
         seen.append(True)
-        return steps
+        return real(*args, **{**kwargs, "val_fn": val_fn})
 
-    monkeypatch.setattr(jnn.train.loop, "make_steps", scripted)
+    monkeypatch.setattr(jnn.train.loop, "make_run_epoch", scripted)
     train, _ = _spirals()
     r = fit(train, TrainConfig(**{**SMALL, "patience": 3}))
     assert seen and r.stopped_by == "early_stopping"
@@ -158,14 +163,11 @@ def test_non_finite_gradient_stops_with_the_step_and_leaf_named(tmp_path):
 @pytest.mark.parametrize("check", [True, False])
 def test_check_finite_refuses_or_applies_a_non_finite_gradient_under_a_finite_loss(check):
     # A NaN in a padded (masked) row: the loss ignores the row, but its gradient is NaN·0 = NaN.
-    cfg = TrainConfig(hidden=(4,), keep_prob=1.0, optimizer="sgd", check_finite=check)
+    cfg = TrainConfig(hidden=(4,), keep_prob=1.0, optimizer="sgd", check_finite=check, batch_size=4)
     params = jnn.init_mlp(jax.random.key(0), [2, 4, 3])
-    tx = cfg.make_optimizer()
-    steps = make_steps(cfg, tx, params, n_train=8, has_val=False)
-    s0 = init_state(params, tx, data_key=jax.random.key(1), dropout_key=jax.random.key(2), max_epochs=1,
-                    early=cfg.stopper().init())
+    train_step, _, s0, _ = _mlp_step(cfg, params)
     x = jnp.ones((4, 2)).at[3].set(jnp.nan)
-    s1, m = steps.train_step(s0, Batch(x, jnp.zeros(4, jnp.int32), jnp.arange(4) < 3))
+    s1, m = train_step(s0, Batch(x, jnp.zeros(4, jnp.int32), jnp.arange(4) < 3))
     w1 = np.asarray(s1.params[0]["w"])
     if check:
         assert int(s1.status) == 5 and int(s1.bad_leaf) >= 0 and int(s1.step) == 0
@@ -213,12 +215,13 @@ def test_run_folder_files(tmp_path):
     (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
     (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, inf\]; got 0"),
     (dict(patience=-1), ValueError, "patience must be an integer"),
-    (dict(monitor="acc"), ValueError, "monitor must be one of"),
+    (dict(monitor="acc"), ValueError, "monitor must name a recorded metric, train_<name> or val_<name>"),
+    (dict(monitor="val_f1"), ValueError, "mode must be 'min' or 'max' for monitor 'val_f1'"),
+    (dict(monitor_mode="up"), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
     (dict(dropout_mode="standard"), ValueError, "mode must be one of"),
     (dict(keep_prob=0.0), ValueError, r"keep_prob must be in \(0, 1\]"),
     (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of \['sgd', 'momentum', 'adam'\]"),
     (dict(hidden=(8, 0)), ValueError, r"hidden\[1\] must be an integer in \[1, inf\]; got 0"),
-    (dict(val_fraction=0.0), ValueError, "needs a validation set"),
     (dict(max_epochs=0), ValueError, "max_epochs must be an integer"),
     (dict(l2=-1e-3), ValueError, r"l2 must be in \[0, inf\]"),
 ])
@@ -233,8 +236,13 @@ def test_data_dependent_validation():
         fit(train, TrainConfig(batch_size=5000))
     with pytest.raises(ValueError, match="sizes must start with the data's 2 features and end with 3"):
         fit(train, TrainConfig(sizes=(3, 8, 3)))
-    with pytest.raises(ValueError, match="loss='binary' needs a data set with 2 classes; this one has 3"):
+    with pytest.raises(ValueError, match="loss='binary' needs training data with 2 classes; it has 3"):
         fit(train, TrainConfig(loss="binary"))
+    with pytest.raises(ValueError, match="early stopping on 'val_loss' needs a validation set"):
+        fit(train, TrainConfig(val_fraction=0.0))
+    with pytest.raises(ValueError, match=r"monitor must be one of the recorded metrics \['train_loss', "
+                                         r"'train_accuracy', 'val_loss', 'val_accuracy'\]; got 'val_r2'"):
+        fit(train, TrainConfig(monitor="val_r2"))
     with pytest.raises(TypeError, match="train must be a jnn.data.Dataset"):
         fit((train.x, train.y), TrainConfig())
     with pytest.raises(ValueError, match="split part 1 .* would be empty"):
@@ -256,9 +264,7 @@ def test_rbg_generator_is_deterministic_resumable_and_learns(tmp_path):
     assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
     three = fit(train, TrainConfig(**{**SMALL, "max_epochs": 40, "keep_prob": 0.8}))
     assert not np.array_equal(a.params[0]["w"], three.params[0]["w"])  # other random bits
-    from jnn.train.loop import _keys
-
-    rbg_keys, three_keys = _keys(0, "rbg"), _keys(0)
+    rbg_keys, three_keys = Keys.from_seed(0, "rbg"), Keys.from_seed(0)
     for i in (0, 3):  # the init and split streams do not depend on the generator choice
         np.testing.assert_array_equal(jax.random.key_data(rbg_keys[i]), jax.random.key_data(three_keys[i]))
     assert evaluate(a.params, test, cfg)["accuracy"] > 0.6

@@ -32,7 +32,8 @@ from jnn.mlp import mlp_task_for
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task, check_targets, check_task
 from jnn.train.config import TrainConfig, check_model_fields_unset
-from jnn.train.epoch import NOISE_UP_FRONT_MAX, EpochData, epoch_summary, make_run_epoch
+from jnn.train import epoch as epoch_module
+from jnn.train.epoch import EpochData, epoch_summary, make_run_epoch
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state
@@ -168,12 +169,17 @@ def epoch_arrays(fit_ds: Dataset, val_ds: Dataset | None, class_weight=None) -> 
 
 
 def build_epoch(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, has_val: bool, batch_sharding=None,
-                noise_up_front: int = NOISE_UP_FRONT_MAX, val_fn=None):
-    """``run_epoch(state, data) -> state`` of a run of ``ct`` under ``config``."""
+                noise_budget: int | None = None, val_fn=None):
+    """``run_epoch(state, data) -> state`` of a run of ``ct`` under ``config``.
+
+    ``noise_budget`` caps the noise an epoch draws up front (default
+    :data:`jnn.train.epoch.NOISE_UP_FRONT_MAX`; a sweep divides it among its members).
+    """
     step = make_train_step(ct, tx, check_finite=config.check_finite, max_steps=config.max_steps,
                            batch_sharding=batch_sharding)
     # Threefry bits are the same under vmap; rbg bits are not, and sharded batches draw per device.
-    up_front = noise_up_front if batch_sharding is None and config.prng_impl == "threefry2x32" else 0
+    budget = epoch_module.NOISE_UP_FRONT_MAX if noise_budget is None else noise_budget
+    up_front = budget if batch_sharding is None and config.prng_impl == "threefry2x32" else 0
     return make_run_epoch(ct, step, n_train=n_train, batch_size=config.batch_size, drop_last=config.drop_last,
                           max_epochs=config.max_epochs, early=config.stopper() if config.early_stopping else None,
                           loss_tol=config.loss_tol_stopper(), has_val=has_val, noise_up_front=up_front,
