@@ -155,3 +155,53 @@ def test_bad_mesh_and_settings():
         os.environ.update(env)
     with pytest.raises(ValueError, match="launch needs a command"):
         launch([], processes=2)
+
+
+_CUSTOM = textwrap.dedent("""
+    import os, sys
+    import jax, jax.numpy as jnp, numpy as np, jnn
+    from jnn.parallel import data_mesh
+    if "JNN_PROCESS_ID" in os.environ:
+        jnn.parallel.initialize()
+
+    def init(key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        return {"inp": {"w": jax.random.normal(k1, (2, 32)) * 0.5, "b": jnp.zeros(32)},
+                "block": {"w": jax.random.normal(k2, (32, 32)) * 0.1},
+                "out": {"w": jax.random.normal(k3, (32, 3)) * 0.1, "b": jnp.zeros(3)}}
+
+    def apply(p, x, *, key, train, hyper):
+        h = jnp.tanh(x @ p["inp"]["w"] + p["inp"]["b"])
+        r = jnp.tanh(h @ p["block"]["w"])
+        if train:
+            r = jnp.where(jax.random.bernoulli(key, hyper["keep_prob"], r.shape), r / hyper["keep_prob"], 0.0)
+        return (h + r) @ p["out"]["w"] + p["out"]["b"]
+
+    task = jnn.Task(init, apply, loss="softmax", hyper={"keep_prob": 0.8})
+    train, _ = jnn.datasets.load("spirals")
+    cfg = jnn.TrainConfig(batch_size=64, max_epochs=100, max_steps=60, learning_rate=0.05, patience=100)
+    res = jnn.fit(train, cfg, task=task, mesh=data_mesh() if sys.argv[1] != "one" else None)
+    if jax.process_index() == 0:
+        np.savez(sys.argv[2], *[np.asarray(jax.device_get(l)) for l in jax.tree.leaves(res.state.params)])
+    print("DONE", int(res.state.step), jax.process_count(), len(jax.devices()))
+""")
+
+
+def test_a_custom_model_trains_data_parallel_and_over_two_processes(tmp_path):
+    script = tmp_path / "custom.py"
+    script.write_text(_CUSTOM)
+    runs = {"one": ({}, [sys.executable, str(script), "one", str(tmp_path / "one.npz")]),
+            "eight": ({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+                      [sys.executable, str(script), "mesh", str(tmp_path / "eight.npz")]),
+            "two": ({}, JNN + ["launch", "--processes", "2", "--timeout", "200", "--", sys.executable, str(script),
+                               "mesh", str(tmp_path / "two.npz")])}
+    outs = {}
+    for name, (env, cmd) in runs.items():
+        code, outs[name] = _run(cmd, **env)
+        assert code == 0 and "DONE 60" in outs[name], (name, outs[name][-3000:])
+    assert "DONE 60 2 2" in outs["two"] and "DONE 60 1 8" in outs["eight"]
+    one = np.load(tmp_path / "one.npz")
+    for other in ("eight", "two"):
+        b = np.load(tmp_path / f"{other}.npz")
+        for k in one.files:
+            assert np.abs(one[k] - b[k]).max() <= 1e-6 * np.abs(one[k]).max(), (other, k)
