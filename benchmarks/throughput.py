@@ -101,8 +101,10 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
 
     def fresh_state():
         keys = jax.random.split(jax.random.key(seed), len(wl["sizes"]))
-        params = [(init(k, (a, b), jnp.float32), jnp.zeros((b,), jnp.float32))
-                  for k, a, b in zip(keys[1:], wl["sizes"][:-1], wl["sizes"][1:])]
+        params = [
+            (init(k, (a, b), jnp.float32), jnp.zeros((b,), jnp.float32))
+            for k, a, b in zip(keys[1:], wl["sizes"][:-1], wl["sizes"][1:])
+        ]
         return [params, opt.init(params), keys[0]]
 
     def train_step(params, opt_state, key, x, y):
@@ -132,7 +134,7 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
         p, s, k = state_a
         perm = rng.permutation(wl["x"].shape[0])
         for i in range(steps):
-            ib = perm[i * batch:(i + 1) * batch]
+            ib = perm[i * batch : (i + 1) * batch]
             p, s, k = step(p, s, k, wl["x"][ib], wl["y"][ib])
         jax.block_until_ready(p)
         state_a[:] = [p, s, k]
@@ -179,9 +181,20 @@ def cold_starts(workload: str, quick: bool, reps: int) -> dict:
 
 
 def jnn_config(wl: dict, epochs: int, **options) -> jnn.TrainConfig:
-    return jnn.TrainConfig(sizes=wl["sizes"], activation="relu", optimizer="sgd", learning_rate=wl["lr"],
-                           batch_size=wl["batch"], l2=1e-4, keep_prob=0.8, early_stopping=False, val_fraction=0.0,
-                           drop_last=True, max_epochs=epochs, **options)
+    return jnn.TrainConfig(
+        sizes=wl["sizes"],
+        activation="relu",
+        optimizer="sgd",
+        learning_rate=wl["lr"],
+        batch_size=wl["batch"],
+        l2=1e-4,
+        keep_prob=0.8,
+        early_stopping=False,
+        val_fraction=0.0,
+        drop_last=True,
+        max_epochs=epochs,
+        **options,
+    )
 
 
 def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
@@ -200,7 +213,7 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
         t0 = time.perf_counter()
         dot(a, b).block_until_ready()
         ts.append(time.perf_counter() - t0)
-    return 2.0 * n ** 3 / statistics.median(ts) / 1e9
+    return 2.0 * n**3 / statistics.median(ts) / 1e9
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,15 +242,23 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float, cold: dict) ->
                 for _ in range(e):
                     raw[label]()
                 per_epoch[label].append((time.perf_counter() - t0) / e)
-        print(f"  {name} round {r + 1}/{rounds}: " + ", ".join(f"{k} {samples / v[-1]:,.0f}/s"
-                                                            for k, v in per_epoch.items()), flush=True)
+        print(
+            f"  {name} round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {samples / v[-1]:,.0f}/s" for k, v in per_epoch.items()),
+            flush=True,
+        )
     steady = {k: statistics.median(v) for k, v in per_epoch.items()}
     flops = 6 * n_weights(wl["sizes"])
     out = {"samples_per_epoch": samples, "epochs_per_timing": e, "rounds": rounds, "stacks": {}}
     for k, t in steady.items():
         sps = samples / t
-        out["stacks"][k] = {"samples_per_s": sps, "gflops": sps * flops / 1e9, "fraction_of_peak": sps * flops / 1e9 / peak,
-                            "first_epoch_s": cold[k], "first_epoch_overhead_s": cold[k] - t}
+        out["stacks"][k] = {
+            "samples_per_s": sps,
+            "gflops": sps * flops / 1e9,
+            "fraction_of_peak": sps * flops / 1e9 / peak,
+            "first_epoch_s": cold[k],
+            "first_epoch_overhead_s": cold[k] - t,
+        }
     for label in fits:
         for ref in raw:
             ratios = [a / b for a, b in zip(per_epoch[ref], per_epoch[label])]
@@ -265,8 +286,10 @@ def bench_backprop(peak: float) -> dict:
                 jax.block_until_ready(f(params, key))
             times[k].append((time.perf_counter() - t0) / 10)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"ms_per_call": {k: v * 1e3 for k, v in med.items()},
-            "hand_over_grad_time": med["hand backprop (jit)"] / med["jax.grad (jit)"]}
+    return {
+        "ms_per_call": {k: v * 1e3 for k, v in med.items()},
+        "hand_over_grad_time": med["hand backprop (jit)"] / med["jax.grad (jit)"],
+    }
 
 
 def bench_eval(peak: float) -> dict:
@@ -286,22 +309,33 @@ def bench_eval(peak: float) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = [f"Date {res['date']}, {res['machine']}, jax {res['jax']}, float32 matmul peak "
-             f"{res['peak_gflops']:.1f} GFLOP/s (2048³ jnp.dot).", "",
-             "| workload | stack | samples/s | GFLOP/s | of peak | first epoch (s) | jnn.fit speed-up |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Date {res['date']}, {res['machine']}, jax {res['jax']}, float32 matmul peak "
+        f"{res['peak_gflops']:.1f} GFLOP/s (2048³ jnp.dot).",
+        "",
+        "| workload | stack | samples/s | GFLOP/s | of peak | first epoch (s) | jnn.fit speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, w in res["workloads"].items():
         for k, s in w["stacks"].items():
-            sp = ", ".join(f"{v:.2f}× vs {kk[len('speedup_vs_raw JAX '):].split(' (')[0]}"
-                           for kk, v in s.items() if kk.startswith("speedup_vs_"))
-            lines.append(f"| {name} | {k} | {s['samples_per_s']:,.0f} | {s['gflops']:.1f} | {s['fraction_of_peak']:.2f} | "
-                         f"{s['first_epoch_s']:.2f} | {sp} |")
+            sp = ", ".join(
+                f"{v:.2f}× vs {kk[len('speedup_vs_raw JAX ') :].split(' (')[0]}"
+                for kk, v in s.items()
+                if kk.startswith("speedup_vs_")
+            )
+            lines.append(
+                f"| {name} | {k} | {s['samples_per_s']:,.0f} | {s['gflops']:.1f} | {s['fraction_of_peak']:.2f} | "
+                f"{s['first_epoch_s']:.2f} | {sp} |"
+            )
     b = res["backprop"]
-    lines += ["", f"Hand-written vectorised backprop under jit: {b['ms_per_call']['hand backprop (jit)']:.2f} ms per "
-              f"call vs jax.grad {b['ms_per_call']['jax.grad (jit)']:.2f} ms (ratio {b['hand_over_grad_time']:.2f}; "
-              "784-1024-1024-10, batch 256, dropout, L2).",
-              f"Evaluation (forward, no dropout, 784-1024-1024-10): {res['eval']['samples_per_s']:,.0f} samples/s, "
-              f"{res['eval']['gflops']:.1f} GFLOP/s ({res['eval']['fraction_of_peak']:.2f} of peak)."]
+    lines += [
+        "",
+        f"Hand-written vectorised backprop under jit: {b['ms_per_call']['hand backprop (jit)']:.2f} ms per "
+        f"call vs jax.grad {b['ms_per_call']['jax.grad (jit)']:.2f} ms (ratio {b['hand_over_grad_time']:.2f}; "
+        "784-1024-1024-10, batch 256, dropout, L2).",
+        f"Evaluation (forward, no dropout, 784-1024-1024-10): {res['eval']['samples_per_s']:,.0f} samples/s, "
+        f"{res['eval']['gflops']:.1f} GFLOP/s ({res['eval']['fraction_of_peak']:.2f} of peak).",
+    ]
     return "\n".join(lines)
 
 
@@ -319,16 +353,24 @@ def main(argv=None) -> int:
         return 0
     names = [w for w in a.workloads.split(",") if w]
     if a.rounds < 1 or a.cold_reps < 1 or not names or any(n not in ("small", "large") for n in names):
-        print("throughput.py: error: --rounds and --cold-reps must be >= 1 and --workloads a subset of small,large",
-              file=sys.stderr)
+        print(
+            "throughput.py: error: --rounds and --cold-reps must be >= 1 and --workloads a subset of small,large",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.perf_counter()
     peak = matmul_peak(1024 if a.quick else 2048, 3 if a.quick else 7)
     print(f"float32 matmul peak: {peak:.1f} GFLOP/s", flush=True)
     wls = workloads(a.quick)
-    res = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-           f"{jax.device_count()} {jax.devices()[0].platform} device(s)", "jax": jax.__version__, "peak_gflops": peak,
-           "quick": a.quick, "workloads": {}}
+    res = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s)",
+        "jax": jax.__version__,
+        "peak_gflops": peak,
+        "quick": a.quick,
+        "workloads": {},
+    }
     for n in names:
         print(f"workload {n}: cold starts in fresh processes ...", flush=True)
         cold = cold_starts(n, a.quick, a.cold_reps)

@@ -24,9 +24,20 @@ from jnn.experiment import main as run_main
 from jnn.experiment import out_dir, train_config, write_results
 from jnn.train import evaluate, fit
 
-RECIPE = dict(hidden=[16, 16], activation="tanh", loss="binary", optimizer="sgd", learning_rate=0.3,
-              batch_size=32, l2=0.0, keep_prob=1.0, monitor="val_loss", patience=30, max_epochs=400,
-              val_fraction=0.1)
+RECIPE = dict(
+    hidden=[16, 16],
+    activation="tanh",
+    loss="binary",
+    optimizer="sgd",
+    learning_rate=0.3,
+    batch_size=32,
+    l2=0.0,
+    keep_prob=1.0,
+    monitor="val_loss",
+    patience=30,
+    max_epochs=400,
+    val_fraction=0.1,
+)
 DEFAULTS = {"out": "runs/binary_xor", "datasets": ["xor", "moons"], "max_epochs": 400, "seed": 0}
 
 
@@ -41,11 +52,17 @@ def run(config: dict) -> dict:
         cfg = train_config(RECIPE, max_epochs=config["max_epochs"], seed=config["seed"])
         r = fit(train, cfg)
         m = evaluate(r.params, test, cfg)
-        results["datasets"][name] = {"test_accuracy": m["accuracy"], "test_loss": m["loss"],
-                                     "epochs": int(r.state.epoch), "best_epoch": r.best_epoch + 1,
-                                     "stopped_by": r.stopped_by}
-        print(f"{name}: test accuracy {m['accuracy']:.4f} (BCE {m['loss']:.4f}) after {int(r.state.epoch)} epochs",
-              flush=True)
+        results["datasets"][name] = {
+            "test_accuracy": m["accuracy"],
+            "test_loss": m["loss"],
+            "epochs": int(r.state.epoch),
+            "best_epoch": r.best_epoch + 1,
+            "stopped_by": r.stopped_by,
+        }
+        print(
+            f"{name}: test accuracy {m['accuracy']:.4f} (BCE {m['loss']:.4f}) after {int(r.state.epoch)} epochs",
+            flush=True,
+        )
         _boundary(out / f"boundary_{name}.png", r.params, test, name, m["accuracy"])
     write_results(out, results)
     return results
@@ -72,8 +89,10 @@ def _boundary(path, params, test, name, acc):
 
 def summarize(results: dict) -> str:
     """Test accuracy per data set."""
-    return "; ".join(f"{k}: test accuracy {v['test_accuracy']:.4f} (BCE {v['test_loss']:.4f}, {v['epochs']} epochs)"
-                     for k, v in results["datasets"].items())
+    return "; ".join(
+        f"{k}: test accuracy {v['test_accuracy']:.4f} (BCE {v['test_loss']:.4f}, {v['epochs']} epochs)"
+        for k, v in results["datasets"].items()
+    )
 
 
 if __name__ == "__main__":

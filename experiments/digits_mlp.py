@@ -21,8 +21,19 @@ from jnn.experiment import accuracy_bars, out_dir, summarize_recipes, train_seed
 from jnn.experiment import main as run_main
 from jnn.plots import plot_history
 
-JNN = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=32, l2=1e-4,
-           keep_prob=0.8, monitor="val_loss", patience=30, max_epochs=300, val_fraction=0.1)
+JNN = dict(
+    hidden=[256, 256],
+    optimizer="momentum",
+    learning_rate=0.02,
+    momentum=0.9,
+    batch_size=32,
+    l2=1e-4,
+    keep_prob=0.8,
+    monitor="val_loss",
+    patience=30,
+    max_epochs=300,
+    val_fraction=0.1,
+)
 DEFAULTS = {"out": "runs/digits_mlp", "seeds": [0, 1, 2], "max_epochs": 300}
 
 
@@ -32,11 +43,16 @@ def run(config: dict) -> dict:
     train, test = datasets.load("digits", seed=0)
     summary, first = train_seeds("jnn", train, test, JNN, config["seeds"], max_epochs=config["max_epochs"])
     results = {"task": "digits", "target": 0.975, "recipes": {"jnn": summary}}
-    accuracy_bars(out / "accuracy.png", results, title="Digits MLP, test accuracy", lines={"target 0.975": 0.975},
-                  ylim=(0.9, 1.0))
-    plot_history(first.history, out / "curves.png", best_epoch=first.best_epoch,
-                 stop_epoch=int(first.state.epoch) if first.stopped_by == "early_stopping" else None,
-                 title=f"Digits, jnn recipe, seed {config['seeds'][0]}")
+    accuracy_bars(
+        out / "accuracy.png", results, title="Digits MLP, test accuracy", lines={"target 0.975": 0.975}, ylim=(0.9, 1.0)
+    )
+    plot_history(
+        first.history,
+        out / "curves.png",
+        best_epoch=first.best_epoch,
+        stop_epoch=int(first.state.epoch) if first.stopped_by == "early_stopping" else None,
+        title=f"Digits, jnn recipe, seed {config['seeds'][0]}",
+    )
     write_results(out, results)
     return results
 

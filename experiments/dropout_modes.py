@@ -31,10 +31,19 @@ from jnn import Dropout, datasets, forward, forward_cache
 from jnn.experiment import accuracy_bars, out_dir, summarize_recipes, train_seeds, write_results
 from jnn.experiment import main as run_main
 
-RECIPE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100, l2=0.0,
-              monitor="val_loss", patience=30, max_epochs=300, val_fraction=0.1)
-DEFAULTS = {"out": "runs/dropout_modes", "seeds": [0, 1, 2], "keep_prob": 0.7, "max_epochs": 300,
-            "mc_samples": 2000}
+RECIPE = dict(
+    hidden=[256, 256],
+    optimizer="momentum",
+    learning_rate=0.02,
+    momentum=0.9,
+    batch_size=100,
+    l2=0.0,
+    monitor="val_loss",
+    patience=30,
+    max_epochs=300,
+    val_fraction=0.1,
+)
+DEFAULTS = {"out": "runs/dropout_modes", "seeds": [0, 1, 2], "keep_prob": 0.7, "max_epochs": 300, "mc_samples": 2000}
 
 
 def _scale_outgoing(params, factor):
@@ -51,9 +60,14 @@ def _equivalence(params, mode, p, x, samples):
     mean, se = z2.mean(0), z2.std(0) / np.sqrt(samples)
     dev = jnp.abs(mean - z2_test)
     logit_dev = jnp.abs(draws[-1].mean(0) - test[-1])
-    return {"z2_within_3se": float(jnp.mean(dev <= 3 * se + 1e-6)), "z2_max_abs_dev": float(dev.max()),
-            "logits_mean_abs_dev": float(logit_dev.mean()), "logits_mean_abs": float(jnp.abs(test[-1]).mean()),
-            "mc_mean": np.asarray(mean).ravel(), "test_value": np.asarray(z2_test).ravel()}
+    return {
+        "z2_within_3se": float(jnp.mean(dev <= 3 * se + 1e-6)),
+        "z2_max_abs_dev": float(dev.max()),
+        "logits_mean_abs_dev": float(logit_dev.mean()),
+        "logits_mean_abs": float(jnp.abs(test[-1]).mean()),
+        "mc_mean": np.asarray(mean).ravel(),
+        "test_value": np.asarray(z2_test).ravel(),
+    }
 
 
 def run(config: dict) -> dict:
@@ -64,26 +78,40 @@ def run(config: dict) -> dict:
     results = {"keep_prob": p, "recipes": {}, "equivalence": {}}
     nets = {}
     for mode in ("inverted", "classic"):
-        results["recipes"][mode], first = train_seeds(mode, train, test, RECIPE, config["seeds"], keep_prob=p,
-                                                      dropout_mode=mode, max_epochs=config["max_epochs"])
+        results["recipes"][mode], first = train_seeds(
+            mode, train, test, RECIPE, config["seeds"], keep_prob=p, dropout_mode=mode, max_epochs=config["max_epochs"]
+        )
         nets[mode] = first.params
     x = jnp.asarray(test.x[:64])
     classic = nets["classic"]
     plain_scaled = forward(_scale_outgoing(classic, p), x)
-    eq = {"classic_test_vs_scaled_weights_max_abs": float(jnp.max(jnp.abs(
-        forward(classic, x, dropout=Dropout(p, "classic"), train=False) - plain_scaled)))}
+    eq = {
+        "classic_test_vs_scaled_weights_max_abs": float(
+            jnp.max(jnp.abs(forward(classic, x, dropout=Dropout(p, "classic"), train=False) - plain_scaled))
+        )
+    }
     inv_as_classic = _scale_outgoing(nets["inverted"], 1.0 / p)
-    eq["inverted_W_vs_classic_W_over_p_max_abs"] = float(jnp.max(jnp.abs(
-        forward(nets["inverted"], x, dropout=Dropout(p, "inverted"), train=False)
-        - forward(inv_as_classic, x, dropout=Dropout(p, "classic"), train=False))))
+    eq["inverted_W_vs_classic_W_over_p_max_abs"] = float(
+        jnp.max(
+            jnp.abs(
+                forward(nets["inverted"], x, dropout=Dropout(p, "inverted"), train=False)
+                - forward(inv_as_classic, x, dropout=Dropout(p, "classic"), train=False)
+            )
+        )
+    )
     scatter = {}
     for mode in ("inverted", "classic"):
         e = _equivalence(nets[mode], mode, p, x[:16], config["mc_samples"])
         scatter[mode] = (e.pop("mc_mean"), e.pop("test_value"))
         eq[mode] = e
     results["equivalence"] = eq
-    accuracy_bars(out / "accuracy.png", results, title=f"MNIST-1D, dropout keep_prob {p:g}: test accuracy",
-                  lines={"target 0.70": 0.70}, ylim=(0.5, 0.85))
+    accuracy_bars(
+        out / "accuracy.png",
+        results,
+        title=f"MNIST-1D, dropout keep_prob {p:g}: test accuracy",
+        lines={"target 0.70": 0.70},
+        ylim=(0.5, 0.85),
+    )
     _plot(out / "equivalence.png", scatter, config["mc_samples"])
     write_results(out, results)
     return results
@@ -112,13 +140,16 @@ def _plot(path, scatter, samples):
 def summarize(results: dict) -> str:
     """Accuracies of both modes and the three equivalence checks."""
     eq = results["equivalence"]
-    return (summarize_recipes(results) + "\n"
-            f"classic test forward vs outgoing weights × p: max |Δ logit| {eq['classic_test_vs_scaled_weights_max_abs']:.2e}; "
-            f"inverted(W) vs classic(W/p): {eq['inverted_W_vs_classic_W_over_p_max_abs']:.2e}; "
-            f"Monte-Carlo mean of z2 within 3 s.e. of the test value: inverted {eq['inverted']['z2_within_3se']:.3f}, "
-            f"classic {eq['classic']['z2_within_3se']:.3f}; logits (approximate rule): mean |Δ| "
-            f"{eq['inverted']['logits_mean_abs_dev']:.3f} / {eq['classic']['logits_mean_abs_dev']:.3f} "
-            f"vs mean |logit| {eq['inverted']['logits_mean_abs']:.2f} / {eq['classic']['logits_mean_abs']:.2f}")
+    return (
+        summarize_recipes(results) + "\n"
+        "classic test forward vs outgoing weights × p: max |Δ logit| "
+        f"{eq['classic_test_vs_scaled_weights_max_abs']:.2e}; "
+        f"inverted(W) vs classic(W/p): {eq['inverted_W_vs_classic_W_over_p_max_abs']:.2e}; "
+        f"Monte-Carlo mean of z2 within 3 s.e. of the test value: inverted {eq['inverted']['z2_within_3se']:.3f}, "
+        f"classic {eq['classic']['z2_within_3se']:.3f}; logits (approximate rule): mean |Δ| "
+        f"{eq['inverted']['logits_mean_abs_dev']:.3f} / {eq['classic']['logits_mean_abs_dev']:.3f} "
+        f"vs mean |logit| {eq['inverted']['logits_mean_abs']:.2f} / {eq['classic']['logits_mean_abs']:.2f}"
+    )
 
 
 if __name__ == "__main__":

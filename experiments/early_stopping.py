@@ -23,8 +23,18 @@ from jnn.experiment import out_dir, train_config, write_results
 from jnn.plots import plot_history
 from jnn.train import evaluate, fit
 
-RECIPE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.05, momentum=0.9, batch_size=100, l2=0.0,
-              keep_prob=1.0, monitor="val_loss", min_delta=0.0, val_fraction=0.1)
+RECIPE = dict(
+    hidden=[256, 256],
+    optimizer="momentum",
+    learning_rate=0.05,
+    momentum=0.9,
+    batch_size=100,
+    l2=0.0,
+    keep_prob=1.0,
+    monitor="val_loss",
+    min_delta=0.0,
+    val_fraction=0.1,
+)
 DEFAULTS = {"out": "runs/early_stopping", "patience": 15, "max_epochs": 150, "seed": 0}
 
 
@@ -36,38 +46,56 @@ def run(config: dict) -> dict:
     r = fit(train, cfg)
     full_cfg = train_config(RECIPE, early_stopping=False, max_epochs=config["max_epochs"], seed=config["seed"])
     full = fit(train, full_cfg)
-    acc_cfg = train_config(RECIPE, monitor="val_accuracy", patience=config["patience"],
-                           max_epochs=config["max_epochs"], seed=config["seed"])
+    acc_cfg = train_config(
+        RECIPE,
+        monitor="val_accuracy",
+        patience=config["patience"],
+        max_epochs=config["max_epochs"],
+        seed=config["seed"],
+    )
     by_acc = fit(train, acc_cfg)
     results = {
-        "patience": config["patience"], "stopped_by": r.stopped_by, "stop_epoch": int(r.state.epoch),
-        "best_epoch": r.best_epoch + 1, "best_val_loss": min(r.history["val_loss"]),
+        "patience": config["patience"],
+        "stopped_by": r.stopped_by,
+        "stop_epoch": int(r.state.epoch),
+        "best_epoch": r.best_epoch + 1,
+        "best_val_loss": min(r.history["val_loss"]),
         "test_accuracy_restored_best": evaluate(r.params, test, cfg)["accuracy"],
         "test_accuracy_at_stop": evaluate(r.state.params, test, cfg)["accuracy"],
         "test_accuracy_without_early_stopping": evaluate(full.params, test, full_cfg)["accuracy"],
         "epochs_without_early_stopping": int(full.state.epoch),
-        "val_accuracy_monitor": {"stop_epoch": int(by_acc.state.epoch), "best_epoch": by_acc.best_epoch + 1,
-                                 "test_accuracy_restored_best": evaluate(by_acc.params, test, acc_cfg)["accuracy"]},
-        "val_loss": r.history["val_loss"], "val_loss_without_early_stopping": full.history["val_loss"],
+        "val_accuracy_monitor": {
+            "stop_epoch": int(by_acc.state.epoch),
+            "best_epoch": by_acc.best_epoch + 1,
+            "test_accuracy_restored_best": evaluate(by_acc.params, test, acc_cfg)["accuracy"],
+        },
+        "val_loss": r.history["val_loss"],
+        "val_loss_without_early_stopping": full.history["val_loss"],
     }
-    plot_history(full.history, out / "early_stopping.png", best_epoch=r.best_epoch,
-                 stop_epoch=int(r.state.epoch) if r.stopped_by == "early_stopping" else None,
-                 title=f"MNIST-1D without regulariser, trained {int(full.state.epoch)} epochs; early stopping "
-                       f"(patience {config['patience']}) stops at {int(r.state.epoch)}")
+    plot_history(
+        full.history,
+        out / "early_stopping.png",
+        best_epoch=r.best_epoch,
+        stop_epoch=int(r.state.epoch) if r.stopped_by == "early_stopping" else None,
+        title=f"MNIST-1D without regulariser, trained {int(full.state.epoch)} epochs; early stopping "
+        f"(patience {config['patience']}) stops at {int(r.state.epoch)}",
+    )
     write_results(out, results)
     return results
 
 
 def summarize(results: dict) -> str:
     """Stop and best epochs and the three test accuracies."""
-    return (f"stopped by {results['stopped_by']} at epoch {results['stop_epoch']}, best epoch "
-            f"{results['best_epoch']} (val loss {results['best_val_loss']:.4f}); test accuracy with the restored "
-            f"best params {results['test_accuracy_restored_best']:.4f}, with the params at the stop "
-            f"{results['test_accuracy_at_stop']:.4f}, after {results['epochs_without_early_stopping']} epochs "
-            f"without early stopping {results['test_accuracy_without_early_stopping']:.4f}; monitoring val_accuracy "
-            f"instead: stop at {results['val_accuracy_monitor']['stop_epoch']}, best epoch "
-            f"{results['val_accuracy_monitor']['best_epoch']}, test accuracy "
-            f"{results['val_accuracy_monitor']['test_accuracy_restored_best']:.4f}")
+    return (
+        f"stopped by {results['stopped_by']} at epoch {results['stop_epoch']}, best epoch "
+        f"{results['best_epoch']} (val loss {results['best_val_loss']:.4f}); test accuracy with the restored "
+        f"best params {results['test_accuracy_restored_best']:.4f}, with the params at the stop "
+        f"{results['test_accuracy_at_stop']:.4f}, after {results['epochs_without_early_stopping']} epochs "
+        f"without early stopping {results['test_accuracy_without_early_stopping']:.4f}; monitoring val_accuracy "
+        f"instead: stop at {results['val_accuracy_monitor']['stop_epoch']}, best epoch "
+        f"{results['val_accuracy_monitor']['best_epoch']}, test accuracy "
+        f"{results['val_accuracy_monitor']['test_accuracy_restored_best']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ def _one(sizes, activation, dtype, seed):
     params = jnn.init_mlp(k_init, sizes, dtype=dtype)
     # Small random biases: with zero biases a relu unit whose inputs are all zero sits exactly on its kink
     # (z = b = 0), where the loss is not differentiable and the Taylor remainder is O(h) whatever the gradient.
-    params = [{"w": l["w"], "b": 0.1 * jax.random.normal(jax.random.fold_in(k_init, i), l["b"].shape, dtype)}
-              for i, l in enumerate(params)]
+    params = [
+        {"w": l["w"], "b": 0.1 * jax.random.normal(jax.random.fold_in(k_init, i), l["b"].shape, dtype)}
+        for i, l in enumerate(params)
+    ]
     x = jax.random.normal(k_x, (32, sizes[0]), dtype)
     y = jax.random.randint(k_y, (32,), 0, sizes[-1])
     kw = dict(loss="softmax", activation=activation, l2=1e-3, dropout=jnn.Dropout(0.8), key=k_drop, train=True)
@@ -40,8 +42,7 @@ def _one(sizes, activation, dtype, seed):
     report = jnn.compare_grads(ref, hand)
     order = None
     if dtype == "float64":
-        order = jnn.taylor_test(lambda p: jnn.regularized_loss(p, x, y, **kw), params, hand, key=k_dir,
-                               h0=1e-3).order
+        order = jnn.taylor_test(lambda p: jnn.regularized_loss(p, x, y, **kw), params, hand, key=k_dir, h0=1e-3).order
     return report.max_rel_err, report.max_abs_err, order
 
 
@@ -64,18 +65,30 @@ def run(config: dict) -> dict:
         rel32, abs32, _ = _one(sizes, act, "float32", config["seed"])
         with jnn.float64_mode():
             rel64, abs64, order = _one(sizes, act, "float64", config["seed"])
-        row.update(rel_err_float32=rel32, abs_err_float32=abs32, rel_err_float64=rel64, abs_err_float64=abs64,
-                   taylor_order_float64=order)
+        row.update(
+            rel_err_float32=rel32,
+            abs_err_float32=abs32,
+            rel_err_float64=rel64,
+            abs_err_float64=abs64,
+            taylor_order_float64=order,
+        )
         rows.append(row)
-        print(f"[{i}/{len(grid)}] depth={depth} width={width:<4d} {act:<8s} rel err f32={rel32:.2e} "
-              f"f64={rel64:.2e} taylor order={order:.3f}", flush=True)
+        print(
+            f"[{i}/{len(grid)}] depth={depth} width={width:<4d} {act:<8s} rel err f32={rel32:.2e} "
+            f"f64={rel64:.2e} taylor order={order:.3f}",
+            flush=True,
+        )
     summary = {
         "max_rel_err_float32": max(r["rel_err_float32"] for r in rows),
         "max_rel_err_float64": max(r["rel_err_float64"] for r in rows),
-        "taylor_order_range": [min(r["taylor_order_float64"] for r in rows),
-                               max(r["taylor_order_float64"] for r in rows)],
-        "configs": len(rows), "seconds": round(time.perf_counter() - t0, 2),
-        "jax": jax.__version__, "device": str(jax.devices()[0]),
+        "taylor_order_range": [
+            min(r["taylor_order_float64"] for r in rows),
+            max(r["taylor_order_float64"] for r in rows),
+        ],
+        "configs": len(rows),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
     }
     out = config["out"]
     os.makedirs(out, exist_ok=True)
@@ -119,8 +132,13 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
-        config = {"depths": [int(v) for v in a.depths.split(",")], "widths": [int(v) for v in a.widths.split(",")],
-                  "activations": a.activations.split(","), "seed": a.seed, "out": a.out}
+        config = {
+            "depths": [int(v) for v in a.depths.split(",")],
+            "widths": [int(v) for v in a.widths.split(",")],
+            "activations": a.activations.split(","),
+            "seed": a.seed,
+            "out": a.out,
+        }
         for act in config["activations"]:
             jnn.get_activation(act)
         if min(config["depths"]) < 1 or min(config["widths"]) < 1:
@@ -130,9 +148,11 @@ def main(argv=None) -> int:
         return 2
     res = run(config)
     s = res["summary"]
-    print(f"max rel err: float32 {s['max_rel_err_float32']:.2e}, float64 {s['max_rel_err_float64']:.2e}; "
-          f"Taylor order in [{s['taylor_order_range'][0]:.3f}, {s['taylor_order_range'][1]:.3f}]; "
-          f"{s['configs']} configs in {s['seconds']} s -> {config['out']}/results.json")
+    print(
+        f"max rel err: float32 {s['max_rel_err_float32']:.2e}, float64 {s['max_rel_err_float64']:.2e}; "
+        f"Taylor order in [{s['taylor_order_range'][0]:.3f}, {s['taylor_order_range'][1]:.3f}]; "
+        f"{s['configs']} configs in {s['seconds']} s -> {config['out']}/results.json"
+    )
     return 0
 
 

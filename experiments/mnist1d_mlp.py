@@ -24,13 +24,39 @@ from jnn.experiment import accuracy_bars, out_dir, summarize_recipes, train_seed
 from jnn.experiment import main as run_main
 from jnn.plots import plot_history
 
-REFERENCE = dict(hidden=[100, 100], optimizer="adam", learning_rate=1e-2, batch_size=100, l2=0.0, keep_prob=1.0,
-                 early_stopping=False, val_fraction=0.0, max_epochs=200, max_steps=8000)
-JNN = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100, l2=1e-4,
-           keep_prob=0.7, dropout_mode="inverted", monitor="val_loss", patience=30, max_epochs=300,
-           val_fraction=0.1)
-DEFAULTS = {"out": "runs/mnist1d_mlp", "seeds": [0, 1, 2], "recipes": ["reference", "jnn"],
-            "max_epochs": 300, "ref_steps": 8000}
+REFERENCE = dict(
+    hidden=[100, 100],
+    optimizer="adam",
+    learning_rate=1e-2,
+    batch_size=100,
+    l2=0.0,
+    keep_prob=1.0,
+    early_stopping=False,
+    val_fraction=0.0,
+    max_epochs=200,
+    max_steps=8000,
+)
+JNN = dict(
+    hidden=[256, 256],
+    optimizer="momentum",
+    learning_rate=0.02,
+    momentum=0.9,
+    batch_size=100,
+    l2=1e-4,
+    keep_prob=0.7,
+    dropout_mode="inverted",
+    monitor="val_loss",
+    patience=30,
+    max_epochs=300,
+    val_fraction=0.1,
+)
+DEFAULTS = {
+    "out": "runs/mnist1d_mlp",
+    "seeds": [0, 1, 2],
+    "recipes": ["reference", "jnn"],
+    "max_epochs": 300,
+    "ref_steps": 8000,
+}
 RECIPES = {"reference": REFERENCE, "jnn": JNN}
 
 
@@ -50,12 +76,21 @@ def run(config: dict) -> dict:
             overrides = dict(max_epochs=config["max_epochs"])
         results["recipes"][name], first = train_seeds(name, train, test, RECIPES[name], config["seeds"], **overrides)
         curves = first if name == "jnn" else curves
-    accuracy_bars(out / "accuracy.png", results, title="MNIST-1D MLP, test accuracy",
-                  lines={"target 0.70": 0.70, "paper MLP 0.68": 0.68}, ylim=(0.5, 0.85))
+    accuracy_bars(
+        out / "accuracy.png",
+        results,
+        title="MNIST-1D MLP, test accuracy",
+        lines={"target 0.70": 0.70, "paper MLP 0.68": 0.68},
+        ylim=(0.5, 0.85),
+    )
     if curves is not None:
-        plot_history(curves.history, out / "curves.png", best_epoch=curves.best_epoch,
-                     stop_epoch=int(curves.state.epoch) if curves.stopped_by == "early_stopping" else None,
-                     title="MNIST-1D, jnn recipe, seed " + str(config["seeds"][0]))
+        plot_history(
+            curves.history,
+            out / "curves.png",
+            best_epoch=curves.best_epoch,
+            stop_epoch=int(curves.state.epoch) if curves.stopped_by == "early_stopping" else None,
+            title="MNIST-1D, jnn recipe, seed " + str(config["seeds"][0]),
+        )
     write_results(out, results)
     return results
 

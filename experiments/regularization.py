@@ -23,20 +23,36 @@ from jnn.experiment import main as run_main
 from jnn.experiment import out_dir, train_config, write_results
 from jnn.train import evaluate, fit, prepare_data
 
-BASE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100,
-            early_stopping=False, val_fraction=0.1, l2=0.0, keep_prob=1.0)
-DEFAULTS = {"out": "runs/regularization", "epochs": 150, "lambdas": [0.0, 1e-4, 1e-3, 3e-3, 1e-2],
-            "keep_probs": [1.0, 0.9, 0.8, 0.7, 0.5], "seed": 0}
+BASE = dict(
+    hidden=[256, 256],
+    optimizer="momentum",
+    learning_rate=0.02,
+    momentum=0.9,
+    batch_size=100,
+    early_stopping=False,
+    val_fraction=0.1,
+    l2=0.0,
+    keep_prob=1.0,
+)
+DEFAULTS = {
+    "out": "runs/regularization",
+    "epochs": 150,
+    "lambdas": [0.0, 1e-4, 1e-3, 3e-3, 1e-2],
+    "keep_probs": [1.0, 0.9, 0.8, 0.7, 0.5],
+    "seed": 0,
+}
 
 
 def _one(train, test, **fields) -> dict:
     cfg = train_config(BASE, **fields)
     r = fit(train, cfg)
     fit_ds, val_ds = prepare_data(train, cfg)
-    row = {"train_accuracy": evaluate(r.params, fit_ds, cfg)["accuracy"],
-           "val_accuracy": evaluate(r.params, val_ds, cfg)["accuracy"],
-           "test_accuracy": evaluate(r.params, test, cfg)["accuracy"],
-           "weight_norm_sq": float(sum(jnp.sum(l["w"] ** 2) for l in r.params))}
+    row = {
+        "train_accuracy": evaluate(r.params, fit_ds, cfg)["accuracy"],
+        "val_accuracy": evaluate(r.params, val_ds, cfg)["accuracy"],
+        "test_accuracy": evaluate(r.params, test, cfg)["accuracy"],
+        "weight_norm_sq": float(sum(jnp.sum(l["w"] ** 2) for l in r.params)),
+    }
     row["gap"] = row["train_accuracy"] - row["val_accuracy"]
     return row
 
@@ -50,13 +66,19 @@ def run(config: dict) -> dict:
     for lam in config["lambdas"]:
         row = {"l2": lam, **_one(train, test, l2=lam, **common)}
         results["l2"].append(row)
-        print(f"l2={lam:<7g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
-              f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f} |W|^2 {row['weight_norm_sq']:.1f}", flush=True)
+        print(
+            f"l2={lam:<7g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
+            f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f} |W|^2 {row['weight_norm_sq']:.1f}",
+            flush=True,
+        )
     for p in config["keep_probs"]:
         row = {"keep_prob": p, **_one(train, test, keep_prob=p, **common)}
         results["keep_prob"].append(row)
-        print(f"keep_prob={p:<4g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
-              f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f}", flush=True)
+        print(
+            f"keep_prob={p:<4g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
+            f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f}",
+            flush=True,
+        )
     norms = [r["weight_norm_sq"] for r in results["l2"]]
     results["norm_decreasing"] = all(a > b for a, b in zip(norms, norms[1:]))
     gaps_l2 = [r["gap"] for r in results["l2"]]
@@ -76,8 +98,9 @@ def _plot(out, results):
     xs = list(range(len(lams)))
     for key, label in (("train_accuracy", "training"), ("val_accuracy", "validation"), ("test_accuracy", "test")):
         axes[0].plot(xs, [r[key] for r in results["l2"]], "o-", label=label)
-        axes[1].plot([r["keep_prob"] for r in results["keep_prob"]], [r[key] for r in results["keep_prob"]], "o-",
-                     label=label)
+        axes[1].plot(
+            [r["keep_prob"] for r in results["keep_prob"]], [r[key] for r in results["keep_prob"]], "o-", label=label
+        )
     axes[0].set_xticks(xs, [f"{v:g}" for v in lams])
     axes[0].set_xlabel("λ (L2 strength; no dropout)")
     axes[1].set_xlabel("keep_prob p (no L2)")
@@ -104,9 +127,11 @@ def _plot(out, results):
 def summarize(results: dict) -> str:
     """The gaps at both ends of each sweep and the norm check."""
     l2, kp = results["l2"], results["keep_prob"]
-    return (f"gap train-val: λ={l2[0]['l2']:g} {l2[0]['gap']:+.4f} -> λ={l2[-1]['l2']:g} {l2[-1]['gap']:+.4f}; "
-            f"p={kp[0]['keep_prob']:g} {kp[0]['gap']:+.4f} -> p={kp[-1]['keep_prob']:g} {kp[-1]['gap']:+.4f}; "
-            f"|W|^2 decreasing in λ: {results['norm_decreasing']}")
+    return (
+        f"gap train-val: λ={l2[0]['l2']:g} {l2[0]['gap']:+.4f} -> λ={l2[-1]['l2']:g} {l2[-1]['gap']:+.4f}; "
+        f"p={kp[0]['keep_prob']:g} {kp[0]['gap']:+.4f} -> p={kp[-1]['keep_prob']:g} {kp[-1]['gap']:+.4f}; "
+        f"|W|^2 decreasing in λ: {results['norm_decreasing']}"
+    )
 
 
 if __name__ == "__main__":

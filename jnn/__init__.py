@@ -5,30 +5,81 @@ The public API, re-exported by name. Parameters are plain pytrees (the built-in 
 PRNG key explicitly.
 """
 
+from jnn import checkpoint, datasets, metrics
 from jnn.activations import ACTIVATIONS, Activation, get_activation
 from jnn.backprop import backprop, node_backprop
-from jnn.dropout import Dropout
-from jnn.gradcheck import (GradReport, LeafReport, TaylorResult, compare_grads, finite_difference_grad,
-                           float64_mode, taylor_test)
-from jnn.init import SCHEMES, init_mlp
-from jnn.losses import (LOSSES, binary_cross_entropy, l2_penalty, mean_squared_error, multilabel_cross_entropy,
-                        per_example_loss, regularized_loss, softmax_cross_entropy)
-from jnn.model import ForwardCache, forward, forward_cache
-from jnn import checkpoint, datasets, metrics
-from jnn.mlp import mlp_task
-from jnn.task import Task
 from jnn.data import Dataset, epoch_batches, split
+from jnn.dropout import Dropout
+from jnn.gradcheck import (
+    GradReport,
+    LeafReport,
+    TaylorResult,
+    compare_grads,
+    finite_difference_grad,
+    float64_mode,
+    taylor_test,
+)
 from jnn.history import History
+from jnn.init import SCHEMES, init_mlp
+from jnn.losses import (
+    LOSSES,
+    binary_cross_entropy,
+    l2_penalty,
+    mean_squared_error,
+    multilabel_cross_entropy,
+    per_example_loss,
+    regularized_loss,
+    softmax_cross_entropy,
+)
+from jnn.mlp import mlp_task
+from jnn.model import ForwardCache, forward, forward_cache
+from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dataset", "EarlyStopping", "FitResult", "History", "Keys", "Task", "TrainConfig", "TrainState", "checkpoint",
-    "datasets", "epoch_batches", "evaluate", "fit", "metrics", "mlp_task", "split", "LOSSES", "mean_squared_error",
+    "Dataset",
+    "EarlyStopping",
+    "FitResult",
+    "History",
+    "Keys",
+    "Task",
+    "TrainConfig",
+    "TrainState",
+    "checkpoint",
+    "datasets",
+    "epoch_batches",
+    "evaluate",
+    "fit",
+    "metrics",
+    "mlp_task",
+    "split",
+    "LOSSES",
+    "mean_squared_error",
     "multilabel_cross_entropy",
-    "ACTIVATIONS", "Activation", "Dropout", "ForwardCache", "GradReport", "LeafReport", "SCHEMES", "TaylorResult",
-    "backprop", "binary_cross_entropy", "compare_grads", "finite_difference_grad", "float64_mode", "forward",
-    "forward_cache", "get_activation", "init_mlp", "l2_penalty", "node_backprop", "per_example_loss",
-    "regularized_loss", "softmax_cross_entropy", "taylor_test", "__version__",
+    "ACTIVATIONS",
+    "Activation",
+    "Dropout",
+    "ForwardCache",
+    "GradReport",
+    "LeafReport",
+    "SCHEMES",
+    "TaylorResult",
+    "backprop",
+    "binary_cross_entropy",
+    "compare_grads",
+    "finite_difference_grad",
+    "float64_mode",
+    "forward",
+    "forward_cache",
+    "get_activation",
+    "init_mlp",
+    "l2_penalty",
+    "node_backprop",
+    "per_example_loss",
+    "regularized_loss",
+    "softmax_cross_entropy",
+    "taylor_test",
+    "__version__",
 ]

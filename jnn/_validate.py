@@ -24,18 +24,32 @@ def is_concrete(x: Any) -> bool:
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """Check that ``value`` is one of the strings in ``choices``; return it."""
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {value!r} of type {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a string, one of {list(choices)}; got {value!r} of type {type(value).__name__}"
+        )
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value
 
 
-def check_real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = False, hint: str = "") -> float:
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> float:
     """Check that ``value`` is a finite real number in the given interval; return it as a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0 and is_concrete(value) \
-                and np.issubdtype(np.asarray(value).dtype, np.number):
+        if (
+            isinstance(value, (np.ndarray, jax.Array))
+            and np.ndim(value) == 0
+            and is_concrete(value)
+            and np.issubdtype(np.asarray(value).dtype, np.number)
+        ):
             value = float(value)
         else:
             raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}")
@@ -72,7 +86,9 @@ def check_sizes(sizes: Any) -> tuple[int, ...]:
         raise ValueError(f"sizes must have at least two entries (input and output width); got {list(sizes)}")
     for i, s in enumerate(sizes):
         if isinstance(s, bool) or not isinstance(s, numbers.Integral):
-            raise TypeError(f"sizes[{i}] must be a positive int; got {s!r} of type {type(s).__name__} in sizes={list(sizes)}")
+            raise TypeError(
+                f"sizes[{i}] must be a positive int; got {s!r} of type {type(s).__name__} in sizes={list(sizes)}"
+            )
         if s < 1:
             raise ValueError(f"sizes[{i}] must be a positive int; got {s} in sizes={list(sizes)}")
     return tuple(int(s) for s in sizes)
@@ -94,8 +110,10 @@ def check_float_array(name: str, x: Any, *, min_ndim: int = 1) -> jax.Array | np
     """Check that ``x`` is a floating-point array with at least ``min_ndim`` dims; finite if concrete."""
     x = as_array(name, x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be a floating-point array (float32 or float64); got dtype {x.dtype}. "
-                        f"Convert it with {name}.astype('float32')")
+        raise TypeError(
+            f"{name} must be a floating-point array (float32 or float64); got dtype {x.dtype}. "
+            f"Convert it with {name}.astype('float32')"
+        )
     if x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s); got shape {tuple(x.shape)}")
     if is_concrete(x) and x.size and not bool(np.all(np.isfinite(np.asarray(x)))):
@@ -111,15 +129,19 @@ def check_key(name: str, key: Any) -> Any:
             return key
         if key.dtype == np.uint32 and key.shape == (2,):
             return key
-    raise TypeError(f"{name} must be a PRNG key from jax.random.key(seed) (or jax.random.PRNGKey(seed)); "
-                    f"got {type(key).__name__}{getattr(key, 'shape', '')}")
+    raise TypeError(
+        f"{name} must be a PRNG key from jax.random.key(seed) (or jax.random.PRNGKey(seed)); "
+        f"got {type(key).__name__}{getattr(key, 'shape', '')}"
+    )
 
 
 def check_params(params: Any, name: str = "params") -> None:
     """Check the parameter pytree: a non-empty list of ``{"w": [d_in, d_out], "b": [d_out]}`` that chain."""
     if not isinstance(params, (list, tuple)) or len(params) == 0:
-        raise TypeError(f"{name} must be a non-empty list of {{'w', 'b'}} dicts as returned by init_mlp; "
-                        f"got {type(params).__name__}")
+        raise TypeError(
+            f"{name} must be a non-empty list of {{'w', 'b'}} dicts as returned by init_mlp; "
+            f"got {type(params).__name__}"
+        )
     prev = None
     for i, layer in enumerate(params):
         if not isinstance(layer, dict) or set(layer) != {"w", "b"}:
@@ -128,12 +150,15 @@ def check_params(params: Any, name: str = "params") -> None:
         w, b = layer["w"], layer["b"]
         for leaf, arr in (("w", w), ("b", b)):
             if not hasattr(arr, "dtype") or not jnp.issubdtype(arr.dtype, jnp.floating):
-                raise TypeError(f"{name}[{i}]['{leaf}'] must be a floating-point array; "
-                                f"got {getattr(arr, 'dtype', type(arr).__name__)}")
+                raise TypeError(
+                    f"{name}[{i}]['{leaf}'] must be a floating-point array; "
+                    f"got {getattr(arr, 'dtype', type(arr).__name__)}"
+                )
         if w.ndim != 2 or b.ndim != 1 or b.shape[0] != w.shape[1]:
-            raise ValueError(f"{name}[{i}] must have w of shape [d_in, d_out] and b of shape [d_out]; "
-                             f"got w {tuple(w.shape)} and b {tuple(b.shape)}")
+            raise ValueError(
+                f"{name}[{i}] must have w of shape [d_in, d_out] and b of shape [d_out]; "
+                f"got w {tuple(w.shape)} and b {tuple(b.shape)}"
+            )
         if prev is not None and w.shape[0] != prev:
-            raise ValueError(f"{name}[{i}]['w'] has {w.shape[0]} input rows but the previous layer has "
-                             f"{prev} outputs")
+            raise ValueError(f"{name}[{i}]['w'] has {w.shape[0]} input rows but the previous layer has {prev} outputs")
         prev = w.shape[1]

@@ -76,13 +76,17 @@ def _softplus_d(z, a):
 
 
 def _leaky_relu(z):
-    return np.where(np.asarray(z) > 0, z, LEAKY_SLOPE * np.asarray(z)) if _np(z) \
-        else jnp.where(z > 0, z, LEAKY_SLOPE * z)
+    return (
+        np.where(np.asarray(z) > 0, z, LEAKY_SLOPE * np.asarray(z)) if _np(z) else jnp.where(z > 0, z, LEAKY_SLOPE * z)
+    )
 
 
 def _leaky_relu_d(z, a):
-    return np.where(np.asarray(z) > 0, 1.0, LEAKY_SLOPE) if _np(z) \
+    return (
+        np.where(np.asarray(z) > 0, 1.0, LEAKY_SLOPE)
+        if _np(z)
         else jnp.where(z > 0, jnp.ones_like(z), jnp.full_like(z, LEAKY_SLOPE))
+    )
 
 
 #: name -> Activation(fn, deriv, formula). g′ sits beside g.
@@ -94,7 +98,9 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("tanh", _tanh, _tanh_d, "g = tanh z;                g' = 1 - a^2"),
         Activation("identity", _identity, _identity_d, "g = z;                     g' = 1"),
         Activation("softplus", _softplus, _softplus_d, "g = log(1+e^z);            g' = sigmoid(z)"),
-        Activation("leaky_relu", _leaky_relu, _leaky_relu_d, f"g = z if z>0 else {LEAKY_SLOPE}z;  g' = 1 or {LEAKY_SLOPE}"),
+        Activation(
+            "leaky_relu", _leaky_relu, _leaky_relu_d, f"g = z if z>0 else {LEAKY_SLOPE}z;  g' = 1 or {LEAKY_SLOPE}"
+        ),
     )
 }
 

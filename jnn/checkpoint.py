@@ -97,9 +97,15 @@ def save(path, state, *, meta: dict | None = None) -> Path:
         key = _is_key(leaf)
         arr = np.asarray(arr)
         arrays[f"leaf_{i:05d}"] = arr
-        entries.append({"path": p, "dtype": arr.dtype.str, "shape": list(arr.shape),
-                        "key_impl": str(jax.random.key_impl(leaf)) if key else None,
-                        "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()})
+        entries.append(
+            {
+                "path": p,
+                "dtype": arr.dtype.str,
+                "shape": list(arr.shape),
+                "key_impl": str(jax.random.key_impl(leaf)) if key else None,
+                "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest(),
+            }
+        )
     header = {"format": FORMAT, "jnn_version": jnn.__version__, "meta": meta or {}, "leaves": entries}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{path.name}"
@@ -143,8 +149,9 @@ def _read_leaf(z, i: int, entry: dict, path) -> np.ndarray:
     try:
         arr = z[f"leaf_{i:05d}"]
     except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"checkpoint {str(path)!r}: leaf {entry['path']} cannot be read (truncated or corrupt?): "
-                         f"{err}") from None
+        raise ValueError(
+            f"checkpoint {str(path)!r}: leaf {entry['path']} cannot be read (truncated or corrupt?): {err}"
+        ) from None
     if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != entry["sha256"]:
         raise ValueError(f"checkpoint {str(path)!r}: leaf {entry['path']} fails its checksum (the file is corrupt)")
     return arr
@@ -159,8 +166,9 @@ def _open(path):
         try:
             z = np.load(fh, allow_pickle=False)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-            raise ValueError(f"checkpoint {str(path)!r} is not a readable jnn checkpoint (truncated or corrupt?): "
-                             f"{err}") from None
+            raise ValueError(
+                f"checkpoint {str(path)!r} is not a readable jnn checkpoint (truncated or corrupt?): {err}"
+            ) from None
         with z:
             yield z
 
@@ -194,8 +202,9 @@ def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = ()) ->
         raise ValueError(f"{what} is from another run; differences: " + "; ".join(diffs))
 
 
-def restore(path, template, *, expect: dict | None = None, allow_other_version: bool = False,
-            allow_changes: tuple = ()):
+def restore(
+    path, template, *, expect: dict | None = None, allow_other_version: bool = False, allow_changes: tuple = ()
+):
     """Load a checkpoint into the structure of ``template``, bitwise.
 
     Args:
@@ -218,8 +227,10 @@ def restore(path, template, *, expect: dict | None = None, allow_other_version: 
     with _open(path) as z:
         header = _header(z, path)
         if not allow_other_version and header.get("jnn_version") != jnn.__version__:
-            raise ValueError(f"checkpoint {str(path)!r} was written by jnn {header.get('jnn_version')}; this is jnn "
-                             f"{jnn.__version__}. Pass allow_other_version=True to load it anyway")
+            raise ValueError(
+                f"checkpoint {str(path)!r} was written by jnn {header.get('jnn_version')}; this is jnn "
+                f"{jnn.__version__}. Pass allow_other_version=True to load it anyway"
+            )
         if expect is not None:
             check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}", allow=allow_changes)
         entries = header["leaves"]
@@ -228,15 +239,19 @@ def restore(path, template, *, expect: dict | None = None, allow_other_version: 
         if stored_paths != want_paths:
             missing = sorted(set(want_paths) - set(stored_paths))[:5]
             extra = sorted(set(stored_paths) - set(want_paths))[:5]
-            raise ValueError(f"checkpoint {str(path)!r} has another state structure ({len(stored_paths)} leaves, "
-                             f"expected {len(want_paths)}); missing {missing}, unexpected {extra}")
+            raise ValueError(
+                f"checkpoint {str(path)!r} has another state structure ({len(stored_paths)} leaves, "
+                f"expected {len(want_paths)}); missing {missing}, unexpected {extra}"
+            )
         out = []
         for i, ((p, t), e) in enumerate(zip(t_leaves, entries)):
             tarr = jax.random.key_data(t) if _is_key(t) else t
             want = (np.dtype(tarr.dtype).str, list(np.shape(tarr)))
             if (e["dtype"], e["shape"]) != want:
-                raise ValueError(f"checkpoint {str(path)!r}: leaf {p} is {e['dtype']}{e['shape']}, expected "
-                                 f"{want[0]}{want[1]} (another architecture or dtype?)")
+                raise ValueError(
+                    f"checkpoint {str(path)!r}: leaf {p} is {e['dtype']}{e['shape']}, expected "
+                    f"{want[0]}{want[1]} (another architecture or dtype?)"
+                )
             arr = _read_leaf(z, i, e, path)
             if e["key_impl"] is not None:
                 out.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(t)))

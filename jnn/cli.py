@@ -46,9 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    g = sub.add_parser("gradcheck", help="compare hand-written backprop with jax.grad, per leaf",
-                       description="Compare the vectorised hand-written backprop (and the node-level one for "
-                                   "small nets) with jax.grad on random data; exit 1 on a mismatch.")
+    g = sub.add_parser(
+        "gradcheck",
+        help="compare hand-written backprop with jax.grad, per leaf",
+        description="Compare the vectorised hand-written backprop (and the node-level one for "
+        "small nets) with jax.grad on random data; exit 1 on a mismatch.",
+    )
     g.add_argument("--sizes", type=_int_list, default=[40, 32, 32, 10], help="layer widths (default 40,32,32,10)")
     g.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
     g.add_argument("--loss", default="softmax", choices=list(LOSSES))
@@ -61,26 +64,43 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=16, help="examples in the random batch (default 16)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--rtol", type=float, default=None, help="default 1e-10 (float64) or 1e-5 (float32)")
-    g.add_argument("--atol", type=float, default=None,
-                   help="absolute floor, times max|grad|; default 1e-13 (float64) or 1e-6 (float32)")
-    g.add_argument("--node-limit", type=int, default=3000,
-                   help="run the node-level reference only for nets with at most this many params (default 3000)")
+    g.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="absolute floor, times max|grad|; default 1e-13 (float64) or 1e-6 (float32)",
+    )
+    g.add_argument(
+        "--node-limit",
+        type=int,
+        default=3000,
+        help="run the node-level reference only for nets with at most this many params (default 3000)",
+    )
     g.add_argument("--json", default=None, help="also write the reports to this JSON file")
 
-    t = sub.add_parser("train", help="train an MLP with minibatch SGD and early stopping",
-                       description="Train a feed-forward network. Values come from the defaults, then the "
-                                   "--config TOML file, then the flags.")
+    t = sub.add_parser(
+        "train",
+        help="train an MLP with minibatch SGD and early stopping",
+        description="Train a feed-forward network. Values come from the defaults, then the "
+        "--config TOML file, then the flags.",
+    )
     _add_config_flags(t)
     t.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<time>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    t.add_argument("--data-parallel", action="store_true",
-                   help="shard each batch over all devices (all processes' devices under jnn launch)")
+    t.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="shard each batch over all devices (all processes' devices under jnn launch)",
+    )
 
-    sw = sub.add_parser("sweep", help="train many members (seeds, learning rates, λ, keep_prob) at once",
-                        description="Train one member per value of the sweep axes under jax.vmap, in one compile. "
-                                    "Axes zip (equal lengths) unless --grid asks for their Cartesian product; the "
-                                    "other flags set the shared config.")
+    sw = sub.add_parser(
+        "sweep",
+        help="train many members (seeds, learning rates, λ, keep_prob) at once",
+        description="Train one member per value of the sweep axes under jax.vmap, in one compile. "
+        "Axes zip (equal lengths) unless --grid asks for their Cartesian product; the "
+        "other flags set the shared config.",
+    )
     _add_config_flags(sw)
     sw.add_argument("--seeds", type=_int_list, default=None, help="axis: seeds, e.g. 0,1,2")
     sw.add_argument("--learning-rates", type=_float_list, default=None, help="axis: η values")
@@ -89,18 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--grid", action="store_true", help="Cartesian product of the axes instead of zipping them")
     sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
 
-    la = sub.add_parser("launch", help="run a command as N local processes joined by jax.distributed",
-                        description="Start N copies of COMMAND with JNN_COORDINATOR_ADDRESS, JNN_NUM_PROCESSES and "
-                                    "JNN_PROCESS_ID set (loopback coordinator); jnn train then trains data-parallel "
-                                    "over all processes. All are killed if one fails or the deadline passes.")
+    la = sub.add_parser(
+        "launch",
+        help="run a command as N local processes joined by jax.distributed",
+        description="Start N copies of COMMAND with JNN_COORDINATOR_ADDRESS, JNN_NUM_PROCESSES and "
+        "JNN_PROCESS_ID set (loopback coordinator); jnn train then trains data-parallel "
+        "over all processes. All are killed if one fails or the deadline passes.",
+    )
     la.add_argument("--processes", type=int, required=True, help="number of processes")
     la.add_argument("--port", type=int, default=None, help="coordinator port on 127.0.0.1 (default: a free one)")
     la.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds (default 600)")
     la.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
 
-    pl = sub.add_parser("plot", help="draw loss/accuracy curves of a run folder",
-                        description="Draw RUN_DIR/curves.png (loss and accuracy, train and validation, with the "
-                                    "best and stop epochs marked) from the run's history.json.")
+    pl = sub.add_parser(
+        "plot",
+        help="draw loss/accuracy curves of a run folder",
+        description="Draw RUN_DIR/curves.png (loss and accuracy, train and validation, with the "
+        "best and stop epochs marked) from the run's history.json.",
+    )
     pl.add_argument("run_dir", metavar="RUN_DIR")
     pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
     return p
@@ -134,19 +160,43 @@ def _add_config_flags(t) -> None:
     t.add_argument("--val-fraction", type=float, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
-    t.add_argument("--prng-impl", default=None, choices=["threefry2x32", "rbg"],
-                   help="generator of permutations and dropout masks (see TrainConfig.prng_impl)")
+    t.add_argument(
+        "--prng-impl",
+        default=None,
+        choices=["threefry2x32", "rbg"],
+        help="generator of permutations and dropout masks (see TrainConfig.prng_impl)",
+    )
     t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
-    t.add_argument("--no-check-finite", action="store_true",
-                   help="check only the loss for NaN/inf, not every gradient (see TrainConfig.check_finite)")
+    t.add_argument(
+        "--no-check-finite",
+        action="store_true",
+        help="check only the loss for NaN/inf, not every gradient (see TrainConfig.check_finite)",
+    )
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
 
 
 #: CLI flag (argparse dest) -> TrainConfig field, for flags whose names differ.
 _FLAG_FIELDS = {"mode": "dropout_mode"}
-_CONFIG_FLAGS = ("sizes", "hidden", "activation", "loss", "optimizer", "learning_rate", "batch_size", "l2",
-                 "keep_prob", "mode", "monitor", "patience", "max_epochs", "max_steps", "val_fraction", "seed",
-                 "checkpoint_every", "prng_impl")
+_CONFIG_FLAGS = (
+    "sizes",
+    "hidden",
+    "activation",
+    "loss",
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "l2",
+    "keep_prob",
+    "mode",
+    "monitor",
+    "patience",
+    "max_epochs",
+    "max_steps",
+    "val_fraction",
+    "seed",
+    "checkpoint_every",
+    "prng_impl",
+)
 
 
 def _train_config(args):
@@ -193,12 +243,14 @@ def _train(args) -> int:
     train, test = load(dataset, seed=config.seed)
     fit_ds, val_ds = prepare_data(train, config)
     sizes = config.network_sizes(train)
-    print(f"jnn train: {dataset} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
-          f"{len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, {config.optimizer} "
-          f"lr={config.learning_rate:g}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
-          f"({config.dropout_mode}), max {config.max_epochs} epochs"
-          + (f", early stopping on {config.monitor} (patience {config.patience})" if config.early_stopping else ""),
-          flush=True)
+    print(
+        f"jnn train: {dataset} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
+        f"{len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, {config.optimizer} "
+        f"lr={config.learning_rate:g}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
+        f"({config.dropout_mode}), max {config.max_epochs} epochs"
+        + (f", early stopping on {config.monitor} (patience {config.patience})" if config.early_stopping else ""),
+        flush=True,
+    )
     log_every = args.log_every if args.log_every is not None else max(1, config.max_epochs // 10)
     mesh = None
     if args.data_parallel or jax.process_count() > 1:
@@ -206,15 +258,22 @@ def _train(args) -> int:
 
         mesh = data_mesh()
         print(f"data parallel over {mesh.shape['data']} device(s) in {jax.process_count()} process(es)", flush=True)
-    result = fit(train, config, run_dir=out, resume=args.resume, overwrite=args.overwrite, log_every=log_every,
-                 mesh=mesh)
+    result = fit(
+        train, config, run_dir=out, resume=args.resume, overwrite=args.overwrite, log_every=log_every, mesh=mesh
+    )
     test_metrics = evaluate(result.params, test, config)
     if jax.process_index() != 0:
         print(f"process {jax.process_index()}: test accuracy {test_metrics['accuracy']:.4f}")
         return 0
-    summary = {"dataset": dataset, "stopped_by": result.stopped_by, "best_epoch": result.best_epoch + 1,
-               "epochs": int(result.state.epoch), "steps": int(result.state.step), "test": test_metrics,
-               "message": result.message}
+    summary = {
+        "dataset": dataset,
+        "stopped_by": result.stopped_by,
+        "best_epoch": result.best_epoch + 1,
+        "epochs": int(result.state.epoch),
+        "steps": int(result.state.step),
+        "test": test_metrics,
+        "message": result.message,
+    }
     with open(result.run_dir / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=2)
     try:
@@ -225,8 +284,10 @@ def _train(args) -> int:
     except ImportError:
         files = "config.json, history.json, history.csv, checkpoint.npz, summary.json"
     print(result.message)
-    print(f"test accuracy {test_metrics['accuracy']:.4f} (loss {test_metrics['loss']:.4f}, {len(test)} examples)"
-          + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else ""))
+    print(
+        f"test accuracy {test_metrics['accuracy']:.4f} (loss {test_metrics['loss']:.4f}, {len(test)} examples)"
+        + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else "")
+    )
     print(f"run folder: {result.run_dir} ({files})")
     return 1 if result.stopped_by == "non_finite" else 0
 
@@ -238,8 +299,16 @@ def _sweep(args) -> int:
     from jnn.sweep import format_table, grid, sweep
 
     dataset, config = _train_config(args)
-    axes = {k: v for k, v in (("seed", args.seeds), ("learning_rate", args.learning_rates), ("l2", args.l2s),
-                              ("keep_prob", args.keep_probs)) if v is not None}
+    axes = {
+        k: v
+        for k, v in (
+            ("seed", args.seeds),
+            ("learning_rate", args.learning_rates),
+            ("l2", args.l2s),
+            ("keep_prob", args.keep_probs),
+        )
+        if v is not None
+    }
     if not axes:
         raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s or --keep-probs")
     if args.grid:
@@ -254,10 +323,13 @@ def _sweep(args) -> int:
     res.save(out)
     print(format_table(res.rows))
     b = res.best()
-    print(f"best by {res.monitor}: member {b['member']} (seed {b['seed']}, learning_rate {b['learning_rate']:g}, "
-          f"l2 {b['l2']:g}, keep_prob {b['keep_prob']:g}), test accuracy {b['test_accuracy']:.4f}")
-    print(f"{m} members trained in {res.seconds:.1f} s (one compile); results in {out} (sweep.csv, sweep.json, "
-          "sweep.png)")
+    print(
+        f"best by {res.monitor}: member {b['member']} (seed {b['seed']}, learning_rate {b['learning_rate']:g}, "
+        f"l2 {b['l2']:g}, keep_prob {b['keep_prob']:g}), test accuracy {b['test_accuracy']:.4f}"
+    )
+    print(
+        f"{m} members trained in {res.seconds:.1f} s (one compile); results in {out} (sweep.csv, sweep.json, sweep.png)"
+    )
     return 0
 
 
@@ -294,23 +366,43 @@ def _gradcheck(args) -> int:
             y = jax.random.randint(k_y, (args.batch,), 0, sizes[-1])
         else:
             y = jax.random.bernoulli(k_y, 0.5, (args.batch,)).astype(jnp.int32)
-        kw = dict(loss=args.loss, activation=args.activation, l2=args.l2, include_bias=args.include_bias,
-                  dropout=dropout, key=k_drop, train=True)
-        print(f"jnn gradcheck: sizes={','.join(map(str, sizes))} activation={args.activation} loss={args.loss} "
-              f"l2={args.l2:g}{' (with biases)' if args.include_bias else ''} keep_prob={args.keep_prob:g} "
-              f"mode={args.mode} dtype={args.dtype} batch={args.batch} seed={args.seed}")
+        kw = dict(
+            loss=args.loss,
+            activation=args.activation,
+            l2=args.l2,
+            include_bias=args.include_bias,
+            dropout=dropout,
+            key=k_drop,
+            train=True,
+        )
+        print(
+            f"jnn gradcheck: sizes={','.join(map(str, sizes))} activation={args.activation} loss={args.loss} "
+            f"l2={args.l2:g}{' (with biases)' if args.include_bias else ''} keep_prob={args.keep_prob:g} "
+            f"mode={args.mode} dtype={args.dtype} batch={args.batch} seed={args.seed}"
+        )
         t0 = time.perf_counter()
         ref = jax.jit(jax.grad(lambda p: regularized_loss(p, x, y, **kw)))(params)
         hand = jax.jit(lambda p: backprop(p, x, y, **kw))(params)
         scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(ref))
         atol = atol_rel * scale
-        reports = [compare_grads(ref, hand, rtol=rtol, atol=atol, reference_name="jax.grad",
-                                 candidate_name="backprop (vectorised)")]
+        reports = [
+            compare_grads(
+                ref, hand, rtol=rtol, atol=atol, reference_name="jax.grad", candidate_name="backprop (vectorised)"
+            )
+        ]
         n_params = sum(int(np.size(l)) for l in jax.tree.leaves(params))
         if n_params <= args.node_limit:
             nodes = node_backprop(params, x, y, **kw)
-            reports.append(compare_grads(ref, nodes, rtol=rtol, atol=atol, reference_name="jax.grad",
-                                         candidate_name="node_backprop (node level)"))
+            reports.append(
+                compare_grads(
+                    ref,
+                    nodes,
+                    rtol=rtol,
+                    atol=atol,
+                    reference_name="jax.grad",
+                    candidate_name="node_backprop (node level)",
+                )
+            )
         else:
             print(f"(node-level reference skipped: {n_params} params > --node-limit {args.node_limit})")
         taylor = None
@@ -325,8 +417,11 @@ def _gradcheck(args) -> int:
         print(f"\n{'OK' if ok else 'MISMATCH'}: {n_params} parameters checked in {time.perf_counter() - t0:.2f} s")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"reports": [r.to_dict() for r in reports],
-                       "taylor_order": None if taylor is None else taylor.order}, fh, indent=2)
+            json.dump(
+                {"reports": [r.to_dict() for r in reports], "taylor_order": None if taylor is None else taylor.order},
+                fh,
+                indent=2,
+            )
     return 0 if ok else 1
 
 

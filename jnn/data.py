@@ -58,8 +58,9 @@ class Dataset:
             raise ValueError(f"y must have shape [n] or [n, k] with n = {x.shape[0]} to match x; got {y.shape}")
         integral = np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_
         if not integral and not np.issubdtype(y.dtype, np.floating):
-            raise TypeError(f"y must hold integer class labels, float targets or 0/1 multi-label targets; got "
-                            f"dtype {y.dtype}")
+            raise TypeError(
+                f"y must hold integer class labels, float targets or 0/1 multi-label targets; got dtype {y.dtype}"
+            )
         k = self.num_classes
         if integral and y.ndim == 1:
             y = y.astype(np.int32)
@@ -67,17 +68,23 @@ class Dataset:
                 k = max(int(y.max()) + 1, 2)
             k = V.check_int("num_classes", k, low=2)
             if y.min() < 0 or y.max() >= k:
-                raise ValueError(f"y must hold labels in [0, {k - 1}] for num_classes={k}; got values in "
-                                 f"[{int(y.min())}, {int(y.max())}]")
+                raise ValueError(
+                    f"y must hold labels in [0, {k - 1}] for num_classes={k}; got values in "
+                    f"[{int(y.min())}, {int(y.max())}]"
+                )
         else:
             if k is not None:
-                raise ValueError(f"num_classes is for integer class labels y [n]; y is {y.dtype} of shape {y.shape}, "
-                                 "so it must be None")
+                raise ValueError(
+                    f"num_classes is for integer class labels y [n]; y is {y.dtype} of shape {y.shape}, "
+                    "so it must be None"
+                )
             if integral:
                 y = y.astype(np.int32)
                 if np.any((y != 0) & (y != 1)):
-                    raise ValueError(f"integer y of shape [n, k] holds multi-label targets and must be 0/1; got values "
-                                     f"in [{int(y.min())}, {int(y.max())}]")
+                    raise ValueError(
+                        f"integer y of shape [n, k] holds multi-label targets and must be 0/1; got values "
+                        f"in [{int(y.min())}, {int(y.max())}]"
+                    )
             else:
                 y = np.asarray(V.check_float_array("y", y)).astype(x.dtype)
         w = self.sample_weight
@@ -86,8 +93,10 @@ class Dataset:
             if w.shape != (x.shape[0],):
                 raise ValueError(f"sample_weight must have shape [n] = ({x.shape[0]},); got {w.shape}")
             if np.any(w < 0) or not np.any(w > 0):
-                raise ValueError(f"sample_weight must be >= 0 with at least one positive weight; got values in "
-                                 f"[{w.min():g}, {w.max():g}]")
+                raise ValueError(
+                    f"sample_weight must be >= 0 with at least one positive weight; got values in "
+                    f"[{w.min():g}, {w.max():g}]"
+                )
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "num_classes", k)
@@ -136,7 +145,7 @@ def split(ds: Dataset, fractions, *, key, stratify: bool = True) -> tuple[Datase
     for g in groups:
         bounds = np.round(np.cumsum([0.0] + fr) * len(g)).astype(int)
         for i in range(len(fr)):
-            parts[i].append(g[bounds[i]:bounds[i + 1]])
+            parts[i].append(g[bounds[i] : bounds[i + 1]])
     out = []
     for i, p in enumerate(parts):
         idx = np.sort(np.concatenate(p))

@@ -47,8 +47,14 @@ class Dropout:
         # Inside compiled code a sweep passes keep_prob as a traced scalar (one value per member); it was
         # validated in Python before tracing, so only a concrete value is checked here.
         if V.is_concrete(self.keep_prob):
-            p = V.check_real("keep_prob", self.keep_prob, low=0.0, high=1.0, low_open=True,
-                             hint="keep_prob is the probability of keeping a unit (the lecture's p)")
+            p = V.check_real(
+                "keep_prob",
+                self.keep_prob,
+                low=0.0,
+                high=1.0,
+                low_open=True,
+                hint="keep_prob is the probability of keeping a unit (the lecture's p)",
+            )
             object.__setattr__(self, "keep_prob", p)
         V.check_choice("mode", self.mode, MODES)
         if not isinstance(self.on_inputs, bool):
@@ -117,6 +123,8 @@ def check_dropout(dropout, key, train) -> None:
         raise TypeError(f"train must be a bool; got {train!r}")
     if train and dropout is not None and dropout.keep_prob < 1.0:
         if key is None:
-            raise ValueError("key is required when train=True with dropout (keep_prob="
-                             f"{dropout.keep_prob:g}); pass key=jax.random.key(seed) or train=False")
+            raise ValueError(
+                "key is required when train=True with dropout (keep_prob="
+                f"{dropout.keep_prob:g}); pass key=jax.random.key(seed) or train=False"
+            )
         V.check_key("key", key)

@@ -23,8 +23,13 @@ from jnn.train.config import TrainConfig
 def seed_stats(values) -> dict:
     """``{"mean", "std", "min", "max", "values"}`` of per-seed results (std with ddof=0)."""
     v = np.asarray(values, np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max()),
-            "values": [float(x) for x in v]}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "values": [float(x) for x in v],
+    }
 
 
 def train_config(recipe: dict, **overrides) -> TrainConfig:
@@ -47,9 +52,16 @@ def write_results(out: Path, results: dict) -> Path:
 
     import jnn
 
-    results = {**results, "environment": {"jnn": jnn.__version__, "jax": jax.__version__,
-                                          "device": str(jax.devices()[0]), "python": platform.python_version(),
-                                          "date": time.strftime("%Y-%m-%d")}}
+    results = {
+        **results,
+        "environment": {
+            "jnn": jnn.__version__,
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+            "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
     path = out / "results.json"
     path.write_text(json.dumps(results, indent=2, default=_json_default))
     return path
@@ -68,8 +80,10 @@ def _parse_list(kind):
         try:
             return [kind(t) for t in text.split(",") if t.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}; got {text!r}") \
-                from None
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}; got {text!r}"
+            ) from None
+
     return parse
 
 
@@ -88,8 +102,14 @@ def build_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
     return p
 
 
-def main(name: str, description: str, defaults: dict, run: Callable[[dict], dict],
-         summarize: Callable[[dict], str], argv=None) -> int:
+def main(
+    name: str,
+    description: str,
+    defaults: dict,
+    run: Callable[[dict], dict],
+    summarize: Callable[[dict], str],
+    argv=None,
+) -> int:
     """Parse flags over ``defaults``, call ``run(config)``, print ``summarize(results)``.
 
     Returns the exit code: 0, or 2 with a one-line message on a bad value.
@@ -131,16 +151,30 @@ def train_seeds(name: str, train, test, recipe: dict, seeds, **overrides) -> tup
         r = fit(train, cfg)
         seconds = time.perf_counter() - t0
         acc = evaluate(r.params, test, cfg)["accuracy"]
-        rows.append({"seed": seed, "test_accuracy": acc, "epochs": int(r.state.epoch), "steps": int(r.state.step),
-                     "best_epoch": r.best_epoch + 1 if r.best_epoch >= 0 else None, "stopped_by": r.stopped_by,
-                     "seconds": round(seconds, 2)})
-        print(f"{name:9s} seed {seed}: test accuracy {acc:.4f} after {int(r.state.epoch)} epochs ({r.stopped_by}) "
-              f"in {seconds:.1f} s", flush=True)
+        rows.append(
+            {
+                "seed": seed,
+                "test_accuracy": acc,
+                "epochs": int(r.state.epoch),
+                "steps": int(r.state.step),
+                "best_epoch": r.best_epoch + 1 if r.best_epoch >= 0 else None,
+                "stopped_by": r.stopped_by,
+                "seconds": round(seconds, 2),
+            }
+        )
+        print(
+            f"{name:9s} seed {seed}: test accuracy {acc:.4f} after {int(r.state.epoch)} epochs ({r.stopped_by}) "
+            f"in {seconds:.1f} s",
+            flush=True,
+        )
         first = r if first is None else first
-    summary = {"recipe": {**recipe, **overrides}, "runs": rows,
-               "test_accuracy": seed_stats([r["test_accuracy"] for r in rows]),
-               "mean_epochs": sum(r["epochs"] for r in rows) / len(rows),
-               "mean_seconds": sum(r["seconds"] for r in rows) / len(rows)}
+    summary = {
+        "recipe": {**recipe, **overrides},
+        "runs": rows,
+        "test_accuracy": seed_stats([r["test_accuracy"] for r in rows]),
+        "mean_epochs": sum(r["epochs"] for r in rows) / len(rows),
+        "mean_seconds": sum(r["seconds"] for r in rows) / len(rows),
+    }
     return summary, first
 
 
@@ -149,9 +183,11 @@ def summarize_recipes(results: dict) -> str:
     lines = []
     for name, r in results["recipes"].items():
         s = r["test_accuracy"]
-        lines.append(f"{name:9s} test accuracy {s['mean']:.4f} ± {s['std']:.4f} (min {s['min']:.4f}, max "
-                     f"{s['max']:.4f}) over {len(s['values'])} seeds, {r['mean_epochs']:.0f} epochs, "
-                     f"{r['mean_seconds']:.1f} s per run")
+        lines.append(
+            f"{name:9s} test accuracy {s['mean']:.4f} ± {s['std']:.4f} (min {s['min']:.4f}, max "
+            f"{s['max']:.4f}) over {len(s['values'])} seeds, {r['mean_epochs']:.0f} epochs, "
+            f"{r['mean_seconds']:.1f} s per run"
+        )
     return "\n".join(lines)
 
 

@@ -82,28 +82,57 @@ class GradReport:
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
-        return {"reference": self.reference_name, "candidate": self.candidate_name, "rtol": self.rtol,
-                "atol": self.atol, "passed": self.passed,
-                "leaves": [{"path": l.path, "shape": list(l.shape), "max_abs_err": l.max_abs_err,
-                            "max_rel_err": l.max_rel_err, "worst_index": list(l.worst_index),
-                            "passed": l.passed} for l in self.leaves]}
+        return {
+            "reference": self.reference_name,
+            "candidate": self.candidate_name,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "passed": self.passed,
+            "leaves": [
+                {
+                    "path": l.path,
+                    "shape": list(l.shape),
+                    "max_abs_err": l.max_abs_err,
+                    "max_rel_err": l.max_rel_err,
+                    "worst_index": list(l.worst_index),
+                    "passed": l.passed,
+                }
+                for l in self.leaves
+            ],
+        }
 
     def __str__(self) -> str:
-        head = (f"{self.candidate_name} vs {self.reference_name}  (pass: |Δ| <= {self.atol:.1e} + "
-                f"{self.rtol:.1e}·|ref|)")
+        head = f"{self.candidate_name} vs {self.reference_name}  (pass: |Δ| <= {self.atol:.1e} + {self.rtol:.1e}·|ref|)"
         rows = [("leaf", "shape", "max |Δ|", "max rel", "worst at", "ok")]
         for l in self.leaves:
-            rows.append((l.path, "x".join(map(str, l.shape)) or "()", f"{l.max_abs_err:.2e}",
-                         f"{l.max_rel_err:.2e}", str(l.worst_index), "yes" if l.passed else "NO"))
+            rows.append(
+                (
+                    l.path,
+                    "x".join(map(str, l.shape)) or "()",
+                    f"{l.max_abs_err:.2e}",
+                    f"{l.max_rel_err:.2e}",
+                    str(l.worst_index),
+                    "yes" if l.passed else "NO",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.append(f"{'PASSED' if self.passed else 'FAILED'}: {sum(l.passed for l in self.leaves)}/"
-                     f"{len(self.leaves)} leaves within tolerance")
+        lines.append(
+            f"{'PASSED' if self.passed else 'FAILED'}: {sum(l.passed for l in self.leaves)}/"
+            f"{len(self.leaves)} leaves within tolerance"
+        )
         return "\n".join(lines)
 
 
-def compare_grads(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0,
-                  reference_name: str = "reference", candidate_name: str = "candidate") -> GradReport:
+def compare_grads(
+    reference,
+    candidate,
+    *,
+    rtol: float = 1e-7,
+    atol: float = 0.0,
+    reference_name: str = "reference",
+    candidate_name: str = "candidate",
+) -> GradReport:
     """Compare two gradient pytrees leaf by leaf (in float64 on the host).
 
     Args:
@@ -124,8 +153,10 @@ def compare_grads(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0
     ref_leaves = named_leaves(reference)
     cand_leaves = named_leaves(candidate)
     if jax.tree_util.tree_structure(reference) != jax.tree_util.tree_structure(candidate):
-        raise ValueError("reference and candidate must have the same tree structure; got "
-                         f"{[p for p, _ in ref_leaves]} vs {[p for p, _ in cand_leaves]}")
+        raise ValueError(
+            "reference and candidate must have the same tree structure; got "
+            f"{[p for p, _ in ref_leaves]} vs {[p for p, _ in cand_leaves]}"
+        )
     reports = []
     for (path, r), (_, c) in zip(ref_leaves, cand_leaves):
         r = np.asarray(r, np.float64)
@@ -141,8 +172,7 @@ def compare_grads(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0
         rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
         worst = np.unravel_index(int(np.argmax(err - rtol * np.abs(r))), r.shape)
         passed = bool(np.all(err <= atol + rtol * np.abs(r)))
-        reports.append(LeafReport(path, r.shape, emax, rel,
-                                  tuple(int(i) for i in worst), passed))
+        reports.append(LeafReport(path, r.shape, emax, rel, tuple(int(i) for i in worst), passed))
     return GradReport(reports, rtol, atol, reference_name, candidate_name)
 
 
@@ -191,8 +221,7 @@ class TaylorResult:
     order: float
 
 
-def taylor_test(f: Callable, params, grad, *, key, h0: float = 1e-2, num: int = 6, shrink: float = 0.5
-                ) -> TaylorResult:
+def taylor_test(f: Callable, params, grad, *, key, h0: float = 1e-2, num: int = 6, shrink: float = 0.5) -> TaylorResult:
     """Estimate the order of the first-order Taylor remainder along a random direction.
 
     If ``grad`` is the gradient of ``f``, r(h) = |f(θ + h d) − f(θ) − h⟨grad, d⟩| = O(h²); if it is
@@ -217,8 +246,9 @@ def taylor_test(f: Callable, params, grad, *, key, h0: float = 1e-2, num: int = 
     theta, unravel = ravel_pytree(params)
     g, _ = ravel_pytree(grad)
     if g.shape != theta.shape:
-        raise ValueError(f"grad must have the structure and sizes of params; got {g.shape[0]} entries, "
-                         f"expected {theta.shape[0]}")
+        raise ValueError(
+            f"grad must have the structure and sizes of params; got {g.shape[0]} entries, expected {theta.shape[0]}"
+        )
     d = jax.random.normal(key, theta.shape, theta.dtype)
     d = d / jnp.linalg.norm(d)
     f0 = float(f(params))

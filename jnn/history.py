@@ -13,9 +13,11 @@ import numpy as np
 
 def ordered(keys) -> list[str]:
     """History keys in display order: ``train_loss``, ``train_*``, ``val_loss``, ``val_*``, the rest."""
+
     def rank(k: str):
-        group = {"train_loss": 0, "val_loss": 2}.get(k, 1 if k.startswith("train_") else 3 if k.startswith("val_")
-                                                     else 4)
+        group = {"train_loss": 0, "val_loss": 2}.get(
+            k, 1 if k.startswith("train_") else 3 if k.startswith("val_") else 4
+        )
         return group, k
 
     return sorted(keys, key=rank)

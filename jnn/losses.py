@@ -25,8 +25,12 @@ LOSSES = ("softmax", "binary", "mse", "multilabel")
 #: What each built-in loss needs as targets (checked by :func:`jnn.task.check_task` before training).
 #: The lecture's losses, which the hand-written backprop modules differentiate.
 CLASSIFICATION_LOSSES = ("softmax", "binary")
-LOSS_TARGETS = {"softmax": "class labels", "binary": "class labels", "mse": "real targets",
-                "multilabel": "multi-label targets"}
+LOSS_TARGETS = {
+    "softmax": "class labels",
+    "binary": "class labels",
+    "mse": "real targets",
+    "multilabel": "multi-label targets",
+}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -59,8 +63,10 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
     if loss == "softmax":
         classes = logits_shape[-1]
         if classes < 2:
-            raise ValueError(f"loss='softmax' needs at least 2 output units; the network has {classes}. "
-                             "Use loss='binary' for a single logit")
+            raise ValueError(
+                f"loss='softmax' needs at least 2 output units; the network has {classes}. "
+                "Use loss='binary' for a single logit"
+            )
         if jnp.issubdtype(y.dtype, jnp.integer):
             if y.shape != logits_shape[:-1]:
                 raise ValueError(f"y (integer class labels) must have shape {logits_shape[:-1]}; got {tuple(y.shape)}")
@@ -68,12 +74,16 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
                 yn = np.asarray(y)
                 lo, hi = int(yn.min()), int(yn.max())
                 if lo < 0 or hi >= classes:
-                    raise ValueError(f"y must hold class indices in [0, {classes - 1}] for {classes} output units; "
-                                     f"got values in [{lo}, {hi}]")
+                    raise ValueError(
+                        f"y must hold class indices in [0, {classes - 1}] for {classes} output units; "
+                        f"got values in [{lo}, {hi}]"
+                    )
         elif jnp.issubdtype(y.dtype, jnp.floating):
             if y.shape != logits_shape:
-                raise TypeError(f"y must be integer class indices of shape {logits_shape[:-1]} or float one-hot "
-                                f"rows of shape {logits_shape}; got {y.dtype} of shape {tuple(y.shape)}")
+                raise TypeError(
+                    f"y must be integer class indices of shape {logits_shape[:-1]} or float one-hot "
+                    f"rows of shape {logits_shape}; got {y.dtype} of shape {tuple(y.shape)}"
+                )
             if V.is_concrete(y) and y.size:
                 yn = np.asarray(y)
                 if np.any(yn < 0) or not np.allclose(yn.sum(-1), 1.0, atol=1e-5):
@@ -83,8 +93,9 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
         return y
     # binary
     if logits_shape[-1:] != (1,) and len(logits_shape) != 1:
-        raise ValueError(f"loss='binary' needs one logit per example (output width 1); got logits of shape "
-                         f"{logits_shape}")
+        raise ValueError(
+            f"loss='binary' needs one logit per example (output width 1); got logits of shape {logits_shape}"
+        )
     want = logits_shape[:1] if len(logits_shape) == 2 else logits_shape
     if y.shape not in (want, logits_shape):
         raise ValueError(f"y must have shape {want} for loss='binary'; got {tuple(y.shape)}")
@@ -92,7 +103,11 @@ def check_labels(loss: str, logits_shape: tuple[int, ...], y):
         raise TypeError(f"y must be 0/1 labels (bool, int or float); got dtype {y.dtype}")
     if V.is_concrete(y) and y.size:
         yn = np.asarray(y, np.float64)
-        if np.any(yn < 0) or np.any(yn > 1) or (not jnp.issubdtype(y.dtype, jnp.floating) and np.any((yn != 0) & (yn != 1))):
+        if (
+            np.any(yn < 0)
+            or np.any(yn > 1)
+            or (not jnp.issubdtype(y.dtype, jnp.floating) and np.any((yn != 0) & (yn != 1)))
+        ):
             raise ValueError(f"y must be in {{0, 1}} for loss='binary'; got values in [{yn.min():g}, {yn.max():g}]")
     return y
 
@@ -286,7 +301,9 @@ def l2_selection(params: Params, include_bias: bool = False, mask=None) -> list[
     try:
         flat = jax.tree_util.tree_structure(params).flatten_up_to(mask)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"mask must have the structure of params (a list of {{'w', 'b'}} dicts of bools): {err}") from None
+        raise ValueError(
+            f"mask must have the structure of params (a list of {{'w', 'b'}} dicts of bools): {err}"
+        ) from None
     if not all(isinstance(m, bool) for m in flat):
         raise TypeError("mask must hold Python bools (True = penalise this leaf)")
     return mask
@@ -323,9 +340,21 @@ def l2_term(params, lam, sel):
     return lam * total
 
 
-def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
-                     include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
-                     key: PRNGKey | None = None, train: bool = False, mask=None) -> jax.Array:
+def regularized_loss(
+    params: Params,
+    x,
+    y,
+    *,
+    loss: str = "softmax",
+    activation: str = "relu",
+    l2: float = 0.0,
+    include_bias: bool = False,
+    l2_mask=None,
+    dropout: Dropout | None = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+    mask=None,
+) -> jax.Array:
     """The training objective l_Reg = l_CE + λ‖W‖², the function ``jax.grad`` differentiates.
 
     Args:
@@ -345,9 +374,20 @@ def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation:
     Returns:
         Scalar: mean cross-entropy over unmasked rows plus the L2 penalty.
     """
-    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
-                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
-                                                key=key, train=train, mask=mask)
+    x, y, mask, lam, sel = check_objective_args(
+        params,
+        x,
+        y,
+        loss=loss,
+        activation=activation,
+        l2=l2,
+        include_bias=include_bias,
+        l2_mask=l2_mask,
+        dropout=dropout,
+        key=key,
+        train=train,
+        mask=mask,
+    )
     return _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
 
 

@@ -29,8 +29,12 @@ import jax.numpy as jnp
 from jnn.losses import as_column, residuals, squared_errors
 
 #: The metrics recorded when a task names none: per built-in loss.
-DEFAULT_METRICS = {"softmax": ("accuracy",), "binary": ("accuracy",), "multilabel": ("accuracy",),
-                   "mse": ("mse", "mae", "r2")}
+DEFAULT_METRICS = {
+    "softmax": ("accuracy",),
+    "binary": ("accuracy",),
+    "multilabel": ("accuracy",),
+    "mse": ("mse", "mae", "r2"),
+}
 
 
 def softmax_accuracy(logits, y):
@@ -113,8 +117,10 @@ def resolve_metrics(metrics, loss) -> tuple[tuple[str, Callable], ...]:
     if metrics is None:
         metrics = DEFAULT_METRICS.get(loss, ()) if isinstance(loss, str) else ()
     if isinstance(metrics, str) or not isinstance(metrics, (Mapping, Sequence)):
-        raise TypeError(f"metrics must be a sequence of built-in names such as ('accuracy',) or a mapping "
-                        f"{{name: function(outputs, y) -> [batch]}}; got {metrics!r}")
+        raise TypeError(
+            f"metrics must be a sequence of built-in names such as ('accuracy',) or a mapping "
+            f"{{name: function(outputs, y) -> [batch]}}; got {metrics!r}"
+        )
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [(m, m) for m in metrics]
     out, seen = [], set()
     for name, fn in items:
@@ -131,21 +137,36 @@ def resolve_metrics(metrics, loss) -> tuple[tuple[str, Callable], ...]:
 def _builtin(name: str, loss):
     if name == "accuracy":
         if loss not in _ACCURACY:
-            raise ValueError(f"metric 'accuracy' needs a classification loss {list(_ACCURACY)}; the loss is "
-                             f"{loss!r}. Pass your own accuracy function in metrics={{'accuracy': fn}}")
+            raise ValueError(
+                f"metric 'accuracy' needs a classification loss {list(_ACCURACY)}; the loss is "
+                f"{loss!r}. Pass your own accuracy function in metrics={{'accuracy': fn}}"
+            )
         return _ACCURACY[loss]
     if name in _REGRESSION:
         return _REGRESSION[name]
-    raise ValueError(f"unknown built-in metric {name!r}; built-ins are {list(BUILTIN)}, or pass "
-                     f"{{name: function(outputs, y) -> [batch]}}")
+    raise ValueError(
+        f"unknown built-in metric {name!r}; built-ins are {list(BUILTIN)}, or pass "
+        f"{{name: function(outputs, y) -> [batch]}}"
+    )
 
 
 def _callable(name, fn):
     if not callable(fn):
-        raise TypeError(f"metric {name!r} must be a built-in name or a function (outputs, y) -> [batch]; "
-                        f"got {type(fn).__name__}")
+        raise TypeError(
+            f"metric {name!r} must be a built-in name or a function (outputs, y) -> [batch]; got {type(fn).__name__}"
+        )
     return fn
 
 
-__all__ = ["BUILTIN", "DEFAULT_METRICS", "softmax_accuracy", "binary_accuracy", "multilabel_accuracy", "mse", "mae",
-           "r2", "target_variance", "resolve_metrics"]
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_METRICS",
+    "softmax_accuracy",
+    "binary_accuracy",
+    "multilabel_accuracy",
+    "mse",
+    "mae",
+    "r2",
+    "target_variance",
+    "resolve_metrics",
+]

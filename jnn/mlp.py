@@ -25,9 +25,20 @@ def l2_penalty_fn(params_template, *, include_bias: bool = False):
     return lambda params, hyper: l2_term(params, hyper["l2"], sel)
 
 
-def mlp_task(sizes, *, activation: str = "relu", loss: str = "softmax", scheme: str = "lecun_normal",
-             dtype="float32", l2: float = 0.0, include_bias: bool = False, keep_prob: float = 1.0,
-             dropout_mode: str = "inverted", use_dropout: bool | None = None, metrics=None) -> Task:
+def mlp_task(
+    sizes,
+    *,
+    activation: str = "relu",
+    loss: str = "softmax",
+    scheme: str = "lecun_normal",
+    dtype="float32",
+    l2: float = 0.0,
+    include_bias: bool = False,
+    keep_prob: float = 1.0,
+    dropout_mode: str = "inverted",
+    use_dropout: bool | None = None,
+    metrics=None,
+) -> Task:
     """The fully connected network of the lecture as a :class:`jnn.Task`.
 
     Args:
@@ -61,16 +72,29 @@ def mlp_task(sizes, *, activation: str = "relu", loss: str = "softmax", scheme: 
     def apply(params, x, *, key, train, hyper):
         # key is a PRNG key, or the masks that draw() made from one (see Task.draw).
         masks = key if isinstance(key, dict) else None
-        return forward_cache(params, x, activation=activation, dropout=dropout_of(hyper),
-                             key=None if masks is not None else key, train=train, masks=masks).zs[-1]
+        return forward_cache(
+            params,
+            x,
+            activation=activation,
+            dropout=dropout_of(hyper),
+            key=None if masks is not None else key,
+            train=train,
+            masks=masks,
+        ).zs[-1]
 
     def draw(key, hyper, batch_size):
         return dropout_masks(dropout_of(hyper), key, sizes, batch_size)
 
     template = [{"w": None, "b": None} for _ in sizes[1:]]
-    return Task(init=init, apply=apply, loss=loss, penalty=l2_penalty_fn(template, include_bias=include_bias),
-                metrics=metrics, hyper={"l2": float(l2), "keep_prob": float(keep_prob)},
-                draw=draw if use_dropout else None)
+    return Task(
+        init=init,
+        apply=apply,
+        loss=loss,
+        penalty=l2_penalty_fn(template, include_bias=include_bias),
+        metrics=metrics,
+        hyper={"l2": float(l2), "keep_prob": float(keep_prob)},
+        draw=draw if use_dropout else None,
+    )
 
 
 def mlp_task_for(config, train, *, use_dropout: bool | None = None) -> Task:
@@ -79,10 +103,18 @@ def mlp_task_for(config, train, *, use_dropout: bool | None = None) -> Task:
     The input width comes from ``train.x``; the output width from the loss: the number of classes
     (softmax), 1 (binary), the number of targets (mse, multilabel).
     """
-    return mlp_task(config.network_sizes(train), activation=config.activation, loss=config.loss,
-                    scheme=config.scheme, dtype=str(train.x.dtype), l2=config.l2, include_bias=config.include_bias,
-                    keep_prob=config.keep_prob, dropout_mode=config.dropout_mode,
-                    use_dropout=use_dropout)
+    return mlp_task(
+        config.network_sizes(train),
+        activation=config.activation,
+        loss=config.loss,
+        scheme=config.scheme,
+        dtype=str(train.x.dtype),
+        l2=config.l2,
+        include_bias=config.include_bias,
+        keep_prob=config.keep_prob,
+        dropout_mode=config.dropout_mode,
+        use_dropout=use_dropout,
+    )
 
 
 __all__ = ["mlp_task", "mlp_task_for", "l2_penalty_fn"]

@@ -38,8 +38,16 @@ def _add_bias(xw, b):
     return xw + b.reshape((1,) * (xw.ndim - 1) + b.shape)
 
 
-def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
-                  key: PRNGKey | None = None, train: bool = False, masks: dict | None = None) -> ForwardCache:
+def forward_cache(
+    params: Params,
+    x: Inputs,
+    *,
+    activation: str = "relu",
+    dropout: Dropout | None = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+    masks: dict | None = None,
+) -> ForwardCache:
     """Forward pass that stores the value of every layer: ``u = g(w z + b)`` for every unit.
 
     Arguments are those of :func:`forward`, plus ``masks``: optional ``{layer: bool [batch, width]}``
@@ -95,7 +103,7 @@ def dropout_masks(dropout: Dropout, key: PRNGKey, sizes, batch: int) -> dict:
     n = max(batch * sizes[k] for k in layers)
     keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.asarray(layers, jnp.uint32))
     flat = jax.vmap(lambda k: jax.random.bernoulli(k, dropout.keep_prob, (n,)))(keys)
-    return {k: flat[i, :batch * sizes[k]].reshape(batch, sizes[k]) for i, k in enumerate(layers)}
+    return {k: flat[i, : batch * sizes[k]].reshape(batch, sizes[k]) for i, k in enumerate(layers)}
 
 
 def check_forward_args(params, x, activation, dropout, key, train):
@@ -104,18 +112,29 @@ def check_forward_args(params, x, activation, dropout, key, train):
     x = V.check_float_array("x", x)
     d_in = params[0]["w"].shape[0]
     if x.shape[-1] != d_in:
-        raise ValueError(f"x must have last dimension {d_in} (params[0]['w'] is {tuple(params[0]['w'].shape)}); "
-                         f"got x of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have last dimension {d_in} (params[0]['w'] is {tuple(params[0]['w'].shape)}); "
+            f"got x of shape {tuple(x.shape)}"
+        )
     if x.dtype != params[0]["w"].dtype:
-        raise TypeError(f"x must have the dtype of the params ({params[0]['w'].dtype}); got {x.dtype}. "
-                        f"Convert with x.astype(params[0]['w'].dtype)")
+        raise TypeError(
+            f"x must have the dtype of the params ({params[0]['w'].dtype}); got {x.dtype}. "
+            f"Convert with x.astype(params[0]['w'].dtype)"
+        )
     get_activation(activation)
     check_dropout(dropout, key, train)
     return x
 
 
-def forward(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
-            key: PRNGKey | None = None, train: bool = False) -> Logits:
+def forward(
+    params: Params,
+    x: Inputs,
+    *,
+    activation: str = "relu",
+    dropout: Dropout | None = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+) -> Logits:
     """Compute the logits NN(x; θ). Pure, jit-able and vmap-able.
 
     Hidden layers compute ``a⁽ᵏ⁾ = g(a⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ + b⁽ᵏ⁾)`` (then dropout); the output layer is affine

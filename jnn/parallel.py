@@ -57,8 +57,10 @@ def check_mesh(mesh, batch_size: int) -> int:
         raise ValueError(f"mesh must have a 'data' axis to shard the batch over; got axes {tuple(mesh.axis_names)}")
     n = mesh.shape["data"]
     if batch_size % n:
-        raise ValueError(f"batch_size must be divisible by the {n} devices of the mesh's 'data' axis; got "
-                         f"batch_size={batch_size} (try {max(n, batch_size // n * n)})")
+        raise ValueError(
+            f"batch_size must be divisible by the {n} devices of the mesh's 'data' axis; got "
+            f"batch_size={batch_size} (try {max(n, batch_size // n * n)})"
+        )
     return n
 
 
@@ -70,6 +72,7 @@ def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
 def replicate(tree, sharding: NamedSharding):
     """Place every leaf of ``tree`` (the same values on every process) with ``sharding``; typed PRNG keys
     are moved through their key data."""
+
     def place(arr: np.ndarray):
         # make_array_from_callback, not device_put: device_put checks that every process passes equal
         # values, and NaN (the unfilled history buffers) never equals itself.
@@ -84,9 +87,15 @@ def replicate(tree, sharding: NamedSharding):
     return jax.tree.map(put, tree)
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, initialization_timeout: int = 60,
-               heartbeat_timeout: int = 10, shutdown_timeout: int = 30) -> dict:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    initialization_timeout: int = 60,
+    heartbeat_timeout: int = 10,
+    shutdown_timeout: int = 30,
+) -> dict:
     """Start ``jax.distributed`` for multi-process training (call before any other JAX work).
 
     Args:
@@ -108,8 +117,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     count = num_processes if num_processes is not None else os.environ.get(ENV_COUNT)
     pid = process_id if process_id is not None else os.environ.get(ENV_ID)
     if not address or count is None or pid is None:
-        raise ValueError(f"initialize needs coordinator_address, num_processes and process_id (or the {ENV_ADDRESS}, "
-                         f"{ENV_COUNT}, {ENV_ID} variables); got {address!r}, {count!r}, {pid!r}")
+        raise ValueError(
+            f"initialize needs coordinator_address, num_processes and process_id (or the {ENV_ADDRESS}, "
+            f"{ENV_COUNT}, {ENV_ID} variables); got {address!r}, {count!r}, {pid!r}"
+        )
     try:
         count, pid = int(count), int(pid)
     except ValueError:
@@ -121,12 +132,21 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     # Cross-process collectives of the CPU backend (harmless on GPU/TPU, whose backends use their own).
     # Asking for the backend here would initialise it too early, so the option is set unconditionally.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=pid,
-                               coordinator_bind_address=bind, initialization_timeout=initialization_timeout,
-                               heartbeat_timeout_seconds=heartbeat_timeout,
-                               shutdown_timeout_seconds=shutdown_timeout)
-    return {"process_id": jax.process_index(), "num_processes": jax.process_count(),
-            "devices": len(jax.devices()), "local_devices": len(jax.local_devices())}
+    jax.distributed.initialize(
+        coordinator_address=address,
+        num_processes=count,
+        process_id=pid,
+        coordinator_bind_address=bind,
+        initialization_timeout=initialization_timeout,
+        heartbeat_timeout_seconds=heartbeat_timeout,
+        shutdown_timeout_seconds=shutdown_timeout,
+    )
+    return {
+        "process_id": jax.process_index(),
+        "num_processes": jax.process_count(),
+        "devices": len(jax.devices()),
+        "local_devices": len(jax.local_devices()),
+    }
 
 
 def free_port() -> int:
@@ -136,8 +156,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(command: list[str], *, processes: int, port: int | None = None, timeout: float = 600.0,
-           env: dict | None = None) -> int:
+def launch(
+    command: list[str], *, processes: int, port: int | None = None, timeout: float = 600.0, env: dict | None = None
+) -> int:
     """Run ``command`` as ``processes`` local processes wired together through ``jax.distributed``.
 
     Each process gets ``JNN_COORDINATOR_ADDRESS=127.0.0.1:PORT``, ``JNN_NUM_PROCESSES`` and its own
@@ -151,8 +172,7 @@ def launch(command: list[str], *, processes: int, port: int | None = None, timeo
     port = port or free_port()
     procs = []
     for i in range(processes):
-        e = {**os.environ, **(env or {}), ENV_ADDRESS: f"127.0.0.1:{port}", ENV_COUNT: str(processes),
-             ENV_ID: str(i)}
+        e = {**os.environ, **(env or {}), ENV_ADDRESS: f"127.0.0.1:{port}", ENV_COUNT: str(processes), ENV_ID: str(i)}
         procs.append(subprocess.Popen(command, env=e, start_new_session=True))
     deadline = time.monotonic() + timeout
     code = 0

@@ -24,8 +24,9 @@ def pyplot():
     return plt
 
 
-def plot_history(history: History, path, *, best_epoch: int | None = None, stop_epoch: int | None = None,
-                 title: str = "") -> Path:
+def plot_history(
+    history: History, path, *, best_epoch: int | None = None, stop_epoch: int | None = None, title: str = ""
+) -> Path:
     """The loss and every recorded metric per epoch, train and validation, with the best and stop epochs
     marked: one panel per quantity (``loss``, then each ``<metric>`` of ``train_<metric>``/``val_<metric>``).
 
@@ -41,8 +42,14 @@ def plot_history(history: History, path, *, best_epoch: int | None = None, stop_
     """
     plt = pyplot()
     epochs = list(range(1, len(history) + 1))
-    panels = ["loss", *dict.fromkeys(k.split("_", 1)[1] for k in history.keys
-                                     if k.startswith(("train_", "val_")) and k.split("_", 1)[1] != "loss")]
+    panels = [
+        "loss",
+        *dict.fromkeys(
+            k.split("_", 1)[1]
+            for k in history.keys
+            if k.startswith(("train_", "val_")) and k.split("_", 1)[1] != "loss"
+        ),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, metric in zip(axes[0], panels):
         for split, style in (("train", "-"), ("val", "-")):

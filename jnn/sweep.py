@@ -26,13 +26,20 @@ from jnn import _validate as V
 from jnn.data import Dataset
 from jnn.history import History
 from jnn.task import Task
-from jnn.train.config import TrainConfig
 from jnn.train import epoch as epoch_module
+from jnn.train.config import TrainConfig
 from jnn.train.epoch import epoch_summary, make_eval
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.loop import (build_epoch, check_fit_data, check_monitor, epoch_arrays, initial_state, prepare_data,
-                            resolve_task)
+from jnn.train.loop import (
+    build_epoch,
+    check_fit_data,
+    check_monitor,
+    epoch_arrays,
+    initial_state,
+    prepare_data,
+    resolve_task,
+)
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.
@@ -68,8 +75,10 @@ def _check_axes(axes: dict, allowed) -> tuple[dict, int]:
         out[n] = [v.item() if isinstance(v, np.generic) else v for v in vals]
     lengths = {n: len(v) for n, v in out.items()}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"sweep axes must have the same length (one value per member); got lengths {lengths}. "
-                         "Use jnn.sweep.grid(...) for a Cartesian product")
+        raise ValueError(
+            f"sweep axes must have the same length (one value per member); got lengths {lengths}. "
+            "Use jnn.sweep.grid(...) for a Cartesian product"
+        )
     return out, next(iter(lengths.values()))
 
 
@@ -151,10 +160,19 @@ class SweepResult:
             w = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
             w.writeheader()
             w.writerows(self.rows)
-        paths[1].write_text(json.dumps({"monitor": self.monitor, "best": self.best(), "rows": self.rows,
-                                        "seconds": self.seconds,
-                                        "histories": [h.metrics for h in self.histories]}, indent=2,
-                                       default=lambda o: None))
+        paths[1].write_text(
+            json.dumps(
+                {
+                    "monitor": self.monitor,
+                    "best": self.best(),
+                    "rows": self.rows,
+                    "seconds": self.seconds,
+                    "histories": [h.metrics for h in self.histories],
+                },
+                indent=2,
+                default=lambda o: None,
+            )
+        )
         try:
             paths.append(_plot(folder / "sweep.png", self))
         except ImportError:
@@ -179,8 +197,11 @@ def _plot(path, res: SweepResult) -> Path:
     key = scored[0] if scored else "best_val"
     labels = [f"{r['member']}" for r in res.rows]
     best = res.best()["member"]
-    axes[1].bar(range(len(res.rows)), [r[key] for r in res.rows],
-                color=["tab:green" if r["member"] == best else "tab:blue" for r in res.rows])
+    axes[1].bar(
+        range(len(res.rows)),
+        [r[key] for r in res.rows],
+        color=["tab:green" if r["member"] == best else "tab:blue" for r in res.rows],
+    )
     axes[1].set_xticks(range(len(res.rows)), labels, fontsize=7)
     axes[1].set_xlabel("member (green: best by validation)")
     axes[1].set_ylabel(key)
@@ -194,9 +215,18 @@ def _plot(path, res: SweepResult) -> Path:
     return Path(path)
 
 
-def sweep(train: Dataset, config: TrainConfig | None = None, *, task: Task | None = None, val: Dataset | None = None,
-          test: Dataset | None = None, class_weight=None, progress: bool | None = None, log_every: int = 0,
-          **axes) -> SweepResult:
+def sweep(
+    train: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    task: Task | None = None,
+    val: Dataset | None = None,
+    test: Dataset | None = None,
+    class_weight=None,
+    progress: bool | None = None,
+    log_every: int = 0,
+    **axes,
+) -> SweepResult:
     """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
 
     Args:
@@ -223,8 +253,9 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, task: Task | Non
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
     for name, ds in (("train", train), ("val", val), ("test", test)):
         if not isinstance(ds, Dataset) and (name == "train" or ds is not None):
-            raise TypeError(f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got "
-                            f"{type(ds).__name__}")
+            raise TypeError(
+                f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got {type(ds).__name__}"
+            )
     V.check_int("log_every", log_every, low=0)
     members = members_of(config, axes, task)
     m = len(members)
@@ -243,40 +274,62 @@ def sweep(train: Dataset, config: TrainConfig | None = None, *, task: Task | Non
         s.opt_state.hyperparams["learning_rate"] = jnp.asarray(c.learning_rate, lr.dtype)
         states.append(s)
     state = jax.tree.map(lambda *a: jnp.stack(a), *states)
-    data = jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]),
-                        *[epoch_arrays(f, v, class_weight) for f, v in splits])
+    data = jax.tree.map(
+        lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *[epoch_arrays(f, v, class_weight) for f, v in splits]
+    )
     del states
-    run_epoch = build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=has_val,
-                            noise_budget=epoch_module.NOISE_UP_FRONT_MAX // m)
+    run_epoch = build_epoch(
+        ct, config, tx, n_train=len(splits[0][0]), has_val=has_val, noise_budget=epoch_module.NOISE_UP_FRONT_MAX // m
+    )
     keys_h = ct.history_keys()
-    epoch_fn = jax.jit(jax.vmap(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d))),
-                       donate_argnums=0)
+    epoch_fn = jax.jit(
+        jax.vmap(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d))), donate_argnums=0
+    )
     t0 = time.perf_counter()
-    state, epoch_seconds, _ = run_epochs(epoch_fn, state, data, keys=keys_h, max_epochs=config.max_epochs,
-                                         progress=progress, log_every=log_every)
+    state, epoch_seconds, _ = run_epochs(
+        epoch_fn, state, data, keys=keys_h, max_epochs=config.max_epochs, progress=progress, log_every=log_every
+    )
     seconds = time.perf_counter() - t0
     final = final_params(state, config.early_stopping and config.restore_best)
     tests = {}
     if test is not None:
         ev = jax.jit(jax.vmap(make_eval(ct), in_axes=(0, None, None, None, 0)))
         w = None if test.sample_weight is None else jnp.asarray(test.sample_weight)
-        tests = {k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w,
-                                                   state.hyper).items()}
-    histories = [History.from_state(jax.tree.map(lambda a: a[i], state)) for i in range(m)]
+        tests = {
+            k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w, state.hyper).items()
+        }
+    histories = [History.from_state(jax.tree.map(lambda a, i=i: a[i], state)) for i in range(m)]
     rows = _rows(members, state, config, tests, ct.metric_names)
-    return SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
-                       epoch_seconds, config.stopper().direction)
+    return SweepResult(
+        [c for c, _ in members],
+        rows,
+        final,
+        state,
+        histories,
+        config.monitor,
+        seconds,
+        epoch_seconds,
+        config.stopper().direction,
+    )
 
 
 def _rows(members, state, config: TrainConfig, tests: dict, metric_names) -> list[dict]:
-    status, epochs, best_epoch, best_val = (np.asarray(a) for a in jax.device_get(
-        (state.status, state.epoch, state.early.best_epoch, state.early.best)))
+    status, epochs, best_epoch, best_val = (
+        np.asarray(a) for a in jax.device_get((state.status, state.epoch, state.early.best_epoch, state.early.best))
+    )
     rows = []
     for i, (c, hyper) in enumerate(members):
         be = int(best_epoch[i])
-        row = {"member": i, "seed": c.seed, "learning_rate": c.learning_rate, **hyper,
-               "stopped_by": STATUS[int(status[i])], "epochs": int(epochs[i]), "best_epoch": be + 1 if be >= 0 else None,
-               "best_val": float(best_val[i]) if config.early_stopping and be >= 0 else None}
+        row = {
+            "member": i,
+            "seed": c.seed,
+            "learning_rate": c.learning_rate,
+            **hyper,
+            "stopped_by": STATUS[int(status[i])],
+            "epochs": int(epochs[i]),
+            "best_epoch": be + 1 if be >= 0 else None,
+            "best_val": float(best_val[i]) if config.early_stopping and be >= 0 else None,
+        }
         for k in ("loss", *metric_names):
             row[f"test_{k}"] = float(tests[k][i]) if tests else None
         rows.append(row)

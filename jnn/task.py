@@ -153,11 +153,14 @@ def _check_fields(task) -> dict:
         if getattr(task, name) is not None and not callable(getattr(task, name)):
             raise TypeError(f"task.{name} must be a function or None; got {type(getattr(task, name)).__name__}")
     if isinstance(task.loss, str) and task.loss not in LOSSES:
-        raise ValueError(f"task.loss must be one of {list(LOSSES)} or a function (outputs, y) -> [batch]; "
-                         f"got {task.loss!r}")
+        raise ValueError(
+            f"task.loss must be one of {list(LOSSES)} or a function (outputs, y) -> [batch]; got {task.loss!r}"
+        )
     if not isinstance(task.loss, str) and not callable(task.loss):
-        raise TypeError(f"task.loss must be a built-in name {list(LOSSES)} or a function (outputs, y) -> [batch]; "
-                        f"got {type(task.loss).__name__}")
+        raise TypeError(
+            f"task.loss must be a built-in name {list(LOSSES)} or a function (outputs, y) -> [batch]; "
+            f"got {type(task.loss).__name__}"
+        )
     hyper = {} if task.hyper is None else task.hyper
     if not isinstance(hyper, Mapping):
         raise TypeError(f"task.hyper must be a dict {{name: float}}; got {type(hyper).__name__}")
@@ -184,21 +187,30 @@ def check_targets(loss, ds, role: str) -> None:
     if not isinstance(loss, str):
         return
     want, have = LOSS_TARGETS[loss], ds.targets
-    soft_multilabel = loss == "multilabel" and have == "real targets" and ds.y.ndim == 2 and \
-        float(ds.y.min()) >= 0.0 and float(ds.y.max()) <= 1.0
+    soft_multilabel = (
+        loss == "multilabel"
+        and have == "real targets"
+        and ds.y.ndim == 2
+        and float(ds.y.min()) >= 0.0
+        and float(ds.y.max()) <= 1.0
+    )
     if want == have or soft_multilabel:
         if loss == "binary" and ds.num_classes != 2:
             raise ValueError(f"loss='binary' needs {role} data with 2 classes; it has {ds.num_classes}")
         return
     desc = f"{ds.y.dtype} of shape {tuple(ds.y.shape)}"
     if want == "class labels":
-        raise ValueError(f"loss={loss!r} needs integer class labels y [n] in the {role} data; y holds {have} "
-                         f"({desc}, {len(np.unique(ds.y))} distinct values). For real-valued targets use loss='mse'; "
-                         "class labels must be passed as integers")
+        raise ValueError(
+            f"loss={loss!r} needs integer class labels y [n] in the {role} data; y holds {have} "
+            f"({desc}, {len(np.unique(ds.y))} distinct values). For real-valued targets use loss='mse'; "
+            "class labels must be passed as integers"
+        )
     if want == "real targets":
-        raise ValueError(f"loss='mse' needs float targets y [n] or [n, k] in the {role} data; y holds {have} ({desc}). "
-                         "For class labels use loss='softmax' or 'binary'; real-valued targets must be passed "
-                         "as a float array")
+        raise ValueError(
+            f"loss='mse' needs float targets y [n] or [n, k] in the {role} data; y holds {have} ({desc}). "
+            "For class labels use loss='softmax' or 'binary'; real-valued targets must be passed "
+            "as a float array"
+        )
     raise ValueError(f"loss='multilabel' needs 0/1 targets y [n, k] in the {role} data; y holds {have} ({desc})")
 
 
@@ -212,22 +224,27 @@ def _check_outputs(loss, out, y_shape, batch: int) -> None:
         return
     per = int(np.prod(shape[1:], dtype=np.int64))
     if loss == "softmax" and (len(shape) != 2 or shape[1] < 2):
-        raise ValueError(f"loss='softmax' needs task.apply to return logits [batch, classes] with classes >= 2; "
-                         f"got shape {shape}")
+        raise ValueError(
+            f"loss='softmax' needs task.apply to return logits [batch, classes] with classes >= 2; got shape {shape}"
+        )
     if loss == "binary" and per != 1:
-        raise ValueError(f"loss='binary' needs task.apply to return one logit per example, [batch] or [batch, 1]; "
-                         f"got shape {shape}")
+        raise ValueError(
+            f"loss='binary' needs task.apply to return one logit per example, [batch] or [batch, 1]; got shape {shape}"
+        )
     want = int(np.prod(y_shape[1:], dtype=np.int64))
     if loss in ("mse", "multilabel") and per != want:
-        raise ValueError(f"loss={loss!r} needs task.apply to return {want} value(s) per example to match y of shape "
-                         f"[n{', ' + str(y_shape[1]) if len(y_shape) > 1 else ''}]; got outputs of shape {shape}")
+        raise ValueError(
+            f"loss={loss!r} needs task.apply to return {want} value(s) per example to match y of shape "
+            f"[n{', ' + str(y_shape[1]) if len(y_shape) > 1 else ''}]; got outputs of shape {shape}"
+        )
 
 
 def _check_per_example(what: str, out, batch: int) -> None:
     if tuple(out.shape) != (batch,):
-        hint = (" (return the per-example values; the engine takes the masked mean)" if out.shape == () else "")
-        raise ValueError(f"{what} must return one value per example, shape [batch] = ({batch},); got shape "
-                         f"{tuple(out.shape)}{hint}")
+        hint = " (return the per-example values; the engine takes the masked mean)" if out.shape == () else ""
+        raise ValueError(
+            f"{what} must return one value per example, shape [batch] = ({batch},); got shape {tuple(out.shape)}{hint}"
+        )
 
 
 def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None) -> CheckedTask:
@@ -257,8 +274,10 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
     leaves = jax.tree.leaves(params)
     floats = [l for l in leaves if jnp.issubdtype(l.dtype, jnp.floating)]
     if not leaves or len(floats) != len(leaves):
-        raise TypeError("task.init must return a pytree of float arrays (the params); got "
-                        f"{[str(l.dtype) for l in leaves] or 'no arrays'}")
+        raise TypeError(
+            "task.init must return a pytree of float arrays (the params); got "
+            f"{[str(l.dtype) for l in leaves] or 'no arrays'}"
+        )
     dtype = floats[0].dtype
     if init_params is not None:
         _check_like("init_params", init_params, params)
@@ -268,17 +287,32 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
     y = jax.ShapeDtypeStruct((t, *train.y.shape[1:]), train.y.dtype)
     if train.x.dtype != dtype:
         raise TypeError(f"x must have the dtype of the params from task.init ({dtype}); got {train.x.dtype}")
-    out = _trace("task.apply(params, x, train=True)", lambda p, xx, k, h: task.apply(p, xx, key=k, train=True, hyper=h),
-                 params, x, key, hyper_arrays)
-    out_eval = _trace("task.apply(params, x, train=False)",
-                      lambda p, xx, h: task.apply(p, xx, key=None, train=False, hyper=h), params, x, hyper_arrays)
+    out = _trace(
+        "task.apply(params, x, train=True)",
+        lambda p, xx, k, h: task.apply(p, xx, key=k, train=True, hyper=h),
+        params,
+        x,
+        key,
+        hyper_arrays,
+    )
+    out_eval = _trace(
+        "task.apply(params, x, train=False)",
+        lambda p, xx, h: task.apply(p, xx, key=None, train=False, hyper=h),
+        params,
+        x,
+        hyper_arrays,
+    )
     _check_outputs(task.loss, out, train.y.shape, t)
     if task.loss == "softmax" and out.shape[1] < train.num_classes:
-        raise ValueError(f"task.apply returns {out.shape[1]} logits per example but the data has "
-                         f"{train.num_classes} classes; it needs at least {train.num_classes}")
+        raise ValueError(
+            f"task.apply returns {out.shape[1]} logits per example but the data has "
+            f"{train.num_classes} classes; it needs at least {train.num_classes}"
+        )
     if (out_eval.shape, out_eval.dtype) != (out.shape, out.dtype):
-        raise ValueError(f"task.apply must return the same shape with train=True and train=False; got {out.shape} "
-                         f"and {out_eval.shape}")
+        raise ValueError(
+            f"task.apply must return the same shape with train=True and train=False; got {out.shape} "
+            f"and {out_eval.shape}"
+        )
     loss_fn = loss_function(task.loss)
     _check_per_example("task.loss(outputs, y)", _trace("task.loss(outputs, y)", loss_fn, out, y), t)
     y_var = jax.ShapeDtypeStruct((int(np.prod(y.shape[1:], dtype=np.int64)),), dtype)
@@ -296,11 +330,19 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
     if task.draw is not None:
         noise = _trace("task.draw(key, hyper, batch_size)", lambda k, h: task.draw(k, h, t), key, hyper_arrays)
         noise_size = sum(int(np.prod(l.shape, dtype=np.int64)) for l in jax.tree.leaves(noise))
-        out_n = _trace("task.apply(params, x, key=draw(...))",
-                       lambda p, xx, n, h: task.apply(p, xx, key=n, train=True, hyper=h), params, x, noise, hyper_arrays)
+        out_n = _trace(
+            "task.apply(params, x, key=draw(...))",
+            lambda p, xx, n, h: task.apply(p, xx, key=n, train=True, hyper=h),
+            params,
+            x,
+            noise,
+            hyper_arrays,
+        )
         if (out_n.shape, out_n.dtype) != (out.shape, out.dtype):
-            raise ValueError("task.apply must return the same outputs with key=draw(key, ...) as with key=key; got "
-                             f"shape {out_n.shape} vs {out.shape}")
+            raise ValueError(
+                "task.apply must return the same outputs with key=draw(key, ...) as with key=key; got "
+                f"shape {out_n.shape} vs {out.shape}"
+            )
     return CheckedTask(task, loss_fn, metrics, hyper, params, dtype, noise_size)
 
 
@@ -312,8 +354,10 @@ def _check_like(name: str, tree, template) -> None:
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(template)):
         if not hasattr(a, "shape") or (tuple(a.shape), np.dtype(a.dtype)) != (tuple(b.shape), np.dtype(b.dtype)):
             got = f"{getattr(a, 'dtype', type(a).__name__)}{list(getattr(a, 'shape', []))}"
-            raise ValueError(f"{name}{jax.tree_util.keystr(path)} must be {np.dtype(b.dtype)}{list(b.shape)} like the "
-                             f"params from task.init; got {got}")
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} must be {np.dtype(b.dtype)}{list(b.shape)} like the "
+                f"params from task.init; got {got}"
+            )
 
 
 __all__ = ["Task", "CheckedTask", "check_task", "task_objective", "metric_values", "set_variance"]

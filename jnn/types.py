@@ -18,6 +18,6 @@ Inputs: TypeAlias = Float[Array, "batch d_in"]
 #: Logits ``[batch, d_out]`` (binary tasks may use ``[batch]``).
 Logits: TypeAlias = Float[Array, "batch d_out"]
 #: Integer class labels ``[batch]``, one-hot/probability targets ``[batch, classes]`` or binary ``{0,1}``.
-Labels: TypeAlias = Int[Array, "batch"] | Float[Array, "batch ..."]
+Labels: TypeAlias = Int[Array, "batch"] | Float[Array, "batch ..."]  # noqa: F821 (jaxtyping shape string)
 #: Any pytree.
 PyTree: TypeAlias = Any

@@ -35,9 +35,26 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN = ["train", "--dataset", "spirals", "--hidden", "512,512", "--batch-size", "64", "--keep-prob", "0.7",
-         "--learning-rate", "0.05", "--max-epochs", "{epochs}", "--no-early-stopping", "--checkpoint-every", "1",
-         "--log-every", "1"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "spirals",
+    "--hidden",
+    "512,512",
+    "--batch-size",
+    "64",
+    "--keep-prob",
+    "0.7",
+    "--learning-rate",
+    "0.05",
+    "--max-epochs",
+    "{epochs}",
+    "--no-early-stopping",
+    "--checkpoint-every",
+    "1",
+    "--log-every",
+    "1",
+]
 
 
 def _cmd(out: Path, epochs: int, resume: bool) -> list[str]:
@@ -50,8 +67,14 @@ def _env() -> dict:
 
 
 def _run_to_end(out: Path, epochs: int, resume: bool, timeout: float) -> int:
-    proc = subprocess.run(_cmd(out, epochs, resume), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        _cmd(out, epochs, resume),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
     return proc.returncode
@@ -59,8 +82,14 @@ def _run_to_end(out: Path, epochs: int, resume: bool, timeout: float) -> int:
 
 def _kill_once(out: Path, epochs: int, delay: float, timeout: float) -> tuple[bool, int]:
     """Start a life, wait for its first epoch line, sleep ``delay``, SIGKILL it. Returns (killed, epochs seen)."""
-    proc = subprocess.Popen(_cmd(out, epochs, resume=True), env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(out, epochs, resume=True),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     seen = 0
     try:
         deadline = time.monotonic() + timeout
@@ -104,8 +133,10 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
         delay = rng.uniform(0.0, window)
         killed, _ = _kill_once(crash, epochs, delay, timeout)
         if not killed:
-            raise RuntimeError(f"life {i + 1} finished before its kill: raise --epochs (now {epochs}) so that the run "
-                               f"outlasts {kills} kills")
+            raise RuntimeError(
+                f"life {i + 1} finished before its kill: raise --epochs (now {epochs}) so that the run "
+                f"outlasts {kills} kills"
+            )
         tried += 1
         during_save += bool(list(crash.glob(".jnn-ckpt-*")))  # a temp file left: the kill hit a save
         ckpt = crash / "checkpoint.npz"
@@ -118,17 +149,28 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
                 ok = False
                 print(f"kill {i + 1}: checkpoint corrupt after kill: {err}", file=sys.stderr)
         survived += ok
-        print(f"kill {i + 1}/{kills}: SIGKILL {delay:.2f} s after the first epoch line; checkpoint "
-              f"{'complete' if ok else 'CORRUPT'}", flush=True)
+        print(
+            f"kill {i + 1}/{kills}: SIGKILL {delay:.2f} s after the first epoch line; checkpoint "
+            f"{'complete' if ok else 'CORRUPT'}",
+            flush=True,
+        )
     code = _run_to_end(crash, epochs, resume=True, timeout=timeout)
     ref, got = _leaves(out / "reference" / "checkpoint.npz"), _leaves(crash / "checkpoint.npz")
     same_state = code == 0 and ref.keys() == got.keys() and all(ref[k].tobytes() == got[k].tobytes() for k in ref)
     same_history = (out / "reference" / "history.json").read_text() == (crash / "history.json").read_text()
     leftovers = [p.name for p in crash.glob(".jnn-ckpt-*")]
-    res = {"kills_tried": tried, "kills_survived": survived, "checkpoints_verified": verified,
-           "kills_during_a_save": during_save,
-           "final_state_bitwise_equal": bool(same_state), "final_history_equal": bool(same_history),
-           "temp_files_left": leftovers, "epochs": epochs, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+    res = {
+        "kills_tried": tried,
+        "kills_survived": survived,
+        "checkpoints_verified": verified,
+        "kills_during_a_save": during_save,
+        "final_state_bitwise_equal": bool(same_state),
+        "final_history_equal": bool(same_history),
+        "temp_files_left": leftovers,
+        "epochs": epochs,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     (out / "results.json").write_text(json.dumps(res, indent=2))
     return res
 
@@ -147,12 +189,19 @@ def main(argv=None) -> int:
         print("crash_test.py: error: --kills >= 1, --epochs >= 2 and --window > 0 are required", file=sys.stderr)
         return 2
     res = run(a.kills, a.seed, Path(a.out), a.epochs, a.window, a.timeout)
-    print(f"kills survived / tried: {res['kills_survived']}/{res['kills_tried']}; checkpoints verified after a kill: "
-          f"{res['checkpoints_verified']}; kills that hit a save: {res['kills_during_a_save']}; final state bitwise equal to the uninterrupted run: "
-          f"{res['final_state_bitwise_equal']}; history equal: {res['final_history_equal']}; temp files left: "
-          f"{len(res['temp_files_left'])}; {res['seconds']} s")
-    good = (res["kills_survived"] == res["kills_tried"] and res["final_state_bitwise_equal"]
-            and res["final_history_equal"] and not res["temp_files_left"])
+    print(
+        f"kills survived / tried: {res['kills_survived']}/{res['kills_tried']}; checkpoints verified after a kill: "
+        f"{res['checkpoints_verified']}; kills that hit a save: {res['kills_during_a_save']}; "
+        "final state bitwise equal to the uninterrupted run: "
+        f"{res['final_state_bitwise_equal']}; history equal: {res['final_history_equal']}; temp files left: "
+        f"{len(res['temp_files_left'])}; {res['seconds']} s"
+    )
+    good = (
+        res["kills_survived"] == res["kills_tried"]
+        and res["final_state_bitwise_equal"]
+        and res["final_history_equal"]
+        and not res["temp_files_left"]
+    )
     return 0 if good else 1
 
 

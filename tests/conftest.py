@@ -24,8 +24,10 @@ def tree_allclose(a, b, *, rtol=0.0, atol=0.0) -> bool:
     """True when two pytrees have the same structure and allclose leaves."""
     if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
         return False
-    return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return all(
+        np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def make_problem(sizes, loss, *, batch=7, seed=0, dtype="float32"):

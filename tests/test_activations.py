@@ -23,8 +23,7 @@ def test_numpy_path_equals_jax_path(name, x64):
     a_np = act.fn(Z)
     a_jx = np.asarray(act.fn(jnp.asarray(Z)))
     np.testing.assert_allclose(a_np, a_jx, rtol=1e-14)
-    np.testing.assert_allclose(act.deriv(Z, a_np), np.asarray(act.deriv(jnp.asarray(Z), jnp.asarray(a_jx))),
-                               rtol=1e-13)
+    np.testing.assert_allclose(act.deriv(Z, a_np), np.asarray(act.deriv(jnp.asarray(Z), jnp.asarray(a_jx))), rtol=1e-13)
     assert isinstance(act.fn(np.float64(0.5)), (float, np.floating, np.ndarray))
 
 

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_problem, tree_allclose
 
 import jnn
 from jnn.backprop import lecture_output_delta, output_delta
-from conftest import make_problem, tree_allclose
 
 ACTS = ["relu", "sigmoid", "tanh", "identity"]
 LOSSES = ["binary", "softmax"]
@@ -42,16 +42,19 @@ def _agree(ref, cand, rtol=1e-12, floor=1e-13):
 def _grads(activation, loss, depth, l2, dropout_mode, dtype):
     params, x, y, dropout = _setup(activation, loss, depth, dropout_mode, dtype)
     _, lam, bias = l2
-    kw = dict(loss=loss, activation=activation, l2=lam, include_bias=bias, dropout=dropout,
-              key=jax.random.key(42), train=True)
+    kw = dict(
+        loss=loss, activation=activation, l2=lam, include_bias=bias, dropout=dropout, key=jax.random.key(42), train=True
+    )
     ref = jax.grad(jnn.regularized_loss)(params, x, y, **kw)
     hand = jnn.backprop(params, x, y, **kw)
     return ref, hand, params, x, y, kw
 
 
-@pytest.mark.parametrize("activation,loss,l2,dropout_mode,depth",
-                         list(itertools.product(ACTS, LOSSES, L2, DROPOUT, DEPTHS)),
-                         ids=lambda v: v[0] if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize(
+    "activation,loss,l2,dropout_mode,depth",
+    list(itertools.product(ACTS, LOSSES, L2, DROPOUT, DEPTHS)),
+    ids=lambda v: v[0] if isinstance(v, tuple) else str(v),
+)
 def test_vectorized_equals_jax_grad_float64(activation, loss, l2, dropout_mode, depth, x64):
     ref, hand, *_ = _grads(activation, loss, depth, l2, dropout_mode, "float64")
     ok, table = _agree(ref, hand)
@@ -62,8 +65,7 @@ def test_vectorized_equals_jax_grad_float64(activation, loss, l2, dropout_mode, 
 # the gradient that are sums of terms of opposite sign cancel to ~1e-8 while each term carries float32
 # rounding of ~6e-8 relative to the terms, so their relative error is unbounded; 1e-6·max|g| is ~10 ulp
 # of the largest entry.
-@pytest.mark.parametrize("activation,loss,dropout_mode,depth",
-                         list(itertools.product(ACTS, LOSSES, DROPOUT, [1, 3])))
+@pytest.mark.parametrize("activation,loss,dropout_mode,depth", list(itertools.product(ACTS, LOSSES, DROPOUT, [1, 3])))
 def test_vectorized_equals_jax_grad_float32(activation, loss, dropout_mode, depth):
     ref, hand, *_ = _grads(activation, loss, depth, L2[1], dropout_mode, "float32")
     scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(ref))
@@ -71,10 +73,17 @@ def test_vectorized_equals_jax_grad_float32(activation, loss, dropout_mode, dept
     assert report.passed, str(report)
 
 
-@pytest.mark.parametrize("activation,loss,dropout_mode", [
-    ("tanh", "softmax", None), ("relu", "softmax", "inverted"), ("sigmoid", "binary", "classic"),
-    ("identity", "binary", None), ("tanh", "binary", "inverted"), ("relu", "softmax", "classic"),
-])
+@pytest.mark.parametrize(
+    "activation,loss,dropout_mode",
+    [
+        ("tanh", "softmax", None),
+        ("relu", "softmax", "inverted"),
+        ("sigmoid", "binary", "classic"),
+        ("identity", "binary", None),
+        ("tanh", "binary", "inverted"),
+        ("relu", "softmax", "classic"),
+    ],
+)
 def test_node_level_equals_vectorized(activation, loss, dropout_mode, x64):
     ref, hand, params, x, y, kw = _grads(activation, loss, 2, L2[2], dropout_mode, "float64")
     nodes = jnn.node_backprop(params, x, y, **kw)
@@ -84,8 +93,15 @@ def test_node_level_equals_vectorized(activation, loss, dropout_mode, x64):
 
 def test_node_level_with_one_hot_labels_mask_and_input_dropout(x64):
     params, x, y = make_problem([3, 4, 3], "softmax", batch=5, dtype="float64")
-    kw = dict(loss="softmax", activation="tanh", l2=0.1, dropout=jnn.Dropout(0.6, on_inputs=True),
-              key=jax.random.key(1), train=True, mask=jnp.array([1.0, 1.0, 0.0, 1.0, 0.0]))
+    kw = dict(
+        loss="softmax",
+        activation="tanh",
+        l2=0.1,
+        dropout=jnn.Dropout(0.6, on_inputs=True),
+        key=jax.random.key(1),
+        train=True,
+        mask=jnp.array([1.0, 1.0, 0.0, 1.0, 0.0]),
+    )
     y1 = jax.nn.one_hot(y, 3, dtype=jnp.float64)
     ref = jax.grad(jnn.regularized_loss)(params, x, y1, **kw)
     assert _agree(ref, jnn.backprop(params, x, y1, **kw))[0]
@@ -147,17 +163,25 @@ def test_tiny_2_2_1_network_worked_by_hand(x64):
     #           δ1 = δ2 W2ᵀ ⊙ h(1−h) = (−0.05629935078450204, 0.04992549162153372)
     #           ∂L/∂W1 = xᵀ δ1 = [[−0.05629935078450204, 0.04992549162153372],
     #                             [−0.11259870156900408, 0.09985098324306745]];  ∂L/∂b1 = δ1
-    params = [{"w": jnp.array([[0.1, 0.2], [0.3, 0.4]]), "b": jnp.zeros(2)},
-              {"w": jnp.array([[0.5], [-0.5]]), "b": jnp.zeros(1)}]
+    params = [
+        {"w": jnp.array([[0.1, 0.2], [0.3, 0.4]]), "b": jnp.zeros(2)},
+        {"w": jnp.array([[0.5], [-0.5]]), "b": jnp.zeros(1)},
+    ]
     x, y = jnp.array([[1.0, 2.0]]), jnp.array([1])
-    by_hand = [{"w": np.array([[-0.05629935078450204, 0.04992549162153372],
-                               [-0.11259870156900408, 0.09985098324306745]]),
-                "b": np.array([-0.05629935078450204, 0.04992549162153372])},
-               {"w": np.array([[-0.3393446417112463], [-0.3712740965464663]]), "b": np.array([-0.5078582037054125])}]
+    by_hand = [
+        {
+            "w": np.array([[-0.05629935078450204, 0.04992549162153372], [-0.11259870156900408, 0.09985098324306745]]),
+            "b": np.array([-0.05629935078450204, 0.04992549162153372]),
+        },
+        {"w": np.array([[-0.3393446417112463], [-0.3712740965464663]]), "b": np.array([-0.5078582037054125])},
+    ]
     kw = dict(loss="binary", activation="sigmoid")
     assert float(jnn.regularized_loss(params, x, y, **kw)) == pytest.approx(0.7089884001617932, rel=1e-12)
-    for g in (jnn.backprop(params, x, y, **kw), jnn.node_backprop(params, x, y, **kw),
-              jax.grad(jnn.regularized_loss)(params, x, y, **kw)):
+    for g in (
+        jnn.backprop(params, x, y, **kw),
+        jnn.node_backprop(params, x, y, **kw),
+        jax.grad(jnn.regularized_loss)(params, x, y, **kw),
+    ):
         assert _agree(by_hand, g)[0]
 
 

@@ -9,14 +9,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_throughput_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--rounds", "1", "--cold-reps", "1",
-                           "--workloads", "small", "--out", str(tmp_path)], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--quick",
+            "--rounds",
+            "1",
+            "--cold-reps",
+            "1",
+            "--workloads",
+            "small",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "results.json").read_text())
     stacks = res["workloads"]["small"]["stacks"]
-    assert set(stacks) == {"jnn.fit", "jnn.fit (rbg)", "jnn.fit (check_finite=False)", "raw JAX A (jit per step)",
-                           "raw JAX B (scan epoch)"}
+    assert set(stacks) == {
+        "jnn.fit",
+        "jnn.fit (rbg)",
+        "jnn.fit (check_finite=False)",
+        "raw JAX A (jit per step)",
+        "raw JAX B (scan epoch)",
+    }
     assert all(s["samples_per_s"] > 0 and s["first_epoch_s"] > 0 for s in stacks.values())
     assert "speedup_vs_raw JAX B (scan epoch)" in stacks["jnn.fit"]
     assert res["backprop"]["hand_over_grad_time"] > 0
@@ -24,6 +45,11 @@ def test_throughput_benchmark_smoke(tmp_path):
 
 
 def test_throughput_benchmark_rejects_bad_flags(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--workloads", "huge",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--workloads", "huge", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2 and "--workloads a subset of small,large" in proc.stderr

@@ -20,8 +20,13 @@ CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_r
 
 
 def _state():
-    return {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.asarray(3, jnp.int32),
-            "key": jax.random.key(7), "raw": jax.random.PRNGKey(1), "flag": jnp.asarray(True)}
+    return {
+        "w": jnp.arange(6.0).reshape(2, 3),
+        "step": jnp.asarray(3, jnp.int32),
+        "key": jax.random.key(7),
+        "raw": jax.random.PRNGKey(1),
+        "flag": jnp.asarray(True),
+    }
 
 
 def _equal(a, b) -> bool:
@@ -29,8 +34,9 @@ def _equal(a, b) -> bool:
         return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
 
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(raw(x).dtype == raw(y).dtype and raw(x).tobytes() == raw(y).tobytes()
-                                      for x, y in zip(la, lb))
+    return len(la) == len(lb) and all(
+        raw(x).dtype == raw(y).dtype and raw(x).tobytes() == raw(y).tobytes() for x, y in zip(la, lb)
+    )
 
 
 def test_round_trip_is_bitwise_with_typed_keys(tmp_path):
@@ -133,8 +139,9 @@ _SCRIPT = textwrap.dedent("""
 
 
 def _run(tmp_path, mode):
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path), mode], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(tmp_path), mode], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 
@@ -193,10 +200,11 @@ def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rat
     hot = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.5, "keep_prob": 1.0})
     r1 = fit(train, hot, run_dir=tmp_path / "run", stop_at_epoch=2)
     header = ckpt.read_header(tmp_path / "run" / "checkpoint.npz")
-    ckpt.save(tmp_path / "run" / "checkpoint.npz", r1.state._replace(status=jnp.asarray(5, jnp.int32),
-                                                                        bad_step=r1.state.step,
-                                                                        bad_leaf=jnp.asarray(3, jnp.int32)),
-              meta=header["meta"])
+    ckpt.save(
+        tmp_path / "run" / "checkpoint.npz",
+        r1.state._replace(status=jnp.asarray(5, jnp.int32), bad_step=r1.state.step, bad_leaf=jnp.asarray(3, jnp.int32)),
+        meta=header["meta"],
+    )
     fixed = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.05, "keep_prob": 1.0})
     r2 = fit(train, fixed, run_dir=tmp_path / "run", resume=True)
     assert r2.stopped_by == "max_epochs" and int(r2.state.epoch) == 6 and int(r2.state.step) > int(r1.state.step)
@@ -207,5 +215,10 @@ def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rat
     with pytest.raises(ValueError, match="another state structure"):  # a custom optimizer's state differs
         import optax
 
-        fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.01,
-                                  "keep_prob": 1.0}), run_dir=tmp_path / "run", resume=True, optimizer=optax.sgd(0.01))
+        fit(
+            train,
+            TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.01, "keep_prob": 1.0}),
+            run_dir=tmp_path / "run",
+            resume=True,
+            optimizer=optax.sgd(0.01),
+        )

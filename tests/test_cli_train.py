@@ -44,15 +44,18 @@ def test_resume_continues_and_overwrite_replaces(tmp_path, capsys):
     assert json.loads((tmp_path / "r" / "history.json").read_text())["epochs"] == 6
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--learning-rate", "0"], r"learning_rate must be in \(0, inf\]; got 0"),
-    (["--batch-size", "0"], r"batch_size must be an integer in \[1, inf\]; got 0"),
-    (["--batch-size", "100000"], r"batch_size must be in \[1, 1080\]"),
-    (["--patience", "-1"], "patience must be an integer"),
-    (["--keep-prob", "2"], r"keep_prob must be in \(0, 1\]; got 2"),
-    (["--sizes", "3,8,3"], "sizes must start with the data's 2 features"),
-    (["--config", "/nonexistent/c.toml"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--learning-rate", "0"], r"learning_rate must be in \(0, inf\]; got 0"),
+        (["--batch-size", "0"], r"batch_size must be an integer in \[1, inf\]; got 0"),
+        (["--batch-size", "100000"], r"batch_size must be in \[1, 1080\]"),
+        (["--patience", "-1"], "patience must be an integer"),
+        (["--keep-prob", "2"], r"keep_prob must be in \(0, 1\]; got 2"),
+        (["--sizes", "3,8,3"], "sizes must start with the data's 2 features"),
+        (["--config", "/nonexistent/c.toml"], "does not exist"),
+    ],
+)
 def test_bad_values_exit_2_and_name_the_field(argv, match, tmp_path, capsys):
     import re
 
@@ -84,7 +87,13 @@ def test_unknown_flags_and_choices_exit_2(argv, capsys):
 
 
 def test_console_script_runs_in_a_fresh_process(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "jnn.cli", "train", *FAST, "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT, env={"CI": "1", "PATH": ""})
+    proc = subprocess.run(
+        [sys.executable, "-m", "jnn.cli", "train", *FAST, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={"CI": "1", "PATH": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout

@@ -1,9 +1,9 @@
 import jax
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import jnn
-from conftest import make_problem
 
 
 def _hidden(params, x, dropout, key, train):
@@ -50,8 +50,9 @@ def test_test_time_rules():
     np.testing.assert_array_equal(_hidden(params, x, jnn.Dropout(0.6, "inverted"), None, False), h)
     # Expected weights: scaling the activations by p equals scaling the outgoing weights by p.
     scaled = [params[0], {"w": 0.6 * params[1]["w"], "b": params[1]["b"]}]
-    np.testing.assert_allclose(jnn.forward(params, x, dropout=jnn.Dropout(0.6, "classic")),
-                               jnn.forward(scaled, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        jnn.forward(params, x, dropout=jnn.Dropout(0.6, "classic")), jnn.forward(scaled, x), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_inverted_and_classic_give_the_same_expected_preactivation():
@@ -77,8 +78,9 @@ def test_inverted_and_classic_give_the_same_expected_preactivation():
     # Same masks (same keys): classic with W equals inverted with p·W, draw by draw, and at test time.
     inv_scaled = np.asarray(jax.vmap(lambda k: z2(scaled, jnn.Dropout(p, "inverted"), k, True))(keys), np.float64)
     np.testing.assert_allclose(cla, inv_scaled, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(test_cla, np.asarray(z2(scaled, jnn.Dropout(p, "inverted"), None, False)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        test_cla, np.asarray(z2(scaled, jnn.Dropout(p, "inverted"), None, False)), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_keep_fraction_is_p_and_inputs_only_when_asked():
@@ -91,13 +93,16 @@ def test_keep_fraction_is_p_and_inputs_only_when_asked():
     assert 0.25 < np.mean(np.asarray(cache_in.inputs) != 0) < 0.35
 
 
-@pytest.mark.parametrize("keep_prob,exc,match", [
-    (0.0, ValueError, r"keep_prob must be in \(0, 1\]; got 0"),
-    (1.5, ValueError, r"keep_prob must be in \(0, 1\]; got 1.5"),
-    (-0.2, ValueError, r"keep_prob must be in \(0, 1\]; got -0.2"),
-    (float("nan"), ValueError, "keep_prob must be finite"),
-    ("0.5", TypeError, "keep_prob must be a real number"),
-])
+@pytest.mark.parametrize(
+    "keep_prob,exc,match",
+    [
+        (0.0, ValueError, r"keep_prob must be in \(0, 1\]; got 0"),
+        (1.5, ValueError, r"keep_prob must be in \(0, 1\]; got 1.5"),
+        (-0.2, ValueError, r"keep_prob must be in \(0, 1\]; got -0.2"),
+        (float("nan"), ValueError, "keep_prob must be finite"),
+        ("0.5", TypeError, "keep_prob must be a real number"),
+    ],
+)
 def test_bad_keep_prob(keep_prob, exc, match):
     with pytest.raises(exc, match=match):
         jnn.Dropout(keep_prob)

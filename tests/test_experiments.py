@@ -42,8 +42,7 @@ def test_digits_mlp_smoke(tmp_path):
 
 def test_regularization_smoke(tmp_path):
     mod = load_experiment("regularization")
-    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "epochs": 3, "lambdas": [0.0, 0.1],
-                   "keep_probs": [1.0, 0.5]})
+    res = mod.run({**mod.DEFAULTS, "out": str(tmp_path), "epochs": 3, "lambdas": [0.0, 0.1], "keep_probs": [1.0, 0.5]})
     assert len(res["l2"]) == 2 and len(res["keep_prob"]) == 2
     assert res["norm_decreasing"] is True  # even 3 epochs of λ = 0.1 shrink the weights
     assert _png(tmp_path / "regularization.png")
@@ -80,9 +79,23 @@ def test_binary_xor_smoke(tmp_path):
 
 def test_gradcheck_study_smoke(tmp_path):
     out = tmp_path / "study"
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_study.py"), "--out", str(out),
-                           "--depths", "1", "--widths", "4", "--activations", "tanh,relu"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "gradcheck_study.py"),
+            "--out",
+            str(out),
+            "--depths",
+            "1",
+            "--widths",
+            "4",
+            "--activations",
+            "tanh,relu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
     assert len(data["rows"]) == 2 and (out / "results.csv").exists() and _png(out / "errors.png")
@@ -93,33 +106,75 @@ def test_gradcheck_study_smoke(tmp_path):
 
 
 def test_gradcheck_study_bad_input_exits_2(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_study.py"), "--out",
-                           str(tmp_path), "--activations", "gelu"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "gradcheck_study.py"),
+            "--out",
+            str(tmp_path),
+            "--activations",
+            "gelu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "activation must be one of" in proc.stderr
 
 
 def test_experiment_cli_validates_like_jnn_train(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "digits_mlp.py"), "--out", str(tmp_path),
-                           "--max-epochs", "0"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "digits_mlp.py"), "--out", str(tmp_path), "--max-epochs", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "max_epochs must be an integer in [1, inf]; got 0" in proc.stderr
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist1d_mlp.py"), "--out", str(tmp_path),
-                           "--recipes", "jnn,keras"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "mnist1d_mlp.py"),
+            "--out",
+            str(tmp_path),
+            "--recipes",
+            "jnn,keras",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "recipes must be among ['jnn', 'reference']; got ['keras']" in proc.stderr
 
 
 def test_runner_lists_known_experiments_on_an_unknown_name():
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "mnist"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "run.py"), "mnist"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "unknown experiment 'mnist'; known experiments: ['binary_xor', 'digits_mlp', 'dropout_modes'," in proc.stderr
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "--list"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "run.py"), "--list"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and "regularization" in proc.stdout
 
 
 def test_runner_runs_an_experiment(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "binary_xor", "--out", str(tmp_path),
-                           "--datasets", "xor", "--max-epochs", "5"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "run.py"),
+            "binary_xor",
+            "--out",
+            str(tmp_path),
+            "--datasets",
+            "xor",
+            "--max-epochs",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "xor: test accuracy" in proc.stdout and (tmp_path / "results.json").exists()
 

@@ -14,13 +14,22 @@ from hypothesis import strategies as st
 import jnn
 from jnn.sweep import members_of
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                    derandomize=True)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
-junk = st.one_of(st.none(), st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=3),
-                 st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.just(object()),
-                 st.just(float("nan")), st.just(float("inf")), st.just(-1), st.just(0), st.just(10**12),
-                 st.just(-1e300))
+junk = st.one_of(
+    st.none(),
+    st.text(max_size=5),
+    st.booleans(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.just(object()),
+    st.just(float("nan")),
+    st.just(float("inf")),
+    st.just(-1),
+    st.just(0),
+    st.just(10**12),
+    st.just(-1e300),
+)
 
 
 def _raises_named(fn, *names):
@@ -30,8 +39,9 @@ def _raises_named(fn, *names):
     except (ValueError, TypeError) as err:
         msg = str(err)
         assert not type(err).__module__.startswith("jax"), f"a JAX error reached the user: {type(err)}: {msg}"
-        assert any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", msg) for n in names), \
+        assert any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", msg) for n in names), (
             f"message does not name {names}: {msg}"
+        )
         COUNTS[fn.__qualname__.split(".")[0]] = COUNTS.get(fn.__qualname__.split(".")[0], 0) + 1
         return True
     return False
@@ -41,10 +51,11 @@ COUNTS: dict = {}
 
 
 @SETTINGS
-@given(sizes=st.one_of(junk, st.lists(st.one_of(st.integers(-3, 5), st.floats(allow_nan=True), st.none()),
-                                       max_size=4)),
-       scheme=st.one_of(junk, st.sampled_from(["lecun_normal", "xavier", ""])),
-       dtype=st.one_of(st.sampled_from(["float32", "int32", "float16", "bool", "nope"]), junk))
+@given(
+    sizes=st.one_of(junk, st.lists(st.one_of(st.integers(-3, 5), st.floats(allow_nan=True), st.none()), max_size=4)),
+    scheme=st.one_of(junk, st.sampled_from(["lecun_normal", "xavier", ""])),
+    dtype=st.one_of(st.sampled_from(["float32", "int32", "float16", "bool", "nope"]), junk),
+)
 def test_init_mlp(sizes, scheme, dtype):
     def call():
         p = jnn.init_mlp(jax.random.key(0), sizes, scheme=scheme, dtype=dtype)
@@ -54,9 +65,11 @@ def test_init_mlp(sizes, scheme, dtype):
 
 
 @SETTINGS
-@given(keep=st.one_of(junk, st.floats(allow_nan=True, allow_infinity=True)),
-       mode=st.one_of(junk, st.sampled_from(["inverted", "classic", "Inverted"])),
-       on_inputs=st.one_of(st.booleans(), junk))
+@given(
+    keep=st.one_of(junk, st.floats(allow_nan=True, allow_infinity=True)),
+    mode=st.one_of(junk, st.sampled_from(["inverted", "classic", "Inverted"])),
+    on_inputs=st.one_of(st.booleans(), junk),
+)
 def test_dropout(keep, mode, on_inputs):
     raised = _raises_named(lambda: jnn.Dropout(keep, mode, on_inputs), "keep_prob", "mode", "on_inputs")
     if not raised:
@@ -67,25 +80,32 @@ PARAMS = jnn.init_mlp(jax.random.key(0), [3, 4, 2])
 
 
 @SETTINGS
-@given(shape=st.lists(st.integers(0, 4), min_size=0, max_size=3),
-       dtype=st.sampled_from([np.float32, np.float64, np.int32, np.bool_, np.complex64]),
-       fill=st.sampled_from([0.5, float("nan"), float("inf"), -1e30]),
-       activation=st.one_of(st.sampled_from(["relu", "gelu"]), junk),
-       train=st.one_of(st.booleans(), junk))
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=0, max_size=3),
+    dtype=st.sampled_from([np.float32, np.float64, np.int32, np.bool_, np.complex64]),
+    fill=st.sampled_from([0.5, float("nan"), float("inf"), -1e30]),
+    activation=st.one_of(st.sampled_from(["relu", "gelu"]), junk),
+    train=st.one_of(st.booleans(), junk),
+)
 def test_forward(shape, dtype, fill, activation, train):
     x = np.full(shape, fill if np.issubdtype(dtype, np.floating) else 1, dtype=dtype)
 
     def call():
-        out = jnn.forward(PARAMS, x, activation=activation, dropout=jnn.Dropout(0.5), key=jax.random.key(1),
-                          train=train)
+        out = jnn.forward(
+            PARAMS, x, activation=activation, dropout=jnn.Dropout(0.5), key=jax.random.key(1), train=train
+        )
         assert np.all(np.isfinite(np.asarray(out)))
 
     _raises_named(call, "x", "activation", "train", "params")
 
 
 @SETTINGS
-@given(n=st.integers(0, 5), labels=st.lists(st.one_of(st.integers(-2, 12), st.floats(-1, 3)), max_size=6),
-       kind=st.sampled_from(["softmax", "binary"]), mask=st.one_of(st.none(), st.lists(st.floats(-1, 2), max_size=6)))
+@given(
+    n=st.integers(0, 5),
+    labels=st.lists(st.one_of(st.integers(-2, 12), st.floats(-1, 3)), max_size=6),
+    kind=st.sampled_from(["softmax", "binary"]),
+    mask=st.one_of(st.none(), st.lists(st.floats(-1, 2), max_size=6)),
+)
 def test_losses(n, labels, kind, mask):
     logits = np.zeros((n, 3 if kind == "softmax" else 1), np.float32)
     y = np.asarray(labels)
@@ -108,10 +128,15 @@ def test_l2_penalty(lam, bias):
 
 
 @SETTINGS
-@given(nx=st.integers(0, 4), ny=st.integers(0, 4), d=st.integers(0, 3),
-       xdtype=st.sampled_from([np.float32, np.int64, np.bool_]),
-       ydtype=st.sampled_from([np.int32, np.float32, np.bool_, np.int64]),
-       nan=st.booleans(), k=st.one_of(st.none(), st.integers(-1, 4), junk))
+@given(
+    nx=st.integers(0, 4),
+    ny=st.integers(0, 4),
+    d=st.integers(0, 3),
+    xdtype=st.sampled_from([np.float32, np.int64, np.bool_]),
+    ydtype=st.sampled_from([np.int32, np.float32, np.bool_, np.int64]),
+    nan=st.booleans(),
+    k=st.one_of(st.none(), st.integers(-1, 4), junk),
+)
 def test_dataset(nx, ny, d, xdtype, ydtype, nan, k):
     x = np.ones((nx, d), xdtype)
     if nan and nx and d and np.issubdtype(xdtype, np.floating):
@@ -139,13 +164,14 @@ FIELDS = {
 @given(field=st.sampled_from(sorted(FIELDS)), data=st.data())
 def test_train_config(field, data):
     value = data.draw(FIELDS[field])
-    _raises_named(lambda: jnn.TrainConfig(**{field: value}), field, "hidden", "monitor",
-                  "early stopping")
+    _raises_named(lambda: jnn.TrainConfig(**{field: value}), field, "hidden", "monitor", "early stopping")
 
 
 @SETTINGS
-@given(axis=st.sampled_from(["seed", "learning_rate", "l2", "keep_prob", "momentum"]),
-       values=st.one_of(junk, st.lists(st.one_of(st.floats(-1, 2), st.integers(-2, 3), junk), max_size=3)))
+@given(
+    axis=st.sampled_from(["seed", "learning_rate", "l2", "keep_prob", "momentum"]),
+    values=st.one_of(junk, st.lists(st.one_of(st.floats(-1, 2), st.integers(-2, 3), junk), max_size=3)),
+)
 def test_sweep_axes(axis, values):
     _raises_named(lambda: members_of(jnn.TrainConfig(), {axis: values}), "sweep", axis)
 
@@ -174,8 +200,9 @@ CLI_BAD = {
 }
 
 
-@settings(max_examples=100, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(flag=st.sampled_from(sorted(CLI_BAD)), data=st.data())
 def test_cli_train_flags(flag, data, capsys):
     from jnn import cli

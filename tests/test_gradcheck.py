@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import jnn
 from jnn import cli
-from conftest import make_problem
 
 
 def test_compare_grads_reports_the_worst_entry_and_fails_on_a_mismatch():
@@ -72,8 +72,23 @@ def test_cli_gradcheck_prints_the_table_and_passes(capsys, tmp_path):
 
 
 def test_cli_gradcheck_float32_binary(capsys):
-    rc = cli.main(["gradcheck", "--sizes", "4,3,1", "--loss", "binary", "--activation", "sigmoid",
-                   "--dtype", "float32", "--mode", "classic", "--batch", "5"])
+    rc = cli.main(
+        [
+            "gradcheck",
+            "--sizes",
+            "4,3,1",
+            "--loss",
+            "binary",
+            "--activation",
+            "sigmoid",
+            "--dtype",
+            "float32",
+            "--mode",
+            "classic",
+            "--batch",
+            "5",
+        ]
+    )
     assert rc == 0 and "PASSED" in capsys.readouterr().out
 
 
@@ -92,21 +107,26 @@ def test_cli_gradcheck_exits_1_on_a_wrong_gradient(capsys, monkeypatch):
     assert rc == 1 and "MISMATCH" in out and "NO" in out
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["gradcheck", "--keep-prob", "1.5"], r"keep_prob must be in \(0, 1\]; got 1.5"),
-    (["gradcheck", "--sizes", "4"], "at least two entries"),
-    (["gradcheck", "--l2", "-1"], r"--l2 must be in \[0, inf\]; got -1"),
-    (["gradcheck", "--loss", "binary"], "--loss binary needs an output width of 1"),
-    (["gradcheck", "--batch", "0"], r"--batch must be an integer in \[1, inf\]; got 0"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["gradcheck", "--keep-prob", "1.5"], r"keep_prob must be in \(0, 1\]; got 1.5"),
+        (["gradcheck", "--sizes", "4"], "at least two entries"),
+        (["gradcheck", "--l2", "-1"], r"--l2 must be in \[0, inf\]; got -1"),
+        (["gradcheck", "--loss", "binary"], "--loss binary needs an output width of 1"),
+        (["gradcheck", "--batch", "0"], r"--batch must be an integer in \[1, inf\]; got 0"),
+    ],
+)
 def test_cli_bad_values_exit_2_with_a_message(argv, match, capsys):
     assert cli.main(argv) == 2
     import re
+
     assert re.search(match, capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("argv", [["gradcheck", "--activation", "gelu"], ["gradcheck", "--sizes", "4,x"],
-                                  ["gradcheck", "--nope"], []])
+@pytest.mark.parametrize(
+    "argv", [["gradcheck", "--activation", "gelu"], ["gradcheck", "--sizes", "4,x"], ["gradcheck", "--nope"], []]
+)
 def test_cli_bad_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)

@@ -34,12 +34,15 @@ def test_same_key_same_params_different_key_different_params():
     assert not np.array_equal(a[0]["w"], c[0]["w"])
 
 
-@pytest.mark.parametrize("scheme,var", [
-    ("lecun_normal", lambda i, o: 1 / i),
-    ("he_normal", lambda i, o: 2 / i),
-    ("glorot_uniform", lambda i, o: 2 / (i + o)),  # U(±√(6/(i+o))) has variance 2/(i+o)
-    ("uniform", lambda i, o: 1 / (3 * i)),  # U(±1/√i) has variance 1/(3i)
-])
+@pytest.mark.parametrize(
+    "scheme,var",
+    [
+        ("lecun_normal", lambda i, o: 1 / i),
+        ("he_normal", lambda i, o: 2 / i),
+        ("glorot_uniform", lambda i, o: 2 / (i + o)),  # U(±√(6/(i+o))) has variance 2/(i+o)
+        ("uniform", lambda i, o: 1 / (3 * i)),  # U(±1/√i) has variance 1/(3i)
+    ],
+)
 def test_weight_variance_matches_the_scheme(scheme, var):
     fan_in, fan_out = 400, 300
     w = np.asarray(jnn.init_mlp(jax.random.key(3), [fan_in, fan_out], scheme=scheme)[0]["w"])
@@ -53,15 +56,18 @@ def test_biases_zero_except_uniform_scheme():
     assert np.all(np.abs(b) <= 1 / 3) and b.std() > 0.1
 
 
-@pytest.mark.parametrize("sizes,exc,match", [
-    ([3], ValueError, "at least two entries"),
-    ([3, 0, 2], ValueError, r"sizes\[1\] must be a positive int; got 0"),
-    ([3, -1], ValueError, r"sizes\[1\] must be a positive int; got -1"),
-    ([3, 2.5], TypeError, r"sizes\[1\] must be a positive int; got 2.5"),
-    ([3, True], TypeError, r"sizes\[1\] must be a positive int"),
-    ("32", TypeError, "sizes must be a sequence"),
-    (7, TypeError, "sizes must be a sequence"),
-])
+@pytest.mark.parametrize(
+    "sizes,exc,match",
+    [
+        ([3], ValueError, "at least two entries"),
+        ([3, 0, 2], ValueError, r"sizes\[1\] must be a positive int; got 0"),
+        ([3, -1], ValueError, r"sizes\[1\] must be a positive int; got -1"),
+        ([3, 2.5], TypeError, r"sizes\[1\] must be a positive int; got 2.5"),
+        ([3, True], TypeError, r"sizes\[1\] must be a positive int"),
+        ("32", TypeError, "sizes must be a sequence"),
+        (7, TypeError, "sizes must be a sequence"),
+    ],
+)
 def test_bad_sizes(sizes, exc, match):
     with pytest.raises(exc, match=match):
         jnn.init_mlp(jax.random.key(0), sizes)
@@ -102,14 +108,22 @@ def _eager_reference(key, sizes, scheme, dt):
 
 
 @pytest.mark.parametrize("scheme", list(SCHEMES))
-@pytest.mark.parametrize("sizes,path", [((40, 256, 256, 10), "vectorised"), ((3, 7, 5, 1), "vectorised"),
-                                        ((10, 100, 30, 2), "vectorised"), ((3000, 400, 2, 2), "per_layer")])
+@pytest.mark.parametrize(
+    "sizes,path",
+    [
+        ((40, 256, 256, 10), "vectorised"),
+        ((3, 7, 5, 1), "vectorised"),
+        ((10, 100, 30, 2), "vectorised"),
+        ((3000, 400, 2, 2), "per_layer"),
+    ],
+)
 def test_compiled_init_gives_the_bits_of_eager_per_layer_draws(scheme, sizes, path, monkeypatch):
     import jnn.init as init_mod
 
     calls = []
     for name in ("_init_vectorised", "_init_per_layer"):
-        monkeypatch.setattr(init_mod, name, lambda *a, f=getattr(init_mod, name), n=name: calls.append(n) or f(*a))
+        real = getattr(init_mod, name)
+        monkeypatch.setattr(init_mod, name, lambda *a, f=real, n=name: calls.append(n) or f(*a))
     for key in (jax.random.key(0), jax.random.key(7), jax.random.PRNGKey(3)):
         got, want = jnn.init_mlp(key, sizes, scheme=scheme), _eager_reference(key, sizes, scheme, jnp.float32)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -119,16 +133,20 @@ def test_compiled_init_gives_the_bits_of_eager_per_layer_draws(scheme, sizes, pa
 
 def test_rbg_keys_draw_layer_by_layer_with_the_eager_bits():
     key = jax.random.key(2, impl="rbg")
-    for a, b in zip(jax.tree.leaves(jnn.init_mlp(key, (5, 9, 4))),
-                    jax.tree.leaves(_eager_reference(key, (5, 9, 4), "lecun_normal", jnp.float32))):
+    for a, b in zip(
+        jax.tree.leaves(jnn.init_mlp(key, (5, 9, 4))),
+        jax.tree.leaves(_eager_reference(key, (5, 9, 4), "lecun_normal", jnp.float32)),
+    ):
         np.testing.assert_array_equal(a, b)
 
 
 def test_compiled_init_bits_in_float64(x64):
     key = jax.random.key(3)
     for scheme in SCHEMES:
-        got, want = jnn.init_mlp(key, (6, 11, 3), scheme=scheme, dtype="float64"), \
-            _eager_reference(key, (6, 11, 3), scheme, jnp.float64)
+        got, want = (
+            jnn.init_mlp(key, (6, 11, 3), scheme=scheme, dtype="float64"),
+            _eager_reference(key, (6, 11, 3), scheme, jnp.float64),
+        )
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             assert a.dtype == jnp.float64
             np.testing.assert_array_equal(a, b)

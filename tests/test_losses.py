@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import make_problem, tree_allclose
 
 import jnn
-from conftest import make_problem, tree_allclose
 
 
 def test_bce_equals_the_lecture_formula(x64):
@@ -24,7 +24,9 @@ def test_softmax_ce_equals_the_formula_with_int_and_one_hot_labels(x64):
     p = np.exp(np.asarray(z)) / np.exp(np.asarray(z)).sum(1, keepdims=True)
     expected = -np.log(p[np.arange(5), np.asarray(y)]).mean()
     assert float(jnn.softmax_cross_entropy(z, y)) == pytest.approx(expected, rel=1e-14)
-    assert float(jnn.softmax_cross_entropy(z, jax.nn.one_hot(y, 4, dtype=jnp.float64))) == pytest.approx(expected, rel=1e-14)
+    assert float(jnn.softmax_cross_entropy(z, jax.nn.one_hot(y, 4, dtype=jnp.float64))) == pytest.approx(
+        expected, rel=1e-14
+    )
 
 
 def test_losses_are_finite_and_exact_at_huge_logits():
@@ -69,7 +71,8 @@ def test_l2_penalty_value_and_gradient(x64):
     np.testing.assert_allclose(gb[0]["b"], 2 * lam * params[0]["b"], rtol=1e-14)
     only_last = [{"w": False, "b": False}, {"w": True, "b": False}]
     assert float(jnn.l2_penalty(params, lam, mask=only_last)) == pytest.approx(
-        lam * float(jnp.sum(params[1]["w"] ** 2)), rel=1e-14)
+        lam * float(jnp.sum(params[1]["w"] ** 2)), rel=1e-14
+    )
 
 
 def test_l2_maps_to_optax_add_decayed_weights_with_2_lambda(x64):
@@ -89,26 +92,42 @@ def test_larger_lambda_gives_smaller_weights_after_training():
     norms = []
     for lam in (0.0, 0.01, 0.1):
         p = params
-        step = jax.jit(lambda p: jax.tree.map(lambda a, g: a - 0.5 * g, p,
-                                              jax.grad(jnn.regularized_loss)(p, x, y, l2=lam)))
+        step = jax.jit(
+            lambda p, lam=lam: jax.tree.map(
+                lambda a, g: a - 0.5 * g, p, jax.grad(jnn.regularized_loss)(p, x, y, l2=lam)
+            )
+        )
         for _ in range(200):
             p = step(p)
         norms.append(sum(float(jnp.sum(l["w"] ** 2)) for l in p))
     assert norms[0] > norms[1] > norms[2]
 
 
-@pytest.mark.parametrize("fn,args,exc,match", [
-    ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0, 4, 1])), ValueError, r"class indices in \[0, 3\].*\[0, 4\]"),
-    ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0, -1, 1])), ValueError, r"class indices in \[0, 3\]"),
-    ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0.0, 1.0, 1.0])), TypeError, "integer class indices"),
-    ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0, 1])), ValueError, r"must have shape \(3,\)"),
-    ("softmax_cross_entropy", (jnp.zeros((3, 4)), np.array(["a", "b", "c"])), TypeError, "y must be"),
-    ("softmax_cross_entropy", (jnp.zeros((3, 1)), jnp.array([0, 0, 0])), ValueError, "at least 2 output units"),
-    ("binary_cross_entropy", (jnp.zeros(3), jnp.array([0, 2, 1])), ValueError, r"y must be in \{0, 1\}"),
-    ("binary_cross_entropy", (jnp.zeros((3, 2)), jnp.array([0, 1, 1])), ValueError, "one logit per example"),
-    ("binary_cross_entropy", (jnp.zeros(3), jnp.array([0, 1])), ValueError, r"y must have shape \(3,\)"),
-    ("binary_cross_entropy", (jnp.array([0.0, jnp.inf, 1.0]), jnp.array([0, 1, 1])), ValueError, "logits must be finite"),
-])
+@pytest.mark.parametrize(
+    "fn,args,exc,match",
+    [
+        (
+            "softmax_cross_entropy",
+            (jnp.zeros((3, 4)), jnp.array([0, 4, 1])),
+            ValueError,
+            r"class indices in \[0, 3\].*\[0, 4\]",
+        ),
+        ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0, -1, 1])), ValueError, r"class indices in \[0, 3\]"),
+        ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0.0, 1.0, 1.0])), TypeError, "integer class indices"),
+        ("softmax_cross_entropy", (jnp.zeros((3, 4)), jnp.array([0, 1])), ValueError, r"must have shape \(3,\)"),
+        ("softmax_cross_entropy", (jnp.zeros((3, 4)), np.array(["a", "b", "c"])), TypeError, "y must be"),
+        ("softmax_cross_entropy", (jnp.zeros((3, 1)), jnp.array([0, 0, 0])), ValueError, "at least 2 output units"),
+        ("binary_cross_entropy", (jnp.zeros(3), jnp.array([0, 2, 1])), ValueError, r"y must be in \{0, 1\}"),
+        ("binary_cross_entropy", (jnp.zeros((3, 2)), jnp.array([0, 1, 1])), ValueError, "one logit per example"),
+        ("binary_cross_entropy", (jnp.zeros(3), jnp.array([0, 1])), ValueError, r"y must have shape \(3,\)"),
+        (
+            "binary_cross_entropy",
+            (jnp.array([0.0, jnp.inf, 1.0]), jnp.array([0, 1, 1])),
+            ValueError,
+            "logits must be finite",
+        ),
+    ],
+)
 def test_bad_labels_and_logits(fn, args, exc, match):
     with pytest.raises(exc, match=match):
         getattr(jnn, fn)(*args)

@@ -2,9 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import jnn
-from conftest import make_problem
 
 DROP = jnn.Dropout(0.7)
 
@@ -14,7 +14,8 @@ def test_jit_equals_eager():
     key = jax.random.key(9)
     eager = jnn.forward(params, x, activation="tanh", dropout=DROP, key=key, train=True)
     jitted = jax.jit(lambda p, x, k: jnn.forward(p, x, activation="tanh", dropout=DROP, key=k, train=True))(
-        params, x, key)
+        params, x, key
+    )
     np.testing.assert_allclose(eager, jitted, rtol=1e-6, atol=1e-7)
 
 
@@ -46,13 +47,16 @@ def test_train_without_dropout_is_deterministic_and_ignores_key():
     np.testing.assert_array_equal(jnn.forward(params, x, train=True), jnn.forward(params, x))
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(activation="gelu"), ValueError, "activation must be one of"),
-    (dict(dropout=0.5), TypeError, r"dropout must be a jnn.Dropout"),
-    (dict(dropout=DROP, train=True), ValueError, "key is required when train=True with dropout"),
-    (dict(dropout=DROP, train=True, key=3), TypeError, "key must be a PRNG key"),
-    (dict(train="yes"), TypeError, "train must be a bool"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(activation="gelu"), ValueError, "activation must be one of"),
+        (dict(dropout=0.5), TypeError, r"dropout must be a jnn.Dropout"),
+        (dict(dropout=DROP, train=True), ValueError, "key is required when train=True with dropout"),
+        (dict(dropout=DROP, train=True, key=3), TypeError, "key must be a PRNG key"),
+        (dict(train="yes"), TypeError, "train must be a bool"),
+    ],
+)
 def test_bad_arguments(kwargs, exc, match):
     params, x, _ = make_problem([3, 4, 2], "softmax")
     with pytest.raises(exc, match=match):

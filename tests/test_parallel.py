@@ -23,9 +23,26 @@ from jnn.parallel import check_mesh, free_port, initialize, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 JNN = [sys.executable, "-m", "jnn.cli"]
-TRAIN = ["train", "--dataset", "spirals", "--hidden", "32,32", "--batch-size", "64", "--max-steps", "100",
-         "--max-epochs", "100", "--keep-prob", "0.7", "--learning-rate", "0.05", "--patience", "100",
-         "--data-parallel"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "spirals",
+    "--hidden",
+    "32,32",
+    "--batch-size",
+    "64",
+    "--max-steps",
+    "100",
+    "--max-epochs",
+    "100",
+    "--keep-prob",
+    "0.7",
+    "--learning-rate",
+    "0.05",
+    "--patience",
+    "100",
+    "--data-parallel",
+]
 
 
 def _env(**extra):
@@ -35,8 +52,15 @@ def _env(**extra):
 
 
 def _run(cmd, *, timeout=240, **env):
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     finally:
@@ -82,11 +106,14 @@ def test_data_parallel_on_8_simulated_devices_equals_1_device():
 
 def test_two_processes_train_like_two_simulated_devices(tmp_path):
     t0 = time.monotonic()
-    code, out = _run(JNN + ["launch", "--processes", "2", "--timeout", "200", "--"] + JNN + TRAIN +
-                     ["--out", str(tmp_path / "mp")])
+    code, out = _run(
+        JNN + ["launch", "--processes", "2", "--timeout", "200", "--"] + JNN + TRAIN + ["--out", str(tmp_path / "mp")]
+    )
     assert code == 0, out[-3000:]
     assert "data parallel over 2 device(s) in 2 process(es)" in out and "process 1: test accuracy" in out
-    code, out = _run(JNN + TRAIN + ["--out", str(tmp_path / "sim")], XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    code, out = _run(
+        JNN + TRAIN + ["--out", str(tmp_path / "sim")], XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
     assert code == 0, out[-3000:]
     a, b = np.load(tmp_path / "mp" / "checkpoint.npz"), np.load(tmp_path / "sim" / "checkpoint.npz")
     header = json.loads(bytes(a["header"]).decode())
@@ -104,11 +131,34 @@ def test_killing_one_process_makes_the_other_fail_without_hanging(tmp_path):
     try:
         for i in range(2):
             env = _env(JNN_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JNN_NUM_PROCESSES="2", JNN_PROCESS_ID=str(i))
-            procs.append(subprocess.Popen(
-                JNN + ["train", "--dataset", "spirals", "--hidden", "32", "--batch-size", "64", "--max-epochs",
-                       "100000", "--no-early-stopping", "--log-every", "1", "--out", str(tmp_path / f"p{i}"),
-                       "--data-parallel"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    JNN
+                    + [
+                        "train",
+                        "--dataset",
+                        "spirals",
+                        "--hidden",
+                        "32",
+                        "--batch-size",
+                        "64",
+                        "--max-epochs",
+                        "100000",
+                        "--no-early-stopping",
+                        "--log-every",
+                        "1",
+                        "--out",
+                        str(tmp_path / f"p{i}"),
+                        "--data-parallel",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + 120
         for line in procs[0].stdout:  # wait until training runs
             if line.startswith("epoch") or time.monotonic() > deadline:
@@ -129,8 +179,15 @@ def test_killing_one_process_makes_the_other_fail_without_hanging(tmp_path):
 
 def test_launch_returns_the_failing_code_and_kills_the_rest():
     t0 = time.monotonic()
-    code = launch([sys.executable, "-c", "import os, sys, time\n"
-                   "sys.exit(3) if os.environ['JNN_PROCESS_ID'] == '1' else time.sleep(60)"], processes=2, timeout=50)
+    code = launch(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\nsys.exit(3) if os.environ['JNN_PROCESS_ID'] == '1' else time.sleep(60)",
+        ],
+        processes=2,
+        timeout=50,
+    )
     assert code == 3 and time.monotonic() - t0 < 30
 
 
@@ -190,11 +247,29 @@ _CUSTOM = textwrap.dedent("""
 def test_a_custom_model_trains_data_parallel_and_over_two_processes(tmp_path):
     script = tmp_path / "custom.py"
     script.write_text(_CUSTOM)
-    runs = {"one": ({}, [sys.executable, str(script), "one", str(tmp_path / "one.npz")]),
-            "eight": ({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
-                      [sys.executable, str(script), "mesh", str(tmp_path / "eight.npz")]),
-            "two": ({}, JNN + ["launch", "--processes", "2", "--timeout", "200", "--", sys.executable, str(script),
-                               "mesh", str(tmp_path / "two.npz")])}
+    runs = {
+        "one": ({}, [sys.executable, str(script), "one", str(tmp_path / "one.npz")]),
+        "eight": (
+            {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+            [sys.executable, str(script), "mesh", str(tmp_path / "eight.npz")],
+        ),
+        "two": (
+            {},
+            JNN
+            + [
+                "launch",
+                "--processes",
+                "2",
+                "--timeout",
+                "200",
+                "--",
+                sys.executable,
+                str(script),
+                "mesh",
+                str(tmp_path / "two.npz"),
+            ],
+        ),
+    }
     outs = {}
     for name, (env, cmd) in runs.items():
         code, outs[name] = _run(cmd, **env)

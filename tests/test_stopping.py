@@ -65,14 +65,17 @@ def test_update_is_jittable_and_runs_in_a_scan():
     assert int(s.best_epoch) == 2
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(monitor="loss"), ValueError, r"monitor must be one of \['val_loss', 'val_accuracy'"),
-    (dict(patience=-1), ValueError, r"patience must be an integer in \[0, inf\]; got -1"),
-    (dict(patience=1.5), TypeError, "patience must be an integer"),
-    (dict(min_delta=-0.1), ValueError, r"min_delta must be in \[0, inf\]; got -0.1"),
-    (dict(start_epoch=-2), ValueError, "start_epoch must be an integer"),
-    (dict(restore_best="yes"), TypeError, "restore_best must be a bool"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(monitor="loss"), ValueError, r"monitor must be one of \['val_loss', 'val_accuracy'"),
+        (dict(patience=-1), ValueError, r"patience must be an integer in \[0, inf\]; got -1"),
+        (dict(patience=1.5), TypeError, "patience must be an integer"),
+        (dict(min_delta=-0.1), ValueError, r"min_delta must be in \[0, inf\]; got -0.1"),
+        (dict(start_epoch=-2), ValueError, "start_epoch must be an integer"),
+        (dict(restore_best="yes"), TypeError, "restore_best must be a bool"),
+    ],
+)
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         EarlyStopping(**kwargs)

@@ -9,8 +9,12 @@ from jnn.sweep import format_table, grid, members_of, sweep
 from jnn.train import TRACE_COUNTS, TrainConfig, fit
 
 CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05)
-AXES = dict(seed=[0, 1, 2, 3, 0, 1, 2, 3], learning_rate=[0.05, 0.05, 0.1, 0.1, 0.02, 0.02, 0.05, 0.05],
-            l2=[0.0, 1e-4, 0.0, 1e-3, 0.0, 0.0, 1e-4, 0.0], keep_prob=[0.7, 0.7, 0.9, 1.0, 0.8, 0.7, 1.0, 0.5])
+AXES = dict(
+    seed=[0, 1, 2, 3, 0, 1, 2, 3],
+    learning_rate=[0.05, 0.05, 0.1, 0.1, 0.02, 0.02, 0.05, 0.05],
+    l2=[0.0, 1e-4, 0.0, 1e-3, 0.0, 0.0, 1e-4, 0.0],
+    keep_prob=[0.7, 0.7, 0.9, 1.0, 0.8, 0.7, 1.0, 0.5],
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,7 @@ def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     assert fast["stopped_by"] == "early_stopping" and fast["epochs"] < slow["epochs"]
     h = res.histories[0]
     assert len(h) == fast["epochs"]  # nothing recorded after the stop
-    assert np.all(np.isnan(np.asarray(res.state.history["val_loss"][0][fast["epochs"]:])))
+    assert np.all(np.isnan(np.asarray(res.state.history["val_loss"][0][fast["epochs"] :])))
     # Frozen: the member's step count and params equal a lone fit that stopped at the same epoch (had it
     # gone on for the other member's epochs, its params would differ by far more than rounding; lr 0.5
     # amplifies the ~1e-7 batched-matmul rounding, hence 1e-5 here).
@@ -70,15 +74,18 @@ def test_grid_is_the_cartesian_product():
     assert g == {"seed": [0, 0, 0, 1, 1, 1], "l2": [0.0, 1e-4, 1e-3, 0.0, 1e-4, 1e-3]}
 
 
-@pytest.mark.parametrize("axes,exc,match", [
-    (dict(seed=[0, 1], l2=[0.0]), ValueError, r"same length .* got lengths \{'seed': 2, 'l2': 1\}"),
-    (dict(momentum=[0.9]), ValueError, r"sweep axis must be one of \['seed', 'learning_rate', 'l2', 'keep_prob'\]"),
-    (dict(keep_prob=[0.5, 1.5]), ValueError, r"sweep member 1 \(keep_prob=1.5\): keep_prob must be in \(0, 1\]"),
-    (dict(learning_rate=[0.1, -1.0]), ValueError, r"sweep member 1 \(learning_rate=-1.0\): learning_rate must be"),
-    (dict(l2=[-0.1]), ValueError, r"sweep member 0 \(l2=-0.1\): l2 must be in \[0, inf\]"),
-    (dict(seed=[]), ValueError, "non-empty list"),
-    ({}, ValueError, "at least one axis"),
-])
+@pytest.mark.parametrize(
+    "axes,exc,match",
+    [
+        (dict(seed=[0, 1], l2=[0.0]), ValueError, r"same length .* got lengths \{'seed': 2, 'l2': 1\}"),
+        (dict(momentum=[0.9]), ValueError, r"sweep axis must be one of \['seed', 'learning_rate', 'l2', 'keep_prob'\]"),
+        (dict(keep_prob=[0.5, 1.5]), ValueError, r"sweep member 1 \(keep_prob=1.5\): keep_prob must be in \(0, 1\]"),
+        (dict(learning_rate=[0.1, -1.0]), ValueError, r"sweep member 1 \(learning_rate=-1.0\): learning_rate must be"),
+        (dict(l2=[-0.1]), ValueError, r"sweep member 0 \(l2=-0.1\): l2 must be in \[0, inf\]"),
+        (dict(seed=[]), ValueError, "non-empty list"),
+        ({}, ValueError, "at least one axis"),
+    ],
+)
 def test_bad_axes_name_the_member(axes, exc, match):
     with pytest.raises(exc, match=match):
         members_of(TrainConfig(**CFG), axes)
@@ -88,8 +95,24 @@ def test_cli_sweep(tmp_path, capsys):
     from jnn import cli
 
     out = tmp_path / "sw"
-    argv = ["sweep", "--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--max-epochs", "3",
-            "--seeds", "0,1", "--l2s", "0,0.001", "--grid", "--out", str(out)]
+    argv = [
+        "sweep",
+        "--dataset",
+        "spirals",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "64",
+        "--max-epochs",
+        "3",
+        "--seeds",
+        "0,1",
+        "--l2s",
+        "0,0.001",
+        "--grid",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "4 members over seed, l2" in text and "best by val_loss: member" in text
@@ -107,8 +130,22 @@ def test_sweep_benchmark_smoke(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "sweep.py"), "--members", "2", "--epochs", "1",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=root)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "sweep.py"),
+            "--members",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["members"] == 2 and res["end_to_end_seconds"]["sweep"] > 0

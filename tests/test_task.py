@@ -21,9 +21,11 @@ def residual_task(*, keep_prob=1.0, loss="mse", metrics=None, hyper=None, out=1,
 
     def init(key):
         k = jax.random.split(key, 4)
-        return {"inp": {"w": jax.random.normal(k[0], (D, H)) / D ** 0.5, "b": jnp.zeros(H)},
-                "blocks": [{"w": jax.random.normal(k[i + 1], (H, H)) * 0.1 / H ** 0.5} for i in range(2)],
-                "out": {"w": jax.random.normal(k[3], (H, out)) / H ** 0.5, "b": jnp.zeros(out)}}
+        return {
+            "inp": {"w": jax.random.normal(k[0], (D, H)) / D**0.5, "b": jnp.zeros(H)},
+            "blocks": [{"w": jax.random.normal(k[i + 1], (H, H)) * 0.1 / H**0.5} for i in range(2)],
+            "out": {"w": jax.random.normal(k[3], (H, out)) / H**0.5, "b": jnp.zeros(out)},
+        }
 
     def apply(params, x, *, key, train, hyper):
         h = jnp.tanh(x @ params["inp"]["w"] + params["inp"]["b"].reshape(1, -1))
@@ -41,8 +43,14 @@ def residual_task(*, keep_prob=1.0, loss="mse", metrics=None, hyper=None, out=1,
     def penalty(params, hyper):
         return hyper["l2"] * sum(jnp.sum(b["w"] ** 2) for b in params["blocks"])
 
-    return jnn.Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics,
-                    hyper={"l2": 1e-3, "keep_prob": keep_prob, **(hyper or {})})
+    return jnn.Task(
+        init=init,
+        apply=apply,
+        loss=loss,
+        penalty=penalty,
+        metrics=metrics,
+        hyper={"l2": 1e-3, "keep_prob": keep_prob, **(hyper or {})},
+    )
 
 
 def regression_data(n=96, seed=0, k=None):
@@ -55,12 +63,15 @@ def regression_data(n=96, seed=0, k=None):
 
 def rel_err(a, b) -> float:
     """Max-norm relative difference of two params pytrees as whole vectors: max|a − b| / max|b|."""
-    diff = max(float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    diff = max(
+        float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
     return diff / max(float(np.max(np.abs(np.asarray(v)))) for v in jax.tree.leaves(b))
 
 
-CFG = dict(optimizer="momentum", learning_rate=0.05, batch_size=16, max_epochs=4, early_stopping=False,
-           val_fraction=0.0)
+CFG = dict(
+    optimizer="momentum", learning_rate=0.05, batch_size=16, max_epochs=4, early_stopping=False, val_fraction=0.0
+)
 
 
 def optax_loop(task, ds, cfg):
@@ -85,9 +96,10 @@ def optax_loop(task, ds, cfg):
     for epoch in range(cfg.max_epochs):
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(keys.data, epoch), n))
         for i in range(0, n, t):
-            idx = perm[i:i + t]
-            params, opt = step(params, opt, jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]),
-                               jax.random.fold_in(keys.dropout, s), hyper)
+            idx = perm[i : i + t]
+            params, opt = step(
+                params, opt, jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]), jax.random.fold_in(keys.dropout, s), hyper
+            )
             s += 1
     return params
 
@@ -148,19 +160,25 @@ def test_non_finite_guard_names_the_leaf_of_a_nested_dict():
 
 def test_sweep_over_a_custom_hyperparameter_equals_separate_fits():
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
-    cfg = TrainConfig(**{**CFG, "val_fraction": 0.2, "early_stopping": True, "patience": 2, "max_epochs": 8,
-                         "monitor": "val_r2"})
+    cfg = TrainConfig(
+        **{**CFG, "val_fraction": 0.2, "early_stopping": True, "patience": 2, "max_epochs": 8, "monitor": "val_r2"}
+    )
     before = dict(TRACE_COUNTS)
     res = sweep(ds, cfg, task=task, test=ds, l2=[0.0, 1e-2, 1.0], seed=[0, 1, 0])
     assert TRACE_COUNTS["run_epoch"] - before.get("run_epoch", 0) == 1
     assert [r["l2"] for r in res.rows] == [0.0, 1e-2, 1.0] and "test_r2" in res.rows[0]
     for i, (l2, seed) in enumerate([(0.0, 0), (1e-2, 1), (1.0, 0)]):
-        one = fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": seed}), task=task._replace(hyper={**task.hyper, "l2": l2}))
+        one = fit(
+            ds, TrainConfig(**{**cfg.to_dict(), "seed": seed}), task=task._replace(hyper={**task.hyper, "l2": l2})
+        )
         assert rel_err(res.member_params(i), one.params) <= 1e-6  # vmapped matmuls round differently
         assert res.rows[i]["epochs"] == len(one.history)
     assert res.direction == "max" and res.best()["best_val"] == max(r["best_val"] for r in res.rows)
-    with pytest.raises(ValueError, match=r"sweep axis must be one of \['seed', 'learning_rate', 'l2', 'keep_prob'\]; "
-                                         "got 'width'"):
+    with pytest.raises(
+        ValueError,
+        match=r"sweep axis must be one of \['seed', 'learning_rate', 'l2', 'keep_prob'\]; "
+        "got 'width'",
+    ):
         sweep(ds, cfg, task=task, width=[1, 2])
 
 
@@ -168,8 +186,17 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
     train, val = regression_data(100, seed=0), regression_data(40, seed=1)
     mse_plus = lambda out, y: jnp.mean((out - y.reshape(out.shape)) ** 2, axis=-1) + 1.0
     task = residual_task(metrics={"r2": "r2", "shifted": mse_plus})
-    cfg = TrainConfig(**{**CFG, "early_stopping": True, "monitor": "val_shifted", "monitor_mode": "min",
-                         "patience": 3, "max_epochs": 30, "val_fraction": 0.5})
+    cfg = TrainConfig(
+        **{
+            **CFG,
+            "early_stopping": True,
+            "monitor": "val_shifted",
+            "monitor_mode": "min",
+            "patience": 3,
+            "max_epochs": 30,
+            "val_fraction": 0.5,
+        }
+    )
     r = fit(train, cfg, task=task, val=val, run_dir=tmp_path / "run")
     assert len(r.state.history["val_r2"]) == 30  # the whole of train is trained on: val is not carved from it
     h = r.history
@@ -178,8 +205,9 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
     assert h["val_shifted"][-1] == pytest.approx(ev["shifted"], rel=1e-5)
     assert h["val_shifted"][-1] == pytest.approx(ev["loss"] + 1.0, rel=1e-5)
     assert r.best_epoch == int(np.argmin(h["val_shifted"]))
-    assert (tmp_path / "run" / "history.csv").read_text().splitlines()[0] == \
-        "epoch,train_loss,train_r2,train_shifted,val_loss,val_r2,val_shifted,learning_rate"
+    assert (tmp_path / "run" / "history.csv").read_text().splitlines()[
+        0
+    ] == "epoch,train_loss,train_r2,train_shifted,val_loss,val_r2,val_shifted,learning_rate"
     pytest.importorskip("matplotlib")
     from jnn.plots import plot_history
 
@@ -188,8 +216,11 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
     warm = fit(train, TrainConfig(**{**CFG, "max_epochs": 1}), task=task, init_params=r.params)
     cold = fit(train, TrainConfig(**{**CFG, "max_epochs": 1}), task=task)
     assert warm.history["train_loss"][0] < cold.history["train_loss"][0]
-    with pytest.raises(ValueError, match=r"init_params\['out'\]\['b'\] must be float32\[1\] like the params from "
-                                         r"task.init; got float32\[2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"init_params\['out'\]\['b'\] must be float32\[1\] like the params from "
+        r"task.init; got float32\[2\]",
+    ):
         fit(train, TrainConfig(**CFG), task=task, init_params=residual_task(out=2).init(jax.random.key(0)))
 
 
@@ -237,8 +268,9 @@ def test_sample_and_class_weights_match_a_weighted_numpy_mean():
     got = jnn.losses.masked_mean(jnn.per_example_loss("softmax", jnp.asarray(z), jnp.asarray(y)), None, jnp.asarray(w))
     assert float(got) == pytest.approx(np.average(per, weights=w), rel=1e-6)
     mask = np.arange(9) < 6
-    got = jnn.losses.masked_mean(jnn.per_example_loss("softmax", jnp.asarray(z), jnp.asarray(y)), jnp.asarray(mask),
-                                 jnp.asarray(w))
+    got = jnn.losses.masked_mean(
+        jnn.per_example_loss("softmax", jnp.asarray(z), jnp.asarray(y)), jnp.asarray(mask), jnp.asarray(w)
+    )
     assert float(got) == pytest.approx(np.average(per[:6], weights=w[:6]), rel=1e-6)
     # class weights in fit: the per-example weights are sample_weight × class_weight[y]
     ds = Dataset(rng.normal(size=(9, 2)).astype(np.float32), y, sample_weight=w)
@@ -253,8 +285,9 @@ def test_a_weighted_fit_equals_a_fit_on_duplicated_rows():
     train, _ = jnn.datasets.load("spirals")
     x, y = train.x[:60], train.y[:60]
     w = np.where(np.arange(60) % 3 == 0, 2.0, 1.0).astype(np.float32)
-    cfg = TrainConfig(hidden=(8,), keep_prob=1.0, l2=0.0, optimizer="sgd", max_epochs=5, early_stopping=False,
-                      val_fraction=0.0)
+    cfg = TrainConfig(
+        hidden=(8,), keep_prob=1.0, l2=0.0, optimizer="sgd", max_epochs=5, early_stopping=False, val_fraction=0.0
+    )
     weighted = fit(Dataset(x, y, sample_weight=w), TrainConfig(**{**cfg.to_dict(), "batch_size": 60}))
     rep = np.repeat(np.arange(60), w.astype(int))
     dup = fit(Dataset(x[rep], y[rep]), TrainConfig(**{**cfg.to_dict(), "batch_size": len(rep)}))
@@ -287,16 +320,31 @@ def test_multilabel_mlp_trains_and_reports_accuracy():
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0, x[:, 3] < 0.5], axis=1).astype(np.int32)
     ds = Dataset(x, y)
-    r = fit(ds, TrainConfig(loss="multilabel", hidden=(32,), keep_prob=1.0, max_epochs=40, batch_size=32,
-                            learning_rate=0.1, patience=40))
+    r = fit(
+        ds,
+        TrainConfig(
+            loss="multilabel", hidden=(32,), keep_prob=1.0, max_epochs=40, batch_size=32, learning_rate=0.1, patience=40
+        ),
+    )
     assert r.params[-1]["w"].shape == (32, 3)
     assert jnn.evaluate(r.params, ds, TrainConfig(loss="multilabel", hidden=(32,)))["accuracy"] > 0.9
 
 
 def test_mse_mlp_regression_learns():
     ds = regression_data(400, k=2)
-    r = fit(ds, TrainConfig(loss="mse", hidden=(32,), keep_prob=1.0, max_epochs=60, batch_size=32,
-                            learning_rate=0.05, monitor="val_r2", patience=60))
+    r = fit(
+        ds,
+        TrainConfig(
+            loss="mse",
+            hidden=(32,),
+            keep_prob=1.0,
+            max_epochs=60,
+            batch_size=32,
+            learning_rate=0.05,
+            monitor="val_r2",
+            patience=60,
+        ),
+    )
     assert r.params[-1]["w"].shape == (32, 2) and r.history["val_r2"][r.best_epoch] > 0.8
 
 
@@ -310,26 +358,47 @@ def _bad(task, ds=None, cfg=None, **kw):
     assert TRACE_COUNTS["run_epoch"] == before  # pragma: no cover - only reached if nothing raised
 
 
-@pytest.mark.parametrize("make,exc,match", [
-    (lambda: residual_task()._replace(apply=lambda p, x, *, key, train, hyper: x[:, :2] @ jnp.ones((2, 3))),
-     ValueError, r"loss='mse' needs task.apply to return 1 value\(s\) per example .* got outputs of shape \(16, 3\)"),
-    (lambda: residual_task()._replace(apply=lambda p, x, *, key, train, hyper: x[:3]),
-     ValueError, r"task.apply must return outputs \[batch, ...\] with batch = 16; got shape \(3, 5\)"),
-    (lambda: residual_task(loss=lambda out, y: jnp.mean((out[:, 0] - y) ** 2)),
-     ValueError, r"task.loss\(outputs, y\) must return one value per example, shape \[batch\] = \(16,\); got shape "
-                 r"\(\) \(return the per-example values"),
-    (lambda: residual_task(metrics={"loss": "mse"}), ValueError, "metric name 'loss' clashes"),
-    (lambda: residual_task(metrics=("accuracy",)), ValueError, "metric 'accuracy' needs a classification loss"),
-    (lambda: residual_task(metrics={"bad": lambda out, y: out}), ValueError,
-     r"metric 'bad' must return one value per example, shape \[batch\] = \(16,\); got shape \(16, 1\)"),
-    (lambda: residual_task()._replace(apply=lambda p, x, *, key, train, hyper: x @ p["nope"]),
-     ValueError, r"task.apply\(params, x, train=True\) failed when traced: KeyError"),
-    (lambda: residual_task()._replace(penalty=lambda p, h: p["out"]["b"]), ValueError,
-     r"task.penalty must return a scalar; got shape \(1,\)"),
-    (lambda: residual_task()._replace(hyper={"l2": "big"}), TypeError, r"task.hyper\['l2'\] must be a finite real"),
-    (lambda: residual_task(loss="huber"), ValueError, r"task.loss must be one of \['softmax', 'binary', 'mse', "),
-    (lambda: (1, 2), TypeError, r"task must be a jnn.Task\(init, apply, loss, ...\); got tuple"),
-])
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (
+            lambda: residual_task()._replace(apply=lambda p, x, *, key, train, hyper: x[:, :2] @ jnp.ones((2, 3))),
+            ValueError,
+            r"loss='mse' needs task.apply to return 1 value\(s\) per example .* got outputs of shape \(16, 3\)",
+        ),
+        (
+            lambda: residual_task()._replace(apply=lambda p, x, *, key, train, hyper: x[:3]),
+            ValueError,
+            r"task.apply must return outputs \[batch, ...\] with batch = 16; got shape \(3, 5\)",
+        ),
+        (
+            lambda: residual_task(loss=lambda out, y: jnp.mean((out[:, 0] - y) ** 2)),
+            ValueError,
+            r"task.loss\(outputs, y\) must return one value per example, shape \[batch\] = \(16,\); got shape "
+            r"\(\) \(return the per-example values",
+        ),
+        (lambda: residual_task(metrics={"loss": "mse"}), ValueError, "metric name 'loss' clashes"),
+        (lambda: residual_task(metrics=("accuracy",)), ValueError, "metric 'accuracy' needs a classification loss"),
+        (
+            lambda: residual_task(metrics={"bad": lambda out, y: out}),
+            ValueError,
+            r"metric 'bad' must return one value per example, shape \[batch\] = \(16,\); got shape \(16, 1\)",
+        ),
+        (
+            lambda: residual_task()._replace(apply=lambda p, x, *, key, train, hyper: x @ p["nope"]),
+            ValueError,
+            r"task.apply\(params, x, train=True\) failed when traced: KeyError",
+        ),
+        (
+            lambda: residual_task()._replace(penalty=lambda p, h: p["out"]["b"]),
+            ValueError,
+            r"task.penalty must return a scalar; got shape \(1,\)",
+        ),
+        (lambda: residual_task()._replace(hyper={"l2": "big"}), TypeError, r"task.hyper\['l2'\] must be a finite real"),
+        (lambda: residual_task(loss="huber"), ValueError, r"task.loss must be one of \['softmax', 'binary', 'mse', "),
+        (lambda: (1, 2), TypeError, r"task must be a jnn.Task\(init, apply, loss, ...\); got tuple"),
+    ],
+)
 def test_a_bad_task_is_refused_before_training(make, exc, match):
     with pytest.raises(exc, match=match):
         _bad(make())
@@ -338,19 +407,28 @@ def test_a_bad_task_is_refused_before_training(make, exc, match):
 def test_targets_that_do_not_suit_the_loss_are_refused_without_advising_a_cast():
     x = np.zeros((20, 3), np.float32)
     reg = Dataset(x, np.linspace(25, 346, 20).round().astype(np.float32))  # whole-number regression targets
-    with pytest.raises(ValueError, match=r"loss='softmax' needs integer class labels y \[n\] in the training data; "
-                                         r"y holds real targets \(float32 of shape \(18,\), 18 distinct values\). "
-                                         "For real-valued targets use loss='mse'") as err:
+    with pytest.raises(
+        ValueError,
+        match=r"loss='softmax' needs integer class labels y \[n\] in the training data; "
+        r"y holds real targets \(float32 of shape \(18,\), 18 distinct values\). "
+        "For real-valued targets use loss='mse'",
+    ) as err:
         fit(reg, TrainConfig(hidden=(4,), batch_size=4))
     assert "astype" not in str(err.value)
     cls = Dataset(x, np.arange(20) % 3)
-    with pytest.raises(ValueError, match=r"loss='mse' needs float targets y \[n\] or \[n, k\] in the training data; "
-                                         r"y holds class labels \(int32"):
+    with pytest.raises(
+        ValueError,
+        match=r"loss='mse' needs float targets y \[n\] or \[n, k\] in the training data; "
+        r"y holds class labels \(int32",
+    ):
         fit(cls, TrainConfig(hidden=(4,), batch_size=4, loss="mse"))
     with pytest.raises(ValueError, match="class_weight needs class labels; the data holds real targets"):
         fit(reg, TrainConfig(hidden=(4,), batch_size=4, loss="mse"), class_weight={0: 1.0})
-    with pytest.raises(ValueError, match=r"TrainConfig fields hidden=\(4,\) describe the built-in MLP and have no "
-                                         "effect with task="):
+    with pytest.raises(
+        ValueError,
+        match=r"TrainConfig fields hidden=\(4,\) describe the built-in MLP and have no "
+        "effect with task=",
+    ):
         fit(reg, TrainConfig(hidden=(4,), batch_size=4), task=residual_task())
     with pytest.raises(ValueError, match=re.escape("val must hold data like train")):
         fit(reg, TrainConfig(batch_size=4, loss="mse", hidden=(4,)), val=cls)

@@ -68,8 +68,10 @@ def test_padded_batch_step_equals_the_unpadded_step():
     assert float(ma["count"]) == float(mb["count"]) == 10.0
 
 
-@pytest.mark.parametrize("extra", [{}, {"max_steps": 37, "drop_last": False, "batch_size": 70},
-                                   {"dropout_mode": "classic", "optimizer": "momentum"}])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"max_steps": 37, "drop_last": False, "batch_size": 70}, {"dropout_mode": "classic", "optimizer": "momentum"}],
+)
 def test_epoch_masks_drawn_up_front_give_the_per_step_run_bit_for_bit(monkeypatch, extra):
     import jnn.train.epoch as epoch_mod
 
@@ -80,8 +82,10 @@ def test_epoch_masks_drawn_up_front_give_the_per_step_run_bit_for_bit(monkeypatc
     per_step = fit(train, cfg)
     assert up_front.stopped_by == per_step.stopped_by and int(up_front.state.step) == int(per_step.state.step)
     for a, b in zip(jax.tree.leaves(up_front.state), jax.tree.leaves(per_step.state)):
-        np.testing.assert_array_equal(jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a,
-                                      jax.random.key_data(b) if jnp.issubdtype(b.dtype, jax.dtypes.prng_key) else b)
+        np.testing.assert_array_equal(
+            jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a,
+            jax.random.key_data(b) if jnp.issubdtype(b.dtype, jax.dtypes.prng_key) else b,
+        )
 
 
 def test_train_step_jits_with_donation_and_steps_the_state():
@@ -109,8 +113,9 @@ def test_restore_best_returns_the_best_epoch_params():
     assert evaluate(r.params, val_ds, cfg)["loss"] == pytest.approx(min(val), rel=1e-5)
     if r.stopped_by == "early_stopping":
         assert len(val) == r.best_epoch + 1 + cfg.patience
-    r2 = fit(train, TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5,
-                                   "restore_best": False}))
+    r2 = fit(
+        train, TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5, "restore_best": False})
+    )
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(r2.params), jax.tree.leaves(r2.state.params)))
 
 
@@ -143,8 +148,9 @@ def test_max_steps_and_loss_tolerance_stop_the_run():
     train, _ = _spirals()
     r = fit(train, TrainConfig(**{**SMALL, "max_steps": 20}))  # 17 steps per epoch
     assert r.stopped_by == "max_steps" and int(r.state.step) == 20 and int(r.state.epoch) == 2
-    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 200, "loss_tol": 10.0, "tol_patience": 3,
-                                  "early_stopping": False}))
+    r = fit(
+        train, TrainConfig(**{**SMALL, "max_epochs": 200, "loss_tol": 10.0, "tol_patience": 3, "early_stopping": False})
+    )
     assert r.stopped_by == "loss_tol" and int(r.state.epoch) == 4  # epoch 1 sets the best, 3 more fail by 10
 
 
@@ -153,8 +159,9 @@ def test_non_finite_gradient_stops_with_the_step_and_leaf_named(tmp_path):
     cfg = TrainConfig(**{**SMALL, "optimizer": "sgd", "learning_rate": 1e12, "keep_prob": 1.0, "l2": 0.0})
     r = fit(train, cfg, run_dir=tmp_path / "run")
     assert r.stopped_by == "non_finite"
-    assert re.search(rf"non-finite value in the gradient of layers\[\d\]\.[wb] at step {int(r.state.bad_step)} ",
-                     r.message), r.message
+    assert re.search(
+        rf"non-finite value in the gradient of layers\[\d\]\.[wb] at step {int(r.state.bad_step)} ", r.message
+    ), r.message
     assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(r.state.params))
     saved = jnn.checkpoint.restore(tmp_path / "run" / "checkpoint.npz", r.state)
     assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(saved.params))
@@ -183,8 +190,11 @@ def test_same_seed_same_run_different_seed_different_run():
     cfg = TrainConfig(**{**SMALL, "max_epochs": 5})
     a, b = fit(train, cfg), fit(train, cfg)
     c = fit(train, TrainConfig(**{**SMALL, "max_epochs": 5, "seed": 1}))
-    assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state))
-               if not jnp.issubdtype(u.dtype, jax.dtypes.prng_key))
+    assert all(
+        np.array_equal(u, v)
+        for u, v in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state))
+        if not jnp.issubdtype(u.dtype, jax.dtypes.prng_key)
+    )
     assert not np.array_equal(a.params[0]["w"], c.params[0]["w"])
 
 
@@ -205,26 +215,30 @@ def test_run_folder_files(tmp_path):
     assert cfg["config"]["max_epochs"] == 3 and cfg["environment"]["jax"] == jax.__version__ and cfg["config_hash"]
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["epochs"] == 3 and len(hist["val_accuracy"]) == 3
-    assert (tmp_path / "run" / "history.csv").read_text().splitlines()[0] == \
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate"
+    assert (tmp_path / "run" / "history.csv").read_text().splitlines()[
+        0
+    ] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate"
     assert r.history["learning_rate"] == pytest.approx([0.05] * 3)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(learning_rate=0.0), ValueError, r"learning_rate must be in \(0, inf\]; got 0"),
-    (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
-    (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, inf\]; got 0"),
-    (dict(patience=-1), ValueError, "patience must be an integer"),
-    (dict(monitor="acc"), ValueError, "monitor must name a recorded metric, train_<name> or val_<name>"),
-    (dict(monitor="val_f1"), ValueError, "mode must be 'min' or 'max' for monitor 'val_f1'"),
-    (dict(monitor_mode="up"), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
-    (dict(dropout_mode="standard"), ValueError, "mode must be one of"),
-    (dict(keep_prob=0.0), ValueError, r"keep_prob must be in \(0, 1\]"),
-    (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of \['sgd', 'momentum', 'adam'\]"),
-    (dict(hidden=(8, 0)), ValueError, r"hidden\[1\] must be an integer in \[1, inf\]; got 0"),
-    (dict(max_epochs=0), ValueError, "max_epochs must be an integer"),
-    (dict(l2=-1e-3), ValueError, r"l2 must be in \[0, inf\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(learning_rate=0.0), ValueError, r"learning_rate must be in \(0, inf\]; got 0"),
+        (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
+        (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, inf\]; got 0"),
+        (dict(patience=-1), ValueError, "patience must be an integer"),
+        (dict(monitor="acc"), ValueError, "monitor must name a recorded metric, train_<name> or val_<name>"),
+        (dict(monitor="val_f1"), ValueError, "mode must be 'min' or 'max' for monitor 'val_f1'"),
+        (dict(monitor_mode="up"), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
+        (dict(dropout_mode="standard"), ValueError, "mode must be one of"),
+        (dict(keep_prob=0.0), ValueError, r"keep_prob must be in \(0, 1\]"),
+        (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of \['sgd', 'momentum', 'adam'\]"),
+        (dict(hidden=(8, 0)), ValueError, r"hidden\[1\] must be an integer in \[1, inf\]; got 0"),
+        (dict(max_epochs=0), ValueError, "max_epochs must be an integer"),
+        (dict(l2=-1e-3), ValueError, r"l2 must be in \[0, inf\]"),
+    ],
+)
 def test_config_validation(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         TrainConfig(**kwargs)
@@ -240,8 +254,11 @@ def test_data_dependent_validation():
         fit(train, TrainConfig(loss="binary"))
     with pytest.raises(ValueError, match="early stopping on 'val_loss' needs a validation set"):
         fit(train, TrainConfig(val_fraction=0.0))
-    with pytest.raises(ValueError, match=r"monitor must be one of the recorded metrics \['train_loss', "
-                                         r"'train_accuracy', 'val_loss', 'val_accuracy'\]; got 'val_r2'"):
+    with pytest.raises(
+        ValueError,
+        match=r"monitor must be one of the recorded metrics \['train_loss', "
+        r"'train_accuracy', 'val_loss', 'val_accuracy'\]; got 'val_r2'",
+    ):
         fit(train, TrainConfig(monitor="val_r2"))
     with pytest.raises(TypeError, match="train must be a jnn.data.Dataset"):
         fit((train.x, train.y), TrainConfig())
@@ -251,8 +268,16 @@ def test_data_dependent_validation():
 
 def test_binary_loss_trains_on_xor():
     train, test = load("xor")
-    cfg = TrainConfig(hidden=(16,), loss="binary", activation="tanh", batch_size=32, max_epochs=80,
-                      learning_rate=0.1, keep_prob=1.0, patience=80)
+    cfg = TrainConfig(
+        hidden=(16,),
+        loss="binary",
+        activation="tanh",
+        batch_size=32,
+        max_epochs=80,
+        learning_rate=0.1,
+        keep_prob=1.0,
+        patience=80,
+    )
     r = fit(train, cfg)
     assert evaluate(r.params, test, cfg)["accuracy"] > 0.95
 

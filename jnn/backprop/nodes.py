@@ -89,9 +89,22 @@ def _to_np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
-                  include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None, key=None,
-                  train: bool = False, mask=None, return_graph: bool = False):
+def node_backprop(
+    params,
+    x,
+    y,
+    *,
+    loss: str = "softmax",
+    activation: str = "relu",
+    l2: float = 0.0,
+    include_bias: bool = False,
+    l2_mask=None,
+    dropout: Dropout | None = None,
+    key=None,
+    train: bool = False,
+    mask=None,
+    return_graph: bool = False,
+):
     """Gradient of :func:`jnn.regularized_loss` by the node-level algorithm, in float64.
 
     Arguments are those of :func:`jnn.regularized_loss`; the dropout masks are the ones
@@ -104,13 +117,26 @@ def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "rel
     Raises:
         ValueError: if the network has more than :data:`MAX_PARAMS` parameters, or on bad arguments.
     """
-    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
-                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
-                                                key=key, train=train, mask=mask)
+    x, y, mask, lam, sel = check_objective_args(
+        params,
+        x,
+        y,
+        loss=loss,
+        activation=activation,
+        l2=l2,
+        include_bias=include_bias,
+        l2_mask=l2_mask,
+        dropout=dropout,
+        key=key,
+        train=train,
+        mask=mask,
+    )
     n_params = sum(int(np.size(l["w"]) + np.size(l["b"])) for l in params)
     if n_params > MAX_PARAMS:
-        raise ValueError(f"node_backprop builds one Python object per scalar and is for small networks: at most "
-                         f"{MAX_PARAMS} parameters; got {n_params}. Use jnn.backprop.backprop instead")
+        raise ValueError(
+            f"node_backprop builds one Python object per scalar and is for small networks: at most "
+            f"{MAX_PARAMS} parameters; got {n_params}. Use jnn.backprop.backprop instead"
+        )
 
     act = get_activation(activation)
     W = [_to_np(l["w"]) for l in params]
@@ -130,8 +156,10 @@ def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "rel
 
     g = Graph()
     # θ: one leaf node per weight and bias.
-    wn = [[[g.leaf(W[k][j, i], f"w[{k}][{j},{i}]") for i in range(W[k].shape[1])] for j in range(W[k].shape[0])]
-          for k in range(L)]
+    wn = [
+        [[g.leaf(W[k][j, i], f"w[{k}][{j},{i}]") for i in range(W[k].shape[1])] for j in range(W[k].shape[0])]
+        for k in range(L)
+    ]
     bn = [[g.leaf(B[k][i], f"b[{k}][{i}]") for i in range(B[k].shape[0])] for k in range(L)]
 
     example_losses = []
@@ -159,19 +187,26 @@ def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "rel
 
     # L = Σ_n m_n l_n / Σm + λ Σ w².
     total = max(ex_mask.sum(), 1.0)
-    weight_leaves = [(wn[k][j][i], sel[k]["w"]) for k in range(L) for j in range(W[k].shape[0])
-                     for i in range(W[k].shape[1])] + [(bn[k][i], sel[k]["b"]) for k in range(L)
-                                                      for i in range(B[k].shape[0])]
+    weight_leaves = [
+        (wn[k][j][i], sel[k]["w"]) for k in range(L) for j in range(W[k].shape[0]) for i in range(W[k].shape[1])
+    ] + [(bn[k][i], sel[k]["b"]) for k in range(L) for i in range(B[k].shape[0])]
     penalised = [u for u, s in weight_leaves if s]
-    reg = g.node(lam * sum(u.value ** 2 for u in penalised), "lambda*sum(w^2)",
-                 [(u, 2.0 * lam * u.value) for u in penalised])
+    reg = g.node(
+        lam * sum(u.value**2 for u in penalised), "lambda*sum(w^2)", [(u, 2.0 * lam * u.value) for u in penalised]
+    )
     data = sum(ex_mask[n] * l.value for n, l in enumerate(example_losses)) / total
-    L_node = g.node(data + reg.value, "L",
-                    [(l, ex_mask[n] / total) for n, l in enumerate(example_losses)] + [(reg, 1.0)])
+    L_node = g.node(
+        data + reg.value, "L", [(l, ex_mask[n] / total) for n, l in enumerate(example_losses)] + [(reg, 1.0)]
+    )
     g.backward(L_node)
 
-    grads = [{"w": np.array([[wn[k][j][i].grad for i in range(W[k].shape[1])] for j in range(W[k].shape[0])]),
-              "b": np.array([bn[k][i].grad for i in range(B[k].shape[0])])} for k in range(L)]
+    grads = [
+        {
+            "w": np.array([[wn[k][j][i].grad for i in range(W[k].shape[1])] for j in range(W[k].shape[0])]),
+            "b": np.array([bn[k][i].grad for i in range(B[k].shape[0])]),
+        }
+        for k in range(L)
+    ]
     return (grads, g, L_node) if return_graph else grads
 
 
@@ -190,8 +225,11 @@ def _loss_node(g: Graph, loss: str, logits: list[Node], y, n: int) -> Node:
     p /= p.sum()
     t = np.eye(len(logits))[int(yn[n])] if np.issubdtype(yn.dtype, np.integer) else yn[n].astype(np.float64)
     # ŷ_c = softmax(z)_c with ∂ŷ_c/∂z_j = ŷ_c(1[c=j] − ŷ_j); l = −Σ_c y_c log ŷ_c with ∂l/∂ŷ_c = −y_c/ŷ_c.
-    yhat = [g.node(p[c], f"yhat[{n}][{c}]",
-                   [(logits[j], p[c] * ((1.0 if c == j else 0.0) - p[j])) for j in range(len(logits))])
-            for c in range(len(logits))]
+    yhat = [
+        g.node(
+            p[c], f"yhat[{n}][{c}]", [(logits[j], p[c] * ((1.0 if c == j else 0.0) - p[j])) for j in range(len(logits))]
+        )
+        for c in range(len(logits))
+    ]
     value = -float(sum(t[c] * math.log(p[c]) for c in range(len(p)) if t[c] != 0))
     return g.node(value, f"l[{n}]", [(yhat[c], -t[c] / p[c]) for c in range(len(p))])

@@ -65,8 +65,11 @@ def output_delta(loss: str, logits, y, mask=None):
     batch = logits.shape[0]
     if loss == "softmax":
         p = jax.nn.softmax(logits, axis=-1)
-        t = jax.nn.one_hot(y, logits.shape[-1], dtype=p.dtype) if jnp.issubdtype(y.dtype, jnp.integer) \
+        t = (
+            jax.nn.one_hot(y, logits.shape[-1], dtype=p.dtype)
+            if jnp.issubdtype(y.dtype, jnp.integer)
             else y.astype(p.dtype)
+        )
         d = p - t
     else:
         p = jax.nn.sigmoid(logits)
@@ -92,9 +95,22 @@ def lecture_output_delta(logits, y):
     return dl_dyhat * dyhat_dz
 
 
-def backprop(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
-             include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
-             key: PRNGKey | None = None, train: bool = False, mask=None, return_cache: bool = False):
+def backprop(
+    params: Params,
+    x,
+    y,
+    *,
+    loss: str = "softmax",
+    activation: str = "relu",
+    l2: float = 0.0,
+    include_bias: bool = False,
+    l2_mask=None,
+    dropout: Dropout | None = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+    mask=None,
+    return_cache: bool = False,
+):
     """Gradient of :func:`jnn.regularized_loss` by the lecture's two-stage algorithm, by hand.
 
     Takes exactly the arguments of :func:`jnn.regularized_loss`, and given the same dropout key it uses
@@ -112,9 +128,20 @@ def backprop(params: Params, x, y, *, loss: str = "softmax", activation: str = "
         ``grads`` (same structure as ``jax.grad(regularized_loss)(params, ...)``), or
         ``(grads, cache)`` when ``return_cache``.
     """
-    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
-                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
-                                                key=key, train=train, mask=mask)
+    x, y, mask, lam, sel = check_objective_args(
+        params,
+        x,
+        y,
+        loss=loss,
+        activation=activation,
+        l2=l2,
+        include_bias=include_bias,
+        l2_mask=l2_mask,
+        dropout=dropout,
+        key=key,
+        train=train,
+        mask=mask,
+    )
     grads, cache = _backprop(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
     return (grads, cache) if return_cache else grads
 

@@ -25,8 +25,9 @@ def load_digits(*, seed: int = 0):
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError:
-        raise ImportError("the digits data set needs scikit-learn: pip install 'jnn[digits]' "
-                          "(or pip install scikit-learn)") from None
+        raise ImportError(
+            "the digits data set needs scikit-learn: pip install 'jnn[digits]' (or pip install scikit-learn)"
+        ) from None
     d = sk_load_digits()
     ds = Dataset((d.data / 16.0).astype(np.float32), d.target.astype(np.int32), 10)
     return split(ds, (0.75, 0.25), key=jax.random.key(seed), stratify=True)

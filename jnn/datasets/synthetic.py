@@ -33,8 +33,7 @@ def load_moons(*, seed: int = 0, n: int = 1000, noise: float = 0.15):
     n0 = n // 2
     t0 = rng.uniform(0, np.pi, n0)
     t1 = rng.uniform(0, np.pi, n - n0)
-    x = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], 1),
-                        np.stack([1.0 - np.cos(t1), 0.5 - np.sin(t1)], 1)])
+    x = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], 1), np.stack([1.0 - np.cos(t1), 0.5 - np.sin(t1)], 1)])
     x = x - np.array([0.5, 0.25]) + noise * rng.standard_normal((n, 2))
     y = np.concatenate([np.zeros(n0), np.ones(n - n0)])
     return _finish(x, y, rng, 2)

@@ -9,6 +9,24 @@ from jnn.train.state import STATUS, Status, TrainState, init_state
 from jnn.train.step import TRACE_COUNTS, Batch, make_train_step
 from jnn.train.stopping import EarlyStopping, EarlyStoppingState
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "FitResult", "fit", "evaluate", "prepare_data", "TrainState", "init_state",
-           "STATUS", "Status", "TRACE_COUNTS", "Batch", "make_train_step", "make_run_epoch", "make_eval", "EpochData",
-           "Keys", "EarlyStopping", "EarlyStoppingState"]
+__all__ = [
+    "TrainConfig",
+    "OPTIMIZERS",
+    "FitResult",
+    "fit",
+    "evaluate",
+    "prepare_data",
+    "TrainState",
+    "init_state",
+    "STATUS",
+    "Status",
+    "TRACE_COUNTS",
+    "Batch",
+    "make_train_step",
+    "make_run_epoch",
+    "make_eval",
+    "EpochData",
+    "Keys",
+    "EarlyStopping",
+    "EarlyStoppingState",
+]

@@ -119,10 +119,12 @@ class TrainConfig:
         V.check_choice("loss", self.loss, LOSSES)
         V.check_choice("scheme", self.scheme, list(SCHEMES))
         V.check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        object.__setattr__(self, "learning_rate", V.check_real("learning_rate", self.learning_rate, low=0.0,
-                                                              low_open=True, hint="the step size η"))
-        object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0,
-                                                         high_open=True))
+        object.__setattr__(
+            self,
+            "learning_rate",
+            V.check_real("learning_rate", self.learning_rate, low=0.0, low_open=True, hint="the step size η"),
+        )
+        object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         V.check_int("batch_size", self.batch_size, low=1)
         object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
         for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last", "check_finite"):
@@ -137,8 +139,9 @@ class TrainConfig:
             object.__setattr__(self, "loss_tol", V.check_real("loss_tol", self.loss_tol, low=0.0))
         V.check_int("tol_patience", self.tol_patience, low=1)
         self.stopper()  # validates monitor, patience, min_delta, start_epoch, monitor_mode
-        object.__setattr__(self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0,
-                                                             high=1.0, high_open=True))
+        object.__setattr__(
+            self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
+        )
         V.check_int("seed", self.seed, low=0, high=2**63 - 1)
         V.check_int("checkpoint_every", self.checkpoint_every, low=0)
         V.check_choice("prng_impl", self.prng_impl, PRNG_IMPLS)
@@ -147,8 +150,9 @@ class TrainConfig:
 
     def stopper(self) -> EarlyStopping:
         """The :class:`EarlyStopping` these fields describe."""
-        return EarlyStopping(self.monitor, self.patience, self.min_delta, self.start_epoch, self.restore_best,
-                             self.monitor_mode)
+        return EarlyStopping(
+            self.monitor, self.patience, self.min_delta, self.start_epoch, self.restore_best, self.monitor_mode
+        )
 
     def loss_tol_stopper(self) -> EarlyStopping | None:
         """The ``loss_tol`` rule as a second :class:`EarlyStopping`: on ``train_loss``, min_delta ``loss_tol``,
@@ -186,8 +190,10 @@ class TrainConfig:
         if self.sizes is None or d_out == 0:
             return (d_in, *self.hidden, d_out)
         if self.sizes[0] != d_in or self.sizes[-1] != d_out:
-            raise ValueError(f"sizes must start with the data's {d_in} features and end with {d_out} output "
-                             f"unit(s) for loss={self.loss!r}; got sizes={list(self.sizes)}")
+            raise ValueError(
+                f"sizes must start with the data's {d_in} features and end with {d_out} output "
+                f"unit(s) for loss={self.loss!r}; got sizes={list(self.sizes)}"
+            )
         return self.sizes
 
     def to_dict(self) -> dict:
@@ -225,8 +231,10 @@ def check_model_fields_unset(config: TrainConfig) -> None:
     default = TrainConfig()
     changed = [f"{k}={getattr(config, k)!r}" for k in MODEL_FIELDS if getattr(config, k) != getattr(default, k)]
     if changed:
-        raise ValueError(f"TrainConfig fields {', '.join(changed)} describe the built-in MLP and have no effect with "
-                         "task=...: leave them at their defaults and put hyperparameters in task.hyper")
+        raise ValueError(
+            f"TrainConfig fields {', '.join(changed)} describe the built-in MLP and have no effect with "
+            "task=...: leave them at their defaults and put hyperparameters in task.hyper"
+        )
 
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "MONITORS", "MODES", "MODEL_FIELDS", "check_model_fields_unset"]

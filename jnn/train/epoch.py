@@ -56,15 +56,28 @@ def make_eval(ct: CheckedTask):
         TRACE_COUNTS["eval_step"] += 1
         out = ct.task.apply(params, x, key=None, train=False, hyper=hyper)
         values = metric_values(ct, out, y, set_variance(ct, y, mask))
-        return {"loss": masked_mean(ct.loss_fn(out, y), mask, weight),
-                **{k: masked_mean(v, mask) for k, v in values.items()}}
+        return {
+            "loss": masked_mean(ct.loss_fn(out, y), mask, weight),
+            **{k: masked_mean(v, mask) for k, v in values.items()},
+        }
 
     return eval_fn
 
 
-def make_run_epoch(ct: CheckedTask, train_step, *, n_train: int, batch_size: int, drop_last: bool,
-                   max_epochs: int, early: EarlyStopping | None = None, loss_tol: EarlyStopping | None = None,
-                   has_val: bool = True, noise_up_front: int = 0, val_fn=None):
+def make_run_epoch(
+    ct: CheckedTask,
+    train_step,
+    *,
+    n_train: int,
+    batch_size: int,
+    drop_last: bool,
+    max_epochs: int,
+    early: EarlyStopping | None = None,
+    loss_tol: EarlyStopping | None = None,
+    has_val: bool = True,
+    noise_up_front: int = 0,
+    val_fn=None,
+):
     """Build ``run_epoch(state, data: EpochData) -> state``.
 
     Args:
@@ -98,8 +111,9 @@ def make_run_epoch(ct: CheckedTask, train_step, *, n_train: int, batch_size: int
         if up_front:
             # Step s draws from fold_in(dropout_key, s); every step of the epoch that applies an update
             # has s = state.step + i, so the epoch's noise can be drawn in one call.
-            noise = jax.vmap(lambda s: ct.task.draw(jax.random.fold_in(state.dropout_key, s), state.hyper,
-                                                    batch_size))(state.step + jnp.arange(idx.shape[0]))
+            noise = jax.vmap(lambda s: ct.task.draw(jax.random.fold_in(state.dropout_key, s), state.hyper, batch_size))(
+                state.step + jnp.arange(idx.shape[0])
+            )
 
         def body(s, inp):
             i, m, n = inp
@@ -116,12 +130,12 @@ def make_run_epoch(ct: CheckedTask, train_step, *, n_train: int, batch_size: int
             wsum = jnp.sum(sums["loss_count"])
             metrics = {"train_loss": jnp.sum(sums["loss_sum"]) / jnp.where(wsum > 0, wsum, 1.0)}
         metrics.update({f"train_{k}": jnp.sum(sums[k]) / count for k in names})
-        metrics.update(_validation(state, data, dtype))
+        metrics.update(validation(state, data, dtype))
         metrics["learning_rate"] = _learning_rate(state.opt_state, dtype)
         counted = was_running & (jnp.sum(sums["count"]) > 0)
-        return _advance(state, metrics, counted)
+        return advance(state, metrics, counted, early=early, loss_tol=loss_tol, max_epochs=max_epochs)
 
-    def _validation(state, data, dtype):
+    def validation(state, data, dtype):
         nan = jnp.asarray(jnp.nan, dtype)
         if not has_val:
             vals = {"loss": nan, **{k: nan for k in names}}
@@ -131,28 +145,45 @@ def make_run_epoch(ct: CheckedTask, train_step, *, n_train: int, batch_size: int
             vals = eval_fn(state.params, data.x_val, data.y_val, data.weight_val, state.hyper)
         return {f"val_{k}": jnp.asarray(v, dtype) for k, v in vals.items()}
 
-    def _advance(state, metrics, counted):
-        e = state.epoch
-        history = {k: v.at[e].set(jnp.where(counted, metrics[k], v[e])) for k, v in state.history.items()}
-        status = state.status
-        early_state, best_params = state.early, state.best_params
-        if early is not None:
-            live = counted & (status == Status.RUNNING)
-            upd, improved = early.update(state.early, metrics[early.monitor], e)
-            early_state = jax.tree.map(lambda a, b: jnp.where(live, a, b), upd, state.early)
-            best_params = jax.tree.map(lambda a, b: jnp.where(improved & live, a, b), state.params, best_params)
-            status = jnp.where((status == Status.RUNNING) & early_state.stop, Status.EARLY_STOPPING, status)
-        tol_state = state.loss_tol
-        if loss_tol is not None:
-            upd, _ = loss_tol.update(state.loss_tol, metrics["train_loss"], e)
-            tol_state = jax.tree.map(lambda a, b: jnp.where(counted, a, b), upd, state.loss_tol)
-            status = jnp.where((status == Status.RUNNING) & tol_state.stop, Status.LOSS_TOL, status)
-        epoch = e + counted.astype(jnp.int32)
-        status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
-        return state._replace(epoch=epoch, early=early_state, best_params=best_params, loss_tol=tol_state,
-                              history=history, status=status.astype(jnp.int32))
-
     return run_epoch
+
+
+def advance(
+    state: TrainState,
+    metrics: dict,
+    counted,
+    *,
+    early: EarlyStopping | None,
+    loss_tol: EarlyStopping | None,
+    max_epochs: int,
+) -> TrainState:
+    """End an epoch on device: record ``metrics`` in the history, step the stopping rules (early stopping
+    with restore-best, the training-loss tolerance, the epoch budget) and count the epoch if ``counted``."""
+    e = state.epoch
+    history = {k: v.at[e].set(jnp.where(counted, metrics[k], v[e])) for k, v in state.history.items()}
+    status = state.status
+    early_state, best_params = state.early, state.best_params
+    if early is not None:
+        live = counted & (status == Status.RUNNING)
+        upd, improved = early.update(state.early, metrics[early.monitor], e)
+        early_state = jax.tree.map(lambda a, b: jnp.where(live, a, b), upd, state.early)
+        best_params = jax.tree.map(lambda a, b: jnp.where(improved & live, a, b), state.params, best_params)
+        status = jnp.where((status == Status.RUNNING) & early_state.stop, Status.EARLY_STOPPING, status)
+    tol_state = state.loss_tol
+    if loss_tol is not None:
+        upd, _ = loss_tol.update(state.loss_tol, metrics["train_loss"], e)
+        tol_state = jax.tree.map(lambda a, b: jnp.where(counted, a, b), upd, state.loss_tol)
+        status = jnp.where((status == Status.RUNNING) & tol_state.stop, Status.LOSS_TOL, status)
+    epoch = e + counted.astype(jnp.int32)
+    status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
+    return state._replace(
+        epoch=epoch,
+        early=early_state,
+        best_params=best_params,
+        loss_tol=tol_state,
+        history=history,
+        status=status.astype(jnp.int32),
+    )
 
 
 def epoch_summary(state: TrainState, keys) -> jax.Array:
@@ -163,4 +194,4 @@ def epoch_summary(state: TrainState, keys) -> jax.Array:
     return jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype), *(state.history[k][e] for k in keys)])
 
 
-__all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "epoch_summary"]
+__all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "advance", "epoch_summary"]

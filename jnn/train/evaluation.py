@@ -21,9 +21,17 @@ _CACHE_SIZE = 64
 def _mlp_of(config, sizes: tuple[int, ...], dtype: str) -> Task:
     from jnn.mlp import mlp_task
 
-    return mlp_task(sizes, activation=config.activation, loss=config.loss, scheme=config.scheme, dtype=dtype,
-                    l2=config.l2, include_bias=config.include_bias, keep_prob=config.keep_prob,
-                    dropout_mode=config.dropout_mode)
+    return mlp_task(
+        sizes,
+        activation=config.activation,
+        loss=config.loss,
+        scheme=config.scheme,
+        dtype=dtype,
+        l2=config.l2,
+        include_bias=config.include_bias,
+        keep_prob=config.keep_prob,
+        dropout_mode=config.dropout_mode,
+    )
 
 
 def compiled_eval(task: Task, ds: Dataset) -> tuple[CheckedTask, callable]:
@@ -63,8 +71,10 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
     if isinstance(model, TrainConfig):
         leaves = params if isinstance(params, (list, tuple)) else None
         if not leaves or not all(isinstance(l, dict) and "w" in l for l in leaves):
-            raise TypeError("with a TrainConfig, params must be the built-in MLP's list of {'w', 'b'} dicts; pass "
-                            "the jnn.Task to evaluate another model")
+            raise TypeError(
+                "with a TrainConfig, params must be the built-in MLP's list of {'w', 'b'} dicts; pass "
+                "the jnn.Task to evaluate another model"
+            )
         sizes = (int(leaves[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in leaves))
         model = _mlp_of(model, sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
     elif not isinstance(model, Task):

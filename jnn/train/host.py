@@ -29,8 +29,18 @@ def progress_bar(enabled: bool | None, total: int):
     return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True)
 
 
-def run_epochs(epoch_fn, state, data, *, keys, max_epochs: int, progress: bool | None = None, log_every: int = 0,
-               stop_at_epoch: int | None = None, on_epoch=None):
+def run_epochs(
+    epoch_fn,
+    state,
+    data,
+    *,
+    keys,
+    max_epochs: int,
+    progress: bool | None = None,
+    log_every: int = 0,
+    stop_at_epoch: int | None = None,
+    on_epoch=None,
+):
     """Call ``epoch_fn(state, data) -> (state, summary)`` until every member has stopped (or a pause).
 
     Args:
@@ -67,8 +77,11 @@ def run_epochs(epoch_fn, state, data, *, keys, max_epochs: int, progress: bool |
         running = int(np.sum(status == Status.RUNNING))
         last = dict(zip(keys, summary[0, 2:].tolist()))
         if bar is not None:
-            shown = {"running": running} if members > 1 else \
-                {k: f"{float(v):.4f}" for k, v in last.items() if k != "learning_rate"}
+            shown = (
+                {"running": running}
+                if members > 1
+                else {k: f"{float(v):.4f}" for k, v in last.items() if k != "learning_rate"}
+            )
             bar.set_postfix(shown, refresh=False)
             bar.update(1)
         epoch = int(epochs.max())
@@ -76,8 +89,11 @@ def run_epochs(epoch_fn, state, data, *, keys, max_epochs: int, progress: bool |
             if members > 1:
                 print(f"epoch {done:4d}  members running {running}/{members}", flush=True)
             else:
-                print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {float(last[k]):.4f}" for k in keys
-                                                       if k != "learning_rate"), flush=True)
+                print(
+                    f"epoch {epoch:4d}  "
+                    + "  ".join(f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"),
+                    flush=True,
+                )
         if on_epoch is not None:
             on_epoch(state, epoch)
     if bar is not None:
@@ -93,8 +109,11 @@ def final_params(state, restore: bool):
     if not restore:
         return state.params
     pick = state.early.best_epoch >= 0
-    return jax.tree.map(lambda b, p: jnp.where(pick.reshape(pick.shape + (1,) * (p.ndim - pick.ndim)), b, p),
-                        state.best_params, state.params)
+    return jax.tree.map(
+        lambda b, p: jnp.where(pick.reshape(pick.shape + (1,) * (p.ndim - pick.ndim)), b, p),
+        state.best_params,
+        state.params,
+    )
 
 
 __all__ = ["progress_bar", "run_epochs", "final_params"]

@@ -34,6 +34,8 @@ class Keys(NamedTuple):
         k_init, k_data, k_dropout, k_split = jax.random.split(jax.random.key(seed), 4)
         if prng_impl != "threefry2x32":
             shape = jax.random.key_data(jax.random.key(0, impl=prng_impl)).shape
-            k_data, k_dropout = (jax.random.wrap_key_data(jax.random.bits(k, shape, jnp.uint32), impl=prng_impl)
-                                 for k in (k_data, k_dropout))
+            k_data, k_dropout = (
+                jax.random.wrap_key_data(jax.random.bits(k, shape, jnp.uint32), impl=prng_impl)
+                for k in (k_data, k_dropout)
+            )
         return cls(k_init, k_data, k_dropout, k_split)

@@ -31,13 +31,13 @@ from jnn.history import History
 from jnn.mlp import mlp_task_for
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task, check_targets, check_task
-from jnn.train.config import TrainConfig, check_model_fields_unset
 from jnn.train import epoch as epoch_module
+from jnn.train.config import TrainConfig, check_model_fields_unset
 from jnn.train.epoch import EpochData, epoch_summary, make_run_epoch
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state
-from jnn.train.state import LOSS_ONLY, STATUS, Status, TrainState, init_state
+from jnn.train.state import LOSS_ONLY, STATUS, TrainState, init_state
 from jnn.train.step import make_train_step
 
 
@@ -76,23 +76,35 @@ def prepare_data(train: Dataset, config: TrainConfig, val: Dataset | None = None
     ``train`` carved out (keyed by the ``split`` stream of ``config.seed``; stratified for class labels)."""
     if val is not None or config.val_fraction == 0.0:
         return train, val
-    return split(train, (1.0 - config.val_fraction, config.val_fraction), key=Keys.from_seed(config.seed).split,
-                 stratify=config.stratify)
+    return split(
+        train,
+        (1.0 - config.val_fraction, config.val_fraction),
+        key=Keys.from_seed(config.seed).split,
+        stratify=config.stratify,
+    )
 
 
 def check_fit_data(fit_ds: Dataset, val: Dataset | None, config: TrainConfig) -> None:
     """The training set against the batch size, and the validation set against the training set."""
     if config.batch_size > len(fit_ds):
-        raise ValueError(f"batch_size must be in [1, {len(fit_ds)}] (the number of training examples after the "
-                         f"validation split); got {config.batch_size}")
+        raise ValueError(
+            f"batch_size must be in [1, {len(fit_ds)}] (the number of training examples after the "
+            f"validation split); got {config.batch_size}"
+        )
     if val is not None:
         if not isinstance(val, Dataset):
             raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
-        if val.x.shape[1:] != fit_ds.x.shape[1:] or val.y.shape[1:] != fit_ds.y.shape[1:] or \
-                val.x.dtype != fit_ds.x.dtype or val.targets != fit_ds.targets:
-            raise ValueError(f"val must hold data like train: x {fit_ds.x.dtype}[n, {fit_ds.x.shape[1]}] and "
-                             f"{fit_ds.targets} y [n{', ' + str(fit_ds.y.shape[1]) if fit_ds.y.ndim > 1 else ''}]; got "
-                             f"x {val.x.dtype}{list(val.x.shape)} and {val.targets} y {list(val.y.shape)}")
+        if (
+            val.x.shape[1:] != fit_ds.x.shape[1:]
+            or val.y.shape[1:] != fit_ds.y.shape[1:]
+            or val.x.dtype != fit_ds.x.dtype
+            or val.targets != fit_ds.targets
+        ):
+            raise ValueError(
+                f"val must hold data like train: x {fit_ds.x.dtype}[n, {fit_ds.x.shape[1]}] and "
+                f"{fit_ds.targets} y [n{', ' + str(fit_ds.y.shape[1]) if fit_ds.y.ndim > 1 else ''}]; got "
+                f"x {val.x.dtype}{list(val.x.shape)} and {val.targets} y {list(val.y.shape)}"
+            )
         if (val.sample_weight is None) != (fit_ds.sample_weight is None):
             raise ValueError("val must have sample_weight exactly when train has (both weighted or neither)")
 
@@ -108,8 +120,10 @@ def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
     if class_weight is None:
         return ds.sample_weight
     if ds.num_classes is None:
-        raise ValueError(f"class_weight needs class labels; the data holds {ds.targets}. Use "
-                         "Dataset(..., sample_weight=...) to weight examples")
+        raise ValueError(
+            f"class_weight needs class labels; the data holds {ds.targets}. Use "
+            "Dataset(..., sample_weight=...) to weight examples"
+        )
     k = ds.num_classes
     if isinstance(class_weight, dict):
         bad = [c for c in class_weight if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < k]
@@ -121,14 +135,22 @@ def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
     else:
         table = np.asarray(V.check_float_array("class_weight", np.asarray(class_weight, dtype=float)))
         if table.shape != (k,) or np.any(table < 0):
-            raise ValueError(f"class_weight must be a dict or hold {k} non-negative weights, one per class; got "
-                             f"shape {table.shape}")
+            raise ValueError(
+                f"class_weight must be a dict or hold {k} non-negative weights, one per class; got shape {table.shape}"
+            )
     w = table[ds.y].astype(ds.x.dtype)
     return w if ds.sample_weight is None else (w * ds.sample_weight).astype(ds.x.dtype)
 
 
-def resolve_task(task: Task | None, config: TrainConfig, fit_ds: Dataset, val_ds: Dataset | None, *,
-                 init_params=None, use_dropout: bool | None = None) -> CheckedTask:
+def resolve_task(
+    task: Task | None,
+    config: TrainConfig,
+    fit_ds: Dataset,
+    val_ds: Dataset | None,
+    *,
+    init_params=None,
+    use_dropout: bool | None = None,
+) -> CheckedTask:
     """The checked task of a run: ``task``, or the built-in MLP that ``config`` describes."""
     if task is None:
         check_targets(config.loss, fit_ds, "training")
@@ -146,18 +168,28 @@ def check_monitor(config: TrainConfig, ct: CheckedTask, has_val: bool) -> None:
     if config.monitor not in keys:
         raise ValueError(f"monitor must be one of the recorded metrics {keys}; got {config.monitor!r}")
     if config.monitor.startswith("val_") and not has_val:
-        raise ValueError(f"early stopping on {config.monitor!r} needs a validation set: val_fraction must be in "
-                         "(0, 1) or fit(..., val=...) given; got neither. Set early_stopping=False or monitor="
-                         "'train_loss'")
+        raise ValueError(
+            f"early stopping on {config.monitor!r} needs a validation set: val_fraction must be in "
+            "(0, 1) or fit(..., val=...) given; got neither. Set early_stopping=False or monitor="
+            "'train_loss'"
+        )
 
 
 def initial_state(ct: CheckedTask, config: TrainConfig, tx, params, keys: Keys, hyper: dict | None = None):
     """The state before the first epoch of a run of ``ct`` (``hyper`` overrides the task's defaults)."""
     tol = config.loss_tol_stopper()
     dummy = config.stopper().init()
-    return init_state(params, tx, data_key=keys.data, dropout_key=keys.dropout, max_epochs=config.max_epochs,
-                      early=dummy, loss_tol=dummy if tol is None else tol.init(), history_keys=ct.history_keys(),
-                      hyper=ct.hyper_arrays(hyper))
+    return init_state(
+        params,
+        tx,
+        data_key=keys.data,
+        dropout_key=keys.dropout,
+        max_epochs=config.max_epochs,
+        early=dummy,
+        loss_tol=dummy if tol is None else tol.init(),
+        history_keys=ct.history_keys(),
+        hyper=ct.hyper_arrays(hyper),
+    )
 
 
 def epoch_arrays(fit_ds: Dataset, val_ds: Dataset | None, class_weight=None) -> EpochData:
@@ -168,22 +200,41 @@ def epoch_arrays(fit_ds: Dataset, val_ds: Dataset | None, class_weight=None) -> 
     return EpochData(fit_ds.x, fit_ds.y, w, val_ds.x, val_ds.y, val_ds.sample_weight)
 
 
-def build_epoch(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, has_val: bool, batch_sharding=None,
-                noise_budget: int | None = None, val_fn=None):
+def build_epoch(
+    ct: CheckedTask,
+    config: TrainConfig,
+    tx,
+    *,
+    n_train: int,
+    has_val: bool,
+    batch_sharding=None,
+    noise_budget: int | None = None,
+    val_fn=None,
+):
     """``run_epoch(state, data) -> state`` of a run of ``ct`` under ``config``.
 
     ``noise_budget`` caps the noise an epoch draws up front (default
     :data:`jnn.train.epoch.NOISE_UP_FRONT_MAX`; a sweep divides it among its members).
     """
-    step = make_train_step(ct, tx, check_finite=config.check_finite, max_steps=config.max_steps,
-                           batch_sharding=batch_sharding)
+    step = make_train_step(
+        ct, tx, check_finite=config.check_finite, max_steps=config.max_steps, batch_sharding=batch_sharding
+    )
     # Threefry bits are the same under vmap; rbg bits are not, and sharded batches draw per device.
     budget = epoch_module.NOISE_UP_FRONT_MAX if noise_budget is None else noise_budget
     up_front = budget if batch_sharding is None and config.prng_impl == "threefry2x32" else 0
-    return make_run_epoch(ct, step, n_train=n_train, batch_size=config.batch_size, drop_last=config.drop_last,
-                          max_epochs=config.max_epochs, early=config.stopper() if config.early_stopping else None,
-                          loss_tol=config.loss_tol_stopper(), has_val=has_val, noise_up_front=up_front,
-                          val_fn=val_fn)
+    return make_run_epoch(
+        ct,
+        step,
+        n_train=n_train,
+        batch_size=config.batch_size,
+        drop_last=config.drop_last,
+        max_epochs=config.max_epochs,
+        early=config.stopper() if config.early_stopping else None,
+        loss_tol=config.loss_tol_stopper(),
+        has_val=has_val,
+        noise_up_front=up_front,
+        val_fn=val_fn,
+    )
 
 
 def _check_args(train, config, optimizer, stop_at_epoch) -> TrainConfig:
@@ -192,18 +243,32 @@ def _check_args(train, config, optimizer, stop_at_epoch) -> TrainConfig:
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation; got {type(optimizer).__name__}")
-    if stop_at_epoch is not None and (isinstance(stop_at_epoch, bool) or not isinstance(stop_at_epoch, int)
-                                      or stop_at_epoch < 1):
+    if stop_at_epoch is not None and (
+        isinstance(stop_at_epoch, bool) or not isinstance(stop_at_epoch, int) or stop_at_epoch < 1
+    ):
         raise ValueError(f"stop_at_epoch must be a positive int or None; got {stop_at_epoch!r}")
     if not isinstance(train, Dataset):
         raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
     return config
 
 
-def fit(train: Dataset, config: TrainConfig | None = None, *, task: Task | None = None, val: Dataset | None = None,
-        init_params=None, class_weight=None, optimizer: optax.GradientTransformation | None = None,
-        run_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-        stop_at_epoch: int | None = None, progress: bool | None = None, log_every: int = 0, mesh=None) -> FitResult:
+def fit(
+    train: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    task: Task | None = None,
+    val: Dataset | None = None,
+    init_params=None,
+    class_weight=None,
+    optimizer: optax.GradientTransformation | None = None,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_at_epoch: int | None = None,
+    progress: bool | None = None,
+    log_every: int = 0,
+    mesh=None,
+) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
 
     Args:
@@ -258,17 +323,79 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, task: Task | None 
 
     meta = _meta(config, ct, task is None, params, init_params is not None)
     run_path = None if run_dir is None else Path(run_dir)
-    if run_dir is not None:  # hashing the data costs a pass over it; only a run folder needs it
-        meta["data_hash"] = ckpt.data_hash(train) if val is None else ckpt.data_hash(train) + ckpt.data_hash(val)
     writer = jax.process_index() == 0  # with several processes, one writes the run folder
-    if run_path is not None:
-        if writer:
-            prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
-        if resume and (run_path / CHECKPOINT_NAME).exists():
-            state = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, optimizer is not None)
-    elif resume:
-        raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
+    state = _open_run(
+        run_path,
+        meta,
+        state,
+        train,
+        val,
+        config,
+        optimizer is not None,
+        resume=resume,
+        overwrite=overwrite,
+        writer=writer,
+    )
+    epoch_fn, state, data = _compile(
+        ct, config, tx, state, data, mesh=mesh, n_train=len(fit_ds), has_val=val_ds is not None
+    )
 
+    def save(state, epoch):
+        if writer and run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
+            ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
+
+    t0 = time.perf_counter()
+    state, epoch_seconds, paused = run_epochs(
+        epoch_fn,
+        state,
+        data,
+        keys=ct.history_keys(),
+        max_epochs=config.max_epochs,
+        progress=progress,
+        log_every=log_every,
+        stop_at_epoch=stop_at_epoch,
+        on_epoch=save,
+    )
+    elapsed = time.perf_counter() - t0
+    history = History.from_state(state)
+    stopped_by = "paused" if paused else STATUS[int(state.status)]
+    best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
+    final = final_params(state, config.early_stopping and config.restore_best)
+    if writer and run_path is not None:
+        ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
+        history.save(run_path)
+    return FitResult(
+        final,
+        state,
+        history,
+        stopped_by,
+        best_epoch,
+        _message(state, stopped_by, best_epoch, config, elapsed),
+        run_path,
+        epoch_seconds,
+        t0 - t_call,
+        ct.task,
+    )
+
+
+def _open_run(run_path, meta, state, train, val, config, custom_optimizer, *, resume, overwrite, writer):
+    """Prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked."""
+    if run_path is None:
+        if resume:
+            raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
+        return state
+    # hashing the data costs a pass over it; only a run folder needs it
+    meta["data_hash"] = ckpt.data_hash(train) if val is None else ckpt.data_hash(train) + ckpt.data_hash(val)
+    if writer:
+        prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
+    if resume and (run_path / CHECKPOINT_NAME).exists():
+        state = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer)
+    return state
+
+
+def _compile(ct, config, tx, state, data, *, mesh, n_train, has_val):
+    """Place state and data (replicated over a mesh, or on the default device) and jit the epoch with its
+    summary: ``(epoch_fn, state, data)``."""
     jit_kw, batch_sharding = {}, None
     if mesh is not None:
         from jnn.parallel import replicate, shardings
@@ -278,31 +405,12 @@ def fit(train: Dataset, config: TrainConfig | None = None, *, task: Task | None 
         jit_kw = {"out_shardings": (rep, rep)}
     else:
         data = jax.tree.map(jnp.asarray, data)
-    run_epoch = build_epoch(ct, config, tx, n_train=len(fit_ds), has_val=val_ds is not None,
-                            batch_sharding=batch_sharding)
-    keys_h = ct.history_keys()
-    epoch_fn = jax.jit(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d)),
-                       donate_argnums=0, **jit_kw)
-
-    def save(state, epoch):
-        if writer and run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
-            ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
-
-    t0 = time.perf_counter()
-    state, epoch_seconds, paused = run_epochs(epoch_fn, state, data, keys=keys_h, max_epochs=config.max_epochs,
-                                              progress=progress, log_every=log_every, stop_at_epoch=stop_at_epoch,
-                                              on_epoch=save)
-    elapsed = time.perf_counter() - t0
-    history = History.from_state(state)
-    stopped_by = "paused" if paused else STATUS[int(state.status)]
-    best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
-    final = final_params(state, config.early_stopping and config.restore_best)
-    message = _message(state, stopped_by, best_epoch, config, elapsed)
-    if writer and run_path is not None:
-        ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
-        history.save(run_path)
-    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
-                     t0 - t_call, ct.task)
+    run_epoch = build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding)
+    keys = ct.history_keys()
+    epoch_fn = jax.jit(
+        lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys)))(run_epoch(s, d)), donate_argnums=0, **jit_kw
+    )
+    return epoch_fn, state, data
 
 
 def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool) -> dict:
@@ -311,8 +419,12 @@ def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: boo
         meta["sizes"] = [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]
     else:
         loss = ct.task.loss if isinstance(ct.task.loss, str) else getattr(ct.task.loss, "__qualname__", "custom")
-        meta["task"] = {"loss": loss, "metrics": list(ct.metric_names), "hyper": ct.hyper,
-                        "params": [[n, list(np.shape(l)), str(l.dtype)] for n, l in leaf_names(params)]}
+        meta["task"] = {
+            "loss": loss,
+            "metrics": list(ct.metric_names),
+            "hyper": ct.hyper,
+            "params": [[n, list(np.shape(l)), str(l.dtype)] for n, l in leaf_names(params)],
+        }
     if warm:
         meta["warm_start"] = True
     return meta
@@ -325,17 +437,34 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
         leaf = int(state.bad_leaf)
         names = [p for p, _ in leaf_names(state.params)]
         where = "the loss" if leaf == LOSS_ONLY else f"the gradient of {names[leaf]}"
-        kept = ("the last finite state is kept" if config.check_finite else
-                "the state before that step is kept (gradients were not checked: check_finite=False)")
-        return (f"stopped: non-finite value in {where} at step {int(state.bad_step)} (epoch {epochs}); {kept}. "
-                f"Lower the learning rate (now {config.learning_rate:g}). {base}")
+        kept = (
+            "the last finite state is kept"
+            if config.check_finite
+            else "the state before that step is kept (gradients were not checked: check_finite=False)"
+        )
+        return (
+            f"stopped: non-finite value in {where} at step {int(state.bad_step)} (epoch {epochs}); {kept}. "
+            f"Lower the learning rate (now {config.learning_rate:g}). {base}"
+        )
     if stopped_by == "early_stopping":
-        return (f"stopped: early stopping on {config.monitor} after {config.patience} epochs without improvement; "
-                f"best epoch {best_epoch + 1}. {base}")
+        return (
+            f"stopped: early stopping on {config.monitor} after {config.patience} epochs without improvement; "
+            f"best epoch {best_epoch + 1}. {base}"
+        )
     if stopped_by == "paused":
         return f"paused after epoch {epochs} (resume with resume=True). {base}"
     return f"stopped: {stopped_by}. {base}"
 
 
-__all__ = ["FitResult", "fit", "prepare_data", "resolve_task", "initial_state", "epoch_arrays", "build_epoch",
-           "check_monitor", "check_fit_data", "class_weights"]
+__all__ = [
+    "FitResult",
+    "fit",
+    "prepare_data",
+    "resolve_task",
+    "initial_state",
+    "epoch_arrays",
+    "build_epoch",
+    "check_monitor",
+    "check_fit_data",
+    "class_weights",
+]

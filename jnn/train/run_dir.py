@@ -25,10 +25,16 @@ def environment() -> dict:
     """Versions and device, recorded in a run's ``config.json``."""
     import jnn
 
-    return {"jnn": jnn.__version__, "jax": jax.__version__,
-            "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "device": str(jax.devices()[0]), "platform": jax.default_backend()}
+    return {
+        "jnn": jnn.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+        "platform": jax.default_backend(),
+    }
 
 
 def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool) -> None:
@@ -47,18 +53,31 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
         try:
             old = json.loads(cfg_file.read_text())
         except (OSError, ValueError) as err:
-            raise ValueError(f"{cfg_file} exists but cannot be read ({err}); pass overwrite=True to replace the "
-                             "run") from None
+            raise ValueError(
+                f"{cfg_file} exists but cannot be read ({err}); pass overwrite=True to replace the run"
+            ) from None
         if not resume:
-            raise ValueError(f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
-                             "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it")
+            raise ValueError(
+                f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
+                "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
+            )
         ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES)
         if old.get("config") != meta["config"]:  # a resume with a new learning rate: record it
-            changes = {k: {"was": old["config"].get(k), "now": v} for k, v in meta["config"].items()
-                       if old["config"].get(k) != v}
-            cfg_file.write_text(json.dumps({**meta, "environment": environment(),
-                                            "resumed_with_changes": [*old.get("resumed_with_changes", []), changes]},
-                                           indent=2))
+            changes = {
+                k: {"was": old["config"].get(k), "now": v}
+                for k, v in meta["config"].items()
+                if old["config"].get(k) != v
+            }
+            cfg_file.write_text(
+                json.dumps(
+                    {
+                        **meta,
+                        "environment": environment(),
+                        "resumed_with_changes": [*old.get("resumed_with_changes", []), changes],
+                    },
+                    indent=2,
+                )
+            )
         return
     if overwrite:
         for name in (CHECKPOINT_NAME, "history.json", "history.csv"):
@@ -74,12 +93,17 @@ def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, cu
     if stored.get("learning_rate") != config.learning_rate:
         hp = getattr(state.opt_state, "hyperparams", None)
         if custom_optimizer or not isinstance(hp, dict) or "learning_rate" not in hp:
-            raise ValueError("learning_rate can only change on resume with the built-in optimizers "
-                             f"{list(OPTIMIZERS)}; the stored run used {stored.get('learning_rate')}")
+            raise ValueError(
+                "learning_rate can only change on resume with the built-in optimizers "
+                f"{list(OPTIMIZERS)}; the stored run used {stored.get('learning_rate')}"
+            )
         hp["learning_rate"] = jnp.asarray(config.learning_rate, hp["learning_rate"].dtype)
         if int(state.status) == Status.NON_FINITE:
-            state = state._replace(status=jnp.asarray(Status.RUNNING, jnp.int32), bad_step=jnp.asarray(-1, jnp.int32),
-                                   bad_leaf=jnp.asarray(NO_LEAF, jnp.int32))
+            state = state._replace(
+                status=jnp.asarray(Status.RUNNING, jnp.int32),
+                bad_step=jnp.asarray(-1, jnp.int32),
+                bad_leaf=jnp.asarray(NO_LEAF, jnp.int32),
+            )
     return state
 
 

@@ -75,8 +75,18 @@ class TrainState(NamedTuple):
     hyper: dict
 
 
-def init_state(params, tx: optax.GradientTransformation, *, data_key, dropout_key, max_epochs: int,
-               early: EarlyStoppingState, loss_tol: EarlyStoppingState, history_keys, hyper: dict) -> TrainState:
+def init_state(
+    params,
+    tx: optax.GradientTransformation,
+    *,
+    data_key,
+    dropout_key,
+    max_epochs: int,
+    early: EarlyStoppingState,
+    loss_tol: EarlyStoppingState,
+    history_keys,
+    hyper: dict,
+) -> TrainState:
     """The state before the first epoch.
 
     Args:
@@ -99,8 +109,18 @@ def _init_state(params, tx, data_key, dropout_key, max_epochs, early, loss_tol, 
     dtype = next(l.dtype for l in jax.tree.leaves(params) if jnp.issubdtype(l.dtype, jnp.floating))
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     return TrainState(
-        params=params, opt_state=tx.init(params), data_key=data_key, dropout_key=dropout_key,
-        step=i32(0), epoch=i32(0), early=early, best_params=jax.tree.map(jnp.copy, params), loss_tol=loss_tol,
+        params=params,
+        opt_state=tx.init(params),
+        data_key=data_key,
+        dropout_key=dropout_key,
+        step=i32(0),
+        epoch=i32(0),
+        early=early,
+        best_params=jax.tree.map(jnp.copy, params),
+        loss_tol=loss_tol,
         history={m: jnp.full((max_epochs,), jnp.nan, dtype) for m in history_keys},
-        status=i32(Status.RUNNING), bad_step=i32(-1), bad_leaf=i32(NO_LEAF), hyper=hyper,
+        status=i32(Status.RUNNING),
+        bad_step=i32(-1),
+        bad_leaf=i32(NO_LEAF),
+        hyper=hyper,
     )

@@ -32,8 +32,14 @@ class Batch(NamedTuple):
     weight: jax.Array | None = None
 
 
-def make_train_step(ct: CheckedTask, tx: optax.GradientTransformation, *, check_finite: bool = True,
-                    max_steps: int | None = None, batch_sharding=None):
+def make_train_step(
+    ct: CheckedTask,
+    tx: optax.GradientTransformation,
+    *,
+    check_finite: bool = True,
+    max_steps: int | None = None,
+    batch_sharding=None,
+):
     """Build ``train_step(state, batch, noise=None, y_var=None) -> (state, sums)`` for a checked task.
 
     Args:
@@ -83,7 +89,9 @@ def make_train_step(ct: CheckedTask, tx: optax.GradientTransformation, *, check_
             status = jnp.where((status == Status.RUNNING) & (step >= max_steps), Status.MAX_STEPS, status)
         first_bad = jnp.where(jnp.all(leaf_ok), LOSS_ONLY, jnp.argmin(leaf_ok)).astype(jnp.int32)
         new = state._replace(
-            params=pick(params, state.params), opt_state=pick(opt_state, state.opt_state), step=step,
+            params=pick(params, state.params),
+            opt_state=pick(opt_state, state.opt_state),
+            step=step,
             status=status.astype(jnp.int32),
             bad_step=jnp.where(newly_bad, state.step, state.bad_step),
             bad_leaf=jnp.where(newly_bad, first_bad, state.bad_leaf),

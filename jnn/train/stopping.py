@@ -63,15 +63,21 @@ class EarlyStopping:
     def __post_init__(self):
         if not isinstance(self.monitor, str):
             raise TypeError(f"monitor must be a string such as 'val_loss'; got {self.monitor!r}")
-        if not (self.monitor.startswith("train_") or self.monitor.startswith("val_")) or \
-                not self.monitor.split("_", 1)[1].isidentifier():
-            raise ValueError(f"monitor must name a recorded metric, train_<name> or val_<name> (e.g. one of "
-                             f"{list(MONITORS)}); got {self.monitor!r}")
+        if (
+            not (self.monitor.startswith("train_") or self.monitor.startswith("val_"))
+            or not self.monitor.split("_", 1)[1].isidentifier()
+        ):
+            raise ValueError(
+                f"monitor must name a recorded metric, train_<name> or val_<name> (e.g. one of "
+                f"{list(MONITORS)}); got {self.monitor!r}"
+            )
         if self.mode is not None:
             V.check_choice("mode", self.mode, ["min", "max"])
         elif infer_mode(self.monitor) is None:
-            raise ValueError(f"mode must be 'min' or 'max' for monitor {self.monitor!r}: its direction cannot be "
-                             f"inferred from the name (known endings: {list(MODE_BY_SUFFIX)})")
+            raise ValueError(
+                f"mode must be 'min' or 'max' for monitor {self.monitor!r}: its direction cannot be "
+                f"inferred from the name (known endings: {list(MODE_BY_SUFFIX)})"
+            )
         V.check_int("patience", self.patience, low=0)
         object.__setattr__(self, "min_delta", V.check_real("min_delta", self.min_delta, low=0.0))
         V.check_int("start_epoch", self.start_epoch, low=0)
@@ -86,8 +92,12 @@ class EarlyStopping:
     def init(self, dtype=jnp.float32) -> EarlyStoppingState:
         """The state before the first epoch."""
         worst = jnp.inf if self.direction == "min" else -jnp.inf
-        return EarlyStoppingState(best=jnp.asarray(worst, dtype), best_epoch=jnp.asarray(-1, jnp.int32),
-                                  bad_epochs=jnp.asarray(0, jnp.int32), stop=jnp.asarray(False))
+        return EarlyStoppingState(
+            best=jnp.asarray(worst, dtype),
+            best_epoch=jnp.asarray(-1, jnp.int32),
+            bad_epochs=jnp.asarray(0, jnp.int32),
+            stop=jnp.asarray(False),
+        )
 
     def update(self, state: EarlyStoppingState, value, epoch) -> tuple[EarlyStoppingState, jax.Array]:
         """Advance the state by one epoch. Pure and jit-able.
