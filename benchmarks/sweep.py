@@ -24,9 +24,9 @@ import sys
 import time
 
 import jax
+from _report import save_report
 
 import jnn
-from jnn.experiment import save_report
 from jnn.sweep import sweep
 
 RECIPE = dict(

@@ -49,9 +49,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _report import save_report
 
 import jnn
-from jnn.experiment import save_report
 
 PAUSE = 0.3
 

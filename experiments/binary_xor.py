@@ -18,10 +18,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import main as run_main
+from _common import out_dir, train_config, write_results
 
 from jnn import datasets, forward
-from jnn.experiment import main as run_main
-from jnn.experiment import out_dir, train_config, write_results
 from jnn.train import evaluate, fit
 
 RECIPE = dict(

@@ -26,10 +26,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import accuracy_bars, out_dir, summarize_recipes, train_seeds, write_results
+from _common import main as run_main
 
 from jnn import Dropout, datasets, forward, forward_cache
-from jnn.experiment import accuracy_bars, out_dir, summarize_recipes, train_seeds, write_results
-from jnn.experiment import main as run_main
 
 RECIPE = dict(
     hidden=[256, 256],

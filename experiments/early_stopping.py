@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import sys
 
+from _common import main as run_main
+from _common import out_dir, train_config, write_results
+
 from jnn import datasets
-from jnn.experiment import main as run_main
-from jnn.experiment import out_dir, train_config, write_results
 from jnn.plots import plot_history
 from jnn.train import evaluate, fit
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import sys
 
+from _common import accuracy_bars, out_dir, summarize_recipes, train_seeds, write_results
+from _common import main as run_main
+
 from jnn import datasets
-from jnn.experiment import accuracy_bars, out_dir, summarize_recipes, train_seeds, write_results
-from jnn.experiment import main as run_main
 from jnn.plots import plot_history
 
 REFERENCE = dict(

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
 
 def _run_main(mod, name, argv) -> int:
-    from jnn.experiment import main as run_main
+    from _common import main as run_main
 
     summarize = getattr(mod, "summarize", None) or mod.summarize_recipes
     return run_main(name, mod.__doc__.splitlines()[0], mod.DEFAULTS, mod.run, summarize, argv)

@@ -3,7 +3,10 @@
 These train the full recipes (3 seeds each); together about a minute on 2 CPU cores.
 """
 
+import pytest
 from test_experiments import load_experiment
+
+pytestmark = pytest.mark.slow  # full recipes, 3 seeds each; `make test` runs them
 
 
 def test_mnist1d_jnn_recipe_reaches_70_percent_mean_of_3_seeds(tmp_path):

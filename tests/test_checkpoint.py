@@ -146,6 +146,7 @@ def _run(tmp_path, mode):
     return proc.stdout.split()
 
 
+@pytest.mark.slow
 def test_same_seed_is_bitwise_identical_across_processes_and_resume_is_bitwise(tmp_path):
     assert _run(tmp_path, "full") == ["max_epochs", "8"]
     a = dict(np.load(tmp_path / "full.npz"))

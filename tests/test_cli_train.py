@@ -86,6 +86,7 @@ def test_unknown_flags_and_choices_exit_2(argv, capsys):
     assert exc.value.code == 2 and "error" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_runs_in_a_fresh_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "jnn.cli", "train", *FAST, "--out", str(tmp_path / "r")],

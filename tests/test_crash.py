@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # kill -9 stress; `make test` and scripts/crash_test.py run it
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,7 +39,6 @@ def test_ten_kills_survived_and_resume_is_bitwise(tmp_path):
 
 def test_verify_rejects_a_truncated_checkpoint(tmp_path):
     import jax.numpy as jnp
-    import pytest
 
     from jnn import checkpoint as ckpt
 

@@ -48,13 +48,28 @@ def test_split_is_stratified_keyed_and_disjoint():
 @pytest.mark.parametrize(
     "x,y,k,exc,match",
     [
-        (np.zeros((3, 2), np.float32), np.array([0, 1]), None, ValueError, r"y must have shape \[n\] = \(3,\)"),
+        (
+            np.zeros((3, 2), np.float32),
+            np.array([0, 1]),
+            None,
+            ValueError,
+            r"y must have shape \[n\] or \[n, k\] with n = 3",
+        ),
         (np.array([[0.0, np.nan]], np.float32), np.array([0]), None, ValueError, "x must be finite; got 1 NaN/Inf"),
         (np.zeros((2, 2), np.int64), np.array([0, 1]), None, TypeError, "x must be a floating-point array"),
         (np.zeros((0, 2), np.float32), np.zeros(0, int), None, ValueError, "at least one example"),
         (np.zeros((2, 2), np.float32), np.array([0, 3]), 3, ValueError, r"labels in \[0, 2\] for num_classes=3"),
         (np.zeros((2, 2), np.float32), np.array([0, -1]), None, ValueError, r"labels in \[0, 1\]"),
-        (np.zeros((2, 2), np.float32), np.array([0.0, 1.0]), None, TypeError, "y must hold integer class labels"),
+        (
+            np.zeros((2, 2), np.float32),
+            np.array(["a", "b"]),
+            None,
+            TypeError,
+            "y must hold integer class labels, float",
+        ),
+        (np.zeros((2, 2), np.float32), np.array([0.5, 1.0]), 2, ValueError, "num_classes is for integer class labels"),
+        (np.zeros((2, 2), np.float32), np.array([[0, 2], [1, 0]]), None, ValueError, "must be 0/1"),
+        (np.zeros((2, 2), np.float32), np.array([0.5, np.inf]), None, ValueError, "y must be finite"),
         (np.zeros(4, np.float32), np.array([0, 1, 0, 1]), None, ValueError, "at least 2 dimension"),
     ],
 )

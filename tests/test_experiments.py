@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs an experiment end to end; `make test` runs them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_experiment(name):
+    if str(ROOT / "experiments") not in sys.path:  # the scripts import their helpers from experiments/_common.py
+        sys.path.insert(0, str(ROOT / "experiments"))
     spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -151,7 +155,7 @@ def test_runner_lists_known_experiments_on_an_unknown_name():
         [sys.executable, str(ROOT / "experiments" / "run.py"), "mnist"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
-    assert "unknown experiment 'mnist'; known experiments: ['binary_xor', 'digits_mlp', 'dropout_modes'," in proc.stderr
+    assert "unknown experiment 'mnist'; known experiments: ['binary_xor', 'custom_model', 'digits_mlp'," in proc.stderr
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "run.py"), "--list"], capture_output=True, text=True, timeout=60
     )
@@ -197,3 +201,16 @@ def test_missing_optional_extras_name_the_pip_extra(monkeypatch):
         load("digits")
     with pytest.raises(ImportError, match=r"pip install 'jnn\[plots\]'"):
         pyplot()
+
+
+def test_custom_model_smoke(tmp_path):
+    mod = load_experiment("custom_model")
+    res = mod.run(
+        {**mod.DEFAULTS, "out": str(tmp_path), "max_epochs": 20, "patience": 5, "l2s": [0.0, 1e-2], "loop_epochs": 3}
+    )
+    assert res["resume_bitwise_equal"] is True
+    assert res["optax_loop"]["full batches (32 × 11)"]["bitwise_equal"] is True
+    assert res["optax_loop"]["ragged last batch (48 × 7 + 16)"]["max_rel_diff"] <= 1e-5
+    assert len(res["recipes"]) == 2 + 2 + 2 + 1
+    assert all(r["test_r2"] > 0.0 for r in res["recipes"].values())
+    assert _png(tmp_path / "custom_model.png") and json.loads((tmp_path / "results.json").read_text())["recipes"]

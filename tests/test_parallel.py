@@ -94,6 +94,7 @@ _EIGHT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_data_parallel_on_8_simulated_devices_equals_1_device():
     code, out = _run([sys.executable, "-c", _EIGHT], XLA_FLAGS="--xla_force_host_platform_device_count=8")
     assert code == 0, out[-3000:]
@@ -104,6 +105,7 @@ def test_data_parallel_on_8_simulated_devices_equals_1_device():
     assert "batch_size must be divisible by the 8 devices of the mesh's 'data' axis; got batch_size=60" in errors
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_two_simulated_devices(tmp_path):
     t0 = time.monotonic()
     code, out = _run(
@@ -125,6 +127,7 @@ def test_two_processes_train_like_two_simulated_devices(tmp_path):
     assert time.monotonic() - t0 < 240
 
 
+@pytest.mark.slow
 def test_killing_one_process_makes_the_other_fail_without_hanging(tmp_path):
     port = free_port()
     procs = []
@@ -244,6 +247,7 @@ _CUSTOM = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_custom_model_trains_data_parallel_and_over_two_processes(tmp_path):
     script = tmp_path / "custom.py"
     script.write_text(_CUSTOM)

@@ -68,7 +68,9 @@ def test_update_is_jittable_and_runs_in_a_scan():
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(monitor="loss"), ValueError, r"monitor must be one of \['val_loss', 'val_accuracy'"),
+        (dict(monitor="loss"), ValueError, "monitor must name a recorded metric, train_<name> or val_<name>"),
+        (dict(monitor="val_f1"), ValueError, "mode must be 'min' or 'max' for monitor 'val_f1'"),
+        (dict(monitor="val_f1", mode="best"), ValueError, r"mode must be one of \['min', 'max'\]; got 'best'"),
         (dict(patience=-1), ValueError, r"patience must be an integer in \[0, inf\]; got -1"),
         (dict(patience=1.5), TypeError, "patience must be an integer"),
         (dict(min_delta=-0.1), ValueError, r"min_delta must be in \[0, inf\]; got -0.1"),
@@ -79,3 +81,13 @@ def test_update_is_jittable_and_runs_in_a_scan():
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         EarlyStopping(**kwargs)
+
+
+def test_the_direction_is_inferred_from_the_monitor_or_given():
+    assert EarlyStopping("val_r2").direction == "max" and EarlyStopping("train_mae").direction == "min"
+    assert EarlyStopping("val_f1", mode="max").direction == "max"
+    stopper = EarlyStopping("val_f1", patience=1, mode="max")
+    s = stopper.init()
+    s, improved = stopper.update(s, 0.5, 0)
+    s, worse = stopper.update(s, 0.4, 1)
+    assert bool(improved) and not bool(worse) and bool(s.stop) and int(s.best_epoch) == 0

@@ -123,6 +123,7 @@ def test_cli_sweep(tmp_path, capsys):
     assert "needs at least one axis" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sweep_benchmark_smoke(tmp_path):
     import json
     import subprocess

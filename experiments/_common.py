@@ -1,5 +1,5 @@
-"""Helpers shared by the scripts in ``experiments/``: a CLI built from a config dict, results files,
-seed statistics and validation of experiment configs.
+"""Helpers shared by the scripts in ``experiments/`` (not part of the jnn library): a CLI built from a
+config dict, results files, seed statistics and validation of experiment configs.
 
 An experiment script defines ``DEFAULTS`` (a dict), ``run(config) -> results`` and calls
 :func:`main` with them; ``--key value`` flags override the defaults, with the type of the default.
@@ -224,12 +224,3 @@ def accuracy_bars(path, results: dict, *, title: str, lines: dict, ylim: tuple[f
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def save_report(out, results: dict, table: str) -> Path:
-    """Write ``results.json`` and ``table.md`` (a benchmark's Markdown table) into ``out``; returns the folder."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
-    (out / "table.md").write_text(table + "\n")
-    return out
