@@ -66,6 +66,7 @@ def test_vectorized_equals_jax_grad_float64(activation, loss, l2, dropout_mode, 
 # rounding of ~6e-8 relative to the terms, so their relative error is unbounded; 1e-6·max|g| is ~10 ulp
 # of the largest entry.
 @pytest.mark.parametrize("activation,loss,dropout_mode,depth", list(itertools.product(ACTS, LOSSES, DROPOUT, [1, 3])))
+@pytest.mark.slow
 def test_vectorized_equals_jax_grad_float32(activation, loss, dropout_mode, depth):
     ref, hand, *_ = _grads(activation, loss, depth, L2[1], dropout_mode, "float32")
     scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(ref))

@@ -82,6 +82,7 @@ def test_another_structure_or_dtype_is_refused(tmp_path):
         ckpt.restore(p, {"w": jnp.zeros((2, 3))})
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_config_is_refused_with_the_differences(tmp_path):
     train, _ = load("spirals")
     fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), run_dir=tmp_path)
@@ -186,6 +187,7 @@ def test_a_checkpoint_of_another_jnn_version_is_refused(tmp_path, monkeypatch):
     assert _equal(ckpt.restore(p, _state(), allow_other_version=True), _state())
 
 
+@pytest.mark.slow
 def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rate(tmp_path):
     train, _ = load("spirals")
     # A real divergence: the run stops, names the step and leaf, and saves its last finite state.

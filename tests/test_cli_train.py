@@ -23,6 +23,7 @@ def test_train_writes_the_run_folder_and_prints_test_accuracy(tmp_path, capsys):
     assert summary["epochs"] == 4 and 0.0 <= summary["test"]["accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_toml_config_then_flags(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('dataset = "xor"\nhidden = [8]\nloss = "binary"\nmax_epochs = 3\nlearning_rate = 0.2\n')
@@ -35,6 +36,7 @@ def test_toml_config_then_flags(tmp_path, capsys):
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["check_finite"] is False
 
 
+@pytest.mark.slow
 def test_resume_continues_and_overwrite_replaces(tmp_path, capsys):
     out = str(tmp_path / "r")
     assert cli.main(["train", *FAST, "--out", out]) == 0

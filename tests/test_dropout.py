@@ -121,6 +121,7 @@ def test_dropout_is_hashable_for_jit():
 
 
 @pytest.mark.parametrize("mode,on_inputs", [("inverted", False), ("classic", True)])
+@pytest.mark.slow
 def test_masks_drawn_up_front_under_vmap_are_the_masks_of_each_key(mode, on_inputs):
     # An epoch draws all its masks in one vmapped call; each step must get bit for bit its own pass.
     from jnn.model import dropout_masks

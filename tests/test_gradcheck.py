@@ -59,6 +59,7 @@ def test_finite_differences_of_a_quadratic_are_exact(x64):
     np.testing.assert_allclose(fd["v"], a @ v, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_cli_gradcheck_prints_the_table_and_passes(capsys, tmp_path):
     out = tmp_path / "report.json"
     rc = cli.main(["gradcheck", "--sizes", "6,5,3", "--batch", "4", "--json", str(out)])

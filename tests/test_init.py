@@ -140,6 +140,7 @@ def test_rbg_keys_draw_layer_by_layer_with_the_eager_bits():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_compiled_init_bits_in_float64(x64):
     key = jax.random.key(3)
     for scheme in SCHEMES:

@@ -22,6 +22,7 @@ def spirals():
     return load("spirals")
 
 
+@pytest.mark.slow
 def test_eight_members_equal_eight_fits_and_compile_once(spirals):
     train, test = spirals
     before = dict(TRACE_COUNTS)
@@ -38,6 +39,7 @@ def test_eight_members_equal_eight_fits_and_compile_once(spirals):
         assert res.rows[i]["test_accuracy"] == pytest.approx(jnn.evaluate(r.params, test, c)["accuracy"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     train, _ = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 30, "patience": 1, "restore_best": False})
@@ -56,6 +58,7 @@ def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     assert jnn.compare_grads(alone.state.params, res.member_params(0), rtol=1e-5).max_rel_err <= 1e-5
 
 
+@pytest.mark.slow
 def test_best_picks_by_validation_metric_and_save_writes_files(spirals, tmp_path):
     train, test = spirals
     res = sweep(train, TrainConfig(**{**CFG, "max_epochs": 3}), test=test, learning_rate=[0.001, 0.1])
@@ -91,6 +94,7 @@ def test_bad_axes_name_the_member(axes, exc, match):
         members_of(TrainConfig(**CFG), axes)
 
 
+@pytest.mark.slow
 def test_cli_sweep(tmp_path, capsys):
     from jnn import cli
 

@@ -105,6 +105,7 @@ def optax_loop(task, ds, cfg):
 
 
 @pytest.mark.parametrize("keep_prob", [1.0, 0.8])
+@pytest.mark.slow
 def test_custom_model_equals_a_plain_optax_loop_bitwise_with_full_batches(keep_prob):
     task, ds, cfg = residual_task(keep_prob=keep_prob), regression_data(96), TrainConfig(**CFG)
     r = fit(ds, cfg, task=task)
@@ -115,6 +116,7 @@ def test_custom_model_equals_a_plain_optax_loop_bitwise_with_full_batches(keep_p
 
 
 @pytest.mark.parametrize("keep_prob", [1.0, 0.8])
+@pytest.mark.slow
 def test_custom_model_with_a_ragged_last_batch_equals_the_loop_to_float_rounding(keep_prob):
     task, ds, cfg = residual_task(keep_prob=keep_prob), regression_data(100), TrainConfig(**CFG)
     r = fit(ds, cfg, task=task)  # 100 = 6 batches of 16 + one of 4, padded to 16 and masked
@@ -137,6 +139,7 @@ def test_one_trace_per_run_and_evaluate_compiles_once():
     assert first == third and set(first) == {"loss", "mse", "mae", "r2", "n"} and second["n"] == 50
 
 
+@pytest.mark.slow
 def test_resume_of_a_custom_model_is_bitwise(tmp_path):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     cfg = TrainConfig(**{**CFG, "max_epochs": 6, "val_fraction": 0.2, "early_stopping": True, "patience": 10})
@@ -158,6 +161,7 @@ def test_non_finite_guard_names_the_leaf_of_a_nested_dict():
     assert "non-finite value in the gradient of ['blocks'][1]['w'] at step 0" in r.message, r.message
 
 
+@pytest.mark.slow
 def test_sweep_over_a_custom_hyperparameter_equals_separate_fits():
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     cfg = TrainConfig(
@@ -182,6 +186,7 @@ def test_sweep_over_a_custom_hyperparameter_equals_separate_fits():
         sweep(ds, cfg, task=task, width=[1, 2])
 
 
+@pytest.mark.slow
 def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(tmp_path):
     train, val = regression_data(100, seed=0), regression_data(40, seed=1)
     mse_plus = lambda out, y: jnp.mean((out - y.reshape(out.shape)) ** 2, axis=-1) + 1.0
@@ -224,6 +229,7 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
         fit(train, TrainConfig(**CFG), task=task, init_params=residual_task(out=2).init(jax.random.key(0)))
 
 
+@pytest.mark.slow
 def test_the_builtin_mlp_through_the_contract_equals_fit_with_a_config():
     train, _ = jnn.datasets.load("spirals")
     for mode in ("inverted", "classic"):

@@ -53,6 +53,7 @@ def test_one_trace_per_compiled_function_with_a_ragged_last_batch():
         assert TRACE_COUNTS[name] - before.get(name, 0) == 1, name
 
 
+@pytest.mark.slow
 def test_padded_batch_step_equals_the_unpadded_step():
     train, _ = _spirals()
     cfg = TrainConfig(hidden=(8,), keep_prob=1.0, l2=1e-3, optimizer="sgd", learning_rate=0.1)
@@ -72,6 +73,7 @@ def test_padded_batch_step_equals_the_unpadded_step():
     "extra",
     [{}, {"max_steps": 37, "drop_last": False, "batch_size": 70}, {"dropout_mode": "classic", "optimizer": "momentum"}],
 )
+@pytest.mark.slow
 def test_epoch_masks_drawn_up_front_give_the_per_step_run_bit_for_bit(monkeypatch, extra):
     import jnn.train.epoch as epoch_mod
 
@@ -103,6 +105,7 @@ def test_train_step_jits_with_donation_and_steps_the_state():
     assert set(out) == {"loss", "accuracy"} and np.isfinite(float(out["loss"]))
 
 
+@pytest.mark.slow
 def test_restore_best_returns_the_best_epoch_params():
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5})
@@ -144,6 +147,7 @@ def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(r.params), jax.tree.leaves(r.state.best_params)))
 
 
+@pytest.mark.slow
 def test_max_steps_and_loss_tolerance_stop_the_run():
     train, _ = _spirals()
     r = fit(train, TrainConfig(**{**SMALL, "max_steps": 20}))  # 17 steps per epoch
@@ -185,6 +189,7 @@ def test_check_finite_refuses_or_applies_a_non_finite_gradient_under_a_finite_lo
         TrainConfig(check_finite="no")
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_different_seed_different_run():
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "max_epochs": 5})
@@ -198,6 +203,7 @@ def test_same_seed_same_run_different_seed_different_run():
     assert not np.array_equal(a.params[0]["w"], c.params[0]["w"])
 
 
+@pytest.mark.slow
 def test_any_optax_optimizer_works():
     train, _ = _spirals()
     # Runs under the suite's strict dtype promotion, which optax's Adam alone would not survive.
@@ -282,6 +288,7 @@ def test_binary_loss_trains_on_xor():
     assert evaluate(r.params, test, cfg)["accuracy"] > 0.95
 
 
+@pytest.mark.slow
 def test_rbg_generator_is_deterministic_resumable_and_learns(tmp_path):
     train, test = _spirals()
     cfg = TrainConfig(**{**SMALL, "max_epochs": 40, "prng_impl": "rbg", "keep_prob": 0.8})
