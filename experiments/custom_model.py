@@ -121,94 +121,62 @@ def _test_row(task, params, test, sy, **extra) -> dict:
 
 def run(config: dict) -> dict:
     """Train the residual MLP four ways and return test MSE/R² per recipe plus the equality checks."""
-    from sklearn.linear_model import LinearRegression
-    from sklearn.metrics import r2_score
-
     out = out_dir(config)
     train, test, sy = diabetes(config["seed"])
     task = residual_mlp(train.x.shape[1], config["width"], config["blocks"])
-    cfg = jnn.TrainConfig(
-        optimizer="adam",
-        learning_rate=1e-3,
-        batch_size=32,
-        max_epochs=config["max_epochs"],
-        monitor="val_r2",
-        patience=config["patience"],
-        val_fraction=0.2,
-        seed=config["seed"],
-        checkpoint_every=10,
-    )
+    cfg = jnn.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, max_epochs=config["max_epochs"],
+                          monitor="val_r2", patience=config["patience"], val_fraction=0.2, seed=config["seed"],
+                          checkpoint_every=10)  # fmt: skip
     recipes = {}
     t0 = time.perf_counter()
     r = jnn.fit(train, cfg, task=task, run_dir=out / "run", overwrite=True)
-    recipes["jnn.fit, early stopping on val_r2"] = _test_row(
-        task,
-        r.params,
-        test,
-        sy,
-        epochs=int(r.state.epoch),
-        best_epoch=r.best_epoch + 1,
-        seconds=time.perf_counter() - t0,
-    )
+    recipes["jnn.fit, early stopping on val_r2"] = _test_row(task, r.params, test, sy, epochs=int(r.state.epoch),
+                                                            best_epoch=r.best_epoch + 1,
+                                                            seconds=time.perf_counter() - t0)  # fmt: skip
     # Pause half-way, resume from the checkpoint in the run folder: the same run, bit for bit.
-    half = jnn.fit(
-        train, cfg, task=task, run_dir=out / "resumed", overwrite=True, stop_at_epoch=max(1, int(r.state.epoch) // 2)
-    )
+    half = jnn.fit(train, cfg, task=task, run_dir=out / "resumed", overwrite=True,
+                   stop_at_epoch=max(1, int(r.state.epoch) // 2))  # fmt: skip
     resumed = jnn.fit(train, cfg, task=task, run_dir=out / "resumed", resume=True)
-    resume_bitwise = all(
-        np.array_equal(u, v)
-        for u, v in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(r.state))
-        if not jnp.issubdtype(u.dtype, jax.dtypes.prng_key)
-    )
     recipes["jnn.fit, paused and resumed"] = _test_row(task, resumed.params, test, sy, paused_at=int(half.state.epoch))
-    # A sweep over λ: one compile for all members.
     t0 = time.perf_counter()
-    sw = sweep(train, cfg, task=task, test=test, l2=list(config["l2s"]))
+    sw = sweep(train, cfg, task=task, test=test, l2=list(config["l2s"]))  # a sweep over λ: one compile
+    sweep_seconds = time.perf_counter() - t0
     for row in sw.rows:
         recipes[f"jnn.sweep member l2={row['l2']:g}"] = {
-            "test_mse": row["test_mse"] * sy**2,
-            "test_r2": row["test_r2"],
-            "epochs": row["epochs"],
+            "test_mse": row["test_mse"] * sy**2, "test_r2": row["test_r2"], "epochs": row["epochs"],
             "best_val_r2": row["best_val"],
-        }
-    sweep_seconds = time.perf_counter() - t0
-    # The plain optax loop, against jnn.fit without validation split and early stopping.
-    checks = {}
-    for name, batch in (("full batches (32 × 11)", 32), ("ragged last batch (48 × 7 + 16)", 48)):
-        plain = jnn.TrainConfig(
-            **{
-                **cfg.to_dict(),
-                "batch_size": batch,
-                "max_epochs": config["loop_epochs"],
-                "val_fraction": 0.0,
-                "early_stopping": False,
-                "checkpoint_every": 0,
-            }
-        )
-        a, b = jnn.fit(train, plain, task=task).params, optax_loop(task, train, plain)
-        checks[name] = {
-            "bitwise_equal": all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b))),
-            "max_rel_diff": _max_rel(a, b),
-        }
-        recipes[f"plain optax loop, batch {batch}, {config['loop_epochs']} epochs"] = _test_row(task, b, test, sy)
-    ols = LinearRegression().fit(train.x, train.y)
-    pred = ols.predict(test.x)
-    recipes["reference: least squares (sklearn)"] = {
-        "test_mse": float(np.mean((pred - test.y) ** 2)) * sy**2,
-        "test_r2": float(r2_score(test.y, pred)),
-    }
-    results = {
-        "recipes": recipes,
-        "resume_bitwise_equal": resume_bitwise,
-        "optax_loop": checks,
-        "sweep_seconds": sweep_seconds,
-        "sweep_best": sw.best(),
-        "history": r.history.metrics,
-        "sweep_rows": sw.rows,
-    }
+        }  # fmt: skip
+    checks = _loop_checks(task, train, test, sy, cfg, config["loop_epochs"], recipes)
+    recipes["reference: least squares (sklearn)"] = _least_squares(train, test, sy)
+    states_equal = zip(jax.tree.leaves(resumed.state), jax.tree.leaves(r.state))
+    results = {"recipes": recipes, "optax_loop": checks, "sweep_seconds": sweep_seconds, "sweep_best": sw.best(),
+               "resume_bitwise_equal": all(np.array_equal(u, v) for u, v in states_equal
+                                           if not jnp.issubdtype(u.dtype, jax.dtypes.prng_key)),
+               "history": r.history.metrics, "sweep_rows": sw.rows}  # fmt: skip
     _figure(out / "custom_model.png", r, sw, task, test)
     write_results(out, results)
     return results
+
+
+def _loop_checks(task, train, test, sy, cfg, epochs: int, recipes: dict) -> dict:
+    """jnn.fit (no validation split, no early stopping) against the plain optax loop, full and ragged batches."""
+    checks = {}
+    for name, batch in (("full batches (32 × 11)", 32), ("ragged last batch (48 × 7 + 16)", 48)):
+        plain = jnn.TrainConfig(**{**cfg.to_dict(), "batch_size": batch, "max_epochs": epochs, "val_fraction": 0.0,
+                                   "early_stopping": False, "checkpoint_every": 0})  # fmt: skip
+        a, b = jnn.fit(train, plain, task=task).params, optax_loop(task, train, plain)
+        equal = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+        checks[name] = {"bitwise_equal": equal, "max_rel_diff": _max_rel(a, b)}
+        recipes[f"plain optax loop, batch {batch}, {epochs} epochs"] = _test_row(task, b, test, sy)
+    return checks
+
+
+def _least_squares(train, test, sy) -> dict:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    pred = LinearRegression().fit(train.x, train.y).predict(test.x)
+    return {"test_mse": float(np.mean((pred - test.y) ** 2)) * sy**2, "test_r2": float(r2_score(test.y, pred))}
 
 
 def _figure(path, r, sw, task, test):

@@ -1,7 +1,7 @@
 """Argument checks shared by the public API, run in plain Python before anything is traced.
 
 Every check raises ``ValueError`` for a bad value and ``TypeError`` for a bad kind, and the message
-names the argument, what is allowed and what was received (DESIGN.md §4).
+names the argument, what is allowed and what was received (the README's conventions).
 """
 
 from __future__ import annotations

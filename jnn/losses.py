@@ -1,6 +1,6 @@
 """Losses from logits, the L2 penalty, and the regularised loss that ``jax.grad`` differentiates.
 
-Conventions (DESIGN.md §3): a loss is the mean over the (unmasked) examples of a batch; losses take
+Conventions (README, "Conventions"): a loss is the mean over the (unmasked) examples of a batch; losses take
 logits and use ``log_sigmoid``/``log_softmax``, so they stay finite and exact for |logit| up to 1e4
 and beyond; ``l2_penalty = λ Σ w²`` (not divided by n), biases excluded unless asked for.
 

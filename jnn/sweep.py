@@ -28,18 +28,10 @@ from jnn.history import History
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
 from jnn.train.config import TrainConfig
-from jnn.train.epoch import epoch_summary, make_eval
+from jnn.train.epoch import make_eval, with_summary
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.loop import (
-    build_epoch,
-    check_fit_data,
-    check_monitor,
-    epoch_arrays,
-    initial_state,
-    prepare_data,
-    resolve_task,
-)
+from jnn.train.loop import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.
@@ -248,6 +240,29 @@ def sweep(
     Raises:
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
+    config = _check_args(config, train, val, test, log_every)
+    members = members_of(config, axes, task)
+    splits = [prepare_data(train, c, val) for c, _ in members]
+    use_dropout = any(h["keep_prob"] < 1.0 for _, h in members) if task is None else None
+    ct = checked_task(task, config, *splits[0], val, use_dropout=use_dropout)
+    tx = config.make_optimizer()
+    state, data = _stacked(ct, members, splits, tx, class_weight)
+    budget = epoch_module.NOISE_UP_FRONT_MAX // len(members)
+    run_epoch = build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=splits[0][1] is not None,
+                            noise_budget=budget)  # fmt: skip
+    epoch_fn = jax.jit(jax.vmap(with_summary(run_epoch, ct.history_keys())), donate_argnums=0)
+    t0 = time.perf_counter()
+    state, epoch_seconds, _ = run_epochs(epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs,
+                                         progress=progress, log_every=log_every)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    final = final_params(state, config.early_stopping and config.restore_best)
+    histories = [History.from_state(jax.tree.map(lambda a, i=i: a[i], state)) for i in range(len(members))]
+    rows = _rows(members, state, config, _test_metrics(ct, final, state.hyper, test), ct.metric_names)
+    return SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
+                       epoch_seconds, config.stopper().direction)  # fmt: skip
+
+
+def _check_args(config, train, val, test, log_every) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -257,15 +272,11 @@ def sweep(
                 f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got {type(ds).__name__}"
             )
     V.check_int("log_every", log_every, low=0)
-    members = members_of(config, axes, task)
-    m = len(members)
-    splits = [prepare_data(train, c, val) for c, _ in members]
-    check_fit_data(splits[0][0], val, config)
-    use_dropout = any(h["keep_prob"] < 1.0 for _, h in members) if task is None else None
-    ct = resolve_task(task, config, *splits[0], use_dropout=use_dropout)
-    has_val = splits[0][1] is not None
-    check_monitor(config, ct, has_val)
-    tx = config.make_optimizer()
+    return config
+
+
+def _stacked(ct, members, splits, tx, class_weight):
+    """The members' first states and epoch arrays, stacked on a leading member axis."""
     states = []
     for c, hyper in members:
         keys = Keys.from_seed(c.seed, c.prng_impl)
@@ -273,44 +284,17 @@ def sweep(
         lr = s.opt_state.hyperparams["learning_rate"]
         s.opt_state.hyperparams["learning_rate"] = jnp.asarray(c.learning_rate, lr.dtype)
         states.append(s)
-    state = jax.tree.map(lambda *a: jnp.stack(a), *states)
-    data = jax.tree.map(
-        lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *[epoch_arrays(f, v, class_weight) for f, v in splits]
-    )
-    del states
-    run_epoch = build_epoch(
-        ct, config, tx, n_train=len(splits[0][0]), has_val=has_val, noise_budget=epoch_module.NOISE_UP_FRONT_MAX // m
-    )
-    keys_h = ct.history_keys()
-    epoch_fn = jax.jit(
-        jax.vmap(lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys_h)))(run_epoch(s, d))), donate_argnums=0
-    )
-    t0 = time.perf_counter()
-    state, epoch_seconds, _ = run_epochs(
-        epoch_fn, state, data, keys=keys_h, max_epochs=config.max_epochs, progress=progress, log_every=log_every
-    )
-    seconds = time.perf_counter() - t0
-    final = final_params(state, config.early_stopping and config.restore_best)
-    tests = {}
-    if test is not None:
-        ev = jax.jit(jax.vmap(make_eval(ct), in_axes=(0, None, None, None, 0)))
-        w = None if test.sample_weight is None else jnp.asarray(test.sample_weight)
-        tests = {
-            k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w, state.hyper).items()
-        }
-    histories = [History.from_state(jax.tree.map(lambda a, i=i: a[i], state)) for i in range(m)]
-    rows = _rows(members, state, config, tests, ct.metric_names)
-    return SweepResult(
-        [c for c, _ in members],
-        rows,
-        final,
-        state,
-        histories,
-        config.monitor,
-        seconds,
-        epoch_seconds,
-        config.stopper().direction,
-    )
+    stack = lambda *a: jnp.stack([jnp.asarray(x) for x in a])
+    return jax.tree.map(stack, *states), jax.tree.map(stack, *[epoch_arrays(f, v, class_weight) for f, v in splits])
+
+
+def _test_metrics(ct, final, hyper, test) -> dict:
+    """``{key: [M]}`` test loss and metrics of every member (empty without a test set)."""
+    if test is None:
+        return {}
+    ev = jax.jit(jax.vmap(make_eval(ct), in_axes=(0, None, None, None, 0)))
+    w = None if test.sample_weight is None else jnp.asarray(test.sample_weight)
+    return {k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w, hyper).items()}
 
 
 def _rows(members, state, config: TrainConfig, tests: dict, metric_names) -> list[dict]:

@@ -270,49 +270,14 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
             check_targets(task.loss, ds, role)
     metrics = resolve_metrics(task.metrics, task.loss)
     key = jax.random.key(0)
-    params = _trace("task.init(key)", task.init, key)
-    leaves = jax.tree.leaves(params)
-    floats = [l for l in leaves if jnp.issubdtype(l.dtype, jnp.floating)]
-    if not leaves or len(floats) != len(leaves):
-        raise TypeError(
-            "task.init must return a pytree of float arrays (the params); got "
-            f"{[str(l.dtype) for l in leaves] or 'no arrays'}"
-        )
-    dtype = floats[0].dtype
-    if init_params is not None:
-        _check_like("init_params", init_params, params)
-    hyper_arrays = {k: jax.ShapeDtypeStruct((), dtype) for k in hyper}
+    params, dtype = _check_init(task, init_params, key)
+    if train.x.dtype != dtype:
+        raise TypeError(f"x must have the dtype of the params from task.init ({dtype}); got {train.x.dtype}")
+    h = {k: jax.ShapeDtypeStruct((), dtype) for k in hyper}
     t = batch_size
     x = jax.ShapeDtypeStruct((t, train.x.shape[1]), train.x.dtype)
     y = jax.ShapeDtypeStruct((t, *train.y.shape[1:]), train.y.dtype)
-    if train.x.dtype != dtype:
-        raise TypeError(f"x must have the dtype of the params from task.init ({dtype}); got {train.x.dtype}")
-    out = _trace(
-        "task.apply(params, x, train=True)",
-        lambda p, xx, k, h: task.apply(p, xx, key=k, train=True, hyper=h),
-        params,
-        x,
-        key,
-        hyper_arrays,
-    )
-    out_eval = _trace(
-        "task.apply(params, x, train=False)",
-        lambda p, xx, h: task.apply(p, xx, key=None, train=False, hyper=h),
-        params,
-        x,
-        hyper_arrays,
-    )
-    _check_outputs(task.loss, out, train.y.shape, t)
-    if task.loss == "softmax" and out.shape[1] < train.num_classes:
-        raise ValueError(
-            f"task.apply returns {out.shape[1]} logits per example but the data has "
-            f"{train.num_classes} classes; it needs at least {train.num_classes}"
-        )
-    if (out_eval.shape, out_eval.dtype) != (out.shape, out.dtype):
-        raise ValueError(
-            f"task.apply must return the same shape with train=True and train=False; got {out.shape} "
-            f"and {out_eval.shape}"
-        )
+    out = _check_apply(task, params, x, key, h, train)
     loss_fn = loss_function(task.loss)
     _check_per_example("task.loss(outputs, y)", _trace("task.loss(outputs, y)", loss_fn, out, y), t)
     y_var = jax.ShapeDtypeStruct((int(np.prod(y.shape[1:], dtype=np.int64)),), dtype)
@@ -323,27 +288,76 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
             res = _trace(f"metric {name!r}(outputs, y)", fn, out, y)
         _check_per_example(f"metric {name!r}", res, t)
     if task.penalty is not None:
-        pen = _trace("task.penalty(params, hyper)", task.penalty, params, hyper_arrays)
+        pen = _trace("task.penalty(params, hyper)", task.penalty, params, h)
         if tuple(pen.shape) != ():
             raise ValueError(f"task.penalty must return a scalar; got shape {tuple(pen.shape)}")
-    noise_size = 0
-    if task.draw is not None:
-        noise = _trace("task.draw(key, hyper, batch_size)", lambda k, h: task.draw(k, h, t), key, hyper_arrays)
-        noise_size = sum(int(np.prod(l.shape, dtype=np.int64)) for l in jax.tree.leaves(noise))
-        out_n = _trace(
-            "task.apply(params, x, key=draw(...))",
-            lambda p, xx, n, h: task.apply(p, xx, key=n, train=True, hyper=h),
-            params,
-            x,
-            noise,
-            hyper_arrays,
-        )
-        if (out_n.shape, out_n.dtype) != (out.shape, out.dtype):
-            raise ValueError(
-                "task.apply must return the same outputs with key=draw(key, ...) as with key=key; got "
-                f"shape {out_n.shape} vs {out.shape}"
-            )
+    noise_size = 0 if task.draw is None else _check_draw(task, params, x, key, h, out)
     return CheckedTask(task, loss_fn, metrics, hyper, params, dtype, noise_size)
+
+
+def _check_init(task: Task, init_params, key):
+    """The abstract params of ``task.init`` and their float dtype (``init_params`` must match them)."""
+    params = _trace("task.init(key)", task.init, key)
+    leaves = jax.tree.leaves(params)
+    floats = [l for l in leaves if jnp.issubdtype(l.dtype, jnp.floating)]
+    if not leaves or len(floats) != len(leaves):
+        raise TypeError(
+            "task.init must return a pytree of float arrays (the params); got "
+            f"{[str(l.dtype) for l in leaves] or 'no arrays'}"
+        )
+    if init_params is not None:
+        _check_like("init_params", init_params, params)
+    return params, floats[0].dtype
+
+
+def _check_apply(task: Task, params, x, key, h, train):
+    """Trace ``apply`` in both modes; the outputs must suit the loss and the data. Returns the outputs."""
+    out = _trace(
+        "task.apply(params, x, train=True)",
+        lambda p, xx, k, hh: task.apply(p, xx, key=k, train=True, hyper=hh),
+        params,
+        x,
+        key,
+        h,
+    )
+    out_eval = _trace(
+        "task.apply(params, x, train=False)",
+        lambda p, xx, hh: task.apply(p, xx, key=None, train=False, hyper=hh),
+        params,
+        x,
+        h,
+    )
+    _check_outputs(task.loss, out, train.y.shape, x.shape[0])
+    if task.loss == "softmax" and out.shape[1] < train.num_classes:
+        raise ValueError(
+            f"task.apply returns {out.shape[1]} logits per example but the data has "
+            f"{train.num_classes} classes; it needs at least {train.num_classes}"
+        )
+    if (out_eval.shape, out_eval.dtype) != (out.shape, out.dtype):
+        raise ValueError(
+            f"task.apply must return the same shape with train=True and train=False; got {out.shape} "
+            f"and {out_eval.shape}"
+        )
+    return out
+
+
+def _check_draw(task: Task, params, x, key, h, out) -> int:
+    """Trace ``draw`` and ``apply(key=noise)``; returns the number of noise elements per step."""
+    noise = _trace("task.draw(key, hyper, batch_size)", lambda k, hh: task.draw(k, hh, x.shape[0]), key, h)
+    out_n = _trace(
+        "task.apply(params, x, key=draw(...))",
+        lambda p, xx, n, hh: task.apply(p, xx, key=n, train=True, hyper=hh),
+        params,
+        x,
+        noise,
+        h,
+    )
+    if (out_n.shape, out_n.dtype) != (out.shape, out.dtype):
+        raise ValueError(
+            "task.apply must return the same outputs with key=draw(key, ...) as with key=key; got "
+            f"shape {out_n.shape} vs {out.shape}"
+        )
+    return sum(int(np.prod(l.shape, dtype=np.int64)) for l in jax.tree.leaves(noise))
 
 
 def _check_like(name: str, tree, template) -> None:

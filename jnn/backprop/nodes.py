@@ -138,20 +138,12 @@ def node_backprop(
             f"{MAX_PARAMS} parameters; got {n_params}. Use jnn.backprop.backprop instead"
         )
 
-    act = get_activation(activation)
     W = [_to_np(l["w"]) for l in params]
     B = [_to_np(l["b"]) for l in params]
     xs = _to_np(x)
     batch = xs.shape[0]
     L = len(params)
-    # The dropout multipliers f of every layer, drawn exactly as jnn.forward draws them.
-    factors = [None] * L
-    if dropout is not None:
-        for k in range(L):
-            if dropout.applies_to(k):
-                width = xs.shape[1] if k == 0 else W[k - 1].shape[1]
-                f = dropout.factor(key, k, (batch, width), x.dtype, train=train)
-                factors[k] = np.broadcast_to(_to_np(f), (batch, width))
+    factors = _dropout_factors(dropout, key, train, xs, W, x.dtype)
     ex_mask = np.ones(batch) if mask is None else _to_np(mask)
 
     g = Graph()
@@ -161,53 +153,72 @@ def node_backprop(
         for k in range(L)
     ]
     bn = [[g.leaf(B[k][i], f"b[{k}][{i}]") for i in range(B[k].shape[0])] for k in range(L)]
+    act = get_activation(activation)
+    example_losses = [
+        _loss_node(
+            g, loss, _forward_nodes(g, act, wn, bn, xs[n], [None if f is None else f[n] for f in factors], n), y, n
+        )
+        for n in range(batch)
+    ]
 
-    example_losses = []
-    for n in range(batch):
-        # Inputs are constants; with input dropout their value is x·f.
-        f0 = factors[0]
-        z = [g.leaf(xs[n, j] * (1.0 if f0 is None else f0[n, j]), f"x[{n},{j}]") for j in range(xs.shape[1])]
-        for k in range(L):
-            last = k == L - 1
-            layer = []
-            for i in range(W[k].shape[1]):
-                s = sum(wn[k][j][i].value * z[j].value for j in range(len(z))) + bn[k][i].value
-                f = 1.0 if last or factors[k + 1] is None else float(factors[k + 1][n, i])
-                if last:
-                    a, gp = s, 1.0  # logits: no activation
-                else:
-                    a = float(act.fn(np.float64(s)))
-                    gp = float(act.deriv(np.float64(s), np.float64(a)))
-                inputs = [(z[j], f * gp * wn[k][j][i].value) for j in range(len(z))]  # ∂u/∂z_j
-                inputs += [(wn[k][j][i], f * gp * z[j].value) for j in range(len(z))]  # ∂u/∂w_ji
-                inputs.append((bn[k][i], f * gp))  # ∂u/∂b_i
-                layer.append(g.node(f * a, f"u[{k}][{n},{i}]", inputs))
-            z = layer
-        example_losses.append(_loss_node(g, loss, z, y, n))
+    L_node = _objective_node(g, wn, bn, sel, lam, example_losses, ex_mask)
+    g.backward(L_node)
+    grads = [
+        {"w": np.array([[u.grad for u in row] for row in wn[k]]), "b": np.array([u.grad for u in bn[k]])}
+        for k in range(L)
+    ]
+    return (grads, g, L_node) if return_graph else grads
 
-    # L = Σ_n m_n l_n / Σm + λ Σ w².
+
+def _objective_node(g: Graph, wn, bn, sel, lam: float, example_losses: list[Node], ex_mask) -> Node:
+    """The node L = Σ_n m_n l_n / Σm + λ Σ w² (the penalty over the leaves ``sel`` marks)."""
     total = max(ex_mask.sum(), 1.0)
-    weight_leaves = [
-        (wn[k][j][i], sel[k]["w"]) for k in range(L) for j in range(W[k].shape[0]) for i in range(W[k].shape[1])
-    ] + [(bn[k][i], sel[k]["b"]) for k in range(L) for i in range(B[k].shape[0])]
+    weight_leaves = [(u, sel[k]["w"]) for k in range(len(wn)) for row in wn[k] for u in row]
+    weight_leaves += [(u, sel[k]["b"]) for k in range(len(bn)) for u in bn[k]]
     penalised = [u for u, s in weight_leaves if s]
     reg = g.node(
         lam * sum(u.value**2 for u in penalised), "lambda*sum(w^2)", [(u, 2.0 * lam * u.value) for u in penalised]
     )
     data = sum(ex_mask[n] * l.value for n, l in enumerate(example_losses)) / total
-    L_node = g.node(
-        data + reg.value, "L", [(l, ex_mask[n] / total) for n, l in enumerate(example_losses)] + [(reg, 1.0)]
-    )
-    g.backward(L_node)
+    return g.node(data + reg.value, "L", [(l, ex_mask[n] / total) for n, l in enumerate(example_losses)] + [(reg, 1.0)])
 
-    grads = [
-        {
-            "w": np.array([[wn[k][j][i].grad for i in range(W[k].shape[1])] for j in range(W[k].shape[0])]),
-            "b": np.array([bn[k][i].grad for i in range(B[k].shape[0])]),
-        }
-        for k in range(L)
-    ]
-    return (grads, g, L_node) if return_graph else grads
+
+def _dropout_factors(dropout, key, train, xs, W, dtype) -> list:
+    """The dropout multipliers f of every layer (``[batch, width]`` or None), drawn as jnn.forward draws them."""
+    batch, factors = xs.shape[0], [None] * len(W)
+    if dropout is not None:
+        for k in range(len(W)):
+            if dropout.applies_to(k):
+                width = xs.shape[1] if k == 0 else W[k - 1].shape[1]
+                f = dropout.factor(key, k, (batch, width), dtype, train=train)
+                factors[k] = np.broadcast_to(_to_np(f), (batch, width))
+    return factors
+
+
+def _forward_nodes(g: Graph, act, wn, bn, x_row, f_row, n: int) -> list[Node]:
+    """Stage one for example ``n``: one node per unit u = f·g(Σ_j w_ji z_j + b_i), with its local
+    derivatives ∂u/∂z_j, ∂u/∂w_ji, ∂u/∂b_i. Returns the logit nodes."""
+    f0 = f_row[0]
+    # Inputs are constants; with input dropout their value is x·f.
+    z = [g.leaf(x_row[j] * (1.0 if f0 is None else f0[j]), f"x[{n},{j}]") for j in range(len(x_row))]
+    L = len(wn)
+    for k in range(L):
+        last = k == L - 1
+        layer = []
+        for i in range(len(bn[k])):
+            s = sum(wn[k][j][i].value * z[j].value for j in range(len(z))) + bn[k][i].value
+            f = 1.0 if last or f_row[k + 1] is None else float(f_row[k + 1][i])
+            if last:
+                a, gp = s, 1.0  # logits: no activation
+            else:
+                a = float(act.fn(np.float64(s)))
+                gp = float(act.deriv(np.float64(s), np.float64(a)))
+            inputs = [(z[j], f * gp * wn[k][j][i].value) for j in range(len(z))]  # ∂u/∂z_j
+            inputs += [(wn[k][j][i], f * gp * z[j].value) for j in range(len(z))]  # ∂u/∂w_ji
+            inputs.append((bn[k][i], f * gp))  # ∂u/∂b_i
+            layer.append(g.node(f * a, f"u[{k}][{n},{i}]", inputs))
+        z = layer
+    return z
 
 
 def _loss_node(g: Graph, loss: str, logits: list[Node], y, n: int) -> Node:

@@ -65,12 +65,12 @@ class TrainConfig:
         checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a run folder.
         prng_impl: generator of the per-epoch permutations and dropout masks: ``"threefry2x32"`` (JAX's
             default) or ``"rbg"`` (cheaper bits per call; other random bits, so other results for the same
-            seed). Threefry masks of a small epoch are drawn up front in one call, which made threefry
-            the faster of the two on the 2-core CPU benchmark; rbg masks are drawn step by step.
+            seed). Threefry masks of a small epoch are drawn up front in one call; rbg masks are drawn
+            step by step (``benchmarks/throughput.py`` measures both).
         check_finite: check every gradient leaf for NaN/inf before each update (default). A step with a
             non-finite loss or gradient is then not applied: the run stops with the last finite state and
             names the step and the leaf. ``False`` checks the loss only, which saves a pass over the
-            gradients (about 4% of a 784-1024-1024-10 step on 2 CPU cores); a non-finite gradient is then
+            gradients (``benchmarks/throughput.py`` measures it); a non-finite gradient is then
             applied and the run stops at the next step, keeping the non-finite parameters.
     """
 

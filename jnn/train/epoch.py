@@ -186,6 +186,17 @@ def advance(
     )
 
 
+def with_summary(run_epoch, keys):
+    """``fn(state, data) -> (state, summary)``: ``run_epoch`` followed by :func:`epoch_summary` (what the host
+    loop jits; ``jax.vmap`` of it serves a sweep)."""
+
+    def fn(state, data):
+        state = run_epoch(state, data)
+        return state, epoch_summary(state, keys)
+
+    return fn
+
+
 def epoch_summary(state: TrainState, keys) -> jax.Array:
     """``[2 + len(keys)]``: epoch, status and the last completed epoch's value of each history key
     (one small array read back per epoch)."""
@@ -194,4 +205,4 @@ def epoch_summary(state: TrainState, keys) -> jax.Array:
     return jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype), *(state.history[k][e] for k in keys)])
 
 
-__all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "advance", "epoch_summary"]
+__all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "advance", "epoch_summary", "with_summary"]

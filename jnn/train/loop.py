@@ -33,7 +33,7 @@ from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task, check_targets, check_task
 from jnn.train import epoch as epoch_module
 from jnn.train.config import TrainConfig, check_model_fields_unset
-from jnn.train.epoch import EpochData, epoch_summary, make_run_epoch
+from jnn.train.epoch import EpochData, make_run_epoch, with_summary
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state
@@ -160,6 +160,24 @@ def resolve_task(
     return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
 
 
+def checked_task(
+    task,
+    config: TrainConfig,
+    fit_ds: Dataset,
+    val_ds: Dataset | None,
+    val: Dataset | None,
+    *,
+    init_params=None,
+    use_dropout: bool | None = None,
+) -> CheckedTask:
+    """Everything checked before a run (``fit`` and ``sweep``): the data against the batch size and each
+    other, the task (or the config's MLP) against the data, and the monitored metric."""
+    check_fit_data(fit_ds, val, config)
+    ct = resolve_task(task, config, fit_ds, val_ds, init_params=init_params, use_dropout=use_dropout)
+    check_monitor(config, ct, val_ds is not None)
+    return ct
+
+
 def check_monitor(config: TrainConfig, ct: CheckedTask, has_val: bool) -> None:
     """The monitored metric must be recorded, and ``val_*`` needs validation data."""
     if not config.early_stopping:
@@ -237,7 +255,7 @@ def build_epoch(
     )
 
 
-def _check_args(train, config, optimizer, stop_at_epoch) -> TrainConfig:
+def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -249,6 +267,12 @@ def _check_args(train, config, optimizer, stop_at_epoch) -> TrainConfig:
         raise ValueError(f"stop_at_epoch must be a positive int or None; got {stop_at_epoch!r}")
     if not isinstance(train, Dataset):
         raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
+    if val is not None and not isinstance(val, Dataset):
+        raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
+    if mesh is not None:
+        from jnn.parallel import check_mesh
+
+        check_mesh(mesh, config.batch_size)
     return config
 
 
@@ -304,41 +328,19 @@ def fit(
         training starts.
     """
     t_call = time.perf_counter()
-    config = _check_args(train, config, optimizer, stop_at_epoch)
-    if mesh is not None:
-        from jnn.parallel import check_mesh
-
-        check_mesh(mesh, config.batch_size)
-    if val is not None and not isinstance(val, Dataset):
-        raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
+    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh)
     fit_ds, val_ds = prepare_data(train, config, val)
-    check_fit_data(fit_ds, val, config)
-    ct = resolve_task(task, config, fit_ds, val_ds, init_params=init_params)
-    check_monitor(config, ct, val_ds is not None)
+    ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
     tx = config.make_optimizer() if optimizer is None else optimizer
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
-    data = epoch_arrays(fit_ds, val_ds, class_weight)
-
-    meta = _meta(config, ct, task is None, params, init_params is not None)
     run_path = None if run_dir is None else Path(run_dir)
+    meta = _meta(config, ct, task is None, params, init_params is not None, None if run_dir is None else (train, val))
     writer = jax.process_index() == 0  # with several processes, one writes the run folder
-    state = _open_run(
-        run_path,
-        meta,
-        state,
-        train,
-        val,
-        config,
-        optimizer is not None,
-        resume=resume,
-        overwrite=overwrite,
-        writer=writer,
-    )
-    epoch_fn, state, data = _compile(
-        ct, config, tx, state, data, mesh=mesh, n_train=len(fit_ds), has_val=val_ds is not None
-    )
+    state = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite, writer)
+    data = epoch_arrays(fit_ds, val_ds, class_weight)
+    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None)
 
     def save(state, epoch):
         if writer and run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
@@ -346,46 +348,28 @@ def fit(
 
     t0 = time.perf_counter()
     state, epoch_seconds, paused = run_epochs(
-        epoch_fn,
-        state,
-        data,
-        keys=ct.history_keys(),
-        max_epochs=config.max_epochs,
-        progress=progress,
-        log_every=log_every,
-        stop_at_epoch=stop_at_epoch,
-        on_epoch=save,
-    )
+        epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs, progress=progress,
+        log_every=log_every, stop_at_epoch=stop_at_epoch, on_epoch=save,
+    )  # fmt: skip
     elapsed = time.perf_counter() - t0
     history = History.from_state(state)
-    stopped_by = "paused" if paused else STATUS[int(state.status)]
-    best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
-    final = final_params(state, config.early_stopping and config.restore_best)
     if writer and run_path is not None:
         ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
         history.save(run_path)
-    return FitResult(
-        final,
-        state,
-        history,
-        stopped_by,
-        best_epoch,
-        _message(state, stopped_by, best_epoch, config, elapsed),
-        run_path,
-        epoch_seconds,
-        t0 - t_call,
-        ct.task,
-    )
+    stopped_by = "paused" if paused else STATUS[int(state.status)]
+    best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
+    message = _message(state, stopped_by, best_epoch, config, elapsed)
+    final = final_params(state, config.early_stopping and config.restore_best)
+    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds, t0 - t_call,
+                     ct.task)  # fmt: skip
 
 
-def _open_run(run_path, meta, state, train, val, config, custom_optimizer, *, resume, overwrite, writer):
+def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer):
     """Prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked."""
     if run_path is None:
         if resume:
             raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
         return state
-    # hashing the data costs a pass over it; only a run folder needs it
-    meta["data_hash"] = ckpt.data_hash(train) if val is None else ckpt.data_hash(train) + ckpt.data_hash(val)
     if writer:
         prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
     if resume and (run_path / CHECKPOINT_NAME).exists():
@@ -393,7 +377,7 @@ def _open_run(run_path, meta, state, train, val, config, custom_optimizer, *, re
     return state
 
 
-def _compile(ct, config, tx, state, data, *, mesh, n_train, has_val):
+def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool):
     """Place state and data (replicated over a mesh, or on the default device) and jit the epoch with its
     summary: ``(epoch_fn, state, data)``."""
     jit_kw, batch_sharding = {}, None
@@ -406,15 +390,14 @@ def _compile(ct, config, tx, state, data, *, mesh, n_train, has_val):
     else:
         data = jax.tree.map(jnp.asarray, data)
     run_epoch = build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding)
-    keys = ct.history_keys()
-    epoch_fn = jax.jit(
-        lambda s, d: (lambda s2: (s2, epoch_summary(s2, keys)))(run_epoch(s, d)), donate_argnums=0, **jit_kw
-    )
-    return epoch_fn, state, data
+    return jax.jit(with_summary(run_epoch, ct.history_keys()), donate_argnums=0, **jit_kw), state, data
 
 
-def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool) -> dict:
+def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool, data) -> dict:
     meta = {"config": config.to_dict(), "config_hash": config.hash()}
+    if data is not None:  # hashing the data costs a pass over it; only a run folder needs it
+        train, val = data
+        meta["data_hash"] = ckpt.data_hash(train) + ("" if val is None else ckpt.data_hash(val))
     if builtin:
         meta["sizes"] = [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]
     else:
