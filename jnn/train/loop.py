@@ -234,9 +234,9 @@ def build_epoch(
     ``noise_budget`` caps the noise an epoch draws up front (default
     :data:`jnn.train.epoch.NOISE_UP_FRONT_MAX`; a sweep divides it among its members).
     """
-    step = make_train_step(
-        ct, tx, check_finite=config.check_finite, max_steps=config.max_steps, batch_sharding=batch_sharding
-    )
+    full = config.drop_last or n_train % config.batch_size == 0  # no padded rows in any minibatch
+    step = make_train_step(ct, tx, check_finite=config.check_finite, max_steps=config.max_steps,
+                           batch_sharding=batch_sharding, full_batches=full)  # fmt: skip
     # Threefry bits are the same under vmap; rbg bits are not, and sharded batches draw per device.
     budget = epoch_module.NOISE_UP_FRONT_MAX if noise_budget is None else noise_budget
     up_front = budget if batch_sharding is None and config.prng_impl == "threefry2x32" else 0

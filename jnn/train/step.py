@@ -39,6 +39,7 @@ def make_train_step(
     check_finite: bool = True,
     max_steps: int | None = None,
     batch_sharding=None,
+    full_batches: bool = False,
 ):
     """Build ``train_step(state, batch, noise=None, y_var=None) -> (state, sums)`` for a checked task.
 
@@ -49,6 +50,9 @@ def make_train_step(
         max_steps: optional step budget; the status becomes ``MAX_STEPS`` when it is reached.
         batch_sharding: optional ``jax.sharding.Sharding`` for the rows of each minibatch (data
             parallelism); params and optimiser state stay replicated.
+        full_batches: every minibatch is all real rows (no padding: ``drop_last`` or T divides n). The
+            loss is then the plain mean over the batch, so a step computes bit for bit what a
+            hand-written step with ``jnp.mean`` computes (the mask is still used for the counts).
 
     Returns:
         ``train_step``: one update on a :class:`Batch`. The model's key is ``fold_in(dropout_key, step)``,
@@ -59,7 +63,8 @@ def make_train_step(
     """
 
     def loss(params, batch, key, hyper):
-        return task_objective(ct, params, batch.x, batch.y, batch.mask, batch.weight, key=key, hyper=hyper)
+        mask = None if full_batches else batch.mask
+        return task_objective(ct, params, batch.x, batch.y, mask, batch.weight, key=key, hyper=hyper)
 
     grad_fn = jax.value_and_grad(loss, has_aux=True)
 
