@@ -31,7 +31,7 @@ from jnn.train.config import TrainConfig
 from jnn.train.epoch import make_eval, with_summary
 from jnn.train.host import final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.loop import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.

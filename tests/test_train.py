@@ -13,7 +13,7 @@ import jnn
 from jnn.data import Dataset
 from jnn.datasets import load
 from jnn.train import TRACE_COUNTS, Batch, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
-from jnn.train.loop import initial_state, resolve_task
+from jnn.train.prepare import initial_state, resolve_task
 
 
 def _spirals():
@@ -125,7 +125,7 @@ def test_restore_best_returns_the_best_epoch_params():
 def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
     # The validation loss is scripted: it falls until epoch 4 (0-based), then rises.
     curve = jnp.array([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5])
-    real = jnn.train.loop.make_run_epoch
+    real = jnn.train.prepare.make_run_epoch
     seen = []
 
     def val_fn(params, x, y, epoch):
@@ -135,7 +135,7 @@ def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
         seen.append(True)
         return real(*args, **{**kwargs, "val_fn": val_fn})
 
-    monkeypatch.setattr(jnn.train.loop, "make_run_epoch", scripted)
+    monkeypatch.setattr(jnn.train.prepare, "make_run_epoch", scripted)
     train, _ = _spirals()
     r = fit(train, TrainConfig(**{**SMALL, "patience": 3}))
     assert seen and r.stopped_by == "early_stopping"
