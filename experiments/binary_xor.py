@@ -24,20 +24,10 @@ from _common import out_dir, train_config, write_results
 from jnn import datasets, forward
 from jnn.train import evaluate, fit
 
-RECIPE = dict(
-    hidden=[16, 16],
-    activation="tanh",
-    loss="binary",
-    optimizer="sgd",
-    learning_rate=0.3,
-    batch_size=32,
-    l2=0.0,
-    keep_prob=1.0,
-    monitor="val_loss",
-    patience=30,
-    max_epochs=400,
-    val_fraction=0.1,
-)
+# fmt: off
+RECIPE = dict(hidden=[16, 16], activation="tanh", loss="binary", optimizer="sgd", learning_rate=0.3, batch_size=32,
+              l2=0.0, keep_prob=1.0, monitor="val_loss", patience=30, max_epochs=400, val_fraction=0.1)
+# fmt: on
 DEFAULTS = {"out": "runs/binary_xor", "datasets": ["xor", "moons"], "max_epochs": 400, "seed": 0}
 
 

@@ -22,19 +22,10 @@ from _common import main as run_main
 from jnn import datasets
 from jnn.plots import plot_history
 
-JNN = dict(
-    hidden=[256, 256],
-    optimizer="momentum",
-    learning_rate=0.02,
-    momentum=0.9,
-    batch_size=32,
-    l2=1e-4,
-    keep_prob=0.8,
-    monitor="val_loss",
-    patience=30,
-    max_epochs=300,
-    val_fraction=0.1,
-)
+# fmt: off
+JNN = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=32, l2=1e-4,
+           keep_prob=0.8, monitor="val_loss", patience=30, max_epochs=300, val_fraction=0.1)
+# fmt: on
 DEFAULTS = {"out": "runs/digits_mlp", "seeds": [0, 1, 2], "max_epochs": 300}
 
 

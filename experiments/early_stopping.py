@@ -24,18 +24,10 @@ from jnn import datasets
 from jnn.plots import plot_history
 from jnn.train import evaluate, fit
 
-RECIPE = dict(
-    hidden=[256, 256],
-    optimizer="momentum",
-    learning_rate=0.05,
-    momentum=0.9,
-    batch_size=100,
-    l2=0.0,
-    keep_prob=1.0,
-    monitor="val_loss",
-    min_delta=0.0,
-    val_fraction=0.1,
-)
+# fmt: off
+RECIPE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.05, momentum=0.9, batch_size=100, l2=0.0,
+              keep_prob=1.0, monitor="val_loss", min_delta=0.0, val_fraction=0.1)
+# fmt: on
 DEFAULTS = {"out": "runs/early_stopping", "patience": 15, "max_epochs": 150, "seed": 0}
 
 

@@ -23,17 +23,10 @@ from _common import out_dir, train_config, write_results
 from jnn import datasets
 from jnn.train import evaluate, fit, prepare_data
 
-BASE = dict(
-    hidden=[256, 256],
-    optimizer="momentum",
-    learning_rate=0.02,
-    momentum=0.9,
-    batch_size=100,
-    early_stopping=False,
-    val_fraction=0.1,
-    l2=0.0,
-    keep_prob=1.0,
-)
+# fmt: off
+BASE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100,
+            early_stopping=False, val_fraction=0.1, l2=0.0, keep_prob=1.0)
+# fmt: on
 DEFAULTS = {
     "out": "runs/regularization",
     "epochs": 150,

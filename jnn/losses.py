@@ -340,21 +340,9 @@ def l2_term(params, lam, sel):
     return lam * total
 
 
-def regularized_loss(
-    params: Params,
-    x,
-    y,
-    *,
-    loss: str = "softmax",
-    activation: str = "relu",
-    l2: float = 0.0,
-    include_bias: bool = False,
-    l2_mask=None,
-    dropout: Dropout | None = None,
-    key: PRNGKey | None = None,
-    train: bool = False,
-    mask=None,
-) -> jax.Array:
+def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
+                     include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
+                     key: PRNGKey | None = None, train: bool = False, mask=None) -> jax.Array:  # fmt: skip
     """The training objective l_Reg = l_CE + λ‖W‖², the function ``jax.grad`` differentiates.
 
     Args:
@@ -374,20 +362,9 @@ def regularized_loss(
     Returns:
         Scalar: mean cross-entropy over unmasked rows plus the L2 penalty.
     """
-    x, y, mask, lam, sel = check_objective_args(
-        params,
-        x,
-        y,
-        loss=loss,
-        activation=activation,
-        l2=l2,
-        include_bias=include_bias,
-        l2_mask=l2_mask,
-        dropout=dropout,
-        key=key,
-        train=train,
-        mask=mask,
-    )
+    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
+                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
+                                                key=key, train=train, mask=mask)  # fmt: skip
     return _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
 
 

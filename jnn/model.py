@@ -38,16 +38,9 @@ def _add_bias(xw, b):
     return xw + b.reshape((1,) * (xw.ndim - 1) + b.shape)
 
 
-def forward_cache(
-    params: Params,
-    x: Inputs,
-    *,
-    activation: str = "relu",
-    dropout: Dropout | None = None,
-    key: PRNGKey | None = None,
-    train: bool = False,
-    masks: dict | None = None,
-) -> ForwardCache:
+def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
+                  key: PRNGKey | None = None, train: bool = False,
+                  masks: dict | None = None) -> ForwardCache:  # fmt: skip
     """Forward pass that stores the value of every layer: ``u = g(w z + b)`` for every unit.
 
     Arguments are those of :func:`forward`, plus ``masks``: optional ``{layer: bool [batch, width]}``
@@ -126,15 +119,8 @@ def check_forward_args(params, x, activation, dropout, key, train):
     return x
 
 
-def forward(
-    params: Params,
-    x: Inputs,
-    *,
-    activation: str = "relu",
-    dropout: Dropout | None = None,
-    key: PRNGKey | None = None,
-    train: bool = False,
-) -> Logits:
+def forward(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dropout | None = None,
+            key: PRNGKey | None = None, train: bool = False) -> Logits:  # fmt: skip
     """Compute the logits NN(x; θ). Pure, jit-able and vmap-able.
 
     Hidden layers compute ``a⁽ᵏ⁾ = g(a⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ + b⁽ᵏ⁾)`` (then dropout); the output layer is affine

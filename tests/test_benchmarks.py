@@ -13,25 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_throughput_benchmark_smoke(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "throughput.py"),
-            "--quick",
-            "--rounds",
-            "1",
-            "--cold-reps",
-            "1",
-            "--workloads",
-            "small",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--rounds", "1",
+                           "--cold-reps", "1", "--workloads", "small", "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "results.json").read_text())
     stacks = res["workloads"]["small"]["stacks"]

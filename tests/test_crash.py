@@ -14,22 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ten_kills_survived_and_resume_is_bitwise(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "crash_test.py"),
-            "--kills",
-            "10",
-            "--seed",
-            "1",
-            "--out",
-            str(tmp_path / "ct"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash_test.py"), "--kills", "10", "--seed", "1",
+                           "--out", str(tmp_path / "ct")], capture_output=True, text=True,
+                           timeout=900, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((tmp_path / "ct" / "results.json").read_text())
     assert res["kills_tried"] == res["kills_survived"] == 10

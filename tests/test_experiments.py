@@ -83,23 +83,9 @@ def test_binary_xor_smoke(tmp_path):
 
 def test_gradcheck_study_smoke(tmp_path):
     out = tmp_path / "study"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "gradcheck_study.py"),
-            "--out",
-            str(out),
-            "--depths",
-            "1",
-            "--widths",
-            "4",
-            "--activations",
-            "tanh,relu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_study.py"), "--out", str(out),
+                           "--depths", "1", "--widths", "4", "--activations", "tanh,relu"], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
     assert len(data["rows"]) == 2 and (out / "results.csv").exists() and _png(out / "errors.png")
@@ -110,19 +96,9 @@ def test_gradcheck_study_smoke(tmp_path):
 
 
 def test_gradcheck_study_bad_input_exits_2(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "gradcheck_study.py"),
-            "--out",
-            str(tmp_path),
-            "--activations",
-            "gelu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_study.py"), "--out",
+                           str(tmp_path), "--activations", "gelu"], capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "activation must be one of" in proc.stderr
 
 
@@ -134,19 +110,8 @@ def test_experiment_cli_validates_like_jnn_train(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "max_epochs must be an integer in [1, inf]; got 0" in proc.stderr
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "mnist1d_mlp.py"),
-            "--out",
-            str(tmp_path),
-            "--recipes",
-            "jnn,keras",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist1d_mlp.py"), "--out", str(tmp_path),
+                           "--recipes", "jnn,keras"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "recipes must be among ['jnn', 'reference']; got ['keras']" in proc.stderr
 
 
@@ -163,22 +128,9 @@ def test_runner_lists_known_experiments_on_an_unknown_name():
 
 
 def test_runner_runs_an_experiment(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "run.py"),
-            "binary_xor",
-            "--out",
-            str(tmp_path),
-            "--datasets",
-            "xor",
-            "--max-epochs",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "binary_xor", "--out",
+                           str(tmp_path), "--datasets", "xor", "--max-epochs", "5"], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "xor: test accuracy" in proc.stdout and (tmp_path / "results.json").exists()
 

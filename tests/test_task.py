@@ -43,14 +43,8 @@ def residual_task(*, keep_prob=1.0, loss="mse", metrics=None, hyper=None, out=1,
     def penalty(params, hyper):
         return hyper["l2"] * sum(jnp.sum(b["w"] ** 2) for b in params["blocks"])
 
-    return jnn.Task(
-        init=init,
-        apply=apply,
-        loss=loss,
-        penalty=penalty,
-        metrics=metrics,
-        hyper={"l2": 1e-3, "keep_prob": keep_prob, **(hyper or {})},
-    )
+    return jnn.Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics,
+                    hyper={"l2": 1e-3, "keep_prob": keep_prob, **(hyper or {})})  # fmt: skip
 
 
 def regression_data(n=96, seed=0, k=None):

@@ -89,22 +89,9 @@ def _to_np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def node_backprop(
-    params,
-    x,
-    y,
-    *,
-    loss: str = "softmax",
-    activation: str = "relu",
-    l2: float = 0.0,
-    include_bias: bool = False,
-    l2_mask=None,
-    dropout: Dropout | None = None,
-    key=None,
-    train: bool = False,
-    mask=None,
-    return_graph: bool = False,
-):
+def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
+                  include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None, key=None,
+                  train: bool = False, mask=None, return_graph: bool = False):  # fmt: skip
     """Gradient of :func:`jnn.regularized_loss` by the node-level algorithm, in float64.
 
     Arguments are those of :func:`jnn.regularized_loss`; the dropout masks are the ones
@@ -117,20 +104,9 @@ def node_backprop(
     Raises:
         ValueError: if the network has more than :data:`MAX_PARAMS` parameters, or on bad arguments.
     """
-    x, y, mask, lam, sel = check_objective_args(
-        params,
-        x,
-        y,
-        loss=loss,
-        activation=activation,
-        l2=l2,
-        include_bias=include_bias,
-        l2_mask=l2_mask,
-        dropout=dropout,
-        key=key,
-        train=train,
-        mask=mask,
-    )
+    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
+                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
+                                                key=key, train=train, mask=mask)  # fmt: skip
     n_params = sum(int(np.size(l["w"]) + np.size(l["b"])) for l in params)
     if n_params > MAX_PARAMS:
         raise ValueError(

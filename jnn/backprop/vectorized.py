@@ -95,22 +95,9 @@ def lecture_output_delta(logits, y):
     return dl_dyhat * dyhat_dz
 
 
-def backprop(
-    params: Params,
-    x,
-    y,
-    *,
-    loss: str = "softmax",
-    activation: str = "relu",
-    l2: float = 0.0,
-    include_bias: bool = False,
-    l2_mask=None,
-    dropout: Dropout | None = None,
-    key: PRNGKey | None = None,
-    train: bool = False,
-    mask=None,
-    return_cache: bool = False,
-):
+def backprop(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
+             include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
+             key: PRNGKey | None = None, train: bool = False, mask=None, return_cache: bool = False):  # fmt: skip
     """Gradient of :func:`jnn.regularized_loss` by the lecture's two-stage algorithm, by hand.
 
     Takes exactly the arguments of :func:`jnn.regularized_loss`, and given the same dropout key it uses
@@ -128,20 +115,9 @@ def backprop(
         ``grads`` (same structure as ``jax.grad(regularized_loss)(params, ...)``), or
         ``(grads, cache)`` when ``return_cache``.
     """
-    x, y, mask, lam, sel = check_objective_args(
-        params,
-        x,
-        y,
-        loss=loss,
-        activation=activation,
-        l2=l2,
-        include_bias=include_bias,
-        l2_mask=l2_mask,
-        dropout=dropout,
-        key=key,
-        train=train,
-        mask=mask,
-    )
+    x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
+                                                include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,
+                                                key=key, train=train, mask=mask)  # fmt: skip
     grads, cache = _backprop(params, x, y, loss, activation, lam, sel, dropout, key, train, mask)
     return (grads, cache) if return_cache else grads
 

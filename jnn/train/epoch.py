@@ -176,14 +176,8 @@ def advance(
         status = jnp.where((status == Status.RUNNING) & tol_state.stop, Status.LOSS_TOL, status)
     epoch = e + counted.astype(jnp.int32)
     status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
-    return state._replace(
-        epoch=epoch,
-        early=early_state,
-        best_params=best_params,
-        loss_tol=tol_state,
-        history=history,
-        status=status.astype(jnp.int32),
-    )
+    return state._replace(epoch=epoch, early=early_state, best_params=best_params, loss_tol=tol_state,
+                          history=history, status=status.astype(jnp.int32))  # fmt: skip
 
 
 def with_summary(run_epoch, keys):
