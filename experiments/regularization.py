@@ -59,19 +59,14 @@ def run(config: dict) -> dict:
     for lam in config["lambdas"]:
         row = {"l2": lam, **_one(train, test, l2=lam, **common)}
         results["l2"].append(row)
-        print(
-            f"l2={lam:<7g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
-            f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f} |W|^2 {row['weight_norm_sq']:.1f}",
-            flush=True,
-        )
+        print(f"l2={lam:<7g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
+              f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f} |W|^2 {row['weight_norm_sq']:.1f}",
+              flush=True)  # fmt: skip
     for p in config["keep_probs"]:
         row = {"keep_prob": p, **_one(train, test, keep_prob=p, **common)}
         results["keep_prob"].append(row)
-        print(
-            f"keep_prob={p:<4g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
-            f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f}",
-            flush=True,
-        )
+        print(f"keep_prob={p:<4g} train {row['train_accuracy']:.4f} val {row['val_accuracy']:.4f} test "
+              f"{row['test_accuracy']:.4f} gap {row['gap']:+.4f}", flush=True)  # fmt: skip
     norms = [r["weight_norm_sq"] for r in results["l2"]]
     results["norm_decreasing"] = all(a > b for a, b in zip(norms, norms[1:]))
     gaps_l2 = [r["gap"] for r in results["l2"]]
