@@ -58,10 +58,10 @@ def residual_mlp(d_in: int, width: int, blocks: int, *, l2: float = 1e-3) -> jnn
         }
 
     def apply(params, x, *, key, train, hyper):
-        h = jnp.tanh(x @ params["inp"]["w"] + params["inp"]["b"])
+        h = jnp.tanh(x @ params["inp"]["w"] + params["inp"]["b"][None])
         for block in params["blocks"]:
-            h = h + jnp.tanh(h @ block["w"] + block["b"])
-        return h @ params["out"]["w"] + params["out"]["b"]  # [batch, 1]
+            h = h + jnp.tanh(h @ block["w"] + block["b"][None])
+        return h @ params["out"]["w"] + params["out"]["b"][None]  # [batch, 1]
 
     def penalty(params, hyper):
         return hyper["l2"] * sum(jnp.sum(b["w"] ** 2) for b in params["blocks"])

@@ -23,11 +23,14 @@ def test_throughput_benchmark_smoke(tmp_path):
         "jnn.fit",
         "jnn.fit (rbg)",
         "jnn.fit (check_finite=False)",
+        "jnn.fit (custom-model MLP)",
+        "jnn.fit (custom-model MLP, no draw)",
         "raw JAX A (jit per step)",
         "raw JAX B (scan epoch)",
     }
     assert all(s["samples_per_s"] > 0 and s["first_epoch_s"] > 0 for s in stacks.values())
     assert "speedup_vs_raw JAX B (scan epoch)" in stacks["jnn.fit"]
+    assert stacks["jnn.fit (custom-model MLP)"]["speed_vs_builtin"] > 0
     assert res["backprop"]["hand_over_grad_time"] > 0
     assert "| small | jnn.fit |" in (tmp_path / "table.md").read_text()
 
