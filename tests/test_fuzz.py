@@ -66,7 +66,8 @@ def _finite(tree) -> bool:
 # ----------------------------------------------------------------------------------------------------
 
 INIT_VALID = {
-    "sizes": st.lists(st.integers(1, 5), min_size=2, max_size=4),
+    # a few shapes: each new shape compiles init_mlp once
+    "sizes": st.sampled_from([[1, 1], [2, 3], [3, 4, 2], [5, 2, 3, 4]]),
     "scheme": st.sampled_from(list(SCHEMES)),
     "dtype": st.just("float32"),
 }

@@ -107,6 +107,7 @@ def _eager_reference(key, sizes, scheme, dt):
     return out
 
 
+@pytest.mark.slow  # 24 compiled inits; `make test` runs them
 @pytest.mark.parametrize("scheme", list(SCHEMES))
 @pytest.mark.parametrize(
     "sizes,path",
