@@ -138,28 +138,49 @@ def _add_config_flags(t) -> None:
     from jnn.datasets import LOADERS
     from jnn.dropout import MODES
     from jnn.losses import LOSSES
-    from jnn.train.config import OPTIMIZERS
+    from jnn.train.config import OPTIMIZERS, TrainConfig
     from jnn.train.stopping import MONITORS
 
+    d = TrainConfig()
+
+    def dflt(field: str) -> str:
+        v = getattr(d, field)
+        return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
+                                                                    isinstance(v, float) else str(v))  # fmt: skip
+
     t.add_argument("--config", default=None, help="TOML file with TrainConfig fields (and optionally dataset)")
-    t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="default mnist1d")
+    t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="built-in data set (default mnist1d)")
     t.add_argument("--sizes", type=_int_list, default=None, help="full layer widths, e.g. 40,100,100,10")
-    t.add_argument("--hidden", type=_int_list, default=None, help="hidden widths, e.g. 100,100 (default)")
-    t.add_argument("--activation", default=None, choices=list(ACTIVATIONS))
-    t.add_argument("--loss", default=None, choices=list(LOSSES))
-    t.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
-    t.add_argument("--learning-rate", type=float, default=None, help="η")
-    t.add_argument("--batch-size", type=int, default=None, help="T")
-    t.add_argument("--l2", type=float, default=None, help="λ in λΣw²")
-    t.add_argument("--keep-prob", type=float, default=None, help="dropout keep probability p (1 = off)")
-    t.add_argument("--mode", default=None, choices=list(MODES), help="dropout convention")
-    t.add_argument("--monitor", default=None, choices=list(MONITORS))
-    t.add_argument("--patience", type=int, default=None)
-    t.add_argument("--max-epochs", type=int, default=None)
-    t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument("--val-fraction", type=float, default=None)
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
+    t.add_argument("--hidden", type=_int_list, default=None, help=f"hidden widths (default {dflt('hidden')})")
+    t.add_argument("--activation", default=None, choices=list(ACTIVATIONS), help=f"default {dflt('activation')}")
+    t.add_argument("--loss", default=None, choices=list(LOSSES), help=f"default {dflt('loss')}")
+    t.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help=f"default {dflt('optimizer')}")
+    t.add_argument("--learning-rate", type=float, default=None,
+                   help=f"η, the step size of θ ← θ − η∇θ l (default {dflt('learning_rate')})")  # fmt: skip
+    t.add_argument("--momentum", type=float, default=None,
+                   help=f"momentum of --optimizer momentum, in [0, 1) (default {dflt('momentum')})")  # fmt: skip
+    t.add_argument("--batch-size", type=int, default=None,
+                   help=f"T, the examples in each minibatch (default {dflt('batch_size')})")  # fmt: skip
+    t.add_argument("--l2", type=float, default=None,
+                   help=f"λ, the strength of the L2 penalty λΣw² (default {dflt('l2')})")  # fmt: skip
+    t.add_argument("--keep-prob", type=float, default=None,
+                   help=f"p, the probability of keeping a unit in dropout; 1 = off "
+                        f"(default {dflt('keep_prob')})")  # fmt: skip
+    t.add_argument("--mode", default=None, choices=list(MODES),
+                   help=f"dropout convention (default {dflt('dropout_mode')})")  # fmt: skip
+    t.add_argument("--monitor", default=None, choices=list(MONITORS),
+                   help=f"metric early stopping watches (default {dflt('monitor')})")  # fmt: skip
+    t.add_argument("--patience", type=int, default=None,
+                   help=f"epochs without improvement before early stopping (default {dflt('patience')})")  # fmt: skip
+    t.add_argument("--max-epochs", type=int, default=None, help=f"epoch budget (default {dflt('max_epochs')})")
+    t.add_argument("--max-steps", type=int, default=None, help=f"step budget (default {dflt('max_steps')})")
+    t.add_argument("--val-fraction", type=float, default=None,
+                   help=f"part of the training data held out for validation "
+                        f"(default {dflt('val_fraction')})")  # fmt: skip
+    t.add_argument("--seed", type=int, default=None, help=f"root seed of every random stream (default {dflt('seed')})")
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help=f"epochs between checkpoints; 0 = only at the end "
+                        f"(default {dflt('checkpoint_every')})")  # fmt: skip
     t.add_argument(
         "--prng-impl",
         default=None,
@@ -184,6 +205,7 @@ _CONFIG_FLAGS = (
     "loss",
     "optimizer",
     "learning_rate",
+    "momentum",
     "batch_size",
     "l2",
     "keep_prob",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jnn import cli
+from jnn import TrainConfig, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--max-epochs", "4"]
@@ -100,3 +100,53 @@ def test_console_script_runs_in_a_fresh_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout
+
+
+def test_help_shows_the_real_defaults_and_the_symbols_in_words(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    d = TrainConfig()
+    assert f"hidden widths (default {','.join(map(str, d.hidden))})" in text
+    assert f"η, the step size of θ ← θ − η∇θ l (default {d.learning_rate:g})" in text
+    assert f"T, the examples in each minibatch (default {d.batch_size})" in text
+    assert "λ, the strength of the L2 penalty λΣw²" in text and "p, the probability of keeping a unit" in text
+    assert f"(default {d.momentum:g})" in text
+
+
+def test_momentum_flag_reaches_the_config(tmp_path):
+    args = cli.build_parser().parse_args(["train", "--momentum", "0.5", "--optimizer", "momentum"])
+    _, config = cli._train_config(args)
+    assert config.momentum == 0.5 and config.optimizer == "momentum"
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\); got 1"):
+        cli._train_config(cli.build_parser().parse_args(["train", "--momentum", "1.0"]))
+
+
+def test_log_lines_go_through_the_progress_bar_writer(capsys):
+    import jnn
+    from jnn.train import host
+
+    written = []
+
+    class Bar:  # the interface run_epochs uses of a tqdm bar
+        def update(self, n):
+            pass
+
+        def set_postfix(self, *a, **k):
+            pass
+
+        def close(self):
+            pass
+
+        def write(self, line):
+            written.append(line)
+
+    real = host.progress_bar
+    host.progress_bar = lambda enabled, total: Bar()
+    try:
+        train, _ = jnn.datasets.load("xor")
+        jnn.fit(train, jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=2, batch_size=64), log_every=1)
+    finally:
+        host.progress_bar = real
+    assert [w.split()[:2] for w in written] == [["epoch", "1"], ["epoch", "2"]]
+    assert "epoch" not in capsys.readouterr().out  # nothing printed around the bar

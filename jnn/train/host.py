@@ -87,18 +87,25 @@ def run_epochs(
         epoch = int(epochs.max())
         if log_every and (epoch % log_every == 0 or running == 0):
             if members > 1:
-                print(f"epoch {done:4d}  members running {running}/{members}", flush=True)
+                line = f"epoch {done:4d}  members running {running}/{members}"
             else:
-                print(
-                    f"epoch {epoch:4d}  "
-                    + "  ".join(f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"),
-                    flush=True,
+                line = f"epoch {epoch:4d}  " + "  ".join(
+                    f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
                 )
+            _say(bar, line)
         if on_epoch is not None:
             on_epoch(state, epoch)
     if bar is not None:
         bar.close()
     return state, tuple(seconds), paused
+
+
+def _say(bar, line: str) -> None:
+    """Print a log line; through the bar's writer when a bar is shown, so the two never overwrite each other."""
+    if bar is None:
+        print(line, flush=True)
+    else:
+        bar.write(line)
 
 
 def final_params(state, restore: bool):
