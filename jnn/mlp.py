@@ -2,7 +2,7 @@
 
 ``mlp_task`` wraps the lecture's network (:func:`jnn.init_mlp`, :func:`jnn.model.forward_cache`), its
 dropout in both conventions and the L2 penalty λΣw² as a Task whose hyperparameters are ``l2`` (λ) and
-``keep_prob`` (p). ``jnn.fit(train, config)`` trains ``mlp_task_for(config, train)``.
+``keep_prob`` (p). ``jnn.fit(train, config)`` trains ``mlp_task_for(config, config.network_sizes(train))``.
 """
 
 from __future__ import annotations
@@ -97,24 +97,15 @@ def mlp_task(
     )
 
 
-def mlp_task_for(config, train, *, use_dropout: bool | None = None) -> Task:
-    """The MLP that a :class:`jnn.TrainConfig` describes, sized for the data ``train``.
+def mlp_task_for(config, sizes, dtype: str = "float32", *, use_dropout: bool | None = None) -> Task:
+    """The MLP that a :class:`jnn.TrainConfig` describes, with layer widths ``sizes``.
 
-    The input width comes from ``train.x``; the output width from the loss: the number of classes
-    (softmax), 1 (binary), the number of targets (mse, multilabel).
+    ``fit`` passes ``config.network_sizes(train)`` (input width from the data, output width from the
+    loss); ``evaluate`` passes the widths of the trained params.
     """
-    return mlp_task(
-        config.network_sizes(train),
-        activation=config.activation,
-        loss=config.loss,
-        scheme=config.scheme,
-        dtype=str(train.x.dtype),
-        l2=config.l2,
-        include_bias=config.include_bias,
-        keep_prob=config.keep_prob,
-        dropout_mode=config.dropout_mode,
-        use_dropout=use_dropout,
-    )
+    return mlp_task(sizes, activation=config.activation, loss=config.loss, scheme=config.scheme, dtype=dtype,
+                    l2=config.l2, include_bias=config.include_bias, keep_prob=config.keep_prob,
+                    dropout_mode=config.dropout_mode, use_dropout=use_dropout)  # fmt: skip
 
 
 __all__ = ["mlp_task", "mlp_task_for", "l2_penalty_fn"]

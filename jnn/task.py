@@ -79,7 +79,6 @@ class CheckedTask(NamedTuple):
         loss_fn: the per-example loss function.
         metrics: ``((name, fn), ...)``.
         hyper: ``{name: float}`` defaults.
-        params_shape: pytree of ``jax.ShapeDtypeStruct`` from ``init``.
         dtype: the float dtype of the params (hyperparameters and metrics use it).
         noise_size: elements of one ``draw`` output (0 without ``draw``).
     """
@@ -88,7 +87,6 @@ class CheckedTask(NamedTuple):
     loss_fn: Callable
     metrics: tuple
     hyper: dict
-    params_shape: Any
     dtype: Any
     noise_size: int
 
@@ -123,10 +121,12 @@ def task_objective(ct: CheckedTask, params, x, y, mask, weight, *, key, hyper):
 
 def metric_values(ct: CheckedTask, outputs, y, y_var) -> dict:
     """``{name: [batch]}`` per-example metric values (``y_var`` for metrics that need the set's variance)."""
-    out = {}
-    for name, fn in ct.metrics:
-        out[name] = fn(outputs, y, y_var=y_var) if getattr(fn, "needs_target_variance", False) else fn(outputs, y)
-    return out
+    return {name: call_metric(fn, outputs, y, y_var) for name, fn in ct.metrics}
+
+
+def call_metric(fn, outputs, y, y_var):
+    """``fn(outputs, y)``, with ``y_var=`` for a metric that needs the set's target variance."""
+    return fn(outputs, y, y_var=y_var) if getattr(fn, "needs_target_variance", False) else fn(outputs, y)
 
 
 def needs_target_variance(ct: CheckedTask) -> bool:
@@ -282,17 +282,14 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
     _check_per_example("task.loss(outputs, y)", _trace("task.loss(outputs, y)", loss_fn, out, y), t)
     y_var = jax.ShapeDtypeStruct((int(np.prod(y.shape[1:], dtype=np.int64)),), dtype)
     for name, fn in metrics:
-        if getattr(fn, "needs_target_variance", False):
-            res = _trace(f"metric {name!r}(outputs, y)", lambda o, yy, v, f=fn: f(o, yy, y_var=v), out, y, y_var)
-        else:
-            res = _trace(f"metric {name!r}(outputs, y)", fn, out, y)
+        res = _trace(f"metric {name!r}(outputs, y)", lambda o, yy, v, f=fn: call_metric(f, o, yy, v), out, y, y_var)
         _check_per_example(f"metric {name!r}", res, t)
     if task.penalty is not None:
         pen = _trace("task.penalty(params, hyper)", task.penalty, params, h)
         if tuple(pen.shape) != ():
             raise ValueError(f"task.penalty must return a scalar; got shape {tuple(pen.shape)}")
     noise_size = 0 if task.draw is None else _check_draw(task, params, x, key, h, out)
-    return CheckedTask(task, loss_fn, metrics, hyper, params, dtype, noise_size)
+    return CheckedTask(task, loss_fn, metrics, hyper, dtype, noise_size)
 
 
 def _check_init(task: Task, init_params, key):

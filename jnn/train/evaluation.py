@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jnn.data import Dataset
+from jnn.mlp import mlp_task_for
 from jnn.task import CheckedTask, Task, check_task
 from jnn.train.epoch import make_eval
 
@@ -17,21 +18,8 @@ _CACHE: collections.OrderedDict = collections.OrderedDict()
 _CACHE_SIZE = 64
 
 
-@functools.lru_cache(maxsize=64)
-def _mlp_of(config, sizes: tuple[int, ...], dtype: str) -> Task:
-    from jnn.mlp import mlp_task
-
-    return mlp_task(
-        sizes,
-        activation=config.activation,
-        loss=config.loss,
-        scheme=config.scheme,
-        dtype=dtype,
-        l2=config.l2,
-        include_bias=config.include_bias,
-        keep_prob=config.keep_prob,
-        dropout_mode=config.dropout_mode,
-    )
+#: The built-in MLP of a config, by (config, sizes, dtype): one Task object, so one compile.
+_mlp_of = functools.lru_cache(maxsize=64)(mlp_task_for)
 
 
 def compiled_eval(task: Task, ds: Dataset) -> tuple[CheckedTask, callable]:

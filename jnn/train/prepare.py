@@ -41,9 +41,7 @@ def check_fit_data(fit_ds: Dataset, val: Dataset | None, config: TrainConfig) ->
             f"batch_size must be in [1, {len(fit_ds)}] (the number of training examples after the "
             f"validation split); got {config.batch_size}"
         )
-    if val is not None:
-        if not isinstance(val, Dataset):
-            raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
+    if val is not None:  # its type is checked by fit and sweep
         if (
             val.x.shape[1:] != fit_ds.x.shape[1:]
             or val.y.shape[1:] != fit_ds.y.shape[1:]
@@ -104,7 +102,7 @@ def resolve_task(
     """The checked task of a run: ``task``, or the built-in MLP that ``config`` describes."""
     if task is None:
         check_targets(config.loss, fit_ds, "training")
-        task = mlp_task_for(config, fit_ds, use_dropout=use_dropout)
+        task = mlp_task_for(config, config.network_sizes(fit_ds), str(fit_ds.x.dtype), use_dropout=use_dropout)
     else:
         check_model_fields_unset(config)
     return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
