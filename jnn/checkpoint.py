@@ -73,13 +73,16 @@ def remove_stale_temp_files(folder) -> list[Path]:
     return removed
 
 
-def save(path, state, *, meta: dict | None = None) -> Path:
+def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -> Path:
     """Save ``state`` (any pytree of arrays, typed PRNG keys included) atomically to ``path``.
 
     Args:
         path: target file (``.npz``); its folder must exist.
         state: the pytree, e.g. a :class:`jnn.train.TrainState`.
         meta: JSON-ready metadata stored in the header (config, hashes).
+        extras: ``{name: array}`` of any shapes stored beside the state (checksummed like the leaves, not
+            checked against a template): e.g. the run's history, whose length grows. Read with
+            :func:`read_extras`.
 
     Returns:
         The path written.
@@ -106,7 +109,14 @@ def save(path, state, *, meta: dict | None = None) -> Path:
                 "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest(),
             }
         )
-    header = {"format": FORMAT, "jnn_version": jnn.__version__, "meta": meta or {}, "leaves": entries}
+    extra_entries = []
+    for i, (name, arr) in enumerate((extras or {}).items()):
+        arr = np.asarray(arr)
+        arrays[f"extra_{i:05d}"] = arr
+        extra_entries.append({"path": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
+                              "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()})  # fmt: skip
+    header = {"format": FORMAT, "jnn_version": jnn.__version__, "meta": meta or {}, "leaves": entries,
+              "extras": extra_entries}  # fmt: skip
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{path.name}"
     try:
@@ -141,13 +151,23 @@ def verify(path) -> dict:
         header = _header(z, path)
         for i, e in enumerate(header["leaves"]):
             _read_leaf(z, i, e, path)
+        for i, e in enumerate(header.get("extras", [])):
+            _read_leaf(z, i, e, path, "extra")
     return header
 
 
-def _read_leaf(z, i: int, entry: dict, path) -> np.ndarray:
-    """Leaf ``i`` of an open checkpoint, checked against its SHA-256."""
+def read_extras(path) -> dict:
+    """The ``extras`` arrays saved with a checkpoint, ``{name: array}``, each checked against its SHA-256
+    (empty for a checkpoint saved without them)."""
+    with _open(path) as z:
+        header = _header(z, path)
+        return {e["path"]: _read_leaf(z, i, e, path, "extra") for i, e in enumerate(header.get("extras", []))}
+
+
+def _read_leaf(z, i: int, entry: dict, path, kind: str = "leaf") -> np.ndarray:
+    """Leaf (or extra) ``i`` of an open checkpoint, checked against its SHA-256."""
     try:
-        arr = z[f"leaf_{i:05d}"]
+        arr = z[f"{kind}_{i:05d}"]
     except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(
             f"checkpoint {str(path)!r}: leaf {entry['path']} cannot be read (truncated or corrupt?): {err}"
@@ -260,4 +280,5 @@ def restore(
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-__all__ = ["save", "restore", "read_header", "verify", "check_meta", "data_hash", "remove_stale_temp_files"]
+__all__ = ["save", "restore", "read_header", "read_extras", "verify", "check_meta", "data_hash",
+           "remove_stale_temp_files"]  # fmt: skip

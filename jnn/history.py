@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,13 @@ class History:
     metrics: dict
 
     @classmethod
-    def from_state(cls, state) -> History:
-        """Read the completed epochs out of a :class:`jnn.train.TrainState`'s buffers."""
-        n = int(state.epoch)
-        return cls({k: [float(v) for v in np.asarray(state.history[k][:n])] for k in ordered(state.history)})
+    def from_records(cls, records: dict) -> History:
+        """A history of ``{key: [value per epoch]}`` as the host loop appends them (copied, keys ordered)."""
+        return cls({k: [float(v) for v in records[k]] for k in ordered(records)})
+
+    def arrays(self) -> dict:
+        """``{key: float64 array}``, e.g. to store in a checkpoint (float32 values convert exactly)."""
+        return {k: np.asarray(v, np.float64) for k, v in self.metrics.items()}
 
     def __len__(self) -> int:
         return len(self.metrics["train_loss"])
@@ -57,18 +61,29 @@ class History:
         """One dict per epoch: ``{"epoch": 1, "train_loss": ..., ...}`` (epochs counted from 1)."""
         return [{"epoch": i + 1, **{k: v[i] for k, v in self.metrics.items()}} for i in range(len(self))]
 
-    def save(self, folder) -> tuple[Path, Path]:
-        """Write ``history.json`` and ``history.csv`` into ``folder``; NaN is written as null / empty."""
+    def save_json(self, folder) -> Path:
+        """Write ``history.json`` into ``folder`` atomically (temp file, then rename); NaN is written as null."""
         folder = Path(folder)
         clean = {k: [None if math.isnan(v) else v for v in vals] for k, vals in self.metrics.items()}
-        pj, pc = folder / "history.json", folder / "history.csv"
-        pj.write_text(json.dumps({"epochs": len(self), **clean}, indent=2))
-        with open(pc, "w", newline="") as fh:
+        pj, tmp = folder / "history.json", folder / ".history.json.tmp"
+        tmp.write_text(json.dumps({"epochs": len(self), **clean}, indent=2))
+        os.replace(tmp, pj)
+        return pj
+
+    def save_csv(self, folder) -> Path:
+        """Write ``history.csv`` into ``folder`` atomically; NaN is written as an empty cell."""
+        pc, tmp = Path(folder) / "history.csv", Path(folder) / ".history.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["epoch", *self.metrics])
             w.writeheader()
             for row in self.rows():
                 w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-        return pj, pc
+        os.replace(tmp, pc)
+        return pc
+
+    def save(self, folder) -> tuple[Path, Path]:
+        """Write ``history.json`` and ``history.csv`` into ``folder``; NaN is written as null / empty."""
+        return self.save_json(folder), self.save_csv(folder)
 
     @classmethod
     def load(cls, folder) -> History:

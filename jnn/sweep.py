@@ -29,7 +29,7 @@ from jnn.task import Task
 from jnn.train import epoch as epoch_module
 from jnn.train.config import TrainConfig
 from jnn.train.epoch import make_eval, with_summary
-from jnn.train.host import final_params, run_epochs
+from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
@@ -252,14 +252,18 @@ def sweep(
                             noise_budget=budget)  # fmt: skip
     epoch_fn = jax.jit(jax.vmap(with_summary(run_epoch, ct.history_keys())), donate_argnums=0)
     t0 = time.perf_counter()
-    state, epoch_seconds, _ = run_epochs(epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs,
-                                         progress=progress, log_every=log_every)  # fmt: skip
+    records = [{k: [] for k in ct.history_keys()} for _ in members]
+    state, epoch_seconds, halt = run_epochs(epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs,
+                                            records=records, progress=progress, log_every=log_every)  # fmt: skip
     seconds = time.perf_counter() - t0
     final = final_params(state, config.early_stopping and config.restore_best)
-    histories = [History.from_state(jax.tree.map(lambda a, i=i: a[i], state)) for i in range(len(members))]
-    rows = _rows(members, state, config, _test_metrics(ct, final, state.hyper, test), ct.metric_names)
-    return SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
-                       epoch_seconds, config.stopper().direction)  # fmt: skip
+    histories = [History.from_records(r) for r in records]
+    rows = _rows(members, state, config, _test_metrics(ct, final, state.hyper, test), ct.metric_names, halt)
+    result = SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
+                         epoch_seconds, config.stopper().direction)  # fmt: skip
+    if halt is not None:
+        raise Interrupted(result, halt)
+    return result
 
 
 def _check_args(config, train, val, test, log_every) -> TrainConfig:
@@ -297,7 +301,7 @@ def _test_metrics(ct, final, hyper, test) -> dict:
     return {k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w, hyper).items()}
 
 
-def _rows(members, state, config: TrainConfig, tests: dict, metric_names) -> list[dict]:
+def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=None) -> list[dict]:
     status, epochs, best_epoch, best_val = (
         np.asarray(a) for a in jax.device_get((state.status, state.epoch, state.early.best_epoch, state.early.best))
     )
@@ -309,7 +313,7 @@ def _rows(members, state, config: TrainConfig, tests: dict, metric_names) -> lis
             "seed": c.seed,
             "learning_rate": c.learning_rate,
             **hyper,
-            "stopped_by": STATUS[int(status[i])],
+            "stopped_by": "interrupted" if halt is not None and status[i] == 0 else STATUS[int(status[i])],
             "epochs": int(epochs[i]),
             "best_epoch": be + 1 if be >= 0 else None,
             "best_val": float(best_val[i]) if config.early_stopping and be >= 0 else None,

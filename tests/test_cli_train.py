@@ -123,30 +123,33 @@ def test_momentum_flag_reaches_the_config(tmp_path):
 
 
 def test_log_lines_go_through_the_progress_bar_writer(capsys):
+    import io
+
+    from tqdm import tqdm
+
     import jnn
     from jnn.train import host
 
-    written = []
+    written, bars = [], []
 
-    class Bar:  # the interface run_epochs uses of a tqdm bar
-        def update(self, n):
-            pass
-
-        def set_postfix(self, *a, **k):
-            pass
-
-        def close(self):
-            pass
-
+    class Bar(tqdm):  # a real bar on a string buffer, its writer spied on
         def write(self, line):
             written.append(line)
 
+    def make(enabled, total):
+        bars.append(Bar(total=total, file=io.StringIO(), smoothing=0))
+        return bars[-1]
+
     real = host.progress_bar
-    host.progress_bar = lambda enabled, total: Bar()
+    host.progress_bar = make
     try:
         train, _ = jnn.datasets.load("xor")
-        jnn.fit(train, jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=2, batch_size=64), log_every=1)
+        cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=3, batch_size=64, monitor="val_accuracy")
+        jnn.fit(train, cfg, log_every=1)
     finally:
         host.progress_bar = real
-    assert [w.split()[:2] for w in written] == [["epoch", "1"], ["epoch", "2"]]
+    assert [w.split()[:2] for w in written] == [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]
+    bar = bars[0]
+    assert bar.initial == 1  # the rate (and the ETA) is measured from the end of the compiled first epoch
+    assert list(bar.postfix.split(","))[0].split("=")[0].strip() == "val_accuracy"  # the monitored metric first
     assert "epoch" not in capsys.readouterr().out  # nothing printed around the bar

@@ -197,7 +197,7 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
         }
     )
     r = fit(train, cfg, task=task, val=val, run_dir=tmp_path / "run")
-    assert len(r.state.history["val_r2"]) == 30  # the whole of train is trained on: val is not carved from it
+    assert len(r.history["val_r2"]) == int(r.state.epoch) > 0
     h = r.history
     assert h.keys == ["train_loss", "train_r2", "train_shifted", "val_loss", "val_r2", "val_shifted", "learning_rate"]
     ev = jnn.evaluate(r.state.params, val, task)

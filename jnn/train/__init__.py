@@ -3,6 +3,7 @@
 from jnn.train.config import OPTIMIZERS, TrainConfig
 from jnn.train.epoch import EpochData, make_eval, make_run_epoch
 from jnn.train.evaluation import evaluate
+from jnn.train.host import Interrupted
 from jnn.train.keys import Keys
 from jnn.train.loop import FitResult, fit
 from jnn.train.prepare import prepare_data
@@ -19,6 +20,7 @@ __all__ = [
     "prepare_data",
     "TrainState",
     "init_state",
+    "Interrupted",
     "STATUS",
     "Status",
     "TRACE_COUNTS",

@@ -1,9 +1,11 @@
-"""One compiled epoch of any task: a ``lax.scan`` of train steps, then validation, history and stopping.
+"""One compiled epoch of any task: a ``lax.scan`` of train steps, then validation and stopping.
 
 The lecture's loop "pick a random minibatch B, compute ∇θ l, update θ" is run for one epoch on device:
 the permutation is drawn from ``fold_in(data_key, epoch)`` and cut into minibatches (the ragged last one
-padded and masked), the steps are scanned, and then the validation metrics, the history buffers, early
-stopping (restore-best included) and the stopping rules are updated, all inside the same compiled call.
+padded and masked), the steps are scanned, and then the validation metrics, early stopping (restore-best
+included) and the stopping rules are updated, all inside the same compiled call. The epoch's metrics come
+back in a small summary array; the host appends them to the history (no buffer sized by ``max_epochs``,
+so a finished run can be continued with a larger budget).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def make_run_epoch(
     noise_up_front: int = 0,
     val_fn=None,
 ):
-    """Build ``run_epoch(state, data: EpochData) -> state``.
+    """Build ``run_epoch(state, data: EpochData) -> (state, metrics)``.
 
     Args:
         ct: the checked task.
@@ -96,14 +98,15 @@ def make_run_epoch(
             the validation metrics (e.g. a scripted curve in tests).
 
     Returns:
-        The pure epoch function; an epoch counts when it started while running and applied an update.
+        The pure epoch function; ``metrics`` maps each history key to the epoch's scalar. An epoch counts
+        (``state.epoch`` grows by one) when it started while running and applied an update.
     """
     eval_fn = make_eval(ct)
     names = ct.metric_names
     steps = (n_train // batch_size) if drop_last else -(-n_train // batch_size)
     up_front = ct.task.draw is not None and 0 < steps * ct.noise_size <= noise_up_front
 
-    def run_epoch(state: TrainState, data: EpochData) -> TrainState:
+    def run_epoch(state: TrainState, data: EpochData) -> tuple[TrainState, dict]:
         TRACE_COUNTS["run_epoch"] += 1
         idx, mask = epoch_batches(jax.random.fold_in(state.data_key, state.epoch), n_train, batch_size, drop_last)
         y_var = set_variance(ct, data.y)
@@ -133,7 +136,7 @@ def make_run_epoch(
         metrics.update(validation(state, data, dtype))
         metrics["learning_rate"] = _learning_rate(state.opt_state, dtype)
         counted = was_running & (jnp.sum(sums["count"]) > 0)
-        return advance(state, metrics, counted, early=early, loss_tol=loss_tol, max_epochs=max_epochs)
+        return advance(state, metrics, counted, early=early, loss_tol=loss_tol, max_epochs=max_epochs), metrics
 
     def validation(state, data, dtype):
         nan = jnp.asarray(jnp.nan, dtype)
@@ -157,10 +160,9 @@ def advance(
     loss_tol: EarlyStopping | None,
     max_epochs: int,
 ) -> TrainState:
-    """End an epoch on device: record ``metrics`` in the history, step the stopping rules (early stopping
-    with restore-best, the training-loss tolerance, the epoch budget) and count the epoch if ``counted``."""
+    """End an epoch on device: step the stopping rules on ``metrics`` (early stopping with restore-best, the
+    training-loss tolerance, the epoch budget) and count the epoch if ``counted``."""
     e = state.epoch
-    history = {k: v.at[e].set(jnp.where(counted, metrics[k], v[e])) for k, v in state.history.items()}
     status = state.status
     early_state, best_params = state.early, state.best_params
     if early is not None:
@@ -177,26 +179,25 @@ def advance(
     epoch = e + counted.astype(jnp.int32)
     status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
     return state._replace(epoch=epoch, early=early_state, best_params=best_params, loss_tol=tol_state,
-                          history=history, status=status.astype(jnp.int32))  # fmt: skip
+                          status=status.astype(jnp.int32))  # fmt: skip
 
 
 def with_summary(run_epoch, keys):
-    """``fn(state, data) -> (state, summary)``: ``run_epoch`` followed by :func:`epoch_summary` (what the host
-    loop jits; ``jax.vmap`` of it serves a sweep)."""
+    """``fn(state, data) -> (state, summary)``: ``run_epoch`` with its metrics packed by :func:`epoch_summary`
+    (what the host loop jits; ``jax.vmap`` of it serves a sweep)."""
 
     def fn(state, data):
-        state = run_epoch(state, data)
-        return state, epoch_summary(state, keys)
+        state, metrics = run_epoch(state, data)
+        return state, epoch_summary(state, metrics, keys)
 
     return fn
 
 
-def epoch_summary(state: TrainState, keys) -> jax.Array:
-    """``[2 + len(keys)]``: epoch, status and the last completed epoch's value of each history key
-    (one small array read back per epoch)."""
-    e = jnp.maximum(state.epoch - 1, 0)
-    dtype = state.history[keys[0]].dtype
-    return jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype), *(state.history[k][e] for k in keys)])
+def epoch_summary(state: TrainState, metrics: dict, keys) -> jax.Array:
+    """``[2 + len(keys)]``: epoch, status and the epoch's value of each history key (one small array read
+    back per epoch; the host appends the values when the epoch counted)."""
+    dtype = metrics[keys[0]].dtype
+    return jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype), *(metrics[k] for k in keys)])
 
 
 __all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "advance", "epoch_summary", "with_summary"]

@@ -7,9 +7,13 @@ so one dispatch is in flight at a time), updates the progress display and calls 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,15 +22,84 @@ import numpy as np
 from jnn.train.state import Status
 
 
+class Interrupted(KeyboardInterrupt):
+    """Raised by :func:`jnn.fit` and :func:`jnn.sweep.sweep` after SIGINT (Ctrl-C) or SIGTERM stopped a run
+    at the end of an epoch and everything was written (checkpoint, history, summary).
+
+    Attributes:
+        result: what the call would have returned (a ``FitResult`` or ``SweepResult``) at the stop.
+        signum: the signal, ``signal.SIGINT`` or ``signal.SIGTERM``.
+        exit_code: the shell's code for that signal, ``128 + signum`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, result, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at epoch {_epochs_of(result)}")
+        self.result = result
+        self.signum = int(signum)
+        self.exit_code = 128 + int(signum)
+
+
+def _epochs_of(result) -> int:
+    return int(np.max(np.asarray(jax.device_get(result.state.epoch))))
+
+
+class _StopRequest:
+    """The SIGINT/SIGTERM handler of a run: the first signal asks for a stop at the end of the epoch, a
+    second one raises ``KeyboardInterrupt`` at once (the last checkpoint stays valid)."""
+
+    def __init__(self, say):
+        self.signum = None
+        self._say = say
+
+    def __call__(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        name = signal.Signals(signum).name
+        self._say(f"{name}: stopping at the end of this epoch (press Ctrl-C again to stop at once)")
+
+
+@contextlib.contextmanager
+def stop_on_signals(say=None):
+    """Within the block, SIGINT and SIGTERM set ``.signum`` of the yielded request instead of killing the
+    process (main thread only; elsewhere the signals keep their handlers and ``.signum`` stays None)."""
+    req = _StopRequest(say or (lambda line: print(line, file=sys.stderr, flush=True)))
+    if threading.current_thread() is not threading.main_thread():
+        yield req
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, req)
+    try:
+        yield req
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def progress_bar(enabled: bool | None, total: int):
-    """A tqdm bar over epochs, or None (default: on when stderr is a terminal and ``CI`` is unset)."""
+    """A tqdm bar over epochs, or None (default: on when stderr is a terminal and ``CI`` is unset).
+
+    The bar's rate is the plain average since its last reset; :func:`run_epochs` resets it after the first
+    epoch, so the ETA leaves the compile out.
+    """
     if enabled is None:
         enabled = sys.stderr.isatty() and not os.environ.get("CI")
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True)
+    return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True, smoothing=0)
+
+
+class HostRun(NamedTuple):
+    """What :func:`run_epochs` returns: the final ``state``, each epoch's host wall time (the first includes
+    the compile), and ``halt``: None (every run stopped by its rules), ``"paused"`` (``stop_at_epoch``) or
+    the signal number that asked for a stop."""
+
+    state: object
+    epoch_seconds: tuple
+    halt: object
 
 
 def run_epochs(
@@ -36,12 +109,14 @@ def run_epochs(
     *,
     keys,
     max_epochs: int,
+    records: list | None = None,
+    monitor: str | None = None,
     progress: bool | None = None,
     log_every: int = 0,
     stop_at_epoch: int | None = None,
     on_epoch=None,
-):
-    """Call ``epoch_fn(state, data) -> (state, summary)`` until every member has stopped (or a pause).
+) -> HostRun:
+    """Call ``epoch_fn(state, data) -> (state, summary)`` until every member has stopped, a pause, or a signal.
 
     Args:
         epoch_fn: the compiled epoch; ``summary`` is ``[2 + len(keys)]`` (one run) or ``[M, 2 + len(keys)]``
@@ -50,54 +125,74 @@ def run_epochs(
         data: the epoch's arrays.
         keys: the history keys in the summary.
         max_epochs: the epoch budget (for the progress bar).
+        records: one ``{key: [values]}`` per member; a member's values are appended when its epoch counted
+            (the history lives here, on the host). Default: fresh empty records.
+        monitor: the history key the progress bar shows first (the early-stopping metric).
         progress: progress bar on/off (None: automatic).
         log_every: print a line every k epochs (0: never).
         stop_at_epoch: pause once a run has completed this many epochs in total.
-        on_epoch: ``on_epoch(state, epoch)`` after each epoch (e.g. to save a checkpoint).
+        on_epoch: ``on_epoch(state, epoch)`` after each epoch (checkpoints, live history files).
 
     Returns:
-        ``(state, epoch_seconds, paused)``.
+        A :class:`HostRun`. SIGINT and SIGTERM stop the loop at the end of the running epoch (``halt`` is the
+        signal); a second one raises ``KeyboardInterrupt``.
     """
     epochs, status = (np.atleast_1d(np.asarray(a)) for a in jax.device_get((state.epoch, state.status)))
     members = epochs.size
+    if records is None:
+        records = [{k: [] for k in keys} for _ in range(members)]
     bar = progress_bar(progress, max_epochs)
     if bar is not None:
         bar.update(int(epochs.max()))
-    seconds, paused, done = [], False, 0
-    while np.any(status == Status.RUNNING):
-        if stop_at_epoch is not None and int(epochs.max()) >= stop_at_epoch:
-            paused = True
-            break
-        t = time.perf_counter()
-        state, summary = epoch_fn(state, data)
-        summary = np.asarray(jax.device_get(summary)).reshape(members, 2 + len(keys))
-        seconds.append(time.perf_counter() - t)
-        done += 1
-        epochs, status = summary[:, 0].astype(int), summary[:, 1].astype(int)
-        running = int(np.sum(status == Status.RUNNING))
-        last = dict(zip(keys, summary[0, 2:].tolist()))
-        if bar is not None:
-            shown = (
-                {"running": running}
-                if members > 1
-                else {k: f"{float(v):.4f}" for k, v in last.items() if k != "learning_rate"}
-            )
-            bar.set_postfix(shown, refresh=False)
-            bar.update(1)
-        epoch = int(epochs.max())
-        if log_every and (epoch % log_every == 0 or running == 0):
-            if members > 1:
-                line = f"epoch {done:4d}  members running {running}/{members}"
-            else:
-                line = f"epoch {epoch:4d}  " + "  ".join(
-                    f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
-                )
-            _say(bar, line)
-        if on_epoch is not None:
-            on_epoch(state, epoch)
+    seconds, halt, done = [], None, 0
+    with stop_on_signals(lambda line: _say(bar, line)) as stop:
+        while np.any(status == Status.RUNNING):
+            if stop_at_epoch is not None and int(epochs.max()) >= stop_at_epoch:
+                halt = "paused"
+                break
+            t = time.perf_counter()
+            state, summary = epoch_fn(state, data)
+            summary = np.asarray(jax.device_get(summary)).reshape(members, 2 + len(keys))
+            seconds.append(time.perf_counter() - t)
+            done += 1
+            before, epochs, status = epochs, summary[:, 0].astype(int), summary[:, 1].astype(int)
+            for i in np.flatnonzero(epochs > before):
+                for k, v in zip(keys, summary[i, 2:].tolist()):
+                    records[i][k].append(v)
+            running = int(np.sum(status == Status.RUNNING))
+            last = dict(zip(keys, summary[0, 2:].tolist()))
+            if bar is not None:
+                _show(bar, done, members, running, last, monitor)
+            epoch = int(epochs.max())
+            if log_every and (epoch % log_every == 0 or running == 0):
+                if members > 1:
+                    line = f"epoch {done:4d}  members running {running}/{members}"
+                else:
+                    line = f"epoch {epoch:4d}  " + "  ".join(
+                        f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
+                    )
+                _say(bar, line)
+            if on_epoch is not None:
+                on_epoch(state, epoch)
+            if stop.signum is not None and running:
+                halt = stop.signum
+                break
     if bar is not None:
         bar.close()
-    return state, tuple(seconds), paused
+    return HostRun(state, tuple(seconds), halt)
+
+
+def _show(bar, done: int, members: int, running: int, last: dict, monitor: str | None) -> None:
+    """Update the bar: the monitored metric first (one run) or the members still running (a sweep)."""
+    if members > 1:
+        shown = {"running": running}
+    else:
+        order = ([monitor] if monitor in last else []) + [k for k in last if k not in (monitor, "learning_rate")]
+        shown = {k: f"{float(last[k]):.4f}" for k in order[:3]}
+    bar.set_postfix(shown, refresh=False)
+    bar.update(1)
+    if done == 1:  # the first epoch compiled: measure the rate (and the ETA) from here on
+        bar.initial, bar.start_t = bar.n, bar._time()
 
 
 def _say(bar, line: str) -> None:
@@ -123,4 +218,4 @@ def final_params(state, restore: bool):
     )
 
 
-__all__ = ["progress_bar", "run_epochs", "final_params"]
+__all__ = ["HostRun", "Interrupted", "progress_bar", "run_epochs", "final_params", "stop_on_signals"]

@@ -31,10 +31,11 @@ from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.config import TrainConfig
 from jnn.train.epoch import with_summary
-from jnn.train.host import final_params, run_epochs
+from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
-from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state
+from jnn.train.records import LiveRecords
+from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state, save_checkpoint, save_model, write_summary
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
 
@@ -47,7 +48,8 @@ class FitResult:
         state: the final :class:`TrainState` (its ``params`` are the last epoch's).
         history: per-epoch metrics (:class:`jnn.history.History`).
         stopped_by: the rule that ended the run: ``max_epochs``, ``max_steps``, ``loss_tol``,
-            ``early_stopping``, ``non_finite``, or ``paused`` (``stop_at_epoch`` reached; resumable).
+            ``early_stopping``, ``non_finite``, ``paused`` (``stop_at_epoch`` reached; resumable) or
+            ``interrupted`` (SIGINT/SIGTERM; carried by :class:`jnn.train.Interrupted`; resumable).
         best_epoch: 0-based epoch of the best monitored value (−1 without early stopping).
         message: a readable summary of why the run stopped.
         run_dir: the run folder, if any.
@@ -105,6 +107,7 @@ def fit(
     progress: bool | None = None,
     log_every: int = 0,
     mesh=None,
+    tensorboard: bool = False,
 ) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
 
@@ -120,9 +123,13 @@ def fit(
         class_weight: per-class loss weights for class labels: ``{class: w}`` or one weight per class;
             multiplied with ``train.sample_weight`` when both are given. Validation is not reweighted.
         optimizer: any ``optax.GradientTransformation``; default from ``config.optimizer``.
-        run_dir: folder for ``config.json``, ``history.json``/``.csv`` and ``checkpoint.npz``; None keeps
+        run_dir: the run folder: ``config.json``, ``history.csv`` (a row appended every epoch) and
+            ``history.json``, ``checkpoint.npz``, and at the end ``model.npz`` (the returned params, read by
+            :func:`jnn.load_run`), ``summary.json`` and, with matplotlib, ``curves.png``. None keeps
             everything in memory.
-        resume: continue from ``run_dir/checkpoint.npz`` (must be from the same config and data).
+        resume: continue from ``run_dir/checkpoint.npz`` (must be from the same config and data, except
+            ``learning_rate``, ``max_epochs`` and ``max_steps``: a finished run continues with a larger
+            budget, bit for bit as if it had been given that budget at the start).
         overwrite: replace a run folder that already holds another run (otherwise that is an error).
         stop_at_epoch: pause after this many epochs in total (the run can be resumed later); the result
             says ``stopped_by="paused"``.
@@ -132,11 +139,15 @@ def fit(
             every minibatch over it (data parallelism; params and optimiser state replicated). The
             batch size must be divisible by the ``data`` axis size. With several processes
             (:func:`jnn.parallel.initialize`), only process 0 writes the run folder.
+        tensorboard: also write TensorBoard events to ``run_dir/tensorboard`` (needs tensorboardX).
 
     Returns:
         A :class:`FitResult`.
 
     Raises:
+        jnn.train.Interrupted: SIGINT (Ctrl-C) or SIGTERM arrived: the run stopped at the end of that epoch,
+            the run folder was written, and ``err.result`` holds the :class:`FitResult`; a second signal
+            raises ``KeyboardInterrupt`` at once.
         ValueError, TypeError: on a bad config, task, data, or a checkpoint from another run — all before
         training starts.
     """
@@ -150,44 +161,60 @@ def fit(
     state = initial_state(ct, config, tx, params, keys)
     run_path = None if run_dir is None else Path(run_dir)
     meta = _meta(config, ct, task is None, params, init_params is not None, None if run_dir is None else (train, val))
-    writer = jax.process_index() == 0  # with several processes, one writes the run folder
-    state = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite, writer)
+    writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
+    state, records = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite, writer,
+                               ct.history_keys())  # fmt: skip
+    live = LiveRecords(run_path, records, tensorboard=tensorboard) if writer else None
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None)
 
-    def save(state, epoch):
-        if writer and run_path is not None and config.checkpoint_every and epoch % config.checkpoint_every == 0:
-            ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
+    def on_epoch(state, epoch):
+        if live is None:
+            return
+        live.update()
+        if config.checkpoint_every and epoch % config.checkpoint_every == 0:
+            save_checkpoint(run_path, state, records, meta)
 
     t0 = time.perf_counter()
-    state, epoch_seconds, paused = run_epochs(
-        epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs, progress=progress,
-        log_every=log_every, stop_at_epoch=stop_at_epoch, on_epoch=save,
-    )  # fmt: skip
+    try:
+        state, epoch_seconds, halt = run_epochs(
+            epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs, records=[records],
+            monitor=config.monitor if config.early_stopping else None, progress=progress, log_every=log_every,
+            stop_at_epoch=stop_at_epoch, on_epoch=on_epoch,
+        )  # fmt: skip
+    finally:
+        if live is not None:
+            live.close()
     elapsed = time.perf_counter() - t0
-    history = History.from_state(state)
-    if writer and run_path is not None:
-        ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta)
-        history.save(run_path)
-    stopped_by = "paused" if paused else STATUS[int(state.status)]
+    history = History.from_records(records)
+    stopped_by = "paused" if halt == "paused" else "interrupted" if halt is not None else STATUS[int(state.status)]
     best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
     message = _message(state, stopped_by, best_epoch, config, elapsed)
     final = final_params(state, config.early_stopping and config.restore_best)
-    return FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds, t0 - t_call,
-                     ct.task)  # fmt: skip
+    result = FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
+                       t0 - t_call, ct.task)  # fmt: skip
+    if writer:
+        save_checkpoint(run_path, state, records, meta)
+        save_model(run_path, final, meta)
+        write_summary(run_path, result, config)
+    if halt not in (None, "paused"):
+        raise Interrupted(result, halt)
+    return result
 
 
-def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer):
-    """Prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked."""
+def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer, keys):
+    """Prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked:
+    ``(state, records)`` with the history so far."""
+    records = {k: [] for k in keys}
     if run_path is None:
         if resume:
             raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
-        return state
+        return state, records
     if writer:
         prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
     if resume and (run_path / CHECKPOINT_NAME).exists():
-        state = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer)
-    return state
+        state, records = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)
+    return state, records
 
 
 def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool):
@@ -249,6 +276,8 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
         )
     if stopped_by == "paused":
         return f"paused after epoch {epochs} (resume with resume=True). {base}"
+    if stopped_by == "interrupted":
+        return f"interrupted at epoch {epochs} (resume with resume=True). {base}"
     return f"stopped: {stopped_by}. {base}"
 
 

@@ -150,10 +150,8 @@ def initial_state(ct: CheckedTask, config: TrainConfig, tx, params, keys: Keys, 
         tx,
         data_key=keys.data,
         dropout_key=keys.dropout,
-        max_epochs=config.max_epochs,
         early=dummy,
         loss_tol=dummy if tol is None else tol.init(),
-        history_keys=ct.history_keys(),
         hyper=ct.hyper_arrays(hyper),
     )
 
@@ -177,7 +175,7 @@ def build_epoch(
     noise_budget: int | None = None,
     val_fn=None,
 ):
-    """``run_epoch(state, data) -> state`` of a run of ``ct`` under ``config``.
+    """``run_epoch(state, data) -> (state, metrics)`` of a run of ``ct`` under ``config``.
 
     ``noise_budget`` caps the noise an epoch draws up front (default
     :data:`jnn.train.epoch.NOISE_UP_FRONT_MAX`; a sweep divides it among its members).

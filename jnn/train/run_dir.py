@@ -1,9 +1,14 @@
-"""The run folder: ``config.json`` with versions and hashes, checkpoints, resume."""
+"""The run folder: ``config.json`` with versions and hashes, checkpoints (with the history), resume, and
+what a finished run leaves: ``model.npz`` (the params :func:`jnn.load_run` reads), ``summary.json`` and
+``curves.png``."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import platform
+import shutil
 from pathlib import Path
 
 import jax
@@ -16,9 +21,14 @@ from jnn.train.config import OPTIMIZERS, TrainConfig
 from jnn.train.state import NO_LEAF, Status, TrainState
 
 CHECKPOINT_NAME = "checkpoint.npz"
+MODEL_NAME = "model.npz"
 #: Config fields a resumed run may change: the learning rate lives in the optimiser state, so a run that
-#: diverged can continue from its last finite checkpoint with a lower one.
-RESUME_CHANGES = ("learning_rate",)
+#: diverged can continue from its last finite checkpoint with a lower one; the budgets are read only by the
+#: stopping rules, so a finished run can be continued with larger ones.
+RESUME_CHANGES = ("learning_rate", "max_epochs", "max_steps")
+#: Files a run writes (removed by ``overwrite``).
+RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
+HISTORY_PREFIX = "history/"
 
 
 def environment() -> dict:
@@ -80,15 +90,23 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
             )
         return
     if overwrite:
-        for name in (CHECKPOINT_NAME, "history.json", "history.csv"):
+        for name in RUN_FILES:
             (run_path / name).unlink(missing_ok=True)
+        if (run_path / "tensorboard").is_dir():
+            shutil.rmtree(run_path / "tensorboard")
     with open(cfg_file, "w") as fh:
         json.dump({**meta, "environment": environment()}, fh, indent=2)
 
 
-def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, custom_optimizer: bool) -> TrainState:
-    """Restore a checkpoint; apply a changed learning rate and let a run stopped by a non-finite value go on."""
+def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, custom_optimizer: bool, keys):
+    """Restore a checkpoint and its history: ``(state, records)``. A changed learning rate is applied (and a
+    run stopped by a non-finite value may go on); a larger epoch or step budget lets a finished run go on."""
     state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES)
+    extras = ckpt.read_extras(path)
+    records = {k: [float(v) for v in extras.get(HISTORY_PREFIX + k, ())] for k in keys}
+    epochs = int(state.epoch)
+    if any(len(v) != epochs for v in records.values()):
+        raise ValueError(f"checkpoint {str(path)!r} holds {epochs} epochs but not their history; it cannot be resumed")
     stored = ckpt.read_header(path)["meta"].get("config", {})
     if stored.get("learning_rate") != config.learning_rate:
         hp = getattr(state.opt_state, "hyperparams", None)
@@ -99,12 +117,66 @@ def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, cu
             )
         hp["learning_rate"] = jnp.asarray(config.learning_rate, hp["learning_rate"].dtype)
         if int(state.status) == Status.NON_FINITE:
-            state = state._replace(
-                status=jnp.asarray(Status.RUNNING, jnp.int32),
-                bad_step=jnp.asarray(-1, jnp.int32),
-                bad_leaf=jnp.asarray(NO_LEAF, jnp.int32),
-            )
-    return state
+            state = _set_status(state, Status.RUNNING)
+    status = int(state.status)
+    steps_left = config.max_steps is None or int(state.step) < config.max_steps
+    if status in (Status.MAX_EPOCHS, Status.MAX_STEPS) and epochs < config.max_epochs and steps_left:
+        state = _set_status(state, Status.RUNNING)  # a larger budget: the run goes on
+    elif status == Status.RUNNING and epochs >= config.max_epochs:
+        state = _set_status(state, Status.MAX_EPOCHS)
+    return state, records
 
 
-__all__ = ["CHECKPOINT_NAME", "RESUME_CHANGES", "environment", "prepare_run_dir", "resume_state"]
+def _set_status(state: TrainState, status: Status) -> TrainState:
+    return state._replace(
+        status=jnp.asarray(status, jnp.int32),
+        bad_step=jnp.asarray(-1, jnp.int32),
+        bad_leaf=jnp.asarray(NO_LEAF, jnp.int32),
+    )
+
+
+def save_checkpoint(run_path: Path, state: TrainState, records: dict, meta: dict) -> Path:
+    """Save the state and the history so far to ``run_path/checkpoint.npz`` (atomically)."""
+    extras = {HISTORY_PREFIX + k: np.asarray(v, np.float64) for k, v in records.items()}
+    return ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta, extras=extras)
+
+
+def save_model(run_path: Path, params, meta: dict) -> Path:
+    """Save the params a run returns to ``run_path/model.npz`` (what :func:`jnn.load_run` reads)."""
+    return ckpt.save(run_path / MODEL_NAME, params, meta=meta)
+
+
+def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | None = None) -> Path:
+    """Write ``summary.json`` (how the run stopped, best epoch, the last epoch's metrics, ``extra``) and,
+    when matplotlib is installed, ``curves.png``; an existing summary's other entries are kept."""
+    path = run_path / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    h = result.history
+    summary.update({
+        "stopped_by": result.stopped_by,
+        "best_epoch": result.best_epoch + 1,
+        "epochs": int(result.state.epoch),
+        "steps": int(result.state.step),
+        "monitor": config.monitor if config.early_stopping else None,
+        "last": {k: None if math.isnan(h[k][-1]) else h[k][-1] for k in h.keys} if len(h) else {},
+        "message": result.message,
+        **(extra or {}),
+    })  # fmt: skip
+    tmp = run_path / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
+    os.replace(tmp, path)
+    try:
+        from jnn.plots import plot_run
+
+        plot_run(run_path)
+    except ImportError:
+        pass
+    return path
+
+
+def _json_default(o):
+    return o.item() if hasattr(o, "item") else str(o)
+
+
+__all__ = ["CHECKPOINT_NAME", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment", "prepare_run_dir",
+           "resume_state", "save_checkpoint", "save_model", "write_summary"]  # fmt: skip

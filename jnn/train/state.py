@@ -49,7 +49,6 @@ class TrainState(NamedTuple):
         early: the early-stopping :class:`EarlyStoppingState`.
         best_params: params of the best epoch so far (for ``restore_best``).
         loss_tol: the state of the ``loss_tol`` rule, a second early stopping on the training loss.
-        history: ``{key: [max_epochs]}`` buffers (NaN where not yet run), one per recorded metric.
         status: a :class:`Status` value.
         bad_step: step at which a non-finite loss/gradient appeared (−1 if none).
         bad_leaf: index (in ``jax.tree.leaves(params)`` order) of the first non-finite gradient leaf;
@@ -68,7 +67,6 @@ class TrainState(NamedTuple):
     early: EarlyStoppingState
     best_params: object
     loss_tol: EarlyStoppingState
-    history: dict
     status: jax.Array
     bad_step: jax.Array
     bad_leaf: jax.Array
@@ -81,10 +79,8 @@ def init_state(
     *,
     data_key,
     dropout_key,
-    max_epochs: int,
     early: EarlyStoppingState,
     loss_tol: EarlyStoppingState,
-    history_keys,
     hyper: dict,
 ) -> TrainState:
     """The state before the first epoch.
@@ -94,19 +90,16 @@ def init_state(
         tx: the optax transformation.
         data_key: data stream key.
         dropout_key: dropout stream key.
-        max_epochs: length of the history buffers.
         early: initial early-stopping state.
         loss_tol: initial state of the ``loss_tol`` rule.
-        history_keys: names of the per-epoch metrics (see :meth:`jnn.task.CheckedTask.history_keys`).
         hyper: ``{name: scalar array}`` hyperparameters of this run.
     """
-    return _init_state(params, tx, data_key, dropout_key, max_epochs, early, loss_tol, tuple(history_keys), hyper)
+    return _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4, 7))
-def _init_state(params, tx, data_key, dropout_key, max_epochs, early, loss_tol, history_keys, hyper):
+@functools.partial(jax.jit, static_argnums=(1,))
+def _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper):
     # Compiled once: built eagerly, each small op would compile separately on first use.
-    dtype = next(l.dtype for l in jax.tree.leaves(params) if jnp.issubdtype(l.dtype, jnp.floating))
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     return TrainState(
         params=params,
@@ -118,7 +111,6 @@ def _init_state(params, tx, data_key, dropout_key, max_epochs, early, loss_tol, 
         early=early,
         best_params=jax.tree.map(jnp.copy, params),
         loss_tol=loss_tol,
-        history={m: jnp.full((max_epochs,), jnp.nan, dtype) for m in history_keys},
         status=i32(Status.RUNNING),
         bad_step=i32(-1),
         bad_leaf=i32(NO_LEAF),

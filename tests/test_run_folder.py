@@ -1,0 +1,128 @@
+"""The run folder as a job uses it: continuing a finished run with a larger budget, live history files,
+summary and model written by ``fit`` itself, TensorBoard events."""
+
+import csv
+import json
+import math
+import struct
+
+import jax
+import numpy as np
+import pytest
+
+import jnn
+from jnn import checkpoint as ckpt
+from jnn.datasets import load
+from jnn.train import TrainConfig, fit
+from jnn.train import records as records_module
+
+CFG = dict(hidden=(16,), batch_size=32, learning_rate=0.05, keep_prob=0.7, early_stopping=False)
+
+
+def _bits(tree):
+    raw = lambda l: jax.random.key_data(l) if jax.dtypes.issubdtype(l.dtype, jax.dtypes.prng_key) else l
+    return [np.asarray(raw(l)).tobytes() for l in jax.tree.leaves(tree)]
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    return load("spirals", seed=0)[0]
+
+
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_a_finished_run_continues_with_a_larger_budget_bitwise(tmp_path, spirals, mode):
+    cfg = lambda n: TrainConfig(**CFG, dropout_mode=mode, max_epochs=n)
+    first = fit(spirals, cfg(6), run_dir=tmp_path / "run")
+    assert first.stopped_by == "max_epochs" and len(first.history) == 6
+    more = fit(spirals, cfg(12), run_dir=tmp_path / "run", resume=True)
+    whole = fit(spirals, cfg(12))
+    assert more.stopped_by == "max_epochs" and int(more.state.step) == int(whole.state.step)
+    assert more.history.metrics == whole.history.metrics  # 6 + 6 epochs == 12 epochs, every value
+    assert _bits(more.state) == _bits(whole.state)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["resumed_with_changes"] == [{"max_epochs": {"was": 6, "now": 12}}]
+    # A budget that is not larger leaves the finished run as it was.
+    again = fit(spirals, cfg(12), run_dir=tmp_path / "run", resume=True)
+    assert again.history.metrics == whole.history.metrics and again.epoch_seconds == ()
+
+
+def test_history_csv_grows_every_epoch_and_the_json_is_complete_at_the_end(tmp_path, spirals, monkeypatch):
+    seen = []
+    real = records_module.LiveRecords.update
+
+    def spy(self):
+        real(self)
+        with open(tmp_path / "run" / "history.csv") as fh:
+            seen.append(len(list(csv.reader(fh))) - 1)
+
+    monkeypatch.setattr(records_module.LiveRecords, "update", spy)
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=5), run_dir=tmp_path / "run")
+    assert seen[:5] == [1, 2, 3, 4, 5]  # a row on disk after every epoch, before the run ends
+    with open(tmp_path / "run" / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(row["train_loss"]) for row in rows] == r.history["train_loss"]
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["train_loss"] == r.history["train_loss"]
+
+
+def test_fit_writes_summary_model_and_curves(tmp_path, spirals):
+    r = fit(spirals, TrainConfig(**{**CFG, "early_stopping": True, "patience": 2}, max_epochs=30), run_dir=tmp_path)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["stopped_by"] == r.stopped_by and s["epochs"] == len(r.history) and s["best_epoch"] == r.best_epoch + 1
+    assert s["last"]["val_loss"] == r.history["val_loss"][-1] and s["monitor"] == "val_loss"
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    params = ckpt.restore(tmp_path / "model.npz", r.params)
+    assert _bits(params) == _bits(r.params)  # the best epoch's params, as returned
+
+
+def test_the_checkpoint_carries_the_history(tmp_path, spirals):
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), run_dir=tmp_path)
+    extras = ckpt.read_extras(tmp_path / "checkpoint.npz")
+    assert list(extras["history/train_loss"]) == r.history["train_loss"]
+    ckpt.verify(tmp_path / "checkpoint.npz")  # the extras are checksummed too
+
+
+def _tfrecords(path):
+    """Records of a TFRecord file: length (u64), its crc, the bytes, their crc."""
+    data, out, i = path.read_bytes(), [], 0
+    while i < len(data):
+        (n,) = struct.unpack("<Q", data[i : i + 8])
+        out.append(data[i + 12 : i + 12 + n])
+        i += 12 + n + 4
+    return out
+
+
+def test_tensorboard_events_read_back(tmp_path, spirals):
+    pytest.importorskip("tensorboardX")
+    from tensorboardX.proto import event_pb2
+
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), run_dir=tmp_path, tensorboard=True)
+    files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    scalars = {}
+    for raw in _tfrecords(files[0]):
+        ev = event_pb2.Event.FromString(raw)
+        for v in ev.summary.value:
+            scalars.setdefault(v.tag, []).append((ev.step, v.simple_value))
+    assert [s for s, _ in scalars["train_loss"]] == [1, 2, 3]
+    np.testing.assert_allclose([v for _, v in scalars["val_accuracy"]], r.history["val_accuracy"], rtol=1e-6)
+    assert not any(math.isnan(v) for _, v in scalars["learning_rate"])
+
+
+def test_tensorboard_without_tensorboardx_is_refused_before_anything_is_written(tmp_path, spirals, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tbx(name, *a, **k):
+        if name.startswith("tensorboardX"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tbx)
+    with pytest.raises(ImportError, match=r"pip install 'jnn\[tensorboard\]'"):
+        fit(spirals, TrainConfig(**CFG, max_epochs=2), run_dir=tmp_path / "run", tensorboard=True)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_interrupted_is_a_keyboard_interrupt_with_the_result():
+    assert issubclass(jnn.train.Interrupted, KeyboardInterrupt)
