@@ -35,6 +35,7 @@ from jnn.mlp import mlp_task
 from jnn.model import ForwardCache, forward, forward_cache
 from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
+from jnn.trained import TrainedModel, load_run
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,8 @@ __all__ = [
     "History",
     "Keys",
     "Task",
+    "TrainedModel",
+    "load_run",
     "TrainConfig",
     "TrainState",
     "checkpoint",

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import _validate as V
+from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
 from jnn.task import Task
@@ -120,6 +121,8 @@ class SweepResult:
         seconds: wall time of the training loop.
         epoch_seconds: host wall time of each sweep epoch (all members; the first includes the compile).
         direction: ``"min"`` or ``"max"``, how ``best()`` ranks the monitored metric.
+        sizes: the built-in MLP's layer widths (None for a custom task), stored for :func:`jnn.load_run`.
+        hyper_names: the task's hyperparameter names (columns of ``rows``).
     """
 
     members: list
@@ -131,6 +134,8 @@ class SweepResult:
     seconds: float
     epoch_seconds: tuple = ()
     direction: str = "min"
+    sizes: tuple | None = None
+    hyper_names: tuple = ()
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -143,11 +148,18 @@ class SweepResult:
         keyed = [(sign * v if v is not None and not math.isnan(v) else math.inf, i) for i, v in enumerate(vals)]
         return self.rows[min(keyed)[1]]
 
-    def save(self, folder) -> list[Path]:
-        """Write ``sweep.csv``, ``sweep.json`` and (with matplotlib) ``sweep.png`` into ``folder``."""
+    def save(self, folder, *, data_info: dict | None = None) -> list[Path]:
+        """Write ``sweep.csv``, ``sweep.json``, ``params.npz`` (every member's params, stacked; read by
+        ``jnn.load_run(folder, member=k)``) and (with matplotlib) ``sweep.png`` into ``folder``.
+
+        Args:
+            folder: the sweep folder (created if needed).
+            data_info: facts about the data stored in ``sweep.json`` under ``data`` (see :func:`jnn.fit`).
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "sweep.csv", folder / "sweep.json"]
+        paths = [folder / "sweep.csv", folder / "sweep.json", folder / "params.npz"]
+        ckpt.save(paths[2], self.params, meta={"members": len(self.rows)})
         with open(paths[0], "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
             w.writeheader()
@@ -160,6 +172,10 @@ class SweepResult:
                     "rows": self.rows,
                     "seconds": self.seconds,
                     "histories": [h.metrics for h in self.histories],
+                    "members_config": [c.to_dict() for c in self.members],
+                    "sizes": None if self.sizes is None else list(self.sizes),
+                    "hyper_names": list(self.hyper_names),
+                    "data": data_info or {},
                 },
                 indent=2,
                 default=lambda o: None,
@@ -259,8 +275,9 @@ def sweep(
     final = final_params(state, config.early_stopping and config.restore_best)
     histories = [History.from_records(r) for r in records]
     rows = _rows(members, state, config, _test_metrics(ct, final, state.hyper, test), ct.metric_names, halt)
+    sizes = config.network_sizes(splits[0][0]) if task is None else None
     result = SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
-                         epoch_seconds, config.stopper().direction)  # fmt: skip
+                         epoch_seconds, config.stopper().direction, sizes, tuple(ct.hyper))  # fmt: skip
     if halt is not None:
         raise Interrupted(result, halt)
     return result

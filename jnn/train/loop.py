@@ -108,6 +108,7 @@ def fit(
     log_every: int = 0,
     mesh=None,
     tensorboard: bool = False,
+    data_info: dict | None = None,
 ) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
 
@@ -140,6 +141,9 @@ def fit(
             batch size must be divisible by the ``data`` axis size. With several processes
             (:func:`jnn.parallel.initialize`), only process 0 writes the run folder.
         tensorboard: also write TensorBoard events to ``run_dir/tensorboard`` (needs tensorboardX).
+        data_info: JSON-ready facts about the data, stored in ``config.json`` under ``data``: its source and
+            ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.tabular`), which
+            :func:`jnn.load_run` applies to new inputs.
 
     Returns:
         A :class:`FitResult`.
@@ -161,6 +165,8 @@ def fit(
     state = initial_state(ct, config, tx, params, keys)
     run_path = None if run_dir is None else Path(run_dir)
     meta = _meta(config, ct, task is None, params, init_params is not None, None if run_dir is None else (train, val))
+    if data_info:
+        meta["data"] = data_info
     writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
     state, records = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite, writer,
                                ct.history_keys())  # fmt: skip

@@ -1,0 +1,397 @@
+"""Your own data: a CSV file with a header row, or a ``.npz`` file, read into :class:`jnn.Dataset`, with the
+preprocessing a run stores and applies again at prediction time.
+
+- CSV: parsed by Python's ``csv`` module; ``target`` names the label column(s) (default: the last column),
+  ``features`` the input columns (default: every other column). Every feature cell must be a finite
+  number; the target may hold strings (class names), which are encoded.
+- ``.npz``: arrays ``x [n, d]`` and ``y [n]``/``[n, k]``, optionally ``x_val``/``y_val`` and
+  ``x_test``/``y_test``.
+
+Class labels (any values: strings, or numbers such as wine qualities 3..8) are encoded as indices into the
+sorted distinct training labels, as scikit-learn's ``LabelEncoder`` does; ``standardize`` learns a mean and
+standard deviation per feature on the training split only. Both live in a :class:`Preprocessing`, stored in
+the run (``config.json``, under ``data``) and read back by :func:`jnn.load_run`.
+
+Every malformed file is refused with a ``ValueError`` naming the file, the row (as a line number of the
+file) or the column, and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+#: How targets are read for each built-in loss: class labels, real values, or 0/1 columns.
+KIND_OF_LOSS = {"softmax": "classes", "binary": "classes", "mse": "values", "multilabel": "multilabel"}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Columns read from a file: ``x [n, d]`` float64, ``y`` (``[n]`` or ``[n, k]`` raw values, or None when
+    the file has no target), and the column names (None for ``.npz``)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    features: list | None
+    targets: list | None
+    path: str
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a run learned about its data and applies to new inputs.
+
+    Attributes:
+        kind: ``"classes"``, ``"values"`` or ``"multilabel"`` (from the loss, see :data:`KIND_OF_LOSS`).
+        n_features: input width d.
+        features: the CSV feature columns, in order (None for ``.npz`` data).
+        targets: the CSV target columns (None for ``.npz``).
+        classes: the distinct training labels, sorted; class ``i`` of the model is ``classes[i]``
+            (None unless ``kind == "classes"``).
+        mean, std: per-feature standardisation learned on the training split (None: not standardised).
+    """
+
+    kind: str
+    n_features: int
+    features: list | None = None
+    targets: list | None = None
+    classes: list | None = None
+    mean: list | None = None
+    std: list | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+    def transform(self, x, *, what: str = "x") -> np.ndarray:
+        """Inputs as the model saw them in training: ``[n, d]`` float32, standardised when learned.
+
+        Raises:
+            ValueError: a width other than ``n_features``, or non-finite values.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1 and self.n_features == x.shape[0]:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"{what} must be [n, {self.n_features}] (the model's inputs); got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            r, c = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{what} holds a non-finite value at row {r}, column {c}; drop or fill missing values")
+        if self.mean is not None:
+            x = (x - np.asarray(self.mean)) / np.asarray(self.std)
+        return x.astype(np.float32)
+
+    def encode(self, y, *, what: str = "y") -> np.ndarray:
+        """Targets as the model trains on them: class indices (int32), float32 values, or 0/1 int32 columns.
+
+        Raises:
+            ValueError: a label not seen in training, non-numeric or non-finite values, or non-0/1 labels.
+        """
+        y = np.asarray(y)
+        if self.kind == "classes":
+            index = {_key(c): i for i, c in enumerate(self.classes)}
+            out = np.empty(y.shape[0], np.int32)
+            for i, v in enumerate(y.reshape(y.shape[0], -1)[:, 0]):
+                if _key(v) not in index:
+                    raise ValueError(
+                        f"{what} holds the label {_plain(v)!r} (row {i}), which the model was not trained on; "
+                        f"its classes are {self.classes}"
+                    )
+                out[i] = index[_key(v)]
+            return out
+        num = _numeric(y, what)
+        if self.kind == "multilabel":
+            if not np.all(np.isin(num, (0.0, 1.0))):
+                raise ValueError(f"{what} must hold 0/1 labels for a multi-label task; got values {np.unique(num)[:5]}")
+            return num.astype(np.int32)
+        return num.astype(np.float32)
+
+    def decode(self, indices) -> np.ndarray:
+        """Class indices back to the user's labels (an object array of strings, or numbers)."""
+        values = [_plain(c) for c in self.classes]
+        arr = np.asarray(values, dtype=object if any(isinstance(v, str) for v in values) else None)
+        return arr[np.asarray(indices)]
+
+    def standardized_on(self, x) -> Preprocessing:
+        """This preprocessing with a per-feature mean and std learned on ``x [n, d]`` (the training split
+        only, so that validation and test data stay unseen); a constant feature keeps std 1."""
+        x = np.asarray(x, np.float64)
+        std = x.std(axis=0)
+        return replace(self, mean=x.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes (None unless ``kind == "classes"``)."""
+        return None if self.classes is None else max(len(self.classes), 2)
+
+
+def _key(v):
+    """A label's identity across files: numbers by value (``3`` == ``3.0`` == ``"3"`` in a CSV), strings as is."""
+    v = _plain(v)
+    if isinstance(v, str):
+        try:
+            f = float(v)
+            return ("n", f) if math.isfinite(f) else ("s", v)
+        except ValueError:
+            return ("s", v)
+    return ("n", float(v))
+
+
+def _plain(v):
+    """A NumPy scalar as a plain Python value; integral floats as int (labels 3.0 read back as 3)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _numeric(y, what: str) -> np.ndarray:
+    try:
+        num = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next(v for v in np.asarray(y, dtype=object).ravel() if not _is_number(v))
+        raise ValueError(f"{what} must be numbers for this loss; it holds {bad!r}") from None
+    if not np.all(np.isfinite(num)):
+        r = int(np.argwhere(~np.isfinite(num))[0][0])
+        raise ValueError(f"{what} holds a missing or non-finite value at row {r}; drop or fill it")
+    return num
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def read_table(path, *, target=None, features=None, what: str = "--data", need_target: bool = True) -> Table:
+    """Read a CSV (header row) or ``.npz`` file.
+
+    Args:
+        path: the file (``.csv`` or ``.npz``).
+        target: CSV target column(s), a name or a list of names (default: the last column). Ignored for npz.
+        features: CSV feature columns (default: all but the target columns).
+        what: how the file is named in messages (the flag it came from).
+        need_target: False for prediction inputs: a CSV without the target column is fine (its features
+            are still picked by name).
+
+    Returns:
+        A :class:`Table` (for ``.npz``, the ``x``/``y`` arrays).
+
+    Raises:
+        ValueError: a missing, empty or malformed file, naming the row or column and the fix.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {str(p)!r} does not exist (expected a .csv file with a header row or a .npz file)")
+    if p.suffix.lower() == ".npz":
+        return read_npz(p, what=what, need_target=need_target)["train"]
+    if p.suffix.lower() not in (".csv", ".txt", ".tsv"):
+        raise ValueError(f"{what} {str(p)!r}: unknown file type {p.suffix!r}; use .csv (with a header row) or .npz")
+    return _read_csv(p, target, features, what, need_target)
+
+
+def _read_csv(p: Path, target, features, what: str, need_target: bool) -> Table:
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            sample = fh.read(65536)
+            fh.seek(0)
+            delimiter = "\t" if p.suffix.lower() == ".tsv" or ("\t" in sample and "," not in sample) else ","
+            rows = list(csv.reader(fh, delimiter=delimiter))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {str(p)!r} is not UTF-8 text ({err}); save it as UTF-8 CSV") from None
+    except csv.Error as err:
+        raise ValueError(f"{what} {str(p)!r} is not valid CSV: {err}") from None
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{what} {str(p)!r} is empty; it needs a header row and at least one data row")
+    header = [c.strip() for c in rows[0]]
+    if len(rows) == 1:
+        raise ValueError(f"{what} {str(p)!r} has a header but no data rows")
+    if len(set(header)) != len(header):
+        dup = next(c for c in header if header.count(c) > 1)
+        raise ValueError(f"{what} {str(p)!r}: the header names column {dup!r} twice; give columns unique names")
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise ValueError(
+                f"{what} {str(p)!r}: row {i} has {len(r)} fields but the header has {len(header)} (ragged rows); "
+                "fix that row (quote fields that contain the delimiter)"
+            )
+    targets = _columns(target, header, p, what, "--target") if target is not None else [header[-1]]
+    has_target = all(t in header for t in targets)
+    if target is not None and not has_target and need_target:
+        missing = next(t for t in targets if t not in header)
+        raise ValueError(f"{what} {str(p)!r} has no target column {missing!r}; its columns are {header}")
+    if features is None:
+        feats = [c for c in header if c not in targets]
+    else:
+        feats = _columns(features, header, p, what, "--features")
+    if not feats:
+        raise ValueError(f"{what} {str(p)!r}: no feature columns left beside the target {targets}")
+    col = {c: j for j, c in enumerate(header)}
+    x = np.empty((len(rows) - 1, len(feats)), np.float64)
+    for i, r in enumerate(rows[1:]):
+        for k, c in enumerate(feats):
+            cell = r[col[c]].strip()
+            try:
+                v = float(cell)
+            except ValueError:
+                if cell == "":
+                    raise ValueError(
+                        f"{what} {str(p)!r}: row {i + 2}, column {c!r} is empty (a missing value); drop the row "
+                        "or fill the value"
+                    ) from None
+                raise ValueError(
+                    f"{what} {str(p)!r}: row {i + 2}, column {c!r} holds {cell!r}, not a number; features must be "
+                    f"numeric (encode it, or leave the column out with --features)"
+                ) from None
+            if not math.isfinite(v):
+                raise ValueError(
+                    f"{what} {str(p)!r}: row {i + 2}, column {c!r} holds {cell!r} (missing or non-finite); drop "
+                    "the row or fill the value"
+                )
+            x[i, k] = v
+    y = None
+    if has_target:
+        y = np.array([[r[col[t]].strip() for t in targets] for r in rows[1:]], dtype=object)
+        for i, r in enumerate(y):
+            for t, cell in zip(targets, r):
+                if cell == "" or cell.lower() in ("nan", "na", "null"):
+                    raise ValueError(
+                        f"{what} {str(p)!r}: row {i + 2}, target column {t!r} is missing ({cell!r}); drop the row"
+                    )
+        y = y[:, 0] if len(targets) == 1 else y
+    return Table(x, y, feats, targets if has_target else None, str(p))
+
+
+def _columns(spec, header, p, what, flag) -> list:
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    for n in names:
+        if n not in header:
+            raise ValueError(f"{what} {str(p)!r} has no column {n!r} ({flag}); its columns are {header}")
+    return names
+
+
+def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
+    """Read ``x``/``y`` (and ``x_val``/``y_val``, ``x_test``/``y_test`` when present) from a ``.npz`` file:
+    ``{"train": Table, "val": Table, "test": Table}`` (the splits present)."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{what} {str(p)!r} is not a readable .npz file: {err}") from None
+    if "x" not in arrays:
+        raise ValueError(f"{what} {str(p)!r} has no array 'x' (it holds {sorted(arrays)}); save x=..., y=...")
+    if need_target and "y" not in arrays:
+        raise ValueError(f"{what} {str(p)!r} has no array 'y' (it holds {sorted(arrays)}); save x=..., y=...")
+    out = {}
+    for split, sx, sy in (("train", "x", "y"), ("val", "x_val", "y_val"), ("test", "x_test", "y_test")):
+        if sx not in arrays:
+            continue
+        x, y = arrays[sx], arrays.get(sy)
+        name = f"{what} {str(p)!r} array {sx!r}"
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"{name} must be [n, d] with n ≥ 1; got shape {x.shape}")
+        try:
+            x = x.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must hold numbers; got dtype {x.dtype}") from None
+        if not np.all(np.isfinite(x)):
+            r, c = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{name} holds a NaN or infinity at row {r}, column {c}; drop or fill it")
+        if y is not None and (y.ndim not in (1, 2) or y.shape[0] != x.shape[0]):
+            raise ValueError(f"{what} {str(p)!r} array {sy!r} must be [n] or [n, k] with n = {x.shape[0]}; "
+                             f"got shape {y.shape}")  # fmt: skip
+        if y is None and need_target and split != "train":
+            raise ValueError(f"{what} {str(p)!r} has {sx!r} but no {sy!r}")
+        out[split] = Table(x, y, None, None, str(p))
+    return out
+
+
+def learn(table: Table, loss: str) -> Preprocessing:
+    """The preprocessing of a training table for ``loss``: the label classes (sorted distinct labels); see
+    :meth:`Preprocessing.standardized_on` for the feature scaling.
+
+    Raises:
+        ValueError: an unknown loss, targets that do not suit it, or a single class.
+    """
+    if loss not in KIND_OF_LOSS:
+        raise ValueError(f"loss must be one of {sorted(KIND_OF_LOSS)} to read a data file; got {loss!r}")
+    kind = KIND_OF_LOSS[loss]
+    where = f"the target of {table.path!r}"
+    if table.y is None:
+        raise ValueError(f"{table.path!r} has no target")
+    classes = None
+    if kind == "classes":
+        y = table.y if table.y.ndim == 1 else table.y[:, 0]
+        if table.y.ndim == 2 and table.y.shape[1] > 1:
+            raise ValueError(f"{where} has {table.y.shape[1]} columns; --loss {loss} needs one label column")
+        distinct = {}
+        for v in y:
+            distinct.setdefault(_key(v), _plain(v))
+        if all(k[0] == "n" for k in distinct):
+            nums = sorted(k[1] for k in distinct)
+            if any(not float(v).is_integer() for v in nums) and len(nums) > 20:
+                raise ValueError(
+                    f"{where} holds {len(nums)} distinct non-integer numbers (e.g. {nums[1]}); for regression "
+                    "pass --loss mse"
+                )
+            classes = [_plain(v) for v in nums]
+        else:
+            classes = sorted(str(v) for v in distinct.values())
+        if len(classes) < 2:
+            raise ValueError(f"{where} holds a single class {classes}; classification needs at least two")
+        if loss == "binary" and len(classes) != 2:
+            raise ValueError(f"{where} holds {len(classes)} classes; --loss binary needs exactly 2 (use softmax)")
+    prep = Preprocessing(kind, table.x.shape[1], table.features, table.targets, classes)
+    prep.encode(table.y, what=where)  # every kind of bad target is found now, before training
+    return prep
+
+
+def dataset(table: Table, prep: Preprocessing, *, what: str | None = None):
+    """``jnn.Dataset`` of a table under a run's preprocessing (CSV features picked by name).
+
+    Raises:
+        ValueError: missing feature or target columns, labels the run has not seen, bad values.
+    """
+    from jnn.data import Dataset
+
+    what = what or repr(table.path)
+    x = features_of(table, prep, what=what)
+    if table.y is None:
+        raise ValueError(f"{what} has no target column {prep.targets}; it is needed to evaluate")
+    return Dataset(x, prep.encode(table.y, what=f"the target of {what}"), num_classes=prep.num_classes)
+
+
+def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -> np.ndarray:
+    """The model inputs ``[n, d]`` float32 of a table under a run's preprocessing (no target needed)."""
+    what = what or repr(table.path)
+    x = table.x
+    if prep.features is not None and table.features is not None:
+        missing = [c for c in prep.features if c not in table.features]
+        if missing:
+            raise ValueError(f"{what} lacks the feature column(s) {missing} the model was trained on")
+        x = x[:, [table.features.index(c) for c in prep.features]]
+    return prep.transform(x, what=f"the features of {what}")
+
+
+def with_rows(table: Table, rows) -> Table:
+    """The table restricted to ``rows``."""
+    rows = np.asarray(rows)
+    return replace(table, x=table.x[rows], y=None if table.y is None else table.y[rows])
+
+
+__all__ = ["KIND_OF_LOSS", "Preprocessing", "Table", "read_table", "read_npz", "learn", "dataset", "features_of",
+           "with_rows"]  # fmt: skip

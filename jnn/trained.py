@@ -1,0 +1,197 @@
+"""``load_run``: a trained model back from its run folder (or one member of a sweep folder), in any process,
+without the training data: ``.params``, ``.predict(x)``, ``.predict_proba(x)``, ``.evaluate(ds)``.
+
+Predictions run the model in evaluation mode (``train=False``): the whole network, with classic dropout's
+expected weights (activations scaled by keep_prob) or inverted dropout's unscaled ones, exactly as
+:func:`jnn.evaluate` scores it. Inputs are preprocessed as in training (a run trained on a data file keeps
+its feature columns, standardisation and label classes; see :mod:`jnn.tabular`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnn import checkpoint as ckpt
+from jnn.data import Dataset
+from jnn.tabular import Preprocessing
+from jnn.task import Task
+from jnn.train.config import TrainConfig
+from jnn.train.run_dir import MODEL_NAME
+
+#: Files of a sweep folder that ``load_run(..., member=k)`` reads.
+SWEEP_PARAMS, SWEEP_INFO = "params.npz", "sweep.json"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model: params, the task that defines it, and the preprocessing of its data.
+
+    Attributes:
+        params: the params the run returned (the best epoch's when early stopping restored them).
+        task: the :class:`jnn.Task` (the built-in MLP's for a run of a :class:`TrainConfig`).
+        config: the run's :class:`TrainConfig` (a sweep member's own values).
+        hyper: the run's task hyperparameters (the MLP: ``l2`` and ``keep_prob``).
+        preprocessing: a :class:`jnn.tabular.Preprocessing` when the run was trained on a data file
+            (or given ``data_info``), else None (inputs are used as they are).
+        run_dir: the folder it was loaded from.
+        member: the sweep member, or None for a run.
+    """
+
+    params: object
+    task: Task
+    config: TrainConfig
+    hyper: dict
+    preprocessing: Preprocessing | None
+    run_dir: Path
+    member: int | None = None
+
+    @property
+    def loss(self) -> str:
+        """The loss name (``"custom"`` for a loss function)."""
+        return self.task.loss if isinstance(self.task.loss, str) else "custom"
+
+    def inputs(self, x) -> jax.Array:
+        """``x [n, d]`` (raw features, as in the training file) as the model's inputs."""
+        if self.preprocessing is not None:
+            return jnp.asarray(self.preprocessing.transform(x))
+        x = jnp.asarray(x)
+        if x.ndim != 2 or not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"x must be a float array [n, d]; got {x.dtype}{list(x.shape)}")
+        return x
+
+    def outputs(self, x) -> np.ndarray:
+        """The network's outputs (logits for classification) on ``x [n, d]``, evaluation mode."""
+        return np.asarray(_apply(self.task, self.params, self.inputs(x), self._hyper()))
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Class probabilities ``[n, k]`` (columns in the order of :attr:`classes`); for a binary model
+        ``[n, 2]``: P(class 0), P(class 1); for a multi-label model, each label's probability ``[n, k]``.
+
+        Raises:
+            TypeError: for a regression (``mse``) or custom-loss model.
+        """
+        out = self.outputs(x)
+        if self.loss == "softmax":
+            return np.asarray(jax.nn.softmax(out, axis=-1))
+        if self.loss == "binary":
+            p1 = np.asarray(jax.nn.sigmoid(out)).reshape(-1)
+            return np.stack([1.0 - p1, p1], axis=1)
+        if self.loss == "multilabel":
+            return np.asarray(jax.nn.sigmoid(out))
+        raise TypeError(f"predict_proba is for classification models; this run's loss is {self.loss!r}")
+
+    def predict(self, x) -> np.ndarray:
+        """Predictions for ``x [n, d]``: class labels in the user's own label values (or class indices when
+        the run had none), 0/1 columns for multi-label, values for regression (the raw outputs for a custom
+        loss)."""
+        if self.loss in ("softmax", "binary"):
+            idx = np.argmax(self.predict_proba(x), axis=1)
+            return idx if self.classes is None else self.preprocessing.decode(idx)
+        if self.loss == "multilabel":
+            return (self.predict_proba(x) > 0.5).astype(np.int32)
+        out = self.outputs(x)
+        return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+
+    @property
+    def classes(self) -> list | None:
+        """The class labels (``classes[i]`` is class ``i``), when the run encoded them."""
+        return None if self.preprocessing is None else self.preprocessing.classes
+
+    def evaluate(self, ds: Dataset) -> dict:
+        """The loss and metrics on ``ds`` (already encoded, as :func:`jnn.tabular.dataset` gives),
+        as :func:`jnn.evaluate` reports them."""
+        from jnn.train.evaluation import evaluate
+
+        return evaluate(self.params, ds, self.task, hyper=self._hyper())
+
+    def _hyper(self):
+        return {k: jnp.asarray(v) for k, v in self.hyper.items()}
+
+
+_APPLY: dict = {}
+
+
+def _apply(task: Task, params, x, hyper):
+    fn = _APPLY.get(id(task))
+    if fn is None or fn[0] is not task:
+        fn = (task, jax.jit(lambda p, x, h: task.apply(p, x, key=None, train=False, hyper=h)))
+        _APPLY[id(task)] = fn
+    return fn[1](params, x, hyper)
+
+
+def load_run(run_dir, *, member: int | None = None, task: Task | None = None) -> TrainedModel:
+    """Load a trained model from a run folder (``jnn train`` / ``fit(run_dir=...)``) or a sweep folder.
+
+    Args:
+        run_dir: the folder.
+        member: for a sweep folder (``jnn sweep`` / ``SweepResult.save``), the member to load.
+        task: the :class:`jnn.Task` of a run that trained its own model (functions are not stored in the
+            folder); None for the built-in MLP, rebuilt from the stored config.
+
+    Returns:
+        A :class:`TrainedModel`.
+
+    Raises:
+        ValueError: not a finished run folder, a member out of range, or ``task`` not matching the params.
+    """
+    from jnn.mlp import mlp_task_for
+
+    folder = Path(run_dir)
+    sweep_info = folder / SWEEP_INFO
+    if member is not None or (sweep_info.is_file() and not (folder / "config.json").is_file()):
+        info, params_file = _sweep_member(folder, member)
+    else:
+        cfg_file = folder / "config.json"
+        if not cfg_file.is_file():
+            raise ValueError(f"run_dir {str(folder)!r} holds no run (no config.json); train one with jnn train --out")
+        info, params_file = json.loads(cfg_file.read_text()), folder / MODEL_NAME
+        if not params_file.is_file():
+            raise ValueError(
+                f"run_dir {str(folder)!r} has no {MODEL_NAME}: the run has not finished (resume it with "
+                f"jnn train --out {folder} --resume)"
+            )
+    config = TrainConfig.from_dict(info["config"])
+    header = ckpt.read_header(params_file)
+    dtype = np.dtype(header["leaves"][0]["dtype"]).name
+    if task is None:
+        if not info.get("sizes"):
+            raise ValueError(f"{str(folder)!r} trained its own jnn.Task; pass it: load_run(run_dir, task=task)")
+        task = mlp_task_for(config, tuple(info["sizes"]), dtype)
+    elif not isinstance(task, Task):
+        raise TypeError(f"task must be a jnn.Task or None; got {type(task).__name__}")
+    template = jax.eval_shape(task.init, jax.random.key(0))
+    stacked = member is not None
+    if stacked:
+        n = int(info["members"])
+        template = jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), template)
+    try:
+        params = ckpt.restore(params_file, template)
+    except ValueError as err:
+        raise ValueError(f"{err}; is task the one this run trained?") from None
+    if stacked:
+        params = jax.tree.map(lambda a: a[member], params)
+    hyper = {**(task.hyper or {}), **info.get("task", {}).get("hyper", {}), **info.get("hyper", {})}
+    prep = Preprocessing.from_dict(info["data"]["preprocessing"]) if info.get("data", {}).get("preprocessing") else None
+    return TrainedModel(params, task, config, hyper, prep, folder, member)
+
+
+def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
+    path = folder / SWEEP_INFO
+    if not path.is_file() or not (folder / SWEEP_PARAMS).is_file():
+        raise ValueError(f"{str(folder)!r} is not a sweep folder (no {SWEEP_INFO} and {SWEEP_PARAMS})")
+    info = json.loads(path.read_text())
+    n = len(info["members_config"])
+    if member is None or isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < n:
+        raise ValueError(f"member must be an int in [0, {n - 1}] for the sweep in {str(folder)!r}; got {member!r}")
+    row = info["rows"][member]
+    hyper = {k: row[k] for k in info.get("hyper_names", [])}
+    return {**info, "config": info["members_config"][member], "hyper": hyper, "members": n}, folder / SWEEP_PARAMS
+
+
+__all__ = ["TrainedModel", "load_run"]
