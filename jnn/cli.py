@@ -1,7 +1,9 @@
-"""The ``jnn`` command line: ``jnn train``, ``jnn sweep``, ``jnn gradcheck`` and ``jnn plot``.
+"""The ``jnn`` command line: ``jnn train``, ``jnn predict``, ``jnn evaluate``, ``jnn sweep``, ``jnn launch``,
+``jnn gradcheck`` and ``jnn plot``.
 
 Exit codes: 0 success, 1 a check failed or training diverged, 2 bad input (the message says which
-argument and why).
+argument and why; nothing is written), 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM (the run folder is
+written and can be resumed).
 """
 
 from __future__ import annotations
@@ -85,14 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--config TOML file, then the flags.",
     )
     _add_config_flags(t)
-    t.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<time>)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, with its stored config and data; a finished run "
+        "continues when --max-epochs is larger",
+    )
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     t.add_argument(
         "--data-parallel",
         action="store_true",
         help="shard each batch over all devices (all processes' devices under jnn launch)",
     )
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events to RUN/tensorboard")
 
     sw = sub.add_parser(
         "sweep",
@@ -121,6 +129,31 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds (default 600)")
     la.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
 
+    pr = sub.add_parser(
+        "predict",
+        help="predict with a trained run on new data",
+        description="Load RUN_DIR's model (jnn train --out, or one member of a jnn sweep folder) and write one "
+        "row per input row: the predicted label (in the training file's own label values) or value, and "
+        "with --proba the class probabilities. The run's preprocessing (feature columns, standardisation) "
+        "is applied.",
+    )
+    pr.add_argument("run_dir", metavar="RUN_DIR")
+    pr.add_argument("--data", required=True, help="CSV (header row; the training feature columns) or .npz (x)")
+    pr.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
+    pr.add_argument("--proba", action="store_true", help="add one probability column per class")
+    pr.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a trained run on labelled data",
+        description="Load RUN_DIR's model and print the loss and the task's metrics on --data (which needs "
+        "the target column), in evaluation mode (the whole network, dropout's test-time rule).",
+    )
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--data", required=True, help="CSV (header row, features and target) or .npz (x, y)")
+    ev.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
+    ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+
     pl = sub.add_parser(
         "plot",
         help="draw loss/accuracy curves of a run folder",
@@ -138,7 +171,7 @@ def _add_config_flags(t) -> None:
     from jnn.datasets import LOADERS
     from jnn.dropout import MODES
     from jnn.losses import LOSSES
-    from jnn.train.config import OPTIMIZERS, TrainConfig
+    from jnn.train.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig
     from jnn.train.stopping import MONITORS
 
     d = TrainConfig()
@@ -150,6 +183,16 @@ def _add_config_flags(t) -> None:
 
     t.add_argument("--config", default=None, help="TOML file with TrainConfig fields (and optionally dataset)")
     t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="built-in data set (default mnist1d)")
+    t.add_argument("--data", default=None,
+                   help="your own data instead: a CSV file with a header row, or a .npz with x, y (and optionally "
+                        "x_val/y_val, x_test/y_test)")  # fmt: skip
+    t.add_argument("--target", default=None,
+                   help="CSV target column(s), comma-separated (default: the last column)")  # fmt: skip
+    t.add_argument("--features", default=None, help="CSV feature columns, comma-separated (default: all others)")
+    t.add_argument("--standardize", action="store_true",
+                   help="scale each feature to mean 0, std 1, learned on the training split only")  # fmt: skip
+    t.add_argument("--val-data", default=None, help="validation file like --data (then nothing is carved out)")
+    t.add_argument("--test-data", default=None, help="test file like --data, scored at the end")
     t.add_argument("--sizes", type=_int_list, default=None, help="full layer widths, e.g. 40,100,100,10")
     t.add_argument("--hidden", type=_int_list, default=None, help=f"hidden widths (default {dflt('hidden')})")
     t.add_argument("--activation", default=None, choices=list(ACTIVATIONS), help=f"default {dflt('activation')}")
@@ -159,6 +202,13 @@ def _add_config_flags(t) -> None:
                    help=f"η, the step size of θ ← θ − η∇θ l (default {dflt('learning_rate')})")  # fmt: skip
     t.add_argument("--momentum", type=float, default=None,
                    help=f"momentum of --optimizer momentum, in [0, 1) (default {dflt('momentum')})")  # fmt: skip
+    t.add_argument("--weight-decay", type=float, default=None,
+                   help=f"decoupled weight decay of --optimizer adamw (default {dflt('weight_decay')})")  # fmt: skip
+    t.add_argument("--lr-schedule", default=None, choices=list(LR_SCHEDULES),
+                   help=f"η over the run: constant, cosine decay to 0, or linear warm-up then cosine "
+                        f"(default {dflt('lr_schedule')})")  # fmt: skip
+    t.add_argument("--warmup-epochs", type=int, default=None,
+                   help=f"warm-up epochs of --lr-schedule warmup-cosine (default {dflt('warmup_epochs')})")  # fmt: skip
     t.add_argument("--batch-size", type=int, default=None,
                    help=f"T, the examples in each minibatch (default {dflt('batch_size')})")  # fmt: skip
     t.add_argument("--l2", type=float, default=None,
@@ -206,6 +256,9 @@ _CONFIG_FLAGS = (
     "optimizer",
     "learning_rate",
     "momentum",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_epochs",
     "batch_size",
     "l2",
     "keep_prob",
@@ -221,24 +274,38 @@ _CONFIG_FLAGS = (
 )
 
 
-def _train_config(args):
+def _train_config(args, stored: dict | None = None):
+    """``(source, TrainConfig)``: defaults, then the stored run's config and data (``--resume``), then the
+    ``--config`` TOML file, then the flags."""
     import tomllib
 
     from jnn.train.config import TrainConfig
 
-    values = {}
-    dataset = "mnist1d"
+    values, source = {}, {"dataset": "mnist1d"}
+    if stored is not None:
+        values = dict(stored["config"])
+        source = dict(stored["source"])
     if args.config is not None:
         try:
             with open(args.config, "rb") as fh:
-                values = tomllib.load(fh)
+                toml = tomllib.load(fh)
         except FileNotFoundError:
             raise ValueError(f"--config file {args.config!r} does not exist") from None
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"--config file {args.config!r} is not valid TOML: {err}") from None
-        dataset = values.pop("dataset", dataset)
+        if "dataset" in toml:
+            source = {"dataset": toml.pop("dataset")}
+        values.update(toml)
+    if args.dataset is not None and args.data is not None:
+        raise ValueError("give --dataset (a built-in data set) or --data (your file), not both")
     if args.dataset is not None:
-        dataset = args.dataset
+        source = {"dataset": args.dataset}
+    if args.data is not None:
+        source = {"data": args.data, "target": args.target, "features": args.features,
+                  "standardize": args.standardize, "val_data": args.val_data, "test_data": args.test_data}  # fmt: skip
+    elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data)):
+        if "data" not in source:
+            raise ValueError("--target, --features, --standardize, --val-data and --test-data need --data FILE")
     for flag in _CONFIG_FLAGS:
         v = getattr(args, flag)
         if v is not None:
@@ -247,7 +314,31 @@ def _train_config(args):
         values["early_stopping"] = False
     if args.no_check_finite:
         values["check_finite"] = False
-    return dataset, TrainConfig.from_dict(values)
+    return source, TrainConfig.from_dict(values)
+
+
+def _stored_run(out) -> dict | None:
+    """The config and data source of the run in ``out`` (for ``--resume``), or None when it holds none."""
+    cfg = os.path.join(out, "config.json")
+    if not os.path.isfile(cfg):
+        return None
+    with open(cfg) as fh:
+        meta = json.load(fh)
+    source = (meta.get("data") or {}).get("source")
+    if source is None:
+        raise ValueError(
+            f"--out {out!r} holds a run not started by jnn train (no data source stored); resume it from "
+            "Python with jnn.fit(..., run_dir=..., resume=True)"
+        )
+    return {"config": meta["config"], "source": source}
+
+
+def _describe(metrics: dict) -> str:
+    """``accuracy 0.9123 (loss 0.2345, 1000 examples)``: the headline metric, the loss, the others, the count."""
+    keys = sorted((k for k in metrics if k not in ("loss", "n")), key=lambda k: (k not in ("accuracy", "r2"), k))
+    head = f"{keys[0]} {metrics[keys[0]]:.4f} (loss {metrics['loss']:.4f}" if keys else f"loss {metrics['loss']:.4f} ("
+    rest = "".join(f", {k} {metrics[k]:.4f}" for k in keys[1:])
+    return f"{head}{rest}, {metrics['n']} examples)"
 
 
 def _train(args) -> int:
@@ -255,20 +346,29 @@ def _train(args) -> int:
 
     import jax
 
-    from jnn.datasets import load
+    from jnn.sources import load_source, source_name
     from jnn.train import evaluate, fit, prepare_data
+    from jnn.train.host import Interrupted
+    from jnn.train.run_dir import write_summary
 
-    dataset, config = _train_config(args)
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
-    out = args.out or f"runs/{dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    train, test = load(dataset, seed=config.seed)
-    fit_ds, val_ds = prepare_data(train, config)
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out RUN (the run folder to continue)")
+    stored = _stored_run(args.out) if args.resume and args.out else None
+    source, config = _train_config(args, stored)
+    name = source_name(source)
+    out = args.out or f"runs/{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    train, val, test, info = load_source(source, config)
+    fit_ds, val_ds = prepare_data(train, config, val)
     sizes = config.network_sizes(train)
+    lr = f"{config.optimizer} lr={config.learning_rate:g}" + (
+        f" ({config.lr_schedule})" if config.lr_schedule != "constant" else ""
+    )
     print(
-        f"jnn train: {dataset} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
-        f"{len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, {config.optimizer} "
-        f"lr={config.learning_rate:g}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
+        f"jnn train: {name} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
+        f"{0 if test is None else len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, "
+        f"{config.loss}, {lr}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
         f"({config.dropout_mode}), max {config.max_epochs} epochs"
         + (f", early stopping on {config.monitor} (patience {config.patience})" if config.early_stopping else ""),
         flush=True,
@@ -280,47 +380,39 @@ def _train(args) -> int:
 
         mesh = data_mesh()
         print(f"data parallel over {mesh.shape['data']} device(s) in {jax.process_count()} process(es)", flush=True)
-    result = fit(
-        train, config, run_dir=out, resume=args.resume, overwrite=args.overwrite, log_every=log_every, mesh=mesh
-    )
-    test_metrics = evaluate(result.params, test, config)
-    if jax.process_index() != 0:
-        print(f"process {jax.process_index()}: test accuracy {test_metrics['accuracy']:.4f}")
-        return 0
-    summary = {
-        "dataset": dataset,
-        "stopped_by": result.stopped_by,
-        "best_epoch": result.best_epoch + 1,
-        "epochs": int(result.state.epoch),
-        "steps": int(result.state.step),
-        "test": test_metrics,
-        "message": result.message,
-    }
-    with open(result.run_dir / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2)
     try:
-        from jnn.plots import plot_run
-
-        plot_run(result.run_dir)
-        files = "config.json, history.json, history.csv, checkpoint.npz, summary.json, curves.png"
-    except ImportError:
-        files = "config.json, history.json, history.csv, checkpoint.npz, summary.json"
+        result = fit(train, config, val=val, run_dir=out, resume=args.resume, overwrite=args.overwrite,
+                     log_every=log_every, mesh=mesh, tensorboard=args.tensorboard, data_info=info)  # fmt: skip
+    except Interrupted as stop:
+        if jax.process_index() == 0:
+            print(stop.result.message)
+            print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")
+        return stop.exit_code
+    test_metrics = evaluate(result.params, test, result.task) if test is not None else None
+    if jax.process_index() != 0:
+        if test_metrics is not None:
+            print(f"process {jax.process_index()}: test {_describe(test_metrics)}")
+        return 0
+    write_summary(result.run_dir, result, config, {"data": name, "test": test_metrics or {}})
     print(result.message)
-    print(
-        f"test accuracy {test_metrics['accuracy']:.4f} (loss {test_metrics['loss']:.4f}, {len(test)} examples)"
-        + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else "")
-    )
-    print(f"run folder: {result.run_dir} ({files})")
+    if test_metrics is not None:
+        print(
+            f"test {_describe(test_metrics)}"
+            + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else "")
+        )
+    files = sorted(p.name for p in result.run_dir.iterdir() if not p.name.startswith("."))
+    print(f"run folder: {result.run_dir} ({', '.join(files)})")
     return 1 if result.stopped_by == "non_finite" else 0
 
 
 def _sweep(args) -> int:
     import datetime
 
-    from jnn.datasets import load
+    from jnn.sources import load_source, source_name
     from jnn.sweep import format_table, grid, sweep
+    from jnn.train.host import Interrupted
 
-    dataset, config = _train_config(args)
+    source, config = _train_config(args)
     axes = {
         k: v
         for k, v in (
@@ -337,21 +429,93 @@ def _sweep(args) -> int:
         axes = grid(**axes)
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
-    out = args.out or f"runs/sweep-{dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    train, test = load(dataset, seed=config.seed)
+    name = source_name(source)
+    out = args.out or f"runs/sweep-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    train, val, test, info = load_source(source, config)
     m = len(next(iter(axes.values())))
-    print(f"jnn sweep: {dataset}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
-    res = sweep(train, config, test=test, log_every=args.log_every or 0, **axes)
-    res.save(out)
+    print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
+    try:
+        res = sweep(train, config, val=val, test=test, log_every=args.log_every or 0, **axes)
+    except Interrupted as stop:
+        stop.result.save(out, data_info=info)
+        print(format_table(stop.result.rows))
+        print(f"interrupted after {len(stop.result.epoch_seconds)} sweep epochs; partial results in {out}")
+        return stop.exit_code
+    res.save(out, data_info=info)
     print(format_table(res.rows))
     b = res.best()
+    scored = next((k for k in b if k.startswith("test_") and k != "test_loss" and b[k] is not None), None)
     print(
         f"best by {res.monitor}: member {b['member']} (seed {b['seed']}, learning_rate {b['learning_rate']:g}, "
-        f"l2 {b['l2']:g}, keep_prob {b['keep_prob']:g}), test accuracy {b['test_accuracy']:.4f}"
+        + ", ".join(f"{k} {b[k]:g}" for k in res.hyper_names)
+        + ")"
+        + (f", {scored.replace('_', ' ')} {b[scored]:.4f}" if scored else "")
     )
     print(
-        f"{m} members trained in {res.seconds:.1f} s (one compile); results in {out} (sweep.csv, sweep.json, sweep.png)"
+        f"{m} members trained in {res.seconds:.1f} s (one compile); results in {out} "
+        "(sweep.csv, sweep.json, sweep.png, params.npz: jnn predict OUT --member K)"
     )
+    return 0
+
+
+def _model_and_table(args, need_target: bool):
+    from jnn.tabular import read_table
+    from jnn.trained import load_run
+
+    model = load_run(args.run_dir, member=args.member)
+    prep = model.preprocessing
+    target = prep.targets if prep.targets is not None else (None if need_target else ())
+    table = read_table(args.data, target=target, features=prep.features, need_target=need_target)
+    return model, table
+
+
+def _predict(args) -> int:
+    import csv
+
+    import numpy as np
+
+    from jnn.tabular import features_of
+
+    model, table = _model_and_table(args, need_target=False)
+    prep = model.preprocessing
+    x = features_of(table, prep, what=f"--data {args.data!r}")
+    if args.proba and model.loss not in ("softmax", "binary", "multilabel"):
+        raise ValueError(f"--proba is for classification runs; this run's loss is {model.loss!r}")
+    pred = np.asarray(model.predict(x))
+    names = prep.targets or ["prediction"]
+    cols = names if pred.ndim == 2 and len(names) == pred.shape[1] else [f"prediction_{i}" for i in range(
+        pred.shape[1])] if pred.ndim == 2 else ["prediction"]  # fmt: skip
+    rows = [list(r) if pred.ndim == 2 else [r] for r in pred.tolist()]
+    if args.proba:
+        proba = model.predict_proba(x)
+        labels = model.classes if model.classes is not None and model.loss != "multilabel" else None
+        labels = labels or (names if model.loss == "multilabel" and prep.targets else list(range(proba.shape[1])))
+        cols = cols + [f"p_{c}" for c in labels]
+        rows = [r + [f"{p:.6g}" for p in ps] for r, ps in zip(rows, proba.tolist())]
+    fh = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        w.writerows(rows)
+    finally:
+        if args.out:
+            fh.close()
+    if args.out:
+        print(f"wrote {len(rows)} predictions ({', '.join(cols)}) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from jnn.tabular import dataset
+
+    model, table = _model_and_table(args, need_target=True)
+    metrics = model.evaluate(dataset(table, model.preprocessing, what=f"--data {args.data!r}"))
+    print(f"jnn evaluate: {args.run_dir}{'' if args.member is None else f' member {args.member}'} on {args.data}")
+    for k in sorted(metrics, key=lambda k: (k != "loss", k == "n", k)):
+        print(f"{k:>10}  {metrics[k] if k == 'n' else f'{metrics[k]:.6g}'}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(metrics, fh, indent=2)
     return 0
 
 
@@ -470,6 +634,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         if args.command == "plot":
             from jnn.plots import plot_run
 
@@ -478,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, ImportError) as err:
         print(f"jnn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, between checkpoints
+        print(f"jnn {args.command}: stopped at once; the last checkpoint stays valid", file=sys.stderr)
+        return 130
     return 2
 
 

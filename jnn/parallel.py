@@ -19,11 +19,13 @@ Pitfall handled: on CPU a long queue of asynchronous dispatches that contain col
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -31,6 +33,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jnn import _validate as V
+
+#: Seconds ``launch`` waits for its children to stop after forwarding SIGINT/SIGTERM, before killing them.
+SIGNAL_GRACE_S = 60.0
 
 ENV_ADDRESS, ENV_COUNT, ENV_ID = "JNN_COORDINATOR_ADDRESS", "JNN_NUM_PROCESSES", "JNN_PROCESS_ID"
 
@@ -163,22 +168,42 @@ def launch(
 
     Each process gets ``JNN_COORDINATOR_ADDRESS=127.0.0.1:PORT``, ``JNN_NUM_PROCESSES`` and its own
     ``JNN_PROCESS_ID``. Returns 0 when all succeed; when one fails, the others are killed (by pid) and its
-    exit code is returned; when ``timeout`` seconds pass, all are killed and 124 is returned.
+    exit code is returned; when ``timeout`` seconds pass, all are killed and 124 is returned. SIGINT and
+    SIGTERM are forwarded to every child's process group; the children stop at the end of their epoch
+    (writing their run folder) and ``128 + signum`` is returned (130, 143); children still running
+    :data:`SIGNAL_GRACE_S` seconds later are killed.
     """
     V.check_int("processes", processes, low=1)
     V.check_real("timeout", timeout, low=0.0, low_open=True)
     if not command:
         raise ValueError("launch needs a command to run, e.g. jnn launch --processes 2 -- jnn train")
     port = port or free_port()
-    procs = []
+    procs, received = [], []
+
+    def forward(signum, frame):  # Ctrl-C / SIGTERM: every child's process group gets it (no orphans)
+        received.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     for i in range(processes):
         e = {**os.environ, **(env or {}), ENV_ADDRESS: f"127.0.0.1:{port}", ENV_COUNT: str(processes), ENV_ID: str(i)}
         procs.append(subprocess.Popen(command, env=e, start_new_session=True))
-    deadline = time.monotonic() + timeout
+    deadline, grace_until = time.monotonic() + timeout, None
     code = 0
     try:
         while True:
             codes = [p.poll() for p in procs]
+            if received:  # the children stop at the end of their epoch; wait for them (within the grace time)
+                grace_until = grace_until or time.monotonic() + SIGNAL_GRACE_S
+                if all(c is not None for c in codes) or time.monotonic() > grace_until:
+                    code = 128 + received[0]
+                    break
+                time.sleep(0.1)
+                continue
             failed = [c for c in codes if c not in (None, 0)]
             if failed:
                 code = failed[0]
@@ -191,6 +216,8 @@ def launch(
                 break
             time.sleep(0.1)
     finally:
+        for s, h in old.items():
+            signal.signal(s, h)
         for p in procs:
             if p.poll() is None:
                 try:

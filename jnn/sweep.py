@@ -123,6 +123,7 @@ class SweepResult:
         direction: ``"min"`` or ``"max"``, how ``best()`` ranks the monitored metric.
         sizes: the built-in MLP's layer widths (None for a custom task), stored for :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
+        n_features: the input width d.
     """
 
     members: list
@@ -136,6 +137,7 @@ class SweepResult:
     direction: str = "min"
     sizes: tuple | None = None
     hyper_names: tuple = ()
+    n_features: int | None = None
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -174,6 +176,7 @@ class SweepResult:
                     "histories": [h.metrics for h in self.histories],
                     "members_config": [c.to_dict() for c in self.members],
                     "sizes": None if self.sizes is None else list(self.sizes),
+                    "n_features": self.n_features,
                     "hyper_names": list(self.hyper_names),
                     "data": data_info or {},
                 },
@@ -261,7 +264,12 @@ def sweep(
     splits = [prepare_data(train, c, val) for c, _ in members]
     use_dropout = any(h["keep_prob"] < 1.0 for _, h in members) if task is None else None
     ct = checked_task(task, config, *splits[0], val, use_dropout=use_dropout)
-    tx = config.make_optimizer()
+    if config.lr_schedule != "constant" and "learning_rate" in axes:
+        raise ValueError(
+            f"a learning_rate axis needs lr_schedule='constant' (each member's schedule would be compiled "
+            f"separately); got lr_schedule={config.lr_schedule!r}"
+        )
+    tx = config.make_optimizer(config.steps_per_epoch(len(splits[0][0])))
     state, data = _stacked(ct, members, splits, tx, class_weight)
     budget = epoch_module.NOISE_UP_FRONT_MAX // len(members)
     run_epoch = build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=splits[0][1] is not None,
@@ -277,7 +285,8 @@ def sweep(
     rows = _rows(members, state, config, _test_metrics(ct, final, state.hyper, test), ct.metric_names, halt)
     sizes = config.network_sizes(splits[0][0]) if task is None else None
     result = SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
-                         epoch_seconds, config.stopper().direction, sizes, tuple(ct.hyper))  # fmt: skip
+                         epoch_seconds, config.stopper().direction, sizes, tuple(ct.hyper),
+                         int(train.x.shape[1]))  # fmt: skip
     if halt is not None:
         raise Interrupted(result, halt)
     return result

@@ -97,6 +97,8 @@ class Preprocessing:
             ValueError: a label not seen in training, non-numeric or non-finite values, or non-0/1 labels.
         """
         y = np.asarray(y)
+        if self.kind == "classes" and self.classes is None:  # a run without label encoding: indices as they are
+            return _numeric(y, what).astype(np.int32)
         if self.kind == "classes":
             index = {_key(c): i for i, c in enumerate(self.classes)}
             out = np.empty(y.shape[0], np.int32)
@@ -180,7 +182,8 @@ def read_table(path, *, target=None, features=None, what: str = "--data", need_t
 
     Args:
         path: the file (``.csv`` or ``.npz``).
-        target: CSV target column(s), a name or a list of names (default: the last column). Ignored for npz.
+        target: CSV target column(s), a name, comma-separated names or a list (default: the last column;
+            an empty list: none). Ignored for npz.
         features: CSV feature columns (default: all but the target columns).
         what: how the file is named in messages (the flag it came from).
         need_target: False for prediction inputs: a CSV without the target column is fine (its features
@@ -228,8 +231,9 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool) -> Table:
                 f"{what} {str(p)!r}: row {i} has {len(r)} fields but the header has {len(header)} (ragged rows); "
                 "fix that row (quote fields that contain the delimiter)"
             )
-    targets = _columns(target, header, p, what, "--target") if target is not None else [header[-1]]
-    has_target = all(t in header for t in targets)
+    targets = [header[-1]] if target is None else [] if not target else [
+        t for t in ([s.strip() for s in target.split(",")] if isinstance(target, str) else list(target))]  # fmt: skip
+    has_target = bool(targets) and all(t in header for t in targets)
     if target is not None and not has_target and need_target:
         missing = next(t for t in targets if t not in header)
         raise ValueError(f"{what} {str(p)!r} has no target column {missing!r}; its columns are {header}")
@@ -369,14 +373,15 @@ def dataset(table: Table, prep: Preprocessing, *, what: str | None = None):
     from jnn.data import Dataset
 
     what = what or repr(table.path)
-    x = features_of(table, prep, what=what)
+    x = prep.transform(features_of(table, prep, what=what), what=f"the features of {what}")
     if table.y is None:
         raise ValueError(f"{what} has no target column {prep.targets}; it is needed to evaluate")
     return Dataset(x, prep.encode(table.y, what=f"the target of {what}"), num_classes=prep.num_classes)
 
 
 def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -> np.ndarray:
-    """The model inputs ``[n, d]`` float32 of a table under a run's preprocessing (no target needed)."""
+    """The raw feature columns ``[n, d]`` of a table in the order the run trained on (CSV columns picked
+    by name; no target needed); :meth:`Preprocessing.transform` (or ``TrainedModel.predict``) scales them."""
     what = what or repr(table.path)
     x = table.x
     if prep.features is not None and table.features is not None:
@@ -384,7 +389,9 @@ def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -
         if missing:
             raise ValueError(f"{what} lacks the feature column(s) {missing} the model was trained on")
         x = x[:, [table.features.index(c) for c in prep.features]]
-    return prep.transform(x, what=f"the features of {what}")
+    if x.shape[1] != prep.n_features:
+        raise ValueError(f"{what} has {x.shape[1]} feature columns; the model takes {prep.n_features}")
+    return x
 
 
 def with_rows(table: Table, rows) -> Table:

@@ -19,7 +19,7 @@ import numpy as np
 
 from jnn import checkpoint as ckpt
 from jnn.data import Dataset
-from jnn.tabular import Preprocessing
+from jnn.tabular import KIND_OF_LOSS, Preprocessing
 from jnn.task import Task
 from jnn.train.config import TrainConfig
 from jnn.train.run_dir import MODEL_NAME
@@ -37,8 +37,9 @@ class TrainedModel:
         task: the :class:`jnn.Task` (the built-in MLP's for a run of a :class:`TrainConfig`).
         config: the run's :class:`TrainConfig` (a sweep member's own values).
         hyper: the run's task hyperparameters (the MLP: ``l2`` and ``keep_prob``).
-        preprocessing: a :class:`jnn.tabular.Preprocessing` when the run was trained on a data file
-            (or given ``data_info``), else None (inputs are used as they are).
+        preprocessing: the run's :class:`jnn.tabular.Preprocessing` (feature columns, standardisation, label
+            classes) when it was trained on a data file (or given ``data_info``); otherwise one that only
+            checks the input width (inputs used as they are, classes are indices).
         run_dir: the folder it was loaded from.
         member: the sweep member, or None for a run.
     """
@@ -47,7 +48,7 @@ class TrainedModel:
     task: Task
     config: TrainConfig
     hyper: dict
-    preprocessing: Preprocessing | None
+    preprocessing: Preprocessing
     run_dir: Path
     member: int | None = None
 
@@ -58,12 +59,8 @@ class TrainedModel:
 
     def inputs(self, x) -> jax.Array:
         """``x [n, d]`` (raw features, as in the training file) as the model's inputs."""
-        if self.preprocessing is not None:
-            return jnp.asarray(self.preprocessing.transform(x))
-        x = jnp.asarray(x)
-        if x.ndim != 2 or not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"x must be a float array [n, d]; got {x.dtype}{list(x.shape)}")
-        return x
+        dtype = jax.tree.leaves(self.params)[0].dtype
+        return jnp.asarray(self.preprocessing.transform(x), dtype)
 
     def outputs(self, x) -> np.ndarray:
         """The network's outputs (logits for classification) on ``x [n, d]``, evaluation mode."""
@@ -92,7 +89,7 @@ class TrainedModel:
         loss)."""
         if self.loss in ("softmax", "binary"):
             idx = np.argmax(self.predict_proba(x), axis=1)
-            return idx if self.classes is None else self.preprocessing.decode(idx)
+            return idx.astype(np.int32) if self.classes is None else self.preprocessing.decode(idx)
         if self.loss == "multilabel":
             return (self.predict_proba(x) > 0.5).astype(np.int32)
         out = self.outputs(x)
@@ -101,7 +98,7 @@ class TrainedModel:
     @property
     def classes(self) -> list | None:
         """The class labels (``classes[i]`` is class ``i``), when the run encoded them."""
-        return None if self.preprocessing is None else self.preprocessing.classes
+        return self.preprocessing.classes
 
     def evaluate(self, ds: Dataset) -> dict:
         """The loss and metrics on ``ds`` (already encoded, as :func:`jnn.tabular.dataset` gives),
@@ -177,7 +174,12 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
     if stacked:
         params = jax.tree.map(lambda a: a[member], params)
     hyper = {**(task.hyper or {}), **info.get("task", {}).get("hyper", {}), **info.get("hyper", {})}
-    prep = Preprocessing.from_dict(info["data"]["preprocessing"]) if info.get("data", {}).get("preprocessing") else None
+    stored = (info.get("data") or {}).get("preprocessing")
+    if stored:
+        prep = Preprocessing.from_dict(stored)
+    else:  # inputs used as they are; class indices as labels
+        loss = task.loss if isinstance(task.loss, str) else "mse"
+        prep = Preprocessing(KIND_OF_LOSS.get(loss, "values"), int(info.get("n_features") or info["sizes"][0]))
     return TrainedModel(params, task, config, hyper, prep, folder, member)
 
 

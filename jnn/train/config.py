@@ -16,7 +16,10 @@ from jnn.init import SCHEMES
 from jnn.losses import LOSSES
 from jnn.train.stopping import MONITORS, EarlyStopping
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+#: Learning-rate schedules over the run's ``max_epochs``: constant η, cosine decay to 0, and a linear
+#: warm-up from 0 over ``warmup_epochs`` followed by cosine decay.
+LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 PRNG_IMPLS = ("threefry2x32", "rbg")
 
 
@@ -38,10 +41,14 @@ class TrainConfig:
         loss: ``"softmax"``, ``"binary"`` (two classes, one logit), ``"mse"`` (float targets, regression) or
             ``"multilabel"`` (0/1 targets ``[n, k]``, one sigmoid per label).
         scheme: initialisation scheme.
-        optimizer: ``"sgd"`` (θ ← θ − η∇θ l, the lecture), ``"momentum"`` or ``"adam"``; ``fit`` also
-            takes any ``optax.GradientTransformation``.
-        learning_rate: η > 0.
+        optimizer: ``"sgd"`` (θ ← θ − η∇θ l, the lecture), ``"momentum"``, ``"adam"`` or ``"adamw"`` (Adam
+            with decoupled weight decay); ``fit`` also takes any ``optax.GradientTransformation``.
+        learning_rate: η > 0 (the peak value under a schedule).
         momentum: for ``"momentum"``, in [0, 1).
+        weight_decay: for ``"adamw"``, the decoupled decay rate ≥ 0 (optax's default 1e-4).
+        lr_schedule: one of :data:`LR_SCHEDULES`; the history's ``learning_rate`` column records the rate
+            each epoch's last step used.
+        warmup_epochs: for ``"warmup-cosine"``, epochs of linear warm-up from 0 to η (< max_epochs).
         batch_size: T, the minibatch size, 1 ≤ T ≤ n.
         l2: λ ≥ 0 of λΣw².
         include_bias: penalise biases too.
@@ -82,6 +89,9 @@ class TrainConfig:
     optimizer: str = "momentum"
     learning_rate: float = 0.02
     momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
     batch_size: int = 100
     l2: float = 1e-4
     include_bias: bool = False
@@ -125,6 +135,15 @@ class TrainConfig:
             V.check_real("learning_rate", self.learning_rate, low=0.0, low_open=True, hint="the step size η"),
         )
         object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
+        object.__setattr__(self, "weight_decay", V.check_real("weight_decay", self.weight_decay, low=0.0))
+        V.check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        V.check_int("warmup_epochs", self.warmup_epochs, low=0)
+        if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
+            raise ValueError(f"warmup_epochs is for lr_schedule='warmup-cosine'; got lr_schedule={self.lr_schedule!r}")
+        if self.warmup_epochs >= self.max_epochs:
+            raise ValueError(
+                f"warmup_epochs must be in [0, {self.max_epochs - 1}] (less than max_epochs); got {self.warmup_epochs}"
+            )
         V.check_int("batch_size", self.batch_size, low=1)
         object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
         for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last", "check_finite"):
@@ -165,14 +184,35 @@ class TrainConfig:
         """The :class:`Dropout`, or None when ``keep_prob == 1``."""
         return None if self.keep_prob == 1.0 else Dropout(self.keep_prob, self.dropout_mode)
 
-    def make_optimizer(self) -> optax.GradientTransformation:
-        """The optax transformation named by ``optimizer``, with the learning rate injected as state
-        (so it is recorded in the history and a checkpoint holds it)."""
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Updates per epoch on ``n_train`` examples: ⌈n/T⌉ (⌊n/T⌋ with ``drop_last``)."""
+        return n_train // self.batch_size if self.drop_last else -(-n_train // self.batch_size)
+
+    def schedule(self, steps_per_epoch: int):
+        """η as optax takes it: the float for ``"constant"``, else a schedule of the step count over
+        ``max_epochs × steps_per_epoch`` steps."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        total = self.max_epochs * steps_per_epoch
+        if self.lr_schedule == "cosine":
+            return optax.cosine_decay_schedule(self.learning_rate, decay_steps=total)
+        return optax.warmup_cosine_decay_schedule(0.0, self.learning_rate, self.warmup_epochs * steps_per_epoch, total)
+
+    def make_optimizer(self, steps_per_epoch: int = 1) -> optax.GradientTransformation:
+        """The optax transformation named by ``optimizer``, with the learning rate (or its schedule) injected
+        as state, so that the history records the rate in use and a checkpoint holds it.
+
+        Args:
+            steps_per_epoch: updates per epoch (see :meth:`steps_per_epoch`), to lay a schedule over the run.
+        """
+        lr = self.schedule(steps_per_epoch)
         if self.optimizer == "sgd":
-            return optax.inject_hyperparams(optax.sgd)(learning_rate=self.learning_rate)
+            return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
         if self.optimizer == "momentum":
-            return optax.inject_hyperparams(optax.sgd)(learning_rate=self.learning_rate, momentum=self.momentum)
-        return optax.inject_hyperparams(optax.adam)(learning_rate=self.learning_rate)
+            return optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=self.momentum)
+        if self.optimizer == "adamw":
+            return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=self.weight_decay)
+        return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
 
     def network_sizes(self, train) -> tuple[int, ...]:
         """Full layer sizes of the MLP for the Dataset ``train`` (validated against ``sizes`` if given).
@@ -237,4 +277,4 @@ def check_model_fields_unset(config: TrainConfig) -> None:
         )
 
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "MONITORS", "MODES", "MODEL_FIELDS", "check_model_fields_unset"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "MONITORS", "MODES", "MODEL_FIELDS", "check_model_fields_unset"]

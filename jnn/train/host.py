@@ -174,12 +174,24 @@ def run_epochs(
                 _say(bar, line)
             if on_epoch is not None:
                 on_epoch(state, epoch)
-            if stop.signum is not None and running:
-                halt = stop.signum
+            signum = _agreed(stop.signum)
+            if signum is not None and running:
+                halt = signum
                 break
     if bar is not None:
         bar.close()
     return HostRun(state, tuple(seconds), halt)
+
+
+def _agreed(signum):
+    """The stop request all processes act on: with several (``jnn launch``), a signal seen by any of them,
+    exchanged every epoch so that all stop after the same epoch (a collective left alone would hang)."""
+    if jax.process_count() == 1:
+        return signum
+    from jax.experimental import multihost_utils
+
+    seen = np.asarray(multihost_utils.process_allgather(np.int32(signum or 0)))
+    return int(seen.max()) or None
 
 
 def _show(bar, done: int, members: int, running: int, last: dict, monitor: str | None) -> None:

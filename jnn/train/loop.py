@@ -159,12 +159,13 @@ def fit(
     config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh)
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
-    tx = config.make_optimizer() if optimizer is None else optimizer
+    tx = config.make_optimizer(config.steps_per_epoch(len(fit_ds))) if optimizer is None else optimizer
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
     run_path = None if run_dir is None else Path(run_dir)
     meta = _meta(config, ct, task is None, params, init_params is not None, None if run_dir is None else (train, val))
+    meta["n_features"] = int(fit_ds.x.shape[1])
     if data_info:
         meta["data"] = data_info
     writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder

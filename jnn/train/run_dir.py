@@ -108,6 +108,13 @@ def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, cu
     if any(len(v) != epochs for v in records.values()):
         raise ValueError(f"checkpoint {str(path)!r} holds {epochs} epochs but not their history; it cannot be resumed")
     stored = ckpt.read_header(path)["meta"].get("config", {})
+    scheduled = config.lr_schedule != "constant"
+    if scheduled and any(stored.get(k) != getattr(config, k) for k in ("learning_rate", "max_epochs")):
+        raise ValueError(
+            f"lr_schedule={config.lr_schedule!r} spans the run's max_epochs at its learning_rate; they cannot "
+            f"change on resume (stored max_epochs {stored.get('max_epochs')}, learning_rate "
+            f"{stored.get('learning_rate')})"
+        )
     if stored.get("learning_rate") != config.learning_rate:
         hp = getattr(state.opt_state, "hyperparams", None)
         if custom_optimizer or not isinstance(hp, dict) or "learning_rate" not in hp:
