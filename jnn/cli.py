@@ -385,7 +385,6 @@ def _train(args) -> int:
                      log_every=log_every, mesh=mesh, tensorboard=args.tensorboard, data_info=info)  # fmt: skip
     except Interrupted as stop:
         if jax.process_index() == 0:
-            print(stop.result.message)
             print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")
         return stop.exit_code
     test_metrics = evaluate(result.params, test, result.task) if test is not None else None
@@ -621,6 +620,9 @@ def _launch(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jnn`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from jnn.train import host
+
+    before, host.SECOND_SIGNAL = host.SECOND_SIGNAL, "exit"  # a second Ctrl-C ends the process at once
     try:
         if args.command == "launch":
             return _launch(args)
@@ -649,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, between checkpoints
         print(f"jnn {args.command}: stopped at once; the last checkpoint stays valid", file=sys.stderr)
         return 130
+    finally:
+        host.SECOND_SIGNAL = before
     return 2
 
 

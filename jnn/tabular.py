@@ -161,8 +161,12 @@ def _numeric(y, what: str) -> np.ndarray:
     try:
         num = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
-        bad = next(v for v in np.asarray(y, dtype=object).ravel() if not _is_number(v))
-        raise ValueError(f"{what} must be numbers for this loss; it holds {bad!r}") from None
+        flat = np.asarray(y, dtype=object).reshape(len(y), -1)
+        row, bad = next((i, v) for i, r in enumerate(flat) for v in r if not _is_number(v))
+        raise ValueError(
+            f"{what} must be numbers for this loss; row {row} holds {bad!r} (class labels need --loss softmax or "
+            "binary)"
+        ) from None
     if not np.all(np.isfinite(num)):
         r = int(np.argwhere(~np.isfinite(num))[0][0])
         raise ValueError(f"{what} holds a missing or non-finite value at row {r}; drop or fill it")

@@ -126,3 +126,28 @@ def test_tensorboard_without_tensorboardx_is_refused_before_anything_is_written(
 
 def test_interrupted_is_a_keyboard_interrupt_with_the_result():
     assert issubclass(jnn.train.Interrupted, KeyboardInterrupt)
+
+
+@pytest.mark.parametrize("schedule, warmup", [("cosine", 0), ("warmup-cosine", 2)])
+def test_the_learning_rate_column_follows_the_schedule(spirals, schedule, warmup):
+    import optax
+
+    cfg = TrainConfig(**{**CFG, "keep_prob": 1.0}, optimizer="adamw", weight_decay=1e-3, lr_schedule=schedule,
+                      warmup_epochs=warmup, max_epochs=6)  # fmt: skip
+    r = fit(spirals, cfg)
+    spe = cfg.steps_per_epoch(len(spirals) - round(cfg.val_fraction * len(spirals)))
+    total = 6 * spe
+    sched = (optax.cosine_decay_schedule(0.05, total) if schedule == "cosine" else
+             optax.warmup_cosine_decay_schedule(0.0, 0.05, warmup * spe, total))  # fmt: skip
+    # The rate recorded for epoch e is the one its last step used (step count (e + 1) · spe − 1).
+    with jax.numpy_dtype_promotion("standard"):  # optax's own schedules mix int and float
+        want = [float(sched((e + 1) * spe - 1)) for e in range(6)]
+    np.testing.assert_allclose(r.history["learning_rate"], want, rtol=1e-5)
+    assert r.history["learning_rate"][-1] < 0.05 * 0.1 and r.history["train_loss"][-1] < r.history["train_loss"][0]
+
+
+def test_a_schedule_refuses_a_longer_resume(tmp_path, spirals):
+    cfg = lambda n: TrainConfig(**CFG, lr_schedule="cosine", max_epochs=n)
+    fit(spirals, cfg(3), run_dir=tmp_path)
+    with pytest.raises(ValueError, match="lr_schedule='cosine' spans the run's max_epochs"):
+        fit(spirals, cfg(6), run_dir=tmp_path, resume=True)

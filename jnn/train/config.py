@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import optax
 
 from jnn import _validate as V
@@ -138,12 +139,6 @@ class TrainConfig:
         object.__setattr__(self, "weight_decay", V.check_real("weight_decay", self.weight_decay, low=0.0))
         V.check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         V.check_int("warmup_epochs", self.warmup_epochs, low=0)
-        if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
-            raise ValueError(f"warmup_epochs is for lr_schedule='warmup-cosine'; got lr_schedule={self.lr_schedule!r}")
-        if self.warmup_epochs >= self.max_epochs:
-            raise ValueError(
-                f"warmup_epochs must be in [0, {self.max_epochs - 1}] (less than max_epochs); got {self.warmup_epochs}"
-            )
         V.check_int("batch_size", self.batch_size, low=1)
         object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
         for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last", "check_finite"):
@@ -152,6 +147,12 @@ class TrainConfig:
         Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
         object.__setattr__(self, "keep_prob", float(self.keep_prob))
         V.check_int("max_epochs", self.max_epochs, low=1)
+        if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
+            raise ValueError(f"warmup_epochs is for lr_schedule='warmup-cosine'; got lr_schedule={self.lr_schedule!r}")
+        if self.warmup_epochs >= self.max_epochs:
+            raise ValueError(
+                f"warmup_epochs must be in [0, {self.max_epochs - 1}] (less than max_epochs); got {self.warmup_epochs}"
+            )
         if self.max_steps is not None:
             V.check_int("max_steps", self.max_steps, low=1)
         if self.loss_tol is not None:
@@ -193,10 +194,8 @@ class TrainConfig:
         ``max_epochs × steps_per_epoch`` steps."""
         if self.lr_schedule == "constant":
             return self.learning_rate
-        total = self.max_epochs * steps_per_epoch
-        if self.lr_schedule == "cosine":
-            return optax.cosine_decay_schedule(self.learning_rate, decay_steps=total)
-        return optax.warmup_cosine_decay_schedule(0.0, self.learning_rate, self.warmup_epochs * steps_per_epoch, total)
+        return _cosine(self.learning_rate, self.warmup_epochs * steps_per_epoch if self.lr_schedule == "warmup-cosine"
+                       else 0, self.max_epochs * steps_per_epoch)  # fmt: skip
 
     def make_optimizer(self, steps_per_epoch: int = 1) -> optax.GradientTransformation:
         """The optax transformation named by ``optimizer``, with the learning rate (or its schedule) injected
@@ -259,6 +258,20 @@ class TrainConfig:
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return cls(**d)
+
+
+def _cosine(peak: float, warmup: int, total: int):
+    """η(step): linear from 0 to ``peak`` over ``warmup`` steps, then a half cosine down to 0 at ``total``
+    (optax's ``warmup_cosine_decay_schedule``, with explicit casts, so it also runs under strict dtype
+    promotion)."""
+
+    def schedule(count):
+        t = jnp.asarray(count).astype(jnp.float32)
+        decay = jnp.clip((t - warmup) / max(total - warmup, 1), 0.0, 1.0)
+        cos = 0.5 * peak * (1.0 + jnp.cos(jnp.pi * decay))
+        return cos if warmup == 0 else jnp.where(t < warmup, peak * t / warmup, cos)
+
+    return schedule
 
 
 #: Fields that describe the built-in MLP; with ``fit(..., task=...)`` they must keep their defaults (the

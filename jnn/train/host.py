@@ -43,9 +43,16 @@ def _epochs_of(result) -> int:
     return int(np.max(np.asarray(jax.device_get(result.state.epoch))))
 
 
+#: What a second SIGINT/SIGTERM during a run does: ``"raise"`` (``KeyboardInterrupt``, for Python sessions)
+#: or ``"exit"`` (the ``jnn`` command: exit at once with 128 + signum; an exception raised from a signal
+#: handler can land in a garbage-collector callback, where Python ignores it).
+SECOND_SIGNAL = "raise"
+
+
 class _StopRequest:
     """The SIGINT/SIGTERM handler of a run: the first signal asks for a stop at the end of the epoch, a
-    second one raises ``KeyboardInterrupt`` at once (the last checkpoint stays valid)."""
+    second one stops at once (see :data:`SECOND_SIGNAL`; checkpoints are written atomically, so the last
+    one stays valid)."""
 
     def __init__(self, say):
         self.signum = None
@@ -53,6 +60,10 @@ class _StopRequest:
 
     def __call__(self, signum, frame):
         if self.signum is not None:
+            if SECOND_SIGNAL == "exit":
+                sys.stdout.flush()
+                print("jnn: stopped at once; the last checkpoint stays valid", file=sys.stderr, flush=True)
+                os._exit(128 + signum)
             raise KeyboardInterrupt
         self.signum = signum
         name = signal.Signals(signum).name
@@ -73,8 +84,9 @@ def stop_on_signals(say=None):
     try:
         yield req
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        stopping = req.signum is not None and SECOND_SIGNAL == "exit"
+        for s, h in old.items():  # while the stopped run is written, a second signal still stops at once
+            signal.signal(s, req if stopping else h)
 
 
 def progress_bar(enabled: bool | None, total: int):
