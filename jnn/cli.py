@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
     pr.add_argument("--proba", action="store_true", help="add one probability column per class")
     pr.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
+    pr.add_argument("--split", default="train", choices=["train", "val", "test"],
+                    help="for an .npz: x (train, default), x_val or x_test")  # fmt: skip
 
     ev = sub.add_parser(
         "evaluate",
@@ -153,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="CSV (header row, features and target) or .npz (x, y)")
     ev.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    ev.add_argument("--split", default="train", choices=["train", "val", "test"],
+                    help="for an .npz: x, y (train, default), x_val/y_val or x_test/y_test")  # fmt: skip
 
     pl = sub.add_parser(
         "plot",
@@ -172,7 +176,6 @@ def _add_config_flags(t) -> None:
     from jnn.dropout import MODES
     from jnn.losses import LOSSES
     from jnn.train.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig
-    from jnn.train.stopping import MONITORS
 
     d = TrainConfig()
 
@@ -218,8 +221,9 @@ def _add_config_flags(t) -> None:
                         f"(default {dflt('keep_prob')})")  # fmt: skip
     t.add_argument("--mode", default=None, choices=list(MODES),
                    help=f"dropout convention (default {dflt('dropout_mode')})")  # fmt: skip
-    t.add_argument("--monitor", default=None, choices=list(MONITORS),
-                   help=f"metric early stopping watches (default {dflt('monitor')})")  # fmt: skip
+    t.add_argument("--monitor", default=None,
+                   help=f"metric early stopping watches: val_/train_ + loss or a metric of the loss (accuracy; "
+                        f"mse, mae, r2 for --loss mse) (default {dflt('monitor')})")  # fmt: skip
     t.add_argument("--patience", type=int, default=None,
                    help=f"epochs without improvement before early stopping (default {dflt('patience')})")  # fmt: skip
     t.add_argument("--max-epochs", type=int, default=None, help=f"epoch budget (default {dflt('max_epochs')})")
@@ -464,7 +468,7 @@ def _model_and_table(args, need_target: bool):
     model = load_run(args.run_dir, member=args.member)
     prep = model.preprocessing
     target = prep.targets if prep.targets is not None else (None if need_target else ())
-    table = read_table(args.data, target=target, features=prep.features, need_target=need_target)
+    table = read_table(args.data, target=target, features=prep.features, need_target=need_target, split=args.split)
     return model, table
 
 
@@ -484,7 +488,8 @@ def _predict(args) -> int:
     names = prep.targets or ["prediction"]
     cols = names if pred.ndim == 2 and len(names) == pred.shape[1] else [f"prediction_{i}" for i in range(
         pred.shape[1])] if pred.ndim == 2 else ["prediction"]  # fmt: skip
-    rows = [list(r) if pred.ndim == 2 else [r] for r in pred.tolist()]
+    cell = (lambda v: f"{v:.6g}") if pred.dtype.kind == "f" else (lambda v: v)
+    rows = [[cell(v) for v in r] if pred.ndim == 2 else [cell(r)] for r in pred.tolist()]
     if args.proba:
         proba = model.predict_proba(x)
         labels = model.classes if model.classes is not None and model.loss != "multilabel" else None
@@ -509,7 +514,8 @@ def _evaluate(args) -> int:
 
     model, table = _model_and_table(args, need_target=True)
     metrics = model.evaluate(dataset(table, model.preprocessing, what=f"--data {args.data!r}"))
-    print(f"jnn evaluate: {args.run_dir}{'' if args.member is None else f' member {args.member}'} on {args.data}")
+    on = args.data + (f" ({args.split} arrays)" if args.data.endswith(".npz") else "")
+    print(f"jnn evaluate: {args.run_dir}{'' if args.member is None else f' member {args.member}'} on {on}")
     for k in sorted(metrics, key=lambda k: (k != "loss", k == "n", k)):
         print(f"{k:>10}  {metrics[k] if k == 'n' else f'{metrics[k]:.6g}'}")
     if args.json:
@@ -648,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, ImportError) as err:
         print(f"jnn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. jnn predict ... | head: the reader has gone; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, between checkpoints
         print(f"jnn {args.command}: stopped at once; the last checkpoint stays valid", file=sys.stderr)
         return 130

@@ -181,7 +181,9 @@ def _is_number(v) -> bool:
         return False
 
 
-def read_table(path, *, target=None, features=None, what: str = "--data", need_target: bool = True) -> Table:
+def read_table(
+    path, *, target=None, features=None, what: str = "--data", need_target: bool = True, split: str = "train"
+) -> Table:
     """Read a CSV (header row) or ``.npz`` file.
 
     Args:
@@ -192,6 +194,7 @@ def read_table(path, *, target=None, features=None, what: str = "--data", need_t
         what: how the file is named in messages (the flag it came from).
         need_target: False for prediction inputs: a CSV without the target column is fine (its features
             are still picked by name).
+        split: for ``.npz``, which arrays: ``"train"`` (``x``, ``y``), ``"val"`` or ``"test"``.
 
     Returns:
         A :class:`Table` (for ``.npz``, the ``x``/``y`` arrays).
@@ -203,7 +206,12 @@ def read_table(path, *, target=None, features=None, what: str = "--data", need_t
     if not p.is_file():
         raise ValueError(f"{what} {str(p)!r} does not exist (expected a .csv file with a header row or a .npz file)")
     if p.suffix.lower() == ".npz":
-        return read_npz(p, what=what, need_target=need_target)["train"]
+        tables = read_npz(p, what=what, need_target=need_target)
+        if split not in tables:
+            raise ValueError(
+                f"{what} {str(p)!r} has no {split} arrays (x_{split}, y_{split}); it holds {sorted(tables)}"
+            )
+        return tables[split]
     if p.suffix.lower() not in (".csv", ".txt", ".tsv"):
         raise ValueError(f"{what} {str(p)!r}: unknown file type {p.suffix!r}; use .csv (with a header row) or .npz")
     return _read_csv(p, target, features, what, need_target)

@@ -112,6 +112,16 @@ def test_help_shows_the_real_defaults_and_the_symbols_in_words(capsys):
     assert f"T, the examples in each minibatch (default {d.batch_size})" in text
     assert "λ, the strength of the L2 penalty λΣw²" in text and "p, the probability of keeping a unit" in text
     assert f"(default {d.momentum:g})" in text
+    assert f"decoupled weight decay of --optimizer adamw (default {d.weight_decay:g})" in text
+    assert "(default constant)" in text and f"warmup-cosine (default {d.warmup_epochs})" in text
+
+
+def test_new_optimizer_and_schedule_flags_reach_the_config():
+    args = cli.build_parser().parse_args(["train", "--optimizer", "adamw", "--weight-decay", "0.01", "--lr-schedule",
+                                          "warmup-cosine", "--warmup-epochs", "3", "--monitor", "val_r2"])  # fmt: skip
+    _, config = cli._train_config(args)
+    assert (config.optimizer, config.weight_decay, config.lr_schedule, config.warmup_epochs, config.monitor) == (
+        "adamw", 0.01, "warmup-cosine", 3, "val_r2")  # fmt: skip
 
 
 def test_momentum_flag_reaches_the_config(tmp_path):

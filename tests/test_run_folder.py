@@ -151,3 +151,62 @@ def test_a_schedule_refuses_a_longer_resume(tmp_path, spirals):
     fit(spirals, cfg(3), run_dir=tmp_path)
     with pytest.raises(ValueError, match="lr_schedule='cosine' spans the run's max_epochs"):
         fit(spirals, cfg(6), run_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_load_run_predicts_what_evaluate_scores_in_both_dropout_modes(tmp_path, mode):
+    train, test = load("mnist1d")
+    cfg = TrainConfig(hidden=(64,), keep_prob=0.5, dropout_mode=mode, max_epochs=3)
+    r = fit(train, cfg, run_dir=tmp_path)
+    model = jnn.load_run(tmp_path)
+    assert _bits(model.params) == _bits(r.params)
+    acc = float(np.mean(model.predict(test.x) == test.y))
+    assert acc == pytest.approx(jnn.evaluate(r.params, test, cfg)["accuracy"], abs=1e-6)
+    assert model.evaluate(test) == jnn.evaluate(r.params, test, cfg)
+    proba = model.predict_proba(test.x)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    if mode == "classic":  # the plain forward pass (no expected weights) scores differently: the trap load_run avoids
+        plain = np.argmax(np.asarray(jnn.forward(r.params, test.x, activation=cfg.activation)), axis=1)
+        assert not np.array_equal(plain, model.predict(test.x))
+
+
+def test_load_run_of_a_custom_task_needs_the_task(tmp_path):
+    import jax.numpy as jnp
+
+    train, _ = load("spirals")
+
+    def init(key):
+        return {"w": jax.random.normal(key, (2, 3)) * 0.1, "b": jnp.zeros(3)}
+
+    task = jnn.Task(init=init, apply=lambda p, x, *, key, train, hyper: x @ p["w"] + p["b"][None, :])
+    r = fit(train, TrainConfig(max_epochs=2), task=task, run_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"pass it: load_run\(run_dir, task=task\)"):
+        jnn.load_run(tmp_path)
+    model = jnn.load_run(tmp_path, task=task)
+    assert _bits(model.params) == _bits(r.params) and model.predict(train.x).shape == (len(train),)
+
+
+def test_load_run_refuses_an_unfinished_or_foreign_folder(tmp_path):
+    with pytest.raises(ValueError, match="holds no run"):
+        jnn.load_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(ValueError, match="has no model.npz: the run has not finished"):
+        jnn.load_run(tmp_path)
+
+
+def test_an_interrupted_sweep_saves_its_partial_table(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from jnn import cli
+    from jnn.train import host
+
+    calls = []
+    monkeypatch.setattr(host, "_agreed", lambda s: calls.append(1) or (signal.SIGINT if len(calls) == 2 else None))
+    code = cli.main(["sweep", "--dataset", "xor", "--hidden", "4", "--loss", "binary", "--seeds", "0,1",
+                     "--max-epochs", "50", "--no-early-stopping", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 130
+    assert "interrupted after 2 sweep epochs; partial results in" in capsys.readouterr().out
+    with open(tmp_path / "sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["stopped_by"] for r in rows] == ["interrupted", "interrupted"] and rows[0]["epochs"] == "2"
+    assert jnn.load_run(tmp_path, member=1).predict(np.zeros((3, 2), np.float32)).shape == (3,)
