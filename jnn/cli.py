@@ -137,13 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with --proba the class probabilities. The run's preprocessing (feature columns, standardisation) "
         "is applied.",
     )
-    pr.add_argument("run_dir", metavar="RUN_DIR")
-    pr.add_argument("--data", required=True, help="CSV (header row; the training feature columns) or .npz (x)")
+    _add_model_flags(pr, "CSV (header row; the training feature columns) or .npz (x)")
     pr.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
     pr.add_argument("--proba", action="store_true", help="add one probability column per class")
-    pr.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
-    pr.add_argument("--split", default="train", choices=["train", "val", "test"],
-                    help="for an .npz: x (train, default), x_val or x_test")  # fmt: skip
 
     ev = sub.add_parser(
         "evaluate",
@@ -151,12 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load RUN_DIR's model and print the loss and the task's metrics on --data (which needs "
         "the target column), in evaluation mode (the whole network, dropout's test-time rule).",
     )
-    ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--data", required=True, help="CSV (header row, features and target) or .npz (x, y)")
-    ev.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
+    _add_model_flags(ev, "CSV (header row, features and target) or .npz (x, y)")
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    ev.add_argument("--split", default="train", choices=["train", "val", "test"],
-                    help="for an .npz: x, y (train, default), x_val/y_val or x_test/y_test")  # fmt: skip
 
     pl = sub.add_parser(
         "plot",
@@ -167,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir", metavar="RUN_DIR")
     pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
     return p
+
+
+def _add_model_flags(p, data_help: str) -> None:
+    """The flags ``jnn predict`` and ``jnn evaluate`` share: the run, the data file, the member, the split."""
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"],
+                   help="for an .npz: x, y (train, default), x_val/y_val or x_test/y_test")  # fmt: skip
 
 
 def _add_config_flags(t) -> None:
