@@ -228,6 +228,7 @@ def test_launch_forwards_sigterm_to_its_children_and_leaves_no_orphans(tmp_path)
     assert sorted(f.name for f in tmp_path.glob("got*")) == ["got0", "got1"]  # both children got the signal
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
     from jnn import checkpoint as ckpt
 
@@ -248,6 +249,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
     ckpt.verify(run / "checkpoint.npz")
 
 
+@pytest.mark.slow
 def test_fit_raises_interrupted_with_the_result_after_writing_the_run(tmp_path, monkeypatch):
     import jnn
     from jnn.train import host

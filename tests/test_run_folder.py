@@ -29,6 +29,7 @@ def spirals():
     return load("spirals", seed=0)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 def test_a_finished_run_continues_with_a_larger_budget_bitwise(tmp_path, spirals, mode):
     cfg = lambda n: TrainConfig(**CFG, dropout_mode=mode, max_epochs=n)
@@ -153,6 +154,7 @@ def test_a_schedule_refuses_a_longer_resume(tmp_path, spirals):
         fit(spirals, cfg(6), run_dir=tmp_path, resume=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 def test_load_run_predicts_what_evaluate_scores_in_both_dropout_modes(tmp_path, mode):
     train, test = load("mnist1d")
