@@ -271,3 +271,28 @@ def test_fit_raises_interrupted_with_the_result_after_writing_the_run(tmp_path, 
     assert (tmp_path / "model.npz").exists()
     resumed = jnn.fit(train, cfg, run_dir=tmp_path, resume=True)
     assert resumed.history.metrics == jnn.fit(train, cfg).history.metrics
+
+
+def test_multilabel_csv_trains_and_predicts_one_column_per_label(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0], 1).astype(int)
+    data = _write_csv(tmp_path / "ml.csv", ["a", "b", "c", "tag_a", "tag_b"],
+                      [[f"{v:.4f}" for v in r] + list(t) for r, t in zip(x, y)])  # fmt: skip
+    run = str(tmp_path / "run")
+    assert cli.main(["train", "--data", str(data), "--target", "tag_a,tag_b", "--loss", "multilabel", "--hidden", "8",
+                     "--max-epochs", "3", "--batch-size", "16", "--out", run]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(["predict", run, "--data", str(data), "--proba"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "tag_a,tag_b,p_tag_a,p_tag_b" and len(lines) == 81
+    assert all(set(l.split(",")[:2]) <= {"0", "1"} for l in lines[1:])
+
+
+def test_a_huge_epoch_budget_allocates_nothing_up_front(tmp_path):
+    import jnn
+
+    train, _ = jnn.datasets.load("xor")
+    cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=1_000_000_000, batch_size=64)
+    r = jnn.fit(train, cfg, stop_at_epoch=2)  # the history grows on the host; no [max_epochs] buffers
+    assert r.stopped_by == "paused" and len(r.history) == 2
