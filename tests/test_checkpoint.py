@@ -14,6 +14,7 @@ import pytest
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
+from jnn.train.run_dir import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05, keep_prob=0.7)
@@ -168,7 +169,7 @@ def test_same_seed_is_bitwise_identical_across_processes_and_resume_is_bitwise(t
     cfg = TrainConfig(**CFG)
     r = fit(train, cfg, run_dir=tmp_path / "ctl", stop_at_epoch=4)
     tampered = r.state._replace(dropout_key=jax.random.key(12345))
-    ckpt.save(tmp_path / "ctl" / "checkpoint.npz", tampered, meta=header["meta"])
+    save_checkpoint(tmp_path / "ctl", tampered, r.history.metrics, header["meta"])
     d = fit(train, cfg, run_dir=tmp_path / "ctl", resume=True)
     leaves = [np.asarray(l) for l in jax.tree.leaves(d.state.params)]
     assert int(d.state.epoch) == 8
@@ -203,11 +204,10 @@ def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rat
     hot = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.5, "keep_prob": 1.0})
     r1 = fit(train, hot, run_dir=tmp_path / "run", stop_at_epoch=2)
     header = ckpt.read_header(tmp_path / "run" / "checkpoint.npz")
-    ckpt.save(
-        tmp_path / "run" / "checkpoint.npz",
-        r1.state._replace(status=jnp.asarray(5, jnp.int32), bad_step=r1.state.step, bad_leaf=jnp.asarray(3, jnp.int32)),
-        meta=header["meta"],
+    marked = r1.state._replace(
+        status=jnp.asarray(5, jnp.int32), bad_step=r1.state.step, bad_leaf=jnp.asarray(3, jnp.int32)
     )
+    save_checkpoint(tmp_path / "run", marked, r1.history.metrics, header["meta"])
     fixed = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.05, "keep_prob": 1.0})
     r2 = fit(train, fixed, run_dir=tmp_path / "run", resume=True)
     assert r2.stopped_by == "max_epochs" and int(r2.state.epoch) == 6 and int(r2.state.step) > int(r1.state.step)

@@ -207,25 +207,23 @@ def test_launch_forwards_sigterm_to_its_children_and_leaves_no_orphans(tmp_path)
     script = tmp_path / "child.py"
     script.write_text(
         "import os, signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda s, f: (open(os.environ['OUT'] + os.environ['JNN_PROCESS_ID'], 'w')"
-        ".write('got'), sys.exit(143)))\n"
-        "print('ready', flush=True)\n"
+        "out = os.environ['OUT'] + os.environ['JNN_PROCESS_ID']\n"
+        "signal.signal(signal.SIGTERM, lambda s, f: (open(out + '.got', 'w').write('got'), sys.exit(143)))\n"
+        "open(out + '.ready', 'w').write('ready')\n"
         "time.sleep(60)\n"
     )
-    env = {**os.environ, "OUT": str(tmp_path / "got")}
+    env = {**os.environ, "OUT": str(tmp_path / "child")}
     cmd = [*JNN, "launch", "--processes", "2", "--", sys.executable, str(script)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    ready = 0
-    for line in p.stdout:
-        ready += line.strip() == "ready"
-        if ready == 2:
-            break
+    p = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("child*.ready"))) < 2:  # both children have set their handler
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.05)
     t = time.monotonic()
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
-    p.stdout.close()
     assert p.returncode == 143 and time.monotonic() - t < 20
-    assert sorted(f.name for f in tmp_path.glob("got*")) == ["got0", "got1"]  # both children got the signal
+    assert sorted(f.name for f in tmp_path.glob("*.got")) == ["child0.got", "child1.got"]  # both got the signal
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def test_best_picks_by_validation_metric_and_save_writes_files(spirals, tmp_path
     res = sweep(train, TrainConfig(**{**CFG, "max_epochs": 3}), test=test, learning_rate=[0.001, 0.1])
     assert res.best()["member"] == int(np.argmin([r["best_val"] for r in res.rows]))
     paths = res.save(tmp_path)
-    assert {p.name for p in paths} == {"sweep.csv", "sweep.json", "sweep.png"}
+    assert {p.name for p in paths} == {"sweep.csv", "sweep.json", "sweep.png", "params.npz"}
     assert (tmp_path / "sweep.csv").read_text().splitlines()[0].startswith("member,seed,learning_rate,l2,keep_prob")
     assert "member" in format_table(res.rows)
     acc = TrainConfig(**{**CFG, "max_epochs": 3, "monitor": "val_accuracy"})
