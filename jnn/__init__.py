@@ -8,6 +8,7 @@ PRNG key explicitly.
 from jnn import checkpoint, datasets, metrics
 from jnn.activations import ACTIVATIONS, Activation, get_activation
 from jnn.backprop import backprop, node_backprop
+from jnn.checkgrads import CheckReport, check_grads
 from jnn.data import Dataset, epoch_batches, split
 from jnn.dropout import Dropout
 from jnn.gradcheck import (
@@ -51,6 +52,8 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "checkpoint",
+    "check_grads",
+    "CheckReport",
     "datasets",
     "epoch_batches",
     "evaluate",

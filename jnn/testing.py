@@ -1,0 +1,25 @@
+"""Helpers for users' own test suites."""
+
+from __future__ import annotations
+
+from jnn.checkgrads import check_grads
+
+
+def assert_grads(f, *args, **kwargs):
+    """Assert that the derivatives of ``f`` are right: :func:`jnn.check_grads` with the same arguments and
+    keywords, raising ``AssertionError`` with the report's table when it fails.
+
+    Example:
+        >>> def test_my_layer():
+        ...     jnn.testing.assert_grads(my_loss, params, x, argnums=(0, 1))
+
+    Returns:
+        The :class:`jnn.CheckReport` (passed).
+    """
+    report = check_grads(f, *args, **kwargs)
+    if not report.passed:
+        raise AssertionError("wrong derivatives:\n" + str(report))
+    return report
+
+
+__all__ = ["assert_grads"]
