@@ -179,7 +179,8 @@ def check_grads(
     V.check_int("seed", seed, low=0)
     V.check_int("directions", directions, low=1)
     V.check_int("memory_budget", memory_budget, low=1)
-    with jax.enable_x64(True):
+    # The float64 copy of the arguments meets the float32 arrays f closes over: standard promotion makes it float64.
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
         return _check(f, args, nums, isinstance(argnums, tuple), grad, order, mode, rtol, atol, seed, directions,
                       memory_budget)  # fmt: skip
 
@@ -337,7 +338,8 @@ def _full(ctx: _Ctx, cand, paths, sizes, diff):
 
     def batch(ix):
         e = jax.nn.one_hot(ix, n, dtype=jnp.float64) * ctx.h[ix][:, None]
-        pts = jnp.concatenate([ctx.theta + e, ctx.theta - e, ctx.theta + e / 2, ctx.theta - e / 2])
+        t = ctx.theta[None, :]
+        pts = jnp.concatenate([t + e, t - e, t + e / 2, t - e / 2])
         v = np.asarray(ctx.phis(pts), np.float64).reshape(4, -1)
         return v
 
