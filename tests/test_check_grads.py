@@ -284,3 +284,26 @@ def test_a_million_parameters_in_fast_mode_names_the_leaf():
     report = jnn.check_grads(f, p, grad=grad)
     assert report.mode == "fast" and report.failed_leaves == ["args[0]['b']"] and report.leaves[1].worst_index == (777,)
     assert np.isfinite(report.leaves[1].reference)
+
+
+@pytest.mark.parametrize("name, code", [("right", 0), ("wrong", 1), ("missing", 2)])
+def test_cli_checks_a_users_file(name, code, capsys, tmp_path):
+    from pathlib import Path
+
+    from jnn import cli
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "my_grads.py"
+    out = tmp_path / "report.json"
+    assert cli.main(["gradcheck", f"{example}:{name}", "--json", str(out)]) == code
+    text = capsys.readouterr()
+    if code == 1:
+        assert "wrong: args[0]['w']" in text.out and out.exists()
+    if code == 2:
+        assert "has no function 'missing'" in text.err
+
+
+def test_cli_refuses_a_malformed_target(capsys):
+    from jnn import cli
+
+    assert cli.main(["gradcheck", "nofile.py"]) == 2
+    assert "the check must be FILE.py:NAME" in capsys.readouterr().err

@@ -1,0 +1,58 @@
+"""Example checks for ``jnn gradcheck examples/my_grads.py:NAME`` (see the README's "Checking your own gradients").
+
+Each function takes no arguments and returns ``(f, args)`` or ``(f, args, options)`` for ``jnn.check_grads``.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+@jax.custom_vjp
+def layer_norm(x):
+    """Layer normalisation over the last axis, ε = 1e-2, with a hand-written backward rule."""
+    m = jnp.mean(x, -1, keepdims=True)
+    return (x - m) / jnp.sqrt(jnp.mean((x - m) ** 2, -1, keepdims=True) + 1e-2)
+
+
+def _fwd(x):
+    return layer_norm(x), x
+
+
+def _bwd_right(x, g):
+    m = jnp.mean(x, -1, keepdims=True)
+    s = jnp.sqrt(jnp.mean((x - m) ** 2, -1, keepdims=True) + 1e-2)
+    xh = (x - m) / s
+    return ((g - jnp.mean(g, -1, keepdims=True) - xh * jnp.mean(g * xh, -1, keepdims=True)) / s,)
+
+
+def _bwd_wrong(x, g):  # forgets the −mean(g) term
+    m = jnp.mean(x, -1, keepdims=True)
+    s = jnp.sqrt(jnp.mean((x - m) ** 2, -1, keepdims=True) + 1e-2)
+    xh = (x - m) / s
+    return ((g - xh * jnp.mean(g * xh, -1, keepdims=True)) / s,)
+
+
+layer_norm.defvjp(_fwd, _bwd_right)
+wrong_layer_norm = jax.custom_vjp(layer_norm.fun)
+wrong_layer_norm.defvjp(lambda x: (wrong_layer_norm(x), x), _bwd_wrong)
+
+
+def _problem(norm):
+    k = jax.random.split(jax.random.key(0), 3)
+    params = {"w": jax.random.normal(k[0], (8, 16)) * 0.5, "v": jax.random.normal(k[1], (16,))}
+    x = jax.random.normal(k[2], (32, 8))
+
+    def loss(p, x):
+        return jnp.mean(jnp.tanh(norm(x @ p["w"])) @ p["v"])
+
+    return loss, (params, x)
+
+
+def right():
+    """A correct custom_vjp: passes."""
+    return _problem(layer_norm)
+
+
+def wrong():
+    """The same layer with the −mean(g) term missing from its backward rule: fails, naming args[0]['w']."""
+    return _problem(wrong_layer_norm)
