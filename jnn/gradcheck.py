@@ -128,8 +128,8 @@ def compare_grads(
     reference,
     candidate,
     *,
-    rtol: float = 1e-7,
-    atol: float = 0.0,
+    rtol: float = 1e-6,
+    atol: float | None = None,
     reference_name: str = "reference",
     candidate_name: str = "candidate",
 ) -> GradReport:
@@ -138,20 +138,25 @@ def compare_grads(
     Args:
         reference: the trusted gradients (e.g. ``jax.grad`` or finite differences).
         candidate: the gradients to check; same tree structure and shapes.
-        rtol: relative tolerance ≥ 0.
-        atol: absolute tolerance ≥ 0 (a floor for entries near zero).
+        rtol: relative tolerance ≥ 0 (default 1e-6: central differences in float64 agree to about 1e-8).
+        atol: absolute tolerance ≥ 0, a floor for entries near zero (default: 1e-8 × the largest |reference|
+            entry of the whole tree, so that entries that cancel to nearly 0 do not fail a correct gradient).
         reference_name, candidate_name: labels for the table.
 
     Returns:
         A :class:`GradReport`.
 
     Raises:
-        ValueError: on mismatched structures or shapes, or negative tolerances.
+        ValueError: on mismatched structures or shapes, empty trees, or negative tolerances.
     """
     rtol = V.check_real("rtol", rtol, low=0.0)
-    atol = V.check_real("atol", atol, low=0.0)
     ref_leaves = named_leaves(reference)
     cand_leaves = named_leaves(candidate)
+    if not ref_leaves:
+        raise ValueError(f"reference must hold at least one array; got {reference!r:.60}")
+    if atol is None:
+        atol = 1e-8 * max(float(np.max(np.abs(np.asarray(l, np.float64)), initial=0.0)) for _, l in ref_leaves)
+    atol = V.check_real("atol", atol, low=0.0)
     if jax.tree_util.tree_structure(reference) != jax.tree_util.tree_structure(candidate):
         raise ValueError(
             "reference and candidate must have the same tree structure; got "
@@ -213,19 +218,30 @@ class TaylorResult:
     Attributes:
         hs: the step sizes h.
         remainders: |L(θ + h d) − L(θ) − h ⟨∇L, d⟩| for each h.
-        order: least-squares slope of log remainder against log h (2 for a right gradient, 1 for a wrong one).
+        order: least-squares slope of log remainder against log h over ``used`` (2 for a right gradient, 1
+            for a wrong one; nan when no step rose above rounding noise, i.e. L is linear along d).
+        used: ``(h_min, h_max)`` of the steps fitted: the smallest consecutive steps whose remainders are
+            above the rounding noise (100 · eps · |L|), where the remainder is in its asymptotic regime.
+        passed: the verdict, ``order ≥ 1.7`` (or no remainder above noise: right along d).
     """
 
     hs: np.ndarray
     remainders: np.ndarray
     order: float
+    used: tuple = ()
+    passed: bool = True
 
 
-def taylor_test(f: Callable, params, grad, *, key, h0: float = 1e-2, num: int = 6, shrink: float = 0.5) -> TaylorResult:
+def taylor_test(
+    f: Callable, params, grad, *, key, h0: float = 1e-1, num: int = 16, shrink: float = 0.5
+) -> TaylorResult:
     """Estimate the order of the first-order Taylor remainder along a random direction.
 
     If ``grad`` is the gradient of ``f``, r(h) = |f(θ + h d) − f(θ) − h⟨grad, d⟩| = O(h²); if it is
-    wrong by e with ⟨e, d⟩ ≠ 0, r(h) ≈ h|⟨e, d⟩| for small h, an order of 1.
+    wrong by e with ⟨e, d⟩ ≠ 0, r(h) ≈ h|⟨e, d⟩| for small h, an order of 1. The order is fitted over the
+    four smallest steps whose remainders stand above rounding noise (too small a step drowns r in rounding,
+    too large a one leaves the asymptotic regime); ``passed`` is the verdict. The test runs in float64 on a
+    float64 copy of ``params`` (the x64 flag is restored), so params created in float32 are checked right.
 
     Args:
         f: scalar function of ``params``.
@@ -237,26 +253,42 @@ def taylor_test(f: Callable, params, grad, *, key, h0: float = 1e-2, num: int = 
         shrink: ratio between consecutive steps, in (0, 1).
 
     Returns:
-        A :class:`TaylorResult`.
+        A :class:`TaylorResult` with the verdict ``passed``.
     """
     key = V.check_key("key", key)
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
+        return _taylor(f, params, grad, key, h0, num, shrink)
+
+
+def _taylor(f, params, grad, key, h0, num, shrink) -> TaylorResult:
     h0 = V.check_real("h0", h0, low=0.0, low_open=True)
     num = V.check_int("num", num, low=2)
     shrink = V.check_real("shrink", shrink, low=0.0, high=1.0, low_open=True, high_open=True)
-    theta, unravel = ravel_pytree(params)
-    g, _ = ravel_pytree(grad)
+    to64 = lambda t: jax.tree.map(lambda l: jnp.asarray(np.asarray(l, np.float64)), t)
+    theta, unravel = ravel_pytree(to64(params))
+    g, _ = ravel_pytree(to64(grad))
     if g.shape != theta.shape:
         raise ValueError(
             f"grad must have the structure and sizes of params; got {g.shape[0]} entries, expected {theta.shape[0]}"
         )
-    d = jax.random.normal(key, theta.shape, theta.dtype)
+    d = jax.random.normal(key, theta.shape, jnp.float64)
     d = d / jnp.linalg.norm(d)
-    f0 = float(f(params))
+    f_j = jax.jit(lambda t: jnp.asarray(f(unravel(t)), jnp.float64))
+    f0 = float(f_j(theta))
     slope = float(jnp.vdot(g, d))
     hs = h0 * shrink ** np.arange(num)
-    rem = np.array([abs(float(f(unravel(theta + h * d))) - f0 - h * slope) for h in hs])
-    keep = rem > 0
-    if keep.sum() < 2:
-        return TaylorResult(hs, rem, math.inf)
-    order = float(np.polyfit(np.log(hs[keep]), np.log(rem[keep]), 1)[0])
-    return TaylorResult(hs, rem, order)
+    rem = np.array([abs(float(f_j(theta + h * d)) - f0 - h * slope) for h in hs])
+    noise = 100.0 * float(jnp.finfo(jnp.float64).eps) * max(abs(f0), 1e-300)
+    above = np.flatnonzero(rem > noise)
+    if above.size < 2:
+        return TaylorResult(hs, rem, math.nan, (), True)
+    # the smallest steps above noise, consecutive from the largest such index downwards
+    last = int(above[-1])
+    run = [last]
+    while len(run) < 4 and run[-1] - 1 >= 0 and rem[run[-1] - 1] > noise:
+        run.append(run[-1] - 1)
+    if len(run) < 2:
+        return TaylorResult(hs, rem, math.nan, (), True)
+    sel = np.array(sorted(run))
+    order = float(np.polyfit(np.log(hs[sel]), np.log(rem[sel]), 1)[0])
+    return TaylorResult(hs, rem, order, (float(hs[sel].min()), float(hs[sel].max())), order >= 1.7)

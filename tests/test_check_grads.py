@@ -307,3 +307,33 @@ def test_cli_refuses_a_malformed_target(capsys):
 
     assert cli.main(["gradcheck", "nofile.py"]) == 2
     assert "the check must be FILE.py:NAME" in capsys.readouterr().err
+
+
+def test_taylor_test_gives_a_verdict_also_for_float32_params_and_at_1e6_parameters():
+    k = jax.random.split(jax.random.key(0), 2)
+    w = jax.random.normal(k[0], (1000, 1000), jnp.float32) * 0.03
+    x = jax.random.normal(k[1], (4, 1000), jnp.float32)
+
+    def f(p):
+        return jnp.sum(jnp.tanh(x @ p) ** 2)
+
+    g = jax.grad(f)(w)
+    good = jnn.taylor_test(f, w, g, key=jax.random.key(2))
+    assert good.passed and abs(good.order - 2.0) < 0.2 and good.used
+    bad = jnn.taylor_test(f, w, g.at[3].mul(1.5), key=jax.random.key(2))
+    assert not bad.passed and abs(bad.order - 1.0) < 0.2
+
+
+def test_compare_grads_defaults_pass_a_correct_finite_difference_gradient_and_refuse_empty_trees():
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.key(0), 2)
+        p = {"w": jax.random.normal(k[0], (5, 4), jnp.float64), "b": jnp.zeros(4, jnp.float64)}
+        x = jax.random.normal(k[1], (8, 5), jnp.float64)
+
+        def f(p):
+            return jnp.sum(jnp.tanh(x @ p["w"] + p["b"][None, :]) ** 2)
+
+        fd = jnn.finite_difference_grad(f, p)
+        assert jnn.compare_grads(fd, jax.grad(f)(p)).passed
+    with pytest.raises(ValueError, match="reference must hold at least one array"):
+        jnn.compare_grads(None, None)
