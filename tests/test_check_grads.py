@@ -4,6 +4,10 @@ Every bug must be caught (in float64 and float32 inputs, full and fast mode) wit
 every twin must pass (no false alarms, also over 20 seeds).
 """
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,154 +16,12 @@ import pytest
 import jnn
 from jnn.testing import assert_grads
 
-# ---------------------------------------------------------------------------------------------- the corpus
-
-
-def _custom(fwd_fn, bwd_fn):
-    """A custom_vjp function from its forward and (residuals, g) -> cotangents backward."""
-    f = jax.custom_vjp(fwd_fn)
-    f.defvjp(lambda *a: (fwd_fn(*a), a), bwd_fn)
-    return f
-
-
-def softplus_case(bug):
-    sig = jax.nn.sigmoid
-    act = _custom(jax.nn.softplus, lambda a, g: (g * (sig(-a[0]) if bug else sig(a[0])),))
-
-    def f(p, x):
-        return jnp.sum(act(x @ p["w"]) ** 2)
-
-    return f, "args[0]['w']", {}
-
-
-def l2_case(bug):
-    def f(p):
-        return sum(jnp.sum(w**2) for w in jax.tree.leaves(p))
-
-    def grad(p):
-        return jax.tree.map(lambda w: (1.0 if bug else 2.0) * w, p)
-
-    return f, "args[0]['w']", {"grad": grad, "only_p": True}
-
-
-def _layer_norm(eps=1e-2):
-    def fwd(x):
-        m = jnp.mean(x, -1, keepdims=True)
-        v = jnp.mean((x - m) ** 2, -1, keepdims=True)
-        return (x - m) / jnp.sqrt(v + eps)
-
-    return fwd
-
-
-def layer_norm_case(bug, missing="mean"):
-    eps = 1e-2
-    fwd = _layer_norm(eps)
-
-    def bwd(a, g):
-        x = a[0]
-        m = jnp.mean(x, -1, keepdims=True)
-        v = jnp.mean((x - m) ** 2, -1, keepdims=True)
-        s = jnp.sqrt(v + (0.0 if bug and missing == "eps" else eps))
-        xh = (x - m) / s
-        gm = 0.0 if bug and missing == "mean" else jnp.mean(g, -1, keepdims=True)
-        return ((g - gm - xh * jnp.mean(g * xh, -1, keepdims=True)) / s,)
-
-    ln = _custom(fwd, bwd)
-
-    def f(p, x):
-        return jnp.sum(jnp.tanh(ln(x @ p["w"])) * p["v"][None, :])
-
-    return f, "args[0]['w']", {}
-
-
-def scatter_case(bug):
-    idx = jnp.array([1, 3, 3, 0, 1, 3])
-
-    def bwd(a, g):
-        (table,) = a
-        z = jnp.zeros_like(table)
-        return ((z.at[idx].set(g) if bug else z.at[idx].add(g)),)
-
-    lookup = _custom(lambda table: table[idx], bwd)
-
-    def f(p, x):
-        return jnp.sum(jnp.tanh(lookup(p["E"]) @ p["w"]) ** 2)
-
-    return f, "args[0]['E']", {}
-
-
-def leaky_case(bug):
-    alpha = 0.1
-    act = _custom(lambda z: jnp.where(z > 0, z, alpha * z),
-                  lambda a, g: (g * jnp.where(a[0] > 0, 1.0, 0.0 if bug else alpha),))  # fmt: skip
-
-    def f(p, x):
-        return jnp.sum(act(x @ p["w"]) ** 2)
-
-    return f, "args[0]['w']", {}
-
-
-def cube_case(bug):
-    sg = jax.lax.stop_gradient
-    cube = _custom(lambda z: z**3, lambda a, g: (g * 3.0 * (sg(a[0]) if bug else a[0]) ** 2,))
-
-    def f(p, x):
-        return jnp.sum(cube(jnp.tanh(x @ p["w"])))
-
-    return f, "args[0]['w']", {"order": 2}
-
-
-def transpose_case(bug):
-    def bwd(a, g):
-        x, w = a
-        return (g @ (w if bug else w.T), x.T @ g)
-
-    linear = _custom(lambda x, w: x @ w, bwd)
-
-    def f(p, x):
-        return jnp.sum(jnp.tanh(linear(x, p["w"])) ** 2)
-
-    return f, "args[1]", {"argnums": 1}
-
-
-def vector_case(bug):
-    fn = _custom(lambda z: jnp.sin(z) * z,
-                 lambda a, g: (g * (jnp.cos(a[0]) if bug else jnp.cos(a[0]) * a[0] + jnp.sin(a[0])),))  # fmt: skip
-
-    def f(p, x):
-        return fn(x @ p["w"])  # a [batch, out] array: checked through random cotangents
-
-    return f, "args[0]['w']", {}
-
-
-CASES = {
-    "custom_vjp softplus derivative": softplus_case,
-    "L2 gradient missing its factor 2 (grad=)": l2_case,
-    "layer norm backward missing -mean(g)": layer_norm_case,
-    "layer norm backward missing eps": lambda bug: layer_norm_case(bug, "eps"),
-    "scatter backward overwrites": scatter_case,
-    "leaky ReLU backward loses alpha": leaky_case,
-    "stop_gradient in a backward rule (2nd order)": cube_case,
-    "input gradient missing a transpose": transpose_case,
-    "vector output with a wrong VJP": vector_case,
-}
-
-
-def _inputs(seed, dtype):
-    k = jax.random.split(jax.random.key(seed), 4)
-    p = {"w": jax.random.normal(k[0], (6, 6), dtype) * 0.5, "v": jax.random.normal(k[1], (6,), dtype),
-         "E": jax.random.normal(k[2], (5, 6), dtype)}  # fmt: skip
-    x = jax.random.normal(k[3], (6, 6), dtype) - 0.3
-    return p, x
-
-
-def _run(name, bug, dtype, mode, seed=0):
-    f, leaf, opts = CASES[name](bug)
-    opts = dict(opts)
-    p, x = _inputs(seed, dtype)
-    if opts.pop("only_p", False):
-        return jnn.check_grads(f, {"w": p["w"]}, mode=mode, seed=seed, **opts), leaf
-    return jnn.check_grads(f, p, x, mode=mode, seed=seed, **opts), leaf
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(_ROOT / "experiments"))
+_spec = importlib.util.spec_from_file_location("gradcheck_corpus", _ROOT / "experiments" / "gradcheck_corpus.py")
+corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus)
+CASES, _run, _inputs, softplus_case = corpus.CASES, corpus._run, corpus._inputs, corpus.softplus_case
 
 
 @pytest.mark.parametrize("mode", ["full", "fast"])
