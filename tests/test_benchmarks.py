@@ -44,3 +44,16 @@ def test_throughput_benchmark_rejects_bad_flags(tmp_path):
         cwd=ROOT,
     )
     assert proc.returncode == 2 and "--workloads a subset of small,large" in proc.stderr
+
+
+def test_gradcheck_benchmark_cases_smoke():
+    import json as _json
+
+    for tool, passed in (("jnn-fast", True), ("jnn-fast-planted", False), ("jax.test_util", True)):
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gradcheck.py"), "--case", "1e3", tool],
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        row = _json.loads(out.stdout.strip().splitlines()[-1])
+        assert row["passed"] is passed and row["params"] == 961
+        if tool == "jnn-fast-planted":
+            assert row["note"].startswith("args[0]['w1'][10, 15]")
