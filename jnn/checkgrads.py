@@ -255,9 +255,8 @@ def _check(f, args, nums, tuple_nums, grad, order, mode, rtol, atol, seed, n_dir
     atol = 0.0 if atol is None else V.check_real("atol", atol, low=0.0)
     step = STEP.get(jnp.dtype(out.dtype).itemsize, 2e-3)
     scale = _leaf_scales(diff, theta)
-    phi_j = jax.jit(phi)
     cand = np.asarray(cand_fn(theta), np.float64)
-    ctx = _Ctx(phi_j, jax.jit(jax.vmap(phi)), theta, scale * step, eps, rtol, atol, budget, phi)
+    ctx = _Ctx(jax.jit(jax.vmap(phi)), theta, scale * step, eps, rtol, atol, budget, phi)
     paths = _paths(diff, nums)
     sizes = [int(np.size(l)) for l in jax.tree.leaves(diff)]
     full = mode == "full" or (mode == "auto" and theta.size <= AUTO_FULL_MAX)
@@ -306,7 +305,6 @@ def _paths(diff, nums) -> list:
 
 @dataclass
 class _Ctx:
-    phi: object  # jitted φ(θ)
     phis: object  # vmapped φ over a batch of θ
     theta: jnp.ndarray
     h: jnp.ndarray  # per-coordinate step

@@ -243,8 +243,7 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool) -> Table:
                 f"{what} {str(p)!r}: row {i} has {len(r)} fields but the header has {len(header)} (ragged rows); "
                 "fix that row (quote fields that contain the delimiter)"
             )
-    targets = [header[-1]] if target is None else [] if not target else [
-        t for t in ([s.strip() for s in target.split(",")] if isinstance(target, str) else list(target))]  # fmt: skip
+    targets = [header[-1]] if target is None else _names(target)
     has_target = bool(targets) and all(t in header for t in targets)
     if target is not None and not has_target and need_target:
         missing = next(t for t in targets if t not in header)
@@ -291,8 +290,13 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool) -> Table:
     return Table(x, y, feats, targets if has_target else None, str(p))
 
 
+def _names(spec) -> list:
+    """Column names from ``"a,b"`` or a sequence (empty: none)."""
+    return [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+
+
 def _columns(spec, header, p, what, flag) -> list:
-    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names = _names(spec)
     for n in names:
         if n not in header:
             raise ValueError(f"{what} {str(p)!r} has no column {n!r} ({flag}); its columns are {header}")
@@ -406,11 +410,4 @@ def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -
     return x
 
 
-def with_rows(table: Table, rows) -> Table:
-    """The table restricted to ``rows``."""
-    rows = np.asarray(rows)
-    return replace(table, x=table.x[rows], y=None if table.y is None else table.y[rows])
-
-
-__all__ = ["KIND_OF_LOSS", "Preprocessing", "Table", "read_table", "read_npz", "learn", "dataset", "features_of",
-           "with_rows"]  # fmt: skip
+__all__ = ["KIND_OF_LOSS", "Preprocessing", "Table", "read_table", "read_npz", "learn", "dataset", "features_of"]
