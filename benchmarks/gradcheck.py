@@ -6,10 +6,13 @@ Usage:
 
 Each case runs in its own subprocess, so that its peak memory (``ru_maxrss``) is its own; the table gives
 the wall time of the check (compiles included) and the peak resident memory over the memory after building
-the params, the data and one forward pass ("extra", in multiples of the params' size). The last row plants
-one wrong gradient entry at 1e6 parameters and reports the leaf and index fast mode names. ``--quick``
-runs the two smallest sizes only; ``--full-max`` caps the sizes checked in full mode (1e5 takes about 9 minutes
-here). Writes results.json and table.md into --out.
+the params, the data and one forward pass ("extra", in multiples of the params' size; it includes the
+memory XLA takes to compile). For jnn, "XLA buffers" is XLA's own count for the largest compiled call of
+the check (``CheckReport.buffer_bytes``: arguments + outputs + temporaries) less the params and one compiled
+forward pass (its temporaries and output), in multiples of the params' size: the memory the algorithm holds.
+The last row plants one wrong gradient entry at 1e6 parameters and reports the leaf and index fast mode
+names. ``--quick`` runs the two smallest sizes only; ``--full-max`` caps the sizes checked in full mode (1e5
+takes about a minute here). Writes results.json and table.md into --out.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _case(size: str, tool: str) -> dict:
     n = sum(int(v.size) for v in jax.tree.leaves(params))
     float(loss(params))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    verdict, extra = None, ""
+    verdict, extra, buffers = None, "", None
     t0 = time.perf_counter()
     if tool in ("jnn-fast", "jnn-full", "jnn-fast-planted"):
         import jnn
@@ -63,6 +66,11 @@ def _case(size: str, tool: str) -> dict:
 
         r = jnn.check_grads(loss, params, grad=grad, mode="full" if tool == "jnn-full" else "fast")
         verdict = r.passed
+        if r.buffer_bytes is not None:  # XLA's own count: the largest compiled call, less the params it reads
+            m = jax.jit(loss).lower(params).compile().memory_analysis()
+            forward = m.temp_size_in_bytes + m.output_size_in_bytes
+            buffers = {"extra_mb": (r.buffer_bytes - 8 * n) / 2**20, "forward_mb": forward / 2**20,
+                       "over_forward_x_params": (r.buffer_bytes - 8 * n - forward) / (8 * n)}  # fmt: skip
         if tool == "jnn-fast-planted":
             bad = [row for row in r.leaves if not row.passed]
             extra = (
@@ -89,8 +97,14 @@ def _case(size: str, tool: str) -> dict:
         verdict = bool(torch.autograd.gradcheck(tloss, tuple(tp.values()), fast_mode=tool == "torch-fast"))
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"size": size, "params": n, "tool": tool, "seconds": seconds, "passed": verdict,
-            "extra_mb": (peak - base) / 2**20, "extra_x_params": (peak - base) / (8 * n), "note": extra}  # fmt: skip
+    return {"size": size, "params": n, "tool": tool, "seconds": seconds, "passed": verdict, "note": extra,
+            "extra_mb": (peak - base) / 2**20, "extra_x_params": (peak - base) / (8 * n),
+            "buffers": buffers}  # fmt: skip
+
+
+def _buffers(row) -> str:
+    b = row.get("buffers")
+    return "-" if not b else f"{b['over_forward_x_params']:.2f}× params"
 
 
 def main(argv=None) -> int:
@@ -132,14 +146,15 @@ def main(argv=None) -> int:
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(f"  {size:>4} {tool:<17} {row['seconds']:8.2f} s  passed={row['passed']}  extra {row['extra_mb']:.0f} MB "
-              f"({row['extra_x_params']:.1f}x params) {row['note']}", flush=True)  # fmt: skip
+              f"({row['extra_x_params']:.1f}x params) buffers {_buffers(row)} {row['note']}", flush=True)  # fmt: skip
     lines = [
-        "| params | tool | seconds | verdict | extra peak memory | × params | note |",
-        "|---|---|---|---|---|---|---|",
+        "| params | tool | seconds | verdict | extra peak RSS | × params | XLA buffers (beyond params + forward) "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['params']:,} | {r['tool']} | {r['seconds']:.2f} | {'pass' if r['passed'] else 'FAIL'} | "
-                     f"{r['extra_mb']:.0f} MB | {r['extra_x_params']:.1f} | {r['note']} |")  # fmt: skip
+                     f"{r['extra_mb']:.0f} MB | {r['extra_x_params']:.1f} | {_buffers(r)} | {r['note']} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     print(f"results in {save_report(a.out, {'rows': rows, 'torch': has_torch}, table)}")

@@ -7,10 +7,10 @@ The reference is a finite-difference derivative of ``f`` computed in float64 on 
 inputs, whatever their dtype and the global x64 flag (both sides run on that copy, so float32 code is
 checked to float64 accuracy unless it casts to float32 itself; then the tolerance follows that dtype).
 
-Each check is a directional derivative: along a coordinate axis (``mode="full"``: every coordinate, in
-chunks of vmapped evaluations sized by a memory budget) or along random directions (``mode="fast"``: k
-directions; when one fails, the error is localised by bisection over the leaves and then over halves of
-the failing leaf's entries, down to single entries). Array outputs are reduced by a random cotangent u:
+Each check is a directional derivative: along a coordinate axis (``mode="full"``: every coordinate, one
+after the other in a compiled loop that sets and restores the entry in place) or along random directions
+(``mode="fast"``: k directions; when one fails, the error is localised by bisection over the leaves and then
+over halves of the failing leaf's entries, down to single entries). Array outputs are reduced by a random cotangent u:
 the check is on φ(x) = ⟨u, f(x)⟩, whose gradient is the VJP of u. ``order=2`` checks Hessian-vector
 products: the same machinery on ψ(x) = ⟨∇φ(x), w⟩ for a random w, differentiated by JAX (so a
 ``stop_gradient`` inside a backward rule is caught).
@@ -35,8 +35,6 @@ from jnn import _validate as V
 
 #: Coordinates up to which ``mode="auto"`` checks every coordinate.
 AUTO_FULL_MAX = 5000
-#: Bytes of perturbed copies of the inputs that one vmapped call may hold in ``mode="full"``.
-MEMORY_BUDGET = 256 << 20
 #: Random directions of ``mode="fast"``.
 FAST_DIRECTIONS = 6
 #: Relative step of the differences, by the precision f computes in.
@@ -85,6 +83,9 @@ class CheckReport:
         precision: the float type f computed in (``float64`` unless f casts its inputs).
         notes: remarks (e.g. forward mode not supported by a ``custom_vjp``).
         forward_ok: False when forward mode (``jax.jvp``, array outputs) disagreed with the reference.
+        buffer_bytes: the largest XLA buffer footprint of one compiled call the check made (arguments, which
+            include the inputs, + outputs + temporaries, by XLA's memory analysis; compilation itself and
+            the inputs' float64 copy when they are not float64 are not counted); None where XLA does not say.
     """
 
     leaves: list
@@ -95,6 +96,7 @@ class CheckReport:
     precision: str
     notes: tuple = ()
     forward_ok: bool = True
+    buffer_bytes: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -141,7 +143,6 @@ def check_grads(
     atol: float | None = None,
     seed: int = 0,
     directions: int = FAST_DIRECTIONS,
-    memory_budget: int = MEMORY_BUDGET,
 ) -> CheckReport:
     """Check the derivatives of ``f(*args)`` with respect to ``args[argnums]`` against float64 finite differences.
 
@@ -159,7 +160,6 @@ def check_grads(
         atol: absolute tolerance on top of it (default 0).
         seed: seed of the random directions and cotangents.
         directions: random directions in fast mode (≥ 1).
-        memory_budget: bytes of perturbed input copies per vmapped call in full mode.
 
     Returns:
         A :class:`CheckReport` (``.passed``, ``.leaves``, ``str(report)``).
@@ -178,11 +178,9 @@ def check_grads(
         raise TypeError(f"grad must be a callable or None; got {type(grad).__name__}")
     V.check_int("seed", seed, low=0)
     V.check_int("directions", directions, low=1)
-    V.check_int("memory_budget", memory_budget, low=1)
     # The float64 copy of the arguments meets the float32 arrays f closes over: standard promotion makes it float64.
     with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
-        return _check(f, args, nums, isinstance(argnums, tuple), grad, order, mode, rtol, atol, seed, directions,
-                      memory_budget)  # fmt: skip
+        return _check(f, args, nums, isinstance(argnums, tuple), grad, order, mode, rtol, atol, seed, directions)
 
 
 def _check_argnums(argnums, n: int) -> tuple:
@@ -196,31 +194,76 @@ def _check_argnums(argnums, n: int) -> tuple:
 
 
 def _to64(tree):
-    return jax.tree.map(lambda l: jnp.asarray(np.asarray(l, np.float64)) if _is_float(l) else l, tree)
+    """A float64 copy of the float leaves (float64 arrays are taken as they are: nothing copies them)."""
+
+    def cast(l):
+        if isinstance(l, jax.Array) and l.dtype == jnp.float64:
+            return l
+        return jnp.asarray(np.asarray(l, np.float64)) if _is_float(l) else l
+
+    return jax.tree.map(cast, tree)
 
 
 def _is_float(l) -> bool:
     return hasattr(l, "dtype") and jnp.issubdtype(l.dtype, jnp.floating) or isinstance(l, float)
 
 
-def _check(f, args, nums, tuple_nums, grad, order, mode, rtol, atol, seed, n_dirs, budget):
+@dataclass
+class _Problem:
+    """The checked leaves of ``f``'s differentiated arguments, and φ over them."""
+
+    phi: object  # φ(xs): a float64 scalar of the list of checked leaves
+    theta: list  # the checked leaves (float64)
+    paths: list
+    shapes: list
+    sizes: list
+    offsets: list  # offset of each leaf in the concatenation of the checked leaves
+    h: list  # step per leaf: STEP · (1 + the leaf's RMS)
+    buffer_bytes: int | None = 0  # the largest buffer footprint of a compiled call so far
+
+    @property
+    def n(self) -> int:
+        return self.offsets[-1]
+
+
+def _aot(fn, prob: _Problem, *args):
+    """``fn`` compiled ahead of time for ``args``; records its buffer footprint in ``prob.buffer_bytes``."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    try:
+        m = compiled.memory_analysis()
+        used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    except Exception:  # a backend without memory analysis
+        used = None
+    prob.buffer_bytes = None if used is None or prob.buffer_bytes is None else max(prob.buffer_bytes, int(used))
+    return compiled
+
+    @property
+    def n(self) -> int:
+        return self.offsets[-1]
+
+
+def _check(f, args, nums, tuple_nums, grad, order, mode, rtol, atol, seed, n_dirs):
     args64 = [_to64(a) for a in args]
     diff = tuple(args64[i] for i in nums)
-    leaves = jax.tree.leaves(diff)
-    if not leaves or not any(_is_float(l) for l in leaves):
+    flat, treedef = jax.tree_util.tree_flatten_with_path(diff)
+    checked = [k for k, (_, l) in enumerate(flat) if _is_float(l) and np.size(l)]
+    if not checked:
         raise ValueError(f"args[{nums[0] if len(nums) == 1 else nums}] must hold float arrays to differentiate; "
                          f"got {jax.tree.structure(diff)}")  # fmt: skip
-    theta, unravel = ravel_pytree(diff)
-    if theta.size == 0:
-        raise ValueError("the differentiated arguments are empty (no entries to check)")
+    leaves = [l for _, l in flat]
+    paths = [f"args[{nums[flat[k][0][0].idx]}]{jax.tree_util.keystr(flat[k][0][1:])}" for k in checked]
+    del flat
 
-    def call(t):
-        d = unravel(t)
+    def call(xs):
+        full_leaves = list(leaves)
+        for k, x in zip(checked, xs):
+            full_leaves[k] = x
         full = list(args64)
-        for i, v in zip(nums, d):
+        for i, v in zip(nums, jax.tree.unflatten(treedef, full_leaves)):
             full[i] = v
         return f(*full)
 
+    theta = [jnp.asarray(leaves[k]) for k in checked]
     try:
         out = jax.eval_shape(call, theta)
     except Exception as err:
@@ -231,94 +274,78 @@ def _check(f, args, nums, tuple_nums, grad, order, mode, rtol, atol, seed, n_dir
     k_u, k_w, k_dir = jax.random.split(key, 3)
     u = jax.random.normal(k_u, out.shape, jnp.float64)
     if out.shape:
-        phi = lambda t: jnp.sum(u * call(t).astype(jnp.float64))  # noqa: E731 - φ(θ) = ⟨u, f(θ)⟩
+        phi = lambda xs: jnp.sum(u * call(xs).astype(jnp.float64))  # noqa: E731 - φ(θ) = ⟨u, f(θ)⟩
     else:
-        phi = lambda t: call(t).astype(jnp.float64)  # noqa: E731
+        phi = lambda xs: call(xs).astype(jnp.float64)  # noqa: E731
     notes = []
     if grad is not None:
         if out.shape:
             raise ValueError(f"grad= is for scalar f; f returns shape {out.shape} (check its JAX derivative instead)")
-        cand_fn = _user_grad(grad, args64, nums, tuple_nums, diff, unravel)
+        cand_fn = _user_grad(grad, args64, nums, tuple_nums, diff, call, checked)
         name = "grad="
     else:
         cand_fn = jax.jit(jax.grad(phi))
         name = "jax.vjp" if out.shape else "jax.grad"
     if order == 2:
-        w = jax.random.normal(k_w, theta.shape, jnp.float64)
+        ws = [jax.random.normal(jax.random.fold_in(k_w, j), x.shape, jnp.float64) for j, x in enumerate(theta)]
         first = cand_fn
-        phi = lambda t: jnp.vdot(first(t), w)  # noqa: E731 - ψ(θ) = ⟨∇φ(θ), w⟩
+        phi = lambda xs: sum(jnp.vdot(g, w) for g, w in zip(first(xs), ws))  # noqa: E731 - ψ(θ) = ⟨∇φ(θ), w⟩
         cand_fn = jax.jit(jax.grad(phi))
         name = f"hvp of {name}"
-    eps = float(jnp.finfo(out.dtype if out.dtype != jnp.float64 else jnp.float64).eps)
+    eps = float(jnp.finfo(out.dtype).eps)
     precision = str(jnp.dtype(out.dtype))
     rtol = (1e-6 if eps < 1e-10 else 1e-3) if rtol is None else V.check_real("rtol", rtol, low=0.0)
     atol = 0.0 if atol is None else V.check_real("atol", atol, low=0.0)
     step = STEP.get(jnp.dtype(out.dtype).itemsize, 2e-3)
-    scale = _leaf_scales(diff, theta)
-    cand = np.asarray(cand_fn(theta), np.float64)
-    ctx = _Ctx(jax.jit(jax.vmap(phi)), theta, scale * step, eps, rtol, atol, budget, phi)
-    paths = _paths(diff, nums)
-    sizes = [int(np.size(l)) for l in jax.tree.leaves(diff)]
-    full = mode == "full" or (mode == "auto" and theta.size <= AUTO_FULL_MAX)
+    sizes = [int(np.size(x)) for x in theta]
+    prob = _Problem(phi, theta, paths, [tuple(np.shape(x)) for x in theta], sizes, [0, *np.cumsum(sizes).tolist()],
+                    [step * (1.0 + float(jnp.sqrt(jnp.mean(x**2)))) for x in theta])  # fmt: skip
+    cand = _aot(cand_fn, prob, theta)(theta)
+    crit = _Criterion(eps, rtol, atol)
+    full = mode == "full" or (mode == "auto" and prob.n <= AUTO_FULL_MAX)
     if full:
-        rows = _full(ctx, cand, paths, sizes, diff)
-        count = int(theta.size)
+        rows = _full(prob, [np.asarray(c, np.float64).ravel() for c in cand], crit)
+        count = prob.n
     else:
-        rows, count = _fast(ctx, cand, paths, sizes, diff, k_dir, n_dirs)
+        rows, count = _fast(prob, cand, crit, k_dir, n_dirs)
     forward_ok = True
     if grad is None and order == 1 and out.shape:
-        forward_ok, note = _jvp_check(call, theta, u, ctx, k_dir)
+        forward_ok, note = _jvp_check(call, prob, u, crit, k_dir)
         notes += [note] if note else []
-    return CheckReport(rows, "full" if full else "fast", order, name, count, precision, tuple(notes), forward_ok)
+    return CheckReport(rows, "full" if full else "fast", order, name, count, precision, tuple(notes), forward_ok,
+                       prob.buffer_bytes)  # fmt: skip
 
 
-def _user_grad(grad, args64, nums, tuple_nums, diff, unravel):
-    def cand(t):
-        d = unravel(t)
+def _user_grad(grad, args64, nums, tuple_nums, diff, call, checked):
+    structure = jax.tree.structure(diff)
+
+    def cand(xs):
         full = list(args64)
-        for i, v in zip(nums, d):
+        ins = jax.tree.leaves(diff)
+        for k, x in zip(checked, xs):
+            ins[k] = x
+        for i, v in zip(nums, jax.tree.unflatten(structure, ins)):
             full[i] = v
         g = grad(*full)
         g = tuple(g) if tuple_nums else (g,)
-        if jax.tree.structure(g) != jax.tree.structure(diff):
+        if jax.tree.structure(g) != structure:
             raise TypeError(f"grad must return the structure of args{list(nums) if tuple_nums else [nums[0]]}: "
-                            f"{jax.tree.structure(diff)}; got {jax.tree.structure(g)}")  # fmt: skip
-        return ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), g))[0]
+                            f"{structure}; got {jax.tree.structure(g)}")  # fmt: skip
+        gl = jax.tree.leaves(g)
+        return [jnp.asarray(gl[k], jnp.float64).reshape(xs[j].shape) for j, k in enumerate(checked)]
 
     return jax.jit(cand)
 
 
-def _leaf_scales(diff, theta) -> jnp.ndarray:
-    """Per-coordinate scale of the step: 1 + the RMS of the coordinate's leaf."""
-    rms = lambda l: float(jnp.sqrt(jnp.mean(jnp.asarray(l, jnp.float64) ** 2))) if np.size(l) else 0.0
-    parts = [jnp.full(np.size(l), 1.0 + rms(l)) for l in jax.tree.leaves(diff)]
-    return jnp.concatenate(parts) if parts else jnp.ones_like(theta)
-
-
-def _paths(diff, nums) -> list:
-    out = []
-    for i, a in zip(nums, diff):
-        flat, _ = jax.tree_util.tree_flatten_with_path(a)
-        out += [f"args[{i}]{jax.tree_util.keystr(p)}" for p, _ in flat]
-    return out
-
-
-@dataclass
-class _Ctx:
-    phis: object  # vmapped φ over a batch of θ
-    theta: jnp.ndarray
-    h: jnp.ndarray  # per-coordinate step
+@dataclass(frozen=True)
+class _Criterion:
     eps: float
     rtol: float
     atol: float
-    budget: int
-    phi_raw: object = None  # φ itself (traced inside the full mode's batches)
 
-    def directional(self, v) -> tuple[float, float]:
-        """Reference derivative of φ along the step-scaled direction v (θ + s·h∘v) and its error bound."""
-        hv = self.h * v
-        pts = jnp.stack([self.theta + hv, self.theta - hv, self.theta + hv / 2, self.theta - hv / 2])
-        fp, fm, gp, gm = (float(x) for x in np.asarray(self.phis(pts), np.float64))
+    def reference(self, vals) -> tuple[float, float]:
+        """Richardson's derivative per unit step from φ at θ ± v, θ ± v/2, and its error bound."""
+        fp, fm, gp, gm = (float(x) for x in vals)
         d1, d2 = (fp - fm) / 2.0, (gp - gm)  # central differences at steps 1 and 1/2, per unit s
         ref = (4.0 * d2 - d1) / 3.0
         bound = abs(d2 - d1) / 3.0 + 4.0 * self.eps * max(abs(fp), abs(fm), abs(gp), abs(gm), 1e-300)
@@ -328,42 +355,54 @@ class _Ctx:
         return abs(cand - ref) > self.atol + self.rtol * abs(ref) + 4.0 * bound
 
 
-def _full(ctx: _Ctx, cand, paths, sizes, diff):
-    n = ctx.theta.size
-    chunk = int(max(1, min(1024, ctx.budget // (4 * 8 * n))))
-    ref = np.empty(n)
-    bound = np.empty(n)
-    idx_all = np.arange(n)
+#: Coordinates perturbed per compiled call of full mode.
+_FULL_CHUNK = 4096
 
-    def batch(ix):  # φ at θ ± h_i e_i and θ ± h_i e_i / 2 for the chunk's coordinates i, without one-hot rows
-        steps = jnp.stack([ctx.h[ix], -ctx.h[ix], ctx.h[ix] / 2, -ctx.h[ix] / 2])
-        one = lambda i, s: ctx.phi_raw(ctx.theta.at[i].add(s))
-        return jax.vmap(jax.vmap(one), in_axes=(None, 0))(ix, steps)
 
-    batch = jax.jit(batch)
+def _full(prob: _Problem, cand: list, crit: _Criterion) -> list:
+    """Every coordinate: φ at θ ± h e_i and θ ± h e_i / 2, one coordinate after the other inside a compiled
+    loop that sets and restores the entry in place (no copy of θ per coordinate)."""
+    flat, unravel = ravel_pytree(prob.theta)
+    n = prob.n
+    hs = np.concatenate([np.full(s, h) for s, h in zip(prob.sizes, prob.h)])
+    m = min(n, _FULL_CHUNK)
 
-    for start in range(0, n, chunk):
-        ix = jnp.asarray(idx_all[start : start + chunk])
-        fp, fm, gp, gm = np.asarray(batch(ix), np.float64)
-        h = np.asarray(ctx.h[ix])
-        d1, d2 = (fp - fm) / (2 * h), (gp - gm) / h
-        ref[start : start + len(ix)] = (4 * d2 - d1) / 3
-        bound[start : start + len(ix)] = np.abs(d2 - d1) / 3 + 4 * ctx.eps * np.max(
-            np.abs(np.stack([fp, fm, gp, gm])), axis=0) / h  # fmt: skip
+    def chunk(t, ix, steps):
+        def body(j, carry):
+            t, out = carry
+            i, s = ix[j], steps[j]
+            t0 = t[i]
+            vals = []
+            for q in (s, -s, s / 2, -s / 2):
+                t = t.at[i].set(t0 + q)
+                vals.append(prob.phi(unravel(t)))
+            return t.at[i].set(t0), out.at[:, j].set(jnp.stack(vals))
+
+        return jax.lax.fori_loop(0, m, body, (t, jnp.zeros((4, m), jnp.float64)))[1]
+
+    chunk = _aot(chunk, prob, flat, jnp.zeros(m, jnp.int64), jnp.zeros(m, jnp.float64))
+    vals = np.empty((4, n))
+    for start in range(0, n, m):
+        ix = np.arange(start, start + m) % n  # the last chunk wraps around: one compiled shape
+        got = np.asarray(chunk(flat, jnp.asarray(ix), jnp.asarray(hs[ix])), np.float64)
+        k = min(m, n - start)
+        vals[:, start : start + k] = got[:, :k]
+    fp, fm, gp, gm = vals
+    d1, d2 = (fp - fm) / (2 * hs), (gp - gm) / hs
+    ref = (4 * d2 - d1) / 3
+    bound = np.abs(d2 - d1) / 3 + 4 * crit.eps * np.max(np.abs(vals), axis=0) / hs
+    cand = np.concatenate(cand)
     err = np.abs(cand - ref)
     err = np.where(np.isnan(err), np.inf, err)
-    fail = err > ctx.atol + ctx.rtol * np.abs(ref) + 4 * bound
-    rows, off = [], 0
-    for path, size, leaf in zip(paths, sizes, jax.tree.leaves(diff)):
-        sl = slice(off, off + size)
-        off += size
-        rows.append(_row(path, np.shape(leaf), size, err[sl], fail[sl], ref[sl], cand[sl]))
+    fail = err > crit.atol + crit.rtol * np.abs(ref) + 4 * bound
+    rows = []
+    for path, shape, lo, hi in zip(prob.paths, prob.shapes, prob.offsets, prob.offsets[1:]):
+        sl = slice(lo, hi)
+        rows.append(_row(path, shape, hi - lo, err[sl], fail[sl], ref[sl], cand[sl]))
     return rows
 
 
 def _row(path, shape, checked, err, fail, ref, cand) -> LeafCheck:
-    if err.size == 0:
-        return LeafCheck(path, tuple(shape), 0, 0, 0.0, 0.0, None, 0.0, 0.0, True)
     excess = np.where(fail, err, -np.inf) if fail.any() else err
     k = int(np.argmax(excess))
     rmax = float(np.max(np.abs(ref)))
@@ -374,56 +413,67 @@ def _row(path, shape, checked, err, fail, ref, cand) -> LeafCheck:
                      not bool(fail.any()))  # fmt: skip
 
 
-def _fast(ctx: _Ctx, cand, paths, sizes, diff, key, n_dirs):
-    n = ctx.theta.size
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    keys = jax.random.split(key, n_dirs + len(sizes))
-    count, worst = 0, None  # worst: (excess, direction) of the worst failing global direction
+def _direction(prob: _Problem, key, lo, hi) -> list:
+    """The step-scaled direction over the global coordinates [lo, hi): a random normal vector of expected
+    length 1 (the same entries for the same key, so halves of a block are restrictions of it), or the
+    coordinate axis when the block holds one entry. Traced: lo and hi may be traced scalars."""
+    m = hi - lo
+    out = []
+    for j, (shape, off, h) in enumerate(zip(prob.shapes, prob.offsets, prob.h)):
+        idx = off + jnp.arange(int(np.prod(shape)), dtype=jnp.int64).reshape(shape)
+        inside = (idx >= lo) & (idx < hi)
+        z = jax.random.normal(jax.random.fold_in(key, j), shape, jnp.float64)
+        out.append(jnp.where(inside, jnp.where(m == 1, 1.0, z / jnp.sqrt(m.astype(jnp.float64))), 0.0) * h)
+    return out
+
+
+def _make_along(prob: _Problem):
+    """``along(theta, cand, key, lo, hi) -> (φ at θ ± v, θ ± v/2, ⟨cand, v⟩)``, to compile; memory: the
+    direction and one perturbed copy of θ at a time (the four evaluations run in a loop)."""
+
+    def along(theta, cand, key, lo, hi):
+        v = _direction(prob, key, lo, hi)
+        c = sum(jnp.vdot(a, b) for a, b in zip(cand, v))
+        vals = jax.lax.map(lambda s: prob.phi([x + s * d for x, d in zip(theta, v)]),
+                           jnp.array([1.0, -1.0, 0.5, -0.5]))  # fmt: skip
+        return vals, c
+
+    return along
+
+
+def _fast(prob: _Problem, cand: list, crit: _Criterion, key, n_dirs: int):
+    along = _aot(_make_along(prob), prob, prob.theta, cand, key, jnp.int64(0), jnp.int64(prob.n))
+
+    def check(k, lo, hi):
+        vals, c = along(prob.theta, cand, k, jnp.int64(lo), jnp.int64(hi))
+        ref, bound = crit.reference(np.asarray(vals))
+        return ref, bound, float(c)
+
+    keys = jax.random.split(key, n_dirs + len(prob.sizes))
+    count, worst = 0, None  # worst: (excess, key) of the worst failing global direction
     for j in range(n_dirs):  # global directions: the verdict
-        v = np.asarray(jax.random.normal(keys[j], (n,), jnp.float64))
-        ref, bound, c = _along(ctx, cand, v)
+        ref, bound, c = check(keys[j], 0, prob.n)
         count += 1
-        if ctx.failing(ref, c, bound) and (worst is None or abs(c - ref) > worst[0]):
-            worst = (abs(c - ref), v)
+        if crit.failing(ref, c, bound) and (worst is None or abs(c - ref) > worst[0]):
+            worst = (abs(c - ref), keys[j])
     rows = []
-    for li, (path, size, leaf) in enumerate(zip(paths, sizes, jax.tree.leaves(diff))):
-        lo, hi = int(offsets[li]), int(offsets[li + 1])
-        shape = tuple(np.shape(leaf))
-        if size == 0:
-            rows.append(LeafCheck(path, shape, 0, 0, 0.0, 0.0, None, 0.0, 0.0, True))
-            continue
-        own = np.zeros(n)
-        own[lo:hi] = np.asarray(jax.random.normal(keys[n_dirs + li], (size,), jnp.float64))
-        tries = [own] + ([_restrict(worst[1], lo, hi)] if worst is not None else [])
-        results = [(_along(ctx, cand, v), v) for v in tries]
+    for li, (path, shape, lo, hi) in enumerate(zip(prob.paths, prob.shapes, prob.offsets, prob.offsets[1:])):
+        tries = [keys[n_dirs + li]] + ([worst[1]] if worst is not None else [])
+        results = [(check(k, lo, hi), k) for k in tries]
         count += len(tries)
-        bad = [(abs(c - ref), v) for (ref, bound, c), v in results if ctx.failing(ref, c, bound)]
+        bad = [(abs(c - ref), k) for (ref, bound, c), k in results if crit.failing(ref, c, bound)]
         if not bad:
             (ref, _, c), _ = results[0]
             err = abs(c - ref)
             rows.append(LeafCheck(path, shape, 0, 0, err, err / abs(ref) if ref else 0.0, None, ref, c, True))
             continue
-        entries, used = _localise(ctx, cand, max(bad, key=lambda t: t[0])[1], lo, hi)
+        entries, used = _localise(check, crit, max(bad, key=lambda t: t[0])[1], lo, hi, prob.h[li])
         count += used
         rows.append(_localised_row(path, shape, lo, entries))
     if worst is not None and all(r.passed for r in rows):  # the error hides in a mix of leaves: name them all
         rows = [LeafCheck(r.path, r.shape, r.checked, r.failed, r.max_abs_err, r.max_rel_err, r.worst_index,
                           r.reference, r.candidate, False) for r in rows]  # fmt: skip
     return rows, count
-
-
-def _along(ctx: _Ctx, cand, v) -> tuple[float, float, float]:
-    """``(reference, bound, candidate)`` of the derivative along the step-scaled direction v (normalised to unit
-    length, so that the perturbation stays small however many coordinates it spans)."""
-    v = v / max(float(np.linalg.norm(v)), 1e-300)
-    ref, bound = ctx.directional(jnp.asarray(v))
-    return ref, bound, float(np.dot(cand, np.asarray(ctx.h) * v))
-
-
-def _restrict(v, lo: int, hi: int):
-    w = np.zeros_like(v)
-    w[lo:hi] = v[lo:hi]
-    return w
 
 
 def _localised_row(path, shape, lo: int, entries) -> LeafCheck:
@@ -447,44 +497,41 @@ def _localised_row(path, shape, lo: int, entries) -> LeafCheck:
 _MAX_BRANCHES, _LEAF_BLOCK = 8, 8
 
 
-def _localise(ctx: _Ctx, cand, v, lo: int, hi: int):
-    """Bisect [lo, hi) along the random direction v restricted to halves; returns the entries checked one by
-    one as ``(flat index, reference, candidate, failed)`` and the number of evaluations used."""
+def _localise(check, crit: _Criterion, key, lo: int, hi: int, h: float):
+    """Bisect [lo, hi) along the random direction of ``key`` restricted to halves; returns the entries checked
+    one by one as ``(flat index, reference, candidate, failed)`` and the number of evaluations used."""
     blocks, used, out = [(lo, hi)], 0, []
     while blocks:
         nxt = []
         for a, b in blocks:
             if b - a <= _LEAF_BLOCK:
                 for i in range(a, b):
-                    e = np.zeros(ctx.theta.size)
-                    e[i] = 1.0
-                    ref, bound = ctx.directional(jnp.asarray(e))
-                    c = float(cand[i] * ctx.h[i])
-                    h = float(ctx.h[i])
-                    out.append((i, ref / h, c / h, ctx.failing(ref, c, bound)))
+                    ref, bound, c = check(key, i, i + 1)
+                    out.append((i, ref / h, c / h, crit.failing(ref, c, bound)))
                     used += 1
                 continue
             mid = (a + b) // 2
             for s, t in ((a, mid), (mid, b)):
-                ref, bound, c = _along(ctx, cand, _restrict(v, s, t))
+                ref, bound, c = check(key, s, t)
                 used += 1
-                if ctx.failing(ref, c, bound):
+                if crit.failing(ref, c, bound):
                     nxt.append((abs(c - ref), s, t))
         blocks = [(s, t) for _, s, t in sorted(nxt, reverse=True)[:_MAX_BRANCHES]]
     return out, used
 
 
-def _jvp_check(call, theta, u, ctx, key) -> tuple[bool, str]:
+def _jvp_check(call, prob: _Problem, u, crit: _Criterion, key) -> tuple[bool, str]:
     """Forward mode along one random direction against the same reference (custom_jvp rules)."""
-    v = jax.random.normal(jax.random.fold_in(key, 7), theta.shape, jnp.float64)
-    v = v / jnp.linalg.norm(v)
+    k = jax.random.fold_in(key, 7)
+    v = jax.jit(lambda k: _direction(prob, k, jnp.int64(0), jnp.int64(prob.n)))(k)
     try:
-        _, tangent = jax.jvp(call, (theta,), (ctx.h * v,))
+        _, tangent = jax.jvp(call, (prob.theta,), (v,))
     except Exception as err:  # e.g. a custom_vjp function has no forward mode
         return True, f"forward mode not checked ({type(err).__name__})"
     c = float(jnp.sum(u * tangent))
-    ref, bound = ctx.directional(v)
-    if ctx.failing(ref, c, bound):
+    vals = jnp.stack([prob.phi([x + s * d for x, d in zip(prob.theta, v)]) for s in (1.0, -1.0, 0.5, -0.5)])
+    ref, bound = crit.reference(np.asarray(vals))
+    if crit.failing(ref, c, bound):
         return False, f"forward mode WRONG: jax.jvp gives {c:.6e} along a random direction, differences {ref:.6e}"
     return True, ""
 
