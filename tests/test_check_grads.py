@@ -143,6 +143,24 @@ def test_a_million_parameters_in_fast_mode_names_the_leaf():
     assert np.isfinite(report.leaves[1].reference)
 
 
+def test_fast_mode_holds_three_copies_of_float64_params_beyond_them_and_a_forward_pass():
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.key(1), 3)
+        p = {"a": jax.random.normal(k[0], (1000, 1000), jnp.float64) * 0.03, "b": jnp.zeros(1000, jnp.float64)}
+        x = jax.random.normal(k[2], (4, 1000), jnp.float64)
+
+        def f(p):
+            return jnp.sum(jnp.tanh(x @ p["a"] + p["b"][None, :]) ** 2)
+
+        m = jax.jit(f).lower(p).compile().memory_analysis()
+        forward = m.temp_size_in_bytes + m.output_size_in_bytes
+    report = jnn.check_grads(f, p, mode="fast")
+    params = 8 * 1001000
+    assert report.passed and report.buffer_bytes is not None
+    # The candidate gradient, the direction and one perturbed copy: float64 params are not copied.
+    assert report.buffer_bytes - params - forward <= 3.01 * params
+
+
 @pytest.mark.parametrize("name, code", [("right", 0), ("wrong", 1), ("missing", 2)])
 def test_cli_checks_a_users_file(name, code, capsys, tmp_path):
     from pathlib import Path
