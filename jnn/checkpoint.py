@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -25,7 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnn import atomic
+
 FORMAT = "jnn-checkpoint-1"
+#: Temp-file prefix of jnn versions before :mod:`jnn.atomic` (their leftovers are removed too).
 TEMP_PREFIX = ".jnn-ckpt-"
 
 
@@ -48,29 +50,10 @@ def _leaves(state):
     return [(jax.tree_util.keystr(p), leaf) for p, leaf in flat], treedef
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def remove_stale_temp_files(folder) -> list[Path]:
-    """Delete temp files a killed save left in ``folder``; returns what was removed."""
-    removed = []
-    for p in Path(folder).glob(f"{TEMP_PREFIX}*"):
-        try:
-            p.unlink()
-            removed.append(p)
-        except OSError:
-            pass
-    return removed
+    """Delete temp files a killed save left in ``folder`` (only while holding the folder's lock, see
+    :mod:`jnn.lock`: a live save's temp file looks the same); returns what was removed."""
+    return atomic.remove_temp_files(folder, (atomic.TEMP_PREFIX, TEMP_PREFIX))
 
 
 def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -> Path:
@@ -118,17 +101,8 @@ def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -
     header = {"format": FORMAT, "jnn_version": jnn.__version__, "meta": meta or {}, "leaves": entries,
               "extras": extra_entries}  # fmt: skip
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{path.name}"
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic.writing(path) as fh:
+        np.savez(fh, **arrays)
     return path
 
 

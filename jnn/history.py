@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from jnn import atomic
 
 
 def ordered(keys) -> list[str]:
@@ -65,20 +66,16 @@ class History:
         """Write ``history.json`` into ``folder`` atomically (temp file, then rename); NaN is written as null."""
         folder = Path(folder)
         clean = {k: [None if math.isnan(v) else v for v in vals] for k, vals in self.metrics.items()}
-        pj, tmp = folder / "history.json", folder / ".history.json.tmp"
-        tmp.write_text(json.dumps({"epochs": len(self), **clean}, indent=2))
-        os.replace(tmp, pj)
-        return pj
+        return atomic.write_text(folder / "history.json", json.dumps({"epochs": len(self), **clean}, indent=2))
 
     def save_csv(self, folder) -> Path:
         """Write ``history.csv`` into ``folder`` atomically; NaN is written as an empty cell."""
-        pc, tmp = Path(folder) / "history.csv", Path(folder) / ".history.csv.tmp"
-        with open(tmp, "w", newline="") as fh:
+        pc = Path(folder) / "history.csv"
+        with atomic.writing(pc, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=["epoch", *self.metrics])
             w.writeheader()
             for row in self.rows():
                 w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-        os.replace(tmp, pc)
         return pc
 
     def save(self, folder) -> tuple[Path, Path]:

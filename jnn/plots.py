@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from jnn import atomic
 from jnn.history import History
 
 
@@ -69,7 +70,8 @@ def plot_history(
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic.writing(path) as fh:
+        fig.savefig(fh, dpi=110, format="png")
     plt.close(fig)
     return path
 

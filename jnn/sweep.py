@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import _validate as V
+from jnn import atomic
 from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
@@ -162,11 +163,12 @@ class SweepResult:
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / "sweep.csv", folder / "sweep.json", folder / "params.npz"]
         ckpt.save(paths[2], self.params, meta={"members": len(self.rows)})
-        with open(paths[0], "w", newline="") as fh:
+        with atomic.writing(paths[0], "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
             w.writeheader()
             w.writerows(self.rows)
-        paths[1].write_text(
+        atomic.write_text(
+            paths[1],
             json.dumps(
                 {
                     "monitor": self.monitor,
@@ -182,7 +184,7 @@ class SweepResult:
                 },
                 indent=2,
                 default=lambda o: None,
-            )
+            ),
         )
         try:
             paths.append(_plot(folder / "sweep.png", self))
@@ -221,7 +223,8 @@ def _plot(path, res: SweepResult) -> Path:
     hi = max(r[key] for r in res.rows)
     axes[1].set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9) - 0.02), hi + 0.1 * (hi - lo + 1e-9) + 0.01)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic.writing(path) as fh:
+        fig.savefig(fh, dpi=110, format="png")
     plt.close(fig)
     return Path(path)
 

@@ -169,8 +169,19 @@ def fit(
     if data_info:
         meta["data"] = data_info
     writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
-    state, records = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite, writer,
-                               ct.history_keys())  # fmt: skip
+    state, records, held = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite,
+                                     writer, ct.history_keys())  # fmt: skip
+    try:
+        return _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight,
+                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call)  # fmt: skip
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
+                tensorboard, progress, log_every, stop_at_epoch, t_call):  # fmt: skip
+    """The rest of :func:`fit`, run while the run folder's lock is held."""
     live = LiveRecords(run_path, records, tensorboard=tensorboard) if writer else None
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None)
@@ -210,18 +221,22 @@ def fit(
 
 
 def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer, keys):
-    """Prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked:
-    ``(state, records)`` with the history so far."""
+    """Lock and prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked:
+    ``(state, records, lock)`` with the history so far and the folder's lock (None without a folder to write)."""
     records = {k: [] for k in keys}
     if run_path is None:
         if resume:
             raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
-        return state, records
-    if writer:
-        prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite)
-    if resume and (run_path / CHECKPOINT_NAME).exists():
-        state, records = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)
-    return state, records
+        return state, records, None
+    held = prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite) if writer else None
+    try:
+        if resume and (run_path / CHECKPOINT_NAME).exists():
+            state, records = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    return state, records, held
 
 
 def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool):

@@ -7,10 +7,12 @@ rewritten (atomically, at most once a second and at the end), and optional Tenso
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from pathlib import Path
 
+from jnn import atomic
 from jnn.history import History, ordered
 
 #: Seconds between two rewrites of ``history.json`` during a run (the CSV gets every epoch at once).
@@ -72,11 +74,12 @@ class LiveRecords:
         ``history.json`` if a second has passed."""
         n = len(self.records[self.keys[0]])
         if n > self._written:
-            with open(self.folder / "history.csv", "a", newline="") as fh:
-                w = csv.writer(fh)
-                for e in range(self._written, n):
-                    w.writerow([e + 1, *(_cell(float(self.records[k][e])) for k in self.keys)])
-                fh.flush()
+            rows = io.StringIO()
+            w = csv.writer(rows)
+            for e in range(self._written, n):
+                w.writerow([e + 1, *(_cell(float(self.records[k][e])) for k in self.keys)])
+            if not atomic.append_text(self.folder / "history.csv", rows.getvalue()):
+                self._rewrite_csv()  # something else than our file sits there: replace it, never write through it
             if self._tb is not None:
                 for e in range(self._written, n):
                     self._event(e)

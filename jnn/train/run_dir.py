@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -16,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jnn import atomic, lock
 from jnn import checkpoint as ckpt
+from jnn.lock import FolderLock
 from jnn.train.config import OPTIMIZERS, TrainConfig
 from jnn.train.state import NO_LEAF, Status, TrainState
 
@@ -47,25 +48,49 @@ def environment() -> dict:
     }
 
 
-def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool) -> None:
-    """Create or check a run folder, remove stale checkpoint temp files, write ``config.json``.
+def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool) -> FolderLock:
+    """Create or check a run folder and take its lock, remove stale temp files, write ``config.json``.
+
+    Returns:
+        The folder's :class:`jnn.lock.FolderLock`, held until the caller releases it (at the end of the run).
 
     Raises:
-        ValueError: if the path is a file, or the folder holds another run and neither ``resume`` nor
-            ``overwrite`` is set, or ``resume`` finds a run with another config or data.
+        jnn.lock.FolderInUse: another process is running in the folder (nothing was touched).
+        ValueError: if the path is a file; a file jnn writes is a symbolic link or not a regular file; the
+            folder holds another run, or anything else without a ``config.json``, and neither ``resume``
+            (for a run) nor ``overwrite`` is set; or ``resume`` finds a run with another config or data.
     """
     if run_path.exists() and not run_path.is_dir():
         raise ValueError(f"run_dir must be a folder; {str(run_path)!r} is a file")
     run_path.mkdir(parents=True, exist_ok=True)
-    ckpt.remove_stale_temp_files(run_path)
+    held = lock.acquire(run_path)
+    try:
+        ckpt.remove_stale_temp_files(run_path)
+        _check_own_files(run_path, overwrite)
+        _write_config(run_path, meta, resume, overwrite)
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
+def _check_own_files(run_path: Path, overwrite: bool) -> None:
+    """Refuse symbolic links and non-regular files where jnn writes (``overwrite`` removes links)."""
+    for name in (*RUN_FILES, "config.json", "tensorboard"):
+        p = run_path / name
+        if p.is_symlink() and overwrite:
+            p.unlink()
+        elif p.is_symlink() or (p.exists() and not (p.is_dir() if name == "tensorboard" else p.is_file())):
+            what = "a symbolic link" if p.is_symlink() else "not a regular file"
+            raise ValueError(f"{str(p)!r} is {what}; jnn never writes through links or over other kinds of file "
+                             "in a run folder: remove it" + (" (or pass overwrite=True / --overwrite to replace "
+                             "the link)" if p.is_symlink() else ""))  # fmt: skip
+
+
+def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> None:
     cfg_file = run_path / "config.json"
     if cfg_file.exists() and not overwrite:
-        try:
-            old = json.loads(cfg_file.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"{cfg_file} exists but cannot be read ({err}); pass overwrite=True to replace the run"
-            ) from None
+        old = read_config(cfg_file)
         if not resume:
             raise ValueError(
                 f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
@@ -78,24 +103,42 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
                 for k, v in meta["config"].items()
                 if old["config"].get(k) != v
             }
-            cfg_file.write_text(
-                json.dumps(
-                    {
-                        **meta,
-                        "environment": environment(),
-                        "resumed_with_changes": [*old.get("resumed_with_changes", []), changes],
-                    },
-                    indent=2,
-                )
-            )
+            record = {**meta, "environment": environment(),
+                      "resumed_with_changes": [*old.get("resumed_with_changes", []), changes]}  # fmt: skip
+            atomic.write_text(cfg_file, json.dumps(record, indent=2))
         return
+    if not cfg_file.exists() and not overwrite:
+        foreign = sorted(p.name for p in run_path.iterdir() if p.name != lock.LOCK_NAME)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ValueError(f"run_dir {str(run_path)!r} is not empty but holds no jnn run (no config.json; found "
+                             f"{shown}); pick an empty or new folder, or pass overwrite=True (--overwrite) to train "
+                             "into it (jnn then replaces only its own files)")  # fmt: skip
     if overwrite:
         for name in RUN_FILES:
             (run_path / name).unlink(missing_ok=True)
         if (run_path / "tensorboard").is_dir():
             shutil.rmtree(run_path / "tensorboard")
-    with open(cfg_file, "w") as fh:
-        json.dump({**meta, "environment": environment()}, fh, indent=2)
+    atomic.write_text(cfg_file, json.dumps({**meta, "environment": environment()}, indent=2))
+
+
+def read_config(path: Path) -> dict:
+    """Read a run's ``config.json``: a JSON object whose ``config`` is an object.
+
+    Raises:
+        ValueError: the file cannot be read, is not JSON, or has another shape (naming the file).
+    """
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a regular file")
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} cannot be read ({err}); pass overwrite=True (--overwrite) to replace the "
+                         "run") from None  # fmt: skip
+    if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+        raise ValueError(f"{str(path)!r} is not a jnn run's config (a JSON object with a 'config' object); pass "
+                         "overwrite=True (--overwrite) to replace the run")  # fmt: skip
+    return old
 
 
 def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, custom_optimizer: bool, keys):
@@ -169,9 +212,7 @@ def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | Non
         "message": result.message,
         **(extra or {}),
     })  # fmt: skip
-    tmp = run_path / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(summary, indent=2, default=_json_default))
     try:
         from jnn.plots import plot_run
 
@@ -186,4 +227,4 @@ def _json_default(o):
 
 
 __all__ = ["CHECKPOINT_NAME", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment", "prepare_run_dir",
-           "resume_state", "save_checkpoint", "save_model", "write_summary"]  # fmt: skip
+           "read_config", "resume_state", "save_checkpoint", "save_model", "write_summary"]  # fmt: skip

@@ -1,0 +1,121 @@
+"""Atomic file writes that never go through a symbolic link.
+
+Every file jnn writes into a run or sweep folder goes through :func:`writing`: the content goes to a fresh
+temp file in the same folder (created with ``O_EXCL | O_NOFOLLOW``, so a link planted at the temp name is
+never followed), is flushed and fsynced, and is ``os.replace``-d over the target. Renaming over a symbolic
+link replaces the link itself, so whatever the link pointed to is never written; a reader sees the old
+file or the new one, never half of one. :func:`append_text` appends (the live ``history.csv``) and refuses
+to follow a link (then the caller rewrites the whole file through :func:`writing`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+#: Prefix of the temp files; a folder's leftovers from a killed write are removed by :func:`remove_temp_files`.
+TEMP_PREFIX = ".jnn-tmp-"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+@contextlib.contextmanager
+def writing(path, mode: str = "wb", **open_kw):
+    """Open a fresh temp file beside ``path`` for writing; on a clean exit it replaces ``path`` atomically.
+
+    Args:
+        path: the target file; its folder must exist.
+        mode: ``"wb"`` or ``"w"`` (text; ``open_kw`` such as ``newline=""`` go to :func:`open`).
+
+    Yields:
+        The open file object.
+
+    Raises:
+        OSError: if writing fails; ``path`` is then left as it was and the temp file is removed.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb'; got {mode!r}")
+    path = Path(path)
+    tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    try:
+        with open(fd, mode, **open_kw) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def write_text(path, text: str) -> Path:
+    """Replace ``path`` atomically with ``text`` (UTF-8)."""
+    with writing(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_bytes(path, data: bytes) -> Path:
+    """Replace ``path`` atomically with ``data``."""
+    with writing(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def append_text(path, text: str) -> bool:
+    """Append ``text`` to the regular file ``path`` (created if missing) and flush it.
+
+    Returns:
+        False, writing nothing, when ``path`` is a symbolic link or not a regular file (the caller then
+        rewrites the whole file with :func:`writing`, which replaces the link).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            return False
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
+        os.close(fd)
+        return False
+    with open(fd, "a", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+    return True
+
+
+def fsync_dir(folder) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_temp_files(folder, prefixes: tuple = (TEMP_PREFIX,)) -> list[Path]:
+    """Delete the temp files a killed write left in ``folder`` (call it only while holding the folder's
+    lock: another process's live write looks the same); returns what was removed."""
+    removed = []
+    for prefix in prefixes:
+        for p in Path(folder).glob(f"{prefix}*"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+__all__ = ["TEMP_PREFIX", "append_text", "fsync_dir", "remove_temp_files", "write_bytes", "write_text", "writing"]
