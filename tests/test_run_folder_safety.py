@@ -45,7 +45,7 @@ def test_concurrent_runs_a_second_start_is_refused_without_touching_the_folder(t
 
 
 def test_concurrent_runs_a_lock_left_by_a_killed_process_is_free_at_once(tmp_path):
-    code = "import sys, time; from jnn import lock; lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+    code = "import sys, time; from jnn import lock; lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(9)"
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
