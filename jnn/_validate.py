@@ -15,6 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+#: Largest layer width (shapes are int32 in XLA).
+MAX_WIDTH = 2**31 - 1
+
 
 def is_concrete(x: Any) -> bool:
     """True when ``x`` holds values that can be read on the host (not a tracer under jit/vmap/grad)."""
@@ -89,8 +92,8 @@ def check_sizes(sizes: Any) -> tuple[int, ...]:
             raise TypeError(
                 f"sizes[{i}] must be a positive int; got {s!r} of type {type(s).__name__} in sizes={list(sizes)}"
             )
-        if s < 1:
-            raise ValueError(f"sizes[{i}] must be a positive int; got {s} in sizes={list(sizes)}")
+        if not 1 <= s <= MAX_WIDTH:
+            raise ValueError(f"sizes[{i}] must be an int in [1, {MAX_WIDTH}]; got {s} in sizes={list(sizes)}")
     return tuple(int(s) for s in sizes)
 
 

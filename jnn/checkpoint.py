@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
+import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -27,6 +30,8 @@ import numpy as np
 from jnn import atomic
 
 FORMAT = "jnn-checkpoint-1"
+#: Bytes a ``.npy`` entry may hold beyond its data (its own header).
+_NPY_HEADER_MAX = 65536
 #: Temp-file prefix of jnn versions before :mod:`jnn.atomic` (their leftovers are removed too).
 TEMP_PREFIX = ".jnn-ckpt-"
 
@@ -139,12 +144,24 @@ def read_extras(path) -> dict:
 
 
 def _read_leaf(z, i: int, entry: dict, path, kind: str = "leaf") -> np.ndarray:
-    """Leaf (or extra) ``i`` of an open checkpoint, checked against its SHA-256."""
+    """Leaf (or extra) ``i`` of an open checkpoint, checked against the header before anything is decompressed
+    (the stored array's dtype and shape, the zip directory's size) and against its SHA-256 after."""
+    name = f"{kind}_{i:05d}"
+    want = (np.dtype(entry["dtype"]), tuple(entry["shape"]))
     try:
-        arr = z[f"{kind}_{i:05d}"]
+        info = z.zip.getinfo(name + ".npy")
+        if info.file_size > want[0].itemsize * math.prod(want[1]) + _NPY_HEADER_MAX:
+            raise ValueError(f"it stores {info.file_size} bytes where the header declares {want[0]}{list(want[1])}")
+        with z.zip.open(info) as fh:
+            major = np.lib.format.read_magic(fh)[0]
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh, max_header_size=_NPY_HEADER_MAX)
+        if (dtype, tuple(shape)) != want or fortran:
+            raise ValueError(f"it stores {dtype}{list(shape)} where the header declares {want[0]}{list(want[1])}")
+        arr = z[name]
     except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(
-            f"checkpoint {str(path)!r}: leaf {entry['path']} cannot be read (truncated or corrupt?): {err}"
+            f"checkpoint {str(path)!r}: leaf {entry['path']} cannot be read (truncated, corrupt or forged?): {err}"
         ) from None
     if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != entry["sha256"]:
         raise ValueError(f"checkpoint {str(path)!r}: leaf {entry['path']} fails its checksum (the file is corrupt)")
@@ -156,7 +173,14 @@ def _open(path):
     path = Path(path)
     if not path.exists():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    with open(path, "rb") as fh:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+    except OSError as err:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be opened: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"checkpoint {str(path)!r} is not a regular file (a folder, a FIFO or a device)")
+    with os.fdopen(fd, "rb") as fh:
         try:
             z = np.load(fh, allow_pickle=False)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
@@ -169,12 +193,49 @@ def _open(path):
 
 def _header(z, path) -> dict:
     try:
+        if z.zip.getinfo("header.npy").file_size > MAX_HEADER_BYTES:
+            raise ValueError(f"the header is over {MAX_HEADER_BYTES} bytes")
         header = json.loads(bytes(z["header"]).decode())
     except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(f"checkpoint {str(path)!r} has no readable header (truncated or corrupt?): {err}") from None
-    if header.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} has format {header.get('format')!r}; this jnn reads {FORMAT!r}")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        got = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise ValueError(f"checkpoint {str(path)!r} has format {got!r}; this jnn reads {FORMAT!r}")
+    problem = _header_problem(header)
+    if problem:
+        raise ValueError(f"checkpoint {str(path)!r} has a malformed header: {problem}")
     return header
+
+
+#: Largest header a checkpoint may have (JSON: config, leaf paths, shapes and checksums).
+MAX_HEADER_BYTES = 64 << 20
+
+
+def _header_problem(header: dict) -> str | None:
+    """What is wrong with a header's fields, or None."""
+    if not isinstance(header.get("meta", {}), dict):
+        return "'meta' must be an object"
+    for kind in ("leaves", "extras"):
+        entries = header.get(kind, [] if kind == "extras" else None)
+        if not isinstance(entries, list):
+            return f"{kind!r} must be a list"
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict):
+                return f"{kind}[{i}] must be an object"
+            if not isinstance(e.get("path"), str) or not isinstance(e.get("sha256"), str):
+                return f"{kind}[{i}] needs a 'path' and a 'sha256' string"
+            shape = e.get("shape")
+            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+                return f"{kind}[{i}] ({e['path']}) needs a 'shape' list of sizes >= 0"
+            try:
+                dtype = np.dtype(e.get("dtype"))
+            except TypeError:
+                return f"{kind}[{i}] ({e['path']}) has dtype {e.get('dtype')!r}"
+            if dtype.hasobject or e.get("dtype") is None:
+                return f"{kind}[{i}] ({e['path']}) has dtype {e.get('dtype')!r}"
+            if not isinstance(e.get("key_impl"), (str, type(None))):
+                return f"{kind}[{i}] ({e['path']}) has key_impl {e.get('key_impl')!r}"
+    return None
 
 
 def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = ()) -> None:
@@ -217,6 +278,10 @@ def restore(
     """
     import jnn
 
+    if expect is not None and not isinstance(expect, dict):
+        raise TypeError(f"expect must be a dict of metadata (config, data_hash) or None; got {type(expect).__name__}")
+    if not isinstance(allow_changes, (tuple, list)):
+        raise TypeError(f"allow_changes must be a tuple of config field names; got {type(allow_changes).__name__}")
     t_leaves, treedef = _leaves(template)
     with _open(path) as z:
         header = _header(z, path)
@@ -247,7 +312,7 @@ def restore(
                     f"{want[0]}{want[1]} (another architecture or dtype?)"
                 )
             arr = _read_leaf(z, i, e, path)
-            if e["key_impl"] is not None:
+            if e.get("key_impl") is not None:
                 out.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(t)))
             else:
                 out.append(jnp.asarray(arr))

@@ -33,10 +33,15 @@ def _float_list(text: str) -> list[float]:
 
 
 def _int_list(text: str) -> list[int]:
+    if text.strip().lower() == "none":  # no hidden layer: a linear model
+        return []
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        out = [int(t) for t in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints such as 40,32,10; got {text!r}") from None
+        out = None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints such as 40,32,10 (or none); got {text!r}")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

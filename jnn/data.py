@@ -19,6 +19,9 @@ import numpy as np
 
 from jnn import _validate as V
 
+#: Largest number of classes (the output layer has one unit per class).
+MAX_CLASSES = 1 << 20
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -63,15 +66,16 @@ class Dataset:
             )
         k = self.num_classes
         if integral and y.ndim == 1:
-            y = y.astype(np.int32)
+            lo, hi = int(y.min()), int(y.max())  # in y's own dtype: no label wraps before it is checked
             if k is None:
-                k = max(int(y.max()) + 1, 2)
-            k = V.check_int("num_classes", k, low=2)
-            if y.min() < 0 or y.max() >= k:
-                raise ValueError(
-                    f"y must hold labels in [0, {k - 1}] for num_classes={k}; got values in "
-                    f"[{int(y.min())}, {int(y.max())}]"
-                )
+                if hi >= MAX_CLASSES:
+                    raise ValueError(f"y holds labels up to {hi}; class labels must be in [0, {MAX_CLASSES - 1}] "
+                                     "(num_classes is inferred as max(y) + 1)")  # fmt: skip
+                k = max(hi + 1, 2)
+            k = V.check_int("num_classes", k, low=2, high=MAX_CLASSES)
+            if lo < 0 or hi >= k:
+                raise ValueError(f"y must hold labels in [0, {k - 1}] for num_classes={k}; got values in [{lo}, {hi}]")
+            y = y.astype(np.int32)
         else:
             if k is not None:
                 raise ValueError(
@@ -79,12 +83,12 @@ class Dataset:
                     "so it must be None"
                 )
             if integral:
-                y = y.astype(np.int32)
                 if np.any((y != 0) & (y != 1)):
                     raise ValueError(
                         f"integer y of shape [n, k] holds multi-label targets and must be 0/1; got values "
                         f"in [{int(y.min())}, {int(y.max())}]"
                     )
+                y = y.astype(np.int32)
             else:
                 y = np.asarray(V.check_float_array("y", y)).astype(x.dtype)
         w = self.sample_weight

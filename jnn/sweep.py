@@ -304,6 +304,12 @@ def _check_args(config, train, val, test, log_every) -> TrainConfig:
             raise TypeError(
                 f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got {type(ds).__name__}"
             )
+    for name, ds in (("val", val), ("test", test)):
+        if ds is not None and (ds.x.shape[1], ds.y.shape[1:], ds.y.dtype.kind) != (
+            train.x.shape[1], train.y.shape[1:], train.y.dtype.kind):  # fmt: skip
+            raise ValueError(f"{name} must be data like train: {train.x.shape[1]} features and targets "
+                             f"{train.y.dtype} {train.y.shape[1:]}; got {ds.x.shape[1]} features and targets "
+                             f"{ds.y.dtype} {ds.y.shape[1:]}")  # fmt: skip
     V.check_int("log_every", log_every, low=0)
     return config
 

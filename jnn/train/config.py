@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jnn import _validate as V
@@ -122,7 +123,7 @@ class TrainConfig:
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
             raise TypeError(f"hidden must be a sequence of positive ints such as (100, 100); got {hidden!r}")
         for i, h in enumerate(hidden):
-            V.check_int(f"hidden[{i}]", h, low=1)
+            V.check_int(f"hidden[{i}]", h, low=1, high=V.MAX_WIDTH)
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
         if self.sizes is not None:
             object.__setattr__(self, "sizes", V.check_sizes(self.sizes))
@@ -135,6 +136,12 @@ class TrainConfig:
             "learning_rate",
             V.check_real("learning_rate", self.learning_rate, low=0.0, low_open=True, hint="the step size η"),
         )
+        with np.errstate(over="ignore", under="ignore"):
+            lr32 = np.float32(self.learning_rate)
+        if lr32 == 0 or not np.isfinite(lr32):
+            f32 = np.finfo(np.float32)
+            raise ValueError(f"learning_rate must be representable in float32, in [{f32.smallest_subnormal:g}, "
+                             f"{f32.max:g}]; got {self.learning_rate!r}, which becomes {float(lr32)!r}")  # fmt: skip
         object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         object.__setattr__(self, "weight_decay", V.check_real("weight_decay", self.weight_decay, low=0.0))
         V.check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)

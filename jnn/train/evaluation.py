@@ -64,6 +64,9 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
                 "the jnn.Task to evaluate another model"
             )
         sizes = (int(leaves[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in leaves))
+        if ds.x.shape[1] != sizes[0]:
+            raise ValueError(f"ds has {ds.x.shape[1]} features but the params take {sizes[0]} (their first layer "
+                             f"is {sizes[0]}x{sizes[1]})")  # fmt: skip
         model = _mlp_of(model, sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
     elif not isinstance(model, Task):
         raise TypeError(f"model must be a jnn.Task or a jnn.TrainConfig; got {type(model).__name__}")

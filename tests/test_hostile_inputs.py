@@ -1,0 +1,162 @@
+"""Hostile inputs get a named error before any work: labels that would wrap, data of the wrong width, rates
+that vanish in float32, checkpoints that are FIFOs, folders, zip bombs or forged headers."""
+
+import io
+import json
+import os
+import threading
+import zipfile
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jnn
+from jnn import checkpoint as ckpt
+from jnn.datasets import load
+from jnn.sweep import sweep
+from jnn.train import TrainConfig, fit
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        ([0, 1, -(2**32) + 1], r"labels in \[0, 1\].*got values in \[-4294967295, 1\]"),
+        ([0, 1, 2**32, 2**32 + 1], r"labels up to 4294967297"),
+        ([0, 1, 2**31], r"labels up to 2147483648"),
+    ],
+)
+def test_wrapping_labels_are_refused_before_any_cast(y, match):
+    with pytest.raises(ValueError, match=match):
+        jnn.Dataset(np.zeros((len(y), 2), "f4"), np.array(y, np.int64))
+
+
+def test_wrapping_multilabel_targets_are_refused_before_any_cast():
+    y = np.array([[0, 1], [1, 2**32]], np.int64)  # 2**32 would become 0 in int32
+    with pytest.raises(ValueError, match="must be 0/1"):
+        jnn.Dataset(np.zeros((2, 2), "f4"), y)
+
+
+def test_allocation_bombs_num_classes_and_layer_widths_are_bounded():
+    with pytest.raises(ValueError, match=r"num_classes must be an integer in \[2, 1048576\]; got 50000000"):
+        jnn.Dataset(np.zeros((3, 2), "f4"), np.array([0, 1, 1]), num_classes=5 * 10**7)
+    with pytest.raises(ValueError, match=r"hidden\[0\] must be an integer in \[1, 2147483647\]"):
+        TrainConfig(hidden=(10**30,))
+
+
+@pytest.mark.parametrize("lr", [1e-320, 1e39])
+def test_vanishing_rates_a_learning_rate_that_is_0_or_inf_in_float32_is_refused(lr):
+    with pytest.raises(ValueError, match=r"learning_rate must be representable in float32"):
+        TrainConfig(learning_rate=lr)
+
+
+def test_wrong_widths_evaluate_and_sweep_test_name_the_mismatch_before_training():
+    train = load("xor", seed=0)[0]
+    cfg = TrainConfig(hidden=(4,), max_epochs=1, early_stopping=False)
+    params = fit(train, cfg).params
+    wide = jnn.Dataset(np.zeros((5, 7), "f4"), np.array([0, 1, 0, 1, 0]))
+    with pytest.raises(ValueError, match="ds has 7 features but the params take 2"):
+        jnn.evaluate(params, wide, cfg)
+    with pytest.raises(ValueError, match="test must be data like train: 2 features.*got 7 features"):
+        sweep(train, cfg, test=wide, learning_rate=[0.1, 0.2])
+    three = jnn.Dataset(train.x, np.arange(len(train.x)) % 3)
+    with pytest.raises(ValueError, match="3 classes"):
+        jnn.evaluate(params, three, cfg)
+
+
+def _saved(tmp_path):
+    path = tmp_path / "c.npz"
+    ckpt.save(path, {"w": jnp.arange(6.0).reshape(2, 3)}, meta={"config": {}})
+    return path
+
+
+def test_not_regular_files_a_fifo_or_a_folder_as_checkpoint_is_refused_at_once(tmp_path):
+    template = {"w": jnp.zeros((2, 3))}
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    out = []
+    t = threading.Thread(target=lambda: out.append(_error(lambda: ckpt.restore(fifo, template))), daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert not t.is_alive(), "restoring from a FIFO hung"
+    assert "not a regular file" in out[0]
+    assert "not a regular file" in _error(lambda: ckpt.restore(tmp_path, template))
+
+
+def _error(fn) -> str:
+    try:
+        fn()
+    except ValueError as err:
+        return str(err)
+    return "no error"
+
+
+def _rewrite(path, header=None, arrays=None):
+    """Rewrite a checkpoint with another header and/or other arrays (a forged file)."""
+    with np.load(path) as z:
+        items = {k: z[k] for k in z.files}
+    if header is not None:
+        items["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    items.update(arrays or {})
+    np.savez_compressed(path, **items)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda h: [h], "format 'list'"),
+        (lambda h: {k: v for k, v in h.items() if k != "leaves"}, "'leaves' must be a list"),
+        (lambda h: {**h, "leaves": [{k: v for k, v in h["leaves"][0].items() if k != "sha256"}]}, "'sha256'"),
+        (lambda h: {**h, "meta": "abc"}, "'meta' must be an object"),
+        (lambda h: {**h, "leaves": [{**h["leaves"][0], "shape": "x"}]}, "'shape' list"),
+        (lambda h: {**h, "leaves": [{**h["leaves"][0], "dtype": "|O"}]}, "dtype"),
+    ],
+)
+def test_malformed_headers_are_named_errors(tmp_path, mutate, match):
+    path = _saved(tmp_path)
+    with np.load(path) as z:
+        header = json.loads(bytes(z["header"]).decode())
+    _rewrite(path, header=mutate(header))
+    for fn in (ckpt.read_header, ckpt.verify, lambda p: ckpt.restore(p, {"w": jnp.zeros((2, 3))})):
+        with pytest.raises(ValueError, match=match):
+            fn(path)
+
+
+def test_forged_headers_stored_arrays_must_match_the_header(tmp_path):
+    path = _saved(tmp_path)
+    with np.load(path) as z:
+        header = json.loads(bytes(z["header"]).decode())
+    forged = np.arange(12.0, dtype=np.float32).reshape(3, 4)  # another shape than the header declares
+    _rewrite(path, arrays={"leaf_00000": forged})
+    with pytest.raises(ValueError, match=r"stores float32\[3, 4\] where the header declares float32\[2, 3\]"):
+        ckpt.verify(path)
+    assert header["leaves"][0]["shape"] == [2, 3]
+
+
+def test_zip_bombs_a_leaf_that_inflates_past_its_declared_size_is_refused_before_decompressing(tmp_path):
+    import resource
+
+    path = _saved(tmp_path)
+    with np.load(path) as z:
+        items = {k: z[k] for k in z.files}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, v in items.items():
+            if k == "leaf_00000":
+                v = np.zeros((2**27,), np.float32)  # 512 MiB of zeros, a few hundred KiB compressed
+            with zf.open(k + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, v)
+    path.write_bytes(buf.getvalue())
+    assert path.stat().st_size < 4 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for fn in (ckpt.verify, lambda p: ckpt.restore(p, {"w": jnp.zeros((2, 3))})):
+        with pytest.raises(ValueError, match=r"stores 53687\d+ bytes where the header declares"):
+            fn(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: nothing inflated
+
+
+@pytest.mark.parametrize("expect, allow", [("x", ()), (None, "learning_rate")])
+def test_wrong_kinds_restore_names_its_arguments(tmp_path, expect, allow):
+    path = _saved(tmp_path)
+    with pytest.raises(TypeError, match="expect must be a dict|allow_changes must be a tuple"):
+        ckpt.restore(path, {"w": jnp.zeros((2, 3))}, expect=expect, allow_changes=allow)
