@@ -90,6 +90,29 @@ def append_text(path, text: str) -> bool:
     return True
 
 
+def check_folder_writable(folder, name: str = "folder") -> None:
+    """Refuse a destination folder that cannot be written, before any work: create (and remove) a probe file
+    in it, or in its nearest existing parent when it does not exist yet.
+
+    Raises:
+        ValueError: naming ``name``, the folder and why (a file in the way, permissions, a read-only or
+            full file system).
+    """
+    target = Path(folder)
+    probe_in = target
+    while not probe_in.exists() and probe_in.parent != probe_in:
+        probe_in = probe_in.parent
+    if probe_in.exists() and not probe_in.is_dir():
+        what = name if probe_in == target else f"{name}'s parent {str(probe_in)!r}"
+        raise ValueError(f"{what} must be a folder; {str(probe_in)!r} is a file")
+    try:
+        probe = write_bytes(probe_in / f"{TEMP_PREFIX}probe-{os.getpid()}", b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{name} {str(target)!r} cannot be written ({err.strerror} in {str(probe_in)!r}); "
+                         "pick a writable folder") from None  # fmt: skip
+
+
 def fsync_dir(folder) -> None:
     """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
     try:
@@ -118,4 +141,5 @@ def remove_temp_files(folder, prefixes: tuple = (TEMP_PREFIX,)) -> list[Path]:
     return removed
 
 
-__all__ = ["TEMP_PREFIX", "append_text", "fsync_dir", "remove_temp_files", "write_bytes", "write_text", "writing"]
+__all__ = ["TEMP_PREFIX", "append_text", "check_folder_writable", "fsync_dir", "remove_temp_files", "write_bytes",
+           "write_text", "writing"]  # fmt: skip

@@ -16,6 +16,7 @@ import sys
 import time
 
 from jnn import _validate as V
+from jnn import atomic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -447,6 +448,7 @@ def _sweep(args) -> int:
         V.check_int("--log-every", args.log_every, low=0)
     name = source_name(source)
     out = args.out or f"runs/sweep-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    atomic.check_folder_writable(out, "--out")  # before training: results are never lost to a bad destination
     train, val, test, info = load_source(source, config)
     m = len(next(iter(axes.values())))
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)

@@ -160,3 +160,33 @@ def test_wrong_kinds_restore_names_its_arguments(tmp_path, expect, allow):
     path = _saved(tmp_path)
     with pytest.raises(TypeError, match="expect must be a dict|allow_changes must be a tuple"):
         ckpt.restore(path, {"w": jnp.zeros((2, 3))}, expect=expect, allow_changes=allow)
+
+
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        ({"run_dir": ""}, ValueError, "run_dir must name a folder; got an empty path"),
+        ({"run_dir": 3}, TypeError, "run_dir must be a path"),
+        ({"run_dir": "/proc/jnn-run"}, ValueError, r"run_dir '/proc/jnn-run' cannot be written"),
+        ({"log_every": "x"}, TypeError, "log_every must be an integer"),
+        ({"log_every": -1}, ValueError, r"log_every must be an integer in \[0, inf\]; got -1"),
+        ({"resume": "yes", "run_dir": "r"}, TypeError, "resume must be True or False"),
+        ({"overwrite": 1}, TypeError, "overwrite must be True or False"),
+    ],
+)
+def test_wrong_kinds_fit_names_its_arguments_before_any_work(tmp_path, monkeypatch, kw, exc, match):
+    monkeypatch.chdir(tmp_path)
+    train = load("xor", seed=0)[0]
+    with pytest.raises(exc, match=match):
+        fit(train, TrainConfig(hidden=(4,), max_epochs=1), **kw)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even into the current folder
+
+
+def test_unwritable_destinations_sweep_out_is_checked_before_training(tmp_path, capsys):
+    from jnn.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    code = main(["sweep", "--dataset", "xor", "--hidden", "4", "--max-epochs", "50", "--seeds", "0,1",
+                 "--out", str(tmp_path / "afile")])  # fmt: skip
+    err = capsys.readouterr()
+    assert code == 2 and "--out must be a folder" in err.err and "jnn sweep: xor" not in err.out

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jnn import _validate as V
+from jnn import atomic
 from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
@@ -70,7 +72,7 @@ class FitResult:
     task: Task | None = None
 
 
-def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConfig:
+def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log_every, flags) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -84,6 +86,16 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConf
         raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
     if val is not None and not isinstance(val, Dataset):
         raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
+    V.check_int("log_every", log_every, low=0)
+    for name, value in flags.items():
+        if not isinstance(value, bool) and not (name == "progress" and value is None):
+            raise TypeError(f"{name} must be True or False; got {value!r}")
+    if run_dir is not None:
+        if not isinstance(run_dir, (str, os.PathLike)):
+            raise TypeError(f"run_dir must be a path (str or os.PathLike) or None; got {type(run_dir).__name__}")
+        if str(run_dir).strip() == "":
+            raise ValueError("run_dir must name a folder; got an empty path (use None to keep everything in memory)")
+        atomic.check_folder_writable(run_dir, "run_dir")
     if mesh is not None:
         from jnn.parallel import check_mesh
 
@@ -156,7 +168,17 @@ def fit(
         training starts.
     """
     t_call = time.perf_counter()
-    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh)
+    config = _check_args(
+        train,
+        config,
+        optimizer,
+        stop_at_epoch,
+        val,
+        mesh,
+        run_dir,
+        log_every,
+        {"resume": resume, "overwrite": overwrite, "tensorboard": tensorboard, "progress": progress},
+    )
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
     tx = config.make_optimizer(config.steps_per_epoch(len(fit_ds))) if optimizer is None else optimizer
