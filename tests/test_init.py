@@ -60,8 +60,8 @@ def test_biases_zero_except_uniform_scheme():
     "sizes,exc,match",
     [
         ([3], ValueError, "at least two entries"),
-        ([3, 0, 2], ValueError, r"sizes\[1\] must be a positive int; got 0"),
-        ([3, -1], ValueError, r"sizes\[1\] must be a positive int; got -1"),
+        ([3, 0, 2], ValueError, r"sizes\[1\] must be an int in \[1, 2147483647\]; got 0"),
+        ([3, -1], ValueError, r"sizes\[1\] must be an int in \[1, 2147483647\]; got -1"),
         ([3, 2.5], TypeError, r"sizes\[1\] must be a positive int; got 2.5"),
         ([3, True], TypeError, r"sizes\[1\] must be a positive int"),
         ("32", TypeError, "sizes must be a sequence"),

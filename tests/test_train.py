@@ -247,7 +247,7 @@ def test_run_folder_files(tmp_path):
             r"warmup_epochs must be in \[0, 4\]",
         ),
         (dict(weight_decay=-1.0), ValueError, r"weight_decay must be in \[0, inf\]"),
-        (dict(hidden=(8, 0)), ValueError, r"hidden\[1\] must be an integer in \[1, inf\]; got 0"),
+        (dict(hidden=(8, 0)), ValueError, r"hidden\[1\] must be an integer in \[1, 2147483647\]; got 0"),
         (dict(max_epochs=0), ValueError, "max_epochs must be an integer"),
         (dict(l2=-1e-3), ValueError, r"l2 must be in \[0, inf\]"),
     ],
