@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its checkpoint, with its stored config and data; a finished run "
         "continues when --max-epochs is larger",
     )
+    t.add_argument("--from-epoch", type=int, default=None,
+                   help="with --resume: restart from the kept checkpoint of this epoch (e.g. the last sane one of a "
+                        "run that diverged, with a lower --learning-rate)")  # fmt: skip
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     t.add_argument(
         "--data-parallel",
@@ -250,6 +253,15 @@ def _add_config_flags(t) -> None:
                    help=f"epochs between checkpoints; 0 = only at the end "
                         f"(default {dflt('checkpoint_every')})")  # fmt: skip
     t.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=None,
+        help=f"latest epoch checkpoints kept in RUN/checkpoints (default {dflt('keep_checkpoints')})",
+    )
+    t.add_argument("--divergence-factor", type=float, default=None,
+                   help=f"stop when the training loss exceeds this factor x the best and the first epoch's "
+                        f"(default {dflt('divergence_factor')})")  # fmt: skip
+    t.add_argument(
         "--prng-impl",
         default=None,
         choices=["threefry2x32", "rbg"],
@@ -288,6 +300,8 @@ _CONFIG_FLAGS = (
     "val_fraction",
     "seed",
     "checkpoint_every",
+    "keep_checkpoints",
+    "divergence_factor",
     "prng_impl",
 )
 
@@ -400,7 +414,8 @@ def _train(args) -> int:
         print(f"data parallel over {mesh.shape['data']} device(s) in {jax.process_count()} process(es)", flush=True)
     try:
         result = fit(train, config, val=val, run_dir=out, resume=args.resume, overwrite=args.overwrite,
-                     log_every=log_every, mesh=mesh, tensorboard=args.tensorboard, data_info=info)  # fmt: skip
+                     log_every=log_every, mesh=mesh, tensorboard=args.tensorboard, data_info=info,
+                     from_epoch=args.from_epoch)  # fmt: skip
     except Interrupted as stop:
         if jax.process_index() == 0:
             print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")

@@ -25,6 +25,10 @@ LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 PRNG_IMPLS = ("threefry2x32", "rbg")
 
 
+#: Largest epoch or step budget (the counters are int32 on device).
+MAX_COUNT = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of a training run (the lecture's loop plus its regularisers and stopping rules).
@@ -72,6 +76,12 @@ class TrainConfig:
         drop_last: drop the ragged last minibatch instead of padding and masking it.
         seed: the root seed; split into the ``init``, ``data``, ``dropout`` and ``split`` streams.
         checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a run folder.
+        keep_checkpoints: how many of the latest epoch checkpoints a run folder keeps in ``checkpoints/``
+            (besides ``checkpoint.npz``, the latest, and the one of the best training loss); ``fit(...,
+            resume=True, from_epoch=E)`` restarts from any of them.
+        divergence_factor: stop a run (``stopped_by="diverged"``) when an epoch's training loss exceeds this
+            factor (> 1) times the best training loss so far and the first epoch's training loss, while
+            still finite (None: off); non-finite values are stopped by ``check_finite``.
         prng_impl: generator of the per-epoch permutations and dropout masks: ``"threefry2x32"`` (JAX's
             default) or ``"rbg"`` (cheaper bits per call; other random bits, so other results for the same
             seed). Threefry masks of a small epoch are drawn up front in one call; rbg masks are drawn
@@ -117,8 +127,16 @@ class TrainConfig:
     checkpoint_every: int = 0
     prng_impl: str = "threefry2x32"
     check_finite: bool = True
+    divergence_factor: float | None = 10.0
+    keep_checkpoints: int = 3
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # NumPy scalars become Python ones (the config is JSON and hashed)
+            v = getattr(self, f.name)
+            if isinstance(v, np.generic):
+                object.__setattr__(self, f.name, v.item())
+            elif isinstance(v, (list, tuple)) and any(isinstance(x, np.generic) for x in v):
+                object.__setattr__(self, f.name, type(v)(x.item() if isinstance(x, np.generic) else x for x in v))
         hidden = self.hidden
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
             raise TypeError(f"hidden must be a sequence of positive ints such as (100, 100); got {hidden!r}")
@@ -153,7 +171,7 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
         Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
         object.__setattr__(self, "keep_prob", float(self.keep_prob))
-        V.check_int("max_epochs", self.max_epochs, low=1)
+        V.check_int("max_epochs", self.max_epochs, low=1, high=MAX_COUNT)
         if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
             raise ValueError(f"warmup_epochs is for lr_schedule='warmup-cosine'; got lr_schedule={self.lr_schedule!r}")
         if self.warmup_epochs >= self.max_epochs:
@@ -161,7 +179,7 @@ class TrainConfig:
                 f"warmup_epochs must be in [0, {self.max_epochs - 1}] (less than max_epochs); got {self.warmup_epochs}"
             )
         if self.max_steps is not None:
-            V.check_int("max_steps", self.max_steps, low=1)
+            V.check_int("max_steps", self.max_steps, low=1, high=MAX_COUNT)
         if self.loss_tol is not None:
             object.__setattr__(self, "loss_tol", V.check_real("loss_tol", self.loss_tol, low=0.0))
         V.check_int("tol_patience", self.tol_patience, low=1)
@@ -172,6 +190,10 @@ class TrainConfig:
         V.check_int("seed", self.seed, low=0, high=2**63 - 1)
         V.check_int("checkpoint_every", self.checkpoint_every, low=0)
         V.check_choice("prng_impl", self.prng_impl, PRNG_IMPLS)
+        if self.divergence_factor is not None:
+            object.__setattr__(self, "divergence_factor", V.check_real("divergence_factor", self.divergence_factor,
+                                                                       low=1.0, low_open=True))  # fmt: skip
+        V.check_int("keep_checkpoints", self.keep_checkpoints, low=1, high=10_000)
 
     # ------------------------------------------------------------------------------------------------
 

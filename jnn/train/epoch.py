@@ -76,6 +76,7 @@ def make_run_epoch(
     max_epochs: int,
     early: EarlyStopping | None = None,
     loss_tol: EarlyStopping | None = None,
+    divergence_factor: float | None = None,
     has_val: bool = True,
     noise_up_front: int = 0,
     val_fn=None,
@@ -91,6 +92,8 @@ def make_run_epoch(
         max_epochs: the epoch budget.
         early: the early-stopping rule (None: off).
         loss_tol: the training-loss tolerance rule (None: off).
+        divergence_factor: stop (``Status.DIVERGED``) when the epoch's training loss exceeds this factor times
+            the best one so far and also the first epoch's (None: off).
         has_val: whether ``data`` holds a validation set.
         noise_up_front: draw an epoch's ``task.draw`` noise in one call when it has at most this many
             elements (0: draw per step; the caller decides, e.g. never for rbg keys or sharded batches).
@@ -136,7 +139,9 @@ def make_run_epoch(
         metrics.update(validation(state, data, dtype))
         metrics["learning_rate"] = _learning_rate(state.opt_state, dtype)
         counted = was_running & (jnp.sum(sums["count"]) > 0)
-        return advance(state, metrics, counted, early=early, loss_tol=loss_tol, max_epochs=max_epochs), metrics
+        state = advance(state, metrics, counted, early=early, loss_tol=loss_tol, max_epochs=max_epochs,
+                        divergence_factor=divergence_factor)  # fmt: skip
+        return state, metrics
 
     def validation(state, data, dtype):
         nan = jnp.asarray(jnp.nan, dtype)
@@ -159,11 +164,20 @@ def advance(
     early: EarlyStopping | None,
     loss_tol: EarlyStopping | None,
     max_epochs: int,
+    divergence_factor: float | None = None,
 ) -> TrainState:
-    """End an epoch on device: step the stopping rules on ``metrics`` (early stopping with restore-best, the
-    training-loss tolerance, the epoch budget) and count the epoch if ``counted``."""
+    """End an epoch on device: step the stopping rules on ``metrics`` (divergence, early stopping with
+    restore-best, the training-loss tolerance, the epoch budget) and count the epoch if ``counted``."""
     e = state.epoch
     status = state.status
+    loss = metrics["train_loss"].astype(state.loss_ref.dtype)
+    first, best = state.loss_ref[0], state.loss_ref[1]
+    first = jnp.where(counted & jnp.isnan(first), loss, first)
+    if divergence_factor is not None:
+        exploded = counted & (loss > divergence_factor * best) & (loss > first)
+        status = jnp.where((status == Status.RUNNING) & exploded, Status.DIVERGED, status)
+    best = jnp.where(counted & (loss < best), loss, best)
+    loss_ref = jnp.stack([first, best])
     early_state, best_params = state.early, state.best_params
     if early is not None:
         live = counted & (status == Status.RUNNING)
@@ -179,7 +193,7 @@ def advance(
     epoch = e + counted.astype(jnp.int32)
     status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
     return state._replace(epoch=epoch, early=early_state, best_params=best_params, loss_tol=tol_state,
-                          status=status.astype(jnp.int32))  # fmt: skip
+                          loss_ref=loss_ref, status=status.astype(jnp.int32))  # fmt: skip
 
 
 def with_summary(run_epoch, keys):

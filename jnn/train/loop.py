@@ -14,6 +14,7 @@ per epoch for progress and the stop flag. The whole run compiles once.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -37,7 +38,17 @@ from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.records import LiveRecords
-from jnn.train.run_dir import CHECKPOINT_NAME, prepare_run_dir, resume_state, save_checkpoint, save_model, write_summary
+from jnn.train.run_dir import (
+    CHECKPOINT_NAME,
+    KEPT_DIR,
+    kept_checkpoints,
+    prepare_run_dir,
+    resume_state,
+    rewind_to_epoch,
+    save_checkpoint,
+    save_model,
+    write_summary,
+)
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
 
@@ -121,6 +132,7 @@ def fit(
     mesh=None,
     tensorboard: bool = False,
     data_info: dict | None = None,
+    from_epoch: int | None = None,
 ) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
 
@@ -144,6 +156,9 @@ def fit(
             ``learning_rate``, ``max_epochs`` and ``max_steps``: a finished run continues with a larger
             budget, bit for bit as if it had been given that budget at the start).
         overwrite: replace a run folder that already holds another run (otherwise that is an error).
+        from_epoch: with ``resume=True``, restart from the kept checkpoint of this epoch (see
+            ``TrainConfig.keep_checkpoints``) instead of the latest: e.g. the last sane epoch of a run that
+            diverged, with a lower ``learning_rate``. Kept checkpoints of later epochs are removed.
         stop_at_epoch: pause after this many epochs in total (the run can be resumed later); the result
             says ``stopped_by="paused"``.
         progress: show a progress bar (default: when stderr is a terminal and ``CI`` is unset).
@@ -168,17 +183,12 @@ def fit(
         training starts.
     """
     t_call = time.perf_counter()
-    config = _check_args(
-        train,
-        config,
-        optimizer,
-        stop_at_epoch,
-        val,
-        mesh,
-        run_dir,
-        log_every,
-        {"resume": resume, "overwrite": overwrite, "tensorboard": tensorboard, "progress": progress},
-    )
+    flags = {"resume": resume, "overwrite": overwrite, "tensorboard": tensorboard, "progress": progress}
+    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log_every, flags)
+    if from_epoch is not None:
+        V.check_int("from_epoch", from_epoch, low=0)
+        if not resume:
+            raise ValueError(f"from_epoch={from_epoch} needs resume=True (--resume)")
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
     tx = config.make_optimizer(config.steps_per_epoch(len(fit_ds))) if optimizer is None else optimizer
@@ -192,7 +202,7 @@ def fit(
         meta["data"] = data_info
     writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
     state, records, held = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite,
-                                     writer, ct.history_keys())  # fmt: skip
+                                     writer, ct.history_keys(), from_epoch)  # fmt: skip
     try:
         return _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight,
                            mesh, tensorboard, progress, log_every, stop_at_epoch, t_call)  # fmt: skip
@@ -213,7 +223,7 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
             return
         live.update()
         if config.checkpoint_every and epoch % config.checkpoint_every == 0:
-            save_checkpoint(run_path, state, records, meta)
+            save_checkpoint(run_path, state, records, meta, config.keep_checkpoints)
 
     t0 = time.perf_counter()
     try:
@@ -230,11 +240,13 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
     stopped_by = "paused" if halt == "paused" else "interrupted" if halt is not None else STATUS[int(state.status)]
     best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
     message = _message(state, stopped_by, best_epoch, config, elapsed)
+    if stopped_by in ("non_finite", "diverged"):
+        message += " " + _rollback_hint(records.get("train_loss", []), config, run_path if writer else None)
     final = final_params(state, config.early_stopping and config.restore_best)
     result = FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
                        t0 - t_call, ct.task)  # fmt: skip
     if writer:
-        save_checkpoint(run_path, state, records, meta)
+        save_checkpoint(run_path, state, records, meta, config.keep_checkpoints)
         save_model(run_path, final, meta)
         write_summary(run_path, result, config)
     if halt not in (None, "paused"):
@@ -242,7 +254,7 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
     return result
 
 
-def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer, keys):
+def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer, keys, from_epoch):
     """Lock and prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked:
     ``(state, records, lock)`` with the history so far and the folder's lock (None without a folder to write)."""
     records = {k: [] for k in keys}
@@ -252,7 +264,11 @@ def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite
         return state, records, None
     held = prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite) if writer else None
     try:
-        if resume and (run_path / CHECKPOINT_NAME).exists():
+        if from_epoch is not None:  # every process reads the kept file; the writer also drops later ones
+            kept = run_path / KEPT_DIR / f"epoch-{from_epoch:06d}.npz"
+            path = rewind_to_epoch(run_path, from_epoch) if writer else kept
+            state, records = resume_state(path, state, meta, config, custom_optimizer, keys)
+        elif resume and (run_path / CHECKPOINT_NAME).exists():
             state, records = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)
     except BaseException:
         if held is not None:
@@ -313,6 +329,12 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
             f"stopped: non-finite value in {where} at step {int(state.bad_step)} (epoch {epochs}); {kept}. "
             f"Lower the learning rate (now {config.learning_rate:g}). {base}"
         )
+    if stopped_by == "diverged":
+        return (
+            f"stopped: the training loss diverged at epoch {epochs} (over divergence_factor "
+            f"{config.divergence_factor:g} x the best so far and over the first epoch's, while still finite). "
+            f"Lower the learning rate (now {config.learning_rate:g}). {base}"
+        )
     if stopped_by == "early_stopping":
         return (
             f"stopped: early stopping on {config.monitor} after {config.patience} epochs without improvement; "
@@ -325,4 +347,31 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
     return f"stopped: {stopped_by}. {base}"
 
 
-__all__ = ["FitResult", "fit"]
+def last_sane_epoch(losses, factor: float | None) -> int | None:
+    """The last epoch (counted from 1) before the training loss first became non-finite or exceeded ``factor``
+    times the best loss so far and the first epoch's loss (10 when ``factor`` is None); None if none."""
+    factor = 10.0 if factor is None else factor
+    first, best, sane = None, math.inf, None
+    for e, v in enumerate(losses, start=1):
+        if not math.isfinite(v) or (first is not None and v > factor * best and v > first):
+            break
+        first = v if first is None else first
+        best, sane = min(best, v), e
+    return sane
+
+
+def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
+    """Where to restart a run that went non-finite or diverged."""
+    sane = last_sane_epoch(losses, config.divergence_factor)
+    if sane is None:
+        return "No epoch before it had a sane training loss: lower the learning rate and start again."
+    line = f"The last sane epoch is {sane} (training loss {losses[sane - 1]:.4g})"
+    kept = set(kept_checkpoints(run_path)) if run_path is not None else set()
+    if sane in kept:
+        return (f"{line}; its checkpoint is kept: continue from it with a lower rate: resume=True, from_epoch="
+                f"{sane} (jnn train --out {run_path} --resume --from-epoch {sane} --learning-rate ...).")  # fmt: skip
+    return (f"{line}, but no checkpoint of it is kept (kept: {sorted(kept) or 'none'}; save more often with "
+            "checkpoint_every=1 and keep more with keep_checkpoints).")  # fmt: skip
+
+
+__all__ = ["FitResult", "fit", "last_sane_epoch"]

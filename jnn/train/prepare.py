@@ -195,6 +195,7 @@ def build_epoch(
         max_epochs=config.max_epochs,
         early=config.stopper() if config.early_stopping else None,
         loss_tol=config.loss_tol_stopper(),
+        divergence_factor=config.divergence_factor,
         has_val=has_val,
         noise_up_front=up_front,
         val_fn=val_fn,

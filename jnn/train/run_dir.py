@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -26,10 +27,12 @@ MODEL_NAME = "model.npz"
 #: Config fields a resumed run may change: the learning rate lives in the optimiser state, so a run that
 #: diverged can continue from its last finite checkpoint with a lower one; the budgets are read only by the
 #: stopping rules, so a finished run can be continued with larger ones.
-RESUME_CHANGES = ("learning_rate", "max_epochs", "max_steps")
+RESUME_CHANGES = ("learning_rate", "max_epochs", "max_steps", "divergence_factor", "keep_checkpoints")
 #: Files a run writes (removed by ``overwrite``).
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
 HISTORY_PREFIX = "history/"
+#: The folder of the kept epoch checkpoints (``epoch-000012.npz``), see ``TrainConfig.keep_checkpoints``.
+KEPT_DIR = "checkpoints"
 
 
 def environment() -> dict:
@@ -76,11 +79,12 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
 
 def _check_own_files(run_path: Path, overwrite: bool) -> None:
     """Refuse symbolic links and non-regular files where jnn writes (``overwrite`` removes links)."""
-    for name in (*RUN_FILES, "config.json", "tensorboard"):
+    for name in (*RUN_FILES, "config.json", "tensorboard", KEPT_DIR):
         p = run_path / name
+        folder = name in ("tensorboard", KEPT_DIR)
         if p.is_symlink() and overwrite:
             p.unlink()
-        elif p.is_symlink() or (p.exists() and not (p.is_dir() if name == "tensorboard" else p.is_file())):
+        elif p.is_symlink() or (p.exists() and not (p.is_dir() if folder else p.is_file())):
             what = "a symbolic link" if p.is_symlink() else "not a regular file"
             raise ValueError(f"{str(p)!r} is {what}; jnn never writes through links or over other kinds of file "
                              "in a run folder: remove it" + (" (or pass overwrite=True / --overwrite to replace "
@@ -119,6 +123,8 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
             (run_path / name).unlink(missing_ok=True)
         if (run_path / "tensorboard").is_dir():
             shutil.rmtree(run_path / "tensorboard")
+        for p in kept_checkpoints(run_path).values():
+            p.unlink()
     atomic.write_text(cfg_file, json.dumps({**meta, "environment": environment()}, indent=2))
 
 
@@ -166,7 +172,7 @@ def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, cu
                 f"{list(OPTIMIZERS)}; the stored run used {stored.get('learning_rate')}"
             )
         hp["learning_rate"] = jnp.asarray(config.learning_rate, hp["learning_rate"].dtype)
-        if int(state.status) == Status.NON_FINITE:
+        if int(state.status) in (Status.NON_FINITE, Status.DIVERGED):
             state = _set_status(state, Status.RUNNING)
     status = int(state.status)
     steps_left = config.max_steps is None or int(state.step) < config.max_steps
@@ -185,10 +191,74 @@ def _set_status(state: TrainState, status: Status) -> TrainState:
     )
 
 
-def save_checkpoint(run_path: Path, state: TrainState, records: dict, meta: dict) -> Path:
-    """Save the state and the history so far to ``run_path/checkpoint.npz`` (atomically)."""
+def save_checkpoint(run_path: Path, state: TrainState, records: dict, meta: dict, keep: int = 1) -> Path:
+    """Save the state and the history so far as ``run_path/checkpoints/epoch-EEEEEE.npz`` (atomically, then
+    verified) and make ``run_path/checkpoint.npz`` that file (a hard link, or a second save where the file
+    system has none); then drop kept checkpoints beyond the ``keep`` latest, except the one of the epoch with
+    the best training loss.
+
+    Returns:
+        The path of ``checkpoint.npz``.
+    """
     extras = {HISTORY_PREFIX + k: np.asarray(v, np.float64) for k, v in records.items()}
-    return ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta, extras=extras)
+    epoch = int(jax.device_get(state.epoch))
+    folder = run_path / KEPT_DIR
+    folder.mkdir(exist_ok=True)
+    kept = ckpt.save(folder / f"epoch-{epoch:06d}.npz", state, meta=meta, extras=extras)
+    ckpt.verify(kept)
+    _point_latest_at(run_path, kept, lambda: ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta, extras=extras))
+    losses = [v if math.isfinite(v) else math.inf for v in records.get("train_loss", [])]
+    best = 1 + min(range(len(losses)), key=losses.__getitem__) if losses else None
+    for e, p in sorted(kept_checkpoints(run_path).items())[:-keep]:
+        if e not in (best, epoch):
+            p.unlink(missing_ok=True)
+    return run_path / CHECKPOINT_NAME
+
+
+def _point_latest_at(run_path: Path, kept: Path, save_copy) -> None:
+    """Make ``checkpoint.npz`` the file ``kept`` (atomically: a hard link renamed over it)."""
+    tmp = run_path / f"{atomic.TEMP_PREFIX}{os.getpid()}-link-{CHECKPOINT_NAME}"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(kept, tmp)
+        os.replace(tmp, run_path / CHECKPOINT_NAME)
+        atomic.fsync_dir(run_path)
+    except OSError:  # no hard links here: a second copy
+        tmp.unlink(missing_ok=True)
+        save_copy()
+
+
+def kept_checkpoints(run_path: Path) -> dict:
+    """``{epoch: path}`` of the kept epoch checkpoints of a run folder (regular files only)."""
+    out = {}
+    folder = Path(run_path) / KEPT_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        for p in folder.glob("epoch-*.npz"):
+            stem = p.name[len("epoch-") : -len(".npz")]
+            if stem.isdigit() and p.is_file() and not p.is_symlink():
+                out[int(stem)] = p
+    return out
+
+
+def rewind_to_epoch(run_path: Path, epoch: int) -> Path:
+    """Take up the kept checkpoint of ``epoch``: checkpoints of later epochs (the abandoned branch) are
+    removed and ``checkpoint.npz`` becomes that one. Returns its path.
+
+    Raises:
+        ValueError: no kept checkpoint of that epoch (the message lists the kept ones).
+    """
+    kept = kept_checkpoints(run_path)
+    if epoch not in kept:
+        raise ValueError(f"from_epoch={epoch}: {str(run_path)!r} keeps checkpoints of epochs "
+                         f"{sorted(kept) or 'none'}")  # fmt: skip
+    ckpt.verify(kept[epoch])
+    for e, p in kept.items():
+        if e > epoch:
+            p.unlink()
+    _point_latest_at(
+        run_path, kept[epoch], lambda: atomic.write_bytes(run_path / CHECKPOINT_NAME, kept[epoch].read_bytes())
+    )
+    return kept[epoch]
 
 
 def save_model(run_path: Path, params, meta: dict) -> Path:
@@ -226,5 +296,6 @@ def _json_default(o):
     return o.item() if hasattr(o, "item") else str(o)
 
 
-__all__ = ["CHECKPOINT_NAME", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment", "prepare_run_dir",
-           "read_config", "resume_state", "save_checkpoint", "save_model", "write_summary"]  # fmt: skip
+__all__ = ["CHECKPOINT_NAME", "KEPT_DIR", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment",
+           "kept_checkpoints", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch", "save_checkpoint",
+           "save_model", "write_summary"]  # fmt: skip

@@ -22,6 +22,7 @@ class Status(enum.IntEnum):
     LOSS_TOL = 3
     EARLY_STOPPING = 4
     NON_FINITE = 5
+    DIVERGED = 6
 
     @property
     def label(self) -> str:
@@ -49,6 +50,8 @@ class TrainState(NamedTuple):
         early: the early-stopping :class:`EarlyStoppingState`.
         best_params: params of the best epoch so far (for ``restore_best``).
         loss_tol: the state of the ``loss_tol`` rule, a second early stopping on the training loss.
+        loss_ref: ``[first epoch's training loss, best training loss so far]`` (NaN and inf before the first
+            epoch), read by the ``divergence_factor`` rule.
         status: a :class:`Status` value.
         bad_step: step at which a non-finite loss/gradient appeared (−1 if none).
         bad_leaf: index (in ``jax.tree.leaves(params)`` order) of the first non-finite gradient leaf;
@@ -67,6 +70,7 @@ class TrainState(NamedTuple):
     early: EarlyStoppingState
     best_params: object
     loss_tol: EarlyStoppingState
+    loss_ref: jax.Array
     status: jax.Array
     bad_step: jax.Array
     bad_leaf: jax.Array
@@ -111,6 +115,7 @@ def _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper):
         early=early,
         best_params=jax.tree.map(jnp.copy, params),
         loss_tol=loss_tol,
+        loss_ref=jnp.asarray([jnp.nan, jnp.inf], jax.tree.leaves(params)[0].dtype),
         status=i32(Status.RUNNING),
         bad_step=i32(-1),
         bad_leaf=i32(NO_LEAF),
