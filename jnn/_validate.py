@@ -19,6 +19,12 @@ import numpy as np
 MAX_WIDTH = 2**31 - 1
 
 
+def short(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 5 MB string from a TOML file is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
 def is_concrete(x: Any) -> bool:
     """True when ``x`` holds values that can be read on the host (not a tracer under jit/vmap/grad)."""
     return not isinstance(x, jax.core.Tracer)
@@ -28,10 +34,10 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """Check that ``value`` is one of the strings in ``choices``; return it."""
     if not isinstance(value, str):
         raise TypeError(
-            f"{name} must be a string, one of {list(choices)}; got {value!r} of type {type(value).__name__}"
+            f"{name} must be a string, one of {list(choices)}; got {short(value)} of type {type(value).__name__}"
         )
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+        raise ValueError(f"{name} must be one of {list(choices)}; got {short(value)}")
     return value
 
 
@@ -55,7 +61,7 @@ def check_real(
         ):
             value = float(value)
         else:
-            raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}")
+            raise TypeError(f"{name} must be a real number; got {short(value)} of type {type(value).__name__}")
     value = float(value)
     lo = "(" if low_open else "["
     hi = ")" if high_open else "]"
@@ -64,16 +70,16 @@ def check_real(
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite and in {interval}; got {value}{extra}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be in {interval}; got {value:g}{extra}")
+        raise ValueError(f"{name} must be in {interval}; got {short(value)}{extra}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be in {interval}; got {value:g}{extra}")
+        raise ValueError(f"{name} must be in {interval}; got {short(value)}{extra}")
     return value
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """Check that ``value`` is an integer (not a bool) in ``[low, high]``; return it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r} of type {type(value).__name__}")
+        raise TypeError(f"{name} must be an integer; got {short(value)} of type {type(value).__name__}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         interval = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
@@ -84,13 +90,13 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
 def check_sizes(sizes: Any) -> tuple[int, ...]:
     """Check layer sizes: a sequence of at least two positive ints (input, ..., output)."""
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-        raise TypeError(f"sizes must be a sequence of positive ints such as (40, 32, 10); got {sizes!r}")
+        raise TypeError(f"sizes must be a sequence of positive ints such as (40, 32, 10); got {short(sizes)}")
     if len(sizes) < 2:
         raise ValueError(f"sizes must have at least two entries (input and output width); got {list(sizes)}")
     for i, s in enumerate(sizes):
         if isinstance(s, bool) or not isinstance(s, numbers.Integral):
             raise TypeError(
-                f"sizes[{i}] must be a positive int; got {s!r} of type {type(s).__name__} in sizes={list(sizes)}"
+                f"sizes[{i}] must be a positive int; got {short(s)} of type {type(s).__name__} in sizes={list(sizes)}"
             )
         if not 1 <= s <= MAX_WIDTH:
             raise ValueError(f"sizes[{i}] must be an int in [1, {MAX_WIDTH}]; got {s} in sizes={list(sizes)}")

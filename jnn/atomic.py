@@ -90,6 +90,30 @@ def append_text(path, text: str) -> bool:
     return True
 
 
+def _check_text(path, name: str) -> None:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} must be a UTF-8 path; got {str(path)!r}") from None
+
+
+def check_file_writable(path, name: str = "file") -> None:
+    """Refuse an output file that cannot be written, before any work: a folder in its place, a missing or
+    unwritable parent folder, a name that is not UTF-8 (probed like :func:`check_folder_writable`).
+
+    Raises:
+        ValueError: naming ``name``, the path and why.
+    """
+    path = Path(path)
+    _check_text(path, name)
+    if path.is_dir():
+        raise ValueError(f"{name} must be a file; {str(path)!r} is a folder")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"{name} {str(path)!r}: its folder {str(parent)!r} does not exist")
+    check_folder_writable(parent, name)
+
+
 def check_folder_writable(folder, name: str = "folder") -> None:
     """Refuse a destination folder that cannot be written, before any work: create (and remove) a probe file
     in it, or in its nearest existing parent when it does not exist yet.
@@ -99,6 +123,7 @@ def check_folder_writable(folder, name: str = "folder") -> None:
             full file system).
     """
     target = Path(folder)
+    _check_text(target, name)
     probe_in = target
     while not probe_in.exists() and probe_in.parent != probe_in:
         probe_in = probe_in.parent
@@ -141,5 +166,5 @@ def remove_temp_files(folder, prefixes: tuple = (TEMP_PREFIX,)) -> list[Path]:
     return removed
 
 
-__all__ = ["TEMP_PREFIX", "append_text", "check_folder_writable", "fsync_dir", "remove_temp_files", "write_bytes",
-           "write_text", "writing"]  # fmt: skip
+__all__ = ["TEMP_PREFIX", "append_text", "check_file_writable", "check_folder_writable", "fsync_dir",
+           "remove_temp_files", "write_bytes", "write_text", "writing"]  # fmt: skip

@@ -318,6 +318,8 @@ def _train_config(args, stored: dict | None = None):
         values = dict(stored["config"])
         source = dict(stored["source"])
     if args.config is not None:
+        if os.path.exists(args.config) and not os.path.isfile(args.config):
+            raise ValueError(f"--config must be a TOML file; {args.config!r} is not a regular file")
         try:
             with open(args.config, "rb") as fh:
                 toml = tomllib.load(fh)
@@ -526,14 +528,15 @@ def _predict(args) -> int:
         labels = labels or (names if model.loss == "multilabel" and prep.targets else list(range(proba.shape[1])))
         cols = cols + [f"p_{c}" for c in labels]
         rows = [r + [f"{p:.6g}" for p in ps] for r, ps in zip(rows, proba.tolist())]
-    fh = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
-        w = csv.writer(fh)
+    if args.out:
+        with atomic.writing(args.out, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            w.writerows(rows)
+    else:
+        w = csv.writer(sys.stdout)
         w.writerow(cols)
         w.writerows(rows)
-    finally:
-        if args.out:
-            fh.close()
     if args.out:
         print(f"wrote {len(rows)} predictions ({', '.join(cols)}) to {args.out}", file=sys.stderr)
     return 0
@@ -549,8 +552,7 @@ def _evaluate(args) -> int:
     for k in sorted(metrics, key=lambda k: (k != "loss", k == "n", k)):
         print(f"{k:>10}  {metrics[k] if k == 'n' else f'{metrics[k]:.6g}'}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(metrics, fh, indent=2)
+        atomic.write_text(args.json, json.dumps(metrics, indent=2))
     return 0
 
 
@@ -589,8 +591,7 @@ def _user_gradcheck(args) -> int:
     print(report)
     print(f"{'OK' if report.passed else 'MISMATCH'}: {args.target} checked in {time.perf_counter() - t0:.2f} s")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"passed": report.passed, "report": str(report)}, fh, indent=2)
+        atomic.write_text(args.json, json.dumps({"passed": report.passed, "report": str(report)}, indent=2))
     return 0 if report.passed else 1
 
 
@@ -679,12 +680,8 @@ def _gradcheck(args) -> int:
         ok = all(r.passed for r in reports)
         print(f"\n{'OK' if ok else 'MISMATCH'}: {n_params} parameters checked in {time.perf_counter() - t0:.2f} s")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {"reports": [r.to_dict() for r in reports], "taylor_order": None if taylor is None else taylor.order},
-                fh,
-                indent=2,
-            )
+        out = {"reports": [r.to_dict() for r in reports], "taylor_order": None if taylor is None else taylor.order}
+        atomic.write_text(args.json, json.dumps(out, indent=2))
     return 0 if ok else 1
 
 
@@ -695,6 +692,18 @@ def _launch(args) -> int:
     return launch(cmd, processes=args.processes, port=args.port, timeout=args.timeout)
 
 
+def _check_destinations(args) -> None:
+    """Refuse output paths that cannot be written before any work (a folder where a file goes, a missing or
+    read-only folder, a name that is not UTF-8)."""
+    cmd = args.command
+    if cmd in ("gradcheck", "evaluate") and getattr(args, "json", None):
+        atomic.check_file_writable(args.json, "--json")
+    if cmd in ("predict", "plot") and getattr(args, "out", None):
+        atomic.check_file_writable(args.out, "--out")
+    if cmd in ("train", "sweep") and getattr(args, "out", None):
+        atomic.check_folder_writable(args.out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jnn`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -702,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
 
     before, host.SECOND_SIGNAL = host.SECOND_SIGNAL, "exit"  # a second Ctrl-C ends the process at once
     try:
+        _check_destinations(args)
         if args.command == "launch":
             return _launch(args)
         if os.environ.get("JNN_NUM_PROCESSES"):  # started by jnn launch (or a cluster script)
@@ -729,6 +739,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. jnn predict ... | head: the reader has gone; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:  # a full disk, a read-only folder: one line; what was saved before stays as it was
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"jnn {args.command}: error: {err.strerror or err}{where}; files saved before stay as they were",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, between checkpoints
         print(f"jnn {args.command}: stopped at once; the last checkpoint stays valid", file=sys.stderr)
         return 130

@@ -84,6 +84,29 @@ class History:
 
     @classmethod
     def load(cls, folder) -> History:
-        """Read ``history.json`` from a run folder."""
-        d = json.loads((Path(folder) / "history.json").read_text())
-        return cls({k: [math.nan if v is None else float(v) for v in d[k]] for k in ordered(d) if k != "epochs"})
+        """Read ``history.json`` from a run folder.
+
+        Raises:
+            ValueError: the file is not JSON or not a history (an object of equally long lists of numbers or
+                nulls, with ``train_loss``), naming the file.
+        """
+        path = Path(folder) / "history.json"
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{str(path)!r} cannot be read: {err}") from None
+        lists = {k: v for k, v in d.items() if k != "epochs"} if isinstance(d, dict) else None
+        ok = (
+            lists is not None
+            and isinstance(lists.get("train_loss"), list)
+            and all(isinstance(v, list) and len(v) == len(lists["train_loss"]) for v in lists.values())
+            and all(
+                x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+                for v in lists.values()
+                for x in v
+            )  # fmt: skip
+        )
+        if not ok:
+            raise ValueError(f"{str(path)!r} is not a jnn history (an object of equally long lists of numbers, "
+                             "with train_loss)")  # fmt: skip
+        return cls({k: [math.nan if v is None else float(v) for v in lists[k]] for k in ordered(lists)})

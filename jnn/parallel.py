@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -161,6 +162,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Most local processes :func:`launch` starts.
+MAX_PROCESSES = 256
+
+
 def launch(
     command: list[str], *, processes: int, port: int | None = None, timeout: float = 600.0, env: dict | None = None
 ) -> int:
@@ -173,10 +178,12 @@ def launch(
     (writing their run folder) and ``128 + signum`` is returned (130, 143); children still running
     :data:`SIGNAL_GRACE_S` seconds later are killed.
     """
-    V.check_int("processes", processes, low=1)
+    V.check_int("processes", processes, low=1, high=MAX_PROCESSES)
     V.check_real("timeout", timeout, low=0.0, low_open=True)
     if not command:
         raise ValueError("launch needs a command to run, e.g. jnn launch --processes 2 -- jnn train")
+    if shutil.which(command[0], path=(env or os.environ).get("PATH")) is None:
+        raise ValueError(f"launch: command not found or not executable: {command[0]!r}")
     port = port or free_port()
     procs, received = [], []
 
@@ -189,12 +196,16 @@ def launch(
 
     main = threading.current_thread() is threading.main_thread()
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    for i in range(processes):
-        e = {**os.environ, **(env or {}), ENV_ADDRESS: f"127.0.0.1:{port}", ENV_COUNT: str(processes), ENV_ID: str(i)}
-        procs.append(subprocess.Popen(command, env=e, start_new_session=True))
     deadline, grace_until = time.monotonic() + timeout, None
     code = 0
     try:
+        for i in range(processes):
+            e = {**os.environ, **(env or {}), ENV_ADDRESS: f"127.0.0.1:{port}", ENV_COUNT: str(processes),
+                 ENV_ID: str(i)}  # fmt: skip
+            try:
+                procs.append(subprocess.Popen(command, env=e, start_new_session=True))
+            except OSError as err:  # the started ones are killed below
+                raise ValueError(f"launch: process {i} of {processes} could not start: {err}") from None
         while True:
             codes = [p.poll() for p in procs]
             if received:  # the children stop at the end of their epoch; wait for them (within the grace time)
@@ -205,8 +216,8 @@ def launch(
                 time.sleep(0.1)
                 continue
             failed = [c for c in codes if c not in (None, 0)]
-            if failed:
-                code = failed[0]
+            if failed:  # a child killed by signal s reports -s: the shell's 128 + s
+                code = 128 - failed[0] if failed[0] < 0 else failed[0]
                 break
             if all(c == 0 for c in codes):
                 break

@@ -92,11 +92,18 @@ def plot_run(run_dir, out: str | None = None) -> Path:
     history = History.load(run_dir)
     best = stop = None
     title = run_dir.name
+    s = None
     if (run_dir / "summary.json").is_file():
-        s = json.loads((run_dir / "summary.json").read_text())
-        best = s.get("best_epoch", 0) - 1 if s.get("best_epoch", 0) > 0 else None
+        try:
+            s = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        except ValueError:
+            s = None  # an unreadable summary only loses the title and the markers
+    if isinstance(s, dict):
+        b = s.get("best_epoch")
+        best = b - 1 if isinstance(b, int) and b > 0 else None
         stop = s.get("epochs") if s.get("stopped_by") == "early_stopping" else None
-        test = {k: v for k, v in s.get("test", {}).items() if k != "n"}
+        test = s.get("test") if isinstance(s.get("test"), dict) else {}
+        test = {k: v for k, v in test.items() if k != "n" and isinstance(v, (int, float))}
         shown = next((k for k in test if k != "loss"), "loss")
         title = f"{run_dir.name}: {s.get('stopped_by')}" + (f", test {shown} {test[shown]:.4f}" if test else "")
     return plot_history(history, out or run_dir / "curves.png", best_epoch=best, stop_epoch=stop, title=title)

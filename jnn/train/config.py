@@ -281,7 +281,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+            raise ValueError(f"unknown config key(s) {V.short(unknown)}; known keys: {sorted(known)}")
         d = dict(d)
         for k in ("hidden", "sizes"):
             if isinstance(d.get(k), list):
@@ -294,11 +294,14 @@ def _cosine(peak: float, warmup: int, total: int):
     (optax's ``warmup_cosine_decay_schedule``, with explicit casts, so it also runs under strict dtype
     promotion)."""
 
+    span = float(max(total - warmup, 1))  # Python floats: a budget past int32 does not overflow
+    warm = float(warmup)
+
     def schedule(count):
         t = jnp.asarray(count).astype(jnp.float32)
-        decay = jnp.clip((t - warmup) / max(total - warmup, 1), 0.0, 1.0)
+        decay = jnp.clip((t - warm) / span, 0.0, 1.0)
         cos = 0.5 * peak * (1.0 + jnp.cos(jnp.pi * decay))
-        return cos if warmup == 0 else jnp.where(t < warmup, peak * t / warmup, cos)
+        return cos if warmup == 0 else jnp.where(t < warm, peak * t / warm, cos)
 
     return schedule
 
