@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jnn
+from jnn import atomic
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.sweep import sweep
@@ -190,3 +191,98 @@ def test_unwritable_destinations_sweep_out_is_checked_before_training(tmp_path, 
                  "--out", str(tmp_path / "afile")])  # fmt: skip
     err = capsys.readouterr()
     assert code == 2 and "--out must be a folder" in err.err and "jnn sweep: xor" not in err.out
+
+
+def _cli(argv, capsys):
+    from jnn.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_full_disk_a_failed_save_is_one_line_exit_2_and_keeps_the_old_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+
+    run = tmp_path / "r"
+    base = ["train", "--dataset", "xor", "--hidden", "4", "--no-early-stopping", "--out", run]
+    assert _cli([*base, "--max-epochs", "2"], capsys)[0] == 0
+    before = (run / "checkpoint.npz").read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.np, "savez", full)
+    code, _, err = _cli([*base, "--max-epochs", "4", "--resume"], capsys)
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run / "checkpoint.npz").read_bytes() == before
+    assert not list(run.rglob(f"{atomic.TEMP_PREFIX}*"))
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["gradcheck", "--json", "{tmp}"], "--json must be a file"),
+        (["evaluate", "{tmp}/r", "--data", "x.csv", "--json", "{tmp}"], "--json must be a file"),
+        (["predict", "{tmp}/r", "--data", "x.csv", "--out", "{tmp}"], "--out must be a file"),
+        (["train", "--config", "{tmp}"], "--config must be a TOML file"),
+        (["train", "--dataset", "xor", "--out", "/proc/jnn-x"], "--out '/proc/jnn-x' cannot be written"),
+        (["sweep", "--dataset", "xor", "--seeds", "0,1", "--out", "{tmp}/nope/\udcff"], "--out must be a UTF-8 path"),
+        (["plot", "{tmp}/h"], "is not a jnn history"),
+        (["launch", "--processes", "2", "--", "/nonexistent/cmd"], "command not found"),
+        (["launch", "--processes", "100000", "--", "true"], r"processes must be an integer in \[1, 256\]"),
+    ],
+)
+def test_unwritable_destinations_and_bad_files_are_one_line_and_exit_2(tmp_path, capsys, argv, match):
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "history.json").write_text("{}")
+    code, _, err = _cli([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(match, err), err
+
+
+def test_long_values_are_cut_in_messages():
+    with pytest.raises(ValueError) as info:
+        TrainConfig(activation="x" * 5_000_000)
+    assert len(str(info.value)) < 400 and "(5000002 characters)" in str(info.value)
+    with pytest.raises(ValueError, match=r"got 1.0000001;"):
+        TrainConfig(keep_prob=1.0000001)
+
+
+def test_numpy_integers_are_accepted_and_stored_as_python_ones():
+    cfg = TrainConfig(batch_size=np.int32(8), hidden=(np.int64(4),), max_epochs=np.int16(3))
+    assert type(cfg.batch_size) is int and type(cfg.hidden[0]) is int and json.dumps(cfg.to_dict())
+    assert cfg.hash() == TrainConfig(batch_size=8, hidden=(4,), max_epochs=3).hash()
+
+
+def test_launcher_reports_a_killed_child_as_128_plus_the_signal():
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "jnn.cli", "launch", "--processes", "2", "--", "bash", "-c", "kill -9 $$"]
+    assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 137
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_launcher_a_signal_leaves_no_orphans_and_no_traceback(tmp_path, sig, code):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    child = f"echo $$ >> {pids}; exec sleep 60"
+    launcher = subprocess.Popen([sys.executable, "-m", "jnn.cli", "launch", "--processes", "3", "--", "bash", "-c",
+                                 child], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not pids.exists() or len(pids.read_text().split()) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    launcher.send_signal(getattr(signal, sig))
+    assert launcher.wait(timeout=90) == code
+    assert "Traceback" not in launcher.stderr.read()
+    launcher.stderr.close()
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

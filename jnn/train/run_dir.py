@@ -26,8 +26,16 @@ CHECKPOINT_NAME = "checkpoint.npz"
 MODEL_NAME = "model.npz"
 #: Config fields a resumed run may change: the learning rate lives in the optimiser state, so a run that
 #: diverged can continue from its last finite checkpoint with a lower one; the budgets are read only by the
-#: stopping rules, so a finished run can be continued with larger ones.
-RESUME_CHANGES = ("learning_rate", "max_epochs", "max_steps", "divergence_factor", "keep_checkpoints")
+#: stopping rules, so a finished run can be continued with larger ones; divergence_factor is a stopping rule too;
+#: checkpoint_every and keep_checkpoints only say what is saved.
+RESUME_CHANGES = (
+    "learning_rate",
+    "max_epochs",
+    "max_steps",
+    "divergence_factor",
+    "keep_checkpoints",
+    "checkpoint_every",
+)
 #: Files a run writes (removed by ``overwrite``).
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
 HISTORY_PREFIX = "history/"
