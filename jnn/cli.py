@@ -356,8 +356,11 @@ def _stored_run(out) -> dict | None:
     cfg = os.path.join(out, "config.json")
     if not os.path.isfile(cfg):
         return None
-    with open(cfg) as fh:
-        meta = json.load(fh)
+    from pathlib import Path
+
+    from jnn.train.run_dir import read_config
+
+    meta = read_config(Path(cfg))
     source = (meta.get("data") or {}).get("source")
     if source is None:
         raise ValueError(

@@ -22,7 +22,7 @@ from jnn.data import Dataset
 from jnn.tabular import KIND_OF_LOSS, Preprocessing
 from jnn.task import Task
 from jnn.train.config import TrainConfig
-from jnn.train.run_dir import MODEL_NAME
+from jnn.train.run_dir import MODEL_NAME, read_config
 
 #: Files of a sweep folder that ``load_run(..., member=k)`` reads.
 SWEEP_PARAMS, SWEEP_INFO = "params.npz", "sweep.json"
@@ -137,8 +137,6 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
     Raises:
         ValueError: not a finished run folder, a member out of range, or ``task`` not matching the params.
     """
-    from jnn.mlp import mlp_task_for
-
     folder = Path(run_dir)
     sweep_info = folder / SWEEP_INFO
     if member is not None or (sweep_info.is_file() and not (folder / "config.json").is_file()):
@@ -147,12 +145,21 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
         cfg_file = folder / "config.json"
         if not cfg_file.is_file():
             raise ValueError(f"run_dir {str(folder)!r} holds no run (no config.json); train one with jnn train --out")
-        info, params_file = json.loads(cfg_file.read_text()), folder / MODEL_NAME
+        info, params_file = read_config(cfg_file), folder / MODEL_NAME
         if not params_file.is_file():
             raise ValueError(
                 f"run_dir {str(folder)!r} has no {MODEL_NAME}: the run has not finished (resume it with "
                 f"jnn train --out {folder} --resume)"
             )
+    try:
+        return _load(folder, info, params_file, member, task)
+    except (KeyError, IndexError, AttributeError) as err:  # a stored file with fields of another shape
+        raise ValueError(f"{str(folder)!r} holds malformed run files ({type(err).__name__}: {err})") from None
+
+
+def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedModel:
+    from jnn.mlp import mlp_task_for
+
     config = TrainConfig.from_dict(info["config"])
     header = ckpt.read_header(params_file)
     dtype = np.dtype(header["leaves"][0]["dtype"]).name
@@ -187,8 +194,11 @@ def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
     path = folder / SWEEP_INFO
     if not path.is_file() or not (folder / SWEEP_PARAMS).is_file():
         raise ValueError(f"{str(folder)!r} is not a sweep folder (no {SWEEP_INFO} and {SWEEP_PARAMS})")
-    info = json.loads(path.read_text())
-    n = len(info["members_config"])
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        n = len(info["members_config"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable sweep record ({type(err).__name__}: {err})") from None
     if member is None or isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < n:
         raise ValueError(f"member must be an int in [0, {n - 1}] for the sweep in {str(folder)!r}; got {member!r}")
     row = info["rows"][member]

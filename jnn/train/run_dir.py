@@ -87,7 +87,9 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
 
 def _check_own_files(run_path: Path, overwrite: bool) -> None:
     """Refuse symbolic links and non-regular files where jnn writes (``overwrite`` removes links)."""
-    for name in (*RUN_FILES, "config.json", "tensorboard", KEPT_DIR):
+    kept = run_path / KEPT_DIR
+    inside = [f"{KEPT_DIR}/{p.name}" for p in kept.iterdir()] if kept.is_dir() and not kept.is_symlink() else []
+    for name in (*RUN_FILES, "config.json", "tensorboard", KEPT_DIR, *inside):
         p = run_path / name
         folder = name in ("tensorboard", KEPT_DIR)
         if p.is_symlink() and overwrite:
@@ -278,7 +280,11 @@ def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | Non
     """Write ``summary.json`` (how the run stopped, best epoch, the last epoch's metrics, ``extra``) and,
     when matplotlib is installed, ``curves.png``; an existing summary's other entries are kept."""
     path = run_path / "summary.json"
-    summary = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        summary = {}
+    summary = summary if isinstance(summary, dict) else {}  # what is not ours is replaced, never merged
     h = result.history
     summary.update({
         "stopped_by": result.stopped_by,
