@@ -2,7 +2,12 @@
 to an uninterrupted run.
 
 Usage:
-    python scripts/crash_test.py [--kills 50] [--seed 0] [--out runs/crash_test]
+    python scripts/crash_test.py [--kills 50] [--seed 0] [--signals] [--contender] [--out runs/crash_test]
+
+``--signals`` stops each life with a signal drawn among SIGKILL, SIGTERM and SIGINT (SIGTERM and SIGINT must
+end the life cleanly at the end of its epoch: exit 143 / 130, run folder written). ``--contender`` starts,
+during each life, a second ``jnn train`` into the same folder, which must be refused at once (exit 2, "in use
+by process PID") without disturbing the running one.
 
 The run is ``jnn train`` on spirals with a 2-512-512-3 MLP (a TrainState of about 3 MB: params, momentum,
 best params), dropout on, a checkpoint after every epoch (atomic: temp file, fsync, os.replace, fsync of the
@@ -80,8 +85,9 @@ def _run_to_end(out: Path, epochs: int, resume: bool, timeout: float) -> int:
     return proc.returncode
 
 
-def _kill_once(out: Path, epochs: int, delay: float, timeout: float) -> tuple[bool, int]:
-    """Start a life, wait for its first epoch line, sleep ``delay``, SIGKILL it. Returns (killed, epochs seen)."""
+def _kill_once(out: Path, epochs: int, delay: float, timeout: float, sig=signal.SIGKILL, contend: bool = False):
+    """Start a life, wait for its first epoch line, (start a contender into the same folder,) sleep ``delay``,
+    send ``sig`` to it. Returns ``(stopped, exit code, contender refused or None)``."""
     proc = subprocess.Popen(
         _cmd(out, epochs, resume=True),
         env=_env(),
@@ -90,21 +96,22 @@ def _kill_once(out: Path, epochs: int, delay: float, timeout: float) -> tuple[bo
         text=True,
         start_new_session=True,
     )
-    seen = 0
+    refused = None
     try:
         deadline = time.monotonic() + timeout
         for line in proc.stdout:
-            if line.startswith("epoch"):
-                seen += 1
+            if line.startswith("epoch") or time.monotonic() > deadline:
                 break
-            if time.monotonic() > deadline:
-                break
+        if contend:
+            other = subprocess.run(_cmd(out, epochs, resume=True), env=_env(), capture_output=True, text=True,
+                                   timeout=timeout)  # fmt: skip
+            refused = other.returncode == 2 and f"in use by process {proc.pid}" in other.stderr
         time.sleep(delay)
-        killed = proc.poll() is None
-        if killed:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        return killed, seen
+        stopped = proc.poll() is None
+        if stopped:
+            os.killpg(proc.pid, sig)
+        code = proc.wait(timeout=timeout)
+        return stopped, code, refused
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -117,7 +124,12 @@ def _leaves(path: Path) -> dict:
         return {k: z[k] for k in z.files if k != "header"}
 
 
-def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: float) -> dict:
+def _temps(folder: Path) -> list:
+    return [p for prefix in (".jnn-tmp-", ".jnn-ckpt-") for p in folder.rglob(f"{prefix}*")]
+
+
+def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: float, signals: bool = False,
+        contender: bool = False) -> dict:  # fmt: skip
     from jnn.checkpoint import verify
 
     if out.exists():
@@ -128,17 +140,23 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
         raise RuntimeError("the reference run failed")
     rng = random.Random(seed)
     crash = out / "crashed"
-    tried = survived = verified = during_save = 0
+    tried = survived = verified = during_save = clean = refused = 0
+    sent = {"SIGKILL": 0, "SIGTERM": 0, "SIGINT": 0}
     for i in range(kills):
         delay = rng.uniform(0.0, window)
-        killed, _ = _kill_once(crash, epochs, delay, timeout)
+        sig = rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGINT]) if signals else signal.SIGKILL
+        killed, code, got_refused = _kill_once(crash, epochs, delay, timeout, sig, contender)
+        sent[sig.name] += 1
+        refused += bool(got_refused)
+        graceful = sig == signal.SIGKILL or code == 128 + sig
+        clean += graceful
         if not killed:
             raise RuntimeError(
                 f"life {i + 1} finished before its kill: raise --epochs (now {epochs}) so that the run "
                 f"outlasts {kills} kills"
             )
         tried += 1
-        during_save += bool(list(crash.glob(".jnn-ckpt-*")))  # a temp file left: the kill hit a save
+        during_save += bool(_temps(crash))  # a temp file left: the kill hit a save
         ckpt = crash / "checkpoint.npz"
         ok = True
         if ckpt.exists():
@@ -148,17 +166,18 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
             except ValueError as err:
                 ok = False
                 print(f"kill {i + 1}: checkpoint corrupt after kill: {err}", file=sys.stderr)
-        survived += ok
+        survived += ok and graceful and (got_refused is not False)
         print(
-            f"kill {i + 1}/{kills}: SIGKILL {delay:.2f} s after the first epoch line; checkpoint "
-            f"{'complete' if ok else 'CORRUPT'}",
+            f"kill {i + 1}/{kills}: {sig.name} {delay:.2f} s after the first epoch line; exit {code}; checkpoint "
+            f"{'complete' if ok else 'CORRUPT'}" + ("" if got_refused is None else
+                                                    f"; contender {'refused' if got_refused else 'NOT REFUSED'}"),
             flush=True,
-        )
+        )  # fmt: skip
     code = _run_to_end(crash, epochs, resume=True, timeout=timeout)
     ref, got = _leaves(out / "reference" / "checkpoint.npz"), _leaves(crash / "checkpoint.npz")
     same_state = code == 0 and ref.keys() == got.keys() and all(ref[k].tobytes() == got[k].tobytes() for k in ref)
     same_history = (out / "reference" / "history.json").read_text() == (crash / "history.json").read_text()
-    leftovers = [p.name for p in crash.glob(".jnn-ckpt-*")]
+    leftovers = [p.name for p in _temps(crash)]
     res = {
         "kills_tried": tried,
         "kills_survived": survived,
@@ -167,6 +186,9 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
         "final_state_bitwise_equal": bool(same_state),
         "final_history_equal": bool(same_history),
         "temp_files_left": leftovers,
+        "signals_sent": sent,
+        "clean_exits_after_sigterm_sigint": clean - sent["SIGKILL"],
+        "contenders_refused": refused if contender else None,
         "epochs": epochs,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
@@ -179,22 +201,31 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="epochs of the run (default 40 per kill, at least 120)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of the run (default 40 per kill, 100 with --contender, at least 120)",
+    )
     p.add_argument("--window", type=float, default=2.0, help="kill within this many seconds of the first epoch line")
     p.add_argument("--timeout", type=float, default=300.0, help="deadline per process life")
+    p.add_argument("--signals", action="store_true", help="stop lives with SIGKILL, SIGTERM or SIGINT at random")
+    p.add_argument("--contender", action="store_true", help="start a second run into the folder during each life")
     p.add_argument("--out", default="runs/crash_test")
     a = p.parse_args(argv)
-    a.epochs = a.epochs if a.epochs is not None else max(120, 40 * a.kills)
+    a.epochs = a.epochs if a.epochs is not None else max(120, (100 if a.contender else 40) * a.kills)
     if a.kills < 1 or a.epochs < 2 or a.window <= 0:
         print("crash_test.py: error: --kills >= 1, --epochs >= 2 and --window > 0 are required", file=sys.stderr)
         return 2
-    res = run(a.kills, a.seed, Path(a.out), a.epochs, a.window, a.timeout)
+    res = run(a.kills, a.seed, Path(a.out), a.epochs, a.window, a.timeout, a.signals, a.contender)
     print(
         f"kills survived / tried: {res['kills_survived']}/{res['kills_tried']}; checkpoints verified after a kill: "
         f"{res['checkpoints_verified']}; kills that hit a save: {res['kills_during_a_save']}; "
         "final state bitwise equal to the uninterrupted run: "
         f"{res['final_state_bitwise_equal']}; history equal: {res['final_history_equal']}; temp files left: "
-        f"{len(res['temp_files_left'])}; {res['seconds']} s"
+        f"{len(res['temp_files_left'])}; signals {res['signals_sent']}, clean exits after SIGTERM/SIGINT "
+        f"{res['clean_exits_after_sigterm_sigint']}; contenders refused: {res['contenders_refused']}; "
+        f"{res['seconds']} s"
     )
     good = (
         res["kills_survived"] == res["kills_tried"]

@@ -77,6 +77,8 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
     held = lock.acquire(run_path)
     try:
         ckpt.remove_stale_temp_files(run_path)
+        if (run_path / KEPT_DIR).is_dir() and not (run_path / KEPT_DIR).is_symlink():
+            ckpt.remove_stale_temp_files(run_path / KEPT_DIR)
         _check_own_files(run_path, overwrite)
         _write_config(run_path, meta, resume, overwrite)
     except BaseException:
