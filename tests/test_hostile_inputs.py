@@ -196,7 +196,10 @@ def test_unwritable_destinations_sweep_out_is_checked_before_training(tmp_path, 
 def _cli(argv, capsys):
     from jnn.cli import main
 
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse: its usage line, then one error line
+        code = stop.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -232,13 +235,17 @@ def test_full_disk_a_failed_save_is_one_line_exit_2_and_keeps_the_old_checkpoint
         (["plot", "{tmp}/h"], "is not a jnn history"),
         (["launch", "--processes", "2", "--", "/nonexistent/cmd"], "command not found"),
         (["launch", "--processes", "100000", "--", "true"], r"processes must be an integer in \[1, 256\]"),
+        (["train", "--dataset", "xor", "--max-steps", "99999999999999999999999"], r"max_steps must be an integer in"),
+        (["train", "--dataset", "xor", "--max-epochs", "9223372036854775808"], r"max_epochs must be an integer in"),
+        (["train", "--dataset", "xor", "--hidden", ""], "expected comma-separated ints"),
     ],
 )
 def test_unwritable_destinations_and_bad_files_are_one_line_and_exit_2(tmp_path, capsys, argv, match):
     (tmp_path / "h").mkdir()
     (tmp_path / "h" / "history.json").write_text("{}")
     code, _, err = _cli([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("usage:", " "))]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert __import__("re").search(match, err), err
 
 
@@ -286,3 +293,15 @@ def test_launcher_a_signal_leaves_no_orphans_and_no_traceback(tmp_path, sig, cod
     for pid in map(int, pids.read_text().split()):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_allocation_bombs_a_huge_epoch_budget_with_a_schedule_and_a_step_budget_runs(tmp_path):
+    import resource
+
+    train = load("xor", seed=0)[0]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cfg = TrainConfig(hidden=(4,), max_epochs=10**9, max_steps=5, lr_schedule="warmup-cosine", warmup_epochs=3,
+                      early_stopping=False)  # fmt: skip
+    res = fit(train, cfg, run_dir=tmp_path / "r")
+    assert res.stopped_by == "max_steps" and int(res.state.step) == 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
