@@ -241,7 +241,7 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
     best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
     message = _message(state, stopped_by, best_epoch, config, elapsed)
     if stopped_by in ("non_finite", "diverged"):
-        message += " " + _rollback_hint(records.get("train_loss", []), config, run_path if writer else None)
+        message += ". " + _rollback_hint(records.get("train_loss", []), config, run_path if writer else None)
     final = final_params(state, config.early_stopping and config.restore_best)
     result = FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
                        t0 - t_call, ct.task)  # fmt: skip
