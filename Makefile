@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow" -n 2

@@ -109,7 +109,7 @@ def test_experiment_cli_validates_like_jnn_train(tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2 and "max_epochs must be an integer in [1, inf]; got 0" in proc.stderr
+    assert proc.returncode == 2 and "max_epochs must be an integer in [1, 2147483647]; got 0" in proc.stderr
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist1d_mlp.py"), "--out", str(tmp_path),
                            "--recipes", "jnn,keras"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "recipes must be among ['jnn', 'reference']; got ['keras']" in proc.stderr
