@@ -57,3 +57,18 @@ def test_gradcheck_benchmark_cases_smoke():
         assert row["passed"] is passed and row["params"] == 961
         if tool == "jnn-fast-planted":
             assert row["note"].startswith("args[0]['w1'][10, 15]")
+
+
+def test_accelerator_benchmark_quick_runs_on_cpu_and_names_the_device(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "accelerator.sh"), "--quick", "--rounds", "1",
+                           "--members", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["workloads"]) == {"large b256", "large b4096", "small b100"}
+    for w in res["workloads"].values():
+        assert all(v > 0 for v in w["samples_per_s"].values()) and w["jnn_vs_raw_scan"] > 0
+        assert set(w["peak_memory"]) == {"jnn.fit", "raw JAX B (scan epoch)"}
+    assert res["sweep"]["members"] == 2 and res["sweep"]["steady_speedup"] > 0
+    table = (tmp_path / "table.md").read_text()
+    assert table.startswith(f"Device: {res['device']['kind']}") and "| large b4096 |" in table
