@@ -695,6 +695,32 @@ def _launch(args) -> int:
     return launch(cmd, processes=args.processes, port=args.port, timeout=args.timeout)
 
 
+#: Environment variables of the on-disk compilation cache of the command line.
+CACHE_ENV, CACHE_DIR_ENV = "JNN_COMPILE_CACHE", "JNN_CACHE_DIR"
+
+
+def compile_cache_dir() -> str | None:
+    """Turn on JAX's persistent compilation cache for this process (the command line does it by default):
+    ``$JNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/jnn/xla`` or ``~/.cache/jnn/xla``; ``JNN_COMPILE_CACHE=0`` turns
+    it off. A second ``jnn train`` of the same shapes then loads its programs instead of compiling them (same
+    programs, so the same results bit for bit). Returns the folder, or None when off or not writable."""
+    if os.environ.get(CACHE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.environ.get(CACHE_DIR_ENV) or os.path.join(base, "jnn", "xla")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            return None
+    except OSError:
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)  # the epoch programs, not each tiny op
+    return folder
+
+
 def _check_destinations(args) -> None:
     """Refuse output paths that cannot be written before any work (a folder where a file goes, a missing or
     read-only folder, a name that is not UTF-8)."""
@@ -717,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_destinations(args)
         if args.command == "launch":
             return _launch(args)
+        compile_cache_dir()
         if os.environ.get("JNN_NUM_PROCESSES"):  # started by jnn launch (or a cluster script)
             from jnn.parallel import initialize
 

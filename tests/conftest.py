@@ -1,9 +1,14 @@
 """Strict test configuration: no implicit dtype or rank promotion, warnings are errors (pyproject),
 float64 only behind a fixture that always restores the global flag."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
+
+# The command line caches compiled programs on disk by default; tests run without it (one test turns it on).
+os.environ.setdefault("JNN_COMPILE_CACHE", "0")
 
 import jnn
 
