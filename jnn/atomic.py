@@ -54,6 +54,22 @@ def writing(path, mode: str = "wb", **open_kw):
     fsync_dir(path.parent)
 
 
+def link_over(source, path) -> bool:
+    """Make ``path`` a hard link to ``source`` atomically (a link made under a temp name, renamed over
+    ``path``). Returns False, changing nothing, where the file system has no hard links."""
+    path = Path(path)
+    tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
+    fsync_dir(path.parent)
+    return True
+
+
 def write_text(path, text: str) -> Path:
     """Replace ``path`` atomically with ``text`` (UTF-8)."""
     with writing(path, "w", encoding="utf-8") as fh:
@@ -166,5 +182,5 @@ def remove_temp_files(folder, prefixes: tuple = (TEMP_PREFIX,)) -> list[Path]:
     return removed
 
 
-__all__ = ["TEMP_PREFIX", "append_text", "check_file_writable", "check_folder_writable", "fsync_dir",
+__all__ = ["TEMP_PREFIX", "append_text", "check_file_writable", "check_folder_writable", "fsync_dir", "link_over",
            "remove_temp_files", "write_bytes", "write_text", "writing"]  # fmt: skip

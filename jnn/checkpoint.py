@@ -228,10 +228,10 @@ def _header_problem(header: dict) -> str | None:
             if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
                 return f"{kind}[{i}] ({e['path']}) needs a 'shape' list of sizes >= 0"
             try:
-                dtype = np.dtype(e.get("dtype"))
+                bad_dtype = e.get("dtype") is None or np.dtype(e["dtype"]).hasobject
             except TypeError:
-                return f"{kind}[{i}] ({e['path']}) has dtype {e.get('dtype')!r}"
-            if dtype.hasobject or e.get("dtype") is None:
+                bad_dtype = True
+            if bad_dtype:
                 return f"{kind}[{i}] ({e['path']}) has dtype {e.get('dtype')!r}"
             if not isinstance(e.get("key_impl"), (str, type(None))):
                 return f"{kind}[{i}] ({e['path']}) has key_impl {e.get('key_impl')!r}"

@@ -729,7 +729,7 @@ def _check_destinations(args) -> None:
         atomic.check_file_writable(args.json, "--json")
     if cmd in ("predict", "plot") and getattr(args, "out", None):
         atomic.check_file_writable(args.out, "--out")
-    if cmd in ("train", "sweep") and getattr(args, "out", None):
+    if cmd == "train" and getattr(args, "out", None):  # jnn sweep checks its --out, or the default one, itself
         atomic.check_folder_writable(args.out, "--out")
 
 

@@ -40,8 +40,8 @@ from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_s
 from jnn.train.records import LiveRecords
 from jnn.train.run_dir import (
     CHECKPOINT_NAME,
-    KEPT_DIR,
     kept_checkpoints,
+    kept_path,
     prepare_run_dir,
     resume_state,
     rewind_to_epoch,
@@ -265,8 +265,7 @@ def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite
     held = prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite) if writer else None
     try:
         if from_epoch is not None:  # every process reads the kept file; the writer also drops later ones
-            kept = run_path / KEPT_DIR / f"epoch-{from_epoch:06d}.npz"
-            path = rewind_to_epoch(run_path, from_epoch) if writer else kept
+            path = rewind_to_epoch(run_path, from_epoch) if writer else kept_path(run_path, from_epoch)
             state, records = resume_state(path, state, meta, config, custom_optimizer, keys)
         elif resume and (run_path / CHECKPOINT_NAME).exists():
             state, records = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)

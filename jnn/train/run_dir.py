@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -214,11 +213,11 @@ def save_checkpoint(run_path: Path, state: TrainState, records: dict, meta: dict
     """
     extras = {HISTORY_PREFIX + k: np.asarray(v, np.float64) for k, v in records.items()}
     epoch = int(jax.device_get(state.epoch))
-    folder = run_path / KEPT_DIR
-    folder.mkdir(exist_ok=True)
-    kept = ckpt.save(folder / f"epoch-{epoch:06d}.npz", state, meta=meta, extras=extras)
+    (run_path / KEPT_DIR).mkdir(exist_ok=True)
+    kept = ckpt.save(kept_path(run_path, epoch), state, meta=meta, extras=extras)
     ckpt.verify(kept)
-    _point_latest_at(run_path, kept, lambda: ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta, extras=extras))
+    if not atomic.link_over(kept, run_path / CHECKPOINT_NAME):  # no hard links here: a second copy
+        ckpt.save(run_path / CHECKPOINT_NAME, state, meta=meta, extras=extras)
     losses = [v if math.isfinite(v) else math.inf for v in records.get("train_loss", [])]
     best = 1 + min(range(len(losses)), key=losses.__getitem__) if losses else None
     for e, p in sorted(kept_checkpoints(run_path).items())[:-keep]:
@@ -227,17 +226,9 @@ def save_checkpoint(run_path: Path, state: TrainState, records: dict, meta: dict
     return run_path / CHECKPOINT_NAME
 
 
-def _point_latest_at(run_path: Path, kept: Path, save_copy) -> None:
-    """Make ``checkpoint.npz`` the file ``kept`` (atomically: a hard link renamed over it)."""
-    tmp = run_path / f"{atomic.TEMP_PREFIX}{os.getpid()}-link-{CHECKPOINT_NAME}"
-    try:
-        tmp.unlink(missing_ok=True)
-        os.link(kept, tmp)
-        os.replace(tmp, run_path / CHECKPOINT_NAME)
-        atomic.fsync_dir(run_path)
-    except OSError:  # no hard links here: a second copy
-        tmp.unlink(missing_ok=True)
-        save_copy()
+def kept_path(run_path: Path, epoch: int) -> Path:
+    """Where the kept checkpoint of ``epoch`` lives: ``run_path/checkpoints/epoch-EEEEEE.npz``."""
+    return Path(run_path) / KEPT_DIR / f"epoch-{epoch:06d}.npz"
 
 
 def kept_checkpoints(run_path: Path) -> dict:
@@ -267,9 +258,8 @@ def rewind_to_epoch(run_path: Path, epoch: int) -> Path:
     for e, p in kept.items():
         if e > epoch:
             p.unlink()
-    _point_latest_at(
-        run_path, kept[epoch], lambda: atomic.write_bytes(run_path / CHECKPOINT_NAME, kept[epoch].read_bytes())
-    )
+    if not atomic.link_over(kept[epoch], run_path / CHECKPOINT_NAME):
+        atomic.write_bytes(run_path / CHECKPOINT_NAME, kept[epoch].read_bytes())
     return kept[epoch]
 
 
@@ -313,5 +303,5 @@ def _json_default(o):
 
 
 __all__ = ["CHECKPOINT_NAME", "KEPT_DIR", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment",
-           "kept_checkpoints", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch", "save_checkpoint",
-           "save_model", "write_summary"]  # fmt: skip
+           "kept_checkpoints", "kept_path", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch",
+           "save_checkpoint", "save_model", "write_summary"]  # fmt: skip
