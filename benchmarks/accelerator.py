@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from _report import save_report
-from throughput import matmul_peak, raw_stacks, run_fit
+from throughput import matmul_peak, peak_memory, raw_stacks, reset_peak_memory, run_fit
 
 import jnn
 
@@ -70,32 +69,14 @@ def _peak_memory_case(name: str, stack: str, quick: bool) -> dict:
     dev = jax.devices()[0]
     wl = workloads(quick, dev.platform != "cpu")[name]
     jax.numpy.zeros(1).block_until_ready()
-    base = _rss("VmRSS")
-    try:  # Linux: reset the peak (VmHWM) to the current size, so data generation does not count
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    base = reset_peak_memory()  # data generation does not count
     if stack == "jnn.fit":
         run_fit(jnn.Dataset(wl["x"], wl["y"], 10), wl, 2)
     else:
         fn = raw_stacks(wl)[stack]
         fn()
         fn()
-    stats = dev.memory_stats() if dev.platform != "cpu" else None
-    if stats and "peak_bytes_in_use" in stats:
-        return {"peak_bytes": int(stats["peak_bytes_in_use"]), "what": "device peak_bytes_in_use"}
-    return {"peak_bytes": _rss("VmHWM") - base, "what": "peak RSS growth"}
-
-
-def _rss(field: str) -> int:
-    """``VmRSS``/``VmHWM`` of this process in bytes (Linux), or the peak from getrusage elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak_memory(base)
 
 
 def _time_workload(name: str, wl: dict, rounds: int) -> dict:

@@ -26,9 +26,14 @@ Both: relu, inverted dropout keep 0.8 after each hidden layer, mean softmax cros
 - raw JAX B: one jitted epoch, ``lax.scan`` over minibatches gathered on device from a permutation drawn
   inside, one dispatch per epoch.
 
-First epoch (cold start): each stack runs one epoch in a fresh Python process, ``--cold-reps`` times,
-timed from nothing built (the inputs already host arrays, the backend started) to the end of the first
-epoch: parameter init, data placement, tracing, compiling and running it, for jnn.fit and raw JAX alike.
+First epoch, three ways: ``cold``: each stack runs one epoch in a fresh Python process, ``--cold-reps``
+times, timed from nothing built (the inputs already host arrays, the backend started) to the end of the
+first epoch: parameter init, data placement, tracing, compiling and running it, for jnn.fit and raw JAX
+alike; ``warm``: then, in the same process, a second run with another seed (jnn.fit: a new ``fit`` call;
+raw JAX: new params through the same jitted functions); ``disk``: a fresh process whose programs come
+from JAX's on-disk compilation cache (the command line's, :func:`jnn.cli.compile_cache_dir`) filled by an
+earlier process. Compile overhead = cold first epoch − steady epoch. Peak memory of that process: the
+device's ``peak_bytes_in_use`` on a GPU/TPU, the growth of peak resident memory on CPU.
 
 Every round runs the stacks in a shuffled order after a short pause; figures are medians over rounds
 and ratios are medians of same-round ratios. GFLOP/s counts 6 FLOPs per weight per sample; the peak is
@@ -41,13 +46,18 @@ Writes ``results.json`` and ``table.md`` into --out and prints the table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +108,8 @@ def _raw_loss(params, x, y, key, keep=0.8, lam=1e-4):
 
 
 def raw_stacks(wl: dict, seed: int = 0) -> dict:
-    """The two raw JAX stacks as epoch functions; each draws its parameters on its first call."""
+    """The two raw JAX stacks as epoch functions; each draws its parameters on its first call (and again when
+    called with ``fresh=True``: a second run in the same process, reusing the compiled functions)."""
     opt = optax.sgd(wl["lr"])
     init = jax.nn.initializers.lecun_normal()
     steps, batch = wl["x"].shape[0] // wl["batch"], wl["batch"]
@@ -132,8 +143,8 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     state_a, state_b, data_b = [], [], []
 
-    def epoch_a():
-        if not state_a:
+    def epoch_a(fresh: bool = False):
+        if fresh or not state_a:
             state_a[:] = fresh_state()
         p, s, k = state_a
         perm = rng.permutation(wl["x"].shape[0])
@@ -143,8 +154,8 @@ def raw_stacks(wl: dict, seed: int = 0) -> dict:
         jax.block_until_ready(p)
         state_a[:] = [p, s, k]
 
-    def epoch_b():
-        if not state_b:
+    def epoch_b(fresh: bool = False):
+        if fresh or not state_b:
             state_b[:] = fresh_state()
             data_b[:] = [jnp.asarray(wl["x"]), jnp.asarray(wl["y"])]
         state_b[:] = list(epoch_fn(*state_b, *data_b))
@@ -204,32 +215,96 @@ FITS = {
     "jnn.fit (custom-model MLP, no draw)": {"task": "no draw"},
 }
 STACKS = (*FITS, "raw JAX A (jit per step)", "raw JAX B (scan epoch)")
+#: Stacks whose first epoch is also timed from a filled on-disk compilation cache.
+DISK_STACKS = ("jnn.fit", "raw JAX A (jit per step)", "raw JAX B (scan epoch)")
 
 
-def cold_start(workload: str, stack: str, quick: bool) -> float:
-    """Seconds from nothing built to the end of the first epoch: parameter init, data placement, compile
-    and one epoch (the inputs are already host arrays). Run in a fresh process, so nothing is cached."""
+def reset_peak_memory() -> int:
+    """Start measuring peak memory here: reset Linux's resident peak (VmHWM) to the current size and return
+    the current resident size in bytes."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return rss("VmRSS")
+
+
+def rss(field: str) -> int:
+    """``VmRSS``/``VmHWM`` of this process in bytes (Linux), or the peak from getrusage elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_memory(base: int) -> dict:
+    """The peak memory since :func:`reset_peak_memory` returned ``base``: the device's ``peak_bytes_in_use`` on
+    a GPU/TPU, else the growth of the resident peak over ``base``."""
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        return {"peak_bytes": int(stats["peak_bytes_in_use"]), "what": "device peak_bytes_in_use"}
+    return {"peak_bytes": rss("VmHWM") - base, "what": "peak RSS growth"}
+
+
+def first_epochs(workload: str, stack: str, quick: bool) -> dict:
+    """Run in a fresh process: seconds from nothing built to the end of the first epoch (parameter init, data
+    placement, compile or load from the on-disk cache when ``JNN_CACHE_DIR`` is set, one epoch; the inputs
+    are already host arrays), then the same for a second run with another seed in this process (``warm``:
+    compiled programs reused), and the peak memory of both."""
+    if os.environ.get("JNN_CACHE_DIR"):
+        from jnn.cli import compile_cache_dir
+
+        compile_cache_dir()  # the command line's persistent cache, for every stack alike
     wl = workloads(quick)[workload]
+    ds = jnn.Dataset(wl["x"], wl["y"], 10)
     jnp.zeros(1).block_until_ready()  # start the backend outside the timing
+    base = reset_peak_memory()
     t0 = time.perf_counter()
     if stack in FITS:
-        run_fit(jnn.Dataset(wl["x"], wl["y"], 10), wl, 1, FITS[stack])
+        run_fit(ds, wl, 1, FITS[stack])
+        t1 = time.perf_counter()
+        run_fit(ds, wl, 1, {**FITS[stack], "seed": 1})
     else:
-        raw_stacks(wl)[stack]()
-    return time.perf_counter() - t0
+        fn = raw_stacks(wl)[stack]
+        fn()
+        t1 = time.perf_counter()
+        fn(fresh=True)
+    t2 = time.perf_counter()
+    return {"cold": t1 - t0, "warm": t2 - t1, **peak_memory(base)}
 
 
 def cold_starts(workload: str, quick: bool, reps: int) -> dict:
-    """:func:`cold_start` of every stack, each in ``reps`` fresh processes (stacks interleaved); medians."""
-    times = {k: [] for k in STACKS}
+    """:func:`first_epochs` of every stack, each in ``reps`` fresh processes (stacks interleaved), plus, for
+    jnn.fit and the raw stacks, a fresh process that loads the programs from an on-disk cache filled by
+    another one (``disk``). Medians: ``{stack: {"cold", "warm", "disk", "peak_bytes"}}``."""
+    runs = {k: [] for k in STACKS}
+    disk = {k: [] for k in DISK_STACKS}
     for r in range(reps):
         order = list(STACKS)
         random.Random(100 + r).shuffle(order)
         for stack in order:
-            cmd = [sys.executable, __file__, "--cold", workload, stack] + (["--quick"] if quick else [])
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            times[stack].append(json.loads(out.strip().splitlines()[-1])["seconds"])
-    return {k: statistics.median(v) for k, v in times.items()}
+            runs[stack].append(_child(workload, stack, quick))
+            if stack in DISK_STACKS:
+                with tempfile.TemporaryDirectory() as cache:
+                    _child(workload, stack, quick, cache)  # fills the cache
+                    disk[stack].append(_child(workload, stack, quick, cache)["cold"])
+    out = {}
+    for k, v in runs.items():
+        out[k] = {m: statistics.median(x[m] for x in v) for m in ("cold", "warm", "peak_bytes")}
+        out[k]["disk"] = statistics.median(disk[k]) if k in disk else None
+        out[k]["memory_what"] = v[0]["what"]
+    return out
+
+
+def _child(workload: str, stack: str, quick: bool, cache: str | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--cold", workload, stack] + (["--quick"] if quick else [])
+    env = {**os.environ, "JNN_COMPILE_CACHE": "1" if cache else "0", "JNN_CACHE_DIR": cache or ""}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def jnn_config(wl: dict, epochs: int, **options) -> jnn.TrainConfig:
@@ -265,9 +340,15 @@ def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
             max_epochs=epochs,
             **options,
         )
-        r = jnn.fit(ds, cfg, task=custom_mlp(wl["sizes"], with_draw=custom == "draw"), progress=False)
+        r = jnn.fit(ds, cfg, task=_custom_task(tuple(wl["sizes"]), custom == "draw"), progress=False)
     jax.block_until_ready(r.params)
     return r
+
+
+@functools.cache
+def _custom_task(sizes: tuple, with_draw: bool) -> jnn.Task:
+    """One task object per network, as a user's script holds one (fit reuses its compiled calls)."""
+    return custom_mlp(sizes, with_draw=with_draw)
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:
@@ -323,9 +404,17 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float, cold: dict) ->
             "samples_per_s": sps,
             "gflops": sps * flops / 1e9,
             "fraction_of_peak": sps * flops / 1e9 / peak,
-            "first_epoch_s": cold[k],
-            "first_epoch_overhead_s": cold[k] - t,
+            "first_epoch_s": cold[k]["cold"],
+            "first_epoch_overhead_s": cold[k]["cold"] - t,
+            "first_epoch_warm_s": cold[k]["warm"],
+            "first_epoch_disk_s": cold[k]["disk"],
+            "peak_bytes": cold[k]["peak_bytes"],
+            "memory_what": cold[k]["memory_what"],
         }
+    raw_b = out["stacks"]["raw JAX B (scan epoch)"]
+    for s in out["stacks"].values():
+        s["overhead_vs_raw_scan"] = s["first_epoch_overhead_s"] / raw_b["first_epoch_overhead_s"]
+        s["memory_vs_raw_scan"] = s["peak_bytes"] / raw_b["peak_bytes"]
     for label in fits:
         if label != "jnn.fit":  # same-round ratio to the built-in MLP: > 1 is faster
             ratios = [a / b for a, b in zip(per_epoch["jnn.fit"], per_epoch[label])]
@@ -383,8 +472,9 @@ def table(res: dict) -> str:
         f"Date {res['date']}, {res['machine']}, jax {res['jax']}, float32 matmul peak "
         f"{res['peak_gflops']:.1f} GFLOP/s (2048³ jnp.dot).",
         "",
-        "| workload | stack | samples/s | GFLOP/s | of peak | first epoch (s) | jnn.fit speed-up |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | stack | samples/s | GFLOP/s | of peak | first epoch cold / warm / disk (s) | compile overhead "
+        "÷ raw B | peak memory (MB) ÷ raw B | jnn.fit speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, w in res["workloads"].items():
         for k, s in w["stacks"].items():
@@ -393,9 +483,12 @@ def table(res: dict) -> str:
                 for kk, v in s.items()
                 if kk.startswith("speedup_vs_")
             )
+            disk = "–" if s["first_epoch_disk_s"] is None else f"{s['first_epoch_disk_s']:.2f}"
             lines.append(
                 f"| {name} | {k} | {s['samples_per_s']:,.0f} | {s['gflops']:.1f} | {s['fraction_of_peak']:.2f} | "
-                f"{s['first_epoch_s']:.2f} | {sp} |"
+                f"{s['first_epoch_s']:.2f} / {s['first_epoch_warm_s']:.2f} / {disk} | "
+                f"{s['first_epoch_overhead_s']:.2f} s ÷ {s['overhead_vs_raw_scan']:.2f} | "
+                f"{s['peak_bytes'] / 2**20:.0f} ÷ {s['memory_vs_raw_scan']:.2f} | {sp} |"
             )
     for name, w in res["workloads"].items():
         lines.append("")
@@ -425,7 +518,7 @@ def main(argv=None) -> int:
     p.add_argument("--cold", nargs=2, metavar=("WORKLOAD", "STACK"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.cold:  # child process of cold_starts
-        print(json.dumps({"seconds": cold_start(*a.cold, a.quick)}))
+        print(json.dumps(first_epochs(*a.cold, a.quick)))
         return 0
     names = [w for w in a.workloads.split(",") if w]
     if a.rounds < 1 or a.cold_reps < 1 or not names or any(n not in ("small", "large") for n in names):
@@ -450,7 +543,9 @@ def main(argv=None) -> int:
     for n in names:
         print(f"workload {n}: cold starts in fresh processes ...", flush=True)
         cold = cold_starts(n, a.quick, a.cold_reps)
-        print("  first epoch (s): " + ", ".join(f"{k} {v:.2f}" for k, v in cold.items()), flush=True)
+        print("  first epoch cold/warm/disk (s): " + ", ".join(
+            f"{k} {v['cold']:.2f}/{v['warm']:.2f}/{'-' if v['disk'] is None else format(v['disk'], '.2f')}"
+            for k, v in cold.items()), flush=True)  # fmt: skip
         res["workloads"][n] = bench_workload(n, wls[n], a.rounds, peak, cold)
     res["backprop"] = bench_backprop(peak)
     res["eval"] = bench_eval(peak)

@@ -258,6 +258,8 @@ def _add_config_flags(t) -> None:
         default=None,
         help=f"latest epoch checkpoints kept in RUN/checkpoints (default {dflt('keep_checkpoints')})",
     )
+    t.add_argument("--epochs-per-call", type=int, default=None,
+                   help="epochs one compiled call runs (default: ~0.3 s worth; same results for all)")  # fmt: skip
     t.add_argument("--divergence-factor", type=float, default=None,
                    help=f"stop when the training loss exceeds this factor x the best and the first epoch's "
                         f"(default {dflt('divergence_factor')})")  # fmt: skip
@@ -303,6 +305,7 @@ _CONFIG_FLAGS = (
     "keep_checkpoints",
     "divergence_factor",
     "prng_impl",
+    "epochs_per_call",
 )
 
 

@@ -30,10 +30,10 @@ from jnn.history import History
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
 from jnn.train.config import TrainConfig
-from jnn.train.epoch import make_eval, with_summary
+from jnn.train.epoch import make_eval
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.prepare import build_caller, build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.
@@ -275,9 +275,12 @@ def sweep(
     tx = config.make_optimizer(config.steps_per_epoch(len(splits[0][0])))
     state, data = _stacked(ct, members, splits, tx, class_weight)
     budget = epoch_module.NOISE_UP_FRONT_MAX // len(members)
-    run_epoch = build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=splits[0][1] is not None,
-                            noise_budget=budget)  # fmt: skip
-    epoch_fn = jax.jit(jax.vmap(with_summary(run_epoch, ct.history_keys())), donate_argnums=0)
+
+    def build(check_finite):
+        return build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=splits[0][1] is not None,
+                           noise_budget=budget, check_finite=check_finite)  # fmt: skip
+
+    epoch_fn = build_caller(build, ct.history_keys(), config, data_axes=0)
     t0 = time.perf_counter()
     records = [{k: [] for k in ct.history_keys()} for _ in members]
     state, epoch_seconds, halt = run_epochs(epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs,

@@ -16,6 +16,16 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_programs():
+    """Each test starts without compiled calls lent by earlier tests (fit reuses them within a process), so
+    the trace counts a test asserts do not depend on which tests ran before it on the same worker."""
+    from jnn.train import prepare
+
+    prepare._PROGRAMS.clear()
+    yield
+
+
 @pytest.fixture
 def x64():
     """Run the test in float64; the previous x64 setting is restored afterwards."""

@@ -29,6 +29,8 @@ def test_throughput_benchmark_smoke(tmp_path):
         "raw JAX B (scan epoch)",
     }
     assert all(s["samples_per_s"] > 0 and s["first_epoch_s"] > 0 for s in stacks.values())
+    assert all(s["first_epoch_warm_s"] > 0 and s["peak_bytes"] > 0 for s in stacks.values())
+    assert stacks["jnn.fit"]["first_epoch_disk_s"] > 0 and stacks["jnn.fit (rbg)"]["first_epoch_disk_s"] is None
     assert "speedup_vs_raw JAX B (scan epoch)" in stacks["jnn.fit"]
     assert stacks["jnn.fit (custom-model MLP)"]["speed_vs_builtin"] > 0
     assert res["backprop"]["hand_over_grad_time"] > 0

@@ -47,7 +47,8 @@ def test_a_finished_run_continues_with_a_larger_budget_bitwise(tmp_path, spirals
     assert again.history.metrics == whole.history.metrics and again.epoch_seconds == ()
 
 
-def test_history_csv_grows_every_epoch_and_the_json_is_complete_at_the_end(tmp_path, spirals, monkeypatch):
+@pytest.mark.parametrize("per_call", [1, 2])
+def test_history_csv_grows_every_call_and_the_json_is_complete_at_the_end(tmp_path, spirals, monkeypatch, per_call):
     seen = []
     real = records_module.LiveRecords.update
 
@@ -57,8 +58,9 @@ def test_history_csv_grows_every_epoch_and_the_json_is_complete_at_the_end(tmp_p
             seen.append(len(list(csv.reader(fh))) - 1)
 
     monkeypatch.setattr(records_module.LiveRecords, "update", spy)
-    r = fit(spirals, TrainConfig(**CFG, max_epochs=5), run_dir=tmp_path / "run")
-    assert seen[:5] == [1, 2, 3, 4, 5]  # a row on disk after every epoch, before the run ends
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=5, epochs_per_call=per_call), run_dir=tmp_path / "run")
+    # the rows of every call on disk as soon as it returns, before the run ends
+    assert seen == ([1, 2, 3, 4, 5] if per_call == 1 else [2, 4, 5]) + [5]  # and once more at the end
     with open(tmp_path / "run" / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [float(row["train_loss"]) for row in rows] == r.history["train_loss"]

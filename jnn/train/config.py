@@ -27,6 +27,8 @@ PRNG_IMPLS = ("threefry2x32", "rbg")
 
 #: Largest epoch or step budget (the counters are int32 on device).
 MAX_COUNT = 2**31 - 1
+#: The most epochs per call a config may ask for (``epochs_per_call``; the summary buffer has that many rows).
+MAX_EPOCHS_PER_CALL_SET = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,13 @@ class TrainConfig:
             non-finite loss or gradient is then not applied: the run stops with the last finite state and
             names the step and the leaf. ``False`` checks the loss only, which saves a pass over the
             gradients (``benchmarks/throughput.py`` measures it); a non-finite gradient is then
-            applied and the run stops at the next step, keeping the non-finite parameters.
+            applied and the run stops at the next step, keeping the non-finite parameters. Either way the
+            compiled calls check only the loss per step and every parameter once per call; a call that went
+            non-finite is replayed with the per-step check (see :mod:`jnn.train.calls`), so ``True`` costs
+            no time while values stay finite.
+        epochs_per_call: epochs one compiled call runs (None: chosen from the measured epoch time so that a
+            call takes about 0.3 s; at most 256). Results are bit for bit the same for every value;
+            progress, history, checkpoints and Ctrl-C act between calls.
     """
 
     hidden: tuple[int, ...] = (256, 256)
@@ -129,6 +137,7 @@ class TrainConfig:
     check_finite: bool = True
     divergence_factor: float | None = 10.0
     keep_checkpoints: int = 3
+    epochs_per_call: int | None = None
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # NumPy scalars become Python ones (the config is JSON and hashed)
@@ -194,6 +203,8 @@ class TrainConfig:
             object.__setattr__(self, "divergence_factor", V.check_real("divergence_factor", self.divergence_factor,
                                                                        low=1.0, low_open=True))  # fmt: skip
         V.check_int("keep_checkpoints", self.keep_checkpoints, low=1, high=10_000)
+        if self.epochs_per_call is not None:
+            V.check_int("epochs_per_call", self.epochs_per_call, low=1, high=MAX_EPOCHS_PER_CALL_SET)
 
     # ------------------------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""The host side of a run, shared by ``fit`` and ``sweep``: run compiled epochs until every run stopped.
+"""The host side of a run, shared by ``fit`` and ``sweep``: run compiled calls until every run stopped.
 
-One epoch is one dispatch of a jitted function that returns the new state and a small summary array
-(epoch, status and the epoch's metrics, per member); the host reads the summary back (which blocks,
-so one dispatch is in flight at a time), updates the progress display and calls back for checkpoints.
+One call is one dispatch of a jitted function that runs several epochs (see :mod:`jnn.train.calls`) and
+returns the new state and a small summary array (epoch, status and the metrics of each epoch, per
+member); the host reads the summaries back (which blocks, so one dispatch is in flight at a time),
+updates the history and the progress display, and calls back for checkpoints.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class HostRun(NamedTuple):
 
 
 def run_epochs(
-    epoch_fn,
+    caller,
     state,
     data,
     *,
@@ -127,12 +128,14 @@ def run_epochs(
     log_every: int = 0,
     stop_at_epoch: int | None = None,
     on_epoch=None,
+    call_ends_every: int = 0,
 ) -> HostRun:
-    """Call ``epoch_fn(state, data) -> (state, summary)`` until every member has stopped, a pause, or a signal.
+    """Run compiled calls of several epochs each until every member has stopped, a pause, or a signal.
 
     Args:
-        epoch_fn: the compiled epoch; ``summary`` is ``[2 + len(keys)]`` (one run) or ``[M, 2 + len(keys)]``
-            (a sweep): epoch, status, then the epoch's value of each history key.
+        caller: a :class:`jnn.train.calls.EpochCaller`: ``caller(state, data, n) -> (state, summaries,
+            suspect)`` runs up to ``n`` epochs; a summary row is epoch, status, then the epoch's value of
+            each history key (NaN rows: epochs not run); ``caller.next_n`` picks ``n``.
         state: the starting state (one run, or M stacked members).
         data: the epoch's arrays.
         keys: the history keys in the summary.
@@ -143,10 +146,11 @@ def run_epochs(
         progress: progress bar on/off (None: automatic).
         log_every: print a line every k epochs (0: never).
         stop_at_epoch: pause once a run has completed this many epochs in total.
-        on_epoch: ``on_epoch(state, epoch)`` after each epoch (checkpoints, live history files).
+        on_epoch: ``on_epoch(state, epoch)`` after each call (checkpoints, live history files).
+        call_ends_every: end a call at every multiple of this many epochs (checkpoints; 0: no constraint).
 
     Returns:
-        A :class:`HostRun`. SIGINT and SIGTERM stop the loop at the end of the running epoch (``halt`` is the
+        A :class:`HostRun`. SIGINT and SIGTERM stop the loop at the end of the running call (``halt`` is the
         signal); a second one raises ``KeyboardInterrupt``.
     """
     epochs, status = (np.atleast_1d(np.asarray(a)) for a in jax.device_get((state.epoch, state.status)))
@@ -157,42 +161,75 @@ def run_epochs(
     if bar is not None:
         bar.update(int(epochs.max()))
     seconds, halt, done = [], None, 0
+    last_seconds, last_run = None, 0
     with stop_on_signals(lambda line: _say(bar, line)) as stop:
         while np.any(status == Status.RUNNING):
-            if stop_at_epoch is not None and int(epochs.max()) >= stop_at_epoch:
+            epoch = int(epochs.max())
+            if stop_at_epoch is not None and epoch >= stop_at_epoch:
                 halt = "paused"
                 break
+            n = caller.next_n(last_seconds, last_run)
+            n = _agreed_n(_cut(n, epoch, max_epochs, stop_at_epoch, call_ends_every))
             t = time.perf_counter()
-            state, summary = epoch_fn(state, data)
-            summary = np.asarray(jax.device_get(summary)).reshape(members, 2 + len(keys))
-            seconds.append(time.perf_counter() - t)
-            done += 1
-            before, epochs, status = epochs, summary[:, 0].astype(int), summary[:, 1].astype(int)
-            for i in np.flatnonzero(epochs > before):
-                for k, v in zip(keys, summary[i, 2:].tolist()):
-                    records[i][k].append(v)
-            running = int(np.sum(status == Status.RUNNING))
-            last = dict(zip(keys, summary[0, 2:].tolist()))
-            if bar is not None:
-                _show(bar, done, members, running, last, monitor)
-            epoch = int(epochs.max())
-            if log_every and (epoch % log_every == 0 or running == 0):
-                if members > 1:
-                    line = f"epoch {done:4d}  members running {running}/{members}"
-                else:
-                    line = f"epoch {epoch:4d}  " + "  ".join(
-                        f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
-                    )
-                _say(bar, line)
+            state, summaries, _ = caller(state, data, n)
+            summaries = summaries.reshape(members, -1, 2 + len(keys))
+            last_seconds = time.perf_counter() - t
+            last_run = 0
+            for r in range(summaries.shape[1]):
+                rows = summaries[:, r]
+                ran = ~np.isnan(rows[:, 0])
+                if not np.any(ran):
+                    break
+                last_run += 1
+                done += 1
+                before = epochs
+                epochs = np.where(ran, rows[:, 0], before).astype(int)
+                status = np.where(ran, rows[:, 1], status).astype(int)
+                for i in np.flatnonzero(epochs > before):
+                    for k, v in zip(keys, rows[i, 2:].tolist()):
+                        records[i][k].append(v)
+                running = int(np.sum(status == Status.RUNNING))
+                last = dict(zip(keys, rows[0, 2:].tolist()))
+                if bar is not None:
+                    _show(bar, done, members, running, last, monitor)
+                epoch = int(epochs.max())
+                if log_every and (epoch % log_every == 0 or running == 0):
+                    if members > 1:
+                        line = f"epoch {done:4d}  members running {running}/{members}"
+                    else:
+                        line = f"epoch {epoch:4d}  " + "  ".join(
+                            f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
+                        )
+                    _say(bar, line)
+            seconds.extend([last_seconds / max(last_run, 1)] * last_run)
             if on_epoch is not None:
-                on_epoch(state, epoch)
+                on_epoch(state, int(epochs.max()))
             signum = _agreed(stop.signum)
-            if signum is not None and running:
+            if signum is not None and np.any(status == Status.RUNNING):
                 halt = signum
                 break
     if bar is not None:
         bar.close()
     return HostRun(state, tuple(seconds), halt)
+
+
+def _cut(n: int, epoch: int, max_epochs: int, stop_at_epoch: int | None, every: int) -> int:
+    """``n`` epochs from ``epoch``, cut at the pause and at the next multiple of ``every``."""
+    limit = max_epochs - epoch
+    if stop_at_epoch is not None:
+        limit = min(limit, stop_at_epoch - epoch)
+    if every:
+        limit = min(limit, every - epoch % every)
+    return max(1, min(n, limit))
+
+
+def _agreed_n(n: int) -> int:
+    """The epochs per call all processes run (``jnn launch``): the smallest any of them asked for."""
+    if jax.process_count() == 1:
+        return n
+    from jax.experimental import multihost_utils
+
+    return int(np.asarray(multihost_utils.process_allgather(np.int32(n))).min())
 
 
 def _agreed(signum):

@@ -33,10 +33,17 @@ from jnn.history import History
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.config import TrainConfig
-from jnn.train.epoch import with_summary
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.prepare import build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.prepare import (
+    build_caller,
+    build_epoch,
+    checked_task,
+    epoch_arrays,
+    initial_state,
+    prepare_data,
+    program_key,
+)
 from jnn.train.records import LiveRecords
 from jnn.train.run_dir import (
     CHECKPOINT_NAME,
@@ -203,20 +210,22 @@ def fit(
     writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
     state, records, held = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite,
                                      writer, ct.history_keys(), from_epoch)  # fmt: skip
+    origin = (task is None, optimizer)
     try:
         return _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight,
-                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call)  # fmt: skip
+                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, origin)  # fmt: skip
     finally:
         if held is not None:
             held.release()
 
 
 def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
-                tensorboard, progress, log_every, stop_at_epoch, t_call):  # fmt: skip
-    """The rest of :func:`fit`, run while the run folder's lock is held."""
+                tensorboard, progress, log_every, stop_at_epoch, t_call, origin):  # fmt: skip
+    """The rest of :func:`fit`, run while the run folder's lock is held (``origin``: whether the task is the
+    built-in MLP, and the custom optimizer or None)."""
     live = LiveRecords(run_path, records, tensorboard=tensorboard) if writer else None
     data = epoch_arrays(fit_ds, val_ds, class_weight)
-    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None)
+    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, origin)
 
     def on_epoch(state, epoch):
         if live is None:
@@ -231,6 +240,7 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
             epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs, records=[records],
             monitor=config.monitor if config.early_stopping else None, progress=progress, log_every=log_every,
             stop_at_epoch=stop_at_epoch, on_epoch=on_epoch,
+            call_ends_every=config.checkpoint_every if run_path is not None else 0,
         )  # fmt: skip
     finally:
         if live is not None:
@@ -276,20 +286,28 @@ def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite
     return state, records, held
 
 
-def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool):
-    """Place state and data (replicated over a mesh, or on the default device) and jit the epoch with its
-    summary: ``(epoch_fn, state, data)``."""
+def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, origin):
+    """Place state and data (replicated over a mesh, or on the default device) and build the compiled calls
+    of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.calls`); an earlier run of this
+    process with the same program key (:func:`jnn.train.prepare.program_key`) lends its compiled calls."""
+    builtin, optimizer = origin
+    holds = tuple(o for o in (None if builtin else ct.task, optimizer, mesh) if o is not None)
+    key = program_key(ct, config, builtin=builtin, params=state.params, data=data, extra=holds)
     jit_kw, batch_sharding = {}, None
     if mesh is not None:
         from jnn.parallel import replicate, shardings
 
         rep, batch_sharding = shardings(mesh)
         state, data = replicate(state, rep), replicate(data, rep)
-        jit_kw = {"out_shardings": (rep, rep)}
+        jit_kw = {"out_shardings": (rep, rep, rep)}
     else:
         data = jax.tree.map(jnp.asarray, data)
-    run_epoch = build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding)
-    return jax.jit(with_summary(run_epoch, ct.history_keys()), donate_argnums=0, **jit_kw), state, data
+
+    def build(check_finite):
+        return build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding,
+                           check_finite=check_finite)  # fmt: skip
+
+    return build_caller(build, ct.history_keys(), config, jit_kw=jit_kw, cache_key=key, holds=holds), state, data
 
 
 def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool, data) -> dict:

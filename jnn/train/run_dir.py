@@ -34,6 +34,7 @@ RESUME_CHANGES = (
     "divergence_factor",
     "keep_checkpoints",
     "checkpoint_every",
+    "epochs_per_call",
 )
 #: Files a run writes (removed by ``overwrite``).
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")

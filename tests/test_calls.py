@@ -1,0 +1,162 @@
+"""Several epochs per compiled call, and the non-finite guard replayed only when a call went non-finite."""
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jnn
+from jnn.data import Dataset
+from jnn.sweep import sweep
+from jnn.train import TRACE_COUNTS, Keys, TrainConfig, fit
+from jnn.train import calls as calls_module
+from jnn.train import prepare as prepare_module
+
+D, H = 4, 8
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    return Dataset(x, (x[:, 0] * x[:, 1] > 0).astype(np.int32))
+
+
+def _leaves(tree):
+    return [np.asarray(a) for a in jax.tree.leaves(tree) if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key)]
+
+
+def _same(a, b):
+    la, lb = _leaves(a), _leaves(b)
+    same = (u.dtype == v.dtype and np.array_equal(u, v, equal_nan=True) for u, v in zip(la, lb))
+    return len(la) == len(lb) and all(same)
+
+
+def _same_history(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+BASE = dict(hidden=(H,), batch_size=16, learning_rate=0.05, keep_prob=0.8, val_fraction=0.25, patience=3,
+            max_epochs=60, seed=1)  # fmt: skip
+
+
+def test_epochs_per_call_changes_no_bit_and_a_stop_mid_call_lands_on_the_same_epoch():
+    ds = _data()
+    one = fit(ds, TrainConfig(**BASE, epochs_per_call=1))
+    assert one.stopped_by == "early_stopping" and int(one.state.epoch) % 7 != 0  # the stop falls inside a call of 7
+    for per_call in (7, None):
+        other = fit(ds, TrainConfig(**BASE, epochs_per_call=per_call))
+        assert _same(other.state, one.state) and _same(other.params, one.params)
+        assert other.history.metrics == one.history.metrics and other.message.split(".")[0] == one.message.split(".")[0]
+        assert len(other.epoch_seconds) == int(one.state.epoch)
+
+
+def test_a_sweep_runs_several_epochs_per_call_bit_for_bit():
+    ds = _data()
+    a = sweep(ds, TrainConfig(**BASE, epochs_per_call=1), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2])
+    b = sweep(ds, TrainConfig(**BASE, epochs_per_call=5), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2])
+    assert _same(a.state, b.state) and _same(a.params, b.params)
+    assert [h.metrics for h in a.histories] == [h.metrics for h in b.histories]
+
+
+def test_epochs_per_call_is_validated():
+    for bad in (0, -1, 1 << 17):
+        with pytest.raises(ValueError, match=r"epochs_per_call must be .*\[1, 65536\].*got"):
+            TrainConfig(epochs_per_call=bad)
+    with pytest.raises(TypeError, match="epochs_per_call"):
+        TrainConfig(epochs_per_call=2.5)
+
+
+def _nan_at_step(bad_step: int, seed: int) -> jnn.Task:
+    """A task whose loss stays finite while the gradient of ``w2`` is NaN at exactly one step: the step
+    whose key is ``fold_in(dropout_key, bad_step)`` (sqrt(0·w)'s derivative is 0·∞)."""
+    bad_key = jax.random.key_data(jax.random.fold_in(Keys.from_seed(seed).dropout, bad_step))
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"w1": jax.random.normal(k1, (D, H)) / 2, "w2": jax.random.normal(k2, (H, 2)) / 3}
+
+    def apply(params, x, *, key, train, hyper):
+        out = jnp.tanh(x @ params["w1"]) @ params["w2"]
+        if train:
+            bad = jnp.all(jax.random.key_data(key) == bad_key)
+            out = out + 0.0 * jnp.sum(jnp.sqrt(params["w2"] * 0.0 + jnp.where(bad, 0.0, 1.0)))
+        return out
+
+    return jnn.Task(init=init, apply=apply, loss="softmax")
+
+
+def _always_guarded(self, state, data, n):
+    """Every call through the per-step-checked program (what checking every step did before)."""
+    new, rows, suspect = self.guarded(state, data, jnp.int32(n))
+    return new, np.asarray(jax.device_get(rows)), np.asarray(jax.device_get(suspect))
+
+
+@pytest.mark.parametrize("per_call", [None, 4])
+def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_every_step(tmp_path, monkeypatch,
+                                                                                          per_call):  # fmt: skip
+    bad_step, ds = 15, _data()  # 6 steps per epoch: step 15 is the 4th of epoch 3 (from 1), inside a call
+    cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, seed=0,
+                      epochs_per_call=per_call, checkpoint_every=2)  # fmt: skip
+    task = _nan_at_step(bad_step, cfg.seed)
+    before = TRACE_COUNTS["run_epoch"]
+    fast = fit(ds, cfg, task=task, run_dir=tmp_path / "fast")
+    assert TRACE_COUNTS["run_epoch"] - before == 2  # the unchecked program, then the replay's checked one
+    assert fast.stopped_by == "non_finite" and int(fast.state.bad_step) == bad_step
+    assert f"non-finite value in the gradient of ['w2'] at step {bad_step} (epoch 3)" in fast.message, fast.message
+    with monkeypatch.context() as m:
+        m.setattr(calls_module.EpochCaller, "__call__", _always_guarded)
+        guarded = fit(ds, cfg, task=task, run_dir=tmp_path / "guarded")
+    assert fast.message.split(" in ")[0] == guarded.message.split(" in ")[0]
+    assert _same(fast.state, guarded.state) and _same_history(fast.history.metrics, guarded.history.metrics)
+    saved = [jnn.checkpoint.restore(tmp_path / d / "checkpoint.npz", fast.state) for d in ("fast", "guarded")]
+    assert _same(saved[0], saved[1]) and _same(saved[0].params, fast.state.params)
+    # The kept state is the one after the bad_step finite steps: a clean run stopped there by max_steps.
+    clean = fit(ds, TrainConfig(**{**cfg.to_dict(), "max_steps": bad_step}), task=task)
+    assert clean.stopped_by == "max_steps" and _same(clean.state.params, fast.state.params)
+    assert all(np.all(np.isfinite(a)) for a in _leaves(fast.state.params))
+
+
+def test_a_clean_run_never_compiles_the_checked_program():
+    before = TRACE_COUNTS["run_epoch"]
+    r = fit(_data(), TrainConfig(**BASE))
+    assert r.stopped_by == "early_stopping" and TRACE_COUNTS["run_epoch"] - before == 1
+
+
+def test_check_finite_false_keeps_the_nan_state_and_replays_nothing():
+    cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, check_finite=False)
+    before = TRACE_COUNTS["run_epoch"]
+    r = fit(_data(), cfg, task=_nan_at_step(15, cfg.seed))
+    assert TRACE_COUNTS["run_epoch"] - before == 1
+    # The NaN gradient was applied at step 15; the loss of step 16 is NaN, which stops the run there.
+    assert r.stopped_by == "non_finite" and int(r.state.bad_step) == 16
+    assert any(np.isnan(a).any() for a in _leaves(r.state.params))
+
+
+def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_and_changes_no_bit(monkeypatch):
+    ds = _data()
+    fit(ds, TrainConfig(**BASE))
+    other = dict(BASE, seed=5, learning_rate=0.1, l2=1e-2, keep_prob=0.6)
+    before = TRACE_COUNTS["run_epoch"]
+    reused = fit(ds, TrainConfig(**other))
+    assert TRACE_COUNTS["run_epoch"] == before  # the program of the first fit
+    monkeypatch.setattr(prepare_module, "_PROGRAMS", collections.OrderedDict())
+    fresh = fit(ds, TrainConfig(**other))
+    assert TRACE_COUNTS["run_epoch"] == before + 1
+    assert _same(reused.state, fresh.state) and reused.history.metrics == fresh.history.metrics
+    fit(ds, TrainConfig(**dict(BASE, hidden=(H + 1,))))  # another shape, another program
+    fit(ds, TrainConfig(**dict(BASE, keep_prob=1.0)))  # no dropout at all: another program
+    fit(ds, TrainConfig(**dict(BASE, patience=4)))  # another stopping rule: another program
+    assert TRACE_COUNTS["run_epoch"] == before + 4
+
+
+def test_a_users_task_object_is_compiled_once_per_object():
+    ds, cfg = _data(), TrainConfig(batch_size=16, max_epochs=3, early_stopping=False, val_fraction=0.0)
+    task = _nan_at_step(10**6, 0)  # never NaN
+    fit(ds, cfg, task=task)
+    before = TRACE_COUNTS["run_epoch"]
+    fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 3}), task=task)
+    assert TRACE_COUNTS["run_epoch"] == before
+    fit(ds, cfg, task=_nan_at_step(10**6, 0))  # an equal but new object may close over other values
+    assert TRACE_COUNTS["run_epoch"] == before + 1
