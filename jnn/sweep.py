@@ -33,7 +33,16 @@ from jnn.train.config import TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.prepare import build_caller, build_epoch, checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.packing import PackedCaller
+from jnn.train.prepare import (
+    build_caller,
+    build_epoch,
+    checked_task,
+    epoch_arrays,
+    initial_state,
+    prepare_data,
+    program_key,
+)
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.
@@ -125,6 +134,8 @@ class SweepResult:
         sizes: the built-in MLP's layer widths (None for a custom task), stored for :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
+        pack_sizes: the vmapped batch sizes the sweep ran, in order (``repack``: the members still running,
+            rounded up to a power of two).
     """
 
     members: list
@@ -139,6 +150,7 @@ class SweepResult:
     sizes: tuple | None = None
     hyper_names: tuple = ()
     n_features: int | None = None
+    pack_sizes: tuple = ()
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -239,6 +251,7 @@ def sweep(
     class_weight=None,
     progress: bool | None = None,
     log_every: int = 0,
+    repack: bool = True,
     **axes,
 ) -> SweepResult:
     """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
@@ -253,6 +266,8 @@ def sweep(
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
         progress: progress bar (default: when stderr is a terminal and ``CI`` is unset).
         log_every: print a line every k epochs (0: never).
+        repack: once the running members fit in half the batch, run only them (in a batch of the next power
+            of two; see :mod:`jnn.train.packing`); the results are the same bit for bit.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -263,6 +278,8 @@ def sweep(
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
     config = _check_args(config, train, val, test, log_every)
+    if not isinstance(repack, bool):
+        raise TypeError(f"repack must be True or False; got {repack!r}")
     members = members_of(config, axes, task)
     splits = [prepare_data(train, c, val) for c, _ in members]
     use_dropout = any(h["keep_prob"] < 1.0 for _, h in members) if task is None else None
@@ -280,7 +297,11 @@ def sweep(
         return build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=splits[0][1] is not None,
                            noise_budget=budget, check_finite=check_finite)  # fmt: skip
 
-    epoch_fn = build_caller(build, ct.history_keys(), config, data_axes=0)
+    holds = () if task is None else (task,)
+    key = ("sweep", program_key(ct, config, builtin=task is None, params=state.params, data=data, extra=holds,
+                                dropout=use_dropout))  # fmt: skip
+    inner = build_caller(build, ct.history_keys(), config, data_axes=0, cache_key=key, holds=holds)
+    epoch_fn = PackedCaller(inner, len(members), enabled=repack)
     t0 = time.perf_counter()
     records = [{k: [] for k in ct.history_keys()} for _ in members]
     state, epoch_seconds, halt = run_epochs(epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs,
@@ -292,7 +313,7 @@ def sweep(
     sizes = config.network_sizes(splits[0][0]) if task is None else None
     result = SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
                          epoch_seconds, config.stopper().direction, sizes, tuple(ct.hyper),
-                         int(train.x.shape[1]))  # fmt: skip
+                         int(train.x.shape[1]), tuple(epoch_fn.sizes))  # fmt: skip
     if halt is not None:
         raise Interrupted(result, halt)
     return result

@@ -160,3 +160,32 @@ def test_a_users_task_object_is_compiled_once_per_object():
     assert TRACE_COUNTS["run_epoch"] == before
     fit(ds, cfg, task=_nan_at_step(10**6, 0))  # an equal but new object may close over other values
     assert TRACE_COUNTS["run_epoch"] == before + 1
+
+
+def test_a_sweep_repacks_its_running_members_bit_for_bit():
+    # Members stop at very different epochs (6 to 40, through their learning rates): 8 -> 4 -> 2 running.
+    ds = _data(160)
+    axes = dict(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
+    cfg = TrainConfig(**{**BASE, "patience": 2, "max_epochs": 40, "epochs_per_call": 3})
+    plain = sweep(ds, cfg, repack=False, **axes)
+    packed = sweep(ds, cfg, **axes)
+    epochs = [r["epochs"] for r in plain.rows]
+    assert min(epochs) < max(epochs) // 2  # staggered stops
+    assert plain.pack_sizes == (8,) and packed.pack_sizes == (8, 4, 2)
+    assert list(packed.pack_sizes) == sorted(packed.pack_sizes, reverse=True)
+    assert all(s & (s - 1) == 0 and s >= 2 for s in packed.pack_sizes[1:])  # powers of two, at least 2
+    assert _same(plain.state, packed.state) and _same(plain.params, packed.params)
+    assert [h.metrics for h in plain.histories] == [h.metrics for h in packed.histories]
+    assert plain.rows == packed.rows
+    with pytest.raises(TypeError, match="repack must be True or False; got 'yes'"):
+        sweep(ds, cfg, repack="yes", **axes)
+
+
+def test_a_second_sweep_of_the_same_shapes_compiles_nothing():
+    ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4})
+    sweep(ds, cfg, seed=[0, 1], l2=[0.0, 1e-3])
+    before = TRACE_COUNTS["run_epoch"]
+    sweep(ds, cfg, seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9])
+    assert TRACE_COUNTS["run_epoch"] == before
+    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0])  # three members: another shape
+    assert TRACE_COUNTS["run_epoch"] == before + 1

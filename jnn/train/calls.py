@@ -52,8 +52,9 @@ def make_call(epoch_fn, width: int, rows: int):
     Returns:
         ``call``: runs epochs while ``i < n`` and the state's status is running. ``summaries`` is
         ``[rows, width]`` in :func:`summary_dtype`, row ``i`` the summary of the call's ``i``-th epoch and
-        NaN past the last epoch run. ``suspect`` is True when the run stopped on a non-finite value or a
-        leaf of the params or optimiser state is not finite (the host then replays the call guarded).
+        NaN past the last epoch run. ``suspect`` is True when a run that was running at the start stopped on
+        a non-finite value or holds a leaf of params or optimiser state that is not finite (the host then
+        replays the call guarded).
     """
 
     def call(state: TrainState, data, n):
@@ -69,8 +70,10 @@ def make_call(epoch_fn, width: int, rows: int):
             s, row = epoch_fn(s, data)
             return i + 1, s, jax.lax.dynamic_update_slice(b, row.astype(dtype)[None], (i, 0))
 
+        was_running = state.status == Status.RUNNING
         _, state, buf = jax.lax.while_loop(cond, body, (jnp.int32(0), state, buf))
-        suspect = (state.status == Status.NON_FINITE) | ~all_finite((state.params, state.opt_state))
+        bad = (state.status == Status.NON_FINITE) | ~all_finite((state.params, state.opt_state))
+        suspect = was_running & bad  # a member stopped by an earlier call is not looked at again
         return state, buf, suspect
 
     return call

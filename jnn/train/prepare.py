@@ -215,18 +215,20 @@ _PROGRAMS: collections.OrderedDict = collections.OrderedDict()
 PROGRAM_CACHE_SIZE = 8
 
 
-def program_key(ct: CheckedTask, config: TrainConfig, *, builtin: bool, params, data: EpochData, extra=()) -> tuple:
+def program_key(ct: CheckedTask, config: TrainConfig, *, builtin: bool, params, data: EpochData, extra=(),
+                dropout: bool | None = None) -> tuple:  # fmt: skip
     """What a run's compiled calls depend on beyond their arguments' values: two runs with the same key can
     share them. The config's traced fields (seed, a constant learning rate, λ, keep_prob as long as dropout
     stays on, momentum, weight decay) and the fields that act outside the program are left out; a user's
     task is identified by the object itself (``extra`` holds other objects the program closes over, e.g. a
-    custom optimizer or a mesh, also by identity)."""
+    custom optimizer or a mesh, also by identity). ``dropout``: whether the built-in MLP draws dropout masks
+    (default: ``config.keep_prob < 1``; a sweep decides over all its members)."""
     outside = {"seed", "l2", "keep_prob", "momentum", "weight_decay", "scheme", "val_fraction", "stratify",
                "checkpoint_every", "keep_checkpoints"}  # fmt: skip
     if config.lr_schedule == "constant":  # a schedule closes over the rate; a constant rate is optimiser state
         outside.add("learning_rate")
     fields = tuple((k, repr(v)) for k, v in sorted(config.to_dict().items()) if k not in outside)
-    model = ("mlp", config.keep_prob < 1.0) if builtin else ("task", id(ct.task))
+    model = ("mlp", config.keep_prob < 1.0 if dropout is None else dropout) if builtin else ("task", id(ct.task))
     shapes = tuple((tuple(np.shape(a)), str(np.asarray(a).dtype)) for a in jax.tree.leaves(params))
     arrays = tuple(None if a is None else (tuple(np.shape(a)), str(a.dtype)) for a in data)
     return (model, fields, shapes, arrays, str(ct.dtype), ct.noise_size, ct.metric_names,
