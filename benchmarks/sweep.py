@@ -13,6 +13,12 @@ and learning rates. Two figures are printed:
   ``SweepResult.epoch_seconds`` and ``FitResult.epoch_seconds`` record: one sweep epoch (all M members)
   vs the sum over the M sequential fits of their median epoch.
 
+Then a "staggered stops" sweep: M members with learning rates spread over 0.001-0.3 (log scale) and early
+stopping (patience 5, at most --stagger-epochs epochs), so that they stop at very different epochs. It is
+timed with re-packing (the running members gathered into a smaller batch; ``jnn.sweep(repack=True)``) and
+without, both after a first run that compiled every batch size; the goal is a time within 1.3× of what the
+needed member-epochs take: Σ epochs run by each member × (steady epoch of the full batch / M).
+
 Writes a Markdown table and results.json into --out.
 """
 
@@ -40,14 +46,45 @@ RECIPE = dict(
 )
 
 
+def staggered(train, m: int, max_epochs: int) -> dict:
+    """The staggered-stops sweep, with and without re-packing (second runs: every batch size compiled)."""
+    lrs = [float(0.001 * 300 ** (i / max(m - 1, 1))) for i in range(m)]
+    cfg = jnn.TrainConfig(**{**RECIPE, "early_stopping": True}, patience=5, max_epochs=max_epochs)
+    axes = dict(seed=list(range(m)), learning_rate=lrs)
+    print(f"staggered stops: {m} members, learning rates {lrs[0]:g}-{lrs[-1]:g}, patience 5", flush=True)
+    seconds, runs = {}, {}
+    for label, repack in (("repack", True), ("plain", False)):
+        sweep(train, cfg, repack=repack, **axes)  # compiles every batch size it meets
+        t0 = time.perf_counter()
+        runs[label] = sweep(train, cfg, repack=repack, **axes)
+        seconds[label] = time.perf_counter() - t0
+        print(f"  {label}: {seconds[label]:.2f} s, batch sizes {runs[label].pack_sizes}", flush=True)
+    epochs = [r["epochs"] for r in runs["plain"].rows]
+    assert epochs == [r["epochs"] for r in runs["repack"].rows]
+    full_epoch = statistics.median(runs["plain"].epoch_seconds)  # every epoch computes all m members
+    needed = sum(epochs) * full_epoch / m
+    return {
+        "members": m,
+        "max_epochs": max_epochs,
+        "stop_epochs": {"min": min(epochs), "max": max(epochs), "all": epochs},
+        "member_epochs": sum(epochs),
+        "full_batch_epoch_seconds": full_epoch,
+        "needed_seconds": needed,
+        "seconds": seconds,
+        "over_needed": {k: v / needed for k, v in seconds.items()},
+        "pack_sizes": list(runs["repack"].pack_sizes),
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=32)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--stagger-epochs", type=int, default=100)
     p.add_argument("--out", default="runs/bench_sweep")
     a = p.parse_args(argv)
-    if a.members < 1 or a.epochs < 1:
-        print("sweep.py: error: --members and --epochs must be >= 1", file=sys.stderr)
+    if a.members < 1 or a.epochs < 1 or a.stagger_epochs < 1:
+        print("sweep.py: error: --members, --epochs and --stagger-epochs must be >= 1", file=sys.stderr)
         return 2
     train, _ = jnn.datasets.load("mnist1d")
     m, e = a.members, a.epochs
@@ -94,6 +131,19 @@ def main(argv=None) -> int:
             f"| steady state, per epoch of all members | {sweep_epoch * 1e3:.1f} ms | {seq_epoch * 1e3:.1f} ms | "
             f"{seq_epoch / sweep_epoch:.2f}× |",
             f"| steady state, samples/s | {samples / sweep_epoch:,.0f} | {samples / seq_epoch:,.0f} | |",
+        ]
+    )
+    res["staggered"] = staggered(train, m, a.stagger_epochs)
+    st = res["staggered"]
+    table += "\n\n" + "\n".join(
+        [
+            f"| staggered stops: {m} members, {st['member_epochs']} member-epochs (stops at epochs "
+            f"{st['stop_epochs']['min']}-{st['stop_epochs']['max']}) | time | ÷ needed |",
+            "|---|---|---|",
+            f"| needed: member-epochs × full-batch epoch / {m} | {st['needed_seconds']:.2f} s | 1.00 |",
+            f"| sweep, re-packing (batch sizes {st['pack_sizes']}) | {st['seconds']['repack']:.2f} s | "
+            f"{st['over_needed']['repack']:.2f} |",
+            f"| sweep, all members to the end | {st['seconds']['plain']:.2f} s | {st['over_needed']['plain']:.2f} |",
         ]
     )
     print(table)
