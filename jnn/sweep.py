@@ -45,10 +45,11 @@ from jnn.train.prepare import (
 )
 from jnn.train.state import STATUS
 
-#: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate`` and any name in ``task.hyper``.
-AXES = ("seed", "learning_rate", "l2", "keep_prob")
-#: Axes that set a TrainConfig field (the others set a task hyperparameter).
-CONFIG_AXES = ("seed", "learning_rate")
+#: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate``, ``batch_size`` and any name in
+#: ``task.hyper``. ``hidden`` and ``batch_size`` change shapes: members are trained in groups of one shape.
+AXES = ("seed", "learning_rate", "l2", "keep_prob", "hidden", "batch_size")
+#: Axes that set a TrainConfig field with a task (the others set a task hyperparameter).
+CONFIG_AXES = ("seed", "learning_rate", "batch_size")
 
 
 def grid(**axes) -> dict[str, list]:
@@ -96,7 +97,7 @@ def members_of(config: TrainConfig, axes: dict, task: Task | None = None) -> lis
     Raises:
         ValueError: unknown axis, unequal lengths, or a value out of range (naming the member).
     """
-    hyper_names = ("l2", "keep_prob") if task is None else tuple(task.hyper or {})
+    hyper_names = ("l2", "keep_prob", "hidden") if task is None else tuple(task.hyper or {})
     axes, m = _check_axes(dict(axes), CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES))
     base = config.to_dict()
     out = []
@@ -134,8 +135,14 @@ class SweepResult:
         sizes: the built-in MLP's layer widths (None for a custom task), stored for :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
-        pack_sizes: the vmapped batch sizes the sweep ran, in order (``repack``: the members still running,
-            rounded up to a power of two).
+        pack_sizes: the vmapped batch sizes the sweep ran, in order, over its shape groups in turn
+            (``repack``: the members still running, rounded up to a power of two).
+        member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
+        groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
+        stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
+
+    With members of different shapes (a ``hidden`` axis), ``params`` is a list with each member's params
+    and ``state`` a list with each group's stacked state; otherwise both are stacked over all M members.
     """
 
     members: list
@@ -151,9 +158,14 @@ class SweepResult:
     hyper_names: tuple = ()
     n_features: int | None = None
     pack_sizes: tuple = ()
+    member_sizes: tuple | None = None
+    groups: tuple = ()
+    stacked: bool = True
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
+        if not self.stacked:
+            return self.params[i]
         return jax.tree.map(lambda a: a[i], self.params)
 
     def best(self) -> dict:
@@ -174,7 +186,7 @@ class SweepResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / "sweep.csv", folder / "sweep.json", folder / "params.npz"]
-        ckpt.save(paths[2], self.params, meta={"members": len(self.rows)})
+        ckpt.save(paths[2], self.params, meta={"members": len(self.rows), "stacked": self.stacked})
         with atomic.writing(paths[0], "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
             w.writeheader()
@@ -190,6 +202,8 @@ class SweepResult:
                     "histories": [h.metrics for h in self.histories],
                     "members_config": [c.to_dict() for c in self.members],
                     "sizes": None if self.sizes is None else list(self.sizes),
+                    "member_sizes": None if self.member_sizes is None else [list(s) for s in self.member_sizes],
+                    "stacked": self.stacked,
                     "n_features": self.n_features,
                     "hyper_names": list(self.hyper_names),
                     "data": data_info or {},
@@ -281,42 +295,137 @@ def sweep(
     if not isinstance(repack, bool):
         raise TypeError(f"repack must be True or False; got {repack!r}")
     members = members_of(config, axes, task)
-    splits = [prepare_data(train, c, val) for c, _ in members]
-    use_dropout = any(h["keep_prob"] < 1.0 for _, h in members) if task is None else None
-    ct = checked_task(task, config, *splits[0], val, use_dropout=use_dropout)
     if config.lr_schedule != "constant" and "learning_rate" in axes:
         raise ValueError(
             f"a learning_rate axis needs lr_schedule='constant' (each member's schedule would be compiled "
             f"separately); got lr_schedule={config.lr_schedule!r}"
         )
-    tx = config.make_optimizer(config.steps_per_epoch(len(splits[0][0])))
-    state, data = _stacked(ct, members, splits, tx, class_weight)
-    budget = epoch_module.NOISE_UP_FRONT_MAX // len(members)
-
-    def build(check_finite):
-        return build_epoch(ct, config, tx, n_train=len(splits[0][0]), has_val=splits[0][1] is not None,
-                           noise_budget=budget, check_finite=check_finite)  # fmt: skip
-
-    holds = () if task is None else (task,)
-    key = ("sweep", program_key(ct, config, builtin=task is None, params=state.params, data=data, extra=holds,
-                                dropout=use_dropout))  # fmt: skip
-    inner = build_caller(build, ct.history_keys(), config, data_axes=0, cache_key=key, holds=holds)
-    epoch_fn = PackedCaller(inner, len(members), enabled=repack)
+    # Members grouped by shape (hidden widths, batch size): one vmapped program per group, all checked first.
+    groups = [_Group(g, members, config, train, val, task) for g in _shape_groups(members)]
     t0 = time.perf_counter()
-    records = [{k: [] for k in ct.history_keys()} for _ in members]
-    state, epoch_seconds, halt = run_epochs(epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs,
-                                            records=records, progress=progress, log_every=log_every)  # fmt: skip
+    records = [{k: [] for k in groups[0].ct.history_keys()} for _ in members]
+    halt, epoch_seconds, pack_sizes = None, [], []
+    for n, g in enumerate(groups):
+        if log_every and len(groups) > 1:
+            print(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)", flush=True)
+        if halt is None:
+            halt = g.run(records, class_weight, repack, progress, log_every)
+            epoch_seconds += g.epoch_seconds
+            pack_sizes += g.pack_sizes
+        else:  # interrupted before this group started: its members stay at their first state
+            g.state = g.initial(class_weight)[0]
     seconds = time.perf_counter() - t0
-    final = final_params(state, config.early_stopping and config.restore_best)
-    histories = [History.from_records(r) for r in records]
-    rows = _rows(members, state, config, _test_metrics(ct, final, state.hyper, test), ct.metric_names, halt)
-    sizes = config.network_sizes(splits[0][0]) if task is None else None
-    result = SweepResult([c for c, _ in members], rows, final, state, histories, config.monitor, seconds,
-                         epoch_seconds, config.stopper().direction, sizes, tuple(ct.hyper),
-                         int(train.x.shape[1]), tuple(epoch_fn.sizes))  # fmt: skip
+    rows = [None] * len(members)
+    for g in groups:
+        final = final_params(g.state, config.early_stopping and config.restore_best)
+        tests = _test_metrics(g.ct, final, g.state.hyper, test)
+        for row in _rows(g.members, g.state, config, tests, g.ct.metric_names, halt, index=g.index):
+            rows[row["member"]] = {**row, **_shape_columns(g.config, axes)}
+        g.final = final
+    params, state, stacked = _merged(groups, len(members))
+    ct = groups[0].ct
+    sizes = [None] * len(members)
+    for g in groups:
+        for i in g.index:
+            sizes[i] = g.sizes
+    one = len(groups) == 1
+    result = SweepResult([c for c, _ in members], rows, params, state, [History.from_records(r) for r in records],
+                         config.monitor, seconds, tuple(epoch_seconds), config.stopper().direction,
+                         groups[0].sizes if one else None, tuple(ct.hyper), int(train.x.shape[1]), tuple(pack_sizes),
+                         None if task is not None else tuple(sizes), tuple(tuple(g.index) for g in groups),
+                         stacked)  # fmt: skip
     if halt is not None:
         raise Interrupted(result, halt)
     return result
+
+
+def _shape_groups(members) -> list[list[int]]:
+    """Member indices grouped by the config fields that change the program's shapes, in order of appearance."""
+    groups: dict = {}
+    for i, (c, _) in enumerate(members):
+        groups.setdefault((c.hidden, c.sizes, c.batch_size), []).append(i)
+    return list(groups.values())
+
+
+def _shape_columns(config: TrainConfig, axes: dict) -> dict:
+    """The table columns of the shape axes that vary in this sweep."""
+    out = {}
+    if "hidden" in axes:
+        out["hidden"] = ",".join(str(h) for h in config.hidden) or "none"
+    if "batch_size" in axes:
+        out["batch_size"] = config.batch_size
+    return out
+
+
+class _Group:
+    """The members of a sweep that share their shapes: checked on creation, trained by :meth:`run`."""
+
+    def __init__(self, index, members, config, train, val, task):
+        self.index = index
+        self.members = [members[i] for i in index]
+        first = self.members[0][0]
+        self.config = TrainConfig.from_dict({**config.to_dict(), "hidden": list(first.hidden),
+                                             "batch_size": first.batch_size})  # fmt: skip
+        self.label = f"hidden {_shape_columns(self.config, {'hidden': 1})['hidden']}, batch {first.batch_size}"
+        self.splits = [prepare_data(train, c, val) for c, _ in self.members]
+        self.task = task
+        self.use_dropout = any(h["keep_prob"] < 1.0 for _, h in self.members) if task is None else None
+        self.ct = checked_task(task, self.config, *self.splits[0], val, use_dropout=self.use_dropout)
+        self.tx = self.config.make_optimizer(self.config.steps_per_epoch(len(self.splits[0][0])))
+        self.sizes = self.config.network_sizes(self.splits[0][0]) if task is None else None
+        self.state, self.epoch_seconds, self.pack_sizes, self.final = None, [], [], None
+
+    def initial(self, class_weight):
+        return _stacked(self.ct, self.members, self.splits, self.tx, class_weight)
+
+    def run(self, records: list, class_weight, repack: bool, progress, log_every: int):
+        """Train the group's members (their records are filled in place); returns the halt (None: all stopped)."""
+        ct, config = self.ct, self.config
+        state, data = self.initial(class_weight)
+        budget = epoch_module.NOISE_UP_FRONT_MAX // len(self.members)
+        n_train, has_val = len(self.splits[0][0]), self.splits[0][1] is not None
+
+        def build(check_finite):
+            return build_epoch(ct, config, self.tx, n_train=n_train, has_val=has_val, noise_budget=budget,
+                               check_finite=check_finite)  # fmt: skip
+
+        holds = () if self.task is None else (self.task,)
+        key = ("sweep", program_key(ct, config, builtin=self.task is None, params=state.params, data=data,
+                                    extra=holds, dropout=self.use_dropout))  # fmt: skip
+        inner = build_caller(build, ct.history_keys(), config, data_axes=0, cache_key=key, holds=holds)
+        caller = PackedCaller(inner, len(self.members), enabled=repack)
+        mine = [records[i] for i in self.index]
+        self.state, seconds, halt = run_epochs(caller, state, data, keys=ct.history_keys(),
+                                               max_epochs=config.max_epochs, records=mine, progress=progress,
+                                               log_every=log_every)  # fmt: skip
+        self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
+        return halt
+
+
+def _merged(groups, m: int):
+    """``(params, state, stacked)`` of all members: stacked on a leading member axis when every member has the same
+    shapes (one group, or groups that differ only in batch size), else a list of per-member params and a
+    list of per-group stacked states."""
+    if len(groups) == 1:
+        return groups[0].final, groups[0].state, True
+    per_member = [None] * m
+    for g in groups:
+        for j, i in enumerate(g.index):
+            per_member[i] = jax.tree.map(lambda a, j=j: a[j], g.final)
+    same = all(
+        jax.tree.structure(p) == jax.tree.structure(per_member[0])
+        and all(
+            a.shape == b.shape and a.dtype == b.dtype
+            for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(per_member[0]))
+        )
+        for p in per_member
+    )
+    if not same:
+        return per_member, [g.state for g in groups], False
+    order = [i for g in groups for i in g.index]
+    inverse = jnp.asarray(np.argsort(order))
+    cat = lambda *a: jnp.concatenate(a)[inverse]
+    return jax.tree.map(lambda *a: jnp.stack(a), *per_member), jax.tree.map(cat, *[g.state for g in groups]), True
 
 
 def _check_args(config, train, val, test, log_every) -> TrainConfig:
@@ -360,7 +469,7 @@ def _test_metrics(ct, final, hyper, test) -> dict:
     return {k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w, hyper).items()}
 
 
-def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=None) -> list[dict]:
+def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=None, index=None) -> list[dict]:
     status, epochs, best_epoch, best_val = (
         np.asarray(a) for a in jax.device_get((state.status, state.epoch, state.early.best_epoch, state.early.best))
     )
@@ -368,7 +477,7 @@ def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=N
     for i, (c, hyper) in enumerate(members):
         be = int(best_epoch[i])
         row = {
-            "member": i,
+            "member": i if index is None else index[i],
             "seed": c.seed,
             "learning_rate": c.learning_rate,
             **hyper,

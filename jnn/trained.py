@@ -163,22 +163,30 @@ def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedM
     config = TrainConfig.from_dict(info["config"])
     header = ckpt.read_header(params_file)
     dtype = np.dtype(header["leaves"][0]["dtype"]).name
+    every = info.get("member_sizes")
     if task is None:
-        if not info.get("sizes"):
+        sizes = every[member] if member is not None and every else info.get("sizes")
+        if not sizes:
             raise ValueError(f"{str(folder)!r} trained its own jnn.Task; pass it: load_run(run_dir, task=task)")
-        task = mlp_task_for(config, tuple(info["sizes"]), dtype)
+        task = mlp_task_for(config, tuple(sizes), dtype)
     elif not isinstance(task, Task):
         raise TypeError(f"task must be a jnn.Task or None; got {type(task).__name__}")
     template = jax.eval_shape(task.init, jax.random.key(0))
-    stacked = member is not None
-    if stacked:
+    listed = member is not None and not info.get("stacked", True)  # members of several shapes: a list
+    if listed:
+        configs = [TrainConfig.from_dict(c) for c in info["members_config"]]
+        template = [jax.eval_shape(mlp_task_for(c, tuple(s), dtype).init, jax.random.key(0))
+                    for c, s in zip(configs, every)]  # fmt: skip
+    elif member is not None:
         n = int(info["members"])
         template = jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), template)
     try:
         params = ckpt.restore(params_file, template)
     except ValueError as err:
         raise ValueError(f"{err}; is task the one this run trained?") from None
-    if stacked:
+    if listed:
+        params = params[member]
+    elif member is not None:
         params = jax.tree.map(lambda a: a[member], params)
     hyper = {**(task.hyper or {}), **info.get("task", {}).get("hyper", {}), **info.get("hyper", {})}
     stored = (info.get("data") or {}).get("preprocessing")

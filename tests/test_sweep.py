@@ -1,5 +1,6 @@
 """Sweeps: M members in one compile equal M separate fits; stopped members are frozen."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -81,7 +82,14 @@ def test_grid_is_the_cartesian_product():
     "axes,exc,match",
     [
         (dict(seed=[0, 1], l2=[0.0]), ValueError, r"same length .* got lengths \{'seed': 2, 'l2': 1\}"),
-        (dict(momentum=[0.9]), ValueError, r"sweep axis must be one of \['seed', 'learning_rate', 'l2', 'keep_prob'\]"),
+        (
+            dict(momentum=[0.9]),
+            ValueError,
+            r"sweep axis must be one of \['seed', 'learning_rate', 'batch_size', 'l2', "
+            r"'keep_prob', 'hidden'\]",
+        ),  # fmt: skip
+        (dict(hidden=[(8,), (0,)]), ValueError, r"sweep member 1 \(hidden=\(0,\)\): hidden\[0\] must be"),
+        (dict(batch_size=[8, 0]), ValueError, r"sweep member 1 \(batch_size=0\): batch_size must be"),
         (dict(keep_prob=[0.5, 1.5]), ValueError, r"sweep member 1 \(keep_prob=1.5\): keep_prob must be in \(0, 1\]"),
         (dict(learning_rate=[0.1, -1.0]), ValueError, r"sweep member 1 \(learning_rate=-1.0\): learning_rate must be"),
         (dict(l2=[-0.1]), ValueError, r"sweep member 0 \(l2=-0.1\): l2 must be in \[0, inf\]"),
@@ -142,3 +150,29 @@ def test_sweep_benchmark_smoke(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["members"] == 2 and res["end_to_end_seconds"]["sweep"] > 0
     assert "| end to end |" in proc.stdout
+
+
+def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_groups(spirals, tmp_path):
+    train, test = spirals
+    cfg = TrainConfig(**{**CFG, "max_epochs": 6})
+    axes = dict(hidden=[(16,), (8, 8), (16,), (8, 8)], batch_size=[32, 32, 64, 32], seed=[0, 1, 2, 3])
+    before = TRACE_COUNTS["run_epoch"]
+    res = sweep(train, cfg, test=test, **axes)
+    assert TRACE_COUNTS["run_epoch"] - before == 3  # one compile per shape group
+    assert res.groups == ((0,), (1, 3), (2,)) and not res.stacked
+    assert [r["hidden"] for r in res.rows] == ["16", "8,8", "16", "8,8"]
+    assert [r["batch_size"] for r in res.rows] == [32, 32, 64, 32]
+    for i, c in enumerate(res.members):
+        assert (c.hidden, c.batch_size, c.seed) == (axes["hidden"][i], axes["batch_size"][i], axes["seed"][i])
+        r = fit(train, c)
+        assert jnn.compare_grads(r.params, res.member_params(i), rtol=1e-6).max_rel_err <= 1e-6, i
+        np.testing.assert_allclose(res.histories[i]["val_loss"], r.history["val_loss"], rtol=1e-5)
+        assert res.member_sizes[i] == (2, *c.hidden, 3)
+    res.save(tmp_path / "sw")
+    for i in (1, 2):
+        model = jnn.load_run(tmp_path / "sw", member=i)
+        for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(res.member_params(i))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Groups that differ only in batch size have params of one shape: stacked as before.
+    same = sweep(train, cfg, batch_size=[32, 64], seed=[0, 1])
+    assert same.stacked and same.groups == ((0,), (1,)) and same.params[0]["w"].shape[0] == 2
