@@ -33,6 +33,15 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.01,0.1; got {text!r}") from None
 
 
+def _compiles(groups: int) -> str:
+    return "one compile" if groups == 1 else f"{groups} shape groups, one compile each"
+
+
+def _hidden_list(text: str) -> list[tuple[int, ...]]:
+    """``'64;128,128;none'`` -> ``[(64,), (128, 128), ()]``: one member's widths per ``;``-separated part."""
+    return [tuple(_int_list(part)) for part in text.split(";")]
+
+
 def _int_list(text: str) -> list[int]:
     if text.strip().lower() == "none":  # no hidden layer: a linear model
         return []
@@ -121,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser(
         "sweep",
         help="train many members (seeds, learning rates, λ, keep_prob) at once",
-        description="Train one member per value of the sweep axes under jax.vmap, in one compile. "
+        description="Train one member per value of the sweep axes under jax.vmap, in one compile per shape "
+        "(--hiddens and --batch-sizes make shape groups). "
         "Axes zip (equal lengths) unless --grid asks for their Cartesian product; the "
         "other flags set the shared config.",
     )
@@ -130,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--learning-rates", type=_float_list, default=None, help="axis: η values")
     sw.add_argument("--l2s", type=_float_list, default=None, help="axis: λ values")
     sw.add_argument("--keep-probs", type=_float_list, default=None, help="axis: keep_prob values")
+    sw.add_argument("--hiddens", type=_hidden_list, default=None,
+                    help="axis: hidden widths per member, ';' between members, e.g. '64;128,128;none'")  # fmt: skip
+    sw.add_argument("--batch-sizes", type=_int_list, default=None, help="axis: batch sizes, e.g. 32,64,128")
     sw.add_argument("--grid", action="store_true", help="Cartesian product of the axes instead of zipping them")
     sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
 
@@ -460,11 +473,14 @@ def _sweep(args) -> int:
             ("learning_rate", args.learning_rates),
             ("l2", args.l2s),
             ("keep_prob", args.keep_probs),
+            ("hidden", args.hiddens),
+            ("batch_size", args.batch_sizes),
         )
         if v is not None
     }
     if not axes:
-        raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s or --keep-probs")
+        raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s, --keep-probs, "
+                         "--hiddens or --batch-sizes")  # fmt: skip
     if args.grid:
         axes = grid(**axes)
     if args.log_every is not None:
@@ -493,7 +509,7 @@ def _sweep(args) -> int:
         + (f", {scored.replace('_', ' ')} {b[scored]:.4f}" if scored else "")
     )
     print(
-        f"{m} members trained in {res.seconds:.1f} s (one compile); results in {out} "
+        f"{m} members trained in {res.seconds:.1f} s ({_compiles(len(res.groups))}); results in {out} "
         "(sweep.csv, sweep.json, sweep.png, params.npz: jnn predict OUT --member K)"
     )
     return 0

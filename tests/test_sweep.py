@@ -176,3 +176,13 @@ def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_group
     # Groups that differ only in batch size have params of one shape: stacked as before.
     same = sweep(train, cfg, batch_size=[32, 64], seed=[0, 1])
     assert same.stacked and same.groups == ((0,), (1,)) and same.params[0]["w"].shape[0] == 2
+
+
+def test_the_command_line_reads_shape_axes():
+    import argparse
+
+    from jnn.cli import _hidden_list
+
+    assert _hidden_list("64;128,128;none") == [(64,), (128, 128), ()]
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated ints"):
+        _hidden_list("64;12x")
