@@ -74,3 +74,15 @@ def test_accelerator_benchmark_quick_runs_on_cpu_and_names_the_device(tmp_path):
     assert res["sweep"]["members"] == 2 and res["sweep"]["steady_speedup"] > 0
     table = (tmp_path / "table.md").read_text()
     assert table.startswith(f"Device: {res['device']['kind']}") and "| large b4096 |" in table
+
+
+def test_peers_benchmark_smoke(tmp_path):
+    out = tmp_path / "peers.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--stacks",
+                           "jax_scan,jnn_fit", "--workloads", "small", "--out", str(out), "--md", str(tmp_path / "p.md")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    stacks = res["workloads"]["small"]["stacks"]
+    assert stacks["jnn_fit"]["samples_per_s"] > 0 and stacks["jax_scan"]["samples_per_s"] > 0
+    assert "jnn.fit" in (tmp_path / "p.md").read_text()

@@ -166,3 +166,20 @@ def test_custom_model_smoke(tmp_path):
     assert len(res["recipes"]) == 2 + 2 + 2 + 1
     assert all(r["test_r2"] > 0.0 for r in res["recipes"].values())
     assert _png(tmp_path / "custom_model.png") and json.loads((tmp_path / "results.json").read_text())["recipes"]
+
+
+def test_mnist1d_search_smoke(tmp_path):
+    mod = load_experiment("mnist1d_search")
+    cfg = {**mod.DEFAULTS, "out": str(tmp_path), "hiddens": "8;4,4", "batch_sizes": [100], "per_shape": 2,
+           "max_epochs": 2, "final_seeds": [100]}  # fmt: skip
+    res = mod.run(cfg)
+    s = res["search"]
+    assert s["members"] == 4 and s["shape_groups"] == 2 and len(s["rows"]) == 4
+    assert all("test_accuracy" not in r or r["test_accuracy"] is None for r in s["rows"])  # never looked at
+    best = res["picked"]["member"]
+    assert res["picked"]["val_accuracy"] == max(r["val_accuracy"] for r in s["rows"]) == s["rows"][best]["val_accuracy"]
+    assert res["recipes"]["picked"]["runs"][0]["seed"] == 100
+    assert _png(tmp_path / "search.png") and _png(tmp_path / "accuracy.png")
+    assert "picked recipe, fresh seeds" in mod.summarize(res)
+    with pytest.raises(ValueError, match="final_seeds must be seeds the search did not use"):
+        mod.run({**cfg, "final_seeds": [1]})
