@@ -78,9 +78,9 @@ def test_accelerator_benchmark_quick_runs_on_cpu_and_names_the_device(tmp_path):
 
 def test_peers_benchmark_smoke(tmp_path):
     out = tmp_path / "peers.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--stacks",
-                           "jax_scan,jnn_fit", "--workloads", "small", "--out", str(out), "--md", str(tmp_path / "p.md")],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--stacks", "jax_scan,jnn_fit",
+           "--workloads", "small", "--out", str(out), "--md", str(tmp_path / "p.md")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     stacks = res["workloads"]["small"]["stacks"]
