@@ -1,6 +1,6 @@
 # Two commands take a fresh clone to a trained model and a green test run:
 #   make train   make test
-# Everyday work: make test-fast (lint + the tests not marked slow, on 2 workers; about 2 minutes).
+# Everyday work: make test-fast (lint + the tests not marked slow, on 2 workers; about 5 minutes).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 test: lint
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=15
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow" -n 2

@@ -130,7 +130,8 @@ class SweepResult:
         histories: one :class:`jnn.history.History` per member.
         monitor: the monitored metric (e.g. ``val_loss``).
         seconds: wall time of the training loop.
-        epoch_seconds: host wall time of each sweep epoch (all members; the first includes the compile).
+        epoch_seconds: host wall time of each sweep epoch (all members; each epoch's share of its call's time;
+            the first includes the compile).
         direction: ``"min"`` or ``"max"``, how ``best()`` ranks the monitored metric.
         sizes: the built-in MLP's layer widths (None for a custom task), stored for :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).

@@ -51,7 +51,7 @@ SECOND_SIGNAL = "raise"
 
 
 class _StopRequest:
-    """The SIGINT/SIGTERM handler of a run: the first signal asks for a stop at the end of the epoch, a
+    """The SIGINT/SIGTERM handler of a run: the first signal asks for a stop at the end of the call, a
     second one stops at once (see :data:`SECOND_SIGNAL`; checkpoints are written atomically, so the last
     one stays valid)."""
 
@@ -68,7 +68,7 @@ class _StopRequest:
             raise KeyboardInterrupt
         self.signum = signum
         name = signal.Signals(signum).name
-        self._say(f"{name}: stopping at the end of this epoch (press Ctrl-C again to stop at once)")
+        self._say(f"{name}: stopping when the running call of epochs ends (press Ctrl-C again to stop at once)")
 
 
 @contextlib.contextmanager

@@ -73,7 +73,9 @@ class FitResult:
         best_epoch: 0-based epoch of the best monitored value (−1 without early stopping).
         message: a readable summary of why the run stopped.
         run_dir: the run folder, if any.
-        epoch_seconds: host wall time of each epoch run by this call (the first includes the compile).
+        epoch_seconds: host wall time of each epoch run by this call: its share of its compiled call's time
+            (a call of k epochs counts its time / k for each; the first epoch, a call of its own, includes the
+            compile).
         setup_seconds: wall time from the call to the first epoch (validation, init, data placement).
         task: the :class:`jnn.Task` that was trained (the built-in MLP's when none was given).
     """
