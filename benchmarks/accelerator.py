@@ -15,7 +15,8 @@ Stacks: ``jnn.fit`` (median steady epoch of a fresh fit, the compile epoch left 
 step called per minibatch from Python) and ``raw JAX B`` (one jitted ``lax.scan`` per epoch), interleaved
 over ``--rounds`` rounds; the ratio column is jnn.fit's speed over raw JAX B in the same round (median).
 Peak memory per stack is measured in a fresh process (device ``peak_bytes_in_use`` on a GPU/TPU, resident
-memory growth on CPU). Then the 32-member sweep vs 32 sequential fits (``benchmarks/sweep.py``). Writes
+memory growth on CPU). Then the 32-member sweep vs 32 sequential fits and the staggered-stops sweep with and
+without re-packing (``benchmarks/sweep.py``; at most 100 epochs, 10 with ``--quick``). Writes
 ``results.json`` and ``table.md`` (naming the card) into ``--out``.
 """
 
@@ -130,6 +131,15 @@ def _table(res: dict) -> str:
                   f"| steady epoch | {sw['steady_epoch_seconds']['sweep'] * 1e3:.1f} ms | "
                   f"{sw['steady_epoch_seconds']['sequential'] * 1e3:.1f} ms | "
                   f"{sw['steady_speedup']:.2f}× |"]  # fmt: skip
+        st = sw.get("staggered")
+        if st:
+            lines += ["", f"| staggered stops: {st['members']} members, stops at epochs {st['stop_epochs']['min']}-"
+                          f"{st['stop_epochs']['max']} | time | ÷ needed |", "|---|---|---|",
+                      f"| needed (member-epochs at the full batch's rate) | {st['needed_seconds']:.2f} s | 1.00 |",
+                      f"| re-packing (batch sizes {st['pack_sizes']}) | {st['seconds']['repack']:.2f} s | "
+                      f"{st['over_needed']['repack']:.2f} |",
+                      f"| all members to the end | {st['seconds']['plain']:.2f} s | "
+                      f"{st['over_needed']['plain']:.2f} |"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -165,7 +175,9 @@ def main(argv=None) -> int:
 
     sweep_out = Path(a.out) / "sweep"
     epochs = 2 if a.quick else 10
-    if sweep_bench.main(["--members", str(a.members), "--epochs", str(epochs), "--out", str(sweep_out)]) != 0:
+    stagger = 10 if a.quick else 100
+    if sweep_bench.main(["--members", str(a.members), "--epochs", str(epochs), "--stagger-epochs", str(stagger),
+                         "--out", str(sweep_out)]) != 0:  # fmt: skip
         return 1
     res["sweep"] = json.loads((sweep_out / "results.json").read_text())
     res["seconds"] = time.perf_counter() - t_start
