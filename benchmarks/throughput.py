@@ -371,7 +371,7 @@ def bench_workload(name: str, wl: dict, rounds: int, peak: float, cold: dict) ->
     ds = jnn.Dataset(wl["x"], wl["y"], 10)
     e = wl["epochs"]
     samples = (wl["x"].shape[0] // wl["batch"]) * wl["batch"]
-    raw = raw_stacks(wl)
+    raw = {k: fn for k, fn in raw_stacks(wl).items() if k in STACKS}
     for fn in raw.values():
         fn()  # init and compile, untimed here (cold starts are timed in fresh processes)
     fits = FITS
@@ -508,6 +508,14 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _select_stacks(chosen: set) -> None:
+    """Keep only the ``chosen`` stacks (in their usual order) for this run."""
+    global FITS, STACKS, DISK_STACKS
+    FITS = {k: v for k, v in FITS.items() if k in chosen}
+    STACKS = tuple(k for k in STACKS if k in chosen)
+    DISK_STACKS = tuple(k for k in DISK_STACKS if k in chosen)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench_throughput")
@@ -515,11 +523,23 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller large workload and budgets (smoke test)")
     p.add_argument("--workloads", default="small,large")
     p.add_argument("--cold-reps", type=int, default=2, help="fresh processes per stack for the first-epoch time")
+    p.add_argument(
+        "--stacks",
+        default=None,
+        help="comma-separated subset of the stacks (jnn.fit and raw JAX B always run); default: all",
+    )
     p.add_argument("--cold", nargs=2, metavar=("WORKLOAD", "STACK"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.cold:  # child process of cold_starts
         print(json.dumps(first_epochs(*a.cold, a.quick)))
         return 0
+    if a.stacks is not None:
+        chosen = {s.strip() for s in a.stacks.split(",") if s.strip()} | {"jnn.fit", "raw JAX B (scan epoch)"}
+        unknown = sorted(chosen - set(STACKS))
+        if unknown:
+            print(f"throughput.py: error: unknown stacks {unknown}; known: {list(STACKS)}", file=sys.stderr)
+            return 2
+        _select_stacks(chosen)
     names = [w for w in a.workloads.split(",") if w]
     if a.rounds < 1 or a.cold_reps < 1 or not names or any(n not in ("small", "large") for n in names):
         print(
