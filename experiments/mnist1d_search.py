@@ -81,6 +81,8 @@ def picked_val_accuracy(res, i: int) -> float:
 
 
 def run(config: dict) -> dict:
+    """Search (one heterogeneous sweep, no test set), pick on validation accuracy, retrain the pick on the
+    fresh seeds and evaluate them on the test set; write results.json, search.png and accuracy.png."""
     out = out_dir(config)
     axes = members(config)
     train, test = datasets.load("mnist1d")
@@ -141,6 +143,7 @@ def _plot(path, res, val_acc, best: int) -> None:
 
 
 def summarize(results: dict) -> str:
+    """The search and the pick (first line), the fresh-seed test accuracy and the target (second line)."""
     s, p = results["recipes"]["picked"]["test_accuracy"], results["picked"]
     return (
         f"search: {results['search']['members']} members, {results['search']['shape_groups']} shape groups, "
