@@ -34,15 +34,7 @@ from jnn.train.epoch import make_eval
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.packing import PackedCaller
-from jnn.train.prepare import (
-    build_caller,
-    build_epoch,
-    checked_task,
-    epoch_arrays,
-    initial_state,
-    prepare_data,
-    program_key,
-)
+from jnn.train.prepare import checked_task, compiled_caller, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate``, ``batch_size`` and any name in
@@ -348,11 +340,16 @@ def _shape_groups(members) -> list[list[int]]:
     return list(groups.values())
 
 
+def _hidden_label(config: TrainConfig) -> str:
+    """``"64,64"`` for hidden widths (64, 64); ``"none"`` for a linear model."""
+    return ",".join(str(h) for h in config.hidden) or "none"
+
+
 def _shape_columns(config: TrainConfig, axes: dict) -> dict:
     """The table columns of the shape axes that vary in this sweep."""
     out = {}
     if "hidden" in axes:
-        out["hidden"] = ",".join(str(h) for h in config.hidden) or "none"
+        out["hidden"] = _hidden_label(config)
     if "batch_size" in axes:
         out["batch_size"] = config.batch_size
     return out
@@ -367,7 +364,7 @@ class _Group:
         first = self.members[0][0]
         self.config = TrainConfig.from_dict({**config.to_dict(), "hidden": list(first.hidden),
                                              "batch_size": first.batch_size})  # fmt: skip
-        self.label = f"hidden {_shape_columns(self.config, {'hidden': 1})['hidden']}, batch {first.batch_size}"
+        self.label = f"hidden {_hidden_label(self.config)}, batch {first.batch_size}"
         self.splits = [prepare_data(train, c, val) for c, _ in self.members]
         self.task = task
         self.use_dropout = any(h["keep_prob"] < 1.0 for _, h in self.members) if task is None else None
@@ -383,17 +380,11 @@ class _Group:
         """Train the group's members (their records are filled in place); returns the halt (None: all stopped)."""
         ct, config = self.ct, self.config
         state, data = self.initial(class_weight)
-        budget = epoch_module.NOISE_UP_FRONT_MAX // len(self.members)
-        n_train, has_val = len(self.splits[0][0]), self.splits[0][1] is not None
-
-        def build(check_finite):
-            return build_epoch(ct, config, self.tx, n_train=n_train, has_val=has_val, noise_budget=budget,
-                               check_finite=check_finite)  # fmt: skip
-
-        holds = () if self.task is None else (self.task,)
-        key = ("sweep", program_key(ct, config, builtin=self.task is None, params=state.params, data=data,
-                                    extra=holds, dropout=self.use_dropout))  # fmt: skip
-        inner = build_caller(build, ct.history_keys(), config, data_axes=0, cache_key=key, holds=holds)
+        inner = compiled_caller(ct, config, self.tx, n_train=len(self.splits[0][0]),
+                                has_val=self.splits[0][1] is not None, builtin=self.task is None,
+                                params=state.params, data=data, holds=() if self.task is None else (self.task,),
+                                dropout=self.use_dropout, data_axes=0,
+                                noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
         self.state, seconds, halt = run_epochs(caller, state, data, keys=ct.history_keys(),

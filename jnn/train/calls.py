@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnn.train.state import Status, TrainState
 
@@ -103,8 +104,6 @@ class EpochCaller:
         self._per_epoch = None
 
     def __call__(self, state, data, n: int):
-        import numpy as np
-
         new, rows, suspect = self.fast(state, data, jnp.int32(n))
         rows, suspect = jax.device_get((rows, suspect))
         if self.guarded is not None and np.any(suspect):

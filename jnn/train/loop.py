@@ -35,15 +35,7 @@ from jnn.task import CheckedTask, Task
 from jnn.train.config import TrainConfig
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.prepare import (
-    build_caller,
-    build_epoch,
-    checked_task,
-    epoch_arrays,
-    initial_state,
-    prepare_data,
-    program_key,
-)
+from jnn.train.prepare import checked_task, compiled_caller, epoch_arrays, initial_state, prepare_data
 from jnn.train.records import LiveRecords
 from jnn.train.run_dir import (
     CHECKPOINT_NAME,
@@ -294,7 +286,7 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, ori
     process with the same program key (:func:`jnn.train.prepare.program_key`) lends its compiled calls."""
     builtin, optimizer = origin
     holds = tuple(o for o in (None if builtin else ct.task, optimizer, mesh) if o is not None)
-    key = program_key(ct, config, builtin=builtin, params=state.params, data=data, extra=holds)
+    shapes = data  # the host arrays: their shapes and dtypes name the program
     jit_kw, batch_sharding = {}, None
     if mesh is not None:
         from jnn.parallel import replicate, shardings
@@ -304,12 +296,9 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, ori
         jit_kw = {"out_shardings": (rep, rep, rep)}
     else:
         data = jax.tree.map(jnp.asarray, data)
-
-    def build(check_finite):
-        return build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding,
-                           check_finite=check_finite)  # fmt: skip
-
-    return build_caller(build, ct.history_keys(), config, jit_kw=jit_kw, cache_key=key, holds=holds), state, data
+    caller = compiled_caller(ct, config, tx, n_train=n_train, has_val=has_val, builtin=builtin, params=state.params,
+                             data=shapes, holds=holds, jit_kw=jit_kw, batch_sharding=batch_sharding)  # fmt: skip
+    return caller, state, data
 
 
 def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool, data) -> dict:

@@ -59,7 +59,7 @@ class PackedCaller:
             self.idx = np.arange(self.members)
             self._sub, self._data = state, data
         new_sub, sub_rows, sub_suspect = self.inner(self._sub, self._data, n)
-        if len(self.idx) == self.members and np.array_equal(self.idx, np.arange(self.members)):
+        if len(self.idx) == self.members:  # never re-packed: the batch is all members, in order
             full, rows, suspect = new_sub, sub_rows, sub_suspect
         else:
             at = jnp.asarray(self.idx)

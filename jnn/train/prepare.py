@@ -229,7 +229,7 @@ def program_key(ct: CheckedTask, config: TrainConfig, *, builtin: bool, params, 
         outside.add("learning_rate")
     fields = tuple((k, repr(v)) for k, v in sorted(config.to_dict().items()) if k not in outside)
     model = ("mlp", config.keep_prob < 1.0 if dropout is None else dropout) if builtin else ("task", id(ct.task))
-    shapes = tuple((tuple(np.shape(a)), str(np.asarray(a).dtype)) for a in jax.tree.leaves(params))
+    shapes = tuple((tuple(np.shape(a)), str(a.dtype)) for a in jax.tree.leaves(params))
     arrays = tuple(None if a is None else (tuple(np.shape(a)), str(a.dtype)) for a in data)
     return (model, fields, shapes, arrays, str(ct.dtype), ct.noise_size, ct.metric_names,
             tuple(id(o) for o in extra))  # fmt: skip
@@ -273,8 +273,31 @@ def build_caller(build, keys, config: TrainConfig, *, data_axes=None, jit_kw: di
     return EpochCaller(fast, guarded, rows=rows, fixed=config.epochs_per_call)
 
 
+def compiled_caller(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, has_val: bool, builtin: bool, params,
+                    data: EpochData, holds=(), dropout: bool | None = None, data_axes=None, jit_kw: dict | None = None,
+                    batch_sharding=None, noise_budget: int | None = None) -> EpochCaller:  # fmt: skip
+    """The compiled calls of a run of ``ct`` under ``config`` (one run, or with ``data_axes`` a vmapped sweep),
+    lent by an earlier run of this process with the same :func:`program_key` when there is one.
+
+    Args:
+        ct, config, tx: the checked task, the config and the optax transformation.
+        n_train, has_val, batch_sharding, noise_budget: see :func:`build_epoch`.
+        builtin, params, data, holds, dropout: see :func:`program_key` (``holds``: its ``extra``).
+        data_axes, jit_kw: see :func:`build_caller`.
+    """
+    key = program_key(ct, config, builtin=builtin, params=params, data=data, extra=holds, dropout=dropout)
+
+    def build(check_finite):
+        return build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding,
+                           noise_budget=noise_budget, check_finite=check_finite)  # fmt: skip
+
+    return build_caller(build, ct.history_keys(), config, data_axes=data_axes, jit_kw=jit_kw,
+                        cache_key=(data_axes is not None, key), holds=holds)  # fmt: skip
+
+
 __all__ = [
     "prepare_data",
+    "compiled_caller",
     "build_caller",
     "program_key",
     "PROGRAM_CACHE_SIZE",
