@@ -5,16 +5,17 @@ The public API, re-exported by name. Parameters are plain pytrees (the built-in 
 PRNG key explicitly.
 """
 
-from jnn import checkpoint, datasets, metrics
+from jnn import checkpoint, datasets, metrics, testing
 from jnn.activations import ACTIVATIONS, Activation, get_activation
 from jnn.backprop import backprop, node_backprop
-from jnn.checkgrads import CheckReport, check_grads
 from jnn.data import Dataset, epoch_batches, split
 from jnn.dropout import Dropout
 from jnn.gradcheck import (
-    GradReport,
-    LeafReport,
+    CheckReport,
+    LeafCheck,
+    OpCheck,
     TaylorResult,
+    check_grads,
     compare_grads,
     finite_difference_grad,
     float64_mode,
@@ -52,6 +53,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "checkpoint",
+    "testing",
     "check_grads",
     "CheckReport",
     "datasets",
@@ -68,8 +70,8 @@ __all__ = [
     "Activation",
     "Dropout",
     "ForwardCache",
-    "GradReport",
-    "LeafReport",
+    "LeafCheck",
+    "OpCheck",
     "SCHEMES",
     "TaylorResult",
     "backprop",

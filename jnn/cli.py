@@ -582,7 +582,7 @@ def _user_gradcheck(args) -> int:
     """``jnn gradcheck FILE.py:NAME``: run jnn.check_grads on what NAME() returns."""
     import importlib.util
 
-    from jnn.checkgrads import check_grads
+    from jnn.gradcheck import check_grads
 
     path, sep, name = args.target.rpartition(":")
     if not sep or not path.endswith(".py") or not name:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jnn.checkgrads import check_grads
+from jnn.gradcheck import check_grads
 
 
 def assert_grads(f, *args, **kwargs):
@@ -18,7 +18,7 @@ def assert_grads(f, *args, **kwargs):
     """
     report = check_grads(f, *args, **kwargs)
     if not report.passed:
-        raise AssertionError("wrong derivatives:\n" + str(report))
+        raise AssertionError(("wrong derivatives:\n" if report.wrong else "inconclusive check:\n") + str(report))
     return report
 
 

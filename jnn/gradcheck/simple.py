@@ -1,4 +1,5 @@
-"""Gradient checking: per-leaf comparison reports, central finite differences, the Taylor-remainder test.
+"""The small tools of gradient checking: :func:`compare_grads` (two given gradients, leaf by leaf, into a
+:class:`CheckReport`), :func:`finite_difference_grad`, the Taylor-remainder test and :func:`float64_mode`.
 
 Check gradients in float64 (:func:`float64_mode`): float32 finite differences are too noisy to tell a
 wrong gradient from rounding.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jnn import _validate as V
+from jnn.gradcheck.report import NONFINITE, OK, WRONG, CheckReport, LeafCheck
 from jnn.pytree import named_leaves
 
 
@@ -32,98 +34,6 @@ def float64_mode():
         yield
 
 
-@dataclass(frozen=True)
-class LeafReport:
-    """Comparison of one leaf.
-
-    Attributes:
-        path: e.g. ``layers[1].w``.
-        shape: the leaf's shape.
-        max_abs_err: max |candidate − reference|.
-        max_rel_err: the leaf's relative error in the max norm, max|c − r| / max|r| (robust to entries
-            that cancel to nearly 0; 0 when both are all zero, inf when only the reference is).
-        worst_index: index of the entry with the largest excess error |c − r| − rtol·|r|.
-        passed: every entry satisfies |c − r| ≤ atol + rtol·|r| (``numpy.allclose``).
-    """
-
-    path: str
-    shape: tuple[int, ...]
-    max_abs_err: float
-    max_rel_err: float
-    worst_index: tuple[int, ...]
-    passed: bool
-
-
-@dataclass(frozen=True)
-class GradReport:
-    """Per-leaf comparison of two gradient pytrees; ``str(report)`` is a table."""
-
-    leaves: list[LeafReport]
-    rtol: float
-    atol: float
-    reference_name: str = "reference"
-    candidate_name: str = "candidate"
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """True when every leaf passed."""
-        return all(l.passed for l in self.leaves)
-
-    @property
-    def max_rel_err(self) -> float:
-        """The largest per-leaf ``max_rel_err``."""
-        return max((l.max_rel_err for l in self.leaves), default=0.0)
-
-    @property
-    def max_abs_err(self) -> float:
-        """The largest per-leaf ``max_abs_err``."""
-        return max((l.max_abs_err for l in self.leaves), default=0.0)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return {
-            "reference": self.reference_name,
-            "candidate": self.candidate_name,
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "passed": self.passed,
-            "leaves": [
-                {
-                    "path": l.path,
-                    "shape": list(l.shape),
-                    "max_abs_err": l.max_abs_err,
-                    "max_rel_err": l.max_rel_err,
-                    "worst_index": list(l.worst_index),
-                    "passed": l.passed,
-                }
-                for l in self.leaves
-            ],
-        }
-
-    def __str__(self) -> str:
-        head = f"{self.candidate_name} vs {self.reference_name}  (pass: |Δ| <= {self.atol:.1e} + {self.rtol:.1e}·|ref|)"
-        rows = [("leaf", "shape", "max |Δ|", "max rel", "worst at", "ok")]
-        for l in self.leaves:
-            rows.append(
-                (
-                    l.path,
-                    "x".join(map(str, l.shape)) or "()",
-                    f"{l.max_abs_err:.2e}",
-                    f"{l.max_rel_err:.2e}",
-                    str(l.worst_index),
-                    "yes" if l.passed else "NO",
-                )
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.append(
-            f"{'PASSED' if self.passed else 'FAILED'}: {sum(l.passed for l in self.leaves)}/"
-            f"{len(self.leaves)} leaves within tolerance"
-        )
-        return "\n".join(lines)
-
-
 def compare_grads(
     reference,
     candidate,
@@ -132,7 +42,7 @@ def compare_grads(
     atol: float | None = None,
     reference_name: str = "reference",
     candidate_name: str = "candidate",
-) -> GradReport:
+) -> CheckReport:
     """Compare two gradient pytrees leaf by leaf (in float64 on the host).
 
     Args:
@@ -144,7 +54,11 @@ def compare_grads(
         reference_name, candidate_name: labels for the table.
 
     Returns:
-        A :class:`GradReport`.
+        A :class:`CheckReport` of mode ``"compare"``: a leaf passes when every entry satisfies
+        ``|c − r| ≤ atol + rtol·|r|`` (``numpy.allclose``); a NaN or inf on either side fails (status
+        ``"non-finite"``). Its verdict is ``"passed"`` or ``"failed"``; ``max_rel_err`` of a leaf is
+        max|c − r| / max|r| (robust to entries that cancel to nearly 0; 0 when both are all zero, inf when
+        only the reference is).
 
     Raises:
         ValueError: on mismatched structures or shapes, empty trees, or negative tolerances.
@@ -154,31 +68,41 @@ def compare_grads(
     cand_leaves = named_leaves(candidate)
     if not ref_leaves:
         raise ValueError(f"reference must hold at least one array; got {reference!r:.60}")
-    if atol is None:
-        atol = 1e-8 * max(float(np.max(np.abs(np.asarray(l, np.float64)), initial=0.0)) for _, l in ref_leaves)
-    atol = V.check_real("atol", atol, low=0.0)
     if jax.tree_util.tree_structure(reference) != jax.tree_util.tree_structure(candidate):
         raise ValueError(
             "reference and candidate must have the same tree structure; got "
             f"{[p for p, _ in ref_leaves]} vs {[p for p, _ in cand_leaves]}"
         )
-    reports = []
-    for (path, r), (_, c) in zip(ref_leaves, cand_leaves):
-        r = np.asarray(r, np.float64)
+    refs = [(p, np.asarray(l, np.float64)) for p, l in ref_leaves]
+    if atol is None:
+        atol = 1e-8 * max(float(np.nanmax(np.abs(r), initial=0.0)) for _, r in refs)
+    atol = V.check_real("atol", atol, low=0.0)
+    rows = []
+    for (path, r), (_, c) in zip(refs, cand_leaves):
         c = np.asarray(c, np.float64)
         if r.shape != c.shape:
             raise ValueError(f"leaf {path}: reference shape {r.shape} differs from candidate shape {c.shape}")
-        if r.size == 0:
-            reports.append(LeafReport(path, r.shape, 0.0, 0.0, (), True))
-            continue
+        rows.append(_compare_leaf(path, r, c, rtol, atol))
+    return CheckReport(rows, mode="compare", order=1, candidate=candidate_name, directions=sum(r.checked for r in rows),
+                       precision="float64", rtol=rtol, atol=atol, reference=reference_name)  # fmt: skip
+
+
+def _compare_leaf(path, r, c, rtol, atol) -> LeafCheck:
+    if r.size == 0:
+        return LeafCheck(path, r.shape, 0, 0, 0.0, 0.0, (), 0.0, 0.0)
+    with np.errstate(invalid="ignore"):
         err = np.abs(c - r)
-        err = np.where(np.isnan(err), np.inf, err)
-        emax, rmax = float(err.max()), float(np.abs(r).max())
-        rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
-        worst = np.unravel_index(int(np.argmax(err - rtol * np.abs(r))), r.shape)
-        passed = bool(np.all(err <= atol + rtol * np.abs(r)))
-        reports.append(LeafReport(path, r.shape, emax, rel, tuple(int(i) for i in worst), passed))
-    return GradReport(reports, rtol, atol, reference_name, candidate_name)
+    finite = np.isfinite(r) & np.isfinite(c)
+    err = np.where(finite, err, np.inf)
+    bad = err > atol + rtol * np.abs(r)
+    emax = float(err.max())
+    rmax = float(np.max(np.abs(np.where(finite, r, 0.0))))
+    rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
+    k = int(np.argmax(np.where(finite, err - rtol * np.abs(r), np.inf)))
+    idx = tuple(int(i) for i in np.unravel_index(k, r.shape))
+    status = OK if not bad.any() else NONFINITE if not finite.all() else WRONG
+    return LeafCheck(path, r.shape, int(r.size), int(bad.sum()), emax, rel, idx, float(r.flat[k]), float(c.flat[k]),
+                     status)  # fmt: skip
 
 
 def finite_difference_grad(f: Callable, params, *, eps: float = 1e-6, chunk: int = 256):
@@ -292,3 +216,6 @@ def _taylor(f, params, grad, key, h0, num, shrink) -> TaylorResult:
     sel = np.array(sorted(run))
     order = float(np.polyfit(np.log(hs[sel]), np.log(rem[sel]), 1)[0])
     return TaylorResult(hs, rem, order, (float(hs[sel].min()), float(hs[sel].max())), order >= 1.7)
+
+
+__all__ = ["TaylorResult", "compare_grads", "finite_difference_grad", "float64_mode", "taylor_test"]

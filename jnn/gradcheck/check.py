@@ -1,0 +1,411 @@
+"""``check_grads``: one call that verifies the derivatives of any JAX function, with a verdict you can trust
+and the failing entries and operations named.
+
+The candidate is JAX's derivative of ``f`` (reverse mode, which runs the user's ``custom_vjp`` rules, and
+forward mode beside it, which runs ``custom_jvp`` rules), or the user's own ``grad`` function. The reference
+is a finite-difference derivative computed in float64 on a float64 copy of the inputs, whatever their dtype
+and the global x64 flag. When ``f`` computes in a lower precision itself (a cast to bfloat16 inside), the
+reference differentiates its *float64 twin* (the same jaxpr with every float in float64) and the tolerances
+follow the low precision; when they are too loose to see a ×1.05 error, the verdict is ``"inconclusive"``.
+
+Array outputs are reduced by a random cotangent u: the check is on φ(x) = ⟨u, f(x)⟩, whose gradient is the
+VJP of u. ``order=2`` checks Hessian-vector products: the same machinery on ψ(x) = ⟨∇φ(x), w⟩ for a
+random w. How a probe is judged (Richardson's extrapolation, the error bound, kinks, retries) is in
+:mod:`jnn.gradcheck.probes`; what the verdicts mean in :mod:`jnn.gradcheck.report`.
+
+Before any probe, ``f`` is evaluated twice at the point (and once more from a fresh trace): values that
+differ mean ``f`` is not deterministic, and the check refuses to run (noise would inflate the error bound
+and let a wrong gradient pass). A non-finite input is refused; a non-finite ``f`` at the point or a
+non-finite candidate entry is a FAILED verdict saying where.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnn import _validate as V
+from jnn.gradcheck import jaxpr as J
+from jnn.gradcheck import probes as P
+from jnn.gradcheck.report import NONFINITE, OK, CheckReport, LeafCheck
+
+#: Coordinates up to which ``mode="auto"`` checks every coordinate.
+AUTO_FULL_MAX = 5000
+#: Random directions of ``mode="fast"``.
+FAST_DIRECTIONS = 6
+#: Default relative tolerance by the itemsize of the precision f computes in (narrower: 16 unit roundoffs).
+RTOL = {8: 1e-6, 4: 1e-3}
+
+
+def check_grads(
+    f,
+    *args,
+    argnums=0,
+    grad=None,
+    order: int = 1,
+    mode: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    directions: int = FAST_DIRECTIONS,
+    has_aux: bool = False,
+    forward: bool = True,
+    localize: str = "on_failure",
+) -> CheckReport:
+    """Check the derivatives of ``f(*args)`` with respect to ``args[argnums]`` against float64 finite differences.
+
+    Args:
+        f: a JAX-traceable function of ``args``, returning a float scalar or array (or ``(out, aux)`` with
+            ``has_aux=True``); deterministic: fix every PRNG key inside it.
+        *args: its arguments, any pytrees (float leaves of the differentiated ones are checked; complex
+            leaves there are refused).
+        argnums: the argument index (int) or indices (tuple) to differentiate.
+        grad: optional ``grad(*args)`` returning the gradient of a scalar ``f`` w.r.t. ``argnums`` (the same
+            structure and leaf shapes as those arguments; a tuple for a tuple ``argnums``); default: JAX's
+            derivative.
+        order: 1 (gradients) or 2 (Hessian-vector products).
+        mode: ``"full"`` (every coordinate), ``"fast"`` (random directions, then localisation) or
+            ``"auto"`` (full up to :data:`AUTO_FULL_MAX` coordinates).
+        rtol: relative tolerance on top of the finite-difference error bound (default 1e-6 when f computes
+            in float64, 1e-3 in float32, 16 unit roundoffs in float16/bfloat16).
+        atol: absolute tolerance per unit length of a probe (default 0).
+        seed: seed of the random directions and cotangents.
+        directions: random directions over all leaves in fast mode (≥ 1).
+        has_aux: ``f`` returns ``(out, aux)``; aux is ignored.
+        forward: also check forward mode (``jax.jvp``) beside reverse mode (default True; order 1, JAX's
+            derivative only). When reverse mode is not implemented (a ``custom_jvp`` rule JAX cannot
+            transpose), forward mode is checked instead, and the report says so.
+        localize: ``"on_failure"`` (default), ``"always"`` or ``"never"``: check the derivative of each
+            operation of ``f``'s jaxpr (custom_vjp/custom_jvp rules, ``jax.jit`` functions, ``jax.named_scope``
+            blocks) at the inputs it received, to name the wrong one (:attr:`CheckReport.operations`).
+
+    Returns:
+        A :class:`CheckReport`: ``.verdict`` (``"passed"``, ``"failed"``, ``"inconclusive"``), ``.passed``,
+        ``.leaves``, ``.operations``, ``str(report)``.
+
+    Raises:
+        TypeError, ValueError: a non-callable ``f``, bad ``argnums``/``order``/``mode``/tolerances, no float
+            leaves to differentiate, a complex or non-finite differentiated leaf, ``grad`` returning another
+            structure or shapes, or an ``f`` that is not deterministic (each naming the argument).
+    """
+    if not callable(f):
+        raise TypeError(f"f must be a callable; got {type(f).__name__}")
+    nums = _check_argnums(argnums, len(args))
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(f"order must be 1 or 2; got {order!r}")
+    V.check_choice("mode", mode, ["auto", "full", "fast"])
+    V.check_choice("localize", localize, ["on_failure", "always", "never"])
+    if grad is not None and not callable(grad):
+        raise TypeError(f"grad must be a callable or None; got {type(grad).__name__}")
+    for name, v in (("has_aux", has_aux), ("forward", forward)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be True or False; got {v!r}")
+    V.check_int("seed", seed, low=0)
+    V.check_int("directions", directions, low=1)
+    if rtol is not None:
+        V.check_real("rtol", rtol, low=0.0)
+    if atol is not None:
+        V.check_real("atol", atol, low=0.0)
+    if has_aux:
+        f = _drop_aux(f)
+    # The float64 copy of the arguments meets the float32 arrays f closes over: standard promotion makes it float64.
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
+        return check_point(f, args, nums, isinstance(argnums, tuple), grad=grad, order=order, mode=mode,
+                           rtol=rtol, atol=atol, seed=seed, n_dirs=directions, forward=forward,
+                           localize=localize)  # fmt: skip
+
+
+def _drop_aux(f):
+    def main(*a):
+        out = f(*a)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError(f"has_aux=True needs f to return (out, aux); got {type(out).__name__}")
+        return out[0]
+
+    return main
+
+
+def _check_argnums(argnums, n: int) -> tuple:
+    nums = argnums if isinstance(argnums, tuple) else (argnums,)
+    if not nums or any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < n for a in nums):
+        raise ValueError(f"argnums must be an int or a tuple of ints in [0, {n - 1}] (f gets {n} args); "
+                         f"got {argnums!r}")  # fmt: skip
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"argnums must not repeat an index; got {argnums!r}")
+    return nums
+
+
+def _is_float(l) -> bool:
+    return hasattr(l, "dtype") and jnp.issubdtype(l.dtype, jnp.floating) or isinstance(l, float)
+
+
+def _is_complex(l) -> bool:
+    return hasattr(l, "dtype") and jnp.issubdtype(l.dtype, jnp.complexfloating) or isinstance(l, complex)
+
+
+def _to64(tree):
+    """A float64 copy of the float leaves (float64 arrays are taken as they are: nothing copies them)."""
+
+    def cast(l):
+        if isinstance(l, jax.Array) and l.dtype == jnp.float64:
+            return l
+        return jnp.asarray(np.asarray(l, np.float64)) if _is_float(l) else l
+
+    return jax.tree.map(cast, tree)
+
+
+def _first_bad(a) -> tuple:
+    a = np.asarray(a)
+    k = int(np.flatnonzero(~np.isfinite(a))[0])
+    return tuple(int(i) for i in np.unravel_index(k, a.shape)) if a.ndim else ()
+
+
+def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, seed, n_dirs, forward, localize):
+    """:func:`check_grads` after validation, inside x64 mode (also used on single operations)."""
+    diff = tuple(args[i] for i in nums)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(diff)
+    paths_all = [f"args[{nums[p[0].idx]}]{jax.tree_util.keystr(p[1:])}" for p, _ in flat]
+    for path, (_, l) in zip(paths_all, flat):
+        if _is_complex(l):
+            raise TypeError(f"{path} is {jnp.result_type(l)}: check_grads checks real leaves only; split it into "
+                            "real and imaginary parts (jnp.real/jnp.imag) or leave it out of argnums")  # fmt: skip
+    checked = [k for k, (_, l) in enumerate(flat) if _is_float(l) and np.size(l)]
+    if not checked:
+        raise ValueError(f"args[{nums[0] if len(nums) == 1 else nums}] must hold float arrays to differentiate; "
+                         f"got {jax.tree.structure(diff)}")  # fmt: skip
+    for k in checked:
+        a = np.asarray(flat[k][1])
+        if not np.isfinite(a).all():
+            raise ValueError(f"{paths_all[k]} holds a non-finite value ({a[_first_bad(a)]} at index "
+                             f"{list(_first_bad(a))}): the check needs a finite point")  # fmt: skip
+    args64 = [_to64(a) for a in args]
+    diff = tuple(args64[i] for i in nums)
+    leaves = jax.tree.leaves(diff)
+    paths = [paths_all[k] for k in checked]
+    del flat
+
+    def call(xs):
+        full_leaves = list(leaves)
+        for k, x in zip(checked, xs):
+            full_leaves[k] = x
+        full = list(args64)
+        for i, v in zip(nums, jax.tree.unflatten(treedef, full_leaves)):
+            full[i] = v
+        return f(*full)
+
+    theta = [jnp.asarray(leaves[k]) for k in checked]
+    try:
+        out = jax.eval_shape(call, theta)
+    except (TypeError, ValueError) as err:
+        if "has_aux" in str(err):
+            raise
+        raise ValueError(f"f(*args) failed: {type(err).__name__}: {err}") from None
+    except Exception as err:
+        raise ValueError(f"f(*args) failed: {type(err).__name__}: {err}") from None
+    if not hasattr(out, "dtype") or not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(f"f must return a float array or scalar; got {out}")
+    k_u, k_w, k_dir = jax.random.split(jax.random.key(seed), 3)
+    u = jax.random.normal(k_u, out.shape, jnp.float64)
+    if out.shape:
+        phi = lambda xs: jnp.sum(u * call(xs).astype(jnp.float64))  # noqa: E731 - φ(θ) = ⟨u, f(θ)⟩
+    else:
+        phi = lambda xs: call(xs).astype(jnp.float64)  # noqa: E731
+    notes, problems = [], []
+
+    # The precision: the narrowest float f computes with from the checked inputs, and the candidate's dtype.
+    cj = J.closed(phi, theta)
+    low = J.lowest_float(cj.jaxpr, live=cj.jaxpr.invars) or jnp.dtype(jnp.float64)
+    if grad is not None:
+        if out.shape:
+            raise ValueError(f"grad= is for scalar f; f returns shape {out.shape} (check its JAX derivative instead)")
+        cand_fn, cand_dtype = _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths)
+        name = "grad="
+        if cand_dtype.itemsize < low.itemsize:
+            low = cand_dtype
+    precision = str(low)
+    eps_c = float(jnp.finfo(low).eps)
+
+    # The φ the finite differences evaluate: f itself, or its float64 twin when f computes in less.
+    fd_phi, eps_fd, step = phi, float(jnp.finfo(jnp.float64).eps), P.STEP[8]
+    if low.itemsize < 8 and order == 1:
+        try:
+            fd_phi = J.twin(phi, theta)
+            notes.append(f"f computes in {precision}: the reference differentiates its float64 twin (the same "
+                         f"operations in float64); tolerances follow {precision}")  # fmt: skip
+        except Exception as err:  # control flow over low-precision values
+            fd_phi, eps_fd, step = phi, eps_c, P.STEP.get(low.itemsize, 2e-3)
+            notes.append(f"f computes in {precision} and has no float64 twin ({type(err).__name__}): the reference "
+                         f"differentiates f itself, with {precision} rounding in its error bound")  # fmt: skip
+
+    # The candidate: reverse mode, or forward mode where reverse mode is not implemented.
+    reverse = True
+    if grad is None:
+        cand_fn = jax.grad(phi)
+        name = "jax.vjp" if out.shape else "jax.grad"
+        try:
+            jax.eval_shape(cand_fn, theta)
+        except NotImplementedError as err:
+            reverse, name = False, "jax.jvp"
+            notes.append(f"reverse mode is not implemented for f ({_first_line(err)}): checked forward mode "
+                         "(jax.jvp) instead")  # fmt: skip
+    with_jvp = grad is None and (forward or not reverse)
+    if with_jvp:
+        try:
+            jax.eval_shape(lambda t: jax.jvp(phi, (t,), (t,))[1], theta)
+        except Exception as err:  # e.g. a custom_vjp function has no forward mode
+            with_jvp = False
+            if not reverse:
+                raise ValueError(f"f has neither reverse nor forward mode: {_first_line(err)}") from None
+            notes.append(f"forward mode not checked: {type(err).__name__}: {_first_line(err)}")
+    phi1 = phi
+    if order == 2:
+        ws = [jax.random.normal(jax.random.fold_in(k_w, j), x.shape, jnp.float64) for j, x in enumerate(theta)]
+        if reverse:
+            first = cand_fn
+            phi = lambda xs: sum(jnp.vdot(g, w) for g, w in zip(first(xs), ws))  # noqa: E731 - ψ = ⟨∇φ, w⟩
+            cand_fn = jax.grad(phi)
+        else:
+            first_phi = phi
+            phi = lambda xs: jax.jvp(first_phi, (xs,), (ws,))[1]  # noqa: E731 - ψ = ∂φ/∂w
+        fd_phi, name, with_jvp = phi, f"hvp of {name}", not reverse
+    sizes = [int(np.size(x)) for x in theta]
+    prob = P.Problem(phi, fd_phi, theta, paths, [tuple(np.shape(x)) for x in theta], sizes,
+                     [0, *np.cumsum(sizes).tolist()],
+                     [step * (1.0 + float(jnp.sqrt(jnp.mean(x**2)))) for x in theta])  # fmt: skip
+
+    # f at the point: finite and deterministic, before any probe.
+    phi_c = P.aot(phi, prob, theta)
+    fd_c = phi_c if fd_phi is phi else P.aot(fd_phi, prob, theta)
+    v1, v2 = float(phi_c(theta)), float(phi_c(theta))
+    full = mode == "full" or (mode == "auto" and prob.n <= AUTO_FULL_MAX)
+    user_tol = (rtol, atol)
+    rtol = (RTOL.get(low.itemsize, 16 * eps_c)) if rtol is None else float(rtol)
+    atol = 0.0 if atol is None else float(atol)
+    base = dict(mode="full" if full else "fast", order=order, candidate=name, precision=precision, rtol=rtol,
+                atol=atol)  # fmt: skip
+    if not math.isfinite(v1):
+        problems.append(_nonfinite_f(call, theta, v1, out.shape))
+        return CheckReport([], directions=0, notes=tuple(notes), problems=tuple(problems), resolution=math.inf,
+                           buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
+    v3 = float(jax.jit(lambda xs: phi(xs))(theta))  # a fresh trace: catches randomness drawn while tracing
+    if v1 != v2 or abs(v3 - v1) > 4 * eps_c * abs(v1):
+        raise ValueError(f"f is not deterministic: evaluated at the same point it gave {v1!r}, {v2!r} and "
+                         f"{v3!r}; fix every PRNG key inside f (pass a fixed jax.random.key) and avoid host "
+                         "callbacks or NumPy random numbers drawn inside it")  # fmt: skip
+    phi0 = float(fd_c(theta))
+
+    # The candidate, checked for finiteness over every entry (fast mode too) and for determinism.
+    bad_rows = {}
+    if reverse:
+        cand_c = P.aot(cand_fn, prob, theta)
+        cand = [jnp.asarray(c, jnp.float64) for c in cand_c(theta)]
+        again = cand_c(theta)
+        if any(not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand, again)):
+            what = "grad" if grad is not None else "the derivative of f"
+            raise ValueError(f"{what} is not deterministic: two evaluations at the same point differ; fix every "
+                             "PRNG key inside it and avoid host callbacks")  # fmt: skip
+        del again
+        for li, c in enumerate(cand):
+            fin = np.isfinite(np.asarray(c))
+            if not fin.all():
+                idx = _first_bad(c)
+                val = float(np.asarray(c)[idx])
+                bad_rows[li] = LeafCheck(paths[li], prob.shapes[li], int(fin.size), int((~fin).sum()), math.inf,
+                                         math.inf, idx, math.nan, val, NONFINITE)  # fmt: skip
+                problems.append(f"the candidate ({name}) is {val} at {paths[li]}{list(idx)} "
+                                f"({int((~fin).sum())} of {fin.size} entries non-finite)")  # fmt: skip
+                cand[li] = jnp.where(jnp.isfinite(c), c, 0.0)
+    else:
+        cand = [jnp.zeros_like(x) for x in theta]
+    crit = P.Criterion(eps_fd, eps_c, rtol, atol, (1.0, 1 / 8, 1 / 64, 1 / 512) if eps_fd < 1e-10 else (1.0, 1 / 8))
+    primary = "vjp" if reverse else "jvp"
+    oracles = (primary,) + (("jvp",) if with_jvp and reverse else ())
+    if full:
+        cands = {"vjp": [np.asarray(c, np.float64).ravel() for c in cand]} if reverse else {}
+        got = P.full(prob, crit, cands, "jvp" in oracles, phi0)
+        count = prob.n
+    else:
+        got, count, more = P.fast(prob, crit, cand, oracles, k_dir, n_dirs, phi0)
+        problems += more
+    rows = [bad_rows.get(li, r) for li, r in enumerate(got[primary])]
+    fwd = tuple(got["jvp"]) if primary == "vjp" and "jvp" in got else None
+    problems += _nonfinite_reference(rows)
+    ok = [r.resolution for r in rows if r.status == OK]
+    report = CheckReport(rows, directions=count, notes=tuple(notes), problems=tuple(problems), forward=fwd,
+                         resolution=max(ok) if ok else math.inf, buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
+    if localize == "always" or (localize == "on_failure" and report.wrong):
+        if grad is not None:
+            return _with(report, notes=(*notes, "operations are not localised for a grad= candidate (it is not "
+                                                "JAX's derivative of f)"))  # fmt: skip
+        from jnn.gradcheck.operations import localise
+
+        ops, more_notes = localise(phi1, theta, order=order, seed=seed, rtol=user_tol[0], atol=user_tol[1])
+        return _with(report, operations=tuple(ops), notes=(*notes, *more_notes))
+    return report
+
+
+def _with(report: CheckReport, **changes) -> CheckReport:
+    from dataclasses import replace
+
+    return replace(report, **changes)
+
+
+def _first_line(err) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _nonfinite_f(call, theta, value, shape) -> str:
+    """Where f is not finite at the point: the output entry and the first equation producing it."""
+    out = np.asarray(jax.jit(call)(theta))
+    where = f" (output entry {list(_first_bad(out))})" if out.ndim and not np.isfinite(out).all() else ""
+    text = f"f is {value} at the point{where}: no derivative to check there"
+    try:
+        first = J.first_nonfinite(call, theta)
+    except Exception:  # the interpreter could not replay f: say what is known
+        first = None
+    if first is not None:
+        text += (f"; the first non-finite value comes from `{first.primitive}` (jaxpr eqn {first.eqn}"
+                 + (f", called from {first.source})" if first.source else ")"))  # fmt: skip
+    return text
+
+
+def _nonfinite_reference(rows) -> list:
+    return [f"f is not finite next to the point along {r.path} at every step tried: the finite-difference reference "
+            "is undefined there" for r in rows if r.status == NONFINITE and math.isnan(r.reference)
+            and not math.isinf(r.max_abs_err)]  # fmt: skip
+
+
+def _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths):
+    """The user's ``grad`` over the checked leaves (float64), validated for structure and shapes."""
+    structure = jax.tree.structure(diff)
+    ins0 = jax.tree.leaves(diff)
+
+    def cand(xs):
+        full = list(args64)
+        ins = list(ins0)
+        for k, x in zip(checked, xs):
+            ins[k] = x
+        for i, v in zip(nums, jax.tree.unflatten(structure, ins)):
+            full[i] = v
+        g = grad(*full)
+        g = tuple(g) if tuple_nums and isinstance(g, (tuple, list)) else (g,)
+        if jax.tree.structure(g) != structure:
+            raise TypeError(f"grad must return the structure of args{list(nums) if tuple_nums else [nums[0]]}: "
+                            f"{structure}; got {jax.tree.structure(g)}")  # fmt: skip
+        gl = jax.tree.leaves(g)
+        for j, k in enumerate(checked):
+            if tuple(np.shape(gl[k])) != tuple(xs[j].shape):
+                raise ValueError(f"grad must return arrays of the arguments' shapes: {paths[j]} has shape "
+                                 f"{tuple(xs[j].shape)}, grad returned {tuple(np.shape(gl[k]))}")  # fmt: skip
+        return [gl[k] for k in checked]
+
+    shapes = jax.eval_shape(cand, [jnp.asarray(ins0[k]) for k in checked])
+    dts = [jnp.dtype(s.dtype) for s in shapes if jnp.issubdtype(s.dtype, jnp.floating)]
+    low = min(dts, key=lambda d: d.itemsize) if dts else jnp.dtype(jnp.float64)
+    return (lambda xs: [jnp.asarray(c, jnp.float64) for c in cand(xs)]), low
+
+
+__all__ = ["AUTO_FULL_MAX", "FAST_DIRECTIONS", "check_grads"]

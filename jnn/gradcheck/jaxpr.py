@@ -1,0 +1,209 @@
+"""Reading ``f``'s jaxpr: the lowest precision it computes in, its float64 twin, the first equation that
+produces a non-finite value, and the operations (custom rules, ``jax.jit`` functions, named scopes) whose
+derivatives :mod:`jnn.gradcheck.operations` checks one by one.
+
+All of it is one small interpreter, :func:`run`, that evaluates a jaxpr equation by equation the way
+``jax.core.eval_jaxpr`` does (``primitive.bind`` with the equation's parameters), so what it evaluates is
+differentiable by JAX and runs the user's custom rules.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax._src import source_info_util
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+
+#: Primitives that call a sub-jaxpr with the caller's values (evaluated inline by the interpreter).
+CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint")
+#: Primitives of custom differentiation rules (checked as one operation).
+CUSTOM = ("custom_vjp_call", "custom_jvp_call", "custom_vjp_call_jaxpr")
+
+
+def _sub(eqn):
+    """The sub-jaxpr of a call or custom-rule equation as ``(jaxpr, consts)``, or None."""
+    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        j = eqn.params.get(key)
+        if isinstance(j, ClosedJaxpr):
+            return j.jaxpr, j.consts
+        if isinstance(j, Jaxpr):
+            return j, ()
+    return None
+
+
+def _subjaxprs(params):
+    for v in params.values():
+        for j in v if isinstance(v, (tuple, list)) else (v,):
+            if isinstance(j, ClosedJaxpr):
+                yield j.jaxpr
+            elif isinstance(j, Jaxpr):
+                yield j
+
+
+def lowest_float(jaxpr, live=None) -> np.dtype | None:
+    """The narrowest float dtype among the values the jaxpr's equations compute (sub-jaxprs included).
+
+    Args:
+        jaxpr: a ``Jaxpr``.
+        live: the invars the values must depend on to count (default: every equation counts).
+    """
+    low = None
+    live = None if live is None else set(live)
+    for eqn in jaxpr.eqns:
+        if live is not None:
+            if not any(not isinstance(v, Literal) and v in live for v in eqn.invars):
+                continue
+            live.update(eqn.outvars)
+        for v in eqn.outvars:
+            dt = getattr(getattr(v, "aval", None), "dtype", None)
+            if dt is not None and jnp.issubdtype(dt, jnp.floating):
+                if low is None or jnp.dtype(dt).itemsize < low.itemsize:
+                    low = jnp.dtype(dt)
+        for sub in _subjaxprs(eqn.params):
+            d = lowest_float(sub)
+            if d is not None and (low is None or d.itemsize < low.itemsize):
+                low = d
+    return low
+
+
+def source(eqn) -> str:
+    """``file.py:line`` of the user's call that made ``eqn`` ("" when JAX did not record it)."""
+    try:
+        s = source_info_util.summarize(eqn.source_info)
+    except Exception:  # an equation without a traceback
+        return ""
+    where = s.split(" ")[0]
+    parts = where.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return f"{os.path.basename(parts[0])}:{parts[1]}"
+    return "" if where in ("", "unknown") else os.path.basename(where)
+
+
+def custom_name(eqn) -> str:
+    """The user function behind a custom_vjp/custom_jvp equation (``my_softplus``)."""
+    sub = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
+    info = getattr(getattr(sub, "jaxpr", sub), "debug_info", None)
+    src = getattr(info, "func_src_info", None) or ""
+    return src.split(" at ")[0] if src else eqn.primitive.name
+
+
+def is_float(v) -> bool:
+    """True for a float value or variable."""
+    dt = getattr(getattr(v, "aval", v), "dtype", None)
+    return dt is not None and jnp.issubdtype(dt, jnp.floating)
+
+
+def _promote_params(eqn):
+    params = dict(eqn.params)
+    for key in ("new_dtype", "dtype", "preferred_element_type"):
+        dt = params.get(key)
+        if dt is not None and jnp.issubdtype(dt, jnp.floating) and jnp.dtype(dt) != jnp.float64:
+            params[key] = jnp.dtype(jnp.float64)
+    return params
+
+
+def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple = (), enter_custom: bool = False):
+    """Evaluate ``jaxpr`` on ``args`` equation by equation.
+
+    Args:
+        jaxpr: a ``Jaxpr``.
+        consts, args: values of its constvars and invars.
+        promote: evaluate in float64 (every float input, literal and dtype parameter becomes float64; calls
+            and custom rules are evaluated inline): the float64 twin of a low-precision function.
+        visit: ``visit(path, eqn, invals, outvals)`` called after each equation (``path``: the equation's
+            index path, e.g. ``(4, 2)`` for equation 2 inside equation 4); its return value is ignored.
+        path: the index path of this jaxpr's equations.
+        enter_custom: also evaluate custom rules inline (their primal functions), not only under promote.
+
+    Returns:
+        The list of output values.
+
+    Raises:
+        NotImplementedError: under ``promote``, an equation with sub-jaxprs the interpreter cannot enter.
+    """
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, Literal) else env[v]
+
+    for v, x in zip(jaxpr.constvars, consts):
+        env[v] = x
+    for v, x in zip(jaxpr.invars, args):
+        env[v] = x
+    for i, eqn in enumerate(jaxpr.eqns):
+        invals = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        sub = _sub(eqn)
+        if promote:
+            invals = [jnp.asarray(x, jnp.float64) if is_float(x) and jnp.result_type(x) != jnp.float64 else x
+                      for x in invals]  # fmt: skip
+        if sub is not None and (name in CALLS or ((promote or enter_custom) and name in CUSTOM)):
+            outvals = run(sub[0], sub[1], invals, promote=promote, visit=visit, path=(*path, i),
+                          enter_custom=enter_custom)  # fmt: skip
+        elif promote and name == "reduce_precision":
+            outvals = invals
+        elif promote and any(True for _ in _subjaxprs(eqn.params)):
+            raise NotImplementedError(f"the float64 twin cannot enter `{name}`")
+        else:
+            params = _promote_params(eqn) if promote else eqn.params
+            ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+            outvals = list(ans) if eqn.primitive.multiple_results else [ans]
+        if visit is not None:
+            visit((*path, i), eqn, invals, outvals)
+        for v, x in zip(eqn.outvars, outvals):
+            env[v] = x
+    return [read(v) for v in jaxpr.outvars]
+
+
+def closed(fn, *args) -> ClosedJaxpr:
+    """``jax.make_jaxpr(fn)(*args)``."""
+    return jax.make_jaxpr(fn)(*args)
+
+
+def twin(fn, example):
+    """The float64 twin of ``fn`` (a function of one pytree): the same computation with every float in
+    float64. Raises NotImplementedError when the jaxpr has control flow over low-precision values."""
+    cj = closed(fn, example)
+
+    def twin_fn(x):
+        (out,) = run(cj.jaxpr, cj.consts, jax.tree.leaves(x), promote=True)
+        return out
+
+    jax.eval_shape(twin_fn, example)  # fails now, not inside a compiled probe
+    return twin_fn
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """The first equation of ``f`` whose output is not finite."""
+
+    eqn: str
+    primitive: str
+    source: str
+
+
+def first_nonfinite(fn, x) -> NonFinite | None:
+    """Evaluate ``fn(x)`` equation by equation (outside jit) and return the first equation producing a NaN or
+    inf from finite inputs, or None."""
+    cj = closed(fn, x)
+    found = []
+
+    def visit(path, eqn, invals, outvals):
+        if found:
+            return
+        fin_in = all(bool(jnp.all(jnp.isfinite(v))) for v in invals if is_float(v))
+        bad_out = any(not bool(jnp.all(jnp.isfinite(v))) for v in outvals if is_float(v))
+        if fin_in and bad_out:
+            name = custom_name(eqn) if eqn.primitive.name in CUSTOM else eqn.primitive.name
+            found.append(NonFinite("/".join(map(str, path)), name, source(eqn)))
+
+    run(cj.jaxpr, cj.consts, jax.tree.leaves(x), visit=visit)
+    return found[0] if found else None
+
+
+__all__ = ["CALLS", "CUSTOM", "NonFinite", "closed", "custom_name", "first_nonfinite", "is_float", "lowest_float",
+           "run", "source", "twin"]  # fmt: skip

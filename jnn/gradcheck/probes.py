@@ -1,0 +1,420 @@
+"""The probes of :func:`jnn.check_grads`: directional derivatives of φ against float64 finite differences,
+every coordinate (full mode) or random directions with localisation by bisection (fast mode).
+
+A probe along a step-scaled direction v evaluates φ at θ ± σv and θ ± σv/2 (σ = 1 first). Per unit of v:
+
+- the reference is Richardson's extrapolation of the two central differences d₁ (step σ) and d₂ (step σ/2),
+  ``ref = (4d₂ − d₁)/3`` (error O(σ⁴));
+- its error bound is ``|d₂ − d₁|/3`` (truncation) plus the rounding of the evaluations,
+  ``4·eps·max|φ|/σ``;
+- the candidate c (``⟨∇φ, v⟩`` from the candidate gradient, or ``jax.jvp`` along v) is right when
+  ``|c − ref| ≤ atol·‖v‖ + rtol·|ref| + 4·bound + 8·eps_c·(‖c‖‖v‖ + |ref|)`` (eps_c: the unit roundoff of
+  the precision the candidate was computed in).
+
+A probe that fails is tested for smoothness: for a smooth φ the second differences satisfy
+``S₁ = 4·S₂`` up to O(σ⁴) (S₁ = φ(θ+σv) − 2φ(θ) + φ(θ−σv), S₂ the same at σ/2); a kink of φ between
+θ − σv and θ + σv (a relu at 0, ``abs``, a tie of ``max``) breaks that relation by about the size of the
+error it causes. A failing probe whose residual ``|S₁ − 4S₂|/σ`` explains its error (≥ a quarter of it, and
+above rounding) is retried with a smaller step (σ = 1/8, 1/64, 1/512 in float64), which moves the kink out
+of the stencil unless it sits at θ itself; a probe that stays non-smooth at every step is *non-smooth here*:
+not counted as wrong. A probe whose φ values are not finite at every step is *non-finite* (wrong).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, WRONG, LeafCheck
+
+#: Relative step of the differences, by the itemsize of the precision the reference computes in.
+STEP = {8: 2e-3, 4: 3e-2, 2: 1e-1}
+#: Coordinates perturbed per compiled call of full mode.
+FULL_CHUNK = 4096
+#: Blocks explored at once by the bisection, and the block size checked entry by entry.
+MAX_BRANCHES, LEAF_BLOCK = 8, 8
+
+
+@dataclass
+class Problem:
+    """The checked leaves of ``f``'s differentiated arguments, and φ over them.
+
+    Attributes:
+        phi: φ(xs), the scalar whose derivative the candidate is (a function of the list of checked leaves).
+        fd_phi: the φ the finite differences evaluate (``phi`` itself, or its float64 twin when f computes
+            in a lower precision).
+        theta: the checked leaves (float64).
+        paths, shapes, sizes: per leaf.
+        offsets: offset of each leaf in the concatenation of the checked leaves (length leaves + 1).
+        h: the step per leaf: STEP · (1 + the leaf's RMS).
+        buffer_bytes: the largest buffer footprint of a compiled call so far (None where XLA does not say).
+    """
+
+    phi: object
+    fd_phi: object
+    theta: list
+    paths: list
+    shapes: list
+    sizes: list
+    offsets: list
+    h: list
+    buffer_bytes: int | None = 0
+
+    @property
+    def n(self) -> int:
+        """The number of checked coordinates."""
+        return self.offsets[-1]
+
+
+def aot(fn, prob: Problem, *args):
+    """``fn`` compiled ahead of time for ``args``; records its buffer footprint in ``prob.buffer_bytes``."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    try:
+        m = compiled.memory_analysis()
+        used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    except Exception:  # a backend without memory analysis
+        used = None
+    prob.buffer_bytes = None if used is None or prob.buffer_bytes is None else max(prob.buffer_bytes, int(used))
+    return compiled
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """Tolerances and the steps of the retries.
+
+    Attributes:
+        eps: unit roundoff of the values the finite differences see.
+        eps_c: unit roundoff of the candidate's precision.
+        rtol, atol: the tolerances on top of the error bound.
+        scales: the steps σ tried, largest first.
+    """
+
+    eps: float
+    eps_c: float
+    rtol: float
+    atol: float
+    scales: tuple = (1.0, 1 / 8, 1 / 64, 1 / 512)
+
+    def assess(self, vals, phi0, sigma, c, cv, vnorm):
+        """One step of probes, vectorised over the last axis.
+
+        Args:
+            vals: ``[4, m]`` φ at θ + σv·(1, −1, ½, −½).
+            phi0: φ(θ).
+            sigma: the step σ (scalar or ``[m]``).
+            c: ``[m]`` the candidate per unit of v.
+            cv: ``[m]`` ‖c‖·‖v‖ over the probed block (scale of the candidate's rounding).
+            vnorm: ``[m]`` ‖v‖.
+
+        Returns:
+            ``(ref, err, tol, ok, nonsmooth, finite)``, each ``[m]``.
+        """
+        vals = np.asarray(vals, np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            fp, fm, gp, gm = vals
+            d1, d2 = (fp - fm) / (2.0 * sigma), (gp - gm) / sigma
+            ref = (4.0 * d2 - d1) / 3.0
+            big = np.maximum(np.max(np.abs(vals), axis=0), abs(phi0))
+            rounding = 4.0 * self.eps * big / sigma
+            bound = np.abs(d2 - d1) / 3.0 + rounding
+            tol = self.atol * vnorm + self.rtol * np.abs(ref) + 4.0 * bound + 8.0 * self.eps_c * (cv + np.abs(ref))
+            err = np.abs(c - ref)
+            resid = np.abs((fp - 2 * phi0 + fm) - 4.0 * (gp - 2 * phi0 + gm)) / sigma
+            finite = np.all(np.isfinite(vals), axis=0) & bool(np.isfinite(phi0))
+            ok = finite & (err <= tol)
+            nonsmooth = (resid > 10.0 * rounding) & (resid >= 0.25 * err)
+        return ref, err, tol, ok, nonsmooth, finite
+
+
+@dataclass
+class Judged:
+    """Probes judged over the retries: per probe its status and the values of the step that decided it."""
+
+    status: np.ndarray
+    ref: np.ndarray
+    err: np.ndarray
+    tol: np.ndarray
+    c: np.ndarray = field(default=None)
+
+
+def judge(measure, c, cv, vnorm, phi0, crit: Criterion) -> Judged:
+    """Judge ``m`` probes, retrying the failing non-smooth (and non-finite) ones at smaller steps.
+
+    Args:
+        measure: ``measure(ix, sigma) -> [4, len(ix)]`` φ values of probes ``ix`` at step σ.
+        c, cv, vnorm: ``[m]`` per probe (see :meth:`Criterion.assess`).
+        phi0: φ(θ).
+        crit: the criterion.
+    """
+    m = len(c)
+    status = np.full(m, WRONG, dtype=object)
+    ref, err, tol = np.full(m, np.nan), np.full(m, np.inf), np.zeros(m)
+    pending = np.arange(m)
+    for sigma in crit.scales:
+        vals = measure(pending, sigma)
+        r, e, t, ok, ns, fin = crit.assess(vals, phi0, sigma, c[pending], cv[pending], vnorm[pending])
+        ref[pending], err[pending], tol[pending] = r, np.where(np.isnan(e), np.inf, e), t
+        status[pending] = np.where(ok, OK, np.where(~fin, NONFINITE, np.where(ns, NONSMOOTH, WRONG)))
+        pending = pending[(~ok) & (ns | ~fin)]
+        if not pending.size:
+            break
+    return Judged(status, ref, err, tol, c)
+
+
+def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: float) -> dict:
+    """Every coordinate: φ at θ ± h e_i and θ ± h e_i / 2, one coordinate after the other inside a compiled
+    loop that sets and restores the entry in place (no copy of θ per coordinate).
+
+    Args:
+        prob, crit: the problem and criterion.
+        cands: ``{"vjp": [flat candidate gradient per leaf]}`` (empty when reverse mode is not checked).
+        with_jvp: also check ``jax.jvp`` per coordinate (the ``"jvp"`` rows).
+        phi0: φ(θ).
+
+    Returns:
+        ``{oracle: [LeafCheck, ...]}`` for ``"vjp"`` and/or ``"jvp"``.
+    """
+    flat, unravel = ravel_pytree(prob.theta)
+    n = prob.n
+    hs = np.concatenate([np.full(s, h) for s, h in zip(prob.sizes, prob.h)])
+    m = min(n, FULL_CHUNK)
+
+    def chunk(t, ix, steps):
+        def body(j, carry):
+            t, out, tangents = carry
+            i, s = ix[j], steps[j]
+            t0 = t[i]
+            vals = []
+            for q in (s, -s, s / 2, -s / 2):
+                t = t.at[i].set(t0 + q)
+                vals.append(prob.fd_phi(unravel(t)))
+            t = t.at[i].set(t0)
+            if with_jvp:
+                e = jnp.zeros_like(t).at[i].set(s)
+                tangents = tangents.at[j].set(jax.jvp(lambda z: prob.phi(unravel(z)), (t,), (e,))[1])
+            return t, out.at[:, j].set(jnp.stack(vals)), tangents
+
+        init = (t, jnp.zeros((4, m), jnp.float64), jnp.zeros(m, jnp.float64))
+        return jax.lax.fori_loop(0, m, body, init)[1:]
+
+    chunk = aot(chunk, prob, flat, jnp.zeros(m, jnp.int64), jnp.zeros(m, jnp.float64))
+
+    def run(ix, steps):
+        vals, tang = np.empty((4, len(ix))), np.empty(len(ix))
+        for start in range(0, len(ix), m):
+            part = ix[start : start + m]
+            k = len(part)
+            pad = np.resize(part, m)  # the last chunk repeats entries: one compiled shape
+            got, tg = chunk(flat, jnp.asarray(pad), jnp.asarray(steps[pad]))
+            vals[:, start : start + k] = np.asarray(got, np.float64)[:, :k]
+            tang[start : start + k] = np.asarray(tg, np.float64)[:k]
+        return vals, tang
+
+    all_ix = np.arange(n)
+    first, tangents = run(all_ix, hs)
+
+    def measure(ix, sigma):
+        return first[:, ix] if sigma == 1.0 else run(ix, hs * sigma)[0]
+
+    oracles = {k: np.concatenate(v) * hs for k, v in cands.items()}  # per unit of v = h e_i
+    if with_jvp:
+        oracles["jvp"] = tangents
+    out = {}
+    for name, c in oracles.items():
+        scale = np.concatenate([np.full(s, np.max(np.abs(c[lo:hi]) / hs[lo:hi], initial=0.0))
+                                for s, lo, hi in zip(prob.sizes, prob.offsets, prob.offsets[1:])])  # fmt: skip
+        j = judge(measure, c, scale * hs, hs, phi0, crit)
+        out[name] = [_full_row(prob, li, j, hs) for li in range(len(prob.sizes))]
+    return out
+
+
+def _full_row(prob: Problem, li: int, j: Judged, hs) -> LeafCheck:
+    lo, hi = prob.offsets[li], prob.offsets[li + 1]
+    path, shape = prob.paths[li], prob.shapes[li]
+    st, h = j.status[lo:hi], hs[lo:hi]
+    ref, c, err, tol = j.ref[lo:hi] / h, j.c[lo:hi] / h, j.err[lo:hi] / h, j.tol[lo:hi] / h
+    bad = (st == WRONG) | (st == NONFINITE)
+    smooth = (st == OK) | (st == WRONG)
+    status = WRONG if (st == WRONG).any() else NONFINITE if (st == NONFINITE).any() else \
+        NONSMOOTH if (st == NONSMOOTH).all() else OK  # fmt: skip
+    if bad.any():
+        excess = np.where(bad, np.where(np.isfinite(err - tol), err - tol, np.inf), -np.inf)
+    else:
+        excess = np.where(smooth, err, -np.inf)
+    k = int(np.argmax(excess))
+    emax = float(np.max(err[smooth], initial=0.0))
+    rmax = float(np.max(np.abs(ref[smooth]), initial=0.0))
+    rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
+    idx = tuple(int(i) for i in np.unravel_index(k, shape)) if len(shape) else ()
+    return LeafCheck(path, tuple(shape), hi - lo, int(bad.sum()), emax, rel, idx, float(ref[k]), float(c[k]),
+                     status, int((st == NONSMOOTH).sum()), _resolution(ref, tol, st == OK))  # fmt: skip
+
+
+def _resolution(ref, tol, ok) -> float:
+    """The smallest relative error the probes ``ok`` would flag (0 for an all-zero gradient)."""
+    ref, tol = np.abs(np.asarray(ref)[ok]), np.asarray(tol)[ok]
+    if not ref.size:
+        return math.inf
+    if not (ref > 0).any():
+        return 0.0
+    return float(np.min(tol[ref > 0] / ref[ref > 0]))
+
+
+def direction(prob: Problem, key, lo, hi) -> list:
+    """The step-scaled direction over the global coordinates [lo, hi): a random normal vector of expected
+    length 1 per unit step (the same entries for the same key, so halves of a block are restrictions of it),
+    or the coordinate axis when the block holds one entry. Traced: lo and hi may be traced scalars."""
+    m = hi - lo
+    out = []
+    for j, (shape, off, h) in enumerate(zip(prob.shapes, prob.offsets, prob.h)):
+        idx = off + jnp.arange(int(np.prod(shape)), dtype=jnp.int64).reshape(shape)
+        inside = (idx >= lo) & (idx < hi)
+        z = jax.random.normal(jax.random.fold_in(key, j), shape, jnp.float64)
+        out.append(jnp.where(inside, jnp.where(m == 1, 1.0, z / jnp.sqrt(m.astype(jnp.float64))), 0.0) * h)
+    return out
+
+
+def _make_along(prob: Problem, with_jvp: bool):
+    """``along(theta, cand, key, lo, hi, sigma) -> (φ at θ + σv·(1, −1, ½, −½), ⟨cand, v⟩, ‖cand‖‖v‖ over the
+    block, ‖v‖, jvp(φ)(θ; v))``, to compile. Memory: the direction and one perturbed copy of θ at a time (the
+    four evaluations run in a loop)."""
+
+    def along(theta, cand, key, lo, hi, sigma):
+        v = direction(prob, key, lo, hi)
+        c = sum(jnp.vdot(a, b) for a, b in zip(cand, v))
+        vnorm = jnp.sqrt(sum(jnp.vdot(b, b) for b in v))
+        cnorm = jnp.sqrt(sum(jnp.sum(jnp.where(b != 0, a * a, 0.0)) for a, b in zip(cand, v)))
+        vals = jax.lax.map(lambda s: prob.fd_phi([x + s * d for x, d in zip(theta, v)]),
+                           sigma * jnp.array([1.0, -1.0, 0.5, -0.5]))  # fmt: skip
+        tangent = jax.jvp(prob.phi, (theta,), (v,))[1] if with_jvp else jnp.float64(0.0)
+        return vals, c, cnorm * vnorm, vnorm, tangent
+
+    return along
+
+
+def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int, phi0: float):
+    """Random directions: ``n_dirs`` over all coordinates, one per leaf (and the worst failing global one
+    restricted to each leaf); a failing leaf is localised by bisection down to single entries.
+
+    Args:
+        prob, crit: the problem and criterion.
+        cand: the candidate gradient (list of float64 leaves; zeros when only forward mode is checked).
+        oracles: ``("vjp",)``, ``("jvp",)`` or both: which candidates to judge.
+        key: PRNG key of the directions.
+        n_dirs: global directions.
+        phi0: φ(θ).
+
+    Returns:
+        ``({oracle: [LeafCheck, ...]}, probes run, problems)``.
+    """
+    with_jvp = "jvp" in oracles
+    along = aot(_make_along(prob, with_jvp), prob, prob.theta, cand, key, jnp.int64(0), jnp.int64(prob.n),
+                jnp.float64(1.0))  # fmt: skip
+    keys = jax.random.split(key, n_dirs + len(prob.sizes))
+    cache = {}
+
+    def probe(kid, lo, hi, sigma):
+        at = (kid, lo, hi, sigma)
+        if at not in cache:
+            got = along(prob.theta, cand, keys[kid], jnp.int64(lo), jnp.int64(hi), jnp.float64(sigma))
+            vals, c, cv, vn, tg = (np.asarray(g, np.float64) for g in got)
+            cache[at] = (vals, {"vjp": float(c), "jvp": float(tg)}, float(cv), float(vn))
+        return cache[at]
+
+    def check(oracle, kid, lo, hi):
+        _, cs, cv, vn = probe(kid, lo, hi, 1.0)
+        j = judge(lambda ix, s: probe(kid, lo, hi, s)[0][:, None], np.array([cs[oracle]]), np.array([cv]),
+                  np.array([vn]), phi0, crit)  # fmt: skip
+        return j.status[0], float(j.ref[0]), cs[oracle], float(j.err[0]), float(j.tol[0])
+
+    out, problems = {}, []
+    for oracle in oracles:
+        glob = [check(oracle, j, 0, prob.n) for j in range(n_dirs)]
+        bad_global = [(g[3] - g[4], j) for j, g in enumerate(glob) if g[0] in (WRONG, NONFINITE)]
+        worst = max(bad_global)[1] if bad_global else None
+        rows, ratios = [], []
+        for li, (path, shape, lo, hi) in enumerate(zip(prob.paths, prob.shapes, prob.offsets, prob.offsets[1:])):
+            tries = [n_dirs + li] + ([worst] if worst is not None else [])
+            res = [(check(oracle, kid, lo, hi), kid) for kid in tries]
+            if worst is not None:
+                r = res[-1][0]
+                ratios.append(r[3] / r[4] if r[4] > 0 else math.inf)
+            bad = [(r[3] - r[4], kid, r[0]) for r, kid in res if r[0] in (WRONG, NONFINITE)]
+            if bad:
+                _, kid, st = max(bad, key=lambda t: t[0])
+                entries = _localise(lambda a, b, kid=kid: check(oracle, kid, a, b), lo, hi, prob.h[li])
+                rows.append(_localised_row(path, shape, lo, entries, st))
+                continue
+            smooth = [r for r, _ in res if r[0] == OK]
+            nonsmooth = sum(r[0] == NONSMOOTH for r, _ in res)
+            if not smooth:
+                r = res[0][0]
+                rows.append(LeafCheck(path, shape, 0, 0, math.nan, math.nan, None, r[1], r[2], NONSMOOTH, nonsmooth,
+                                      math.inf))  # fmt: skip
+                continue
+            r = smooth[0]
+            rows.append(LeafCheck(path, shape, 0, 0, r[3], r[3] / abs(r[1]) if r[1] else 0.0, None, r[1], r[2], OK,
+                                  nonsmooth, _resolution([s[1] for s in smooth], [s[4] for s in smooth],
+                                                         np.ones(len(smooth), bool))))  # fmt: skip
+        if worst is not None and all(r.passed for r in rows):
+            # The error of a random direction over all leaves adds up from leaves each within tolerance.
+            top = max(ratios)
+            names = [r.path for r, q in zip(rows, ratios) if q >= 0.5 * top]
+            rows = [LeafCheck(r.path, r.shape, r.checked, r.failed, r.max_abs_err, r.max_rel_err, r.worst_index,
+                              r.reference, r.candidate, WRONG if r.path in names else r.status, r.nonsmooth,
+                              r.resolution) for r in rows]  # fmt: skip
+            g = glob[worst]
+            problems.append(f"{'jax.jvp' if oracle == 'jvp' else 'the candidate'} fails along a random direction "
+                            f"over all leaves (|Δ| {g[3]:.3e} > tolerance {g[4]:.3e}) while no leaf fails alone: "
+                            f"the errors of {', '.join(names)} add up")  # fmt: skip
+        out[oracle] = rows
+    return out, len(cache), problems
+
+
+def _localise(check, lo: int, hi: int, h: float):
+    """Bisect [lo, hi) along the random direction of ``check`` restricted to halves; returns the entries
+    checked one by one as ``(flat index, reference, candidate, status)`` (derivative units)."""
+    blocks, out = [(lo, hi)], []
+    while blocks:
+        nxt = []
+        for a, b in blocks:
+            if b - a <= LEAF_BLOCK:
+                for i in range(a, b):
+                    st, ref, c, _, _ = check(i, i + 1)
+                    out.append((i, ref / h, c / h, st))
+                continue
+            mid = (a + b) // 2
+            for s, t in ((a, mid), (mid, b)):
+                st, _, _, err, tol = check(s, t)
+                if st in (WRONG, NONFINITE):
+                    nxt.append((err - tol, s, t))
+        blocks = [(s, t) for _, s, t in sorted(nxt, reverse=True)[:MAX_BRANCHES]]
+    return out
+
+
+def _localised_row(path, shape, lo: int, entries, leaf_status) -> LeafCheck:
+    """A failing leaf's row from the entries its bisection checked one by one."""
+    idx = np.array([e[0] for e in entries], dtype=int) - lo
+    refs, cands = np.array([e[1] for e in entries], float), np.array([e[2] for e in entries], float)
+    st = np.array([e[3] for e in entries], dtype=object)
+    fails = (st == WRONG) | (st == NONFINITE)
+    with np.errstate(invalid="ignore"):
+        errs = np.abs(cands - refs)
+    status = WRONG if leaf_status == WRONG else NONFINITE
+    if not fails.any():  # the leaf fails as a whole, no single entry stands out
+        return LeafCheck(path, shape, len(entries), 0, float(np.nanmax(errs, initial=0.0)), math.nan, None, math.nan,
+                         math.nan, status, int((st == NONSMOOTH).sum()))  # fmt: skip
+    k = int(np.argmax(np.where(fails, np.where(np.isnan(errs), np.inf, errs), -np.inf)))
+    rmax = float(np.nanmax(np.abs(refs), initial=0.0))
+    emax = float(np.nanmax(np.where(fails, errs, np.nan), initial=0.0)) if np.isfinite(errs[fails]).any() else math.inf
+    windex = tuple(int(i) for i in np.unravel_index(int(idx[k]), shape)) if shape else ()
+    return LeafCheck(path, shape, len(entries), int(fails.sum()), emax, emax / rmax if rmax else math.inf, windex,
+                     float(refs[k]), float(cands[k]), status, int((st == NONSMOOTH).sum()))  # fmt: skip
+
+
+__all__ = ["Criterion", "FULL_CHUNK", "Problem", "STEP", "aot", "direction", "fast", "full", "judge"]

@@ -1,0 +1,271 @@
+"""The one report type of gradient checking: :class:`CheckReport`, its rows :class:`LeafCheck` and the
+operations it checked, :class:`OpCheck`.
+
+A verdict is one of three words:
+
+- ``"passed"``: every checked entry agrees with the float64 reference within its tolerance, and the
+  check had the power to see a 5 % error (:data:`POWER`) in every leaf;
+- ``"failed"``: some entry, leaf or operation is wrong, or something that makes a check meaningless
+  happened (a non-finite value of ``f``, of the reference or of the candidate): :attr:`CheckReport.problems`
+  says what and where;
+- ``"inconclusive"``: nothing was found wrong, but the tolerances would let a ×1.05 error through (low
+  precision), or every probe met a kink: a pass here would promise nothing.
+
+Entries where ``f`` is not differentiable along the probe at every step tried (a relu at 0, ``abs`` at 0,
+a tie of ``max``) are *non-smooth here*: counted apart, never as wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: A check has power when it would flag a relative error of this size (a gradient ×1.05).
+POWER = 0.05
+
+#: Row statuses.
+OK, WRONG, NONSMOOTH, NONFINITE = "ok", "wrong", "non-smooth", "non-finite"
+
+
+@dataclass(frozen=True)
+class LeafCheck:
+    """One leaf of a :class:`CheckReport`.
+
+    Attributes:
+        path: the leaf's path, e.g. ``args[0]['w']`` (``args[i]`` is the i-th argument of ``f``), or
+            ``layers[0].w`` in :func:`compare_grads`.
+        shape: its shape.
+        checked: entries checked one by one (all of them in full mode; those reached by localisation in
+            fast mode), or 0 when the leaf was only checked along random directions.
+        failed: entries found wrong (in fast mode, those localised: a lower bound).
+        max_abs_err, max_rel_err: the largest |candidate − reference| and that over max|reference|.
+        worst_index: the worst entry's index (None when no single entry was checked).
+        reference, candidate: the values at ``worst_index`` (or of the worst directional check).
+        status: ``"ok"``, ``"wrong"``, ``"non-smooth"`` (every probe of the leaf met a kink; not wrong) or
+            ``"non-finite"`` (a NaN/inf candidate or reference; wrong).
+        nonsmooth: entries (full mode) or probes (fast mode) skipped as non-smooth here.
+        resolution: the smallest relative error the leaf's checks would flag (tolerance over |reference|
+            at its most sensitive probe; 0 for an all-zero gradient); ``POWER`` or more means no power.
+    """
+
+    path: str
+    shape: tuple
+    checked: int
+    failed: int
+    max_abs_err: float
+    max_rel_err: float
+    worst_index: tuple | None
+    reference: float
+    candidate: float
+    status: str = OK
+    nonsmooth: int = 0
+    resolution: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """True unless the leaf is wrong or non-finite (a non-smooth leaf is not wrong)."""
+        return self.status in (OK, NONSMOOTH)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {"path": self.path, "shape": list(self.shape), "checked": self.checked, "failed": self.failed,
+                "max_abs_err": _j(self.max_abs_err), "max_rel_err": _j(self.max_rel_err),
+                "worst_index": None if self.worst_index is None else list(self.worst_index),
+                "reference": _j(self.reference), "candidate": _j(self.candidate), "status": self.status,
+                "nonsmooth": self.nonsmooth, "resolution": _j(self.resolution), "passed": self.passed}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OpCheck:
+    """One operation of ``f``'s jaxpr whose derivative was checked at the inputs it received.
+
+    Attributes:
+        name: the operation's name (the function of a ``custom_vjp``/``custom_jvp``, a ``jax.jit`` function,
+            or a ``jax.named_scope``/``jax.named_call`` path).
+        kind: ``"custom_vjp"``, ``"custom_jvp"``, ``"jit"`` or ``"named"``.
+        eqn: the equation's index in the jaxpr of f (``"17"``; ``"4/2"`` is equation 2 inside equation 4).
+        source: ``file:line`` of the call where JAX recorded it ("" when it did not).
+        shapes: the shapes of its float inputs.
+        passed: its derivative agrees with finite differences at those inputs.
+        max_rel_err: the largest relative error of its check.
+        calls: call sites of the same operation found wrong (named functions used in several layers).
+        inside: the name of the enclosing checked operation ("" at the top).
+    """
+
+    name: str
+    kind: str
+    eqn: str
+    source: str
+    shapes: tuple
+    passed: bool
+    max_rel_err: float
+    calls: int = 1
+    inside: str = ""
+
+    def __str__(self) -> str:
+        where = f"jaxpr eqn {self.eqn}" + (f", called from {self.source}" if self.source else "")
+        shapes = ", ".join(str(tuple(s)) for s in self.shapes) or "()"
+        verdict = "is right" if self.passed else f"is wrong: rel err {self.max_rel_err:.3g}"
+        inside = f" inside {self.inside}" if self.inside else ""
+        return f"the derivative of `{self.name}` ({self.kind}{inside}, {where}) {verdict} on inputs of shape {shapes}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {"name": self.name, "kind": self.kind, "eqn": self.eqn, "source": self.source,
+                "shapes": [list(s) for s in self.shapes], "passed": self.passed,
+                "max_rel_err": _j(self.max_rel_err), "calls": self.calls, "inside": self.inside}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :func:`jnn.check_grads` and :func:`jnn.compare_grads` return; ``str(report)`` is a table and a
+    verdict line.
+
+    Attributes:
+        leaves: one :class:`LeafCheck` per differentiated leaf (the primary candidate).
+        mode: ``"full"``, ``"fast"`` or ``"compare"`` (two given gradients).
+        order: 1 or 2.
+        candidate: what was checked (``"jax.vjp"``, ``"jax.jvp"``, ``"grad="``, ``"hvp of jax.grad"`` ...).
+        reference: what it was checked against.
+        directions: directional checks run (fast mode) or coordinates checked (full mode).
+        precision: the lowest float type f computes in (``float64`` unless f casts its inputs).
+        notes: remarks that do not change the verdict.
+        problems: what makes the verdict "failed" beyond the rows (a non-finite f, ...), each saying where.
+        forward: rows of the forward-mode (``jax.jvp``) check when it ran beside reverse mode, else None.
+        operations: the operations of f checked one by one (when localisation ran), innermost wrong first.
+        resolution: the smallest relative error the check as a whole would flag (max over leaves).
+        buffer_bytes: the largest XLA buffer footprint of one compiled call the check made (arguments, which
+            include the inputs, + outputs + temporaries, by XLA's memory analysis); None where XLA does not say.
+        rtol, atol: the tolerances used.
+    """
+
+    leaves: list
+    mode: str
+    order: int
+    candidate: str
+    directions: int
+    precision: str
+    notes: tuple = ()
+    problems: tuple = ()
+    forward: tuple | None = None
+    operations: tuple = ()
+    resolution: float = 0.0
+    buffer_bytes: int | None = None
+    rtol: float = 0.0
+    atol: float = 0.0
+    reference: str = "float64 finite differences"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def wrong(self) -> bool:
+        """True when something was found wrong."""
+        rows = list(self.leaves) + list(self.forward or ())
+        return bool(self.problems) or not all(r.passed for r in rows) or any(not o.passed for o in self.operations)
+
+    @property
+    def verdict(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"inconclusive"`` (see the module docstring)."""
+        if self.wrong:
+            return "failed"
+        if not self.leaves or all(r.status == NONSMOOTH for r in self.leaves) or not self.resolution < POWER:
+            return "inconclusive"
+        return "passed"
+
+    @property
+    def passed(self) -> bool:
+        """True only for the verdict ``"passed"``."""
+        return self.verdict == "passed"
+
+    @property
+    def failed_leaves(self) -> list:
+        """The paths of the failing leaves (either mode)."""
+        bad = [l.path for l in self.leaves if not l.passed]
+        return bad + [l.path for l in self.forward or () if not l.passed and l.path not in bad]
+
+    @property
+    def failed_operations(self) -> list:
+        """The wrong operations, innermost first (:class:`OpCheck`)."""
+        return [o for o in self.operations if not o.passed]
+
+    @property
+    def max_rel_err(self) -> float:
+        """The largest per-leaf ``max_rel_err``."""
+        return max((l.max_rel_err for l in self.leaves), default=0.0)
+
+    @property
+    def max_abs_err(self) -> float:
+        """The largest per-leaf ``max_abs_err``."""
+        return max((l.max_abs_err for l in self.leaves), default=0.0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (``json.dumps(report.to_dict())``)."""
+        return {"verdict": self.verdict, "passed": self.passed, "mode": self.mode, "order": self.order,
+                "candidate": self.candidate, "reference": self.reference, "directions": self.directions,
+                "precision": self.precision, "rtol": self.rtol, "atol": self.atol,
+                "resolution": _j(self.resolution), "problems": list(self.problems), "notes": list(self.notes),
+                "leaves": [l.to_dict() for l in self.leaves],
+                "forward": None if self.forward is None else [l.to_dict() for l in self.forward],
+                "operations": [o.to_dict() for o in self.operations], "buffer_bytes": self.buffer_bytes}  # fmt: skip
+
+    def __str__(self) -> str:
+        if self.mode == "compare":
+            head = f"{self.candidate} vs {self.reference}  (pass: |Δ| <= {self.atol:.1e} + {self.rtol:.1e}·|ref|)"
+        else:
+            count = "coordinates" if self.mode == "full" else "directional checks"
+            head = (f"check_grads: {self.candidate} vs {self.reference}, order {self.order}, {self.mode} mode "
+                    f"({self.directions} {count}), f computes in {self.precision}")  # fmt: skip
+        lines = [head, *_table(self.leaves)]
+        if self.forward is not None:
+            bad = [r for r in self.forward if not r.passed]
+            if bad:
+                lines += ["forward mode (jax.jvp):", *_table(self.forward)]
+            else:
+                lines.append(f"forward mode (jax.jvp): agrees on {len(self.forward)}/{len(self.forward)} leaves")
+        lines += [f"problem: {p}" for p in self.problems]
+        for o in self.failed_operations:
+            lines.append(f"operation: {o}" + (f" ({o.calls} call sites)" if o.calls > 1 else ""))
+        if self.operations and not self.failed_operations:
+            lines.append(f"operations: {len(self.operations)} checked one by one, none wrong at its inputs")
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(self._verdict_line())
+        return "\n".join(lines)
+
+    def _verdict_line(self) -> str:
+        ok = sum(l.passed for l in self.leaves)
+        n = len(self.leaves)
+        nonsmooth = sum(l.nonsmooth for l in self.leaves)
+        kinks = f"; {nonsmooth} {'entries' if self.mode == 'full' else 'probes'} non-smooth here" if nonsmooth else ""
+        v = self.verdict
+        if v == "failed":
+            wrong = self.failed_leaves
+            return f"FAILED: {ok}/{n} leaves right" + (f"; wrong: {', '.join(wrong)}" if wrong else "") + kinks
+        if v == "inconclusive":
+            why = ("every probe met a kink" if self.leaves and all(r.status == NONSMOOTH for r in self.leaves)
+                   else f"the check has no power at {self.precision}: it would flag only relative errors above "
+                   f"{self.resolution:.3g} (a ×1.05 error could pass); check the function in float32/float64")  # fmt: skip
+            return f"INCONCLUSIVE: nothing wrong found in {n} leaves, but {why}{kinks}"
+        return f"PASSED: {ok}/{n} leaves right{kinks}"
+
+
+def _table(rows) -> list:
+    out = [("leaf", "shape", "checked", "failed", "max |Δ|", "max rel", "worst at", "reference", "candidate", "ok")]
+    for l in rows:
+        where = "-" if l.worst_index is None else str(list(l.worst_index))
+        ok = {OK: "yes", NONSMOOTH: "non-smooth here", NONFINITE: "NO (non-finite)"}.get(l.status, "NO")
+        out.append((l.path, "x".join(map(str, l.shape)) or "()", str(l.checked), str(l.failed), _num(l.max_abs_err),
+                    _num(l.max_rel_err), where, _num(l.reference), _num(l.candidate), ok))  # fmt: skip
+    widths = [max(len(r[i]) for r in out) for i in range(len(out[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in out]
+
+
+def _num(v: float) -> str:
+    return "nan" if isinstance(v, float) and math.isnan(v) else f"{v:.3e}"
+
+
+def _j(v):
+    """A float for JSON: nan and inf as strings."""
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
+
+
+__all__ = ["POWER", "CheckReport", "LeafCheck", "OpCheck"]
