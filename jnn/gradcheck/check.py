@@ -254,12 +254,14 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     with_jvp = grad is None and (forward or not reverse)
     if with_jvp:
         try:
-            jax.eval_shape(lambda t: jax.jvp(phi, (t,), (t,))[1], theta)
+            jax.jit(lambda t: jax.jvp(phi, (t,), (t,))[1]).lower(theta)  # custom_vjp fails only when lowered
         except Exception as err:  # e.g. a custom_vjp function has no forward mode
             with_jvp = False
             if not reverse:
                 raise ValueError(f"f has neither reverse nor forward mode: {_first_line(err)}") from None
-            notes.append(f"forward mode not checked: {type(err).__name__}: {_first_line(err)}")
+            why = ("f uses a custom_vjp function, which has no forward mode" if "custom_vjp" in str(err)
+                   else f"{type(err).__name__}: {_first_line(err)}")  # fmt: skip
+            notes.append(f"forward mode not checked: {why}")
     phi1 = phi
     if order == 2:
         ws = [jax.random.normal(jax.random.fold_in(k_w, j), x.shape, jnp.float64) for j, x in enumerate(theta)]
