@@ -246,11 +246,11 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         cand_fn = jax.grad(phi)
         name = "jax.vjp" if out.shape else "jax.grad"
         try:
-            jax.eval_shape(cand_fn, theta)
-        except NotImplementedError as err:
+            jax.jit(cand_fn).lower(theta)
+        except Exception as err:  # NotImplementedError (or JAX's AssertionError) of a rule it cannot transpose
             reverse, name = False, "jax.jvp"
-            notes.append(f"reverse mode is not implemented for f ({_first_line(err)}): checked forward mode "
-                         "(jax.jvp) instead")  # fmt: skip
+            notes.append(f"reverse mode is not implemented for f ({type(err).__name__}: {_first_line(err)}): "
+                         "checked forward mode (jax.jvp) instead")  # fmt: skip
     with_jvp = grad is None and (forward or not reverse)
     if with_jvp:
         try:
@@ -258,7 +258,8 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         except Exception as err:  # e.g. a custom_vjp function has no forward mode
             with_jvp = False
             if not reverse:
-                raise ValueError(f"f has neither reverse nor forward mode: {_first_line(err)}") from None
+                raise ValueError(f"f can be differentiated in neither reverse nor forward mode: {notes[-1]}; "
+                                 f"forward mode: {type(err).__name__}: {_first_line(err)}") from None
             why = ("f uses a custom_vjp function, which has no forward mode" if "custom_vjp" in str(err)
                    else f"{type(err).__name__}: {_first_line(err)}")  # fmt: skip
             notes.append(f"forward mode not checked: {why}")

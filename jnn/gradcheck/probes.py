@@ -14,10 +14,12 @@ A probe along a step-scaled direction v evaluates φ at θ ± σv and θ ± σv/
 A probe that fails is tested for smoothness: for a smooth φ the second differences satisfy
 ``S₁ = 4·S₂`` up to O(σ⁴) (S₁ = φ(θ+σv) − 2φ(θ) + φ(θ−σv), S₂ the same at σ/2); a kink of φ between
 θ − σv and θ + σv (a relu at 0, ``abs``, a tie of ``max``) breaks that relation by about the size of the
-error it causes. A failing probe whose residual ``|S₁ − 4S₂|/σ`` explains its error (≥ a quarter of it, and
-above rounding) is retried with a smaller step (σ = 1/8, 1/64, 1/512 in float64), which moves the kink out
-of the stencil unless it sits at θ itself; a probe that stays non-smooth at every step is *non-smooth here*:
-not counted as wrong. A probe whose φ values are not finite at every step is *non-finite* (wrong).
+error it causes. Every failing probe is retried with a smaller step (σ = 1/8, 1/64, 1/512 in float64),
+which moves a kink out of the stencil unless it sits at θ itself. A probe is *wrong* only when it fails at
+two consecutive steps with φ smooth there (a true error does not shrink with the step; an error made by
+kinks does); a probe that never passes while its residual ``|S₁ − 4S₂|/σ`` explains its error (≥ a quarter
+of it, and above rounding) is *non-smooth here*: not counted as wrong. A probe whose φ values are not
+finite at every step is *non-finite* (wrong). See :func:`judge`.
 """
 
 from __future__ import annotations
@@ -142,25 +144,51 @@ class Judged:
     c: np.ndarray = field(default=None)
 
 
-def judge(measure, c, cv, vnorm, phi0, crit: Criterion) -> Judged:
-    """Judge ``m`` probes, retrying the failing non-smooth (and non-finite) ones at smaller steps.
+#: A passing probe of fast mode is retried at a smaller step while its resolution (tolerance over |reference|)
+#: is above this (kinks crossed by the stencil loosen the error bound; a smaller step crosses fewer).
+SHARP = 0.01
+
+
+def judge(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool = False) -> Judged:
+    """Judge ``m`` probes over the steps of ``crit.scales``.
+
+    A probe is right at the first step where it passes (with ``sharpen``, the step with the best resolution
+    among those tried until one is sharper than :data:`SHARP`). It is wrong when it fails at two consecutive
+    steps with φ smooth there (or at the last step tried, never having passed): one failing step is not
+    enough, since several kinks in the stencil can mimic smoothness. Failing steps where φ is not smooth or
+    not finite are retried; a probe that never passes ends non-smooth (or non-finite).
 
     Args:
         measure: ``measure(ix, sigma) -> [4, len(ix)]`` φ values of probes ``ix`` at step σ.
         c, cv, vnorm: ``[m]`` per probe (see :meth:`Criterion.assess`).
         phi0: φ(θ).
         crit: the criterion.
+        sharpen: retry passing probes whose resolution is above :data:`SHARP`.
     """
     m = len(c)
-    status = np.full(m, WRONG, dtype=object)
+    status = np.full(m, NONFINITE, dtype=object)
     ref, err, tol = np.full(m, np.nan), np.full(m, np.inf), np.zeros(m)
+    passed, prev_fail, best = np.zeros(m, bool), np.zeros(m, bool), np.full(m, np.inf)
     pending = np.arange(m)
-    for sigma in crit.scales:
-        vals = measure(pending, sigma)
-        r, e, t, ok, ns, fin = crit.assess(vals, phi0, sigma, c[pending], cv[pending], vnorm[pending])
-        ref[pending], err[pending], tol[pending] = r, np.where(np.isnan(e), np.inf, e), t
-        status[pending] = np.where(ok, OK, np.where(~fin, NONFINITE, np.where(ns, NONSMOOTH, WRONG)))
-        pending = pending[(~ok) & (ns | ~fin)]
+    for k, sigma in enumerate(crit.scales):
+        last = k == len(crit.scales) - 1
+        r, e, t, ok, ns, fin = crit.assess(measure(pending, sigma), phi0, sigma, c[pending], cv[pending],
+                                           vnorm[pending])  # fmt: skip
+        e = np.where(np.isnan(e), np.inf, e)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = np.where(np.abs(r) > 0, t / np.abs(r), np.inf)
+        smooth_fail = ~ok & fin & ~ns
+        was = passed[pending]
+        wrong = smooth_fail & ~was & (prev_fail[pending] | last)
+        keep = (ok & (res < best[pending])) | (~was & ~ok) | wrong
+        idx = pending[keep]
+        ref[idx], err[idx], tol[idx] = r[keep], e[keep], t[keep]
+        best[pending[ok]] = np.minimum(best[pending[ok]], res[ok])
+        status[pending] = np.where(ok | was, OK, np.where(smooth_fail, WRONG, np.where(ns, NONSMOOTH, NONFINITE)))
+        passed[pending] |= ok
+        prev_fail[pending] = smooth_fail
+        more = np.where(ok | was, sharpen & (best[pending] > SHARP), ~wrong)
+        pending = pending[more]
         if not pending.size:
             break
     return Judged(status, ref, err, tol, c)
@@ -331,7 +359,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
     def check(oracle, kid, lo, hi):
         _, cs, cv, vn = probe(kid, lo, hi, 1.0)
         j = judge(lambda ix, s: probe(kid, lo, hi, s)[0][:, None], np.array([cs[oracle]]), np.array([cv]),
-                  np.array([vn]), phi0, crit)  # fmt: skip
+                  np.array([vn]), phi0, crit, sharpen=True)  # fmt: skip
         return j.status[0], float(j.ref[0]), cs[oracle], float(j.err[0]), float(j.tol[0])
 
     out, problems = {}, []

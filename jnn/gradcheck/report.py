@@ -214,7 +214,7 @@ class CheckReport:
             count = "coordinates" if self.mode == "full" else "directional checks"
             head = (f"check_grads: {self.candidate} vs {self.reference}, order {self.order}, {self.mode} mode "
                     f"({self.directions} {count}), f computes in {self.precision}")  # fmt: skip
-        lines = [head, *_table(self.leaves)]
+        lines = [head, *(_table(self.leaves) if self.leaves else [])]
         if self.forward is not None:
             bad = [r for r in self.forward if not r.passed]
             if bad:
@@ -238,6 +238,8 @@ class CheckReport:
         v = self.verdict
         if v == "failed":
             wrong = self.failed_leaves
+            if not self.leaves:
+                return "FAILED: " + (self.problems[0].split(":")[0] if self.problems else "nothing checked")
             return f"FAILED: {ok}/{n} leaves right" + (f"; wrong: {', '.join(wrong)}" if wrong else "") + kinks
         if v == "inconclusive":
             why = ("every probe met a kink" if self.leaves and all(r.status == NONSMOOTH for r in self.leaves)
