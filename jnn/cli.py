@@ -626,7 +626,7 @@ def _gradcheck(args) -> int:
 
     from jnn.backprop import backprop, node_backprop
     from jnn.dropout import Dropout
-    from jnn.gradcheck import compare_grads, float64_mode, taylor_test
+    from jnn.gradcheck import check_grads, compare_grads, float64_mode, taylor_test
     from jnn.init import init_mlp
     from jnn.losses import regularized_loss
 
@@ -677,6 +677,10 @@ def _gradcheck(args) -> int:
             )
         ]
         n_params = sum(int(np.size(l)) for l in jax.tree.leaves(params))
+        # x goes in as an argument: check_grads copies float arguments to float64, params and x alike.
+        fd = check_grads(lambda p, x: regularized_loss(p, x, y, **kw), params, x,
+                         grad=lambda p, x: backprop(p, x, y, **kw), seed=args.seed)  # fmt: skip
+        reports.insert(0, fd)
         if n_params <= args.node_limit:
             nodes = node_backprop(params, x, y, **kw)
             reports.append(
@@ -694,8 +698,10 @@ def _gradcheck(args) -> int:
         taylor = None
         if f64:
             taylor = taylor_test(lambda p: regularized_loss(p, x, y, **kw), params, hand, key=k_dir)
-        for r in reports:
+        for i, r in enumerate(reports):
             print()
+            if i == 0:
+                print("backprop (vectorised) vs float64 finite differences (jnn.check_grads, grad=backprop):")
             print(r)
         if taylor is not None:
             print(f"\nTaylor remainder order of the hand-written gradient: {taylor.order:.3f} (2 = correct, 1 = wrong)")
