@@ -10,8 +10,9 @@ the params, the data and one forward pass ("extra", in multiples of the params' 
 memory XLA takes to compile). For jnn, "XLA buffers" is XLA's own count for the largest compiled call of
 the check (``CheckReport.buffer_bytes``: arguments + outputs + temporaries) less the params and one compiled
 forward pass (its temporaries and output), in multiples of the params' size: the memory the algorithm holds.
-The last row plants one wrong gradient entry at 1e6 parameters and reports the leaf and index fast mode
-names. ``--quick`` runs the two smallest sizes only; ``--full-max`` caps the sizes checked in full mode (1e5
+The "planted" rows plant one wrong gradient entry at 1e6 parameters (the leaf and index fast mode names)
+and a wrong custom_vjp tanh (the operation named, and the time of the same check without localisation:
+the op-localisation cost). ``--quick`` runs the two smallest sizes only; ``--full-max`` caps the sizes checked in full mode (1e5
 takes about a minute here). Writes results.json and table.md into --out.
 """
 
@@ -77,6 +78,28 @@ def _case(size: str, tool: str) -> dict:
                 ", ".join(f"{row.path}{list(row.worst_index or [])}" for row in bad)
                 + f" (planted [{d // 3}, {h // 2}])"
             )
+    elif tool == "jnn-op-planted":
+        import jnn
+
+        @jax.custom_vjp
+        def my_tanh(z):
+            return jnp.tanh(z)
+
+        my_tanh.defvjp(lambda z: (jnp.tanh(z), jnp.tanh(z)), lambda t, g: (g * (1 - t**2) * 1.5,))  # wrong ×1.5
+
+        def op_loss(p):
+            z = my_tanh(x @ p["w1"] + p["b1"][None, :]) @ p["w2"] + p["b2"][None, :]
+            return jnp.mean((z - y) ** 2)
+
+        plain = jnn.check_grads(op_loss, params, mode="fast", localize="never")
+        t_plain = time.perf_counter() - t0
+        t0 = time.perf_counter()  # "seconds": the check that localises (the default, localize="on_failure")
+        r = jnn.check_grads(op_loss, params, mode="fast")
+        verdict = r.passed
+        ops = r.failed_operations
+        extra = (f"planted ×1.5 in a custom_vjp tanh: names `{ops[0].name}` ({ops[0].kind}, {ops[0].source}); "
+                 f"{t_plain:.2f} s with localize='never' ({'FAIL' if not plain.passed else 'pass'})"
+                 if ops else "no operation named")  # fmt: skip
     elif tool == "jax.test_util":
         from jax.test_util import check_grads
 
@@ -133,7 +156,7 @@ def main(argv=None) -> int:
             plan.append((s, "torch-fast"))
             if s in ("1e3", "1e4"):
                 plan.append((s, "torch-full"))
-    plan.append((sizes[-1], "jnn-fast-planted"))
+    plan += [(sizes[-1], "jnn-fast-planted"), (sizes[-1], "jnn-op-planted")]
     found = f"torch {torch.__version__}" if has_torch else "torch not installed"
     print(f"gradcheck benchmark: tanh MLP losses, float64, batch {BATCH}; {found}", flush=True)
     rows = []

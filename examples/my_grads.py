@@ -56,3 +56,21 @@ def right():
 def wrong():
     """The same layer with the −mean(g) term missing from its backward rule: fails, naming args[0]['w']."""
     return _problem(wrong_layer_norm)
+
+
+def in_bfloat16():
+    """The right layer computed in bfloat16: nothing wrong found, but inconclusive (no power at bfloat16)."""
+    loss, (params, x) = _problem(layer_norm)
+    return (lambda p, x: loss(jax.tree.map(lambda a: a.astype(jnp.bfloat16), p), x.astype(jnp.bfloat16))), (params, x)
+
+
+def at_a_kink():
+    """A relu layer at a point where two pre-activations are exactly 0: passes, those entries non-smooth here."""
+    k = jax.random.split(jax.random.key(1), 2)
+    w = jax.random.normal(k[0], (6, 4))
+    x = jax.random.normal(k[1], (5, 6)).at[0].set(0.0)  # row 0 of x @ w is exactly 0: on every relu's kink
+
+    def loss(w, x):
+        return jnp.sum(jax.nn.relu(x @ w) * jnp.arange(1.0, 5.0)[None, :])
+
+    return loss, (w, x), {"argnums": 1}

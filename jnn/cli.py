@@ -611,9 +611,11 @@ def _user_gradcheck(args) -> int:
     t0 = time.perf_counter()
     report = check_grads(f, *fargs, **options)
     print(report)
-    print(f"{'OK' if report.passed else 'MISMATCH'}: {args.target} checked in {time.perf_counter() - t0:.2f} s")
+    label = {"passed": "OK", "failed": "MISMATCH", "inconclusive": "INCONCLUSIVE"}[report.verdict]
+    print(f"{label}: {args.target} checked in {time.perf_counter() - t0:.2f} s")
     if args.json:
-        atomic.write_text(args.json, json.dumps({"passed": report.passed, "report": str(report)}, indent=2))
+        out = {"passed": report.passed, "verdict": report.verdict, "report": str(report), **report.to_dict()}
+        atomic.write_text(args.json, json.dumps(out, indent=2))
     return 0 if report.passed else 1
 
 
