@@ -10,10 +10,10 @@ the params, the data and one forward pass ("extra", in multiples of the params' 
 memory XLA takes to compile). For jnn, "XLA buffers" is XLA's own count for the largest compiled call of
 the check (``CheckReport.buffer_bytes``: arguments + outputs + temporaries) less the params and one compiled
 forward pass (its temporaries and output), in multiples of the params' size: the memory the algorithm holds.
-The "planted" rows plant one wrong gradient entry at 1e6 parameters (the leaf and index fast mode names)
-and a wrong custom_vjp tanh (the operation named, and the time of the same check without localisation:
-the op-localisation cost). ``--quick`` runs the two smallest sizes only; ``--full-max`` caps the sizes checked in full mode (1e5
-takes about a minute here). Writes results.json and table.md into --out.
+The "planted" rows plant one wrong gradient entry at 1e6 parameters (the leaf and index fast mode
+names) and a wrong custom_vjp tanh (the operation named, and the time of the same check without
+localisation: the op-localisation cost). ``--quick`` runs the two smallest sizes only; ``--full-max``
+caps the sizes checked in full mode (1e5 takes about a minute here). Writes results.json and table.md into --out.
 """
 
 from __future__ import annotations

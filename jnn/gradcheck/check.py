@@ -258,8 +258,10 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         except Exception as err:  # e.g. a custom_vjp function has no forward mode
             with_jvp = False
             if not reverse:
-                raise ValueError(f"f can be differentiated in neither reverse nor forward mode: {notes[-1]}; "
-                                 f"forward mode: {type(err).__name__}: {_first_line(err)}") from None
+                raise ValueError(
+                    f"f can be differentiated in neither reverse nor forward mode: {notes[-1]}; "
+                    f"forward mode: {type(err).__name__}: {_first_line(err)}"
+                ) from None
             why = ("f uses a custom_vjp function, which has no forward mode" if "custom_vjp" in str(err)
                    else f"{type(err).__name__}: {_first_line(err)}")  # fmt: skip
             notes.append(f"forward mode not checked: {why}")

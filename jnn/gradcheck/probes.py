@@ -377,7 +377,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
             bad = [(r[3] - r[4], kid, r[0]) for r, kid in res if r[0] in (WRONG, NONFINITE)]
             if bad:
                 _, kid, st = max(bad, key=lambda t: t[0])
-                entries = _localise(lambda a, b, kid=kid: check(oracle, kid, a, b), lo, hi, prob.h[li])
+                entries = _localise(lambda a, b, kid=kid, o=oracle: check(o, kid, a, b), lo, hi, prob.h[li])
                 rows.append(_localised_row(path, shape, lo, entries, st))
                 continue
             smooth = [r for r, _ in res if r[0] == OK]

@@ -242,9 +242,10 @@ class CheckReport:
                 return "FAILED: " + (self.problems[0].split(":")[0] if self.problems else "nothing checked")
             return f"FAILED: {ok}/{n} leaves right" + (f"; wrong: {', '.join(wrong)}" if wrong else "") + kinks
         if v == "inconclusive":
-            why = ("every probe met a kink" if self.leaves and all(r.status == NONSMOOTH for r in self.leaves)
-                   else f"the check has no power at {self.precision}: it would flag only relative errors above "
-                   f"{self.resolution:.3g} (a ×1.05 error could pass); check the function in float32/float64")  # fmt: skip
+            kinked = self.leaves and all(r.status == NONSMOOTH for r in self.leaves)
+            why = ("every probe met a kink" if kinked else f"the check has no power at {self.precision}: it would "
+                   f"flag only relative errors above {self.resolution:.3g} (a ×1.05 error could pass); check the "
+                   "function in float32/float64")  # fmt: skip
             return f"INCONCLUSIVE: nothing wrong found in {n} leaves, but {why}{kinks}"
         return f"PASSED: {ok}/{n} leaves right{kinks}"
 
