@@ -67,6 +67,19 @@ def write_results(out: Path, results: dict) -> Path:
     return path
 
 
+def write_table(out_path: str, rows: list, results: dict | None = None) -> str:
+    """Print ``rows`` (dicts of one set of keys) as a Markdown table, write it as ``table.md`` and
+    ``results.json`` (``{"rows": rows, **results}``) into the folder ``out_path``; returns the table."""
+    cols = list(rows[0])
+    table = "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+                      + ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows])  # fmt: skip
+    print(table)
+    out = out_dir({"out": out_path})
+    (out / "table.md").write_text(table + "\n")
+    print(f"results in {write_results(out, {'rows': rows, **(results or {})})}")
+    return table
+
+
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()

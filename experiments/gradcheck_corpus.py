@@ -185,7 +185,7 @@ def _jax_check(name, bug, dtype):
 
 
 def main(argv=None) -> int:
-    from _common import out_dir, write_results
+    from _common import write_table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/gradcheck_corpus")
@@ -207,13 +207,7 @@ def main(argv=None) -> int:
                     ("caught" if jb is False else "MISSED") + ("" if jt else ", FALSE ALARM"))  # fmt: skip
         rows.append(row)
         print(row, flush=True)
-    cols = list(rows[0])
-    table = "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-                      + ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows])  # fmt: skip
-    print(table)
-    out = out_dir({"out": a.out})
-    (out / "table.md").write_text(table + "\n")
-    print(f"results in {write_results(out, {'rows': rows})}")
+    write_table(a.out, rows)
     return 0
 
 

@@ -2,7 +2,7 @@
 gradient ×1.05 (caught), in full and fast mode, at batch 64 and 256.
 
 Usage:
-    python experiments/gradcheck_kinks.py [--seeds 20] [--out runs/gradcheck_kinks]
+    python experiments/gradcheck_kinks.py [--seeds 20] [--quick] [--out runs/gradcheck_kinks]
 
 Full mode on a 10-32-32-3 MLP (1,507 parameters, every coordinate), fast mode on 10-32-32-3 and on a
 40-256-256-10 MLP (78,666 parameters). A relu net has about 1e4–1e5 kinks near any point; the finite
@@ -51,17 +51,18 @@ SETTINGS = [((10, 32, 32, 3), "full"), ((10, 32, 32, 3), "fast"), ((40, 256, 256
 
 
 def main(argv=None) -> int:
-    from _common import out_dir, write_results
+    from _common import write_table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="the 10-32-32-3 model only")
     ap.add_argument("--out", default="runs/gradcheck_kinks")
     a = ap.parse_args(argv)
     if a.seeds < 1:
         print(f"gradcheck_kinks: error: --seeds must be an integer in [1, inf]; got {a.seeds}", file=sys.stderr)
         return 2
     rows = []
-    for sizes, mode in SETTINGS:
+    for sizes, mode in SETTINGS[:2] if a.quick else SETTINGS:
         for batch in (64, 256):
             t0 = time.perf_counter()
             right = [check(sizes, batch, mode, s) for s in range(a.seeds)]
@@ -73,13 +74,7 @@ def main(argv=None) -> int:
                          "×1.05 caught": f"{sum(r.verdict == 'failed' for r in wrong)}/{a.seeds}",
                          "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
             print(rows[-1], flush=True)
-    cols = list(rows[0])
-    table = "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-                      + ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows])  # fmt: skip
-    print(table)
-    out = out_dir({"out": a.out})
-    (out / "table.md").write_text(table + "\n")
-    print(f"results in {write_results(out, {'rows': rows, 'seeds': a.seeds})}")
+    write_table(a.out, rows, {'seeds': a.seeds})
     return 0
 
 

@@ -232,7 +232,7 @@ def run(name: str, bug: bool, seed: int = 0, **kw):
 
 
 def main(argv=None) -> int:
-    from _common import out_dir, write_results
+    from _common import write_table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/gradcheck_ops")
@@ -250,13 +250,7 @@ def main(argv=None) -> int:
                          "ops checked": len(bad.operations), "seconds": round(secs, 2),
                          "twin": twin.verdict + ("" if not twin.failed_operations else ", WRONG OP")})  # fmt: skip
             print(rows[-1], flush=True)
-    cols = list(rows[0])
-    table = "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-                      + ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows])  # fmt: skip
-    print(table)
-    out = out_dir({"out": a.out})
-    (out / "table.md").write_text(table + "\n")
-    print(f"results in {write_results(out, {'rows': rows})}")
+    write_table(a.out, rows)
     return 0
 
 

@@ -95,6 +95,26 @@ def test_gradcheck_study_smoke(tmp_path):
     assert 1.9 < lo <= hi < 2.1
 
 
+def test_gradcheck_kinks_smoke_and_bad_input(tmp_path):
+    script = str(ROOT / "experiments" / "gradcheck_kinks.py")
+    proc = subprocess.run([sys.executable, script, "--seeds", "1", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert len(rows) == 4 and all(r["correct passed"] == "1/1" and r["×1.05 caught"] == "1/1" for r in rows)
+    assert (tmp_path / "table.md").exists()
+    bad = subprocess.run([sys.executable, script, "--seeds", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--seeds must be an integer in [1, inf]" in bad.stderr
+
+
+def test_gradcheck_ops_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_ops.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert len(rows) >= 8 and all(r["named first"] == r["planted"] and r["twin"] == "passed" for r in rows)
+
+
 def test_gradcheck_study_bad_input_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gradcheck_study.py"), "--out",
                            str(tmp_path), "--activations", "gelu"], capture_output=True, text=True,
