@@ -49,7 +49,8 @@ def test_throughput_benchmark_rejects_bad_flags(tmp_path):
 def test_gradcheck_benchmark_cases_smoke():
     import json as _json
 
-    for tool, passed in (("jnn-fast", True), ("jnn-fast-planted", False), ("jax.test_util", True)):
+    tools = (("jnn-fast", True), ("jnn-fast-planted", False), ("jnn-op-planted", False), ("jax.test_util", True))
+    for tool, passed in tools:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gradcheck.py"), "--case", "1e3", tool],
                              capture_output=True, text=True, timeout=300)  # fmt: skip
         assert out.returncode == 0, out.stderr
@@ -57,6 +58,8 @@ def test_gradcheck_benchmark_cases_smoke():
         assert row["passed"] is passed and row["params"] == 961
         if tool == "jnn-fast-planted":
             assert row["note"].startswith("args[0]['w1'][10, 15]")
+        if tool == "jnn-op-planted":
+            assert "names `my_tanh` (custom_vjp, gradcheck.py:" in row["note"]
 
 
 def test_accelerator_benchmark_quick_runs_on_cpu_and_names_the_device(tmp_path):
