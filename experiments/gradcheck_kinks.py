@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                          "×1.05 caught": f"{sum(r.verdict == 'failed' for r in wrong)}/{a.seeds}",
                          "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
             print(rows[-1], flush=True)
-    write_table(a.out, rows, {'seeds': a.seeds})
+    write_table(a.out, rows, {"seeds": a.seeds})
     return 0
 
 

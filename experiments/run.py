@@ -33,7 +33,9 @@ def main(argv=None) -> int:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     sys.argv = [str(HERE / f"{name}.py"), *argv[1:]]
-    return mod.main(argv[1:]) if name == "gradcheck_study" else _run_main(mod, name, argv[1:])
+    # the gradient-checking studies have their own main (no run(config) recipe)
+    plain = name == "gradcheck_study" or not hasattr(mod, "DEFAULTS")
+    return mod.main(argv[1:]) if plain else _run_main(mod, name, argv[1:])
 
 
 def _run_main(mod, name, argv) -> int:

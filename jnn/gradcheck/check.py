@@ -22,6 +22,7 @@ non-finite candidate entry is a FAILED verdict saying where.
 from __future__ import annotations
 
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -347,8 +348,10 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
                                                 "JAX's derivative of f)"))  # fmt: skip
         from jnn.gradcheck.operations import localise
 
+        t0 = time.perf_counter()
         ops, more_notes = localise(phi1, theta, order=order, seed=seed, rtol=user_tol[0], atol=user_tol[1])
-        return _with(report, operations=tuple(ops), notes=(*notes, *more_notes))
+        return _with(report, operations=tuple(ops), notes=(*notes, *more_notes),
+                     extra={"localize_seconds": time.perf_counter() - t0})  # fmt: skip
     return report
 
 

@@ -25,7 +25,7 @@ finite at every step is *non-finite* (wrong). See :func:`judge`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -356,10 +356,14 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
             cache[at] = (vals, {"vjp": float(c), "jvp": float(tg)}, cv, float(vn))
         return cache[at]
 
-    def check(oracle, kid, lo, hi):
+    one_step = replace(crit, scales=crit.scales[:1])
+
+    def check(oracle, kid, lo, hi, quick=False):
+        """One probe judged over the retries; ``quick``: at the first step only (the blocks of a bisection,
+        which only steer it: every entry it reaches is judged in full)."""
         _, cs, cv, vn = probe(kid, lo, hi, 1.0)
         j = judge(lambda ix, s: probe(kid, lo, hi, s)[0][:, None], np.array([cs[oracle]]), np.array([cv]),
-                  np.array([vn]), phi0, crit, sharpen=True)  # fmt: skip
+                  np.array([vn]), phi0, one_step if quick else crit, sharpen=not quick)  # fmt: skip
         return j.status[0], float(j.ref[0]), cs[oracle], float(j.err[0]), float(j.tol[0])
 
     out, problems = {}, []
@@ -377,7 +381,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
             bad = [(r[3] - r[4], kid, r[0]) for r, kid in res if r[0] in (WRONG, NONFINITE)]
             if bad:
                 _, kid, st = max(bad, key=lambda t: t[0])
-                entries = _localise(lambda a, b, kid=kid, o=oracle: check(o, kid, a, b), lo, hi, prob.h[li])
+                entries = _localise(lambda a, b, q, kid=kid, o=oracle: check(o, kid, a, b, q), lo, hi, prob.h[li])
                 rows.append(_localised_row(path, shape, lo, entries, st))
                 continue
             smooth = [r for r, _ in res if r[0] == OK]
@@ -407,22 +411,23 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
 
 
 def _localise(check, lo: int, hi: int, h: float):
-    """Bisect [lo, hi) along the random direction of ``check`` restricted to halves; returns the entries
-    checked one by one as ``(flat index, reference, candidate, status)`` (derivative units)."""
+    """Bisect [lo, hi) along the random direction of ``check(a, b, quick)`` restricted to halves, following
+    the :data:`MAX_BRANCHES` worst failing blocks; returns the entries checked one by one as
+    ``(flat index, reference, candidate, status)`` (derivative units)."""
     blocks, out = [(lo, hi)], []
     while blocks:
         nxt = []
         for a, b in blocks:
             if b - a <= LEAF_BLOCK:
                 for i in range(a, b):
-                    st, ref, c, _, _ = check(i, i + 1)
+                    st, ref, c, _, _ = check(i, i + 1, False)
                     out.append((i, ref / h, c / h, st))
                 continue
             mid = (a + b) // 2
             for s, t in ((a, mid), (mid, b)):
-                st, _, _, err, tol = check(s, t)
-                if st in (WRONG, NONFINITE):
-                    nxt.append((err - tol, s, t))
+                st, _, _, err, tol = check(s, t, True)
+                if st != OK:  # wrong, non-finite, or a kink that may hide a wrong entry
+                    nxt.append((err - tol if np.isfinite(err - tol) else np.inf, s, t))
         blocks = [(s, t) for _, s, t in sorted(nxt, reverse=True)[:MAX_BRANCHES]]
     return out
 
