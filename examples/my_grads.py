@@ -65,10 +65,11 @@ def in_bfloat16():
 
 
 def at_a_kink():
-    """A relu layer at a point where two pre-activations are exactly 0: passes, those entries non-smooth here."""
+    """A relu layer checked in x where row 0 of x is 0: every relu of that row sits on its kink, so the 6
+    entries of x's row 0 are non-smooth here (not wrong); the check passes."""
     k = jax.random.split(jax.random.key(1), 2)
     w = jax.random.normal(k[0], (6, 4))
-    x = jax.random.normal(k[1], (5, 6)).at[0].set(0.0)  # row 0 of x @ w is exactly 0: on every relu's kink
+    x = jax.random.normal(k[1], (5, 6)).at[0].set(0.0)  # row 0 of x @ w is exactly 0
 
     def loss(w, x):
         return jnp.sum(jax.nn.relu(x @ w) * jnp.arange(1.0, 5.0)[None, :])
