@@ -158,9 +158,9 @@ def _inputs(seed, dtype):
     return p, x
 
 
-def _run(name, bug, dtype, mode, seed=0):
+def _run(name, bug, dtype, mode, seed=0, **kw):
     f, leaf, opts = CASES[name](bug)
-    opts = dict(opts)
+    opts = {**opts, **kw}
     p, x = _inputs(seed, dtype)
     if opts.pop("only_p", False):
         return jnn.check_grads(f, {"w": p["w"]}, mode=mode, seed=seed, **opts), leaf

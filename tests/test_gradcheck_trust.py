@@ -119,7 +119,7 @@ def test_a_function_made_of_kinks_only_is_inconclusive():
 @pytest.mark.parametrize("batch", [64, 256])
 @pytest.mark.parametrize("mode", ["full", "fast"])
 def test_correct_relu_mlps_pass_at_random_points_in_both_modes(batch, mode):
-    for seed in range(3):
+    for seed in range(2):
         report = kinks.check((10, 32, 32, 3), batch, mode, seed)
         assert report.passed, f"seed {seed}\n{report}"
         bad = kinks.check((10, 32, 32, 3), batch, mode, seed, factor=1.05)
