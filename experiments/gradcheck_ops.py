@@ -2,7 +2,7 @@
 rule, a named block used in several layers, a hand-written backward pass), each with its correct twin.
 
 Usage:
-    python experiments/gradcheck_ops.py [--out runs/gradcheck_ops]
+    python experiments/gradcheck_ops.py [--cases N] [--out runs/gradcheck_ops]
 
 For each case jnn.check_grads must fail and name the planted operation in ``report.failed_operations``
 (innermost first); the twin must pass, and with ``localize="always"`` report no wrong operation. What
@@ -235,11 +235,15 @@ def main(argv=None) -> int:
     from _common import write_table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=len(CASES), help=f"the first N cases (default all {len(CASES)})")
     ap.add_argument("--out", default="runs/gradcheck_ops")
     a = ap.parse_args(argv)
+    if not 1 <= a.cases <= len(CASES):
+        print(f"gradcheck_ops: error: --cases must be an integer in [1, {len(CASES)}]; got {a.cases}", file=sys.stderr)
+        return 2
     rows = []
     with jax.enable_x64(True):
-        for name in CASES:
+        for name in list(CASES)[: a.cases]:
             t0 = time.perf_counter()
             bad, op, calls = run(name, True)
             secs = time.perf_counter() - t0

@@ -242,18 +242,18 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
                          f"differentiates f itself, with {precision} rounding in its error bound")  # fmt: skip
 
     # The candidate: reverse mode, or forward mode where reverse mode is not implemented.
-    reverse = True
+    reverse, cand_lowered = True, None
     if grad is None:
         cand_fn = jax.grad(phi)
         name = "jax.vjp" if out.shape else "jax.grad"
         try:
-            jax.jit(cand_fn).lower(theta)
+            cand_lowered = jax.jit(cand_fn).lower(theta)  # compiled below: traced once
         except Exception as err:  # NotImplementedError (or JAX's AssertionError) of a rule it cannot transpose
             reverse, name = False, "jax.jvp"
             notes.append(f"reverse mode is not implemented for f ({type(err).__name__}: {_first_line(err)}): "
                          "checked forward mode (jax.jvp) instead")  # fmt: skip
     with_jvp = grad is None and (forward or not reverse)
-    if with_jvp:
+    if with_jvp and not reverse:  # beside reverse mode, a failing forward mode shows when the probes compile
         try:
             jax.jit(lambda t: jax.jvp(phi, (t,), (t,))[1]).lower(theta)  # custom_vjp fails only when lowered
         except Exception as err:  # e.g. a custom_vjp function has no forward mode
@@ -272,7 +272,7 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         if reverse:
             first = cand_fn
             phi = lambda xs: sum(jnp.vdot(g, w) for g, w in zip(first(xs), ws))  # noqa: E731 - ψ = ⟨∇φ, w⟩
-            cand_fn = jax.grad(phi)
+            cand_fn, cand_lowered = jax.grad(phi), None
         else:
             first_phi = phi
             phi = lambda xs: jax.jvp(first_phi, (xs,), (ws,))[1]  # noqa: E731 - ψ = ∂φ/∂w
@@ -306,7 +306,7 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     # The candidate, checked for finiteness over every entry (fast mode too) and for determinism.
     bad_rows = {}
     if reverse:
-        cand_c = P.aot(cand_fn, prob, theta)
+        cand_c = P.aot(cand_fn, prob, theta, lowered=cand_lowered)
         cand = [jnp.asarray(c, jnp.float64) for c in cand_c(theta)]
         again = cand_c(theta)
         if any(not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand, again)):
@@ -329,13 +329,17 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     crit = P.Criterion(eps_fd, eps_c, rtol, atol, (1.0, 1 / 8, 1 / 64, 1 / 512) if eps_fd < 1e-10 else (1.0, 1 / 8))
     primary = "vjp" if reverse else "jvp"
     oracles = (primary,) + (("jvp",) if with_jvp and reverse else ())
-    if full:
-        cands = {"vjp": [np.asarray(c, np.float64).ravel() for c in cand]} if reverse else {}
-        got = P.full(prob, crit, cands, "jvp" in oracles, phi0)
-        count = prob.n
-    else:
-        got, count, more = P.fast(prob, crit, cand, oracles, k_dir, n_dirs, phi0)
-        problems += more
+    try:
+        got, count, more = _probe(prob, crit, cand, oracles, full, reverse, k_dir, n_dirs, phi0)
+    except Exception as err:  # forward mode beside reverse mode fails to compile (e.g. a custom_vjp inside f)
+        if len(oracles) == 1:
+            raise
+        oracles = oracles[:1]
+        why = ("f uses a custom_vjp function, which has no forward mode" if "custom_vjp" in str(err)
+               else f"{type(err).__name__}: {_first_line(err)}")  # fmt: skip
+        notes.append(f"forward mode not checked: {why}")
+        got, count, more = _probe(prob, crit, cand, oracles, full, reverse, k_dir, n_dirs, phi0)
+    problems += more
     rows = [bad_rows.get(li, r) for li, r in enumerate(got[primary])]
     fwd = tuple(got["jvp"]) if primary == "vjp" and "jvp" in got else None
     problems += _nonfinite_reference(rows)
@@ -353,6 +357,14 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         return _with(report, operations=tuple(ops), notes=(*notes, *more_notes),
                      extra={"localize_seconds": time.perf_counter() - t0})  # fmt: skip
     return report
+
+
+def _probe(prob, crit, cand, oracles, full, reverse, key, n_dirs, phi0):
+    """Full or fast mode: ``({oracle: rows}, probes run, problems)``."""
+    if full:
+        cands = {"vjp": [np.asarray(c, np.float64).ravel() for c in cand]} if reverse else {}
+        return P.full(prob, crit, cands, "jvp" in oracles, phi0), prob.n, []
+    return P.fast(prob, crit, cand, oracles, key, n_dirs, phi0)
 
 
 def _with(report: CheckReport, **changes) -> CheckReport:

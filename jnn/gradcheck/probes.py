@@ -73,9 +73,10 @@ class Problem:
         return self.offsets[-1]
 
 
-def aot(fn, prob: Problem, *args):
-    """``fn`` compiled ahead of time for ``args``; records its buffer footprint in ``prob.buffer_bytes``."""
-    compiled = jax.jit(fn).lower(*args).compile()
+def aot(fn, prob: Problem, *args, lowered=None):
+    """``fn`` compiled ahead of time for ``args`` (or ``lowered``, its ``jax.jit(fn).lower(*args)`` when at
+    hand); records its buffer footprint in ``prob.buffer_bytes``."""
+    compiled = (lowered if lowered is not None else jax.jit(fn).lower(*args)).compile()
     try:
         m = compiled.memory_analysis()
         used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
@@ -293,33 +294,32 @@ def _resolution(ref, tol, ok) -> float:
     return float(np.min(tol[ref > 0] / ref[ref > 0]))
 
 
-def direction(prob: Problem, key, lo, hi) -> list:
-    """The step-scaled direction over the global coordinates [lo, hi): a random normal vector of expected
-    length 1 per unit step (the same entries for the same key, so halves of a block are restrictions of it),
-    or the coordinate axis when the block holds one entry. Traced: lo and hi may be traced scalars."""
+def direction(prob: Problem, z, lo, hi) -> list:
+    """The step-scaled direction over the global coordinates [lo, hi): the random normal vector ``z`` (one
+    array per leaf) restricted to the block and scaled to expected length 1 per unit step (the same ``z``
+    for a whole bisection, so halves of a block are restrictions of it), or the coordinate axis when the
+    block holds one entry. Traced: lo and hi may be traced scalars."""
     m = hi - lo
     out = []
-    for j, (shape, off, h) in enumerate(zip(prob.shapes, prob.offsets, prob.h)):
+    for zl, shape, off, h in zip(z, prob.shapes, prob.offsets, prob.h):
         idx = off + jnp.arange(int(np.prod(shape)), dtype=jnp.int64).reshape(shape)
         inside = (idx >= lo) & (idx < hi)
-        z = jax.random.normal(jax.random.fold_in(key, j), shape, jnp.float64)
-        out.append(jnp.where(inside, jnp.where(m == 1, 1.0, z / jnp.sqrt(m.astype(jnp.float64))), 0.0) * h)
+        out.append(jnp.where(inside, jnp.where(m == 1, 1.0, zl / jnp.sqrt(m.astype(jnp.float64))), 0.0) * h)
     return out
 
 
 def _make_along(prob: Problem, with_jvp: bool):
-    """``along(theta, cand, key, lo, hi, sigma) -> (φ at θ + σv·(1, −1, ½, −½), ⟨cand, v⟩, ‖v‖,
-    jvp(φ)(θ; v))``, to compile. Memory: the direction and one perturbed copy of θ at a time (the four
-    evaluations run in a loop)."""
+    """``along(theta, z, lo, hi, sigma) -> (φ at θ + σv·(1, −1, ½, −½), jvp(φ)(θ; v))`` with v the
+    :func:`direction` of ``z`` over [lo, hi), to compile. Memory: θ, ``z``, the direction and one perturbed
+    copy of θ at a time (the four evaluations run in a loop). ``z`` is drawn on the host (a random normal
+    draw inside the compiled probe would cost most of its compile time), and ⟨cand, v⟩ is taken there too."""
 
-    def along(theta, cand, key, lo, hi, sigma):
-        v = direction(prob, key, lo, hi)
-        c = sum(jnp.vdot(a, b) for a, b in zip(cand, v))
-        vnorm = jnp.sqrt(sum(jnp.vdot(b, b) for b in v))
+    def along(theta, z, lo, hi, sigma):
+        v = direction(prob, z, lo, hi)
         vals = jax.lax.map(lambda s: prob.fd_phi([x + s * d for x, d in zip(theta, v)]),
                            sigma * jnp.array([1.0, -1.0, 0.5, -0.5]))  # fmt: skip
         tangent = jax.jvp(prob.phi, (theta,), (v,))[1] if with_jvp else jnp.float64(0.0)
-        return vals, c, vnorm, tangent
+        return vals, tangent
 
     return along
 
@@ -340,9 +340,25 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
         ``({oracle: [LeafCheck, ...]}, probes run, problems)``.
     """
     with_jvp = "jvp" in oracles
-    along = aot(_make_along(prob, with_jvp), prob, prob.theta, cand, key, jnp.int64(0), jnp.int64(prob.n),
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    drawn = {}
+
+    cflat = np.concatenate([np.asarray(c, np.float64).ravel() for c in cand])
+    hflat = np.concatenate([np.full(n, h) for n, h in zip(prob.sizes, prob.h)])
+
+    def z_of(kid):
+        """The normal draw of direction ``kid``: on the device per leaf, and on the host times the steps
+        (one draw at a time: a bisection reuses one)."""
+        if kid not in drawn:
+            drawn.clear()
+            flat = np.random.default_rng([seed, kid]).standard_normal(prob.n)
+            leaves = [jnp.asarray(flat[lo:hi].reshape(shape)) for lo, hi, shape in
+                      zip(prob.offsets, prob.offsets[1:], prob.shapes)]  # fmt: skip
+            drawn[kid] = (leaves, flat * hflat)
+        return drawn[kid]
+
+    along = aot(_make_along(prob, with_jvp), prob, prob.theta, z_of(0)[0], jnp.int64(0), jnp.int64(prob.n),
                 jnp.float64(1.0))  # fmt: skip
-    keys = jax.random.split(key, n_dirs + len(prob.sizes))
     # ‖cand‖² over any block [lo, hi) from prefix sums on the host (in the compiled probe it would cost 2 copies)
     sq = np.concatenate([[0.0], np.cumsum(np.concatenate([np.asarray(c, np.float64).ravel() ** 2 for c in cand]))])
     cache = {}
@@ -350,8 +366,14 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
     def probe(kid, lo, hi, sigma):
         at = (kid, lo, hi, sigma)
         if at not in cache:
-            got = along(prob.theta, cand, keys[kid], jnp.int64(lo), jnp.int64(hi), jnp.float64(sigma))
-            vals, c, vn, tg = (np.asarray(g, np.float64) for g in got)
+            leaves, zh = z_of(kid)
+            vals, tg = (np.asarray(g, np.float64) for g in along(prob.theta, leaves, jnp.int64(lo), jnp.int64(hi),
+                                                                  jnp.float64(sigma)))  # fmt: skip
+            if hi - lo == 1:  # the coordinate axis, step-scaled
+                c, vn = cflat[lo] * hflat[lo], hflat[lo]
+            else:
+                c = float(cflat[lo:hi] @ zh[lo:hi]) / math.sqrt(hi - lo)
+                vn = math.sqrt(float(zh[lo:hi] @ zh[lo:hi]) / (hi - lo))
             cv = math.sqrt(max(sq[hi] - sq[lo], 0.0)) * float(vn)
             cache[at] = (vals, {"vjp": float(c), "jvp": float(tg)}, cv, float(vn))
         return cache[at]
