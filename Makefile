@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test test-fast lint gradcheck clean
+.PHONY: train test test-fast test-heavy lint gradcheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,13 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 test: lint
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -m "not heavy" -n 2 --durations=15
+
+test-heavy: $(STAMP)
+	$(PY) -m pytest -q -m heavy -n 2
 
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow" -n 2
+	$(PY) -m pytest -q -m "not slow and not heavy" -n 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

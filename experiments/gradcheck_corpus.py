@@ -2,7 +2,7 @@
 full mode) and by jax.test_util.check_grads, in float64 and float32.
 
 Usage:
-    python experiments/gradcheck_corpus.py [--out runs/gradcheck_corpus]
+    python experiments/gradcheck_corpus.py [--seeds 20] [--out runs/gradcheck_corpus]
 
 The corpus is what ``tests/test_check_grads.py`` pins (every bug caught with its leaf named, every twin
 passing). torch's gradcheck is not in the table: it checks torch functions, and these bugs live in JAX
@@ -188,11 +188,23 @@ def main(argv=None) -> int:
     from _common import write_table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=0,
+                   help="also check every twin at seeds 0..N-1 (full mode float32, fast mode float64)")  # fmt: skip
     p.add_argument("--out", default="runs/gradcheck_corpus")
     a = p.parse_args(argv)
+    if a.seeds < 0:
+        print(f"gradcheck_corpus: error: --seeds must be an integer in [0, inf]; got {a.seeds}", file=sys.stderr)
+        return 2
     rows = []
     for name in CASES:
         row = {"bug": name}
+        if a.seeds:
+            alarms = 0
+            for seed in range(a.seeds):
+                for mode, dtype in (("full", jnp.float32), ("fast", jnp.float64)):
+                    with jax.enable_x64(dtype == jnp.float64):
+                        alarms += not _run(name, False, dtype, mode, seed)[0].passed
+            row[f"twin false alarms over {a.seeds} seeds × 2 modes"] = str(alarms)
         for dtype, tag in ((jnp.float64, "f64"), (jnp.float32, "f32")):
             with jax.enable_x64(dtype == jnp.float64):
                 for mode in ("fast", "full"):
