@@ -23,6 +23,7 @@ from jnn.gradcheck import (
 )
 from jnn.history import History
 from jnn.init import SCHEMES, init_mlp
+from jnn.loggers import CSVLogger, MLflowLogger
 from jnn.losses import (
     LOSSES,
     binary_cross_entropy,
@@ -37,11 +38,18 @@ from jnn.mlp import mlp_task
 from jnn.model import ForwardCache, forward, forward_cache
 from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
+from jnn.train.averaging import weight_average
+from jnn.train.callbacks import Callback, RunInfo
 from jnn.trained import TrainedModel, load_run
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
+    "CSVLogger",
+    "MLflowLogger",
+    "RunInfo",
+    "weight_average",
     "Dataset",
     "EarlyStopping",
     "FitResult",

@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jnn import _validate as V
 from jnn import atomic
@@ -29,10 +30,12 @@ from jnn.data import Dataset
 from jnn.history import History
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
+from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
 from jnn.train.config import TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
+from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.packing import PackedCaller
 from jnn.train.prepare import checked_task, compiled_caller, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
@@ -59,13 +62,16 @@ def grid(**axes) -> dict[str, list]:
     return {n: [c[i] for c in combos] for i, n in enumerate(names)}
 
 
-def _check_axes(axes: dict, allowed) -> tuple[dict, int]:
+def _check_axes(axes: dict, allowed, *, any_name: bool = False) -> tuple[dict, int]:
     if not axes:
         raise ValueError(f"a sweep needs at least one axis among {list(allowed)}")
     out = {}
     for n, vals in axes.items():
-        if n not in allowed:
-            raise ValueError(f"sweep axis must be one of {list(allowed)}; got {n!r}")
+        if n not in allowed and not any_name:
+            raise ValueError(
+                f"sweep axis must be one of {list(allowed)}, or a hyperparameter of an optimizer given as a "
+                f"function (sweep(..., optimizer=lambda h: ...)); got {n!r}"
+            )
         if not isinstance(vals, (list, tuple, np.ndarray)) or len(vals) == 0:
             raise ValueError(f"sweep axis {n!r} must be a non-empty list of values; got {vals!r}")
         out[n] = [v.item() if isinstance(v, np.generic) else v for v in vals]
@@ -78,30 +84,42 @@ def _check_axes(axes: dict, allowed) -> tuple[dict, int]:
     return out, next(iter(lengths.values()))
 
 
-def members_of(config: TrainConfig, axes: dict, task: Task | None = None) -> list[tuple[TrainConfig, dict]]:
+def _known_axes(task: Task | None) -> tuple[str, ...]:
+    """The axes that set a config field or a task hyperparameter (others are an optimizer function's)."""
+    hyper_names = ("l2", "keep_prob", "hidden") if task is None else tuple(task.hyper or {})
+    return CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES)
+
+
+def members_of(config: TrainConfig, axes: dict, task: Task | None = None, *,
+               optimizer_axes: bool = False) -> list[tuple[TrainConfig, dict]]:  # fmt: skip
     """One validated ``(TrainConfig, hyper)`` per member; axes zip (all must have the same length).
 
     Args:
         config: the shared config.
         axes: ``{axis: [value per member]}``.
         task: the task whose ``hyper`` names are sweepable (None: the built-in MLP, axes :data:`AXES`).
+        optimizer_axes: other names are allowed too: hyperparameters of an optimizer given as a function
+            (real numbers, in ``hyper``).
 
     Raises:
         ValueError: unknown axis, unequal lengths, or a value out of range (naming the member).
     """
-    hyper_names = ("l2", "keep_prob", "hidden") if task is None else tuple(task.hyper or {})
-    axes, m = _check_axes(dict(axes), CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES))
+    allowed = _known_axes(task)
+    axes, m = _check_axes(dict(axes), allowed, any_name=optimizer_axes)
+    extra = [n for n in axes if n not in allowed]
     base = config.to_dict()
     out = []
     for i in range(m):
         label = ", ".join(f"{n}={axes[n][i]!r}" for n in axes)
         try:
             if task is None:  # the MLP's hyperparameters are config fields, validated with their ranges
-                c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items()}})
+                c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n not in extra}})
                 hyper = {"l2": c.l2, "keep_prob": c.keep_prob}
             else:
                 c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n in CONFIG_AXES}})
-                hyper = {**task.hyper, **{n: V.check_real(n, v[i]) for n, v in axes.items() if n not in CONFIG_AXES}}
+                hyper = {**task.hyper, **{n: V.check_real(n, v[i]) for n, v in axes.items()
+                                          if n not in CONFIG_AXES and n not in extra}}  # fmt: skip
+            hyper.update({n: V.check_real(n, axes[n][i]) for n in extra})
         except (ValueError, TypeError) as err:
             raise type(err)(f"sweep member {i} ({label}): {err}") from None
         out.append((c, hyper))
@@ -259,6 +277,8 @@ def sweep(
     progress: bool | None = None,
     log_every: int = 0,
     repack: bool = True,
+    optimizer=None,
+    callbacks=None,
     **axes,
 ) -> SweepResult:
     """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
@@ -275,6 +295,13 @@ def sweep(
         log_every: print a line every k epochs (0: never).
         repack: once the running members fit in half the batch, run only them (in a batch of the next power
             of two; see :mod:`jnn.train.packing`); the results are the same bit for bit.
+        optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
+            ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
+            function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =
+            ``{"learning_rate": ..., <other axes>: ...}`` as scalar arrays (axes that are neither config fields
+            nor task hyperparameters are passed to it; see :func:`jnn.train.optimizers.from_hyperparams`).
+        callbacks: :class:`jnn.Callback` objects (see :mod:`jnn.train.callbacks`): ``on_epoch_end`` runs per
+            member and epoch with ``logs["member"]``; a True return stops that member after that epoch.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -287,22 +314,49 @@ def sweep(
     config = _check_args(config, train, val, test, log_every)
     if not isinstance(repack, bool):
         raise TypeError(f"repack must be True or False; got {repack!r}")
-    members = members_of(config, axes, task)
-    if config.lr_schedule != "constant" and "learning_rate" in axes:
+    cbs = CallbackList(check_callbacks(callbacks))
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
+        raise TypeError(
+            "optimizer must be None, an optax.GradientTransformation or a function of the member's "
+            f"hyperparameters returning one; got {type(optimizer).__name__}"
+        )
+    builder = optimizer if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) else None
+    members = members_of(config, axes, task, optimizer_axes=builder is not None)
+    extra = tuple(n for n in axes if n not in _known_axes(task))
+    if optimizer is None and config.lr_schedule != "constant" and "learning_rate" in axes:
         raise ValueError(
             f"a learning_rate axis needs lr_schedule='constant' (each member's schedule would be compiled "
             f"separately); got lr_schedule={config.lr_schedule!r}"
         )
     # Members grouped by shape (hidden widths, batch size): one vmapped program per group, all checked first.
-    groups = [_Group(g, members, config, train, val, task) for g in _shape_groups(members)]
+    groups = [_Group(g, members, config, train, val, task, optimizer, extra, "learning_rate" in axes)
+              for g in _shape_groups(members)]  # fmt: skip
     t0 = time.perf_counter()
-    records = [{k: [] for k in groups[0].ct.history_keys()} for _ in members]
+    records = [{k: [] for k in groups[0].keys} for _ in members]
+    if cbs:
+        cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
+                                {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
+    try:
+        result, halt = _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack,
+                                     progress, log_every, cbs, t0)  # fmt: skip
+    except BaseException as err:
+        cbs.train_abort(err)
+        raise
+    cbs.train_end(result)
+    if halt is not None:
+        raise Interrupted(result, halt)
+    return result
+
+
+def _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack, progress,
+                  log_every, cbs, t0):  # fmt: skip
+    """Train the shape groups in turn and gather the result: ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
     for n, g in enumerate(groups):
         if log_every and len(groups) > 1:
             print(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)", flush=True)
         if halt is None:
-            halt = g.run(records, class_weight, repack, progress, log_every)
+            halt = g.run(records, class_weight, repack, progress, log_every, cbs)
             epoch_seconds += g.epoch_seconds
             pack_sizes += g.pack_sizes
         else:  # interrupted before this group started: its members stay at their first state
@@ -312,7 +366,8 @@ def sweep(
     for g in groups:
         final = final_params(g.state, config.early_stopping and config.restore_best)
         tests = _test_metrics(g.ct, final, g.state.hyper, test)
-        for row in _rows(g.members, g.state, config, tests, g.ct.metric_names, halt, index=g.index):
+        for row in _rows(g.members, g.state, config, tests, g.ct.metric_names, halt, index=g.index,
+                         custom_optimizer=g.optimizer is not None):  # fmt: skip
             rows[row["member"]] = {**row, **_shape_columns(g.config, axes)}
         g.final = final
     params, state, stacked = _merged(groups, len(members))
@@ -327,9 +382,7 @@ def sweep(
                          groups[0].sizes if one else None, tuple(ct.hyper), int(train.x.shape[1]), tuple(pack_sizes),
                          None if task is not None else tuple(sizes), tuple(tuple(g.index) for g in groups),
                          stacked)  # fmt: skip
-    if halt is not None:
-        raise Interrupted(result, halt)
-    return result
+    return result, halt
 
 
 def _shape_groups(members) -> list[list[int]]:
@@ -356,9 +409,13 @@ def _shape_columns(config: TrainConfig, axes: dict) -> dict:
 
 
 class _Group:
-    """The members of a sweep that share their shapes: checked on creation, trained by :meth:`run`."""
+    """The members of a sweep that share their shapes: checked on creation, trained by :meth:`run`.
 
-    def __init__(self, index, members, config, train, val, task):
+    ``optimizer``: None (the config's), one transformation, or a function of hyperparameters (``extra``: the
+    axes passed to it besides ``learning_rate``); ``lr_axis``: the members' learning rates differ.
+    """
+
+    def __init__(self, index, members, config, train, val, task, optimizer, extra, lr_axis):
         self.index = index
         self.members = [members[i] for i in index]
         first = self.members[0][0]
@@ -366,30 +423,61 @@ class _Group:
                                              "batch_size": first.batch_size})  # fmt: skip
         self.label = f"hidden {_hidden_label(self.config)}, batch {first.batch_size}"
         self.splits = [prepare_data(train, c, val) for c, _ in self.members]
-        self.task = task
+        self.task, self.optimizer, self.extra, self.lr_axis = task, optimizer, tuple(extra), lr_axis
+        self.tx = None
         self.use_dropout = any(h["keep_prob"] < 1.0 for _, h in self.members) if task is None else None
         self.ct = checked_task(task, self.config, *self.splits[0], val, use_dropout=self.use_dropout)
-        self.tx = self.config.make_optimizer(self.config.steps_per_epoch(len(self.splits[0][0])))
+        self.tx = self.member_tx(*self.members[0])  # its update serves every member (one compile)
+        abstract = jax.eval_shape(self.ct.task.init, jax.random.key(0))
+        has_lr = has_learning_rate(self.tx, abstract)
+        if isinstance(optimizer, optax.GradientTransformation) and lr_axis and not has_lr:
+            raise ValueError(
+                "a learning_rate axis needs the optimizer's learning rate as state: build it with "
+                "optax.inject_hyperparams, e.g. optax.chain(optax.clip_by_global_norm(1.0), "
+                "optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)), or pass a function of the "
+                "hyperparameters (optimizer=lambda h: ...)"
+            )
+        self.keys = self.ct.history_keys(has_lr)
         self.sizes = self.config.network_sizes(self.splits[0][0]) if task is None else None
         self.state, self.epoch_seconds, self.pack_sizes, self.final = None, [], [], None
 
-    def initial(self, class_weight):
-        return _stacked(self.ct, self.members, self.splits, self.tx, class_weight)
+    def member_tx(self, c: TrainConfig, hyper: dict):
+        """The optimiser of one member (built from its hyperparameters for a function; else the group's)."""
+        if getattr(self, "tx", None) is not None and not callable(self.optimizer):
+            return self.tx
+        if self.optimizer is None:
+            return self.config.make_optimizer(self.config.steps_per_epoch(len(self.splits[0][0])))
+        if isinstance(self.optimizer, optax.GradientTransformation):
+            return self.config.with_average(self.optimizer)
+        values = {"learning_rate": c.learning_rate, **{n: hyper[n] for n in self.extra}}
+        tx = from_hyperparams(self.optimizer, values)
+        try:
+            jax.eval_shape(tx.init, jax.eval_shape(self.ct.task.init, jax.random.key(0)))
+        except Exception as err:
+            raise TypeError(
+                f"optimizer({{{', '.join(values)}}}) must return an optax.GradientTransformation "
+                f"whose init takes the params; it failed with {type(err).__name__}: {err}"
+            ) from None
+        return self.config.with_average(tx)
 
-    def run(self, records: list, class_weight, repack: bool, progress, log_every: int):
+    def initial(self, class_weight):
+        return _stacked(self, class_weight)
+
+    def run(self, records: list, class_weight, repack: bool, progress, log_every: int, cbs=None):
         """Train the group's members (their records are filled in place); returns the halt (None: all stopped)."""
         ct, config = self.ct, self.config
         state, data = self.initial(class_weight)
+        holds = tuple(o for o in (self.task, self.optimizer) if o is not None)
         inner = compiled_caller(ct, config, self.tx, n_train=len(self.splits[0][0]),
                                 has_val=self.splits[0][1] is not None, builtin=self.task is None,
-                                params=state.params, data=data, holds=() if self.task is None else (self.task,),
-                                dropout=self.use_dropout, data_axes=0,
-                                noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
+                                params=state.params, data=data, holds=holds, dropout=self.use_dropout, data_axes=0,
+                                noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members),
+                                keep_input=bool(cbs), keys=self.keys)  # fmt: skip
         caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
-        self.state, seconds, halt = run_epochs(caller, state, data, keys=ct.history_keys(),
-                                               max_epochs=config.max_epochs, records=mine, progress=progress,
-                                               log_every=log_every)  # fmt: skip
+        self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys, max_epochs=config.max_epochs,
+                                               records=mine, progress=progress, log_every=log_every, callbacks=cbs,
+                                               labels=self.index)  # fmt: skip
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         return halt
 
@@ -439,17 +527,26 @@ def _check_args(config, train, val, test, log_every) -> TrainConfig:
     return config
 
 
-def _stacked(ct, members, splits, tx, class_weight):
-    """The members' first states and epoch arrays, stacked on a leading member axis."""
-    states = []
-    for c, hyper in members:
+def _stacked(group: _Group, class_weight):
+    """A group's first states and epoch arrays, stacked on a leading member axis."""
+    ct, states = group.ct, []
+    for c, hyper in group.members:
         keys = Keys.from_seed(c.seed, c.prng_impl)
-        s = initial_state(ct, c, tx, ct.task.init(keys.init), keys, hyper)
-        lr = s.opt_state.hyperparams["learning_rate"]
-        s.opt_state.hyperparams["learning_rate"] = jnp.asarray(c.learning_rate, lr.dtype)
+        task_hyper = {k: v for k, v in hyper.items() if k not in group.extra}
+        s = initial_state(ct, c, group.member_tx(c, hyper), ct.task.init(keys.init), keys, task_hyper)
+        if group.optimizer is None or (group.lr_axis and isinstance(group.optimizer, optax.GradientTransformation)):
+            set_learning_rate(s.opt_state, c.learning_rate)
         states.append(s)
+    first = jax.tree.structure(states[0])
+    for i, s in enumerate(states):
+        if jax.tree.structure(s) != first:
+            raise ValueError(
+                f"sweep member {group.index[i]}: its optimizer state has another structure than member "
+                f"{group.index[0]}'s; optimizer(h) must build the same chain for every member"
+            )
     stack = lambda *a: jnp.stack([jnp.asarray(x) for x in a])
-    return jax.tree.map(stack, *states), jax.tree.map(stack, *[epoch_arrays(f, v, class_weight) for f, v in splits])
+    data = [epoch_arrays(f, v, class_weight) for f, v in group.splits]
+    return jax.tree.map(stack, *states), jax.tree.map(stack, *data)
 
 
 def _test_metrics(ct, final, hyper, test) -> dict:
@@ -461,17 +558,20 @@ def _test_metrics(ct, final, hyper, test) -> dict:
     return {k: np.asarray(v) for k, v in ev(final, jnp.asarray(test.x), jnp.asarray(test.y), w, hyper).items()}
 
 
-def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=None, index=None) -> list[dict]:
+def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=None, index=None,
+          custom_optimizer: bool = False) -> list[dict]:  # fmt: skip
     status, epochs, best_epoch, best_val = (
         np.asarray(a) for a in jax.device_get((state.status, state.epoch, state.early.best_epoch, state.early.best))
     )
+    lr = learning_rate_of(state.opt_state) if custom_optimizer else None
+    lr = None if lr is None else np.asarray(jax.device_get(lr))
     rows = []
     for i, (c, hyper) in enumerate(members):
         be = int(best_epoch[i])
         row = {
             "member": i if index is None else index[i],
             "seed": c.seed,
-            "learning_rate": c.learning_rate,
+            "learning_rate": (None if lr is None else float(lr[i])) if custom_optimizer else c.learning_rate,
             **hyper,
             "stopped_by": "interrupted" if halt is not None and status[i] == 0 else STATUS[int(status[i])],
             "epochs": int(epochs[i]),

@@ -95,10 +95,13 @@ class CheckedTask(NamedTuple):
         """The metric names, in order."""
         return tuple(name for name, _ in self.metrics)
 
-    def history_keys(self) -> tuple[str, ...]:
-        """Per-epoch history keys: ``train_loss``, ``train_<m>``..., ``val_loss``, ``val_<m>``..., ``learning_rate``."""
+    def history_keys(self, learning_rate: bool = True) -> tuple[str, ...]:
+        """Per-epoch history keys: ``train_loss``, ``train_<m>``..., ``val_loss``, ``val_<m>``..., and
+        ``learning_rate`` when the optimiser holds one as state (``learning_rate=True``; see
+        :func:`jnn.train.optimizers.learning_rate_of`)."""
         ms = self.metric_names
-        return ("train_loss", *(f"train_{m}" for m in ms), "val_loss", *(f"val_{m}" for m in ms), "learning_rate")
+        keys = ("train_loss", *(f"train_{m}" for m in ms), "val_loss", *(f"val_{m}" for m in ms))
+        return (*keys, "learning_rate") if learning_rate else keys
 
     def hyper_arrays(self, hyper: Mapping | None = None) -> dict:
         """``{name: scalar array}`` in the params' dtype (defaults overridden by ``hyper``)."""

@@ -23,6 +23,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 #: warm-up from 0 over ``warmup_epochs`` followed by cosine decay.
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 PRNG_IMPLS = ("threefry2x32", "rbg")
+#: Weight averages a run can keep (``TrainConfig.average``).
+AVERAGES = ("ema", "polyak")
 
 
 #: Largest epoch or step budget (the counters are int32 on device).
@@ -99,6 +101,10 @@ class TrainConfig:
         epochs_per_call: epochs one compiled call runs (None: chosen from the measured epoch time so that a
             call takes about 0.3 s; at most 256). Results are bit for bit the same for every value;
             progress, history, checkpoints and Ctrl-C act between calls.
+        average: keep an average of the params in the optimiser state (see :mod:`jnn.train.averaging`):
+            ``"ema"`` (exponential, decay ``average_decay``), ``"polyak"`` (uniform over the iterates) or None.
+            The trained params are unchanged; ``FitResult.averaged_params`` holds the average.
+        average_decay: the EMA decay d in [0, 1) (``average="ema"``).
     """
 
     hidden: tuple[int, ...] = (256, 256)
@@ -138,6 +144,8 @@ class TrainConfig:
     divergence_factor: float | None = 10.0
     keep_checkpoints: int = 3
     epochs_per_call: int | None = None
+    average: str | None = None
+    average_decay: float = 0.999
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # NumPy scalars become Python ones (the config is JSON and hashed)
@@ -205,6 +213,10 @@ class TrainConfig:
         V.check_int("keep_checkpoints", self.keep_checkpoints, low=1, high=10_000)
         if self.epochs_per_call is not None:
             V.check_int("epochs_per_call", self.epochs_per_call, low=1, high=MAX_EPOCHS_PER_CALL_SET)
+        if self.average is not None:
+            V.check_choice("average", self.average, AVERAGES)
+        object.__setattr__(self, "average_decay", V.check_real("average_decay", self.average_decay, low=0.0, high=1.0,
+                                                               high_open=True, hint="the EMA decay d"))  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------
 
@@ -246,12 +258,22 @@ class TrainConfig:
         """
         lr = self.schedule(steps_per_epoch)
         if self.optimizer == "sgd":
-            return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
-        if self.optimizer == "momentum":
-            return optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=self.momentum)
-        if self.optimizer == "adamw":
-            return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=self.weight_decay)
-        return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+            tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+        elif self.optimizer == "momentum":
+            tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=self.momentum)
+        elif self.optimizer == "adamw":
+            tx = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=self.weight_decay)
+        else:
+            tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+        return self.with_average(tx)
+
+    def with_average(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+        """``tx`` wrapped by :func:`jnn.train.averaging.weight_average` when ``average`` is set, else ``tx``."""
+        if self.average is None:
+            return tx
+        from jnn.train.averaging import weight_average
+
+        return weight_average(tx, decay=self.average_decay if self.average == "ema" else None)
 
     def network_sizes(self, train) -> tuple[int, ...]:
         """Full layer sizes of the MLP for the Dataset ``train`` (validated against ``sizes`` if given).

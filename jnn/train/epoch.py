@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jnn.data import epoch_batches
 from jnn.losses import masked_mean
 from jnn.task import CheckedTask, metric_values, set_variance
+from jnn.train.optimizers import learning_rate_of
 from jnn.train.state import Status, TrainState
 from jnn.train.step import TRACE_COUNTS, Batch
 from jnn.train.stopping import EarlyStopping
@@ -41,10 +42,8 @@ class EpochData(NamedTuple):
 
 
 def _learning_rate(opt_state, dtype):
-    hp = getattr(opt_state, "hyperparams", None)
-    if isinstance(hp, dict) and "learning_rate" in hp:
-        return jnp.asarray(hp["learning_rate"], dtype)
-    return jnp.asarray(jnp.nan, dtype)
+    lr = learning_rate_of(opt_state)
+    return jnp.asarray(jnp.nan if lr is None else lr, dtype)  # NaN is never recorded: the key is left out
 
 
 def make_eval(ct: CheckedTask):

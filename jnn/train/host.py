@@ -129,6 +129,8 @@ def run_epochs(
     stop_at_epoch: int | None = None,
     on_epoch=None,
     call_ends_every: int = 0,
+    callbacks=None,
+    labels=None,
 ) -> HostRun:
     """Run compiled calls of several epochs each until every member has stopped, a pause, or a signal.
 
@@ -148,6 +150,11 @@ def run_epochs(
         stop_at_epoch: pause once a run has completed this many epochs in total.
         on_epoch: ``on_epoch(state, epoch)`` after each call (checkpoints, live history files).
         call_ends_every: end a call at every multiple of this many epochs (checkpoints; 0: no constraint).
+        callbacks: a :class:`jnn.train.callbacks.CallbackList` (see there for the hooks run here:
+            ``on_epoch_end`` per member and epoch, ``on_state`` at its period, and stop requests, which stop
+            a member after exactly that epoch; the caller must keep its input alive for the replay).
+        labels: the member numbers the callbacks' logs carry (a sweep's shape group; default ``0..M-1``;
+            one run's logs carry none).
 
     Returns:
         A :class:`HostRun`. SIGINT and SIGTERM stop the loop at the end of the running call (``halt`` is the
@@ -169,25 +176,34 @@ def run_epochs(
                 halt = "paused"
                 break
             n = caller.next_n(last_seconds, last_run)
-            n = _agreed_n(_cut(n, epoch, max_epochs, stop_at_epoch, call_ends_every))
+            n = _cut(n, epoch, max_epochs, stop_at_epoch, call_ends_every)
+            boundary = callbacks.next_boundary(epoch) if callbacks else None
+            n = _agreed_n(n if boundary is None else max(1, min(n, boundary - epoch)))
             t = time.perf_counter()
+            before_call = state
             state, summaries, _ = caller(state, data, n)
             summaries = summaries.reshape(members, -1, 2 + len(keys))
             last_seconds = time.perf_counter() - t
             last_run = 0
-            for r in range(summaries.shape[1]):
+            rows_run = int(np.sum(np.any(~np.isnan(summaries[:, :, 0]), axis=0)))
+            asked = np.zeros(members, bool)
+            for r in range(rows_run):
                 rows = summaries[:, r]
                 ran = ~np.isnan(rows[:, 0])
-                if not np.any(ran):
-                    break
                 last_run += 1
                 done += 1
                 before = epochs
                 epochs = np.where(ran, rows[:, 0], before).astype(int)
                 status = np.where(ran, rows[:, 1], status).astype(int)
                 for i in np.flatnonzero(epochs > before):
-                    for k, v in zip(keys, rows[i, 2:].tolist()):
+                    values = rows[i, 2:].tolist()
+                    for k, v in zip(keys, values):
                         records[i][k].append(v)
+                    if callbacks:
+                        logs = dict(zip(keys, values))
+                        if members > 1 or labels is not None:
+                            logs["member"] = int(i if labels is None else labels[i])
+                        asked[i] = callbacks.epoch_end(int(epochs[i]), logs) or asked[i]
                 running = int(np.sum(status == Status.RUNNING))
                 last = dict(zip(keys, rows[0, 2:].tolist()))
                 if bar is not None:
@@ -201,7 +217,17 @@ def run_epochs(
                             f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
                         )
                     _say(bar, line)
+                if np.any(asked):
+                    break
+            if np.any(asked):
+                if last_run < rows_run:  # the call ran past the stop: run exactly up to it instead
+                    state = caller(before_call, data, last_run)[0]
+                state, status = _stop_where(state, asked & (status == Status.RUNNING))
             seconds.extend([last_seconds / max(last_run, 1)] * last_run)
+            if callbacks and callbacks.periods():
+                wants = callbacks.state(int(epochs.max()), state)
+                if wants:
+                    state, status = _stop_where(state, status == Status.RUNNING)
             if on_epoch is not None:
                 on_epoch(state, int(epochs.max()))
             signum = _agreed(stop.signum)
@@ -211,6 +237,14 @@ def run_epochs(
     if bar is not None:
         bar.close()
     return HostRun(state, tuple(seconds), halt)
+
+
+def _stop_where(state, members):
+    """``(state, status)`` with the running members in the bool mask ``members`` stopped by a callback."""
+    status = state.status
+    mask = jnp.asarray(np.asarray(members).reshape(np.shape(status)))
+    new = jnp.where(mask & (status == Status.RUNNING), Status.CALLBACK, status).astype(jnp.int32)
+    return state._replace(status=new), np.atleast_1d(np.asarray(jax.device_get(new))).astype(int)
 
 
 def _cut(n: int, epoch: int, max_epochs: int, stop_at_epoch: int | None, every: int) -> int:

@@ -32,9 +32,12 @@ from jnn.data import Dataset
 from jnn.history import History
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
+from jnn.train.averaging import averaged_params
+from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
 from jnn.train.config import TrainConfig
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
+from jnn.train.optimizers import learning_rate_of
 from jnn.train.prepare import checked_task, compiled_caller, epoch_arrays, initial_state, prepare_data
 from jnn.train.records import LiveRecords
 from jnn.train.run_dir import (
@@ -60,7 +63,8 @@ class FitResult:
         state: the final :class:`TrainState` (its ``params`` are the last epoch's).
         history: per-epoch metrics (:class:`jnn.history.History`).
         stopped_by: the rule that ended the run: ``max_epochs``, ``max_steps``, ``loss_tol``,
-            ``early_stopping``, ``non_finite``, ``paused`` (``stop_at_epoch`` reached; resumable) or
+            ``early_stopping``, ``non_finite``, ``diverged``, ``callback`` (a callback asked),
+            ``paused`` (``stop_at_epoch`` reached; resumable) or
             ``interrupted`` (SIGINT/SIGTERM; carried by :class:`jnn.train.Interrupted`; resumable).
         best_epoch: 0-based epoch of the best monitored value (−1 without early stopping).
         message: a readable summary of why the run stopped.
@@ -70,6 +74,8 @@ class FitResult:
             compile).
         setup_seconds: wall time from the call to the first epoch (validation, init, data placement).
         task: the :class:`jnn.Task` that was trained (the built-in MLP's when none was given).
+        averaged_params: with ``config.average``, the EMA/Polyak average of the params at the end (see
+            :mod:`jnn.train.averaging`); else None.
     """
 
     params: object
@@ -82,6 +88,7 @@ class FitResult:
     epoch_seconds: tuple = ()
     setup_seconds: float = 0.0
     task: Task | None = None
+    averaged_params: object = None
 
 
 def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log_every, flags) -> TrainConfig:
@@ -134,6 +141,7 @@ def fit(
     tensorboard: bool = False,
     data_info: dict | None = None,
     from_epoch: int | None = None,
+    callbacks=None,
 ) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
 
@@ -172,6 +180,9 @@ def fit(
         data_info: JSON-ready facts about the data, stored in ``config.json`` under ``data``: its source and
             ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.tabular`), which
             :func:`jnn.load_run` applies to new inputs.
+        callbacks: a list of :class:`jnn.Callback` objects: hooks at the start, after every epoch (its
+            history row; a True return stops the run after exactly that epoch, ``stopped_by="callback"``),
+            every ``cb.every`` epochs with the state, and at the end (see :mod:`jnn.train.callbacks`).
 
     Returns:
         A :class:`FitResult`.
@@ -186,13 +197,18 @@ def fit(
     t_call = time.perf_counter()
     flags = {"resume": resume, "overwrite": overwrite, "tensorboard": tensorboard, "progress": progress}
     config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log_every, flags)
+    cbs = CallbackList(check_callbacks(callbacks))
     if from_epoch is not None:
         V.check_int("from_epoch", from_epoch, low=0)
         if not resume:
             raise ValueError(f"from_epoch={from_epoch} needs resume=True (--resume)")
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
-    tx = config.make_optimizer(config.steps_per_epoch(len(fit_ds))) if optimizer is None else optimizer
+    tx = (
+        config.make_optimizer(config.steps_per_epoch(len(fit_ds)))
+        if optimizer is None
+        else config.with_average(optimizer)
+    )
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
@@ -203,23 +219,45 @@ def fit(
         meta["data"] = data_info
     writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
     state, records, held = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite,
-                                     writer, ct.history_keys(), from_epoch)  # fmt: skip
+                                     writer, ct.history_keys(learning_rate_of(state.opt_state) is not None),
+                                     from_epoch)  # fmt: skip
     origin = (task is None, optimizer)
     try:
         return _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight,
-                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, origin)  # fmt: skip
+                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, origin, cbs)  # fmt: skip
     finally:
         if held is not None:
             held.release()
 
 
 def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
-                tensorboard, progress, log_every, stop_at_epoch, t_call, origin):  # fmt: skip
+                tensorboard, progress, log_every, stop_at_epoch, t_call, origin, cbs):  # fmt: skip
     """The rest of :func:`fit`, run while the run folder's lock is held (``origin``: whether the task is the
     built-in MLP, and the custom optimizer or None)."""
+    try:
+        result, halt = _fit_run(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds,
+                                class_weight, mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, origin,
+                                cbs)  # fmt: skip
+    except BaseException as err:
+        cbs.train_abort(err)
+        raise
+    cbs.train_end(result)
+    if halt not in (None, "paused"):
+        raise Interrupted(result, halt)
+    return result
+
+
+def _fit_run(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
+             tensorboard, progress, log_every, stop_at_epoch, t_call, origin, cbs):  # fmt: skip
+    """Train and write the run folder: ``(result, halt)``."""
     live = LiveRecords(run_path, records, tensorboard=tensorboard) if writer else None
     data = epoch_arrays(fit_ds, val_ds, class_weight)
-    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, origin)
+    hkeys = tuple(records)
+    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, origin,
+                                     keep_input=bool(cbs), keys=hkeys)  # fmt: skip
+    if cbs:
+        cbs.train_begin(RunInfo(config, hkeys, 1, int(state.epoch), config.max_epochs,
+                                run_params(meta)))  # fmt: skip
 
     def on_epoch(state, epoch):
         if live is None:
@@ -231,10 +269,10 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
     t0 = time.perf_counter()
     try:
         state, epoch_seconds, halt = run_epochs(
-            epoch_fn, state, data, keys=ct.history_keys(), max_epochs=config.max_epochs, records=[records],
+            epoch_fn, state, data, keys=hkeys, max_epochs=config.max_epochs, records=[records],
             monitor=config.monitor if config.early_stopping else None, progress=progress, log_every=log_every,
             stop_at_epoch=stop_at_epoch, on_epoch=on_epoch,
-            call_ends_every=config.checkpoint_every if run_path is not None else 0,
+            call_ends_every=config.checkpoint_every if run_path is not None else 0, callbacks=cbs,
         )  # fmt: skip
     finally:
         if live is not None:
@@ -248,14 +286,12 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
         message += ". " + _rollback_hint(records.get("train_loss", []), config, run_path if writer else None)
     final = final_params(state, config.early_stopping and config.restore_best)
     result = FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
-                       t0 - t_call, ct.task)  # fmt: skip
+                       t0 - t_call, ct.task, averaged_params(state.opt_state))  # fmt: skip
     if writer:
         save_checkpoint(run_path, state, records, meta, config.keep_checkpoints)
         save_model(run_path, final, meta)
         write_summary(run_path, result, config)
-    if halt not in (None, "paused"):
-        raise Interrupted(result, halt)
-    return result
+    return result, halt
 
 
 def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer, keys, from_epoch):
@@ -280,7 +316,8 @@ def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite
     return state, records, held
 
 
-def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, origin):
+def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, origin, *, keep_input: bool = False,
+             keys=None):  # fmt: skip
     """Place state and data (replicated over a mesh, or on the default device) and build the compiled calls
     of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.calls`); an earlier run of this
     process with the same program key (:func:`jnn.train.prepare.program_key`) lends its compiled calls."""
@@ -297,7 +334,8 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, ori
     else:
         data = jax.tree.map(jnp.asarray, data)
     caller = compiled_caller(ct, config, tx, n_train=n_train, has_val=has_val, builtin=builtin, params=state.params,
-                             data=shapes, holds=holds, jit_kw=jit_kw, batch_sharding=batch_sharding)  # fmt: skip
+                             data=shapes, holds=holds, jit_kw=jit_kw, batch_sharding=batch_sharding,
+                             keep_input=keep_input, keys=keys)  # fmt: skip
     return caller, state, data
 
 
@@ -319,6 +357,17 @@ def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: boo
     if warm:
         meta["warm_start"] = True
     return meta
+
+
+def run_params(meta: dict) -> dict:
+    """The settings a tracker logs for a run: the config's fields, and the task's hyperparameters (``hyper.<name>``)
+    or the built-in MLP's sizes."""
+    out = dict(meta["config"])
+    if "sizes" in meta:
+        out["sizes"] = meta["sizes"]
+    for k, v in meta.get("task", {}).get("hyper", {}).items():
+        out[f"hyper.{k}"] = v
+    return out
 
 
 def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainConfig, elapsed: float) -> str:
@@ -352,6 +401,8 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
         return f"paused after epoch {epochs} (resume with resume=True). {base}"
     if stopped_by == "interrupted":
         return f"interrupted at epoch {epochs} (resume with resume=True). {base}"
+    if stopped_by == "callback":
+        return f"stopped: a callback asked for a stop after epoch {epochs}. {base}"
     return f"stopped: {stopped_by}. {base}"
 
 

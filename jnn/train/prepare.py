@@ -236,7 +236,7 @@ def program_key(ct: CheckedTask, config: TrainConfig, *, builtin: bool, params, 
 
 
 def build_caller(build, keys, config: TrainConfig, *, data_axes=None, jit_kw: dict | None = None, cache_key=None,
-                 holds=()):  # fmt: skip
+                 holds=(), keep_input: bool = False):  # fmt: skip
     """The :class:`jnn.train.calls.EpochCaller` of a run (or, with ``data_axes``, of a vmapped sweep).
 
     Args:
@@ -249,7 +249,10 @@ def build_caller(build, keys, config: TrainConfig, *, data_axes=None, jit_kw: di
             keep these for later ones (None: neither).
         holds: objects the key names by identity, kept alive with the cached calls (so no other object can
             take their identity while the entry lives).
+        keep_input: never donate the call's input state (a callback's stop request replays from it).
     """
+    if cache_key is not None:
+        cache_key = (*cache_key, keep_input)
     if cache_key is not None and cache_key in _PROGRAMS:
         _PROGRAMS.move_to_end(cache_key)
         fast, guarded, rows, _ = _PROGRAMS[cache_key]
@@ -261,7 +264,7 @@ def build_caller(build, keys, config: TrainConfig, *, data_axes=None, jit_kw: di
         if data_axes is not None:
             fn = jax.vmap(fn, in_axes=(0, data_axes, None))
         # The fast call keeps its input alive for a replay; without the guard it can donate it.
-        donate = () if config.check_finite else (0,)
+        donate = () if config.check_finite or keep_input else (0,)
         return jax.jit(fn, donate_argnums=donate, **(jit_kw or {}))
 
     fast = jitted(False)
@@ -275,7 +278,8 @@ def build_caller(build, keys, config: TrainConfig, *, data_axes=None, jit_kw: di
 
 def compiled_caller(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, has_val: bool, builtin: bool, params,
                     data: EpochData, holds=(), dropout: bool | None = None, data_axes=None, jit_kw: dict | None = None,
-                    batch_sharding=None, noise_budget: int | None = None) -> EpochCaller:  # fmt: skip
+                    batch_sharding=None, noise_budget: int | None = None, keep_input: bool = False,
+                    keys=None) -> EpochCaller:  # fmt: skip
     """The compiled calls of a run of ``ct`` under ``config`` (one run, or with ``data_axes`` a vmapped sweep),
     lent by an earlier run of this process with the same :func:`program_key` when there is one.
 
@@ -283,16 +287,18 @@ def compiled_caller(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, h
         ct, config, tx: the checked task, the config and the optax transformation.
         n_train, has_val, batch_sharding, noise_budget: see :func:`build_epoch`.
         builtin, params, data, holds, dropout: see :func:`program_key` (``holds``: its ``extra``).
-        data_axes, jit_kw: see :func:`build_caller`.
+        data_axes, jit_kw, keep_input: see :func:`build_caller`.
+        keys: the history keys (default: the task's, with ``learning_rate``).
     """
-    key = program_key(ct, config, builtin=builtin, params=params, data=data, extra=holds, dropout=dropout)
+    keys = ct.history_keys() if keys is None else tuple(keys)
+    key = (program_key(ct, config, builtin=builtin, params=params, data=data, extra=holds, dropout=dropout), keys)
 
     def build(check_finite):
         return build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding,
                            noise_budget=noise_budget, check_finite=check_finite)  # fmt: skip
 
-    return build_caller(build, ct.history_keys(), config, data_axes=data_axes, jit_kw=jit_kw,
-                        cache_key=(data_axes is not None, key), holds=holds)  # fmt: skip
+    return build_caller(build, keys, config, data_axes=data_axes, jit_kw=jit_kw,
+                        cache_key=(data_axes is not None, key), holds=holds, keep_input=keep_input)  # fmt: skip
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from jnn import atomic, lock
 from jnn import checkpoint as ckpt
 from jnn.lock import FolderLock
 from jnn.train.config import OPTIMIZERS, TrainConfig
+from jnn.train.optimizers import find_hyperparams
 from jnn.train.state import NO_LEAF, Status, TrainState
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -177,8 +178,8 @@ def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, cu
             f"{stored.get('learning_rate')})"
         )
     if stored.get("learning_rate") != config.learning_rate:
-        hp = getattr(state.opt_state, "hyperparams", None)
-        if custom_optimizer or not isinstance(hp, dict) or "learning_rate" not in hp:
+        hp = find_hyperparams(state.opt_state, "learning_rate")
+        if custom_optimizer or hp is None:
             raise ValueError(
                 "learning_rate can only change on resume with the built-in optimizers "
                 f"{list(OPTIMIZERS)}; the stored run used {stored.get('learning_rate')}"

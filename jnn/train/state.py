@@ -23,6 +23,7 @@ class Status(enum.IntEnum):
     EARLY_STOPPING = 4
     NON_FINITE = 5
     DIVERGED = 6
+    CALLBACK = 7
 
     @property
     def label(self) -> str:

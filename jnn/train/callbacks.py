@@ -1,0 +1,161 @@
+"""Callbacks: host-side hooks of ``fit`` and ``sweep`` at the boundaries of the compiled calls.
+
+A run is a series of compiled calls of several epochs each (see :mod:`jnn.train.calls`); the host reads
+each call's summary rows back and hands every epoch's values to the callbacks, in order, so a callback
+that only reads the logs costs no extra call boundary and changes nothing in the compiled program::
+
+    class PrintEvery(jnn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch % 10 == 0:
+                print(epoch, logs["val_loss"])
+            return logs["val_accuracy"] > 0.99        # True asks for a stop after this epoch
+
+    jnn.fit(train, config, callbacks=[PrintEvery()])
+
+The hooks, in the order they run:
+
+- ``on_train_begin(run)``: once, with a :class:`RunInfo` (config, history keys, members, first epoch).
+- ``on_epoch_end(epoch, logs)``: once per epoch completed by a member, ``epoch`` counted from 1 (the
+  history's row number) and ``logs`` the history row ``{key: float}`` (``"member": i`` added in a
+  sweep). Returning True asks for a stop *after that epoch*: the run (in a sweep, that member) stops
+  with ``stopped_by="callback"`` and its state is bit for bit the state of a run given that many epochs.
+  When the compiled call had already run further, the host replays it from its start for exactly the
+  epochs needed (calls give the same bits whatever their length).
+- ``on_state(epoch, state)``: for a callback with ``every = k > 0``: calls end at every multiple of k
+  epochs and the callback sees the :class:`jnn.TrainState` there (stacked over the members in a sweep).
+- ``on_train_end(result)``: once, with the ``FitResult``/``SweepResult`` (also when a signal or
+  ``stop_at_epoch`` ended the run, before :class:`jnn.train.Interrupted` is raised).
+- ``on_train_abort(error)``: instead of ``on_train_end`` when an exception left the run.
+
+Hooks run between compiled calls; one that raises aborts the run (after ``on_train_abort`` of all).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from jnn import _validate as V
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``on_train_begin`` is told about the run.
+
+    Attributes:
+        config: the run's :class:`jnn.TrainConfig` (a sweep: the shared one).
+        keys: the history keys, in order (the keys of every ``logs``).
+        members: 1 for ``fit``; M for a sweep.
+        initial_epoch: epochs already completed (a resumed run: the checkpoint's).
+        max_epochs: the epoch budget.
+        params: ``{name: value}`` of the run's settings, JSON-ready (what a tracker logs as parameters).
+    """
+
+    config: object
+    keys: tuple
+    members: int
+    initial_epoch: int
+    max_epochs: int
+    params: dict
+
+
+class Callback:
+    """Base class of callbacks: override the hooks you need (each does nothing by default).
+
+    Attributes:
+        every: ``on_state`` period in epochs (0: never called). A positive value ends the compiled calls at
+            its multiples (a few more host round trips; no other change to the run).
+    """
+
+    every: int = 0
+
+    def on_train_begin(self, run: RunInfo) -> None:
+        """Called once before the first compiled call."""
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool | None:
+        """Called per completed epoch with its history row; return True to stop after this epoch."""
+
+    def on_state(self, epoch: int, state) -> bool | None:
+        """Called at each multiple of ``every`` epochs with the state there; return True to stop there."""
+
+    def on_train_end(self, result) -> None:
+        """Called once with the result."""
+
+    def on_train_abort(self, error: BaseException) -> None:
+        """Called once, instead of ``on_train_end``, when an exception ends the run."""
+
+
+def check_callbacks(callbacks) -> tuple:
+    """``callbacks`` as a tuple, each checked (a list/tuple of objects with the hooks; ``every`` ≥ 0)."""
+    if callbacks is None:
+        return ()
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of jnn.Callback objects; got {type(callbacks).__name__}")
+    hooks = ("on_train_begin", "on_epoch_end", "on_state", "on_train_end", "on_train_abort")
+    for i, cb in enumerate(callbacks):
+        missing = [h for h in hooks if not callable(getattr(cb, h, None))]
+        if missing:
+            raise TypeError(
+                f"callbacks[{i}] must be a jnn.Callback (subclass it and override the hooks you need); "
+                f"{type(cb).__name__} lacks {missing}"
+            )
+        V.check_int(f"callbacks[{i}].every", getattr(cb, "every", 0), low=0)
+    return tuple(callbacks)
+
+
+class CallbackList:
+    """The callbacks of one run, dispatched in order (the host loop's single handle on them)."""
+
+    def __init__(self, callbacks=()):
+        self.callbacks = tuple(callbacks)
+
+    def __bool__(self) -> bool:
+        return bool(self.callbacks)
+
+    def periods(self) -> tuple[int, ...]:
+        """The positive ``every`` values."""
+        return tuple(cb.every for cb in self.callbacks if cb.every)
+
+    def next_boundary(self, epoch: int) -> int | None:
+        """The first epoch after ``epoch`` at which a callback wants the state (None: none does)."""
+        ends = [(epoch // k + 1) * k for k in self.periods()]
+        return min(ends) if ends else None
+
+    def train_begin(self, run: RunInfo) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin(run)
+
+    def epoch_end(self, epoch: int, logs: dict) -> bool:
+        """Every callback sees the epoch (all of them, even after one asked for a stop); True if any asked."""
+        stop = False
+        for cb in self.callbacks:
+            stop = bool(cb.on_epoch_end(epoch, dict(logs))) or stop
+        return stop
+
+    def state(self, epoch: int, state) -> bool:
+        """``on_state`` of the callbacks whose period divides ``epoch``; True if any asked for a stop."""
+        stop = False
+        for cb in self.callbacks:
+            if cb.every and epoch % cb.every == 0:
+                stop = bool(cb.on_state(epoch, state)) or stop
+        return stop
+
+    def train_end(self, result) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+
+    def train_abort(self, error: BaseException) -> None:
+        """``on_train_abort`` of every callback; an error raised by one does not keep the others from running."""
+        for cb in self.callbacks:
+            try:
+                cb.on_train_abort(error)
+            except Exception:  # the original error is the one to report
+                pass
+
+
+def finite_logs(logs: dict) -> dict:
+    """The entries of ``logs`` that are finite numbers (trackers refuse NaN: e.g. no validation set)."""
+    return {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+__all__ = ["Callback", "CallbackList", "RunInfo", "check_callbacks", "finite_logs"]
