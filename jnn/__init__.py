@@ -5,7 +5,8 @@ The public API, re-exported by name. Parameters are plain pytrees (the built-in 
 PRNG key explicitly.
 """
 
-from jnn import checkpoint, datasets, metrics, testing
+from jnn import checkpoint, datasets, debug, metrics, testing
+from jnn._version import __version__
 from jnn.activations import ACTIVATIONS, Activation, get_activation
 from jnn.backprop import backprop, node_backprop
 from jnn.data import Dataset, epoch_batches, split
@@ -42,8 +43,6 @@ from jnn.train.averaging import weight_average
 from jnn.train.callbacks import Callback, RunInfo
 from jnn.trained import TrainedModel, load_run
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Callback",
     "CSVLogger",
@@ -61,6 +60,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "checkpoint",
+    "debug",
     "testing",
     "check_grads",
     "CheckReport",

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import atomic
+from jnn._version import __version__
 
 FORMAT = "jnn-checkpoint-1"
 #: Bytes a ``.npy`` entry may hold beyond its data (its own header).
@@ -78,8 +79,6 @@ def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -
     Raises:
         OSError: if writing fails; the previous checkpoint at ``path`` is then left as it was.
     """
-    import jnn
-
     path = Path(path)
     leaves, _ = _leaves(state)
     arrays, entries = {}, []
@@ -103,7 +102,7 @@ def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -
         arrays[f"extra_{i:05d}"] = arr
         extra_entries.append({"path": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
                               "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()})  # fmt: skip
-    header = {"format": FORMAT, "jnn_version": jnn.__version__, "meta": meta or {}, "leaves": entries,
+    header = {"format": FORMAT, "jnn_version": __version__, "meta": meta or {}, "leaves": entries,
               "extras": extra_entries}  # fmt: skip
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with atomic.writing(path) as fh:
@@ -276,8 +275,6 @@ def restore(
     Raises:
         ValueError: for a missing, truncated, corrupt or foreign file, saying what is wrong.
     """
-    import jnn
-
     if expect is not None and not isinstance(expect, dict):
         raise TypeError(f"expect must be a dict of metadata (config, data_hash) or None; got {type(expect).__name__}")
     if not isinstance(allow_changes, (tuple, list)):
@@ -285,10 +282,10 @@ def restore(
     t_leaves, treedef = _leaves(template)
     with _open(path) as z:
         header = _header(z, path)
-        if not allow_other_version and header.get("jnn_version") != jnn.__version__:
+        if not allow_other_version and header.get("jnn_version") != __version__:
             raise ValueError(
                 f"checkpoint {str(path)!r} was written by jnn {header.get('jnn_version')}; this is jnn "
-                f"{jnn.__version__}. Pass allow_other_version=True to load it anyway"
+                f"{__version__}. Pass allow_other_version=True to load it anyway"
             )
         if expect is not None:
             check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}", allow=allow_changes)

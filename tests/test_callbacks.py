@@ -165,8 +165,9 @@ def test_csv_logger_in_a_sweep_has_a_member_column(spirals, tmp_path):
         np.testing.assert_array_equal(mine, res.histories[m]["train_loss"])
 
 
-def test_mlflow_logger_round_trips_through_a_local_store(spirals, tmp_path):
+def test_mlflow_logger_round_trips_through_a_local_store(spirals, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this before a local file store
     from mlflow.tracking import MlflowClient
 
     train, _ = spirals

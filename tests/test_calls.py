@@ -9,8 +9,9 @@ import pytest
 
 import jnn
 from jnn.data import Dataset
+from jnn.debug import trace_counts
 from jnn.sweep import sweep
-from jnn.train import TRACE_COUNTS, Keys, TrainConfig, fit
+from jnn.train import Keys, TrainConfig, fit
 from jnn.train import calls as calls_module
 from jnn.train import prepare as prepare_module
 
@@ -100,9 +101,9 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
     cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, seed=0,
                       epochs_per_call=per_call, checkpoint_every=2)  # fmt: skip
     task = _nan_at_step(bad_step, cfg.seed)
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     fast = fit(ds, cfg, task=task, run_dir=tmp_path / "fast")
-    assert TRACE_COUNTS["run_epoch"] - before == 2  # the unchecked program, then the replay's checked one
+    assert trace_counts()["run_epoch"] - before == 2  # the unchecked program, then the replay's checked one
     assert fast.stopped_by == "non_finite" and int(fast.state.bad_step) == bad_step
     assert f"non-finite value in the gradient of ['w2'] at step {bad_step} (epoch 3)" in fast.message, fast.message
     with monkeypatch.context() as m:
@@ -119,16 +120,16 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
 
 
 def test_a_clean_run_never_compiles_the_checked_program():
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     r = fit(_data(), TrainConfig(**BASE))
-    assert r.stopped_by == "early_stopping" and TRACE_COUNTS["run_epoch"] - before == 1
+    assert r.stopped_by == "early_stopping" and trace_counts()["run_epoch"] - before == 1
 
 
 def test_check_finite_false_keeps_the_nan_state_and_replays_nothing():
     cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, check_finite=False)
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     r = fit(_data(), cfg, task=_nan_at_step(15, cfg.seed))
-    assert TRACE_COUNTS["run_epoch"] - before == 1
+    assert trace_counts()["run_epoch"] - before == 1
     # The NaN gradient was applied at step 15; the loss of step 16 is NaN, which stops the run there.
     assert r.stopped_by == "non_finite" and int(r.state.bad_step) == 16
     assert any(np.isnan(a).any() for a in _leaves(r.state.params))
@@ -138,28 +139,28 @@ def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_an
     ds = _data()
     fit(ds, TrainConfig(**BASE))
     other = dict(BASE, seed=5, learning_rate=0.1, l2=1e-2, keep_prob=0.6)
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     reused = fit(ds, TrainConfig(**other))
-    assert TRACE_COUNTS["run_epoch"] == before  # the program of the first fit
+    assert trace_counts()["run_epoch"] == before  # the program of the first fit
     monkeypatch.setattr(prepare_module, "_PROGRAMS", collections.OrderedDict())
     fresh = fit(ds, TrainConfig(**other))
-    assert TRACE_COUNTS["run_epoch"] == before + 1
+    assert trace_counts()["run_epoch"] == before + 1
     assert _same(reused.state, fresh.state) and reused.history.metrics == fresh.history.metrics
     fit(ds, TrainConfig(**dict(BASE, hidden=(H + 1,))))  # another shape, another program
     fit(ds, TrainConfig(**dict(BASE, keep_prob=1.0)))  # no dropout at all: another program
     fit(ds, TrainConfig(**dict(BASE, patience=4)))  # another stopping rule: another program
-    assert TRACE_COUNTS["run_epoch"] == before + 4
+    assert trace_counts()["run_epoch"] == before + 4
 
 
 def test_a_users_task_object_is_compiled_once_per_object():
     ds, cfg = _data(), TrainConfig(batch_size=16, max_epochs=3, early_stopping=False, val_fraction=0.0)
     task = _nan_at_step(10**6, 0)  # never NaN
     fit(ds, cfg, task=task)
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 3}), task=task)
-    assert TRACE_COUNTS["run_epoch"] == before
+    assert trace_counts()["run_epoch"] == before
     fit(ds, cfg, task=_nan_at_step(10**6, 0))  # an equal but new object may close over other values
-    assert TRACE_COUNTS["run_epoch"] == before + 1
+    assert trace_counts()["run_epoch"] == before + 1
 
 
 def test_a_sweep_repacks_its_running_members_bit_for_bit():
@@ -184,8 +185,8 @@ def test_a_sweep_repacks_its_running_members_bit_for_bit():
 def test_a_second_sweep_of_the_same_shapes_compiles_nothing():
     ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4})
     sweep(ds, cfg, seed=[0, 1], l2=[0.0, 1e-3])
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     sweep(ds, cfg, seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9])
-    assert TRACE_COUNTS["run_epoch"] == before
+    assert trace_counts()["run_epoch"] == before
     sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0])  # three members: another shape
-    assert TRACE_COUNTS["run_epoch"] == before + 1
+    assert trace_counts()["run_epoch"] == before + 1

@@ -6,8 +6,9 @@ import pytest
 
 import jnn
 from jnn.datasets import load
+from jnn.debug import trace_counts
 from jnn.sweep import format_table, grid, members_of, sweep
-from jnn.train import TRACE_COUNTS, TrainConfig, fit
+from jnn.train import TrainConfig, fit
 
 CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05)
 AXES = dict(
@@ -26,10 +27,10 @@ def spirals():
 @pytest.mark.slow
 def test_eight_members_equal_eight_fits_and_compile_once(spirals):
     train, test = spirals
-    before = dict(TRACE_COUNTS)
+    before = dict(trace_counts())
     res = sweep(train, TrainConfig(**CFG), test=test, **AXES)
-    assert TRACE_COUNTS["run_epoch"] - before.get("run_epoch", 0) == 1
-    assert TRACE_COUNTS["train_step"] - before.get("train_step", 0) == 1
+    assert trace_counts()["run_epoch"] - before.get("run_epoch", 0) == 1
+    assert trace_counts()["train_step"] - before.get("train_step", 0) == 1
     assert len(res.rows) == 8
     for i, c in enumerate(res.members):
         assert (c.seed, c.learning_rate, c.l2, c.keep_prob) == tuple(AXES[k][i] for k in AXES)
@@ -156,9 +157,9 @@ def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_group
     train, test = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 6})
     axes = dict(hidden=[(16,), (8, 8), (16,), (8, 8)], batch_size=[32, 32, 64, 32], seed=[0, 1, 2, 3])
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     res = sweep(train, cfg, test=test, **axes)
-    assert TRACE_COUNTS["run_epoch"] - before == 3  # one compile per shape group
+    assert trace_counts()["run_epoch"] - before == 3  # one compile per shape group
     assert res.groups == ((0,), (1, 3), (2,)) and not res.stacked
     assert [r["hidden"] for r in res.rows] == ["16", "8,8", "16", "8,8"]
     assert [r["batch_size"] for r in res.rows] == [32, 32, 64, 32]

@@ -10,8 +10,9 @@ import pytest
 
 import jnn
 from jnn.data import Dataset
+from jnn.debug import trace_counts
 from jnn.sweep import sweep
-from jnn.train import TRACE_COUNTS, Keys, TrainConfig, fit
+from jnn.train import Keys, TrainConfig, fit
 
 D, H = 5, 16
 
@@ -121,15 +122,15 @@ def test_custom_model_with_a_ragged_last_batch_equals_the_loop_to_float_rounding
 
 def test_one_trace_per_run_and_evaluate_compiles_once():
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
-    before = dict(TRACE_COUNTS)
+    before = dict(trace_counts())
     r = fit(ds, TrainConfig(**{**CFG, "val_fraction": 0.2, "early_stopping": True, "max_epochs": 6}), task=task)
     for name in ("run_epoch", "train_step", "eval_step"):
-        assert TRACE_COUNTS[name] - before.get(name, 0) == 1, name
-    before = dict(TRACE_COUNTS)
+        assert trace_counts()[name] - before.get(name, 0) == 1, name
+    before = dict(trace_counts())
     first = jnn.evaluate(r.params, ds, task)
     second = jnn.evaluate(r.params, ds.subset(np.arange(50)), task)  # another shape: one more trace
     third = jnn.evaluate(r.params, ds, task)
-    assert TRACE_COUNTS["eval_step"] - before.get("eval_step", 0) == 2
+    assert trace_counts()["eval_step"] - before.get("eval_step", 0) == 2
     assert first == third and set(first) == {"loss", "mse", "mae", "r2", "n"} and second["n"] == 50
 
 
@@ -161,9 +162,9 @@ def test_sweep_over_a_custom_hyperparameter_equals_separate_fits():
     cfg = TrainConfig(
         **{**CFG, "val_fraction": 0.2, "early_stopping": True, "patience": 2, "max_epochs": 8, "monitor": "val_r2"}
     )
-    before = dict(TRACE_COUNTS)
+    before = dict(trace_counts())
     res = sweep(ds, cfg, task=task, test=ds, l2=[0.0, 1e-2, 1.0], seed=[0, 1, 0])
-    assert TRACE_COUNTS["run_epoch"] - before.get("run_epoch", 0) == 1
+    assert trace_counts()["run_epoch"] - before.get("run_epoch", 0) == 1
     assert [r["l2"] for r in res.rows] == [0.0, 1e-2, 1.0] and "test_r2" in res.rows[0]
     for i, (l2, seed) in enumerate([(0.0, 0), (1e-2, 1), (1.0, 0)]):
         one = fit(
@@ -353,9 +354,9 @@ def test_mse_mlp_regression_learns():
 
 
 def _bad(task, ds=None, cfg=None, **kw):
-    before = TRACE_COUNTS["run_epoch"]
+    before = trace_counts()["run_epoch"]
     fit(regression_data(32) if ds is None else ds, TrainConfig(**(cfg or CFG)), task=task, **kw)
-    assert TRACE_COUNTS["run_epoch"] == before  # pragma: no cover - only reached if nothing raised
+    assert trace_counts()["run_epoch"] == before  # pragma: no cover - only reached if nothing raised
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ import pytest
 import jnn
 from jnn.data import Dataset
 from jnn.datasets import load
-from jnn.train import TRACE_COUNTS, Batch, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
+from jnn.debug import trace_counts
+from jnn.train import Batch, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
 from jnn.train.prepare import initial_state, resolve_task
 
 
@@ -46,11 +47,11 @@ def test_one_trace_per_compiled_function_with_a_ragged_last_batch():
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "batch_size": 70})  # 1080 training rows: 15 full batches + one of 30
     assert (len(train) - round(0.1 * len(train))) % 70 != 0
-    before = dict(TRACE_COUNTS)
+    before = dict(trace_counts())
     r = fit(train, cfg)
     assert r.stopped_by == "max_epochs" and int(r.state.epoch) == 12
     for name in ("run_epoch", "train_step", "eval_step"):
-        assert TRACE_COUNTS[name] - before.get(name, 0) == 1, name
+        assert trace_counts()[name] - before.get(name, 0) == 1, name
 
 
 @pytest.mark.slow

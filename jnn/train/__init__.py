@@ -8,7 +8,7 @@ from jnn.train.keys import Keys
 from jnn.train.loop import FitResult, fit
 from jnn.train.prepare import prepare_data
 from jnn.train.state import STATUS, Status, TrainState, init_state
-from jnn.train.step import TRACE_COUNTS, Batch, make_train_step
+from jnn.train.step import Batch, make_train_step
 from jnn.train.stopping import EarlyStopping, EarlyStoppingState
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "Interrupted",
     "STATUS",
     "Status",
-    "TRACE_COUNTS",
     "Batch",
     "make_train_step",
     "make_run_epoch",

@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 
 from jnn.data import epoch_batches
+from jnn.debug import note_trace
 from jnn.losses import masked_mean
 from jnn.task import CheckedTask, metric_values, set_variance
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.state import Status, TrainState
-from jnn.train.step import TRACE_COUNTS, Batch
+from jnn.train.step import Batch
 from jnn.train.stopping import EarlyStopping
 
 #: Most elements of random noise (steps × ``task.draw`` size) that an epoch draws up front, in one
@@ -54,7 +55,7 @@ def make_eval(ct: CheckedTask):
     """
 
     def eval_fn(params, x, y, weight, hyper, mask=None):
-        TRACE_COUNTS["eval_step"] += 1
+        note_trace("eval_step")
         out = ct.task.apply(params, x, key=None, train=False, hyper=hyper)
         values = metric_values(ct, out, y, set_variance(ct, y, mask))
         return {
@@ -109,7 +110,7 @@ def make_run_epoch(
     up_front = ct.task.draw is not None and 0 < steps * ct.noise_size <= noise_up_front
 
     def run_epoch(state: TrainState, data: EpochData) -> tuple[TrainState, dict]:
-        TRACE_COUNTS["run_epoch"] += 1
+        note_trace("run_epoch")
         idx, mask = epoch_batches(jax.random.fold_in(state.data_key, state.epoch), n_train, batch_size, drop_last)
         y_var = set_variance(ct, data.y)
         noise = None

@@ -17,6 +17,7 @@ import optax
 
 from jnn import atomic, lock
 from jnn import checkpoint as ckpt
+from jnn._version import __version__
 from jnn.lock import FolderLock
 from jnn.train.config import OPTIMIZERS, TrainConfig
 from jnn.train.optimizers import find_hyperparams
@@ -46,10 +47,8 @@ KEPT_DIR = "checkpoints"
 
 def environment() -> dict:
     """Versions and device, recorded in a run's ``config.json``."""
-    import jnn
-
     return {
-        "jnn": jnn.__version__,
+        "jnn": __version__,
         "jax": jax.__version__,
         "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
         "optax": optax.__version__,

@@ -8,19 +8,15 @@ leaf are recorded).
 
 from __future__ import annotations
 
-import collections
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jnn.debug import note_trace
 from jnn.task import CheckedTask, metric_values, task_objective
 from jnn.train.state import LOSS_ONLY, Status, TrainState
-
-#: How many times each compiled function was traced (incremented at trace time only). Tests use it to
-#: assert that a whole run compiles once.
-TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
 class Batch(NamedTuple):
@@ -69,7 +65,7 @@ def make_train_step(
     grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     def train_step(state: TrainState, batch: Batch, noise=None, y_var=None):
-        TRACE_COUNTS["train_step"] += 1
+        note_trace("train_step")
         if batch_sharding is not None:
             batch = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), batch)
         key = jax.random.fold_in(state.dropout_key, state.step) if noise is None else noise
@@ -115,4 +111,4 @@ def make_train_step(
     return train_step
 
 
-__all__ = ["TRACE_COUNTS", "Batch", "make_train_step"]
+__all__ = ["Batch", "make_train_step"]
