@@ -1,13 +1,17 @@
 """Custom optimisers in sweeps, the learning_rate column, and weight averaging (EMA / Polyak) vs NumPy."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jnn import TrainConfig, fit, sweep
-from jnn.data import load
+import jnn
+from jnn import TrainConfig, fit
+from jnn.datasets import load
+from jnn.sweep import sweep
 from jnn.train.averaging import AveragedState, averaged_params, weight_average
 from jnn.train.optimizers import find_hyperparams, from_hyperparams, learning_rate_of, set_learning_rate
 
@@ -17,6 +21,10 @@ CFG = dict(hidden=(16,), batch_size=64, max_epochs=4, patience=50, learning_rate
 @pytest.fixture(scope="module")
 def spirals():
     return load("spirals", seed=0)
+
+
+def _member(res, i):
+    return jax.tree.map(lambda a: a[i], res.params) if res.stacked else res.params[i]
 
 
 def _close(a, b, tol=1e-6):
@@ -33,8 +41,8 @@ def test_a_sweep_with_one_optax_chain_equals_separate_fits(spirals):
 
     res = sweep(train, cfg, optimizer=chain(0.05), learning_rate=[0.05, 0.2], seed=[0, 1])
     for i, (lr, seed) in enumerate([(0.05, 0), (0.2, 1)]):
-        one = fit(train, cfg.replace(seed=seed), optimizer=chain(lr))
-        _close(res.params[i], one.params)
+        one = fit(train, dataclasses.replace(cfg, seed=seed), optimizer=chain(lr))
+        _close(_member(res, i), one.params)
         np.testing.assert_allclose(res.histories[i]["train_loss"], one.history["train_loss"], rtol=0, atol=1e-6)
         # The learning rate column is the injected rate, as in the single fit; never NaN.
         assert res.histories[i]["learning_rate"] == pytest.approx([lr] * 4)
@@ -49,11 +57,11 @@ def test_a_sweep_with_an_optimizer_of_the_hyperparameters_equals_separate_fits(s
         return optax.chain(optax.clip_by_global_norm(h["clip"]), optax.sgd(h["learning_rate"], momentum=0.9))
 
     res = sweep(train, cfg, optimizer=build, learning_rate=[0.02, 0.05, 0.02], clip=[0.1, 1.0, 10.0])
-    assert res.table[0]["clip"] == 0.1 and res.table[2]["clip"] == 10.0
+    assert res.rows[0]["clip"] == 0.1 and res.rows[2]["clip"] == 10.0
     finals = []
     for i, (lr, clip) in enumerate([(0.02, 0.1), (0.05, 1.0), (0.02, 10.0)]):
         one = fit(train, cfg, optimizer=build({"learning_rate": lr, "clip": clip}))
-        _close(res.params[i], one.params)
+        _close(_member(res, i), one.params)
         np.testing.assert_allclose(res.histories[i]["val_loss"], one.history["val_loss"], rtol=0, atol=1e-6)
         # A plain optax.sgd holds no injected rate: the fit's history has no learning_rate column at all.
         assert "learning_rate" not in one.history
@@ -122,7 +130,7 @@ def _numpy_average(decay, steps=25):
 
 @pytest.mark.parametrize("decay", [0.0, 0.5, 0.9])
 def test_ema_equals_a_numpy_ema_of_the_iterates(decay):
-    with jax.experimental.enable_x64():
+    with jnn.float64_mode():
         got, want, theta = _numpy_average(decay)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     if decay == 0.0:
@@ -130,7 +138,7 @@ def test_ema_equals_a_numpy_ema_of_the_iterates(decay):
 
 
 def test_polyak_equals_the_numpy_mean_of_the_iterates():
-    with jax.experimental.enable_x64():
+    with jnn.float64_mode():
         got, want, _ = _numpy_average(None)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
@@ -141,7 +149,7 @@ def test_averaging_in_fit_keeps_the_params_bit_for_bit(spirals):
     plain = fit(train, cfg)
     assert plain.averaged_params is None
     for average, decay in (("ema", 0.9), ("polyak", 0.999)):
-        r = fit(train, cfg.replace(average=average, average_decay=decay))
+        r = fit(train, dataclasses.replace(cfg, average=average, average_decay=decay))
         for x, y in zip(jax.tree.leaves(plain.params), jax.tree.leaves(r.params), strict=True):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         assert r.history["train_loss"] == plain.history["train_loss"]
