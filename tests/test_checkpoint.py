@@ -178,11 +178,9 @@ def test_same_seed_is_bitwise_identical_across_processes_and_resume_is_bitwise(t
 
 
 def test_a_checkpoint_of_another_jnn_version_is_refused(tmp_path, monkeypatch):
-    import jnn
-
     p = tmp_path / "c.npz"
     ckpt.save(p, _state())
-    monkeypatch.setattr(jnn, "__version__", "9.9.9")
+    monkeypatch.setattr(ckpt, "__version__", "9.9.9")
     with pytest.raises(ValueError, match=r"written by jnn 0.1.0; this is jnn 9.9.9"):
         ckpt.restore(p, _state())
     assert _equal(ckpt.restore(p, _state(), allow_other_version=True), _state())
