@@ -237,16 +237,18 @@ def _header_problem(header: dict) -> str | None:
     return None
 
 
-def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = ()) -> None:
+def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), defaults: dict | None = None) -> None:
     """Refuse a run whose config or data differ from the expected ones, naming the differences.
 
     Args:
         stored, expected: metadata dicts (``config``, ``data_hash``).
         what: the file named in the message.
         allow: config fields that may differ (e.g. ``("learning_rate",)`` when resuming).
+        defaults: values of config fields that a stored config may lack (written before the field existed):
+            a missing field counts as this default.
     """
     diffs = []
-    sc, ec = stored.get("config", {}), expected.get("config", {})
+    sc, ec = {**(defaults or {}), **stored.get("config", {})}, expected.get("config", {})
     for k in sorted(set(sc) | set(ec)):
         if k not in allow and sc.get(k) != ec.get(k):
             diffs.append(f"{k}: stored {sc.get(k)!r}, now {ec.get(k)!r}")
@@ -257,7 +259,13 @@ def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = ()) ->
 
 
 def restore(
-    path, template, *, expect: dict | None = None, allow_other_version: bool = False, allow_changes: tuple = ()
+    path,
+    template,
+    *,
+    expect: dict | None = None,
+    allow_other_version: bool = False,
+    allow_changes: tuple = (),
+    config_defaults: dict | None = None,
 ):
     """Load a checkpoint into the structure of ``template``, bitwise.
 
@@ -268,6 +276,7 @@ def restore(
         allow_other_version: accept a checkpoint written by another jnn version (refused by default, since
             the meaning of the state may change between versions).
         allow_changes: config fields of ``expect`` that may differ from the stored ones.
+        config_defaults: the value a config field takes when the stored config lacks it (see :func:`check_meta`).
 
     Returns:
         A pytree like ``template`` holding the saved values (typed keys rebuilt).
@@ -288,7 +297,8 @@ def restore(
                 f"{__version__}. Pass allow_other_version=True to load it anyway"
             )
         if expect is not None:
-            check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}", allow=allow_changes)
+            check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}", allow=allow_changes,
+                       defaults=config_defaults)  # fmt: skip
         entries = header["leaves"]
         stored_paths = [e["path"] for e in entries]
         want_paths = [p for p, _ in t_leaves]

@@ -223,3 +223,26 @@ def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rat
             resume=True,
             optimizer=optax.sgd(0.01),
         )
+
+
+def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_path):
+    train, _ = load("spirals")
+    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
+    full = fit(train, cfg)
+    run = tmp_path / "old"
+    r = fit(train, cfg, run_dir=run, stop_at_epoch=2)
+    # What a jnn without the weight-averaging fields wrote: config.json and the checkpoint lack them.
+    old = json.loads((run / "config.json").read_text())
+    for k in ("average", "average_decay"):
+        del old["config"][k]
+    (run / "config.json").write_text(json.dumps(old))
+    meta = ckpt.read_header(run / "checkpoint.npz")["meta"]
+    for k in ("average", "average_decay"):
+        del meta["config"][k]
+    save_checkpoint(run, r.state, r.history.metrics, meta)
+    d = fit(train, cfg, run_dir=run, resume=True)
+    assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
+    # A field that differs from its default is still a difference.
+    with pytest.raises(ValueError, match="average_decay: stored 0.999, now 0.5"):
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "average_decay": 0.5}), run_dir=run, resume=True)

@@ -1,5 +1,5 @@
 """kill -9 during training and checkpoint saves: every checkpoint left on disk is complete, and the run,
-resumed after every kill, ends bitwise equal to an uninterrupted one (scripts/crash_test.py, 10 kills)."""
+resumed after every kill, ends bitwise equal to an uninterrupted one (4 kills here; scripts/crash_test.py --kills 50 for the README figure)."""
 
 import json
 import subprocess
@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ten_kills_survived_and_resume_is_bitwise(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash_test.py"), "--kills", "10", "--seed", "1",
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash_test.py"), "--kills", "4", "--seed", "1",
                            "--out", str(tmp_path / "ct")], capture_output=True, text=True,
                            timeout=900, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((tmp_path / "ct" / "results.json").read_text())
-    assert res["kills_tried"] == res["kills_survived"] == 10
+    assert res["kills_tried"] == res["kills_survived"] == 4
     assert res["final_state_bitwise_equal"] and res["final_history_equal"] and res["temp_files_left"] == []
-    assert "kills survived / tried: 10/10" in proc.stdout
+    assert "kills survived / tried: 4/4" in proc.stdout
 
 
 def test_verify_rejects_a_truncated_checkpoint(tmp_path):

@@ -29,6 +29,9 @@ MODEL_NAME = "model.npz"
 #: diverged can continue from its last finite checkpoint with a lower one; the budgets are read only by the
 #: stopping rules, so a finished run can be continued with larger ones; divergence_factor is a stopping rule too;
 #: checkpoint_every and keep_checkpoints only say what is saved.
+#: The default config's fields: a run folder written before a field existed resumes with its default.
+_DEFAULTS = TrainConfig().to_dict()
+
 RESUME_CHANGES = (
     "learning_rate",
     "max_epochs",
@@ -112,6 +115,7 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
                 f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
                 "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
             )
+        old["config"] = {**_DEFAULTS, **old["config"]}  # fields added since the run began: their defaults
         ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES)
         if old.get("config") != meta["config"]:  # a resume with a new learning rate: record it
             changes = {
@@ -162,7 +166,7 @@ def read_config(path: Path) -> dict:
 def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, custom_optimizer: bool, keys):
     """Restore a checkpoint and its history: ``(state, records)``. A changed learning rate is applied (and a
     run stopped by a non-finite value may go on); a larger epoch or step budget lets a finished run go on."""
-    state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES)
+    state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES, config_defaults=_DEFAULTS)
     extras = ckpt.read_extras(path)
     records = {k: [float(v) for v in extras.get(HISTORY_PREFIX + k, ())] for k in keys}
     epochs = int(state.epoch)
