@@ -244,11 +244,13 @@ def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), de
         stored, expected: metadata dicts (``config``, ``data_hash``).
         what: the file named in the message.
         allow: config fields that may differ (e.g. ``("learning_rate",)`` when resuming).
-        defaults: values of config fields that a stored config may lack (written before the field existed):
-            a missing field counts as this default.
+        defaults: values of config fields that a config may lack (a field added after the stored run was
+            written; the MLP's fields, which a custom task's run does not record): a missing field counts as
+            its default.
     """
     diffs = []
-    sc, ec = {**(defaults or {}), **stored.get("config", {})}, expected.get("config", {})
+    defaults = defaults or {}
+    sc, ec = {**defaults, **stored.get("config", {})}, {**defaults, **expected.get("config", {})}
     for k in sorted(set(sc) | set(ec)):
         if k not in allow and sc.get(k) != ec.get(k):
             diffs.append(f"{k}: stored {sc.get(k)!r}, now {ec.get(k)!r}")

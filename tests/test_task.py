@@ -1,5 +1,6 @@
 """The open engine: a user's model, loss and metrics trained by fit/sweep, against hand-written references."""
 
+import json
 import re
 
 import jax
@@ -13,6 +14,7 @@ from jnn.data import Dataset
 from jnn.debug import trace_counts
 from jnn.sweep import sweep
 from jnn.train import Keys, TrainConfig, fit
+from jnn.train.config import MODEL_FIELDS
 
 D, H = 5, 16
 
@@ -145,6 +147,10 @@ def test_resume_of_a_custom_model_is_bitwise(tmp_path):
     for a, b in zip(jax.tree.leaves(rest.state.params), jax.tree.leaves(whole.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert rest.history.metrics == whole.history.metrics
+    # config.json records the task, not the built-in MLP's fields, which this run never used.
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert not set(stored["config"]) & set(MODEL_FIELDS) and stored["task"]["hyper"] == task.hyper
+    assert stored["config"]["learning_rate"] == cfg.learning_rate
     other = residual_task(keep_prob=0.8, out=2)  # another architecture: refused, nothing overwritten
     with pytest.raises(ValueError, match="leaf .*out.*w.* expected|another|structure|loss="):
         fit(regression_data(100, k=2), cfg, task=other, run_dir=tmp_path / "r", resume=True)

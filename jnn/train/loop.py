@@ -34,7 +34,7 @@ from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
 from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
-from jnn.train.config import TrainConfig
+from jnn.train.config import MODEL_FIELDS, TrainConfig
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
@@ -340,7 +340,10 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, ori
 
 
 def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool, data) -> dict:
-    meta = {"config": config.to_dict(), "config_hash": config.hash()}
+    fields = config.to_dict()
+    if not builtin:  # the MLP's fields were not used (they stay at their defaults): the task describes itself
+        fields = {k: v for k, v in fields.items() if k not in MODEL_FIELDS}
+    meta = {"config": fields, "config_hash": config.hash()}
     if data is not None:  # hashing the data costs a pass over it; only a run folder needs it
         train, val = data
         meta["data_hash"] = ckpt.data_hash(train) + ("" if val is None else ckpt.data_hash(val))

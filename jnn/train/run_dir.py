@@ -115,14 +115,10 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
                 f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
                 "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
             )
-        old["config"] = {**_DEFAULTS, **old["config"]}  # fields added since the run began: their defaults
-        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES)
-        if old.get("config") != meta["config"]:  # a resume with a new learning rate: record it
-            changes = {
-                k: {"was": old["config"].get(k), "now": v}
-                for k, v in meta["config"].items()
-                if old["config"].get(k) != v
-            }
+        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS)
+        was = {**_DEFAULTS, **old["config"]}  # fields added since the run began (or not recorded): their defaults
+        changes = {k: {"was": was.get(k), "now": v} for k, v in meta["config"].items() if was.get(k) != v}
+        if changes:  # a resume with a new learning rate: record it
             record = {**meta, "environment": environment(),
                       "resumed_with_changes": [*old.get("resumed_with_changes", []), changes]}  # fmt: skip
             atomic.write_text(cfg_file, json.dumps(record, indent=2))
