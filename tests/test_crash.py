@@ -1,5 +1,6 @@
 """kill -9 during training and checkpoint saves: every checkpoint left on disk is complete, and the run,
-resumed after every kill, ends bitwise equal to an uninterrupted one (4 kills here; scripts/crash_test.py --kills 50 for the README figure)."""
+resumed after every kill, ends bitwise equal to an uninterrupted one (4 kills here; the README's figure is from
+scripts/crash_test.py --kills 50)."""
 
 import json
 import subprocess
