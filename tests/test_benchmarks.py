@@ -12,6 +12,7 @@ pytestmark = pytest.mark.slow  # benchmark smoke; `make test` runs it
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.heavy  # CI time: benchmarks/throughput.py is the script itself (make test-heavy runs this smoke)
 def test_throughput_benchmark_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--rounds", "1",
                            "--cold-reps", "1", "--workloads", "small", "--stacks", "jnn.fit (custom-model MLP)",
