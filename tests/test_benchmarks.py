@@ -63,6 +63,7 @@ def test_gradcheck_benchmark_cases_smoke():
             assert "names `my_tanh` (custom_vjp, gradcheck.py:" in row["note"]
 
 
+@pytest.mark.heavy  # CI time (158 s): benchmarks/accelerator.sh --quick is the script itself; make test-heavy runs it
 def test_accelerator_benchmark_quick_runs_on_cpu_and_names_the_device(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "accelerator.sh"), "--quick", "--rounds", "1",
                            "--members", "2", "--out", str(tmp_path)],

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # kill -9 stress; `make test` and scripts/crash_t
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ten_kills_survived_and_resume_is_bitwise(tmp_path):
+def test_four_kills_survived_and_resume_is_bitwise(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash_test.py"), "--kills", "4", "--seed", "1",
                            "--out", str(tmp_path / "ct")], capture_output=True, text=True,
                            timeout=900, cwd=ROOT)  # fmt: skip

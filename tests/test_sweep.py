@@ -136,7 +136,7 @@ def test_cli_sweep(tmp_path, capsys):
     assert "needs at least one axis" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # CI time (59 s): benchmarks/sweep.py is the script itself; make test-heavy runs it
 def test_sweep_benchmark_smoke(tmp_path):
     import json
     import subprocess
