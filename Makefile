@@ -1,6 +1,6 @@
 # Two commands take a fresh clone to a trained model and a green test run:
 #   make train   make test
-# Everyday work: make test-fast (lint + the tests not marked slow, on 2 workers; about 5 minutes).
+# Everyday work: make test-fast (lint + the tests not marked slow, on 2 workers; 11-20 minutes on 2 cores).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
