@@ -7,6 +7,11 @@ dropout in both conventions and the L2 penalty λΣw² as a Task whose hyperpara
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
+
 from jnn.dropout import Dropout
 from jnn.init import init_mlp
 from jnn.losses import l2_selection, l2_term
@@ -21,8 +26,70 @@ def l2_penalty_fn(params_template, *, include_bias: bool = False):
         params_template: MLP params (a list of ``{"w", "b"}``) fixing the structure.
         include_bias: also penalise the biases.
     """
-    sel = l2_selection(params_template, include_bias)
-    return lambda params, hyper: l2_term(params, hyper["l2"], sel)
+    l2_selection(params_template, include_bias)  # validates include_bias
+    return L2Penalty(len(params_template), include_bias)
+
+
+# The MLP's functions are frozen dataclasses rather than closures: two MLPs of the same description have
+# equal (and equally hashing) functions, so ``jax.jit``'s own cache serves every run of one description.
+
+
+@dataclass(frozen=True)
+class L2Penalty:
+    """``penalty(params, hyper) = hyper["l2"] · Σ w²`` over the ``layers`` weights (and biases)."""
+
+    layers: int
+    include_bias: bool = False
+
+    def __call__(self, params, hyper):
+        sel = l2_selection([None] * self.layers, self.include_bias)
+        return l2_term(params, hyper["l2"], sel)
+
+
+@dataclass(frozen=True)
+class MLPInit:
+    """``init(key) -> params`` of :func:`jnn.init_mlp` for layer widths ``sizes``."""
+
+    sizes: tuple[int, ...]
+    scheme: str
+    dtype: Any
+
+    def __call__(self, key):
+        return init_mlp(key, self.sizes, scheme=self.scheme, dtype=self.dtype)
+
+
+@dataclass(frozen=True)
+class MLPApply:
+    """``apply(params, x, *, key, train, hyper)``: the forward pass; ``key`` is a PRNG key or the masks of
+    :class:`MLPDraw` (dropout with ``hyper["keep_prob"]`` when ``use_dropout``)."""
+
+    activation: str
+    dropout_mode: str
+    use_dropout: bool
+
+    def __call__(self, params, x, *, key, train, hyper):
+        masks = key if isinstance(key, dict) else None
+        dropout = Dropout(hyper["keep_prob"], self.dropout_mode) if self.use_dropout else None
+        return forward_cache(
+            params,
+            x,
+            activation=self.activation,
+            dropout=dropout,
+            key=None if masks is not None else key,
+            train=train,
+            masks=masks,
+        ).zs[-1]
+
+
+@dataclass(frozen=True)
+class MLPDraw:
+    """``draw(key, hyper, batch_size)``: one step's dropout masks for layer widths ``sizes``."""
+
+    sizes: tuple[int, ...]
+    dropout_mode: str
+
+    def __call__(self, key, hyper, batch_size):
+        return dropout_masks(Dropout(hyper["keep_prob"], self.dropout_mode), key, self.sizes, batch_size)
 
 
 def mlp_task(
@@ -40,6 +107,9 @@ def mlp_task(
     metrics=None,
 ) -> Task:
     """The fully connected network of the lecture as a :class:`jnn.Task`.
+
+    Two calls with the same arguments (other than the defaults ``l2`` and ``keep_prob``, which the engine
+    passes as arrays) give tasks with equal functions, so training either compiles once.
 
     Args:
         sizes: layer widths ``(d_in, h_1, ..., d_out)``.
@@ -61,40 +131,25 @@ def mlp_task(
     """
     sizes = tuple(int(s) for s in sizes)
     Dropout(keep_prob, dropout_mode)  # validates both
-    use_dropout = keep_prob < 1.0 if use_dropout is None else use_dropout
-
-    def dropout_of(hyper):
-        return Dropout(hyper["keep_prob"], dropout_mode) if use_dropout else None
-
-    def init(key):
-        return init_mlp(key, sizes, scheme=scheme, dtype=dtype)
-
-    def apply(params, x, *, key, train, hyper):
-        # key is a PRNG key, or the masks that draw() made from one (see Task.draw).
-        masks = key if isinstance(key, dict) else None
-        return forward_cache(
-            params,
-            x,
-            activation=activation,
-            dropout=dropout_of(hyper),
-            key=None if masks is not None else key,
-            train=train,
-            masks=masks,
-        ).zs[-1]
-
-    def draw(key, hyper, batch_size):
-        return dropout_masks(dropout_of(hyper), key, sizes, batch_size)
-
-    template = [{"w": None, "b": None} for _ in sizes[1:]]
+    use_dropout = bool(keep_prob < 1.0 if use_dropout is None else use_dropout)
     return Task(
-        init=init,
-        apply=apply,
+        init=MLPInit(sizes, scheme, _dtype_name(dtype)),
+        apply=MLPApply(activation, dropout_mode, use_dropout),
         loss=loss,
-        penalty=l2_penalty_fn(template, include_bias=include_bias),
+        penalty=L2Penalty(len(sizes) - 1, include_bias),
         metrics=metrics,
         hyper={"l2": float(l2), "keep_prob": float(keep_prob)},
-        draw=draw if use_dropout else None,
+        draw=MLPDraw(sizes, dropout_mode) if use_dropout else None,
     )
+
+
+def _dtype_name(dtype):
+    """``dtype``'s name (so that ``"float32"`` and ``jnp.float32`` describe one MLP); as given if not a dtype
+    (:func:`jnn.init_mlp` then says what is wrong)."""
+    try:
+        return jnp.dtype(dtype).name
+    except TypeError:
+        return dtype
 
 
 def mlp_task_for(config, sizes, dtype: str = "float32", *, use_dropout: bool | None = None) -> Task:
@@ -108,4 +163,4 @@ def mlp_task_for(config, sizes, dtype: str = "float32", *, use_dropout: bool | N
                     dropout_mode=config.dropout_mode, use_dropout=use_dropout)  # fmt: skip
 
 
-__all__ = ["mlp_task", "mlp_task_for", "l2_penalty_fn"]
+__all__ = ["mlp_task", "mlp_task_for", "l2_penalty_fn", "L2Penalty", "MLPInit", "MLPApply", "MLPDraw"]

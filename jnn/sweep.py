@@ -37,7 +37,8 @@ from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.packing import PackedCaller
-from jnn.train.prepare import checked_task, compiled_caller, epoch_arrays, initial_state, prepare_data
+from jnn.train.prepare import checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate``, ``batch_size`` and any name in
@@ -467,12 +468,11 @@ class _Group:
         """Train the group's members (their records are filled in place); returns the halt (None: all stopped)."""
         ct, config = self.ct, self.config
         state, data = self.initial(class_weight)
-        holds = tuple(o for o in (self.task, self.optimizer) if o is not None)
-        inner = compiled_caller(ct, config, self.tx, n_train=len(self.splits[0][0]),
-                                has_val=self.splits[0][1] is not None, builtin=self.task is None,
-                                params=state.params, data=data, holds=holds, dropout=self.use_dropout, data_axes=0,
-                                noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members),
-                                keep_input=bool(cbs), keys=self.keys)  # fmt: skip
+        n_train = len(self.splits[0][0])
+        tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
+        inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=self.splits[0][1] is not None,
+                                keys=self.keys, members=True, keep_input=bool(cbs),
+                                noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
         self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys, max_epochs=config.max_epochs,

@@ -16,14 +16,21 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_programs():
-    """Each test starts without compiled calls lent by earlier tests (fit reuses them within a process), so
-    the trace counts a test asserts do not depend on which tests ran before it on the same worker."""
-    from jnn.train import prepare
+@pytest.fixture
+def fresh_programs():
+    """Empty ``jax.jit``'s caches of the engine's programs before and after the test: for a test that counts
+    the traces of a first run (a run equal to one of an earlier test on this worker would otherwise compile
+    nothing), or one that patches what the programs are built from (its programs must not serve later tests)."""
+    from jnn.train.evaluation import EVAL
+    from jnn.train.program import RUN, RUN_DONATING
 
-    prepare._PROGRAMS.clear()
+    def clear():
+        for fn in (RUN, RUN_DONATING, EVAL):
+            fn.clear_cache()
+
+    clear()
     yield
+    clear()
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 """Several epochs per compiled call, and the non-finite guard replayed only when a call went non-finite."""
 
-import collections
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +11,7 @@ from jnn.debug import trace_counts
 from jnn.sweep import sweep
 from jnn.train import Keys, TrainConfig, fit
 from jnn.train import calls as calls_module
-from jnn.train import prepare as prepare_module
+from jnn.train.program import RUN
 
 D, H = 4, 8
 
@@ -95,8 +93,9 @@ def _always_guarded(self, state, data, n):
 
 
 @pytest.mark.parametrize("per_call", [None, 4])
-def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_every_step(tmp_path, monkeypatch,
-                                                                                          per_call):  # fmt: skip
+def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_every_step(
+    tmp_path, monkeypatch, per_call, fresh_programs
+):
     bad_step, ds = 15, _data()  # 6 steps per epoch: step 15 is the 4th of epoch 3 (from 1), inside a call
     cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, seed=0,
                       epochs_per_call=per_call, checkpoint_every=2)  # fmt: skip
@@ -119,13 +118,13 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
     assert all(np.all(np.isfinite(a)) for a in _leaves(fast.state.params))
 
 
-def test_a_clean_run_never_compiles_the_checked_program():
+def test_a_clean_run_never_compiles_the_checked_program(fresh_programs):
     before = trace_counts()["run_epoch"]
     r = fit(_data(), TrainConfig(**BASE))
     assert r.stopped_by == "early_stopping" and trace_counts()["run_epoch"] - before == 1
 
 
-def test_check_finite_false_keeps_the_nan_state_and_replays_nothing():
+def test_check_finite_false_keeps_the_nan_state_and_replays_nothing(fresh_programs):
     cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, check_finite=False)
     before = trace_counts()["run_epoch"]
     r = fit(_data(), cfg, task=_nan_at_step(15, cfg.seed))
@@ -135,14 +134,14 @@ def test_check_finite_false_keeps_the_nan_state_and_replays_nothing():
     assert any(np.isnan(a).any() for a in _leaves(r.state.params))
 
 
-def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_and_changes_no_bit(monkeypatch):
+def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_and_changes_no_bit(fresh_programs):
     ds = _data()
     fit(ds, TrainConfig(**BASE))
     other = dict(BASE, seed=5, learning_rate=0.1, l2=1e-2, keep_prob=0.6)
     before = trace_counts()["run_epoch"]
     reused = fit(ds, TrainConfig(**other))
     assert trace_counts()["run_epoch"] == before  # the program of the first fit
-    monkeypatch.setattr(prepare_module, "_PROGRAMS", collections.OrderedDict())
+    RUN.clear_cache()
     fresh = fit(ds, TrainConfig(**other))
     assert trace_counts()["run_epoch"] == before + 1
     assert _same(reused.state, fresh.state) and reused.history.metrics == fresh.history.metrics
@@ -152,7 +151,7 @@ def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_an
     assert trace_counts()["run_epoch"] == before + 4
 
 
-def test_a_users_task_object_is_compiled_once_per_object():
+def test_a_users_task_object_is_compiled_once_per_object(fresh_programs):
     ds, cfg = _data(), TrainConfig(batch_size=16, max_epochs=3, early_stopping=False, val_fraction=0.0)
     task = _nan_at_step(10**6, 0)  # never NaN
     fit(ds, cfg, task=task)
@@ -182,7 +181,7 @@ def test_a_sweep_repacks_its_running_members_bit_for_bit():
         sweep(ds, cfg, repack="yes", **axes)
 
 
-def test_a_second_sweep_of_the_same_shapes_compiles_nothing():
+def test_a_second_sweep_of_the_same_shapes_compiles_nothing(fresh_programs):
     ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4})
     sweep(ds, cfg, seed=[0, 1], l2=[0.0, 1e-3])
     before = trace_counts()["run_epoch"]

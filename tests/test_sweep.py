@@ -25,7 +25,7 @@ def spirals():
 
 
 @pytest.mark.slow
-def test_eight_members_equal_eight_fits_and_compile_once(spirals):
+def test_eight_members_equal_eight_fits_and_compile_once(spirals, fresh_programs):
     train, test = spirals
     before = dict(trace_counts())
     res = sweep(train, TrainConfig(**CFG), test=test, **AXES)
@@ -153,7 +153,7 @@ def test_sweep_benchmark_smoke(tmp_path):
     assert "| end to end |" in proc.stdout
 
 
-def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_groups(spirals, tmp_path):
+def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_groups(spirals, tmp_path, fresh_programs):
     train, test = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 6})
     axes = dict(hidden=[(16,), (8, 8), (16,), (8, 8)], batch_size=[32, 32, 64, 32], seed=[0, 1, 2, 3])

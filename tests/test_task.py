@@ -122,7 +122,7 @@ def test_custom_model_with_a_ragged_last_batch_equals_the_loop_to_float_rounding
     assert rel_err(r.params, ref) <= 1e-6
 
 
-def test_one_trace_per_run_and_evaluate_compiles_once():
+def test_one_trace_per_run_and_evaluate_compiles_once(fresh_programs):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     before = dict(trace_counts())
     r = fit(ds, TrainConfig(**{**CFG, "val_fraction": 0.2, "early_stopping": True, "max_epochs": 6}), task=task)
@@ -163,7 +163,7 @@ def test_non_finite_guard_names_the_leaf_of_a_nested_dict():
 
 
 @pytest.mark.slow
-def test_sweep_over_a_custom_hyperparameter_equals_separate_fits():
+def test_sweep_over_a_custom_hyperparameter_equals_separate_fits(fresh_programs):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     cfg = TrainConfig(
         **{**CFG, "val_fraction": 0.2, "early_stopping": True, "patience": 2, "max_epochs": 8, "monitor": "val_r2"}

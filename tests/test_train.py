@@ -43,7 +43,7 @@ def test_a_short_run_lowers_the_loss_and_learns():
     assert evaluate(r.params, test, TrainConfig(**SMALL))["accuracy"] > 0.6
 
 
-def test_one_trace_per_compiled_function_with_a_ragged_last_batch():
+def test_one_trace_per_compiled_function_with_a_ragged_last_batch(fresh_programs):
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "batch_size": 70})  # 1080 training rows: 15 full batches + one of 30
     assert (len(train) - round(0.1 * len(train))) % 70 != 0
@@ -123,10 +123,10 @@ def test_restore_best_returns_the_best_epoch_params():
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(r2.params), jax.tree.leaves(r2.state.params)))
 
 
-def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
+def test_early_stopping_on_a_scripted_validation_curve(monkeypatch, fresh_programs):
     # The validation loss is scripted: it falls until epoch 4 (0-based), then rises.
     curve = jnp.array([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5])
-    real = jnn.train.prepare.make_run_epoch
+    real = jnn.train.program.make_run_epoch
     seen = []
 
     def val_fn(params, x, y, epoch):
@@ -136,7 +136,7 @@ def test_early_stopping_on_a_scripted_validation_curve(monkeypatch):
         seen.append(True)
         return real(*args, **{**kwargs, "val_fn": val_fn})
 
-    monkeypatch.setattr(jnn.train.prepare, "make_run_epoch", scripted)
+    monkeypatch.setattr(jnn.train.program, "make_run_epoch", scripted)
     train, _ = _spirals()
     r = fit(train, TrainConfig(**{**SMALL, "patience": 3}))
     assert seen and r.stopped_by == "early_stopping"

@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import collections
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from jnn.data import Dataset
 from jnn.mlp import mlp_task_for
-from jnn.task import CheckedTask, Task, check_task
+from jnn.task import Task, check_task
 from jnn.train.epoch import make_eval
-
-#: Compiled evaluation functions by task (at most ``_CACHE_SIZE``, oldest dropped first).
-_CACHE: collections.OrderedDict = collections.OrderedDict()
-_CACHE_SIZE = 64
+from jnn.train.program import Static, task_key
 
 
-#: The built-in MLP of a config, by (config, sizes, dtype): one Task object, so one compile.
-_mlp_of = functools.lru_cache(maxsize=64)(mlp_task_for)
+def _evaluate(task: Static, params, x, y, w, hyper):
+    return make_eval(task.value)(params, x, y, w, hyper)
 
 
-def compiled_eval(task: Task, ds: Dataset) -> tuple[CheckedTask, callable]:
-    """The checked task and its jitted ``eval_fn`` for data like ``ds`` (built once per task and kind of data)."""
-    key = (id(task), ds.x.shape[1], ds.x.dtype.str, ds.y.shape[1:], ds.y.dtype.str, ds.num_classes)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is task:
-        _CACHE.move_to_end(key)
-        return hit[1], hit[2]
-    ct = check_task(task, ds, batch_size=min(len(ds), 8))
-    fn = jax.jit(make_eval(ct))
-    _CACHE[key] = (task, ct, fn)  # the task is kept, so its id is not reused while cached
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return ct, fn
+#: ``EVAL(Static(ct, task_key(ct)), params, x, y, w, hyper)``: compiled once per task and kind of data.
+EVAL = jax.jit(_evaluate, static_argnums=0)
 
 
 def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
@@ -67,15 +50,15 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
         if ds.x.shape[1] != sizes[0]:
             raise ValueError(f"ds has {ds.x.shape[1]} features but the params take {sizes[0]} (their first layer "
                              f"is {sizes[0]}x{sizes[1]})")  # fmt: skip
-        model = _mlp_of(model, sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
+        model = mlp_task_for(model, sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
     elif not isinstance(model, Task):
         raise TypeError(f"model must be a jnn.Task or a jnn.TrainConfig; got {type(model).__name__}")
     if jax.process_count() > 1:
         params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
-    ct, fn = compiled_eval(model, ds)
+    ct = check_task(model, ds, batch_size=min(len(ds), 8))
     w = None if ds.sample_weight is None else jnp.asarray(ds.sample_weight)
-    out = fn(params, jnp.asarray(ds.x), jnp.asarray(ds.y), w, ct.hyper_arrays(hyper))
+    out = EVAL(Static(ct, task_key(ct)), params, jnp.asarray(ds.x), jnp.asarray(ds.y), w, ct.hyper_arrays(hyper))
     return {**{k: float(v) for k, v in out.items()}, "n": len(ds)}
 
 
-__all__ = ["evaluate", "compiled_eval"]
+__all__ = ["evaluate", "EVAL"]

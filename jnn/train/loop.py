@@ -38,7 +38,8 @@ from jnn.train.config import MODEL_FIELDS, TrainConfig
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
-from jnn.train.prepare import checked_task, compiled_caller, epoch_arrays, initial_state, prepare_data
+from jnn.train.prepare import checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.records import LiveRecords
 from jnn.train.run_dir import (
     CHECKPOINT_NAME,
@@ -221,22 +222,22 @@ def fit(
     state, records, held = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite,
                                      writer, ct.history_keys(learning_rate_of(state.opt_state) is not None),
                                      from_epoch)  # fmt: skip
-    origin = (task is None, optimizer)
+    tx_key = optimizer_key(config, config.steps_per_epoch(len(fit_ds)), optimizer)
     try:
         return _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight,
-                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, origin, cbs)  # fmt: skip
+                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key, cbs)  # fmt: skip
     finally:
         if held is not None:
             held.release()
 
 
 def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
-                tensorboard, progress, log_every, stop_at_epoch, t_call, origin, cbs):  # fmt: skip
-    """The rest of :func:`fit`, run while the run folder's lock is held (``origin``: whether the task is the
-    built-in MLP, and the custom optimizer or None)."""
+                tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key, cbs):  # fmt: skip
+    """The rest of :func:`fit`, run while the run folder's lock is held (``tx_key``: see
+    :func:`jnn.train.program.optimizer_key`)."""
     try:
         result, halt = _fit_run(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds,
-                                class_weight, mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, origin,
+                                class_weight, mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key,
                                 cbs)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
@@ -248,12 +249,12 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
 
 
 def _fit_run(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
-             tensorboard, progress, log_every, stop_at_epoch, t_call, origin, cbs):  # fmt: skip
+             tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key, cbs):  # fmt: skip
     """Train and write the run folder: ``(result, halt)``."""
     live = LiveRecords(run_path, records, tensorboard=tensorboard) if writer else None
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     hkeys = tuple(records)
-    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, origin,
+    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, tx_key,
                                      keep_input=bool(cbs), keys=hkeys)  # fmt: skip
     if cbs:
         cbs.train_begin(RunInfo(config, hkeys, 1, int(state.epoch), config.max_epochs,
@@ -316,26 +317,22 @@ def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite
     return state, records, held
 
 
-def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, origin, *, keep_input: bool = False,
+def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_key, *, keep_input: bool = False,
              keys=None):  # fmt: skip
     """Place state and data (replicated over a mesh, or on the default device) and build the compiled calls
-    of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.calls`); an earlier run of this
-    process with the same program key (:func:`jnn.train.prepare.program_key`) lends its compiled calls."""
-    builtin, optimizer = origin
-    holds = tuple(o for o in (None if builtin else ct.task, optimizer, mesh) if o is not None)
-    shapes = data  # the host arrays: their shapes and dtypes name the program
-    jit_kw, batch_sharding = {}, None
+    of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.calls`); a run with an equal
+    :class:`jnn.train.program.ProgramSpec` earlier in this process compiled them already."""
+    out_sharding, batch_sharding = None, None
     if mesh is not None:
         from jnn.parallel import replicate, shardings
 
-        rep, batch_sharding = shardings(mesh)
-        state, data = replicate(state, rep), replicate(data, rep)
-        jit_kw = {"out_shardings": (rep, rep, rep)}
+        out_sharding, batch_sharding = shardings(mesh)
+        state, data = replicate(state, out_sharding), replicate(data, out_sharding)
     else:
         data = jax.tree.map(jnp.asarray, data)
-    caller = compiled_caller(ct, config, tx, n_train=n_train, has_val=has_val, builtin=builtin, params=state.params,
-                             data=shapes, holds=holds, jit_kw=jit_kw, batch_sharding=batch_sharding,
-                             keep_input=keep_input, keys=keys)  # fmt: skip
+    caller = compiled_caller(ct, config, tx, tx_key, n_train=n_train, has_val=has_val, keys=keys,
+                             batch_sharding=batch_sharding, out_sharding=out_sharding,
+                             keep_input=keep_input)  # fmt: skip
     return caller, state, data
 
 

@@ -1,28 +1,22 @@
-"""Preparing a run, shared by ``fit`` and ``sweep``: data, checked task, first state, compiled epoch.
+"""Preparing a run, shared by ``fit`` and ``sweep``: data, checked task, first state.
 
 Everything here runs in plain Python before anything is traced, so bad input fails before training
 starts: the validation split, the task (or the config's MLP) checked against the data, the monitored
-metric, class weights, the first :class:`TrainState`, and the epoch function built from the step.
+metric, class weights and the first :class:`TrainState`. The compiled program is :mod:`jnn.train.program`.
 """
 
 from __future__ import annotations
 
-import collections
-
-import jax
 import numpy as np
 
 from jnn import _validate as V
 from jnn.data import Dataset, split
 from jnn.mlp import mlp_task_for
 from jnn.task import CheckedTask, Task, check_targets, check_task
-from jnn.train import epoch as epoch_module
-from jnn.train.calls import MAX_EPOCHS_PER_CALL, EpochCaller, make_call
 from jnn.train.config import TrainConfig, check_model_fields_unset
-from jnn.train.epoch import EpochData, make_run_epoch, with_summary
+from jnn.train.epoch import EpochData
 from jnn.train.keys import Keys
 from jnn.train.state import init_state
-from jnn.train.step import make_train_step
 
 
 def prepare_data(train: Dataset, config: TrainConfig, val: Dataset | None = None) -> tuple[Dataset, Dataset | None]:
@@ -168,145 +162,8 @@ def epoch_arrays(fit_ds: Dataset, val_ds: Dataset | None, class_weight=None) -> 
     return EpochData(fit_ds.x, fit_ds.y, w, val_ds.x, val_ds.y, val_ds.sample_weight)
 
 
-def build_epoch(
-    ct: CheckedTask,
-    config: TrainConfig,
-    tx,
-    *,
-    n_train: int,
-    has_val: bool,
-    batch_sharding=None,
-    noise_budget: int | None = None,
-    val_fn=None,
-    check_finite: bool | None = None,
-):
-    """``run_epoch(state, data) -> (state, metrics)`` of a run of ``ct`` under ``config``.
-
-    ``noise_budget`` caps the noise an epoch draws up front (default
-    :data:`jnn.train.epoch.NOISE_UP_FRONT_MAX`; a sweep divides it among its members). ``check_finite``
-    overrides ``config.check_finite`` (the per-step gradient check; see :mod:`jnn.train.calls`).
-    """
-    full = config.drop_last or n_train % config.batch_size == 0  # no padded rows in any minibatch
-    check = config.check_finite if check_finite is None else check_finite
-    step = make_train_step(ct, tx, check_finite=check, max_steps=config.max_steps,
-                           batch_sharding=batch_sharding, full_batches=full)  # fmt: skip
-    # Threefry bits are the same under vmap; rbg bits are not, and sharded batches draw per device.
-    budget = epoch_module.NOISE_UP_FRONT_MAX if noise_budget is None else noise_budget
-    up_front = budget if batch_sharding is None and config.prng_impl == "threefry2x32" else 0
-    return make_run_epoch(
-        ct,
-        step,
-        n_train=n_train,
-        batch_size=config.batch_size,
-        drop_last=config.drop_last,
-        max_epochs=config.max_epochs,
-        early=config.stopper() if config.early_stopping else None,
-        loss_tol=config.loss_tol_stopper(),
-        divergence_factor=config.divergence_factor,
-        has_val=has_val,
-        noise_up_front=up_front,
-        val_fn=val_fn,
-    )
-
-
-#: The compiled calls of recent runs, by :func:`program_key` (most recent last); a later run with the same key
-#: reuses them (another seed, learning rate, λ or keep_prob compiles nothing). ``PROGRAM_CACHE_SIZE`` entries.
-_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
-PROGRAM_CACHE_SIZE = 8
-
-
-def program_key(ct: CheckedTask, config: TrainConfig, *, builtin: bool, params, data: EpochData, extra=(),
-                dropout: bool | None = None) -> tuple:  # fmt: skip
-    """What a run's compiled calls depend on beyond their arguments' values: two runs with the same key can
-    share them. The config's traced fields (seed, a constant learning rate, λ, keep_prob as long as dropout
-    stays on, momentum, weight decay) and the fields that act outside the program are left out; a user's
-    task is identified by the object itself (``extra`` holds other objects the program closes over, e.g. a
-    custom optimizer or a mesh, also by identity). ``dropout``: whether the built-in MLP draws dropout masks
-    (default: ``config.keep_prob < 1``; a sweep decides over all its members)."""
-    outside = {"seed", "l2", "keep_prob", "momentum", "weight_decay", "scheme", "val_fraction", "stratify",
-               "checkpoint_every", "keep_checkpoints"}  # fmt: skip
-    if config.lr_schedule == "constant":  # a schedule closes over the rate; a constant rate is optimiser state
-        outside.add("learning_rate")
-    fields = tuple((k, repr(v)) for k, v in sorted(config.to_dict().items()) if k not in outside)
-    model = ("mlp", config.keep_prob < 1.0 if dropout is None else dropout) if builtin else ("task", id(ct.task))
-    shapes = tuple((tuple(np.shape(a)), str(a.dtype)) for a in jax.tree.leaves(params))
-    arrays = tuple(None if a is None else (tuple(np.shape(a)), str(a.dtype)) for a in data)
-    return (model, fields, shapes, arrays, str(ct.dtype), ct.noise_size, ct.metric_names,
-            tuple(id(o) for o in extra))  # fmt: skip
-
-
-def build_caller(build, keys, config: TrainConfig, *, data_axes=None, jit_kw: dict | None = None, cache_key=None,
-                 holds=(), keep_input: bool = False):  # fmt: skip
-    """The :class:`jnn.train.calls.EpochCaller` of a run (or, with ``data_axes``, of a vmapped sweep).
-
-    Args:
-        build: ``build(check_finite) -> run_epoch`` (e.g. :func:`build_epoch` with its arguments bound).
-        keys: the history keys.
-        config: the run's config (``check_finite``, ``epochs_per_call``).
-        data_axes: None for one run; the ``in_axes`` of the data for M stacked members (``jax.vmap``).
-        jit_kw: extra ``jax.jit`` arguments (e.g. ``out_shardings`` for a mesh).
-        cache_key: reuse the compiled calls of an earlier run with this key (see :func:`program_key`), or
-            keep these for later ones (None: neither).
-        holds: objects the key names by identity, kept alive with the cached calls (so no other object can
-            take their identity while the entry lives).
-        keep_input: never donate the call's input state (a callback's stop request replays from it).
-    """
-    if cache_key is not None:
-        cache_key = (*cache_key, keep_input)
-    if cache_key is not None and cache_key in _PROGRAMS:
-        _PROGRAMS.move_to_end(cache_key)
-        fast, guarded, rows, _ = _PROGRAMS[cache_key]
-        return EpochCaller(fast, guarded, rows=rows, fixed=config.epochs_per_call)
-    rows = config.epochs_per_call or MAX_EPOCHS_PER_CALL
-
-    def jitted(check: bool):
-        fn = make_call(with_summary(build(check), keys), 2 + len(keys), rows)
-        if data_axes is not None:
-            fn = jax.vmap(fn, in_axes=(0, data_axes, None))
-        # The fast call keeps its input alive for a replay; without the guard it can donate it.
-        donate = () if config.check_finite or keep_input else (0,)
-        return jax.jit(fn, donate_argnums=donate, **(jit_kw or {}))
-
-    fast = jitted(False)
-    guarded = jitted(True) if config.check_finite else None  # traced and compiled only if ever called
-    if cache_key is not None:
-        _PROGRAMS[cache_key] = (fast, guarded, rows, tuple(holds))
-        while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
-            _PROGRAMS.popitem(last=False)
-    return EpochCaller(fast, guarded, rows=rows, fixed=config.epochs_per_call)
-
-
-def compiled_caller(ct: CheckedTask, config: TrainConfig, tx, *, n_train: int, has_val: bool, builtin: bool, params,
-                    data: EpochData, holds=(), dropout: bool | None = None, data_axes=None, jit_kw: dict | None = None,
-                    batch_sharding=None, noise_budget: int | None = None, keep_input: bool = False,
-                    keys=None) -> EpochCaller:  # fmt: skip
-    """The compiled calls of a run of ``ct`` under ``config`` (one run, or with ``data_axes`` a vmapped sweep),
-    lent by an earlier run of this process with the same :func:`program_key` when there is one.
-
-    Args:
-        ct, config, tx: the checked task, the config and the optax transformation.
-        n_train, has_val, batch_sharding, noise_budget: see :func:`build_epoch`.
-        builtin, params, data, holds, dropout: see :func:`program_key` (``holds``: its ``extra``).
-        data_axes, jit_kw, keep_input: see :func:`build_caller`.
-        keys: the history keys (default: the task's, with ``learning_rate``).
-    """
-    keys = ct.history_keys() if keys is None else tuple(keys)
-    key = (program_key(ct, config, builtin=builtin, params=params, data=data, extra=holds, dropout=dropout), keys)
-
-    def build(check_finite):
-        return build_epoch(ct, config, tx, n_train=n_train, has_val=has_val, batch_sharding=batch_sharding,
-                           noise_budget=noise_budget, check_finite=check_finite)  # fmt: skip
-
-    return build_caller(build, keys, config, data_axes=data_axes, jit_kw=jit_kw,
-                        cache_key=(data_axes is not None, key), holds=holds, keep_input=keep_input)  # fmt: skip
-
-
 __all__ = [
     "prepare_data",
-    "compiled_caller",
-    "build_caller",
-    "program_key",
-    "PROGRAM_CACHE_SIZE",
     "check_fit_data",
     "class_weights",
     "resolve_task",
@@ -314,5 +171,4 @@ __all__ = [
     "check_monitor",
     "initial_state",
     "epoch_arrays",
-    "build_epoch",
 ]
