@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jnn
@@ -189,3 +190,33 @@ def test_a_second_sweep_of_the_same_shapes_compiles_nothing(fresh_programs):
     assert trace_counts()["run_epoch"] == before
     sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0])  # three members: another shape
     assert trace_counts()["run_epoch"] == before + 1
+
+
+def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_second_time(fresh_programs):
+    ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4, "keep_prob": 1.0})
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.05))
+    fit(ds, cfg, optimizer=tx)
+    before = trace_counts()["run_epoch"]
+    again = fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 7}), optimizer=tx)
+    assert trace_counts()["run_epoch"] == before  # the chain built once serves both fits
+    tx2 = optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.05))
+    fresh = fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 7}), optimizer=tx2)  # new functions: compiled anew
+    assert trace_counts()["run_epoch"] == before + 1
+    assert _same(again.state.params, fresh.state.params)
+    # Two MLP tasks of one description have equal functions (their default hyperparameters differ): one compile.
+    sizes = (D, H, 2)
+    a, b = jnn.mlp_task(sizes, keep_prob=0.8), jnn.mlp_task(sizes, keep_prob=0.6, l2=1e-3)
+    assert (a.init, a.apply, a.draw, a.penalty) == (b.init, b.apply, b.draw, b.penalty)
+    assert a.apply != jnn.mlp_task(sizes, keep_prob=1.0).apply  # no dropout path: another function
+    task_cfg = TrainConfig(batch_size=16, learning_rate=0.05, val_fraction=0.25, patience=3, max_epochs=4)
+    fit(ds, task_cfg, task=a)
+    before = trace_counts()["run_epoch"]
+    fit(ds, task_cfg, task=b)
+    assert trace_counts()["run_epoch"] == before
+    # evaluate with a config compiles once per kind of data, whatever the config's λ.
+    before = trace_counts()["eval_step"]
+    params = fit(ds, cfg).params
+    jnn.evaluate(params, ds, cfg)
+    mid = trace_counts()["eval_step"]
+    jnn.evaluate(params, ds, TrainConfig(**{**cfg.to_dict(), "l2": 0.5}))
+    assert trace_counts()["eval_step"] == mid and mid - before >= 1
