@@ -201,18 +201,7 @@ def _add_model_flags(p, data_help: str) -> None:
 
 def _add_config_flags(t) -> None:
     """The TrainConfig flags shared by ``jnn train`` and ``jnn sweep``."""
-    from jnn.activations import ACTIVATIONS
     from jnn.datasets import LOADERS
-    from jnn.dropout import MODES
-    from jnn.losses import LOSSES
-    from jnn.train.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig
-
-    d = TrainConfig()
-
-    def dflt(field: str) -> str:
-        v = getattr(d, field)
-        return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
-                                                                    isinstance(v, float) else str(v))  # fmt: skip
 
     t.add_argument("--config", default=None, help="TOML file with TrainConfig fields (and optionally dataset)")
     t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="built-in data set (default mnist1d)")
@@ -226,100 +215,47 @@ def _add_config_flags(t) -> None:
                    help="scale each feature to mean 0, std 1, learned on the training split only")  # fmt: skip
     t.add_argument("--val-data", default=None, help="validation file like --data (then nothing is carved out)")
     t.add_argument("--test-data", default=None, help="test file like --data, scored at the end")
-    t.add_argument("--sizes", type=_int_list, default=None, help="full layer widths, e.g. 40,100,100,10")
-    t.add_argument("--hidden", type=_int_list, default=None, help=f"hidden widths (default {dflt('hidden')})")
-    t.add_argument("--activation", default=None, choices=list(ACTIVATIONS), help=f"default {dflt('activation')}")
-    t.add_argument("--loss", default=None, choices=list(LOSSES), help=f"default {dflt('loss')}")
-    t.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help=f"default {dflt('optimizer')}")
-    t.add_argument("--learning-rate", type=float, default=None,
-                   help=f"η, the step size of θ ← θ − η∇θ l (default {dflt('learning_rate')})")  # fmt: skip
-    t.add_argument("--momentum", type=float, default=None,
-                   help=f"momentum of --optimizer momentum, in [0, 1) (default {dflt('momentum')})")  # fmt: skip
-    t.add_argument("--weight-decay", type=float, default=None,
-                   help=f"decoupled weight decay of --optimizer adamw (default {dflt('weight_decay')})")  # fmt: skip
-    t.add_argument("--lr-schedule", default=None, choices=list(LR_SCHEDULES),
-                   help=f"η over the run: constant, cosine decay to 0, or linear warm-up then cosine "
-                        f"(default {dflt('lr_schedule')})")  # fmt: skip
-    t.add_argument("--warmup-epochs", type=int, default=None,
-                   help=f"warm-up epochs of --lr-schedule warmup-cosine (default {dflt('warmup_epochs')})")  # fmt: skip
-    t.add_argument("--batch-size", type=int, default=None,
-                   help=f"T, the examples in each minibatch (default {dflt('batch_size')})")  # fmt: skip
-    t.add_argument("--l2", type=float, default=None,
-                   help=f"λ, the strength of the L2 penalty λΣw² (default {dflt('l2')})")  # fmt: skip
-    t.add_argument("--keep-prob", type=float, default=None,
-                   help=f"p, the probability of keeping a unit in dropout; 1 = off "
-                        f"(default {dflt('keep_prob')})")  # fmt: skip
-    t.add_argument("--mode", default=None, choices=list(MODES),
-                   help=f"dropout convention (default {dflt('dropout_mode')})")  # fmt: skip
-    t.add_argument("--monitor", default=None,
-                   help=f"metric early stopping watches: val_/train_ + loss or a metric of the loss (accuracy; "
-                        f"mse, mae, r2 for --loss mse) (default {dflt('monitor')})")  # fmt: skip
-    t.add_argument("--patience", type=int, default=None,
-                   help=f"epochs without improvement before early stopping (default {dflt('patience')})")  # fmt: skip
-    t.add_argument("--max-epochs", type=int, default=None, help=f"epoch budget (default {dflt('max_epochs')})")
-    t.add_argument("--max-steps", type=int, default=None, help=f"step budget (default {dflt('max_steps')})")
-    t.add_argument("--val-fraction", type=float, default=None,
-                   help=f"part of the training data held out for validation "
-                        f"(default {dflt('val_fraction')})")  # fmt: skip
-    t.add_argument("--seed", type=int, default=None, help=f"root seed of every random stream (default {dflt('seed')})")
-    t.add_argument("--checkpoint-every", type=int, default=None,
-                   help=f"epochs between checkpoints; 0 = only at the end "
-                        f"(default {dflt('checkpoint_every')})")  # fmt: skip
-    t.add_argument(
-        "--keep-checkpoints",
-        type=int,
-        default=None,
-        help=f"latest epoch checkpoints kept in RUN/checkpoints (default {dflt('keep_checkpoints')})",
-    )
-    t.add_argument("--epochs-per-call", type=int, default=None,
-                   help="epochs one compiled call runs (default: ~0.3 s worth; same results for all)")  # fmt: skip
-    t.add_argument("--divergence-factor", type=float, default=None,
-                   help=f"stop when the training loss exceeds this factor x the best and the first epoch's "
-                        f"(default {dflt('divergence_factor')})")  # fmt: skip
-    t.add_argument(
-        "--prng-impl",
-        default=None,
-        choices=["threefry2x32", "rbg"],
-        help="generator of permutations and dropout masks (see TrainConfig.prng_impl)",
-    )
-    t.add_argument("--no-early-stopping", action="store_true", help="train for --max-epochs")
-    t.add_argument(
-        "--no-check-finite",
-        action="store_true",
-        help="check only the loss for NaN/inf, not every gradient (see TrainConfig.check_finite)",
-    )
+    _add_field_flags(t)
     t.add_argument("--log-every", type=int, default=None, help="print a line every k epochs (default: ~10 lines)")
 
 
-#: CLI flag (argparse dest) -> TrainConfig field, for flags whose names differ.
-_FLAG_FIELDS = {"mode": "dropout_mode"}
-_CONFIG_FLAGS = (
-    "sizes",
-    "hidden",
-    "activation",
-    "loss",
-    "optimizer",
-    "learning_rate",
-    "momentum",
-    "weight_decay",
-    "lr_schedule",
-    "warmup_epochs",
-    "batch_size",
-    "l2",
-    "keep_prob",
-    "mode",
-    "monitor",
-    "patience",
-    "max_epochs",
-    "max_steps",
-    "val_fraction",
-    "seed",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "divergence_factor",
-    "prng_impl",
-    "epochs_per_call",
-)
+def _field_flags():
+    """``(field, dest, flag, kind)`` of every TrainConfig field with a flag (its metadata ``cli`` help): kind is
+    ``"negate"`` for a bool that defaults to True (``--no-<name>``), else the value's parser."""
+    import dataclasses
+
+    from jnn.train.config import TrainConfig
+
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["cli"] is None:
+            continue
+        name = f.metadata["flag"] or f.name
+        if f.type == "bool":
+            if f.default is not True:
+                raise TypeError(f"TrainConfig.{f.name}: a bool flag is --no-<name> and needs the default True")
+            out.append((f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate"))
+        else:
+            kind = _int_list if f.type.startswith("tuple") else int if "int" in f.type else float if "float" in f.type \
+                else str  # fmt: skip
+            out.append((f, name, f"--{name.replace('_', '-')}", kind))
+    return out
+
+
+def _add_field_flags(t) -> None:
+    """One flag per TrainConfig field that declares one (see :func:`jnn.train.config.TrainConfig`)."""
+
+    def shown(v) -> str:
+        return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
+                                                                    isinstance(v, float) else str(v))  # fmt: skip
+
+    for f, dest, flag, kind in _field_flags():
+        text = f.metadata["cli"].replace("{default}", shown(f.default))
+        if kind == "negate":
+            t.add_argument(flag, dest=dest, action="store_true", help=text)
+        else:
+            choices = None if f.metadata["choices"] is None else list(f.metadata["choices"])
+            t.add_argument(flag, dest=dest, type=kind, default=None, choices=choices, help=text)
 
 
 def _train_config(args, stored: dict | None = None):
@@ -356,14 +292,13 @@ def _train_config(args, stored: dict | None = None):
     elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data)):
         if "data" not in source:
             raise ValueError("--target, --features, --standardize, --val-data and --test-data need --data FILE")
-    for flag in _CONFIG_FLAGS:
-        v = getattr(args, flag)
-        if v is not None:
-            values[_FLAG_FIELDS.get(flag, flag)] = v
-    if args.no_early_stopping:
-        values["early_stopping"] = False
-    if args.no_check_finite:
-        values["check_finite"] = False
+    for f, dest, _, kind in _field_flags():
+        v = getattr(args, dest)
+        if kind == "negate":
+            if v:
+                values[f.name] = False
+        elif v is not None:
+            values[f.name] = v
     return source, TrainConfig.from_dict(values)
 
 

@@ -31,7 +31,7 @@ from jnn.history import History
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
 from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
-from jnn.train.config import TrainConfig
+from jnn.train.config import MODEL_FIELDS, SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
@@ -41,11 +41,12 @@ from jnn.train.prepare import checked_task, epoch_arrays, initial_state, prepare
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.state import STATUS
 
-#: Sweep axes of the built-in MLP; with a task, ``seed``, ``learning_rate``, ``batch_size`` and any name in
-#: ``task.hyper``. ``hidden`` and ``batch_size`` change shapes: members are trained in groups of one shape.
-AXES = ("seed", "learning_rate", "l2", "keep_prob", "hidden", "batch_size")
+#: Sweep axes of the built-in MLP (the fields declared ``sweep=True``); with a task, :data:`CONFIG_AXES` and
+#: any name in ``task.hyper``. ``hidden`` and ``batch_size`` change shapes: members are trained in groups of
+#: one shape.
+AXES = SWEEP_FIELDS
 #: Axes that set a TrainConfig field with a task (the others set a task hyperparameter).
-CONFIG_AXES = ("seed", "learning_rate", "batch_size")
+CONFIG_AXES = tuple(n for n in SWEEP_FIELDS if n not in MODEL_FIELDS)
 
 
 def grid(**axes) -> dict[str, list]:
@@ -87,7 +88,7 @@ def _check_axes(axes: dict, allowed, *, any_name: bool = False) -> tuple[dict, i
 
 def _known_axes(task: Task | None) -> tuple[str, ...]:
     """The axes that set a config field or a task hyperparameter (others are an optimizer function's)."""
-    hyper_names = ("l2", "keep_prob", "hidden") if task is None else tuple(task.hyper or {})
+    hyper_names = tuple(n for n in AXES if n in MODEL_FIELDS) if task is None else tuple(task.hyper or {})
     return CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES)
 
 

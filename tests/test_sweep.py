@@ -86,8 +86,8 @@ def test_grid_is_the_cartesian_product():
         (
             dict(momentum=[0.9]),
             ValueError,
-            r"sweep axis must be one of \['seed', 'learning_rate', 'batch_size', 'l2', "
-            r"'keep_prob', 'hidden'\]",
+            r"sweep axis must be one of \['learning_rate', 'batch_size', 'seed', 'hidden', "
+            r"'l2', 'keep_prob'\]",
         ),  # fmt: skip
         (dict(hidden=[(8,), (0,)]), ValueError, r"sweep member 1 \(hidden=\(0,\)\): hidden\[0\] must be"),
         (dict(batch_size=[8, 0]), ValueError, r"sweep member 1 \(batch_size=0\): batch_size must be"),

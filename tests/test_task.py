@@ -181,7 +181,7 @@ def test_sweep_over_a_custom_hyperparameter_equals_separate_fits(fresh_programs)
     assert res.direction == "max" and res.best()["best_val"] == max(r["best_val"] for r in res.rows)
     with pytest.raises(
         ValueError,
-        match=r"sweep axis must be one of \['seed', 'learning_rate', 'batch_size', 'l2', 'keep_prob'\], or a hyper"
+        match=r"sweep axis must be one of \['learning_rate', 'batch_size', 'seed', 'l2', 'keep_prob'\], or a hyper"
         r"parameter .*; got 'width'",
     ):
         sweep(ds, cfg, task=task, width=[1, 2])

@@ -33,6 +33,34 @@ MAX_COUNT = 2**31 - 1
 MAX_EPOCHS_PER_CALL_SET = 1 << 16
 
 
+#: How a compiled program sees a field (``TrainConfig`` field metadata ``"program"``): ``"traced"``, an array
+#: in the state (another value compiles nothing); ``"static"``, part of the program (another value is
+#: another program); ``"host"``, read only outside the program (the split, the init, what is saved).
+PROGRAM_ROLES = ("traced", "static", "host")
+
+
+def _field(default, program: str, *, model: bool = False, resume: bool = False, sweep: bool = False,
+           cli: str | None = None, flag: str | None = None, choices=None):  # fmt: skip
+    """A :class:`TrainConfig` field with its role declared once, in its metadata.
+
+    Args:
+        default: the default value.
+        program: one of :data:`PROGRAM_ROLES`.
+        model: the field describes the built-in MLP (:data:`MODEL_FIELDS`; refused with a user's task).
+        resume: a resumed run may change it (:data:`RESUME_CHANGES`).
+        sweep: ``jnn.sweep`` takes it as an axis (:data:`SWEEP_FIELDS`).
+        cli: the help of its command-line flag (``{default}`` is replaced by the default); None: no flag.
+            A bool that defaults to True gets ``--no-<name>``.
+        flag: the flag's name when it is not the field's (``--mode`` for ``dropout_mode``).
+        choices: the allowed values of a string flag.
+    """
+    if program not in PROGRAM_ROLES:
+        raise ValueError(f"program must be one of {PROGRAM_ROLES}; got {program!r}")
+    meta = {"program": program, "model": model, "resume": resume, "sweep": sweep, "cli": cli, "flag": flag,
+            "choices": None if choices is None else tuple(choices)}  # fmt: skip
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of a training run (the lecture's loop plus its regularisers and stopping rules).
@@ -42,6 +70,14 @@ class TrainConfig:
     with momentum 0.9 at η = 0.02, minibatches of 100, λ = 1e-4, inverted dropout with keep_prob 0.7,
     early stopping on the validation loss with patience 30. ``optimizer="sgd"`` is the lecture's plain
     update θ ← θ − η∇θ l.
+
+    Each field declares its roles once, in its dataclass metadata (see ``_field``): how the compiled program
+    sees it (:data:`PROGRAM_ROLES`: ``traced`` fields are arrays in the state, so another value compiles
+    nothing: seed, η under a constant schedule, momentum, weight decay, λ, keep_prob while dropout stays on;
+    ``static`` ones are part of the :class:`jnn.train.program.ProgramSpec`; ``host`` ones are read only
+    outside it), whether it describes the built-in MLP (:data:`MODEL_FIELDS`), may change on resume
+    (:data:`RESUME_CHANGES`), is a sweep axis (:data:`SWEEP_FIELDS`), and its command-line flag and help.
+    ``tests/test_config_roles.py`` holds every declaration to what the program does.
 
     Attributes:
         hidden: hidden-layer widths; the network is ``(d_in, *hidden, d_out)`` with d_in and d_out from
@@ -107,45 +143,89 @@ class TrainConfig:
         average_decay: the EMA decay d in [0, 1) (``average="ema"``).
     """
 
-    hidden: tuple[int, ...] = (256, 256)
-    sizes: tuple[int, ...] | None = None
-    activation: str = "relu"
-    loss: str = "softmax"
-    scheme: str = "lecun_normal"
-    optimizer: str = "momentum"
-    learning_rate: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_schedule: str = "constant"
-    warmup_epochs: int = 0
-    batch_size: int = 100
-    l2: float = 1e-4
-    include_bias: bool = False
-    keep_prob: float = 0.7
-    dropout_mode: str = "inverted"
-    max_epochs: int = 300
-    max_steps: int | None = None
-    loss_tol: float | None = None
-    tol_patience: int = 10
-    early_stopping: bool = True
-    monitor: str = "val_loss"
-    patience: int = 30
-    min_delta: float = 0.0
-    start_epoch: int = 0
-    restore_best: bool = True
-    monitor_mode: str | None = None
-    val_fraction: float = 0.1
-    stratify: bool = True
-    drop_last: bool = False
-    seed: int = 0
-    checkpoint_every: int = 0
-    prng_impl: str = "threefry2x32"
-    check_finite: bool = True
-    divergence_factor: float | None = 10.0
-    keep_checkpoints: int = 3
-    epochs_per_call: int | None = None
-    average: str | None = None
-    average_decay: float = 0.999
+    hidden: tuple[int, ...] = _field(
+        (256, 256), "static", model=True, sweep=True, cli="hidden widths (default {default})"
+    )
+    sizes: tuple[int, ...] | None = _field(None, "static", model=True, cli="full layer widths, e.g. 40,100,100,10")
+    activation: str = _field("relu", "static", model=True, cli="default {default}", choices=ACTIVATIONS)
+    loss: str = _field("softmax", "static", model=True, cli="default {default}", choices=LOSSES)
+    scheme: str = _field("lecun_normal", "host", model=True)
+    optimizer: str = _field("momentum", "static", cli="default {default}", choices=OPTIMIZERS)
+    learning_rate: float = _field(
+        0.02, "traced", resume=True, sweep=True, cli="η, the step size of θ ← θ − η∇θ l (default {default})"
+    )
+    momentum: float = _field(0.9, "traced", cli="momentum of --optimizer momentum, in [0, 1) (default {default})")
+    weight_decay: float = _field(1e-4, "traced", cli="decoupled weight decay of --optimizer adamw (default {default})")
+    lr_schedule: str = _field(
+        "constant",
+        "static",
+        choices=LR_SCHEDULES,
+        cli="η over the run: constant, cosine decay to 0, or linear warm-up then cosine (default {default})",
+    )
+    warmup_epochs: int = _field(0, "static", cli="warm-up epochs of --lr-schedule warmup-cosine (default {default})")
+    batch_size: int = _field(100, "static", sweep=True, cli="T, the examples in each minibatch (default {default})")
+    l2: float = _field(
+        1e-4, "traced", model=True, sweep=True, cli="λ, the strength of the L2 penalty λΣw² (default {default})"
+    )
+    include_bias: bool = _field(False, "static", model=True)
+    keep_prob: float = _field(
+        0.7,
+        "traced",
+        model=True,
+        sweep=True,
+        cli="p, the probability of keeping a unit in dropout; 1 = off (default {default})",
+    )
+    dropout_mode: str = _field(
+        "inverted", "static", model=True, flag="mode", choices=MODES, cli="dropout convention (default {default})"
+    )
+    max_epochs: int = _field(300, "static", resume=True, cli="epoch budget (default {default})")
+    max_steps: int | None = _field(None, "static", resume=True, cli="step budget (default {default})")
+    loss_tol: float | None = _field(None, "static")
+    tol_patience: int = _field(10, "static")
+    early_stopping: bool = _field(True, "static", cli="train for --max-epochs")
+    monitor: str = _field(
+        "val_loss",
+        "static",
+        cli="metric early stopping watches: val_/train_ + loss or a metric of the loss (accuracy; "
+        "mse, mae, r2 for --loss mse) (default {default})",
+    )
+    patience: int = _field(30, "static", cli="epochs without improvement before early stopping (default {default})")
+    min_delta: float = _field(0.0, "static")
+    start_epoch: int = _field(0, "static")
+    restore_best: bool = _field(True, "static")
+    monitor_mode: str | None = _field(None, "static")
+    val_fraction: float = _field(
+        0.1, "host", cli="part of the training data held out for validation (default {default})"
+    )
+    stratify: bool = _field(True, "host")
+    drop_last: bool = _field(False, "static")
+    seed: int = _field(0, "traced", sweep=True, cli="root seed of every random stream (default {default})")
+    checkpoint_every: int = _field(
+        0, "host", resume=True, cli="epochs between checkpoints; 0 = only at the end (default {default})"
+    )
+    prng_impl: str = _field(
+        "threefry2x32",
+        "static",
+        choices=PRNG_IMPLS,
+        cli="generator of permutations and dropout masks (see TrainConfig.prng_impl)",
+    )
+    check_finite: bool = _field(
+        True, "static", cli="check only the loss for NaN/inf, not every gradient (see TrainConfig.check_finite)"
+    )
+    divergence_factor: float | None = _field(
+        10.0,
+        "static",
+        resume=True,
+        cli="stop when the training loss exceeds this factor x the best and the first epoch's (default {default})",
+    )
+    keep_checkpoints: int = _field(
+        3, "host", resume=True, cli="latest epoch checkpoints kept in RUN/checkpoints (default {default})"
+    )
+    epochs_per_call: int | None = _field(
+        None, "static", resume=True, cli="epochs one compiled call runs (default: ~0.3 s worth; same results for all)"
+    )
+    average: str | None = _field(None, "static")
+    average_decay: float = _field(0.999, "static")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # NumPy scalars become Python ones (the config is JSON and hashed)
@@ -339,9 +419,26 @@ def _cosine(peak: float, warmup: int, total: int):
     return schedule
 
 
+def fields_where(**role) -> tuple[str, ...]:
+    """The :class:`TrainConfig` fields whose metadata has the given values, in field order.
+
+    Example:
+        ``fields_where(program="traced")`` are the fields another value of which compiles nothing.
+    """
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if all(f.metadata[k] == v for k, v in role.items()))
+
+
 #: Fields that describe the built-in MLP; with ``fit(..., task=...)`` they must keep their defaults (the
 #: task's own ``hyper`` holds its hyperparameters), so that a setting is never silently ignored.
-MODEL_FIELDS = ("hidden", "sizes", "activation", "loss", "scheme", "l2", "include_bias", "keep_prob", "dropout_mode")
+MODEL_FIELDS = fields_where(model=True)
+#: Fields a resumed run may change (see :mod:`jnn.train.run_dir`): the learning rate lives in the optimiser
+#: state, so a run that diverged can continue from its last finite checkpoint with a lower one; the budgets
+#: are read only by the stopping rules, so a finished run can be continued with larger ones;
+#: divergence_factor is a stopping rule too; checkpoint_every, keep_checkpoints and epochs_per_call only say
+#: what is saved and how often the host looks.
+RESUME_CHANGES = fields_where(resume=True)
+#: Fields ``jnn.sweep`` takes as axes (with a task, those that are not :data:`MODEL_FIELDS`).
+SWEEP_FIELDS = fields_where(sweep=True)
 
 
 def check_model_fields_unset(config: TrainConfig) -> None:
@@ -355,4 +452,5 @@ def check_model_fields_unset(config: TrainConfig) -> None:
         )
 
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "MONITORS", "MODES", "MODEL_FIELDS", "check_model_fields_unset"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "MONITORS", "MODES", "MODEL_FIELDS", "RESUME_CHANGES",
+           "SWEEP_FIELDS", "PROGRAM_ROLES", "fields_where", "check_model_fields_unset"]  # fmt: skip

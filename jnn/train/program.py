@@ -55,11 +55,12 @@ def _hashable(obj):
 
 
 def task_key(ct: CheckedTask) -> tuple:
-    """What a program needs of a checked task: its functions (by equality, i.e. identity for closures), its
-    loss and metrics as given, the names of its hyperparameters, the params' dtype and the noise size."""
+    """What a program needs of a checked task: the functions it calls (by equality, i.e. identity for
+    closures; ``init`` is not among them: the params come in the state), its loss and metrics as given, the
+    names of its hyperparameters, the params' dtype and the noise size."""
     t = ct.task
-    return (t.init, t.apply, _hashable(t.loss), t.penalty, _hashable(t.metrics), t.draw, tuple(ct.hyper),
-            str(ct.dtype), ct.noise_size)  # fmt: skip
+    return (t.apply, _hashable(t.loss), t.penalty, _hashable(t.metrics), t.draw, tuple(ct.hyper), str(ct.dtype),
+            ct.noise_size)  # fmt: skip
 
 
 def optimizer_key(config, steps_per_epoch: int, optimizer=None, extra=()) -> tuple:

@@ -19,28 +19,15 @@ from jnn import atomic, lock
 from jnn import checkpoint as ckpt
 from jnn._version import __version__
 from jnn.lock import FolderLock
-from jnn.train.config import OPTIMIZERS, TrainConfig
+from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig
 from jnn.train.optimizers import find_hyperparams
 from jnn.train.state import NO_LEAF, Status, TrainState
 
 CHECKPOINT_NAME = "checkpoint.npz"
 MODEL_NAME = "model.npz"
-#: Config fields a resumed run may change: the learning rate lives in the optimiser state, so a run that
-#: diverged can continue from its last finite checkpoint with a lower one; the budgets are read only by the
-#: stopping rules, so a finished run can be continued with larger ones; divergence_factor is a stopping rule too;
-#: checkpoint_every and keep_checkpoints only say what is saved.
 #: The default config's fields: a run folder written before a field existed resumes with its default.
 _DEFAULTS = TrainConfig().to_dict()
 
-RESUME_CHANGES = (
-    "learning_rate",
-    "max_epochs",
-    "max_steps",
-    "divergence_factor",
-    "keep_checkpoints",
-    "checkpoint_every",
-    "epochs_per_call",
-)
 #: Files a run writes (removed by ``overwrite``).
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
 HISTORY_PREFIX = "history/"

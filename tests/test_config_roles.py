@@ -1,0 +1,138 @@
+"""Each TrainConfig field declares its role once (dataclass metadata); the compiled program, the CLI flags,
+the resume policy and the sweep axes follow from it. These tests hold the declarations to the code: a field
+declared ``traced`` or ``host`` must leave the compiled program as it is, a ``static`` one must change it."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from jnn import cli
+from jnn.data import Dataset
+from jnn.mlp import mlp_task_for
+from jnn.sweep import AXES, CONFIG_AXES
+from jnn.task import check_task
+from jnn.train import Keys, TrainConfig
+from jnn.train.config import MODEL_FIELDS, PROGRAM_ROLES, RESUME_CHANGES, SWEEP_FIELDS, fields_where
+from jnn.train.prepare import initial_state
+from jnn.train.program import compiled_caller, optimizer_key
+
+#: field -> (the base config's other fields, another value of the field).
+OTHER = {
+    "hidden": ({}, (32,)),
+    "sizes": ({}, (5, 16, 3)),
+    "activation": ({}, "tanh"),
+    "loss": ({}, "multilabel"),
+    "scheme": ({}, "he_normal"),
+    "optimizer": ({}, "adam"),
+    "learning_rate": ({}, 0.5),
+    "momentum": ({}, 0.5),
+    "weight_decay": ({"optimizer": "adamw"}, 0.3),
+    "lr_schedule": ({}, "cosine"),
+    "warmup_epochs": ({"lr_schedule": "warmup-cosine"}, 5),
+    "batch_size": ({}, 20),
+    "l2": ({}, 0.5),
+    "include_bias": ({}, True),
+    "keep_prob": ({}, 0.4),
+    "dropout_mode": ({}, "classic"),
+    "max_epochs": ({}, 7),
+    "max_steps": ({}, 9),
+    "loss_tol": ({}, 0.01),
+    "tol_patience": ({"loss_tol": 0.01}, 3),
+    "early_stopping": ({}, False),
+    "monitor": ({}, "train_loss"),
+    "patience": ({}, 4),
+    "min_delta": ({}, 0.1),
+    "start_epoch": ({}, 2),
+    "restore_best": ({}, False),
+    "monitor_mode": ({}, "min"),
+    "val_fraction": ({}, 0.3),
+    "stratify": ({}, False),
+    "drop_last": ({}, True),
+    "seed": ({}, 11),
+    "checkpoint_every": ({}, 5),
+    "prng_impl": ({}, "rbg"),
+    "check_finite": ({}, False),
+    "divergence_factor": ({}, 3.0),
+    "keep_checkpoints": ({}, 1),
+    "epochs_per_call": ({}, 4),
+    "average": ({}, "polyak"),
+    "average_decay": ({"average": "ema"}, 0.5),
+}
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 5)).astype(np.float32)
+    return Dataset(x, rng.integers(0, 3, 90).astype(np.int32), num_classes=3)
+
+
+def _program(config: TrainConfig, fit_ds: Dataset, val_ds: Dataset):
+    """What decides whether a run compiles: the compiled calls' static arguments, and the kind of state."""
+    task = mlp_task_for(config, config.network_sizes(fit_ds), "float32")
+    if config.loss == "multilabel":  # 0/1 targets [n, k] for the multilabel loss
+        y = np.eye(3, dtype=np.float32)[fit_ds.y]
+        fit_ds, val_ds = Dataset(fit_ds.x, y), Dataset(val_ds.x, np.eye(3, dtype=np.float32)[val_ds.y])
+        task = mlp_task_for(config, config.network_sizes(fit_ds), "float32")
+    ct = check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds)
+    n = len(fit_ds)
+    tx = config.make_optimizer(config.steps_per_epoch(n))
+    caller = compiled_caller(ct, config, tx, optimizer_key(config, config.steps_per_epoch(n)), n_train=n, has_val=True)
+    keys = Keys.from_seed(config.seed, config.prng_impl)
+    state = initial_state(ct, config, tx, ct.task.init(keys.init), keys)
+    kind = (jax.tree.structure(state), [(np.shape(a), str(a.dtype)) for a in jax.tree.leaves(state)])
+    guarded = None if caller.guarded is None else (caller.guarded.func, caller.guarded.args)
+    return (caller.fast.func, caller.fast.args, guarded, kind)
+
+
+def test_every_field_declares_its_roles_and_the_table_covers_them():
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert sorted(OTHER) == sorted(names)
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["program"] in PROGRAM_ROLES, f.name
+        assert set(f.metadata) == {"program", "model", "resume", "sweep", "cli", "flag", "choices"}, f.name
+    assert set(fields_where(program="traced")) == {"learning_rate", "momentum", "weight_decay", "l2", "keep_prob",
+                                                   "seed"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(OTHER))
+def test_a_fields_declared_program_role_is_what_the_compiled_program_does(name):
+    ds = _data()
+    fit_ds, val_ds = ds.subset(np.arange(60)), ds.subset(np.arange(60, 90))
+    base, other = OTHER[name]
+    a = TrainConfig(**base)
+    b = TrainConfig(**{**base, name: other})
+    role = dataclasses.fields(TrainConfig)[[f.name for f in dataclasses.fields(TrainConfig)].index(name)]
+    same = _program(a, fit_ds, val_ds) == _program(b, fit_ds, val_ds)
+    if role.metadata["program"] == "static":
+        assert not same, f"{name} is declared static, but another value leaves the program as it is"
+    else:
+        assert same, f"{name} is declared {role.metadata['program']}, but another value changes the program"
+
+
+def test_the_lists_derived_from_the_declarations():
+    assert MODEL_FIELDS == ("hidden", "sizes", "activation", "loss", "scheme", "l2", "include_bias", "keep_prob",
+                            "dropout_mode")  # fmt: skip
+    assert set(RESUME_CHANGES) == {"learning_rate", "max_epochs", "max_steps", "divergence_factor",
+                                   "keep_checkpoints", "checkpoint_every", "epochs_per_call"}  # fmt: skip
+    assert AXES == SWEEP_FIELDS and set(AXES) == {"seed", "learning_rate", "l2", "keep_prob", "hidden", "batch_size"}
+    assert CONFIG_AXES == ("learning_rate", "batch_size", "seed")
+
+
+def test_every_declared_flag_sets_its_field(tmp_path):
+    flags = cli._field_flags()
+    assert {f.name for f, *_ in flags} == {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]}
+    argv = []
+    want = {}
+    for f, _, flag, kind in flags:
+        if kind == "negate":
+            argv.append(flag)
+            want[f.name] = False
+        elif f.name not in ("sizes", "warmup_epochs", "monitor", "loss"):  # these need other fields to match
+            value = OTHER[f.name][1]
+            argv += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+            want[f.name] = value
+    args = cli.build_parser().parse_args(["train", *argv])
+    _, config = cli._train_config(args)
+    assert {k: getattr(config, k) for k in want} == want
