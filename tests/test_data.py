@@ -1,3 +1,5 @@
+import builtins
+
 import jax
 import numpy as np
 import pytest
@@ -107,6 +109,21 @@ def test_mnist1d_is_generated_offline_and_cached(tmp_path, monkeypatch):
     assert (tmp_path / "mnist1d-v0.0.2-seed42.npz").exists()
     again, _ = load("mnist1d")  # from the cache
     np.testing.assert_array_equal(again.x, train.x)
+    # The mnist1d package is an extra: without it, the cached file still loads, and a missing cache says
+    # which extra to install.
+    real_import = builtins.__import__
+
+    def no_mnist1d(name, *args, **kwargs):
+        if name.startswith("mnist1d"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mnist1d)
+    cached, _ = load("mnist1d")
+    np.testing.assert_array_equal(cached.x, train.x)
+    monkeypatch.setenv("JNN_CACHE_DIR", str(tmp_path / "empty"))
+    with pytest.raises(ImportError, match=r"pip install 'jnn\[mnist1d\]'"):
+        load("mnist1d")
 
 
 def test_digits_split_and_scaling():

@@ -31,8 +31,7 @@ def _generate() -> dict[str, np.ndarray]:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
         raise ImportError(
-            "the MNIST-1D data set needs the `mnist1d` package: pip install mnist1d "
-            "(it is a dependency of jnn, so reinstalling jnn also brings it)"
+            "the MNIST-1D data set needs the `mnist1d` package (an optional extra of jnn): pip install 'jnn[mnist1d]'"
         ) from None
     state = np.random.get_state()  # make_dataset seeds NumPy's global RNG; leave it as we found it
     try:

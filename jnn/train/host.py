@@ -167,6 +167,7 @@ def run_epochs(
     bar = progress_bar(progress, max_epochs)
     if bar is not None:
         bar.update(int(epochs.max()))
+    report = _Report(bar, members, keys, monitor, log_every)
     seconds, halt, done = [], None, 0
     last_seconds, last_run = None, 0
     with stop_on_signals(lambda line: _say(bar, line)) as stop:
@@ -184,41 +185,10 @@ def run_epochs(
             state, summaries, _ = caller(state, data, n)
             summaries = summaries.reshape(members, -1, 2 + len(keys))
             last_seconds = time.perf_counter() - t
-            last_run = 0
             rows_run = int(np.sum(np.any(~np.isnan(summaries[:, :, 0]), axis=0)))
-            asked = np.zeros(members, bool)
-            for r in range(rows_run):
-                rows = summaries[:, r]
-                ran = ~np.isnan(rows[:, 0])
-                last_run += 1
-                done += 1
-                before = epochs
-                epochs = np.where(ran, rows[:, 0], before).astype(int)
-                status = np.where(ran, rows[:, 1], status).astype(int)
-                for i in np.flatnonzero(epochs > before):
-                    values = rows[i, 2:].tolist()
-                    for k, v in zip(keys, values):
-                        records[i][k].append(v)
-                    if callbacks:
-                        logs = dict(zip(keys, values))
-                        if members > 1 or labels is not None:
-                            logs["member"] = int(i if labels is None else labels[i])
-                        asked[i] = callbacks.epoch_end(int(epochs[i]), logs) or asked[i]
-                running = int(np.sum(status == Status.RUNNING))
-                last = dict(zip(keys, rows[0, 2:].tolist()))
-                if bar is not None:
-                    _show(bar, done, members, running, last, monitor)
-                epoch = int(epochs.max())
-                if log_every and (epoch % log_every == 0 or running == 0):
-                    if members > 1:
-                        line = f"epoch {done:4d}  members running {running}/{members}"
-                    else:
-                        line = f"epoch {epoch:4d}  " + "  ".join(
-                            f"{k} {float(last[k]):.4f}" for k in keys if k != "learning_rate"
-                        )
-                    _say(bar, line)
-                if np.any(asked):
-                    break
+            epochs, status, asked, last_run = _deliver(summaries[:, :rows_run], epochs, status, records, keys,
+                                                       callbacks, labels, report, done)  # fmt: skip
+            done += last_run
             if np.any(asked):
                 if last_run < rows_run:  # the call ran past the stop: run exactly up to it instead
                     state = caller(before_call, data, last_run)[0]
@@ -237,6 +207,60 @@ def run_epochs(
     if bar is not None:
         bar.close()
     return HostRun(state, tuple(seconds), halt)
+
+
+class _Report:
+    """The progress bar and the log lines of a run, updated per epoch delivered."""
+
+    def __init__(self, bar, members: int, keys, monitor: str | None, log_every: int):
+        self.bar, self.members, self.keys, self.monitor, self.log_every = bar, members, keys, monitor, log_every
+
+    def epoch(self, done: int, epoch: int, running: int, last: dict) -> None:
+        """After the ``done``-th epoch row (the latest epoch ``epoch``; ``last``: member 0's values)."""
+        if self.bar is not None:
+            _show(self.bar, done, self.members, running, last, self.monitor)
+        if self.log_every and (epoch % self.log_every == 0 or running == 0):
+            if self.members > 1:
+                line = f"epoch {done:4d}  members running {running}/{self.members}"
+            else:
+                line = f"epoch {epoch:4d}  " + "  ".join(
+                    f"{k} {float(last[k]):.4f}" for k in self.keys if k != "learning_rate"
+                )
+            _say(self.bar, line)
+
+
+def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report: _Report, done: int):
+    """Hand a call's summary rows ``[M, rows, width]`` to the records, the callbacks and the report, row by
+    row, up to the first row after which a callback asked for a stop.
+
+    Returns:
+        ``(epochs, status, asked, rows)``: each member's epoch count and status after the rows delivered,
+        the members whose callbacks asked for a stop (bool ``[M]``), and the number of rows delivered.
+    """
+    members = epochs.size
+    asked = np.zeros(members, bool)
+    delivered = 0
+    for r in range(summaries.shape[1]):
+        rows = summaries[:, r]
+        ran = ~np.isnan(rows[:, 0])
+        delivered += 1
+        before = epochs
+        epochs = np.where(ran, rows[:, 0], before).astype(int)
+        status = np.where(ran, rows[:, 1], status).astype(int)
+        for i in np.flatnonzero(epochs > before):
+            values = rows[i, 2:].tolist()
+            for k, v in zip(keys, values):
+                records[i][k].append(v)
+            if callbacks:
+                logs = dict(zip(keys, values))
+                if members > 1 or labels is not None:
+                    logs["member"] = int(i if labels is None else labels[i])
+                asked[i] = callbacks.epoch_end(int(epochs[i]), logs) or asked[i]
+        running = int(np.sum(status == Status.RUNNING))
+        report.epoch(done + delivered, int(epochs.max()), running, dict(zip(keys, rows[0, 2:].tolist())))
+        if np.any(asked):
+            break
+    return epochs, status, asked, delivered
 
 
 def _stop_where(state, members):
