@@ -336,7 +336,7 @@ def _train(args) -> int:
 
     from jnn.sources import load_source, source_name
     from jnn.train import evaluate, fit, prepare_data
-    from jnn.train.host import Interrupted
+    from jnn.train.host_loop import Interrupted
     from jnn.train.run_dir import write_summary
 
     if args.log_every is not None:
@@ -398,7 +398,7 @@ def _sweep(args) -> int:
 
     from jnn.sources import load_source, source_name
     from jnn.sweep import format_table, grid, sweep
-    from jnn.train.host import Interrupted
+    from jnn.train.host_loop import Interrupted
 
     source, config = _train_config(args)
     axes = {
@@ -698,7 +698,7 @@ def _check_destinations(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jnn`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from jnn.train import host
+    from jnn.train import host_loop as host
 
     before, host.SECOND_SIGNAL = host.SECOND_SIGNAL, "exit"  # a second Ctrl-C ends the process at once
     try:

@@ -43,7 +43,7 @@ def load_source(source: dict, config) -> tuple[Dataset, Dataset | None, Dataset 
 
         train, test = load(source["dataset"], seed=config.seed)
         return train, None, test, {"source": source}
-    from jnn.train.prepare import prepare_data
+    from jnn.train.run_setup import prepare_data
 
     kw = {"target": source.get("target"), "features": source.get("features")}
     path = Path(source["data"])

@@ -33,12 +33,12 @@ from jnn.train import epoch as epoch_module
 from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
 from jnn.train.config import MODEL_FIELDS, SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
-from jnn.train.host import Interrupted, final_params, run_epochs
+from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
-from jnn.train.packing import PackedCaller
-from jnn.train.prepare import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.program import compiled_caller, optimizer_key
+from jnn.train.repacking import PackedCaller
+from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
 #: Sweep axes of the built-in MLP (the fields declared ``sweep=True``); with a task, :data:`CONFIG_AXES` and
@@ -296,7 +296,7 @@ def sweep(
         progress: progress bar (default: when stderr is a terminal and ``CI`` is unset).
         log_every: print a line every k epochs (0: never).
         repack: once the running members fit in half the batch, run only them (in a batch of the next power
-            of two; see :mod:`jnn.train.packing`); the results are the same bit for bit.
+            of two; see :mod:`jnn.train.repacking`); the results are the same bit for bit.
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
             ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
             function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =

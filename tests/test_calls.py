@@ -11,7 +11,7 @@ from jnn.data import Dataset
 from jnn.debug import trace_counts
 from jnn.sweep import sweep
 from jnn.train import Keys, TrainConfig, fit
-from jnn.train import calls as calls_module
+from jnn.train import multi_epoch as calls_module
 from jnn.train.program import RUN
 
 D, H = 4, 8

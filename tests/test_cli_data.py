@@ -250,7 +250,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
 @pytest.mark.slow
 def test_fit_raises_interrupted_with_the_result_after_writing_the_run(tmp_path, monkeypatch):
     import jnn
-    from jnn.train import host
+    from jnn.train import host_loop as host
 
     calls = []
 

@@ -138,7 +138,7 @@ def test_log_lines_go_through_the_progress_bar_writer(capsys):
     from tqdm import tqdm
 
     import jnn
-    from jnn.train import host
+    from jnn.train import host_loop as host
 
     written, bars = [], []
 

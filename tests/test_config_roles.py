@@ -15,8 +15,8 @@ from jnn.sweep import AXES, CONFIG_AXES
 from jnn.task import check_task
 from jnn.train import Keys, TrainConfig
 from jnn.train.config import MODEL_FIELDS, PROGRAM_ROLES, RESUME_CHANGES, SWEEP_FIELDS, fields_where
-from jnn.train.prepare import initial_state
 from jnn.train.program import compiled_caller, optimizer_key
+from jnn.train.run_setup import initial_state
 
 #: field -> (the base config's other fields, another value of the field).
 OTHER = {

@@ -14,7 +14,7 @@ import jnn
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
-from jnn.train import records as records_module
+from jnn.train import live_history as records_module
 
 CFG = dict(hidden=(16,), batch_size=32, learning_rate=0.05, keep_prob=0.7, early_stopping=False)
 
@@ -202,7 +202,7 @@ def test_an_interrupted_sweep_saves_its_partial_table(tmp_path, monkeypatch, cap
     import signal
 
     from jnn import cli
-    from jnn.train import host
+    from jnn.train import host_loop as host
 
     calls = []
     monkeypatch.setattr(host, "_agreed", lambda s: calls.append(1) or (signal.SIGINT if len(calls) == 2 else None))

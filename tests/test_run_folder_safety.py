@@ -121,7 +121,7 @@ def test_symlinks_atomic_writes_replace_a_link_and_appends_refuse_one(tmp_path):
 
 
 def test_symlinks_a_link_planted_in_history_csv_during_a_run_is_replaced(tmp_path, xor, monkeypatch):
-    from jnn.train import records as records_module
+    from jnn.train import live_history as records_module
 
     run, victim = tmp_path / "run", tmp_path / "victim"
     victim.write_text("keep")

@@ -281,10 +281,10 @@ def test_sample_and_class_weights_match_a_weighted_numpy_mean():
     assert float(got) == pytest.approx(np.average(per[:6], weights=w[:6]), rel=1e-6)
     # class weights in fit: the per-example weights are sample_weight × class_weight[y]
     ds = Dataset(rng.normal(size=(9, 2)).astype(np.float32), y, sample_weight=w)
-    cw = jnn.train.prepare.class_weights(ds, {0: 2.0, 2: 0.5})
+    cw = jnn.train.run_setup.class_weights(ds, {0: 2.0, 2: 0.5})
     np.testing.assert_allclose(cw, w * np.array([2.0, 1.0, 0.5])[y], rtol=1e-6)
     with pytest.raises(ValueError, match=r"class_weight keys must be class labels in \[0, 2\]; got \[3\]"):
-        jnn.train.prepare.class_weights(ds, {3: 1.0})
+        jnn.train.run_setup.class_weights(ds, {3: 1.0})
 
 
 def test_a_weighted_fit_equals_a_fit_on_duplicated_rows():

@@ -14,7 +14,7 @@ from jnn.data import Dataset
 from jnn.datasets import load
 from jnn.debug import trace_counts
 from jnn.train import Batch, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
-from jnn.train.prepare import initial_state, resolve_task
+from jnn.train.run_setup import initial_state, resolve_task
 
 
 def _spirals():

@@ -3,10 +3,10 @@
 from jnn.train.config import OPTIMIZERS, TrainConfig
 from jnn.train.epoch import EpochData, make_eval, make_run_epoch
 from jnn.train.evaluation import evaluate
-from jnn.train.host import Interrupted
+from jnn.train.host_loop import Interrupted
 from jnn.train.keys import Keys
 from jnn.train.loop import FitResult, fit
-from jnn.train.prepare import prepare_data
+from jnn.train.run_setup import prepare_data
 from jnn.train.state import STATUS, Status, TrainState, init_state
 from jnn.train.step import Batch, make_train_step
 from jnn.train.stopping import EarlyStopping, EarlyStoppingState

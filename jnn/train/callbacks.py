@@ -1,6 +1,6 @@
 """Callbacks: host-side hooks of ``fit`` and ``sweep`` at the boundaries of the compiled calls.
 
-A run is a series of compiled calls of several epochs each (see :mod:`jnn.train.calls`); the host reads
+A run is a series of compiled calls of several epochs each (see :mod:`jnn.train.multi_epoch`); the host reads
 each call's summary rows back and hands every epoch's values to the callbacks, in order, so a callback
 that only reads the logs costs no extra call boundary and changes nothing in the compiled program::
 

@@ -132,7 +132,7 @@ class TrainConfig:
             gradients (``benchmarks/throughput.py`` measures it); a non-finite gradient is then
             applied and the run stops at the next step, keeping the non-finite parameters. Either way the
             compiled calls check only the loss per step and every parameter once per call; a call that went
-            non-finite is replayed with the per-step check (see :mod:`jnn.train.calls`), so ``True`` costs
+            non-finite is replayed with the per-step check (see :mod:`jnn.train.multi_epoch`), so ``True`` costs
             no time while values stay finite.
         epochs_per_call: epochs one compiled call runs (None: chosen from the measured epoch time so that a
             call takes about 0.3 s; at most 256). Results are bit for bit the same for every value;

@@ -35,12 +35,11 @@ from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
 from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
 from jnn.train.config import MODEL_FIELDS, TrainConfig
-from jnn.train.host import Interrupted, final_params, run_epochs
+from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
+from jnn.train.live_history import LiveRecords
 from jnn.train.optimizers import learning_rate_of
-from jnn.train.prepare import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.program import compiled_caller, optimizer_key
-from jnn.train.records import LiveRecords
 from jnn.train.run_dir import (
     CHECKPOINT_NAME,
     kept_checkpoints,
@@ -52,6 +51,7 @@ from jnn.train.run_dir import (
     save_model,
     write_summary,
 )
+from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
 
@@ -320,7 +320,7 @@ def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite
 def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_key, *, keep_input: bool = False,
              keys=None):  # fmt: skip
     """Place state and data (replicated over a mesh, or on the default device) and build the compiled calls
-    of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.calls`); a run with an equal
+    of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.multi_epoch`); a run with an equal
     :class:`jnn.train.program.ProgramSpec` earlier in this process compiled them already."""
     out_sharding, batch_sharding = None, None
     if mesh is not None:

@@ -26,8 +26,8 @@ import jax
 
 from jnn.task import CheckedTask
 from jnn.train import epoch as epoch_module
-from jnn.train.calls import MAX_EPOCHS_PER_CALL, EpochCaller, make_call
 from jnn.train.epoch import make_run_epoch, with_summary
+from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, make_call
 from jnn.train.step import make_train_step
 from jnn.train.stopping import EarlyStopping
 
@@ -97,7 +97,7 @@ class ProgramSpec:
         divergence_factor: see :class:`jnn.TrainConfig`.
         has_val: the data holds a validation set.
         noise_up_front: see :func:`jnn.train.epoch.make_run_epoch`.
-        check_finite: the per-step gradient check (the guarded program of :mod:`jnn.train.calls`).
+        check_finite: the per-step gradient check (the guarded program of :mod:`jnn.train.multi_epoch`).
         full_batches: no minibatch holds padded rows.
         members: None for one run; True for a sweep vmapped over stacked members.
         batch_sharding: the sharding of each minibatch's rows (data parallelism), or None.
@@ -195,7 +195,7 @@ def program_spec(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: 
 def compiled_caller(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: bool, keys=None,
                     members: bool = False, batch_sharding=None, out_sharding=None, noise_budget: int | None = None,
                     keep_input: bool = False) -> EpochCaller:  # fmt: skip
-    """The :class:`jnn.train.calls.EpochCaller` of a run of ``ct`` under ``config`` (one run, or with
+    """The :class:`jnn.train.multi_epoch.EpochCaller` of a run of ``ct`` under ``config`` (one run, or with
     ``members`` a vmapped sweep): the fast call and, with ``config.check_finite``, the guarded replay.
 
     Args:

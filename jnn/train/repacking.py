@@ -26,7 +26,7 @@ def pack_size(running: int) -> int:
 
 
 class PackedCaller:
-    """Wraps the :class:`jnn.train.calls.EpochCaller` of a vmapped sweep of ``members`` (same interface).
+    """Wraps the :class:`jnn.train.multi_epoch.EpochCaller` of a vmapped sweep of ``members`` (same interface).
 
     ``caller(state, data, n)`` takes and returns the full stacked state and data of all members, and
     summaries ``[members, rows, width]`` (NaN rows for members not run); inside, only the packed batch
@@ -51,7 +51,7 @@ class PackedCaller:
         return self.inner.replays
 
     def next_n(self, seconds, epochs_run: int) -> int:
-        """See :meth:`jnn.train.calls.EpochCaller.next_n`."""
+        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
         return self.inner.next_n(seconds, epochs_run)
 
     def __call__(self, state, data, n: int):

@@ -1,6 +1,6 @@
 """The host side of a run, shared by ``fit`` and ``sweep``: run compiled calls until every run stopped.
 
-One call is one dispatch of a jitted function that runs several epochs (see :mod:`jnn.train.calls`) and
+One call is one dispatch of a jitted function that runs several epochs (see :mod:`jnn.train.multi_epoch`) and
 returns the new state and a small summary array (epoch, status and the metrics of each epoch, per
 member); the host reads the summaries back (which blocks, so one dispatch is in flight at a time),
 updates the history and the progress display, and calls back for checkpoints.
@@ -135,7 +135,7 @@ def run_epochs(
     """Run compiled calls of several epochs each until every member has stopped, a pause, or a signal.
 
     Args:
-        caller: a :class:`jnn.train.calls.EpochCaller`: ``caller(state, data, n) -> (state, summaries,
+        caller: a :class:`jnn.train.multi_epoch.EpochCaller`: ``caller(state, data, n) -> (state, summaries,
             suspect)`` runs up to ``n`` epochs; a summary row is epoch, status, then the epoch's value of
             each history key (NaN rows: epochs not run); ``caller.next_n`` picks ``n``.
         state: the starting state (one run, or M stacked members).
