@@ -31,7 +31,7 @@ times, timed from nothing built (the inputs already host arrays, the backend sta
 first epoch: parameter init, data placement, tracing, compiling and running it, for jnn.fit and raw JAX
 alike; ``warm``: then, in the same process, a second run with another seed (jnn.fit: a new ``fit`` call;
 raw JAX: new params through the same jitted functions); ``disk``: a fresh process whose programs come
-from JAX's on-disk compilation cache (the command line's, :func:`jnn.cli.compile_cache_dir`) filled by an
+from JAX's on-disk compilation cache (the command line's, :func:`jnn.app.cli.compile_cache_dir`) filled by an
 earlier process. Compile overhead = cold first epoch − steady epoch. Peak memory of that process: the
 device's ``peak_bytes_in_use`` on a GPU/TPU, the growth of peak resident memory on CPU.
 
@@ -256,7 +256,7 @@ def first_epochs(workload: str, stack: str, quick: bool) -> dict:
     are already host arrays), then the same for a second run with another seed in this process (``warm``:
     compiled programs reused), and the peak memory of both."""
     if os.environ.get("JNN_CACHE_DIR"):
-        from jnn.cli import compile_cache_dir
+        from jnn.app.cli import compile_cache_dir
 
         compile_cache_dir()  # the command line's persistent cache, for every stack alike
     wl = workloads(quick)[workload]

@@ -41,7 +41,6 @@ from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
 from jnn.train.averaging import weight_average
 from jnn.train.callbacks import Callback, RunInfo
-from jnn.trained import TrainedModel, load_run
 
 __all__ = [
     "Callback",
@@ -99,3 +98,12 @@ __all__ = [
     "taylor_test",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """The application wing's public names, imported on first use (``import jnn`` loads only the core)."""
+    if name in ("TrainedModel", "load_run"):
+        from jnn.app import trained
+
+        return getattr(trained, name)
+    raise AttributeError(f"module 'jnn' has no attribute {name!r}")

@@ -64,7 +64,7 @@ TRAIN = [
 
 def _cmd(out: Path, epochs: int, resume: bool) -> list[str]:
     args = [a.format(epochs=epochs) for a in TRAIN]
-    return [sys.executable, "-m", "jnn.cli", *args, "--out", str(out), *(["--resume"] if resume else [])]
+    return [sys.executable, "-m", "jnn.app.cli", *args, "--out", str(out), *(["--resume"] if resume else [])]
 
 
 def _env() -> dict:

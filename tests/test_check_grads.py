@@ -176,7 +176,7 @@ def test_fast_mode_holds_three_copies_of_float64_params_beyond_them_and_a_forwar
 def test_cli_checks_a_users_file(name, code, capsys, tmp_path):
     from pathlib import Path
 
-    from jnn import cli
+    from jnn.app import cli
 
     example = Path(__file__).resolve().parents[1] / "examples" / "my_grads.py"
     out = tmp_path / "report.json"
@@ -189,7 +189,7 @@ def test_cli_checks_a_users_file(name, code, capsys, tmp_path):
 
 
 def test_cli_refuses_a_malformed_target(capsys):
-    from jnn import cli
+    from jnn.app import cli
 
     assert cli.main(["gradcheck", "nofile.py"]) == 2
     assert "the check must be FILE.py:NAME" in capsys.readouterr().err

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jnn import cli
+from jnn.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-JNN = [sys.executable, "-m", "jnn.cli"]
+JNN = [sys.executable, "-m", "jnn.app.cli"]
 
 
 def _run(*args, cwd=None, check=True):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from jnn import TrainConfig, cli
+from jnn import TrainConfig
+from jnn.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--max-epochs", "4"]
@@ -91,7 +92,7 @@ def test_unknown_flags_and_choices_exit_2(argv, capsys):
 @pytest.mark.slow
 def test_console_script_runs_in_a_fresh_process(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "jnn.cli", "train", *FAST, "--out", str(tmp_path / "r")],
+        [sys.executable, "-m", "jnn.app.cli", "train", *FAST, "--out", str(tmp_path / "r")],
         capture_output=True,
         text=True,
         timeout=300,

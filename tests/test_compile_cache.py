@@ -9,7 +9,7 @@ import numpy as np
 
 def _train(out, cache, env_extra, log=None):
     env = {**os.environ, "JNN_CACHE_DIR": str(cache), "JAX_LOG_COMPILES": "1", **env_extra}
-    cmd = [sys.executable, "-m", "jnn.cli", "train", "--dataset", "xor", "--hidden", "8", "--max-epochs", "3",
+    cmd = [sys.executable, "-m", "jnn.app.cli", "train", "--dataset", "xor", "--hidden", "8", "--max-epochs", "3",
            "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr

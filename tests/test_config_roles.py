@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jnn import cli
+from jnn.app import cli
 from jnn.data import Dataset
 from jnn.mlp import mlp_task_for
 from jnn.sweep import AXES, CONFIG_AXES

@@ -88,12 +88,12 @@ def test_divergence_rule_ignores_noise_below_the_first_epochs_loss():
 
 def test_the_cli_prints_the_rollback_command_and_takes_from_epoch(tmp_path):
     run = tmp_path / "d"
-    cmd = [sys.executable, "-m", "jnn.cli", "train", "--dataset", "spirals", "--hidden", "16,16", "--activation",
+    cmd = [sys.executable, "-m", "jnn.app.cli", "train", "--dataset", "spirals", "--hidden", "16,16", "--activation",
            "identity", "--max-epochs", "30", "--no-early-stopping", "--checkpoint-every", "1", "--learning-rate",
            "0.7", "--out", str(run)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"jnn train --out {run} --resume --from-epoch 12" in out.stdout
-    back = subprocess.run([sys.executable, "-m", "jnn.cli", "train", "--out", str(run), "--resume", "--from-epoch",
+    back = subprocess.run([sys.executable, "-m", "jnn.app.cli", "train", "--out", str(run), "--resume", "--from-epoch",
                            "12", "--learning-rate", "0.001"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert back.returncode == 0 and "stopped: max_epochs. 30 epochs" in back.stdout, back.stdout + back.stderr

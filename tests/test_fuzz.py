@@ -310,7 +310,7 @@ CLI_BAD = {
 )
 @given(flag=st.sampled_from(sorted(CLI_BAD)), data=st.data())
 def test_cli_train_flags(flag, data, capsys):
-    from jnn import cli
+    from jnn.app import cli
 
     field, strategy = CLI_BAD[flag]
     value = data.draw(strategy)

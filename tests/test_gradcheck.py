@@ -8,7 +8,7 @@ import pytest
 from conftest import make_problem
 
 import jnn
-from jnn import cli
+from jnn.app import cli
 
 
 def test_compare_grads_reports_the_worst_entry_and_fails_on_a_mismatch():

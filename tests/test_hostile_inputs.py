@@ -184,7 +184,7 @@ def test_wrong_kinds_fit_names_its_arguments_before_any_work(tmp_path, monkeypat
 
 
 def test_unwritable_destinations_sweep_out_is_checked_before_training(tmp_path, capsys):
-    from jnn.cli import main
+    from jnn.app.cli import main
 
     (tmp_path / "afile").write_text("x")
     code = main(["sweep", "--dataset", "xor", "--hidden", "4", "--max-epochs", "50", "--seeds", "0,1",
@@ -194,7 +194,7 @@ def test_unwritable_destinations_sweep_out_is_checked_before_training(tmp_path, 
 
 
 def _cli(argv, capsys):
-    from jnn.cli import main
+    from jnn.app.cli import main
 
     try:
         code = main([str(a) for a in argv])
@@ -267,7 +267,7 @@ def test_launcher_reports_a_killed_child_as_128_plus_the_signal():
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "jnn.cli", "launch", "--processes", "2", "--", "bash", "-c", "kill -9 $$"]
+    cmd = [sys.executable, "-m", "jnn.app.cli", "launch", "--processes", "2", "--", "bash", "-c", "kill -9 $$"]
     assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 137
 
 
@@ -280,7 +280,7 @@ def test_launcher_a_signal_leaves_no_orphans_and_no_traceback(tmp_path, sig, cod
 
     pids = tmp_path / "pids"
     child = f"echo $$ >> {pids}; exec sleep 60"
-    launcher = subprocess.Popen([sys.executable, "-m", "jnn.cli", "launch", "--processes", "3", "--", "bash", "-c",
+    launcher = subprocess.Popen([sys.executable, "-m", "jnn.app.cli", "launch", "--processes", "3", "--", "bash", "-c",
                                  child], stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 60
     while not pids.exists() or len(pids.read_text().split()) < 3:

@@ -19,10 +19,11 @@ import pytest
 from jax.sharding import Mesh
 
 import jnn
-from jnn.parallel import check_mesh, free_port, initialize, launch
+from jnn.app.launcher import free_port, launch
+from jnn.parallel import check_mesh, initialize
 
 ROOT = Path(__file__).resolve().parents[1]
-JNN = [sys.executable, "-m", "jnn.cli"]
+JNN = [sys.executable, "-m", "jnn.app.cli"]
 TRAIN = [
     "train",
     "--dataset",

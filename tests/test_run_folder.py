@@ -201,7 +201,7 @@ def test_load_run_refuses_an_unfinished_or_foreign_folder(tmp_path):
 def test_an_interrupted_sweep_saves_its_partial_table(tmp_path, monkeypatch, capsys):
     import signal
 
-    from jnn import cli
+    from jnn.app import cli
     from jnn.train import host_loop as host
 
     calls = []

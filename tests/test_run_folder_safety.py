@@ -60,7 +60,7 @@ def test_concurrent_runs_a_lock_left_by_a_killed_process_is_free_at_once(tmp_pat
 
 def test_concurrent_runs_the_cli_refuses_a_busy_folder_with_exit_2(tmp_path):
     run = tmp_path / "r2"
-    cmd = [sys.executable, "-m", "jnn.cli", "train", "--dataset", "xor", "--hidden", "8", "--max-epochs", "100000",
+    cmd = [sys.executable, "-m", "jnn.app.cli", "train", "--dataset", "xor", "--hidden", "8", "--max-epochs", "100000",
            "--no-early-stopping", "--checkpoint-every", "1", "--out", str(run)]  # fmt: skip
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

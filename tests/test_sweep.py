@@ -105,7 +105,7 @@ def test_bad_axes_name_the_member(axes, exc, match):
 
 @pytest.mark.slow
 def test_cli_sweep(tmp_path, capsys):
-    from jnn import cli
+    from jnn.app import cli
 
     out = tmp_path / "sw"
     argv = [
@@ -182,7 +182,7 @@ def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_group
 def test_the_command_line_reads_shape_axes():
     import argparse
 
-    from jnn.cli import _hidden_list
+    from jnn.app.cli import _hidden_list
 
     assert _hidden_list("64;128,128;none") == [(64,), (128, 128), ()]
     with pytest.raises(argparse.ArgumentTypeError, match="comma-separated ints"):

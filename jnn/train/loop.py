@@ -179,7 +179,7 @@ def fit(
             (:func:`jnn.parallel.initialize`), only process 0 writes the run folder.
         tensorboard: also write TensorBoard events to ``run_dir/tensorboard`` (needs tensorboardX).
         data_info: JSON-ready facts about the data, stored in ``config.json`` under ``data``: its source and
-            ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.tabular`), which
+            ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.app.tabular`), which
             :func:`jnn.load_run` applies to new inputs.
         callbacks: a list of :class:`jnn.Callback` objects: hooks at the start, after every epoch (its
             history row; a True return stops the run after exactly that epoch, ``stopped_by="callback"``),

@@ -5,7 +5,7 @@ A *source* is a small JSON-ready dict stored in the run (``config.json`` under `
 
 - ``{"dataset": "mnist1d"}``: a built-in data set (:mod:`jnn.datasets`), with its own test split;
 - ``{"data": PATH, "target": ..., "features": ..., "standardize": bool, "val_data": PATH | None,
-  "test_data": PATH | None}``: a CSV or ``.npz`` file (:mod:`jnn.tabular`); an ``.npz`` may carry its own
+  "test_data": PATH | None}``: a CSV or ``.npz`` file (:mod:`jnn.app.tabular`); an ``.npz`` may carry its own
   ``x_val``/``y_val`` and ``x_test``/``y_test``.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jnn import tabular
+from jnn.app import tabular
 from jnn.data import Dataset
 
 
@@ -33,7 +33,7 @@ def load_source(source: dict, config) -> tuple[Dataset, Dataset | None, Dataset 
     Returns:
         ``(train, val, test, data_info)``: ``val`` only when the source has explicit validation data
         (otherwise ``fit`` carves it from ``train``), ``test`` when it has test data, and ``data_info`` for
-        ``fit(..., data_info=...)``: the source and, for files, the :class:`jnn.tabular.Preprocessing`.
+        ``fit(..., data_info=...)``: the source and, for files, the :class:`jnn.app.tabular.Preprocessing`.
 
     Raises:
         ValueError: an unknown data set, or a missing or malformed file (nothing is written before).

@@ -4,7 +4,7 @@ without the training data: ``.params``, ``.predict(x)``, ``.predict_proba(x)``, 
 Predictions run the model in evaluation mode (``train=False``): the whole network, with classic dropout's
 expected weights (activations scaled by keep_prob) or inverted dropout's unscaled ones, exactly as
 :func:`jnn.evaluate` scores it. Inputs are preprocessed as in training (a run trained on a data file keeps
-its feature columns, standardisation and label classes; see :mod:`jnn.tabular`).
+its feature columns, standardisation and label classes; see :mod:`jnn.app.tabular`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import checkpoint as ckpt
+from jnn.app.tabular import KIND_OF_LOSS, Preprocessing
 from jnn.data import Dataset
-from jnn.tabular import KIND_OF_LOSS, Preprocessing
 from jnn.task import Task
 from jnn.train.config import TrainConfig
 from jnn.train.run_dir import MODEL_NAME, read_config
@@ -37,7 +37,7 @@ class TrainedModel:
         task: the :class:`jnn.Task` (the built-in MLP's for a run of a :class:`TrainConfig`).
         config: the run's :class:`TrainConfig` (a sweep member's own values).
         hyper: the run's task hyperparameters (the MLP: ``l2`` and ``keep_prob``).
-        preprocessing: the run's :class:`jnn.tabular.Preprocessing` (feature columns, standardisation, label
+        preprocessing: the run's :class:`jnn.app.tabular.Preprocessing` (feature columns, standardisation, label
             classes) when it was trained on a data file (or given ``data_info``); otherwise one that only
             checks the input width (inputs used as they are, classes are indices).
         run_dir: the folder it was loaded from.
@@ -101,7 +101,7 @@ class TrainedModel:
         return self.preprocessing.classes
 
     def evaluate(self, ds: Dataset) -> dict:
-        """The loss and metrics on ``ds`` (already encoded, as :func:`jnn.tabular.dataset` gives),
+        """The loss and metrics on ``ds`` (already encoded, as :func:`jnn.app.tabular.dataset` gives),
         as :func:`jnn.evaluate` reports them."""
         from jnn.train.evaluation import evaluate
 

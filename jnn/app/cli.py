@@ -334,7 +334,7 @@ def _train(args) -> int:
 
     import jax
 
-    from jnn.sources import load_source, source_name
+    from jnn.app.sources import load_source, source_name
     from jnn.train import evaluate, fit, prepare_data
     from jnn.train.host_loop import Interrupted
     from jnn.train.run_dir import write_summary
@@ -396,7 +396,7 @@ def _train(args) -> int:
 def _sweep(args) -> int:
     import datetime
 
-    from jnn.sources import load_source, source_name
+    from jnn.app.sources import load_source, source_name
     from jnn.sweep import format_table, grid, sweep
     from jnn.train.host_loop import Interrupted
 
@@ -451,8 +451,8 @@ def _sweep(args) -> int:
 
 
 def _model_and_table(args, need_target: bool):
-    from jnn.tabular import read_table
-    from jnn.trained import load_run
+    from jnn.app.tabular import read_table
+    from jnn.app.trained import load_run
 
     model = load_run(args.run_dir, member=args.member)
     prep = model.preprocessing
@@ -466,7 +466,7 @@ def _predict(args) -> int:
 
     import numpy as np
 
-    from jnn.tabular import features_of
+    from jnn.app.tabular import features_of
 
     model, table = _model_and_table(args, need_target=False)
     prep = model.preprocessing
@@ -500,7 +500,7 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from jnn.tabular import dataset
+    from jnn.app.tabular import dataset
 
     model, table = _model_and_table(args, need_target=True)
     metrics = model.evaluate(dataset(table, model.preprocessing, what=f"--data {args.data!r}"))
@@ -651,7 +651,7 @@ def _gradcheck(args) -> int:
 
 
 def _launch(args) -> int:
-    from jnn.parallel import launch
+    from jnn.app.launcher import launch
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     return launch(cmd, processes=args.processes, port=args.port, timeout=args.timeout)
