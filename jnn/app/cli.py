@@ -337,6 +337,7 @@ def _train(args) -> int:
     from jnn.app.sources import load_source, source_name
     from jnn.train import evaluate, fit, prepare_data
     from jnn.train.host_loop import Interrupted
+    from jnn.train.loop import rollback_epoch
     from jnn.train.run_dir import write_summary
 
     if args.log_every is not None:
@@ -383,6 +384,9 @@ def _train(args) -> int:
         return 0
     write_summary(result.run_dir, result, config, {"data": name, "test": test_metrics or {}})
     print(result.message)
+    sane = rollback_epoch(result, config)
+    if sane is not None:
+        print(f"continue with: jnn train --out {result.run_dir} --resume --from-epoch {sane} --learning-rate ...")
     if test_metrics is not None:
         print(
             f"test {_describe(test_metrics)}"

@@ -202,7 +202,7 @@ def fit(
     if from_epoch is not None:
         V.check_int("from_epoch", from_epoch, low=0)
         if not resume:
-            raise ValueError(f"from_epoch={from_epoch} needs resume=True (--resume)")
+            raise ValueError(f"from_epoch={from_epoch} needs resume=True")
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
     tx = (
@@ -419,6 +419,15 @@ def last_sane_epoch(losses, factor: float | None) -> int | None:
     return sane
 
 
+def rollback_epoch(result: FitResult, config: TrainConfig) -> int | None:
+    """The epoch a run that went non-finite or diverged can restart from (``resume=True, from_epoch=E``): its
+    last sane epoch (:func:`last_sane_epoch`) when the run folder keeps its checkpoint; else None."""
+    if result.stopped_by not in ("non_finite", "diverged") or result.run_dir is None:
+        return None
+    sane = last_sane_epoch(result.history["train_loss"], config.divergence_factor)
+    return sane if sane is not None and sane in set(kept_checkpoints(result.run_dir)) else None
+
+
 def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
     """Where to restart a run that went non-finite or diverged."""
     sane = last_sane_epoch(losses, config.divergence_factor)
@@ -427,10 +436,9 @@ def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
     line = f"The last sane epoch is {sane} (training loss {losses[sane - 1]:.4g})"
     kept = set(kept_checkpoints(run_path)) if run_path is not None else set()
     if sane in kept:
-        return (f"{line}; its checkpoint is kept: continue from it with a lower rate: resume=True, from_epoch="
-                f"{sane} (jnn train --out {run_path} --resume --from-epoch {sane} --learning-rate ...).")  # fmt: skip
+        return f"{line}; its checkpoint is kept: continue from it with a lower rate: resume=True, from_epoch={sane}."
     return (f"{line}, but no checkpoint of it is kept (kept: {sorted(kept) or 'none'}; save more often with "
             "checkpoint_every=1 and keep more with keep_checkpoints).")  # fmt: skip
 
 
-__all__ = ["FitResult", "fit", "last_sane_epoch"]
+__all__ = ["FitResult", "fit", "last_sane_epoch", "rollback_epoch"]
