@@ -472,7 +472,7 @@ class _Group:
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
         inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=self.splits[0][1] is not None,
-                                keys=self.keys, members=True, keep_input=bool(cbs),
+                                keys=self.keys, members=True, keep_input=bool(cbs) and cbs.can_stop(),
                                 noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]

@@ -23,6 +23,8 @@ The hooks, in the order they run:
   epochs needed (calls give the same bits whatever their length).
 - ``on_state(epoch, state)``: for a callback with ``every = k > 0``: calls end at every multiple of k
   epochs and the callback sees the :class:`jnn.TrainState` there (stacked over the members in a sweep).
+- ``on_call_end(epoch, state)``: after every compiled call, with the latest epoch and the state (the run
+  folder writes its live files here).
 - ``on_train_end(result)``: once, with the ``FitResult``/``SweepResult`` (also when a signal or
   ``stop_at_epoch`` ended the run, before :class:`jnn.train.Interrupted` is raised).
 - ``on_train_abort(error)``: instead of ``on_train_end`` when an exception left the run.
@@ -65,9 +67,12 @@ class Callback:
     Attributes:
         every: ``on_state`` period in epochs (0: never called). A positive value ends the compiled calls at
             its multiples (a few more host round trips; no other change to the run).
+        stops: the callback may ask for a stop (the default). A run whose callbacks never do lets its
+            compiled calls donate their input state (a stop request replays a call from its input).
     """
 
     every: int = 0
+    stops: bool = True
 
     def on_train_begin(self, run: RunInfo) -> None:
         """Called once before the first compiled call."""
@@ -77,6 +82,9 @@ class Callback:
 
     def on_state(self, epoch: int, state) -> bool | None:
         """Called at each multiple of ``every`` epochs with the state there; return True to stop there."""
+
+    def on_call_end(self, epoch: int, state) -> None:
+        """Called after every compiled call with the latest epoch and the state."""
 
     def on_train_end(self, result) -> None:
         """Called once with the result."""
@@ -91,7 +99,7 @@ def check_callbacks(callbacks) -> tuple:
         return ()
     if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
         raise TypeError(f"callbacks must be a list of jnn.Callback objects; got {type(callbacks).__name__}")
-    hooks = ("on_train_begin", "on_epoch_end", "on_state", "on_train_end", "on_train_abort")
+    hooks = ("on_train_begin", "on_epoch_end", "on_state", "on_call_end", "on_train_end", "on_train_abort")
     for i, cb in enumerate(callbacks):
         missing = [h for h in hooks if not callable(getattr(cb, h, None))]
         if missing:
@@ -139,6 +147,14 @@ class CallbackList:
             if cb.every and epoch % cb.every == 0:
                 stop = bool(cb.on_state(epoch, state)) or stop
         return stop
+
+    def can_stop(self) -> bool:
+        """Whether any callback may ask for a stop (its ``stops`` attribute, True unless set otherwise)."""
+        return any(getattr(cb, "stops", True) for cb in self.callbacks)
+
+    def call_end(self, epoch: int, state) -> None:
+        for cb in self.callbacks:
+            cb.on_call_end(epoch, state)
 
     def train_end(self, result) -> None:
         for cb in self.callbacks:

@@ -127,8 +127,6 @@ def run_epochs(
     progress: bool | None = None,
     log_every: int = 0,
     stop_at_epoch: int | None = None,
-    on_epoch=None,
-    call_ends_every: int = 0,
     callbacks=None,
     labels=None,
 ) -> HostRun:
@@ -148,11 +146,10 @@ def run_epochs(
         progress: progress bar on/off (None: automatic).
         log_every: print a line every k epochs (0: never).
         stop_at_epoch: pause once a run has completed this many epochs in total.
-        on_epoch: ``on_epoch(state, epoch)`` after each call (checkpoints, live history files).
-        call_ends_every: end a call at every multiple of this many epochs (checkpoints; 0: no constraint).
         callbacks: a :class:`jnn.train.callbacks.CallbackList` (see there for the hooks run here:
-            ``on_epoch_end`` per member and epoch, ``on_state`` at its period, and stop requests, which stop
-            a member after exactly that epoch; the caller must keep its input alive for the replay).
+            ``on_epoch_end`` per member and epoch, ``on_state`` at its period (calls end at its multiples),
+            ``on_call_end`` after every call, and stop requests, which stop a member after exactly that
+            epoch; the caller must keep its input alive for the replay when one may ask).
         labels: the member numbers the callbacks' logs carry (a sweep's shape group; default ``0..M-1``;
             one run's logs carry none).
 
@@ -177,7 +174,7 @@ def run_epochs(
                 halt = "paused"
                 break
             n = caller.next_n(last_seconds, last_run)
-            n = _cut(n, epoch, max_epochs, stop_at_epoch, call_ends_every)
+            n = _cut(n, epoch, max_epochs, stop_at_epoch)
             boundary = callbacks.next_boundary(epoch) if callbacks else None
             n = _agreed_n(n if boundary is None else max(1, min(n, boundary - epoch)))
             t = time.perf_counter()
@@ -198,8 +195,8 @@ def run_epochs(
                 wants = callbacks.state(int(epochs.max()), state)
                 if wants:
                     state, status = _stop_where(state, status == Status.RUNNING)
-            if on_epoch is not None:
-                on_epoch(state, int(epochs.max()))
+            if callbacks:
+                callbacks.call_end(int(epochs.max()), state)
             signum = _agreed(stop.signum)
             if signum is not None and np.any(status == Status.RUNNING):
                 halt = signum
@@ -271,13 +268,11 @@ def _stop_where(state, members):
     return state._replace(status=new), np.atleast_1d(np.asarray(jax.device_get(new))).astype(int)
 
 
-def _cut(n: int, epoch: int, max_epochs: int, stop_at_epoch: int | None, every: int) -> int:
-    """``n`` epochs from ``epoch``, cut at the pause and at the next multiple of ``every``."""
+def _cut(n: int, epoch: int, max_epochs: int, stop_at_epoch: int | None) -> int:
+    """``n`` epochs from ``epoch``, cut at the budget and at the pause."""
     limit = max_epochs - epoch
     if stop_at_epoch is not None:
         limit = min(limit, stop_at_epoch - epoch)
-    if every:
-        limit = min(limit, every - epoch % every)
     return max(1, min(n, limit))
 
 

@@ -26,7 +26,6 @@ import numpy as np
 import optax
 
 from jnn import _validate as V
-from jnn import atomic
 from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
@@ -37,20 +36,10 @@ from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
 from jnn.train.config import MODEL_FIELDS, TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.live_history import LiveRecords
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.program import compiled_caller, optimizer_key
-from jnn.train.run_dir import (
-    CHECKPOINT_NAME,
-    kept_checkpoints,
-    kept_path,
-    prepare_run_dir,
-    resume_state,
-    rewind_to_epoch,
-    save_checkpoint,
-    save_model,
-    write_summary,
-)
+from jnn.train.run_dir import kept_checkpoints
+from jnn.train.run_folder import RunFolder
 from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
@@ -92,7 +81,7 @@ class FitResult:
     averaged_params: object = None
 
 
-def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log_every, flags) -> TrainConfig:
+def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, log_every, flags) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -110,12 +99,6 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log
     for name, value in flags.items():
         if not isinstance(value, bool) and not (name == "progress" and value is None):
             raise TypeError(f"{name} must be True or False; got {value!r}")
-    if run_dir is not None:
-        if not isinstance(run_dir, (str, os.PathLike)):
-            raise TypeError(f"run_dir must be a path (str or os.PathLike) or None; got {type(run_dir).__name__}")
-        if str(run_dir).strip() == "":
-            raise ValueError("run_dir must name a folder; got an empty path (use None to keep everything in memory)")
-        atomic.check_folder_writable(run_dir, "run_dir")
     if mesh is not None:
         from jnn.parallel import check_mesh
 
@@ -197,12 +180,16 @@ def fit(
     """
     t_call = time.perf_counter()
     flags = {"resume": resume, "overwrite": overwrite, "tensorboard": tensorboard, "progress": progress}
-    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh, run_dir, log_every, flags)
-    cbs = CallbackList(check_callbacks(callbacks))
-    if from_epoch is not None:
+    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh, log_every, flags)
+    folder = None if run_dir is None else RunFolder(run_dir, resume=resume, overwrite=overwrite,
+                                                     from_epoch=from_epoch, tensorboard=tensorboard)  # fmt: skip
+    if folder is None and from_epoch is not None:
         V.check_int("from_epoch", from_epoch, low=0)
         if not resume:
             raise ValueError(f"from_epoch={from_epoch} needs resume=True")
+    if folder is None and resume:
+        raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
+    cbs = CallbackList(((folder,) if folder is not None else ()) + check_callbacks(callbacks))
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
     tx = (
@@ -213,32 +200,19 @@ def fit(
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
-    run_path = None if run_dir is None else Path(run_dir)
     meta = _meta(config, ct, task is None, params, init_params is not None, None if run_dir is None else (train, val))
     meta["n_features"] = int(fit_ds.x.shape[1])
     if data_info:
         meta["data"] = data_info
-    writer = jax.process_index() == 0 and run_path is not None  # with several processes, one writes the run folder
-    state, records, held = _open_run(run_path, meta, state, config, optimizer is not None, resume, overwrite,
-                                     writer, ct.history_keys(learning_rate_of(state.opt_state) is not None),
-                                     from_epoch)  # fmt: skip
+    hkeys = ct.history_keys(learning_rate_of(state.opt_state) is not None)
+    if folder is None:
+        records = {k: [] for k in hkeys}
+    else:
+        state, records = folder.open(meta, state, config, optimizer is not None, hkeys)
     tx_key = optimizer_key(config, config.steps_per_epoch(len(fit_ds)), optimizer)
     try:
-        return _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight,
-                           mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key, cbs)  # fmt: skip
-    finally:
-        if held is not None:
-            held.release()
-
-
-def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
-                tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key, cbs):  # fmt: skip
-    """The rest of :func:`fit`, run while the run folder's lock is held (``tx_key``: see
-    :func:`jnn.train.program.optimizer_key`)."""
-    try:
-        result, halt = _fit_run(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds,
-                                class_weight, mesh, tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key,
-                                cbs)  # fmt: skip
+        result, halt = _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class_weight, mesh,
+                                progress, log_every, stop_at_epoch, t_call, tx_key, cbs)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
         raise
@@ -248,73 +222,34 @@ def _fit_locked(ct, config, tx, state, records, keys, meta, run_path, writer, fi
     return result
 
 
-def _fit_run(ct, config, tx, state, records, keys, meta, run_path, writer, fit_ds, val_ds, class_weight, mesh,
-             tensorboard, progress, log_every, stop_at_epoch, t_call, tx_key, cbs):  # fmt: skip
-    """Train and write the run folder: ``(result, halt)``."""
-    live = LiveRecords(run_path, records, tensorboard=tensorboard) if writer else None
+def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class_weight, mesh, progress, log_every,
+             stop_at_epoch, t_call, tx_key, cbs):  # fmt: skip
+    """Compile and train: ``(result, halt)`` (the run folder, a callback in ``cbs``, writes itself)."""
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     hkeys = tuple(records)
     epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, tx_key,
-                                     keep_input=bool(cbs), keys=hkeys)  # fmt: skip
+                                     keep_input=cbs.can_stop(), keys=hkeys)  # fmt: skip
     if cbs:
         cbs.train_begin(RunInfo(config, hkeys, 1, int(state.epoch), config.max_epochs,
                                 run_params(meta)))  # fmt: skip
-
-    def on_epoch(state, epoch):
-        if live is None:
-            return
-        live.update()
-        if config.checkpoint_every and epoch % config.checkpoint_every == 0:
-            save_checkpoint(run_path, state, records, meta, config.keep_checkpoints)
-
     t0 = time.perf_counter()
-    try:
-        state, epoch_seconds, halt = run_epochs(
-            epoch_fn, state, data, keys=hkeys, max_epochs=config.max_epochs, records=[records],
-            monitor=config.monitor if config.early_stopping else None, progress=progress, log_every=log_every,
-            stop_at_epoch=stop_at_epoch, on_epoch=on_epoch,
-            call_ends_every=config.checkpoint_every if run_path is not None else 0, callbacks=cbs,
-        )  # fmt: skip
-    finally:
-        if live is not None:
-            live.close()
+    state, epoch_seconds, halt = run_epochs(
+        epoch_fn, state, data, keys=hkeys, max_epochs=config.max_epochs, records=[records],
+        monitor=config.monitor if config.early_stopping else None, progress=progress, log_every=log_every,
+        stop_at_epoch=stop_at_epoch, callbacks=cbs,
+    )  # fmt: skip
     elapsed = time.perf_counter() - t0
     history = History.from_records(records)
     stopped_by = "paused" if halt == "paused" else "interrupted" if halt is not None else STATUS[int(state.status)]
     best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
     message = _message(state, stopped_by, best_epoch, config, elapsed)
+    writes = folder is not None and folder.writer
     if stopped_by in ("non_finite", "diverged"):
-        message += ". " + _rollback_hint(records.get("train_loss", []), config, run_path if writer else None)
+        message += ". " + _rollback_hint(records.get("train_loss", []), config, folder.path if writes else None)
     final = final_params(state, config.early_stopping and config.restore_best)
-    result = FitResult(final, state, history, stopped_by, best_epoch, message, run_path, epoch_seconds,
-                       t0 - t_call, ct.task, averaged_params(state.opt_state))  # fmt: skip
-    if writer:
-        save_checkpoint(run_path, state, records, meta, config.keep_checkpoints)
-        save_model(run_path, final, meta)
-        write_summary(run_path, result, config)
+    result = FitResult(final, state, history, stopped_by, best_epoch, message, None if folder is None else folder.path,
+                       epoch_seconds, t0 - t_call, ct.task, averaged_params(state.opt_state))  # fmt: skip
     return result, halt
-
-
-def _open_run(run_path, meta, state, config, custom_optimizer, resume, overwrite, writer, keys, from_epoch):
-    """Lock and prepare the run folder (config.json, stale temp files) and resume from its checkpoint if asked:
-    ``(state, records, lock)`` with the history so far and the folder's lock (None without a folder to write)."""
-    records = {k: [] for k in keys}
-    if run_path is None:
-        if resume:
-            raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
-        return state, records, None
-    held = prepare_run_dir(run_path, meta, resume=resume, overwrite=overwrite) if writer else None
-    try:
-        if from_epoch is not None:  # every process reads the kept file; the writer also drops later ones
-            path = rewind_to_epoch(run_path, from_epoch) if writer else kept_path(run_path, from_epoch)
-            state, records = resume_state(path, state, meta, config, custom_optimizer, keys)
-        elif resume and (run_path / CHECKPOINT_NAME).exists():
-            state, records = resume_state(run_path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)
-    except BaseException:
-        if held is not None:
-            held.release()
-        raise
-    return state, records, held
 
 
 def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_key, *, keep_input: bool = False,

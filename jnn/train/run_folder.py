@@ -1,0 +1,150 @@
+"""The run folder of a ``fit`` as a callback: config, live history, checkpoints, the model and the summary.
+
+``fit(..., run_dir=PATH, resume=, overwrite=, from_epoch=, tensorboard=, data_info=)`` trains with a
+:class:`RunFolder` as its first callback; everything the folder holds is written through the hooks of
+:mod:`jnn.train.callbacks`, plus :meth:`RunFolder.open`, which ``fit`` calls before compiling (it takes
+the folder's lock, checks or writes ``config.json`` and, to resume, restores the state and history).
+
+- ``on_train_begin``: the live history files (``history.csv`` every epoch, ``history.json``, TensorBoard);
+- ``on_call_end``: after every compiled call, the live files, and ``checkpoint.npz`` at every multiple of
+  ``config.checkpoint_every`` (calls end there: ``every``);
+- ``on_train_end``: ``checkpoint.npz``, ``model.npz`` and ``summary.json`` (also for a run that a signal
+  or ``stop_at_epoch`` ended), then the lock is released; ``on_train_abort`` releases it.
+
+With several processes (``jnn launch``) every process reads the checkpoint it resumes from, and only
+process 0 writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+from jnn import _validate as V
+from jnn import atomic
+from jnn.train.callbacks import Callback, RunInfo
+from jnn.train.host_loop import final_params
+from jnn.train.live_history import LiveRecords
+from jnn.train.run_dir import (
+    CHECKPOINT_NAME,
+    kept_path,
+    prepare_run_dir,
+    resume_state,
+    rewind_to_epoch,
+    save_checkpoint,
+    save_model,
+    write_summary,
+)
+
+
+class RunFolder(Callback):
+    """A run folder (see the module docstring).
+
+    Args:
+        path: the folder (created if missing).
+        resume: continue from ``checkpoint.npz`` (same config and data, except the fields of
+            :data:`jnn.train.config.RESUME_CHANGES`).
+        overwrite: replace a folder that holds another run.
+        from_epoch: with ``resume``, restart from the kept checkpoint of this epoch (later ones are removed).
+        tensorboard: also write TensorBoard events to ``path/tensorboard`` (needs tensorboardX).
+
+    Raises:
+        TypeError, ValueError: a path that is not a writable folder, flags that are not bools, or a
+            ``from_epoch`` without ``resume``.
+    """
+
+    stops = False  # never asks for a stop: the compiled calls may donate their input
+
+    def __init__(self, path, *, resume: bool = False, overwrite: bool = False, from_epoch: int | None = None,
+                 tensorboard: bool = False):  # fmt: skip
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"run_dir must be a path (str or os.PathLike) or None; got {type(path).__name__}")
+        if str(path).strip() == "":
+            raise ValueError("run_dir must name a folder; got an empty path (use None to keep everything in memory)")
+        for name, value in (("resume", resume), ("overwrite", overwrite), ("tensorboard", tensorboard)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False; got {value!r}")
+        if from_epoch is not None:
+            V.check_int("from_epoch", from_epoch, low=0)
+            if not resume:
+                raise ValueError(f"from_epoch={from_epoch} needs resume=True")
+        atomic.check_folder_writable(path, "run_dir")
+        self.path = Path(path)
+        self.resume, self.overwrite, self.from_epoch, self.tensorboard = resume, overwrite, from_epoch, tensorboard
+        self.writer = jax.process_index() == 0  # with several processes, one writes the folder
+        self.every = 0
+        self._held = self._live = None
+        self._meta = self._config = self._records = None
+
+    def open(self, meta: dict, state, config, custom_optimizer: bool, keys) -> tuple:
+        """Take the folder (lock, ``config.json``) and give the state and history the run starts from:
+        ``(state, records)``, restored from a checkpoint when resuming, else ``state`` and empty records.
+
+        Args:
+            meta: the run's description (``config.json``; checked against a resumed run's).
+            state: the fresh first state (the template a checkpoint is restored into).
+            config: the :class:`jnn.TrainConfig`.
+            custom_optimizer: the optimiser was given (its learning rate cannot change on resume).
+            keys: the history keys.
+        """
+        self._meta, self._config = meta, config
+        self.every = config.checkpoint_every
+        records = {k: [] for k in keys}
+        self._held = prepare_run_dir(self.path, meta, resume=self.resume, overwrite=self.overwrite) if self.writer \
+            else None  # fmt: skip
+        try:
+            if self.from_epoch is not None:  # every process reads the kept file; the writer also drops later ones
+                rewind = rewind_to_epoch if self.writer else kept_path
+                src = rewind(self.path, self.from_epoch)
+                state, records = resume_state(src, state, meta, config, custom_optimizer, keys)
+            elif self.resume and (self.path / CHECKPOINT_NAME).exists():
+                state, records = resume_state(self.path / CHECKPOINT_NAME, state, meta, config, custom_optimizer, keys)
+        except BaseException:
+            self._release()
+            raise
+        self._records = records
+        return state, records
+
+    def on_train_begin(self, run: RunInfo) -> None:
+        if self.writer:
+            self._live = LiveRecords(self.path, self._records, tensorboard=self.tensorboard)
+
+    def on_call_end(self, epoch: int, state) -> None:
+        if self._live is None:
+            return
+        self._live.update()
+        if self.every and epoch % self.every == 0:
+            save_checkpoint(self.path, state, self._records, self._meta, self._config.keep_checkpoints)
+
+    def on_train_end(self, result) -> None:
+        try:
+            self._close_live()
+            if self.writer:
+                config = self._config
+                final = final_params(result.state, config.early_stopping and config.restore_best)
+                save_checkpoint(self.path, result.state, self._records, self._meta, config.keep_checkpoints)
+                save_model(self.path, final, self._meta)
+                write_summary(self.path, result, config)
+        finally:
+            self._release()
+
+    def on_train_abort(self, error: BaseException) -> None:
+        try:
+            self._close_live()
+        finally:
+            self._release()
+
+    def _close_live(self) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.close()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.release()
+
+
+__all__ = ["RunFolder"]
