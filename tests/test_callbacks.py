@@ -45,7 +45,10 @@ class Recorder(jnn.Callback):
 
 
 def _same_bits(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    def bits(x):
+        return np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+    return all(np.array_equal(bits(x), bits(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_hooks_run_in_order_and_the_logs_are_the_history_rows(spirals):
@@ -190,3 +193,34 @@ def test_mlflow_logger_round_trips_through_a_local_store(spirals, tmp_path, monk
         assert child.data.tags["mlflow.parentRunId"] == sw.run_id
         vals = [x.value for x in sorted(client.get_metric_history(rid, "train_loss"), key=lambda x: x.step)]
         np.testing.assert_allclose(vals, res.histories[m]["train_loss"])
+
+
+class CallEnds(jnn.Callback):
+    """Records the call boundaries; never asks for a stop."""
+
+    stops = False
+
+    def __init__(self):
+        self.ends = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.ends.append(("epoch", epoch))
+
+    def on_call_end(self, epoch, state):
+        self.ends.append(("call", epoch, int(state.epoch)))
+
+
+def test_on_call_end_follows_every_compiled_call_and_a_non_stopping_callback_changes_no_bit(spirals, tmp_path):
+    train, _ = spirals
+    cfg = TrainConfig(**{**CFG, "max_epochs": 7, "early_stopping": False, "epochs_per_call": 3})
+    plain = fit(train, cfg)
+    cb = CallEnds()
+    seen = fit(train, cfg, callbacks=[cb], run_dir=tmp_path / "run")
+    calls = [e for e in cb.ends if e[0] == "call"]
+    assert calls == [("call", 3, 3), ("call", 6, 6), ("call", 7, 7)]  # calls of 3, 3 and 1 epochs
+    assert [e[1] for e in cb.ends if e[0] == "epoch"] == list(range(1, 8))
+    assert cb.ends.index(("call", 3, 3)) == 3  # after the call's three epochs, before the next call's
+    assert _same_bits(plain.state, seen.state)
+    # The run folder is such a callback: its checkpoint holds the final state.
+    saved = jnn.checkpoint.restore(tmp_path / "run" / "checkpoint.npz", plain.state)
+    assert _same_bits(saved, seen.state)
