@@ -39,7 +39,7 @@ from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.run_dir import kept_checkpoints
-from jnn.train.run_folder import RunFolder
+from jnn.train.run_folder import RunFolder, check_from_epoch
 from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
@@ -183,10 +183,8 @@ def fit(
     config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh, log_every, flags)
     folder = None if run_dir is None else RunFolder(run_dir, resume=resume, overwrite=overwrite,
                                                      from_epoch=from_epoch, tensorboard=tensorboard)  # fmt: skip
-    if folder is None and from_epoch is not None:
-        V.check_int("from_epoch", from_epoch, low=0)
-        if not resume:
-            raise ValueError(f"from_epoch={from_epoch} needs resume=True")
+    if folder is None:
+        check_from_epoch(from_epoch, resume)
     if folder is None and resume:
         raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
     cbs = CallbackList(((folder,) if folder is not None else ()) + check_callbacks(callbacks))
@@ -354,22 +352,28 @@ def last_sane_epoch(losses, factor: float | None) -> int | None:
     return sane
 
 
+def _sane_and_kept(losses, config: TrainConfig, run_path) -> tuple[int | None, set]:
+    """The last sane epoch of ``losses`` (:func:`last_sane_epoch`) and the epochs whose checkpoints ``run_path``
+    keeps (none without a folder)."""
+    sane = last_sane_epoch(losses, config.divergence_factor)
+    return sane, set(kept_checkpoints(run_path)) if run_path is not None else set()
+
+
 def rollback_epoch(result: FitResult, config: TrainConfig) -> int | None:
     """The epoch a run that went non-finite or diverged can restart from (``resume=True, from_epoch=E``): its
     last sane epoch (:func:`last_sane_epoch`) when the run folder keeps its checkpoint; else None."""
     if result.stopped_by not in ("non_finite", "diverged") or result.run_dir is None:
         return None
-    sane = last_sane_epoch(result.history["train_loss"], config.divergence_factor)
-    return sane if sane is not None and sane in set(kept_checkpoints(result.run_dir)) else None
+    sane, kept = _sane_and_kept(result.history["train_loss"], config, result.run_dir)
+    return sane if sane in kept else None
 
 
 def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
     """Where to restart a run that went non-finite or diverged."""
-    sane = last_sane_epoch(losses, config.divergence_factor)
+    sane, kept = _sane_and_kept(losses, config, run_path)
     if sane is None:
         return "No epoch before it had a sane training loss: lower the learning rate and start again."
     line = f"The last sane epoch is {sane} (training loss {losses[sane - 1]:.4g})"
-    kept = set(kept_checkpoints(run_path)) if run_path is not None else set()
     if sane in kept:
         return f"{line}; its checkpoint is kept: continue from it with a lower rate: resume=True, from_epoch={sane}."
     return (f"{line}, but no checkpoint of it is kept (kept: {sorted(kept) or 'none'}; save more often with "

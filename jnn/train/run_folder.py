@@ -25,7 +25,6 @@ import jax
 from jnn import _validate as V
 from jnn import atomic
 from jnn.train.callbacks import Callback, RunInfo
-from jnn.train.host_loop import final_params
 from jnn.train.live_history import LiveRecords
 from jnn.train.run_dir import (
     CHECKPOINT_NAME,
@@ -37,6 +36,14 @@ from jnn.train.run_dir import (
     save_model,
     write_summary,
 )
+
+
+def check_from_epoch(from_epoch: int | None, resume: bool) -> None:
+    """``from_epoch`` is None, or an epoch ≥ 0 with ``resume``."""
+    if from_epoch is not None:
+        V.check_int("from_epoch", from_epoch, low=0)
+        if not resume:
+            raise ValueError(f"from_epoch={from_epoch} needs resume=True")
 
 
 class RunFolder(Callback):
@@ -66,10 +73,7 @@ class RunFolder(Callback):
         for name, value in (("resume", resume), ("overwrite", overwrite), ("tensorboard", tensorboard)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False; got {value!r}")
-        if from_epoch is not None:
-            V.check_int("from_epoch", from_epoch, low=0)
-            if not resume:
-                raise ValueError(f"from_epoch={from_epoch} needs resume=True")
+        check_from_epoch(from_epoch, resume)
         atomic.check_folder_writable(path, "run_dir")
         self.path = Path(path)
         self.resume, self.overwrite, self.from_epoch, self.tensorboard = resume, overwrite, from_epoch, tensorboard
@@ -122,11 +126,9 @@ class RunFolder(Callback):
         try:
             self._close_live()
             if self.writer:
-                config = self._config
-                final = final_params(result.state, config.early_stopping and config.restore_best)
-                save_checkpoint(self.path, result.state, self._records, self._meta, config.keep_checkpoints)
-                save_model(self.path, final, self._meta)
-                write_summary(self.path, result, config)
+                save_checkpoint(self.path, result.state, self._records, self._meta, self._config.keep_checkpoints)
+                save_model(self.path, result.params, self._meta)  # the returned params: best epoch's when restored
+                write_summary(self.path, result, self._config)
         finally:
             self._release()
 
@@ -147,4 +149,4 @@ class RunFolder(Callback):
             held.release()
 
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "check_from_epoch"]
