@@ -32,6 +32,7 @@ import numpy as np
 from _report import save_report
 
 import jnn
+from jnn import Progress, RunFolder
 from jnn.train import Interrupted
 
 
@@ -68,8 +69,12 @@ def stop_resume(train, config, every: int):
     with tempfile.TemporaryDirectory() as d:
         for k in range(every, config.max_epochs + every, every):
             try:
-                r = jnn.fit(train, config, run_dir=d, resume=k > every, stop_at_epoch=min(k, config.max_epochs),
-                            progress=False)  # fmt: skip
+                r = jnn.fit(
+                    train,
+                    config,
+                    stop_at_epoch=min(k, config.max_epochs),
+                    callbacks=[RunFolder(d, resume=k > every), Progress(bar=False)],
+                )
             except Interrupted:
                 continue
         return r
@@ -90,13 +95,13 @@ def main(argv=None) -> int:
     train, _ = jnn.datasets.load("mnist1d")
     config = jnn.TrainConfig(max_epochs=a.epochs, early_stopping=False)
     print(f"callback overhead: MNIST-1D default MLP, {a.epochs} epochs, device {jax.devices()[0]}", flush=True)
-    ref = jnn.fit(train, config, progress=False)  # warm-up: compiles every call length used below
-    jnn.fit(train, config, callbacks=[Every2()], progress=False)
+    ref = jnn.fit(train, config, callbacks=[Progress(bar=False)])  # warm-up: compiles every call length used below
+    jnn.fit(train, config, callbacks=[Progress(bar=False), Every2()])
     variants = {"plain": lambda: [], "logs": lambda: [Logs()], "every 2": lambda: [Every2()]}
     seconds = {k: [] for k in variants}
     for _ in range(a.repeats):
         for name, make in variants.items():
-            t, r = _timed(lambda make=make: jnn.fit(train, config, callbacks=make(), progress=False))
+            t, r = _timed(lambda make=make: jnn.fit(train, config, callbacks=[Progress(bar=False), *make()]))
             seconds[name].append(t)
             assert r.history["val_loss"] == ref.history["val_loss"], name
     med = {k: statistics.median(v) for k, v in seconds.items()}

@@ -104,6 +104,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from jnn import Progress
+
 THREADS = 2  # the machine has 2 cores; torch is pinned to this, XLA/OpenBLAS use all cores
 
 
@@ -675,7 +677,7 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
         )
 
     def fit(epochs: int):
-        r = jnn.fit(ds, config(epochs), progress=False)
+        r = jnn.fit(ds, config(epochs), callbacks=[Progress(bar=False)])
         jax.block_until_ready(r.params)
         assert r.stopped_by == "max_epochs" and len(r.epoch_seconds) == epochs, (r.stopped_by, r.message)
         return r
@@ -716,7 +718,7 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
         weights,
         "jnn default scheme 'lecun_normal' (jnn.init_mlp)",
         "jnn.fit(jnn.Dataset(X, y, classes), jnn.TrainConfig(sizes, relu, optimizer='sgd', learning_rate, batch_size, "
-        "l2=1e-4, keep_prob=0.8 inverted, early_stopping=False, val_fraction=0, drop_last=True, seed), progress=False); "
+        "l2=1e-4, keep_prob=0.8 inverted, early_stopping=False, val_fraction=0, drop_last=True, seed), callbacks=[jnn.Progress(bar=False)]); "
         "other fields default (check_finite=True, threefry, epochs per call chosen for ~0.3 s a call); jnn.fit is not "
         "stepped epoch by epoch, so each timed turn is ONE fresh fit call of 1 + pre + block epochs (a fit after the "
         "first reuses the compiled program) whose last `block` FitResult.epoch_seconds are averaged (first epoch = a "

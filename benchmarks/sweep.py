@@ -33,6 +33,7 @@ import jax
 from _report import save_report
 
 import jnn
+from jnn import Progress
 from jnn.sweep import sweep
 
 RECIPE = dict(
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
         jnn.fit(
             train,
             jnn.TrainConfig(**RECIPE, max_epochs=e, seed=axes["seed"][i], learning_rate=axes["learning_rate"][i]),
-            progress=False,
+            callbacks=[Progress(bar=False)],
         )
         for i in range(m)
     ]

@@ -66,6 +66,7 @@ import optax
 from _report import save_report
 
 import jnn
+from jnn import Progress
 
 PAUSE = 0.3
 
@@ -328,7 +329,7 @@ def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
     options = dict(options or {})
     custom = options.pop("task", None)
     if custom is None:
-        r = jnn.fit(ds, jnn_config(wl, epochs, **options), progress=False)
+        r = jnn.fit(ds, jnn_config(wl, epochs, **options), callbacks=[Progress(bar=False)])
     else:
         cfg = jnn.TrainConfig(
             optimizer="sgd",
@@ -340,7 +341,7 @@ def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
             max_epochs=epochs,
             **options,
         )
-        r = jnn.fit(ds, cfg, task=_custom_task(tuple(wl["sizes"]), custom == "draw"), progress=False)
+        r = jnn.fit(ds, cfg, task=_custom_task(tuple(wl["sizes"]), custom == "draw"), callbacks=[Progress(bar=False)])
     jax.block_until_ready(r.params)
     return r
 

@@ -31,6 +31,7 @@ from _common import main as run_main
 from _common import out_dir, write_results
 
 import jnn
+from jnn import RunFolder
 from jnn.sweep import sweep
 
 DEFAULTS = {
@@ -129,14 +130,19 @@ def run(config: dict) -> dict:
                           checkpoint_every=10)  # fmt: skip
     recipes = {}
     t0 = time.perf_counter()
-    r = jnn.fit(train, cfg, task=task, run_dir=out / "run", overwrite=True)
+    r = jnn.fit(train, cfg, task=task, callbacks=[RunFolder(out / "run", overwrite=True)])
     recipes["jnn.fit, early stopping on val_r2"] = _test_row(task, r.params, test, sy, epochs=int(r.state.epoch),
                                                             best_epoch=r.best_epoch + 1,
                                                             seconds=time.perf_counter() - t0)  # fmt: skip
     # Pause half-way, resume from the checkpoint in the run folder: the same run, bit for bit.
-    half = jnn.fit(train, cfg, task=task, run_dir=out / "resumed", overwrite=True,
-                   stop_at_epoch=max(1, int(r.state.epoch) // 2))  # fmt: skip
-    resumed = jnn.fit(train, cfg, task=task, run_dir=out / "resumed", resume=True)
+    half = jnn.fit(
+        train,
+        cfg,
+        task=task,
+        stop_at_epoch=max(1, int(r.state.epoch) // 2),
+        callbacks=[RunFolder(out / "resumed", overwrite=True)],
+    )
+    resumed = jnn.fit(train, cfg, task=task, callbacks=[RunFolder(out / "resumed", resume=True)])
     recipes["jnn.fit, paused and resumed"] = _test_row(task, resumed.params, test, sy, paused_at=int(half.state.epoch))
     t0 = time.perf_counter()
     sw = sweep(train, cfg, task=task, test=test, l2=list(config["l2s"]))  # a sweep over λ: one compile

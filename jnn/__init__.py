@@ -41,9 +41,13 @@ from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
 from jnn.train.averaging import weight_average
 from jnn.train.callbacks import Callback, RunInfo
+from jnn.train.progress import Progress
+from jnn.train.run_folder import RunFolder
 
 __all__ = [
     "Callback",
+    "Progress",
+    "RunFolder",
     "CSVLogger",
     "MLflowLogger",
     "RunInfo",

@@ -37,6 +37,7 @@ from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.program import compiled_caller, optimizer_key
+from jnn.train.progress import Progress
 from jnn.train.repacking import PackedCaller
 from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
@@ -313,7 +314,7 @@ def sweep(
     Raises:
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
-    config = _check_args(config, train, val, test, log_every)
+    config = _check_args(config, train, val, test, log_every, progress)
     if not isinstance(repack, bool):
         raise TypeError(f"repack must be True or False; got {repack!r}")
     cbs = CallbackList(check_callbacks(callbacks))
@@ -476,9 +477,14 @@ class _Group:
                                 noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
-        self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys, max_epochs=config.max_epochs,
-                                               records=mine, progress=progress, log_every=log_every, callbacks=cbs,
-                                               labels=self.index)  # fmt: skip
+        report = Progress(progress, log_every)
+        report.start(config.max_epochs, 0, len(self.members), self.keys, None)
+        try:
+            self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys, max_epochs=config.max_epochs,
+                                                   records=mine, report=report, callbacks=cbs,
+                                                   labels=self.index)  # fmt: skip
+        finally:
+            report.close()
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         return halt
 
@@ -509,7 +515,7 @@ def _merged(groups, m: int):
     return jax.tree.map(lambda *a: jnp.stack(a), *per_member), jax.tree.map(cat, *[g.state for g in groups]), True
 
 
-def _check_args(config, train, val, test, log_every) -> TrainConfig:
+def _check_args(config, train, val, test, log_every, progress) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -525,6 +531,8 @@ def _check_args(config, train, val, test, log_every) -> TrainConfig:
                              f"{train.y.dtype} {train.y.shape[1:]}; got {ds.x.shape[1]} features and targets "
                              f"{ds.y.dtype} {ds.y.shape[1:]}")  # fmt: skip
     V.check_int("log_every", log_every, low=0)
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None (automatic); got {progress!r}")
     return config
 
 

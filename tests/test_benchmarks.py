@@ -47,6 +47,7 @@ def test_throughput_benchmark_rejects_bad_flags(tmp_path):
     assert proc.returncode == 2 and "unknown stacks ['torch']" in proc.stderr
 
 
+@pytest.mark.heavy  # CI time (47 s): benchmarks/gradcheck.py is the script itself; make test-heavy runs it
 def test_gradcheck_benchmark_cases_smoke():
     import json as _json
 
@@ -79,6 +80,7 @@ def test_accelerator_benchmark_quick_runs_on_cpu_and_names_the_device(tmp_path):
     assert table.startswith(f"Device: {res['device']['kind']}") and "| large b4096 |" in table
 
 
+@pytest.mark.heavy  # CI time (51 s): benchmarks/peers.py is the script itself; make test-heavy runs it
 def test_peers_benchmark_smoke(tmp_path):
     out = tmp_path / "peers.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--stacks", "jax_scan,jnn_fit",

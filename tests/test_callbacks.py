@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jnn
+from jnn import RunFolder
 from jnn.datasets import load
 from jnn.sweep import sweep
 from jnn.train import TrainConfig, fit
@@ -215,7 +216,7 @@ def test_on_call_end_follows_every_compiled_call_and_a_non_stopping_callback_cha
     cfg = TrainConfig(**{**CFG, "max_epochs": 7, "early_stopping": False, "epochs_per_call": 3})
     plain = fit(train, cfg)
     cb = CallEnds()
-    seen = fit(train, cfg, callbacks=[cb], run_dir=tmp_path / "run")
+    seen = fit(train, cfg, callbacks=[RunFolder(tmp_path / "run"), cb])
     calls = [e for e in cb.ends if e[0] == "call"]
     assert calls == [("call", 3, 3), ("call", 6, 6), ("call", 7, 7)]  # calls of 3, 3 and 1 epochs
     assert [e[1] for e in cb.ends if e[0] == "epoch"] == list(range(1, 8))
@@ -224,3 +225,31 @@ def test_on_call_end_follows_every_compiled_call_and_a_non_stopping_callback_cha
     # The run folder is such a callback: its checkpoint holds the final state.
     saved = jnn.checkpoint.restore(tmp_path / "run" / "checkpoint.npz", plain.state)
     assert _same_bits(saved, seen.state)
+
+
+def test_the_run_folder_runs_first_wherever_it_is_listed_and_at_most_one_is_taken(spirals, tmp_path):
+    train, _ = spirals
+    seen = []
+
+    class AtEnd(jnn.Callback):
+        def on_train_end(self, result):  # the folder's on_train_end has written the model already
+            seen.append(sorted(p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".npz"))
+
+    r = fit(train, TrainConfig(**CFG), callbacks=[AtEnd(), RunFolder(tmp_path / "run")])
+    assert seen == [["checkpoint.npz", "model.npz"]] and r.run_dir == tmp_path / "run"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"at most one jnn.RunFolder; got one at each of \[0, 2\]"):
+        fit(train, TrainConfig(**CFG), callbacks=[RunFolder(tmp_path / "a"), AtEnd(), RunFolder(tmp_path / "b")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before any folder was made
+
+
+def test_progress_prints_every_k_epochs_and_the_last_and_bar_false_prints_nothing(spirals, capsys):
+    train, _ = spirals
+    plain = fit(train, TrainConfig(**CFG), callbacks=[jnn.Progress(bar=False)])
+    assert capsys.readouterr().out == ""
+    shown = fit(train, TrainConfig(**{**CFG, "max_epochs": 5}), callbacks=[jnn.Progress(bar=False, log_every=2)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "2"], ["epoch", "4"], ["epoch", "5"]]
+    loss = f"train_loss {shown.history['train_loss'][1]:.4f}"
+    assert loss in lines[0]  # the line is that epoch's history row
+    assert np.array_equal(plain.history["train_loss"][:5], shown.history["train_loss"])  # the display changes no bit

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jnn
+from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.debug import trace_counts
 from jnn.sweep import sweep
@@ -102,13 +103,13 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
                       epochs_per_call=per_call, checkpoint_every=2)  # fmt: skip
     task = _nan_at_step(bad_step, cfg.seed)
     before = trace_counts()["run_epoch"]
-    fast = fit(ds, cfg, task=task, run_dir=tmp_path / "fast")
+    fast = fit(ds, cfg, task=task, callbacks=[RunFolder(tmp_path / "fast")])
     assert trace_counts()["run_epoch"] - before == 2  # the unchecked program, then the replay's checked one
     assert fast.stopped_by == "non_finite" and int(fast.state.bad_step) == bad_step
     assert f"non-finite value in the gradient of ['w2'] at step {bad_step} (epoch 3)" in fast.message, fast.message
     with monkeypatch.context() as m:
         m.setattr(calls_module.EpochCaller, "__call__", _always_guarded)
-        guarded = fit(ds, cfg, task=task, run_dir=tmp_path / "guarded")
+        guarded = fit(ds, cfg, task=task, callbacks=[RunFolder(tmp_path / "guarded")])
     assert fast.message.split(" in ")[0] == guarded.message.split(" in ")[0]
     assert _same(fast.state, guarded.state) and _same_history(fast.history.metrics, guarded.history.metrics)
     saved = [jnn.checkpoint.restore(tmp_path / d / "checkpoint.npz", fast.state) for d in ("fast", "guarded")]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jnn import RunFolder
 from jnn.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,17 +233,46 @@ def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
 
     data, _, _ = _labelled(tmp_path, n=400)
     run = tmp_path / "run"
-    p = _start(["train", "--data", data, "--target", "kind", "--features", "a,b", "--hidden", "256,256", "--batch-size",
-                "2", "--no-early-stopping", "--log-every", "1", "--checkpoint-every", "1", "--max-epochs", "400",
-                "--out", run], tmp_path)  # fmt: skip
+    p = _start(
+        [
+            "train",
+            "--data",
+            data,
+            "--target",
+            "kind",
+            "--features",
+            "a,b",
+            "--hidden",
+            "256,256",
+            "--batch-size",
+            "2",
+            "--no-early-stopping",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--max-epochs",
+            "400",
+            "--learning-rate",
+            "0.001",
+            "--out",
+            run,
+        ],
+        tmp_path,
+    )  # fmt: skip (a rate that does not diverge)
     for line in p.stdout:
         if line.startswith("epoch    1"):
             break
+    deadline = time.monotonic() + 60  # the epoch line comes before its checkpoint is written
+    while not (run / "checkpoint.npz").exists():
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.01)
+    assert p.poll() is None  # still training
     p.send_signal(signal.SIGINT)
     time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "Traceback" not in err, err
+    assert p.returncode == 130 and "Traceback" not in err, (p.returncode, out[-2000:], err[-2000:])
     assert "stopped at once; the last checkpoint stays valid" in err or "interrupted at epoch" in out
     ckpt.verify(run / "checkpoint.npz")
 
@@ -262,12 +292,12 @@ def test_fit_raises_interrupted_with_the_result_after_writing_the_run(tmp_path, 
     train, _ = jnn.datasets.load("xor")
     cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=50, batch_size=64, early_stopping=False)
     with pytest.raises(jnn.train.Interrupted) as info:
-        jnn.fit(train, cfg, run_dir=tmp_path)
+        jnn.fit(train, cfg, callbacks=[RunFolder(tmp_path)])
     err = info.value
     assert err.exit_code == 143 and err.result.stopped_by == "interrupted" and len(err.result.history) == 2
     assert json.loads((tmp_path / "history.json").read_text())["epochs"] == 2
     assert (tmp_path / "model.npz").exists()
-    resumed = jnn.fit(train, cfg, run_dir=tmp_path, resume=True)
+    resumed = jnn.fit(train, cfg, callbacks=[RunFolder(tmp_path, resume=True)])
     assert resumed.history.metrics == jnn.fit(train, cfg).history.metrics
 
 

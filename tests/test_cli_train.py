@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jnn import TrainConfig
+from jnn import Progress, TrainConfig
 from jnn.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_log_lines_go_through_the_progress_bar_writer(capsys):
     from tqdm import tqdm
 
     import jnn
-    from jnn.train import host_loop as host
+    from jnn.train import progress as progress_module
 
     written, bars = [], []
 
@@ -151,14 +151,14 @@ def test_log_lines_go_through_the_progress_bar_writer(capsys):
         bars.append(Bar(total=total, file=io.StringIO(), smoothing=0))
         return bars[-1]
 
-    real = host.progress_bar
-    host.progress_bar = make
+    real = progress_module.progress_bar
+    progress_module.progress_bar = make
     try:
         train, _ = jnn.datasets.load("xor")
         cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=3, batch_size=64, monitor="val_accuracy")
-        jnn.fit(train, cfg, log_every=1)
+        jnn.fit(train, cfg, callbacks=[Progress(log_every=1)])
     finally:
-        host.progress_bar = real
+        progress_module.progress_bar = real
     assert [w.split()[:2] for w in written] == [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]
     bar = bars[0]
     assert bar.initial == 1  # the rate (and the ETA) is measured from the end of the compiled first epoch

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from jnn import RunFolder
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
@@ -26,7 +27,7 @@ def spirals():
 
 def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_path, spirals):
     run = tmp_path / "d"
-    first = fit(spirals, TrainConfig(**DIVERGING), run_dir=run)
+    first = fit(spirals, TrainConfig(**DIVERGING), callbacks=[RunFolder(run)])
     losses = first.history["train_loss"]
     assert first.stopped_by == "diverged" and all(math.isfinite(v) for v in losses)
     stop = len(losses)
@@ -40,8 +41,11 @@ def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_
     for p in kept.values():
         ckpt.verify(p)
     # A plain resume takes the diverged state and stops again; from the sane epoch it trains to the end.
-    again = fit(spirals, TrainConfig(**{**DIVERGING, "learning_rate": 0.001}), run_dir=run, resume=True,
-                from_epoch=sane)  # fmt: skip
+    again = fit(
+        spirals,
+        TrainConfig(**{**DIVERGING, "learning_rate": 0.001}),
+        callbacks=[RunFolder(run, resume=True, from_epoch=sane)],
+    )
     assert again.stopped_by == "max_epochs" and len(again.history) == 30
     assert again.history["train_loss"][:sane] == losses[:sane]
     assert all(math.isfinite(v) and v < 10 * losses[0] for v in again.history["train_loss"])
@@ -51,8 +55,8 @@ def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_
 def test_from_epoch_equals_an_uninterrupted_run_from_that_state_bitwise(tmp_path, spirals):
     cfg = TrainConfig(hidden=(8,), max_epochs=8, early_stopping=False, checkpoint_every=1, keep_checkpoints=8)
     run = tmp_path / "r"
-    whole = fit(spirals, cfg, run_dir=run)
-    again = fit(spirals, cfg, run_dir=run, resume=True, from_epoch=5)
+    whole = fit(spirals, cfg, callbacks=[RunFolder(run)])
+    again = fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=5)])
     assert sorted(kept_checkpoints(run)) == list(range(1, 9))
     assert again.history.metrics == whole.history.metrics
     for a, b in zip(jax_leaves(again.params), jax_leaves(whole.params)):
@@ -68,14 +72,14 @@ def jax_leaves(tree):
 def test_from_epoch_names_the_kept_epochs_and_needs_resume(tmp_path, spirals):
     cfg = TrainConfig(hidden=(8,), max_epochs=4, early_stopping=False, checkpoint_every=1, keep_checkpoints=2)
     run = tmp_path / "r"
-    fit(spirals, cfg, run_dir=run)
+    fit(spirals, cfg, callbacks=[RunFolder(run)])
     kept = sorted(kept_checkpoints(run))
     assert kept[-2:] == [3, 4] and len(kept) <= 3  # the last two, and the best epoch when older
     listed = ", ".join(map(str, kept))
     with pytest.raises(ValueError, match=rf"from_epoch=99: .* keeps checkpoints of epochs \[{listed}\]"):
-        fit(spirals, cfg, run_dir=run, resume=True, from_epoch=99)
+        fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=99)])
     with pytest.raises(ValueError, match="needs resume=True"):
-        fit(spirals, cfg, run_dir=run, from_epoch=3)
+        fit(spirals, cfg, callbacks=[RunFolder(run, from_epoch=3)])
 
 
 def test_divergence_rule_ignores_noise_below_the_first_epochs_loss():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jnn
+from jnn import RunFolder
 from jnn.datasets import load
 from jnn.plots import plot_run
 from jnn.train import TrainConfig, fit
@@ -34,7 +35,7 @@ def _alarm(signum, frame):
 def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     train = load("xor", seed=0)[0]
-    fit(train, CFG, run_dir=root / "run")
+    fit(train, CFG, callbacks=[RunFolder(root / "run")])
     return root / "run", train
 
 
@@ -97,10 +98,10 @@ def test_fuzz_a_damaged_run_folder_gives_results_or_named_errors_and_writes_noth
         _plant(run / target, kind, outside, rng)
         listing = sorted(p.name for p in tmp_path.iterdir())
         results = {
-            "resume": _outcome(lambda r=run: fit(train, CFG, run_dir=r, resume=True)),
+            "resume": _outcome(lambda r=run: fit(train, CFG, callbacks=[RunFolder(r, resume=True)])),
             "load": _outcome(lambda r=run: jnn.load_run(r)),
             "plot": _outcome(lambda r=run: plot_run(r, r / "again.png")),
-            "overwrite": _outcome(lambda r=run: fit(train, CFG, run_dir=r, overwrite=True)),
+            "overwrite": _outcome(lambda r=run: fit(train, CFG, callbacks=[RunFolder(r, overwrite=True)])),
         }
         assert outside.read_text() == "keep", (kind, results)
         assert sorted(p.name for p in tmp_path.iterdir()) == listing, (kind, results)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jnn
-from jnn import atomic
+from jnn import RunFolder, atomic
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.sweep import sweep
@@ -164,22 +164,26 @@ def test_wrong_kinds_restore_names_its_arguments(tmp_path, expect, allow):
 
 
 @pytest.mark.parametrize(
-    "kw, exc, match",
+    "make, exc, match",
     [
-        ({"run_dir": ""}, ValueError, "run_dir must name a folder; got an empty path"),
-        ({"run_dir": 3}, TypeError, "run_dir must be a path"),
-        ({"run_dir": "/proc/jnn-run"}, ValueError, r"run_dir '/proc/jnn-run' cannot be written"),
-        ({"log_every": "x"}, TypeError, "log_every must be an integer"),
-        ({"log_every": -1}, ValueError, r"log_every must be an integer in \[0, inf\]; got -1"),
-        ({"resume": "yes", "run_dir": "r"}, TypeError, "resume must be True or False"),
-        ({"overwrite": 1}, TypeError, "overwrite must be True or False"),
+        (lambda: jnn.RunFolder(""), ValueError, "RunFolder path must name a folder; got an empty path"),
+        (lambda: jnn.RunFolder(3), TypeError, "RunFolder path must be a str or os.PathLike; got int"),
+        (lambda: jnn.RunFolder("/proc/jnn-run"), ValueError, r"RunFolder path '/proc/jnn-run' cannot be written"),
+        (lambda: jnn.Progress(log_every="x"), TypeError, "log_every must be an integer"),
+        (lambda: jnn.Progress(log_every=-1), ValueError, r"log_every must be an integer in \[0, inf\]; got -1"),
+        (lambda: jnn.Progress(bar="yes"), TypeError, r"bar must be True, False or None \(automatic\); got 'yes'"),
+        (lambda: jnn.RunFolder("r", resume="yes"), TypeError, "resume must be True or False"),
+        (lambda: jnn.RunFolder("r", overwrite=1), TypeError, "overwrite must be True or False"),
+        (lambda: jnn.RunFolder("r", data_info=[1]), TypeError, "data_info must be a dict or None; got list"),
+        (lambda: fit(load("xor", seed=0)[0], callbacks=[jnn.Progress(), jnn.Progress()]), ValueError,
+         r"at most one jnn.Progress; got one at each of \[0, 1\]"),
     ],
-)
-def test_wrong_kinds_fit_names_its_arguments_before_any_work(tmp_path, monkeypatch, kw, exc, match):
+)  # fmt: skip
+def test_wrong_kinds_run_folder_and_progress_name_their_arguments_before_any_work(tmp_path, monkeypatch, make, exc,
+                                                                                  match):  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    train = load("xor", seed=0)[0]
     with pytest.raises(exc, match=match):
-        fit(train, TrainConfig(hidden=(4,), max_epochs=1), **kw)
+        make()
     assert list(tmp_path.iterdir()) == []  # nothing written, not even into the current folder
 
 
@@ -302,6 +306,6 @@ def test_allocation_bombs_a_huge_epoch_budget_with_a_schedule_and_a_step_budget_
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cfg = TrainConfig(hidden=(4,), max_epochs=10**9, max_steps=5, lr_schedule="warmup-cosine", warmup_epochs=3,
                       early_stopping=False)  # fmt: skip
-    res = fit(train, cfg, run_dir=tmp_path / "r")
+    res = fit(train, cfg, callbacks=[RunFolder(tmp_path / "r")])
     assert res.stopped_by == "max_steps" and int(res.state.step) == 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB

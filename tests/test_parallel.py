@@ -283,5 +283,6 @@ def test_a_custom_model_trains_data_parallel_and_over_two_processes(tmp_path):
     one = np.load(tmp_path / "one.npz")
     for other in ("eight", "two"):
         b = np.load(tmp_path / f"{other}.npz")
-        for k in one.files:
-            assert np.abs(one[k] - b[k]).max() <= 1e-6 * np.abs(one[k]).max(), (other, k)
+        for k in one.files:  # sums split over devices round differently: a few float32 ulps after 60 steps
+            # (observed up to 1.7e-6 of a 3-element bias leaf's max on a loaded machine; 1e-6 was flaky)
+            assert np.abs(one[k] - b[k]).max() <= 1e-5 * np.abs(one[k]).max(), (other, k)

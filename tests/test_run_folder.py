@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import jnn
+from jnn import RunFolder
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
@@ -33,9 +34,9 @@ def spirals():
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 def test_a_finished_run_continues_with_a_larger_budget_bitwise(tmp_path, spirals, mode):
     cfg = lambda n: TrainConfig(**CFG, dropout_mode=mode, max_epochs=n)
-    first = fit(spirals, cfg(6), run_dir=tmp_path / "run")
+    first = fit(spirals, cfg(6), callbacks=[RunFolder(tmp_path / "run")])
     assert first.stopped_by == "max_epochs" and len(first.history) == 6
-    more = fit(spirals, cfg(12), run_dir=tmp_path / "run", resume=True)
+    more = fit(spirals, cfg(12), callbacks=[RunFolder(tmp_path / "run", resume=True)])
     whole = fit(spirals, cfg(12))
     assert more.stopped_by == "max_epochs" and int(more.state.step) == int(whole.state.step)
     assert more.history.metrics == whole.history.metrics  # 6 + 6 epochs == 12 epochs, every value
@@ -43,7 +44,7 @@ def test_a_finished_run_continues_with_a_larger_budget_bitwise(tmp_path, spirals
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["resumed_with_changes"] == [{"max_epochs": {"was": 6, "now": 12}}]
     # A budget that is not larger leaves the finished run as it was.
-    again = fit(spirals, cfg(12), run_dir=tmp_path / "run", resume=True)
+    again = fit(spirals, cfg(12), callbacks=[RunFolder(tmp_path / "run", resume=True)])
     assert again.history.metrics == whole.history.metrics and again.epoch_seconds == ()
 
 
@@ -58,7 +59,9 @@ def test_history_csv_grows_every_call_and_the_json_is_complete_at_the_end(tmp_pa
             seen.append(len(list(csv.reader(fh))) - 1)
 
     monkeypatch.setattr(records_module.LiveRecords, "update", spy)
-    r = fit(spirals, TrainConfig(**CFG, max_epochs=5, epochs_per_call=per_call), run_dir=tmp_path / "run")
+    r = fit(
+        spirals, TrainConfig(**CFG, max_epochs=5, epochs_per_call=per_call), callbacks=[RunFolder(tmp_path / "run")]
+    )
     # the rows of every call on disk as soon as it returns, before the run ends
     assert seen == ([1, 2, 3, 4, 5] if per_call == 1 else [2, 4, 5]) + [5]  # and once more at the end
     with open(tmp_path / "run" / "history.csv") as fh:
@@ -68,7 +71,11 @@ def test_history_csv_grows_every_call_and_the_json_is_complete_at_the_end(tmp_pa
 
 
 def test_fit_writes_summary_model_and_curves(tmp_path, spirals):
-    r = fit(spirals, TrainConfig(**{**CFG, "early_stopping": True, "patience": 2}, max_epochs=30), run_dir=tmp_path)
+    r = fit(
+        spirals,
+        TrainConfig(**{**CFG, "early_stopping": True, "patience": 2}, max_epochs=30),
+        callbacks=[RunFolder(tmp_path)],
+    )
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["stopped_by"] == r.stopped_by and s["epochs"] == len(r.history) and s["best_epoch"] == r.best_epoch + 1
     assert s["last"]["val_loss"] == r.history["val_loss"][-1] and s["monitor"] == "val_loss"
@@ -78,7 +85,7 @@ def test_fit_writes_summary_model_and_curves(tmp_path, spirals):
 
 
 def test_the_checkpoint_carries_the_history(tmp_path, spirals):
-    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), run_dir=tmp_path)
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), callbacks=[RunFolder(tmp_path)])
     extras = ckpt.read_extras(tmp_path / "checkpoint.npz")
     assert list(extras["history/train_loss"]) == r.history["train_loss"]
     ckpt.verify(tmp_path / "checkpoint.npz")  # the extras are checksummed too
@@ -98,7 +105,7 @@ def test_tensorboard_events_read_back(tmp_path, spirals):
     pytest.importorskip("tensorboardX")
     from tensorboardX.proto import event_pb2
 
-    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), run_dir=tmp_path, tensorboard=True)
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), callbacks=[RunFolder(tmp_path, tensorboard=True)])
     files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert len(files) == 1
     scalars = {}
@@ -123,7 +130,7 @@ def test_tensorboard_without_tensorboardx_is_refused_before_anything_is_written(
 
     monkeypatch.setattr(builtins, "__import__", no_tbx)
     with pytest.raises(ImportError, match=r"pip install 'jnn\[tensorboard\]'"):
-        fit(spirals, TrainConfig(**CFG, max_epochs=2), run_dir=tmp_path / "run", tensorboard=True)
+        fit(spirals, TrainConfig(**CFG, max_epochs=2), callbacks=[RunFolder(tmp_path / "run", tensorboard=True)])
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
@@ -151,9 +158,9 @@ def test_the_learning_rate_column_follows_the_schedule(spirals, schedule, warmup
 
 def test_a_schedule_refuses_a_longer_resume(tmp_path, spirals):
     cfg = lambda n: TrainConfig(**CFG, lr_schedule="cosine", max_epochs=n)
-    fit(spirals, cfg(3), run_dir=tmp_path)
+    fit(spirals, cfg(3), callbacks=[RunFolder(tmp_path)])
     with pytest.raises(ValueError, match="lr_schedule='cosine' spans the run's max_epochs"):
-        fit(spirals, cfg(6), run_dir=tmp_path, resume=True)
+        fit(spirals, cfg(6), callbacks=[RunFolder(tmp_path, resume=True)])
 
 
 @pytest.mark.slow
@@ -161,7 +168,7 @@ def test_a_schedule_refuses_a_longer_resume(tmp_path, spirals):
 def test_load_run_predicts_what_evaluate_scores_in_both_dropout_modes(tmp_path, mode):
     train, test = load("mnist1d")
     cfg = TrainConfig(hidden=(64,), keep_prob=0.5, dropout_mode=mode, max_epochs=3)
-    r = fit(train, cfg, run_dir=tmp_path)
+    r = fit(train, cfg, callbacks=[RunFolder(tmp_path)])
     model = jnn.load_run(tmp_path)
     assert _bits(model.params) == _bits(r.params)
     acc = float(np.mean(model.predict(test.x) == test.y))
@@ -183,7 +190,7 @@ def test_load_run_of_a_custom_task_needs_the_task(tmp_path):
         return {"w": jax.random.normal(key, (2, 3)) * 0.1, "b": jnp.zeros(3)}
 
     task = jnn.Task(init=init, apply=lambda p, x, *, key, train, hyper: x @ p["w"] + p["b"][None, :])
-    r = fit(train, TrainConfig(max_epochs=2), task=task, run_dir=tmp_path)
+    r = fit(train, TrainConfig(max_epochs=2), task=task, callbacks=[RunFolder(tmp_path)])
     with pytest.raises(ValueError, match=r"pass it: load_run\(run_dir, task=task\)"):
         jnn.load_run(tmp_path)
     model = jnn.load_run(tmp_path, task=task)

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import jnn
+from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.debug import trace_counts
 from jnn.sweep import sweep
@@ -141,9 +142,9 @@ def test_resume_of_a_custom_model_is_bitwise(tmp_path):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     cfg = TrainConfig(**{**CFG, "max_epochs": 6, "val_fraction": 0.2, "early_stopping": True, "patience": 10})
     whole = fit(ds, cfg, task=task)
-    half = fit(ds, cfg, task=task, run_dir=tmp_path / "r", stop_at_epoch=3)
+    half = fit(ds, cfg, task=task, stop_at_epoch=3, callbacks=[RunFolder(tmp_path / "r")])
     assert half.stopped_by == "paused"
-    rest = fit(ds, cfg, task=task, run_dir=tmp_path / "r", resume=True)
+    rest = fit(ds, cfg, task=task, callbacks=[RunFolder(tmp_path / "r", resume=True)])
     for a, b in zip(jax.tree.leaves(rest.state.params), jax.tree.leaves(whole.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert rest.history.metrics == whole.history.metrics
@@ -153,7 +154,7 @@ def test_resume_of_a_custom_model_is_bitwise(tmp_path):
     assert stored["config"]["learning_rate"] == cfg.learning_rate
     other = residual_task(keep_prob=0.8, out=2)  # another architecture: refused, nothing overwritten
     with pytest.raises(ValueError, match="leaf .*out.*w.* expected|another|structure|loss="):
-        fit(regression_data(100, k=2), cfg, task=other, run_dir=tmp_path / "r", resume=True)
+        fit(regression_data(100, k=2), cfg, task=other, callbacks=[RunFolder(tmp_path / "r", resume=True)])
 
 
 def test_non_finite_guard_names_the_leaf_of_a_nested_dict():
@@ -203,7 +204,7 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
             "val_fraction": 0.5,
         }
     )
-    r = fit(train, cfg, task=task, val=val, run_dir=tmp_path / "run")
+    r = fit(train, cfg, task=task, val=val, callbacks=[RunFolder(tmp_path / "run")])
     assert len(r.history["val_r2"]) == int(r.state.epoch) > 0
     h = r.history
     assert h.keys == ["train_loss", "train_r2", "train_shifted", "val_loss", "val_r2", "val_shifted", "learning_rate"]

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import jnn
+from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.datasets import load
 from jnn.debug import trace_counts
@@ -162,7 +163,7 @@ def test_max_steps_and_loss_tolerance_stop_the_run():
 def test_non_finite_gradient_stops_with_the_step_and_leaf_named(tmp_path):
     train, _ = _spirals()
     cfg = TrainConfig(**{**SMALL, "optimizer": "sgd", "learning_rate": 1e12, "keep_prob": 1.0, "l2": 0.0})
-    r = fit(train, cfg, run_dir=tmp_path / "run")
+    r = fit(train, cfg, callbacks=[RunFolder(tmp_path / "run")])
     assert r.stopped_by == "non_finite"
     assert re.search(
         rf"non-finite value in the gradient of layers\[\d\]\.[wb] at step {int(r.state.bad_step)} ", r.message
@@ -217,7 +218,7 @@ def test_any_optax_optimizer_works():
 
 def test_run_folder_files(tmp_path):
     train, _ = _spirals()
-    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 3}), run_dir=tmp_path / "run")
+    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 3}), callbacks=[RunFolder(tmp_path / "run")])
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["config"]["max_epochs"] == 3 and cfg["environment"]["jax"] == jax.__version__ and cfg["config_hash"]
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
@@ -308,9 +309,9 @@ def test_rbg_generator_is_deterministic_resumable_and_learns(tmp_path):
     for i in (0, 3):  # the init and split streams do not depend on the generator choice
         np.testing.assert_array_equal(jax.random.key_data(rbg_keys[i]), jax.random.key_data(three_keys[i]))
     assert evaluate(a.params, test, cfg)["accuracy"] > 0.6
-    half = fit(train, cfg, run_dir=tmp_path / "r", stop_at_epoch=20)
+    half = fit(train, cfg, stop_at_epoch=20, callbacks=[RunFolder(tmp_path / "r")])
     assert half.stopped_by == "paused"
-    rest = fit(train, cfg, run_dir=tmp_path / "r", resume=True)
+    rest = fit(train, cfg, callbacks=[RunFolder(tmp_path / "r", resume=True)])
     assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(rest.params), jax.tree.leaves(a.params)))
     with pytest.raises(ValueError, match=r"prng_impl must be one of \['threefry2x32', 'rbg'\]; got 'philox'"):
         TrainConfig(prng_impl="philox")

@@ -316,7 +316,7 @@ def _stored_run(out) -> dict | None:
     if source is None:
         raise ValueError(
             f"--out {out!r} holds a run not started by jnn train (no data source stored); resume it from "
-            "Python with jnn.fit(..., run_dir=..., resume=True)"
+            "Python with jnn.fit(..., callbacks=[jnn.RunFolder(path, resume=True)])"
         )
     return {"config": meta["config"], "source": source}
 
@@ -338,7 +338,9 @@ def _train(args) -> int:
     from jnn.train import evaluate, fit, prepare_data
     from jnn.train.host_loop import Interrupted
     from jnn.train.loop import rollback_epoch
+    from jnn.train.progress import Progress
     from jnn.train.run_dir import write_summary
+    from jnn.train.run_folder import RunFolder
 
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
@@ -370,9 +372,9 @@ def _train(args) -> int:
         mesh = data_mesh()
         print(f"data parallel over {mesh.shape['data']} device(s) in {jax.process_count()} process(es)", flush=True)
     try:
-        result = fit(train, config, val=val, run_dir=out, resume=args.resume, overwrite=args.overwrite,
-                     log_every=log_every, mesh=mesh, tensorboard=args.tensorboard, data_info=info,
-                     from_epoch=args.from_epoch)  # fmt: skip
+        folder = RunFolder(out, resume=args.resume, overwrite=args.overwrite, from_epoch=args.from_epoch,
+                           tensorboard=args.tensorboard, data_info=info)  # fmt: skip
+        result = fit(train, config, val=val, mesh=mesh, callbacks=[folder, Progress(log_every=log_every)])
     except Interrupted as stop:
         if jax.process_index() == 0:
             print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")

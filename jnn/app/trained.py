@@ -123,7 +123,8 @@ def _apply(task: Task, params, x, hyper):
 
 
 def load_run(run_dir, *, member: int | None = None, task: Task | None = None) -> TrainedModel:
-    """Load a trained model from a run folder (``jnn train`` / ``fit(run_dir=...)``) or a sweep folder.
+    """Load a trained model from a run folder (``jnn train`` / ``fit(callbacks=[jnn.RunFolder(path)])``) or a
+    sweep folder.
 
     Args:
         run_dir: the folder.

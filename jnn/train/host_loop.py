@@ -90,21 +90,6 @@ def stop_on_signals(say=None):
             signal.signal(s, req if stopping else h)
 
 
-def progress_bar(enabled: bool | None, total: int):
-    """A tqdm bar over epochs, or None (default: on when stderr is a terminal and ``CI`` is unset).
-
-    The bar's rate is the plain average since its last reset; :func:`run_epochs` resets it after the first
-    epoch, so the ETA leaves the compile out.
-    """
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True, smoothing=0)
-
-
 class HostRun(NamedTuple):
     """What :func:`run_epochs` returns: the final ``state``, each epoch's host wall time (the first includes
     the compile), and ``halt``: None (every run stopped by its rules), ``"paused"`` (``stop_at_epoch``) or
@@ -123,9 +108,7 @@ def run_epochs(
     keys,
     max_epochs: int,
     records: list | None = None,
-    monitor: str | None = None,
-    progress: bool | None = None,
-    log_every: int = 0,
+    report=None,
     stop_at_epoch: int | None = None,
     callbacks=None,
     labels=None,
@@ -139,12 +122,11 @@ def run_epochs(
         state: the starting state (one run, or M stacked members).
         data: the epoch's arrays.
         keys: the history keys in the summary.
-        max_epochs: the epoch budget (for the progress bar).
+        max_epochs: the epoch budget (calls are cut at it).
         records: one ``{key: [values]}`` per member; a member's values are appended when its epoch counted
             (the history lives here, on the host). Default: fresh empty records.
-        monitor: the history key the progress bar shows first (the early-stopping metric).
-        progress: progress bar on/off (None: automatic).
-        log_every: print a line every k epochs (0: never).
+        report: a :class:`jnn.train.progress.Progress` already started (its ``row`` after every epoch row;
+            signal messages go through its ``say``), or None (nothing shown).
         stop_at_epoch: pause once a run has completed this many epochs in total.
         callbacks: a :class:`jnn.train.callbacks.CallbackList` (see there for the hooks run here:
             ``on_epoch_end`` per member and epoch, ``on_state`` at its period (calls end at its multiples),
@@ -161,13 +143,9 @@ def run_epochs(
     members = epochs.size
     if records is None:
         records = [{k: [] for k in keys} for _ in range(members)]
-    bar = progress_bar(progress, max_epochs)
-    if bar is not None:
-        bar.update(int(epochs.max()))
-    report = _Report(bar, members, keys, monitor, log_every)
     seconds, halt, done = [], None, 0
     last_seconds, last_run = None, 0
-    with stop_on_signals(lambda line: _say(bar, line)) as stop:
+    with stop_on_signals(None if report is None else report.say) as stop:
         while np.any(status == Status.RUNNING):
             epoch = int(epochs.max())
             if stop_at_epoch is not None and epoch >= stop_at_epoch:
@@ -201,32 +179,10 @@ def run_epochs(
             if signum is not None and np.any(status == Status.RUNNING):
                 halt = signum
                 break
-    if bar is not None:
-        bar.close()
     return HostRun(state, tuple(seconds), halt)
 
 
-class _Report:
-    """The progress bar and the log lines of a run, updated per epoch delivered."""
-
-    def __init__(self, bar, members: int, keys, monitor: str | None, log_every: int):
-        self.bar, self.members, self.keys, self.monitor, self.log_every = bar, members, keys, monitor, log_every
-
-    def epoch(self, done: int, epoch: int, running: int, last: dict) -> None:
-        """After the ``done``-th epoch row (the latest epoch ``epoch``; ``last``: member 0's values)."""
-        if self.bar is not None:
-            _show(self.bar, done, self.members, running, last, self.monitor)
-        if self.log_every and (epoch % self.log_every == 0 or running == 0):
-            if self.members > 1:
-                line = f"epoch {done:4d}  members running {running}/{self.members}"
-            else:
-                line = f"epoch {epoch:4d}  " + "  ".join(
-                    f"{k} {float(last[k]):.4f}" for k in self.keys if k != "learning_rate"
-                )
-            _say(self.bar, line)
-
-
-def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report: _Report, done: int):
+def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report, done: int):
     """Hand a call's summary rows ``[M, rows, width]`` to the records, the callbacks and the report, row by
     row, up to the first row after which a callback asked for a stop.
 
@@ -254,7 +210,8 @@ def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report
                     logs["member"] = int(i if labels is None else labels[i])
                 asked[i] = callbacks.epoch_end(int(epochs[i]), logs) or asked[i]
         running = int(np.sum(status == Status.RUNNING))
-        report.epoch(done + delivered, int(epochs.max()), running, dict(zip(keys, rows[0, 2:].tolist())))
+        if report is not None:
+            report.row(done + delivered, int(epochs.max()), running, dict(zip(keys, rows[0, 2:].tolist())))
         if np.any(asked):
             break
     return epochs, status, asked, delivered
@@ -296,27 +253,6 @@ def _agreed(signum):
     return int(seen.max()) or None
 
 
-def _show(bar, done: int, members: int, running: int, last: dict, monitor: str | None) -> None:
-    """Update the bar: the monitored metric first (one run) or the members still running (a sweep)."""
-    if members > 1:
-        shown = {"running": running}
-    else:
-        order = ([monitor] if monitor in last else []) + [k for k in last if k not in (monitor, "learning_rate")]
-        shown = {k: f"{float(last[k]):.4f}" for k in order[:3]}
-    bar.set_postfix(shown, refresh=False)
-    bar.update(1)
-    if done == 1:  # the first epoch compiled: measure the rate (and the ETA) from here on
-        bar.initial, bar.start_t = bar.n, bar._time()
-
-
-def _say(bar, line: str) -> None:
-    """Print a log line; through the bar's writer when a bar is shown, so the two never overwrite each other."""
-    if bar is None:
-        print(line, flush=True)
-    else:
-        bar.write(line)
-
-
 def final_params(state, restore: bool):
     """The params a run returns: the best epoch's when ``restore`` and an epoch improved, else the last.
 
@@ -332,4 +268,4 @@ def final_params(state, restore: bool):
     )
 
 
-__all__ = ["HostRun", "Interrupted", "progress_bar", "run_epochs", "final_params", "stop_on_signals"]
+__all__ = ["HostRun", "Interrupted", "run_epochs", "final_params", "stop_on_signals"]

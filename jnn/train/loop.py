@@ -15,7 +15,6 @@ per epoch for progress and the stop flag. The whole run compiles once.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnn import _validate as V
 from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
@@ -38,8 +36,9 @@ from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.program import compiled_caller, optimizer_key
+from jnn.train.progress import Progress
 from jnn.train.run_dir import kept_checkpoints
-from jnn.train.run_folder import RunFolder, check_from_epoch
+from jnn.train.run_folder import RunFolder
 from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
@@ -81,7 +80,7 @@ class FitResult:
     averaged_params: object = None
 
 
-def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, log_every, flags) -> TrainConfig:
+def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -95,15 +94,28 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh, log_every, f
         raise TypeError(f"train must be a jnn.data.Dataset(x, y); got {type(train).__name__}")
     if val is not None and not isinstance(val, Dataset):
         raise TypeError(f"val must be a jnn.data.Dataset or None; got {type(val).__name__}")
-    V.check_int("log_every", log_every, low=0)
-    for name, value in flags.items():
-        if not isinstance(value, bool) and not (name == "progress" and value is None):
-            raise TypeError(f"{name} must be True or False; got {value!r}")
     if mesh is not None:
         from jnn.parallel import check_mesh
 
         check_mesh(mesh, config.batch_size)
     return config
+
+
+def _run_callbacks(callbacks) -> tuple:
+    """``(folder, progress, CallbackList)``: the run folder among ``callbacks`` (or None) first, the others
+    in their order, and a default :class:`Progress` last when none was given."""
+    given = check_callbacks(callbacks)
+    for cls in (RunFolder, Progress):
+        many = [i for i, cb in enumerate(given) if isinstance(cb, cls)]
+        if len(many) > 1:
+            raise ValueError(f"callbacks may hold at most one jnn.{cls.__name__}; got one at each of {many}")
+    folder = next((cb for cb in given if isinstance(cb, RunFolder)), None)
+    rest = tuple(cb for cb in given if cb is not folder)
+    progress = next((cb for cb in rest if isinstance(cb, Progress)), None)
+    if progress is None:
+        progress = Progress()
+        rest += (progress,)
+    return folder, progress, CallbackList(((folder,) if folder is not None else ()) + rest)
 
 
 def fit(
@@ -115,16 +127,8 @@ def fit(
     init_params=None,
     class_weight=None,
     optimizer: optax.GradientTransformation | None = None,
-    run_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
     stop_at_epoch: int | None = None,
-    progress: bool | None = None,
-    log_every: int = 0,
     mesh=None,
-    tensorboard: bool = False,
-    data_info: dict | None = None,
-    from_epoch: int | None = None,
     callbacks=None,
 ) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
@@ -141,32 +145,21 @@ def fit(
         class_weight: per-class loss weights for class labels: ``{class: w}`` or one weight per class;
             multiplied with ``train.sample_weight`` when both are given. Validation is not reweighted.
         optimizer: any ``optax.GradientTransformation``; default from ``config.optimizer``.
-        run_dir: the run folder: ``config.json``, ``history.csv`` (a row appended every epoch) and
-            ``history.json``, ``checkpoint.npz``, and at the end ``model.npz`` (the returned params, read by
-            :func:`jnn.load_run`), ``summary.json`` and, with matplotlib, ``curves.png``. None keeps
-            everything in memory.
-        resume: continue from ``run_dir/checkpoint.npz`` (must be from the same config and data, except
-            ``learning_rate``, ``max_epochs`` and ``max_steps``: a finished run continues with a larger
-            budget, bit for bit as if it had been given that budget at the start).
-        overwrite: replace a run folder that already holds another run (otherwise that is an error).
-        from_epoch: with ``resume=True``, restart from the kept checkpoint of this epoch (see
-            ``TrainConfig.keep_checkpoints``) instead of the latest: e.g. the last sane epoch of a run that
-            diverged, with a lower ``learning_rate``. Kept checkpoints of later epochs are removed.
         stop_at_epoch: pause after this many epochs in total (the run can be resumed later); the result
             says ``stopped_by="paused"``.
-        progress: show a progress bar (default: when stderr is a terminal and ``CI`` is unset).
-        log_every: also print a line every k epochs (0: never).
         mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (see :func:`jnn.parallel.data_mesh`): shard
             every minibatch over it (data parallelism; params and optimiser state replicated). The
             batch size must be divisible by the ``data`` axis size. With several processes
             (:func:`jnn.parallel.initialize`), only process 0 writes the run folder.
-        tensorboard: also write TensorBoard events to ``run_dir/tensorboard`` (needs tensorboardX).
-        data_info: JSON-ready facts about the data, stored in ``config.json`` under ``data``: its source and
-            ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.app.tabular`), which
-            :func:`jnn.load_run` applies to new inputs.
         callbacks: a list of :class:`jnn.Callback` objects: hooks at the start, after every epoch (its
             history row; a True return stops the run after exactly that epoch, ``stopped_by="callback"``),
             every ``cb.every`` epochs with the state, and at the end (see :mod:`jnn.train.callbacks`).
+            At most one :class:`jnn.RunFolder` (the run folder: ``config.json``, ``history.csv`` and
+            ``history.json`` every epoch, ``checkpoint.npz``, and at the end ``model.npz``, read by
+            :func:`jnn.load_run`, ``summary.json`` and, with matplotlib, ``curves.png``; it runs first) and
+            at most one :class:`jnn.Progress` (default ``Progress()``: a bar when stderr is a terminal and
+            ``CI`` is unset; ``Progress(bar=False)`` shows nothing, ``Progress(log_every=k)`` prints lines).
+            Without a run folder everything stays in memory.
 
     Returns:
         A :class:`FitResult`.
@@ -179,15 +172,8 @@ def fit(
         training starts.
     """
     t_call = time.perf_counter()
-    flags = {"resume": resume, "overwrite": overwrite, "tensorboard": tensorboard, "progress": progress}
-    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh, log_every, flags)
-    folder = None if run_dir is None else RunFolder(run_dir, resume=resume, overwrite=overwrite,
-                                                     from_epoch=from_epoch, tensorboard=tensorboard)  # fmt: skip
-    if folder is None:
-        check_from_epoch(from_epoch, resume)
-    if folder is None and resume:
-        raise ValueError("resume=True needs run_dir (the folder holding checkpoint.npz)")
-    cbs = CallbackList(((folder,) if folder is not None else ()) + check_callbacks(callbacks))
+    config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh)
+    folder, progress, cbs = _run_callbacks(callbacks)
     fit_ds, val_ds = prepare_data(train, config, val)
     ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
     tx = (
@@ -198,19 +184,17 @@ def fit(
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
-    meta = _meta(config, ct, task is None, params, init_params is not None, None if run_dir is None else (train, val))
+    meta = _meta(config, ct, task is None, params, init_params is not None, None if folder is None else (train, val))
     meta["n_features"] = int(fit_ds.x.shape[1])
-    if data_info:
-        meta["data"] = data_info
     hkeys = ct.history_keys(learning_rate_of(state.opt_state) is not None)
+    tx_key = optimizer_key(config, config.steps_per_epoch(len(fit_ds)), optimizer)
     if folder is None:
         records = {k: [] for k in hkeys}
-    else:
+    else:  # takes the folder's lock: from here on, train_abort or train_end releases it
         state, records = folder.open(meta, state, config, optimizer is not None, hkeys)
-    tx_key = optimizer_key(config, config.steps_per_epoch(len(fit_ds)), optimizer)
     try:
         result, halt = _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class_weight, mesh,
-                                progress, log_every, stop_at_epoch, t_call, tx_key, cbs)  # fmt: skip
+                                stop_at_epoch, t_call, tx_key, cbs, progress)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
         raise
@@ -220,8 +204,8 @@ def fit(
     return result
 
 
-def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class_weight, mesh, progress, log_every,
-             stop_at_epoch, t_call, tx_key, cbs):  # fmt: skip
+def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class_weight, mesh, stop_at_epoch, t_call,
+             tx_key, cbs, progress):  # fmt: skip
     """Compile and train: ``(result, halt)`` (the run folder, a callback in ``cbs``, writes itself)."""
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     hkeys = tuple(records)
@@ -233,8 +217,7 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
     t0 = time.perf_counter()
     state, epoch_seconds, halt = run_epochs(
         epoch_fn, state, data, keys=hkeys, max_epochs=config.max_epochs, records=[records],
-        monitor=config.monitor if config.early_stopping else None, progress=progress, log_every=log_every,
-        stop_at_epoch=stop_at_epoch, callbacks=cbs,
+        report=progress, stop_at_epoch=stop_at_epoch, callbacks=cbs,
     )  # fmt: skip
     elapsed = time.perf_counter() - t0
     history = History.from_records(records)

@@ -1,9 +1,10 @@
 """The run folder of a ``fit`` as a callback: config, live history, checkpoints, the model and the summary.
 
-``fit(..., run_dir=PATH, resume=, overwrite=, from_epoch=, tensorboard=, data_info=)`` trains with a
-:class:`RunFolder` as its first callback; everything the folder holds is written through the hooks of
-:mod:`jnn.train.callbacks`, plus :meth:`RunFolder.open`, which ``fit`` calls before compiling (it takes
-the folder's lock, checks or writes ``config.json`` and, to resume, restores the state and history).
+``fit(train, config, callbacks=[jnn.RunFolder(PATH, resume=, overwrite=, from_epoch=, tensorboard=,
+data_info=)])`` writes the run to ``PATH`` (at most one run folder per fit; ``fit`` runs it before the other
+callbacks); everything the folder holds is written through the hooks of :mod:`jnn.train.callbacks`, plus
+:meth:`RunFolder.open`, which ``fit`` calls before compiling (it takes the folder's lock, checks or writes
+``config.json`` and, to resume, restores the state and history).
 
 - ``on_train_begin``: the live history files (``history.csv`` every epoch, ``history.json``, TensorBoard);
 - ``on_call_end``: after every compiled call, the live files, and ``checkpoint.npz`` at every multiple of
@@ -56,6 +57,9 @@ class RunFolder(Callback):
         overwrite: replace a folder that holds another run.
         from_epoch: with ``resume``, restart from the kept checkpoint of this epoch (later ones are removed).
         tensorboard: also write TensorBoard events to ``path/tensorboard`` (needs tensorboardX).
+        data_info: JSON-ready facts about the data, stored in ``config.json`` under ``data``: its source and
+            ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.app.tabular`), which
+            :func:`jnn.load_run` applies to new inputs.
 
     Raises:
         TypeError, ValueError: a path that is not a writable folder, flags that are not bools, or a
@@ -65,18 +69,24 @@ class RunFolder(Callback):
     stops = False  # never asks for a stop: the compiled calls may donate their input
 
     def __init__(self, path, *, resume: bool = False, overwrite: bool = False, from_epoch: int | None = None,
-                 tensorboard: bool = False):  # fmt: skip
+                 tensorboard: bool = False, data_info: dict | None = None):  # fmt: skip
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"run_dir must be a path (str or os.PathLike) or None; got {type(path).__name__}")
+            raise TypeError(f"RunFolder path must be a str or os.PathLike; got {type(path).__name__}")
         if str(path).strip() == "":
-            raise ValueError("run_dir must name a folder; got an empty path (use None to keep everything in memory)")
+            raise ValueError(
+                "RunFolder path must name a folder; got an empty path (without a RunFolder, fit keeps everything in "
+                "memory)"
+            )
         for name, value in (("resume", resume), ("overwrite", overwrite), ("tensorboard", tensorboard)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False; got {value!r}")
         check_from_epoch(from_epoch, resume)
-        atomic.check_folder_writable(path, "run_dir")
+        if data_info is not None and not isinstance(data_info, dict):
+            raise TypeError(f"data_info must be a dict or None; got {type(data_info).__name__}")
+        atomic.check_folder_writable(path, "RunFolder path")
         self.path = Path(path)
         self.resume, self.overwrite, self.from_epoch, self.tensorboard = resume, overwrite, from_epoch, tensorboard
+        self.data_info = data_info
         self.writer = jax.process_index() == 0  # with several processes, one writes the folder
         self.every = 0
         self._held = self._live = None
@@ -93,6 +103,8 @@ class RunFolder(Callback):
             custom_optimizer: the optimiser was given (its learning rate cannot change on resume).
             keys: the history keys.
         """
+        if self.data_info:
+            meta = {**meta, "data": self.data_info}
         self._meta, self._config = meta, config
         self.every = config.checkpoint_every
         records = {k: [] for k in keys}

@@ -1,0 +1,117 @@
+"""The progress display of a run as a callback: a tqdm bar over epochs and log lines every k epochs.
+
+``fit`` shows ``Progress()`` unless its ``callbacks`` hold one: a bar when stderr is a terminal and ``CI``
+is unset, no log lines. ``callbacks=[jnn.Progress(bar=False)]`` silences it; ``jnn.Progress(log_every=10)``
+prints a line every 10 epochs::
+
+    epoch   10  train_loss 0.9110  val_loss 0.9564  val_accuracy 0.6500  ...
+
+A sweep builds one per shape group from its ``progress``/``log_every`` arguments (its lines count the members
+still running). Lines go through the bar's writer when a bar is shown, so the two never overwrite each other;
+the host loop's signal messages go through :meth:`Progress.say` for the same reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from jnn import _validate as V
+from jnn.train.callbacks import Callback, RunInfo
+
+
+def progress_bar(enabled: bool | None, total: int):
+    """A tqdm bar over epochs, or None (default: on when stderr is a terminal and ``CI`` is unset).
+
+    The bar's rate is the plain average since its last reset; :class:`Progress` resets it after the first
+    epoch, so the ETA leaves the compile out.
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("CI")
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True, smoothing=0)
+
+
+class Progress(Callback):
+    """The progress bar and log lines of a run (see the module docstring).
+
+    Args:
+        bar: show a tqdm bar over epochs (None: when stderr is a terminal and ``CI`` is unset).
+        log_every: print a line of the epoch's history row every k epochs, and after the last (0: never).
+
+    Raises:
+        TypeError, ValueError: ``bar`` not True/False/None, ``log_every`` not an int ≥ 0.
+    """
+
+    stops = False  # never asks for a stop
+
+    def __init__(self, bar: bool | None = None, log_every: int = 0):
+        if bar is not None and not isinstance(bar, bool):
+            raise TypeError(f"bar must be True, False or None (automatic); got {bar!r}")
+        V.check_int("log_every", log_every, low=0)
+        self.bar, self.log_every = bar, log_every
+        self._bar, self.members, self.keys, self.monitor = None, 1, (), None
+
+    def on_train_begin(self, run: RunInfo) -> None:
+        early = getattr(run.config, "early_stopping", False)
+        self.start(run.max_epochs, run.initial_epoch, run.members, run.keys, run.config.monitor if early else None)
+
+    def start(self, max_epochs: int, initial_epoch: int, members: int, keys, monitor: str | None) -> None:
+        """Open the display of a run of ``members`` runs (the bar shows ``monitor`` first)."""
+        self.close()
+        self.members, self.keys, self.monitor = members, tuple(keys), monitor
+        self._bar = progress_bar(self.bar, max_epochs)
+        if self._bar is not None:
+            self._bar.update(int(initial_epoch))
+
+    def row(self, done: int, epoch: int, running: int, last: dict) -> None:
+        """After the ``done``-th epoch row of this display (the latest epoch ``epoch``; ``running`` members
+        still running; ``last``: member 0's values). Called by the host loop."""
+        if self._bar is not None:
+            _show(self._bar, done, self.members, running, last, self.monitor)
+        if self.log_every and (epoch % self.log_every == 0 or running == 0):
+            if self.members > 1:
+                line = f"epoch {done:4d}  members running {running}/{self.members}"
+            else:
+                line = f"epoch {epoch:4d}  " + "  ".join(
+                    f"{k} {float(last[k]):.4f}" for k in self.keys if k != "learning_rate"
+                )
+            self.say(line)
+
+    def say(self, line: str) -> None:
+        """Print a line; through the bar's writer when a bar is shown."""
+        if self._bar is None:
+            print(line, flush=True)
+        else:
+            self._bar.write(line)
+
+    def close(self) -> None:
+        """Close the bar (a later :meth:`start` opens a new one)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_train_end(self, result) -> None:
+        self.close()
+
+    def on_train_abort(self, error: BaseException) -> None:
+        self.close()
+
+
+def _show(bar, done: int, members: int, running: int, last: dict, monitor: str | None) -> None:
+    """Update the bar: the monitored metric first (one run) or the members still running (a sweep)."""
+    if members > 1:
+        shown = {"running": running}
+    else:
+        order = ([monitor] if monitor in last else []) + [k for k in last if k not in (monitor, "learning_rate")]
+        shown = {k: f"{float(last[k]):.4f}" for k in order[:3]}
+    bar.set_postfix(shown, refresh=False)
+    bar.update(1)
+    if done == 1:  # the first epoch compiled: measure the rate (and the ETA) from here on
+        bar.initial, bar.start_t = bar.n, bar._time()
+
+
+__all__ = ["Progress", "progress_bar"]
