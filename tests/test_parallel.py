@@ -47,8 +47,12 @@ TRAIN = [
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JNN_", "XLA_FLAGS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JNN_")}
+    flags = [f for f in env.pop("XLA_FLAGS", "").split() if "device_count" not in f]  # the suite's compile flags
+    flags += extra.pop("XLA_FLAGS", "").split()
     env.update(CI="1", **extra)
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
     return env
 
 
