@@ -314,9 +314,9 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
             f"best epoch {best_epoch + 1}. {base}"
         )
     if stopped_by == "paused":
-        return f"paused after epoch {epochs} (resume with resume=True). {base}"
+        return f"paused after epoch {epochs} (resume with RunFolder(path, resume=True)). {base}"
     if stopped_by == "interrupted":
-        return f"interrupted at epoch {epochs} (resume with resume=True). {base}"
+        return f"interrupted at epoch {epochs} (resume with RunFolder(path, resume=True)). {base}"
     if stopped_by == "callback":
         return f"stopped: a callback asked for a stop after epoch {epochs}. {base}"
     return f"stopped: {stopped_by}. {base}"
@@ -343,8 +343,9 @@ def _sane_and_kept(losses, config: TrainConfig, run_path) -> tuple[int | None, s
 
 
 def rollback_epoch(result: FitResult, config: TrainConfig) -> int | None:
-    """The epoch a run that went non-finite or diverged can restart from (``resume=True, from_epoch=E``): its
-    last sane epoch (:func:`last_sane_epoch`) when the run folder keeps its checkpoint; else None."""
+    """The epoch a run that went non-finite or diverged can restart from (``RunFolder(path, resume=True,
+    from_epoch=E)``): its last sane epoch (:func:`last_sane_epoch`) when the run folder keeps its checkpoint;
+    else None."""
     if result.stopped_by not in ("non_finite", "diverged") or result.run_dir is None:
         return None
     sane, kept = _sane_and_kept(result.history["train_loss"], config, result.run_dir)
@@ -358,7 +359,8 @@ def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
         return "No epoch before it had a sane training loss: lower the learning rate and start again."
     line = f"The last sane epoch is {sane} (training loss {losses[sane - 1]:.4g})"
     if sane in kept:
-        return f"{line}; its checkpoint is kept: continue from it with a lower rate: resume=True, from_epoch={sane}."
+        return (f"{line}; its checkpoint is kept: continue from it with a lower rate: "
+                f"RunFolder(path, resume=True, from_epoch={sane}).")  # fmt: skip
     return (f"{line}, but no checkpoint of it is kept (kept: {sorted(kept) or 'none'}; save more often with "
             "checkpoint_every=1 and keep more with keep_checkpoints).")  # fmt: skip
 
