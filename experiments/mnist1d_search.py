@@ -26,7 +26,7 @@ import numpy as np
 from _common import accuracy_bars, out_dir, train_seeds, write_results
 from _common import main as run_main
 
-from jnn import datasets
+from jnn import Progress, datasets
 from jnn.sweep import sweep
 from jnn.train.config import TrainConfig
 
@@ -91,7 +91,7 @@ def run(config: dict) -> dict:
     groups = len(set(zip(axes["hidden"], axes["batch_size"])))
     print(f"search: {m} members in {groups} shape groups, selection on validation accuracy", flush=True)
     t0 = time.perf_counter()
-    res = sweep(train, base, log_every=50, **axes)  # no test set: the search never sees it
+    res = sweep(train, base, callbacks=[Progress(log_every=50)], **axes)  # no test set: the search never sees it
     search_seconds = time.perf_counter() - t0
     val_acc = [picked_val_accuracy(res, i) for i in range(m)]
     best = int(np.argmax(val_acc))

@@ -277,8 +277,6 @@ def sweep(
     val: Dataset | None = None,
     test: Dataset | None = None,
     class_weight=None,
-    progress: bool | None = None,
-    log_every: int = 0,
     repack: bool = True,
     optimizer=None,
     callbacks=None,
@@ -294,8 +292,6 @@ def sweep(
         val: explicit validation data shared by every member.
         test: optional test set; each member's test loss and metrics go in the table.
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
-        progress: progress bar (default: when stderr is a terminal and ``CI`` is unset).
-        log_every: print a line every k epochs (0: never).
         repack: once the running members fit in half the batch, run only them (in a batch of the next power
             of two; see :mod:`jnn.train.repacking`); the results are the same bit for bit.
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
@@ -304,7 +300,9 @@ def sweep(
             ``{"learning_rate": ..., <other axes>: ...}`` as scalar arrays (axes that are neither config fields
             nor task hyperparameters are passed to it; see :func:`jnn.train.optimizers.from_hyperparams`).
         callbacks: :class:`jnn.Callback` objects (see :mod:`jnn.train.callbacks`): ``on_epoch_end`` runs per
-            member and epoch with ``logs["member"]``; a True return stops that member after that epoch.
+            member and epoch with ``logs["member"]``; a True return stops that member after that epoch. At
+            most one :class:`jnn.Progress` (default ``Progress()``), shown per shape group: its bar counts
+            the members still running, its lines (``log_every=k``) too.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -314,10 +312,15 @@ def sweep(
     Raises:
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
-    config = _check_args(config, train, val, test, log_every, progress)
+    config = _check_args(config, train, val, test)
     if not isinstance(repack, bool):
         raise TypeError(f"repack must be True or False; got {repack!r}")
-    cbs = CallbackList(check_callbacks(callbacks))
+    given = check_callbacks(callbacks)
+    shown = [i for i, cb in enumerate(given) if isinstance(cb, Progress)]
+    if len(shown) > 1:
+        raise ValueError(f"callbacks may hold at most one jnn.Progress; got one at each of {shown}")
+    report = given[shown[0]] if shown else Progress()
+    cbs = CallbackList(cb for cb in given if cb is not report)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
         raise TypeError(
             "optimizer must be None, an optax.GradientTransformation or a function of the member's "
@@ -341,7 +344,7 @@ def sweep(
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
     try:
         result, halt = _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack,
-                                     progress, log_every, cbs, t0)  # fmt: skip
+                                     report, cbs, t0)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
         raise
@@ -351,15 +354,15 @@ def sweep(
     return result
 
 
-def _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack, progress,
-                  log_every, cbs, t0):  # fmt: skip
+def _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack, report, cbs,
+                  t0):  # fmt: skip
     """Train the shape groups in turn and gather the result: ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
     for n, g in enumerate(groups):
-        if log_every and len(groups) > 1:
-            print(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)", flush=True)
+        if report.log_every and len(groups) > 1:
+            report.say(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)")
         if halt is None:
-            halt = g.run(records, class_weight, repack, progress, log_every, cbs)
+            halt = g.run(records, class_weight, repack, report, cbs)
             epoch_seconds += g.epoch_seconds
             pack_sizes += g.pack_sizes
         else:  # interrupted before this group started: its members stay at their first state
@@ -466,7 +469,7 @@ class _Group:
     def initial(self, class_weight):
         return _stacked(self, class_weight)
 
-    def run(self, records: list, class_weight, repack: bool, progress, log_every: int, cbs=None):
+    def run(self, records: list, class_weight, repack: bool, report, cbs=None):
         """Train the group's members (their records are filled in place); returns the halt (None: all stopped)."""
         ct, config = self.ct, self.config
         state, data = self.initial(class_weight)
@@ -477,7 +480,6 @@ class _Group:
                                 noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
-        report = Progress(progress, log_every)
         report.start(config.max_epochs, 0, len(self.members), self.keys, None)
         try:
             self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys, max_epochs=config.max_epochs,
@@ -515,7 +517,7 @@ def _merged(groups, m: int):
     return jax.tree.map(lambda *a: jnp.stack(a), *per_member), jax.tree.map(cat, *[g.state for g in groups]), True
 
 
-def _check_args(config, train, val, test, log_every, progress) -> TrainConfig:
+def _check_args(config, train, val, test) -> TrainConfig:
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jnn.TrainConfig; got {type(config).__name__}")
@@ -530,9 +532,7 @@ def _check_args(config, train, val, test, log_every, progress) -> TrainConfig:
             raise ValueError(f"{name} must be data like train: {train.x.shape[1]} features and targets "
                              f"{train.y.dtype} {train.y.shape[1:]}; got {ds.x.shape[1]} features and targets "
                              f"{ds.y.dtype} {ds.y.shape[1:]}")  # fmt: skip
-    V.check_int("log_every", log_every, low=0)
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"progress must be True, False or None (automatic); got {progress!r}")
+
     return config
 
 

@@ -253,3 +253,21 @@ def test_progress_prints_every_k_epochs_and_the_last_and_bar_false_prints_nothin
     loss = f"train_loss {shown.history['train_loss'][1]:.4f}"
     assert loss in lines[0]  # the line is that epoch's history row
     assert np.array_equal(plain.history["train_loss"][:5], shown.history["train_loss"])  # the display changes no bit
+
+
+def test_a_sweep_shows_one_progress_per_shape_group_and_takes_at_most_one(spirals, capsys):
+    train, _ = spirals
+    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
+    axes = dict(hidden=[(8,), (4,), (8,), (4,)], seed=[0, 1, 2, 3])
+    sweep(train, cfg, **axes, callbacks=[jnn.Progress(bar=False, log_every=2)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "shape group 1/2: hidden 8, batch 64 (2 members)",
+        "epoch    2  members running 2/2",
+        "epoch    4  members running 0/2",
+        "shape group 2/2: hidden 4, batch 64 (2 members)",
+        "epoch    2  members running 2/2",
+        "epoch    4  members running 0/2",
+    ]
+    with pytest.raises(ValueError, match=r"at most one jnn.Progress; got one at each of \[0, 1\]"):
+        sweep(train, cfg, seed=[0, 1], callbacks=[jnn.Progress(), jnn.Progress()])

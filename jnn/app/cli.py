@@ -405,6 +405,7 @@ def _sweep(args) -> int:
     from jnn.app.sources import load_source, source_name
     from jnn.sweep import format_table, grid, sweep
     from jnn.train.host_loop import Interrupted
+    from jnn.train.progress import Progress
 
     source, config = _train_config(args)
     axes = {
@@ -433,7 +434,7 @@ def _sweep(args) -> int:
     m = len(next(iter(axes.values())))
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
     try:
-        res = sweep(train, config, val=val, test=test, log_every=args.log_every or 0, **axes)
+        res = sweep(train, config, val=val, test=test, callbacks=[Progress(log_every=args.log_every or 0)], **axes)
     except Interrupted as stop:
         stop.result.save(out, data_info=info)
         print(format_table(stop.result.rows))
