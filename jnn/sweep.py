@@ -532,7 +532,6 @@ def _check_args(config, train, val, test) -> TrainConfig:
             raise ValueError(f"{name} must be data like train: {train.x.shape[1]} features and targets "
                              f"{train.y.dtype} {train.y.shape[1:]}; got {ds.x.shape[1]} features and targets "
                              f"{ds.y.dtype} {ds.y.shape[1:]}")  # fmt: skip
-
     return config
 
 

@@ -350,6 +350,7 @@ def _train(args) -> int:
     source, config = _train_config(args, stored)
     name = source_name(source)
     out = args.out or f"runs/{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    atomic.check_folder_writable(out, "--out")  # before the data is read: errors name the flag
     train, val, test, info = load_source(source, config)
     fit_ds, val_ds = prepare_data(train, config, val)
     sizes = config.network_sizes(train)
