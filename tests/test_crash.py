@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import default_compile_env
 
 pytestmark = pytest.mark.slow  # kill -9 stress; `make test` and scripts/crash_test.py run it
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_two_kills_survived_and_resume_is_bitwise(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash_test.py"), "--kills", "2", "--seed", "1",
                            "--out", str(tmp_path / "ct")], capture_output=True, text=True,
-                           timeout=900, cwd=ROOT)  # fmt: skip
+                           timeout=900, cwd=ROOT, env=default_compile_env())  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((tmp_path / "ct" / "results.json").read_text())
     assert res["kills_tried"] == res["kills_survived"] == 2
