@@ -115,10 +115,11 @@ class TrainConfig:
         stratify: stratified validation split.
         drop_last: drop the ragged last minibatch instead of padding and masking it.
         seed: the root seed; split into the ``init``, ``data``, ``dropout`` and ``split`` streams.
-        checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a run folder.
+        checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a
+            :class:`jnn.RunFolder`.
         keep_checkpoints: how many of the latest epoch checkpoints a run folder keeps in ``checkpoints/``
-            (besides ``checkpoint.npz``, the latest, and the one of the best training loss); ``fit(...,
-            resume=True, from_epoch=E)`` restarts from any of them.
+            (besides ``checkpoint.npz``, the latest, and the one of the best training loss);
+            ``RunFolder(path, resume=True, from_epoch=E)`` restarts from any of them.
         divergence_factor: stop a run (``stopped_by="diverged"``) when an epoch's training loss exceeds this
             factor (> 1) times the best training loss so far and the first epoch's training loss, while
             still finite (None: off); non-finite values are stopped by ``check_finite``.
