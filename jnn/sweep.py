@@ -30,7 +30,7 @@ from jnn.data import Dataset
 from jnn.history import History
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
-from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
+from jnn.train.callbacks import CallbackList, RunInfo, at_most_one, check_callbacks
 from jnn.train.config import MODEL_FIELDS, SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
@@ -316,10 +316,8 @@ def sweep(
     if not isinstance(repack, bool):
         raise TypeError(f"repack must be True or False; got {repack!r}")
     given = check_callbacks(callbacks)
-    shown = [i for i, cb in enumerate(given) if isinstance(cb, Progress)]
-    if len(shown) > 1:
-        raise ValueError(f"callbacks may hold at most one jnn.Progress; got one at each of {shown}")
-    report = given[shown[0]] if shown else Progress()
+    report = at_most_one(given, Progress)
+    report = Progress() if report is None else report
     cbs = CallbackList(cb for cb in given if cb is not report)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
         raise TypeError(

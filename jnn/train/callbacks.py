@@ -111,6 +111,14 @@ def check_callbacks(callbacks) -> tuple:
     return tuple(callbacks)
 
 
+def at_most_one(callbacks: tuple, cls):
+    """The instance of ``cls`` among ``callbacks``, or None; ValueError naming the positions of several."""
+    many = [i for i, cb in enumerate(callbacks) if isinstance(cb, cls)]
+    if len(many) > 1:
+        raise ValueError(f"callbacks may hold at most one jnn.{cls.__name__}; got one at each of {many}")
+    return callbacks[many[0]] if many else None
+
+
 class CallbackList:
     """The callbacks of one run, dispatched in order (the host loop's single handle on them)."""
 

@@ -30,7 +30,7 @@ from jnn.history import History
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
-from jnn.train.callbacks import CallbackList, RunInfo, check_callbacks
+from jnn.train.callbacks import CallbackList, RunInfo, at_most_one, check_callbacks
 from jnn.train.config import MODEL_FIELDS, TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
@@ -105,13 +105,8 @@ def _run_callbacks(callbacks) -> tuple:
     """``(folder, progress, CallbackList)``: the run folder among ``callbacks`` (or None) first, the others
     in their order, and a default :class:`Progress` last when none was given."""
     given = check_callbacks(callbacks)
-    for cls in (RunFolder, Progress):
-        many = [i for i, cb in enumerate(given) if isinstance(cb, cls)]
-        if len(many) > 1:
-            raise ValueError(f"callbacks may hold at most one jnn.{cls.__name__}; got one at each of {many}")
-    folder = next((cb for cb in given if isinstance(cb, RunFolder)), None)
+    folder, progress = at_most_one(given, RunFolder), at_most_one(given, Progress)
     rest = tuple(cb for cb in given if cb is not folder)
-    progress = next((cb for cb in rest if isinstance(cb, Progress)), None)
     if progress is None:
         progress = Progress()
         rest += (progress,)
