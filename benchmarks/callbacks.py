@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         print("callbacks.py: error: --epochs must be >= 2 and --repeats >= 1", file=sys.stderr)
         return 2
     train, _ = jnn.datasets.load("mnist1d")
-    config = jnn.TrainConfig(max_epochs=a.epochs, early_stopping=False)
+    config = jnn.TrainConfig(max_epochs=a.epochs, early_stopping=None)
     print(f"callback overhead: MNIST-1D default MLP, {a.epochs} epochs, device {jax.devices()[0]}", flush=True)
     ref = jnn.fit(train, config, callbacks=[Progress(bar=False)])  # warm-up: compiles every call length used below
     jnn.fit(train, config, callbacks=[Progress(bar=False), Every2()])

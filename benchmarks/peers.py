@@ -616,7 +616,7 @@ def stack_sklearn(wl: Workload, seed: int) -> Trainer:
         momentum=0.0,
         nesterovs_momentum=False,
         shuffle=True,
-        early_stopping=False,
+        early_stopping=None,
         random_state=seed,
     )
     classes = np.arange(wl.sizes[-1])
@@ -669,7 +669,7 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
             include_bias=False,
             keep_prob=wl.keep,
             dropout_mode="inverted",
-            early_stopping=False,
+            early_stopping=None,
             val_fraction=0.0,
             drop_last=True,
             max_epochs=epochs,
@@ -718,7 +718,7 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
         weights,
         "jnn default scheme 'lecun_normal' (jnn.init_mlp)",
         "jnn.fit(jnn.Dataset(X, y, classes), jnn.TrainConfig(sizes, relu, optimizer='sgd', learning_rate, batch_size, "
-        "l2=1e-4, keep_prob=0.8 inverted, early_stopping=False, val_fraction=0, drop_last=True, seed), callbacks=[jnn.Progress(bar=False)]); "
+        "l2=1e-4, keep_prob=0.8 inverted, early_stopping=None, val_fraction=0, drop_last=True, seed), callbacks=[jnn.Progress(bar=False)]); "
         "other fields default (check_finite=True, threefry, epochs per call chosen for ~0.3 s a call); jnn.fit is not "
         "stepped epoch by epoch, so each timed turn is ONE fresh fit call of 1 + pre + block epochs (a fit after the "
         "first reuses the compiled program) whose last `block` FitResult.epoch_seconds are averaged (first epoch = a "

@@ -42,7 +42,7 @@ RECIPE = dict(
     keep_prob=0.8,
     l2=1e-4,
     optimizer="momentum",
-    early_stopping=False,
+    early_stopping=None,
     val_fraction=0.1,
 )
 
@@ -50,7 +50,7 @@ RECIPE = dict(
 def staggered(train, m: int, max_epochs: int) -> dict:
     """The staggered-stops sweep, with and without re-packing (second runs: every batch size compiled)."""
     lrs = [float(0.001 * 300 ** (i / max(m - 1, 1))) for i in range(m)]
-    cfg = jnn.TrainConfig(**{**RECIPE, "early_stopping": True}, patience=5, max_epochs=max_epochs)
+    cfg = jnn.TrainConfig(**{**RECIPE, "early_stopping": jnn.EarlyStopping(patience=5)}, max_epochs=max_epochs)
     axes = dict(seed=list(range(m)), learning_rate=lrs)
     print(f"staggered stops: {m} members, learning rates {lrs[0]:g}-{lrs[-1]:g}, patience 5", flush=True)
     seconds, runs = {}, {}

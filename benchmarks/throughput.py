@@ -12,7 +12,7 @@ Workloads (the method of ``shared/bench/peers.py``, mirrored here so the project
 Both: relu, inverted dropout keep 0.8 after each hidden layer, mean softmax cross-entropy + 1e-4 Σ W²
 (biases excluded), plain SGD. Stacks:
 
-- ``jnn.fit``: the public path (``TrainConfig(..., early_stopping=False, val_fraction=0)``), one call
+- ``jnn.fit``: the public path (``TrainConfig(..., early_stopping=None, val_fraction=0)``), one call
   of E + 1 epochs per round; its per-epoch time is the median of ``FitResult.epoch_seconds[1:]`` (host
   wall time per epoch, including the per-epoch read-back of the metrics);
 - ``jnn.fit (rbg)``: the same with ``prng_impl="rbg"`` (another generator for permutations and masks);
@@ -317,7 +317,7 @@ def jnn_config(wl: dict, epochs: int, **options) -> jnn.TrainConfig:
         batch_size=wl["batch"],
         l2=1e-4,
         keep_prob=0.8,
-        early_stopping=False,
+        early_stopping=None,
         val_fraction=0.0,
         drop_last=True,
         max_epochs=epochs,
@@ -335,7 +335,7 @@ def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
             optimizer="sgd",
             learning_rate=wl["lr"],
             batch_size=wl["batch"],
-            early_stopping=False,
+            early_stopping=None,
             val_fraction=0.0,
             drop_last=True,
             max_epochs=epochs,

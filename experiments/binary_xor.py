@@ -26,7 +26,8 @@ from jnn.train import evaluate, fit
 
 # fmt: off
 RECIPE = dict(hidden=[16, 16], activation="tanh", loss="binary", optimizer="sgd", learning_rate=0.3, batch_size=32,
-              l2=0.0, keep_prob=1.0, monitor="val_loss", patience=30, max_epochs=400, val_fraction=0.1)
+              l2=0.0, keep_prob=1.0, early_stopping={"monitor": "val_loss", "patience": 30}, max_epochs=400,
+              val_fraction=0.1)
 # fmt: on
 DEFAULTS = {"out": "runs/binary_xor", "datasets": ["xor", "moons"], "max_epochs": 400, "seed": 0}
 

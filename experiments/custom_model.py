@@ -126,8 +126,8 @@ def run(config: dict) -> dict:
     train, test, sy = diabetes(config["seed"])
     task = residual_mlp(train.x.shape[1], config["width"], config["blocks"], l2=1e-2)
     cfg = jnn.TrainConfig(optimizer="momentum", learning_rate=0.01, batch_size=32, max_epochs=config["max_epochs"],
-                          monitor="val_r2", patience=config["patience"], val_fraction=0.2, seed=config["seed"],
-                          checkpoint_every=10)  # fmt: skip
+                          early_stopping=jnn.EarlyStopping("val_r2", patience=config["patience"]), val_fraction=0.2,
+                          seed=config["seed"], checkpoint_every=10)  # fmt: skip
     recipes = {}
     t0 = time.perf_counter()
     r = jnn.fit(train, cfg, task=task, callbacks=[RunFolder(out / "run", overwrite=True)])
@@ -169,7 +169,7 @@ def _loop_checks(task, train, test, sy, cfg, epochs: int, recipes: dict) -> dict
     checks = {}
     for name, batch in (("full batches (32 × 11)", 32), ("ragged last batch (48 × 7 + 16)", 48)):
         plain = jnn.TrainConfig(**{**cfg.to_dict(), "batch_size": batch, "max_epochs": epochs, "val_fraction": 0.0,
-                                   "early_stopping": False, "checkpoint_every": 0})  # fmt: skip
+                                   "early_stopping": None, "checkpoint_every": 0})  # fmt: skip
         a, b = jnn.fit(train, plain, task=task).params, optax_loop(task, train, plain)
         equal = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
         checks[name] = {"bitwise_equal": equal, "max_rel_diff": _max_rel(a, b)}

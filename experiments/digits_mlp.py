@@ -24,7 +24,8 @@ from jnn.plots import plot_history
 
 # fmt: off
 JNN = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=32, l2=1e-4,
-           keep_prob=0.8, monitor="val_loss", patience=30, max_epochs=300, val_fraction=0.1)
+           keep_prob=0.8, early_stopping={"monitor": "val_loss", "patience": 30}, max_epochs=300,
+           val_fraction=0.1)
 # fmt: on
 DEFAULTS = {"out": "runs/digits_mlp", "seeds": [0, 1, 2], "max_epochs": 300}
 

@@ -33,7 +33,7 @@ from jnn import Dropout, datasets, forward, forward_cache
 
 # fmt: off
 RECIPE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100, l2=0.0,
-              monitor="val_loss", patience=30, max_epochs=300, val_fraction=0.1)
+              early_stopping={"monitor": "val_loss", "patience": 30}, max_epochs=300, val_fraction=0.1)
 # fmt: on
 DEFAULTS = {"out": "runs/dropout_modes", "seeds": [0, 1, 2], "keep_prob": 0.7, "max_epochs": 300, "mc_samples": 2000}
 

@@ -22,11 +22,11 @@ from _common import out_dir, train_config, write_results
 
 from jnn import datasets
 from jnn.plots import plot_history
-from jnn.train import evaluate, fit
+from jnn.train import EarlyStopping, evaluate, fit
 
 # fmt: off
 RECIPE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.05, momentum=0.9, batch_size=100, l2=0.0,
-              keep_prob=1.0, monitor="val_loss", min_delta=0.0, val_fraction=0.1)
+              keep_prob=1.0, val_fraction=0.1)
 # fmt: on
 DEFAULTS = {"out": "runs/early_stopping", "patience": 15, "max_epochs": 150, "seed": 0}
 
@@ -35,14 +35,14 @@ def run(config: dict) -> dict:
     """Train with and without early stopping; return stop/best epochs and test accuracies."""
     out = out_dir(config)
     train, test = datasets.load("mnist1d")
-    cfg = train_config(RECIPE, patience=config["patience"], max_epochs=config["max_epochs"], seed=config["seed"])
+    on_loss = EarlyStopping("val_loss", patience=config["patience"])
+    cfg = train_config(RECIPE, early_stopping=on_loss, max_epochs=config["max_epochs"], seed=config["seed"])
     r = fit(train, cfg)
-    full_cfg = train_config(RECIPE, early_stopping=False, max_epochs=config["max_epochs"], seed=config["seed"])
+    full_cfg = train_config(RECIPE, early_stopping=None, max_epochs=config["max_epochs"], seed=config["seed"])
     full = fit(train, full_cfg)
     acc_cfg = train_config(
         RECIPE,
-        monitor="val_accuracy",
-        patience=config["patience"],
+        early_stopping=EarlyStopping("val_accuracy", patience=config["patience"]),
         max_epochs=config["max_epochs"],
         seed=config["seed"],
     )

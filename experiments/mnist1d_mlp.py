@@ -27,11 +27,12 @@ from jnn.plots import plot_history
 
 # fmt: off
 REFERENCE = dict(hidden=[100, 100], optimizer="adam", learning_rate=1e-2, batch_size=100, l2=0.0, keep_prob=1.0,
-                 early_stopping=False, val_fraction=0.0, max_epochs=200, max_steps=8000)
+                 early_stopping=None, val_fraction=0.0, max_epochs=200, max_steps=8000)
 # fmt: on
 # fmt: off
 JNN = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100, l2=1e-4,
-           keep_prob=0.7, dropout_mode="inverted", monitor="val_loss", patience=30, max_epochs=300, val_fraction=0.1)
+           keep_prob=0.7, dropout_mode="inverted", early_stopping={"monitor": "val_loss", "patience": 30},
+           max_epochs=300, val_fraction=0.1)
 # fmt: on
 DEFAULTS = {
     "out": "runs/mnist1d_mlp",

@@ -30,7 +30,7 @@ from jnn import Progress, datasets
 from jnn.sweep import sweep
 from jnn.train.config import TrainConfig
 
-BASE = dict(optimizer="momentum", momentum=0.9, dropout_mode="inverted", monitor="val_loss", val_fraction=0.1)
+BASE = dict(optimizer="momentum", momentum=0.9, dropout_mode="inverted", val_fraction=0.1)
 DEFAULTS = {
     "out": "runs/mnist1d_search",
     "hiddens": "256,256;512,512;256,256,256;1024",
@@ -86,7 +86,8 @@ def run(config: dict) -> dict:
     out = out_dir(config)
     axes = members(config)
     train, test = datasets.load("mnist1d")
-    base = TrainConfig(**BASE, patience=config["patience"], max_epochs=config["max_epochs"])
+    stopping = {"monitor": "val_loss", "patience": config["patience"]}
+    base = TrainConfig.from_dict({**BASE, "early_stopping": stopping, "max_epochs": config["max_epochs"]})
     m = len(axes["seed"])
     groups = len(set(zip(axes["hidden"], axes["batch_size"])))
     print(f"search: {m} members in {groups} shape groups, selection on validation accuracy", flush=True)
@@ -97,7 +98,7 @@ def run(config: dict) -> dict:
     best = int(np.argmax(val_acc))
     pick = res.members[best]
     recipe = {**BASE, "hidden": list(pick.hidden), "batch_size": pick.batch_size, "keep_prob": pick.keep_prob,
-              "l2": pick.l2, "learning_rate": pick.learning_rate, "patience": config["patience"],
+              "l2": pick.l2, "learning_rate": pick.learning_rate, "early_stopping": stopping,
               "max_epochs": config["max_epochs"]}  # fmt: skip
     print(f"picked member {best}: {recipe} (validation accuracy {val_acc[best]:.4f}); search {search_seconds:.0f} s")
     t1 = time.perf_counter()

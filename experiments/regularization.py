@@ -25,7 +25,7 @@ from jnn.train import evaluate, fit, prepare_data
 
 # fmt: off
 BASE = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=100,
-            early_stopping=False, val_fraction=0.1, l2=0.0, keep_prob=1.0)
+            early_stopping=None, val_fraction=0.1, l2=0.0, keep_prob=1.0)
 # fmt: on
 DEFAULTS = {
     "out": "runs/regularization",

@@ -237,7 +237,8 @@ def _header_problem(header: dict) -> str | None:
     return None
 
 
-def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), defaults: dict | None = None) -> None:
+def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), defaults: dict | None = None,
+               upgrade=None) -> None:  # fmt: skip
     """Refuse a run whose config or data differ from the expected ones, naming the differences.
 
     Args:
@@ -247,10 +248,13 @@ def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), de
         defaults: values of config fields that a config may lack (a field added after the stored run was
             written; the MLP's fields, which a custom task's run does not record): a missing field counts as
             its default.
+        upgrade: ``fn(config_dict) -> config_dict`` that brings a stored config written by an older version into
+            today's form before the comparison (e.g. :func:`jnn.train.config.upgrade_dict`), or None.
     """
     diffs = []
     defaults = defaults or {}
-    sc, ec = {**defaults, **stored.get("config", {})}, {**defaults, **expected.get("config", {})}
+    stored_config = stored.get("config", {}) if upgrade is None else upgrade(stored.get("config", {}))
+    sc, ec = {**defaults, **stored_config}, {**defaults, **expected.get("config", {})}
     for k in sorted(set(sc) | set(ec)):
         if k not in allow and sc.get(k) != ec.get(k):
             diffs.append(f"{k}: stored {sc.get(k)!r}, now {ec.get(k)!r}")
@@ -268,6 +272,7 @@ def restore(
     allow_other_version: bool = False,
     allow_changes: tuple = (),
     config_defaults: dict | None = None,
+    config_upgrade=None,
 ):
     """Load a checkpoint into the structure of ``template``, bitwise.
 
@@ -279,6 +284,7 @@ def restore(
             the meaning of the state may change between versions).
         allow_changes: config fields of ``expect`` that may differ from the stored ones.
         config_defaults: the value a config field takes when the stored config lacks it (see :func:`check_meta`).
+        config_upgrade: brings an older stored config into today's form (``upgrade`` of :func:`check_meta`).
 
     Returns:
         A pytree like ``template`` holding the saved values (typed keys rebuilt).
@@ -300,7 +306,7 @@ def restore(
             )
         if expect is not None:
             check_meta(header.get("meta", {}), expect, what=f"checkpoint {str(path)!r}", allow=allow_changes,
-                       defaults=config_defaults)  # fmt: skip
+                       defaults=config_defaults, upgrade=config_upgrade)  # fmt: skip
         entries = header["leaves"]
         stored_paths = [e["path"] for e in entries]
         want_paths = [p for p, _ in t_leaves]

@@ -368,7 +368,7 @@ def _sweep_groups(groups, members, records, config, task, axes, train, test, cla
     seconds = time.perf_counter() - t0
     rows = [None] * len(members)
     for g in groups:
-        final = final_params(g.state, config.early_stopping and config.restore_best)
+        final = final_params(g.state, config.restores_best())
         tests = _test_metrics(g.ct, final, g.state.hyper, test)
         for row in _rows(g.members, g.state, config, tests, g.ct.metric_names, halt, index=g.index,
                          custom_optimizer=g.optimizer is not None):  # fmt: skip
@@ -382,7 +382,7 @@ def _sweep_groups(groups, members, records, config, task, axes, train, test, cla
             sizes[i] = g.sizes
     one = len(groups) == 1
     result = SweepResult([c for c, _ in members], rows, params, state, [History.from_records(r) for r in records],
-                         config.monitor, seconds, tuple(epoch_seconds), config.stopper().direction,
+                         config.monitored().monitor, seconds, tuple(epoch_seconds), config.monitored().direction,
                          groups[0].sizes if one else None, tuple(ct.hyper), int(train.x.shape[1]), tuple(pack_sizes),
                          None if task is not None else tuple(sizes), tuple(tuple(g.index) for g in groups),
                          stacked)  # fmt: skip
@@ -582,7 +582,7 @@ def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=N
             "stopped_by": "interrupted" if halt is not None and status[i] == 0 else STATUS[int(status[i])],
             "epochs": int(epochs[i]),
             "best_epoch": be + 1 if be >= 0 else None,
-            "best_val": float(best_val[i]) if config.early_stopping and be >= 0 else None,
+            "best_val": float(best_val[i]) if config.early_stopping is not None and be >= 0 else None,
         }
         for k in ("loss", *metric_names):
             row[f"test_{k}"] = float(tests[k][i]) if tests else None

@@ -10,9 +10,9 @@ import jnn
 from jnn import RunFolder
 from jnn.datasets import load
 from jnn.sweep import sweep
-from jnn.train import TrainConfig, fit
+from jnn.train import EarlyStopping, TrainConfig, fit
 
-CFG = dict(hidden=(16,), batch_size=64, max_epochs=6, patience=50, learning_rate=0.05)
+CFG = dict(hidden=(16,), batch_size=64, max_epochs=6, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ class CallEnds(jnn.Callback):
 
 def test_on_call_end_follows_every_compiled_call_and_a_non_stopping_callback_changes_no_bit(spirals, tmp_path):
     train, _ = spirals
-    cfg = TrainConfig(**{**CFG, "max_epochs": 7, "early_stopping": False, "epochs_per_call": 3})
+    cfg = TrainConfig(**{**CFG, "max_epochs": 7, "early_stopping": None, "epochs_per_call": 3})
     plain = fit(train, cfg)
     cb = CallEnds()
     seen = fit(train, cfg, callbacks=[RunFolder(tmp_path / "run"), cb])

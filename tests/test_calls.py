@@ -1,5 +1,7 @@
 """Several epochs per compiled call, and the non-finite guard replayed only when a call went non-finite."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,7 @@ from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.debug import trace_counts
 from jnn.sweep import sweep
-from jnn.train import Keys, TrainConfig, fit
+from jnn.train import EarlyStopping, Keys, TrainConfig, fit
 from jnn.train import multi_epoch as calls_module
 from jnn.train.program import RUN
 
@@ -38,8 +40,8 @@ def _same_history(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
-BASE = dict(hidden=(H,), batch_size=16, learning_rate=0.05, keep_prob=0.8, val_fraction=0.25, patience=3,
-            max_epochs=60, seed=1)  # fmt: skip
+BASE = dict(hidden=(H,), batch_size=16, learning_rate=0.05, keep_prob=0.8, val_fraction=0.25,
+            early_stopping=EarlyStopping(patience=3), max_epochs=60, seed=1)  # fmt: skip
 
 
 def test_epochs_per_call_changes_no_bit_and_a_stop_mid_call_lands_on_the_same_epoch():
@@ -99,7 +101,7 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
     tmp_path, monkeypatch, per_call, fresh_programs
 ):
     bad_step, ds = 15, _data()  # 6 steps per epoch: step 15 is the 4th of epoch 3 (from 1), inside a call
-    cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, seed=0,
+    cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=None, max_epochs=20, seed=0,
                       epochs_per_call=per_call, checkpoint_every=2)  # fmt: skip
     task = _nan_at_step(bad_step, cfg.seed)
     before = trace_counts()["run_epoch"]
@@ -115,7 +117,7 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
     saved = [jnn.checkpoint.restore(tmp_path / d / "checkpoint.npz", fast.state) for d in ("fast", "guarded")]
     assert _same(saved[0], saved[1]) and _same(saved[0].params, fast.state.params)
     # The kept state is the one after the bad_step finite steps: a clean run stopped there by max_steps.
-    clean = fit(ds, TrainConfig(**{**cfg.to_dict(), "max_steps": bad_step}), task=task)
+    clean = fit(ds, dataclasses.replace(cfg, max_steps=bad_step), task=task)
     assert clean.stopped_by == "max_steps" and _same(clean.state.params, fast.state.params)
     assert all(np.all(np.isfinite(a)) for a in _leaves(fast.state.params))
 
@@ -127,7 +129,7 @@ def test_a_clean_run_never_compiles_the_checked_program(fresh_programs):
 
 
 def test_check_finite_false_keeps_the_nan_state_and_replays_nothing(fresh_programs):
-    cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=False, max_epochs=20, check_finite=False)
+    cfg = TrainConfig(batch_size=16, val_fraction=0.0, early_stopping=None, max_epochs=20, check_finite=False)
     before = trace_counts()["run_epoch"]
     r = fit(_data(), cfg, task=_nan_at_step(15, cfg.seed))
     assert trace_counts()["run_epoch"] - before == 1
@@ -149,16 +151,18 @@ def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_an
     assert _same(reused.state, fresh.state) and reused.history.metrics == fresh.history.metrics
     fit(ds, TrainConfig(**dict(BASE, hidden=(H + 1,))))  # another shape, another program
     fit(ds, TrainConfig(**dict(BASE, keep_prob=1.0)))  # no dropout at all: another program
-    fit(ds, TrainConfig(**dict(BASE, patience=4)))  # another stopping rule: another program
+    fit(
+        ds, TrainConfig(**dict(BASE, early_stopping=EarlyStopping(patience=4)))
+    )  # another stopping rule: another program
     assert trace_counts()["run_epoch"] == before + 4
 
 
 def test_a_users_task_object_is_compiled_once_per_object(fresh_programs):
-    ds, cfg = _data(), TrainConfig(batch_size=16, max_epochs=3, early_stopping=False, val_fraction=0.0)
+    ds, cfg = _data(), TrainConfig(batch_size=16, max_epochs=3, early_stopping=None, val_fraction=0.0)
     task = _nan_at_step(10**6, 0)  # never NaN
     fit(ds, cfg, task=task)
     before = trace_counts()["run_epoch"]
-    fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 3}), task=task)
+    fit(ds, dataclasses.replace(cfg, seed=3), task=task)
     assert trace_counts()["run_epoch"] == before
     fit(ds, cfg, task=_nan_at_step(10**6, 0))  # an equal but new object may close over other values
     assert trace_counts()["run_epoch"] == before + 1
@@ -168,7 +172,7 @@ def test_a_sweep_repacks_its_running_members_bit_for_bit():
     # Members stop at very different epochs (6 to 40, through their learning rates): 8 -> 4 -> 2 running.
     ds = _data(160)
     axes = dict(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
-    cfg = TrainConfig(**{**BASE, "patience": 2, "max_epochs": 40, "epochs_per_call": 3})
+    cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 40, "epochs_per_call": 3})
     plain = sweep(ds, cfg, repack=False, **axes)
     packed = sweep(ds, cfg, **axes)
     epochs = [r["epochs"] for r in plain.rows]
@@ -198,10 +202,10 @@ def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_s
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.05))
     fit(ds, cfg, optimizer=tx)
     before = trace_counts()["run_epoch"]
-    again = fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 7}), optimizer=tx)
+    again = fit(ds, dataclasses.replace(cfg, seed=7), optimizer=tx)
     assert trace_counts()["run_epoch"] == before  # the chain built once serves both fits
     tx2 = optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.05))
-    fresh = fit(ds, TrainConfig(**{**cfg.to_dict(), "seed": 7}), optimizer=tx2)  # new functions: compiled anew
+    fresh = fit(ds, dataclasses.replace(cfg, seed=7), optimizer=tx2)  # new functions: compiled anew
     assert trace_counts()["run_epoch"] == before + 1
     assert _same(again.state.params, fresh.state.params)
     # Two MLP tasks of one description have equal functions (their default hyperparameters differ): one compile.
@@ -209,7 +213,9 @@ def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_s
     a, b = jnn.mlp_task(sizes, keep_prob=0.8), jnn.mlp_task(sizes, keep_prob=0.6, l2=1e-3)
     assert (a.init, a.apply, a.draw, a.penalty) == (b.init, b.apply, b.draw, b.penalty)
     assert a.apply != jnn.mlp_task(sizes, keep_prob=1.0).apply  # no dropout path: another function
-    task_cfg = TrainConfig(batch_size=16, learning_rate=0.05, val_fraction=0.25, patience=3, max_epochs=4)
+    task_cfg = TrainConfig(
+        batch_size=16, learning_rate=0.05, val_fraction=0.25, max_epochs=4, early_stopping=EarlyStopping(patience=3)
+    )
     fit(ds, task_cfg, task=a)
     before = trace_counts()["run_epoch"]
     fit(ds, task_cfg, task=b)
@@ -219,5 +225,5 @@ def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_s
     params = fit(ds, cfg).params
     jnn.evaluate(params, ds, cfg)
     mid = trace_counts()["eval_step"]
-    jnn.evaluate(params, ds, TrainConfig(**{**cfg.to_dict(), "l2": 0.5}))
+    jnn.evaluate(params, ds, dataclasses.replace(cfg, l2=0.5))
     assert trace_counts()["eval_step"] == mid and mid - before >= 1

@@ -14,11 +14,18 @@ import pytest
 from jnn import RunFolder
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
-from jnn.train import TrainConfig, fit
+from jnn.train import EarlyStopping, TrainConfig, fit
 from jnn.train.run_dir import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05, keep_prob=0.7)
+CFG = dict(
+    hidden=(32, 32),
+    batch_size=64,
+    max_epochs=8,
+    early_stopping=EarlyStopping(patience=50),
+    learning_rate=0.05,
+    keep_prob=0.7,
+)
 
 
 def _state():
@@ -123,10 +130,11 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 _SCRIPT = textwrap.dedent("""
     import sys, numpy as np, jax
     from jnn.datasets import load
-    from jnn.train import TrainConfig, fit
+    from jnn.train import EarlyStopping, TrainConfig, fit
     from jnn import RunFolder
     from jnn import checkpoint as ckpt
-    cfg = TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05, keep_prob=0.7)
+    cfg = TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50),
+                      learning_rate=0.05, keep_prob=0.7)
     out, mode = sys.argv[1], sys.argv[2]
     train, _ = load("spirals")
     if mode == "full":
@@ -251,3 +259,32 @@ def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_pat
             TrainConfig(**{**CFG, "max_epochs": 6, "average_decay": 0.5}),
             callbacks=[RunFolder(run, resume=True)],
         )
+
+
+def test_a_run_folder_with_the_flat_early_stopping_fields_of_older_versions_resumes_bitwise(tmp_path):
+    train, _ = load("spirals")
+    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
+    full = fit(train, cfg)
+    run = tmp_path / "old"
+    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)])
+
+    def flat(config: dict) -> dict:  # what jnn wrote before early stopping became one field
+        rule = config.pop("early_stopping")
+        config.update(early_stopping=True, monitor=rule["monitor"], patience=rule["patience"],
+                      min_delta=rule["min_delta"], start_epoch=rule["start_epoch"], restore_best=rule["restore_best"],
+                      monitor_mode=rule["mode"], loss_tol=None, tol_patience=10)  # fmt: skip
+        return config
+
+    old = json.loads((run / "config.json").read_text())
+    flat(old["config"])
+    (run / "config.json").write_text(json.dumps(old))
+    meta = ckpt.read_header(run / "checkpoint.npz")["meta"]
+    flat(meta["config"])
+    save_checkpoint(run, r.state, r.history.metrics, meta)
+    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)])
+    assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
+    with pytest.raises(ValueError, match=r"early_stopping: stored \{'monitor': 'val_loss', 'patience': 50, .*"
+                                         r"now \{'monitor': 'val_loss', 'patience': 7"):  # fmt: skip
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "early_stopping": EarlyStopping(patience=7)}),
+            callbacks=[RunFolder(run, resume=True)])  # fmt: skip

@@ -290,7 +290,7 @@ def test_fit_raises_interrupted_with_the_result_after_writing_the_run(tmp_path, 
 
     monkeypatch.setattr(host, "_agreed", fake_agreed)
     train, _ = jnn.datasets.load("xor")
-    cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=50, batch_size=64, early_stopping=False)
+    cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=50, batch_size=64, early_stopping=None)
     with pytest.raises(jnn.train.Interrupted) as info:
         jnn.fit(train, cfg, callbacks=[RunFolder(tmp_path)])
     err = info.value

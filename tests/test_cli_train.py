@@ -121,7 +121,8 @@ def test_new_optimizer_and_schedule_flags_reach_the_config():
     args = cli.build_parser().parse_args(["train", "--optimizer", "adamw", "--weight-decay", "0.01", "--lr-schedule",
                                           "warmup-cosine", "--warmup-epochs", "3", "--monitor", "val_r2"])  # fmt: skip
     _, config = cli._train_config(args)
-    assert (config.optimizer, config.weight_decay, config.lr_schedule, config.warmup_epochs, config.monitor) == (
+    assert (config.optimizer, config.weight_decay, config.lr_schedule, config.warmup_epochs,
+            config.early_stopping.monitor) == (
         "adamw", 0.01, "warmup-cosine", 3, "val_r2")  # fmt: skip
 
 
@@ -155,7 +156,9 @@ def test_log_lines_go_through_the_progress_bar_writer(capsys):
     progress_module.progress_bar = make
     try:
         train, _ = jnn.datasets.load("xor")
-        cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=3, batch_size=64, monitor="val_accuracy")
+        cfg = jnn.TrainConfig(
+            hidden=(4,), loss="binary", max_epochs=3, batch_size=64, early_stopping=jnn.EarlyStopping("val_accuracy")
+        )
         jnn.fit(train, cfg, callbacks=[Progress(log_every=1)])
     finally:
         progress_module.progress_bar = real

@@ -13,7 +13,7 @@ from jnn.data import Dataset
 from jnn.mlp import mlp_task_for
 from jnn.sweep import AXES, CONFIG_AXES
 from jnn.task import check_task
-from jnn.train import Keys, TrainConfig
+from jnn.train import EarlyStopping, Keys, TrainConfig
 from jnn.train.config import MODEL_FIELDS, PROGRAM_ROLES, RESUME_CHANGES, SWEEP_FIELDS, fields_where
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.run_setup import initial_state
@@ -38,15 +38,8 @@ OTHER = {
     "dropout_mode": ({}, "classic"),
     "max_epochs": ({}, 7),
     "max_steps": ({}, 9),
-    "loss_tol": ({}, 0.01),
-    "tol_patience": ({"loss_tol": 0.01}, 3),
-    "early_stopping": ({}, False),
-    "monitor": ({}, "train_loss"),
-    "patience": ({}, 4),
-    "min_delta": ({}, 0.1),
-    "start_epoch": ({}, 2),
-    "restore_best": ({}, False),
-    "monitor_mode": ({}, "min"),
+    "early_stopping": ({}, None),
+    "loss_tol": ({}, EarlyStopping("train_loss", patience=3, min_delta=0.01, restore_best=False)),
     "val_fraction": ({}, 0.3),
     "stratify": ({}, False),
     "drop_last": ({}, True),
@@ -91,7 +84,7 @@ def test_every_field_declares_its_roles_and_the_table_covers_them():
     assert sorted(OTHER) == sorted(names)
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata["program"] in PROGRAM_ROLES, f.name
-        assert set(f.metadata) == {"program", "model", "resume", "sweep", "cli", "flag", "choices"}, f.name
+        assert set(f.metadata) == {"program", "model", "resume", "sweep", "cli", "flag", "choices", "nested"}, f.name
     assert set(fields_where(program="traced")) == {"learning_rate", "momentum", "weight_decay", "l2", "keep_prob",
                                                    "seed"}  # fmt: skip
 
@@ -120,19 +113,30 @@ def test_the_lists_derived_from_the_declarations():
     assert CONFIG_AXES == ("learning_rate", "batch_size", "seed")
 
 
+#: A value for each flag that sets an attribute of a rule (``--patience`` sets ``early_stopping.patience``).
+NESTED = {"monitor": "train_loss", "patience": 4}
+
+
 def test_every_declared_flag_sets_its_field(tmp_path):
     flags = cli._field_flags()
     assert {f.name for f, *_ in flags} == {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]}
-    argv = []
-    want = {}
-    for f, _, flag, kind in flags:
-        if kind == "negate":
+    argv, nested_argv = [], []
+    want, want_nested = {}, {}
+    for f, _, flag, kind, attr, _ in flags:
+        if attr is not None:
+            nested_argv += [flag, str(NESTED[attr])]
+            want_nested[attr] = NESTED[attr]
+        elif kind == "negate":
             argv.append(flag)
-            want[f.name] = False
-        elif f.name not in ("sizes", "warmup_epochs", "monitor", "loss"):  # these need other fields to match
+            want[f.name] = None if f.metadata["nested"] else False
+        elif f.name not in ("sizes", "warmup_epochs", "loss"):  # these need other fields to match
             value = OTHER[f.name][1]
             argv += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
             want[f.name] = value
-    args = cli.build_parser().parse_args(["train", *argv])
-    _, config = cli._train_config(args)
+    _, config = cli._train_config(cli.build_parser().parse_args(["train", *argv]))
     assert {k: getattr(config, k) for k in want} == want
+    assert set(want_nested) == set(NESTED)
+    _, config = cli._train_config(cli.build_parser().parse_args(["train", *nested_argv]))
+    assert config.early_stopping == EarlyStopping(**want_nested)  # the other attributes: the default rule's
+    with pytest.raises(ValueError, match="--patience sets early_stopping, which is off"):
+        cli._train_config(cli.build_parser().parse_args(["train", "--no-early-stopping", "--patience", "3"]))

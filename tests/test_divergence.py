@@ -16,7 +16,7 @@ from jnn.train.loop import last_sane_epoch
 from jnn.train.run_dir import kept_checkpoints
 
 #: The spirals case of the issue: an identity network at a rate that explodes at epoch 13.
-DIVERGING = dict(hidden=(16, 16), activation="identity", max_epochs=30, early_stopping=False, checkpoint_every=1,
+DIVERGING = dict(hidden=(16, 16), activation="identity", max_epochs=30, early_stopping=None, checkpoint_every=1,
                  learning_rate=0.7)  # fmt: skip
 
 
@@ -53,7 +53,7 @@ def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_
 
 
 def test_from_epoch_equals_an_uninterrupted_run_from_that_state_bitwise(tmp_path, spirals):
-    cfg = TrainConfig(hidden=(8,), max_epochs=8, early_stopping=False, checkpoint_every=1, keep_checkpoints=8)
+    cfg = TrainConfig(hidden=(8,), max_epochs=8, early_stopping=None, checkpoint_every=1, keep_checkpoints=8)
     run = tmp_path / "r"
     whole = fit(spirals, cfg, callbacks=[RunFolder(run)])
     again = fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=5)])
@@ -70,7 +70,7 @@ def jax_leaves(tree):
 
 
 def test_from_epoch_names_the_kept_epochs_and_needs_resume(tmp_path, spirals):
-    cfg = TrainConfig(hidden=(8,), max_epochs=4, early_stopping=False, checkpoint_every=1, keep_checkpoints=2)
+    cfg = TrainConfig(hidden=(8,), max_epochs=4, early_stopping=None, checkpoint_every=1, keep_checkpoints=2)
     run = tmp_path / "r"
     fit(spirals, cfg, callbacks=[RunFolder(run)])
     kept = sorted(kept_checkpoints(run))

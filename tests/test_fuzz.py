@@ -252,7 +252,8 @@ CONFIG_INVALID = {
 @given(data=st.data())
 def test_train_config(data):
     kw, bad = drawn(data, CONFIG_VALID, CONFIG_INVALID)
-    check(lambda: jnn.TrainConfig(**kw), bad)
+    rule = {k: kw.pop(k) for k in ("patience", "monitor") if k in kw}  # attributes of the early-stopping rule
+    check(lambda: jnn.TrainConfig(**kw, early_stopping=jnn.EarlyStopping(**rule)), bad)
 
 
 SWEEP_VALID = {

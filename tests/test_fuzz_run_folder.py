@@ -17,7 +17,7 @@ from jnn.datasets import load
 from jnn.plots import plot_run
 from jnn.train import TrainConfig, fit
 
-CFG = TrainConfig(hidden=(4,), max_epochs=2, early_stopping=False, checkpoint_every=1)
+CFG = TrainConfig(hidden=(4,), max_epochs=2, early_stopping=None, checkpoint_every=1)
 TARGETS = ["config.json", "checkpoint.npz", "checkpoints/epoch-000002.npz", "model.npz", "summary.json",
            "history.json", "history.csv", "curves.png"]  # fmt: skip
 KINDS = ["random", "empty", "link-out", "link-dangling", "fifo", "folder", "truncated", "forged-header"]

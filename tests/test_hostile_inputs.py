@@ -53,7 +53,7 @@ def test_vanishing_rates_a_learning_rate_that_is_0_or_inf_in_float32_is_refused(
 
 def test_wrong_widths_evaluate_and_sweep_test_name_the_mismatch_before_training():
     train = load("xor", seed=0)[0]
-    cfg = TrainConfig(hidden=(4,), max_epochs=1, early_stopping=False)
+    cfg = TrainConfig(hidden=(4,), max_epochs=1, early_stopping=None)
     params = fit(train, cfg).params
     wide = jnn.Dataset(np.zeros((5, 7), "f4"), np.array([0, 1, 0, 1, 0]))
     with pytest.raises(ValueError, match="ds has 7 features but the params take 2"):
@@ -305,7 +305,7 @@ def test_allocation_bombs_a_huge_epoch_budget_with_a_schedule_and_a_step_budget_
     train = load("xor", seed=0)[0]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cfg = TrainConfig(hidden=(4,), max_epochs=10**9, max_steps=5, lr_schedule="warmup-cosine", warmup_epochs=3,
-                      early_stopping=False)  # fmt: skip
+                      early_stopping=None)  # fmt: skip
     res = fit(train, cfg, callbacks=[RunFolder(tmp_path / "r")])
     assert res.stopped_by == "max_steps" and int(res.state.step) == 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB

@@ -12,10 +12,11 @@ import jnn
 from jnn import TrainConfig, fit
 from jnn.datasets import load
 from jnn.sweep import sweep
+from jnn.train import EarlyStopping
 from jnn.train.averaging import AveragedState, averaged_params, weight_average
 from jnn.train.optimizers import find_hyperparams, from_hyperparams, learning_rate_of, set_learning_rate
 
-CFG = dict(hidden=(16,), batch_size=64, max_epochs=4, patience=50, learning_rate=0.05)
+CFG = dict(hidden=(16,), batch_size=64, max_epochs=4, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
 
 
 @pytest.fixture(scope="module")

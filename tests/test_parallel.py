@@ -83,7 +83,7 @@ _EIGHT = textwrap.dedent("""
     assert len(jax.devices()) == 8
     train, _ = jnn.datasets.load("spirals")
     cfg = jnn.TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=100, max_steps=100, keep_prob=0.7,
-                          learning_rate=0.05, patience=100)
+                          learning_rate=0.05, early_stopping=jnn.EarlyStopping(patience=100))
     one = jnn.fit(train, cfg)
     eight = jnn.fit(train, cfg, mesh=data_mesh())
     assert int(one.state.step) == int(eight.state.step) == 100
@@ -244,7 +244,8 @@ _CUSTOM = textwrap.dedent("""
 
     task = jnn.Task(init, apply, loss="softmax", hyper={"keep_prob": 0.8})
     train, _ = jnn.datasets.load("spirals")
-    cfg = jnn.TrainConfig(batch_size=64, max_epochs=100, max_steps=60, learning_rate=0.05, patience=100)
+    cfg = jnn.TrainConfig(batch_size=64, max_epochs=100, max_steps=60, learning_rate=0.05,
+                          early_stopping=jnn.EarlyStopping(patience=100))
     res = jnn.fit(train, cfg, task=task, mesh=data_mesh() if sys.argv[1] != "one" else None)
     if jax.process_index() == 0:
         np.savez(sys.argv[2], *[np.asarray(jax.device_get(l)) for l in jax.tree.leaves(res.state.params)])

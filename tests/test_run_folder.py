@@ -14,10 +14,10 @@ import jnn
 from jnn import RunFolder
 from jnn import checkpoint as ckpt
 from jnn.datasets import load
-from jnn.train import TrainConfig, fit
+from jnn.train import EarlyStopping, TrainConfig, fit
 from jnn.train import live_history as records_module
 
-CFG = dict(hidden=(16,), batch_size=32, learning_rate=0.05, keep_prob=0.7, early_stopping=False)
+CFG = dict(hidden=(16,), batch_size=32, learning_rate=0.05, keep_prob=0.7, early_stopping=None)
 
 
 def _bits(tree):
@@ -73,7 +73,7 @@ def test_history_csv_grows_every_call_and_the_json_is_complete_at_the_end(tmp_pa
 def test_fit_writes_summary_model_and_curves(tmp_path, spirals):
     r = fit(
         spirals,
-        TrainConfig(**{**CFG, "early_stopping": True, "patience": 2}, max_epochs=30),
+        TrainConfig(**{**CFG, "early_stopping": EarlyStopping(patience=2)}, max_epochs=30),
         callbacks=[RunFolder(tmp_path)],
     )
     s = json.loads((tmp_path / "summary.json").read_text())

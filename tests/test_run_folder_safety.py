@@ -16,7 +16,7 @@ from jnn.datasets import load
 from jnn.train import TrainConfig, fit
 from jnn.train.run_dir import RUN_FILES
 
-CFG = TrainConfig(hidden=(8,), batch_size=32, learning_rate=0.05, max_epochs=2, early_stopping=False)
+CFG = TrainConfig(hidden=(8,), batch_size=32, learning_rate=0.05, max_epochs=2, early_stopping=None)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import jnn
 from jnn.datasets import load
 from jnn.debug import trace_counts
 from jnn.sweep import format_table, grid, members_of, sweep
-from jnn.train import TrainConfig, fit
+from jnn.train import EarlyStopping, TrainConfig, fit
 
-CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, patience=50, learning_rate=0.05)
+CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
 AXES = dict(
     seed=[0, 1, 2, 3, 0, 1, 2, 3],
     learning_rate=[0.05, 0.05, 0.1, 0.1, 0.02, 0.02, 0.05, 0.05],
@@ -44,7 +44,7 @@ def test_eight_members_equal_eight_fits_and_compile_once(spirals, fresh_programs
 @pytest.mark.slow
 def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     train, _ = spirals
-    cfg = TrainConfig(**{**CFG, "max_epochs": 30, "patience": 1, "restore_best": False})
+    cfg = TrainConfig(**{**CFG, "max_epochs": 30, "early_stopping": EarlyStopping(patience=1, restore_best=False)})
     # lr 0.5 is noisy and stops after a few epochs; lr 0.01 improves steadily and runs longer.
     res = sweep(train, cfg, learning_rate=[0.5, 0.01], seed=[0, 0])
     fast, slow = res.rows
@@ -69,7 +69,7 @@ def test_best_picks_by_validation_metric_and_save_writes_files(spirals, tmp_path
     assert {p.name for p in paths} == {"sweep.csv", "sweep.json", "sweep.png", "params.npz"}
     assert (tmp_path / "sweep.csv").read_text().splitlines()[0].startswith("member,seed,learning_rate,l2,keep_prob")
     assert "member" in format_table(res.rows)
-    acc = TrainConfig(**{**CFG, "max_epochs": 3, "monitor": "val_accuracy"})
+    acc = TrainConfig(**{**CFG, "max_epochs": 3, "early_stopping": EarlyStopping("val_accuracy", patience=50)})
     res2 = sweep(train, acc, learning_rate=[0.001, 0.1])
     assert res2.best()["member"] == int(np.argmax([r["best_val"] for r in res2.rows]))
 

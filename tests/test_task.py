@@ -1,5 +1,6 @@
 """The open engine: a user's model, loss and metrics trained by fit/sweep, against hand-written references."""
 
+import dataclasses
 import json
 import re
 
@@ -14,7 +15,7 @@ from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.debug import trace_counts
 from jnn.sweep import sweep
-from jnn.train import Keys, TrainConfig, fit
+from jnn.train import EarlyStopping, Keys, TrainConfig, fit
 from jnn.train.config import MODEL_FIELDS
 
 D, H = 5, 16
@@ -67,9 +68,7 @@ def rel_err(a, b) -> float:
     return diff / max(float(np.max(np.abs(np.asarray(v)))) for v in jax.tree.leaves(b))
 
 
-CFG = dict(
-    optimizer="momentum", learning_rate=0.05, batch_size=16, max_epochs=4, early_stopping=False, val_fraction=0.0
-)
+CFG = dict(optimizer="momentum", learning_rate=0.05, batch_size=16, max_epochs=4, early_stopping=None, val_fraction=0.0)
 
 
 def optax_loop(task, ds, cfg):
@@ -126,7 +125,11 @@ def test_custom_model_with_a_ragged_last_batch_equals_the_loop_to_float_rounding
 def test_one_trace_per_run_and_evaluate_compiles_once(fresh_programs):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     before = dict(trace_counts())
-    r = fit(ds, TrainConfig(**{**CFG, "val_fraction": 0.2, "early_stopping": True, "max_epochs": 6}), task=task)
+    r = fit(
+        ds,
+        TrainConfig(**{**CFG, "val_fraction": 0.2, "early_stopping": EarlyStopping(patience=30), "max_epochs": 6}),
+        task=task,
+    )
     for name in ("run_epoch", "train_step", "eval_step"):
         assert trace_counts()[name] - before.get(name, 0) == 1, name
     before = dict(trace_counts())
@@ -140,7 +143,7 @@ def test_one_trace_per_run_and_evaluate_compiles_once(fresh_programs):
 @pytest.mark.slow
 def test_resume_of_a_custom_model_is_bitwise(tmp_path):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
-    cfg = TrainConfig(**{**CFG, "max_epochs": 6, "val_fraction": 0.2, "early_stopping": True, "patience": 10})
+    cfg = TrainConfig(**{**CFG, "max_epochs": 6, "val_fraction": 0.2, "early_stopping": EarlyStopping(patience=10)})
     whole = fit(ds, cfg, task=task)
     half = fit(ds, cfg, task=task, stop_at_epoch=3, callbacks=[RunFolder(tmp_path / "r")])
     assert half.stopped_by == "paused"
@@ -167,16 +170,14 @@ def test_non_finite_guard_names_the_leaf_of_a_nested_dict():
 def test_sweep_over_a_custom_hyperparameter_equals_separate_fits(fresh_programs):
     task, ds = residual_task(keep_prob=0.8), regression_data(100)
     cfg = TrainConfig(
-        **{**CFG, "val_fraction": 0.2, "early_stopping": True, "patience": 2, "max_epochs": 8, "monitor": "val_r2"}
+        **{**CFG, "val_fraction": 0.2, "early_stopping": EarlyStopping("val_r2", patience=2), "max_epochs": 8}
     )
     before = dict(trace_counts())
     res = sweep(ds, cfg, task=task, test=ds, l2=[0.0, 1e-2, 1.0], seed=[0, 1, 0])
     assert trace_counts()["run_epoch"] - before.get("run_epoch", 0) == 1
     assert [r["l2"] for r in res.rows] == [0.0, 1e-2, 1.0] and "test_r2" in res.rows[0]
     for i, (l2, seed) in enumerate([(0.0, 0), (1e-2, 1), (1.0, 0)]):
-        one = fit(
-            ds, TrainConfig(**{**cfg.to_dict(), "seed": seed}), task=task._replace(hyper={**task.hyper, "l2": l2})
-        )
+        one = fit(ds, dataclasses.replace(cfg, seed=seed), task=task._replace(hyper={**task.hyper, "l2": l2}))
         assert rel_err(res.member_params(i), one.params) <= 1e-6  # vmapped matmuls round differently
         assert res.rows[i]["epochs"] == len(one.history)
     assert res.direction == "max" and res.best()["best_val"] == max(r["best_val"] for r in res.rows)
@@ -196,10 +197,7 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
     cfg = TrainConfig(
         **{
             **CFG,
-            "early_stopping": True,
-            "monitor": "val_shifted",
-            "monitor_mode": "min",
-            "patience": 3,
+            "early_stopping": EarlyStopping("val_shifted", patience=3, mode="min"),
             "max_epochs": 30,
             "val_fraction": 0.5,
         }
@@ -294,11 +292,11 @@ def test_a_weighted_fit_equals_a_fit_on_duplicated_rows():
     x, y = train.x[:60], train.y[:60]
     w = np.where(np.arange(60) % 3 == 0, 2.0, 1.0).astype(np.float32)
     cfg = TrainConfig(
-        hidden=(8,), keep_prob=1.0, l2=0.0, optimizer="sgd", max_epochs=5, early_stopping=False, val_fraction=0.0
+        hidden=(8,), keep_prob=1.0, l2=0.0, optimizer="sgd", max_epochs=5, early_stopping=None, val_fraction=0.0
     )
-    weighted = fit(Dataset(x, y, sample_weight=w), TrainConfig(**{**cfg.to_dict(), "batch_size": 60}))
+    weighted = fit(Dataset(x, y, sample_weight=w), dataclasses.replace(cfg, batch_size=60))
     rep = np.repeat(np.arange(60), w.astype(int))
-    dup = fit(Dataset(x[rep], y[rep]), TrainConfig(**{**cfg.to_dict(), "batch_size": len(rep)}))
+    dup = fit(Dataset(x[rep], y[rep]), dataclasses.replace(cfg, batch_size=len(rep)))
     report = jnn.compare_grads(weighted.params, dup.params, rtol=1e-5)
     assert report.max_rel_err <= 1e-5, str(report)
 
@@ -331,7 +329,13 @@ def test_multilabel_mlp_trains_and_reports_accuracy():
     r = fit(
         ds,
         TrainConfig(
-            loss="multilabel", hidden=(32,), keep_prob=1.0, max_epochs=40, batch_size=32, learning_rate=0.1, patience=40
+            loss="multilabel",
+            hidden=(32,),
+            keep_prob=1.0,
+            max_epochs=40,
+            batch_size=32,
+            learning_rate=0.1,
+            early_stopping=EarlyStopping(patience=40),
         ),
     )
     assert r.params[-1]["w"].shape == (32, 3)
@@ -349,8 +353,7 @@ def test_mse_mlp_regression_learns():
             max_epochs=60,
             batch_size=32,
             learning_rate=0.05,
-            monitor="val_r2",
-            patience=60,
+            early_stopping=EarlyStopping("val_r2", patience=60),
         ),
     )
     assert r.params[-1]["w"].shape == (32, 2) and r.history["val_r2"][r.best_epoch] > 0.8

@@ -1,5 +1,6 @@
 """The training engine: compiled epochs, stopping rules, restore-best, non-finite guard, determinism."""
 
+import dataclasses
 import json
 import re
 
@@ -14,7 +15,7 @@ from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.datasets import load
 from jnn.debug import trace_counts
-from jnn.train import Batch, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
+from jnn.train import Batch, EarlyStopping, Keys, TrainConfig, evaluate, fit, make_eval, make_train_step
 from jnn.train.run_setup import initial_state, resolve_task
 
 
@@ -32,7 +33,9 @@ def _mlp_step(cfg, params, n=8, d=2, k=3):
     return step, make_eval(ct), initial_state(ct, cfg, tx, params, keys), ct
 
 
-SMALL = dict(hidden=(32, 32), batch_size=64, max_epochs=12, patience=50, learning_rate=0.05)
+SMALL = dict(
+    hidden=(32, 32), batch_size=64, max_epochs=12, early_stopping=EarlyStopping(patience=50), learning_rate=0.05
+)
 
 
 def test_a_short_run_lowers_the_loss_and_learns():
@@ -60,7 +63,7 @@ def test_padded_batch_step_equals_the_unpadded_step():
     train, _ = _spirals()
     cfg = TrainConfig(hidden=(8,), keep_prob=1.0, l2=1e-3, optimizer="sgd", learning_rate=0.1)
     params = jnn.init_mlp(jax.random.key(0), [2, 8, 3])
-    train_step, _, s0, _ = _mlp_step(TrainConfig(**{**cfg.to_dict(), "hidden": (8,), "batch_size": 8}), params)
+    train_step, _, s0, _ = _mlp_step(dataclasses.replace(cfg, hidden=(8,), batch_size=8), params)
     x, y = jnp.asarray(train.x[:10]), jnp.asarray(train.y[:10])
     pad_x = jnp.concatenate([x, jnp.asarray(train.x[10:16])])
     pad_y = jnp.concatenate([y, jnp.asarray(train.y[10:16])])
@@ -110,16 +113,24 @@ def test_train_step_jits_with_donation_and_steps_the_state():
 @pytest.mark.slow
 def test_restore_best_returns_the_best_epoch_params():
     train, _ = _spirals()
-    cfg = TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5})
+    cfg = TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "early_stopping": EarlyStopping(patience=5)})
     r = fit(train, cfg)
     fit_ds, val_ds = jnn.train.prepare_data(train, cfg)
     val = r.history["val_loss"]
     assert r.best_epoch == int(np.argmin(val))
     assert evaluate(r.params, val_ds, cfg)["loss"] == pytest.approx(min(val), rel=1e-5)
     if r.stopped_by == "early_stopping":
-        assert len(val) == r.best_epoch + 1 + cfg.patience
+        assert len(val) == r.best_epoch + 1 + cfg.early_stopping.patience
     r2 = fit(
-        train, TrainConfig(**{**SMALL, "max_epochs": 40, "learning_rate": 0.3, "patience": 5, "restore_best": False})
+        train,
+        TrainConfig(
+            **{
+                **SMALL,
+                "max_epochs": 40,
+                "learning_rate": 0.3,
+                "early_stopping": EarlyStopping(patience=5, restore_best=False),
+            }
+        ),  # fmt: skip
     )
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(r2.params), jax.tree.leaves(r2.state.params)))
 
@@ -139,7 +150,7 @@ def test_early_stopping_on_a_scripted_validation_curve(monkeypatch, fresh_progra
 
     monkeypatch.setattr(jnn.train.program, "make_run_epoch", scripted)
     train, _ = _spirals()
-    r = fit(train, TrainConfig(**{**SMALL, "patience": 3}))
+    r = fit(train, TrainConfig(**{**SMALL, "early_stopping": EarlyStopping(patience=3)}))
     assert seen and r.stopped_by == "early_stopping"
     assert r.best_epoch == 4 and int(r.state.epoch) == 8  # epochs 5, 6, 7 are the 3 bad ones
     assert r.history["val_loss"] == pytest.approx([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.0, 2.5])
@@ -154,9 +165,8 @@ def test_max_steps_and_loss_tolerance_stop_the_run():
     train, _ = _spirals()
     r = fit(train, TrainConfig(**{**SMALL, "max_steps": 20}))  # 17 steps per epoch
     assert r.stopped_by == "max_steps" and int(r.state.step) == 20 and int(r.state.epoch) == 2
-    r = fit(
-        train, TrainConfig(**{**SMALL, "max_epochs": 200, "loss_tol": 10.0, "tol_patience": 3, "early_stopping": False})
-    )
+    tol = EarlyStopping("train_loss", patience=3, min_delta=10.0, restore_best=False)
+    r = fit(train, TrainConfig(**{**SMALL, "max_epochs": 200, "loss_tol": tol, "early_stopping": None}))
     assert r.stopped_by == "loss_tol" and int(r.state.epoch) == 4  # epoch 1 sets the best, 3 more fail by 10
 
 
@@ -235,10 +245,14 @@ def test_run_folder_files(tmp_path):
         (dict(learning_rate=0.0), ValueError, r"learning_rate must be in \(0, inf\]; got 0"),
         (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
         (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, inf\]; got 0"),
-        (dict(patience=-1), ValueError, "patience must be an integer"),
-        (dict(monitor="acc"), ValueError, "monitor must name a recorded metric, train_<name> or val_<name>"),
-        (dict(monitor="val_f1"), ValueError, "mode must be 'min' or 'max' for monitor 'val_f1'"),
-        (dict(monitor_mode="up"), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
+        (dict(early_stopping={"patience": -1}), ValueError, "patience must be an integer"),
+        (
+            dict(early_stopping={"monitor": "acc"}),
+            ValueError,
+            "monitor must name a recorded metric, train_<name> or val_<name>",
+        ),
+        (dict(early_stopping={"monitor": "val_f1"}), ValueError, "mode must be 'min' or 'max' for monitor 'val_f1'"),
+        (dict(early_stopping={"mode": "up"}), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
         (dict(dropout_mode="standard"), ValueError, "mode must be one of"),
         (dict(keep_prob=0.0), ValueError, r"keep_prob must be in \(0, 1\]"),
         (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of \['sgd', 'momentum', 'adam', 'adamw'\]"),
@@ -256,7 +270,53 @@ def test_run_folder_files(tmp_path):
 )
 def test_config_validation(kwargs, exc, match):
     with pytest.raises(exc, match=match):
+        TrainConfig.from_dict(kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            dict(early_stopping=False),
+            r"early_stopping must be a jnn.EarlyStopping or None \(None trains for the budget",
+        ),
+        (dict(early_stopping={"patience": 3}), "early_stopping must be a jnn.EarlyStopping or None"),
+        (
+            dict(loss_tol=0.1),
+            r"loss_tol must be a jnn.EarlyStopping or None \(a tolerance t on the training loss over "
+            r"k epochs is EarlyStopping\('train_loss', patience=k, min_delta=t, restore_best=False\)\)",
+        ),
+        (dict(loss_tol=EarlyStopping("train_loss")), None),
+    ],
+)
+def test_stopping_rules_are_early_stopping_objects(kwargs, match):
+    if match is None:
+        with pytest.raises(ValueError, match="loss_tol.restore_best must be False"):
+            TrainConfig(**kwargs)
+        return
+    with pytest.raises(TypeError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_flat_early_stopping_keys_of_older_configs_are_read():
+    old = {"early_stopping": True, "monitor": "val_accuracy", "patience": 7, "min_delta": 0.01, "start_epoch": 2,
+           "restore_best": False, "monitor_mode": "max", "loss_tol": 0.5, "tol_patience": 4}  # fmt: skip
+    c = TrainConfig.from_dict(old)
+    assert c.early_stopping == EarlyStopping("val_accuracy", 7, 0.01, 2, False, "max")
+    assert c.loss_tol == EarlyStopping("train_loss", 4, 0.5, 0, False)
+    assert TrainConfig.from_dict({"early_stopping": False, "patience": 3, "loss_tol": None}).early_stopping is None
+    assert TrainConfig.from_dict({"patience": 3}).early_stopping == EarlyStopping(patience=3)
+    assert TrainConfig.from_dict({"early_stopping": {"monitor": "train_loss"}}).early_stopping == EarlyStopping(
+        "train_loss", patience=30
+    )  # a partial table keeps the default rule's other attributes
+    tol = EarlyStopping("train_loss", restore_best=False)
+    now = TrainConfig(early_stopping=EarlyStopping("val_accuracy", 7), loss_tol=tol)
+    assert TrainConfig.from_dict(now.to_dict()) == now
+    assert TrainConfig.from_dict(json.loads(json.dumps(now.to_dict()))) == now
+    with pytest.raises(ValueError, match=r"unknown early_stopping key\(s\) \['wait'\]"):
+        TrainConfig.from_dict({"early_stopping": {"wait": 3}})
+    with pytest.raises(ValueError, match="not both early_stopping=None and the flat key"):
+        TrainConfig.from_dict({"early_stopping": None, "patience": 3})
 
 
 def test_data_dependent_validation():
@@ -267,14 +327,14 @@ def test_data_dependent_validation():
         fit(train, TrainConfig(sizes=(3, 8, 3)))
     with pytest.raises(ValueError, match="loss='binary' needs training data with 2 classes; it has 3"):
         fit(train, TrainConfig(loss="binary"))
-    with pytest.raises(ValueError, match="early stopping on 'val_loss' needs a validation set"):
+    with pytest.raises(ValueError, match="early_stopping on 'val_loss' needs a validation set"):
         fit(train, TrainConfig(val_fraction=0.0))
     with pytest.raises(
         ValueError,
         match=r"monitor must be one of the recorded metrics \['train_loss', "
         r"'train_accuracy', 'val_loss', 'val_accuracy'\]; got 'val_r2'",
     ):
-        fit(train, TrainConfig(monitor="val_r2"))
+        fit(train, TrainConfig(early_stopping=EarlyStopping("val_r2")))
     with pytest.raises(TypeError, match="train must be a jnn.data.Dataset"):
         fit((train.x, train.y), TrainConfig())
     with pytest.raises(ValueError, match="split part 1 .* would be empty"):
@@ -291,7 +351,7 @@ def test_binary_loss_trains_on_xor():
         max_epochs=80,
         learning_rate=0.1,
         keep_prob=1.0,
-        patience=80,
+        early_stopping=EarlyStopping(patience=80),
     )
     r = fit(train, cfg)
     assert evaluate(r.params, test, cfg)["accuracy"] > 0.95

@@ -220,37 +220,47 @@ def _add_config_flags(t) -> None:
 
 
 def _field_flags():
-    """``(field, dest, flag, kind)`` of every TrainConfig field with a flag (its metadata ``cli`` help): kind is
-    ``"negate"`` for a bool that defaults to True (``--no-<name>``), else the value's parser."""
+    """``(field, dest, flag, kind, attr, help)`` of every TrainConfig flag (declared by the field's metadata
+    ``cli`` and ``nested``): kind is ``"negate"`` for a bool that defaults to True, or a field that holds a rule
+    and may be None (``--no-<name>``), else the value's parser; ``attr`` names the attribute of the rule a
+    nested flag sets (``--patience`` sets ``early_stopping.patience``), else None; ``help`` has the default."""
     import dataclasses
 
     from jnn.train.config import TrainConfig
+
+    def kind_of(type_: str):
+        return _int_list if type_.startswith("tuple") else int if "int" in type_ else float if "float" in type_ \
+            else str  # fmt: skip
+
+    def shown(v) -> str:
+        return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
+                                                                    isinstance(v, float) else str(v))  # fmt: skip
 
     out = []
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["cli"] is None:
             continue
         name = f.metadata["flag"] or f.name
-        if f.type == "bool":
+        text = f.metadata["cli"].replace("{default}", shown(f.default))
+        if f.metadata["nested"]:
+            out.append((f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
+            types = {a.name: a.type for a in dataclasses.fields(f.default)}
+            for attr, help_ in f.metadata["nested"].items():
+                out.append((f, attr, f"--{attr.replace('_', '-')}", kind_of(types[attr]), attr,
+                            help_.replace("{default}", shown(getattr(f.default, attr)))))  # fmt: skip
+        elif f.type == "bool":
             if f.default is not True:
                 raise TypeError(f"TrainConfig.{f.name}: a bool flag is --no-<name> and needs the default True")
-            out.append((f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate"))
+            out.append((f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
         else:
-            kind = _int_list if f.type.startswith("tuple") else int if "int" in f.type else float if "float" in f.type \
-                else str  # fmt: skip
-            out.append((f, name, f"--{name.replace('_', '-')}", kind))
+            out.append((f, name, f"--{name.replace('_', '-')}", kind_of(f.type), None, text))
     return out
 
 
 def _add_field_flags(t) -> None:
     """One flag per TrainConfig field that declares one (see :func:`jnn.train.config.TrainConfig`)."""
 
-    def shown(v) -> str:
-        return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
-                                                                    isinstance(v, float) else str(v))  # fmt: skip
-
-    for f, dest, flag, kind in _field_flags():
-        text = f.metadata["cli"].replace("{default}", shown(f.default))
+    for f, dest, flag, kind, attr, text in _field_flags():
         if kind == "negate":
             t.add_argument(flag, dest=dest, action="store_true", help=text)
         else:
@@ -261,9 +271,10 @@ def _add_field_flags(t) -> None:
 def _train_config(args, stored: dict | None = None):
     """``(source, TrainConfig)``: defaults, then the stored run's config and data (``--resume``), then the
     ``--config`` TOML file, then the flags."""
+    import dataclasses
     import tomllib
 
-    from jnn.train.config import TrainConfig
+    from jnn.train.config import TrainConfig, upgrade_dict
 
     values, source = {}, {"dataset": "mnist1d"}
     if stored is not None:
@@ -292,13 +303,21 @@ def _train_config(args, stored: dict | None = None):
     elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data)):
         if "data" not in source:
             raise ValueError("--target, --features, --standardize, --val-data and --test-data need --data FILE")
-    for f, dest, _, kind in _field_flags():
-        v = getattr(args, dest)
+    values = upgrade_dict(values)  # the flat early-stopping keys of an older run or TOML file
+    flags = [(f, flag, kind, attr, getattr(args, dest)) for f, dest, flag, kind, attr, _ in _field_flags()]
+    for f, flag, kind, attr, v in flags:
         if kind == "negate":
             if v:
-                values[f.name] = False
-        elif v is not None:
+                values[f.name] = None if f.metadata["nested"] else False
+        elif v is not None and attr is None:
             values[f.name] = v
+    for f, flag, kind, attr, v in flags:
+        if attr is not None and v is not None:
+            rule = values.get(f.name, dataclasses.asdict(f.default))
+            if rule is None:
+                off = "--no-" + f.name.replace("_", "-")
+                raise ValueError(f"{flag} sets {f.name}, which is off ({off}, or the config): leave out one of them")
+            values[f.name] = {**(dataclasses.asdict(rule) if dataclasses.is_dataclass(rule) else rule), attr: v}
     return source, TrainConfig.from_dict(values)
 
 
@@ -362,7 +381,7 @@ def _train(args) -> int:
         f"{0 if test is None else len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, "
         f"{config.loss}, {lr}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
         f"({config.dropout_mode}), max {config.max_epochs} epochs"
-        + (f", early stopping on {config.monitor} (patience {config.patience})" if config.early_stopping else ""),
+        + (f", early stopping on {es.monitor} (patience {es.patience})" if (es := config.early_stopping) else ""),
         flush=True,
     )
     log_every = args.log_every if args.log_every is not None else max(1, config.max_epochs // 10)

@@ -40,7 +40,7 @@ PROGRAM_ROLES = ("traced", "static", "host")
 
 
 def _field(default, program: str, *, model: bool = False, resume: bool = False, sweep: bool = False,
-           cli: str | None = None, flag: str | None = None, choices=None):  # fmt: skip
+           cli: str | None = None, flag: str | None = None, choices=None, nested: dict | None = None):  # fmt: skip
     """A :class:`TrainConfig` field with its role declared once, in its metadata.
 
     Args:
@@ -53,11 +53,14 @@ def _field(default, program: str, *, model: bool = False, resume: bool = False, 
             A bool that defaults to True gets ``--no-<name>``.
         flag: the flag's name when it is not the field's (``--mode`` for ``dropout_mode``).
         choices: the allowed values of a string flag.
+        nested: for a field that holds a dataclass (``early_stopping``): ``{attribute: help}`` of the
+            attributes that get a flag of their own (``--patience``); ``cli`` is then the help of ``--no-<name>``,
+            which sets the field to None.
     """
     if program not in PROGRAM_ROLES:
         raise ValueError(f"program must be one of {PROGRAM_ROLES}; got {program!r}")
     meta = {"program": program, "model": model, "resume": resume, "sweep": sweep, "cli": cli, "flag": flag,
-            "choices": None if choices is None else tuple(choices)}  # fmt: skip
+            "choices": None if choices is None else tuple(choices), "nested": dict(nested or {})}  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -102,14 +105,14 @@ class TrainConfig:
         dropout_mode: ``"inverted"`` or ``"classic"``.
         max_epochs: epoch budget ≥ 1.
         max_steps: optional step budget ≥ 1.
-        loss_tol: optional training-loss tolerance: stop when the training loss has not improved by more
-            than ``loss_tol`` for ``tol_patience`` epochs.
-        tol_patience: epochs for ``loss_tol``.
-        early_stopping: stop on the monitored metric (``val_*`` monitors need validation data:
-            ``val_fraction > 0`` or ``fit(..., val=...)``).
-        monitor, patience, min_delta, start_epoch, restore_best: see :class:`jnn.EarlyStopping`; the
-            monitor may be any recorded ``train_<metric>``/``val_<metric>`` of the task.
-        monitor_mode: ``"min"``/``"max"`` for the monitor, or None to infer it from the name.
+        early_stopping: the :class:`jnn.EarlyStopping` rule on a monitored metric (default: on ``val_loss`` with
+            patience 30, the best epoch's params restored), or None to train for the budget. ``val_*``
+            monitors need validation data (``val_fraction > 0`` or ``fit(..., val=...)``); the monitor may be
+            any recorded ``train_<metric>``/``val_<metric>`` of the task.
+        loss_tol: a second :class:`jnn.EarlyStopping` (``stopped_by="loss_tol"``), or None; it must have
+            ``restore_best=False`` (only ``early_stopping`` chooses the returned params). The tolerance on the
+            training loss: ``EarlyStopping("train_loss", patience=10, min_delta=1e-3, restore_best=False)``
+            stops when the training loss has not improved by more than 1e-3 for 10 epochs.
         val_fraction: part of the training data held out for validation, in [0, 1) (ignored when ``fit``
             is given ``val=``).
         stratify: stratified validation split.
@@ -181,20 +184,17 @@ class TrainConfig:
     )
     max_epochs: int = _field(300, "static", resume=True, cli="epoch budget (default {default})")
     max_steps: int | None = _field(None, "static", resume=True, cli="step budget (default {default})")
-    loss_tol: float | None = _field(None, "static")
-    tol_patience: int = _field(10, "static")
-    early_stopping: bool = _field(True, "static", cli="train for --max-epochs")
-    monitor: str = _field(
-        "val_loss",
+    early_stopping: EarlyStopping | None = _field(
+        EarlyStopping(patience=30),
         "static",
-        cli="metric early stopping watches: val_/train_ + loss or a metric of the loss (accuracy; "
-        "mse, mae, r2 for --loss mse) (default {default})",
+        cli="train for --max-epochs",
+        nested={
+            "monitor": "metric early stopping watches: val_/train_ + loss or a metric of the loss (accuracy; "
+            "mse, mae, r2 for --loss mse) (default {default})",
+            "patience": "epochs without improvement before early stopping (default {default})",
+        },
     )
-    patience: int = _field(30, "static", cli="epochs without improvement before early stopping (default {default})")
-    min_delta: float = _field(0.0, "static")
-    start_epoch: int = _field(0, "static")
-    restore_best: bool = _field(True, "static")
-    monitor_mode: str | None = _field(None, "static")
+    loss_tol: EarlyStopping | None = _field(None, "static")
     val_fraction: float = _field(
         0.1, "host", cli="part of the training data held out for validation (default {default})"
     )
@@ -264,7 +264,7 @@ class TrainConfig:
         V.check_int("warmup_epochs", self.warmup_epochs, low=0)
         V.check_int("batch_size", self.batch_size, low=1)
         object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
-        for name in ("include_bias", "early_stopping", "restore_best", "stratify", "drop_last", "check_finite"):
+        for name in ("include_bias", "stratify", "drop_last", "check_finite"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
         Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
@@ -278,10 +278,13 @@ class TrainConfig:
             )
         if self.max_steps is not None:
             V.check_int("max_steps", self.max_steps, low=1, high=MAX_COUNT)
-        if self.loss_tol is not None:
-            object.__setattr__(self, "loss_tol", V.check_real("loss_tol", self.loss_tol, low=0.0))
-        V.check_int("tol_patience", self.tol_patience, low=1)
-        self.stopper()  # validates monitor, patience, min_delta, start_epoch, monitor_mode
+        _check_stopper("early_stopping", self.early_stopping)
+        _check_stopper("loss_tol", self.loss_tol)
+        if self.loss_tol is not None and self.loss_tol.restore_best:
+            raise ValueError(
+                "loss_tol.restore_best must be False (only early_stopping chooses the returned params); got "
+                f"{self.loss_tol!r}"
+            )
         object.__setattr__(
             self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
         )
@@ -301,18 +304,14 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------------------------
 
-    def stopper(self) -> EarlyStopping:
-        """The :class:`EarlyStopping` these fields describe."""
-        return EarlyStopping(
-            self.monitor, self.patience, self.min_delta, self.start_epoch, self.restore_best, self.monitor_mode
-        )
+    def monitored(self) -> EarlyStopping:
+        """The rule whose monitor ranks epochs and sweep members: ``early_stopping``, or the default
+        :class:`EarlyStopping` (``val_loss``, min) when it is off."""
+        return self.early_stopping if self.early_stopping is not None else EarlyStopping()
 
-    def loss_tol_stopper(self) -> EarlyStopping | None:
-        """The ``loss_tol`` rule as a second :class:`EarlyStopping`: on ``train_loss``, min_delta ``loss_tol``,
-        patience ``tol_patience`` (None when ``loss_tol`` is None)."""
-        if self.loss_tol is None:
-            return None
-        return EarlyStopping("train_loss", self.tol_patience, self.loss_tol, 0, False)
+    def restores_best(self) -> bool:
+        """Whether the run returns its best epoch's params (early stopping on, with ``restore_best``)."""
+        return self.early_stopping is not None and self.early_stopping.restore_best
 
     def dropout(self) -> Dropout | None:
         """The :class:`Dropout`, or None when ``keep_prob == 1``."""
@@ -389,18 +388,82 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a dict (e.g. a TOML file); unknown keys are refused with the list of known ones."""
+        """Build from a dict (e.g. a TOML file or a run's ``config.json``); unknown keys are refused with the
+        list of known ones.
+
+        ``early_stopping`` and ``loss_tol`` may be given as a dict of :class:`EarlyStopping` attributes (a TOML
+        table ``[early_stopping]``; the attributes it leaves out keep those of the default rule, patience 30),
+        as None, or ``false`` (off). The flat keys of configs written before they were one field each
+        (``monitor``, ``patience``, ``min_delta``, ``start_epoch``, ``restore_best``, ``monitor_mode``,
+        ``early_stopping = true/false``, ``loss_tol = <float>`` with ``tol_patience``) are read too (see
+        :func:`upgrade_dict`).
+        """
         if not isinstance(d, dict):
             raise TypeError(f"config must be a table/dict; got {type(d).__name__}")
+        d = upgrade_dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config key(s) {V.short(unknown)}; known keys: {sorted(known)}")
-        d = dict(d)
         for k in ("hidden", "sizes"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
+        for k in ("early_stopping", "loss_tol"):
+            if isinstance(d.get(k), dict):
+                d[k] = _stopper_from_dict(k, d[k])
         return cls(**d)
+
+
+#: The flat keys of configs written before early stopping became one field, and the EarlyStopping attribute
+#: each one set.
+FLAT_STOPPING_KEYS = {"monitor": "monitor", "patience": "patience", "min_delta": "min_delta",
+                      "start_epoch": "start_epoch", "restore_best": "restore_best", "monitor_mode": "mode"}  # fmt: skip
+
+
+def upgrade_dict(d: dict) -> dict:
+    """A config dict in today's form: the flat early-stopping keys of older configs (see
+    :data:`FLAT_STOPPING_KEYS`; ``early_stopping`` a bool; ``loss_tol`` a float with ``tol_patience``) become the
+    ``early_stopping`` and ``loss_tol`` dicts. A dict in today's form comes back equal; ``d`` is not changed.
+
+    Flat keys beside ``early_stopping = false`` are dropped (older run folders recorded them unused).
+    """
+    d = dict(d)
+    flat = {a: d.pop(k) for k, a in FLAT_STOPPING_KEYS.items() if k in d}
+    es = d.get("early_stopping", True)
+    if isinstance(es, bool):
+        d["early_stopping"] = {**_DEFAULT_RULE, **flat} if es else None
+    elif flat:
+        if not isinstance(es, dict):
+            raise ValueError(f"give early stopping's settings in one place, not both early_stopping={es!r} and the "
+                             f"flat key(s) {sorted(flat)}")  # fmt: skip
+        d["early_stopping"] = {**es, **flat}
+    tol, tol_patience = d.get("loss_tol"), d.pop("tol_patience", 10)
+    if isinstance(tol, (int, float)) and not isinstance(tol, bool):
+        d["loss_tol"] = {"monitor": "train_loss", "patience": tol_patience, "min_delta": tol, "start_epoch": 0,
+                         "restore_best": False, "mode": None}  # fmt: skip
+    elif tol is False:
+        d["loss_tol"] = None
+    return d
+
+
+def _stopper_from_dict(name: str, d: dict) -> EarlyStopping:
+    """The :class:`EarlyStopping` of a dict of its attributes (over the default rule's, for ``early_stopping``)."""
+    known = [f.name for f in dataclasses.fields(EarlyStopping)]
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {name} key(s) {V.short(unknown)}; known keys: {known}")
+    base = _DEFAULT_RULE if name == "early_stopping" else {}
+    return EarlyStopping(**{**base, **d})
+
+
+def _check_stopper(name: str, rule) -> None:
+    """``rule`` must be an :class:`EarlyStopping` or None."""
+    if rule is not None and not isinstance(rule, EarlyStopping):
+        hint = {"early_stopping": "None trains for the budget; EarlyStopping(monitor='val_loss', patience=30) is "
+                                  "the default",
+                "loss_tol": "a tolerance t on the training loss over k epochs is EarlyStopping('train_loss', "
+                            "patience=k, min_delta=t, restore_best=False)"}[name]  # fmt: skip
+        raise TypeError(f"{name} must be a jnn.EarlyStopping or None ({hint}); got {rule!r}")
 
 
 def _cosine(peak: float, warmup: int, total: int):
@@ -418,6 +481,10 @@ def _cosine(peak: float, warmup: int, total: int):
         return cos if warmup == 0 else jnp.where(t < warm, peak * t / warm, cos)
 
     return schedule
+
+
+#: The attributes of the default ``early_stopping`` rule (what a partial dict leaves out).
+_DEFAULT_RULE = dataclasses.asdict(EarlyStopping(patience=30))
 
 
 def fields_where(**role) -> tuple[str, ...]:
@@ -454,4 +521,5 @@ def check_model_fields_unset(config: TrainConfig) -> None:
 
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "MONITORS", "MODES", "MODEL_FIELDS", "RESUME_CHANGES",
-           "SWEEP_FIELDS", "PROGRAM_ROLES", "fields_where", "check_model_fields_unset"]  # fmt: skip
+           "SWEEP_FIELDS", "PROGRAM_ROLES", "FLAT_STOPPING_KEYS", "fields_where", "check_model_fields_unset",
+           "upgrade_dict"]  # fmt: skip

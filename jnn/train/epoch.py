@@ -187,7 +187,7 @@ def advance(
         status = jnp.where((status == Status.RUNNING) & early_state.stop, Status.EARLY_STOPPING, status)
     tol_state = state.loss_tol
     if loss_tol is not None:
-        upd, _ = loss_tol.update(state.loss_tol, metrics["train_loss"], e)
+        upd, _ = loss_tol.update(state.loss_tol, metrics[loss_tol.monitor], e)
         tol_state = jax.tree.map(lambda a, b: jnp.where(counted, a, b), upd, state.loss_tol)
         status = jnp.where((status == Status.RUNNING) & tol_state.stop, Status.LOSS_TOL, status)
     epoch = e + counted.astype(jnp.int32)

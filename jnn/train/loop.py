@@ -217,12 +217,12 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
     elapsed = time.perf_counter() - t0
     history = History.from_records(records)
     stopped_by = "paused" if halt == "paused" else "interrupted" if halt is not None else STATUS[int(state.status)]
-    best_epoch = int(state.early.best_epoch) if config.early_stopping else -1
+    best_epoch = int(state.early.best_epoch) if config.early_stopping is not None else -1
     message = _message(state, stopped_by, best_epoch, config, elapsed)
     writes = folder is not None and folder.writer
     if stopped_by in ("non_finite", "diverged"):
         message += ". " + _rollback_hint(records.get("train_loss", []), config, folder.path if writes else None)
-    final = final_params(state, config.early_stopping and config.restore_best)
+    final = final_params(state, config.restores_best())
     result = FitResult(final, state, history, stopped_by, best_epoch, message, None if folder is None else folder.path,
                        epoch_seconds, t0 - t_call, ct.task, averaged_params(state.opt_state))  # fmt: skip
     return result, halt
@@ -271,9 +271,11 @@ def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: boo
 
 
 def run_params(meta: dict) -> dict:
-    """The settings a tracker logs for a run: the config's fields, and the task's hyperparameters (``hyper.<name>``)
-    or the built-in MLP's sizes."""
-    out = dict(meta["config"])
+    """The settings a tracker logs for a run: the config's fields (a rule's attributes as ``early_stopping.<name>``),
+    and the task's hyperparameters (``hyper.<name>``) or the built-in MLP's sizes."""
+    out = {}
+    for k, v in meta["config"].items():
+        out.update({f"{k}.{a}": x for a, x in v.items()} if isinstance(v, dict) else {k: v})
     if "sizes" in meta:
         out["sizes"] = meta["sizes"]
     for k, v in meta.get("task", {}).get("hyper", {}).items():
@@ -305,7 +307,8 @@ def _message(state: TrainState, stopped_by: str, best_epoch: int, config: TrainC
         )
     if stopped_by == "early_stopping":
         return (
-            f"stopped: early stopping on {config.monitor} after {config.patience} epochs without improvement; "
+            f"stopped: early stopping on {config.early_stopping.monitor} after {config.early_stopping.patience} "
+            "epochs without improvement; "
             f"best epoch {best_epoch + 1}. {base}"
         )
     if stopped_by == "paused":

@@ -56,8 +56,8 @@ class Progress(Callback):
         self._bar, self.members, self.keys, self.monitor = None, 1, (), None
 
     def on_train_begin(self, run: RunInfo) -> None:
-        early = getattr(run.config, "early_stopping", False)
-        self.start(run.max_epochs, run.initial_epoch, run.members, run.keys, run.config.monitor if early else None)
+        early = getattr(run.config, "early_stopping", None)
+        self.start(run.max_epochs, run.initial_epoch, run.members, run.keys, None if early is None else early.monitor)
 
     def start(self, max_epochs: int, initial_epoch: int, members: int, keys, monitor: str | None) -> None:
         """Open the display of a run of ``members`` runs (the bar shows ``monitor`` first)."""

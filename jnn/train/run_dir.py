@@ -19,7 +19,7 @@ from jnn import atomic, lock
 from jnn import checkpoint as ckpt
 from jnn._version import __version__
 from jnn.lock import FolderLock
-from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig
+from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig, upgrade_dict
 from jnn.train.optimizers import find_hyperparams
 from jnn.train.state import NO_LEAF, Status, TrainState
 
@@ -102,8 +102,8 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
                 f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
                 "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
             )
-        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS)
-        was = {**_DEFAULTS, **old["config"]}  # fields added since the run began (or not recorded): their defaults
+        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS, upgrade=upgrade_dict)
+        was = {**_DEFAULTS, **upgrade_dict(old["config"])}  # fields added since the run began (or not recorded): their defaults
         changes = {k: {"was": was.get(k), "now": v} for k, v in meta["config"].items() if was.get(k) != v}
         if changes:  # a resume with a new learning rate: record it
             record = {**meta, "environment": environment(),
@@ -149,7 +149,8 @@ def read_config(path: Path) -> dict:
 def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, custom_optimizer: bool, keys):
     """Restore a checkpoint and its history: ``(state, records)``. A changed learning rate is applied (and a
     run stopped by a non-finite value may go on); a larger epoch or step budget lets a finished run go on."""
-    state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES, config_defaults=_DEFAULTS)
+    state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES, config_defaults=_DEFAULTS,
+                         config_upgrade=upgrade_dict)  # fmt: skip
     extras = ckpt.read_extras(path)
     records = {k: [float(v) for v in extras.get(HISTORY_PREFIX + k, ())] for k in keys}
     epochs = int(state.epoch)
@@ -271,7 +272,7 @@ def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | Non
         "best_epoch": result.best_epoch + 1,
         "epochs": int(result.state.epoch),
         "steps": int(result.state.step),
-        "monitor": config.monitor if config.early_stopping else None,
+        "monitor": None if config.early_stopping is None else config.early_stopping.monitor,
         "last": {k: None if math.isnan(h[k][-1]) else h[k][-1] for k in h.keys} if len(h) else {},
         "message": result.message,
         **(extra or {}),

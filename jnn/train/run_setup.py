@@ -126,23 +126,24 @@ def checked_task(
 
 def check_monitor(config: TrainConfig, ct: CheckedTask, has_val: bool) -> None:
     """The monitored metric must be recorded, and ``val_*`` needs validation data."""
-    if not config.early_stopping:
-        return
     keys = [k for k in ct.history_keys() if k != "learning_rate"]
-    if config.monitor not in keys:
-        raise ValueError(f"monitor must be one of the recorded metrics {keys}; got {config.monitor!r}")
-    if config.monitor.startswith("val_") and not has_val:
-        raise ValueError(
-            f"early stopping on {config.monitor!r} needs a validation set: val_fraction must be in "
-            "(0, 1) or fit(..., val=...) given; got neither. Set early_stopping=False or monitor="
-            "'train_loss'"
-        )
+    for name in ("early_stopping", "loss_tol"):
+        rule = getattr(config, name)
+        if rule is None:
+            continue
+        if rule.monitor not in keys:
+            raise ValueError(f"{name}.monitor must be one of the recorded metrics {keys}; got {rule.monitor!r}")
+        if rule.monitor.startswith("val_") and not has_val:
+            raise ValueError(
+                f"{name} on {rule.monitor!r} needs a validation set: val_fraction must be in (0, 1) or "
+                f"fit(..., val=...) given; got neither. Set {name}=None or monitor 'train_loss'"
+            )
 
 
 def initial_state(ct: CheckedTask, config: TrainConfig, tx, params, keys: Keys, hyper: dict | None = None):
     """The state before the first epoch of a run of ``ct`` (``hyper`` overrides the task's defaults)."""
-    tol = config.loss_tol_stopper()
-    dummy = config.stopper().init()
+    tol = config.loss_tol
+    dummy = config.monitored().init()
     return init_state(
         params,
         tx,
