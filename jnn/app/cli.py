@@ -260,7 +260,7 @@ def _field_flags():
 def _add_field_flags(t) -> None:
     """One flag per TrainConfig field that declares one (see :func:`jnn.train.config.TrainConfig`)."""
 
-    for f, dest, flag, kind, attr, text in _field_flags():
+    for f, dest, flag, kind, _, text in _field_flags():
         if kind == "negate":
             t.add_argument(flag, dest=dest, action="store_true", help=text)
         else:
@@ -305,13 +305,13 @@ def _train_config(args, stored: dict | None = None):
             raise ValueError("--target, --features, --standardize, --val-data and --test-data need --data FILE")
     values = upgrade_dict(values)  # the flat early-stopping keys of an older run or TOML file
     flags = [(f, flag, kind, attr, getattr(args, dest)) for f, dest, flag, kind, attr, _ in _field_flags()]
-    for f, flag, kind, attr, v in flags:
+    for f, _, kind, attr, v in flags:
         if kind == "negate":
             if v:
                 values[f.name] = None if f.metadata["nested"] else False
         elif v is not None and attr is None:
             values[f.name] = v
-    for f, flag, kind, attr, v in flags:
+    for f, flag, _, attr, v in flags:
         if attr is not None and v is not None:
             rule = values.get(f.name, dataclasses.asdict(f.default))
             if rule is None:

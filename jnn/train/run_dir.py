@@ -103,7 +103,7 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
                 "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
             )
         ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS, upgrade=upgrade_dict)
-        was = {**_DEFAULTS, **upgrade_dict(old["config"])}  # fields added since the run began (or not recorded): their defaults
+        was = {**_DEFAULTS, **upgrade_dict(old["config"])}  # fields added since the run began: their defaults
         changes = {k: {"was": was.get(k), "now": v} for k, v in meta["config"].items() if was.get(k) != v}
         if changes:  # a resume with a new learning rate: record it
             record = {**meta, "environment": environment(),
