@@ -214,7 +214,7 @@ def accuracy_bars(path, results: dict, *, title: str, lines: dict, ylim: tuple[f
         lines: ``{label: y}`` horizontal reference lines (targets, published figures).
         ylim: y-axis range.
     """
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))

@@ -60,7 +60,7 @@ def run(config: dict) -> dict:
 
 
 def _boundary(path, params, test, name, acc):
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     lo, hi = test.x.min(0) - 0.5, test.x.max(0) + 0.5

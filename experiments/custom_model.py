@@ -186,7 +186,7 @@ def _least_squares(train, test, sy) -> dict:
 
 
 def _figure(path, r, sw, task, test):
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))

@@ -20,7 +20,7 @@ from _common import accuracy_bars, out_dir, summarize_recipes, train_seeds, writ
 from _common import main as run_main
 
 from jnn import datasets
-from jnn.plots import plot_history
+from jnn.app.plots import plot_history
 
 # fmt: off
 JNN = dict(hidden=[256, 256], optimizer="momentum", learning_rate=0.02, momentum=0.9, batch_size=32, l2=1e-4,

@@ -110,7 +110,7 @@ def run(config: dict) -> dict:
 
 
 def _plot(path, scatter, samples):
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))

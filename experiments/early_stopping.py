@@ -21,7 +21,7 @@ from _common import main as run_main
 from _common import out_dir, train_config, write_results
 
 from jnn import datasets
-from jnn.plots import plot_history
+from jnn.app.plots import plot_history
 from jnn.train import EarlyStopping, evaluate, fit
 
 # fmt: off

@@ -103,7 +103,7 @@ def run(config: dict) -> dict:
 
 
 def _plot(path, rows):
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(rows) + 2), 4))

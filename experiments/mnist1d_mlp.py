@@ -23,7 +23,7 @@ from _common import accuracy_bars, out_dir, summarize_recipes, train_seeds, writ
 from _common import main as run_main
 
 from jnn import datasets
-from jnn.plots import plot_history
+from jnn.app.plots import plot_history
 
 # fmt: off
 REFERENCE = dict(hidden=[100, 100], optimizer="adam", learning_rate=1e-2, batch_size=100, l2=0.0, keep_prob=1.0,

@@ -128,7 +128,7 @@ def run(config: dict) -> dict:
 
 
 def _plot(path, res, val_acc, best: int) -> None:
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 5))

@@ -78,7 +78,7 @@ def run(config: dict) -> dict:
 
 
 def _plot(out, results):
-    from jnn.plots import pyplot
+    from jnn.app.plots import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))

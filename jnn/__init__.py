@@ -5,7 +5,7 @@ The public API, re-exported by name. Parameters are plain pytrees (the built-in 
 PRNG key explicitly.
 """
 
-from jnn import checkpoint, datasets, debug, metrics, testing
+from jnn import datasets, debug, metrics, testing
 from jnn._version import __version__
 from jnn.activations import ACTIVATIONS, Activation, get_activation
 from jnn.backprop import backprop, node_backprop
@@ -24,7 +24,6 @@ from jnn.gradcheck import (
 )
 from jnn.history import History
 from jnn.init import SCHEMES, init_mlp
-from jnn.loggers import CSVLogger, MLflowLogger
 from jnn.losses import (
     LOSSES,
     binary_cross_entropy,
@@ -42,7 +41,6 @@ from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, e
 from jnn.train.averaging import weight_average
 from jnn.train.callbacks import Callback, RunInfo
 from jnn.train.progress import Progress
-from jnn.train.run_folder import RunFolder
 
 __all__ = [
     "Callback",
@@ -60,6 +58,7 @@ __all__ = [
     "Task",
     "TrainedModel",
     "load_run",
+    "save_sweep",
     "TrainConfig",
     "TrainState",
     "checkpoint",
@@ -104,10 +103,23 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """The application wing's public names, imported on first use (``import jnn`` loads only the core)."""
-    if name in ("TrainedModel", "load_run"):
-        from jnn.app import trained
+#: The application wing's public names (:mod:`jnn.app`), imported on first use: ``import jnn`` loads only the core.
+_APP_NAMES = {
+    "TrainedModel": "trained",
+    "load_run": "trained",
+    "RunFolder": "run_folder",
+    "CSVLogger": "loggers",
+    "MLflowLogger": "loggers",
+    "save_sweep": "sweep_files",
+}
 
-        return getattr(trained, name)
+
+def __getattr__(name: str):
+    """The application wing's public names (:data:`_APP_NAMES`) and its ``checkpoint`` module, on first use."""
+    import importlib
+
+    if name == "checkpoint":
+        return importlib.import_module("jnn.app.checkpoint")
+    if name in _APP_NAMES:
+        return getattr(importlib.import_module(f"jnn.app.{_APP_NAMES[name]}"), name)
     raise AttributeError(f"module 'jnn' has no attribute {name!r}")

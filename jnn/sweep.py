@@ -10,13 +10,10 @@ change) while the others go on, and the sweep ends when every member has stopped
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +21,6 @@ import numpy as np
 import optax
 
 from jnn import _validate as V
-from jnn import atomic
-from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
 from jnn.task import Task
@@ -188,85 +183,6 @@ class SweepResult:
         sign = 1.0 if self.direction == "min" else -1.0
         keyed = [(sign * v if v is not None and not math.isnan(v) else math.inf, i) for i, v in enumerate(vals)]
         return self.rows[min(keyed)[1]]
-
-    def save(self, folder, *, data_info: dict | None = None) -> list[Path]:
-        """Write ``sweep.csv``, ``sweep.json``, ``params.npz`` (every member's params, stacked; read by
-        ``jnn.load_run(folder, member=k)``) and (with matplotlib) ``sweep.png`` into ``folder``.
-
-        Args:
-            folder: the sweep folder (created if needed).
-            data_info: facts about the data stored in ``sweep.json`` under ``data`` (see :func:`jnn.fit`).
-        """
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "sweep.csv", folder / "sweep.json", folder / "params.npz"]
-        ckpt.save(paths[2], self.params, meta={"members": len(self.rows), "stacked": self.stacked})
-        with atomic.writing(paths[0], "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
-            w.writeheader()
-            w.writerows(self.rows)
-        atomic.write_text(
-            paths[1],
-            json.dumps(
-                {
-                    "monitor": self.monitor,
-                    "best": self.best(),
-                    "rows": self.rows,
-                    "seconds": self.seconds,
-                    "histories": [h.metrics for h in self.histories],
-                    "members_config": [c.to_dict() for c in self.members],
-                    "sizes": None if self.sizes is None else list(self.sizes),
-                    "member_sizes": None if self.member_sizes is None else [list(s) for s in self.member_sizes],
-                    "stacked": self.stacked,
-                    "n_features": self.n_features,
-                    "hyper_names": list(self.hyper_names),
-                    "data": data_info or {},
-                },
-                indent=2,
-                default=lambda o: None,
-            ),
-        )
-        try:
-            paths.append(_plot(folder / "sweep.png", self))
-        except ImportError:
-            pass
-        return paths
-
-
-def _plot(path, res: SweepResult) -> Path:
-    from jnn.plots import pyplot
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for i, h in enumerate(res.histories):
-        axes[0].plot(range(1, len(h) + 1), h[res.monitor], linewidth=1, label=f"member {i}")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel(res.monitor)
-    axes[0].set_title("validation curves (a stopped member's curve ends)")
-    if len(res.histories) <= 10:
-        axes[0].legend(fontsize=7)
-    axes[0].grid(alpha=0.3)
-    scored = [k for k in res.rows[0] if k.startswith("test_") and k != "test_loss" and res.rows[0][k] is not None]
-    key = scored[0] if scored else "best_val"
-    labels = [f"{r['member']}" for r in res.rows]
-    best = res.best()["member"]
-    axes[1].bar(
-        range(len(res.rows)),
-        [r[key] for r in res.rows],
-        color=["tab:green" if r["member"] == best else "tab:blue" for r in res.rows],
-    )
-    axes[1].set_xticks(range(len(res.rows)), labels, fontsize=7)
-    axes[1].set_xlabel("member (green: best by validation)")
-    axes[1].set_ylabel(key)
-    axes[1].set_title(f"{key} per member")
-    lo = min(r[key] for r in res.rows)
-    hi = max(r[key] for r in res.rows)
-    axes[1].set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9) - 0.02), hi + 0.1 * (hi - lo + 1e-9) + 0.01)
-    fig.tight_layout()
-    with atomic.writing(path) as fh:
-        fig.savefig(fh, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
 
 
 def sweep(

@@ -130,7 +130,7 @@ def _temps(folder: Path) -> list:
 
 def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: float, signals: bool = False,
         contender: bool = False) -> dict:  # fmt: skip
-    from jnn.checkpoint import verify
+    from jnn.app.checkpoint import verify
 
     if out.exists():
         shutil.rmtree(out)

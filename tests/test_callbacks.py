@@ -238,7 +238,10 @@ def test_the_run_folder_runs_first_wherever_it_is_listed_and_at_most_one_is_take
     r = fit(train, TrainConfig(**CFG), callbacks=[AtEnd(), RunFolder(tmp_path / "run")])
     assert seen == [["checkpoint.npz", "model.npz"]] and r.run_dir == tmp_path / "run"
     before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(ValueError, match=r"at most one jnn.RunFolder; got one at each of \[0, 2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"at most one run folder \(jnn.RunFolder or another jnn.RunStore\); got one at each of \[0, 2\]",
+    ):
         fit(train, TrainConfig(**CFG), callbacks=[RunFolder(tmp_path / "a"), AtEnd(), RunFolder(tmp_path / "b")])
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before any folder was made
 

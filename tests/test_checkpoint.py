@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from jnn import RunFolder
-from jnn import checkpoint as ckpt
+from jnn.app import checkpoint as ckpt
+from jnn.app.run_dir import save_checkpoint
 from jnn.datasets import load
 from jnn.train import EarlyStopping, TrainConfig, fit
-from jnn.train.run_dir import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = dict(
@@ -132,7 +132,7 @@ _SCRIPT = textwrap.dedent("""
     from jnn.datasets import load
     from jnn.train import EarlyStopping, TrainConfig, fit
     from jnn import RunFolder
-    from jnn import checkpoint as ckpt
+    from jnn.app import checkpoint as ckpt
     cfg = TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50),
                       learning_rate=0.05, keep_prob=0.7)
     out, mode = sys.argv[1], sys.argv[2]

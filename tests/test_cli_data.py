@@ -229,7 +229,7 @@ def test_launch_forwards_sigterm_to_its_children_and_leaves_no_orphans(tmp_path)
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
-    from jnn import checkpoint as ckpt
+    from jnn.app import checkpoint as ckpt
 
     data, _, _ = _labelled(tmp_path, n=400)
     run = tmp_path / "run"

@@ -29,7 +29,7 @@ def test_two_kills_survived_and_resume_is_bitwise(tmp_path):
 def test_verify_rejects_a_truncated_checkpoint(tmp_path):
     import jax.numpy as jnp
 
-    from jnn import checkpoint as ckpt
+    from jnn.app import checkpoint as ckpt
 
     p = tmp_path / "c.npz"
     ckpt.save(p, {"w": jnp.ones((64, 64))})

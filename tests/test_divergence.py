@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from jnn import RunFolder
-from jnn import checkpoint as ckpt
+from jnn.app import checkpoint as ckpt
+from jnn.app.run_dir import kept_checkpoints
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
 from jnn.train.loop import last_sane_epoch
-from jnn.train.run_dir import kept_checkpoints
 
 #: The spirals case of the issue: an identity network at a rate that explodes at epoch 13.
 DIVERGING = dict(hidden=(16, 16), activation="identity", max_epochs=30, early_stopping=None, checkpoint_every=1,

@@ -161,8 +161,8 @@ def test_runner_runs_an_experiment(tmp_path):
 def test_missing_optional_extras_name_the_pip_extra(monkeypatch):
     import builtins
 
+    from jnn.app.plots import pyplot
     from jnn.datasets import load
-    from jnn.plots import pyplot
 
     real_import = builtins.__import__
 

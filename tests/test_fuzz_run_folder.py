@@ -13,8 +13,8 @@ import pytest
 
 import jnn
 from jnn import RunFolder
+from jnn.app.plots import plot_run
 from jnn.datasets import load
-from jnn.plots import plot_run
 from jnn.train import TrainConfig, fit
 
 CFG = TrainConfig(hidden=(4,), max_epochs=2, early_stopping=None, checkpoint_every=1)
@@ -113,7 +113,7 @@ def test_fuzz_a_damaged_run_folder_gives_results_or_named_errors_and_writes_noth
 
 @pytest.mark.parametrize("seed", range(40))
 def test_fuzz_checkpoint_headers_random_json_is_a_named_error(tmp_path, seed):
-    from jnn import checkpoint as ckpt
+    from jnn.app import checkpoint as ckpt
 
     rng = np.random.default_rng(seed)
     path = tmp_path / "c.npz"

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import jnn
-from jnn import RunFolder, atomic
-from jnn import checkpoint as ckpt
+from jnn import RunFolder
+from jnn.app import atomic
+from jnn.app import checkpoint as ckpt
 from jnn.datasets import load
 from jnn.sweep import sweep
 from jnn.train import TrainConfig, fit

@@ -12,10 +12,10 @@ import pytest
 
 import jnn
 from jnn import RunFolder
-from jnn import checkpoint as ckpt
+from jnn.app import checkpoint as ckpt
+from jnn.app import live_history as records_module
 from jnn.datasets import load
 from jnn.train import EarlyStopping, TrainConfig, fit
-from jnn.train import live_history as records_module
 
 CFG = dict(hidden=(16,), batch_size=32, learning_rate=0.05, keep_prob=0.7, early_stopping=None)
 

@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from jnn import RunFolder, atomic, lock
-from jnn import checkpoint as ckpt
+from jnn import RunFolder
+from jnn.app import atomic, lock
+from jnn.app import checkpoint as ckpt
+from jnn.app.run_dir import RUN_FILES
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
-from jnn.train.run_dir import RUN_FILES
 
 CFG = TrainConfig(hidden=(8,), batch_size=32, learning_rate=0.05, max_epochs=2, early_stopping=None)
 
@@ -45,7 +46,10 @@ def test_concurrent_runs_a_second_start_is_refused_without_touching_the_folder(t
 
 
 def test_concurrent_runs_a_lock_left_by_a_killed_process_is_free_at_once(tmp_path):
-    code = "import sys, time; from jnn import lock; lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(9)"
+    code = (
+        "import sys, time; from jnn.app import lock; lock.acquire(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(9)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
@@ -121,7 +125,7 @@ def test_symlinks_atomic_writes_replace_a_link_and_appends_refuse_one(tmp_path):
 
 
 def test_symlinks_a_link_planted_in_history_csv_during_a_run_is_replaced(tmp_path, xor, monkeypatch):
-    from jnn.train import live_history as records_module
+    from jnn.app import live_history as records_module
 
     run, victim = tmp_path / "run", tmp_path / "victim"
     victim.write_text("keep")

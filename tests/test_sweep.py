@@ -65,7 +65,7 @@ def test_best_picks_by_validation_metric_and_save_writes_files(spirals, tmp_path
     train, test = spirals
     res = sweep(train, TrainConfig(**{**CFG, "max_epochs": 3}), test=test, learning_rate=[0.001, 0.1])
     assert res.best()["member"] == int(np.argmin([r["best_val"] for r in res.rows]))
-    paths = res.save(tmp_path)
+    paths = jnn.save_sweep(res, tmp_path)
     assert {p.name for p in paths} == {"sweep.csv", "sweep.json", "sweep.png", "params.npz"}
     assert (tmp_path / "sweep.csv").read_text().splitlines()[0].startswith("member,seed,learning_rate,l2,keep_prob")
     assert "member" in format_table(res.rows)
@@ -169,7 +169,7 @@ def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_group
         assert jnn.compare_grads(r.params, res.member_params(i), rtol=1e-6).max_rel_err <= 1e-6, i
         np.testing.assert_allclose(res.histories[i]["val_loss"], r.history["val_loss"], rtol=1e-5)
         assert res.member_sizes[i] == (2, *c.hidden, 3)
-    res.save(tmp_path / "sw")
+    jnn.save_sweep(res, tmp_path / "sw")
     for i in (1, 2):
         model = jnn.load_run(tmp_path / "sw", member=i)
         for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(res.member_params(i))):

@@ -214,7 +214,7 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
         0
     ] == "epoch,train_loss,train_r2,train_shifted,val_loss,val_r2,val_shifted,learning_rate"
     pytest.importorskip("matplotlib")
-    from jnn.plots import plot_history
+    from jnn.app.plots import plot_history
 
     png = plot_history(h, tmp_path / "h.png", best_epoch=r.best_epoch)
     assert png.stat().st_size > 10_000

@@ -16,7 +16,7 @@ import sys
 import time
 
 from jnn import _validate as V
-from jnn import atomic
+from jnn.app import atomic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -328,7 +328,7 @@ def _stored_run(out) -> dict | None:
         return None
     from pathlib import Path
 
-    from jnn.train.run_dir import read_config
+    from jnn.app.run_dir import read_config
 
     meta = read_config(Path(cfg))
     source = (meta.get("data") or {}).get("source")
@@ -353,13 +353,12 @@ def _train(args) -> int:
 
     import jax
 
+    from jnn.app.run_dir import rollback_epoch, write_summary
+    from jnn.app.run_folder import RunFolder
     from jnn.app.sources import load_source, source_name
     from jnn.train import evaluate, fit, prepare_data
     from jnn.train.host_loop import Interrupted
-    from jnn.train.loop import rollback_epoch
     from jnn.train.progress import Progress
-    from jnn.train.run_dir import write_summary
-    from jnn.train.run_folder import RunFolder
 
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
@@ -423,6 +422,7 @@ def _sweep(args) -> int:
     import datetime
 
     from jnn.app.sources import load_source, source_name
+    from jnn.app.sweep_files import save_sweep
     from jnn.sweep import format_table, grid, sweep
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
@@ -456,11 +456,11 @@ def _sweep(args) -> int:
     try:
         res = sweep(train, config, val=val, test=test, callbacks=[Progress(log_every=args.log_every or 0)], **axes)
     except Interrupted as stop:
-        stop.result.save(out, data_info=info)
+        save_sweep(stop.result, out, data_info=info)
         print(format_table(stop.result.rows))
         print(f"interrupted after {len(stop.result.epoch_seconds)} sweep epochs; partial results in {out}")
         return stop.exit_code
-    res.save(out, data_info=info)
+    save_sweep(res, out, data_info=info)
     print(format_table(res.rows))
     b = res.best()
     scored = next((k for k in b if k.startswith("test_") and k != "test_loss" and b[k] is not None), None)
@@ -748,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "plot":
-            from jnn.plots import plot_run
+            from jnn.app.plots import plot_run
 
             print(f"wrote {plot_run(args.run_dir, args.out)}")
             return 0

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnn import checkpoint as ckpt
+from jnn.app import checkpoint as ckpt
+from jnn.app.run_dir import MODEL_NAME, read_config
 from jnn.app.tabular import KIND_OF_LOSS, Preprocessing
 from jnn.data import Dataset
 from jnn.task import Task
 from jnn.train.config import TrainConfig
-from jnn.train.run_dir import MODEL_NAME, read_config
 
 #: Files of a sweep folder that ``load_run(..., member=k)`` reads.
 SWEEP_PARAMS, SWEEP_INFO = "params.npz", "sweep.json"

@@ -93,6 +93,38 @@ class Callback:
         """Called once, instead of ``on_train_end``, when an exception ends the run."""
 
 
+class RunStore(Callback):
+    """A callback that keeps the run somewhere: :class:`jnn.RunFolder` (a folder of files) is the built-in one.
+
+    ``fit`` allows at most one, runs it before the other callbacks, and before compiling calls :meth:`open`,
+    which may restore the state and history of an earlier run (resume). Its other hooks write what it keeps.
+
+    Attributes:
+        path: where the run is kept (``FitResult.run_dir``).
+        writer: whether this process writes (with several processes, only process 0 does).
+    """
+
+    path = None
+    writer = True
+
+    def open(self, meta: dict, state, config, custom_optimizer: bool, keys, *, data) -> tuple:
+        """Take the store for this run and give the state and history it starts from: ``(state, records)``.
+
+        Args:
+            meta: the run's description (``{"config", "config_hash", "sizes" or "task", ...}``, JSON-ready).
+            state: the fresh first :class:`jnn.TrainState`.
+            config: the :class:`jnn.TrainConfig`.
+            custom_optimizer: whether the optimiser was given to ``fit``.
+            keys: the history keys.
+            data: ``(train, val)``, the :class:`jnn.Dataset` objects given to ``fit`` (``val`` may be None).
+        """
+        raise NotImplementedError(f"{type(self).__name__}.open is not implemented (a jnn.RunStore must open runs)")
+
+    def kept_epochs(self) -> set:
+        """The epochs (counted from 1) whose checkpoints the store keeps (a diverged run's restart points)."""
+        return set()
+
+
 def check_callbacks(callbacks) -> tuple:
     """``callbacks`` as a tuple, each checked (a list/tuple of objects with the hooks; ``every`` ≥ 0)."""
     if callbacks is None:
@@ -115,7 +147,8 @@ def at_most_one(callbacks: tuple, cls):
     """The instance of ``cls`` among ``callbacks``, or None; ValueError naming the positions of several."""
     many = [i for i, cb in enumerate(callbacks) if isinstance(cb, cls)]
     if len(many) > 1:
-        raise ValueError(f"callbacks may hold at most one jnn.{cls.__name__}; got one at each of {many}")
+        what = "run folder (jnn.RunFolder or another jnn.RunStore)" if cls is RunStore else f"jnn.{cls.__name__}"
+        raise ValueError(f"callbacks may hold at most one {what}; got one at each of {many}")
     return callbacks[many[0]] if many else None
 
 
@@ -182,4 +215,4 @@ def finite_logs(logs: dict) -> dict:
     return {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-__all__ = ["Callback", "CallbackList", "RunInfo", "check_callbacks", "finite_logs"]
+__all__ = ["Callback", "CallbackList", "RunInfo", "RunStore", "check_callbacks", "finite_logs"]

@@ -499,7 +499,7 @@ def fields_where(**role) -> tuple[str, ...]:
 #: Fields that describe the built-in MLP; with ``fit(..., task=...)`` they must keep their defaults (the
 #: task's own ``hyper`` holds its hyperparameters), so that a setting is never silently ignored.
 MODEL_FIELDS = fields_where(model=True)
-#: Fields a resumed run may change (see :mod:`jnn.train.run_dir`): the learning rate lives in the optimiser
+#: Fields a resumed run may change (see :mod:`jnn.app.run_dir`): the learning rate lives in the optimiser
 #: state, so a run that diverged can continue from its last finite checkpoint with a lower one; the budgets
 #: are read only by the stopping rules, so a finished run can be continued with larger ones;
 #: divergence_factor is a stopping rule too; checkpoint_every, keep_checkpoints and epochs_per_call only say

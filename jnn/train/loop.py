@@ -24,21 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnn import checkpoint as ckpt
 from jnn.data import Dataset
 from jnn.history import History
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
-from jnn.train.callbacks import CallbackList, RunInfo, at_most_one, check_callbacks
+from jnn.train.callbacks import CallbackList, RunInfo, RunStore, at_most_one, check_callbacks
 from jnn.train.config import MODEL_FIELDS, TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.progress import Progress
-from jnn.train.run_dir import kept_checkpoints
-from jnn.train.run_folder import RunFolder
 from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
@@ -102,10 +99,10 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConf
 
 
 def _run_callbacks(callbacks) -> tuple:
-    """``(folder, progress, CallbackList)``: the run folder among ``callbacks`` (or None) first, the others
-    in their order, and a default :class:`Progress` last when none was given."""
+    """``(store, progress, CallbackList)``: the run store (a :class:`jnn.RunFolder`) among ``callbacks`` (or None)
+    first, the others in their order, and a default :class:`Progress` last when none was given."""
     given = check_callbacks(callbacks)
-    folder, progress = at_most_one(given, RunFolder), at_most_one(given, Progress)
+    folder, progress = at_most_one(given, RunStore), at_most_one(given, Progress)
     rest = tuple(cb for cb in given if cb is not folder)
     if progress is None:
         progress = Progress()
@@ -179,14 +176,14 @@ def fit(
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
-    meta = _meta(config, ct, task is None, params, init_params is not None, None if folder is None else (train, val))
+    meta = _meta(config, ct, task is None, params, init_params is not None)
     meta["n_features"] = int(fit_ds.x.shape[1])
     hkeys = ct.history_keys(learning_rate_of(state.opt_state) is not None)
     tx_key = optimizer_key(config, config.steps_per_epoch(len(fit_ds)), optimizer)
     if folder is None:
         records = {k: [] for k in hkeys}
     else:  # takes the folder's lock: from here on, train_abort or train_end releases it
-        state, records = folder.open(meta, state, config, optimizer is not None, hkeys)
+        state, records = folder.open(meta, state, config, optimizer is not None, hkeys, data=(train, val))
     try:
         result, halt = _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class_weight, mesh,
                                 stop_at_epoch, t_call, tx_key, cbs, progress)  # fmt: skip
@@ -219,9 +216,9 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
     stopped_by = "paused" if halt == "paused" else "interrupted" if halt is not None else STATUS[int(state.status)]
     best_epoch = int(state.early.best_epoch) if config.early_stopping is not None else -1
     message = _message(state, stopped_by, best_epoch, config, elapsed)
-    writes = folder is not None and folder.writer
     if stopped_by in ("non_finite", "diverged"):
-        message += ". " + _rollback_hint(records.get("train_loss", []), config, folder.path if writes else None)
+        kept = folder.kept_epochs() if folder is not None and folder.writer else set()
+        message += ". " + _rollback_hint(records.get("train_loss", []), config, kept)
     final = final_params(state, config.restores_best())
     result = FitResult(final, state, history, stopped_by, best_epoch, message, None if folder is None else folder.path,
                        epoch_seconds, t0 - t_call, ct.task, averaged_params(state.opt_state))  # fmt: skip
@@ -247,14 +244,11 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_
     return caller, state, data
 
 
-def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool, data) -> dict:
+def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool) -> dict:
     fields = config.to_dict()
     if not builtin:  # the MLP's fields were not used (they stay at their defaults): the task describes itself
         fields = {k: v for k, v in fields.items() if k not in MODEL_FIELDS}
     meta = {"config": fields, "config_hash": config.hash()}
-    if data is not None:  # hashing the data costs a pass over it; only a run folder needs it
-        train, val = data
-        meta["data_hash"] = ckpt.data_hash(train) + ("" if val is None else ckpt.data_hash(val))
     if builtin:
         meta["sizes"] = [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]
     else:
@@ -333,26 +327,10 @@ def last_sane_epoch(losses, factor: float | None) -> int | None:
     return sane
 
 
-def _sane_and_kept(losses, config: TrainConfig, run_path) -> tuple[int | None, set]:
-    """The last sane epoch of ``losses`` (:func:`last_sane_epoch`) and the epochs whose checkpoints ``run_path``
-    keeps (none without a folder)."""
+def _rollback_hint(losses, config: TrainConfig, kept: set) -> str:
+    """Where to restart a run that went non-finite or diverged (``kept``: the epochs whose checkpoints the run
+    folder keeps)."""
     sane = last_sane_epoch(losses, config.divergence_factor)
-    return sane, set(kept_checkpoints(run_path)) if run_path is not None else set()
-
-
-def rollback_epoch(result: FitResult, config: TrainConfig) -> int | None:
-    """The epoch a run that went non-finite or diverged can restart from (``RunFolder(path, resume=True,
-    from_epoch=E)``): its last sane epoch (:func:`last_sane_epoch`) when the run folder keeps its checkpoint;
-    else None."""
-    if result.stopped_by not in ("non_finite", "diverged") or result.run_dir is None:
-        return None
-    sane, kept = _sane_and_kept(result.history["train_loss"], config, result.run_dir)
-    return sane if sane in kept else None
-
-
-def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
-    """Where to restart a run that went non-finite or diverged."""
-    sane, kept = _sane_and_kept(losses, config, run_path)
     if sane is None:
         return "No epoch before it had a sane training loss: lower the learning rate and start again."
     line = f"The last sane epoch is {sane} (training loss {losses[sane - 1]:.4g})"
@@ -363,4 +341,4 @@ def _rollback_hint(losses, config: TrainConfig, run_path) -> str:
             "checkpoint_every=1 and keep more with keep_checkpoints).")  # fmt: skip
 
 
-__all__ = ["FitResult", "fit", "last_sane_epoch", "rollback_epoch"]
+__all__ = ["FitResult", "fit", "last_sane_epoch"]

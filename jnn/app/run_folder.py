@@ -24,11 +24,12 @@ from pathlib import Path
 import jax
 
 from jnn import _validate as V
-from jnn import atomic
-from jnn.train.callbacks import Callback, RunInfo
-from jnn.train.live_history import LiveRecords
-from jnn.train.run_dir import (
+from jnn.app import atomic
+from jnn.app.checkpoint import data_hash
+from jnn.app.live_history import LiveRecords
+from jnn.app.run_dir import (
     CHECKPOINT_NAME,
+    kept_checkpoints,
     kept_path,
     prepare_run_dir,
     resume_state,
@@ -37,6 +38,7 @@ from jnn.train.run_dir import (
     save_model,
     write_summary,
 )
+from jnn.train.callbacks import RunInfo, RunStore
 
 
 def check_from_epoch(from_epoch: int | None, resume: bool) -> None:
@@ -47,8 +49,8 @@ def check_from_epoch(from_epoch: int | None, resume: bool) -> None:
             raise ValueError(f"from_epoch={from_epoch} needs resume=True")
 
 
-class RunFolder(Callback):
-    """A run folder (see the module docstring).
+class RunFolder(RunStore):
+    """A run folder (see the module docstring), the built-in :class:`jnn.train.callbacks.RunStore`.
 
     Args:
         path: the folder (created if missing).
@@ -92,7 +94,7 @@ class RunFolder(Callback):
         self._held = self._live = None
         self._meta = self._config = self._records = None
 
-    def open(self, meta: dict, state, config, custom_optimizer: bool, keys) -> tuple:
+    def open(self, meta: dict, state, config, custom_optimizer: bool, keys, *, data) -> tuple:
         """Take the folder (lock, ``config.json``) and give the state and history the run starts from:
         ``(state, records)``, restored from a checkpoint when resuming, else ``state`` and empty records.
 
@@ -102,7 +104,11 @@ class RunFolder(Callback):
             config: the :class:`jnn.TrainConfig`.
             custom_optimizer: the optimiser was given (its learning rate cannot change on resume).
             keys: the history keys.
+            data: ``(train, val)`` as given to ``fit``: their hash (``data_hash``) is stored and checked on resume.
         """
+        train, val = data
+        hashed = data_hash(train) + ("" if val is None else data_hash(val))
+        meta = {"config": meta["config"], "config_hash": meta["config_hash"], "data_hash": hashed, **meta}
         if self.data_info:
             meta = {**meta, "data": self.data_info}
         self._meta, self._config = meta, config
@@ -122,6 +128,10 @@ class RunFolder(Callback):
             raise
         self._records = records
         return state, records
+
+    def kept_epochs(self) -> set:
+        """The epochs whose checkpoints the folder keeps (see ``TrainConfig.keep_checkpoints``)."""
+        return set(kept_checkpoints(self.path))
 
     def on_train_begin(self, run: RunInfo) -> None:
         if self.writer:

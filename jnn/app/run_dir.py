@@ -15,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnn import atomic, lock
-from jnn import checkpoint as ckpt
 from jnn._version import __version__
-from jnn.lock import FolderLock
+from jnn.app import atomic, lock
+from jnn.app import checkpoint as ckpt
+from jnn.app.lock import FolderLock
 from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig, upgrade_dict
+from jnn.train.loop import last_sane_epoch
 from jnn.train.optimizers import find_hyperparams
 from jnn.train.state import NO_LEAF, Status, TrainState
 
@@ -53,10 +54,10 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
     """Create or check a run folder and take its lock, remove stale temp files, write ``config.json``.
 
     Returns:
-        The folder's :class:`jnn.lock.FolderLock`, held until the caller releases it (at the end of the run).
+        The folder's :class:`jnn.app.lock.FolderLock`, held until the caller releases it (at the end of the run).
 
     Raises:
-        jnn.lock.FolderInUse: another process is running in the folder (nothing was touched).
+        jnn.app.lock.FolderInUse: another process is running in the folder (nothing was touched).
         ValueError: if the path is a file; a file jnn writes is a symbolic link or not a regular file; the
             folder holds another run, or anything else without a ``config.json``, and neither ``resume``
             (for a run) nor ``overwrite`` is set; or ``resume`` finds a run with another config or data.
@@ -232,6 +233,21 @@ def kept_checkpoints(run_path: Path) -> dict:
     return out
 
 
+def rollback_epoch(result, config: TrainConfig) -> int | None:
+    """The epoch a run that went non-finite or diverged can restart from (``RunFolder(path, resume=True,
+    from_epoch=E)``): its last sane epoch (:func:`jnn.train.loop.last_sane_epoch`) when the run folder keeps
+    its checkpoint; else None.
+
+    Args:
+        result: the run's :class:`jnn.FitResult`.
+        config: its :class:`jnn.TrainConfig`.
+    """
+    if result.stopped_by not in ("non_finite", "diverged") or result.run_dir is None:
+        return None
+    sane = last_sane_epoch(result.history["train_loss"], config.divergence_factor)
+    return sane if sane in kept_checkpoints(result.run_dir) else None
+
+
 def rewind_to_epoch(run_path: Path, epoch: int) -> Path:
     """Take up the kept checkpoint of ``epoch``: checkpoints of later epochs (the abandoned branch) are
     removed and ``checkpoint.npz`` becomes that one. Returns its path.
@@ -279,7 +295,7 @@ def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | Non
     })  # fmt: skip
     atomic.write_text(path, json.dumps(summary, indent=2, default=_json_default))
     try:
-        from jnn.plots import plot_run
+        from jnn.app.plots import plot_run
 
         plot_run(run_path)
     except ImportError:
@@ -293,4 +309,5 @@ def _json_default(o):
 
 __all__ = ["CHECKPOINT_NAME", "KEPT_DIR", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment",
            "kept_checkpoints", "kept_path", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch",
+           "rollback_epoch",
            "save_checkpoint", "save_model", "write_summary"]  # fmt: skip

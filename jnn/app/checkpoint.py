@@ -27,13 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnn import atomic
 from jnn._version import __version__
+from jnn.app import atomic
 
 FORMAT = "jnn-checkpoint-1"
 #: Bytes a ``.npy`` entry may hold beyond its data (its own header).
 _NPY_HEADER_MAX = 65536
-#: Temp-file prefix of jnn versions before :mod:`jnn.atomic` (their leftovers are removed too).
+#: Temp-file prefix of jnn versions before :mod:`jnn.app.atomic` (their leftovers are removed too).
 TEMP_PREFIX = ".jnn-ckpt-"
 
 
@@ -58,7 +58,7 @@ def _leaves(state):
 
 def remove_stale_temp_files(folder) -> list[Path]:
     """Delete temp files a killed save left in ``folder`` (only while holding the folder's lock, see
-    :mod:`jnn.lock`: a live save's temp file looks the same); returns what was removed."""
+    :mod:`jnn.app.lock`: a live save's temp file looks the same); returns what was removed."""
     return atomic.remove_temp_files(folder, (atomic.TEMP_PREFIX, TEMP_PREFIX))
 
 

@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from jnn import atomic
+from jnn.app import atomic, history_files
 from jnn.history import History, ordered
 
 #: Seconds between two rewrites of ``history.json`` during a run (the CSV gets every epoch at once).
@@ -60,7 +60,7 @@ class LiveRecords:
 
     def _rewrite_csv(self) -> int:
         history = History.from_records(self.records)
-        history.save_csv(self.folder)
+        history_files.save_csv(history, self.folder)
         return len(history)
 
     def _event(self, e: int) -> None:
@@ -89,7 +89,7 @@ class LiveRecords:
 
     def write_json(self) -> None:
         """Rewrite ``history.json`` atomically (a reader sees the old file or the new one)."""
-        History.from_records(self.records).save_json(self.folder)
+        history_files.save_json(History.from_records(self.records), self.folder)
         self._json_at = time.monotonic()
 
     def close(self) -> None:

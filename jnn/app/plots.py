@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from jnn import atomic
+from jnn.app import atomic, history_files
 from jnn.history import History
 
 
@@ -89,7 +89,7 @@ def plot_run(run_dir, out: str | None = None) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "history.json").is_file():
         raise ValueError(f"RUN_DIR must be a run folder holding history.json; {str(run_dir)!r} has none")
-    history = History.load(run_dir)
+    history = history_files.load(run_dir)
     best = stop = None
     title = run_dir.name
     s = None

@@ -1,0 +1,104 @@
+"""A sweep's folder: ``sweep.csv``, ``sweep.json``, ``params.npz`` and ``sweep.png``, written atomically.
+
+``jnn.save_sweep(result, folder)`` writes what :func:`jnn.sweep.sweep` returned; ``jnn.load_run(folder,
+member=k)`` reads one member back as a model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from jnn.app import atomic
+from jnn.app import checkpoint as ckpt
+from jnn.app.plots import pyplot
+from jnn.sweep import SweepResult
+
+
+def save_sweep(result: SweepResult, folder, *, data_info: dict | None = None) -> list[Path]:
+    """Write ``sweep.csv``, ``sweep.json``, ``params.npz`` (every member's params, stacked; read by
+    ``jnn.load_run(folder, member=k)``) and (with matplotlib) ``sweep.png`` into ``folder``.
+
+    Args:
+        result: the :class:`jnn.sweep.SweepResult` of :func:`jnn.sweep.sweep`.
+        folder: the sweep folder (created if needed).
+        data_info: facts about the data stored in ``sweep.json`` under ``data`` (see :func:`jnn.fit`).
+
+    Returns:
+        The paths written (``sweep.png`` last, when matplotlib is installed).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "sweep.csv", folder / "sweep.json", folder / "params.npz"]
+    ckpt.save(paths[2], result.params, meta={"members": len(result.rows), "stacked": result.stacked})
+    with atomic.writing(paths[0], "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(result.rows[0]))
+        w.writeheader()
+        w.writerows(result.rows)
+    atomic.write_text(
+        paths[1],
+        json.dumps(
+            {
+                "monitor": result.monitor,
+                "best": result.best(),
+                "rows": result.rows,
+                "seconds": result.seconds,
+                "histories": [h.metrics for h in result.histories],
+                "members_config": [c.to_dict() for c in result.members],
+                "sizes": None if result.sizes is None else list(result.sizes),
+                "member_sizes": None if result.member_sizes is None else [list(s) for s in result.member_sizes],
+                "stacked": result.stacked,
+                "n_features": result.n_features,
+                "hyper_names": list(result.hyper_names),
+                "data": data_info or {},
+            },
+            indent=2,
+            default=lambda o: None,
+        ),
+    )
+    try:
+        paths.append(plot_sweep(folder / "sweep.png", result))
+    except ImportError:
+        pass
+    return paths
+
+
+def plot_sweep(path, res: SweepResult) -> Path:
+    """Draw ``res``'s validation curves and its test (or best validation) metric per member into the PNG ``path``
+    (atomically); ImportError without matplotlib."""
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, h in enumerate(res.histories):
+        axes[0].plot(range(1, len(h) + 1), h[res.monitor], linewidth=1, label=f"member {i}")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel(res.monitor)
+    axes[0].set_title("validation curves (a stopped member's curve ends)")
+    if len(res.histories) <= 10:
+        axes[0].legend(fontsize=7)
+    axes[0].grid(alpha=0.3)
+    scored = [k for k in res.rows[0] if k.startswith("test_") and k != "test_loss" and res.rows[0][k] is not None]
+    key = scored[0] if scored else "best_val"
+    labels = [f"{r['member']}" for r in res.rows]
+    best = res.best()["member"]
+    axes[1].bar(
+        range(len(res.rows)),
+        [r[key] for r in res.rows],
+        color=["tab:green" if r["member"] == best else "tab:blue" for r in res.rows],
+    )
+    axes[1].set_xticks(range(len(res.rows)), labels, fontsize=7)
+    axes[1].set_xlabel("member (green: best by validation)")
+    axes[1].set_ylabel(key)
+    axes[1].set_title(f"{key} per member")
+    lo = min(r[key] for r in res.rows)
+    hi = max(r[key] for r in res.rows)
+    axes[1].set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9) - 0.02), hi + 0.1 * (hi - lo + 1e-9) + 0.01)
+    fig.tight_layout()
+    with atomic.writing(path) as fh:
+        fig.savefig(fh, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+__all__ = ["save_sweep", "plot_sweep"]
