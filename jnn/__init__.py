@@ -34,7 +34,7 @@ from jnn.losses import (
     regularized_loss,
     softmax_cross_entropy,
 )
-from jnn.mlp import mlp_task
+from jnn.mlp import MLP, mlp_task
 from jnn.model import ForwardCache, forward, forward_cache
 from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
@@ -71,6 +71,7 @@ __all__ = [
     "evaluate",
     "fit",
     "metrics",
+    "MLP",
     "mlp_task",
     "split",
     "LOSSES",

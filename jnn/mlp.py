@@ -1,22 +1,28 @@
-"""The built-in MLP as one instance of the :class:`jnn.Task` contract.
+"""The built-in MLP: its description (:class:`MLP`) and its :class:`jnn.Task` (:func:`mlp_task`).
 
 ``mlp_task`` wraps the lecture's network (:func:`jnn.init_mlp`, :func:`jnn.model.forward_cache`), its
 dropout in both conventions and the L2 penalty λΣw² as a Task whose hyperparameters are ``l2`` (λ) and
-``keep_prob`` (p). ``jnn.fit(train, config)`` trains ``mlp_task_for(config, config.network_sizes(train))``.
+``keep_prob`` (p). :class:`MLP` describes that network apart from the data (hidden widths, activation, loss,
+λ, dropout); ``jnn.fit(train, config, task=MLP(...))`` trains ``MLP.task_for(train)``, and ``fit`` without a
+task trains ``MLP()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
 
-from jnn.dropout import Dropout
-from jnn.init import init_mlp
-from jnn.losses import l2_selection, l2_term
+from jnn import _validate as V
+from jnn.activations import ACTIVATIONS
+from jnn.dropout import MODES, Dropout
+from jnn.fields import names_where, plain_dict, python_scalars, role_field
+from jnn.init import SCHEMES, init_mlp
+from jnn.losses import LOSSES, l2_selection, l2_term
 from jnn.model import dropout_masks, forward_cache
-from jnn.task import Task
+from jnn.task import Task, check_targets
 
 
 def l2_penalty_fn(params_template, *, include_bias: bool = False):
@@ -152,15 +158,151 @@ def _dtype_name(dtype):
         return dtype
 
 
-def mlp_task_for(config, sizes, dtype: str = "float32", *, use_dropout: bool | None = None) -> Task:
-    """The MLP that a :class:`jnn.TrainConfig` describes, with layer widths ``sizes``.
+@dataclass(frozen=True)
+class MLP:
+    """The built-in network of the lecture, described apart from the data and the training.
 
-    ``fit`` passes ``config.network_sizes(train)`` (input width from the data, output width from the
-    loss); ``evaluate`` passes the widths of the trained params.
+    ``fit(train, config, task=MLP(hidden=(100, 100), keep_prob=0.8))`` trains it; the layer widths come from
+    the data (``(d_in, *hidden, d_out)``, d_out = classes for softmax, 1 for binary, the targets' width for mse
+    and multilabel) and :meth:`task_for` builds its :class:`jnn.Task`. The defaults are the jnn recipe of
+    ``experiments/mnist1d_mlp.py``: a 256-256 relu network, λ = 1e-4, inverted dropout with keep_prob 0.7.
+    Each field declares its roles in its metadata as :class:`jnn.TrainConfig`'s do (see :mod:`jnn.fields`):
+    ``l2`` and ``keep_prob`` are traced (another value compiles nothing), ``hidden``, ``l2`` and ``keep_prob``
+    are sweep axes, and the command line derives its flags from them.
+
+    Attributes:
+        hidden: hidden-layer widths (``()``: a linear model). Ignored when ``sizes`` is given.
+        sizes: full layer widths ``(d_in, ..., d_out)``; checked against the data.
+        activation: hidden activation (one of :data:`jnn.activations.ACTIVATIONS`).
+        loss: ``"softmax"``, ``"binary"`` (two classes, one logit), ``"mse"`` (float targets, regression) or
+            ``"multilabel"`` (0/1 targets ``[n, k]``, one sigmoid per label).
+        scheme: initialisation scheme of :func:`jnn.init_mlp`.
+        l2: λ ≥ 0 of λΣw².
+        include_bias: penalise the biases too.
+        keep_prob: dropout's p in (0, 1]; 1 disables dropout.
+        dropout_mode: ``"inverted"`` or ``"classic"`` (evaluation then scales by p).
     """
-    return mlp_task(sizes, activation=config.activation, loss=config.loss, scheme=config.scheme, dtype=dtype,
-                    l2=config.l2, include_bias=config.include_bias, keep_prob=config.keep_prob,
-                    dropout_mode=config.dropout_mode, use_dropout=use_dropout)  # fmt: skip
+
+    hidden: tuple[int, ...] = role_field((256, 256), "static", sweep=True, cli="hidden widths (default {default})")
+    sizes: tuple[int, ...] | None = role_field(None, "static", cli="full layer widths, e.g. 40,100,100,10")
+    activation: str = role_field("relu", "static", cli="default {default}", choices=ACTIVATIONS)
+    loss: str = role_field("softmax", "static", cli="default {default}", choices=LOSSES)
+    scheme: str = role_field("lecun_normal", "host")
+    l2: float = role_field(1e-4, "traced", sweep=True, cli="λ, the strength of the L2 penalty λΣw² (default {default})")
+    include_bias: bool = role_field(False, "static")
+    keep_prob: float = role_field(
+        0.7, "traced", sweep=True, cli="p, the probability of keeping a unit in dropout; 1 = off (default {default})"
+    )
+    dropout_mode: str = role_field(
+        "inverted", "static", flag="mode", choices=MODES, cli="dropout convention (default {default})"
+    )
+
+    def __post_init__(self):
+        python_scalars(self)
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
+            raise TypeError(f"hidden must be a sequence of positive ints such as (100, 100); got {hidden!r}")
+        for i, h in enumerate(hidden):
+            V.check_int(f"hidden[{i}]", h, low=1, high=V.MAX_WIDTH)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
+        if self.sizes is not None:
+            object.__setattr__(self, "sizes", V.check_sizes(self.sizes))
+        V.check_choice("activation", self.activation, list(ACTIVATIONS))
+        V.check_choice("loss", self.loss, LOSSES)
+        V.check_choice("scheme", self.scheme, list(SCHEMES))
+        object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
+        if not isinstance(self.include_bias, bool):
+            raise TypeError(f"include_bias must be a bool; got {self.include_bias!r}")
+        Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
+        object.__setattr__(self, "keep_prob", float(self.keep_prob))
+
+    def dropout(self) -> Dropout | None:
+        """The :class:`Dropout`, or None when ``keep_prob == 1``."""
+        return None if self.keep_prob == 1.0 else Dropout(self.keep_prob, self.dropout_mode)
+
+    def network_sizes(self, train) -> tuple[int, ...]:
+        """Full layer widths for the Dataset ``train`` (validated against ``sizes`` if given).
+
+        The output width: the number of classes (softmax), 1 (binary), the number of targets (mse and
+        multilabel; 1 for targets ``[n]``).
+
+        Raises:
+            ValueError: ``sizes`` does not start with the data's features or end with the loss's outputs.
+        """
+        d_in = int(train.x.shape[1])
+        if self.loss == "softmax":
+            d_out = train.num_classes or 0
+        elif self.loss == "binary":
+            d_out = 1
+        else:
+            d_out = int(train.y.shape[1]) if train.y.ndim == 2 else 1
+        if self.sizes is None or d_out == 0:
+            return (d_in, *self.hidden, d_out)
+        if self.sizes[0] != d_in or self.sizes[-1] != d_out:
+            raise ValueError(
+                f"sizes must start with the data's {d_in} features and end with {d_out} output "
+                f"unit(s) for loss={self.loss!r}; got sizes={list(self.sizes)}"
+            )
+        return self.sizes
+
+    def build(self, sizes, dtype="float32", *, use_dropout: bool | None = None) -> Task:
+        """The :class:`jnn.Task` of this MLP with layer widths ``sizes`` (see :func:`mlp_task`); ``evaluate`` passes
+        the widths of trained params."""
+        return mlp_task(sizes, activation=self.activation, loss=self.loss, scheme=self.scheme, dtype=dtype,
+                        l2=self.l2, include_bias=self.include_bias, keep_prob=self.keep_prob,
+                        dropout_mode=self.dropout_mode, use_dropout=use_dropout)  # fmt: skip
+
+    def task_for(self, train, *, use_dropout: bool | None = None) -> Task:
+        """The :class:`jnn.Task` that trains this MLP on the Dataset ``train``: its targets checked against the loss,
+        the widths from :meth:`network_sizes`, the params in the data's float dtype.
+
+        Args:
+            train: the training data.
+            use_dropout: compile the dropout path (default ``keep_prob < 1``; a sweep with some members below
+                1 passes True).
+        """
+        check_targets(self.loss, train, "training")
+        return self.build(self.network_sizes(train), str(train.x.dtype), use_dropout=use_dropout)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict of the fields (what a run folder's ``config.json`` records under ``"mlp"``)."""
+        return plain_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MLP:
+        """Build from a dict (a TOML table ``[mlp]`` or a run's ``config.json["mlp"]``); unknown keys are refused
+        with the list of known ones."""
+        if not isinstance(d, dict):
+            raise TypeError(f"mlp must be a table/dict; got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown MLP key(s) {V.short(unknown)}; known keys: {known}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
 
 
-__all__ = ["mlp_task", "mlp_task_for", "l2_penalty_fn", "L2Penalty", "MLPInit", "MLPApply", "MLPDraw"]
+#: The fields of :class:`MLP`, in order (the keys of ``config.json["mlp"]``).
+MLP_FIELDS = tuple(f.name for f in dataclasses.fields(MLP))
+#: The :class:`MLP` fields ``jnn.sweep`` takes as axes (``hidden``, ``l2``, ``keep_prob``).
+MLP_SWEEP_FIELDS = names_where(MLP, sweep=True)
+
+
+def split_mlp_keys(d: dict) -> tuple[dict, dict]:
+    """``(training keys, MLP keys)`` of one flat dict (a TOML file, or a ``config.json`` written before the MLP
+    left :class:`jnn.TrainConfig`): the keys that are :class:`MLP` fields go to the second dict."""
+    return {k: v for k, v in d.items() if k not in MLP_FIELDS}, {k: v for k, v in d.items() if k in MLP_FIELDS}
+
+
+__all__ = [
+    "MLP",
+    "MLP_FIELDS",
+    "MLP_SWEEP_FIELDS",
+    "split_mlp_keys",
+    "mlp_task",
+    "l2_penalty_fn",
+    "L2Penalty",
+    "MLPInit",
+    "MLPApply",
+    "MLPDraw",
+]

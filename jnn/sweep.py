@@ -23,10 +23,11 @@ import optax
 from jnn import _validate as V
 from jnn.data import Dataset
 from jnn.history import History
+from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
 from jnn.train.callbacks import CallbackList, RunInfo, at_most_one, check_callbacks
-from jnn.train.config import MODEL_FIELDS, SWEEP_FIELDS, TrainConfig
+from jnn.train.config import SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
@@ -34,15 +35,15 @@ from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_r
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.progress import Progress
 from jnn.train.repacking import PackedCaller
-from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.run_setup import check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
-#: Sweep axes of the built-in MLP (the fields declared ``sweep=True``); with a task, :data:`CONFIG_AXES` and
-#: any name in ``task.hyper``. ``hidden`` and ``batch_size`` change shapes: members are trained in groups of
-#: one shape.
-AXES = SWEEP_FIELDS
-#: Axes that set a TrainConfig field with a task (the others set a task hyperparameter).
-CONFIG_AXES = tuple(n for n in SWEEP_FIELDS if n not in MODEL_FIELDS)
+#: Axes that set a :class:`TrainConfig` field (its fields declared ``sweep=True``), for any model.
+CONFIG_AXES = SWEEP_FIELDS
+#: Sweep axes of the built-in MLP: :data:`CONFIG_AXES` and the :class:`jnn.MLP` fields declared ``sweep=True``;
+#: with a task, :data:`CONFIG_AXES` and any name in ``task.hyper``. ``hidden`` and ``batch_size`` change shapes:
+#: members are trained in groups of one shape.
+AXES = CONFIG_AXES + MLP_SWEEP_FIELDS
 
 
 def grid(**axes) -> dict[str, list]:
@@ -82,27 +83,30 @@ def _check_axes(axes: dict, allowed, *, any_name: bool = False) -> tuple[dict, i
     return out, next(iter(lengths.values()))
 
 
-def _known_axes(task: Task | None) -> tuple[str, ...]:
-    """The axes that set a config field or a task hyperparameter (others are an optimizer function's)."""
-    hyper_names = tuple(n for n in AXES if n in MODEL_FIELDS) if task is None else tuple(task.hyper or {})
+def _known_axes(model: Task | MLP) -> tuple[str, ...]:
+    """The axes that set a config field, an MLP field or a task hyperparameter (others are an optimizer
+    function's)."""
+    hyper_names = MLP_SWEEP_FIELDS if isinstance(model, MLP) else tuple(model.hyper or {})
     return CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES)
 
 
-def members_of(config: TrainConfig, axes: dict, task: Task | None = None, *,
-               optimizer_axes: bool = False) -> list[tuple[TrainConfig, dict]]:  # fmt: skip
-    """One validated ``(TrainConfig, hyper)`` per member; axes zip (all must have the same length).
+def members_of(config: TrainConfig, axes: dict, task: Task | MLP | None = None, *,
+               optimizer_axes: bool = False) -> list[tuple[TrainConfig, dict, Task | MLP]]:  # fmt: skip
+    """One validated ``(TrainConfig, hyper, model)`` per member; axes zip (all must have the same length).
 
     Args:
         config: the shared config.
         axes: ``{axis: [value per member]}``.
-        task: the task whose ``hyper`` names are sweepable (None: the built-in MLP, axes :data:`AXES`).
+        task: the model: a :class:`jnn.MLP` (default ``MLP()``; axes :data:`AXES`, each member gets its own
+            MLP) or a task whose ``hyper`` names are sweepable (every member trains that task).
         optimizer_axes: other names are allowed too: hyperparameters of an optimizer given as a function
             (real numbers, in ``hyper``).
 
     Raises:
         ValueError: unknown axis, unequal lengths, or a value out of range (naming the member).
     """
-    allowed = _known_axes(task)
+    model = check_model(task)
+    allowed = _known_axes(model)
     axes, m = _check_axes(dict(axes), allowed, any_name=optimizer_axes)
     extra = [n for n in axes if n not in allowed]
     base = config.to_dict()
@@ -110,17 +114,17 @@ def members_of(config: TrainConfig, axes: dict, task: Task | None = None, *,
     for i in range(m):
         label = ", ".join(f"{n}={axes[n][i]!r}" for n in axes)
         try:
-            if task is None:  # the MLP's hyperparameters are config fields, validated with their ranges
-                c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n not in extra}})
-                hyper = {"l2": c.l2, "keep_prob": c.keep_prob}
+            c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n in CONFIG_AXES}})
+            own = {n: v[i] for n, v in axes.items() if n not in CONFIG_AXES and n not in extra}
+            if isinstance(model, MLP):  # the MLP's fields, validated with their ranges
+                member_model = MLP.from_dict({**model.to_dict(), **own})
+                hyper = {"l2": member_model.l2, "keep_prob": member_model.keep_prob}
             else:
-                c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n in CONFIG_AXES}})
-                hyper = {**task.hyper, **{n: V.check_real(n, v[i]) for n, v in axes.items()
-                                          if n not in CONFIG_AXES and n not in extra}}  # fmt: skip
+                member_model, hyper = model, {**model.hyper, **{n: V.check_real(n, v) for n, v in own.items()}}
             hyper.update({n: V.check_real(n, axes[n][i]) for n in extra})
         except (ValueError, TypeError) as err:
             raise type(err)(f"sweep member {i} ({label}): {err}") from None
-        out.append((c, hyper))
+        out.append((c, hyper, member_model))
     return out
 
 
@@ -141,7 +145,8 @@ class SweepResult:
         epoch_seconds: host wall time of each sweep epoch (all members; each epoch's share of its call's time;
             the first includes the compile).
         direction: ``"min"`` or ``"max"``, how ``best()`` ranks the monitored metric.
-        sizes: the built-in MLP's layer widths (None for a custom task), stored for :func:`jnn.load_run`.
+        sizes: the built-in MLP's layer widths (None for a custom task or members of several widths), stored for
+            :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
         pack_sizes: the vmapped batch sizes the sweep ran, in order, over its shape groups in turn
@@ -149,6 +154,7 @@ class SweepResult:
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
+        models: each member's :class:`jnn.MLP` (empty for a custom task).
 
     With members of different shapes (a ``hidden`` axis), ``params`` is a list with each member's params
     and ``state`` a list with each group's stacked state; otherwise both are stacked over all M members.
@@ -170,6 +176,7 @@ class SweepResult:
     member_sizes: tuple | None = None
     groups: tuple = ()
     stacked: bool = True
+    models: tuple = ()
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -189,7 +196,7 @@ def sweep(
     train: Dataset,
     config: TrainConfig | None = None,
     *,
-    task: Task | None = None,
+    task: Task | MLP | None = None,
     val: Dataset | None = None,
     test: Dataset | None = None,
     class_weight=None,
@@ -204,7 +211,8 @@ def sweep(
         train: training data (each member holds out its validation split as ``fit`` would, unless ``val``
             is given).
         config: the shared :class:`TrainConfig`; the axes override its fields per member.
-        task: the :class:`jnn.Task` to train (default: the MLP of ``config``).
+        task: what to train: a :class:`jnn.MLP` (default ``MLP()``; the axes ``hidden``, ``l2`` and ``keep_prob``
+            override its fields per member) or a :class:`jnn.Task` (axes named in ``task.hyper``).
         val: explicit validation data shared by every member.
         test: optional test set; each member's test loss and metrics go in the table.
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
@@ -241,15 +249,16 @@ def sweep(
             f"hyperparameters returning one; got {type(optimizer).__name__}"
         )
     builder = optimizer if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) else None
-    members = members_of(config, axes, task, optimizer_axes=builder is not None)
-    extra = tuple(n for n in axes if n not in _known_axes(task))
+    model = check_model(task)
+    members = members_of(config, axes, model, optimizer_axes=builder is not None)
+    extra = tuple(n for n in axes if n not in _known_axes(model))
     if optimizer is None and config.lr_schedule != "constant" and "learning_rate" in axes:
         raise ValueError(
             f"a learning_rate axis needs lr_schedule='constant' (each member's schedule would be compiled "
             f"separately); got lr_schedule={config.lr_schedule!r}"
         )
     # Members grouped by shape (hidden widths, batch size): one vmapped program per group, all checked first.
-    groups = [_Group(g, members, config, train, val, task, optimizer, extra, "learning_rate" in axes)
+    groups = [_Group(g, members, config, train, val, optimizer, extra, "learning_rate" in axes)
               for g in _shape_groups(members)]  # fmt: skip
     t0 = time.perf_counter()
     records = [{k: [] for k in groups[0].keys} for _ in members]
@@ -257,7 +266,7 @@ def sweep(
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
     try:
-        result, halt = _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack,
+        result, halt = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
                                      report, cbs, t0)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
@@ -268,7 +277,7 @@ def sweep(
     return result
 
 
-def _sweep_groups(groups, members, records, config, task, axes, train, test, class_weight, repack, report, cbs,
+def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
                   t0):  # fmt: skip
     """Train the shape groups in turn and gather the result: ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
@@ -288,7 +297,7 @@ def _sweep_groups(groups, members, records, config, task, axes, train, test, cla
         tests = _test_metrics(g.ct, final, g.state.hyper, test)
         for row in _rows(g.members, g.state, config, tests, g.ct.metric_names, halt, index=g.index,
                          custom_optimizer=g.optimizer is not None):  # fmt: skip
-            rows[row["member"]] = {**row, **_shape_columns(g.config, axes)}
+            rows[row["member"]] = {**row, **_shape_columns(g.config, g.model, axes)}
         g.final = final
     params, state, stacked = _merged(groups, len(members))
     ct = groups[0].ct
@@ -297,32 +306,35 @@ def _sweep_groups(groups, members, records, config, task, axes, train, test, cla
         for i in g.index:
             sizes[i] = g.sizes
     one = len(groups) == 1
-    result = SweepResult([c for c, _ in members], rows, params, state, [History.from_records(r) for r in records],
+    mlp = isinstance(model, MLP)
+    result = SweepResult([c for c, _, _ in members], rows, params, state, [History.from_records(r) for r in records],
                          config.monitored().monitor, seconds, tuple(epoch_seconds), config.monitored().direction,
                          groups[0].sizes if one else None, tuple(ct.hyper), int(train.x.shape[1]), tuple(pack_sizes),
-                         None if task is not None else tuple(sizes), tuple(tuple(g.index) for g in groups),
-                         stacked)  # fmt: skip
+                         tuple(sizes) if mlp else None, tuple(tuple(g.index) for g in groups), stacked,
+                         tuple(m for _, _, m in members) if mlp else ())  # fmt: skip
     return result, halt
 
 
 def _shape_groups(members) -> list[list[int]]:
-    """Member indices grouped by the config fields that change the program's shapes, in order of appearance."""
+    """Member indices grouped by the fields that change the program's shapes (the MLP's widths, the batch size), in
+    order of appearance."""
     groups: dict = {}
-    for i, (c, _) in enumerate(members):
-        groups.setdefault((c.hidden, c.sizes, c.batch_size), []).append(i)
+    for i, (c, _, m) in enumerate(members):
+        widths = (m.hidden, m.sizes) if isinstance(m, MLP) else ()
+        groups.setdefault((widths, c.batch_size), []).append(i)
     return list(groups.values())
 
 
-def _hidden_label(config: TrainConfig) -> str:
-    """``"64,64"`` for hidden widths (64, 64); ``"none"`` for a linear model."""
-    return ",".join(str(h) for h in config.hidden) or "none"
+def _hidden_label(model) -> str:
+    """``"64,64"`` for an MLP of hidden widths (64, 64); ``"none"`` for a linear one; ``"task"`` for a task."""
+    return (",".join(str(h) for h in model.hidden) or "none") if isinstance(model, MLP) else "task"
 
 
-def _shape_columns(config: TrainConfig, axes: dict) -> dict:
+def _shape_columns(config: TrainConfig, model, axes: dict) -> dict:
     """The table columns of the shape axes that vary in this sweep."""
     out = {}
     if "hidden" in axes:
-        out["hidden"] = _hidden_label(config)
+        out["hidden"] = _hidden_label(model)
     if "batch_size" in axes:
         out["batch_size"] = config.batch_size
     return out
@@ -335,19 +347,20 @@ class _Group:
     axes passed to it besides ``learning_rate``); ``lr_axis``: the members' learning rates differ.
     """
 
-    def __init__(self, index, members, config, train, val, task, optimizer, extra, lr_axis):
+    def __init__(self, index, members, config, train, val, optimizer, extra, lr_axis):
         self.index = index
         self.members = [members[i] for i in index]
-        first = self.members[0][0]
-        self.config = TrainConfig.from_dict({**config.to_dict(), "hidden": list(first.hidden),
-                                             "batch_size": first.batch_size})  # fmt: skip
-        self.label = f"hidden {_hidden_label(self.config)}, batch {first.batch_size}"
-        self.splits = [prepare_data(train, c, val) for c, _ in self.members]
-        self.task, self.optimizer, self.extra, self.lr_axis = task, optimizer, tuple(extra), lr_axis
+        first, _, self.model = self.members[0]
+        self.config = TrainConfig.from_dict({**config.to_dict(), "batch_size": first.batch_size})
+        width = f"hidden {_hidden_label(self.model)}, " if isinstance(self.model, MLP) else ""
+        self.label = f"{width}batch {first.batch_size}"
+        self.splits = [prepare_data(train, c, val) for c, _, _ in self.members]
+        self.optimizer, self.extra, self.lr_axis = optimizer, tuple(extra), lr_axis
         self.tx = None
-        self.use_dropout = any(h["keep_prob"] < 1.0 for _, h in self.members) if task is None else None
-        self.ct = checked_task(task, self.config, *self.splits[0], val, use_dropout=self.use_dropout)
-        self.tx = self.member_tx(*self.members[0])  # its update serves every member (one compile)
+        mlp = isinstance(self.model, MLP)
+        self.use_dropout = any(h["keep_prob"] < 1.0 for _, h, _ in self.members) if mlp else None
+        self.ct = checked_task(self.model, self.config, *self.splits[0], val, use_dropout=self.use_dropout)
+        self.tx = self.member_tx(*self.members[0][:2])  # its update serves every member (one compile)
         abstract = jax.eval_shape(self.ct.task.init, jax.random.key(0))
         has_lr = has_learning_rate(self.tx, abstract)
         if isinstance(optimizer, optax.GradientTransformation) and lr_axis and not has_lr:
@@ -358,7 +371,7 @@ class _Group:
                 "hyperparameters (optimizer=lambda h: ...)"
             )
         self.keys = self.ct.history_keys(has_lr)
-        self.sizes = self.config.network_sizes(self.splits[0][0]) if task is None else None
+        self.sizes = self.model.network_sizes(self.splits[0][0]) if mlp else None
         self.state, self.epoch_seconds, self.pack_sizes, self.final = None, [], [], None
 
     def member_tx(self, c: TrainConfig, hyper: dict):
@@ -452,7 +465,7 @@ def _check_args(config, train, val, test) -> TrainConfig:
 def _stacked(group: _Group, class_weight):
     """A group's first states and epoch arrays, stacked on a leading member axis."""
     ct, states = group.ct, []
-    for c, hyper in group.members:
+    for c, hyper, _ in group.members:
         keys = Keys.from_seed(c.seed, c.prng_impl)
         task_hyper = {k: v for k, v in hyper.items() if k not in group.extra}
         s = initial_state(ct, c, group.member_tx(c, hyper), ct.task.init(keys.init), keys, task_hyper)
@@ -488,7 +501,7 @@ def _rows(members, state, config: TrainConfig, tests: dict, metric_names, halt=N
     lr = learning_rate_of(state.opt_state) if custom_optimizer else None
     lr = None if lr is None else np.asarray(jax.device_get(lr))
     rows = []
-    for i, (c, hyper) in enumerate(members):
+    for i, (c, hyper, _) in enumerate(members):
         be = int(best_epoch[i])
         row = {
             "member": i if index is None else index[i],

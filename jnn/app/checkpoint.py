@@ -248,16 +248,30 @@ def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), de
         defaults: values of config fields that a config may lack (a field added after the stored run was
             written; the MLP's fields, which a custom task's run does not record): a missing field counts as
             its default.
-        upgrade: ``fn(config_dict) -> config_dict`` that brings a stored config written by an older version into
-            today's form before the comparison (e.g. :func:`jnn.train.config.upgrade_dict`), or None.
+        upgrade: ``fn(meta) -> meta`` that brings stored metadata written by an older version into today's form
+            before the comparison (e.g. :func:`jnn.app.run_dir.upgrade_meta`), or None.
+
+    The built-in MLP's description (``meta["mlp"]``, see :class:`jnn.MLP`) is compared field by field too
+    (``mlp.hidden: stored …, now …``); a missing MLP field counts as its default.
     """
+    from jnn.mlp import MLP
+
     diffs = []
     defaults = defaults or {}
-    stored_config = stored.get("config", {}) if upgrade is None else upgrade(stored.get("config", {}))
-    sc, ec = {**defaults, **stored_config}, {**defaults, **expected.get("config", {})}
+    stored = stored if upgrade is None else upgrade(stored)
+    sc, ec = {**defaults, **stored.get("config", {})}, {**defaults, **expected.get("config", {})}
     for k in sorted(set(sc) | set(ec)):
         if k not in allow and sc.get(k) != ec.get(k):
             diffs.append(f"{k}: stored {sc.get(k)!r}, now {ec.get(k)!r}")
+    sm, em = stored.get("mlp"), expected.get("mlp")
+    if (sm is None) != (em is None):
+        diffs.append(f"model: stored {'the MLP' if sm is not None else 'a task'}, now "
+                     f"{'the MLP' if em is not None else 'a task'}")  # fmt: skip
+    elif sm is not None:
+        mlp_defaults = MLP().to_dict()
+        sm, em = {**mlp_defaults, **sm}, {**mlp_defaults, **em}
+        diffs += [f"mlp.{k}: stored {sm.get(k)!r}, now {em.get(k)!r}" for k in sorted(set(sm) | set(em))
+                  if sm.get(k) != em.get(k)]  # fmt: skip
     if stored.get("data_hash") != expected.get("data_hash"):
         diffs.append(f"data: stored hash {stored.get('data_hash')}, now {expected.get('data_hash')}")
     if diffs:
@@ -284,7 +298,7 @@ def restore(
             the meaning of the state may change between versions).
         allow_changes: config fields of ``expect`` that may differ from the stored ones.
         config_defaults: the value a config field takes when the stored config lacks it (see :func:`check_meta`).
-        config_upgrade: brings an older stored config into today's form (``upgrade`` of :func:`check_meta`).
+        config_upgrade: brings older stored metadata into today's form (``upgrade`` of :func:`check_meta`).
 
     Returns:
         A pytree like ``template`` holding the saved values (typed keys rebuilt).

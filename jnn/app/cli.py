@@ -220,12 +220,14 @@ def _add_config_flags(t) -> None:
 
 
 def _field_flags():
-    """``(field, dest, flag, kind, attr, help)`` of every TrainConfig flag (declared by the field's metadata
-    ``cli`` and ``nested``): kind is ``"negate"`` for a bool that defaults to True, or a field that holds a rule
-    and may be None (``--no-<name>``), else the value's parser; ``attr`` names the attribute of the rule a
-    nested flag sets (``--patience`` sets ``early_stopping.patience``), else None; ``help`` has the default."""
+    """``(owner, field, dest, flag, kind, attr, help)`` of every :class:`jnn.MLP` and TrainConfig flag, declared by
+    the field's metadata ``cli`` and ``nested`` (see :mod:`jnn.fields`): owner is ``"mlp"`` or ``"config"``; kind
+    is ``"negate"`` for a bool that defaults to True, or a field that holds a rule and may be None
+    (``--no-<name>``), else the value's parser; ``attr`` names the attribute of the rule a nested flag sets
+    (``--patience`` sets ``early_stopping.patience``), else None; ``help`` has the default."""
     import dataclasses
 
+    from jnn.mlp import MLP
     from jnn.train.config import TrainConfig
 
     def kind_of(type_: str):
@@ -237,30 +239,31 @@ def _field_flags():
                                                                     isinstance(v, float) else str(v))  # fmt: skip
 
     out = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.metadata["cli"] is None:
-            continue
-        name = f.metadata["flag"] or f.name
-        text = f.metadata["cli"].replace("{default}", shown(f.default))
-        if f.metadata["nested"]:
-            out.append((f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
-            types = {a.name: a.type for a in dataclasses.fields(f.default)}
-            for attr, help_ in f.metadata["nested"].items():
-                out.append((f, attr, f"--{attr.replace('_', '-')}", kind_of(types[attr]), attr,
-                            help_.replace("{default}", shown(getattr(f.default, attr)))))  # fmt: skip
-        elif f.type == "bool":
-            if f.default is not True:
-                raise TypeError(f"TrainConfig.{f.name}: a bool flag is --no-<name> and needs the default True")
-            out.append((f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
-        else:
-            out.append((f, name, f"--{name.replace('_', '-')}", kind_of(f.type), None, text))
+    for owner, cls in (("mlp", MLP), ("config", TrainConfig)):
+        for f in dataclasses.fields(cls):
+            if f.metadata["cli"] is None:
+                continue
+            name = f.metadata["flag"] or f.name
+            text = f.metadata["cli"].replace("{default}", shown(f.default))
+            if f.metadata["nested"]:
+                out.append((owner, f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
+                types = {a.name: a.type for a in dataclasses.fields(f.default)}
+                for attr, help_ in f.metadata["nested"].items():
+                    out.append((owner, f, attr, f"--{attr.replace('_', '-')}", kind_of(types[attr]), attr,
+                                help_.replace("{default}", shown(getattr(f.default, attr)))))  # fmt: skip
+            elif f.type == "bool":
+                if f.default is not True:
+                    raise TypeError(f"{cls.__name__}.{f.name}: a bool flag is --no-<name> and needs the default True")
+                out.append((owner, f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
+            else:
+                out.append((owner, f, name, f"--{name.replace('_', '-')}", kind_of(f.type), None, text))
     return out
 
 
 def _add_field_flags(t) -> None:
-    """One flag per TrainConfig field that declares one (see :func:`jnn.train.config.TrainConfig`)."""
+    """One flag per :class:`jnn.MLP` and TrainConfig field that declares one (see :mod:`jnn.fields`)."""
 
-    for f, dest, flag, kind, _, text in _field_flags():
+    for _, f, dest, flag, kind, _, text in _field_flags():
         if kind == "negate":
             t.add_argument(flag, dest=dest, action="store_true", help=text)
         else:
@@ -269,16 +272,17 @@ def _add_field_flags(t) -> None:
 
 
 def _train_config(args, stored: dict | None = None):
-    """``(source, TrainConfig)``: defaults, then the stored run's config and data (``--resume``), then the
-    ``--config`` TOML file, then the flags."""
+    """``(source, TrainConfig, MLP)``: defaults, then the stored run's config, MLP and data (``--resume``), then
+    the ``--config`` TOML file (the MLP's keys flat or in an ``[mlp]`` table), then the flags."""
     import dataclasses
     import tomllib
 
+    from jnn.mlp import MLP, split_mlp_keys
     from jnn.train.config import TrainConfig, upgrade_dict
 
-    values, source = {}, {"dataset": "mnist1d"}
+    values, mlp, source = {}, {}, {"dataset": "mnist1d"}
     if stored is not None:
-        values = dict(stored["config"])
+        values, mlp = dict(stored["config"]), dict(stored.get("mlp") or {})
         source = dict(stored["source"])
     if args.config is not None:
         if os.path.exists(args.config) and not os.path.isfile(args.config):
@@ -292,7 +296,12 @@ def _train_config(args, stored: dict | None = None):
             raise ValueError(f"--config file {args.config!r} is not valid TOML: {err}") from None
         if "dataset" in toml:
             source = {"dataset": toml.pop("dataset")}
+        table = toml.pop("mlp", {})
+        if not isinstance(table, dict):
+            raise ValueError(f"--config file {args.config!r}: mlp must be a table [mlp]; got {table!r}")
+        toml, flat = split_mlp_keys(toml)
         values.update(toml)
+        mlp.update({**flat, **table})
     if args.dataset is not None and args.data is not None:
         raise ValueError("give --dataset (a built-in data set) or --data (your file), not both")
     if args.dataset is not None:
@@ -304,21 +313,22 @@ def _train_config(args, stored: dict | None = None):
         if "data" not in source:
             raise ValueError("--target, --features, --standardize, --val-data and --test-data need --data FILE")
     values = upgrade_dict(values)  # the flat early-stopping keys of an older run or TOML file
-    flags = [(f, flag, kind, attr, getattr(args, dest)) for f, dest, flag, kind, attr, _ in _field_flags()]
-    for f, _, kind, attr, v in flags:
+    flags = [(o, f, flag, kind, attr, getattr(args, dest)) for o, f, dest, flag, kind, attr, _ in _field_flags()]
+    for owner, f, _, kind, attr, v in flags:
+        into = mlp if owner == "mlp" else values
         if kind == "negate":
             if v:
-                values[f.name] = None if f.metadata["nested"] else False
+                into[f.name] = None if f.metadata["nested"] else False
         elif v is not None and attr is None:
-            values[f.name] = v
-    for f, flag, _, attr, v in flags:
+            into[f.name] = v
+    for _, f, flag, _, attr, v in flags:
         if attr is not None and v is not None:
             rule = values.get(f.name, dataclasses.asdict(f.default))
             if rule is None:
                 off = "--no-" + f.name.replace("_", "-")
                 raise ValueError(f"{flag} sets {f.name}, which is off ({off}, or the config): leave out one of them")
             values[f.name] = {**(dataclasses.asdict(rule) if dataclasses.is_dataclass(rule) else rule), attr: v}
-    return source, TrainConfig.from_dict(values)
+    return source, TrainConfig.from_dict(values), MLP.from_dict(mlp)
 
 
 def _stored_run(out) -> dict | None:
@@ -328,16 +338,16 @@ def _stored_run(out) -> dict | None:
         return None
     from pathlib import Path
 
-    from jnn.app.run_dir import read_config
+    from jnn.app.run_dir import read_config, upgrade_meta
 
-    meta = read_config(Path(cfg))
+    meta = upgrade_meta(read_config(Path(cfg)))
     source = (meta.get("data") or {}).get("source")
     if source is None:
         raise ValueError(
             f"--out {out!r} holds a run not started by jnn train (no data source stored); resume it from "
             "Python with jnn.fit(..., callbacks=[jnn.RunFolder(path, resume=True)])"
         )
-    return {"config": meta["config"], "source": source}
+    return {"config": meta["config"], "mlp": meta.get("mlp"), "source": source}
 
 
 def _describe(metrics: dict) -> str:
@@ -365,21 +375,21 @@ def _train(args) -> int:
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out RUN (the run folder to continue)")
     stored = _stored_run(args.out) if args.resume and args.out else None
-    source, config = _train_config(args, stored)
+    source, config, mlp = _train_config(args, stored)
     name = source_name(source)
     out = args.out or f"runs/{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     atomic.check_folder_writable(out, "--out")  # before the data is read: errors name the flag
-    train, val, test, info = load_source(source, config)
+    train, val, test, info = load_source(source, config, mlp.loss)
     fit_ds, val_ds = prepare_data(train, config, val)
-    sizes = config.network_sizes(train)
+    sizes = mlp.network_sizes(train)
     lr = f"{config.optimizer} lr={config.learning_rate:g}" + (
         f" ({config.lr_schedule})" if config.lr_schedule != "constant" else ""
     )
     print(
         f"jnn train: {name} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
-        f"{0 if test is None else len(test)} test), sizes {','.join(map(str, sizes))}, {config.activation}, "
-        f"{config.loss}, {lr}, batch {config.batch_size}, l2={config.l2:g}, keep_prob={config.keep_prob:g} "
-        f"({config.dropout_mode}), max {config.max_epochs} epochs"
+        f"{0 if test is None else len(test)} test), sizes {','.join(map(str, sizes))}, {mlp.activation}, "
+        f"{mlp.loss}, {lr}, batch {config.batch_size}, l2={mlp.l2:g}, keep_prob={mlp.keep_prob:g} "
+        f"({mlp.dropout_mode}), max {config.max_epochs} epochs"
         + (f", early stopping on {es.monitor} (patience {es.patience})" if (es := config.early_stopping) else ""),
         flush=True,
     )
@@ -393,7 +403,8 @@ def _train(args) -> int:
     try:
         folder = RunFolder(out, resume=args.resume, overwrite=args.overwrite, from_epoch=args.from_epoch,
                            tensorboard=args.tensorboard, data_info=info)  # fmt: skip
-        result = fit(train, config, val=val, mesh=mesh, callbacks=[folder, Progress(log_every=log_every)])
+        result = fit(train, config, task=mlp, val=val, mesh=mesh,
+                     callbacks=[folder, Progress(log_every=log_every)])  # fmt: skip
     except Interrupted as stop:
         if jax.process_index() == 0:
             print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")
@@ -427,7 +438,7 @@ def _sweep(args) -> int:
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
 
-    source, config = _train_config(args)
+    source, config, mlp = _train_config(args)
     axes = {
         k: v
         for k, v in (
@@ -450,11 +461,12 @@ def _sweep(args) -> int:
     name = source_name(source)
     out = args.out or f"runs/sweep-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     atomic.check_folder_writable(out, "--out")  # before training: results are never lost to a bad destination
-    train, val, test, info = load_source(source, config)
+    train, val, test, info = load_source(source, config, mlp.loss)
     m = len(next(iter(axes.values())))
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
     try:
-        res = sweep(train, config, val=val, test=test, callbacks=[Progress(log_every=args.log_every or 0)], **axes)
+        res = sweep(train, config, task=mlp, val=val, test=test, callbacks=[Progress(log_every=args.log_every or 0)],
+                    **axes)  # fmt: skip
     except Interrupted as stop:
         save_sweep(stop.result, out, data_info=info)
         print(format_table(stop.result.rows))

@@ -19,6 +19,7 @@ from jnn._version import __version__
 from jnn.app import atomic, lock
 from jnn.app import checkpoint as ckpt
 from jnn.app.lock import FolderLock
+from jnn.mlp import split_mlp_keys
 from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig, upgrade_dict
 from jnn.train.loop import last_sane_epoch
 from jnn.train.optimizers import find_hyperparams
@@ -103,8 +104,8 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
                 f"run_dir {str(run_path)!r} already holds a run (config {old.get('config_hash')}); "
                 "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
             )
-        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS, upgrade=upgrade_dict)
-        was = {**_DEFAULTS, **upgrade_dict(old["config"])}  # fields added since the run began: their defaults
+        ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS, upgrade=upgrade_meta)
+        was = {**_DEFAULTS, **upgrade_meta(old)["config"]}  # fields added since the run began: their defaults
         changes = {k: {"was": was.get(k), "now": v} for k, v in meta["config"].items() if was.get(k) != v}
         if changes:  # a resume with a new learning rate: record it
             record = {**meta, "environment": environment(),
@@ -126,6 +127,21 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
         for p in kept_checkpoints(run_path).values():
             p.unlink()
     atomic.write_text(cfg_file, json.dumps({**meta, "environment": environment()}, indent=2))
+
+
+def upgrade_meta(meta: dict) -> dict:
+    """A run's metadata (``config.json``, a checkpoint's header) in today's form; ``meta`` is not changed.
+
+    The config is brought up to date by :func:`jnn.train.config.upgrade_dict` (the flat early-stopping keys), and
+    the built-in MLP's fields, which older runs recorded in ``config`` beside the training's, move to ``mlp``
+    (a run of the MLP records its ``sizes``; a task's run never trained them and drops them).
+    """
+    meta = dict(meta)
+    config, mlp = split_mlp_keys(upgrade_dict(meta.get("config", {})))
+    meta["config"] = config
+    if mlp and "mlp" not in meta and "sizes" in meta and "task" not in meta:
+        meta["mlp"] = mlp
+    return meta
 
 
 def read_config(path: Path) -> dict:
@@ -151,7 +167,7 @@ def resume_state(path, template: TrainState, meta: dict, config: TrainConfig, cu
     """Restore a checkpoint and its history: ``(state, records)``. A changed learning rate is applied (and a
     run stopped by a non-finite value may go on); a larger epoch or step budget lets a finished run go on."""
     state = ckpt.restore(path, template, expect=meta, allow_changes=RESUME_CHANGES, config_defaults=_DEFAULTS,
-                         config_upgrade=upgrade_dict)  # fmt: skip
+                         config_upgrade=upgrade_meta)  # fmt: skip
     extras = ckpt.read_extras(path)
     records = {k: [float(v) for v in extras.get(HISTORY_PREFIX + k, ())] for k in keys}
     epochs = int(state.epoch)
@@ -309,5 +325,4 @@ def _json_default(o):
 
 __all__ = ["CHECKPOINT_NAME", "KEPT_DIR", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment",
            "kept_checkpoints", "kept_path", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch",
-           "rollback_epoch",
-           "save_checkpoint", "save_model", "write_summary"]  # fmt: skip
+           "rollback_epoch", "save_checkpoint", "save_model", "upgrade_meta", "write_summary"]  # fmt: skip

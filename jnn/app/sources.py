@@ -22,13 +22,14 @@ def source_name(source: dict) -> str:
     return source["dataset"] if "dataset" in source else Path(source["data"]).stem
 
 
-def load_source(source: dict, config) -> tuple[Dataset, Dataset | None, Dataset | None, dict]:
-    """The data of a source for a run of ``config``.
+def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | None, Dataset | None, dict]:
+    """The data of a source for a run of ``config`` with ``loss``.
 
     Args:
         source: as in the module docstring.
-        config: the run's :class:`jnn.TrainConfig` (its loss decides how targets are read; its seed and
-            ``val_fraction`` fix the training split that standardisation learns from).
+        config: the run's :class:`jnn.TrainConfig` (its seed and ``val_fraction`` fix the training split that
+            standardisation learns from).
+        loss: the model's loss (:attr:`jnn.MLP.loss`); it decides how targets are read.
 
     Returns:
         ``(train, val, test, data_info)``: ``val`` only when the source has explicit validation data
@@ -54,7 +55,7 @@ def load_source(source: dict, config) -> tuple[Dataset, Dataset | None, Dataset 
     for split, flag in (("val", "val_data"), ("test", "test_data")):
         if source.get(flag):
             tables[split] = tabular.read_table(source[flag], what=f"--{flag.replace('_', '-')}", **kw)
-    prep = tabular.learn(tables["train"], config.loss)
+    prep = tabular.learn(tables["train"], loss)
     val = tabular.dataset(tables["val"], prep) if "val" in tables else None
     if source.get("standardize"):
         fit_ds, _ = prepare_data(tabular.dataset(tables["train"], prep), config, val)  # the split fit will use

@@ -159,8 +159,10 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
 
 
 def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedModel:
-    from jnn.mlp import mlp_task_for
+    from jnn.app.run_dir import upgrade_meta
+    from jnn.mlp import MLP
 
+    info = upgrade_meta(info)
     config = TrainConfig.from_dict(info["config"])
     header = ckpt.read_header(params_file)
     dtype = np.dtype(header["leaves"][0]["dtype"]).name
@@ -169,15 +171,14 @@ def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedM
         sizes = every[member] if member is not None and every else info.get("sizes")
         if not sizes:
             raise ValueError(f"{str(folder)!r} trained its own jnn.Task; pass it: load_run(run_dir, task=task)")
-        task = mlp_task_for(config, tuple(sizes), dtype)
+        task = MLP.from_dict(info.get("mlp") or {}).build(tuple(sizes), dtype)
     elif not isinstance(task, Task):
         raise TypeError(f"task must be a jnn.Task or None; got {type(task).__name__}")
     template = jax.eval_shape(task.init, jax.random.key(0))
     listed = member is not None and not info.get("stacked", True)  # members of several shapes: a list
     if listed:
-        configs = [TrainConfig.from_dict(c) for c in info["members_config"]]
-        template = [jax.eval_shape(mlp_task_for(c, tuple(s), dtype).init, jax.random.key(0))
-                    for c, s in zip(configs, every)]  # fmt: skip
+        mlps = [MLP.from_dict(m) for m in _members_mlp(info)]
+        template = [jax.eval_shape(m.build(tuple(s), dtype).init, jax.random.key(0)) for m, s in zip(mlps, every)]
     elif member is not None:
         n = int(info["members"])
         template = jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), template)
@@ -212,7 +213,16 @@ def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
         raise ValueError(f"member must be an int in [0, {n - 1}] for the sweep in {str(folder)!r}; got {member!r}")
     row = info["rows"][member]
     hyper = {k: row[k] for k in info.get("hyper_names", [])}
-    return {**info, "config": info["members_config"][member], "hyper": hyper, "members": n}, folder / SWEEP_PARAMS
+    mlp = {"mlp": _members_mlp(info)[member]} if info.get("sizes") or info.get("member_sizes") else {}
+    member_info = {**info, "config": info["members_config"][member], "hyper": hyper, "members": n, **mlp}
+    return member_info, folder / SWEEP_PARAMS
+
+
+def _members_mlp(info: dict) -> list[dict]:
+    """Each sweep member's MLP fields: ``members_mlp``, or those an older sweep recorded in its configs."""
+    from jnn.mlp import split_mlp_keys
+
+    return info.get("members_mlp") or [split_mlp_keys(c)[1] for c in info["members_config"]]
 
 
 __all__ = ["TrainedModel", "load_run"]

@@ -1,4 +1,7 @@
-"""The training configuration: every hyperparameter of a run, validated before anything is traced."""
+"""The training configuration: every setting of how a run trains, validated before anything is traced.
+
+The model is described apart from it: :class:`jnn.MLP` (the built-in network) or any :class:`jnn.Task`.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,9 @@ import numpy as np
 import optax
 
 from jnn import _validate as V
-from jnn.activations import ACTIVATIONS
-from jnn.dropout import MODES, Dropout
-from jnn.init import SCHEMES
-from jnn.losses import LOSSES
+from jnn.dropout import MODES
+from jnn.fields import PROGRAM_ROLES, names_where, plain_dict, python_scalars, role_field
+from jnn.mlp import MLP_FIELDS
 from jnn.train.stopping import MONITORS, EarlyStopping
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -33,63 +35,24 @@ MAX_COUNT = 2**31 - 1
 MAX_EPOCHS_PER_CALL_SET = 1 << 16
 
 
-#: How a compiled program sees a field (``TrainConfig`` field metadata ``"program"``): ``"traced"``, an array
-#: in the state (another value compiles nothing); ``"static"``, part of the program (another value is
-#: another program); ``"host"``, read only outside the program (the split, the init, what is saved).
-PROGRAM_ROLES = ("traced", "static", "host")
-
-
-def _field(default, program: str, *, model: bool = False, resume: bool = False, sweep: bool = False,
-           cli: str | None = None, flag: str | None = None, choices=None, nested: dict | None = None):  # fmt: skip
-    """A :class:`TrainConfig` field with its role declared once, in its metadata.
-
-    Args:
-        default: the default value.
-        program: one of :data:`PROGRAM_ROLES`.
-        model: the field describes the built-in MLP (:data:`MODEL_FIELDS`; refused with a user's task).
-        resume: a resumed run may change it (:data:`RESUME_CHANGES`).
-        sweep: ``jnn.sweep`` takes it as an axis (:data:`SWEEP_FIELDS`).
-        cli: the help of its command-line flag (``{default}`` is replaced by the default); None: no flag.
-            A bool that defaults to True gets ``--no-<name>``.
-        flag: the flag's name when it is not the field's (``--mode`` for ``dropout_mode``).
-        choices: the allowed values of a string flag.
-        nested: for a field that holds a dataclass (``early_stopping``): ``{attribute: help}`` of the
-            attributes that get a flag of their own (``--patience``); ``cli`` is then the help of ``--no-<name>``,
-            which sets the field to None.
-    """
-    if program not in PROGRAM_ROLES:
-        raise ValueError(f"program must be one of {PROGRAM_ROLES}; got {program!r}")
-    meta = {"program": program, "model": model, "resume": resume, "sweep": sweep, "cli": cli, "flag": flag,
-            "choices": None if choices is None else tuple(choices), "nested": dict(nested or {})}  # fmt: skip
-    return dataclasses.field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of a training run (the lecture's loop plus its regularisers and stopping rules).
+    """How a run trains: the lecture's loop (optimiser, minibatches, budgets), its stopping rules, the validation
+    split, the seed and the runtime. What is trained is described apart: :class:`jnn.MLP` or a :class:`jnn.Task`.
 
-    The defaults are the jnn recipe of ``experiments/mnist1d_mlp.py`` (over 70% test accuracy on
-    MNIST-1D, mean of 3 seeds, in about ten seconds per run on two CPU cores): a 256-256 relu MLP, SGD
-    with momentum 0.9 at η = 0.02, minibatches of 100, λ = 1e-4, inverted dropout with keep_prob 0.7,
-    early stopping on the validation loss with patience 30. ``optimizer="sgd"`` is the lecture's plain
-    update θ ← θ − η∇θ l.
+    The defaults are the training half of the jnn recipe of ``experiments/mnist1d_mlp.py`` (over 70% test
+    accuracy on MNIST-1D with ``MLP()``, mean of 3 seeds, in about ten seconds per run on two CPU cores): SGD
+    with momentum 0.9 at η = 0.02, minibatches of 100, early stopping on the validation loss with patience 30.
+    ``optimizer="sgd"`` is the lecture's plain update θ ← θ − η∇θ l.
 
-    Each field declares its roles once, in its dataclass metadata (see ``_field``): how the compiled program
-    sees it (:data:`PROGRAM_ROLES`: ``traced`` fields are arrays in the state, so another value compiles
-    nothing: seed, η under a constant schedule, momentum, weight decay, λ, keep_prob while dropout stays on;
-    ``static`` ones are part of the :class:`jnn.train.program.ProgramSpec`; ``host`` ones are read only
-    outside it), whether it describes the built-in MLP (:data:`MODEL_FIELDS`), may change on resume
-    (:data:`RESUME_CHANGES`), is a sweep axis (:data:`SWEEP_FIELDS`), and its command-line flag and help.
-    ``tests/test_config_roles.py`` holds every declaration to what the program does.
+    Each field declares its roles once, in its dataclass metadata (see :func:`jnn.fields.role_field`): how the
+    compiled program sees it (:data:`PROGRAM_ROLES`: ``traced`` fields are arrays in the state, so another value
+    compiles nothing: seed, η under a constant schedule, momentum, weight decay; ``static`` ones are part of the
+    :class:`jnn.train.program.ProgramSpec`; ``host`` ones are read only outside it), whether it may change on
+    resume (:data:`RESUME_CHANGES`), is a sweep axis (:data:`SWEEP_FIELDS`), and its command-line flag and
+    help. ``tests/test_config_roles.py`` holds every declaration to what the program does.
 
     Attributes:
-        hidden: hidden-layer widths; the network is ``(d_in, *hidden, d_out)`` with d_in and d_out from
-            the data (d_out = classes for softmax, 1 for binary). Ignored when ``sizes`` is given.
-        sizes: full layer widths ``(d_in, ..., d_out)``; checked against the data.
-        activation: hidden activation.
-        loss: ``"softmax"``, ``"binary"`` (two classes, one logit), ``"mse"`` (float targets, regression) or
-            ``"multilabel"`` (0/1 targets ``[n, k]``, one sigmoid per label).
-        scheme: initialisation scheme.
         optimizer: ``"sgd"`` (θ ← θ − η∇θ l, the lecture), ``"momentum"``, ``"adam"`` or ``"adamw"`` (Adam
             with decoupled weight decay); ``fit`` also takes any ``optax.GradientTransformation``.
         learning_rate: η > 0 (the peak value under a schedule).
@@ -99,10 +62,6 @@ class TrainConfig:
             each epoch's last step used.
         warmup_epochs: for ``"warmup-cosine"``, epochs of linear warm-up from 0 to η (< max_epochs).
         batch_size: T, the minibatch size, 1 ≤ T ≤ n.
-        l2: λ ≥ 0 of λΣw².
-        include_bias: penalise biases too.
-        keep_prob: dropout's p in (0, 1]; 1 disables dropout.
-        dropout_mode: ``"inverted"`` or ``"classic"``.
         max_epochs: epoch budget ≥ 1.
         max_steps: optional step budget ≥ 1.
         early_stopping: the :class:`jnn.EarlyStopping` rule on a monitored metric (default: on ``val_loss`` with
@@ -147,44 +106,27 @@ class TrainConfig:
         average_decay: the EMA decay d in [0, 1) (``average="ema"``).
     """
 
-    hidden: tuple[int, ...] = _field(
-        (256, 256), "static", model=True, sweep=True, cli="hidden widths (default {default})"
-    )
-    sizes: tuple[int, ...] | None = _field(None, "static", model=True, cli="full layer widths, e.g. 40,100,100,10")
-    activation: str = _field("relu", "static", model=True, cli="default {default}", choices=ACTIVATIONS)
-    loss: str = _field("softmax", "static", model=True, cli="default {default}", choices=LOSSES)
-    scheme: str = _field("lecun_normal", "host", model=True)
-    optimizer: str = _field("momentum", "static", cli="default {default}", choices=OPTIMIZERS)
-    learning_rate: float = _field(
+    optimizer: str = role_field("momentum", "static", cli="default {default}", choices=OPTIMIZERS)
+    learning_rate: float = role_field(
         0.02, "traced", resume=True, sweep=True, cli="η, the step size of θ ← θ − η∇θ l (default {default})"
     )
-    momentum: float = _field(0.9, "traced", cli="momentum of --optimizer momentum, in [0, 1) (default {default})")
-    weight_decay: float = _field(1e-4, "traced", cli="decoupled weight decay of --optimizer adamw (default {default})")
-    lr_schedule: str = _field(
+    momentum: float = role_field(0.9, "traced", cli="momentum of --optimizer momentum, in [0, 1) (default {default})")
+    weight_decay: float = role_field(
+        1e-4, "traced", cli="decoupled weight decay of --optimizer adamw (default {default})"
+    )
+    lr_schedule: str = role_field(
         "constant",
         "static",
         choices=LR_SCHEDULES,
         cli="η over the run: constant, cosine decay to 0, or linear warm-up then cosine (default {default})",
     )
-    warmup_epochs: int = _field(0, "static", cli="warm-up epochs of --lr-schedule warmup-cosine (default {default})")
-    batch_size: int = _field(100, "static", sweep=True, cli="T, the examples in each minibatch (default {default})")
-    l2: float = _field(
-        1e-4, "traced", model=True, sweep=True, cli="λ, the strength of the L2 penalty λΣw² (default {default})"
+    warmup_epochs: int = role_field(
+        0, "static", cli="warm-up epochs of --lr-schedule warmup-cosine (default {default})"
     )
-    include_bias: bool = _field(False, "static", model=True)
-    keep_prob: float = _field(
-        0.7,
-        "traced",
-        model=True,
-        sweep=True,
-        cli="p, the probability of keeping a unit in dropout; 1 = off (default {default})",
-    )
-    dropout_mode: str = _field(
-        "inverted", "static", model=True, flag="mode", choices=MODES, cli="dropout convention (default {default})"
-    )
-    max_epochs: int = _field(300, "static", resume=True, cli="epoch budget (default {default})")
-    max_steps: int | None = _field(None, "static", resume=True, cli="step budget (default {default})")
-    early_stopping: EarlyStopping | None = _field(
+    batch_size: int = role_field(100, "static", sweep=True, cli="T, the examples in each minibatch (default {default})")
+    max_epochs: int = role_field(300, "static", resume=True, cli="epoch budget (default {default})")
+    max_steps: int | None = role_field(None, "static", resume=True, cli="step budget (default {default})")
+    early_stopping: EarlyStopping | None = role_field(
         EarlyStopping(patience=30),
         "static",
         cli="train for --max-epochs",
@@ -194,58 +136,42 @@ class TrainConfig:
             "patience": "epochs without improvement before early stopping (default {default})",
         },
     )
-    loss_tol: EarlyStopping | None = _field(None, "static")
-    val_fraction: float = _field(
+    loss_tol: EarlyStopping | None = role_field(None, "static")
+    val_fraction: float = role_field(
         0.1, "host", cli="part of the training data held out for validation (default {default})"
     )
-    stratify: bool = _field(True, "host")
-    drop_last: bool = _field(False, "static")
-    seed: int = _field(0, "traced", sweep=True, cli="root seed of every random stream (default {default})")
-    checkpoint_every: int = _field(
+    stratify: bool = role_field(True, "host")
+    drop_last: bool = role_field(False, "static")
+    seed: int = role_field(0, "traced", sweep=True, cli="root seed of every random stream (default {default})")
+    checkpoint_every: int = role_field(
         0, "host", resume=True, cli="epochs between checkpoints; 0 = only at the end (default {default})"
     )
-    prng_impl: str = _field(
+    prng_impl: str = role_field(
         "threefry2x32",
         "static",
         choices=PRNG_IMPLS,
         cli="generator of permutations and dropout masks (see TrainConfig.prng_impl)",
     )
-    check_finite: bool = _field(
+    check_finite: bool = role_field(
         True, "static", cli="check only the loss for NaN/inf, not every gradient (see TrainConfig.check_finite)"
     )
-    divergence_factor: float | None = _field(
+    divergence_factor: float | None = role_field(
         10.0,
         "static",
         resume=True,
         cli="stop when the training loss exceeds this factor x the best and the first epoch's (default {default})",
     )
-    keep_checkpoints: int = _field(
+    keep_checkpoints: int = role_field(
         3, "host", resume=True, cli="latest epoch checkpoints kept in RUN/checkpoints (default {default})"
     )
-    epochs_per_call: int | None = _field(
+    epochs_per_call: int | None = role_field(
         None, "static", resume=True, cli="epochs one compiled call runs (default: ~0.3 s worth; same results for all)"
     )
-    average: str | None = _field(None, "static")
-    average_decay: float = _field(0.999, "static")
+    average: str | None = role_field(None, "static")
+    average_decay: float = role_field(0.999, "static")
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):  # NumPy scalars become Python ones (the config is JSON and hashed)
-            v = getattr(self, f.name)
-            if isinstance(v, np.generic):
-                object.__setattr__(self, f.name, v.item())
-            elif isinstance(v, (list, tuple)) and any(isinstance(x, np.generic) for x in v):
-                object.__setattr__(self, f.name, type(v)(x.item() if isinstance(x, np.generic) else x for x in v))
-        hidden = self.hidden
-        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
-            raise TypeError(f"hidden must be a sequence of positive ints such as (100, 100); got {hidden!r}")
-        for i, h in enumerate(hidden):
-            V.check_int(f"hidden[{i}]", h, low=1, high=V.MAX_WIDTH)
-        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
-        if self.sizes is not None:
-            object.__setattr__(self, "sizes", V.check_sizes(self.sizes))
-        V.check_choice("activation", self.activation, list(ACTIVATIONS))
-        V.check_choice("loss", self.loss, LOSSES)
-        V.check_choice("scheme", self.scheme, list(SCHEMES))
+        python_scalars(self)  # NumPy scalars become Python ones (the config is JSON and hashed)
         V.check_choice("optimizer", self.optimizer, OPTIMIZERS)
         object.__setattr__(
             self,
@@ -263,12 +189,9 @@ class TrainConfig:
         V.check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         V.check_int("warmup_epochs", self.warmup_epochs, low=0)
         V.check_int("batch_size", self.batch_size, low=1)
-        object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
-        for name in ("include_bias", "stratify", "drop_last", "check_finite"):
+        for name in ("stratify", "drop_last", "check_finite"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
-        Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
-        object.__setattr__(self, "keep_prob", float(self.keep_prob))
         V.check_int("max_epochs", self.max_epochs, low=1, high=MAX_COUNT)
         if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
             raise ValueError(f"warmup_epochs is for lr_schedule='warmup-cosine'; got lr_schedule={self.lr_schedule!r}")
@@ -313,10 +236,6 @@ class TrainConfig:
         """Whether the run returns its best epoch's params (early stopping on, with ``restore_best``)."""
         return self.early_stopping is not None and self.early_stopping.restore_best
 
-    def dropout(self) -> Dropout | None:
-        """The :class:`Dropout`, or None when ``keep_prob == 1``."""
-        return None if self.keep_prob == 1.0 else Dropout(self.keep_prob, self.dropout_mode)
-
     def steps_per_epoch(self, n_train: int) -> int:
         """Updates per epoch on ``n_train`` examples: ⌈n/T⌉ (⌊n/T⌋ with ``drop_last``)."""
         return n_train // self.batch_size if self.drop_last else -(-n_train // self.batch_size)
@@ -355,32 +274,9 @@ class TrainConfig:
 
         return weight_average(tx, decay=self.average_decay if self.average == "ema" else None)
 
-    def network_sizes(self, train) -> tuple[int, ...]:
-        """Full layer sizes of the MLP for the Dataset ``train`` (validated against ``sizes`` if given).
-
-        The output width: the number of classes (softmax), 1 (binary), the number of targets (mse and
-        multilabel; 1 for targets ``[n]``).
-        """
-        d_in = int(train.x.shape[1])
-        if self.loss == "softmax":
-            d_out = train.num_classes or 0
-        elif self.loss == "binary":
-            d_out = 1
-        else:
-            d_out = int(train.y.shape[1]) if train.y.ndim == 2 else 1
-        if self.sizes is None or d_out == 0:
-            return (d_in, *self.hidden, d_out)
-        if self.sizes[0] != d_in or self.sizes[-1] != d_out:
-            raise ValueError(
-                f"sizes must start with the data's {d_in} features and end with {d_out} output "
-                f"unit(s) for loss={self.loss!r}; got sizes={list(self.sizes)}"
-            )
-        return self.sizes
-
     def to_dict(self) -> dict:
         """Plain JSON-ready dict of the fields."""
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return plain_dict(self)
 
     def hash(self) -> str:
         """A short stable hash of :meth:`to_dict` (identifies a run's configuration)."""
@@ -401,13 +297,16 @@ class TrainConfig:
         if not isinstance(d, dict):
             raise TypeError(f"config must be a table/dict; got {type(d).__name__}")
         d = upgrade_dict(d)
+        model = sorted(set(d) & set(MLP_FIELDS))
+        if model:
+            raise ValueError(
+                f"config key(s) {model} describe the model, not the training: give them to jnn.MLP ({', '.join(model)}"
+                "=...) and pass fit(..., task=jnn.MLP(...)); in a TOML file put them in an [mlp] table"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config key(s) {V.short(unknown)}; known keys: {sorted(known)}")
-        for k in ("hidden", "sizes"):
-            if isinstance(d.get(k), list):
-                d[k] = tuple(d[k])
         for k in ("early_stopping", "loss_tol"):
             if isinstance(d.get(k), dict):
                 d[k] = _stopper_from_dict(k, d[k])
@@ -493,33 +392,19 @@ def fields_where(**role) -> tuple[str, ...]:
     Example:
         ``fields_where(program="traced")`` are the fields another value of which compiles nothing.
     """
-    return tuple(f.name for f in dataclasses.fields(TrainConfig) if all(f.metadata[k] == v for k, v in role.items()))
+    return names_where(TrainConfig, **role)
 
 
-#: Fields that describe the built-in MLP; with ``fit(..., task=...)`` they must keep their defaults (the
-#: task's own ``hyper`` holds its hyperparameters), so that a setting is never silently ignored.
-MODEL_FIELDS = fields_where(model=True)
 #: Fields a resumed run may change (see :mod:`jnn.app.run_dir`): the learning rate lives in the optimiser
 #: state, so a run that diverged can continue from its last finite checkpoint with a lower one; the budgets
 #: are read only by the stopping rules, so a finished run can be continued with larger ones;
 #: divergence_factor is a stopping rule too; checkpoint_every, keep_checkpoints and epochs_per_call only say
 #: what is saved and how often the host looks.
 RESUME_CHANGES = fields_where(resume=True)
-#: Fields ``jnn.sweep`` takes as axes (with a task, those that are not :data:`MODEL_FIELDS`).
+#: The TrainConfig fields ``jnn.sweep`` takes as axes (``seed``, ``learning_rate``, ``batch_size``; the MLP's are
+#: :data:`jnn.mlp.MLP_SWEEP_FIELDS`).
 SWEEP_FIELDS = fields_where(sweep=True)
 
 
-def check_model_fields_unset(config: TrainConfig) -> None:
-    """Refuse MLP fields set in a config that trains a user's task (they would have no effect)."""
-    default = TrainConfig()
-    changed = [f"{k}={getattr(config, k)!r}" for k in MODEL_FIELDS if getattr(config, k) != getattr(default, k)]
-    if changed:
-        raise ValueError(
-            f"TrainConfig fields {', '.join(changed)} describe the built-in MLP and have no effect with "
-            "task=...: leave them at their defaults and put hyperparameters in task.hyper"
-        )
-
-
-__all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "MONITORS", "MODES", "MODEL_FIELDS", "RESUME_CHANGES",
-           "SWEEP_FIELDS", "PROGRAM_ROLES", "FLAT_STOPPING_KEYS", "fields_where", "check_model_fields_unset",
-           "upgrade_dict"]  # fmt: skip
+__all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "MONITORS", "MODES", "RESUME_CHANGES", "SWEEP_FIELDS",
+           "PROGRAM_ROLES", "FLAT_STOPPING_KEYS", "fields_where", "upgrade_dict"]  # fmt: skip

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jnn.data import Dataset
-from jnn.mlp import mlp_task_for
+from jnn.mlp import MLP
 from jnn.task import Task, check_task
 from jnn.train.epoch import make_eval
 from jnn.train.program import Static, task_key
@@ -26,7 +26,8 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
     Args:
         params: the params (e.g. ``fit(...).params``).
         ds: the :class:`jnn.data.Dataset` to score (its ``sample_weight``, if any, weights the loss).
-        model: the :class:`jnn.Task`, or a :class:`jnn.TrainConfig` for the built-in MLP it describes.
+        model: the :class:`jnn.Task`, or the :class:`jnn.MLP` the params were trained as (its widths are read
+            from the params).
         hyper: hyperparameters overriding the task's defaults (e.g. a sweep member's ``keep_prob``,
             which classic dropout uses at evaluation).
 
@@ -35,24 +36,22 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
         classification MLP or ``{"loss", "mse", "mae", "r2", "n"}`` for a regression one. The first call
         per model and kind of data compiles; later calls reuse the compiled function.
     """
-    from jnn.train.config import TrainConfig
-
     if not isinstance(ds, Dataset):
         raise TypeError(f"ds must be a jnn.data.Dataset; got {type(ds).__name__}")
-    if isinstance(model, TrainConfig):
+    if isinstance(model, MLP):
         leaves = params if isinstance(params, (list, tuple)) else None
         if not leaves or not all(isinstance(l, dict) and "w" in l for l in leaves):
             raise TypeError(
-                "with a TrainConfig, params must be the built-in MLP's list of {'w', 'b'} dicts; pass "
+                "with a jnn.MLP, params must be the built-in MLP's list of {'w', 'b'} dicts; pass "
                 "the jnn.Task to evaluate another model"
             )
         sizes = (int(leaves[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in leaves))
         if ds.x.shape[1] != sizes[0]:
             raise ValueError(f"ds has {ds.x.shape[1]} features but the params take {sizes[0]} (their first layer "
                              f"is {sizes[0]}x{sizes[1]})")  # fmt: skip
-        model = mlp_task_for(model, sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
+        model = model.build(sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
     elif not isinstance(model, Task):
-        raise TypeError(f"model must be a jnn.Task or a jnn.TrainConfig; got {type(model).__name__}")
+        raise TypeError(f"model must be a jnn.Task or a jnn.MLP; got {type(model).__name__}")
     if jax.process_count() > 1:
         params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
     ct = check_task(model, ds, batch_size=min(len(ds), 8))

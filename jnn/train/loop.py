@@ -1,4 +1,4 @@
-"""``fit``: the lecture's training algorithm, compiled, for the built-in MLP or any :class:`jnn.Task`.
+"""``fit``: the lecture's training algorithm, compiled, for the built-in :class:`jnn.MLP` or any :class:`jnn.Task`.
 
     Randomly initialise θ
     repeat until a stopping criterion is met:
@@ -26,17 +26,18 @@ import optax
 
 from jnn.data import Dataset
 from jnn.history import History
+from jnn.mlp import MLP
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
 from jnn.train.callbacks import CallbackList, RunInfo, RunStore, at_most_one, check_callbacks
-from jnn.train.config import MODEL_FIELDS, TrainConfig
+from jnn.train.config import TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.progress import Progress
-from jnn.train.run_setup import checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.run_setup import check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
 
@@ -59,7 +60,8 @@ class FitResult:
             (a call of k epochs counts its time / k for each; the first epoch, a call of its own, includes the
             compile).
         setup_seconds: wall time from the call to the first epoch (validation, init, data placement).
-        task: the :class:`jnn.Task` that was trained (the built-in MLP's when none was given).
+        task: the :class:`jnn.Task` that was trained (an :class:`jnn.MLP`'s task for the data when one, or none,
+            was given).
         averaged_params: with ``config.average``, the EMA/Polyak average of the params at the end (see
             :mod:`jnn.train.averaging`); else None.
     """
@@ -114,7 +116,7 @@ def fit(
     train: Dataset,
     config: TrainConfig | None = None,
     *,
-    task: Task | None = None,
+    task: Task | MLP | None = None,
     val: Dataset | None = None,
     init_params=None,
     class_weight=None,
@@ -128,10 +130,10 @@ def fit(
     Args:
         train: the training data; ``config.val_fraction`` of it is held out for validation unless ``val``
             is given.
-        config: the :class:`TrainConfig` (defaults if None): optimiser, batch size, stopping rules, seed,
-            and, without ``task``, the built-in MLP.
-        task: the :class:`jnn.Task` to train (default: the MLP of ``config``). With a task, the config's MLP
-            fields must keep their defaults (hyperparameters go in ``task.hyper``).
+        config: the :class:`TrainConfig` (defaults if None): how to train (optimiser, batch size, stopping
+            rules, split, seed).
+        task: what to train: a :class:`jnn.MLP` (its widths from the data; default ``MLP()``) or any
+            :class:`jnn.Task` (its hyperparameters in ``task.hyper``).
         val: explicit validation data (then nothing is carved out of ``train``).
         init_params: warm start from these params (structure, shapes and dtypes of ``task.init``'s).
         class_weight: per-class loss weights for class labels: ``{class: w}`` or one weight per class;
@@ -165,9 +167,10 @@ def fit(
     """
     t_call = time.perf_counter()
     config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh)
+    model = check_model(task)
     folder, progress, cbs = _run_callbacks(callbacks)
     fit_ds, val_ds = prepare_data(train, config, val)
-    ct = checked_task(task, config, fit_ds, val_ds, val, init_params=init_params)
+    ct = checked_task(model, config, fit_ds, val_ds, val, init_params=init_params)
     tx = (
         config.make_optimizer(config.steps_per_epoch(len(fit_ds)))
         if optimizer is None
@@ -176,7 +179,7 @@ def fit(
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)
-    meta = _meta(config, ct, task is None, params, init_params is not None)
+    meta = _meta(config, ct, model, params, init_params is not None)
     meta["n_features"] = int(fit_ds.x.shape[1])
     hkeys = ct.history_keys(learning_rate_of(state.opt_state) is not None)
     tx_key = optimizer_key(config, config.steps_per_epoch(len(fit_ds)), optimizer)
@@ -244,12 +247,12 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_
     return caller, state, data
 
 
-def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: bool) -> dict:
-    fields = config.to_dict()
-    if not builtin:  # the MLP's fields were not used (they stay at their defaults): the task describes itself
-        fields = {k: v for k, v in fields.items() if k not in MODEL_FIELDS}
-    meta = {"config": fields, "config_hash": config.hash()}
-    if builtin:
+def _meta(config: TrainConfig, ct: CheckedTask, model, params, warm: bool) -> dict:
+    """What a run records of itself: the config, and the model's own description (the MLP's fields and widths,
+    or a task's loss, metrics, hyperparameters and parameter shapes)."""
+    meta = {"config": config.to_dict(), "config_hash": config.hash()}
+    if isinstance(model, MLP):
+        meta["mlp"] = model.to_dict()
         meta["sizes"] = [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]
     else:
         loss = ct.task.loss if isinstance(ct.task.loss, str) else getattr(ct.task.loss, "__qualname__", "custom")
@@ -266,10 +269,11 @@ def _meta(config: TrainConfig, ct: CheckedTask, builtin: bool, params, warm: boo
 
 def run_params(meta: dict) -> dict:
     """The settings a tracker logs for a run: the config's fields (a rule's attributes as ``early_stopping.<name>``),
-    and the task's hyperparameters (``hyper.<name>``) or the built-in MLP's sizes."""
+    and the task's hyperparameters (``hyper.<name>``) or the MLP's fields (by their names) and sizes."""
     out = {}
     for k, v in meta["config"].items():
         out.update({f"{k}.{a}": x for a, x in v.items()} if isinstance(v, dict) else {k: v})
+    out.update(meta.get("mlp", {}))
     if "sizes" in meta:
         out["sizes"] = meta["sizes"]
     for k, v in meta.get("task", {}).get("hyper", {}).items():

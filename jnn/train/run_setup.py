@@ -1,7 +1,7 @@
 """Preparing a run, shared by ``fit`` and ``sweep``: data, checked task, first state.
 
 Everything here runs in plain Python before anything is traced, so bad input fails before training
-starts: the validation split, the task (or the config's MLP) checked against the data, the monitored
+starts: the validation split, the task (or the MLP's task for the data) checked against the data, the monitored
 metric, class weights and the first :class:`TrainState`. The compiled program is :mod:`jnn.train.program`.
 """
 
@@ -11,9 +11,9 @@ import numpy as np
 
 from jnn import _validate as V
 from jnn.data import Dataset, split
-from jnn.mlp import mlp_task_for
-from jnn.task import CheckedTask, Task, check_targets, check_task
-from jnn.train.config import TrainConfig, check_model_fields_unset
+from jnn.mlp import MLP
+from jnn.task import CheckedTask, Task, check_task
+from jnn.train.config import TrainConfig
 from jnn.train.epoch import EpochData
 from jnn.train.keys import Keys
 from jnn.train.state import init_state
@@ -88,8 +88,17 @@ def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
     return w if ds.sample_weight is None else (w * ds.sample_weight).astype(ds.x.dtype)
 
 
+def check_model(task) -> Task | MLP:
+    """``fit``'s and ``sweep``'s ``task`` argument: a :class:`jnn.Task` or a :class:`jnn.MLP` (None: ``MLP()``)."""
+    if task is None:
+        return MLP()
+    if not isinstance(task, (Task, MLP)):
+        raise TypeError(f"task must be a jnn.Task, a jnn.MLP or None (the default MLP); got {type(task).__name__}")
+    return task
+
+
 def resolve_task(
-    task: Task | None,
+    model: Task | MLP,
     config: TrainConfig,
     fit_ds: Dataset,
     val_ds: Dataset | None,
@@ -97,17 +106,13 @@ def resolve_task(
     init_params=None,
     use_dropout: bool | None = None,
 ) -> CheckedTask:
-    """The checked task of a run: ``task``, or the built-in MLP that ``config`` describes."""
-    if task is None:
-        check_targets(config.loss, fit_ds, "training")
-        task = mlp_task_for(config, config.network_sizes(fit_ds), str(fit_ds.x.dtype), use_dropout=use_dropout)
-    else:
-        check_model_fields_unset(config)
+    """The checked task of a run: ``model`` itself, or an :class:`jnn.MLP`'s task for the training data."""
+    task = model.task_for(fit_ds, use_dropout=use_dropout) if isinstance(model, MLP) else model
     return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
 
 
 def checked_task(
-    task,
+    model,
     config: TrainConfig,
     fit_ds: Dataset,
     val_ds: Dataset | None,
@@ -117,9 +122,9 @@ def checked_task(
     use_dropout: bool | None = None,
 ) -> CheckedTask:
     """Everything checked before a run (``fit`` and ``sweep``): the data against the batch size and each
-    other, the task (or the config's MLP) against the data, and the monitored metric."""
+    other, the task (or the MLP's) against the data, and the monitored metric."""
     check_fit_data(fit_ds, val, config)
-    ct = resolve_task(task, config, fit_ds, val_ds, init_params=init_params, use_dropout=use_dropout)
+    ct = resolve_task(model, config, fit_ds, val_ds, init_params=init_params, use_dropout=use_dropout)
     check_monitor(config, ct, val_ds is not None)
     return ct
 
@@ -167,6 +172,7 @@ __all__ = [
     "prepare_data",
     "check_fit_data",
     "class_weights",
+    "check_model",
     "resolve_task",
     "checked_task",
     "check_monitor",
