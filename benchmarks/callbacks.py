@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/callbacks.py [--epochs 20] [--repeats 5] [--out runs/bench_callbacks] [--quick]
 
-Workload: the default MNIST-1D run (``jnn.TrainConfig()``'s MLP) for exactly --epochs epochs (no early
+Workload: the default MNIST-1D run (``jnn.MLP()`` under ``jnn.TrainConfig()``) for exactly --epochs epochs (no early
 stopping). Each variant is timed --repeats times after one warm-up fit that compiled everything; the median
 wall time is reported:
 

@@ -660,15 +660,9 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
 
     def config(epochs: int) -> jnn.TrainConfig:
         return jnn.TrainConfig(
-            sizes=wl.sizes,
-            activation="relu",
             optimizer="sgd",
             learning_rate=wl.lr,
             batch_size=wl.batch,
-            l2=wl.l2,
-            include_bias=False,
-            keep_prob=wl.keep,
-            dropout_mode="inverted",
             early_stopping=None,
             val_fraction=0.0,
             drop_last=True,
@@ -677,7 +671,9 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
         )
 
     def fit(epochs: int):
-        r = jnn.fit(ds, config(epochs), callbacks=[Progress(bar=False)])
+        net = jnn.MLP(sizes=wl.sizes, activation="relu", l2=wl.l2, include_bias=False, keep_prob=wl.keep,
+                      dropout_mode="inverted")  # fmt: skip
+        r = jnn.fit(ds, config(epochs), task=net, callbacks=[Progress(bar=False)])
         jax.block_until_ready(r.params)
         assert r.stopped_by == "max_epochs" and len(r.epoch_seconds) == epochs, (r.stopped_by, r.message)
         return r
@@ -717,8 +713,9 @@ def stack_jnn_fit(wl: Workload, seed: int) -> Trainer:
         epoch,
         weights,
         "jnn default scheme 'lecun_normal' (jnn.init_mlp)",
-        "jnn.fit(jnn.Dataset(X, y, classes), jnn.TrainConfig(sizes, relu, optimizer='sgd', learning_rate, batch_size, "
-        "l2=1e-4, keep_prob=0.8 inverted, early_stopping=None, val_fraction=0, drop_last=True, seed), callbacks=[jnn.Progress(bar=False)]); "
+        "jnn.fit(jnn.Dataset(X, y, classes), jnn.TrainConfig(optimizer='sgd', learning_rate, batch_size, "
+        "early_stopping=None, val_fraction=0, drop_last=True, seed), task=jnn.MLP(sizes, relu, l2=1e-4, keep_prob=0.8 "
+        "inverted), callbacks=[jnn.Progress(bar=False)]); "
         "other fields default (check_finite=True, threefry, epochs per call chosen for ~0.3 s a call); jnn.fit is not "
         "stepped epoch by epoch, so each timed turn is ONE fresh fit call of 1 + pre + block epochs (a fit after the "
         "first reuses the compiled program) whose last `block` FitResult.epoch_seconds are averaged (first epoch = a "

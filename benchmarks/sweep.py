@@ -36,15 +36,8 @@ import jnn
 from jnn import Progress
 from jnn.sweep import sweep
 
-RECIPE = dict(
-    hidden=(100, 100),
-    batch_size=100,
-    keep_prob=0.8,
-    l2=1e-4,
-    optimizer="momentum",
-    early_stopping=None,
-    val_fraction=0.1,
-)
+NET = jnn.MLP(hidden=(100, 100), keep_prob=0.8, l2=1e-4)
+RECIPE = dict(batch_size=100, optimizer="momentum", early_stopping=None, val_fraction=0.1)
 
 
 def staggered(train, m: int, max_epochs: int) -> dict:
@@ -55,9 +48,9 @@ def staggered(train, m: int, max_epochs: int) -> dict:
     print(f"staggered stops: {m} members, learning rates {lrs[0]:g}-{lrs[-1]:g}, patience 5", flush=True)
     seconds, runs = {}, {}
     for label, repack in (("repack", True), ("plain", False)):
-        sweep(train, cfg, repack=repack, **axes)  # compiles every batch size it meets
+        sweep(train, cfg, task=NET, repack=repack, **axes)  # compiles every batch size it meets
         t0 = time.perf_counter()
-        runs[label] = sweep(train, cfg, repack=repack, **axes)
+        runs[label] = sweep(train, cfg, task=NET, repack=repack, **axes)
         seconds[label] = time.perf_counter() - t0
         print(f"  {label}: {seconds[label]:.2f} s, batch sizes {runs[label].pack_sizes}", flush=True)
     epochs = [r["epochs"] for r in runs["plain"].rows]
@@ -92,7 +85,7 @@ def main(argv=None) -> int:
     axes = dict(seed=list(range(m)), learning_rate=[0.01 + 0.01 * (i % 4) for i in range(m)])
 
     def run_sweep(epochs):
-        return sweep(train, jnn.TrainConfig(**RECIPE, learning_rate=0.02, max_epochs=epochs), **axes)
+        return sweep(train, jnn.TrainConfig(**RECIPE, learning_rate=0.02, max_epochs=epochs), task=NET, **axes)
 
     print(
         f"sweep benchmark: {m} members, {e} epochs each, MNIST-1D 40-100-100-10, device {jax.devices()[0]}", flush=True
@@ -106,6 +99,7 @@ def main(argv=None) -> int:
         jnn.fit(
             train,
             jnn.TrainConfig(**RECIPE, max_epochs=e, seed=axes["seed"][i], learning_rate=axes["learning_rate"][i]),
+            task=NET,
             callbacks=[Progress(bar=False)],
         )
         for i in range(m)

@@ -308,15 +308,16 @@ def _child(workload: str, stack: str, quick: bool, cache: str | None = None) -> 
     return json.loads(out.strip().splitlines()[-1])
 
 
+def jnn_mlp(wl: dict) -> jnn.MLP:
+    """The workload's network: relu, λ = 1e-4, inverted dropout with keep_prob 0.8."""
+    return jnn.MLP(sizes=wl["sizes"], activation="relu", l2=1e-4, keep_prob=0.8)
+
+
 def jnn_config(wl: dict, epochs: int, **options) -> jnn.TrainConfig:
     return jnn.TrainConfig(
-        sizes=wl["sizes"],
-        activation="relu",
         optimizer="sgd",
         learning_rate=wl["lr"],
         batch_size=wl["batch"],
-        l2=1e-4,
-        keep_prob=0.8,
         early_stopping=None,
         val_fraction=0.0,
         drop_last=True,
@@ -329,7 +330,7 @@ def run_fit(ds, wl, epochs, options: dict | None = None) -> jnn.FitResult:
     options = dict(options or {})
     custom = options.pop("task", None)
     if custom is None:
-        r = jnn.fit(ds, jnn_config(wl, epochs, **options), callbacks=[Progress(bar=False)])
+        r = jnn.fit(ds, jnn_config(wl, epochs, **options), task=jnn_mlp(wl), callbacks=[Progress(bar=False)])
     else:
         cfg = jnn.TrainConfig(
             optimizer="sgd",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jnn.mlp import MLP, split_mlp_keys
 from jnn.train.config import TrainConfig
 
 
@@ -32,9 +33,11 @@ def seed_stats(values) -> dict:
     }
 
 
-def train_config(recipe: dict, **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` from a recipe dict plus overrides (validated; errors name the field)."""
-    return TrainConfig.from_dict({**recipe, **overrides})
+def train_config(recipe: dict, **overrides) -> tuple[TrainConfig, MLP]:
+    """``(TrainConfig, MLP)`` from a flat recipe dict plus overrides: the keys that are :class:`jnn.MLP` fields
+    describe the network, the others the training (validated; errors name the field)."""
+    training, model = split_mlp_keys({**recipe, **overrides})
+    return TrainConfig.from_dict(training), MLP.from_dict(model)
 
 
 def out_dir(config: dict) -> Path:
@@ -146,9 +149,9 @@ def train_seeds(name: str, train, test, recipe: dict, seeds, **overrides) -> tup
     Args:
         name: label printed in the progress lines.
         train, test: Datasets.
-        recipe: TrainConfig fields.
+        recipe: TrainConfig and MLP fields (see :func:`train_config`).
         seeds: training seeds.
-        **overrides: TrainConfig fields that replace the recipe's.
+        **overrides: fields that replace the recipe's.
 
     Returns:
         ``(summary, first_fit_result)``: the summary holds the recipe, one row per seed (test accuracy,
@@ -159,11 +162,11 @@ def train_seeds(name: str, train, test, recipe: dict, seeds, **overrides) -> tup
 
     rows, first = [], None
     for seed in seeds:
-        cfg = train_config(recipe, **{**overrides, "seed": seed})
+        cfg, net = train_config(recipe, **{**overrides, "seed": seed})
         t0 = time.perf_counter()
-        r = fit(train, cfg)
+        r = fit(train, cfg, task=net)
         seconds = time.perf_counter() - t0
-        acc = evaluate(r.params, test, cfg)["accuracy"]
+        acc = evaluate(r.params, test, net)["accuracy"]
         rows.append(
             {
                 "seed": seed,

@@ -40,9 +40,9 @@ def run(config: dict) -> dict:
         if name not in ("xor", "moons"):
             raise ValueError(f"datasets must be among ['moons', 'xor'] (two-class sets); got {name!r}")
         train, test = datasets.load(name, seed=config["seed"])
-        cfg = train_config(RECIPE, max_epochs=config["max_epochs"], seed=config["seed"])
-        r = fit(train, cfg)
-        m = evaluate(r.params, test, cfg)
+        cfg, net = train_config(RECIPE, max_epochs=config["max_epochs"], seed=config["seed"])
+        r = fit(train, cfg, task=net)
+        m = evaluate(r.params, test, net)
         results["datasets"][name] = {
             "test_accuracy": m["accuracy"],
             "test_loss": m["loss"],

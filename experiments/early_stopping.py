@@ -36,31 +36,31 @@ def run(config: dict) -> dict:
     out = out_dir(config)
     train, test = datasets.load("mnist1d")
     on_loss = EarlyStopping("val_loss", patience=config["patience"])
-    cfg = train_config(RECIPE, early_stopping=on_loss, max_epochs=config["max_epochs"], seed=config["seed"])
-    r = fit(train, cfg)
-    full_cfg = train_config(RECIPE, early_stopping=None, max_epochs=config["max_epochs"], seed=config["seed"])
-    full = fit(train, full_cfg)
-    acc_cfg = train_config(
+    cfg, net = train_config(RECIPE, early_stopping=on_loss, max_epochs=config["max_epochs"], seed=config["seed"])
+    r = fit(train, cfg, task=net)
+    full_cfg, _ = train_config(RECIPE, early_stopping=None, max_epochs=config["max_epochs"], seed=config["seed"])
+    full = fit(train, full_cfg, task=net)
+    acc_cfg, _ = train_config(
         RECIPE,
         early_stopping=EarlyStopping("val_accuracy", patience=config["patience"]),
         max_epochs=config["max_epochs"],
         seed=config["seed"],
     )
-    by_acc = fit(train, acc_cfg)
+    by_acc = fit(train, acc_cfg, task=net)
     results = {
         "patience": config["patience"],
         "stopped_by": r.stopped_by,
         "stop_epoch": int(r.state.epoch),
         "best_epoch": r.best_epoch + 1,
         "best_val_loss": min(r.history["val_loss"]),
-        "test_accuracy_restored_best": evaluate(r.params, test, cfg)["accuracy"],
-        "test_accuracy_at_stop": evaluate(r.state.params, test, cfg)["accuracy"],
-        "test_accuracy_without_early_stopping": evaluate(full.params, test, full_cfg)["accuracy"],
+        "test_accuracy_restored_best": evaluate(r.params, test, net)["accuracy"],
+        "test_accuracy_at_stop": evaluate(r.state.params, test, net)["accuracy"],
+        "test_accuracy_without_early_stopping": evaluate(full.params, test, net)["accuracy"],
         "epochs_without_early_stopping": int(full.state.epoch),
         "val_accuracy_monitor": {
             "stop_epoch": int(by_acc.state.epoch),
             "best_epoch": by_acc.best_epoch + 1,
-            "test_accuracy_restored_best": evaluate(by_acc.params, test, acc_cfg)["accuracy"],
+            "test_accuracy_restored_best": evaluate(by_acc.params, test, net)["accuracy"],
         },
         "val_loss": r.history["val_loss"],
         "val_loss_without_early_stopping": full.history["val_loss"],

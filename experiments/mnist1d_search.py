@@ -23,12 +23,11 @@ import sys
 import time
 
 import numpy as np
-from _common import accuracy_bars, out_dir, train_seeds, write_results
+from _common import accuracy_bars, out_dir, train_config, train_seeds, write_results
 from _common import main as run_main
 
 from jnn import Progress, datasets
 from jnn.sweep import sweep
-from jnn.train.config import TrainConfig
 
 BASE = dict(optimizer="momentum", momentum=0.9, dropout_mode="inverted", val_fraction=0.1)
 DEFAULTS = {
@@ -87,18 +86,21 @@ def run(config: dict) -> dict:
     axes = members(config)
     train, test = datasets.load("mnist1d")
     stopping = {"monitor": "val_loss", "patience": config["patience"]}
-    base = TrainConfig.from_dict({**BASE, "early_stopping": stopping, "max_epochs": config["max_epochs"]})
+    base, net = train_config(BASE, early_stopping=stopping, max_epochs=config["max_epochs"])
     m = len(axes["seed"])
     groups = len(set(zip(axes["hidden"], axes["batch_size"])))
     print(f"search: {m} members in {groups} shape groups, selection on validation accuracy", flush=True)
     t0 = time.perf_counter()
-    res = sweep(train, base, callbacks=[Progress(log_every=50)], **axes)  # no test set: the search never sees it
+    res = sweep(
+        train, base, task=net, callbacks=[Progress(log_every=50)], **axes
+    )  # no test set: the search never sees it
     search_seconds = time.perf_counter() - t0
     val_acc = [picked_val_accuracy(res, i) for i in range(m)]
     best = int(np.argmax(val_acc))
-    pick = res.members[best]
-    recipe = {**BASE, "hidden": list(pick.hidden), "batch_size": pick.batch_size, "keep_prob": pick.keep_prob,
-              "l2": pick.l2, "learning_rate": pick.learning_rate, "early_stopping": stopping,
+    pick, picked_net = res.members[best], res.models[best]
+    recipe = {**BASE, "hidden": list(picked_net.hidden), "batch_size": pick.batch_size,
+              "keep_prob": picked_net.keep_prob, "l2": picked_net.l2, "learning_rate": pick.learning_rate,
+              "early_stopping": stopping,
               "max_epochs": config["max_epochs"]}  # fmt: skip
     print(f"picked member {best}: {recipe} (validation accuracy {val_acc[best]:.4f}); search {search_seconds:.0f} s")
     t1 = time.perf_counter()

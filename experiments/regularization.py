@@ -37,13 +37,13 @@ DEFAULTS = {
 
 
 def _one(train, test, **fields) -> dict:
-    cfg = train_config(BASE, **fields)
-    r = fit(train, cfg)
+    cfg, net = train_config(BASE, **fields)
+    r = fit(train, cfg, task=net)
     fit_ds, val_ds = prepare_data(train, cfg)
     row = {
-        "train_accuracy": evaluate(r.params, fit_ds, cfg)["accuracy"],
-        "val_accuracy": evaluate(r.params, val_ds, cfg)["accuracy"],
-        "test_accuracy": evaluate(r.params, test, cfg)["accuracy"],
+        "train_accuracy": evaluate(r.params, fit_ds, net)["accuracy"],
+        "val_accuracy": evaluate(r.params, val_ds, net)["accuracy"],
+        "test_accuracy": evaluate(r.params, test, net)["accuracy"],
         "weight_norm_sq": float(sum(jnp.sum(l["w"] ** 2) for l in r.params)),
     }
     row["gap"] = row["train_accuracy"] - row["val_accuracy"]

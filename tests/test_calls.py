@@ -40,16 +40,17 @@ def _same_history(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
-BASE = dict(hidden=(H,), batch_size=16, learning_rate=0.05, keep_prob=0.8, val_fraction=0.25,
+NET = jnn.MLP(hidden=(H,), keep_prob=0.8)
+BASE = dict(batch_size=16, learning_rate=0.05, val_fraction=0.25,
             early_stopping=EarlyStopping(patience=3), max_epochs=60, seed=1)  # fmt: skip
 
 
 def test_epochs_per_call_changes_no_bit_and_a_stop_mid_call_lands_on_the_same_epoch():
     ds = _data()
-    one = fit(ds, TrainConfig(**BASE, epochs_per_call=1))
+    one = fit(ds, TrainConfig(**BASE, epochs_per_call=1), task=NET)
     assert one.stopped_by == "early_stopping" and int(one.state.epoch) % 7 != 0  # the stop falls inside a call of 7
     for per_call in (7, None):
-        other = fit(ds, TrainConfig(**BASE, epochs_per_call=per_call))
+        other = fit(ds, TrainConfig(**BASE, epochs_per_call=per_call), task=NET)
         assert _same(other.state, one.state) and _same(other.params, one.params)
         assert other.history.metrics == one.history.metrics and other.message.split(".")[0] == one.message.split(".")[0]
         assert len(other.epoch_seconds) == int(one.state.epoch)
@@ -57,8 +58,8 @@ def test_epochs_per_call_changes_no_bit_and_a_stop_mid_call_lands_on_the_same_ep
 
 def test_a_sweep_runs_several_epochs_per_call_bit_for_bit():
     ds = _data()
-    a = sweep(ds, TrainConfig(**BASE, epochs_per_call=1), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2])
-    b = sweep(ds, TrainConfig(**BASE, epochs_per_call=5), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2])
+    a = sweep(ds, TrainConfig(**BASE, epochs_per_call=1), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2], task=NET)
+    b = sweep(ds, TrainConfig(**BASE, epochs_per_call=5), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2], task=NET)
     assert _same(a.state, b.state) and _same(a.params, b.params)
     assert [h.metrics for h in a.histories] == [h.metrics for h in b.histories]
 
@@ -124,7 +125,7 @@ def test_a_nan_at_a_chosen_step_is_found_by_the_replay_exactly_as_by_checking_ev
 
 def test_a_clean_run_never_compiles_the_checked_program(fresh_programs):
     before = trace_counts()["run_epoch"]
-    r = fit(_data(), TrainConfig(**BASE))
+    r = fit(_data(), TrainConfig(**BASE), task=NET)
     assert r.stopped_by == "early_stopping" and trace_counts()["run_epoch"] - before == 1
 
 
@@ -140,19 +141,19 @@ def test_check_finite_false_keeps_the_nan_state_and_replays_nothing(fresh_progra
 
 def test_a_second_fit_with_another_seed_rate_l2_or_keep_prob_compiles_nothing_and_changes_no_bit(fresh_programs):
     ds = _data()
-    fit(ds, TrainConfig(**BASE))
-    other = dict(BASE, seed=5, learning_rate=0.1, l2=1e-2, keep_prob=0.6)
+    fit(ds, TrainConfig(**BASE), task=NET)
+    other, net = dict(BASE, seed=5, learning_rate=0.1), jnn.MLP(hidden=(H,), l2=1e-2, keep_prob=0.6)
     before = trace_counts()["run_epoch"]
-    reused = fit(ds, TrainConfig(**other))
+    reused = fit(ds, TrainConfig(**other), task=net)
     assert trace_counts()["run_epoch"] == before  # the program of the first fit
     RUN.clear_cache()
-    fresh = fit(ds, TrainConfig(**other))
+    fresh = fit(ds, TrainConfig(**other), task=net)
     assert trace_counts()["run_epoch"] == before + 1
     assert _same(reused.state, fresh.state) and reused.history.metrics == fresh.history.metrics
-    fit(ds, TrainConfig(**dict(BASE, hidden=(H + 1,))))  # another shape, another program
-    fit(ds, TrainConfig(**dict(BASE, keep_prob=1.0)))  # no dropout at all: another program
+    fit(ds, TrainConfig(**BASE), task=jnn.MLP(hidden=(H + 1,), keep_prob=0.8))  # another shape, another program
+    fit(ds, TrainConfig(**BASE), task=jnn.MLP(hidden=(H,), keep_prob=1.0))  # no dropout at all: another program
     fit(
-        ds, TrainConfig(**dict(BASE, early_stopping=EarlyStopping(patience=4)))
+        ds, TrainConfig(**dict(BASE, early_stopping=EarlyStopping(patience=4))), task=NET
     )  # another stopping rule: another program
     assert trace_counts()["run_epoch"] == before + 4
 
@@ -173,8 +174,8 @@ def test_a_sweep_repacks_its_running_members_bit_for_bit():
     ds = _data(160)
     axes = dict(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
     cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 40, "epochs_per_call": 3})
-    plain = sweep(ds, cfg, repack=False, **axes)
-    packed = sweep(ds, cfg, **axes)
+    plain = sweep(ds, cfg, repack=False, **axes, task=NET)
+    packed = sweep(ds, cfg, **axes, task=NET)
     epochs = [r["epochs"] for r in plain.rows]
     assert min(epochs) < max(epochs) // 2  # staggered stops
     assert plain.pack_sizes == (8,) and packed.pack_sizes == (8, 4, 2)
@@ -184,28 +185,28 @@ def test_a_sweep_repacks_its_running_members_bit_for_bit():
     assert [h.metrics for h in plain.histories] == [h.metrics for h in packed.histories]
     assert plain.rows == packed.rows
     with pytest.raises(TypeError, match="repack must be True or False; got 'yes'"):
-        sweep(ds, cfg, repack="yes", **axes)
+        sweep(ds, cfg, repack="yes", **axes, task=NET)
 
 
 def test_a_second_sweep_of_the_same_shapes_compiles_nothing(fresh_programs):
     ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4})
-    sweep(ds, cfg, seed=[0, 1], l2=[0.0, 1e-3])
+    sweep(ds, cfg, seed=[0, 1], l2=[0.0, 1e-3], task=NET)
     before = trace_counts()["run_epoch"]
-    sweep(ds, cfg, seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9])
+    sweep(ds, cfg, seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9], task=NET)
     assert trace_counts()["run_epoch"] == before
-    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0])  # three members: another shape
+    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET)  # three members: another shape
     assert trace_counts()["run_epoch"] == before + 1
 
 
 def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_second_time(fresh_programs):
-    ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4, "keep_prob": 1.0})
+    ds, cfg, net = _data(), TrainConfig(**{**BASE, "max_epochs": 4}), jnn.MLP(hidden=(H,), keep_prob=1.0)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.05))
-    fit(ds, cfg, optimizer=tx)
+    fit(ds, cfg, optimizer=tx, task=net)
     before = trace_counts()["run_epoch"]
-    again = fit(ds, dataclasses.replace(cfg, seed=7), optimizer=tx)
+    again = fit(ds, dataclasses.replace(cfg, seed=7), optimizer=tx, task=net)
     assert trace_counts()["run_epoch"] == before  # the chain built once serves both fits
     tx2 = optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.05))
-    fresh = fit(ds, dataclasses.replace(cfg, seed=7), optimizer=tx2)  # new functions: compiled anew
+    fresh = fit(ds, dataclasses.replace(cfg, seed=7), optimizer=tx2, task=net)  # new functions: compiled anew
     assert trace_counts()["run_epoch"] == before + 1
     assert _same(again.state.params, fresh.state.params)
     # Two MLP tasks of one description have equal functions (their default hyperparameters differ): one compile.
@@ -220,10 +221,10 @@ def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_s
     before = trace_counts()["run_epoch"]
     fit(ds, task_cfg, task=b)
     assert trace_counts()["run_epoch"] == before
-    # evaluate with a config compiles once per kind of data, whatever the config's λ.
+    # evaluate with an MLP compiles once per kind of data, whatever the MLP's λ.
     before = trace_counts()["eval_step"]
-    params = fit(ds, cfg).params
-    jnn.evaluate(params, ds, cfg)
+    params = fit(ds, cfg, task=net).params
+    jnn.evaluate(params, ds, net)
     mid = trace_counts()["eval_step"]
-    jnn.evaluate(params, ds, dataclasses.replace(cfg, l2=0.5))
+    jnn.evaluate(params, ds, dataclasses.replace(net, l2=0.5))
     assert trace_counts()["eval_step"] == mid and mid - before >= 1

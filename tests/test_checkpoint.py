@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jnn
 from jnn import RunFolder
 from jnn.app import checkpoint as ckpt
 from jnn.app.run_dir import save_checkpoint
@@ -18,14 +19,9 @@ from jnn.datasets import load
 from jnn.train import EarlyStopping, TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = dict(
-    hidden=(32, 32),
-    batch_size=64,
-    max_epochs=8,
-    early_stopping=EarlyStopping(patience=50),
-    learning_rate=0.05,
-    keep_prob=0.7,
-)
+NET = jnn.MLP(hidden=(32, 32), keep_prob=0.7)
+PLAIN = jnn.MLP(hidden=(32, 32), keep_prob=1.0)
+CFG = dict(batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
 
 
 def _state():
@@ -94,22 +90,26 @@ def test_another_structure_or_dtype_is_refused(tmp_path):
 @pytest.mark.slow
 def test_a_checkpoint_from_another_config_is_refused_with_the_differences(tmp_path):
     train, _ = load("spirals")
-    fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), callbacks=[RunFolder(tmp_path)])
-    with pytest.raises(ValueError, match=r"from another run; differences: l2: stored 0.0001, now 0.001"):
-        fit(train, TrainConfig(**{**CFG, "max_epochs": 2, "l2": 1e-3}), callbacks=[RunFolder(tmp_path, resume=True)])
+    fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), callbacks=[RunFolder(tmp_path)], task=NET)
+    with pytest.raises(ValueError, match=r"from another run; differences: mlp.l2: stored 0.0001, now 0.001"):
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), task=jnn.MLP(hidden=(32, 32), keep_prob=0.7, l2=1e-3),
+            callbacks=[RunFolder(tmp_path, resume=True)])  # fmt: skip
+    with pytest.raises(ValueError, match=r"differences: model: stored the MLP, now a task"):
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), task=NET.task_for(train),
+            callbacks=[RunFolder(tmp_path, resume=True)])  # fmt: skip
     with pytest.raises(ValueError, match="already holds a run"):
-        fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), callbacks=[RunFolder(tmp_path)])
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 2}), callbacks=[RunFolder(tmp_path)], task=NET)
     before = (tmp_path / "checkpoint.npz").read_bytes()
     with pytest.raises(ValueError, match="data: stored hash"):
         other, _ = load("spirals", seed=1)
-        fit(other, TrainConfig(**{**CFG, "max_epochs": 2}), callbacks=[RunFolder(tmp_path, resume=True)])
+        fit(other, TrainConfig(**{**CFG, "max_epochs": 2}), callbacks=[RunFolder(tmp_path, resume=True)], task=NET)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before  # nothing overwritten
 
 
 def test_stale_temp_files_are_removed_at_start(tmp_path):
     (tmp_path / ".jnn-ckpt-123-checkpoint.npz").write_bytes(b"half a file")
     train, _ = load("spirals")
-    fit(train, TrainConfig(**{**CFG, "max_epochs": 1}), callbacks=[RunFolder(tmp_path)])
+    fit(train, TrainConfig(**{**CFG, "max_epochs": 1}), callbacks=[RunFolder(tmp_path)], task=NET)
     assert not list(tmp_path.glob(".jnn-ckpt-*"))
 
 
@@ -131,18 +131,18 @@ _SCRIPT = textwrap.dedent("""
     import sys, numpy as np, jax
     from jnn.datasets import load
     from jnn.train import EarlyStopping, TrainConfig, fit
-    from jnn import RunFolder
+    from jnn import MLP, RunFolder
     from jnn.app import checkpoint as ckpt
-    cfg = TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50),
-                      learning_rate=0.05, keep_prob=0.7)
+    cfg = TrainConfig(batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
+    net = MLP(hidden=(32, 32), keep_prob=0.7)
     out, mode = sys.argv[1], sys.argv[2]
     train, _ = load("spirals")
     if mode == "full":
-        r = fit(train, cfg)
+        r = fit(train, cfg, task=net)
     elif mode == "first":
-        r = fit(train, cfg, stop_at_epoch=4, callbacks=[RunFolder(out + "/run")])
+        r = fit(train, cfg, task=net, stop_at_epoch=4, callbacks=[RunFolder(out + "/run")])
     else:
-        r = fit(train, cfg, callbacks=[RunFolder(out + "/run", resume=True)])
+        r = fit(train, cfg, task=net, callbacks=[RunFolder(out + "/run", resume=True)])
     leaves = {f"p{i}": np.asarray(l) for i, l in enumerate(jax.tree.leaves(r.state.params))}
     hist = {k: np.asarray(v) for k, v in r.history.metrics.items()}
     np.savez(out + f"/{mode}.npz", **leaves, **hist, step=int(r.state.step))
@@ -177,10 +177,10 @@ def test_same_seed_is_bitwise_identical_across_processes_and_resume_is_bitwise(t
     header = ckpt.read_header(path)
     train, _ = load("spirals")
     cfg = TrainConfig(**CFG)
-    r = fit(train, cfg, stop_at_epoch=4, callbacks=[RunFolder(tmp_path / "ctl")])
+    r = fit(train, cfg, stop_at_epoch=4, callbacks=[RunFolder(tmp_path / "ctl")], task=NET)
     tampered = r.state._replace(dropout_key=jax.random.key(12345))
     save_checkpoint(tmp_path / "ctl", tampered, r.history.metrics, header["meta"])
-    d = fit(train, cfg, callbacks=[RunFolder(tmp_path / "ctl", resume=True)])
+    d = fit(train, cfg, callbacks=[RunFolder(tmp_path / "ctl", resume=True)], task=NET)
     leaves = [np.asarray(l) for l in jax.tree.leaves(d.state.params)]
     assert int(d.state.epoch) == 8
     assert any(l.tobytes() != a[f"p{i}"].tobytes() for i, l in enumerate(leaves))
@@ -200,24 +200,26 @@ def test_a_checkpoint_of_another_jnn_version_is_refused(tmp_path, monkeypatch):
 def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rate(tmp_path):
     train, _ = load("spirals")
     # A real divergence: the run stops, names the step and leaf, and saves its last finite state.
-    bad = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 1e12, "keep_prob": 1.0})
-    r = fit(train, bad, callbacks=[RunFolder(tmp_path / "real")])
+    bad = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 1e12})
+    r = fit(train, bad, callbacks=[RunFolder(tmp_path / "real")], task=PLAIN)
     assert r.stopped_by == "non_finite"
     saved = ckpt.restore(tmp_path / "real" / "checkpoint.npz", r.state)
     assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves(saved.params))
-    again = fit(train, bad, callbacks=[RunFolder(tmp_path / "real", resume=True)])  # same rate: stays stopped
+    again = fit(
+        train, bad, callbacks=[RunFolder(tmp_path / "real", resume=True)], task=PLAIN
+    )  # same rate: stays stopped
     assert again.stopped_by == "non_finite" and int(again.state.step) == int(r.state.step)
     # (With lr 1e12 the last finite weights are ~1e22, past saving.) The resume mechanism on a run whose last
     # finite state is sane: a checkpoint marked non-finite after 2 epochs at lr 0.5, resumed at lr 0.05.
-    hot = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.5, "keep_prob": 1.0})
-    r1 = fit(train, hot, stop_at_epoch=2, callbacks=[RunFolder(tmp_path / "run")])
+    hot = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.5})
+    r1 = fit(train, hot, stop_at_epoch=2, callbacks=[RunFolder(tmp_path / "run")], task=PLAIN)
     header = ckpt.read_header(tmp_path / "run" / "checkpoint.npz")
     marked = r1.state._replace(
         status=jnp.asarray(5, jnp.int32), bad_step=r1.state.step, bad_leaf=jnp.asarray(3, jnp.int32)
     )
     save_checkpoint(tmp_path / "run", marked, r1.history.metrics, header["meta"])
-    fixed = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.05, "keep_prob": 1.0})
-    r2 = fit(train, fixed, callbacks=[RunFolder(tmp_path / "run", resume=True)])
+    fixed = TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.05})
+    r2 = fit(train, fixed, callbacks=[RunFolder(tmp_path / "run", resume=True)], task=PLAIN)
     assert r2.stopped_by == "max_epochs" and int(r2.state.epoch) == 6 and int(r2.state.step) > int(r1.state.step)
     assert float(r2.state.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.05)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -228,18 +230,19 @@ def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rat
 
         fit(
             train,
-            TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.01, "keep_prob": 1.0}),
+            TrainConfig(**{**CFG, "max_epochs": 6, "optimizer": "sgd", "learning_rate": 0.01}),
             optimizer=optax.sgd(0.01),
             callbacks=[RunFolder(tmp_path / "run", resume=True)],
+            task=PLAIN,
         )
 
 
 def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_path):
     train, _ = load("spirals")
     cfg = TrainConfig(**{**CFG, "max_epochs": 4})
-    full = fit(train, cfg)
+    full = fit(train, cfg, task=NET)
     run = tmp_path / "old"
-    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)])
+    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)], task=NET)
     # What a jnn without the weight-averaging fields wrote: config.json and the checkpoint lack them.
     old = json.loads((run / "config.json").read_text())
     for k in ("average", "average_decay"):
@@ -249,7 +252,7 @@ def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_pat
     for k in ("average", "average_decay"):
         del meta["config"][k]
     save_checkpoint(run, r.state, r.history.metrics, meta)
-    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)])
+    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)], task=NET)
     assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
     # A field that differs from its default is still a difference.
@@ -258,15 +261,16 @@ def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_pat
             train,
             TrainConfig(**{**CFG, "max_epochs": 6, "average_decay": 0.5}),
             callbacks=[RunFolder(run, resume=True)],
+            task=NET,
         )
 
 
 def test_a_run_folder_with_the_flat_early_stopping_fields_of_older_versions_resumes_bitwise(tmp_path):
     train, _ = load("spirals")
     cfg = TrainConfig(**{**CFG, "max_epochs": 4})
-    full = fit(train, cfg)
+    full = fit(train, cfg, task=NET)
     run = tmp_path / "old"
-    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)])
+    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)], task=NET)
 
     def flat(config: dict) -> dict:  # what jnn wrote before early stopping became one field
         rule = config.pop("early_stopping")
@@ -281,10 +285,32 @@ def test_a_run_folder_with_the_flat_early_stopping_fields_of_older_versions_resu
     meta = ckpt.read_header(run / "checkpoint.npz")["meta"]
     flat(meta["config"])
     save_checkpoint(run, r.state, r.history.metrics, meta)
-    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)])
+    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)], task=NET)
     assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
     with pytest.raises(ValueError, match=r"early_stopping: stored \{'monitor': 'val_loss', 'patience': 50, .*"
                                          r"now \{'monitor': 'val_loss', 'patience': 7"):  # fmt: skip
         fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "early_stopping": EarlyStopping(patience=7)}),
-            callbacks=[RunFolder(run, resume=True)])  # fmt: skip
+            callbacks=[RunFolder(run, resume=True)], task=NET)  # fmt: skip
+
+
+def test_a_run_folder_from_before_the_mlp_left_the_config_resumes_bitwise_and_loads(tmp_path):
+    train, test = load("spirals")
+    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
+    full = fit(train, cfg, task=NET)
+    run = tmp_path / "old"
+    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)], task=NET)
+
+    def inline(meta: dict) -> dict:  # what jnn wrote while the MLP's fields were TrainConfig fields
+        meta["config"].update(meta.pop("mlp"))
+        return meta
+
+    (run / "config.json").write_text(json.dumps(inline(json.loads((run / "config.json").read_text()))))
+    save_checkpoint(run, r.state, r.history.metrics, inline(ckpt.read_header(run / "checkpoint.npz")["meta"]))
+    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)], task=NET)
+    assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
+    model = jnn.load_run(run)
+    assert model.evaluate(test) == jnn.evaluate(d.params, test, NET)
+    with pytest.raises(ValueError, match=r"mlp.hidden: stored \[32, 32\], now \[16\]"):
+        fit(train, cfg, task=jnn.MLP(hidden=(16,), keep_prob=0.7), callbacks=[RunFolder(run, resume=True)])

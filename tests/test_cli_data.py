@@ -290,15 +290,16 @@ def test_fit_raises_interrupted_with_the_result_after_writing_the_run(tmp_path, 
 
     monkeypatch.setattr(host, "_agreed", fake_agreed)
     train, _ = jnn.datasets.load("xor")
-    cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=50, batch_size=64, early_stopping=None)
+    cfg = jnn.TrainConfig(max_epochs=50, batch_size=64, early_stopping=None)
+    net = jnn.MLP(hidden=(4,), loss="binary")
     with pytest.raises(jnn.train.Interrupted) as info:
-        jnn.fit(train, cfg, callbacks=[RunFolder(tmp_path)])
+        jnn.fit(train, cfg, task=net, callbacks=[RunFolder(tmp_path)])
     err = info.value
     assert err.exit_code == 143 and err.result.stopped_by == "interrupted" and len(err.result.history) == 2
     assert json.loads((tmp_path / "history.json").read_text())["epochs"] == 2
     assert (tmp_path / "model.npz").exists()
-    resumed = jnn.fit(train, cfg, callbacks=[RunFolder(tmp_path, resume=True)])
-    assert resumed.history.metrics == jnn.fit(train, cfg).history.metrics
+    resumed = jnn.fit(train, cfg, task=net, callbacks=[RunFolder(tmp_path, resume=True)])
+    assert resumed.history.metrics == jnn.fit(train, cfg, task=net).history.metrics
 
 
 def test_multilabel_csv_trains_and_predicts_one_column_per_label(tmp_path, capsys):
@@ -321,6 +322,8 @@ def test_a_huge_epoch_budget_allocates_nothing_up_front(tmp_path):
     import jnn
 
     train, _ = jnn.datasets.load("xor")
-    cfg = jnn.TrainConfig(hidden=(4,), loss="binary", max_epochs=1_000_000_000, batch_size=64)
-    r = jnn.fit(train, cfg, stop_at_epoch=2)  # the history grows on the host; no [max_epochs] buffers
+    cfg = jnn.TrainConfig(max_epochs=1_000_000_000, batch_size=64)
+    r = jnn.fit(
+        train, cfg, task=jnn.MLP(hidden=(4,), loss="binary"), stop_at_epoch=2
+    )  # the history grows on the host; no [max_epochs] buffers
     assert r.stopped_by == "paused" and len(r.history) == 2

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import jnn
 from jnn import Progress, TrainConfig
 from jnn.app import cli
 
@@ -29,9 +30,10 @@ def test_toml_config_then_flags(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('dataset = "xor"\nhidden = [8]\nloss = "binary"\nmax_epochs = 3\nlearning_rate = 0.2\n')
     assert cli.main(["train", "--config", str(cfg), "--learning-rate", "0.1", "--out", str(tmp_path / "r")]) == 0
-    stored = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
-    assert stored["hidden"] == [8] and stored["loss"] == "binary" and stored["learning_rate"] == 0.1
-    assert stored["check_finite"] is True
+    meta = json.loads((tmp_path / "r" / "config.json").read_text())
+    stored = meta["config"]
+    assert meta["mlp"]["hidden"] == [8] and meta["mlp"]["loss"] == "binary" and stored["learning_rate"] == 0.1
+    assert stored["check_finite"] is True and "hidden" not in stored
     assert "xor" in capsys.readouterr().out
     assert cli.main(["train", "--config", str(cfg), "--no-check-finite", "--out", str(tmp_path / "r2")]) == 0
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["check_finite"] is False
@@ -108,7 +110,7 @@ def test_help_shows_the_real_defaults_and_the_symbols_in_words(capsys):
         cli.main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     d = TrainConfig()
-    assert f"hidden widths (default {','.join(map(str, d.hidden))})" in text
+    assert f"hidden widths (default {','.join(map(str, jnn.MLP().hidden))})" in text
     assert f"η, the step size of θ ← θ − η∇θ l (default {d.learning_rate:g})" in text
     assert f"T, the examples in each minibatch (default {d.batch_size})" in text
     assert "λ, the strength of the L2 penalty λΣw²" in text and "p, the probability of keeping a unit" in text
@@ -120,7 +122,7 @@ def test_help_shows_the_real_defaults_and_the_symbols_in_words(capsys):
 def test_new_optimizer_and_schedule_flags_reach_the_config():
     args = cli.build_parser().parse_args(["train", "--optimizer", "adamw", "--weight-decay", "0.01", "--lr-schedule",
                                           "warmup-cosine", "--warmup-epochs", "3", "--monitor", "val_r2"])  # fmt: skip
-    _, config = cli._train_config(args)
+    _, config, _ = cli._train_config(args)
     assert (config.optimizer, config.weight_decay, config.lr_schedule, config.warmup_epochs,
             config.early_stopping.monitor) == (
         "adamw", 0.01, "warmup-cosine", 3, "val_r2")  # fmt: skip
@@ -128,7 +130,7 @@ def test_new_optimizer_and_schedule_flags_reach_the_config():
 
 def test_momentum_flag_reaches_the_config(tmp_path):
     args = cli.build_parser().parse_args(["train", "--momentum", "0.5", "--optimizer", "momentum"])
-    _, config = cli._train_config(args)
+    _, config, _ = cli._train_config(args)
     assert config.momentum == 0.5 and config.optimizer == "momentum"
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\); got 1"):
         cli._train_config(cli.build_parser().parse_args(["train", "--momentum", "1.0"]))
@@ -156,10 +158,8 @@ def test_log_lines_go_through_the_progress_bar_writer(capsys):
     progress_module.progress_bar = make
     try:
         train, _ = jnn.datasets.load("xor")
-        cfg = jnn.TrainConfig(
-            hidden=(4,), loss="binary", max_epochs=3, batch_size=64, early_stopping=jnn.EarlyStopping("val_accuracy")
-        )
-        jnn.fit(train, cfg, callbacks=[Progress(log_every=1)])
+        cfg = jnn.TrainConfig(max_epochs=3, batch_size=64, early_stopping=jnn.EarlyStopping("val_accuracy"))
+        jnn.fit(train, cfg, task=jnn.MLP(hidden=(4,), loss="binary"), callbacks=[Progress(log_every=1)])
     finally:
         progress_module.progress_bar = real
     assert [w.split()[:2] for w in written] == [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]

@@ -1,4 +1,4 @@
-"""Each TrainConfig field declares its role once (dataclass metadata); the compiled program, the CLI flags,
+"""Each TrainConfig and MLP field declares its role once (dataclass metadata); the compiled program, the CLI flags,
 the resume policy and the sweep axes follow from it. These tests hold the declarations to the code: a field
 declared ``traced`` or ``host`` must leave the compiled program as it is, a ``static`` one must change it."""
 
@@ -10,15 +10,16 @@ import pytest
 
 from jnn.app import cli
 from jnn.data import Dataset
-from jnn.mlp import mlp_task_for
+from jnn.fields import names_where
+from jnn.mlp import MLP, MLP_FIELDS, MLP_SWEEP_FIELDS
 from jnn.sweep import AXES, CONFIG_AXES
 from jnn.task import check_task
 from jnn.train import EarlyStopping, Keys, TrainConfig
-from jnn.train.config import MODEL_FIELDS, PROGRAM_ROLES, RESUME_CHANGES, SWEEP_FIELDS, fields_where
+from jnn.train.config import PROGRAM_ROLES, RESUME_CHANGES, SWEEP_FIELDS, fields_where
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.run_setup import initial_state
 
-#: field -> (the base config's other fields, another value of the field).
+#: field -> (the base config's or MLP's other fields, another value of the field); the MLP's fields first.
 OTHER = {
     "hidden": ({}, (32,)),
     "sizes": ({}, (5, 16, 3)),
@@ -61,13 +62,12 @@ def _data():
     return Dataset(x, rng.integers(0, 3, 90).astype(np.int32), num_classes=3)
 
 
-def _program(config: TrainConfig, fit_ds: Dataset, val_ds: Dataset):
+def _program(config: TrainConfig, mlp: MLP, fit_ds: Dataset, val_ds: Dataset):
     """What decides whether a run compiles: the compiled calls' static arguments, and the kind of state."""
-    task = mlp_task_for(config, config.network_sizes(fit_ds), "float32")
-    if config.loss == "multilabel":  # 0/1 targets [n, k] for the multilabel loss
+    if mlp.loss == "multilabel":  # 0/1 targets [n, k] for the multilabel loss
         y = np.eye(3, dtype=np.float32)[fit_ds.y]
         fit_ds, val_ds = Dataset(fit_ds.x, y), Dataset(val_ds.x, np.eye(3, dtype=np.float32)[val_ds.y])
-        task = mlp_task_for(config, config.network_sizes(fit_ds), "float32")
+    task = mlp.build(mlp.network_sizes(fit_ds), "float32")
     ct = check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds)
     n = len(fit_ds)
     tx = config.make_optimizer(config.steps_per_epoch(n))
@@ -79,14 +79,19 @@ def _program(config: TrainConfig, fit_ds: Dataset, val_ds: Dataset):
     return (caller.fast.func, caller.fast.args, guarded, kind)
 
 
+def _fields():
+    return [*dataclasses.fields(MLP), *dataclasses.fields(TrainConfig)]
+
+
 def test_every_field_declares_its_roles_and_the_table_covers_them():
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    assert sorted(OTHER) == sorted(names)
-    for f in dataclasses.fields(TrainConfig):
+    assert sorted(OTHER) == sorted(f.name for f in _fields())
+    assert not set(MLP_FIELDS) & {f.name for f in dataclasses.fields(TrainConfig)}  # model and training apart
+    for f in _fields():
         assert f.metadata["program"] in PROGRAM_ROLES, f.name
-        assert set(f.metadata) == {"program", "model", "resume", "sweep", "cli", "flag", "choices", "nested"}, f.name
-    assert set(fields_where(program="traced")) == {"learning_rate", "momentum", "weight_decay", "l2", "keep_prob",
-                                                   "seed"}  # fmt: skip
+        assert set(f.metadata) == {"program", "resume", "sweep", "cli", "flag", "choices", "nested"}, f.name
+    assert set(fields_where(program="traced")) == {"learning_rate", "momentum", "weight_decay", "seed"}
+    assert set(names_where(MLP, program="traced")) == {"l2", "keep_prob"}
+    assert not names_where(MLP, resume=True)  # a resumed run trains the model it began with
 
 
 @pytest.mark.parametrize("name", sorted(OTHER))
@@ -94,10 +99,11 @@ def test_a_fields_declared_program_role_is_what_the_compiled_program_does(name):
     ds = _data()
     fit_ds, val_ds = ds.subset(np.arange(60)), ds.subset(np.arange(60, 90))
     base, other = OTHER[name]
-    a = TrainConfig(**base)
-    b = TrainConfig(**{**base, name: other})
-    role = dataclasses.fields(TrainConfig)[[f.name for f in dataclasses.fields(TrainConfig)].index(name)]
-    same = _program(a, fit_ds, val_ds) == _program(b, fit_ds, val_ds)
+    cls = MLP if name in MLP_FIELDS else TrainConfig
+    a, b = cls(**base), cls(**{**base, name: other})
+    runs = [(a, MLP()), (b, MLP())] if cls is TrainConfig else [(TrainConfig(), a), (TrainConfig(), b)]
+    role = next(f for f in _fields() if f.name == name)
+    same = _program(*runs[0], fit_ds, val_ds) == _program(*runs[1], fit_ds, val_ds)
     if role.metadata["program"] == "static":
         assert not same, f"{name} is declared static, but another value leaves the program as it is"
     else:
@@ -105,12 +111,14 @@ def test_a_fields_declared_program_role_is_what_the_compiled_program_does(name):
 
 
 def test_the_lists_derived_from_the_declarations():
-    assert MODEL_FIELDS == ("hidden", "sizes", "activation", "loss", "scheme", "l2", "include_bias", "keep_prob",
-                            "dropout_mode")  # fmt: skip
+    assert MLP_FIELDS == ("hidden", "sizes", "activation", "loss", "scheme", "l2", "include_bias", "keep_prob",
+                          "dropout_mode")  # fmt: skip
     assert set(RESUME_CHANGES) == {"learning_rate", "max_epochs", "max_steps", "divergence_factor",
                                    "keep_checkpoints", "checkpoint_every", "epochs_per_call"}  # fmt: skip
-    assert AXES == SWEEP_FIELDS and set(AXES) == {"seed", "learning_rate", "l2", "keep_prob", "hidden", "batch_size"}
-    assert CONFIG_AXES == ("learning_rate", "batch_size", "seed")
+    assert AXES == SWEEP_FIELDS + MLP_SWEEP_FIELDS
+    assert set(AXES) == {"seed", "learning_rate", "l2", "keep_prob", "hidden", "batch_size"}
+    assert CONFIG_AXES == SWEEP_FIELDS == ("learning_rate", "batch_size", "seed")
+    assert MLP_SWEEP_FIELDS == ("hidden", "l2", "keep_prob")
 
 
 #: A value for each flag that sets an attribute of a rule (``--patience`` sets ``early_stopping.patience``).
@@ -119,10 +127,11 @@ NESTED = {"monitor": "train_loss", "patience": 4}
 
 def test_every_declared_flag_sets_its_field(tmp_path):
     flags = cli._field_flags()
-    assert {f.name for f, *_ in flags} == {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]}
+    assert {f.name for _, f, *_ in flags} == {f.name for f in _fields() if f.metadata["cli"]}
+    assert {o for o, f, *_ in flags if f.name in MLP_FIELDS} == {"mlp"}
     argv, nested_argv = [], []
     want, want_nested = {}, {}
-    for f, _, flag, kind, attr, _ in flags:
+    for _, f, _, flag, kind, attr, _ in flags:
         if attr is not None:
             nested_argv += [flag, str(NESTED[attr])]
             want_nested[attr] = NESTED[attr]
@@ -133,10 +142,10 @@ def test_every_declared_flag_sets_its_field(tmp_path):
             value = OTHER[f.name][1]
             argv += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
             want[f.name] = value
-    _, config = cli._train_config(cli.build_parser().parse_args(["train", *argv]))
-    assert {k: getattr(config, k) for k in want} == want
+    _, config, mlp = cli._train_config(cli.build_parser().parse_args(["train", *argv]))
+    assert {k: getattr(mlp if k in MLP_FIELDS else config, k) for k in want} == want
     assert set(want_nested) == set(NESTED)
-    _, config = cli._train_config(cli.build_parser().parse_args(["train", *nested_argv]))
+    _, config, _ = cli._train_config(cli.build_parser().parse_args(["train", *nested_argv]))
     assert config.early_stopping == EarlyStopping(**want_nested)  # the other attributes: the default rule's
     with pytest.raises(ValueError, match="--patience sets early_stopping, which is off"):
         cli._train_config(cli.build_parser().parse_args(["train", "--no-early-stopping", "--patience", "3"]))

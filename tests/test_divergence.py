@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import jnn
 from jnn import RunFolder
 from jnn.app import checkpoint as ckpt
 from jnn.app.run_dir import kept_checkpoints
@@ -16,7 +17,9 @@ from jnn.train import TrainConfig, fit
 from jnn.train.loop import last_sane_epoch
 
 #: The spirals case of the issue: an identity network at a rate that explodes at epoch 13.
-DIVERGING = dict(hidden=(16, 16), activation="identity", max_epochs=30, early_stopping=None, checkpoint_every=1,
+NET = jnn.MLP(hidden=(16, 16), activation="identity")
+SMALL = jnn.MLP(hidden=(8,))
+DIVERGING = dict(max_epochs=30, early_stopping=None, checkpoint_every=1,
                  learning_rate=0.7)  # fmt: skip
 
 
@@ -27,7 +30,7 @@ def spirals():
 
 def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_path, spirals):
     run = tmp_path / "d"
-    first = fit(spirals, TrainConfig(**DIVERGING), callbacks=[RunFolder(run)])
+    first = fit(spirals, TrainConfig(**DIVERGING), callbacks=[RunFolder(run)], task=NET)
     losses = first.history["train_loss"]
     assert first.stopped_by == "diverged" and all(math.isfinite(v) for v in losses)
     stop = len(losses)
@@ -45,6 +48,7 @@ def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_
         spirals,
         TrainConfig(**{**DIVERGING, "learning_rate": 0.001}),
         callbacks=[RunFolder(run, resume=True, from_epoch=sane)],
+        task=NET,
     )
     assert again.stopped_by == "max_epochs" and len(again.history) == 30
     assert again.history["train_loss"][:sane] == losses[:sane]
@@ -53,10 +57,10 @@ def test_divergence_stops_while_finite_and_resumes_from_the_kept_sane_epoch(tmp_
 
 
 def test_from_epoch_equals_an_uninterrupted_run_from_that_state_bitwise(tmp_path, spirals):
-    cfg = TrainConfig(hidden=(8,), max_epochs=8, early_stopping=None, checkpoint_every=1, keep_checkpoints=8)
+    cfg = TrainConfig(max_epochs=8, early_stopping=None, checkpoint_every=1, keep_checkpoints=8)
     run = tmp_path / "r"
-    whole = fit(spirals, cfg, callbacks=[RunFolder(run)])
-    again = fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=5)])
+    whole = fit(spirals, cfg, callbacks=[RunFolder(run)], task=SMALL)
+    again = fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=5)], task=SMALL)
     assert sorted(kept_checkpoints(run)) == list(range(1, 9))
     assert again.history.metrics == whole.history.metrics
     for a, b in zip(jax_leaves(again.params), jax_leaves(whole.params)):
@@ -70,16 +74,16 @@ def jax_leaves(tree):
 
 
 def test_from_epoch_names_the_kept_epochs_and_needs_resume(tmp_path, spirals):
-    cfg = TrainConfig(hidden=(8,), max_epochs=4, early_stopping=None, checkpoint_every=1, keep_checkpoints=2)
+    cfg = TrainConfig(max_epochs=4, early_stopping=None, checkpoint_every=1, keep_checkpoints=2)
     run = tmp_path / "r"
-    fit(spirals, cfg, callbacks=[RunFolder(run)])
+    fit(spirals, cfg, callbacks=[RunFolder(run)], task=SMALL)
     kept = sorted(kept_checkpoints(run))
     assert kept[-2:] == [3, 4] and len(kept) <= 3  # the last two, and the best epoch when older
     listed = ", ".join(map(str, kept))
     with pytest.raises(ValueError, match=rf"from_epoch=99: .* keeps checkpoints of epochs \[{listed}\]"):
-        fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=99)])
+        fit(spirals, cfg, callbacks=[RunFolder(run, resume=True, from_epoch=99)], task=SMALL)
     with pytest.raises(ValueError, match="needs resume=True"):
-        fit(spirals, cfg, callbacks=[RunFolder(run, from_epoch=3)])
+        fit(spirals, cfg, callbacks=[RunFolder(run, from_epoch=3)], task=SMALL)
 
 
 def test_divergence_rule_ignores_noise_below_the_first_epochs_loss():

@@ -17,7 +17,8 @@ from jnn.app.plots import plot_run
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
 
-CFG = TrainConfig(hidden=(4,), max_epochs=2, early_stopping=None, checkpoint_every=1)
+NET = jnn.MLP(hidden=(4,))
+CFG = TrainConfig(max_epochs=2, early_stopping=None, checkpoint_every=1)
 TARGETS = ["config.json", "checkpoint.npz", "checkpoints/epoch-000002.npz", "model.npz", "summary.json",
            "history.json", "history.csv", "curves.png"]  # fmt: skip
 KINDS = ["random", "empty", "link-out", "link-dangling", "fifo", "folder", "truncated", "forged-header"]
@@ -35,7 +36,7 @@ def _alarm(signum, frame):
 def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     train = load("xor", seed=0)[0]
-    fit(train, CFG, callbacks=[RunFolder(root / "run")])
+    fit(train, CFG, callbacks=[RunFolder(root / "run")], task=NET)
     return root / "run", train
 
 
@@ -98,10 +99,10 @@ def test_fuzz_a_damaged_run_folder_gives_results_or_named_errors_and_writes_noth
         _plant(run / target, kind, outside, rng)
         listing = sorted(p.name for p in tmp_path.iterdir())
         results = {
-            "resume": _outcome(lambda r=run: fit(train, CFG, callbacks=[RunFolder(r, resume=True)])),
+            "resume": _outcome(lambda r=run: fit(train, CFG, callbacks=[RunFolder(r, resume=True)], task=NET)),
             "load": _outcome(lambda r=run: jnn.load_run(r)),
             "plot": _outcome(lambda r=run: plot_run(r, r / "again.png")),
-            "overwrite": _outcome(lambda r=run: fit(train, CFG, callbacks=[RunFolder(r, overwrite=True)])),
+            "overwrite": _outcome(lambda r=run: fit(train, CFG, callbacks=[RunFolder(r, overwrite=True)], task=NET)),
         }
         assert outside.read_text() == "keep", (kind, results)
         assert sorted(p.name for p in tmp_path.iterdir()) == listing, (kind, results)

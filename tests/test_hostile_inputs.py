@@ -43,7 +43,7 @@ def test_allocation_bombs_num_classes_and_layer_widths_are_bounded():
     with pytest.raises(ValueError, match=r"num_classes must be an integer in \[2, 1048576\]; got 50000000"):
         jnn.Dataset(np.zeros((3, 2), "f4"), np.array([0, 1, 1]), num_classes=5 * 10**7)
     with pytest.raises(ValueError, match=r"hidden\[0\] must be an integer in \[1, 2147483647\]"):
-        TrainConfig(hidden=(10**30,))
+        jnn.MLP(hidden=(10**30,))
 
 
 @pytest.mark.parametrize("lr", [1e-320, 1e39])
@@ -54,16 +54,16 @@ def test_vanishing_rates_a_learning_rate_that_is_0_or_inf_in_float32_is_refused(
 
 def test_wrong_widths_evaluate_and_sweep_test_name_the_mismatch_before_training():
     train = load("xor", seed=0)[0]
-    cfg = TrainConfig(hidden=(4,), max_epochs=1, early_stopping=None)
-    params = fit(train, cfg).params
+    cfg, net = TrainConfig(max_epochs=1, early_stopping=None), jnn.MLP(hidden=(4,))
+    params = fit(train, cfg, task=net).params
     wide = jnn.Dataset(np.zeros((5, 7), "f4"), np.array([0, 1, 0, 1, 0]))
     with pytest.raises(ValueError, match="ds has 7 features but the params take 2"):
-        jnn.evaluate(params, wide, cfg)
+        jnn.evaluate(params, wide, net)
     with pytest.raises(ValueError, match="test must be data like train: 2 features.*got 7 features"):
-        sweep(train, cfg, test=wide, learning_rate=[0.1, 0.2])
+        sweep(train, cfg, task=net, test=wide, learning_rate=[0.1, 0.2])
     three = jnn.Dataset(train.x, np.arange(len(train.x)) % 3)
     with pytest.raises(ValueError, match="3 classes"):
-        jnn.evaluate(params, three, cfg)
+        jnn.evaluate(params, three, net)
 
 
 def _saved(tmp_path):
@@ -256,16 +256,19 @@ def test_unwritable_destinations_and_bad_files_are_one_line_and_exit_2(tmp_path,
 
 def test_long_values_are_cut_in_messages():
     with pytest.raises(ValueError) as info:
-        TrainConfig(activation="x" * 5_000_000)
+        jnn.MLP(activation="x" * 5_000_000)
     assert len(str(info.value)) < 400 and "(5000002 characters)" in str(info.value)
     with pytest.raises(ValueError, match=r"got 1.0000001;"):
-        TrainConfig(keep_prob=1.0000001)
+        jnn.MLP(keep_prob=1.0000001)
 
 
 def test_numpy_integers_are_accepted_and_stored_as_python_ones():
-    cfg = TrainConfig(batch_size=np.int32(8), hidden=(np.int64(4),), max_epochs=np.int16(3))
-    assert type(cfg.batch_size) is int and type(cfg.hidden[0]) is int and json.dumps(cfg.to_dict())
-    assert cfg.hash() == TrainConfig(batch_size=8, hidden=(4,), max_epochs=3).hash()
+    cfg = TrainConfig(batch_size=np.int32(8), max_epochs=np.int16(3), learning_rate=np.float32(0.5))
+    assert type(cfg.batch_size) is int and type(cfg.learning_rate) is float and json.dumps(cfg.to_dict())
+    assert cfg.hash() == TrainConfig(batch_size=8, max_epochs=3, learning_rate=float(np.float32(0.5))).hash()
+    net = jnn.MLP(hidden=(np.int64(4),), l2=np.float64(0.5))
+    assert type(net.hidden[0]) is int and type(net.l2) is float and net == jnn.MLP(hidden=(4,), l2=0.5)
+    assert json.dumps(net.to_dict())
 
 
 def test_launcher_reports_a_killed_child_as_128_plus_the_signal():
@@ -305,8 +308,8 @@ def test_allocation_bombs_a_huge_epoch_budget_with_a_schedule_and_a_step_budget_
 
     train = load("xor", seed=0)[0]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cfg = TrainConfig(hidden=(4,), max_epochs=10**9, max_steps=5, lr_schedule="warmup-cosine", warmup_epochs=3,
+    cfg = TrainConfig(max_epochs=10**9, max_steps=5, lr_schedule="warmup-cosine", warmup_epochs=3,
                       early_stopping=None)  # fmt: skip
-    res = fit(train, cfg, callbacks=[RunFolder(tmp_path / "r")])
+    res = fit(train, cfg, task=jnn.MLP(hidden=(4,)), callbacks=[RunFolder(tmp_path / "r")])
     assert res.stopped_by == "max_steps" and int(res.state.step) == 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB

@@ -115,7 +115,7 @@ def test_fit_knows_the_run_folder_only_as_a_run_store(tmp_path):
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     train = jnn.Dataset(x, (x[:, 0] > 0).astype(np.int32))
     store = Memory()
-    r = jnn.fit(train, jnn.TrainConfig(hidden=(4,), max_epochs=2, batch_size=8, early_stopping=None),
+    r = jnn.fit(train, jnn.TrainConfig(max_epochs=2, batch_size=8, early_stopping=None), task=jnn.MLP(hidden=(4,)),
                 callbacks=[store, jnn.Progress(bar=False)])  # fmt: skip
     meta, data = store.opened
     assert data[0] is train and data[1] is None and meta["config"]["max_epochs"] == 2 and meta["sizes"] == [3, 4, 2]

@@ -16,7 +16,8 @@ from jnn.train import EarlyStopping
 from jnn.train.averaging import AveragedState, averaged_params, weight_average
 from jnn.train.optimizers import find_hyperparams, from_hyperparams, learning_rate_of, set_learning_rate
 
-CFG = dict(hidden=(16,), batch_size=64, max_epochs=4, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
+NET = jnn.MLP(hidden=(16,))
+CFG = dict(batch_size=64, max_epochs=4, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,9 @@ def test_a_sweep_with_one_optax_chain_equals_separate_fits(spirals):
     def chain(lr):
         return optax.chain(optax.clip_by_global_norm(0.5), optax.inject_hyperparams(optax.sgd)(learning_rate=lr))
 
-    res = sweep(train, cfg, optimizer=chain(0.05), learning_rate=[0.05, 0.2], seed=[0, 1])
+    res = sweep(train, cfg, optimizer=chain(0.05), learning_rate=[0.05, 0.2], seed=[0, 1], task=NET)
     for i, (lr, seed) in enumerate([(0.05, 0), (0.2, 1)]):
-        one = fit(train, dataclasses.replace(cfg, seed=seed), optimizer=chain(lr))
+        one = fit(train, dataclasses.replace(cfg, seed=seed), optimizer=chain(lr), task=NET)
         _close(_member(res, i), one.params)
         np.testing.assert_allclose(res.histories[i]["train_loss"], one.history["train_loss"], rtol=0, atol=1e-6)
         # The learning rate column is the injected rate, as in the single fit; never NaN.
@@ -57,11 +58,11 @@ def test_a_sweep_with_an_optimizer_of_the_hyperparameters_equals_separate_fits(s
     def build(h):
         return optax.chain(optax.clip_by_global_norm(h["clip"]), optax.sgd(h["learning_rate"], momentum=0.9))
 
-    res = sweep(train, cfg, optimizer=build, learning_rate=[0.02, 0.05, 0.02], clip=[0.1, 1.0, 10.0])
+    res = sweep(train, cfg, optimizer=build, learning_rate=[0.02, 0.05, 0.02], clip=[0.1, 1.0, 10.0], task=NET)
     assert res.rows[0]["clip"] == 0.1 and res.rows[2]["clip"] == 10.0
     finals = []
     for i, (lr, clip) in enumerate([(0.02, 0.1), (0.05, 1.0), (0.02, 10.0)]):
-        one = fit(train, cfg, optimizer=build({"learning_rate": lr, "clip": clip}))
+        one = fit(train, cfg, optimizer=build({"learning_rate": lr, "clip": clip}), task=NET)
         _close(_member(res, i), one.params)
         np.testing.assert_allclose(res.histories[i]["val_loss"], one.history["val_loss"], rtol=0, atol=1e-6)
         # A plain optax.sgd holds no injected rate: the fit's history has no learning_rate column at all.
@@ -73,16 +74,16 @@ def test_a_sweep_with_an_optimizer_of_the_hyperparameters_equals_separate_fits(s
 def test_an_optimizer_without_an_injected_rate_omits_the_column_and_refuses_a_rate_axis(spirals):
     train, _ = spirals
     cfg = TrainConfig(**CFG)
-    r = fit(train, cfg, optimizer=optax.adam(1e-2))
+    r = fit(train, cfg, optimizer=optax.adam(1e-2), task=NET)
     assert "learning_rate" not in r.history and all(np.isfinite(r.history["train_loss"]))
-    res = sweep(train, cfg, optimizer=optax.adam(1e-2), seed=[0, 1])
+    res = sweep(train, cfg, optimizer=optax.adam(1e-2), seed=[0, 1], task=NET)
     assert all("learning_rate" not in h for h in res.histories)
     with pytest.raises(ValueError, match="learning_rate axis needs the optimizer's learning rate as state"):
-        sweep(train, cfg, optimizer=optax.adam(1e-2), learning_rate=[0.1, 0.2])
+        sweep(train, cfg, optimizer=optax.adam(1e-2), learning_rate=[0.1, 0.2], task=NET)
     with pytest.raises(ValueError, match="sweep axis must be one of"):
-        sweep(train, cfg, optimizer=optax.adam(1e-2), clip=[0.1, 0.2])
+        sweep(train, cfg, optimizer=optax.adam(1e-2), clip=[0.1, 0.2], task=NET)
     with pytest.raises(TypeError, match="optimizer must be None"):
-        sweep(train, cfg, optimizer="adam", seed=[0, 1])
+        sweep(train, cfg, optimizer="adam", seed=[0, 1], task=NET)
 
 
 def test_hyperparameter_state_is_found_inside_chains_and_set_in_place():
@@ -147,10 +148,10 @@ def test_polyak_equals_the_numpy_mean_of_the_iterates():
 def test_averaging_in_fit_keeps_the_params_bit_for_bit(spirals):
     train, _ = spirals
     cfg = TrainConfig(**CFG)
-    plain = fit(train, cfg)
+    plain = fit(train, cfg, task=NET)
     assert plain.averaged_params is None
     for average, decay in (("ema", 0.9), ("polyak", 0.999)):
-        r = fit(train, dataclasses.replace(cfg, average=average, average_decay=decay))
+        r = fit(train, dataclasses.replace(cfg, average=average, average_decay=decay), task=NET)
         for x, y in zip(jax.tree.leaves(plain.params), jax.tree.leaves(r.params), strict=True):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         assert r.history["train_loss"] == plain.history["train_loss"]

@@ -82,17 +82,18 @@ _EIGHT = textwrap.dedent("""
     from jnn.parallel import data_mesh
     assert len(jax.devices()) == 8
     train, _ = jnn.datasets.load("spirals")
-    cfg = jnn.TrainConfig(hidden=(32, 32), batch_size=64, max_epochs=100, max_steps=100, keep_prob=0.7,
-                          learning_rate=0.05, early_stopping=jnn.EarlyStopping(patience=100))
-    one = jnn.fit(train, cfg)
-    eight = jnn.fit(train, cfg, mesh=data_mesh())
+    cfg = jnn.TrainConfig(batch_size=64, max_epochs=100, max_steps=100, learning_rate=0.05,
+                          early_stopping=jnn.EarlyStopping(patience=100))
+    net = jnn.MLP(hidden=(32, 32), keep_prob=0.7)
+    one = jnn.fit(train, cfg, task=net)
+    eight = jnn.fit(train, cfg, task=net, mesh=data_mesh())
     assert int(one.state.step) == int(eight.state.step) == 100
     report = jnn.compare_grads(one.state.params, jax.device_get(eight.state.params))
     sharding = eight.state.params[0]["w"].sharding
     errors = []
     for bad in (dict(batch_size=60), ):
         try:
-            jnn.fit(train, jnn.TrainConfig(hidden=(8,), max_epochs=1, **bad), mesh=data_mesh())
+            jnn.fit(train, jnn.TrainConfig(max_epochs=1, **bad), task=jnn.MLP(hidden=(8,)), mesh=data_mesh())
         except ValueError as err:
             errors.append(str(err))
     print("RESULT", report.max_rel_err, len(sharding.device_set), sharding.is_fully_replicated, errors)

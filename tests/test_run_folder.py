@@ -17,7 +17,8 @@ from jnn.app import live_history as records_module
 from jnn.datasets import load
 from jnn.train import EarlyStopping, TrainConfig, fit
 
-CFG = dict(hidden=(16,), batch_size=32, learning_rate=0.05, keep_prob=0.7, early_stopping=None)
+NET = jnn.MLP(hidden=(16,), keep_prob=0.7)
+CFG = dict(batch_size=32, learning_rate=0.05, early_stopping=None)
 
 
 def _bits(tree):
@@ -33,18 +34,19 @@ def spirals():
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 def test_a_finished_run_continues_with_a_larger_budget_bitwise(tmp_path, spirals, mode):
-    cfg = lambda n: TrainConfig(**CFG, dropout_mode=mode, max_epochs=n)
-    first = fit(spirals, cfg(6), callbacks=[RunFolder(tmp_path / "run")])
+    cfg = lambda n: TrainConfig(**CFG, max_epochs=n)
+    net = jnn.MLP(hidden=(16,), keep_prob=0.7, dropout_mode=mode)
+    first = fit(spirals, cfg(6), callbacks=[RunFolder(tmp_path / "run")], task=net)
     assert first.stopped_by == "max_epochs" and len(first.history) == 6
-    more = fit(spirals, cfg(12), callbacks=[RunFolder(tmp_path / "run", resume=True)])
-    whole = fit(spirals, cfg(12))
+    more = fit(spirals, cfg(12), callbacks=[RunFolder(tmp_path / "run", resume=True)], task=net)
+    whole = fit(spirals, cfg(12), task=net)
     assert more.stopped_by == "max_epochs" and int(more.state.step) == int(whole.state.step)
     assert more.history.metrics == whole.history.metrics  # 6 + 6 epochs == 12 epochs, every value
     assert _bits(more.state) == _bits(whole.state)
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["resumed_with_changes"] == [{"max_epochs": {"was": 6, "now": 12}}]
     # A budget that is not larger leaves the finished run as it was.
-    again = fit(spirals, cfg(12), callbacks=[RunFolder(tmp_path / "run", resume=True)])
+    again = fit(spirals, cfg(12), callbacks=[RunFolder(tmp_path / "run", resume=True)], task=net)
     assert again.history.metrics == whole.history.metrics and again.epoch_seconds == ()
 
 
@@ -60,7 +62,10 @@ def test_history_csv_grows_every_call_and_the_json_is_complete_at_the_end(tmp_pa
 
     monkeypatch.setattr(records_module.LiveRecords, "update", spy)
     r = fit(
-        spirals, TrainConfig(**CFG, max_epochs=5, epochs_per_call=per_call), callbacks=[RunFolder(tmp_path / "run")]
+        spirals,
+        TrainConfig(**CFG, max_epochs=5, epochs_per_call=per_call),
+        callbacks=[RunFolder(tmp_path / "run")],
+        task=NET,
     )
     # the rows of every call on disk as soon as it returns, before the run ends
     assert seen == ([1, 2, 3, 4, 5] if per_call == 1 else [2, 4, 5]) + [5]  # and once more at the end
@@ -75,6 +80,7 @@ def test_fit_writes_summary_model_and_curves(tmp_path, spirals):
         spirals,
         TrainConfig(**{**CFG, "early_stopping": EarlyStopping(patience=2)}, max_epochs=30),
         callbacks=[RunFolder(tmp_path)],
+        task=NET,
     )
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["stopped_by"] == r.stopped_by and s["epochs"] == len(r.history) and s["best_epoch"] == r.best_epoch + 1
@@ -85,7 +91,7 @@ def test_fit_writes_summary_model_and_curves(tmp_path, spirals):
 
 
 def test_the_checkpoint_carries_the_history(tmp_path, spirals):
-    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), callbacks=[RunFolder(tmp_path)])
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), callbacks=[RunFolder(tmp_path)], task=NET)
     extras = ckpt.read_extras(tmp_path / "checkpoint.npz")
     assert list(extras["history/train_loss"]) == r.history["train_loss"]
     ckpt.verify(tmp_path / "checkpoint.npz")  # the extras are checksummed too
@@ -105,7 +111,7 @@ def test_tensorboard_events_read_back(tmp_path, spirals):
     pytest.importorskip("tensorboardX")
     from tensorboardX.proto import event_pb2
 
-    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), callbacks=[RunFolder(tmp_path, tensorboard=True)])
+    r = fit(spirals, TrainConfig(**CFG, max_epochs=3), callbacks=[RunFolder(tmp_path, tensorboard=True)], task=NET)
     files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert len(files) == 1
     scalars = {}
@@ -130,7 +136,12 @@ def test_tensorboard_without_tensorboardx_is_refused_before_anything_is_written(
 
     monkeypatch.setattr(builtins, "__import__", no_tbx)
     with pytest.raises(ImportError, match=r"pip install 'jnn\[tensorboard\]'"):
-        fit(spirals, TrainConfig(**CFG, max_epochs=2), callbacks=[RunFolder(tmp_path / "run", tensorboard=True)])
+        fit(
+            spirals,
+            TrainConfig(**CFG, max_epochs=2),
+            callbacks=[RunFolder(tmp_path / "run", tensorboard=True)],
+            task=NET,
+        )
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
@@ -142,9 +153,9 @@ def test_interrupted_is_a_keyboard_interrupt_with_the_result():
 def test_the_learning_rate_column_follows_the_schedule(spirals, schedule, warmup):
     import optax
 
-    cfg = TrainConfig(**{**CFG, "keep_prob": 1.0}, optimizer="adamw", weight_decay=1e-3, lr_schedule=schedule,
+    cfg = TrainConfig(**CFG, optimizer="adamw", weight_decay=1e-3, lr_schedule=schedule,
                       warmup_epochs=warmup, max_epochs=6)  # fmt: skip
-    r = fit(spirals, cfg)
+    r = fit(spirals, cfg, task=jnn.MLP(hidden=(16,), keep_prob=1.0))
     spe = cfg.steps_per_epoch(len(spirals) - round(cfg.val_fraction * len(spirals)))
     total = 6 * spe
     sched = (optax.cosine_decay_schedule(0.05, total) if schedule == "cosine" else
@@ -158,26 +169,26 @@ def test_the_learning_rate_column_follows_the_schedule(spirals, schedule, warmup
 
 def test_a_schedule_refuses_a_longer_resume(tmp_path, spirals):
     cfg = lambda n: TrainConfig(**CFG, lr_schedule="cosine", max_epochs=n)
-    fit(spirals, cfg(3), callbacks=[RunFolder(tmp_path)])
+    fit(spirals, cfg(3), callbacks=[RunFolder(tmp_path)], task=NET)
     with pytest.raises(ValueError, match="lr_schedule='cosine' spans the run's max_epochs"):
-        fit(spirals, cfg(6), callbacks=[RunFolder(tmp_path, resume=True)])
+        fit(spirals, cfg(6), callbacks=[RunFolder(tmp_path, resume=True)], task=NET)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 def test_load_run_predicts_what_evaluate_scores_in_both_dropout_modes(tmp_path, mode):
     train, test = load("mnist1d")
-    cfg = TrainConfig(hidden=(64,), keep_prob=0.5, dropout_mode=mode, max_epochs=3)
-    r = fit(train, cfg, callbacks=[RunFolder(tmp_path)])
+    cfg, net = TrainConfig(max_epochs=3), jnn.MLP(hidden=(64,), keep_prob=0.5, dropout_mode=mode)
+    r = fit(train, cfg, callbacks=[RunFolder(tmp_path)], task=net)
     model = jnn.load_run(tmp_path)
     assert _bits(model.params) == _bits(r.params)
     acc = float(np.mean(model.predict(test.x) == test.y))
-    assert acc == pytest.approx(jnn.evaluate(r.params, test, cfg)["accuracy"], abs=1e-6)
-    assert model.evaluate(test) == jnn.evaluate(r.params, test, cfg)
+    assert acc == pytest.approx(jnn.evaluate(r.params, test, net)["accuracy"], abs=1e-6)
+    assert model.evaluate(test) == jnn.evaluate(r.params, test, net)
     proba = model.predict_proba(test.x)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     if mode == "classic":  # the plain forward pass (no expected weights) scores differently: the trap load_run avoids
-        plain = np.argmax(np.asarray(jnn.forward(r.params, test.x, activation=cfg.activation)), axis=1)
+        plain = np.argmax(np.asarray(jnn.forward(r.params, test.x, activation=net.activation)), axis=1)
         assert not np.array_equal(plain, model.predict(test.x))
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import jnn
 from jnn import RunFolder
 from jnn.app import atomic, lock
 from jnn.app import checkpoint as ckpt
@@ -17,7 +18,8 @@ from jnn.app.run_dir import RUN_FILES
 from jnn.datasets import load
 from jnn.train import TrainConfig, fit
 
-CFG = TrainConfig(hidden=(8,), batch_size=32, learning_rate=0.05, max_epochs=2, early_stopping=None)
+NET = jnn.MLP(hidden=(8,))
+CFG = TrainConfig(batch_size=32, learning_rate=0.05, max_epochs=2, early_stopping=None)
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +34,16 @@ def _snapshot(folder):
 
 def test_concurrent_runs_a_second_start_is_refused_without_touching_the_folder(tmp_path, xor):
     run = tmp_path / "run"
-    fit(xor, CFG, callbacks=[RunFolder(run)])
+    fit(xor, CFG, callbacks=[RunFolder(run)], task=NET)
     live_temp = run / f"{atomic.TEMP_PREFIX}12345-abcd-checkpoint.npz"
     live_temp.write_bytes(b"a live save of the first run")
     before = _snapshot(run)
     with lock.acquire(run):  # the first run holds the folder
         for kw in ({"resume": True}, {"overwrite": True}, {}):
             with pytest.raises(lock.FolderInUse, match=rf"in use by process {os.getpid()}"):
-                fit(xor, CFG, callbacks=[RunFolder(run, **kw)])
+                fit(xor, CFG, callbacks=[RunFolder(run, **kw)], task=NET)
         assert _snapshot(run) == before  # its temp file included
-    fit(xor, CFG, callbacks=[RunFolder(run, overwrite=True)])  # free again: the stale temp file goes
+    fit(xor, CFG, callbacks=[RunFolder(run, overwrite=True)], task=NET)  # free again: the stale temp file goes
     assert not live_temp.exists()
 
 
@@ -89,13 +91,15 @@ def test_concurrent_runs_the_cli_refuses_a_busy_folder_with_exit_2(tmp_path):
 def test_symlinks_no_write_goes_through_a_link_in_the_run_folder(tmp_path, xor, name):
     run, victim = tmp_path / "run", tmp_path / "victim"
     victim.write_text("keep")
-    fit(xor, CFG, callbacks=[RunFolder(run)])
+    fit(xor, CFG, callbacks=[RunFolder(run)], task=NET)
     (run / name).unlink()
     (run / name).symlink_to(victim)
     for kw in ({"resume": True}, {}):
         with pytest.raises(ValueError, match=rf"{name}' is a symbolic link"):
-            fit(xor, CFG, callbacks=[RunFolder(run, **kw)])
-    fit(xor, CFG, callbacks=[RunFolder(run, overwrite=True)])  # overwrite replaces the link, not what it points to
+            fit(xor, CFG, callbacks=[RunFolder(run, **kw)], task=NET)
+    fit(
+        xor, CFG, callbacks=[RunFolder(run, overwrite=True)], task=NET
+    )  # overwrite replaces the link, not what it points to
     assert victim.read_text() == "keep" and not (run / name).is_symlink()
 
 
@@ -106,7 +110,7 @@ def test_symlinks_a_fresh_folder_holding_only_a_link_is_refused(tmp_path, xor, n
     run.mkdir()
     (run / name).symlink_to(victim)
     with pytest.raises(ValueError, match="symbolic link"):
-        fit(xor, CFG, callbacks=[RunFolder(run)])
+        fit(xor, CFG, callbacks=[RunFolder(run)], task=NET)
     assert victim.read_text() == "keep"
 
 
@@ -140,7 +144,7 @@ def test_symlinks_a_link_planted_in_history_csv_during_a_run_is_replaced(tmp_pat
         real(self)
 
     monkeypatch.setattr(records_module.LiveRecords, "update", planting)
-    res = fit(xor, CFG, callbacks=[RunFolder(run)])
+    res = fit(xor, CFG, callbacks=[RunFolder(run)], task=NET)
     assert victim.read_text() == "keep"
     monkeypatch.undo()
     lines = (run / "history.csv").read_text().splitlines()
@@ -149,32 +153,32 @@ def test_symlinks_a_link_planted_in_history_csv_during_a_run_is_replaced(tmp_pat
 
 def test_foreign_folders_a_folder_without_config_json_is_not_taken_over(tmp_path, xor):
     run = tmp_path / "r"
-    fit(xor, CFG, callbacks=[RunFolder(run)])
+    fit(xor, CFG, callbacks=[RunFolder(run)], task=NET)
     (run / "config.json").unlink()
     before = _snapshot(run)
     for kw in ({}, {"resume": True}):
         with pytest.raises(ValueError, match=r"holds no jnn run \(no config.json; found checkpoint.npz"):
-            fit(xor, CFG, callbacks=[RunFolder(run, **kw)])
+            fit(xor, CFG, callbacks=[RunFolder(run, **kw)], task=NET)
     assert _snapshot(run) == before
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("my notes")
     with pytest.raises(ValueError, match="found notes.txt"):
-        fit(xor, CFG, callbacks=[RunFolder(other)])
-    fit(xor, CFG, callbacks=[RunFolder(other, overwrite=True)])
+        fit(xor, CFG, callbacks=[RunFolder(other)], task=NET)
+    fit(xor, CFG, callbacks=[RunFolder(other, overwrite=True)], task=NET)
     assert (other / "notes.txt").read_text() == "my notes" and (other / "model.npz").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
-    fit(xor, CFG, callbacks=[RunFolder(empty)])  # an empty folder is fine
+    fit(xor, CFG, callbacks=[RunFolder(empty)], task=NET)  # an empty folder is fine
 
 
 @pytest.mark.parametrize("text", ["[]", '{"config": "abc"}', "{not json", '"a string"'])
 def test_malformed_config_json_is_a_named_error(tmp_path, xor, text):
     run = tmp_path / "run"
-    fit(xor, CFG, callbacks=[RunFolder(run)])
+    fit(xor, CFG, callbacks=[RunFolder(run)], task=NET)
     (run / "config.json").write_text(text)
     for kw in ({"resume": True}, {}):
         with pytest.raises(ValueError, match=r"config.json"):
-            fit(xor, CFG, callbacks=[RunFolder(run, **kw)])
-    fit(xor, CFG, callbacks=[RunFolder(run, overwrite=True)])
-    assert json.loads((run / "config.json").read_text())["config"]["hidden"] == [8]
+            fit(xor, CFG, callbacks=[RunFolder(run, **kw)], task=NET)
+    fit(xor, CFG, callbacks=[RunFolder(run, overwrite=True)], task=NET)
+    assert json.loads((run / "config.json").read_text())["mlp"]["hidden"] == [8]

@@ -10,7 +10,8 @@ from jnn.debug import trace_counts
 from jnn.sweep import format_table, grid, members_of, sweep
 from jnn.train import EarlyStopping, TrainConfig, fit
 
-CFG = dict(hidden=(32, 32), batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
+NET = jnn.MLP(hidden=(32, 32))
+CFG = dict(batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
 AXES = dict(
     seed=[0, 1, 2, 3, 0, 1, 2, 3],
     learning_rate=[0.05, 0.05, 0.1, 0.1, 0.02, 0.02, 0.05, 0.05],
@@ -28,13 +29,15 @@ def spirals():
 def test_eight_members_equal_eight_fits_and_compile_once(spirals, fresh_programs):
     train, test = spirals
     before = dict(trace_counts())
-    res = sweep(train, TrainConfig(**CFG), test=test, **AXES)
+    res = sweep(train, TrainConfig(**CFG), task=NET, test=test, **AXES)
     assert trace_counts()["run_epoch"] - before.get("run_epoch", 0) == 1
     assert trace_counts()["train_step"] - before.get("train_step", 0) == 1
     assert len(res.rows) == 8
     for i, c in enumerate(res.members):
-        assert (c.seed, c.learning_rate, c.l2, c.keep_prob) == tuple(AXES[k][i] for k in AXES)
-        r = fit(train, c)
+        m = res.models[i]
+        assert (c.seed, c.learning_rate, m.l2, m.keep_prob) == tuple(AXES[k][i] for k in AXES)
+        assert m.hidden == NET.hidden
+        r = fit(train, c, task=m)
         report = jnn.compare_grads(r.params, res.member_params(i), rtol=1e-6)
         assert report.max_rel_err <= 1e-6, (i, str(report))
         np.testing.assert_allclose(res.histories[i]["val_loss"], r.history["val_loss"], rtol=1e-5)
@@ -46,7 +49,7 @@ def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     train, _ = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 30, "early_stopping": EarlyStopping(patience=1, restore_best=False)})
     # lr 0.5 is noisy and stops after a few epochs; lr 0.01 improves steadily and runs longer.
-    res = sweep(train, cfg, learning_rate=[0.5, 0.01], seed=[0, 0])
+    res = sweep(train, cfg, learning_rate=[0.5, 0.01], seed=[0, 0], task=NET)
     fast, slow = res.rows
     assert fast["stopped_by"] == "early_stopping" and fast["epochs"] < slow["epochs"]
     h = res.histories[0]
@@ -55,7 +58,7 @@ def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     # Frozen: the member's step count and params equal a lone fit that stopped at the same epoch (had it
     # gone on for the other member's epochs, its params would differ by far more than rounding; lr 0.5
     # amplifies the ~1e-7 batched-matmul rounding, hence 1e-5 here).
-    alone = fit(train, res.members[0])
+    alone = fit(train, res.members[0], task=res.models[0])
     assert int(alone.state.epoch) == fast["epochs"] and int(alone.state.step) == int(res.state.step[0])
     assert jnn.compare_grads(alone.state.params, res.member_params(0), rtol=1e-5).max_rel_err <= 1e-5
 
@@ -63,14 +66,14 @@ def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
 @pytest.mark.slow
 def test_best_picks_by_validation_metric_and_save_writes_files(spirals, tmp_path):
     train, test = spirals
-    res = sweep(train, TrainConfig(**{**CFG, "max_epochs": 3}), test=test, learning_rate=[0.001, 0.1])
+    res = sweep(train, TrainConfig(**{**CFG, "max_epochs": 3}), test=test, learning_rate=[0.001, 0.1], task=NET)
     assert res.best()["member"] == int(np.argmin([r["best_val"] for r in res.rows]))
     paths = jnn.save_sweep(res, tmp_path)
     assert {p.name for p in paths} == {"sweep.csv", "sweep.json", "sweep.png", "params.npz"}
     assert (tmp_path / "sweep.csv").read_text().splitlines()[0].startswith("member,seed,learning_rate,l2,keep_prob")
     assert "member" in format_table(res.rows)
     acc = TrainConfig(**{**CFG, "max_epochs": 3, "early_stopping": EarlyStopping("val_accuracy", patience=50)})
-    res2 = sweep(train, acc, learning_rate=[0.001, 0.1])
+    res2 = sweep(train, acc, learning_rate=[0.001, 0.1], task=NET)
     assert res2.best()["member"] == int(np.argmax([r["best_val"] for r in res2.rows]))
 
 
@@ -158,24 +161,25 @@ def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_group
     cfg = TrainConfig(**{**CFG, "max_epochs": 6})
     axes = dict(hidden=[(16,), (8, 8), (16,), (8, 8)], batch_size=[32, 32, 64, 32], seed=[0, 1, 2, 3])
     before = trace_counts()["run_epoch"]
-    res = sweep(train, cfg, test=test, **axes)
+    res = sweep(train, cfg, task=NET, test=test, **axes)
     assert trace_counts()["run_epoch"] - before == 3  # one compile per shape group
     assert res.groups == ((0,), (1, 3), (2,)) and not res.stacked
     assert [r["hidden"] for r in res.rows] == ["16", "8,8", "16", "8,8"]
     assert [r["batch_size"] for r in res.rows] == [32, 32, 64, 32]
     for i, c in enumerate(res.members):
-        assert (c.hidden, c.batch_size, c.seed) == (axes["hidden"][i], axes["batch_size"][i], axes["seed"][i])
-        r = fit(train, c)
+        m = res.models[i]
+        assert (m.hidden, c.batch_size, c.seed) == (axes["hidden"][i], axes["batch_size"][i], axes["seed"][i])
+        r = fit(train, c, task=m)
         assert jnn.compare_grads(r.params, res.member_params(i), rtol=1e-6).max_rel_err <= 1e-6, i
         np.testing.assert_allclose(res.histories[i]["val_loss"], r.history["val_loss"], rtol=1e-5)
-        assert res.member_sizes[i] == (2, *c.hidden, 3)
+        assert res.member_sizes[i] == (2, *m.hidden, 3)
     jnn.save_sweep(res, tmp_path / "sw")
     for i in (1, 2):
         model = jnn.load_run(tmp_path / "sw", member=i)
         for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(res.member_params(i))):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Groups that differ only in batch size have params of one shape: stacked as before.
-    same = sweep(train, cfg, batch_size=[32, 64], seed=[0, 1])
+    same = sweep(train, cfg, batch_size=[32, 64], seed=[0, 1], task=NET)
     assert same.stacked and same.groups == ((0,), (1,)) and same.params[0]["w"].shape[0] == 2
 
 

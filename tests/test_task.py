@@ -14,9 +14,9 @@ import jnn
 from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.debug import trace_counts
+from jnn.mlp import MLP_FIELDS
 from jnn.sweep import sweep
 from jnn.train import EarlyStopping, Keys, TrainConfig, fit
-from jnn.train.config import MODEL_FIELDS
 
 D, H = 5, 16
 
@@ -153,7 +153,8 @@ def test_resume_of_a_custom_model_is_bitwise(tmp_path):
     assert rest.history.metrics == whole.history.metrics
     # config.json records the task, not the built-in MLP's fields, which this run never used.
     stored = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert not set(stored["config"]) & set(MODEL_FIELDS) and stored["task"]["hyper"] == task.hyper
+    assert not set(stored["config"]) & set(MLP_FIELDS) and stored["task"]["hyper"] == task.hyper
+    assert "mlp" not in stored and "sizes" not in stored
     assert stored["config"]["learning_rate"] == cfg.learning_rate
     other = residual_task(keep_prob=0.8, out=2)  # another architecture: refused, nothing overwritten
     with pytest.raises(ValueError, match="leaf .*out.*w.* expected|another|structure|loss="):
@@ -230,11 +231,11 @@ def test_explicit_validation_warm_start_user_metrics_and_early_stopping_on_them(
 
 
 @pytest.mark.slow
-def test_the_builtin_mlp_through_the_contract_equals_fit_with_a_config():
+def test_the_builtin_mlp_through_the_contract_equals_fit_with_an_mlp():
     train, _ = jnn.datasets.load("spirals")
     for mode in ("inverted", "classic"):
-        cfg = TrainConfig(hidden=(16, 16), keep_prob=0.8, l2=1e-3, dropout_mode=mode, max_epochs=3, batch_size=64)
-        a = fit(train, cfg)
+        cfg = TrainConfig(max_epochs=3, batch_size=64)
+        a = fit(train, cfg, task=jnn.MLP(hidden=(16, 16), keep_prob=0.8, l2=1e-3, dropout_mode=mode))
         sizes = (2, 16, 16, 3)
         task = jnn.mlp_task(sizes, keep_prob=0.8, l2=1e-3, dropout_mode=mode)
         b = fit(train, TrainConfig(max_epochs=3, batch_size=64), task=task)
@@ -291,12 +292,11 @@ def test_a_weighted_fit_equals_a_fit_on_duplicated_rows():
     train, _ = jnn.datasets.load("spirals")
     x, y = train.x[:60], train.y[:60]
     w = np.where(np.arange(60) % 3 == 0, 2.0, 1.0).astype(np.float32)
-    cfg = TrainConfig(
-        hidden=(8,), keep_prob=1.0, l2=0.0, optimizer="sgd", max_epochs=5, early_stopping=None, val_fraction=0.0
-    )
-    weighted = fit(Dataset(x, y, sample_weight=w), dataclasses.replace(cfg, batch_size=60))
+    cfg = TrainConfig(optimizer="sgd", max_epochs=5, early_stopping=None, val_fraction=0.0)
+    net = jnn.MLP(hidden=(8,), keep_prob=1.0, l2=0.0)
+    weighted = fit(Dataset(x, y, sample_weight=w), dataclasses.replace(cfg, batch_size=60), task=net)
     rep = np.repeat(np.arange(60), w.astype(int))
-    dup = fit(Dataset(x[rep], y[rep]), dataclasses.replace(cfg, batch_size=len(rep)))
+    dup = fit(Dataset(x[rep], y[rep]), dataclasses.replace(cfg, batch_size=len(rep)), task=net)
     report = jnn.compare_grads(weighted.params, dup.params, rtol=1e-5)
     assert report.max_rel_err <= 1e-5, str(report)
 
@@ -328,18 +328,11 @@ def test_multilabel_mlp_trains_and_reports_accuracy():
     ds = Dataset(x, y)
     r = fit(
         ds,
-        TrainConfig(
-            loss="multilabel",
-            hidden=(32,),
-            keep_prob=1.0,
-            max_epochs=40,
-            batch_size=32,
-            learning_rate=0.1,
-            early_stopping=EarlyStopping(patience=40),
-        ),
+        TrainConfig(max_epochs=40, batch_size=32, learning_rate=0.1, early_stopping=EarlyStopping(patience=40)),
+        task=jnn.MLP(loss="multilabel", hidden=(32,), keep_prob=1.0),
     )
     assert r.params[-1]["w"].shape == (32, 3)
-    assert jnn.evaluate(r.params, ds, TrainConfig(loss="multilabel", hidden=(32,)))["accuracy"] > 0.9
+    assert jnn.evaluate(r.params, ds, jnn.MLP(loss="multilabel", hidden=(32,)))["accuracy"] > 0.9
 
 
 def test_mse_mlp_regression_learns():
@@ -347,14 +340,9 @@ def test_mse_mlp_regression_learns():
     r = fit(
         ds,
         TrainConfig(
-            loss="mse",
-            hidden=(32,),
-            keep_prob=1.0,
-            max_epochs=60,
-            batch_size=32,
-            learning_rate=0.05,
-            early_stopping=EarlyStopping("val_r2", patience=60),
+            max_epochs=60, batch_size=32, learning_rate=0.05, early_stopping=EarlyStopping("val_r2", patience=60)
         ),
+        task=jnn.MLP(loss="mse", hidden=(32,), keep_prob=1.0),
     )
     assert r.params[-1]["w"].shape == (32, 2) and r.history["val_r2"][r.best_epoch] > 0.8
 
@@ -424,7 +412,7 @@ def test_targets_that_do_not_suit_the_loss_are_refused_without_advising_a_cast()
         r"y holds real targets \(float32 of shape \(18,\), 18 distinct values\). "
         "For real-valued targets use loss='mse'",
     ) as err:
-        fit(reg, TrainConfig(hidden=(4,), batch_size=4))
+        fit(reg, TrainConfig(batch_size=4), task=jnn.MLP(hidden=(4,)))
     assert "astype" not in str(err.value)
     cls = Dataset(x, np.arange(20) % 3)
     with pytest.raises(
@@ -432,14 +420,10 @@ def test_targets_that_do_not_suit_the_loss_are_refused_without_advising_a_cast()
         match=r"loss='mse' needs float targets y \[n\] or \[n, k\] in the training data; "
         r"y holds class labels \(int32",
     ):
-        fit(cls, TrainConfig(hidden=(4,), batch_size=4, loss="mse"))
+        fit(cls, TrainConfig(batch_size=4), task=jnn.MLP(hidden=(4,), loss="mse"))
     with pytest.raises(ValueError, match="class_weight needs class labels; the data holds real targets"):
-        fit(reg, TrainConfig(hidden=(4,), batch_size=4, loss="mse"), class_weight={0: 1.0})
-    with pytest.raises(
-        ValueError,
-        match=r"TrainConfig fields hidden=\(4,\) describe the built-in MLP and have no "
-        "effect with task=",
-    ):
-        fit(reg, TrainConfig(hidden=(4,), batch_size=4), task=residual_task())
+        fit(reg, TrainConfig(batch_size=4), task=jnn.MLP(hidden=(4,), loss="mse"), class_weight={0: 1.0})
+    with pytest.raises(TypeError, match="task must be a jnn.Task, a jnn.MLP or None .*; got TrainConfig"):
+        fit(reg, TrainConfig(batch_size=4), task=TrainConfig())
     with pytest.raises(ValueError, match=re.escape("val must hold data like train")):
-        fit(reg, TrainConfig(batch_size=4, loss="mse", hidden=(4,)), val=cls)
+        fit(reg, TrainConfig(batch_size=4), task=jnn.MLP(loss="mse", hidden=(4,)), val=cls)
