@@ -253,7 +253,12 @@ CONFIG_INVALID = {
 def test_train_config(data):
     kw, bad = drawn(data, CONFIG_VALID, CONFIG_INVALID)
     rule = {k: kw.pop(k) for k in ("patience", "monitor") if k in kw}  # attributes of the early-stopping rule
-    check(lambda: jnn.TrainConfig(**kw, early_stopping=jnn.EarlyStopping(**rule)), bad)
+    model = {k: kw.pop(k) for k in ("hidden", "keep_prob", "l2") if k in kw}  # fields of the MLP
+
+    def build():
+        return jnn.TrainConfig(**kw, early_stopping=jnn.EarlyStopping(**rule)), jnn.MLP(**model)
+
+    check(build, bad)
 
 
 SWEEP_VALID = {

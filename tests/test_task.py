@@ -395,7 +395,12 @@ def _bad(task, ds=None, cfg=None, **kw):
         ),
         (lambda: residual_task()._replace(hyper={"l2": "big"}), TypeError, r"task.hyper\['l2'\] must be a finite real"),
         (lambda: residual_task(loss="huber"), ValueError, r"task.loss must be one of \['softmax', 'binary', 'mse', "),
-        (lambda: (1, 2), TypeError, r"task must be a jnn.Task\(init, apply, loss, ...\); got tuple"),
+        (
+            lambda: (1, 2),
+            TypeError,
+            r"task must be a jnn.Task\(init, apply, loss, ...\), a jnn.MLP\(hidden, ...\) or "
+            r"None \(the default MLP\); got tuple",
+        ),  # fmt: skip
     ],
 )
 def test_a_bad_task_is_refused_before_training(make, exc, match):
@@ -423,7 +428,7 @@ def test_targets_that_do_not_suit_the_loss_are_refused_without_advising_a_cast()
         fit(cls, TrainConfig(batch_size=4), task=jnn.MLP(hidden=(4,), loss="mse"))
     with pytest.raises(ValueError, match="class_weight needs class labels; the data holds real targets"):
         fit(reg, TrainConfig(batch_size=4), task=jnn.MLP(hidden=(4,), loss="mse"), class_weight={0: 1.0})
-    with pytest.raises(TypeError, match="task must be a jnn.Task, a jnn.MLP or None .*; got TrainConfig"):
+    with pytest.raises(TypeError, match=r"task must be a jnn.Task.*, a jnn.MLP.* or None .*; got TrainConfig"):
         fit(reg, TrainConfig(batch_size=4), task=TrainConfig())
     with pytest.raises(ValueError, match=re.escape("val must hold data like train")):
         fit(reg, TrainConfig(batch_size=4), task=jnn.MLP(loss="mse", hidden=(4,)), val=cls)

@@ -200,10 +200,10 @@ def _add_model_flags(p, data_help: str) -> None:
 
 
 def _add_config_flags(t) -> None:
-    """The TrainConfig flags shared by ``jnn train`` and ``jnn sweep``."""
+    """The MLP and TrainConfig flags shared by ``jnn train`` and ``jnn sweep``."""
     from jnn.datasets import LOADERS
 
-    t.add_argument("--config", default=None, help="TOML file with TrainConfig fields (and optionally dataset)")
+    t.add_argument("--config", default=None, help="TOML file with TrainConfig and MLP fields (and optionally dataset)")
     t.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="built-in data set (default mnist1d)")
     t.add_argument("--data", default=None,
                    help="your own data instead: a CSV file with a header row, or a .npz with x, y (and optionally "

@@ -34,7 +34,7 @@ class TrainedModel:
 
     Attributes:
         params: the params the run returned (the best epoch's when early stopping restored them).
-        task: the :class:`jnn.Task` (the built-in MLP's for a run of a :class:`TrainConfig`).
+        task: the :class:`jnn.Task` (for a run of a :class:`jnn.MLP`, its task, rebuilt from ``config.json["mlp"]``).
         config: the run's :class:`TrainConfig` (a sweep member's own values).
         hyper: the run's task hyperparameters (the MLP: ``l2`` and ``keep_prob``).
         preprocessing: the run's :class:`jnn.app.tabular.Preprocessing` (feature columns, standardisation, label
@@ -128,9 +128,9 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
 
     Args:
         run_dir: the folder.
-        member: for a sweep folder (``jnn sweep`` / ``SweepResult.save``), the member to load.
+        member: for a sweep folder (``jnn sweep`` / :func:`jnn.save_sweep`), the member to load.
         task: the :class:`jnn.Task` of a run that trained its own model (functions are not stored in the
-            folder); None for the built-in MLP, rebuilt from the stored config.
+            folder); None for the built-in MLP, rebuilt from the stored description (``"mlp"``).
 
     Returns:
         A :class:`TrainedModel`.

@@ -93,7 +93,10 @@ def check_model(task) -> Task | MLP:
     if task is None:
         return MLP()
     if not isinstance(task, (Task, MLP)):
-        raise TypeError(f"task must be a jnn.Task, a jnn.MLP or None (the default MLP); got {type(task).__name__}")
+        raise TypeError(
+            f"task must be a jnn.Task(init, apply, loss, ...), a jnn.MLP(hidden, ...) or None (the default MLP); got "
+            f"{type(task).__name__}"
+        )
     return task
 
 
