@@ -252,17 +252,67 @@ class MLP:
                         l2=self.l2, include_bias=self.include_bias, keep_prob=self.keep_prob,
                         dropout_mode=self.dropout_mode, use_dropout=use_dropout)  # fmt: skip
 
-    def task_for(self, train, *, use_dropout: bool | None = None) -> Task:
+    # The model protocol, shared with jnn.Task: what fit, sweep and evaluate ask of what they train.
+
+    def task_for(self, train, *, hypers=None) -> Task:
         """The :class:`jnn.Task` that trains this MLP on the Dataset ``train``: its targets checked against the loss,
         the widths from :meth:`network_sizes`, the params in the data's float dtype.
 
         Args:
             train: the training data.
-            use_dropout: compile the dropout path (default ``keep_prob < 1``; a sweep with some members below
-                1 passes True).
+            hypers: the hyperparameters (``{"keep_prob": ...}``) of the sweep members that will share the task:
+                the dropout path is compiled when any of them keeps less than every unit (default: when
+                ``keep_prob < 1``).
         """
         check_targets(self.loss, train, "training")
+        use_dropout = None if hypers is None else any(h["keep_prob"] < 1.0 for h in hypers)
         return self.build(self.network_sizes(train), str(train.x.dtype), use_dropout=use_dropout)
+
+    def task_for_params(self, params, ds) -> Task:
+        """The :class:`jnn.Task` of this MLP that scores ``params`` (their widths and dtype) on the Dataset ``ds``.
+
+        Raises:
+            TypeError: ``params`` are not an MLP's list of ``{"w", "b"}`` dicts.
+            ValueError: ``ds`` has another number of features than the params take.
+        """
+        leaves = params if isinstance(params, (list, tuple)) else None
+        if not leaves or not all(isinstance(l, dict) and "w" in l for l in leaves):
+            raise TypeError(
+                "with a jnn.MLP, params must be the built-in MLP's list of {'w', 'b'} dicts; pass "
+                "the jnn.Task to evaluate another model"
+            )
+        sizes = (int(leaves[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in leaves))
+        if ds.x.shape[1] != sizes[0]:
+            raise ValueError(f"ds has {ds.x.shape[1]} features but the params take {sizes[0]} (their first layer "
+                             f"is {sizes[0]}x{sizes[1]})")  # fmt: skip
+        return self.build(sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
+
+    def sweep_axes(self) -> tuple[str, ...]:
+        """The fields ``jnn.sweep`` may vary per member (:data:`MLP_SWEEP_FIELDS`: hidden, l2, keep_prob)."""
+        return MLP_SWEEP_FIELDS
+
+    def member(self, values) -> tuple[MLP, dict]:
+        """One sweep member: ``(MLP with values, its hyper {"l2", "keep_prob"})``, validated as a new MLP."""
+        m = MLP.from_dict({**self.to_dict(), **values})
+        return m, {"l2": m.l2, "keep_prob": m.keep_prob}
+
+    def shape_key(self) -> tuple:
+        """What of this MLP changes the program's shapes between sweep members: its widths."""
+        return (self.hidden, self.sizes)
+
+    def shape_label(self) -> str:
+        """How a sweep's progress names this MLP's shapes: ``"hidden 64,64, "`` (``"hidden none, "``: linear)."""
+        return f"hidden {','.join(str(h) for h in self.hidden) or 'none'}, "
+
+    def describe(self, ct, params) -> dict:
+        """What a run records of this MLP (``config.json``): ``{"mlp": its fields, "sizes": its layer widths}``.
+
+        Args:
+            ct: the checked task (unused: the MLP describes itself).
+            params: its params (arrays or ``jax.ShapeDtypeStruct``), for the widths.
+        """
+        del ct
+        return {"mlp": self.to_dict(), "sizes": [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]}
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict of the fields (what a run folder's ``config.json`` records under ``"mlp"``)."""

@@ -84,10 +84,9 @@ def _check_axes(axes: dict, allowed, *, any_name: bool = False) -> tuple[dict, i
 
 
 def _known_axes(model: Task | MLP) -> tuple[str, ...]:
-    """The axes that set a config field, an MLP field or a task hyperparameter (others are an optimizer
-    function's)."""
-    hyper_names = MLP_SWEEP_FIELDS if isinstance(model, MLP) else tuple(model.hyper or {})
-    return CONFIG_AXES + tuple(h for h in hyper_names if h not in CONFIG_AXES)
+    """The axes that set a config field or one of the model's (an MLP field, a task hyperparameter; the others
+    are an optimizer function's)."""
+    return CONFIG_AXES + tuple(h for h in model.sweep_axes() if h not in CONFIG_AXES)
 
 
 def members_of(config: TrainConfig, axes: dict, task: Task | MLP | None = None, *,
@@ -116,11 +115,7 @@ def members_of(config: TrainConfig, axes: dict, task: Task | MLP | None = None, 
         try:
             c = TrainConfig.from_dict({**base, **{n: v[i] for n, v in axes.items() if n in CONFIG_AXES}})
             own = {n: v[i] for n, v in axes.items() if n not in CONFIG_AXES and n not in extra}
-            if isinstance(model, MLP):  # the MLP's fields, validated with their ranges
-                member_model = MLP.from_dict({**model.to_dict(), **own})
-                hyper = {"l2": member_model.l2, "keep_prob": member_model.keep_prob}
-            else:
-                member_model, hyper = model, {**model.hyper, **{n: V.check_real(n, v) for n, v in own.items()}}
+            member_model, hyper = model.member(own)  # validated as the model's (an MLP's ranges)
             hyper.update({n: V.check_real(n, axes[n][i]) for n in extra})
         except (ValueError, TypeError) as err:
             raise type(err)(f"sweep member {i} ({label}): {err}") from None
@@ -154,7 +149,9 @@ class SweepResult:
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
-        models: each member's :class:`jnn.MLP` (empty for a custom task).
+        models: each member's model (its :class:`jnn.MLP`, or the task).
+        descriptions: what a run folder would record of each member's model (``Task.describe`` /
+            ``MLP.describe``: the MLP's fields and widths, or a task's loss, metrics, hyper and parameter shapes).
 
     With members of different shapes (a ``hidden`` axis), ``params`` is a list with each member's params
     and ``state`` a list with each group's stacked state; otherwise both are stacked over all M members.
@@ -177,6 +174,7 @@ class SweepResult:
     groups: tuple = ()
     stacked: bool = True
     models: tuple = ()
+    descriptions: tuple = ()
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -301,17 +299,18 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
         g.final = final
     params, state, stacked = _merged(groups, len(members))
     ct = groups[0].ct
-    sizes = [None] * len(members)
+    described = [None] * len(members)
     for g in groups:
-        for i in g.index:
-            sizes[i] = g.sizes
+        for i, d in zip(g.index, g.descriptions):
+            described[i] = d
+    sizes = [d.get("sizes") for d in described]
+    widths = None if None in sizes else tuple(tuple(s) for s in sizes)  # the MLP's layer widths
     one = len(groups) == 1
-    mlp = isinstance(model, MLP)
     result = SweepResult([c for c, _, _ in members], rows, params, state, [History.from_records(r) for r in records],
                          config.monitored().monitor, seconds, tuple(epoch_seconds), config.monitored().direction,
-                         groups[0].sizes if one else None, tuple(ct.hyper), int(train.x.shape[1]), tuple(pack_sizes),
-                         tuple(sizes) if mlp else None, tuple(tuple(g.index) for g in groups), stacked,
-                         tuple(m for _, _, m in members) if mlp else ())  # fmt: skip
+                         widths[0] if one and widths else None, tuple(ct.hyper), int(train.x.shape[1]),
+                         tuple(pack_sizes), widths, tuple(tuple(g.index) for g in groups), stacked,
+                         tuple(m for _, _, m in members), tuple(described))  # fmt: skip
     return result, halt
 
 
@@ -320,21 +319,15 @@ def _shape_groups(members) -> list[list[int]]:
     order of appearance."""
     groups: dict = {}
     for i, (c, _, m) in enumerate(members):
-        widths = (m.hidden, m.sizes) if isinstance(m, MLP) else ()
-        groups.setdefault((widths, c.batch_size), []).append(i)
+        groups.setdefault((m.shape_key(), c.batch_size), []).append(i)
     return list(groups.values())
 
 
-def _hidden_label(model) -> str:
-    """``"64,64"`` for an MLP of hidden widths (64, 64); ``"none"`` for a linear one; ``"task"`` for a task."""
-    return (",".join(str(h) for h in model.hidden) or "none") if isinstance(model, MLP) else "task"
-
-
 def _shape_columns(config: TrainConfig, model, axes: dict) -> dict:
-    """The table columns of the shape axes that vary in this sweep."""
+    """The table columns of the shape axes that vary in this sweep (``hidden``: an MLP's, ``"64,64"``)."""
     out = {}
     if "hidden" in axes:
-        out["hidden"] = _hidden_label(model)
+        out["hidden"] = ",".join(str(h) for h in model.hidden) or "none"
     if "batch_size" in axes:
         out["batch_size"] = config.batch_size
     return out
@@ -352,14 +345,12 @@ class _Group:
         self.members = [members[i] for i in index]
         first, _, self.model = self.members[0]
         self.config = TrainConfig.from_dict({**config.to_dict(), "batch_size": first.batch_size})
-        width = f"hidden {_hidden_label(self.model)}, " if isinstance(self.model, MLP) else ""
-        self.label = f"{width}batch {first.batch_size}"
+        self.label = f"{self.model.shape_label()}batch {first.batch_size}"
         self.splits = [prepare_data(train, c, val) for c, _, _ in self.members]
         self.optimizer, self.extra, self.lr_axis = optimizer, tuple(extra), lr_axis
         self.tx = None
-        mlp = isinstance(self.model, MLP)
-        self.use_dropout = any(h["keep_prob"] < 1.0 for _, h, _ in self.members) if mlp else None
-        self.ct = checked_task(self.model, self.config, *self.splits[0], val, use_dropout=self.use_dropout)
+        hypers = [h for _, h, _ in self.members]
+        self.ct = checked_task(self.model, self.config, *self.splits[0], val, hypers=hypers)
         self.tx = self.member_tx(*self.members[0][:2])  # its update serves every member (one compile)
         abstract = jax.eval_shape(self.ct.task.init, jax.random.key(0))
         has_lr = has_learning_rate(self.tx, abstract)
@@ -371,7 +362,7 @@ class _Group:
                 "hyperparameters (optimizer=lambda h: ...)"
             )
         self.keys = self.ct.history_keys(has_lr)
-        self.sizes = self.model.network_sizes(self.splits[0][0]) if mlp else None
+        self.descriptions = [m.describe(self.ct, abstract) for _, _, m in self.members]
         self.state, self.epoch_seconds, self.pack_sizes, self.final = None, [], [], None
 
     def member_tx(self, c: TrainConfig, hyper: dict):

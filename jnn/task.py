@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnn import _validate as V
 from jnn.losses import LOSS_TARGETS, LOSSES, loss_function, objective
 from jnn.metrics import resolve_metrics, target_variance
+from jnn.pytree import leaf_names
 
 
 class Task(NamedTuple):
@@ -60,6 +62,11 @@ class Task(NamedTuple):
             arrays). The engine may then call ``apply(..., key=noise)`` with ``noise = draw(key, ...)``
             instead of ``apply(..., key=key)``, and draw the noise of a whole epoch in one vmapped call;
             both calls must give the same outputs. The built-in MLP uses it for its dropout masks.
+
+    A Task is also a *model* in the sense of ``fit(..., task=...)``, ``jnn.sweep`` and ``jnn.evaluate``: it
+    answers the same few questions as :class:`jnn.MLP` (:meth:`task_for`, :meth:`task_for_params`,
+    :meth:`sweep_axes`, :meth:`member`, :meth:`shape_key`, :meth:`shape_label`, :meth:`describe`), so the
+    engine has one path for both.
     """
 
     init: Callable
@@ -69,6 +76,60 @@ class Task(NamedTuple):
     metrics: Any = None
     hyper: Mapping[str, float] | None = None
     draw: Callable | None = None
+
+    # The model protocol, shared with jnn.MLP: what fit, sweep and evaluate ask of what they train.
+
+    def task_for(self, train, *, hypers=None) -> Task:
+        """The task that trains on the Dataset ``train``: this one (a task fixes its own shapes).
+
+        Args:
+            train: the training data (unused).
+            hypers: the hyperparameters of the sweep members that will share the task (unused).
+        """
+        del train, hypers
+        return self
+
+    def task_for_params(self, params, ds) -> Task:
+        """The task that scores ``params`` on the Dataset ``ds`` (``evaluate``): this one."""
+        del params, ds
+        return self
+
+    def sweep_axes(self) -> tuple[str, ...]:
+        """The names ``jnn.sweep`` may vary for this model besides the config's: the task's hyperparameters."""
+        return tuple(self.hyper or {})
+
+    def member(self, values: Mapping) -> tuple[Task, dict]:
+        """One sweep member: ``(model, hyper)`` with ``values`` (``{hyperparameter: real}``) over the defaults.
+
+        Raises:
+            TypeError: a value that is not a finite real number (naming it).
+        """
+        return self, {**(self.hyper or {}), **{n: V.check_real(n, v) for n, v in values.items()}}
+
+    def shape_key(self) -> tuple:
+        """What of this model changes the program's shapes between sweep members: nothing (one task)."""
+        return ()
+
+    def shape_label(self) -> str:
+        """How a sweep's progress names this model's shapes: by nothing (one task)."""
+        return ""
+
+    def describe(self, ct, params) -> dict:
+        """What a run records of this model (``config.json``): ``{"task": {loss, metrics, hyper, params}}``.
+
+        Args:
+            ct: the :class:`CheckedTask` of this task.
+            params: params of the task (arrays or ``jax.ShapeDtypeStruct``), for their names, shapes and dtypes.
+        """
+        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__qualname__", "custom")
+        leaves = [[n, *_leaf_spec(l)] for n, l in leaf_names(params)]
+        return {"task": {"loss": loss, "metrics": list(ct.metric_names), "hyper": ct.hyper, "params": leaves}}
+
+
+def _leaf_spec(leaf) -> tuple[list[int], str]:
+    """``(shape, dtype name)`` of an array, a ``jax.ShapeDtypeStruct`` or a Python number."""
+    a = leaf if hasattr(leaf, "shape") and hasattr(leaf, "dtype") else np.asarray(leaf)
+    return [int(d) for d in a.shape], str(a.dtype)
 
 
 class CheckedTask(NamedTuple):

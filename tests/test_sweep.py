@@ -191,3 +191,35 @@ def test_the_command_line_reads_shape_axes():
     assert _hidden_list("64;128,128;none") == [(64,), (128, 128), ()]
     with pytest.raises(argparse.ArgumentTypeError, match="comma-separated ints"):
         _hidden_list("64;12x")
+
+
+def test_a_task_and_an_mlp_answer_one_model_protocol_and_a_sweep_records_each_members_model(spirals, tmp_path):
+    import json
+
+    train, _ = spirals
+    mlp = jnn.MLP(hidden=(8,), keep_prob=0.9)
+    task = mlp.task_for(train)
+    assert task.task_for(train) is task and task.shape_key() == () and task.shape_label() == ""
+    assert task.sweep_axes() == ("l2", "keep_prob") and mlp.sweep_axes() == ("hidden", "l2", "keep_prob")
+    assert mlp.shape_key() == ((8,), None) and mlp.shape_label() == "hidden 8, "
+    m, h = mlp.member({"hidden": (4,), "l2": 0.5})
+    assert m == jnn.MLP(hidden=(4,), l2=0.5, keep_prob=0.9) and h == {"l2": 0.5, "keep_prob": 0.9}
+    t, h = task.member({"l2": 0.5})
+    assert t is task and h == {"l2": 0.5, "keep_prob": 0.9}
+    with pytest.raises(ValueError, match=r"l2 must be in \[0, inf\]"):
+        mlp.member({"l2": -1.0})
+    with pytest.raises(TypeError, match="l2 must be a real number"):
+        task.member({"l2": "big"})
+    cfg = TrainConfig(**{**CFG, "max_epochs": 1})
+    res = sweep(train, cfg, task=task, l2=[0.0, 0.1])
+    assert res.models == (task, task) and res.sizes is None and res.member_sizes is None
+    assert res.descriptions[0]["task"]["params"][1] == ["layers[0].w", [2, 8], "float32"]
+    res_mlp = sweep(train, cfg, task=mlp, hidden=[(4,), (8,)])
+    assert [d["mlp"]["hidden"] for d in res_mlp.descriptions] == [[4], [8]]
+    assert (
+        [d["sizes"] for d in res_mlp.descriptions] == [[2, 4, 3], [2, 8, 3]] == [list(s) for s in res_mlp.member_sizes]
+    )
+    jnn.save_sweep(res, tmp_path / "task")
+    assert json.loads((tmp_path / "task" / "sweep.json").read_text())["members_model"] == list(res.descriptions)
+    loaded = jnn.load_run(tmp_path / "task", member=1, task=task)
+    assert loaded.hyper["l2"] == 0.1 and loaded.params[0]["w"].shape == (2, 8)

@@ -46,7 +46,7 @@ def save_sweep(result: SweepResult, folder, *, data_info: dict | None = None) ->
                 "seconds": result.seconds,
                 "histories": [h.metrics for h in result.histories],
                 "members_config": [c.to_dict() for c in result.members],
-                "members_mlp": [m.to_dict() for m in result.models] or None,
+                "members_model": list(result.descriptions),
                 "sizes": None if result.sizes is None else list(result.sizes),
                 "member_sizes": None if result.member_sizes is None else [list(s) for s in result.member_sizes],
                 "stacked": result.stacked,

@@ -177,8 +177,10 @@ def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedM
     template = jax.eval_shape(task.init, jax.random.key(0))
     listed = member is not None and not info.get("stacked", True)  # members of several shapes: a list
     if listed:
-        mlps = [MLP.from_dict(m) for m in _members_mlp(info)]
-        template = [jax.eval_shape(m.build(tuple(s), dtype).init, jax.random.key(0)) for m, s in zip(mlps, every)]
+        described = info.get("members_model") or [upgrade_meta({"config": c, "sizes": s}) for c, s in
+                                                   zip(info["members_config"], every)]  # fmt: skip
+        template = [jax.eval_shape(MLP.from_dict(d["mlp"]).build(tuple(s), dtype).init, jax.random.key(0))
+                    for d, s in zip(described, every)]  # fmt: skip
     elif member is not None:
         n = int(info["members"])
         template = jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), template)
@@ -213,16 +215,9 @@ def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
         raise ValueError(f"member must be an int in [0, {n - 1}] for the sweep in {str(folder)!r}; got {member!r}")
     row = info["rows"][member]
     hyper = {k: row[k] for k in info.get("hyper_names", [])}
-    mlp = {"mlp": _members_mlp(info)[member]} if info.get("sizes") or info.get("member_sizes") else {}
-    member_info = {**info, "config": info["members_config"][member], "hyper": hyper, "members": n, **mlp}
+    described = (info.get("members_model") or [{}] * n)[member]  # older sweeps: the MLP's fields in the config
+    member_info = {**info, "config": info["members_config"][member], "hyper": hyper, "members": n, **described}
     return member_info, folder / SWEEP_PARAMS
-
-
-def _members_mlp(info: dict) -> list[dict]:
-    """Each sweep member's MLP fields: ``members_mlp``, or those an older sweep recorded in its configs."""
-    from jnn.mlp import split_mlp_keys
-
-    return info.get("members_mlp") or [split_mlp_keys(c)[1] for c in info["members_config"]]
 
 
 __all__ = ["TrainedModel", "load_run"]

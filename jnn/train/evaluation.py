@@ -38,20 +38,9 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
     """
     if not isinstance(ds, Dataset):
         raise TypeError(f"ds must be a jnn.data.Dataset; got {type(ds).__name__}")
-    if isinstance(model, MLP):
-        leaves = params if isinstance(params, (list, tuple)) else None
-        if not leaves or not all(isinstance(l, dict) and "w" in l for l in leaves):
-            raise TypeError(
-                "with a jnn.MLP, params must be the built-in MLP's list of {'w', 'b'} dicts; pass "
-                "the jnn.Task to evaluate another model"
-            )
-        sizes = (int(leaves[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in leaves))
-        if ds.x.shape[1] != sizes[0]:
-            raise ValueError(f"ds has {ds.x.shape[1]} features but the params take {sizes[0]} (their first layer "
-                             f"is {sizes[0]}x{sizes[1]})")  # fmt: skip
-        model = model.build(sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
-    elif not isinstance(model, Task):
+    if not isinstance(model, (Task, MLP)):
         raise TypeError(f"model must be a jnn.Task or a jnn.MLP; got {type(model).__name__}")
+    model = model.task_for_params(params, ds)
     if jax.process_count() > 1:
         params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
     ct = check_task(model, ds, batch_size=min(len(ds), 8))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jnn.data import Dataset
@@ -250,18 +249,7 @@ def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_
 def _meta(config: TrainConfig, ct: CheckedTask, model, params, warm: bool) -> dict:
     """What a run records of itself: the config, and the model's own description (the MLP's fields and widths,
     or a task's loss, metrics, hyperparameters and parameter shapes)."""
-    meta = {"config": config.to_dict(), "config_hash": config.hash()}
-    if isinstance(model, MLP):
-        meta["mlp"] = model.to_dict()
-        meta["sizes"] = [int(params[0]["w"].shape[0]), *(int(l["w"].shape[1]) for l in params)]
-    else:
-        loss = ct.task.loss if isinstance(ct.task.loss, str) else getattr(ct.task.loss, "__qualname__", "custom")
-        meta["task"] = {
-            "loss": loss,
-            "metrics": list(ct.metric_names),
-            "hyper": ct.hyper,
-            "params": [[n, list(np.shape(l)), str(l.dtype)] for n, l in leaf_names(params)],
-        }
+    meta = {"config": config.to_dict(), "config_hash": config.hash(), **model.describe(ct, params)}
     if warm:
         meta["warm_start"] = True
     return meta

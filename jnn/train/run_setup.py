@@ -101,16 +101,11 @@ def check_model(task) -> Task | MLP:
 
 
 def resolve_task(
-    model: Task | MLP,
-    config: TrainConfig,
-    fit_ds: Dataset,
-    val_ds: Dataset | None,
-    *,
-    init_params=None,
-    use_dropout: bool | None = None,
+    model: Task | MLP, config: TrainConfig, fit_ds: Dataset, val_ds: Dataset | None, *, init_params=None, hypers=None
 ) -> CheckedTask:
-    """The checked task of a run: ``model`` itself, or an :class:`jnn.MLP`'s task for the training data."""
-    task = model.task_for(fit_ds, use_dropout=use_dropout) if isinstance(model, MLP) else model
+    """The checked task of a run: ``model.task_for(fit_ds)`` (a task itself; an :class:`jnn.MLP`'s task for the
+    data). ``hypers``: the hyperparameters of the sweep members that share it."""
+    task = model.task_for(fit_ds, hypers=hypers)
     return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
 
 
@@ -122,12 +117,12 @@ def checked_task(
     val: Dataset | None,
     *,
     init_params=None,
-    use_dropout: bool | None = None,
+    hypers=None,
 ) -> CheckedTask:
     """Everything checked before a run (``fit`` and ``sweep``): the data against the batch size and each
     other, the task (or the MLP's) against the data, and the monitored metric."""
     check_fit_data(fit_ds, val, config)
-    ct = resolve_task(model, config, fit_ds, val_ds, init_params=init_params, use_dropout=use_dropout)
+    ct = resolve_task(model, config, fit_ds, val_ds, init_params=init_params, hypers=hypers)
     check_monitor(config, ct, val_ds is not None)
     return ct
 
