@@ -41,7 +41,7 @@ def test_eight_members_equal_eight_fits_and_compile_once(spirals, fresh_programs
         report = jnn.compare_grads(r.params, res.member_params(i), rtol=1e-6)
         assert report.max_rel_err <= 1e-6, (i, str(report))
         np.testing.assert_allclose(res.histories[i]["val_loss"], r.history["val_loss"], rtol=1e-5)
-        assert res.rows[i]["test_accuracy"] == pytest.approx(jnn.evaluate(r.params, test, c)["accuracy"], abs=2e-3)
+        assert res.rows[i]["test_accuracy"] == pytest.approx(jnn.evaluate(r.params, test, m)["accuracy"], abs=2e-3)
 
 
 @pytest.mark.slow
