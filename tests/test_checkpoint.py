@@ -237,57 +237,46 @@ def test_a_diverged_run_resumes_from_its_last_finite_checkpoint_with_a_lower_rat
         )
 
 
-def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_path):
-    train, _ = load("spirals")
+def _resume_rewritten(tmp_path, rewrite):
+    """A run paused after 2 of 4 epochs whose ``config.json`` and checkpoint header are rewritten by
+    ``rewrite(meta)`` (as an older jnn wrote them), resumed: checked bit for bit against an uninterrupted run.
+    Returns ``(train, test, run folder, resumed FitResult)``."""
+    train, test = load("spirals")
     cfg = TrainConfig(**{**CFG, "max_epochs": 4})
     full = fit(train, cfg, task=NET)
     run = tmp_path / "old"
     r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)], task=NET)
-    # What a jnn without the weight-averaging fields wrote: config.json and the checkpoint lack them.
-    old = json.loads((run / "config.json").read_text())
-    for k in ("average", "average_decay"):
-        del old["config"][k]
-    (run / "config.json").write_text(json.dumps(old))
-    meta = ckpt.read_header(run / "checkpoint.npz")["meta"]
-    for k in ("average", "average_decay"):
-        del meta["config"][k]
-    save_checkpoint(run, r.state, r.history.metrics, meta)
+    (run / "config.json").write_text(json.dumps(rewrite(json.loads((run / "config.json").read_text()))))
+    save_checkpoint(run, r.state, r.history.metrics, rewrite(ckpt.read_header(run / "checkpoint.npz")["meta"]))
     d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)], task=NET)
     assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
+    return train, test, run, d
+
+
+def test_a_run_folder_from_before_a_config_field_existed_resumes_bitwise(tmp_path):
+    def without_averaging(meta: dict) -> dict:  # what a jnn without the weight-averaging fields wrote
+        for k in ("average", "average_decay"):
+            del meta["config"][k]
+        return meta
+
+    train, _, run, _ = _resume_rewritten(tmp_path, without_averaging)
     # A field that differs from its default is still a difference.
     with pytest.raises(ValueError, match="average_decay: stored 0.999, now 0.5"):
-        fit(
-            train,
-            TrainConfig(**{**CFG, "max_epochs": 6, "average_decay": 0.5}),
-            callbacks=[RunFolder(run, resume=True)],
-            task=NET,
-        )
+        fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "average_decay": 0.5}), task=NET,
+            callbacks=[RunFolder(run, resume=True)])  # fmt: skip
 
 
 def test_a_run_folder_with_the_flat_early_stopping_fields_of_older_versions_resumes_bitwise(tmp_path):
-    train, _ = load("spirals")
-    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
-    full = fit(train, cfg, task=NET)
-    run = tmp_path / "old"
-    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)], task=NET)
-
-    def flat(config: dict) -> dict:  # what jnn wrote before early stopping became one field
+    def flat(meta: dict) -> dict:  # what jnn wrote before early stopping became one field
+        config = meta["config"]
         rule = config.pop("early_stopping")
         config.update(early_stopping=True, monitor=rule["monitor"], patience=rule["patience"],
                       min_delta=rule["min_delta"], start_epoch=rule["start_epoch"], restore_best=rule["restore_best"],
                       monitor_mode=rule["mode"], loss_tol=None, tol_patience=10)  # fmt: skip
-        return config
+        return meta
 
-    old = json.loads((run / "config.json").read_text())
-    flat(old["config"])
-    (run / "config.json").write_text(json.dumps(old))
-    meta = ckpt.read_header(run / "checkpoint.npz")["meta"]
-    flat(meta["config"])
-    save_checkpoint(run, r.state, r.history.metrics, meta)
-    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)], task=NET)
-    assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
+    train, _, run, _ = _resume_rewritten(tmp_path, flat)
     with pytest.raises(ValueError, match=r"early_stopping: stored \{'monitor': 'val_loss', 'patience': 50, .*"
                                          r"now \{'monitor': 'val_loss', 'patience': 7"):  # fmt: skip
         fit(train, TrainConfig(**{**CFG, "max_epochs": 6, "early_stopping": EarlyStopping(patience=7)}),
@@ -295,22 +284,13 @@ def test_a_run_folder_with_the_flat_early_stopping_fields_of_older_versions_resu
 
 
 def test_a_run_folder_from_before_the_mlp_left_the_config_resumes_bitwise_and_loads(tmp_path):
-    train, test = load("spirals")
-    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
-    full = fit(train, cfg, task=NET)
-    run = tmp_path / "old"
-    r = fit(train, cfg, stop_at_epoch=2, callbacks=[RunFolder(run)], task=NET)
-
     def inline(meta: dict) -> dict:  # what jnn wrote while the MLP's fields were TrainConfig fields
         meta["config"].update(meta.pop("mlp"))
         return meta
 
-    (run / "config.json").write_text(json.dumps(inline(json.loads((run / "config.json").read_text()))))
-    save_checkpoint(run, r.state, r.history.metrics, inline(ckpt.read_header(run / "checkpoint.npz")["meta"]))
-    d = fit(train, cfg, callbacks=[RunFolder(run, resume=True)], task=NET)
-    assert int(d.state.epoch) == 4 and d.history["val_loss"] == full.history["val_loss"]
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d.params), jax.tree.leaves(full.params)))
+    train, test, run, d = _resume_rewritten(tmp_path, inline)
     model = jnn.load_run(run)
     assert model.evaluate(test) == jnn.evaluate(d.params, test, NET)
+    cfg = TrainConfig(**{**CFG, "max_epochs": 4})
     with pytest.raises(ValueError, match=r"mlp.hidden: stored \[32, 32\], now \[16\]"):
         fit(train, cfg, task=jnn.MLP(hidden=(16,), keep_prob=0.7), callbacks=[RunFolder(run, resume=True)])
