@@ -313,3 +313,47 @@ def test_allocation_bombs_a_huge_epoch_budget_with_a_schedule_and_a_step_budget_
     res = fit(train, cfg, task=jnn.MLP(hidden=(4,)), callbacks=[RunFolder(tmp_path / "r")])
     assert res.stopped_by == "max_steps" and int(res.state.step) == 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
+
+
+@pytest.fixture(scope="module")
+def xor_run(tmp_path_factory):
+    """A finished 2-epoch run folder and a CSV of inputs for it."""
+    root = tmp_path_factory.mktemp("xor_run")
+    train = load("xor", seed=0)[0]
+    fit(train, TrainConfig(max_epochs=2, early_stopping=None), task=jnn.MLP(hidden=(4,)),
+        callbacks=[RunFolder(root / "run")])  # fmt: skip
+    data = root / "x.csv"
+    data.write_text("x0,x1\n0.1,0.2\n-0.3,0.4\n")
+    return root / "run", data
+
+
+def test_data_loss_a_device_a_fifo_or_a_folder_as_destination_is_refused_and_left_as_it_is(tmp_path, capsys, xor_run):
+    run, data = xor_run
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for dest, kind in ((fifo, "FIFO"), ("/dev/null", "character device"), (tmp_path, "folder")):
+        with pytest.raises(ValueError, match=f"is a {kind}"):
+            with atomic.writing(dest, "w") as fh:
+                fh.write("x")
+        code, out, err = _cli(["predict", run, "--data", data, "--out", dest], capsys)
+        assert code == 2 and "Traceback" not in err and ("is a " in err or "is a folder" in err), err
+        assert "wrote" not in err
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")  # still the device
+    assert __import__("stat").S_ISFIFO(os.lstat(fifo).st_mode)
+    code, out, err = _cli(["predict", run, "--data", data], capsys)  # without --out: standard output
+    assert code == 0 and out.splitlines()[0] == "prediction" and len(out.splitlines()) == 3
+
+
+def test_data_loss_out_refuses_the_run_folders_own_files(tmp_path, capsys, xor_run):
+    run, data = xor_run
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for target in ("model.npz", "config.json", "checkpoint.npz", "history.csv", "checkpoints/epoch-000002.npz"):
+        code, _, err = _cli(["predict", run, "--data", data, "--out", run / target], capsys)
+        assert code == 2 and "is one of the files of the jnn run or sweep in" in err, (target, err)
+        code, _, err = _cli(["evaluate", run, "--data", data, "--json", run / target], capsys)
+        assert code == 2 and "--json" in err and "is one of the files of the jnn run" in err, (target, err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    code, _, err = _cli(["plot", run, "--out", run / "curves.png"], capsys)  # the plot's own file: allowed
+    assert code == 0, err
+    code, _, err = _cli(["predict", run, "--data", data, "--out", tmp_path / "model.npz"], capsys)  # not a run
+    assert code == 0 and (tmp_path / "model.npz").read_text().startswith("prediction")

@@ -6,6 +6,11 @@ never followed), is flushed and fsynced, and is ``os.replace``-d over the target
 link replaces the link itself, so whatever the link pointed to is never written; a reader sees the old
 file or the new one, never half of one. :func:`append_text` appends (the live ``history.csv``) and refuses
 to follow a link (then the caller rewrites the whole file through :func:`writing`).
+
+A destination that exists and is neither a regular file nor a symbolic link (a character device such as
+``/dev/null`` or ``/dev/stdout``, a FIFO, a socket, a block device, a folder) is refused before anything is
+written (:func:`check_destination`): renaming over it would replace the device node or the pipe with a
+regular file. Commands that can print write to standard output when given no ``--out``.
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ def writing(path, mode: str = "wb", **open_kw):
 
     Raises:
         OSError: if writing fails; ``path`` is then left as it was and the temp file is removed.
+        ValueError: ``path`` exists and is neither a regular file nor a symbolic link (see
+            :func:`check_destination`); nothing is written.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb'; got {mode!r}")
     path = Path(path)
+    check_destination(path)
     tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
     try:
@@ -106,6 +114,37 @@ def append_text(path, text: str) -> bool:
     return True
 
 
+_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))  # fmt: skip
+
+
+def check_destination(path, name: str = "destination") -> None:
+    """Refuse a destination that exists and is neither a regular file nor a symbolic link.
+
+    Args:
+        path: the file about to be replaced.
+        name: how messages call it (``--out``).
+
+    Raises:
+        ValueError: ``path`` is a folder, a character or block device (``/dev/null``), a FIFO or a socket,
+            naming the kind: an atomic write renames a temp file over its target and would replace it.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ValueError(f"{name} {str(path)!r} cannot be examined ({err.strerror})") from None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = next((k for test, k in _KINDS if test(mode)), "special file")
+    raise ValueError(
+        f"{name} {str(path)!r} is a {kind}, not a regular file: jnn writes a file by renaming a finished temp file "
+        "over it, which would replace the "
+        f"{kind}; give the path of a regular file (without --out, predictions go to standard output)"
+    )
+
+
 def _check_text(path, name: str) -> None:
     try:
         str(path).encode("utf-8")
@@ -124,6 +163,7 @@ def check_file_writable(path, name: str = "file") -> None:
     _check_text(path, name)
     if path.is_dir():
         raise ValueError(f"{name} must be a file; {str(path)!r} is a folder")
+    check_destination(path, name)
     parent = path.parent
     if not parent.is_dir():
         raise ValueError(f"{name} {str(path)!r}: its folder {str(parent)!r} does not exist")
@@ -182,5 +222,5 @@ def remove_temp_files(folder, prefixes: tuple = (TEMP_PREFIX,)) -> list[Path]:
     return removed
 
 
-__all__ = ["TEMP_PREFIX", "append_text", "check_file_writable", "check_folder_writable", "fsync_dir", "link_over",
-           "remove_temp_files", "write_bytes", "write_text", "writing"]  # fmt: skip
+__all__ = ["TEMP_PREFIX", "append_text", "check_destination", "check_file_writable", "check_folder_writable",
+           "fsync_dir", "link_over", "remove_temp_files", "write_bytes", "write_text", "writing"]  # fmt: skip

@@ -724,12 +724,16 @@ def compile_cache_dir() -> str | None:
 
 def _check_destinations(args) -> None:
     """Refuse output paths that cannot be written before any work (a folder where a file goes, a missing or
-    read-only folder, a name that is not UTF-8)."""
+    read-only folder, a name that is not UTF-8, a device or FIFO, one of a run or sweep folder's own files)."""
+    from jnn.app.run_dir import check_not_run_file
+
     cmd = args.command
     if cmd in ("gradcheck", "evaluate") and getattr(args, "json", None):
         atomic.check_file_writable(args.json, "--json")
+        check_not_run_file(args.json, "--json")
     if cmd in ("predict", "plot") and getattr(args, "out", None):
         atomic.check_file_writable(args.out, "--out")
+        check_not_run_file(args.out, "--out", allow=("curves.png", "sweep.png") if cmd == "plot" else ())
     if cmd == "train" and getattr(args, "out", None):  # jnn sweep checks its --out, or the default one, itself
         atomic.check_folder_writable(args.out, "--out")
 

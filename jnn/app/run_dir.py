@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -32,6 +33,10 @@ _DEFAULTS = TrainConfig().to_dict()
 
 #: Files a run writes (removed by ``overwrite``).
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
+#: Files a sweep folder holds (see :func:`jnn.save_sweep`).
+SWEEP_FILES = ("sweep.csv", "sweep.json", "params.npz", "sweep.png")
+#: Every name jnn writes at the top of a run or sweep folder.
+JNN_FILES = (*RUN_FILES, "config.json", *SWEEP_FILES, lock.LOCK_NAME)
 HISTORY_PREFIX = "history/"
 #: The folder of the kept epoch checkpoints (``epoch-000012.npz``), see ``TrainConfig.keep_checkpoints``.
 KEPT_DIR = "checkpoints"
@@ -127,6 +132,34 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
         for p in kept_checkpoints(run_path).values():
             p.unlink()
     atomic.write_text(cfg_file, json.dumps({**meta, "environment": environment()}, indent=2))
+
+
+def is_jnn_folder(folder) -> bool:
+    """Whether ``folder`` holds a jnn run or sweep (its ``config.json``, ``sweep.json`` or lock file)."""
+    return any((Path(folder) / n).is_file() for n in ("config.json", "sweep.json", lock.LOCK_NAME))
+
+
+def check_not_run_file(path, name: str, *, allow: tuple = ()) -> None:
+    """Refuse an output path that is one of jnn's own files in a run or sweep folder: ``RUN/model.npz``,
+    ``RUN/config.json``, ``SWEEP/params.npz``, anything in ``RUN/checkpoints`` or ``RUN/tensorboard``.
+
+    Args:
+        path: the output file (``--out``).
+        name: how messages call it.
+        allow: names that may be written there all the same (``jnn plot RUN --out RUN/curves.png``).
+
+    Raises:
+        ValueError: naming the path, the folder and the flag.
+    """
+    path = Path(path)
+    parent = Path(os.path.realpath(path.parent))
+    inside = parent.name in (KEPT_DIR, "tensorboard") and is_jnn_folder(parent.parent)
+    if inside or (is_jnn_folder(parent) and path.name in JNN_FILES and path.name not in allow):
+        folder = parent.parent if inside else parent
+        raise ValueError(
+            f"{name} {str(path)!r} is one of the files of the jnn run or sweep in {str(folder)!r}; writing there "
+            f"would replace the run's own file: give {name} a path outside jnn's files"
+        )
 
 
 def upgrade_meta(meta: dict) -> dict:
@@ -325,4 +358,5 @@ def _json_default(o):
 
 __all__ = ["CHECKPOINT_NAME", "KEPT_DIR", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment",
            "kept_checkpoints", "kept_path", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch",
-           "rollback_epoch", "save_checkpoint", "save_model", "upgrade_meta", "write_summary"]  # fmt: skip
+           "rollback_epoch", "save_checkpoint", "save_model", "upgrade_meta", "write_summary", "SWEEP_FILES",
+           "JNN_FILES", "is_jnn_folder", "check_not_run_file"]  # fmt: skip
