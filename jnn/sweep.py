@@ -35,7 +35,7 @@ from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_r
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.progress import Progress
 from jnn.train.repacking import PackedCaller
-from jnn.train.run_setup import check_model, checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
 
 #: Axes that set a :class:`TrainConfig` field (its fields declared ``sweep=True``), for any model.
@@ -352,6 +352,7 @@ class _Group:
         hypers = [h for _, h, _ in self.members]
         self.ct = checked_task(self.model, self.config, *self.splits[0], val, hypers=hypers)
         self.tx = self.member_tx(*self.members[0][:2])  # its update serves every member (one compile)
+        check_memory(self.ct, self.tx, members=len(self.members))  # before anything is allocated
         abstract = jax.eval_shape(self.ct.task.init, jax.random.key(0))
         has_lr = has_learning_rate(self.tx, abstract)
         if isinstance(optimizer, optax.GradientTransformation) and lr_axis and not has_lr:

@@ -357,3 +357,23 @@ def test_data_loss_out_refuses_the_run_folders_own_files(tmp_path, capsys, xor_r
     assert code == 0, err
     code, _, err = _cli(["predict", run, "--data", data, "--out", tmp_path / "model.npz"], capsys)  # not a run
     assert code == 0 and (tmp_path / "model.npz").read_text().startswith("prediction")
+
+
+def test_hang_a_model_too_large_for_memory_is_refused_before_anything_is_allocated(tmp_path, capsys, monkeypatch):
+    import jnn.train.run_setup as run_setup
+
+    monkeypatch.setattr(run_setup, "memory_bound", lambda: (24 * 10**9, "the machine's memory"))
+    out = tmp_path / "big"
+    code, _, err = _cli(["train", "--dataset", "xor", "--hidden", "100000,100000", "--out", out], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "10,000,600,002 parameters (40 GB) need about 160 GB" in err and "the machine's memory is 24 GB" in err
+    assert not out.exists()  # refused before the run folder was made
+    train = load("xor", seed=0)[0]
+    with pytest.raises(ValueError, match=r"8 members × params.* is 24 GB"):
+        sweep(train, TrainConfig(max_epochs=1), task=jnn.MLP(hidden=(30000, 30000)), seed=list(range(8)))
+    ct = run_setup.checked_task(jnn.MLP(hidden=(4,)), TrainConfig(), *run_setup.prepare_data(train, TrainConfig()),
+                                None)  # fmt: skip
+    tx = TrainConfig().make_optimizer()
+    params = 2 * 4 + 4 + 4 * 2 + 2  # (2, 4, 2) weights and biases
+    # float32: three copies of the params, momentum's trace, and inject_hyperparams' count, rate and momentum
+    assert run_setup.check_memory(ct, tx) == 4 * (3 * params + params) + 3 * 4

@@ -36,7 +36,7 @@ from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.progress import Progress
-from jnn.train.run_setup import check_model, checked_task, epoch_arrays, initial_state, prepare_data
+from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
 
@@ -175,6 +175,7 @@ def fit(
         if optimizer is None
         else config.with_average(optimizer)
     )
+    check_memory(ct, tx)  # before the params are allocated: a model too large for memory is refused at once
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)

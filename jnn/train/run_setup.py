@@ -7,6 +7,9 @@ metric, class weights and the first :class:`TrainState`. The compiled program is
 
 from __future__ import annotations
 
+import os
+
+import jax
 import numpy as np
 
 from jnn import _validate as V
@@ -127,6 +130,64 @@ def checked_task(
     return ct
 
 
+#: Copies of the params a run holds at once besides the optimiser state: the params, the best epoch's params (early
+#: stopping) and the gradients.
+PARAM_COPIES = 3
+
+
+def _bytes(tree) -> int:
+    return sum(int(np.prod(l.shape, dtype=np.int64)) * np.dtype(l.dtype).itemsize for l in jax.tree.leaves(tree))
+
+
+def memory_bound() -> tuple[int, str] | None:
+    """``(bytes, where)``: the memory of the default device (an accelerator's ``bytes_limit``; on the CPU, the
+    machine's physical memory), or None when it cannot be read."""
+    device = jax.devices()[0]
+    try:
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+    except Exception:  # a backend without memory statistics
+        limit = None
+    if limit:
+        return int(limit), f"{device.device_kind} memory"
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "the machine's memory"
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str] | None = None) -> int:
+    """Refuse a run whose params and optimiser state alone cannot fit in memory, before anything is allocated.
+
+    The estimate is ``members × (PARAM_COPIES × params + optimiser state)`` bytes, from abstract shapes (nothing
+    is allocated); activations and data come on top, so a run below the bound may still not fit.
+
+    Args:
+        ct: the checked task.
+        tx: the optax transformation.
+        members: sweep members trained at once.
+        bound: ``(bytes, where)`` to check against (default :func:`memory_bound`).
+
+    Returns:
+        The estimate in bytes.
+
+    Raises:
+        ValueError: the estimate exceeds the bound, naming the parameter count, the estimate and the memory.
+    """
+    params = jax.eval_shape(ct.task.init, jax.random.key(0))
+    p_bytes = _bytes(params)
+    need = members * (PARAM_COPIES * p_bytes + _bytes(jax.eval_shape(tx.init, params)))
+    bound = memory_bound() if bound is None else bound
+    if bound is not None and need > bound[0]:
+        n = sum(int(np.prod(l.shape, dtype=np.int64)) for l in jax.tree.leaves(params))
+        who = f"{members} members × " if members > 1 else ""
+        raise ValueError(
+            f"the model does not fit in memory: {n:,} parameters ({p_bytes / 1e9:.3g} GB) need about {need / 1e9:.3g} "
+            f"GB ({who}params, best params, gradients and optimiser state) but {bound[1]} is {bound[0] / 1e9:.3g} GB; "
+            "use smaller widths (hidden) or fewer members"
+        )
+    return need
+
+
 def check_monitor(config: TrainConfig, ct: CheckedTask, has_val: bool) -> None:
     """The monitored metric must be recorded, and ``val_*`` needs validation data."""
     keys = [k for k in ct.history_keys() if k != "learning_rate"]
@@ -174,6 +235,8 @@ __all__ = [
     "resolve_task",
     "checked_task",
     "check_monitor",
+    "check_memory",
+    "memory_bound",
     "initial_state",
     "epoch_arrays",
 ]
