@@ -377,3 +377,113 @@ def test_hang_a_model_too_large_for_memory_is_refused_before_anything_is_allocat
     params = 2 * 4 + 4 + 4 * 2 + 2  # (2, 4, 2) weights and biases
     # float32: three copies of the params, momentum's trace, and inject_hyperparams' count, rate and momentum
     assert run_setup.check_memory(ct, tx) == 4 * (3 * params + params) + 3 * 4
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    """Two finished 2-epoch runs of one standardised CSV (seeds 0 and 1), and the CSV."""
+    from jnn.app.cli import main
+
+    root = tmp_path_factory.mktemp("csv_run")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    labels = np.where(x[:, 0] + x[:, 1] > 0, "up", "down")
+    data = root / "d.csv"
+    data.write_text("a,b,c,label\n" + "".join(f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{t}\n" for r, t in zip(x, labels)))
+    for seed in (0, 1):
+        argv = ["train", "--data", data, "--standardize", "--hidden", "4", "--max-epochs", "2", "--batch-size", "16",
+                "--seed", seed, "--out", root / f"run{seed}"]  # fmt: skip
+        assert main([str(a) for a in argv]) == 0
+    return root, data
+
+
+def _edited_copy(src, dst, edit=None, model_from=None):
+    import shutil
+
+    shutil.copytree(src, dst)
+    if edit is not None:
+        meta = json.loads((dst / "config.json").read_text())
+        edit(meta)
+        (dst / "config.json").write_text(json.dumps(meta))
+    if model_from is not None:
+        shutil.copy(model_from / "model.npz", dst / "model.npz")
+    return dst
+
+
+def test_silent_wrong_a_run_folder_whose_files_disagree_is_refused_naming_both(tmp_path, capsys, csv_run):
+    root, data = csv_run
+    run = root / "run0"
+    assert jnn.load_run(run).predict(np.zeros((1, 3))).shape == (1,)  # the untouched folder loads
+
+    def nan_std(m):
+        m["data"]["preprocessing"]["std"][0] = float("nan")
+
+    edits = {
+        "activation": lambda m: m["mlp"].update(activation="tanh"),
+        "dropout": lambda m: m["mlp"].update(dropout_mode="classic"),
+        "features": lambda m: m["data"]["preprocessing"]["features"].reverse(),
+        "hash": lambda m: m.update(config_hash="0" * 16),
+        "std": nan_std,
+    }
+    for name, edit in edits.items():
+        bad = _edited_copy(run, tmp_path / name, edit)
+        with pytest.raises(ValueError, match=r"config.json' does not match .*model.npz'"):
+            jnn.load_run(bad)
+        code, _, err = _cli(["predict", bad, "--data", data], capsys)
+        assert code == 2 and "does not match" in err and "Traceback" not in err, (name, err)
+    other = _edited_copy(run, tmp_path / "other", model_from=root / "run1")  # another run's model, same shapes
+    with pytest.raises(ValueError, match=r"config_hash: .* there, .* in model.npz"):
+        jnn.load_run(other)
+
+
+def test_silent_wrong_stored_preprocessing_and_classes_are_validated():
+    from jnn.app.tabular import Preprocessing
+
+    good = dict(kind="classes", n_features=3, features=["a", "b", "c"], targets=["label"], classes=["down", "up"],
+                mean=[0.0, 0.1, 0.2], std=[1.0, 2.0, 3.0])  # fmt: skip
+    assert Preprocessing.from_dict(good) == Preprocessing(**good)
+    cases = [
+        (dict(std=[1.0, float("nan"), 3.0]), r"feature 1 has mean 0.1 and std nan"),
+        (dict(std=[1.0, 0.0, 3.0]), r"feature 1 has mean 0.1 and std 0.0; .* a std finite and positive"),
+        (dict(std=[1.0, float("inf"), 3.0]), "std inf"),
+        (dict(std=[1.0]), r"std must hold one entry per feature \(3\); got 1 values"),
+        (dict(mean=[0.0, float("inf"), 0.0]), "feature 1 has mean inf"),
+        (dict(classes=["up"]), r"classes must list at least two classes; got \['up'\]"),
+        (dict(classes=["up", "down", "up"]), r"classes must be distinct; 'up' appears more than once"),
+        (dict(classes=[3, 3.0]), "must be distinct"),
+        (dict(features=["a"]), r"features must hold one entry per feature \(3\)"),
+        (dict(kind="labels"), r"kind must be one of \['classes', 'values', 'multilabel'\]"),
+        (dict(n_features=0), "n_features must be a positive int"),
+        (dict(extra=1), "must have the keys"),
+    ]
+    for change, match in cases:
+        with pytest.raises(ValueError, match=match):
+            Preprocessing.from_dict({**good, **change}, what="config.json's data.preprocessing")
+
+
+def test_silent_wrong_a_sweeps_class_list_or_rows_edited_are_refused_at_load(tmp_path, capsys, csv_run):
+    root, data = csv_run
+    sw = tmp_path / "sw"
+    code, _, err = _cli(["sweep", "--data", data, "--hidden", "4", "--seeds", "0,1", "--max-epochs", "2",
+                         "--batch-size", "16", "--out", sw], capsys)  # fmt: skip
+    assert code == 0, err
+    assert jnn.load_run(sw, member=1).classes == ["down", "up"]
+    info = json.loads((sw / "sweep.json").read_text())
+    for name, change, match in (
+        ("three", {"data": {**info["data"], "preprocessing": {**info["data"]["preprocessing"],
+                                                                "classes": ["down", "up", "sideways"]}}},
+         r"lists 3 classes but the model has 2 \(softmax\)"),
+        ("one", {"data": {**info["data"], "preprocessing": {**info["data"]["preprocessing"], "classes": ["up"]}}},
+         r"classes must list at least two classes"),
+        ("rows", {"rows": info["rows"][:1]}, r"lists 2 members but 1 rows"),
+        ("member", {"members_config": info["members_config"][::-1]}, r"sweep.json' does not match .*params.npz'"),
+    ):  # fmt: skip
+        bad = tmp_path / name
+        bad.mkdir()
+        for f in sw.iterdir():
+            (bad / f.name).write_bytes(f.read_bytes())
+        (bad / "sweep.json").write_text(json.dumps({**info, **change}))
+        with pytest.raises(ValueError, match=match):
+            jnn.load_run(bad, member=1)
+        code, _, err = _cli(["predict", bad, "--member", "1", "--data", data], capsys)
+        assert code == 2 and "Traceback" not in err, (name, err)

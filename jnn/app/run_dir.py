@@ -112,9 +112,11 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
         ckpt.check_meta(old, meta, what=str(cfg_file), allow=RESUME_CHANGES, defaults=_DEFAULTS, upgrade=upgrade_meta)
         was = {**_DEFAULTS, **upgrade_meta(old)["config"]}  # fields added since the run began: their defaults
         changes = {k: {"was": was.get(k), "now": v} for k, v in meta["config"].items() if was.get(k) != v}
-        if changes:  # a resume with a new learning rate: record it
-            record = {**meta, "environment": environment(),
-                      "resumed_with_changes": [*old.get("resumed_with_changes", []), changes]}  # fmt: skip
+        if changes or old.get("config_hash") != meta["config_hash"]:  # a new rate, or a config.json of an older
+            # layout: written again in today's form, so that it agrees with the model.npz this run will write
+            done = [*old.get("resumed_with_changes", []), *([changes] if changes else [])]
+            kept = {"data": old["data"]} if "data" in old and "data" not in meta else {}  # the CLI's data source
+            record = {**kept, **meta, "environment": environment(), **({"resumed_with_changes": done} if done else {})}
             atomic.write_text(cfg_file, json.dumps(record, indent=2))
         return
     if not cfg_file.exists() and not overwrite:

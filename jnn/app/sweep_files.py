@@ -31,38 +31,44 @@ def save_sweep(result: SweepResult, folder, *, data_info: dict | None = None) ->
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "sweep.csv", folder / "sweep.json", folder / "params.npz"]
-    ckpt.save(paths[2], result.params, meta={"members": len(result.rows), "stacked": result.stacked})
+    record = {
+        "monitor": result.monitor,
+        "best": result.best(),
+        "rows": result.rows,
+        "seconds": result.seconds,
+        "histories": [h.metrics for h in result.histories],
+        "members_config": [c.to_dict() for c in result.members],
+        "members_model": list(result.descriptions),
+        "sizes": None if result.sizes is None else list(result.sizes),
+        "member_sizes": None if result.member_sizes is None else [list(s) for s in result.member_sizes],
+        "stacked": result.stacked,
+        "n_features": result.n_features,
+        "hyper_names": list(result.hyper_names),
+        "data": data_info or {},
+    }
+    text = json.dumps(record, indent=2, default=lambda o: None)
+    meta = {"members": len(result.rows), "stacked": result.stacked, "sweep_hash": sweep_hash(json.loads(text))}
+    ckpt.save(paths[2], result.params, meta=meta)
     with atomic.writing(paths[0], "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(result.rows[0]))
         w.writeheader()
         w.writerows(result.rows)
-    atomic.write_text(
-        paths[1],
-        json.dumps(
-            {
-                "monitor": result.monitor,
-                "best": result.best(),
-                "rows": result.rows,
-                "seconds": result.seconds,
-                "histories": [h.metrics for h in result.histories],
-                "members_config": [c.to_dict() for c in result.members],
-                "members_model": list(result.descriptions),
-                "sizes": None if result.sizes is None else list(result.sizes),
-                "member_sizes": None if result.member_sizes is None else [list(s) for s in result.member_sizes],
-                "stacked": result.stacked,
-                "n_features": result.n_features,
-                "hyper_names": list(result.hyper_names),
-                "data": data_info or {},
-            },
-            indent=2,
-            default=lambda o: None,
-        ),
-    )
+    atomic.write_text(paths[1], text)
     try:
         paths.append(plot_sweep(folder / "sweep.png", result))
     except ImportError:
         pass
     return paths
+
+
+def sweep_hash(info: dict) -> str:
+    """A short hash of what a sweep's ``params.npz`` must match in its ``sweep.json`` (``info``, as read back):
+    each member's config and model, the rows, the hyperparameter names and the widths."""
+    import hashlib
+
+    keys = ("members_config", "members_model", "rows", "hyper_names", "member_sizes", "sizes", "stacked")
+    text = json.dumps({k: info.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def plot_sweep(path, res: SweepResult) -> Path:
@@ -102,4 +108,4 @@ def plot_sweep(path, res: SweepResult) -> Path:
     return Path(path)
 
 
-__all__ = ["save_sweep", "plot_sweep"]
+__all__ = ["save_sweep", "plot_sweep", "sweep_hash"]

@@ -19,6 +19,7 @@ file) or the column, and the fix.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +28,8 @@ import numpy as np
 
 #: How targets are read for each built-in loss: class labels, real values, or 0/1 columns.
 KIND_OF_LOSS = {"softmax": "classes", "binary": "classes", "mse": "values", "multilabel": "multilabel"}
+#: The kinds of targets a run's preprocessing knows.
+KINDS = ("classes", "values", "multilabel")
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,50 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, d: dict, *, what: str = "preprocessing") -> Preprocessing:
+        """Inverse of :meth:`to_dict`, validated: a stored record may have been edited by hand.
+
+        Raises:
+            ValueError: naming ``what`` and the field: an unknown key or kind, a width that is not a positive
+                int, feature names, means or stds not one per feature, a non-finite mean, a std that is not
+                finite and positive, or classes that are not distinct or fewer than two.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"{what} must be an object; got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown or "kind" not in d or "n_features" not in d:
+            raise ValueError(f"{what} must have the keys {known} (kind and n_features at least); got {sorted(d)}")
+        if d["kind"] not in KINDS:
+            raise ValueError(f"{what}.kind must be one of {list(KINDS)}; got {d['kind']!r}")
+        n = d["n_features"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{what}.n_features must be a positive int; got {n!r}")
+        for key in ("features", "mean", "std"):
+            v = d.get(key)
+            if v is not None and (not isinstance(v, list) or len(v) != n):
+                got = f"{len(v)} values" if isinstance(v, list) else repr(v)
+                raise ValueError(f"{what}.{key} must hold one entry per feature ({n}); got {got}")
+        if (d.get("mean") is None) != (d.get("std") is None):
+            raise ValueError(f"{what} must have both mean and std, or neither")
+        if d.get("mean") is not None:
+            mean, std = (np.asarray(d[k], dtype=object) for k in ("mean", "std"))
+            for key, arr in (("mean", mean), ("std", std)):
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arr):
+                    raise ValueError(f"{what}.{key} must hold numbers")
+            bad = [i for i, (m, s) in enumerate(zip(mean, std)) if not np.isfinite(m) or not (np.isfinite(s) and s > 0)]
+            if bad:
+                i = bad[0]
+                raise ValueError(f"{what}: feature {i} has mean {mean[i]!r} and std {std[i]!r}; a mean must be finite "
+                                 "and a std finite and positive")  # fmt: skip
+        classes = d.get("classes")
+        if classes is not None:
+            if not isinstance(classes, list) or len(classes) < 2:
+                raise ValueError(f"{what}.classes must list at least two classes; got {classes!r}")
+            keys = [_key(c) for c in classes]
+            if len(set(keys)) != len(keys):
+                dup = next(c for c, k in zip(classes, keys) if keys.count(k) > 1)
+                raise ValueError(f"{what}.classes must be distinct; {dup!r} appears more than once in {classes}")
         return cls(**d)
 
     def transform(self, x, *, what: str = "x") -> np.ndarray:
@@ -307,11 +352,15 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
     """Read ``x``/``y`` (and ``x_val``/``y_val``, ``x_test``/``y_test`` when present) from a ``.npz`` file:
     ``{"train": Table, "val": Table, "test": Table}`` (the splits present)."""
     p = Path(path)
+    import zipfile
+
     try:
         with np.load(p, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a lone .npy saved under an .npz name
+                raise ValueError("it holds one array, not named arrays x, y (save with np.savez)")
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{what} {str(p)!r} is not a readable .npz file: {err}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(f"{what} {str(p)!r} is not a readable .npz file ({type(err).__name__}: {err})") from None
     if "x" not in arrays:
         raise ValueError(f"{what} {str(p)!r} has no array 'x' (it holds {sorted(arrays)}); save x=..., y=...")
     if need_target and "y" not in arrays:
@@ -324,6 +373,9 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
         name = f"{what} {str(p)!r} array {sx!r}"
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"{name} must be [n, d] with n ≥ 1; got shape {x.shape}")
+        if x.dtype.kind == "c":
+            raise ValueError(f"{name} holds complex numbers ({x.dtype}); jnn trains on real features: split them "
+                             "into real and imaginary columns (np.concatenate([x.real, x.imag], axis=1))")  # fmt: skip
         try:
             x = x.astype(np.float64)
         except (TypeError, ValueError):

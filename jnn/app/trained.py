@@ -158,13 +158,51 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
         raise ValueError(f"{str(folder)!r} holds malformed run files ({type(err).__name__}: {err})") from None
 
 
+#: What a run's ``config.json`` and the header of its ``model.npz`` must agree on.
+AGREED = ("config", "config_hash", "mlp", "sizes", "task", "data_hash", "preprocessing")
+
+
+def _agreement(folder: Path, info: dict, header: dict, member) -> None:
+    """Refuse a folder whose record and params file disagree (an edited ``config.json``, or a ``model.npz`` /
+    ``params.npz`` of another run), naming both files and the first differences."""
+    from jnn.app.run_dir import upgrade_meta
+
+    stored = header.get("meta", {})
+    if member is not None:  # a sweep: params.npz holds the hash of sweep.json's members (see sweep_hash)
+        want = stored.get("sweep_hash")
+        if want is not None and want != info.get("sweep_hash"):
+            raise ValueError(f"{str(folder / SWEEP_INFO)!r} does not match {str(folder / SWEEP_PARAMS)!r} (its "
+                             "members, models or rows were edited, or params.npz is from another sweep)")  # fmt: skip
+        return
+    a, b = (upgrade_meta(m) for m in (info, stored))
+    for m in (a, b):
+        m["preprocessing"] = (m.get("data") or {}).get("preprocessing")
+    diffs = []
+    for k in AGREED:
+        if k not in b or a.get(k) == b.get(k):
+            continue
+        if isinstance(a.get(k), dict) and isinstance(b[k], dict):
+            diffs += [f"{k}.{f}: {a[k].get(f)!r} there, {b[k].get(f)!r} in {MODEL_NAME}" for f in sorted(set(a[k]) |
+                      set(b[k])) if a[k].get(f) != b[k].get(f)]  # fmt: skip
+        else:
+            diffs.append(f"{k}: {a.get(k)!r} there, {b[k]!r} in {MODEL_NAME}")
+    if diffs:
+        raise ValueError(
+            f"{str(folder / 'config.json')!r} does not match {str(folder / MODEL_NAME)!r}: "
+            + "; ".join(diffs[:4])
+            + (f" and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+            + " (the folder was edited, or model.npz is from another run: restore the run's own files or train again)"
+        )
+
+
 def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedModel:
     from jnn.app.run_dir import upgrade_meta
     from jnn.mlp import MLP
 
+    header = ckpt.read_header(params_file)
+    _agreement(folder, info, header, member)
     info = upgrade_meta(info)
     config = TrainConfig.from_dict(info["config"])
-    header = ckpt.read_header(params_file)
     dtype = np.dtype(header["leaves"][0]["dtype"]).name
     every = info.get("member_sizes")
     if task is None:
@@ -194,12 +232,32 @@ def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedM
         params = jax.tree.map(lambda a: a[member], params)
     hyper = {**(task.hyper or {}), **info.get("task", {}).get("hyper", {}), **info.get("hyper", {})}
     stored = (info.get("data") or {}).get("preprocessing")
+    record = str(folder / ("config.json" if member is None else SWEEP_INFO))
     if stored:
-        prep = Preprocessing.from_dict(stored)
+        prep = Preprocessing.from_dict(stored, what=f"{record}'s data.preprocessing")
     else:  # inputs used as they are; class indices as labels
         loss = task.loss if isinstance(task.loss, str) else "mse"
         prep = Preprocessing(KIND_OF_LOSS.get(loss, "values"), int(info.get("n_features") or info["sizes"][0]))
+    _check_outputs(prep, task, params, record)
     return TrainedModel(params, task, config, hyper, prep, folder, member)
+
+
+def _check_outputs(prep: Preprocessing, task, params, record: str) -> None:
+    """The stored inputs and classes must fit the params: as many features as the model takes, one class per
+    output (two for a binary model's one)."""
+    x = jax.ShapeDtypeStruct((1, prep.n_features), jax.tree.leaves(params)[0].dtype)
+    try:
+        out = jax.eval_shape(lambda p, xx: task.apply(p, xx, key=None, train=False, hyper=dict(task.hyper or {})),
+                             params, x)  # fmt: skip
+    except Exception as err:  # the stored width does not fit the params
+        raise ValueError(f"{record}'s data.preprocessing gives {prep.n_features} features, which the stored params "
+                         f"do not take ({type(err).__name__})") from None  # fmt: skip
+    width = int(out.shape[-1]) if out.ndim == 2 else 1
+    if prep.classes is not None and task.loss in ("softmax", "binary"):
+        want = 2 if task.loss == "binary" else width
+        if len(prep.classes) != want:
+            raise ValueError(f"{record}'s data.preprocessing.classes lists {len(prep.classes)} classes but the model "
+                             f"has {want} ({task.loss}): {prep.classes}")  # fmt: skip
 
 
 def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
@@ -213,10 +271,16 @@ def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
         raise ValueError(f"{str(path)!r} is not a readable sweep record ({type(err).__name__}: {err})") from None
     if member is None or isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < n:
         raise ValueError(f"member must be an int in [0, {n - 1}] for the sweep in {str(folder)!r}; got {member!r}")
+    if not isinstance(info.get("rows"), list) or len(info["rows"]) != n:
+        raise ValueError(f"{str(path)!r} lists {n} members but {len(info.get('rows') or [])} rows; the sweep record "
+                         "was edited or cut: restore it or run the sweep again")  # fmt: skip
     row = info["rows"][member]
     hyper = {k: row[k] for k in info.get("hyper_names", [])}
     described = (info.get("members_model") or [{}] * n)[member]  # older sweeps: the MLP's fields in the config
-    member_info = {**info, "config": info["members_config"][member], "hyper": hyper, "members": n, **described}
+    from jnn.app.sweep_files import sweep_hash
+
+    member_info = {**info, "config": info["members_config"][member], "hyper": hyper, "members": n, **described,
+                   "sweep_hash": sweep_hash(info)}  # fmt: skip
     return member_info, folder / SWEEP_PARAMS
 
 
