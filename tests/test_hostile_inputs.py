@@ -487,3 +487,21 @@ def test_silent_wrong_a_sweeps_class_list_or_rows_edited_are_refused_at_load(tmp
             jnn.load_run(bad, member=1)
         code, _, err = _cli(["predict", bad, "--member", "1", "--data", data], capsys)
         assert code == 2 and "Traceback" not in err, (name, err)
+
+
+def test_tracebacks_a_broken_npz_and_complex_features_are_named_errors(tmp_path, capsys):
+    broken = tmp_path / "x.npz"
+    np.savez(broken, x=np.zeros((4, 2)), y=np.arange(4) % 2)
+    broken.write_bytes(broken.read_bytes()[:-30])  # the zip's central directory cut off
+    code, _, err = _cli(["train", "--data", broken, "--max-epochs", "1", "--out", tmp_path / "r"], capsys)
+    assert code == 2 and "is not a readable .npz file (BadZipFile" in err and "Traceback" not in err, err
+    lone = tmp_path / "lone.npz"
+    with open(lone, "wb") as fh:
+        np.save(fh, np.zeros((4, 2)))
+    code, _, err = _cli(["train", "--data", lone, "--max-epochs", "1", "--out", tmp_path / "r"], capsys)
+    assert code == 2 and "holds one array, not named arrays x, y" in err, err
+    cplx = tmp_path / "c.npz"
+    np.savez(cplx, x=np.ones((8, 2)) * (1 + 2j), y=np.arange(8) % 2)
+    code, _, err = _cli(["train", "--data", cplx, "--max-epochs", "1", "--out", tmp_path / "r"], capsys)
+    assert code == 2 and "holds complex numbers (complex128)" in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()

@@ -355,10 +355,12 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
     import zipfile
 
     try:
-        with np.load(p, allow_pickle=False) as z:
+        with open(p, "rb") as fh:  # opened here, so that it is closed whatever np.load meets
+            z = np.load(fh, allow_pickle=False)
             if not hasattr(z, "files"):  # a lone .npy saved under an .npz name
                 raise ValueError("it holds one array, not named arrays x, y (save with np.savez)")
-            arrays = {k: z[k] for k in z.files}
+            with z:
+                arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise ValueError(f"{what} {str(p)!r} is not a readable .npz file ({type(err).__name__}: {err})") from None
     if "x" not in arrays:
