@@ -505,3 +505,50 @@ def test_tracebacks_a_broken_npz_and_complex_features_are_named_errors(tmp_path,
     code, _, err = _cli(["train", "--data", cplx, "--max-epochs", "1", "--out", tmp_path / "r"], capsys)
     assert code == 2 and "holds complex numbers (complex128)" in err and "Traceback" not in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_wrong_refusal_na_and_null_are_labels_unless_na_values_says_missing(tmp_path, capsys):
+    from jnn.app.tabular import read_table
+
+    rows = [f"{i % 7 / 7:.3f},{i % 3 / 3:.3f},{('NA', 'null', 'Na')[i % 3]}" for i in range(30)]
+    data = tmp_path / "labels.csv"
+    data.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    t = read_table(data)
+    assert sorted(set(t.y)) == ["NA", "Na", "null"]
+    code, _, err = _cli(["train", "--data", data, "--hidden", "4", "--max-epochs", "1", "--batch-size", "8",
+                         "--out", tmp_path / "r"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert jnn.load_run(tmp_path / "r").classes == ["NA", "Na", "null"]
+    with pytest.raises(ValueError, match=r"row 2, target column 'label' is missing \('NA'\).*--na-values"):
+        read_table(data, na_values=["NA"])
+    code, _, err = _cli(["train", "--data", data, "--na-values", "NA,?", "--out", tmp_path / "r2"], capsys)
+    assert code == 2 and "is missing ('NA')" in err, err
+    with pytest.raises(ValueError, match=r"row 2, target column 'label' is missing \(''\)"):
+        (tmp_path / "empty.csv").write_text("a,b,label\n0.1,0.2,\n0.3,0.4,x\n")
+        read_table(tmp_path / "empty.csv")
+
+
+def test_blow_up_a_csv_is_read_in_memory_near_its_arrays_size(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "big.csv"
+    rng = np.random.default_rng(0)
+    block = "\n".join(",".join(f"{v:.5f}" for v in r) + f",c{int(r[0] * 9) % 5}" for r in rng.random((20_000, 10)))
+    with open(data, "w") as fh:
+        fh.write(",".join(f"f{i}" for i in range(10)) + ",label\n")
+        for _ in range(10):  # 200,000 rows
+            fh.write(block + "\n")
+    size = data.stat().st_size
+    script = (
+        "import resource, sys\n"
+        "from jnn.app.tabular import read_table\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"t = read_table({str(data)!r})\n"
+        "grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024\n"
+        "print(t.x.shape[0], grown)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    rows, grown = int(out[0]), int(out[1])
+    assert rows == 200_000
+    assert grown <= 3 * size, f"reading a {size / 1e6:.1f} MB CSV grew the peak memory by {grown / 1e6:.1f} MB"

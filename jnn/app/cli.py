@@ -213,6 +213,9 @@ def _add_config_flags(t) -> None:
     t.add_argument("--features", default=None, help="CSV feature columns, comma-separated (default: all others)")
     t.add_argument("--standardize", action="store_true",
                    help="scale each feature to mean 0, std 1, learned on the training split only")  # fmt: skip
+    t.add_argument("--na-values", default=None,
+                   help="CSV cells that mean a missing value besides an empty cell, comma-separated (e.g. 'NA,?'); "
+                        "without it NA, null and nan in a label column are labels")  # fmt: skip
     t.add_argument("--val-data", default=None, help="validation file like --data (then nothing is carved out)")
     t.add_argument("--test-data", default=None, help="test file like --data, scored at the end")
     _add_field_flags(t)
@@ -271,6 +274,11 @@ def _add_field_flags(t) -> None:
             t.add_argument(flag, dest=dest, type=kind, default=None, choices=choices, help=text)
 
 
+def _names_list(text: str) -> list[str]:
+    """``"NA, ?"`` -> ``["NA", "?"]``."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def _train_config(args, stored: dict | None = None):
     """``(source, TrainConfig, MLP)``: defaults, then the stored run's config, MLP and data (``--resume``), then
     the ``--config`` TOML file (the MLP's keys flat or in an ``[mlp]`` table), then the flags."""
@@ -308,10 +316,13 @@ def _train_config(args, stored: dict | None = None):
         source = {"dataset": args.dataset}
     if args.data is not None:
         source = {"data": args.data, "target": args.target, "features": args.features,
-                  "standardize": args.standardize, "val_data": args.val_data, "test_data": args.test_data}  # fmt: skip
-    elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data)):
+                  "standardize": args.standardize, "val_data": args.val_data, "test_data": args.test_data,
+                  **({"na_values": _names_list(args.na_values)} if args.na_values else {})}  # fmt: skip
+    elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data, args.na_values)):
         if "data" not in source:
-            raise ValueError("--target, --features, --standardize, --val-data and --test-data need --data FILE")
+            raise ValueError(
+                "--target, --features, --standardize, --na-values, --val-data and --test-data need --data FILE"
+            )
     values = upgrade_dict(values)  # the flat early-stopping keys of an older run or TOML file
     flags = [(o, f, flag, kind, attr, getattr(args, dest)) for o, f, dest, flag, kind, attr, _ in _field_flags()]
     for owner, f, _, kind, attr, v in flags:

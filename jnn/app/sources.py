@@ -5,8 +5,8 @@ A *source* is a small JSON-ready dict stored in the run (``config.json`` under `
 
 - ``{"dataset": "mnist1d"}``: a built-in data set (:mod:`jnn.datasets`), with its own test split;
 - ``{"data": PATH, "target": ..., "features": ..., "standardize": bool, "val_data": PATH | None,
-  "test_data": PATH | None}``: a CSV or ``.npz`` file (:mod:`jnn.app.tabular`); an ``.npz`` may carry its own
-  ``x_val``/``y_val`` and ``x_test``/``y_test``.
+  "test_data": PATH | None, "na_values": [...]}`` (``na_values`` only when given): a CSV or ``.npz`` file
+  (:mod:`jnn.app.tabular`); an ``.npz`` may carry its own ``x_val``/``y_val`` and ``x_test``/``y_test``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | Non
         return train, None, test, {"source": source}
     from jnn.train.run_setup import prepare_data
 
-    kw = {"target": source.get("target"), "features": source.get("features")}
+    kw = {"target": source.get("target"), "features": source.get("features"), "na_values": source.get("na_values", ())}
     path = Path(source["data"])
     if path.suffix.lower() == ".npz" and path.is_file():
         tables = tabular.read_npz(path, what="--data")

@@ -227,7 +227,14 @@ def _is_number(v) -> bool:
 
 
 def read_table(
-    path, *, target=None, features=None, what: str = "--data", need_target: bool = True, split: str = "train"
+    path,
+    *,
+    target=None,
+    features=None,
+    what: str = "--data",
+    need_target: bool = True,
+    split: str = "train",
+    na_values=(),
 ) -> Table:
     """Read a CSV (header row) or ``.npz`` file.
 
@@ -240,9 +247,12 @@ def read_table(
         need_target: False for prediction inputs: a CSV without the target column is fine (its features
             are still picked by name).
         split: for ``.npz``, which arrays: ``"train"`` (``x``, ``y``), ``"val"`` or ``"test"``.
+        na_values: CSV cells that mean a missing value besides an empty cell (``["NA", "?"]``); without it
+            ``NA``, ``null`` and ``nan`` in a label column are labels like any other.
 
     Returns:
-        A :class:`Table` (for ``.npz``, the ``x``/``y`` arrays).
+        A :class:`Table` (for ``.npz``, the ``x``/``y`` arrays). A CSV is read in two streaming passes into
+        preallocated arrays, so memory stays near the arrays' size.
 
     Raises:
         ValueError: a missing, empty or malformed file, naming the row or column and the fix.
@@ -259,35 +269,46 @@ def read_table(
         return tables[split]
     if p.suffix.lower() not in (".csv", ".txt", ".tsv"):
         raise ValueError(f"{what} {str(p)!r}: unknown file type {p.suffix!r}; use .csv (with a header row) or .npz")
-    return _read_csv(p, target, features, what, need_target)
+    return _read_csv(p, target, features, what, need_target, na_values)
 
 
-def _read_csv(p: Path, target, features, what: str, need_target: bool) -> Table:
+def _csv_rows(p: Path, what: str):
+    """The non-blank rows of a CSV file, streamed (the delimiter sniffed from its first 64 KiB: tab for ``.tsv``
+    or tab-only text, else comma); errors name the file."""
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             sample = fh.read(65536)
             fh.seek(0)
             delimiter = "\t" if p.suffix.lower() == ".tsv" or ("\t" in sample and "," not in sample) else ","
-            rows = list(csv.reader(fh, delimiter=delimiter))
+            for r in csv.reader(fh, delimiter=delimiter):
+                if any(c.strip() for c in r):
+                    yield r
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} {str(p)!r} is not UTF-8 text ({err}); save it as UTF-8 CSV") from None
     except csv.Error as err:
         raise ValueError(f"{what} {str(p)!r} is not valid CSV: {err}") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
+
+
+def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values=()) -> Table:
+    # Two streaming passes, so that memory stays near the arrays' size (not a list of every cell's string): the
+    # first checks the shape and counts the rows, the second fills preallocated arrays.
+    rows = _csv_rows(p, what)
+    header = next(rows, None)
+    if header is None:
         raise ValueError(f"{what} {str(p)!r} is empty; it needs a header row and at least one data row")
-    header = [c.strip() for c in rows[0]]
-    if len(rows) == 1:
-        raise ValueError(f"{what} {str(p)!r} has a header but no data rows")
+    header = [c.strip() for c in header]
     if len(set(header)) != len(header):
         dup = next(c for c in header if header.count(c) > 1)
         raise ValueError(f"{what} {str(p)!r}: the header names column {dup!r} twice; give columns unique names")
-    for i, r in enumerate(rows[1:], start=2):
+    n = 0
+    for n, r in enumerate(rows, start=1):
         if len(r) != len(header):
             raise ValueError(
-                f"{what} {str(p)!r}: row {i} has {len(r)} fields but the header has {len(header)} (ragged rows); "
+                f"{what} {str(p)!r}: row {n + 1} has {len(r)} fields but the header has {len(header)} (ragged rows); "
                 "fix that row (quote fields that contain the delimiter)"
             )
+    if n == 0:
+        raise ValueError(f"{what} {str(p)!r} has a header but no data rows")
     targets = [header[-1]] if target is None else _names(target)
     has_target = bool(targets) and all(t in header for t in targets)
     if target is not None and not has_target and need_target:
@@ -300,38 +321,44 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool) -> Table:
     if not feats:
         raise ValueError(f"{what} {str(p)!r}: no feature columns left beside the target {targets}")
     col = {c: j for j, c in enumerate(header)}
-    x = np.empty((len(rows) - 1, len(feats)), np.float64)
-    for i, r in enumerate(rows[1:]):
-        for k, c in enumerate(feats):
-            cell = r[col[c]].strip()
+    fcols, tcols = [col[c] for c in feats], [col[t] for t in targets] if has_target else []
+    missing_values = {str(v) for v in na_values}
+    x = np.empty((n, len(feats)), np.float64)
+    y = np.empty((n, len(tcols)), dtype=object) if has_target else None
+    labels: dict = {}  # one string object per distinct label
+    rows = _csv_rows(p, what)
+    next(rows)
+    for i, r in enumerate(rows):
+        for k, j in enumerate(fcols):
+            cell = r[j].strip()
             try:
                 v = float(cell)
             except ValueError:
-                if cell == "":
+                if cell == "" or cell in missing_values:
+                    how = "is empty (a missing value)" if cell == "" else f"holds {cell!r}, missing by --na-values"
                     raise ValueError(
-                        f"{what} {str(p)!r}: row {i + 2}, column {c!r} is empty (a missing value); drop the row "
-                        "or fill the value"
+                        f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} {how}; drop the row or fill the value"
                     ) from None
                 raise ValueError(
-                    f"{what} {str(p)!r}: row {i + 2}, column {c!r} holds {cell!r}, not a number; features must be "
-                    f"numeric (encode it, or leave the column out with --features)"
+                    f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} holds {cell!r}, not a number; features "
+                    f"must be numeric (encode it, or leave the column out with --features)"
                 ) from None
             if not math.isfinite(v):
                 raise ValueError(
-                    f"{what} {str(p)!r}: row {i + 2}, column {c!r} holds {cell!r} (missing or non-finite); drop "
-                    "the row or fill the value"
+                    f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} holds {cell!r} (missing or non-finite); "
+                    "drop the row or fill the value"
                 )
             x[i, k] = v
-    y = None
-    if has_target:
-        y = np.array([[r[col[t]].strip() for t in targets] for r in rows[1:]], dtype=object)
-        for i, r in enumerate(y):
-            for t, cell in zip(targets, r):
-                if cell == "" or cell.lower() in ("nan", "na", "null"):
-                    raise ValueError(
-                        f"{what} {str(p)!r}: row {i + 2}, target column {t!r} is missing ({cell!r}); drop the row"
-                    )
-        y = y[:, 0] if len(targets) == 1 else y
+        for k, j in enumerate(tcols):
+            cell = r[j].strip()
+            if cell == "" or cell in missing_values:
+                raise ValueError(
+                    f"{what} {str(p)!r}: row {i + 2}, target column {header[j]!r} is missing ({cell!r}); drop the row"
+                    + (" (--na-values marks it missing)" if cell else "")
+                )
+            y[i, k] = labels.setdefault(cell, cell)
+    if y is not None and len(targets) == 1:
+        y = y[:, 0]
     return Table(x, y, feats, targets if has_target else None, str(p))
 
 
