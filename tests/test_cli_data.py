@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import jnn
 from jnn import RunFolder
 from jnn.app import cli
 
@@ -327,3 +328,24 @@ def test_a_huge_epoch_budget_allocates_nothing_up_front(tmp_path):
         train, cfg, task=jnn.MLP(hidden=(4,), loss="binary"), stop_at_epoch=2
     )  # the history grows on the host; no [max_epochs] buffers
     assert r.stopped_by == "paused" and len(r.history) == 2
+
+
+def test_regression_raw_targets_train_with_standardize_and_predict_in_their_own_units(tmp_path, capsys):
+    z = np.load(EXAMPLES / "diabetes.npz")
+    raw = tmp_path / "raw.npz"  # the data set's own units, 25-346 (the example file holds them / 100)
+    np.savez(raw, x=z["x"], y=z["y"] * 100, x_test=z["x_test"], y_test=z["y_test"] * 100)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(raw), "--loss", "mse", "--standardize", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "loss, mse and mae in standardised target units" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["r2"] >= 0.3, summary["test"]
+    model = jnn.load_run(run)
+    prep = model.preprocessing
+    assert prep.target_mean[0] == pytest.approx(150, abs=15) and prep.target_std[0] == pytest.approx(77, abs=10)
+    pred, y = model.predict(z["x_test"]), z["y_test"] * 100
+    r2 = 1 - ((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert r2 == pytest.approx(summary["test"]["r2"], abs=1e-4) and 25 <= pred.mean() <= 346
+    assert cli.main(["predict", str(run), "--data", str(raw), "--split", "test"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    np.testing.assert_allclose([float(v) for v in rows[1:]], pred, rtol=1e-5)

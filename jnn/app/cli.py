@@ -212,7 +212,8 @@ def _add_config_flags(t) -> None:
                    help="CSV target column(s), comma-separated (default: the last column)")  # fmt: skip
     t.add_argument("--features", default=None, help="CSV feature columns, comma-separated (default: all others)")
     t.add_argument("--standardize", action="store_true",
-                   help="scale each feature to mean 0, std 1, learned on the training split only")  # fmt: skip
+                   help="scale each feature (and a regression's targets) to mean 0, std 1, learned on the training "
+                        "split only; predictions come back in the targets' own units")  # fmt: skip
     t.add_argument("--na-values", default=None,
                    help="CSV cells that mean a missing value besides an empty cell, comma-separated (e.g. 'NA,?'); "
                         "without it NA, null and nan in a label column are labels")  # fmt: skip
@@ -361,12 +362,17 @@ def _stored_run(out) -> dict | None:
     return {"config": meta["config"], "mlp": meta.get("mlp"), "source": source}
 
 
-def _describe(metrics: dict) -> str:
-    """``accuracy 0.9123 (loss 0.2345, 1000 examples)``: the headline metric, the loss, the others, the count."""
+#: Said after metrics of a regression whose targets ``--standardize`` standardised (R² is the same in any units).
+SCALED_NOTE = "; loss, mse and mae in standardised target units"
+
+
+def _describe(metrics: dict, scaled: bool = False) -> str:
+    """``accuracy 0.9123 (loss 0.2345, 1000 examples)``: the headline metric, the loss, the others, the count
+    (``scaled``: the targets were standardised, said after the count)."""
     keys = sorted((k for k in metrics if k not in ("loss", "n")), key=lambda k: (k not in ("accuracy", "r2"), k))
     head = f"{keys[0]} {metrics[keys[0]]:.4f} (loss {metrics['loss']:.4f}" if keys else f"loss {metrics['loss']:.4f} ("
     rest = "".join(f", {k} {metrics[k]:.4f}" for k in keys[1:])
-    return f"{head}{rest}, {metrics['n']} examples)"
+    return f"{head}{rest}, {metrics['n']} examples{SCALED_NOTE if scaled else ''})"
 
 
 def _train(args) -> int:
@@ -421,9 +427,10 @@ def _train(args) -> int:
             print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")
         return stop.exit_code
     test_metrics = evaluate(result.params, test, result.task) if test is not None else None
+    scaled = bool((info.get("preprocessing") or {}).get("target_mean"))
     if jax.process_index() != 0:
         if test_metrics is not None:
-            print(f"process {jax.process_index()}: test {_describe(test_metrics)}")
+            print(f"process {jax.process_index()}: test {_describe(test_metrics, scaled)}")
         return 0
     write_summary(result.run_dir, result, config, {"data": name, "test": test_metrics or {}})
     print(result.message)
@@ -432,7 +439,7 @@ def _train(args) -> int:
         print(f"continue with: jnn train --out {result.run_dir} --resume --from-epoch {sane} --learning-rate ...")
     if test_metrics is not None:
         print(
-            f"test {_describe(test_metrics)}"
+            f"test {_describe(test_metrics, scaled)}"
             + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else "")
         )
     files = sorted(p.name for p in result.run_dir.iterdir() if not p.name.startswith("."))
@@ -558,6 +565,8 @@ def _evaluate(args) -> int:
     print(f"jnn evaluate: {args.run_dir}{'' if args.member is None else f' member {args.member}'} on {on}")
     for k in sorted(metrics, key=lambda k: (k != "loss", k == "n", k)):
         print(f"{k:>10}  {metrics[k] if k == 'n' else f'{metrics[k]:.6g}'}")
+    if model.preprocessing.target_mean is not None:
+        print(f"({SCALED_NOTE[2:]}; jnn predict gives values in the targets' own units)")
     if args.json:
         atomic.write_text(args.json, json.dumps(metrics, indent=2))
     return 0

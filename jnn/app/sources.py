@@ -59,7 +59,7 @@ def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | Non
     val = tabular.dataset(tables["val"], prep) if "val" in tables else None
     if source.get("standardize"):
         fit_ds, _ = prepare_data(tabular.dataset(tables["train"], prep), config, val)  # the split fit will use
-        prep = prep.standardized_on(fit_ds.x)
+        prep = prep.standardized_on(fit_ds.x).targets_standardized_on(fit_ds.y)  # regression targets too
         val = tabular.dataset(tables["val"], prep) if "val" in tables else None
     train = tabular.dataset(tables["train"], prep)
     test = tabular.dataset(tables["test"], prep) if "test" in tables else None

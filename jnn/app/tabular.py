@@ -56,6 +56,9 @@ class Preprocessing:
         classes: the distinct training labels, sorted; class ``i`` of the model is ``classes[i]``
             (None unless ``kind == "classes"``).
         mean, std: per-feature standardisation learned on the training split (None: not standardised).
+        target_mean, target_std: for regression (``kind == "values"``), the per-target standardisation learned
+            on the training split with ``--standardize``: the model trains on ``(y - target_mean) / target_std``
+            and :meth:`decode_values` maps its outputs back (None: targets as they are).
     """
 
     kind: str
@@ -65,6 +68,8 @@ class Preprocessing:
     classes: list | None = None
     mean: list | None = None
     std: list | None = None
+    target_mean: list | None = None
+    target_std: list | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -95,17 +100,21 @@ class Preprocessing:
             if v is not None and (not isinstance(v, list) or len(v) != n):
                 got = f"{len(v)} values" if isinstance(v, list) else repr(v)
                 raise ValueError(f"{what}.{key} must hold one entry per feature ({n}); got {got}")
-        if (d.get("mean") is None) != (d.get("std") is None):
-            raise ValueError(f"{what} must have both mean and std, or neither")
-        if d.get("mean") is not None:
-            mean, std = (np.asarray(d[k], dtype=object) for k in ("mean", "std"))
-            for key, arr in (("mean", mean), ("std", std)):
+        for m_key, s_key, unit in (("mean", "std", "feature"), ("target_mean", "target_std", "target")):
+            if (d.get(m_key) is None) != (d.get(s_key) is None):
+                raise ValueError(f"{what} must have both {m_key} and {s_key}, or neither")
+            if d.get(m_key) is None:
+                continue
+            mean, std = (np.asarray(d[k], dtype=object) for k in (m_key, s_key))
+            if unit == "target" and (d["kind"] != "values" or len(mean) != len(std) or not len(mean)):
+                raise ValueError(f"{what}.{m_key}/{s_key} are for regression targets, one entry per target")
+            for key, arr in ((m_key, mean), (s_key, std)):
                 if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arr):
                     raise ValueError(f"{what}.{key} must hold numbers")
             bad = [i for i, (m, s) in enumerate(zip(mean, std)) if not np.isfinite(m) or not (np.isfinite(s) and s > 0)]
             if bad:
                 i = bad[0]
-                raise ValueError(f"{what}: feature {i} has mean {mean[i]!r} and std {std[i]!r}; a mean must be finite "
+                raise ValueError(f"{what}: {unit} {i} has mean {mean[i]!r} and std {std[i]!r}; a mean must be finite "
                                  "and a std finite and positive")  # fmt: skip
         classes = d.get("classes")
         if classes is not None:
@@ -160,7 +169,32 @@ class Preprocessing:
             if not np.all(np.isin(num, (0.0, 1.0))):
                 raise ValueError(f"{what} must hold 0/1 labels for a multi-label task; got values {np.unique(num)[:5]}")
             return num.astype(np.int32)
+        if self.target_mean is not None:
+            num = (num - self._target_axis(self.target_mean, num)) / self._target_axis(self.target_std, num)
         return num.astype(np.float32)
+
+    @staticmethod
+    def _target_axis(values: list, y: np.ndarray) -> np.ndarray:
+        """``values`` (one per target) shaped to broadcast over ``y`` (``[n]`` or ``[n, k]``)."""
+        v = np.asarray(values, np.float64)
+        return v[0] if y.ndim == 1 else v
+
+    def decode_values(self, out) -> np.ndarray:
+        """A regression model's outputs back in the targets' own units: ``out × target_std + target_mean`` (as
+        they are when the targets were not standardised)."""
+        out = np.asarray(out)
+        if self.target_mean is None:
+            return out
+        return out * self._target_axis(self.target_std, out) + self._target_axis(self.target_mean, out)
+
+    def targets_standardized_on(self, y) -> Preprocessing:
+        """This preprocessing with a per-target mean and std learned on the regression targets ``y`` (``[n]`` or
+        ``[n, k]``, the training split only); a constant target keeps std 1. Other kinds come back unchanged."""
+        if self.kind != "values":
+            return self
+        y = np.asarray(y, np.float64).reshape(len(y), -1)
+        std = y.std(axis=0)
+        return replace(self, target_mean=y.mean(axis=0).tolist(), target_std=np.where(std > 0, std, 1.0).tolist())
 
     def decode(self, indices) -> np.ndarray:
         """Class indices back to the user's labels (an object array of strings, or numbers)."""

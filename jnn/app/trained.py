@@ -85,15 +85,17 @@ class TrainedModel:
 
     def predict(self, x) -> np.ndarray:
         """Predictions for ``x [n, d]``: class labels in the user's own label values (or class indices when
-        the run had none), 0/1 columns for multi-label, values for regression (the raw outputs for a custom
-        loss)."""
+        the run had none), 0/1 columns for multi-label, values for regression in the targets' own units (the
+        outputs mapped back when ``--standardize`` standardised the targets), the raw outputs for a custom
+        loss."""
         if self.loss in ("softmax", "binary"):
             idx = np.argmax(self.predict_proba(x), axis=1)
             return idx.astype(np.int32) if self.classes is None else self.preprocessing.decode(idx)
         if self.loss == "multilabel":
             return (self.predict_proba(x) > 0.5).astype(np.int32)
         out = self.outputs(x)
-        return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+        out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+        return self.preprocessing.decode_values(out) if self.loss == "mse" else out
 
     @property
     def classes(self) -> list | None:
