@@ -26,7 +26,7 @@ from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
-from jnn.train.callbacks import CallbackList, RunInfo, at_most_one, check_callbacks
+from jnn.train.callbacks import CallbackList, RunInfo, SweepStore, at_most_one, check_callbacks
 from jnn.train.config import SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
@@ -240,7 +240,9 @@ def sweep(
     given = check_callbacks(callbacks)
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
-    cbs = CallbackList(cb for cb in given if cb is not report)  # the report is started per shape group
+    store = at_most_one(given, SweepStore)
+    others = tuple(cb for cb in given if cb is not report and cb is not store)
+    cbs = CallbackList(((store,) if store is not None else ()) + others)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
         raise TypeError(
             "optimizer must be None, an optax.GradientTransformation or a function of the member's "
@@ -260,12 +262,14 @@ def sweep(
               for g in _shape_groups(members)]  # fmt: skip
     t0 = time.perf_counter()
     records = [{k: [] for k in groups[0].keys} for _ in members]
+    if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
+        store.open(_sweep_meta(config, axes, groups, len(members)), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
     try:
         result, halt = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
-                                     report, cbs, t0)  # fmt: skip
+                                     report, cbs, t0, store)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
         raise
@@ -275,15 +279,36 @@ def sweep(
     return result
 
 
+def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int) -> dict:
+    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model."""
+    described = [None] * m
+    for g in groups:
+        for i, d in zip(g.index, g.descriptions):
+            described[i] = d
+    plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
+    return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain, "members_model": described}
+
+
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
-                  t0):  # fmt: skip
-    """Train the shape groups in turn and gather the result: ``(SweepResult, halt)``."""
+                  t0, store=None):  # fmt: skip
+    """Train the shape groups in turn (a group kept by ``store`` goes on from there) and gather the result:
+    ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
     for n, g in enumerate(groups):
         if report.log_every and len(groups) > 1:
             report.say(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)")
         if halt is None:
-            halt = g.run(records, class_weight, repack, report, cbs)
+            mine = [records[i] for i in g.index]
+            start = None if store is None else store.restore(n, g.initial(class_weight)[0], g.keys)
+            if start is not None:
+                start, kept = start
+                for rec, old in zip(mine, kept):
+                    rec.update({k: list(v) for k, v in old.items()})
+            if store is not None:
+                store.group_begin(n, mine)
+            halt = g.run(records, class_weight, repack, report, cbs, start=start)
+            if store is not None:
+                store.save_group(n, g.state, mine)
             epoch_seconds += g.epoch_seconds
             pack_sizes += g.pack_sizes
         else:  # interrupted before this group started: its members stay at their first state
@@ -388,10 +413,12 @@ class _Group:
     def initial(self, class_weight):
         return _stacked(self, class_weight)
 
-    def run(self, records: list, class_weight, repack: bool, report, cbs=None):
-        """Train the group's members (their records are filled in place); returns the halt (None: all stopped)."""
+    def run(self, records: list, class_weight, repack: bool, report, cbs=None, start=None):
+        """Train the group's members (their records are filled in place) from their first state, or from the
+        stacked state ``start`` (a resumed sweep); returns the halt (None: all stopped)."""
         ct, config = self.ct, self.config
         state, data = self.initial(class_weight)
+        state = state if start is None else start
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
         inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=self.splits[0][1] is not None,

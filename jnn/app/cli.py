@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch-sizes", type=_int_list, default=None, help="axis: batch sizes, e.g. 32,64,128")
     sw.add_argument("--grid", action="store_true", help="Cartesian product of the axes instead of zipping them")
     sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
+    sw.add_argument("--resume", action="store_true",
+                    help="go on with the sweep in --out (its config, axes and data; each shape group from its "
+                         "checkpoint)")  # fmt: skip
+    sw.add_argument("--overwrite", action="store_true", help="start again in an --out that holds another sweep")
 
     la = sub.add_parser(
         "launch",
@@ -366,6 +370,26 @@ def _stored_run(out) -> dict | None:
 SCALED_NOTE = "; loss, mse and mae in standardised target units"
 
 
+def _stored_sweep(out) -> dict:
+    """The config, MLP, axes and data source of the sweep in ``out`` (for ``jnn sweep --resume``)."""
+    from pathlib import Path
+
+    from jnn.app.sweep_folder import SWEEP_RUN
+
+    path = Path(out) / SWEEP_RUN
+    if not path.is_file():
+        raise ValueError(f"--out {out!r} holds no sweep to resume (no {SWEEP_RUN}); leave out --resume")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        source = meta["data"]["source"]
+        mlp = meta["members_model"][0]["mlp"]
+        axes = {k: [tuple(v) if isinstance(v, list) else v for v in vals] for k, vals in meta["axes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        raise ValueError(f"{str(path)!r} is not a sweep record jnn sweep can resume ({type(err).__name__}: {err}); "
+                         "pass --overwrite to start again") from None  # fmt: skip
+    return {"config": meta["config"], "mlp": mlp, "source": source, "axes": axes}
+
+
 def _describe(metrics: dict, scaled: bool = False) -> str:
     """``accuracy 0.9123 (loss 0.2345, 1000 examples)``: the headline metric, the loss, the others, the count
     (``scaled``: the targets were standardised, said after the count)."""
@@ -451,12 +475,17 @@ def _sweep(args) -> int:
     import datetime
 
     from jnn.app.sources import load_source, source_name
-    from jnn.app.sweep_files import save_sweep
+    from jnn.app.sweep_folder import SweepFolder
     from jnn.sweep import format_table, grid, sweep
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
 
-    source, config, mlp = _train_config(args)
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out SWEEP (the sweep folder to go on with)")
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume (go on) or --overwrite (start again), not both")
+    stored = _stored_sweep(args.out) if args.resume else None
+    source, config, mlp = _train_config(args, stored)
     axes = {
         k: v
         for k, v in (
@@ -469,11 +498,13 @@ def _sweep(args) -> int:
         )
         if v is not None
     }
+    if args.grid:
+        axes = grid(**axes)
+    if stored is not None:  # the stored axes (axes given again must be the same: the folder checks)
+        axes = axes or stored["axes"]
     if not axes:
         raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s, --keep-probs, "
                          "--hiddens or --batch-sizes")  # fmt: skip
-    if args.grid:
-        axes = grid(**axes)
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
     name = source_name(source)
@@ -482,15 +513,15 @@ def _sweep(args) -> int:
     train, val, test, info = load_source(source, config, mlp.loss)
     m = len(next(iter(axes.values())))
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
+    folder = SweepFolder(out, resume=args.resume, overwrite=args.overwrite, data_info=info)
     try:
-        res = sweep(train, config, task=mlp, val=val, test=test, callbacks=[Progress(log_every=args.log_every or 0)],
-                    **axes)  # fmt: skip
+        res = sweep(train, config, task=mlp, val=val, test=test,
+                    callbacks=[folder, Progress(log_every=args.log_every or 0)], **axes)  # fmt: skip
     except Interrupted as stop:
-        save_sweep(stop.result, out, data_info=info)
         print(format_table(stop.result.rows))
-        print(f"interrupted after {len(stop.result.epoch_seconds)} sweep epochs; partial results in {out}")
+        print(f"interrupted after {len(stop.result.epoch_seconds)} sweep epochs; partial results in {out}; go on "
+              f"with: jnn sweep --out {out} --resume")  # fmt: skip
         return stop.exit_code
-    save_sweep(res, out, data_info=info)
     print(format_table(res.rows))
     b = res.best()
     scored = next((k for k in b if k.startswith("test_") and k != "test_loss" and b[k] is not None), None)

@@ -36,7 +36,7 @@ RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summar
 #: Files a sweep folder holds (see :func:`jnn.save_sweep`).
 SWEEP_FILES = ("sweep.csv", "sweep.json", "params.npz", "sweep.png")
 #: Every name jnn writes at the top of a run or sweep folder.
-JNN_FILES = (*RUN_FILES, "config.json", *SWEEP_FILES, lock.LOCK_NAME)
+JNN_FILES = (*RUN_FILES, "config.json", *SWEEP_FILES, "sweep_run.json", lock.LOCK_NAME)
 HISTORY_PREFIX = "history/"
 #: The folder of the kept epoch checkpoints (``epoch-000012.npz``), see ``TrainConfig.keep_checkpoints``.
 KEPT_DIR = "checkpoints"
@@ -138,7 +138,7 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
 
 def is_jnn_folder(folder) -> bool:
     """Whether ``folder`` holds a jnn run or sweep (its ``config.json``, ``sweep.json`` or lock file)."""
-    return any((Path(folder) / n).is_file() for n in ("config.json", "sweep.json", lock.LOCK_NAME))
+    return any((Path(folder) / n).is_file() for n in ("config.json", "sweep.json", "sweep_run.json", lock.LOCK_NAME))
 
 
 def check_not_run_file(path, name: str, *, allow: tuple = ()) -> None:

@@ -87,19 +87,21 @@ def plot_sweep(path, res: SweepResult) -> Path:
     axes[0].grid(alpha=0.3)
     scored = [k for k in res.rows[0] if k.startswith("test_") and k != "test_loss" and res.rows[0][k] is not None]
     key = scored[0] if scored else "best_val"
+    values = [r[key] for r in res.rows]
+    if any(v is None for v in values):  # no early stopping (no best epoch) and no test set: the last epoch's value
+        key = f"final {res.monitor}"
+        values = [h[res.monitor][-1] if len(h) else float("nan") for h in res.histories]
     labels = [f"{r['member']}" for r in res.rows]
     best = res.best()["member"]
     axes[1].bar(
-        range(len(res.rows)),
-        [r[key] for r in res.rows],
-        color=["tab:green" if r["member"] == best else "tab:blue" for r in res.rows],
+        range(len(res.rows)), values, color=["tab:green" if r["member"] == best else "tab:blue" for r in res.rows]
     )
     axes[1].set_xticks(range(len(res.rows)), labels, fontsize=7)
     axes[1].set_xlabel("member (green: best by validation)")
     axes[1].set_ylabel(key)
     axes[1].set_title(f"{key} per member")
-    lo = min(r[key] for r in res.rows)
-    hi = max(r[key] for r in res.rows)
+    finite = [v for v in values if v == v] or [0.0]
+    lo, hi = min(finite), max(finite)
     axes[1].set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9) - 0.02), hi + 0.1 * (hi - lo + 1e-9) + 0.01)
     fig.tight_layout()
     with atomic.writing(path) as fh:

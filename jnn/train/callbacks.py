@@ -125,6 +125,37 @@ class RunStore(Callback):
         return set()
 
 
+class SweepStore(Callback):
+    """A callback that keeps a sweep somewhere: :class:`jnn.SweepFolder` (a folder of files) is the built-in one.
+
+    ``jnn.sweep`` allows at most one and runs it before the other callbacks. Once every shape group is checked it
+    calls :meth:`open`; before each group trains, :meth:`restore` (a resumed sweep's state and histories of
+    that group, or None) and :meth:`group_begin`; after it, :meth:`save_group`. ``on_call_end`` sees the
+    running group's stacked state (for checkpoints every ``every`` epochs) and ``on_train_end`` the result.
+
+    Attributes:
+        path: where the sweep is kept.
+    """
+
+    path = None
+    stops = False
+
+    def open(self, meta: dict, config, *, data) -> None:
+        """Take the store for this sweep (``meta``: its JSON-ready description; ``data``: ``(train, val)``)."""
+        raise NotImplementedError(f"{type(self).__name__}.open is not implemented (a jnn.SweepStore opens sweeps)")
+
+    def restore(self, group: int, template, keys) -> tuple | None:
+        """``(stacked state, [records per member])`` of shape group ``group`` kept by an earlier, interrupted run
+        of this sweep (``template``: the group's fresh stacked state), or None to start the group afresh."""
+        return None
+
+    def group_begin(self, group: int, records: list) -> None:
+        """Group ``group`` starts; ``records`` are its members' history dicts, filled in place as it trains."""
+
+    def save_group(self, group: int, state, records: list) -> None:
+        """Group ``group`` has trained (or was interrupted): keep its stacked state and its members' records."""
+
+
 def check_callbacks(callbacks) -> tuple:
     """``callbacks`` as a tuple, each checked (a list/tuple of objects with the hooks; ``every`` ≥ 0)."""
     if callbacks is None:
@@ -215,4 +246,4 @@ def finite_logs(logs: dict) -> dict:
     return {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-__all__ = ["Callback", "CallbackList", "RunInfo", "RunStore", "check_callbacks", "finite_logs"]
+__all__ = ["Callback", "CallbackList", "RunInfo", "RunStore", "SweepStore", "check_callbacks", "finite_logs"]

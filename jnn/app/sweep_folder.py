@@ -1,0 +1,198 @@
+"""A sweep's folder as a callback: the same lock and refusals as a run folder, per-group checkpoints, resume.
+
+``jnn.sweep(train, config, ..., callbacks=[jnn.SweepFolder(PATH, resume=, overwrite=, data_info=)])`` keeps the
+sweep in ``PATH`` (``jnn sweep --out PATH`` does this):
+
+- ``sweep_run.json``: the sweep's config, axes and each member's model, the data hash and source, versions;
+  written when the sweep starts (after the lock is taken), checked against a resumed sweep's;
+- ``checkpoints/group-GGG.npz``: shape group GGG's stacked state (every member's params, optimiser and
+  early-stopping state) with its members' histories, at every multiple of ``config.checkpoint_every`` epochs
+  and when the group ends (it trained to the end, or a signal stopped it);
+- at the end (also after SIGINT/SIGTERM): ``sweep.csv``, ``sweep.json``, ``params.npz`` and ``sweep.png``
+  (:func:`jnn.save_sweep`).
+
+The folder's lock (``.jnn.lock``) is held for the whole sweep, as a run folder's is: a second sweep or run into it
+is refused at once. A folder that holds another sweep is refused without ``resume`` (go on) or ``overwrite``
+(start again: jnn then replaces only its own files); a folder that holds a ``jnn train`` run, or files jnn did not
+write, is refused (``overwrite`` lets a sweep into a folder of foreign files, replacing only its own). With
+``resume``, each group starts from its checkpoint: a sweep killed (even with SIGKILL) or interrupted and then
+resumed ends bit for bit like an uninterrupted one (``scripts/crash_test.py --sweep``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jnn.app import atomic, lock
+from jnn.app import checkpoint as ckpt
+from jnn.app.run_dir import KEPT_DIR, SWEEP_FILES, environment
+from jnn.train.callbacks import SweepStore
+
+#: The record a sweep folder keeps of its sweep.
+SWEEP_RUN = "sweep_run.json"
+#: What a resumed sweep must match of the stored record.
+MATCHED = ("config", "axes", "members_model", "data_hash")
+
+
+def group_path(folder: Path, group: int) -> Path:
+    """The checkpoint of shape group ``group``."""
+    return Path(folder) / KEPT_DIR / f"group-{group:03d}.npz"
+
+
+class SweepFolder(SweepStore):
+    """A sweep folder (see the module docstring), the built-in :class:`jnn.train.callbacks.SweepStore`.
+
+    Args:
+        path: the folder (created if missing).
+        resume: go on with the sweep the folder holds (same config, axes, models and data).
+        overwrite: start again in a folder that holds another sweep (or foreign files); jnn removes only its
+            own files there.
+        data_info: JSON-ready facts about the data (its source and preprocessing), stored in ``sweep_run.json`` and
+            ``sweep.json`` under ``data`` (read by :func:`jnn.load_run`).
+
+    Raises:
+        TypeError, ValueError: a path that is not a writable folder, flags that are not bools, or both set.
+    """
+
+    stops = False  # never asks for a stop
+
+    def __init__(self, path, *, resume: bool = False, overwrite: bool = False, data_info: dict | None = None):
+        if not isinstance(path, (str, os.PathLike)) or str(path).strip() == "":
+            raise TypeError(f"SweepFolder path must be a non-empty str or os.PathLike; got {path!r}")
+        for name, value in (("resume", resume), ("overwrite", overwrite)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False; got {value!r}")
+        if resume and overwrite:
+            raise ValueError("give resume=True (go on) or overwrite=True (start again), not both")
+        if data_info is not None and not isinstance(data_info, dict):
+            raise TypeError(f"data_info must be a dict or None; got {type(data_info).__name__}")
+        atomic.check_folder_writable(path, "SweepFolder path")
+        self.path = Path(path)
+        self.resume, self.overwrite, self.data_info = resume, overwrite, data_info
+        self.every = 0
+        self._held = self._meta = None
+        self._group = self._records = None
+
+    # ----------------------------------------------------------------------------------------------------
+
+    def open(self, meta: dict, config, *, data) -> None:
+        train, val = data
+        meta = {**meta, "data_hash": ckpt.data_hash(train) + ("" if val is None else ckpt.data_hash(val))}
+        if self.data_info:
+            meta["data"] = self.data_info
+        self._meta, self.every = meta, config.checkpoint_every
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"the sweep folder must be a folder; {str(self.path)!r} is a file")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._held = lock.acquire(self.path)
+        try:
+            ckpt.remove_stale_temp_files(self.path)
+            if (self.path / KEPT_DIR).is_dir() and not (self.path / KEPT_DIR).is_symlink():
+                ckpt.remove_stale_temp_files(self.path / KEPT_DIR)
+            self._prepare(meta)
+        except BaseException:
+            self._release()
+            raise
+
+    def _prepare(self, meta: dict) -> None:
+        record = self.path / SWEEP_RUN
+        if (self.path / "config.json").exists():
+            raise ValueError(f"{str(self.path)!r} holds a jnn train run (config.json); a sweep needs its own folder")
+        for name in (SWEEP_RUN, *SWEEP_FILES, KEPT_DIR):
+            p = self.path / name
+            if p.is_symlink() or (p.exists() and not (p.is_dir() if name == KEPT_DIR else p.is_file())):
+                raise ValueError(f"{str(p)!r} is {'a symbolic link' if p.is_symlink() else 'not a regular file'}; "
+                                 "jnn never writes through links or over other kinds of file: remove it")  # fmt: skip
+        if record.exists() and not self.overwrite:
+            try:
+                old = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{str(record)!r} cannot be read ({err}); pass overwrite=True (--overwrite) to "
+                                 "start the sweep again") from None  # fmt: skip
+            if not self.resume:
+                raise ValueError(f"{str(self.path)!r} already holds a sweep; pass resume=True (--resume) to go on with "
+                                 "it or overwrite=True (--overwrite) to start again")  # fmt: skip
+            diffs = [f"{k}: stored {_short(old.get(k))}, now {_short(meta.get(k))}" for k in MATCHED
+                     if old.get(k) != json.loads(json.dumps(meta.get(k)))]  # fmt: skip
+            if diffs:
+                raise ValueError(f"{str(record)!r} is from another sweep; differences: " + "; ".join(diffs))
+            return
+        if not record.exists() and not self.overwrite:
+            foreign = sorted(p.name for p in self.path.iterdir() if p.name != lock.LOCK_NAME)
+            if foreign:
+                what = "the files of a sweep without its record" if (self.path / "sweep.json").is_file() else "files"
+                raise ValueError(
+                    f"{str(self.path)!r} is not empty but holds no sweep of jnn ({what}: {', '.join(foreign[:5])}); "
+                    "pick an empty or new folder, or pass overwrite=True (--overwrite) to sweep into it (jnn then "
+                    "replaces only its own files)"
+                )
+        if self.resume and not record.exists():
+            raise ValueError(f"{str(self.path)!r} holds no sweep to resume (no {SWEEP_RUN}); leave out --resume")
+        for name in (SWEEP_RUN, *SWEEP_FILES):
+            (self.path / name).unlink(missing_ok=True)
+        if (self.path / KEPT_DIR).is_dir():
+            shutil.rmtree(self.path / KEPT_DIR)
+        atomic.write_text(record, json.dumps({**meta, "environment": environment()}, indent=2, default=str))
+
+    # ----------------------------------------------------------------------------------------------------
+
+    def restore(self, group: int, template, keys) -> tuple | None:
+        path = group_path(self.path, group)
+        if not self.resume or not path.exists():
+            return None
+        state = ckpt.restore(path, template)
+        extras = ckpt.read_extras(path)
+        m = int(np.asarray(jax.device_get(template.epoch)).size)
+        records = [{k: [float(v) for v in extras.get(f"history/{j}/{k}", ())] for k in keys} for j in range(m)]
+        epochs = np.atleast_1d(np.asarray(jax.device_get(state.epoch)))
+        if any(len(r[k]) != int(e) for r, e in zip(records, epochs) for k in keys):
+            raise ValueError(f"{str(path)!r} holds {epochs.tolist()} epochs but not their history; it cannot be "
+                             "resumed: pass --overwrite to start again")  # fmt: skip
+        return state, records
+
+    def group_begin(self, group: int, records: list) -> None:
+        self._group, self._records = group, records
+
+    def on_call_end(self, epoch: int, state) -> None:
+        if self.every and epoch % self.every == 0 and self._group is not None:
+            self._save(self._group, state, self._records)
+
+    def save_group(self, group: int, state, records: list) -> None:
+        self._save(group, state, records)
+        self._group = self._records = None
+
+    def _save(self, group: int, state, records: list) -> None:
+        extras = {f"history/{j}/{k}": np.asarray(v, np.float64) for j, r in enumerate(records) for k, v in r.items()}
+        path = group_path(self.path, group)
+        path.parent.mkdir(exist_ok=True)
+        ckpt.save(path, state, meta={"group": group, "config_hash": self._meta.get("config_hash")}, extras=extras)
+
+    def on_train_end(self, result) -> None:
+        from jnn.app.sweep_files import save_sweep
+
+        try:
+            save_sweep(result, self.path, data_info=self.data_info)
+        finally:
+            self._release()
+
+    def on_train_abort(self, error: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.release()
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+__all__ = ["SweepFolder", "SWEEP_RUN", "group_path"]
