@@ -2,7 +2,11 @@
 to an uninterrupted run.
 
 Usage:
-    python scripts/crash_test.py [--kills 50] [--seed 0] [--signals] [--contender] [--out runs/crash_test]
+    python scripts/crash_test.py [--kills 50] [--seed 0] [--signals] [--contender] [--sweep] [--out runs/crash_test]
+
+``--sweep`` does the same to ``jnn sweep``: 4 members in two shape groups (hidden 64 and 128,128; seeds 0-3), a
+checkpoint of each group's stacked state after every epoch, every life resumed with ``jnn sweep --resume``;
+the final ``params.npz`` and every member's history must equal an uninterrupted sweep's, bitwise.
 
 ``--signals`` stops each life with a signal drawn among SIGKILL, SIGTERM and SIGINT (SIGTERM and SIGINT must
 end the life cleanly at the end of its epoch: exit 143 / 130, run folder written). ``--contender`` starts,
@@ -62,9 +66,50 @@ TRAIN = [
 ]
 
 
+SWEEP = [
+    "sweep",
+    "--dataset",
+    "spirals",
+    "--hiddens",
+    "64;128,128;64;128,128",
+    "--seeds",
+    "0,1,2,3",
+    "--batch-size",
+    "64",
+    "--keep-prob",
+    "0.7",
+    "--learning-rate",
+    "0.05",
+    "--max-epochs",
+    "{epochs}",
+    "--no-early-stopping",
+    "--checkpoint-every",
+    "1",
+    "--log-every",
+    "1",
+]
+#: The command crashed: TRAIN, or SWEEP with --sweep.
+COMMAND = TRAIN
+
+
 def _cmd(out: Path, epochs: int, resume: bool) -> list[str]:
-    args = [a.format(epochs=epochs) for a in TRAIN]
+    args = [a.format(epochs=epochs) for a in COMMAND]
     return [sys.executable, "-m", "jnn.app.cli", *args, "--out", str(out), *(["--resume"] if resume else [])]
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints a kill may have hit: the run's checkpoint.npz, or a sweep's group files."""
+    if COMMAND is SWEEP:
+        return sorted((folder / "checkpoints").glob("group-*.npz"))
+    return [p for p in [folder / "checkpoint.npz"] if p.exists()]
+
+
+def _final(folder: Path) -> tuple[dict, object]:
+    """``(arrays, history)`` of a finished run or sweep, to compare bitwise."""
+    if COMMAND is SWEEP:
+        record = json.loads((folder / "sweep.json").read_text())
+        return _leaves(folder / "params.npz"), (record["histories"], record["rows"])
+    return _leaves(folder / "checkpoint.npz"), (folder / "history.json").read_text()
 
 
 def _env() -> dict:
@@ -157,15 +202,14 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
             )
         tried += 1
         during_save += bool(_temps(crash))  # a temp file left: the kill hit a save
-        ckpt = crash / "checkpoint.npz"
         ok = True
-        if ckpt.exists():
+        for ckpt in _checkpoints(crash):
             try:
                 verify(ckpt)
                 verified += 1
             except ValueError as err:
                 ok = False
-                print(f"kill {i + 1}: checkpoint corrupt after kill: {err}", file=sys.stderr)
+                print(f"kill {i + 1}: checkpoint {ckpt.name} corrupt after kill: {err}", file=sys.stderr)
         survived += ok and graceful and (got_refused is not False)
         print(
             f"kill {i + 1}/{kills}: {sig.name} {delay:.2f} s after the first epoch line; exit {code}; checkpoint "
@@ -174,9 +218,9 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
             flush=True,
         )  # fmt: skip
     code = _run_to_end(crash, epochs, resume=True, timeout=timeout)
-    ref, got = _leaves(out / "reference" / "checkpoint.npz"), _leaves(crash / "checkpoint.npz")
+    (ref, ref_history), (got, got_history) = _final(out / "reference"), _final(crash)
     same_state = code == 0 and ref.keys() == got.keys() and all(ref[k].tobytes() == got[k].tobytes() for k in ref)
-    same_history = (out / "reference" / "history.json").read_text() == (crash / "history.json").read_text()
+    same_history = ref_history == got_history
     leftovers = [p.name for p in _temps(crash)]
     res = {
         "kills_tried": tried,
@@ -190,6 +234,7 @@ def run(kills: int, seed: int, out: Path, epochs: int, window: float, timeout: f
         "clean_exits_after_sigterm_sigint": clean - sent["SIGKILL"],
         "contenders_refused": refused if contender else None,
         "epochs": epochs,
+        "command": COMMAND[0],
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -211,8 +256,11 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="deadline per process life")
     p.add_argument("--signals", action="store_true", help="stop lives with SIGKILL, SIGTERM or SIGINT at random")
     p.add_argument("--contender", action="store_true", help="start a second run into the folder during each life")
+    p.add_argument("--sweep", action="store_true", help="crash a jnn sweep (two shape groups) instead of a run")
     p.add_argument("--out", default="runs/crash_test")
     a = p.parse_args(argv)
+    global COMMAND
+    COMMAND = SWEEP if a.sweep else TRAIN
     a.epochs = a.epochs if a.epochs is not None else max(120, (100 if a.contender else 40) * a.kills)
     if a.kills < 1 or a.epochs < 2 or a.window <= 0:
         print("crash_test.py: error: --kills >= 1, --epochs >= 2 and --window > 0 are required", file=sys.stderr)

@@ -26,6 +26,16 @@ def test_two_kills_survived_and_resume_is_bitwise(tmp_path):
     assert "kills survived / tried: 2/2" in proc.stdout
 
 
+def test_data_loss_a_sweep_killed_twice_resumes_bitwise(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash_test.py"), "--sweep", "--kills", "2",
+                           "--seed", "1", "--out", str(tmp_path / "ct")], capture_output=True, text=True,
+                           timeout=900, cwd=ROOT, env=default_compile_env())  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads((tmp_path / "ct" / "results.json").read_text())
+    assert res["command"] == "sweep" and res["kills_tried"] == res["kills_survived"] == 2
+    assert res["final_state_bitwise_equal"] and res["final_history_equal"] and res["temp_files_left"] == []
+
+
 def test_verify_rejects_a_truncated_checkpoint(tmp_path):
     import jax.numpy as jnp
 

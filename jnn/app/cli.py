@@ -370,15 +370,16 @@ def _stored_run(out) -> dict | None:
 SCALED_NOTE = "; loss, mse and mae in standardised target units"
 
 
-def _stored_sweep(out) -> dict:
-    """The config, MLP, axes and data source of the sweep in ``out`` (for ``jnn sweep --resume``)."""
+def _stored_sweep(out) -> dict | None:
+    """The config, MLP, axes and data source of the sweep in ``out`` (for ``jnn sweep --resume``), or None when
+    it holds none (a sweep killed before it started: the flags give everything)."""
     from pathlib import Path
 
     from jnn.app.sweep_folder import SWEEP_RUN
 
     path = Path(out) / SWEEP_RUN
     if not path.is_file():
-        raise ValueError(f"--out {out!r} holds no sweep to resume (no {SWEEP_RUN}); leave out --resume")
+        return None
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         source = meta["data"]["source"]
@@ -484,7 +485,7 @@ def _sweep(args) -> int:
         raise ValueError("--resume needs --out SWEEP (the sweep folder to go on with)")
     if args.resume and args.overwrite:
         raise ValueError("give --resume (go on) or --overwrite (start again), not both")
-    stored = _stored_sweep(args.out) if args.resume else None
+    stored = _stored_sweep(args.out) if args.resume else None  # None: nothing kept yet, the axes come from the flags
     source, config, mlp = _train_config(args, stored)
     axes = {
         k: v

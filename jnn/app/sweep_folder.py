@@ -50,7 +50,8 @@ class SweepFolder(SweepStore):
 
     Args:
         path: the folder (created if missing).
-        resume: go on with the sweep the folder holds (same config, axes, models and data).
+        resume: go on with the sweep the folder holds (same config, axes, models and data); a folder that holds
+            none yet (a sweep killed before it started) starts the sweep, as ``RunFolder(resume=True)`` does.
         overwrite: start again in a folder that holds another sweep (or foreign files); jnn removes only its
             own files there.
         data_info: JSON-ready facts about the data (its source and preprocessing), stored in ``sweep_run.json`` and
@@ -132,8 +133,6 @@ class SweepFolder(SweepStore):
                     "pick an empty or new folder, or pass overwrite=True (--overwrite) to sweep into it (jnn then "
                     "replaces only its own files)"
                 )
-        if self.resume and not record.exists():
-            raise ValueError(f"{str(self.path)!r} holds no sweep to resume (no {SWEEP_RUN}); leave out --resume")
         for name in (SWEEP_RUN, *SWEEP_FILES):
             (self.path / name).unlink(missing_ok=True)
         if (self.path / KEPT_DIR).is_dir():

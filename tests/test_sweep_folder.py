@@ -1,0 +1,124 @@
+"""A sweep folder is a run folder: one sweep per folder (lock), refusals of other sweeps, train runs and foreign
+files, per-group checkpoints, and a resume that ends bit for bit like an uninterrupted sweep."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import jnn
+from jnn import SweepFolder
+from jnn.app import lock
+from jnn.app.sweep_folder import SWEEP_RUN, group_path
+from jnn.datasets import load
+from jnn.sweep import sweep
+from jnn.train import TrainConfig, fit
+
+CFG = TrainConfig(max_epochs=6, batch_size=64, checkpoint_every=2, early_stopping=None)
+AXES = dict(hidden=[(8,), (16,), (8,)], seed=[0, 1, 2])  # two shape groups: members 0 and 2, member 1
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    return load("spirals", seed=0)[0]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(spirals):
+    return sweep(spirals, CFG, **AXES)
+
+
+class Boom(jnn.Callback):
+    """Raises after ``member``'s epoch ``epoch`` (a crash in the middle of a shape group)."""
+
+    def __init__(self, member, epoch):
+        self.member, self.epoch = member, epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if logs["member"] == self.member and epoch == self.epoch:
+            raise RuntimeError("boom")
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_data_loss_a_crashed_sweep_resumes_bit_for_bit_from_its_group_checkpoints(spirals, uninterrupted, tmp_path):
+    folder = tmp_path / "sw"
+    with pytest.raises(RuntimeError, match="boom"):
+        sweep(spirals, CFG, callbacks=[SweepFolder(folder), Boom(member=1, epoch=5)], **AXES)
+    assert group_path(folder, 0).exists() and group_path(folder, 1).exists()  # group 1: its epoch-4 checkpoint
+    assert not (folder / "sweep.json").exists()
+    extras = jnn.checkpoint.read_extras(group_path(folder, 1))
+    assert len(extras["history/0/train_loss"]) == 4
+    res = sweep(spirals, CFG, callbacks=[SweepFolder(folder, resume=True)], **AXES)
+    for i in range(3):
+        assert _same(res.member_params(i), uninterrupted.member_params(i)), i
+    assert [h.metrics for h in res.histories] == [h.metrics for h in uninterrupted.histories]
+    assert res.rows == uninterrupted.rows
+    model = jnn.load_run(folder, member=1)
+    assert _same(model.params, uninterrupted.member_params(1))
+    again = sweep(spirals, CFG, callbacks=[SweepFolder(folder, resume=True)], **AXES)  # finished: nothing to train
+    assert again.rows == uninterrupted.rows and again.epoch_seconds == ()
+
+
+def test_data_loss_a_sweep_folder_refuses_another_sweep_a_run_and_foreign_files(spirals, tmp_path):
+    cfg = TrainConfig(max_epochs=1, batch_size=64, early_stopping=None)
+    folder = tmp_path / "sw"
+    sweep(spirals, cfg, callbacks=[SweepFolder(folder)], seed=[0, 1])
+    record = json.loads((folder / SWEEP_RUN).read_text())
+    assert record["axes"] == {"seed": [0, 1]} and record["config"]["max_epochs"] == 1
+    before = (folder / "params.npz").read_bytes()
+    with pytest.raises(ValueError, match="already holds a sweep; pass resume=True"):
+        sweep(spirals, cfg, callbacks=[SweepFolder(folder)], seed=[0, 1])
+    with pytest.raises(ValueError, match=r"is from another sweep; differences: axes: stored \{\"seed\": \[0, 1\]\}"):
+        sweep(spirals, cfg, callbacks=[SweepFolder(folder, resume=True)], seed=[2, 3])
+    assert (folder / "params.npz").read_bytes() == before  # nothing lost
+    fresh = sweep(spirals, cfg, callbacks=[SweepFolder(folder, overwrite=True)], seed=[2, 3])
+    assert json.loads((folder / "sweep.json").read_text())["rows"] == json.loads(json.dumps(fresh.rows))
+
+    run = tmp_path / "run"
+    fit(spirals, cfg, task=jnn.MLP(hidden=(4,)), callbacks=[jnn.RunFolder(run)])
+    for kw in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match="holds a jnn train run"):
+            sweep(spirals, cfg, callbacks=[SweepFolder(run, **kw)], seed=[0, 1])
+    with pytest.raises(ValueError, match="not empty but holds no jnn run"):
+        fit(spirals, cfg, callbacks=[jnn.RunFolder(folder)])  # and a run refuses the sweep's folder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sweep.csv").write_text("my own table\n")
+    (mine / "notes.txt").write_text("keep me\n")
+    with pytest.raises(ValueError, match=r"is not empty but holds no sweep of jnn \(files: notes.txt, sweep.csv\)"):
+        sweep(spirals, cfg, callbacks=[SweepFolder(mine)], seed=[0, 1])
+    assert (mine / "sweep.csv").read_text() == "my own table\n"
+    sweep(spirals, cfg, callbacks=[SweepFolder(mine, overwrite=True)], seed=[0, 1])
+    assert (mine / "notes.txt").read_text() == "keep me\n" and (mine / "sweep.csv").read_text().startswith("member")
+    with pytest.raises(ValueError, match="not both"):
+        SweepFolder(tmp_path / "x", resume=True, overwrite=True)
+
+
+def test_data_loss_a_sweep_into_a_folder_in_use_is_refused_at_once(spirals, tmp_path):
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    held = lock.acquire(folder)
+    try:
+        with pytest.raises(lock.FolderInUse, match="is in use by process"):
+            sweep(spirals, CFG, callbacks=[SweepFolder(folder)], seed=[0, 1])
+    finally:
+        held.release()
+    assert sorted(p.name for p in folder.iterdir()) == [lock.LOCK_NAME]
+
+
+def test_data_loss_the_cli_sweep_refuses_a_second_start_and_resumes(tmp_path, capsys):
+    from jnn.app.cli import main
+
+    out = tmp_path / "sw"
+    argv = ["sweep", "--dataset", "spirals", "--hidden", "8", "--seeds", "0,1", "--max-epochs", "2", "--out", str(out)]
+    assert main(argv) == 0
+    first = json.loads((out / "sweep.json").read_text())["rows"]
+    assert main(argv) == 2 and "already holds a sweep" in capsys.readouterr().err
+    assert main(["sweep", "--out", str(out), "--resume"]) == 0  # config, axes and data from sweep_run.json
+    assert json.loads((out / "sweep.json").read_text())["rows"] == first
+    assert main([*argv, "--overwrite"]) == 0
