@@ -122,3 +122,25 @@ def test_data_loss_the_cli_sweep_refuses_a_second_start_and_resumes(tmp_path, ca
     assert main(["sweep", "--out", str(out), "--resume"]) == 0  # config, axes and data from sweep_run.json
     assert json.loads((out / "sweep.json").read_text())["rows"] == first
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_data_loss_sigterm_stops_a_sweep_of_several_shape_groups_cleanly_and_it_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "jnn.app.cli", "sweep", "--dataset", "spirals", "--hiddens", "8;16", "--seeds", "0,1",
+           "--max-epochs", "100000", "--no-early-stopping", "--checkpoint-every", "1", "--log-every", "1",
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "1"})  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("epoch"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out_text, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
+    assert "go on with: jnn sweep --out" in out_text
+    assert (out / "sweep.json").exists() and (out / "checkpoints" / "group-000.npz").exists()

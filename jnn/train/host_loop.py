@@ -41,7 +41,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _epochs_of(result) -> int:
-    return int(np.max(np.asarray(jax.device_get(result.state.epoch))))
+    """The most epochs any member has run (a sweep of several shape groups holds a list of group states)."""
+    states = result.state if isinstance(result.state, list) else [result.state]
+    return max(int(np.max(np.asarray(jax.device_get(s.epoch)))) for s in states)
 
 
 #: What a second SIGINT/SIGTERM during a run does: ``"raise"`` (``KeyboardInterrupt``, for Python sessions)
