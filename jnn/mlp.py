@@ -296,6 +296,11 @@ class MLP:
         m = MLP.from_dict({**self.to_dict(), **values})
         return m, {"l2": m.l2, "keep_prob": m.keep_prob}
 
+    def with_hyper(self, hyper) -> MLP:
+        """This MLP with ``l2`` and ``keep_prob`` from ``hyper`` where it has them (a sweep member's model)."""
+        return dataclasses.replace(self, l2=float(hyper.get("l2", self.l2)),
+                                   keep_prob=float(hyper.get("keep_prob", self.keep_prob)))  # fmt: skip
+
     def shape_key(self) -> tuple:
         """What of this MLP changes the program's shapes between sweep members: its widths."""
         return (self.hidden, self.sizes)

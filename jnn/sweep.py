@@ -10,10 +10,11 @@ change) while the others go on, and the sweep ends when every member has stopped
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -149,7 +150,7 @@ class SweepResult:
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
-        models: each member's model (its :class:`jnn.MLP`, or the task).
+        models: each member's model (its :class:`jnn.MLP`, or the task; see :meth:`refit`).
         descriptions: what a run folder would record of each member's model (``Task.describe`` /
             ``MLP.describe``: the MLP's fields and widths, or a task's loss, metrics, hyper and parameter shapes).
 
@@ -175,6 +176,35 @@ class SweepResult:
     stacked: bool = True
     models: tuple = ()
     descriptions: tuple = ()
+    inputs: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def refit(self, k: int, **fit_kw):
+        """Train member ``k`` again as a :func:`jnn.fit` of its own config, model and optimizer on the sweep's data.
+
+        A vmapped member equals its fit only to rounding (batched matrix products round differently, about
+        1e-7 relative per step), and over many epochs the two can stop at different epochs; the refit is the
+        member as a single run, bit for bit what ``fit`` gives (``sweep(..., exact=True)`` trains every member so).
+
+        Args:
+            k: the member.
+            **fit_kw: passed on to :func:`jnn.fit` (``callbacks=[jnn.RunFolder(path)]``, ...).
+
+        Returns:
+            The :class:`jnn.FitResult`.
+        """
+        from jnn.train.loop import fit
+
+        m = len(self.rows)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < m:
+            raise ValueError(f"k must be a member in [0, {m - 1}]; got {k!r}")
+        if not self.inputs:
+            raise ValueError("this SweepResult does not hold the sweep's data (it was built by hand); call jnn.fit")
+        a = self.inputs
+        row = self.rows[k]
+        model = self.models[k].with_hyper({n: row[n] for n in self.hyper_names})
+        tx = _fit_optimizer(a["optimizer"], self.members[k], row, a["extra"], a["lr_axis"])
+        return fit(a["train"], self.members[k], task=model, val=a["val"], class_weight=a["class_weight"],
+                   optimizer=tx, **fit_kw)  # fmt: skip
 
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
@@ -201,6 +231,7 @@ def sweep(
     repack: bool = True,
     optimizer=None,
     callbacks=None,
+    exact: bool = False,
     **axes,
 ) -> SweepResult:
     """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
@@ -224,7 +255,11 @@ def sweep(
         callbacks: :class:`jnn.Callback` objects (see :mod:`jnn.train.callbacks`): ``on_epoch_end`` runs per
             member and epoch with ``logs["member"]``; a True return stops that member after that epoch. At
             most one :class:`jnn.Progress` (default ``Progress()``), shown per shape group: its bar counts
-            the members still running, its lines (``log_every=k``) too.
+            the members still running, its lines (``log_every=k``) too; at most one :class:`jnn.SweepFolder`
+            (the sweep's folder: lock, checkpoints, resume).
+        exact: train the members one after another through :func:`jnn.fit` instead of vmapped together, so that
+            each is bit for bit its own fit (vmapped members equal their fits only to rounding, see
+            :meth:`SweepResult.refit`); slower, and it takes no callbacks.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -235,8 +270,11 @@ def sweep(
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
     config = _check_args(config, train, val, test)
-    if not isinstance(repack, bool):
-        raise TypeError(f"repack must be True or False; got {repack!r}")
+    for name, flag in (("repack", repack), ("exact", exact)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
+    if exact and callbacks:
+        raise ValueError("exact=True trains each member through jnn.fit and takes no callbacks; leave them out")
     given = check_callbacks(callbacks)
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
@@ -260,8 +298,19 @@ def sweep(
     # Members grouped by shape (hidden widths, batch size): one vmapped program per group, all checked first.
     groups = [_Group(g, members, config, train, val, optimizer, extra, "learning_rate" in axes)
               for g in _shape_groups(members)]  # fmt: skip
+    if exact and isinstance(optimizer, optax.GradientTransformation) and "learning_rate" in axes:
+        raise ValueError("exact=True with one optax object and a learning_rate axis: give a function of the "
+                         "hyperparameters (optimizer=lambda h: ...), which builds each member's rate")  # fmt: skip
+    inputs = {"train": train, "val": val, "class_weight": class_weight, "optimizer": optimizer, "extra": extra,
+              "lr_axis": "learning_rate" in axes}  # fmt: skip
     t0 = time.perf_counter()
     records = [{k: [] for k in groups[0].keys} for _ in members]
+    if exact:
+        for g in groups:
+            g.run_exact(records, inputs, report)
+        result, _ = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
+                                  report, cbs, t0, trained=True)  # fmt: skip
+        return dataclasses.replace(result, inputs=inputs)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
         store.open(_sweep_meta(config, axes, groups, len(members)), config, data=(train, val))
     if cbs:
@@ -273,6 +322,7 @@ def sweep(
     except BaseException as err:
         cbs.train_abort(err)
         raise
+    result = dataclasses.replace(result, inputs=inputs)
     cbs.train_end(result)
     if halt is not None:
         raise Interrupted(result, halt)
@@ -290,11 +340,14 @@ def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int) -> dict:
 
 
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
-                  t0, store=None):  # fmt: skip
-    """Train the shape groups in turn (a group kept by ``store`` goes on from there) and gather the result:
-    ``(SweepResult, halt)``."""
+                  t0, store=None, trained: bool = False):  # fmt: skip
+    """Train the shape groups in turn (a group kept by ``store`` goes on from there; ``trained``: they were, by
+    :meth:`_Group.run_exact`) and gather the result: ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
     for n, g in enumerate(groups):
+        if trained:
+            epoch_seconds += g.epoch_seconds
+            continue
         if report.log_every and len(groups) > 1:
             report.say(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)")
         if halt is None:
@@ -413,6 +466,22 @@ class _Group:
     def initial(self, class_weight):
         return _stacked(self, class_weight)
 
+    def run_exact(self, records: list, inputs: dict, report) -> None:
+        """Train the group's members one after another through :func:`jnn.fit` (each bit for bit its own fit);
+        their histories fill ``records`` and the group's state is their states stacked."""
+        from jnn.train.loop import fit
+
+        states = []
+        for i, (c, hyper, m) in zip(self.index, self.members):
+            tx = _fit_optimizer(inputs["optimizer"], c, hyper, self.extra, inputs["lr_axis"])
+            r = fit(inputs["train"], c, task=m.with_hyper(hyper), val=inputs["val"],
+                    class_weight=inputs["class_weight"], optimizer=tx, callbacks=[report])  # fmt: skip
+            records[i].update({k: list(r.history[k]) for k in self.keys})
+            states.append(r.state)
+            self.epoch_seconds += list(r.epoch_seconds)
+        self.state = jax.tree.map(lambda *a: jnp.stack(a), *states)
+        self.pack_sizes = []
+
     def run(self, records: list, class_weight, repack: bool, report, cbs=None, start=None):
         """Train the group's members (their records are filled in place) from their first state, or from the
         stacked state ``start`` (a resumed sweep); returns the halt (None: all stopped)."""
@@ -435,6 +504,17 @@ class _Group:
             report.close()
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         return halt
+
+
+def _fit_optimizer(optimizer, c: TrainConfig, hyper: dict, extra, lr_axis: bool):
+    """What ``fit`` takes as the optimizer of a sweep member: None (the config's), the one transformation, or the
+    function's transformation for the member's hyperparameters."""
+    if optimizer is None or isinstance(optimizer, optax.GradientTransformation):
+        if optimizer is not None and lr_axis:
+            raise ValueError("a member of a sweep over learning_rate with one optax object cannot be refit (its rate "
+                             "was set in the vmapped state); sweep with optimizer=lambda h: ... instead")  # fmt: skip
+        return optimizer
+    return from_hyperparams(optimizer, {"learning_rate": c.learning_rate, **{n: hyper[n] for n in extra}})
 
 
 def _merged(groups, m: int):

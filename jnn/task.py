@@ -65,8 +65,8 @@ class Task(NamedTuple):
 
     A Task is also a *model* in the sense of ``fit(..., task=...)``, ``jnn.sweep`` and ``jnn.evaluate``: it
     answers the same few questions as :class:`jnn.MLP` (:meth:`task_for`, :meth:`task_for_params`,
-    :meth:`sweep_axes`, :meth:`member`, :meth:`shape_key`, :meth:`shape_label`, :meth:`describe`), so the
-    engine has one path for both.
+    :meth:`sweep_axes`, :meth:`member`, :meth:`with_hyper`, :meth:`shape_key`, :meth:`shape_label`,
+    :meth:`describe`), so the engine has one path for both.
     """
 
     init: Callable
@@ -105,6 +105,12 @@ class Task(NamedTuple):
             TypeError: a value that is not a finite real number (naming it).
         """
         return self, {**(self.hyper or {}), **{n: V.check_real(n, v) for n, v in values.items()}}
+
+    def with_hyper(self, hyper: Mapping) -> Task:
+        """This task with the defaults of its hyperparameters set from ``hyper`` (names it does not have are left
+        out): a sweep member as a task of its own (``SweepResult.refit``)."""
+        own = dict(self.hyper or {})
+        return self._replace(hyper={**own, **{k: float(v) for k, v in hyper.items() if k in own}})
 
     def shape_key(self) -> tuple:
         """What of this model changes the program's shapes between sweep members: nothing (one task)."""

@@ -223,3 +223,37 @@ def test_a_task_and_an_mlp_answer_one_model_protocol_and_a_sweep_records_each_me
     assert json.loads((tmp_path / "task" / "sweep.json").read_text())["members_model"] == list(res.descriptions)
     loaded = jnn.load_run(tmp_path / "task", member=1, task=task)
     assert loaded.hyper["l2"] == 0.1 and loaded.params[0]["w"].shape == (2, 8)
+
+
+def test_reproducibility_exact_members_are_bit_for_bit_their_fits_and_refit_reruns_one(spirals):
+    import optax
+
+    train, test = spirals
+    cfg = TrainConfig(max_epochs=12, batch_size=64, early_stopping=EarlyStopping(patience=2))
+    net = jnn.MLP(hidden=(8,))
+    axes = dict(seed=[0, 1, 2], learning_rate=[0.05, 0.3, 0.1], keep_prob=[0.8, 0.9, 1.0])
+    exact = sweep(train, cfg, task=net, test=test, exact=True, **axes)
+    vmapped = sweep(train, cfg, task=net, test=test, **axes)
+    for k in range(3):
+        alone = fit(train, exact.members[k], task=exact.models[k])
+        assert _same(exact.member_params(k), alone.params), k  # bit for bit
+        assert exact.histories[k].metrics == alone.history.metrics and exact.rows[k]["epochs"] == len(alone.history)
+        again = vmapped.refit(k)  # the vmapped member as a single run
+        assert _same(again.params, alone.params)
+        assert jnn.compare_grads(vmapped.member_params(k), alone.params, rtol=1e-5).max_rel_err <= 1e-5
+    assert [r["stopped_by"] for r in exact.rows] == [r.stopped_by for r in (vmapped.refit(k) for k in range(3))]
+    # An optimizer built from the members' hyperparameters, and a task's own hyperparameter axis.
+    task = net.task_for(train)
+    build = lambda h: optax.chain(optax.clip_by_global_norm(h["clip"]), optax.sgd(h["learning_rate"]))  # noqa: E731
+    res = sweep(train, cfg, task=task, optimizer=build, l2=[0.0, 0.01], clip=[0.5, 5.0], exact=True)
+    one = fit(train, res.members[1], task=task.with_hyper({"l2": 0.01}),
+              optimizer=jnn.train.optimizers.from_hyperparams(build, {"learning_rate": 0.02, "clip": 5.0}))  # fmt: skip
+    assert _same(res.member_params(1), one.params) and _same(res.refit(1).params, one.params)
+    with pytest.raises(ValueError, match="exact=True trains each member through jnn.fit and takes no callbacks"):
+        sweep(train, cfg, task=net, exact=True, callbacks=[jnn.Progress()], seed=[0, 1])
+    with pytest.raises(ValueError, match=r"k must be a member in \[0, 2\]; got 3"):
+        exact.refit(3)
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
