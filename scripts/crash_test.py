@@ -44,50 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN = [
-    "train",
-    "--dataset",
-    "spirals",
-    "--hidden",
-    "512,512",
-    "--batch-size",
-    "64",
-    "--keep-prob",
-    "0.7",
-    "--learning-rate",
-    "0.05",
-    "--max-epochs",
-    "{epochs}",
-    "--no-early-stopping",
-    "--checkpoint-every",
-    "1",
-    "--log-every",
-    "1",
-]
-
-
-SWEEP = [
-    "sweep",
-    "--dataset",
-    "spirals",
-    "--hiddens",
-    "64;128,128;64;128,128",
-    "--seeds",
-    "0,1,2,3",
-    "--batch-size",
-    "64",
-    "--keep-prob",
-    "0.7",
-    "--learning-rate",
-    "0.05",
-    "--max-epochs",
-    "{epochs}",
-    "--no-early-stopping",
-    "--checkpoint-every",
-    "1",
-    "--log-every",
-    "1",
-]
+#: Flags a crashed run and a crashed sweep share: dropout on, no early stopping, a checkpoint every epoch.
+COMMON = ["--batch-size", "64", "--keep-prob", "0.7", "--learning-rate", "0.05", "--max-epochs", "{epochs}",
+          "--no-early-stopping", "--checkpoint-every", "1", "--log-every", "1"]  # fmt: skip
+TRAIN = ["train", "--dataset", "spirals", "--hidden", "512,512", *COMMON]
+SWEEP = ["sweep", "--dataset", "spirals", "--hiddens", "64;128,128;64;128,128", "--seeds", "0,1,2,3", *COMMON]
 #: The command crashed: TRAIN, or SWEEP with --sweep.
 COMMAND = TRAIN
 

@@ -76,4 +76,16 @@ def acquire(folder) -> FolderLock:
     return FolderLock(folder, fd)
 
 
-__all__ = ["LOCK_NAME", "FolderInUse", "FolderLock", "acquire"]
+class HoldsLock:
+    """Mixin of the folder stores (:class:`jnn.RunFolder`, :class:`jnn.SweepFolder`): ``self._held`` is the
+    :class:`FolderLock` taken when the store opens; :meth:`_release` drops it once (later calls do nothing)."""
+
+    _held = None
+
+    def _release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.release()
+
+
+__all__ = ["LOCK_NAME", "FolderInUse", "FolderLock", "HoldsLock", "acquire"]

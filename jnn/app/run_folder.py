@@ -27,6 +27,7 @@ from jnn import _validate as V
 from jnn.app import atomic
 from jnn.app.checkpoint import data_hash
 from jnn.app.live_history import LiveRecords
+from jnn.app.lock import HoldsLock
 from jnn.app.run_dir import (
     CHECKPOINT_NAME,
     kept_checkpoints,
@@ -49,7 +50,7 @@ def check_from_epoch(from_epoch: int | None, resume: bool) -> None:
             raise ValueError(f"from_epoch={from_epoch} needs resume=True")
 
 
-class RunFolder(RunStore):
+class RunFolder(RunStore, HoldsLock):
     """A run folder (see the module docstring), the built-in :class:`jnn.train.callbacks.RunStore`.
 
     Args:
@@ -164,11 +165,6 @@ class RunFolder(RunStore):
         if self._live is not None:
             live, self._live = self._live, None
             live.close()
-
-    def _release(self) -> None:
-        if self._held is not None:
-            held, self._held = self._held, None
-            held.release()
 
 
 __all__ = ["RunFolder", "check_from_epoch"]

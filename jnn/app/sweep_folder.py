@@ -45,7 +45,7 @@ def group_path(folder: Path, group: int) -> Path:
     return Path(folder) / KEPT_DIR / f"group-{group:03d}.npz"
 
 
-class SweepFolder(SweepStore):
+class SweepFolder(SweepStore, lock.HoldsLock):
     """A sweep folder (see the module docstring), the built-in :class:`jnn.train.callbacks.SweepStore`.
 
     Args:
@@ -182,11 +182,6 @@ class SweepFolder(SweepStore):
 
     def on_train_abort(self, error: BaseException) -> None:
         self._release()
-
-    def _release(self) -> None:
-        if self._held is not None:
-            held, self._held = self._held, None
-            held.release()
 
 
 def _short(value) -> str:
