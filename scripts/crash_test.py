@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         "--epochs",
         type=int,
         default=None,
-        help="epochs of the run (default 40 per kill, 100 with --contender, twice that with --sweep; at least 120)",
+        help="epochs (default per kill: 40, 100 with --contender; 160 and 200 with --sweep; at least 120)",
     )
     p.add_argument("--window", type=float, default=2.0, help="kill within this many seconds of the first epoch line")
     p.add_argument("--timeout", type=float, default=300.0, help="deadline per process life")
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     global COMMAND
     COMMAND = SWEEP if a.sweep else TRAIN
-    per_kill = (100 if a.contender else 40) * (2 if a.sweep else 1)  # a sweep of spirals MLPs runs epochs faster
+    per_kill = (200 if a.contender else 160) if a.sweep else (100 if a.contender else 40)  # a sweep's epochs are fast
     a.epochs = a.epochs if a.epochs is not None else max(120, per_kill * a.kills)
     if a.kills < 1 or a.epochs < 2 or a.window <= 0:
         print("crash_test.py: error: --kills >= 1, --epochs >= 2 and --window > 0 are required", file=sys.stderr)
