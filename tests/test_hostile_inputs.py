@@ -478,10 +478,7 @@ def test_silent_wrong_a_sweeps_class_list_or_rows_edited_are_refused_at_load(tmp
         ("rows", {"rows": info["rows"][:1]}, r"lists 2 members but 1 rows"),
         ("member", {"members_config": info["members_config"][::-1]}, r"sweep.json' does not match .*params.npz'"),
     ):  # fmt: skip
-        bad = tmp_path / name
-        bad.mkdir()
-        for f in sw.iterdir():
-            (bad / f.name).write_bytes(f.read_bytes())
+        bad = _edited_copy(sw, tmp_path / name)
         (bad / "sweep.json").write_text(json.dumps({**info, **change}))
         with pytest.raises(ValueError, match=match):
             jnn.load_run(bad, member=1)
