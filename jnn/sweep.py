@@ -181,8 +181,8 @@ class SweepResult:
     def refit(self, k: int, **fit_kw):
         """Train member ``k`` again as a :func:`jnn.fit` of its own config, model and optimizer on the sweep's data.
 
-        A vmapped member equals its fit only to rounding (batched matrix products round differently, about
-        1e-7 relative per step), and over many epochs the two can stop at different epochs; the refit is the
+        A vmapped member equals its fit only to rounding (batched matrix products may round differently in the
+        last bits), and over many epochs the two can stop at different epochs; the refit is the
         member as a single run, bit for bit what ``fit`` gives (``sweep(..., exact=True)`` trains every member so).
 
         Args:
@@ -298,9 +298,6 @@ def sweep(
     # Members grouped by shape (hidden widths, batch size): one vmapped program per group, all checked first.
     groups = [_Group(g, members, config, train, val, optimizer, extra, "learning_rate" in axes)
               for g in _shape_groups(members)]  # fmt: skip
-    if exact and isinstance(optimizer, optax.GradientTransformation) and "learning_rate" in axes:
-        raise ValueError("exact=True with one optax object and a learning_rate axis: give a function of the "
-                         "hyperparameters (optimizer=lambda h: ...), which builds each member's rate")  # fmt: skip
     inputs = {"train": train, "val": val, "class_weight": class_weight, "optimizer": optimizer, "extra": extra,
               "lr_axis": "learning_rate" in axes}  # fmt: skip
     t0 = time.perf_counter()
@@ -329,14 +326,20 @@ def sweep(
     return result
 
 
-def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int) -> dict:
-    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model."""
+def _member_descriptions(groups, m: int) -> list[dict]:
+    """Each member's model description (``describe``), in member order, from the shape groups."""
     described = [None] * m
     for g in groups:
         for i, d in zip(g.index, g.descriptions):
             described[i] = d
+    return described
+
+
+def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int) -> dict:
+    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
-    return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain, "members_model": described}
+    return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
+            "members_model": _member_descriptions(groups, m)}  # fmt: skip
 
 
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
@@ -352,14 +355,15 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
             report.say(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)")
         if halt is None:
             mine = [records[i] for i in g.index]
-            start = None if store is None else store.restore(n, g.initial(class_weight)[0], g.keys)
-            if start is not None:
-                start, kept = start
-                for rec, old in zip(mine, kept):
+            state, data = g.initial(class_weight)
+            kept = None if store is None else store.restore(n, state, g.keys)
+            if kept is not None:  # a resumed sweep: the group goes on from its checkpoint
+                state, histories = kept
+                for rec, old in zip(mine, histories):
                     rec.update({k: list(v) for k, v in old.items()})
             if store is not None:
                 store.group_begin(n, mine)
-            halt = g.run(records, class_weight, repack, report, cbs, start=start)
+            halt = g.run(records, state, data, repack, report, cbs)
             if store is not None:
                 store.save_group(n, g.state, mine)
             epoch_seconds += g.epoch_seconds
@@ -377,10 +381,7 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
         g.final = final
     params, state, stacked = _merged(groups, len(members))
     ct = groups[0].ct
-    described = [None] * len(members)
-    for g in groups:
-        for i, d in zip(g.index, g.descriptions):
-            described[i] = d
+    described = _member_descriptions(groups, len(members))
     sizes = [d.get("sizes") for d in described]
     widths = None if None in sizes else tuple(tuple(s) for s in sizes)  # the MLP's layer widths
     one = len(groups) == 1
@@ -482,12 +483,11 @@ class _Group:
         self.state = jax.tree.map(lambda *a: jnp.stack(a), *states)
         self.pack_sizes = []
 
-    def run(self, records: list, class_weight, repack: bool, report, cbs=None, start=None):
-        """Train the group's members (their records are filled in place) from their first state, or from the
-        stacked state ``start`` (a resumed sweep); returns the halt (None: all stopped)."""
+    def run(self, records: list, state, data, repack: bool, report, cbs=None):
+        """Train the group's members from the stacked ``state`` (their first state, or a resumed sweep's) on the
+        stacked epoch arrays ``data`` (see :meth:`initial`); their records are filled in place. Returns the
+        halt (None: all stopped)."""
         ct, config = self.ct, self.config
-        state, data = self.initial(class_weight)
-        state = state if start is None else start
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
         inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=self.splits[0][1] is not None,
@@ -511,8 +511,9 @@ def _fit_optimizer(optimizer, c: TrainConfig, hyper: dict, extra, lr_axis: bool)
     function's transformation for the member's hyperparameters."""
     if optimizer is None or isinstance(optimizer, optax.GradientTransformation):
         if optimizer is not None and lr_axis:
-            raise ValueError("a member of a sweep over learning_rate with one optax object cannot be refit (its rate "
-                             "was set in the vmapped state); sweep with optimizer=lambda h: ... instead")  # fmt: skip
+            raise ValueError("a sweep over learning_rate with one optax object cannot train a member through fit "
+                             "(exact=True, refit): its rate is set in the vmapped state; give a function of the "
+                             "hyperparameters instead (optimizer=lambda h: ...)")  # fmt: skip
         return optimizer
     return from_hyperparams(optimizer, {"learning_rate": c.learning_rate, **{n: hyper[n] for n in extra}})
 

@@ -279,17 +279,13 @@ def _add_field_flags(t) -> None:
             t.add_argument(flag, dest=dest, type=kind, default=None, choices=choices, help=text)
 
 
-def _names_list(text: str) -> list[str]:
-    """``"NA, ?"`` -> ``["NA", "?"]``."""
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def _train_config(args, stored: dict | None = None):
     """``(source, TrainConfig, MLP)``: defaults, then the stored run's config, MLP and data (``--resume``), then
     the ``--config`` TOML file (the MLP's keys flat or in an ``[mlp]`` table), then the flags."""
     import dataclasses
     import tomllib
 
+    from jnn.app.tabular import split_names
     from jnn.mlp import MLP, split_mlp_keys
     from jnn.train.config import TrainConfig, upgrade_dict
 
@@ -322,7 +318,7 @@ def _train_config(args, stored: dict | None = None):
     if args.data is not None:
         source = {"data": args.data, "target": args.target, "features": args.features,
                   "standardize": args.standardize, "val_data": args.val_data, "test_data": args.test_data,
-                  **({"na_values": _names_list(args.na_values)} if args.na_values else {})}  # fmt: skip
+                  **({"na_values": split_names(args.na_values)} if args.na_values else {})}  # fmt: skip
     elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data, args.na_values)):
         if "data" not in source:
             raise ValueError(
@@ -375,7 +371,7 @@ def _stored_sweep(out) -> dict | None:
     it holds none (a sweep killed before it started: the flags give everything)."""
     from pathlib import Path
 
-    from jnn.app.sweep_folder import SWEEP_RUN
+    from jnn.app.run_dir import SWEEP_RUN
 
     path = Path(out) / SWEEP_RUN
     if not path.is_file():

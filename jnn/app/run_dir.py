@@ -35,8 +35,10 @@ _DEFAULTS = TrainConfig().to_dict()
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
 #: Files a sweep folder holds (see :func:`jnn.save_sweep`).
 SWEEP_FILES = ("sweep.csv", "sweep.json", "params.npz", "sweep.png")
+#: The record a sweep folder keeps of its sweep (see :class:`jnn.SweepFolder`).
+SWEEP_RUN = "sweep_run.json"
 #: Every name jnn writes at the top of a run or sweep folder.
-JNN_FILES = (*RUN_FILES, "config.json", *SWEEP_FILES, "sweep_run.json", lock.LOCK_NAME)
+JNN_FILES = (*RUN_FILES, "config.json", *SWEEP_FILES, SWEEP_RUN, lock.LOCK_NAME)
 HISTORY_PREFIX = "history/"
 #: The folder of the kept epoch checkpoints (``epoch-000012.npz``), see ``TrainConfig.keep_checkpoints``.
 KEPT_DIR = "checkpoints"
@@ -138,7 +140,7 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
 
 def is_jnn_folder(folder) -> bool:
     """Whether ``folder`` holds a jnn run or sweep (its ``config.json``, ``sweep.json`` or lock file)."""
-    return any((Path(folder) / n).is_file() for n in ("config.json", "sweep.json", "sweep_run.json", lock.LOCK_NAME))
+    return any((Path(folder) / n).is_file() for n in ("config.json", "sweep.json", SWEEP_RUN, lock.LOCK_NAME))
 
 
 def check_not_run_file(path, name: str, *, allow: tuple = ()) -> None:
@@ -361,4 +363,4 @@ def _json_default(o):
 __all__ = ["CHECKPOINT_NAME", "KEPT_DIR", "MODEL_NAME", "RESUME_CHANGES", "RUN_FILES", "environment",
            "kept_checkpoints", "kept_path", "prepare_run_dir", "read_config", "resume_state", "rewind_to_epoch",
            "rollback_epoch", "save_checkpoint", "save_model", "upgrade_meta", "write_summary", "SWEEP_FILES",
-           "JNN_FILES", "is_jnn_folder", "check_not_run_file"]  # fmt: skip
+           "SWEEP_RUN", "JNN_FILES", "is_jnn_folder", "check_not_run_file"]  # fmt: skip

@@ -31,11 +31,9 @@ import numpy as np
 
 from jnn.app import atomic, lock
 from jnn.app import checkpoint as ckpt
-from jnn.app.run_dir import KEPT_DIR, SWEEP_FILES, environment
+from jnn.app.run_dir import KEPT_DIR, SWEEP_FILES, SWEEP_RUN, environment
 from jnn.train.callbacks import SweepStore
 
-#: The record a sweep folder keeps of its sweep.
-SWEEP_RUN = "sweep_run.json"
 #: What a resumed sweep must match of the stored record.
 MATCHED = ("config", "axes", "members_model", "data_hash")
 

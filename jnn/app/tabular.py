@@ -343,7 +343,7 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
             )
     if n == 0:
         raise ValueError(f"{what} {str(p)!r} has a header but no data rows")
-    targets = [header[-1]] if target is None else _names(target)
+    targets = [header[-1]] if target is None else split_names(target)
     has_target = bool(targets) and all(t in header for t in targets)
     if target is not None and not has_target and need_target:
         missing = next(t for t in targets if t not in header)
@@ -396,13 +396,13 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
     return Table(x, y, feats, targets if has_target else None, str(p))
 
 
-def _names(spec) -> list:
-    """Column names from ``"a,b"`` or a sequence (empty: none)."""
+def split_names(spec) -> list:
+    """Names from ``"a,b"`` (CSV columns, ``--na-values``) or a sequence (empty: none)."""
     return [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
 
 
 def _columns(spec, header, p, what, flag) -> list:
-    names = _names(spec)
+    names = split_names(spec)
     for n in names:
         if n not in header:
             raise ValueError(f"{what} {str(p)!r} has no column {n!r} ({flag}); its columns are {header}")
@@ -525,4 +525,15 @@ def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -
     return x
 
 
-__all__ = ["KIND_OF_LOSS", "Preprocessing", "Table", "read_table", "read_npz", "learn", "dataset", "features_of"]
+__all__ = [
+    "KIND_OF_LOSS",
+    "KINDS",
+    "Preprocessing",
+    "Table",
+    "read_table",
+    "read_npz",
+    "learn",
+    "dataset",
+    "features_of",
+    "split_names",
+]

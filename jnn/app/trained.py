@@ -263,6 +263,8 @@ def _check_outputs(prep: Preprocessing, task, params, record: str) -> None:
 
 
 def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
+    from jnn.app.sweep_files import sweep_hash
+
     path = folder / SWEEP_INFO
     if not path.is_file() or not (folder / SWEEP_PARAMS).is_file():
         raise ValueError(f"{str(folder)!r} is not a sweep folder (no {SWEEP_INFO} and {SWEEP_PARAMS})")
@@ -279,8 +281,6 @@ def _sweep_member(folder: Path, member) -> tuple[dict, Path]:
     row = info["rows"][member]
     hyper = {k: row[k] for k in info.get("hyper_names", [])}
     described = (info.get("members_model") or [{}] * n)[member]  # older sweeps: the MLP's fields in the config
-    from jnn.app.sweep_files import sweep_hash
-
     member_info = {**info, "config": info["members_config"][member], "hyper": hyper, "members": n, **described,
                    "sweep_hash": sweep_hash(info)}  # fmt: skip
     return member_info, folder / SWEEP_PARAMS
