@@ -19,6 +19,11 @@ timed with re-packing (the running members gathered into a smaller batch; ``jnn.
 without, both after a first run that compiled every batch size; the goal is a time within 1.3× of what the
 needed member-epochs take: Σ epochs run by each member × (steady epoch of the full batch / M).
 
+Last, the command line's default recipe (``jnn sweep`` on MNIST-1D: the default 40-256-256-10 MLP, at most 300
+epochs with early stopping, patience 30) over --recipe-members members (seeds 0, 1, ... and keep_prob 0.7, 0.8,
+0.9 in turn): one ``jnn.sweep`` call against the same members as ``jnn.fit`` calls one after another, end to end
+(compiles, early stopping and all), each member's stopping epoch printed for both.
+
 Writes a Markdown table and results.json into --out.
 """
 
@@ -70,15 +75,43 @@ def staggered(train, m: int, max_epochs: int) -> dict:
     }
 
 
+def recipe(train, m: int) -> dict:
+    """The default recipe's sweep of ``m`` members against their fits, end to end."""
+    axes = dict(seed=list(range(m)), keep_prob=[(0.7, 0.8, 0.9)[i % 3] for i in range(m)])
+    cfg = jnn.TrainConfig()
+    print(f"default recipe: {m} members over seed and keep_prob, max {cfg.max_epochs} epochs, patience 30", flush=True)
+    t0 = time.perf_counter()
+    swept = sweep(train, cfg, task=jnn.MLP(), callbacks=[Progress(bar=False)], **axes)
+    sweep_s = time.perf_counter() - t0
+    print(f"  sweep: {sweep_s:.2f} s, {swept.workers} threads", flush=True)
+    t0 = time.perf_counter()
+    fits = [
+        jnn.fit(train, jnn.TrainConfig(seed=s), task=jnn.MLP(keep_prob=kp), callbacks=[Progress(bar=False)])
+        for s, kp in zip(axes["seed"], axes["keep_prob"])
+    ]
+    seq_s = time.perf_counter() - t0
+    print(f"  sequential fits: {seq_s:.2f} s", flush=True)
+    return {
+        "members": m,
+        "seconds": {"sweep": sweep_s, "sequential": seq_s},
+        "speedup": seq_s / sweep_s,
+        "threads": swept.workers,
+        "stop_epochs": {"sweep": [r["epochs"] for r in swept.rows], "fits": [len(f.history) for f in fits]},
+        "member_epochs": {"sweep": sum(r["epochs"] for r in swept.rows), "fits": sum(len(f.history) for f in fits)},
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=32)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--stagger-epochs", type=int, default=100)
+    p.add_argument("--recipe-members", type=int, default=9, help="members of the default-recipe sweep (0: skip it)")
     p.add_argument("--out", default="runs/bench_sweep")
     a = p.parse_args(argv)
-    if a.members < 1 or a.epochs < 1 or a.stagger_epochs < 1:
-        print("sweep.py: error: --members, --epochs and --stagger-epochs must be >= 1", file=sys.stderr)
+    if a.members < 1 or a.epochs < 1 or a.stagger_epochs < 1 or a.recipe_members < 0:
+        print("sweep.py: error: --members, --epochs and --stagger-epochs must be >= 1, --recipe-members >= 0",
+              file=sys.stderr)
         return 2
     train, _ = jnn.datasets.load("mnist1d")
     m, e = a.members, a.epochs
@@ -141,6 +174,17 @@ def main(argv=None) -> int:
             f"| sweep, all members to the end | {st['seconds']['plain']:.2f} s | {st['over_needed']['plain']:.2f} |",
         ]
     )
+    if a.recipe_members:
+        res["recipe"] = rc = recipe(train, a.recipe_members)
+        table += "\n\n" + "\n".join(
+            [
+                f"| default recipe, {rc['members']} members (end to end) | time | member-epochs | speed-up |",
+                "|---|---|---|---|",
+                f"| sweep ({rc['threads']} threads) | {rc['seconds']['sweep']:.2f} s | {rc['member_epochs']['sweep']} "
+                f"| {rc['speedup']:.2f}× |",
+                f"| sequential fits | {rc['seconds']['sequential']:.2f} s | {rc['member_epochs']['fits']} | |",
+            ]
+        )
     print(table)
     out = save_report(a.out, res, table)
     print(f"results in {out}/results.json")

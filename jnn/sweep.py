@@ -32,6 +32,7 @@ from jnn.train.config import SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
+from jnn.train.member_threads import ThreadedCaller, default_workers
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.progress import Progress
@@ -153,6 +154,7 @@ class SweepResult:
         models: each member's model (its :class:`jnn.MLP`, or the task; see :meth:`refit`).
         descriptions: what a run folder would record of each member's model (``Task.describe`` /
             ``MLP.describe``: the MLP's fields and widths, or a task's loss, metrics, hyper and parameter shapes).
+        workers: the threads the members ran in, side by side (1 for ``exact=True``; see ``sweep(workers=)``).
 
     With members of different shapes (a ``hidden`` axis), ``params`` is a list with each member's params
     and ``state`` a list with each group's stacked state; otherwise both are stacked over all M members.
@@ -176,6 +178,7 @@ class SweepResult:
     stacked: bool = True
     models: tuple = ()
     descriptions: tuple = ()
+    workers: int = 1
     inputs: dict = field(default_factory=dict, repr=False, compare=False)
 
     def refit(self, k: int, **fit_kw):
@@ -228,10 +231,11 @@ def sweep(
     val: Dataset | None = None,
     test: Dataset | None = None,
     class_weight=None,
-    repack: bool = True,
+    repack: bool | None = None,
     optimizer=None,
     callbacks=None,
     exact: bool = False,
+    workers: int | None = None,
     **axes,
 ) -> SweepResult:
     """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
@@ -246,7 +250,10 @@ def sweep(
         test: optional test set; each member's test loss and metrics go in the table.
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
         repack: once the running members fit in half the batch, run only them (in a batch of the next power
-            of two; see :mod:`jnn.train.repacking`); the results are the same bit for bit.
+            of two, at fixed epochs; see :mod:`jnn.train.repacking`). A member may round differently in a smaller
+            batch, so the results equal the plain sweep's only to rounding (the same sweep gives the same bits run
+            after run). None (default): True, except with a :class:`jnn.SweepFolder`, whose resume is bit for bit
+            only with the batch fixed (re-packing there is refused).
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
             ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
             function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =
@@ -260,6 +267,10 @@ def sweep(
         exact: train the members one after another through :func:`jnn.fit` instead of vmapped together, so that
             each is bit for bit its own fit (vmapped members equal their fits only to rounding, see
             :meth:`SweepResult.refit`); slower, and it takes no callbacks.
+        workers: run the members in this many slices side by side, each in its own thread (see
+            :mod:`jnn.train.member_threads`; each slice holds at least two members). None: the cores this process
+            may use when jax runs on the CPU, else 1. Like re-packing, another number may change the members'
+            last bits (another batch size); a sweep folder records it and a resume must use the same.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -271,14 +282,21 @@ def sweep(
     """
     config = _check_args(config, train, val, test)
     for name, flag in (("repack", repack), ("exact", exact)):
-        if not isinstance(flag, bool):
+        if not isinstance(flag, bool) and not (name == "repack" and flag is None):
             raise TypeError(f"{name} must be True or False; got {flag!r}")
+    if workers is not None:
+        V.check_int("workers", workers, low=1, high=1024)
+    workers = default_workers() if workers is None else workers
     if exact and callbacks:
         raise ValueError("exact=True trains each member through jnn.fit and takes no callbacks; leave them out")
     given = check_callbacks(callbacks)
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
     store = at_most_one(given, SweepStore)
+    if store is not None and repack:
+        raise ValueError("repack=True cannot go with a SweepFolder: re-packing changes the batch a member runs in, "
+                         "so a resumed sweep would not be bit for bit the uninterrupted one; leave repack out")  # fmt: skip
+    repack = store is None if repack is None else repack
     others = tuple(cb for cb in given if cb is not report and cb is not store)
     cbs = CallbackList(((store,) if store is not None else ()) + others)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
@@ -309,17 +327,17 @@ def sweep(
                                   report, cbs, t0, trained=True)  # fmt: skip
         return dataclasses.replace(result, inputs=inputs)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
-        store.open(_sweep_meta(config, axes, groups, len(members)), config, data=(train, val))
+        store.open(_sweep_meta(config, axes, groups, len(members), workers), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
     try:
         result, halt = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
-                                     report, cbs, t0, store)  # fmt: skip
+                                     report, cbs, t0, store, workers=workers)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
         raise
-    result = dataclasses.replace(result, inputs=inputs)
+    result = dataclasses.replace(result, inputs=inputs, workers=workers)
     cbs.train_end(result)
     if halt is not None:
         raise Interrupted(result, halt)
@@ -335,15 +353,16 @@ def _member_descriptions(groups, m: int) -> list[dict]:
     return described
 
 
-def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int) -> dict:
-    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model."""
+def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, workers: int) -> dict:
+    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model and
+    the threads (they set the batches the members run in)."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
     return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
-            "members_model": _member_descriptions(groups, m)}  # fmt: skip
+            "members_model": _member_descriptions(groups, m), "workers": workers}  # fmt: skip
 
 
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
-                  t0, store=None, trained: bool = False):  # fmt: skip
+                  t0, store=None, trained: bool = False, workers: int = 1):  # fmt: skip
     """Train the shape groups in turn (a group kept by ``store`` goes on from there; ``trained``: they were, by
     :meth:`_Group.run_exact`) and gather the result: ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
@@ -363,7 +382,7 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
                     rec.update({k: list(v) for k, v in old.items()})
             if store is not None:
                 store.group_begin(n, mine)
-            halt = g.run(records, state, data, repack, report, cbs)
+            halt = g.run(records, state, data, repack, report, cbs, workers=workers)
             if store is not None:
                 store.save_group(n, g.state, mine)
             epoch_seconds += g.epoch_seconds
@@ -483,17 +502,18 @@ class _Group:
         self.state = jax.tree.map(lambda *a: jnp.stack(a), *states)
         self.pack_sizes = []
 
-    def run(self, records: list, state, data, repack: bool, report, cbs=None):
+    def run(self, records: list, state, data, repack: bool, report, cbs=None, workers: int = 1):
         """Train the group's members from the stacked ``state`` (their first state, or a resumed sweep's) on the
-        stacked epoch arrays ``data`` (see :meth:`initial`); their records are filled in place. Returns the
-        halt (None: all stopped)."""
+        stacked epoch arrays ``data`` (see :meth:`initial`), in ``workers`` threads; their records are filled in
+        place. Returns the halt (None: all stopped)."""
         ct, config = self.ct, self.config
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
         inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=self.splits[0][1] is not None,
                                 keys=self.keys, members=True, keep_input=bool(cbs) and cbs.can_stop(),
                                 noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
-        caller = PackedCaller(inner, len(self.members), enabled=repack)
+        threaded = ThreadedCaller(inner, workers=workers)
+        caller = PackedCaller(threaded, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
         report.start(config.max_epochs, 0, len(self.members), self.keys, None)
         try:
@@ -501,6 +521,7 @@ class _Group:
                                                    records=mine, report=report, callbacks=cbs,
                                                    labels=self.index)  # fmt: skip
         finally:
+            threaded.close()
             report.close()
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         return halt

@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="go on with the sweep in --out (its config, axes and data; each shape group from its "
                          "checkpoint)")  # fmt: skip
     sw.add_argument("--overwrite", action="store_true", help="start again in an --out that holds another sweep")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="threads the members run in, side by side (default: the CPU cores; 1 on an accelerator; "
+                         "--resume takes the folder's)")  # fmt: skip
 
     la = sub.add_parser(
         "launch",
@@ -384,7 +387,7 @@ def _stored_sweep(out) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
         raise ValueError(f"{str(path)!r} is not a sweep record jnn sweep can resume ({type(err).__name__}: {err}); "
                          "pass --overwrite to start again") from None  # fmt: skip
-    return {"config": meta["config"], "mlp": mlp, "source": source, "axes": axes}
+    return {"config": meta["config"], "mlp": mlp, "source": source, "axes": axes, "workers": meta.get("workers", 1)}
 
 
 def _describe(metrics: dict, scaled: bool = False) -> str:
@@ -504,6 +507,11 @@ def _sweep(args) -> int:
                          "--hiddens or --batch-sizes")  # fmt: skip
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
+    workers = args.workers
+    if workers is not None:
+        V.check_int("--workers", workers, low=1, high=1024)
+    elif stored is not None:
+        workers = stored["workers"]
     name = source_name(source)
     out = args.out or f"runs/sweep-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     atomic.check_folder_writable(out, "--out")  # before training: results are never lost to a bad destination
@@ -512,7 +520,7 @@ def _sweep(args) -> int:
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
     folder = SweepFolder(out, resume=args.resume, overwrite=args.overwrite, data_info=info)
     try:
-        res = sweep(train, config, task=mlp, val=val, test=test,
+        res = sweep(train, config, task=mlp, val=val, test=test, workers=workers,
                     callbacks=[folder, Progress(log_every=args.log_every or 0)], **axes)  # fmt: skip
     except Interrupted as stop:
         print(format_table(stop.result.rows))

@@ -121,6 +121,11 @@ class SweepFolder(SweepStore, lock.HoldsLock):
                      if old.get(k) != json.loads(json.dumps(meta.get(k)))]  # fmt: skip
             if diffs:
                 raise ValueError(f"{str(record)!r} is from another sweep; differences: " + "; ".join(diffs))
+            stored = old.get("workers", 1)  # sweeps recorded before threads ran in one
+            if stored != meta.get("workers"):
+                raise ValueError(f"{str(record)!r} was swept with workers={stored}, now workers={meta.get('workers')}: "
+                                 "the threads set the batches the members run in, so a resume goes on with the "
+                                 f"same number (bit for bit); pass workers={stored} (--workers {stored})")  # fmt: skip
             return
         if not record.exists() and not self.overwrite:
             foreign = sorted(p.name for p in self.path.iterdir() if p.name != lock.LOCK_NAME)

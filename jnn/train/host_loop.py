@@ -120,7 +120,8 @@ def run_epochs(
     Args:
         caller: a :class:`jnn.train.multi_epoch.EpochCaller`: ``caller(state, data, n) -> (state, summaries,
             suspect)`` runs up to ``n`` epochs; a summary row is epoch, status, then the epoch's value of
-            each history key (NaN rows: epochs not run); ``caller.next_n`` picks ``n``.
+            each history key (NaN rows: epochs not run); ``caller.next_n`` picks ``n``; a caller with a
+            ``next_boundary(epoch)`` method (re-packing) also ends calls where it says.
         state: the starting state (one run, or M stacked members).
         data: the epoch's arrays.
         keys: the history keys in the summary.
@@ -155,7 +156,9 @@ def run_epochs(
                 break
             n = caller.next_n(last_seconds, last_run)
             n = _cut(n, epoch, max_epochs, stop_at_epoch)
-            boundary = callbacks.next_boundary(epoch) if callbacks else None
+            ends = (callbacks.next_boundary(epoch) if callbacks else None,
+                    caller.next_boundary(epoch) if hasattr(caller, "next_boundary") else None)  # fmt: skip
+            boundary = min((e for e in ends if e is not None), default=None)
             n = _agreed_n(n if boundary is None else max(1, min(n, boundary - epoch)))
             t = time.perf_counter()
             before_call = state

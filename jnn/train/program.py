@@ -128,7 +128,8 @@ class ProgramSpec:
         """``fn(state, data) -> (state, summary)`` of one epoch (see :func:`jnn.train.epoch.with_summary`)."""
         ct = self.task.value
         step = make_train_step(ct, self.tx.value, check_finite=self.check_finite, max_steps=self.max_steps,
-                               batch_sharding=self.batch_sharding, full_batches=self.full_batches)  # fmt: skip
+                               batch_sharding=self.batch_sharding, full_batches=self.full_batches,
+                               members=self.members)  # fmt: skip
         run_epoch = make_run_epoch(ct, step, n_train=self.n_train, batch_size=self.batch_size,
                                    drop_last=self.drop_last, max_epochs=self.max_epochs, early=self.early,
                                    loss_tol=self.loss_tol, divergence_factor=self.divergence_factor,

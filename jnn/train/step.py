@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.custom_batching import sequential_vmap
 
 from jnn.debug import note_trace
 from jnn.task import CheckedTask, metric_values, task_objective
@@ -36,6 +37,7 @@ def make_train_step(
     max_steps: int | None = None,
     batch_sharding=None,
     full_batches: bool = False,
+    members: bool = False,
 ):
     """Build ``train_step(state, batch, noise=None, y_var=None) -> (state, sums)`` for a checked task.
 
@@ -63,12 +65,15 @@ def make_train_step(
         return task_objective(ct, params, batch.x, batch.y, mask, batch.weight, key=key, hyper=hyper)
 
     grad_fn = jax.value_and_grad(loss, has_aux=True)
+    member_draw = members and ct.task.draw is not None
 
     def train_step(state: TrainState, batch: Batch, noise=None, y_var=None):
         note_trace("train_step")
         if batch_sharding is not None:
             batch = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), batch)
         key = jax.random.fold_in(state.dropout_key, state.step) if noise is None else noise
+        if noise is None and member_draw:
+            key = sequential_vmap(lambda k, h: ct.task.draw(k, h, batch.x.shape[0]))(key, state.hyper)
         (_, (data, outputs)), grads = grad_fn(state.params, batch, key, state.hyper)
         if check_finite:
             leaf_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])

@@ -1,0 +1,35 @@
+"""Rows of stacked members: take some, put them back, join slices; each one compiled call over the whole pytree.
+
+A sweep's state and epoch arrays hold its members on a leading axis. Re-packing the running members
+(:mod:`jnn.train.repacking`) and cutting them into slices for threads (:mod:`jnn.train.member_threads`) move rows
+of every leaf; done leaf by leaf in eager mode, each leaf's shape compiles its own small gather (dozens of them,
+about a second in all on a 2-core CPU), so here each move is one jitted function of the whole tree.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+
+@jax.jit
+def take(tree, at):
+    """``tree`` with each leaf's rows ``at`` (``[k]`` ints), in that order: leaves ``[M, ...] -> [k, ...]``."""
+    return jax.tree.map(lambda a: a[at], tree)
+
+
+@jax.jit
+def put(full, at, sub):
+    """``full`` with rows ``at`` replaced by the rows of ``sub`` (leaves ``[M, ...]`` and ``[len(at), ...]``)."""
+    return jax.tree.map(lambda f, s: f.at[at].set(s), full, sub)
+
+
+@partial(jax.jit, static_argnums=1)
+def join(trees, counts: tuple[int, ...]):
+    """One tree of the first ``counts[i]`` rows of ``trees[i]``, concatenated in order."""
+    return jax.tree.map(lambda *a: jnp.concatenate([x[:k] for x, k in zip(a, counts)]), *trees)
+
+
+__all__ = ["join", "put", "take"]
