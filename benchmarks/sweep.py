@@ -110,8 +110,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/bench_sweep")
     a = p.parse_args(argv)
     if a.members < 1 or a.epochs < 1 or a.stagger_epochs < 1 or a.recipe_members < 0:
-        print("sweep.py: error: --members, --epochs and --stagger-epochs must be >= 1, --recipe-members >= 0",
-              file=sys.stderr)
+        print(
+            "sweep.py: error: --members, --epochs and --stagger-epochs must be >= 1, --recipe-members >= 0",
+            file=sys.stderr,
+        )
         return 2
     train, _ = jnn.datasets.load("mnist1d")
     m, e = a.members, a.epochs

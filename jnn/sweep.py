@@ -294,8 +294,8 @@ def sweep(
     report = Progress() if report is None else report
     store = at_most_one(given, SweepStore)
     if store is not None and repack:
-        raise ValueError("repack=True cannot go with a SweepFolder: re-packing changes the batch a member runs in, "
-                         "so a resumed sweep would not be bit for bit the uninterrupted one; leave repack out")  # fmt: skip
+        raise ValueError("repack=True cannot go with a SweepFolder: re-packing changes the batch a member runs "
+                         "in, so a resumed sweep would not be bit for bit the uninterrupted one")  # fmt: skip
     repack = store is None if repack is None else repack
     others = tuple(cb for cb in given if cb is not report and cb is not store)
     cbs = CallbackList(((store,) if store is not None else ()) + others)  # the report is started per shape group
