@@ -144,3 +144,23 @@ def test_data_loss_sigterm_stops_a_sweep_of_several_shape_groups_cleanly_and_it_
     assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
     assert "go on with: jnn sweep --out" in out_text
     assert (out / "sweep.json").exists() and (out / "checkpoints" / "group-000.npz").exists()
+
+
+def test_data_loss_a_threaded_sweep_resumes_bit_for_bit_only_with_its_own_workers(spirals, tmp_path):
+    cfg, axes = (
+        TrainConfig(max_epochs=6, batch_size=64, checkpoint_every=2, early_stopping=None),
+        dict(seed=[0, 1, 2, 3]),
+    )
+    whole = sweep(spirals, cfg, repack=False, workers=2, **axes)
+    folder = tmp_path / "sw"
+    with pytest.raises(RuntimeError, match="boom"):
+        sweep(spirals, cfg, workers=2, callbacks=[SweepFolder(folder), Boom(member=3, epoch=5)], **axes)
+    assert json.loads((folder / SWEEP_RUN).read_text())["workers"] == 2
+    with pytest.raises(ValueError, match=r"was swept with workers=2, now workers=1: .* pass workers=2 \(--workers 2\)"):
+        sweep(spirals, cfg, workers=1, callbacks=[SweepFolder(folder, resume=True)], **axes)
+    res = sweep(spirals, cfg, workers=2, callbacks=[SweepFolder(folder, resume=True)], **axes)
+    assert res.workers == 2 and _same(res.params, whole.params) and res.rows == whole.rows
+    assert [h.metrics for h in res.histories] == [h.metrics for h in whole.histories]
+    with pytest.raises(ValueError, match="repack=True cannot go with a SweepFolder"):
+        sweep(spirals, cfg, repack=True, callbacks=[SweepFolder(tmp_path / "other")], **axes)
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
