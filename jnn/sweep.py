@@ -5,7 +5,8 @@ hyperparameters are arrays in the state (λ and keep_prob in ``TrainState.hyper`
 the optimiser state through ``optax.inject_hyperparams``), so the compiled epoch is the same whatever
 the values, and ``jax.vmap`` runs all members in one dispatch per epoch. Each member has its own
 early-stopping state; a member that has stopped is frozen (its params, history and counters no longer
-change) while the others go on, and the sweep ends when every member has stopped.
+change) while the others go on, and the sweep ends when every member has stopped. On a CPU the members are cut
+into slices whose calls run side by side in threads (:mod:`jnn.train.member_threads`).
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ several Python threads do run side by side (jax releases the interpreter lock wh
 :class:`ThreadedCaller` cuts the stacked members into ``workers`` slices of equal size and runs the same
 compiled call on each slice at once.
 
-Every slice holds at least two members: XLA compiles a vmapped batch of one member as an unbatched program,
-whose sums may round differently (see :func:`jnn.train.repacking.pack_size`). The slices are padded to one
-size, so one program serves all of them; a pad is a copy of a member of its slice marked as stopped, whose
-results are dropped. A member's arithmetic is the vmapped program's whatever slice it sits in (tested bit for
-bit against the unsliced sweep on CPU; XLA does not promise it on every backend).
+Every slice holds at least two members: XLA compiles a vmapped batch of one member as an unbatched program. The
+slices are padded to one size, so one program serves all of them; a pad is a copy of a member of its slice
+marked as stopped, whose results are dropped. The slices depend only on the number of members and of workers,
+so the same sweep with the same ``workers`` gives the same bits; with another number a member runs in a batch
+of another size, which XLA may round differently in the last bits (measured: 1.2e-7 on MNIST-1D
+40-100-100-10 between 1 and 2 workers), as a member differs from its fit.
 """
 
 from __future__ import annotations
