@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jnn.display import html_view, last_metrics, view
+
 
 def ordered(keys) -> list[str]:
     """History keys in display order: ``train_loss``, ``train_*``, ``val_loss``, ``val_*``, the rest."""
@@ -19,7 +21,7 @@ def ordered(keys) -> list[str]:
     return sorted(keys, key=rank)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class History:
     """Per-epoch metrics: ``{key: [value per completed epoch]}`` (NaN where a metric is absent).
 
@@ -37,6 +39,15 @@ class History:
     def arrays(self) -> dict:
         """``{key: float64 array}``, e.g. to store in a checkpoint (float32 values convert exactly)."""
         return {k: np.asarray(v, np.float64) for k, v in self.metrics.items()}
+
+    def __repr__(self) -> str:
+        return view("History", self._items())
+
+    def _repr_html_(self) -> str:
+        return html_view("History", self._items())
+
+    def _items(self) -> list[tuple[str, str]]:
+        return [("epochs", str(len(self))), ("keys", ", ".join(self.metrics)), ("last epoch", last_metrics(self))]
 
     def __len__(self) -> int:
         return len(self.metrics["train_loss"])

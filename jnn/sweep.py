@@ -24,6 +24,7 @@ import optax
 
 from jnn import _validate as V
 from jnn.data import Dataset
+from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.task import Task
@@ -126,7 +127,7 @@ def members_of(config: TrainConfig, axes: dict, task: Task | MLP | None = None, 
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SweepResult:
     """What :func:`sweep` returns.
 
@@ -215,6 +216,23 @@ class SweepResult:
         if not self.stacked:
             return self.params[i]
         return jax.tree.map(lambda a: a[i], self.params)
+
+    def _items(self) -> list[tuple[str, str]]:
+        b = self.best()
+        groups = f", {len(self.groups)} shape groups" if len(self.groups) > 1 else ""
+        best = f"member {b['member']} by {self.monitor} ({self.direction}): {fmt(b['best_val'])}"
+        return [("members", f"{len(self.rows)}{groups}, workers={self.workers}, {self.seconds:.1f} s"),
+                ("params (all members)", params_line(self.params)), ("best", best)]  # fmt: skip
+
+    def _columns(self) -> list[str]:
+        return [k for k in self.rows[0] if k != "test_loss"] if self.rows else []
+
+    def __repr__(self) -> str:
+        table = "\n".join("  " + line for line in text_table(self.rows, self._columns()))
+        return view("SweepResult", self._items())[:-1] + table + "\n)"
+
+    def _repr_html_(self) -> str:
+        return html_view("SweepResult", self._items(), self.rows, self._columns())
 
     def best(self) -> dict:
         """The row of the member with the best validation metric (min loss / max accuracy)."""

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from jnn.data import Dataset
+from jnn.display import html_view, last_metrics, params_line, view
 from jnn.history import History
 from jnn.mlp import MLP
 from jnn.pytree import leaf_names
@@ -40,7 +41,7 @@ from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_a
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FitResult:
     """What :func:`fit` returns.
 
@@ -76,6 +77,19 @@ class FitResult:
     setup_seconds: float = 0.0
     task: Task | None = None
     averaged_params: object = None
+
+    def _items(self) -> list[tuple[str, str]]:
+        best = str(self.best_epoch + 1) if self.best_epoch >= 0 else "-"
+        items = [("stopped_by", f"{self.stopped_by} after {len(self.history)} epochs (best epoch {best})"),
+                 ("params", params_line(self.params)), ("last epoch", last_metrics(self.history)),
+                 ("message", self.message.splitlines()[0] if self.message else "")]  # fmt: skip
+        return items + ([("run_dir", str(self.run_dir))] if self.run_dir is not None else [])
+
+    def __repr__(self) -> str:
+        return view("FitResult", self._items())
+
+    def _repr_html_(self) -> str:
+        return html_view("FitResult", self._items())
 
 
 def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConfig:
