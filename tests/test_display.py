@@ -44,3 +44,23 @@ def test_a_sweep_result_shows_its_best_member_and_at_most_ten_rows(spirals):
     assert sum(1 for line in lines if line.strip().startswith(tuple("0123456789"))) == MAX_ROWS
     page = res._repr_html_()
     assert page.count("<tr>") == MAX_ROWS + 1 and "<th>seed</th>" in page
+
+
+def test_a_trained_model_shows_its_folder_loss_size_and_classes(spirals, tmp_path):
+    fit(spirals, CFG, task=jnn.MLP(hidden=(16,)), callbacks=[jnn.RunFolder(tmp_path / "run"), jnn.Progress(bar=False)])
+    text = repr(jnn.load_run(tmp_path / "run"))
+    assert text.startswith("TrainedModel(") and f"run: {tmp_path / 'run'}" in text and "loss: softmax" in text
+    assert "parameters (float32)" in text and len(text.splitlines()) <= MAX_LINES
+    assert "<li>loss: softmax</li>" in jnn.load_run(tmp_path / "run")._repr_html_()
+
+
+def test_a_long_gradient_report_keeps_its_verdict_within_twenty_lines():
+    import jax.numpy as jnp
+
+    tree = {f"w{i:02d}": jnp.linspace(-1.0, 1.0, 3) + i for i in range(30)}
+    report = jnn.check_grads(lambda t: sum(jnp.sum(jnp.sin(v)) for v in t.values()), tree)
+    full, short = str(report).splitlines(), repr(report).splitlines()
+    assert len(full) > MAX_LINES and len(short) == MAX_LINES
+    assert short[-1] == full[-1] and short[-1].startswith("PASSED")
+    assert f"... {len(full) - MAX_LINES + 1} more lines (print(report))" == short[-2]
+    assert report._repr_html_().startswith("<pre>check_grads:")

@@ -21,6 +21,7 @@ from jnn.app import checkpoint as ckpt
 from jnn.app.run_dir import MODEL_NAME, read_config
 from jnn.app.tabular import KIND_OF_LOSS, Preprocessing
 from jnn.data import Dataset
+from jnn.display import html_view, params_line, view
 from jnn.task import Task
 from jnn.train.config import TrainConfig
 
@@ -28,7 +29,7 @@ from jnn.train.config import TrainConfig
 SWEEP_PARAMS, SWEEP_INFO = "params.npz", "sweep.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TrainedModel:
     """A trained model: params, the task that defines it, and the preprocessing of its data.
 
@@ -51,6 +52,20 @@ class TrainedModel:
     preprocessing: Preprocessing
     run_dir: Path
     member: int | None = None
+
+    def _items(self) -> list[tuple[str, str]]:
+        where = str(self.run_dir) + ("" if self.member is None else f", member {self.member}")
+        items = [("run", where), ("loss", self.loss), ("params", params_line(self.params))]
+        if self.classes is not None:
+            shown = ", ".join(str(c) for c in self.classes[:10])
+            items.append(("classes", f"{len(self.classes)}: {shown}" + (", ..." if len(self.classes) > 10 else "")))
+        return items
+
+    def __repr__(self) -> str:
+        return view("TrainedModel", self._items())
+
+    def _repr_html_(self) -> str:
+        return html_view("TrainedModel", self._items())
 
     @property
     def loss(self) -> str:

@@ -17,8 +17,11 @@ a tie of ``max``) are *non-smooth here*: counted apart, never as wrong.
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
+
+from jnn.display import MAX_LINES
 
 #: A check has power when it would flag a relative error of this size (a gradient ×1.05).
 POWER = 0.05
@@ -116,7 +119,7 @@ class OpCheck:
                 "max_rel_err": _j(self.max_rel_err), "calls": self.calls, "inside": self.inside}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CheckReport:
     """What :func:`jnn.check_grads` and :func:`jnn.compare_grads` return; ``str(report)`` is a table and a
     verdict line.
@@ -207,6 +210,15 @@ class CheckReport:
                 "leaves": [l.to_dict() for l in self.leaves],
                 "forward": None if self.forward is None else [l.to_dict() for l in self.forward],
                 "operations": [o.to_dict() for o in self.operations], "buffer_bytes": self.buffer_bytes}  # fmt: skip
+
+    def __repr__(self) -> str:
+        lines = str(self).splitlines()
+        if len(lines) > MAX_LINES:  # the verdict is the last line: keep it
+            lines = [*lines[: MAX_LINES - 2], f"... {len(lines) - MAX_LINES + 1} more lines (print(report))", lines[-1]]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(repr(self)) + "</pre>"
 
     def __str__(self) -> str:
         if self.mode == "compare":

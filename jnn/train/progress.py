@@ -1,8 +1,9 @@
 """The progress display of a run as a callback: a tqdm bar over epochs and log lines every k epochs.
 
-``fit`` shows ``Progress()`` unless its ``callbacks`` hold one: a bar when stderr is a terminal and ``CI``
-is unset, no log lines. ``callbacks=[jnn.Progress(bar=False)]`` silences it; ``jnn.Progress(log_every=10)``
-prints a line every 10 epochs::
+``fit`` shows ``Progress()`` unless its ``callbacks`` hold one: a bar when stderr is a terminal or in a Jupyter
+notebook (a widget with ``ipywidgets``), and ``CI`` is unset, no log lines.
+``callbacks=[jnn.Progress(bar=False)]`` silences it; ``jnn.Progress(log_every=10)`` prints a line every 10
+epochs::
 
     epoch   10  train_loss 0.9110  val_loss 0.9564  val_accuracy 0.6500  ...
 
@@ -13,6 +14,7 @@ the host loop's signal messages go through :meth:`Progress.say` for the same rea
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -20,18 +22,33 @@ from jnn import _validate as V
 from jnn.train.callbacks import Callback, RunInfo
 
 
-def progress_bar(enabled: bool | None, total: int):
-    """A tqdm bar over epochs, or None (default: on when stderr is a terminal and ``CI`` is unset).
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython imported, with a kernel)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = None if ipython is None else ipython.get_ipython()
+    except Exception:  # an IPython too old or half imported: not a notebook we can draw in
+        return False
+    return getattr(shell, "kernel", None) is not None
 
-    The bar's rate is the plain average since its last reset; :class:`Progress` resets it after the first
-    epoch, so the ETA leaves the compile out.
+
+def progress_bar(enabled: bool | None, total: int):
+    """A tqdm bar over epochs, or None (default: on when stderr is a terminal or this is a Jupyter kernel, and
+    ``CI`` is unset).
+
+    In a notebook with ``ipywidgets`` installed (``pip install 'jnn[notebook]'``) the bar is a widget; without it,
+    a text bar (never tqdm's "IProgress not found" warning). The bar's rate is the plain average since its last
+    reset; :class:`Progress` resets it after the first epoch, so the ETA leaves the compile out.
     """
+    notebook = in_notebook()
     if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        enabled = (sys.stderr.isatty() or notebook) and not os.environ.get("CI")
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
+    if notebook and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm.std import tqdm
     return tqdm(total=total, unit="epoch", leave=True, dynamic_ncols=True, smoothing=0)
 
 
@@ -114,4 +131,4 @@ def _show(bar, done: int, members: int, running: int, last: dict, monitor: str |
         bar.initial, bar.start_t = bar.n, bar._time()
 
 
-__all__ = ["Progress", "progress_bar"]
+__all__ = ["Progress", "in_notebook", "progress_bar"]
