@@ -5,7 +5,7 @@ The public API, re-exported by name. Parameters are plain pytrees (the built-in 
 PRNG key explicitly.
 """
 
-from jnn import datasets, debug, metrics, testing
+from jnn import datasets, debug, metrics, results, testing
 from jnn._version import __version__
 from jnn.activations import ACTIVATIONS, Activation, get_activation
 from jnn.backprop import backprop, node_backprop
@@ -65,6 +65,7 @@ __all__ = [
     "checkpoint",
     "debug",
     "testing",
+    "results",
     "check_grads",
     "CheckReport",
     "datasets",
