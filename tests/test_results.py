@@ -103,3 +103,24 @@ def test_a_sweep_over_seeds_and_keep_prob_is_summarised_and_plotted():
     ax = fig.axes[0]
     assert ax.get_ylabel() == "test_accuracy" and [t.get_text() for t in ax.get_xticklabels()] == [
         "keep_prob=0.6", "keep_prob=0.9"]  # fmt: skip
+
+
+def test_jnn_summarize_writes_the_table_and_plot_next_to_a_sweep(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from jnn.app import cli
+
+    train, _ = load("spirals", seed=0)
+    res = sweep(train, TrainConfig(max_epochs=3, batch_size=64), task=jnn.MLP(hidden=(8,)),
+                callbacks=[jnn.Progress(bar=False)], **grid(seed=[0, 1], l2=[0.0, 1e-3]))  # fmt: skip
+    jnn.save_sweep(res, tmp_path / "sw")
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "l2", "--metrics", "best_val,epochs"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| l2 | n | best_val | epochs |") and "wrote" in out
+    for name in ("summary.csv", "summary.md", "summary.png"):
+        assert (tmp_path / "sw" / name).stat().st_size > 0
+    back = list(csv.DictReader(io.StringIO((tmp_path / "sw" / "summary.csv").read_text())))
+    assert [float(r["l2"]) for r in back] == [0.0, 1e-3] and [int(r["n"]) for r in back] == [2, 2]
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "dropout"]) == 2
+    assert "by must name columns of the sweep's rows" in capsys.readouterr().err
+    assert cli.main(["summarize", str(tmp_path / "nothing"), "--by", "l2"]) == 2
+    assert "SWEEP must be a sweep folder holding sweep.json" in capsys.readouterr().err

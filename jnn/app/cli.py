@@ -194,7 +194,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("run_dir", metavar="RUN_DIR")
     pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
+
+    su = sub.add_parser(
+        "summarize",
+        help="pool a sweep's seeds by setting: mean ± std and confidence interval",
+        description="Group the rows of SWEEP/sweep.json by the --by columns and write summary.csv, summary.md "
+        "and summary.png (mean and interval per setting) with each metric's n, mean, std and Student-t "
+        "interval of the mean.",
+    )
+    su.add_argument("sweep_dir", metavar="SWEEP")
+    su.add_argument(
+        "--by", required=True, type=_name_list, help="columns naming a setting, e.g. keep_prob or l2,hidden"
+    )
+    su.add_argument("--metrics", type=_name_list, default=None,
+                    help="columns to summarise (default: every numeric result column)")  # fmt: skip
+    su.add_argument("--confidence", type=float, default=0.95, help="the interval's level (default 0.95)")
+    su.add_argument("--out", default=None, help="folder for the summary files (default SWEEP)")
     return p
+
+
+def _name_list(text: str) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]`` (a flag's comma-separated column names)."""
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names such as keep_prob,l2; got {text!r}")
+    return names
 
 
 def _add_model_flags(p, data_help: str) -> None:
@@ -778,6 +802,16 @@ def compile_cache_dir() -> str | None:
     return folder
 
 
+def _summarize(args) -> int:
+    from jnn.app.summary_files import summarize_folder
+
+    summary, written = summarize_folder(args.sweep_dir, args.by, metrics=args.metrics, confidence=args.confidence,
+                                        out=args.out)  # fmt: skip
+    print(summary.to_markdown())
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def _check_destinations(args) -> None:
     """Refuse output paths that cannot be written before any work (a folder where a file goes, a missing or
     read-only folder, a name that is not UTF-8, a device or FIFO, one of a run or sweep folder's own files)."""
@@ -790,6 +824,8 @@ def _check_destinations(args) -> None:
     if cmd in ("predict", "plot") and getattr(args, "out", None):
         atomic.check_file_writable(args.out, "--out")
         check_not_run_file(args.out, "--out", allow=("curves.png", "sweep.png") if cmd == "plot" else ())
+    if cmd == "summarize" and args.out:
+        atomic.check_folder_writable(args.out, "--out")
     if cmd == "train" and getattr(args, "out", None):  # jnn sweep checks its --out, or the default one, itself
         atomic.check_folder_writable(args.out, "--out")
 
@@ -819,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "summarize":
+            return _summarize(args)
         if args.command == "plot":
             from jnn.app.plots import plot_run
 
