@@ -148,14 +148,15 @@ class Summary:
 
         fig = Figure(figsize=(max(4.0, 0.8 * len(self.rows) + 2.0), 3.5), layout="constrained")
         ax = fig.add_subplot()
-        labels = [", ".join(f"{b}={fmt(r[b])}" for b in self.by) for r in self.rows]
+        labels = [", ".join(f"{b}={fmt(r[b])}" for b in self.by) + f"\n(n={r['n']})" for r in self.rows]
         means = [r[f"{metric}_mean"] for r in self.rows]
         err = [[_nan0(m - r[f"{metric}_ci_low"]) for m, r in zip(means, self.rows)],
                [_nan0(r[f"{metric}_ci_high"] - m) for m, r in zip(means, self.rows)]]  # fmt: skip
         ax.errorbar(range(len(self.rows)), means, yerr=err, fmt="o", capsize=4)
-        ax.set_xticks(range(len(self.rows)), labels, rotation=30 if len(self.rows) > 4 else 0, ha="right")
+        tilt = len(self.rows) > 4
+        ax.set_xticks(range(len(self.rows)), labels, rotation=30 if tilt else 0, ha="right" if tilt else "center")
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: mean and {self.confidence:.0%} interval over n runs per setting")
+        ax.set_title(f"{metric}: mean, {self.confidence:.0%} interval")
         return fig
 
     def _items(self) -> list[tuple[str, str]]:

@@ -102,7 +102,7 @@ def test_a_sweep_over_seeds_and_keep_prob_is_summarised_and_plotted():
     fig = s.plot("test_accuracy")
     ax = fig.axes[0]
     assert ax.get_ylabel() == "test_accuracy" and [t.get_text() for t in ax.get_xticklabels()] == [
-        "keep_prob=0.6", "keep_prob=0.9"]  # fmt: skip
+        "keep_prob=0.6\n(n=3)", "keep_prob=0.9\n(n=3)"]  # fmt: skip
 
 
 def test_jnn_summarize_writes_the_table_and_plot_next_to_a_sweep(tmp_path, capsys):
