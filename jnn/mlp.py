@@ -72,6 +72,8 @@ class MLPApply:
     activation: str
     dropout_mode: str
     use_dropout: bool
+    #: Its dropout masks come from ``key`` (see :func:`jnn.task.check_key_used`).
+    uses_key = True
 
     def __call__(self, params, x, *, key, train, hyper):
         masks = key if isinstance(key, dict) else None

@@ -77,6 +77,20 @@ class Task(NamedTuple):
     hyper: Mapping[str, float] | None = None
     draw: Callable | None = None
 
+    @staticmethod
+    def from_equinox(model, **kwargs) -> Task:
+        """A task training an Equinox module; see :func:`jnn.adapters.from_equinox`."""
+        from jnn.adapters import from_equinox
+
+        return from_equinox(model, **kwargs)
+
+    @staticmethod
+    def from_nnx(module, **kwargs) -> Task:
+        """A task training a Flax NNX module; see :func:`jnn.adapters.from_nnx`."""
+        from jnn.adapters import from_nnx
+
+        return from_nnx(module, **kwargs)
+
     # The model protocol, shared with jnn.MLP: what fit, sweep and evaluate ask of what they train.
 
     def task_for(self, train, *, hypers=None) -> Task:
@@ -245,11 +259,58 @@ def _check_fields(task) -> dict:
 
 
 def _trace(what: str, fn, *args, **kwargs):
-    """``jax.eval_shape`` of a user function; its errors become a ValueError naming the piece."""
+    """``jax.eval_shape`` of a user function; its errors become a ValueError naming the piece (an error of the
+    user's framework, e.g. Flax's ``TraceContextError``, too, with the original as its cause)."""
     try:
         return jax.eval_shape(lambda *a: fn(*a, **kwargs), *args)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
         raise ValueError(f"{what} failed when traced: {type(err).__name__}: {err}") from None
+    except Exception as err:
+        raise ValueError(f"{what} failed when traced: {type(err).__module__}.{type(err).__name__}: {err}") from err
+
+
+class KeyIgnoredWarning(UserWarning):
+    """A task's ``apply`` behaves differently while training but gives the same outputs for different keys."""
+
+
+def check_key_used(task: Task, train, hyper: Mapping[str, float], dtype, *, rows: int = 4) -> bool:
+    """Warn when ``apply`` trains with randomness that does not come from its ``key``; True when it does not.
+
+    On the first ``rows`` training examples, with the params of ``init(key(0))``, ``apply(train=True)`` is run
+    with two different keys and ``apply(train=False)`` once. Outputs that differ between training and evaluation
+    but not between the keys mean the training-time randomness (dropout) ignores the engine's key: every step
+    would draw the same masks (seen with a Flax NNX module whose ``Rngs`` stream was fixed when it was built).
+    A deterministic task (both modes alike) passes. Costs one small compiled call per mode.
+
+    Args:
+        task: the :class:`Task` (already checked on abstract values).
+        train: the training :class:`jnn.data.Dataset`.
+        hyper: the task's default hyperparameters.
+        dtype: the params' float dtype.
+        rows: examples to run on.
+    """
+    if getattr(task.apply, "uses_key", False):  # the built-in MLP draws from its key by construction
+        return False
+    x = jnp.asarray(train.x[: max(1, min(rows, len(train)))])
+    params = jax.jit(task.init)(jax.random.key(0))
+    h = {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
+    fit_mode = jax.jit(lambda p, xx, k, hh: task.apply(p, xx, key=k, train=True, hyper=hh))
+    one, two = fit_mode(params, x, jax.random.key(1), h), fit_mode(params, x, jax.random.key(2), h)
+    test_mode = jax.jit(lambda p, xx, hh: task.apply(p, xx, key=None, train=False, hyper=hh))(params, x, h)
+    same = lambda a, b: all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    ignored = same(one, two) and not same(one, test_mode)
+    if ignored:
+        import warnings
+
+        warnings.warn(
+            "task.apply(train=True) gives the same outputs for two different keys, yet other outputs than "
+            "train=False: its training-time randomness (dropout) does not come from `key`, so every step would use "
+            "the same masks. Draw it from `key` (Flax NNX: reseed the module's Rngs streams with it, or use "
+            "jnn.Task.from_nnx)",
+            KeyIgnoredWarning,
+            stacklevel=3,
+        )
+    return ignored
 
 
 def check_targets(loss, ds, role: str) -> None:
@@ -317,7 +378,9 @@ def _check_per_example(what: str, out, batch: int) -> None:
         )
 
 
-def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None) -> CheckedTask:
+def check_task(
+    task: Task, train, *, batch_size: int, val=None, init_params=None, check_key: bool = True
+) -> CheckedTask:
     """Check every piece of a task against the data, on abstract values, before training starts.
 
     Args:
@@ -326,6 +389,8 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
         batch_size: the minibatch size T used for the trace.
         val: optional validation Dataset (its targets must suit the loss too).
         init_params: optional warm-start params; must have the structure, shapes and dtypes of ``init``'s.
+        check_key: also run :func:`check_key_used` (a few rows, concretely): warn when ``apply`` trains with
+            randomness that ignores its key.
 
     Returns:
         A :class:`CheckedTask`.
@@ -359,6 +424,8 @@ def check_task(task: Task, train, *, batch_size: int, val=None, init_params=None
         if tuple(pen.shape) != ():
             raise ValueError(f"task.penalty must return a scalar; got shape {tuple(pen.shape)}")
     noise_size = 0 if task.draw is None else _check_draw(task, params, x, key, h, out)
+    if check_key:
+        check_key_used(task, train, hyper, dtype)
     return CheckedTask(task, loss_fn, metrics, hyper, dtype, noise_size)
 
 

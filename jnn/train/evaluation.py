@@ -43,7 +43,7 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
     model = model.task_for_params(params, ds)
     if jax.process_count() > 1:
         params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
-    ct = check_task(model, ds, batch_size=min(len(ds), 8))
+    ct = check_task(model, ds, batch_size=min(len(ds), 8), check_key=False)
     w = None if ds.sample_weight is None else jnp.asarray(ds.sample_weight)
     out = EVAL(Static(ct, task_key(ct)), params, jnp.asarray(ds.x), jnp.asarray(ds.y), w, ct.hyper_arrays(hyper))
     return {**{k: float(v) for k, v in out.items()}, "n": len(ds)}
