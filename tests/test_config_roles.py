@@ -53,6 +53,7 @@ OTHER = {
     "epochs_per_call": ({}, 4),
     "average": ({}, "polyak"),
     "average_decay": ({"average": "ema"}, 0.5),
+    "compute_dtype": ({}, "bfloat16"),
 }
 
 

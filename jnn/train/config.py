@@ -25,6 +25,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 #: warm-up from 0 over ``warmup_epochs`` followed by cosine decay.
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 PRNG_IMPLS = ("threefry2x32", "rbg")
+#: Dtypes a step may compute in (``TrainConfig.compute_dtype``; None: the params').
+COMPUTE_DTYPES = ("bfloat16", "float32")
 #: Weight averages a run can keep (``TrainConfig.average``).
 AVERAGES = ("ema", "polyak")
 
@@ -104,6 +106,11 @@ class TrainConfig:
             ``"ema"`` (exponential, decay ``average_decay``), ``"polyak"`` (uniform over the iterates) or None.
             The trained params are unchanged; ``FitResult.averaged_params`` holds the average.
         average_decay: the EMA decay d in [0, 1) (``average="ema"``).
+        compute_dtype: mixed precision: ``"bfloat16"`` runs each step's forward and backward pass in bfloat16
+            while the params, their gradients and the optimiser state stay in the params' dtype (float32 master
+            params; see :mod:`jnn.train.precision`); validation, ``evaluate`` and ``predict`` use the params'
+            dtype. None (default): the params' dtype throughout. bfloat16 keeps float32's exponent range, so no
+            loss scaling is needed; float16 would need it and is refused.
     """
 
     optimizer: str = role_field("momentum", "static", cli="default {default}", choices=OPTIMIZERS)
@@ -169,6 +176,9 @@ class TrainConfig:
     )
     average: str | None = role_field(None, "static")
     average_decay: float = role_field(0.999, "static")
+    compute_dtype: str | None = role_field(
+        None, "static", choices=COMPUTE_DTYPES, cli="dtype of each step's forward/backward pass (default: the params')"
+    )
 
     def __post_init__(self):
         python_scalars(self)  # NumPy scalars become Python ones (the config is JSON and hashed)
@@ -224,6 +234,11 @@ class TrainConfig:
             V.check_choice("average", self.average, AVERAGES)
         object.__setattr__(self, "average_decay", V.check_real("average_decay", self.average_decay, low=0.0, high=1.0,
                                                                high_open=True, hint="the EMA decay d"))  # fmt: skip
+        if self.compute_dtype == "float16":
+            raise ValueError("compute_dtype='float16' needs loss scaling, which jnn does not do; use 'bfloat16' "
+                             "(float32's exponent range, no scaling needed)")  # fmt: skip
+        if self.compute_dtype is not None:
+            V.check_choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
 
     # ------------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from jnn.task import CheckedTask
 from jnn.train import epoch as epoch_module
 from jnn.train.epoch import make_run_epoch, with_summary
 from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, make_call
+from jnn.train.precision import compute_task
 from jnn.train.step import make_train_step
 from jnn.train.stopping import EarlyStopping
 
@@ -102,6 +103,7 @@ class ProgramSpec:
         members: None for one run; True for a sweep vmapped over stacked members.
         batch_sharding: the sharding of each minibatch's rows (data parallelism), or None.
         out_sharding: the sharding of every output (replicated over a mesh), or None.
+        compute_dtype: the train step's dtype (mixed precision, :mod:`jnn.train.precision`), or None.
     """
 
     task: Static
@@ -123,13 +125,14 @@ class ProgramSpec:
     members: bool = False
     batch_sharding: Any = None
     out_sharding: Any = None
+    compute_dtype: str | None = None
 
     def epoch_fn(self):
         """``fn(state, data) -> (state, summary)`` of one epoch (see :func:`jnn.train.epoch.with_summary`)."""
         ct = self.task.value
-        step = make_train_step(ct, self.tx.value, check_finite=self.check_finite, max_steps=self.max_steps,
-                               batch_sharding=self.batch_sharding, full_batches=self.full_batches,
-                               members=self.members)  # fmt: skip
+        step = make_train_step(compute_task(ct, self.compute_dtype), self.tx.value, check_finite=self.check_finite,
+                               max_steps=self.max_steps, batch_sharding=self.batch_sharding,
+                               full_batches=self.full_batches, members=self.members)  # fmt: skip
         run_epoch = make_run_epoch(ct, step, n_train=self.n_train, batch_size=self.batch_size,
                                    drop_last=self.drop_last, max_epochs=self.max_epochs, early=self.early,
                                    loss_tol=self.loss_tol, divergence_factor=self.divergence_factor,
@@ -190,6 +193,7 @@ def program_spec(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: 
         members=members,
         batch_sharding=batch_sharding,
         out_sharding=out_sharding,
+        compute_dtype=config.compute_dtype,
     )
 
 
