@@ -91,3 +91,14 @@ def test_peers_benchmark_smoke(tmp_path):
     stacks = res["workloads"]["small"]["stacks"]
     assert stacks["jnn_fit"]["samples_per_s"] > 0 and stacks["jax_scan"]["samples_per_s"] > 0
     assert "jnn.fit" in (tmp_path / "p.md").read_text()
+
+
+def test_precision_benchmark_quick_compares_float32_and_bfloat16(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "precision.py"), "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    for got in res["workloads"].values():
+        assert set(got) == {"None", "bfloat16"} and all(r["epoch_ms"] > 0 and r["epochs"] == 3 for r in got.values())
+    assert 0 <= res["workloads"]["MNIST-1D 40-256-256-10 b100"]["bfloat16"]["test_accuracy"] <= 1
+    assert "| MNIST-1D 40-256-256-10 b100 (3 epochs) |" in (tmp_path / "table.md").read_text()

@@ -148,8 +148,8 @@ def test_sweep_benchmark_smoke(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, str(root / "benchmarks" / "sweep.py"), "--members", "2", "--epochs",
-                           "1", "--out", str(tmp_path)], capture_output=True, text=True,
-                           timeout=600, cwd=root)  # fmt: skip
+                           "1", "--stagger-epochs", "3", "--recipe-members", "0", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=root)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["members"] == 2 and res["end_to_end_seconds"]["sweep"] > 0
