@@ -119,11 +119,12 @@ _APP_NAMES = {
 
 
 def __getattr__(name: str):
-    """The application wing's public names (:data:`_APP_NAMES`) and its ``checkpoint`` module, on first use."""
+    """The application wing's public names (:data:`_APP_NAMES`) and its ``checkpoint`` and ``plots`` modules, on first
+    use."""
     import importlib
 
-    if name == "checkpoint":
-        return importlib.import_module("jnn.app.checkpoint")
+    if name in ("checkpoint", "plots"):  # plots needs matplotlib (pip install 'jnn[plots]')
+        return importlib.import_module(f"jnn.app.{name}")
     if name in _APP_NAMES:
         return getattr(importlib.import_module(f"jnn.app.{_APP_NAMES[name]}"), name)
     raise AttributeError(f"module 'jnn' has no attribute {name!r}")

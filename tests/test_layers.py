@@ -51,6 +51,12 @@ def test_import_jnn_loads_no_app_module_and_the_lazy_names_resolve():
     assert jnn.RunFolder is run_folder.RunFolder and jnn.save_sweep is sweep_files.save_sweep
     assert jnn.CSVLogger is loggers.CSVLogger and jnn.MLflowLogger is loggers.MLflowLogger
     assert jnn.checkpoint is checkpoint
+    from jnn.app import plots
+
+    assert jnn.plots is plots and callable(jnn.plots.plot_history)
+    from importlib.metadata import version
+
+    assert jnn.__version__ == version("jnn") and jnn.__version__.count(".") >= 1  # the installed distribution's
     with pytest.raises(AttributeError, match="no attribute 'RunFolders'"):
         jnn.RunFolders  # noqa: B018
 
