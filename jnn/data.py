@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import _validate as V
+from jnn.disk import DiskArray, check_finite
 
 #: Largest number of classes (the output layer has one unit per class).
 MAX_CLASSES = 1 << 20
@@ -37,7 +38,9 @@ class Dataset:
     Which targets a loss accepts is checked when training starts (:func:`jnn.task.check_task`).
 
     Attributes:
-        x: inputs ``[n, d_in]``, finite floats.
+        x: inputs ``[n, d_in]``, finite floats: an array, or a :class:`jnn.disk.DiskArray` (or ``np.memmap``) of a
+            ``.npy`` file, which stays on disk (checked in chunks; subsets are index arrays; :func:`jnn.fit`
+            streams its minibatches).
         y: targets as above.
         num_classes: number of classes (2 for binary tasks) for class labels, inferred as ``max(y) + 1``
             (at least 2) when omitted; None for other targets.
@@ -51,7 +54,13 @@ class Dataset:
     sample_weight: np.ndarray | None = None
 
     def __post_init__(self):
-        x = np.asarray(V.check_float_array("x", self.x, min_ndim=2))
+        if isinstance(self.x, (DiskArray, np.memmap)):  # stays on disk: checked in chunks, never copied
+            x = DiskArray.of(self.x)
+            if not np.issubdtype(x.dtype, np.floating):
+                raise TypeError(f"x must be a floating-point array (float32 or float64); got dtype {x.dtype} in {x!r}")
+            check_finite(x, "x")
+        else:
+            x = np.asarray(V.check_float_array("x", self.x, min_ndim=2))
         if x.ndim != 2:
             raise ValueError(f"x must be [n, d_in]; got shape {x.shape}")
         if x.shape[0] == 0:

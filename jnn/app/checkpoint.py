@@ -29,6 +29,7 @@ import numpy as np
 
 from jnn._version import __version__
 from jnn.app import atomic
+from jnn.disk import DiskArray
 
 FORMAT = "jnn-checkpoint-1"
 #: Bytes a ``.npy`` entry may hold beyond its data (its own header).
@@ -41,6 +42,11 @@ def data_hash(ds) -> str:
     """SHA-256 (first 16 hex digits) of a Dataset's inputs and labels."""
     h = hashlib.sha256()
     for a in (ds.x, ds.y):
+        if isinstance(a, DiskArray):  # read in chunks: the same bytes, so the same hash as the array in memory
+            h.update(str((a.dtype.str, a.shape)).encode())
+            for _, values in a.chunks():
+                h.update(np.ascontiguousarray(values).tobytes())
+            continue
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(a.tobytes())

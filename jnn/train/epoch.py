@@ -104,10 +104,10 @@ def make_run_epoch(
         The pure epoch function; ``metrics`` maps each history key to the epoch's scalar. An epoch counts
         (``state.epoch`` grows by one) when it started while running and applied an update.
     """
-    eval_fn = make_eval(ct)
-    names = ct.metric_names
     steps = (n_train // batch_size) if drop_last else -(-n_train // batch_size)
     up_front = ct.task.draw is not None and 0 < steps * ct.noise_size <= noise_up_front
+    epoch_end = make_epoch_end(ct, max_epochs=max_epochs, early=early, loss_tol=loss_tol,
+                               divergence_factor=divergence_factor, has_val=has_val, val_fn=val_fn)  # fmt: skip
 
     def run_epoch(state: TrainState, data: EpochData) -> tuple[TrainState, dict]:
         note_trace("run_epoch")
@@ -128,6 +128,27 @@ def make_run_epoch(
 
         was_running = state.status == Status.RUNNING
         state, sums = jax.lax.scan(body, state, (idx, mask, noise))
+        return epoch_end(state, data, sums, was_running)
+
+    return run_epoch
+
+
+def make_epoch_end(ct: CheckedTask, *, max_epochs: int, early: EarlyStopping | None = None,
+                   loss_tol: EarlyStopping | None = None, divergence_factor: float | None = None, has_val: bool = True,
+                   val_fn=None):  # fmt: skip
+    """Build ``epoch_end(state, data, sums, was_running) -> (state, metrics)``: what follows an epoch's steps.
+
+    ``sums`` holds each step's sums stacked (``[steps]`` per key, as a scan of
+    :func:`jnn.train.step.make_train_step` returns them); the training metrics are their totals, then come the
+    validation metrics, the learning rate and :func:`advance`. The in-memory epoch (:func:`make_run_epoch`) and
+    the streamed one (:mod:`jnn.train.streaming`) end alike, so both give the same metrics bit for bit. Arguments
+    as in :func:`make_run_epoch`; ``data`` is the :class:`EpochData` (its validation arrays; whether it has
+    weights).
+    """
+    eval_fn = make_eval(ct)
+    names = ct.metric_names
+
+    def epoch_end(state, data, sums, was_running):
         dtype = sums["loss_sum"].dtype
         count = jnp.maximum(jnp.sum(sums["count"]), 1.0)
         if data.weight is None:
@@ -153,7 +174,7 @@ def make_run_epoch(
             vals = eval_fn(state.params, data.x_val, data.y_val, data.weight_val, state.hyper)
         return {f"val_{k}": jnp.asarray(v, dtype) for k, v in vals.items()}
 
-    return run_epoch
+    return epoch_end
 
 
 def advance(
@@ -214,4 +235,13 @@ def epoch_summary(state: TrainState, metrics: dict, keys) -> jax.Array:
     return jnp.stack([state.epoch.astype(dtype), state.status.astype(dtype), *(metrics[k] for k in keys)])
 
 
-__all__ = ["NOISE_UP_FRONT_MAX", "EpochData", "make_eval", "make_run_epoch", "advance", "epoch_summary", "with_summary"]
+__all__ = [
+    "NOISE_UP_FRONT_MAX",
+    "EpochData",
+    "make_eval",
+    "make_run_epoch",
+    "make_epoch_end",
+    "advance",
+    "epoch_summary",
+    "with_summary",
+]

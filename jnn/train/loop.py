@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from jnn.data import Dataset
+from jnn.disk import DiskArray
 from jnn.display import html_view, last_metrics, params_line, view
 from jnn.history import History
 from jnn.mlp import MLP
@@ -35,10 +36,11 @@ from jnn.train.config import TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.optimizers import learning_rate_of
-from jnn.train.program import compiled_caller, optimizer_key
+from jnn.train.program import compiled_caller, optimizer_key, program_spec
 from jnn.train.progress import Progress
 from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
+from jnn.train.streaming import StreamCaller
 
 
 @dataclass(frozen=True, repr=False)
@@ -110,6 +112,9 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConf
         from jnn.parallel import check_mesh
 
         check_mesh(mesh, config.batch_size)
+        if isinstance(train.x, DiskArray):
+            raise ValueError("mesh: a training set on disk (a DiskArray or np.memmap x) trains on one device; pass "
+                             "mesh=None or load x into memory")  # fmt: skip
     return config
 
 
@@ -218,8 +223,13 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
     """Compile and train: ``(result, halt)`` (the run folder, a callback in ``cbs``, writes itself)."""
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     hkeys = tuple(records)
-    epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, tx_key,
-                                     keep_input=cbs.can_stop(), keys=hkeys)  # fmt: skip
+    if isinstance(fit_ds.x, DiskArray):  # the inputs stay on disk: minibatches are read and fed chunk by chunk
+        spec = program_spec(ct, config, tx, tx_key, n_train=len(fit_ds), has_val=val_ds is not None, keys=hkeys,
+                            check_finite=config.check_finite)  # fmt: skip
+        epoch_fn, data = StreamCaller(spec, fixed=config.epochs_per_call), StreamCaller.prepare(data)
+    else:
+        epoch_fn, state, data = _compile(ct, config, tx, state, data, mesh, len(fit_ds), val_ds is not None, tx_key,
+                                         keep_input=cbs.can_stop(), keys=hkeys)  # fmt: skip
     if cbs:
         cbs.train_begin(RunInfo(config, hkeys, 1, int(state.epoch), config.max_epochs,
                                 run_params(meta)))  # fmt: skip

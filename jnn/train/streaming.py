@@ -1,0 +1,131 @@
+"""Training on data that stays on disk: the epoch's minibatches read from a :class:`jnn.disk.DiskArray` and fed
+to the device chunk by chunk.
+
+The in-memory epoch (:func:`jnn.train.epoch.make_run_epoch`) gathers each minibatch on device from the whole
+training set. Here the same keyed permutation (``epoch_batches(fold_in(data_key, epoch))``) is computed on
+device and brought to the host, its rows are read from the file a chunk of steps at a time, and a compiled scan
+runs the same train step over the chunk; the epoch ends with the same :func:`jnn.train.epoch.make_epoch_end`. So a
+run from disk takes the same steps on the same rows as the run in memory, and where both fit they agree bit for
+bit (tested). Reading overlaps computing: a chunk's scan is dispatched asynchronously, and the next chunk is read
+and put on the device while it runs.
+
+The validation set is read into memory (keep it small, e.g. ``val_fraction=0.01`` of a large file, or pass
+``val=``). Only the rows of one chunk or two are in memory at a time: peak memory is the model's state, the
+validation set and about two chunks (:data:`CHUNK_BYTES`), whatever the file's size.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnn.data import epoch_batches
+from jnn.disk import DiskArray
+from jnn.task import set_variance
+from jnn.train.epoch import EpochData, epoch_summary, make_epoch_end
+from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, summary_dtype
+from jnn.train.precision import compute_task
+from jnn.train.state import Status
+from jnn.train.step import Batch, make_train_step
+
+#: Bytes of input rows per chunk of steps fed to the device at once.
+CHUNK_BYTES = 1 << 25
+
+
+@partial(jax.jit, static_argnums=0)
+def _batches(spec, data_key, epoch):
+    return epoch_batches(jax.random.fold_in(data_key, epoch), spec.n_train, spec.batch_size, spec.drop_last)
+
+
+@partial(jax.jit, static_argnums=0)
+def _y_var(spec, y):
+    return set_variance(spec.task.value, y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _chunk(spec, state, x, y, mask, weight, y_var):
+    """A scan of the train step over ``k`` minibatches: ``x [k, T, d]``, ``y [k, T, ...]``, ``mask``, ``weight``
+    ``[k, T]``."""
+    step = make_train_step(compute_task(spec.task.value, spec.compute_dtype), spec.tx.value,
+                           check_finite=spec.check_finite, max_steps=spec.max_steps,
+                           full_batches=spec.full_batches)  # fmt: skip
+
+    def body(s, inp):
+        xb, yb, mb, wb = inp
+        return step(s, Batch(xb, yb, mb, wb), None, y_var)
+
+    return jax.lax.scan(body, state, (x, y, mask, weight))
+
+
+@partial(jax.jit, static_argnums=0)
+def _end(spec, state, data, sums, was_running):
+    end = make_epoch_end(spec.task.value, max_epochs=spec.max_epochs, early=spec.early, loss_tol=spec.loss_tol,
+                         divergence_factor=spec.divergence_factor, has_val=spec.has_val)  # fmt: skip
+    state, metrics = end(state, data, sums, was_running)
+    return state, epoch_summary(state, metrics, spec.keys).astype(summary_dtype())
+
+
+class StreamCaller:
+    """The :class:`jnn.train.multi_epoch.EpochCaller` interface for a run whose training inputs are on disk.
+
+    ``caller(state, data, n) -> (state, summaries [n, width], suspect)`` runs up to ``n`` epochs (fewer once the
+    run stops); ``data`` is :meth:`prepare`'s. The step checks every gradient when ``spec.check_finite`` (no
+    replay is needed: the state is never left non-finite).
+
+    Args:
+        spec: the run's :class:`jnn.train.program.ProgramSpec` (with ``check_finite`` as the config says).
+        fixed: ``config.epochs_per_call`` (None: about 0.3 s of epochs per call, as in memory).
+    """
+
+    replays = 0
+
+    def __init__(self, spec, *, fixed: int | None = None):
+        self.spec = spec
+        self._pace = EpochCaller(None, None, rows=MAX_EPOCHS_PER_CALL, fixed=fixed)
+
+    def next_n(self, seconds, epochs_run: int) -> int:
+        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
+        return self._pace.next_n(seconds, epochs_run)
+
+    @staticmethod
+    def prepare(data: EpochData) -> tuple:
+        """``(x on disk, y and weights on the host, the device's EpochData for the epoch's end)``: targets and
+        weights of the training set (small) stay on the host; the validation set goes to the device."""
+        x_val = data.x_val.read(np.arange(len(data.x_val))) if isinstance(data.x_val, DiskArray) else data.x_val
+        put = lambda a: None if a is None else jnp.asarray(a)
+        device = EpochData(jnp.zeros((1, data.x.shape[1]), data.x.dtype), put(data.y), put(data.weight), put(x_val),
+                           put(data.y_val), put(data.weight_val))  # fmt: skip
+        return data.x, np.asarray(data.y), None if data.weight is None else np.asarray(data.weight), device
+
+    def _chunks(self, x: DiskArray, y, w, idx, mask):
+        """The epoch's chunks ``(x, y, mask, weight)`` on the device, ``k`` steps each, read in order."""
+        steps, t = idx.shape
+        k = max(1, CHUNK_BYTES // max(1, t * x.shape[1] * x.dtype.itemsize))
+        for s in range(0, steps, k):
+            rows = idx[s : s + k]
+            xb = x.read(rows.ravel()).reshape(*rows.shape, x.shape[1])
+            yield jax.device_put((xb, y[rows], mask[s : s + k], None if w is None else w[rows]))
+
+    def __call__(self, state, data, n: int):
+        x, y, w, device = data
+        y_var = _y_var(self.spec, device.y)
+        out = np.full((int(n), 2 + len(self.spec.keys)), np.nan, summary_dtype())
+        for i in range(int(n)):
+            if int(jax.device_get(state.status)) != Status.RUNNING:
+                break
+            idx, mask = (np.asarray(a) for a in jax.device_get(_batches(self.spec, state.data_key, state.epoch)))
+            was_running = state.status == Status.RUNNING
+            parts = []
+            for xb, yb, mb, wb in self._chunks(x, y, w, idx, mask):  # the next read overlaps this chunk's scan
+                state, sums = _chunk(self.spec, state, xb, yb, mb, wb, y_var)
+                parts.append(sums)
+            sums = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
+            state, row = _end(self.spec, state, device, sums, was_running)
+            out[i] = np.asarray(row)
+        return state, out, np.asarray(False)
+
+
+__all__ = ["CHUNK_BYTES", "StreamCaller"]
