@@ -9,6 +9,9 @@ run from disk takes the same steps on the same rows as the run in memory, and wh
 bit (tested). Reading overlaps computing: a chunk's scan is dispatched asynchronously, and the next chunk is read
 and put on the device while it runs.
 
+Once a run stops in the middle of an epoch (``max_steps``, a non-finite step), the epoch's remaining chunks are
+not read: their steps would update nothing, and their sums, exact zeros, are added as such.
+
 The validation set is read into memory (keep it small, e.g. ``val_fraction=0.01`` of a large file, or pass
 ``val=``). Only the rows of one chunk or two are in memory at a time: peak memory is the model's state, the
 validation set and about two chunks (:data:`CHUNK_BYTES`), whatever the file's size.
@@ -120,9 +123,14 @@ class StreamCaller:
             was_running = state.status == Status.RUNNING
             parts = []
             for xb, yb, mb, wb in self._chunks(x, y, w, idx, mask):  # the next read overlaps this chunk's scan
+                if parts and int(jax.device_get(state.status)) != Status.RUNNING:
+                    break  # stopped mid-epoch (max_steps, a non-finite step): the rest would update nothing
                 state, sums = _chunk(self.spec, state, xb, yb, mb, wb, y_var)
                 parts.append(sums)
             sums = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
+            short = idx.shape[0] - len(sums["count"])
+            if short:  # steps that update nothing add exact zeros to every sum, as they do in memory
+                sums = {k: jnp.concatenate([v, jnp.zeros(short, v.dtype)]) for k, v in sums.items()}
             state, row = _end(self.spec, state, device, sums, was_running)
             out[i] = np.asarray(row)
         return state, out, np.asarray(False)

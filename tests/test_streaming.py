@@ -1,0 +1,103 @@
+"""Data on disk: DiskArray reads rows exactly, Dataset checks it in chunks, fit streams it bit for bit."""
+
+import jax
+import numpy as np
+import pytest
+
+import jnn
+from jnn.app.checkpoint import data_hash
+from jnn.data import Dataset, split
+from jnn.disk import DiskArray
+from jnn.sweep import sweep
+from jnn.train import EarlyStopping, TrainConfig, fit, streaming
+
+
+@pytest.fixture
+def npy(tmp_path):
+    x = np.random.default_rng(0).standard_normal((500, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path / "x.npy", x
+
+
+def test_rows_read_from_disk_are_the_arrays_rows_in_any_order(npy):
+    path, x = npy
+    a = DiskArray(path)
+    assert a.shape == (500, 6) and a.dtype == np.float32 and len(a) == 500
+    idx = np.random.default_rng(1).permutation(500)[:123]
+    assert np.array_equal(a.read(idx), x[idx])
+    assert np.array_equal(a.read(np.array([7, 7, 3])), x[[7, 7, 3]])  # repeats (a padded last minibatch)
+    view = a[idx][10:40]  # a view of a view
+    assert np.array_equal(np.asarray(view), x[idx][10:40]) and view.shape == (30, 6)
+    starts = [s for s, _ in a.chunks(rows=128)]
+    assert starts == [0, 128, 256, 384] and np.array_equal(np.concatenate([c for _, c in a.chunks(rows=128)]), x)
+    assert DiskArray.of(np.load(path, mmap_mode="r")).shape == (500, 6)
+    with pytest.raises(TypeError, match="takes a slice or an index array"):
+        a[3]
+
+
+def test_bad_files_and_values_are_named(tmp_path, npy, monkeypatch):
+    path, x = npy
+    (tmp_path / "t.txt").write_text("not an array")
+    with pytest.raises(ValueError, match="is not a .npy file jnn can read"):
+        DiskArray(tmp_path / "t.txt")
+    np.save(tmp_path / "c.npy", np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(
+        ValueError, match=r"must hold a 2-D C-order numeric array; it holds float32 of shape \(2, 3, 4\)"
+    ):
+        DiskArray(tmp_path / "c.npy")
+    np.save(tmp_path / "i.npy", np.zeros((4, 3), np.int64))
+    with pytest.raises(TypeError, match="x must be a floating-point array"):
+        Dataset(DiskArray(tmp_path / "i.npy"), np.zeros(4, np.int32))
+    bad = x.copy()
+    bad[100, 2], bad[400, 0] = np.nan, np.inf
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match=r"x must be finite; got 2 NaN/Inf value\(s\)"):
+        Dataset(DiskArray(tmp_path / "bad.npy"), np.zeros(500, np.int32))
+    monkeypatch.setattr("jnn.disk.CHUNK_BYTES", 1024)
+    with pytest.raises(TypeError, match="read it in parts"):
+        np.asarray(DiskArray(path))
+
+
+def test_a_split_of_data_on_disk_is_index_arrays_and_hashes_like_memory(npy):
+    path, x = npy
+    y = (x[:, 0] > 0).astype(np.int32)
+    disk, mem = Dataset(DiskArray(path), y), Dataset(x, y)
+    parts = split(disk, (0.8, 0.2), key=jax.random.key(0))
+    same = split(mem, (0.8, 0.2), key=jax.random.key(0))
+    for p, q in zip(parts, same):
+        assert isinstance(p.x, DiskArray) and np.array_equal(np.asarray(p.x), q.x) and np.array_equal(p.y, q.y)
+    assert data_hash(disk) == data_hash(mem)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 25, 40 * 64 * 4 * 5])  # one chunk per epoch; chunks of 5 steps
+def test_a_fit_from_disk_is_bit_for_bit_the_fit_in_memory(tmp_path, monkeypatch, chunk_bytes):
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", chunk_bytes)
+    train, _ = jnn.datasets.load("mnist1d")
+    train = train.subset(np.arange(1500))
+    np.save(tmp_path / "x.npy", train.x)
+    disk = Dataset(DiskArray(tmp_path / "x.npy"), train.y)
+    cfg = TrainConfig(max_epochs=5, batch_size=64, early_stopping=EarlyStopping(patience=1))  # 1350 rows: ragged
+    net = jnn.MLP(hidden=(32,), keep_prob=0.8)
+    runs = [fit(d, cfg, task=net, class_weight={0: 2.0}, callbacks=[jnn.Progress(bar=False)]) for d in (train, disk)]
+    keyless = lambda t: jax.tree.map(
+        lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a, t
+    )
+    a, b = (jax.tree.leaves(keyless(r.state)) for r in runs)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert runs[0].history.metrics == runs[1].history.metrics and runs[0].stopped_by == runs[1].stopped_by
+    steps = TrainConfig(max_epochs=5, batch_size=64, max_steps=30, early_stopping=None)  # stops in epoch 2
+    runs = [fit(d, steps, task=net, callbacks=[jnn.Progress(bar=False)]) for d in (train, disk)]
+    assert runs[0].stopped_by == runs[1].stopped_by == "max_steps"
+    a, b = (jax.tree.leaves(keyless(r.state)) for r in runs)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b)) and runs[0].history.metrics == runs[1].history.metrics
+
+
+def test_data_on_disk_is_refused_where_it_cannot_stream(npy):
+    path, x = npy
+    disk = Dataset(DiskArray(path), (x[:, 0] > 0).astype(np.int32))
+    with pytest.raises(ValueError, match="a sweep trains from memory"):
+        sweep(disk, TrainConfig(max_epochs=1), seed=[0, 1])
+    from jnn.parallel import data_mesh
+
+    with pytest.raises(ValueError, match="trains on one device"):
+        fit(disk, TrainConfig(max_epochs=1, batch_size=10), mesh=data_mesh())
