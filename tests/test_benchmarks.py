@@ -102,3 +102,15 @@ def test_precision_benchmark_quick_compares_float32_and_bfloat16(tmp_path):
         assert set(got) == {"None", "bfloat16"} and all(r["epoch_ms"] > 0 and r["epochs"] == 3 for r in got.values())
     assert 0 <= res["workloads"]["MNIST-1D 40-256-256-10 b100"]["bfloat16"]["test_accuracy"] <= 1
     assert "| MNIST-1D 40-256-256-10 b100 (3 epochs) |" in (tmp_path / "table.md").read_text()
+
+
+def test_streaming_benchmark_quick_trains_from_disk_and_from_memory(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "streaming.py"), "--quick", "--dir", str(tmp_path / "data"),
+           "--out", str(tmp_path / "out")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    disk, mem = res["runs"]["disk"], res["runs"]["memory"]
+    assert disk["rows"] == 70_000 and mem["rows"] == 65_536 and disk["steps"] == res["steps"] and mem["steps"] == 508
+    assert disk["samples_per_s"] > 0 and disk["peak_rss_bytes"] > disk["state_bytes"] > 0
+    assert not (tmp_path / "data" / "x.npy").exists()  # deleted without --keep
