@@ -11,6 +11,7 @@ gradient of its real rows and every minibatch has the same shape (one compile), 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import jax
@@ -38,9 +39,9 @@ class Dataset:
     Which targets a loss accepts is checked when training starts (:func:`jnn.task.check_task`).
 
     Attributes:
-        x: inputs ``[n, d_in]``, finite floats: an array, or a :class:`jnn.disk.DiskArray` (or ``np.memmap``) of a
-            ``.npy`` file, which stays on disk (checked in chunks; subsets are index arrays; :func:`jnn.fit`
-            streams its minibatches).
+        x: inputs ``[n, d_in]``, finite floats: an array, or a ``.npy`` file kept on disk (a
+            :class:`jnn.disk.DiskArray`, an ``np.memmap`` or the file's path): checked in chunks, subsets are index
+            arrays, :func:`jnn.fit` streams its minibatches.
         y: targets as above.
         num_classes: number of classes (2 for binary tasks) for class labels, inferred as ``max(y) + 1``
             (at least 2) when omitted; None for other targets.
@@ -54,6 +55,8 @@ class Dataset:
     sample_weight: np.ndarray | None = None
 
     def __post_init__(self):
+        if isinstance(self.x, (str, os.PathLike)) and str(self.x).endswith(".npy"):
+            object.__setattr__(self, "x", DiskArray(self.x))  # a path: the file stays on disk
         if isinstance(self.x, (DiskArray, np.memmap)):  # stays on disk: checked in chunks, never copied
             x = DiskArray.of(self.x)
             if not np.issubdtype(x.dtype, np.floating):

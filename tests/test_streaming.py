@@ -31,6 +31,7 @@ def test_rows_read_from_disk_are_the_arrays_rows_in_any_order(npy):
     starts = [s for s, _ in a.chunks(rows=128)]
     assert starts == [0, 128, 256, 384] and np.array_equal(np.concatenate([c for _, c in a.chunks(rows=128)]), x)
     assert DiskArray.of(np.load(path, mmap_mode="r")).shape == (500, 6)
+    assert isinstance(Dataset(str(path), np.zeros(500, np.int32)).x, DiskArray)  # a path stays on disk too
     with pytest.raises(TypeError, match="takes a slice or an index array"):
         a[3]
 
