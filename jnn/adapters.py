@@ -51,7 +51,8 @@ def from_equinox(model, *, loss: Any = "softmax", penalty: Callable | None = Non
         The :class:`jnn.Task`.
 
     Raises:
-        ImportError: Equinox is not installed. TypeError, ValueError: a bad argument (named).
+        ImportError: Equinox is not installed.
+        TypeError, ValueError: a bad argument (named).
     """
     import equinox as eqx
 
@@ -101,8 +102,8 @@ def from_nnx(module, *, loss: Any = "softmax", penalty: Callable | None = None, 
         The :class:`jnn.Task`.
 
     Raises:
-        ImportError: Flax is not installed. TypeError, ValueError: a bad argument, or a module with batch
-        statistics (named).
+        ImportError: Flax is not installed.
+        TypeError, ValueError: a bad argument, or a module with batch statistics (named).
     """
     from flax import nnx
 

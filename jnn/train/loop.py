@@ -181,7 +181,7 @@ def fit(
             the run folder was written, and ``err.result`` holds the :class:`FitResult`; a second signal
             raises ``KeyboardInterrupt`` at once.
         ValueError, TypeError: on a bad config, task, data, or a checkpoint from another run — all before
-        training starts.
+            training starts.
     """
     t_call = time.perf_counter()
     config = _check_args(train, config, optimizer, stop_at_epoch, val, mesh)

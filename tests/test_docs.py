@@ -1,0 +1,126 @@
+"""The documentation site: it builds with ``mkdocs build --strict``, and every Python block on it (and in the README)
+runs.
+
+Each page's blocks run in order, in one fresh process per page, in a temporary folder. A page's setup (below)
+provides what its text says comes from elsewhere (the data, a user's module, a run folder) and caps every epoch
+budget at 2: the blocks must run, their numbers are the pages' own.
+"""
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+CAP = """
+import jnn
+_TrainConfig = jnn.TrainConfig
+def _capped(*args, **kw):
+    kw["max_epochs"] = min(kw.get("max_epochs", 300), 2)
+    return _TrainConfig(*args, **kw)
+jnn.TrainConfig = _capped
+"""
+
+SETUP = {
+    "own-data.md": """
+import numpy as np
+from jnn.app import cli
+rng = np.random.default_rng(0)
+np.save("big_x.npy", rng.standard_normal((3000, 8)).astype(np.float32))
+np.save("big_y.npy", rng.integers(0, 3, 3000).astype(np.int32))
+assert cli.main(["train", "--data", EXAMPLES + "/wine_train.csv", "--target", "cultivar", "--standardize",
+                 "--hidden", "8", "--max-epochs", "2", "--out", "runs/wine"]) == 0
+""",
+    "own-model.md": """
+import jax
+import jax.numpy as jnp
+import numpy as np
+import equinox as eqx
+from flax import nnx
+from jnn.sweep import sweep
+
+d = np.load(EXAMPLES + "/diabetes.npz")
+data = jnn.Dataset(d["x"].astype(np.float32), d["y"].astype(np.float32))
+train, test = data.subset(np.arange(350)), data.subset(np.arange(350, len(data)))
+spirals, _ = jnn.datasets.load("spirals")
+
+class MyEqxMLP(eqx.Module):
+    l1: eqx.nn.Linear
+    drop: eqx.nn.Dropout
+    l2: eqx.nn.Linear
+    def __init__(self, key):
+        k1, k2 = jax.random.split(key)
+        self.l1, self.drop, self.l2 = eqx.nn.Linear(2, 16, key=k1), eqx.nn.Dropout(0.2), eqx.nn.Linear(16, 3, key=k2)
+    def __call__(self, x, *, key=None):
+        return self.l2(self.drop(jax.nn.relu(self.l1(x)), key=key))
+
+class MyNnxMLP(nnx.Module):
+    def __init__(self, rngs):
+        self.l1, self.drop = nnx.Linear(2, 16, rngs=rngs), nnx.Dropout(0.2, rngs=rngs)
+        self.l2 = nnx.Linear(16, 3, rngs=rngs)
+    def __call__(self, x):
+        return self.l2(self.drop(nnx.relu(self.l1(x))))
+
+set_p = lambda m, h: eqx.tree_at(lambda m: m.drop.p, m, h["p"])
+
+_adapters_train = spirals
+""",
+    "sweeps.md": """
+train, test = jnn.datasets.load("spirals")
+""",
+    "gradient-checking.md": """
+import jax
+import jax.numpy as jnp
+params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)}
+x = jnp.linspace(0.1, 0.6, 6).reshape(3, 2)
+loss = lambda p, x=x: jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
+my_grad = jax.grad(loss)
+layer = lambda p, x=x: jnp.tanh(x @ p["w"])
+loss_and_stats = lambda p: (loss(p), {"norm": jnp.sum(p["w"] ** 2)})
+i = 0
+""",
+}
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The ```python blocks of a page, in order."""
+    return [textwrap.dedent(b) for b in re.findall(r"^```python\n(.*?)^```$", page.read_text(), flags=re.S | re.M)]
+
+
+PAGES = [ROOT / "README.md"] + sorted(p for p in DOCS.glob("*.md") if python_blocks(p))
+
+
+def test_the_pages_with_code_are_the_expected_ones():
+    assert {p.name for p in PAGES} >= {"README.md", "training.md", "own-data.md", "own-model.md", "sweeps.md",
+                                       "library.md", "gradient-checking.md"}  # fmt: skip
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_python_block_of_a_page_runs(page, tmp_path):
+    setup = f"EXAMPLES = {str(ROOT / 'examples')!r}\n" + CAP + SETUP.get(page.name, "")
+    code = setup
+    for n, block in enumerate(python_blocks(page)):
+        if page.name == "own-model.md" and "from_equinox" in block:  # the recipe trains on the 2-D spirals data
+            block = block.replace("(train,", "(_adapters_train,")
+        code += f"\nprint('--- block {n}', flush=True)\n" + block
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "CI": "1"})  # fmt: skip
+    assert proc.returncode == 0, f"{page.name}: {proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+
+
+def test_the_site_builds_strict(tmp_path):
+    pytest.importorskip("mkdocs")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli_page = (tmp_path / "site" / "cli" / "index.html").read_text()
+    assert "jnn summarize" in cli_page and "--compute-dtype" in cli_page  # written from the parser
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert "Train a model on" in api and "DiskArray" in api  # from the docstrings
