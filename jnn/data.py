@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import _validate as V
-from jnn.disk import DiskArray, check_finite
+from jnn.disk import DiskArray, RowSource, check_finite
 
 #: Largest number of classes (the output layer has one unit per class).
 MAX_CLASSES = 1 << 20
@@ -39,9 +39,9 @@ class Dataset:
     Which targets a loss accepts is checked when training starts (:func:`jnn.task.check_task`).
 
     Attributes:
-        x: inputs ``[n, d_in]``, finite floats: an array, or a ``.npy`` file kept on disk (a
-            :class:`jnn.disk.DiskArray`, an ``np.memmap`` or the file's path): checked in chunks, subsets are index
-            arrays, :func:`jnn.fit` streams its minibatches.
+        x: inputs ``[n, d_in]``, finite floats: an array, or rows kept out of memory (a
+            :class:`jnn.disk.RowSource` such as a :class:`jnn.disk.DiskArray`, an ``np.memmap`` of a ``.npy``, or
+            the file's path): checked in chunks, subsets are index arrays, :func:`jnn.fit` streams its minibatches.
         y: targets as above.
         num_classes: number of classes (2 for binary tasks) for class labels, inferred as ``max(y) + 1``
             (at least 2) when omitted; None for other targets.
@@ -57,7 +57,7 @@ class Dataset:
     def __post_init__(self):
         if isinstance(self.x, (str, os.PathLike)) and str(self.x).endswith(".npy"):
             object.__setattr__(self, "x", DiskArray(self.x))  # a path: the file stays on disk
-        if isinstance(self.x, (DiskArray, np.memmap)):  # stays on disk: checked in chunks, never copied
+        if isinstance(self.x, (RowSource, np.memmap)):  # stays out of memory: checked in chunks, never copied
             x = DiskArray.of(self.x)
             if not np.issubdtype(x.dtype, np.floating):
                 raise TypeError(f"x must be a floating-point array (float32 or float64); got dtype {x.dtype} in {x!r}")

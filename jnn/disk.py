@@ -1,10 +1,15 @@
-"""Inputs that stay on disk: a 2-D ``.npy`` array read by rows, never loaded whole and never memory-mapped.
+"""Inputs that stay out of memory: row sources read on demand, a ``.npy`` file read by rows among them.
 
-:class:`DiskArray` opens a ``.npy`` file (or an ``np.memmap`` of one) and reads rows with ``os.pread`` into
-buffers it returns, so the process holds only the rows it asked for (a memory map would keep every page it
-touched resident in the process). A view (``arr[index_array]``) is a list of rows of the same file: a validation
-split of a 20 GB file is an index array, not a copy. :class:`jnn.data.Dataset` accepts one as ``x``, checks it in
-chunks, and :func:`jnn.fit` streams its minibatches (:mod:`jnn.train.streaming`).
+A :class:`RowSource` is a 2-D array ``[n, d]`` that gives its rows when asked (``fetch(rows)``), in the manner of
+a random-access data source (grain's ``RandomAccessDataSource``): :class:`jnn.data.Dataset` accepts one as ``x``,
+checks it in chunks, and :func:`jnn.fit` streams its minibatches in the keyed order of the run
+(:mod:`jnn.train.streaming`), bit for bit the run on the same rows in memory. Subclass it for your own storage
+(shards, a database, a decoder): implement ``shape``, ``dtype`` and ``fetch``.
+
+:class:`DiskArray` is the one jnn ships: a ``.npy`` file (or an ``np.memmap`` of one) read with ``os.pread`` into
+buffers it returns, never mapped, so the process holds only the rows it asked for (a memory map would keep every
+page it touched resident). A view (``src[index_array]``, a :class:`RowView`) is a list of rows of its source: a
+validation split of a 20 GB file is an index array, not a copy.
 """
 
 from __future__ import annotations
@@ -14,29 +19,117 @@ from pathlib import Path
 
 import numpy as np
 
-#: Rows read at once when a whole array is walked (finiteness check, hashing).
+#: Bytes of rows read at once when a whole source is walked (finiteness check, hashing), and the most
+#: ``np.asarray`` of a source may read.
 CHUNK_BYTES = 1 << 26
 
 
-class DiskArray:
-    """A 2-D array ``[n, d]`` in a ``.npy`` file, optionally restricted to some of its rows.
+class RowSource:
+    """A 2-D array ``[n, d]`` whose rows are read on demand (subclass it; see the module docstring).
+
+    A subclass sets ``shape`` (``(n, d)``) and ``dtype`` and implements :meth:`fetch`. Everything else is
+    given: ``len``, :meth:`read`, views (``src[i:j]``, ``src[index_array]``), :meth:`chunks`, and an
+    ``np.asarray`` that refuses to load more than :data:`CHUNK_BYTES` at once.
+    """
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` (int64 indices of this source, any order, repeats allowed) as ``[len(rows), d]``."""
+        raise NotImplementedError
+
+    def cache_key(self):
+        """A hashable name of this source's current content (None: never cached); a source found finite under a
+        key is not read again for the check while the key stays the same."""
+        return None
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def size(self) -> int:
+        return int(self.shape[0]) * int(self.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def _rows(self, idx) -> np.ndarray:
+        return np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, np.int64)
+
+    def __getitem__(self, idx) -> RowView:
+        if isinstance(idx, (int, np.integer, tuple)):
+            raise TypeError("a row source takes a slice or an index array of rows; use .read(rows) for values")
+        return RowView(self, self._rows(idx))
+
+    def read(self, idx) -> np.ndarray:
+        """The rows ``idx`` (a slice or indices into this source) as a NumPy array ``[len(idx), d]``."""
+        return self.fetch(self._rows(idx).ravel())
+
+    def chunks(self, rows: int | None = None):
+        """``(start, values)`` over this source in order, ``rows`` rows at a time (default: about
+        :data:`CHUNK_BYTES` per chunk)."""
+        n = len(self)
+        step = rows or max(1, CHUNK_BYTES // max(1, int(self.shape[1]) * np.dtype(self.dtype).itemsize))
+        for start in range(0, n, step):
+            yield start, self.read(np.arange(start, min(n, start + step)))
+
+    def __array__(self, dtype=None, copy=None):
+        if self.nbytes > CHUNK_BYTES:
+            raise TypeError(f"{self!r} is {self.nbytes / 1e9:.2f} GB: read it in parts (.read(rows), .chunks()), "
+                            "not as one array")  # fmt: skip
+        out = self.read(slice(None))
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={tuple(self.shape)}, dtype={np.dtype(self.dtype)})"
+
+
+class RowView(RowSource):
+    """Some rows of a :class:`RowSource`, in a given order (what ``source[index_array]`` returns).
 
     Args:
-        path: the ``.npy`` file (C order, a float or integer dtype, 2-D).
-        rows: the file rows this array holds, in order (None: all of them).
+        base: the source (a view of a view points at the first source).
+        rows: indices into ``base``.
+    """
+
+    def __init__(self, base: RowSource, rows):
+        if isinstance(base, RowView):
+            base, rows = base.base, base.rows[np.asarray(rows, np.int64)]
+        self.base, self.rows = base, np.asarray(rows, np.int64)
+        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= len(base)):
+            raise ValueError(f"rows must be in [0, {len(base) - 1}] for {base!r}")
+        self.shape, self.dtype = (len(self.rows), int(base.shape[1])), np.dtype(base.dtype)
+
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        return self.base.fetch(self.rows[rows])
+
+    def cache_key(self):
+        return None  # checked through its base (see check_finite)
+
+    def __repr__(self) -> str:
+        return f"{len(self)} rows of {self.base!r}"
+
+
+class DiskArray(RowSource):
+    """A 2-D ``.npy`` file read by rows with ``os.pread`` (see the module docstring).
+
+    Args:
+        path: the ``.npy`` file (C order, a numeric dtype, 2-D).
 
     Attributes:
-        path: the file. shape: ``(rows, d)``. dtype: the file's dtype. offset: bytes before the data.
-
-    Indexing: ``a[i:j]`` and ``a[int_array]`` give a view (another DiskArray); :meth:`read` and ``np.asarray(a[..])``
-    of a small view give NumPy rows. ``np.asarray`` of a view above :data:`CHUNK_BYTES` raises, so that no code
-    path loads a large file by accident.
+        path: the file. shape: ``(n, d)``. dtype: the file's dtype. offset: bytes before the data.
 
     Raises:
         ValueError: the file is not a 2-D C-order ``.npy`` array (naming the file and what it holds).
     """
 
-    def __init__(self, path, rows=None):
+    def __init__(self, path):
         path = Path(path)
         with open(path, "rb") as fh:
             try:
@@ -51,82 +144,40 @@ class DiskArray:
         if len(shape) != 2 or fortran or dtype.hasobject:
             raise ValueError(f"{str(path)!r} must hold a 2-D C-order numeric array; it holds {dtype} of shape "
                              f"{shape}{' in Fortran order' if fortran else ''}")  # fmt: skip
-        self.path, self.offset, self.dtype, self._file_shape = path, offset, dtype, tuple(shape)
-        self.rows = None if rows is None else np.asarray(rows, np.int64)
-        if self.rows is not None and self.rows.size and (self.rows.min() < 0 or self.rows.max() >= shape[0]):
-            raise ValueError(f"rows must be in [0, {shape[0] - 1}] for {str(path)!r}")
+        self.path, self.offset, self.dtype, self.shape = path, offset, dtype, (int(shape[0]), int(shape[1]))
 
     @classmethod
-    def of(cls, x) -> DiskArray:
-        """``x`` as a DiskArray: a DiskArray, a path to a ``.npy`` file, or an ``np.memmap`` of a whole ``.npy``."""
-        if isinstance(x, DiskArray):
+    def of(cls, x) -> RowSource:
+        """``x`` as a row source: a RowSource as it is, an ``np.memmap`` of a whole ``.npy`` or a path to one as a
+        DiskArray."""
+        if isinstance(x, RowSource):
             return x
         if isinstance(x, np.memmap):
             if x.filename is None or x.offset is None:
                 raise ValueError("x is an np.memmap without a file")
             arr = cls(x.filename)
-            if arr.offset != x.offset or arr._file_shape != x.shape or arr.dtype != x.dtype:
+            if arr.offset != x.offset or arr.shape != x.shape or arr.dtype != x.dtype:
                 raise ValueError(f"x must map a whole .npy file (np.load(path, mmap_mode='r')); {x.filename!r} "
                                  f"maps shape {x.shape} at offset {x.offset}")  # fmt: skip
             return arr
         return cls(x)
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        n = self._file_shape[0] if self.rows is None else len(self.rows)
-        return (n, self._file_shape[1])
-
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
+    def cache_key(self):
+        st = os.stat(self.path)
+        return (str(self.path), st.st_size, st.st_mtime_ns)
 
     def __repr__(self) -> str:
         return f"DiskArray({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
 
-    def _file_rows(self, idx) -> np.ndarray:
-        idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, np.int64)
-        return idx if self.rows is None else self.rows[idx]
-
-    def __getitem__(self, idx) -> DiskArray:
-        if isinstance(idx, (int, np.integer)) or (isinstance(idx, tuple)):
-            raise TypeError("a DiskArray takes a slice or an index array of rows; use .read(rows) for values")
-        return DiskArray._view(self, self._file_rows(idx))
-
-    @classmethod
-    def _view(cls, base: DiskArray, rows) -> DiskArray:
-        out = cls.__new__(cls)
-        out.path, out.offset, out.dtype, out._file_shape = base.path, base.offset, base.dtype, base._file_shape
-        out.rows = np.asarray(rows, np.int64)
-        return out
-
-    def __array__(self, dtype=None, copy=None):
-        if self.nbytes > CHUNK_BYTES:
-            raise TypeError(f"{self!r} is {self.nbytes / 1e9:.2f} GB: read it in parts (.read(rows), .chunks()), "
-                            "not as one array")  # fmt: skip
-        out = self.read(np.arange(len(self)))
-        return out if dtype is None else out.astype(dtype)
-
-    def read(self, idx, out: np.ndarray | None = None) -> np.ndarray:
-        """The rows ``idx`` (indices into this array) as a NumPy array ``[len(idx), d]`` (into ``out`` if given).
-
-        Consecutive file rows are read with one ``pread`` each: a sorted index array reads in long runs.
-        """
-        rows = self._file_rows(idx).ravel()
-        d, item = self._file_shape[1], self.dtype.itemsize
-        out = np.empty((len(rows), d), self.dtype) if out is None else out
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        """Consecutive file rows are read with one ``pread`` each: sorted indices read in long runs."""
+        rows = np.asarray(rows, np.int64).ravel()
+        d, item = self.shape[1], self.dtype.itemsize
+        out = np.empty((len(rows), d), self.dtype)
         if not len(rows):
             return out
+        if rows.min() < 0 or rows.max() >= self.shape[0]:
+            raise IndexError(f"rows must be in [0, {self.shape[0] - 1}] for {self!r}")
         order = np.argsort(rows, kind="stable")
         srt = rows[order]
         breaks = np.flatnonzero(np.diff(srt) != 1) + 1
@@ -149,32 +200,23 @@ class DiskArray:
         out[order] = buf
         return out
 
-    def chunks(self, rows: int | None = None):
-        """``(start, values)`` over this array in order, ``rows`` rows at a time (default: about
-        :data:`CHUNK_BYTES` per chunk)."""
-        n = len(self)
-        step = rows or max(1, CHUNK_BYTES // max(1, self._file_shape[1] * self.dtype.itemsize))
-        for start in range(0, n, step):
-            yield start, self.read(np.arange(start, min(n, start + step)))
+
+_CHECKED: dict = {}  # cache_key -> True once a whole source was found finite
 
 
-_CHECKED: dict = {}  # (path, size, mtime) -> True once a whole file was found finite
-
-
-def check_finite(x: DiskArray, name: str = "x") -> None:
-    """Raise a ValueError naming ``name`` when ``x`` holds NaN or Inf, read in chunks (a whole file found finite
-    is remembered while it stays unchanged, so its views and splits are not read again)."""
-    st = os.stat(x.path)
-    key = (str(x.path), st.st_size, st.st_mtime_ns)
-    if _CHECKED.get(key):
+def check_finite(x: RowSource, name: str = "x") -> None:
+    """Raise a ValueError naming ``name`` when ``x`` holds NaN or Inf, read in chunks (a whole source found finite
+    is remembered under its :meth:`RowSource.cache_key`, so its views and splits are not read again)."""
+    base = x.base if isinstance(x, RowView) else x
+    key = base.cache_key()
+    if key is not None and _CHECKED.get(key):
         return
-    whole = x.rows is None
     bad = 0
     for _, values in x.chunks():
         bad += int(values.size - np.count_nonzero(np.isfinite(values)))
     if bad:
         raise ValueError(f"{name} must be finite; got {bad} NaN/Inf value(s) in {x!r}")
-    if whole:
+    if key is not None and x is base:
         _CHECKED[key] = True
 
 
@@ -183,4 +225,4 @@ def open_npy(path) -> DiskArray:
     return DiskArray(path)
 
 
-__all__ = ["CHUNK_BYTES", "DiskArray", "check_finite", "open_npy"]
+__all__ = ["CHUNK_BYTES", "DiskArray", "RowSource", "RowView", "check_finite", "open_npy"]

@@ -24,7 +24,7 @@ import optax
 
 from jnn import _validate as V
 from jnn.data import Dataset
-from jnn.disk import DiskArray
+from jnn.disk import RowSource
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
@@ -594,9 +594,11 @@ def _check_args(config, train, val, test) -> TrainConfig:
             raise TypeError(
                 f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got {type(ds).__name__}"
             )
-    if isinstance(train.x, DiskArray):
-        raise ValueError("train: a sweep trains from memory; its x is on disk (a DiskArray or np.memmap): load it "
-                         "(np.load(path)) or train each member with jnn.fit, which streams it")  # fmt: skip
+    if isinstance(train.x, RowSource):
+        raise ValueError(
+            "train: a sweep trains from memory; its x is a row source (a DiskArray, np.memmap or "
+            "your own): load it (np.load(path)) or train each member with jnn.fit, which streams it"
+        )
     for name, ds in (("val", val), ("test", test)):
         if ds is not None and (ds.x.shape[1], ds.y.shape[1:], ds.y.dtype.kind) != (
             train.x.shape[1], train.y.shape[1:], train.y.dtype.kind):  # fmt: skip

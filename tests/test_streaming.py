@@ -7,7 +7,7 @@ import pytest
 import jnn
 from jnn.app.checkpoint import data_hash
 from jnn.data import Dataset, split
-from jnn.disk import DiskArray
+from jnn.disk import DiskArray, RowSource, RowView
 from jnn.sweep import sweep
 from jnn.train import EarlyStopping, TrainConfig, fit, streaming
 
@@ -32,7 +32,8 @@ def test_rows_read_from_disk_are_the_arrays_rows_in_any_order(npy):
     assert starts == [0, 128, 256, 384] and np.array_equal(np.concatenate([c for _, c in a.chunks(rows=128)]), x)
     assert DiskArray.of(np.load(path, mmap_mode="r")).shape == (500, 6)
     assert isinstance(Dataset(str(path), np.zeros(500, np.int32)).x, DiskArray)  # a path stays on disk too
-    with pytest.raises(TypeError, match="takes a slice or an index array"):
+    assert view.base is a and np.array_equal(view.rows, idx[10:40])  # a view of a view points at the file
+    with pytest.raises(TypeError, match="a row source takes a slice or an index array"):
         a[3]
 
 
@@ -66,7 +67,8 @@ def test_a_split_of_data_on_disk_is_index_arrays_and_hashes_like_memory(npy):
     parts = split(disk, (0.8, 0.2), key=jax.random.key(0))
     same = split(mem, (0.8, 0.2), key=jax.random.key(0))
     for p, q in zip(parts, same):
-        assert isinstance(p.x, DiskArray) and np.array_equal(np.asarray(p.x), q.x) and np.array_equal(p.y, q.y)
+        assert isinstance(p.x, RowView) and p.x.base is disk.x  # index arrays into the file, not copies
+        assert np.array_equal(np.asarray(p.x), q.x) and np.array_equal(p.y, q.y)
     assert data_hash(disk) == data_hash(mem)
 
 
@@ -102,3 +104,29 @@ def test_data_on_disk_is_refused_where_it_cannot_stream(npy):
 
     with pytest.raises(ValueError, match="trains on one device"):
         fit(disk, TrainConfig(max_epochs=1, batch_size=10), mesh=data_mesh())
+
+
+class Shards(RowSource):
+    """A user's source: rows spread over several arrays (say, files of a sharded data set), stored doubled and
+    halved on read (exact in floating point)."""
+
+    def __init__(self, shards):
+        self.shards, self.bounds = shards, np.cumsum([0] + [len(s) for s in shards])
+        self.shape, self.dtype = (int(self.bounds[-1]), shards[0].shape[1]), shards[0].dtype
+
+    def fetch(self, rows):
+        which = np.searchsorted(self.bounds, rows, side="right") - 1
+        return np.stack([self.shards[w][r - self.bounds[w]] for w, r in zip(which, rows)]) * np.float32(0.5)
+
+
+def test_a_users_row_source_trains_bit_for_bit_like_its_rows_in_memory():
+    train, _ = jnn.datasets.load("mnist1d")
+    train = train.subset(np.arange(1200))
+    shards = Shards([train.x[:500] * 2, train.x[500:900] * 2, train.x[900:] * 2])
+    assert np.array_equal(shards.read(np.array([899, 0, 900])), train.x[[899, 0, 900]])
+    cfg = TrainConfig(max_epochs=3, batch_size=50, early_stopping=None)
+    net = jnn.MLP(hidden=(16,), keep_prob=0.9)
+    mem = fit(train, cfg, task=net, callbacks=[jnn.Progress(bar=False)])
+    src = fit(Dataset(shards, train.y), cfg, task=net, callbacks=[jnn.Progress(bar=False)])
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mem.params), jax.tree.leaves(src.params)))
+    assert mem.history.metrics == src.history.metrics

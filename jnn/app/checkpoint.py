@@ -29,7 +29,7 @@ import numpy as np
 
 from jnn._version import __version__
 from jnn.app import atomic
-from jnn.disk import DiskArray
+from jnn.disk import RowSource
 
 FORMAT = "jnn-checkpoint-1"
 #: Bytes a ``.npy`` entry may hold beyond its data (its own header).
@@ -42,7 +42,7 @@ def data_hash(ds) -> str:
     """SHA-256 (first 16 hex digits) of a Dataset's inputs and labels."""
     h = hashlib.sha256()
     for a in (ds.x, ds.y):
-        if isinstance(a, DiskArray):  # read in chunks: the same bytes, so the same hash as the array in memory
+        if isinstance(a, RowSource):  # read in chunks: the same bytes, so the same hash as the array in memory
             h.update(str((a.dtype.str, a.shape)).encode())
             for _, values in a.chunks():
                 h.update(np.ascontiguousarray(values).tobytes())

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from jnn.data import Dataset
-from jnn.disk import DiskArray
+from jnn.disk import RowSource
 from jnn.display import html_view, last_metrics, params_line, view
 from jnn.history import History
 from jnn.mlp import MLP
@@ -112,9 +112,11 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConf
         from jnn.parallel import check_mesh
 
         check_mesh(mesh, config.batch_size)
-        if isinstance(train.x, DiskArray):
-            raise ValueError("mesh: a training set on disk (a DiskArray or np.memmap x) trains on one device; pass "
-                             "mesh=None or load x into memory")  # fmt: skip
+        if isinstance(train.x, RowSource):
+            raise ValueError(
+                "mesh: a training set streamed from a row source (a DiskArray, np.memmap or your "
+                "own) trains on one device; pass mesh=None or load x into memory"
+            )
     return config
 
 
@@ -223,7 +225,7 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
     """Compile and train: ``(result, halt)`` (the run folder, a callback in ``cbs``, writes itself)."""
     data = epoch_arrays(fit_ds, val_ds, class_weight)
     hkeys = tuple(records)
-    if isinstance(fit_ds.x, DiskArray):  # the inputs stay on disk: minibatches are read and fed chunk by chunk
+    if isinstance(fit_ds.x, RowSource):  # the inputs stay out of memory: minibatches are read and fed chunk by chunk
         spec = program_spec(ct, config, tx, tx_key, n_train=len(fit_ds), has_val=val_ds is not None, keys=hkeys,
                             check_finite=config.check_finite)  # fmt: skip
         epoch_fn, data = StreamCaller(spec, fixed=config.epochs_per_call), StreamCaller.prepare(data)

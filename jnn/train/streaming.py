@@ -1,5 +1,5 @@
-"""Training on data that stays on disk: the epoch's minibatches read from a :class:`jnn.disk.DiskArray` and fed
-to the device chunk by chunk.
+"""Training on data that stays out of memory: the epoch's minibatches read from a :class:`jnn.disk.RowSource`
+(a :class:`jnn.disk.DiskArray` of a ``.npy``, or your own source) and fed to the device chunk by chunk.
 
 The in-memory epoch (:func:`jnn.train.epoch.make_run_epoch`) gathers each minibatch on device from the whole
 training set. Here the same keyed permutation (``epoch_batches(fold_in(data_key, epoch))``) is computed on
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn.data import epoch_batches
-from jnn.disk import DiskArray
+from jnn.disk import RowSource
 from jnn.task import set_variance
 from jnn.train.epoch import EpochData, epoch_summary, make_epoch_end
 from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, summary_dtype
@@ -97,13 +97,13 @@ class StreamCaller:
     def prepare(data: EpochData) -> tuple:
         """``(x on disk, y and weights on the host, the device's EpochData for the epoch's end)``: targets and
         weights of the training set (small) stay on the host; the validation set goes to the device."""
-        x_val = data.x_val.read(np.arange(len(data.x_val))) if isinstance(data.x_val, DiskArray) else data.x_val
+        x_val = data.x_val.read(np.arange(len(data.x_val))) if isinstance(data.x_val, RowSource) else data.x_val
         put = lambda a: None if a is None else jnp.asarray(a)
         device = EpochData(jnp.zeros((1, data.x.shape[1]), data.x.dtype), put(data.y), put(data.weight), put(x_val),
                            put(data.y_val), put(data.weight_val))  # fmt: skip
         return data.x, np.asarray(data.y), None if data.weight is None else np.asarray(data.weight), device
 
-    def _chunks(self, x: DiskArray, y, w, idx, mask):
+    def _chunks(self, x: RowSource, y, w, idx, mask):
         """The epoch's chunks ``(x, y, mask, weight)`` on the device, ``k`` steps each, read in order."""
         steps, t = idx.shape
         k = max(1, CHUNK_BYTES // max(1, t * x.shape[1] * x.dtype.itemsize))
