@@ -10,7 +10,8 @@ own:
 - ``disk``: ``jnn.fit`` on ``Dataset(DiskArray(path), y)``: the 784-1024-1024-10 MLP (keep_prob 0.8), batch 256,
   ``max_steps=--steps`` (rounded up to whole chunks of steps), 0.2 % of the rows held out for validation; the
   minibatches are read from the file and streamed (``jnn.train.streaming``);
-- ``memory``: the same model on the first 65,536 rows loaded into memory, two whole epochs (508 steps).
+- ``memory``: the same model on the first 65,536 rows loaded into memory, two whole epochs (508 steps; with
+  ``--quick``, 8,192 rows).
 
 Each reports samples per second over the training loop (after a first short fit that compiles) and its peak
 resident memory (``ru_maxrss``). The goals: the disk run's peak at most 1 GB plus the model's state, its
@@ -50,7 +51,7 @@ def write_npy(path: Path, rows: int, chunk: int = 65536) -> np.ndarray:
     return y
 
 
-def child(mode: str, path: str, labels: str, steps: int) -> dict:
+def child(mode: str, path: str, labels: str, steps: int, mem_rows: int) -> dict:
     """One measured run (in its own process): ``disk`` or ``memory``."""
     import jax
 
@@ -62,7 +63,7 @@ def child(mode: str, path: str, labels: str, steps: int) -> dict:
     if mode == "disk":
         train = Dataset(DiskArray(path), y)
     else:
-        train = Dataset(DiskArray(path)[:65536].read(np.arange(65536)), y[:65536])
+        train = Dataset(DiskArray(path).read(np.arange(mem_rows)), y[:mem_rows])
     net = jnn.MLP(hidden=(1024, 1024), keep_prob=0.8)
     base = dict(batch_size=BATCH, early_stopping=None, val_fraction=0.002 if mode == "disk" else 0.01)
     # Every step computed is counted: the disk run stops after whole chunks of steps (max_steps a multiple of the
@@ -92,18 +93,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_400_000)
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--quick", action="store_true", help="a smoke run: 70,000 rows, one chunk of steps")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 12,000 rows, one chunk of steps, 8,192 in memory")
     p.add_argument("--keep", action="store_true", help="keep the .npy file")
     p.add_argument("--dir", default=None, help="where to write the file (default: a temporary folder)")
     p.add_argument("--out", default="runs/bench_streaming")
-    p.add_argument("--child", nargs=4, metavar=("MODE", "PATH", "LABELS", "STEPS"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=5, metavar=("MODE", "PATH", "LABELS", "STEPS", "MEM_ROWS"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(child(a.child[0], a.child[1], a.child[2], int(a.child[3]))))
+        print(json.dumps(child(a.child[0], a.child[1], a.child[2], int(a.child[3]), int(a.child[4]))))
         return 0
-    rows, steps = (70_000, 20) if a.quick else (a.rows, a.steps)
-    if rows < 65536 + 1000 or steps < 1:
-        print("streaming.py: error: --rows must be >= 66536 and --steps >= 1", file=sys.stderr)
+    rows, steps, mem_rows = (12_000, 20, 8192) if a.quick else (a.rows, a.steps, 65536)
+    if rows < mem_rows + 1000 or steps < 1:
+        print(f"streaming.py: error: --rows must be >= {mem_rows + 1000} and --steps >= 1", file=sys.stderr)
         return 2
     from jnn.train.streaming import CHUNK_BYTES
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     res = {"rows": rows, "file_bytes": size, "steps": steps, "batch": BATCH, "runs": {}}
     try:
         for mode in ("disk", "memory"):
-            cmd = [sys.executable, __file__, "--child", mode, str(path), str(labels), str(steps)]
+            cmd = [sys.executable, __file__, "--child", mode, str(path), str(labels), str(steps), str(mem_rows)]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)

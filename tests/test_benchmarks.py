@@ -111,6 +111,6 @@ def test_streaming_benchmark_quick_trains_from_disk_and_from_memory(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     disk, mem = res["runs"]["disk"], res["runs"]["memory"]
-    assert disk["rows"] == 70_000 and mem["rows"] == 65_536 and disk["steps"] == res["steps"] and mem["steps"] == 508
+    assert disk["rows"] == 12_000 and mem["rows"] == 8_192 and disk["steps"] == res["steps"] and mem["steps"] == 64
     assert disk["samples_per_s"] > 0 and disk["peak_rss_bytes"] > disk["state_bytes"] > 0
     assert not (tmp_path / "data" / "x.npy").exists()  # deleted without --keep
