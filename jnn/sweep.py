@@ -24,7 +24,7 @@ import optax
 
 from jnn import _validate as V
 from jnn.data import Dataset
-from jnn.disk import RowSource
+from jnn.disk import RowSource, RowView
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
@@ -37,11 +37,12 @@ from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.member_threads import ThreadedCaller, default_workers
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
-from jnn.train.program import compiled_caller, optimizer_key
+from jnn.train.program import compiled_caller, optimizer_key, program_spec
 from jnn.train.progress import Progress
 from jnn.train.repacking import PackedCaller
 from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
+from jnn.train.streaming import StreamCaller
 
 #: Axes that set a :class:`TrainConfig` field (its fields declared ``sweep=True``), for any model.
 CONFIG_AXES = SWEEP_FIELDS
@@ -529,9 +530,15 @@ class _Group:
         ct, config = self.ct, self.config
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
-        inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=self.splits[0][1] is not None,
-                                keys=self.keys, members=True, keep_input=bool(cbs) and cbs.can_stop(),
-                                noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
+        has_val = self.splits[0][1] is not None
+        if isinstance(self.splits[0][0].x, RowSource):  # the members' minibatches are read from the source
+            spec = program_spec(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
+                                members=True, check_finite=config.check_finite)  # fmt: skip
+            inner = StreamCaller(spec, fixed=config.epochs_per_call, source=_source_rows(self.splits[0][0].x)[0])
+        else:
+            inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
+                                    members=True, keep_input=bool(cbs) and cbs.can_stop(),
+                                    noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         threaded = ThreadedCaller(inner, workers=workers)
         caller = PackedCaller(threaded, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
@@ -594,11 +601,6 @@ def _check_args(config, train, val, test) -> TrainConfig:
             raise TypeError(
                 f"{name} must be a jnn.data.Dataset{'' if name == 'train' else ' or None'}; got {type(ds).__name__}"
             )
-    if isinstance(train.x, RowSource):
-        raise ValueError(
-            "train: a sweep trains from memory; its x is a row source (a DiskArray, np.memmap or "
-            "your own): load it (np.load(path)) or train each member with jnn.fit, which streams it"
-        )
     for name, ds in (("val", val), ("test", test)):
         if ds is not None and (ds.x.shape[1], ds.y.shape[1:], ds.y.dtype.kind) != (
             train.x.shape[1], train.y.shape[1:], train.y.dtype.kind):  # fmt: skip
@@ -626,8 +628,24 @@ def _stacked(group: _Group, class_weight):
                 f"{group.index[0]}'s; optimizer(h) must build the same chain for every member"
             )
     stack = lambda *a: jnp.stack([jnp.asarray(x) for x in a])
-    data = [epoch_arrays(f, v, class_weight) for f, v in group.splits]
+    data = [_in_memory(epoch_arrays(f, v, class_weight)) for f, v in group.splits]
     return jax.tree.map(stack, *states), jax.tree.map(stack, *data)
+
+
+def _source_rows(x: RowSource) -> tuple[RowSource, np.ndarray]:
+    """``(source, rows)``: the row source a member's training inputs come from and its rows of it."""
+    if isinstance(x, RowView):
+        return x.base, x.rows
+    return x, np.arange(len(x))
+
+
+def _in_memory(data):
+    """A member's epoch arrays as arrays: training inputs from a row source become its row indices (the minibatches
+    are read when trained, :mod:`jnn.train.streaming`), and validation inputs from one are read."""
+    if not isinstance(data.x, RowSource):
+        return data
+    x_val = data.x_val.read(slice(None)) if isinstance(data.x_val, RowSource) else data.x_val
+    return data._replace(x=_source_rows(data.x)[1].astype(np.int32), x_val=x_val)
 
 
 def _test_metrics(ct, final, hyper, test) -> dict:

@@ -95,11 +95,32 @@ def test_a_fit_from_disk_is_bit_for_bit_the_fit_in_memory(tmp_path, monkeypatch,
     assert all(np.array_equal(u, v) for u, v in zip(a, b)) and runs[0].history.metrics == runs[1].history.metrics
 
 
+def test_a_sweep_from_disk_is_bit_for_bit_the_sweep_in_memory(tmp_path):
+    train, _ = jnn.datasets.load("mnist1d")
+    train = train.subset(np.arange(1500))
+    np.save(tmp_path / "x.npy", train.x)
+    disk = Dataset(DiskArray(tmp_path / "x.npy"), train.y)
+    # Members stop at different epochs (patience 1, rates 0.001 to 0.5): 6 running, then re-packed to 2.
+    cfg = TrainConfig(max_epochs=30, batch_size=64, early_stopping=EarlyStopping(patience=1))
+    axes = dict(seed=[0, 1, 2, 3, 4, 5], learning_rate=[0.5, 0.2, 0.05, 0.01, 0.003, 0.001],
+                keep_prob=[0.8, 0.9, 0.7, 1.0, 0.8, 0.9])  # fmt: skip
+    net = jnn.MLP(hidden=(16,))
+    keyless = lambda t: jax.tree.map(
+        lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a, t
+    )
+    for workers in (1, 2):
+        mem, src = (sweep(d, cfg, task=net, workers=workers, callbacks=[jnn.Progress(bar=False)], **axes)
+                    for d in (train, disk))  # fmt: skip
+        assert mem.pack_sizes == src.pack_sizes and src.pack_sizes[-1] < 6  # re-packed
+        a, b = (jax.tree.leaves(keyless(r.state)) for r in (mem, src))
+        assert all(np.array_equal(u, v) for u, v in zip(a, b))
+        assert [h.metrics for h in mem.histories] == [h.metrics for h in src.histories] and mem.rows == src.rows
+    assert len(set(r["epochs"] for r in mem.rows)) > 2  # staggered stops
+
+
 def test_data_on_disk_is_refused_where_it_cannot_stream(npy):
     path, x = npy
     disk = Dataset(DiskArray(path), (x[:, 0] > 0).astype(np.int32))
-    with pytest.raises(ValueError, match="a sweep trains from memory"):
-        sweep(disk, TrainConfig(max_epochs=1), seed=[0, 1])
     from jnn.parallel import data_mesh
 
     with pytest.raises(ValueError, match="trains on one device"):
