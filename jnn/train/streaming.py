@@ -8,8 +8,8 @@ runs the same train step over the chunk; the epoch ends with the same :func:`jnn
 run from disk takes the same steps on the same rows as the run in memory, and where both fit they agree bit for
 bit (tested). A sweep streams the same way: each member reads its own rows in its own order, all members' rows
 of a chunk in one read, and the vmapped scan runs them together (threads and re-packing move the members' row
-indices like any other array). Reading overlaps computing: a chunk's scan is dispatched asynchronously, and the next chunk is read
-and put on the device while it runs.
+indices like any other array). Reading overlaps computing: a chunk's scan is dispatched asynchronously, and the
+next chunk is read and put on the device while it runs.
 
 Once a run stops in the middle of an epoch (``max_steps``, a non-finite step), the epoch's remaining chunks are
 not read: their steps would update nothing, and their sums, exact zeros, are added as such.
