@@ -17,6 +17,15 @@ def save_report(out, results: dict, table: str) -> Path:
     return out
 
 
+def finish(out, results: dict, table: str) -> int:
+    """Print a benchmark's table, write it with ``results.json`` into ``out`` (:func:`save_report`), say where, and
+    return the exit code 0."""
+    print(table)
+    folder = save_report(out, results, table)
+    print(f"results in {folder}/results.json")
+    return 0
+
+
 def _plain(o):
     """NumPy scalars and arrays as plain JSON values."""
     if isinstance(o, (np.generic, np.ndarray)):

@@ -19,7 +19,7 @@ import sys
 
 import jax
 import numpy as np
-from _report import save_report
+from _report import finish
 
 import jnn
 from jnn.data import Dataset
@@ -69,10 +69,7 @@ def main(argv=None) -> int:
                     f"{f32['epoch_ms'] / b16['epoch_ms']:.2f}× | {acc(f32)} | {acc(b16)} |")  # fmt: skip
         print(rows[-1], flush=True)
     table = f"device: {kind}\n\n" + "\n".join(rows)
-    print(table)
-    out = save_report(a.out, res, table)
-    print(f"results in {out}/results.json")
-    return 0
+    return finish(a.out, res, table)
 
 
 if __name__ == "__main__":

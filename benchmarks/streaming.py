@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import save_report
+from _report import finish
 
 D, C, BATCH = 784, 10, 256
 
@@ -152,10 +152,7 @@ def main(argv=None) -> int:
             f"| disk / memory | | {res['throughput_ratio']:.2f}x | | |",
         ]
     )
-    print(table)
-    out = save_report(a.out, res, table)
-    print(f"results in {out}/results.json")
-    return 0
+    return finish(a.out, res, table)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import sys
 import time
 
 import jax
-from _report import save_report
+from _report import finish
 
 import jnn
 from jnn import Progress
@@ -187,10 +187,7 @@ def main(argv=None) -> int:
                 f"| sequential fits | {rc['seconds']['sequential']:.2f} s | {rc['member_epochs']['fits']} | |",
             ]
         )
-    print(table)
-    out = save_report(a.out, res, table)
-    print(f"results in {out}/results.json")
-    return 0
+    return finish(a.out, res, table)
 
 
 if __name__ == "__main__":
