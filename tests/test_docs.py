@@ -1,12 +1,15 @@
-"""The documentation site: it builds with ``mkdocs build --strict``, and every Python block on it (and in the README)
-runs.
+"""The documentation site: it builds with ``mkdocs build --strict``, every Python block on it (and in the README)
+runs, and every ``jnn`` command of its shell blocks exits 0.
 
 Each page's blocks run in order, in one fresh process per page, in a temporary folder. A page's setup (below)
 provides what its text says comes from elsewhere (the data, a user's module, a run folder) and caps every epoch
 budget at 2: the blocks must run, their numbers are the pages' own.
 """
 
+import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,7 +114,7 @@ def test_every_python_block_of_a_page_runs(page, tmp_path):
             block = block.replace("(train,", "(_adapters_train,")
         code += f"\nprint('--- block {n}', flush=True)\n" + block
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "CI": "1"})  # fmt: skip
+                          env={**os.environ, "CI": "1"})  # fmt: skip
     assert proc.returncode == 0, f"{page.name}: {proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
 
 
@@ -124,3 +127,42 @@ def test_the_site_builds_strict(tmp_path):
     assert "jnn summarize" in cli_page and "--compute-dtype" in cli_page  # written from the parser
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "Train a model on" in api and "DiskArray" in api  # from the docstrings
+
+
+def shell_commands(page: Path) -> list[str]:
+    """The ``jnn`` commands of a page's ```bash blocks (continuation lines joined, comments dropped); ``make`` and
+    ``pip`` lines are the project's own install and test commands (CI runs them) and are left out."""
+    out = []
+    for block in re.findall(r"^```bash\n(.*?)^```$", page.read_text(), flags=re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("jnn "):
+                out.append(line)
+    return out
+
+
+SHELL_PAGES = [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if shell_commands(p)]
+
+
+def _capped_args(cmd: str) -> list[str]:
+    """A page's command as arguments of ``jnn``, its epoch budget capped (2, or 4 to resume a capped run)."""
+    args = shlex.split(cmd)[1:]
+    if args[0] == "train" and "--help" not in args:
+        cap = "4" if "--resume" in args else "2"
+        if "--warmup-epochs" in args:  # the budget must outlast the warm-up
+            cap = str(int(args[args.index("--warmup-epochs") + 1]) + 1)
+        if "--max-epochs" in args:
+            args[args.index("--max-epochs") + 1] = cap
+        elif "--config" not in args or "--resume" in args:
+            args += ["--max-epochs", cap]
+    return args
+
+
+@pytest.mark.parametrize("page", SHELL_PAGES, ids=lambda p: p.name)
+def test_every_jnn_command_of_a_page_runs(page, tmp_path):
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    (tmp_path / "run.toml").write_text('dataset = "spirals"\nhidden = [8]\nmax_epochs = 2\n')
+    for cmd in shell_commands(page):
+        proc = subprocess.run([sys.executable, "-m", "jnn.app.cli", *_capped_args(cmd)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "CI": "1"})  # fmt: skip
+        assert proc.returncode == 0, f"{page.name}: {cmd}\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
