@@ -4,9 +4,10 @@ to an uninterrupted run.
 Usage:
     python scripts/crash_test.py [--kills 50] [--seed 0] [--signals] [--contender] [--sweep] [--out runs/crash_test]
 
-``--sweep`` does the same to ``jnn sweep``: 4 members in two shape groups (hidden 64 and 128,128; seeds 0-3), a
-checkpoint of each group's stacked state after every epoch, every life resumed with ``jnn sweep --resume``;
-the final ``params.npz`` and every member's history must equal an uninterrupted sweep's, bitwise.
+``--sweep`` does the same to ``jnn sweep``: 8 members in two shape groups (hidden 64 and 128,128; seeds 0-7; each
+group of 4 runs in two threads of 2 members, ``--workers 2``), a checkpoint of each group's stacked state after
+every epoch, every life resumed with ``jnn sweep --resume``; the final ``params.npz`` and every member's history
+must equal an uninterrupted sweep's, bitwise.
 
 ``--signals`` stops each life with a signal drawn among SIGKILL, SIGTERM and SIGINT (SIGTERM and SIGINT must
 end the life cleanly at the end of its epoch: exit 143 / 130, run folder written). ``--contender`` starts,
@@ -48,7 +49,8 @@ import numpy as np
 COMMON = ["--batch-size", "64", "--keep-prob", "0.7", "--learning-rate", "0.05", "--max-epochs", "{epochs}",
           "--no-early-stopping", "--checkpoint-every", "1", "--log-every", "1"]  # fmt: skip
 TRAIN = ["train", "--dataset", "spirals", "--hidden", "512,512", *COMMON]
-SWEEP = ["sweep", "--dataset", "spirals", "--hiddens", "64;128,128;64;128,128", "--seeds", "0,1,2,3", *COMMON]
+SWEEP = ["sweep", "--dataset", "spirals", "--hiddens", "64;128,128;64;128,128;64;128,128;64;128,128", "--seeds",
+         "0,1,2,3,4,5,6,7", "--workers", "2", *COMMON]  # fmt: skip
 #: The command crashed: TRAIN, or SWEEP with --sweep.
 COMMAND = TRAIN
 
