@@ -187,8 +187,8 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None,
-              confidence: float = 0.95) -> Summary:  # fmt: skip
+def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None, confidence: float = 0.95,
+              hyper_names: Sequence[str] = ()) -> Summary:  # fmt: skip
     """Pool a sweep's runs by setting: mean ± std and the confidence interval of each metric.
 
     Args:
@@ -199,6 +199,8 @@ def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None
             ``member``, ``seed``, ``stopped_by``, ``best_epoch``, nor a swept axis, and has a value somewhere:
             ``best_val``, ``epochs``, ``test_accuracy``, ...).
         confidence: the interval's level, in (0, 1).
+        hyper_names: columns that are hyperparameters, never metrics (a SweepResult's ``hyper_names`` are taken
+            from it; for rows, e.g. ``sweep.json``'s ``hyper_names``).
 
     Returns:
         A :class:`Summary`.
@@ -223,7 +225,7 @@ def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None
             raise ValueError(f"by must name columns of the sweep's rows {columns}; got {b!r}")
     if not isinstance(confidence, float) or not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be a float in (0, 1); got {confidence!r}")
-    axes = set(getattr(result, "hyper_names", ())) | {"learning_rate", "hidden", "batch_size"}
+    axes = set(getattr(result, "hyper_names", ())) | set(hyper_names) | {"learning_rate", "hidden", "batch_size"}
     if metrics is None:
         metrics = [c for c in columns if c not in by and c not in NOT_METRICS and c not in axes
                    and any(_is_number(r.get(c)) for r in rows)]  # fmt: skip

@@ -120,6 +120,8 @@ def test_jnn_summarize_writes_the_table_and_plot_next_to_a_sweep(tmp_path, capsy
         assert (tmp_path / "sw" / name).stat().st_size > 0
     back = list(csv.DictReader(io.StringIO((tmp_path / "sw" / "summary.csv").read_text())))
     assert [float(r["l2"]) for r in back] == [0.0, 1e-3] and [int(r["n"]) for r in back] == [2, 2]
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed"]) == 0  # the default metrics: no hyperparameter
+    assert capsys.readouterr().out.startswith("| seed | n | epochs | best_val |\n")  # l2, keep_prob: not metrics
     assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "dropout"]) == 2
     assert "by must name columns of the sweep's rows" in capsys.readouterr().err
     assert cli.main(["summarize", str(tmp_path / "nothing"), "--by", "l2"]) == 2

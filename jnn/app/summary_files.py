@@ -12,8 +12,8 @@ from jnn.results import Summary, summarize
 SUMMARY_FILES = ("summary.csv", "summary.md", "summary.png")
 
 
-def sweep_rows(folder) -> list[dict]:
-    """The rows of the sweep saved in ``folder`` (its ``sweep.json``).
+def sweep_rows(folder) -> tuple[list[dict], list[str]]:
+    """The rows of the sweep saved in ``folder`` (its ``sweep.json``) and its hyperparameter names.
 
     Raises:
         ValueError: the folder holds no readable ``sweep.json`` with rows.
@@ -22,12 +22,13 @@ def sweep_rows(folder) -> list[dict]:
     if not path.is_file():
         raise ValueError(f"SWEEP must be a sweep folder holding sweep.json; {str(folder)!r} has none")
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rows, hyper = record["rows"], list(record.get("hyper_names", []))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{str(path)!r} is not a sweep record ({type(err).__name__}: {err})") from None
     if not isinstance(rows, list) or not rows:
         raise ValueError(f"{str(path)!r} holds no rows")
-    return rows
+    return rows, hyper
 
 
 def save_summary(summary: Summary, folder, *, metric: str | None = None) -> list[Path]:
@@ -52,7 +53,8 @@ def save_summary(summary: Summary, folder, *, metric: str | None = None) -> list
 def summarize_folder(folder, by, *, metrics=None, confidence: float = 0.95, out=None) -> tuple[Summary, list[Path]]:
     """:func:`jnn.results.summarize` of the sweep in ``folder``, saved by :func:`save_summary` into ``out``
     (default the sweep folder). Returns the summary and the paths written."""
-    summary = summarize(sweep_rows(folder), by, metrics=metrics, confidence=confidence)
+    rows, hyper = sweep_rows(folder)
+    summary = summarize(rows, by, metrics=metrics, confidence=confidence, hyper_names=hyper)
     return summary, save_summary(summary, folder if out is None else out)
 
 
