@@ -220,9 +220,15 @@ def check_finite(x: RowSource, name: str = "x") -> None:
         _CHECKED[key] = True
 
 
+def in_memory(x):
+    """``x`` as an array: a row source read whole (for data kept in memory, such as a validation set), anything
+    else as it is."""
+    return x.read(slice(None)) if isinstance(x, RowSource) else x
+
+
 def open_npy(path) -> DiskArray:
     """A :class:`DiskArray` of the ``.npy`` file at ``path`` (read by rows when trained on)."""
     return DiskArray(path)
 
 
-__all__ = ["CHUNK_BYTES", "DiskArray", "RowSource", "RowView", "check_finite", "open_npy"]
+__all__ = ["CHUNK_BYTES", "DiskArray", "RowSource", "RowView", "check_finite", "in_memory", "open_npy"]

@@ -24,7 +24,7 @@ import optax
 
 from jnn import _validate as V
 from jnn.data import Dataset
-from jnn.disk import RowSource, RowView
+from jnn.disk import RowSource, RowView, in_memory
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
@@ -644,8 +644,7 @@ def _in_memory(data):
     are read when trained, :mod:`jnn.train.streaming`), and validation inputs from one are read."""
     if not isinstance(data.x, RowSource):
         return data
-    x_val = data.x_val.read(slice(None)) if isinstance(data.x_val, RowSource) else data.x_val
-    return data._replace(x=_source_rows(data.x)[1].astype(np.int32), x_val=x_val)
+    return data._replace(x=_source_rows(data.x)[1].astype(np.int32), x_val=in_memory(data.x_val))
 
 
 def _test_metrics(ct, final, hyper, test) -> dict:

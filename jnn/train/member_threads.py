@@ -47,7 +47,7 @@ def slices(members: int, workers: int) -> list[np.ndarray]:
         [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
     """
     k = max(1, min(int(workers), int(members) // 2))
-    return [a for a in np.array_split(np.arange(int(members)), k)]
+    return list(np.array_split(np.arange(int(members)), k))
 
 
 class ThreadedCaller:

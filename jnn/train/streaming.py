@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn.data import epoch_batches
-from jnn.disk import RowSource
+from jnn.disk import RowSource, in_memory
 from jnn.task import set_variance
 from jnn.train.epoch import EpochData, epoch_summary, make_epoch_end
 from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, summary_dtype
@@ -117,7 +117,7 @@ class StreamCaller:
     def prepare(data: EpochData) -> tuple:
         """``(x on disk, y and weights on the host, the device's EpochData for the epoch's end)``: targets and
         weights of the training set (small) stay on the host; the validation set goes to the device."""
-        x_val = data.x_val.read(np.arange(len(data.x_val))) if isinstance(data.x_val, RowSource) else data.x_val
+        x_val = in_memory(data.x_val)
         put = lambda a: None if a is None else jnp.asarray(a)
         device = EpochData(jnp.zeros((1, data.x.shape[1]), data.x.dtype), put(data.y), put(data.weight), put(x_val),
                            put(data.y_val), put(data.weight_val))  # fmt: skip
