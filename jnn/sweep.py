@@ -35,7 +35,7 @@ from jnn.train.config import SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.member_threads import ThreadedCaller, default_workers
+from jnn.train.member_threads import SlicedCaller, default_workers
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.program import compiled_caller, optimizer_key, program_spec
 from jnn.train.progress import Progress
@@ -539,8 +539,10 @@ class _Group:
             inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
                                     members=True, keep_input=bool(cbs) and cbs.can_stop(),
                                     noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
-        threaded = ThreadedCaller(inner, workers=workers)
-        caller = PackedCaller(threaded, len(self.members), enabled=repack)
+        if workers > 1 and len(self.members) > 1:
+            caller = SlicedCaller(inner, len(self.members), workers=workers, repack=repack)
+        else:
+            caller = PackedCaller(inner, len(self.members), enabled=repack)
         mine = [records[i] for i in self.index]
         report.start(config.max_epochs, 0, len(self.members), self.keys, None)
         try:
@@ -548,7 +550,8 @@ class _Group:
                                                    records=mine, report=report, callbacks=cbs,
                                                    labels=self.index)  # fmt: skip
         finally:
-            threaded.close()
+            if isinstance(caller, SlicedCaller):
+                caller.close()
             report.close()
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         return halt

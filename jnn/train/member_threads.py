@@ -1,17 +1,21 @@
-"""Sweeps on every core: the members of a vmapped sweep cut into slices, each slice's call run in its own thread.
+"""Sweeps on every core: the members of a vmapped sweep cut into small slices, the slices run in threads.
 
 One vmapped call runs on one host thread; on a CPU the members' small matrix products leave the other cores
 idle (XLA parallelises within an operation, and a sweep's operations are small). Independent calls made from
 several Python threads do run side by side (jax releases the interpreter lock while a compiled call runs), so
-:class:`ThreadedCaller` cuts the stacked members into ``workers`` slices of equal size and runs the same
-compiled call on each slice at once.
+:class:`SlicedCaller` cuts the members into slices of two or three and hands them to ``workers`` threads.
 
-Every slice holds at least two members: XLA compiles a vmapped batch of one member as an unbatched program. The
-slices are padded to one size, so one program serves all of them; a pad is a copy of a member of its slice
-marked as stopped, whose results are dropped. The slices depend only on the number of members and of workers,
-so the same sweep with the same ``workers`` gives the same bits; with another number a member runs in a batch
-of another size, which XLA may round differently in the last bits (measured: 1.2e-7 on MNIST-1D
-40-100-100-10 between 1 and 2 workers), as a member differs from its fit.
+Why slices of two or three: measured on a 2-core CPU (MNIST-1D 40-256-256-10), a member costs the same thread
+time in a vmapped batch of 2, 3, 4 or 5 members (27-29 ms per epoch), so small slices lose nothing, and they let
+the work be balanced over the threads without pads (9 members: 3 + 2 on one thread, 2 + 2 on the other) and
+follow the members that are still running without compiling anything new: when members stop, the running
+ones are cut into slices of the same two sizes. A sweep compiles at most two programs (one per size); a batch
+of one member is never run (XLA compiles it as an unbatched program, which rounds differently).
+
+What a slice changes: XLA may round a member's arithmetic differently in a batch of another size (measured:
+1.2e-7 on MNIST-1D 40-100-100-10 between a batch of 9 and one of 5), as a member differs from its fit. The
+slices depend only on the members running at fixed epochs (:data:`jnn.train.repacking.REPACK_EVERY`) and on the
+number of workers, so the same sweep with the same ``workers`` gives the same bits, whatever the call lengths.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnn.train.members import join, take
+from jnn.train.members import take
+from jnn.train.repacking import REPACK_EVERY
 from jnn.train.state import Status
 
 
@@ -38,35 +43,96 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def slices(members: int, workers: int) -> list[np.ndarray]:
-    """The member indices of each slice: ``min(workers, members // 2)`` slices (at least one), of sizes that differ
-    by at most one, in order.
+def _makespan(sizes: list[int], workers: int) -> int:
+    """The members the busiest thread runs when ``sizes`` are handed out largest first to the first free thread."""
+    load = [0] * workers
+    for s in sorted(sizes, reverse=True):
+        load[load.index(min(load))] += s
+    return max(load)
+
+
+def plan(members, workers: int) -> list[np.ndarray]:
+    """Cut ``members`` (ids, at least one) into slices of 2 or 3 for ``workers`` threads.
+
+    The cut minimises, in order: the members the busiest thread runs (slices go largest first to the first free
+    thread), the members computed (running ones plus pads: a slice short of two is padded with a copy of its
+    first member, marked ``-1 - id``), and the number of slices. It depends only on the ids and ``workers``.
+
+    Returns:
+        The slices, largest first, each an int array of member ids (a pad as ``-1 - id``).
 
     Example:
-        >>> [s.tolist() for s in slices(9, 2)]
-        [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
+        >>> [s.tolist() for s in plan(range(9), 2)]
+        [[0, 1, 2], [3, 4], [5, 6], [7, 8]]
+        >>> [s.tolist() for s in plan([4, 7, 8], 2)]
+        [[4, 7], [8, -9]]
     """
-    k = max(1, min(int(workers), int(members) // 2))
-    return list(np.array_split(np.arange(int(members)), k))
+    ids = [int(i) for i in members]
+    r, w = len(ids), max(1, int(workers))
+    if r == 0:
+        raise ValueError("plan needs at least one member")
+    best = None
+    for k in range(1, (r + 1) // 2 + 2):
+        total = max(r, 2 * k)  # pads fill slices up to two members
+        if total > 3 * k:
+            continue
+        sizes = [3] * (total - 2 * k) + [2] * (3 * k - total)
+        score = (_makespan(sizes, w), total, k)
+        if best is None or score < best[0]:
+            best = (score, sizes)
+    out, at = [], 0
+    for s in best[1]:
+        part = ids[at : at + s]
+        at += len(part)
+        out.append(np.asarray(part + [-1 - part[0]] * (s - len(part))))
+    return out
 
 
-class ThreadedCaller:
-    """Wraps the :class:`jnn.train.multi_epoch.EpochCaller` of a vmapped sweep (same interface).
+def _rows(part: np.ndarray) -> np.ndarray:
+    """The member rows a slice reads: its members, and for a pad (``-1 - id``) the member it copies."""
+    return np.where(part < 0, -1 - part, part)
 
-    ``caller(state, data, n)`` takes and returns the stacked state and data of M members (M may change from call
-    to call, as :class:`jnn.train.repacking.PackedCaller` re-packs) and summaries ``[M, rows, width]``; inside,
-    each slice of :func:`slices` runs in its own thread. With one slice the inner caller is called as it is.
+
+@jax.jit
+def _take_slice(tree, at, pad):
+    """Rows ``at`` of every leaf (``[k]``); rows where ``pad`` (bool ``[k]``) are pads, marked stopped (their
+    results are dropped). Compiles once per slice size."""
+    sub = take(tree, at)
+    return sub._replace(status=jnp.where(pad, jnp.asarray(Status.MAX_EPOCHS, sub.status.dtype), sub.status))
+
+
+@jax.jit
+def _put_slice(full, at, sub):
+    """``full`` with rows ``at`` set from ``sub``'s rows; an index past the end (a pad's) is dropped. Compiles once
+    per slice size."""
+    return jax.tree.map(lambda f, s: f.at[at].set(s, mode="drop"), full, sub)
+
+
+class SlicedCaller:
+    """Wraps the :class:`jnn.train.multi_epoch.EpochCaller` of a vmapped sweep of ``members`` (same interface),
+    running it on slices of the members (:func:`plan`) in ``workers`` threads.
+
+    ``caller(state, data, n)`` takes and returns the full stacked state and data of all members, and summaries
+    ``[members, rows, width]`` (NaN rows for members not run). With ``repack``, at every
+    :data:`~jnn.train.repacking.REPACK_EVERY`-th epoch (:meth:`next_boundary` tells the host loop to end a call
+    there) the members still running are cut afresh, so stopped members cost nothing from then on. ``sizes``
+    lists the members computed per epoch (pads included) after each cut, in order.
 
     Args:
-        inner: the caller of the vmapped program.
-        workers: threads at most (see :func:`default_workers`).
+        inner: the caller of the vmapped program (it compiles once per slice size).
+        members: M, at least 2.
+        workers: threads, at least 2 (see :func:`default_workers`).
+        repack: cut the running members afresh as they stop (False: all M members to the end).
     """
 
-    def __init__(self, inner, *, workers: int):
-        self.inner, self.max_workers = inner, max(1, int(workers))
-        self._pool = ThreadPoolExecutor(self.max_workers) if self.max_workers > 1 else None
-        self._data_in = self._data_parts = None
-        self.parts, self.size = [], 0
+    def __init__(self, inner, members: int, *, workers: int, repack: bool = True):
+        self.inner, self.members, self.workers, self.enabled = inner, int(members), max(2, int(workers)), repack
+        self._pool = ThreadPoolExecutor(self.workers)
+        self.parts = plan(range(self.members), self.workers)
+        self.sizes = [self._computed(self.parts)]
+        self._in = self._out = None  # the state the last call took and the one it returned
+        self._parts_in = self.parts
+        self._data_key, self._data_parts = None, None  # (parts, data) the data slices were cut for
 
     @property
     def replays(self) -> int:
@@ -77,36 +143,59 @@ class ThreadedCaller:
         """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
         return self.inner.next_n(seconds, epochs_run)
 
+    def next_boundary(self, epoch: int) -> int | None:
+        """The first epoch after ``epoch`` at which a call must end for a new cut (None: none to come)."""
+        if not self.enabled or self._computed(self.parts) <= 2:
+            return None
+        return (epoch // REPACK_EVERY + 1) * REPACK_EVERY
+
     def close(self) -> None:
         """End the threads."""
-        if self._pool is not None:
-            self._pool.shutdown()
+        self._pool.shutdown()
 
-    def _padded(self, part: np.ndarray) -> np.ndarray:
-        return np.concatenate([part, np.full(self.size - len(part), part[0])])
+    @staticmethod
+    def _computed(parts) -> int:
+        return sum(len(p) for p in parts)
+
+    def _data_slices(self, parts, data) -> list:
+        if self._data_key is None or self._data_key[0] is not parts or self._data_key[1] is not data:
+            self._data_key = (parts, data)
+            self._data_parts = [take(data, jnp.asarray(_rows(p))) for p in parts]
+        return self._data_parts
 
     def __call__(self, state, data, n: int):
-        m = int(state.epoch.shape[0])
-        if self._pool is None or m < 4:
-            return self.inner(state, data, n)
-        if self._data_in is not data or sum(len(p) for p in self.parts) != m:  # cut once per run and size
-            self._data_in = data
-            self.parts = slices(m, self.max_workers)
-            self.size = max(len(p) for p in self.parts)
-            self._data_parts = [take(data, jnp.asarray(self._padded(p))) for p in self.parts]
-        inputs = []
-        for p in self.parts:
-            sub = take(state, jnp.asarray(self._padded(p)))
-            if len(p) < self.size:  # the pads stop at once: their rows are NaN and they are never read back
-                sub = sub._replace(status=sub.status.at[len(p) :].set(Status.MAX_EPOCHS))
-            inputs.append(sub)
-        futures = [self._pool.submit(self.inner, s, d, n) for s, d in zip(inputs, self._data_parts)]
+        if state is self._in and self._out is not None:  # the last call again (a replay up to a stop)
+            parts = self._parts_in
+        elif state is self._out and self._out is not None:
+            parts = self.parts
+        else:  # a new run, or a state from elsewhere: all members
+            parts = plan(range(self.members), self.workers)
+        self.parts = parts
+        rows_at = [p[p >= 0] for p in parts]
+        subs = [_take_slice(state, jnp.asarray(_rows(p)), jnp.asarray(p < 0)) for p in parts]
+        futures = [self._pool.submit(self.inner, s, d, n) for s, d in zip(subs, self._data_slices(parts, data))]
         outs = [f.result() for f in futures]
-        keep = [len(p) for p in self.parts]
-        new = join([o[0] for o in outs], tuple(keep))
-        rows = np.concatenate([o[1][:k] for o, k in zip(outs, keep)])
-        suspect = np.concatenate([o[2][:k] for o, k in zip(outs, keep)])
-        return new, rows, suspect
+        full = state
+        for p, o in zip(parts, outs):
+            full = _put_slice(full, jnp.asarray(np.where(p < 0, self.members, p)), o[0])
+        real = np.concatenate(rows_at)
+        sub_rows = np.concatenate([o[1][: len(r)] for o, r in zip(outs, rows_at)])
+        rows = np.full((self.members, *sub_rows.shape[1:]), np.nan, sub_rows.dtype)
+        rows[real] = sub_rows
+        suspect = np.zeros(self.members, bool)
+        suspect[real] = np.concatenate([o[2][: len(r)] for o, r in zip(outs, rows_at)])
+        self._in, self._out, self._parts_in = state, full, parts
+        if self.enabled:
+            status, epochs = (np.asarray(a) for a in jax.device_get((full.status, full.epoch)))
+            running = np.flatnonzero(status == Status.RUNNING)
+            if len(running) and int(epochs[running].max()) % REPACK_EVERY == 0:
+                planned = np.sort(real)
+                if not np.array_equal(planned, running):
+                    new = plan(running, self.workers)
+                    if self._computed(new) < self._computed(parts) or len(new) < len(parts):
+                        self.parts = new
+                        self.sizes.append(self._computed(new))
+        return full, rows, suspect
 
 
-__all__ = ["ThreadedCaller", "default_workers", "slices"]
+__all__ = ["SlicedCaller", "default_workers", "plan"]
