@@ -36,6 +36,7 @@ from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
 from jnn.train.member_threads import SlicedCaller, default_workers
+from jnn.train.members import stack as stack_members
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.program import compiled_caller, optimizer_key, program_spec
 from jnn.train.progress import Progress
@@ -395,15 +396,20 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
             report.say(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)")
         if halt is None:
             mine = [records[i] for i in g.index]
-            state, data = g.initial(class_weight)
-            kept = None if store is None else store.restore(n, state, g.keys)
-            if kept is not None:  # a resumed sweep: the group goes on from its checkpoint
-                state, histories = kept
-                for rec, old in zip(mine, histories):
-                    rec.update({k: list(v) for k, v in old.items()})
-            if store is not None:
-                store.group_begin(n, mine)
-            halt = g.run(records, state, data, repack, report, cbs, workers=workers)
+            caller = g.caller(repack, cbs, workers)
+            try:
+                state, data = g.initial(class_weight, warm=getattr(caller, "warm", None))
+                kept = None if store is None else store.restore(n, state, g.keys)
+                if kept is not None:  # a resumed sweep: the group goes on from its checkpoint
+                    state, histories = kept
+                    for rec, old in zip(mine, histories):
+                        rec.update({k: list(v) for k, v in old.items()})
+                if store is not None:
+                    store.group_begin(n, mine)
+                halt = g.run(records, state, data, caller, report, cbs)
+            finally:
+                if hasattr(caller, "close"):
+                    caller.close()
             if store is not None:
                 store.save_group(n, g.state, mine)
             epoch_seconds += g.epoch_seconds
@@ -504,8 +510,9 @@ class _Group:
             ) from None
         return self.config.with_average(tx)
 
-    def initial(self, class_weight):
-        return _stacked(self, class_weight)
+    def initial(self, class_weight, warm=None):
+        """The group's first states and epoch arrays, stacked (see :func:`_stacked`; ``warm``)."""
+        return _stacked(self, class_weight, warm)
 
     def run_exact(self, records: list, inputs: dict, report) -> None:
         """Train the group's members one after another through :func:`jnn.fit` (each bit for bit its own fit);
@@ -523,10 +530,10 @@ class _Group:
         self.state = jax.tree.map(lambda *a: jnp.stack(a), *states)
         self.pack_sizes = []
 
-    def run(self, records: list, state, data, repack: bool, report, cbs=None, workers: int = 1):
-        """Train the group's members from the stacked ``state`` (their first state, or a resumed sweep's) on the
-        stacked epoch arrays ``data`` (see :meth:`initial`), in ``workers`` threads; their records are filled in
-        place. Returns the halt (None: all stopped)."""
+    def caller(self, repack: bool, cbs=None, workers: int = 1):
+        """The caller that trains the group's members (see :meth:`run`): a
+        :class:`jnn.train.member_threads.SlicedCaller` over ``workers`` threads, or with one worker a
+        :class:`jnn.train.repacking.PackedCaller`; ``repack``: follow the running members as they stop."""
         ct, config = self.ct, self.config
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
@@ -540,18 +547,20 @@ class _Group:
                                     members=True, keep_input=bool(cbs) and cbs.can_stop(),
                                     noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
         if workers > 1 and len(self.members) > 1:
-            caller = SlicedCaller(inner, len(self.members), workers=workers, repack=repack)
-        else:
-            caller = PackedCaller(inner, len(self.members), enabled=repack)
+            return SlicedCaller(inner, len(self.members), workers=workers, repack=repack)
+        return PackedCaller(inner, len(self.members), enabled=repack)
+
+    def run(self, records: list, state, data, caller, report, cbs=None):
+        """Train the group's members from the stacked ``state`` (their first state, or a resumed sweep's) on the
+        stacked epoch arrays ``data`` (see :meth:`initial`) through ``caller`` (see :meth:`caller`; closed here);
+        their records are filled in place. Returns the halt (None: all stopped)."""
         mine = [records[i] for i in self.index]
-        report.start(config.max_epochs, 0, len(self.members), self.keys, None)
+        report.start(self.config.max_epochs, 0, len(self.members), self.keys, None)
         try:
-            self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys, max_epochs=config.max_epochs,
-                                                   records=mine, report=report, callbacks=cbs,
-                                                   labels=self.index)  # fmt: skip
+            self.state, seconds, halt = run_epochs(caller, state, data, keys=self.keys,
+                                                   max_epochs=self.config.max_epochs, records=mine, report=report,
+                                                   callbacks=cbs, labels=self.index)  # fmt: skip
         finally:
-            if isinstance(caller, SlicedCaller):
-                caller.close()
             report.close()
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         return halt
@@ -613,16 +622,21 @@ def _check_args(config, train, val, test) -> TrainConfig:
     return config
 
 
-def _stacked(group: _Group, class_weight):
-    """A group's first states and epoch arrays, stacked on a leading member axis."""
+def _stacked(group: _Group, class_weight, warm=None):
+    """A group's first states and epoch arrays, stacked on a leading member axis. ``warm(state, data)``, if given,
+    is called with the first member's state and epoch arrays as soon as they are built (the caller compiles its
+    programs in the background meanwhile; see :meth:`jnn.train.member_threads.SlicedCaller.warm`)."""
     ct, states = group.ct, []
-    for c, hyper, _ in group.members:
+    data = [_in_memory(epoch_arrays(f, v, class_weight)) for f, v in group.splits]
+    for i, (c, hyper, _) in enumerate(group.members):
         keys = Keys.from_seed(c.seed, c.prng_impl)
         task_hyper = {k: v for k, v in hyper.items() if k not in group.extra}
         s = initial_state(ct, c, group.member_tx(c, hyper), ct.task.init(keys.init), keys, task_hyper)
         if group.optimizer is None or (group.lr_axis and isinstance(group.optimizer, optax.GradientTransformation)):
             set_learning_rate(s.opt_state, c.learning_rate)
         states.append(s)
+        if i == 0 and warm is not None:
+            warm(s, data[0])
     first = jax.tree.structure(states[0])
     for i, s in enumerate(states):
         if jax.tree.structure(s) != first:
@@ -630,9 +644,7 @@ def _stacked(group: _Group, class_weight):
                 f"sweep member {group.index[i]}: its optimizer state has another structure than member "
                 f"{group.index[0]}'s; optimizer(h) must build the same chain for every member"
             )
-    stack = lambda *a: jnp.stack([jnp.asarray(x) for x in a])
-    data = [_in_memory(epoch_arrays(f, v, class_weight)) for f, v in group.splits]
-    return jax.tree.map(stack, *states), jax.tree.map(stack, *data)
+    return stack_members(states), stack_members(data)
 
 
 def _source_rows(x: RowSource) -> tuple[RowSource, np.ndarray]:

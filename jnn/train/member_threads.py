@@ -133,6 +133,7 @@ class SlicedCaller:
         self._in = self._out = None  # the state the last call took and the one it returned
         self._parts_in = self.parts
         self._data_key, self._data_parts = None, None  # (parts, data) the data slices were cut for
+        self._warming = []
 
     @property
     def replays(self) -> int:
@@ -153,6 +154,30 @@ class SlicedCaller:
         """End the threads."""
         self._pool.shutdown()
 
+    def warm(self, state, data) -> None:
+        """Compile, in the background, what the first call will run: given one member's first ``state`` and epoch
+        ``data`` (a sweep calls it as soon as its first member is built, and builds the others meanwhile), the
+        vmapped program of each slice size and the moves of rows between the full batch and the slices. The
+        first call waits for them; an error here is left for that call to raise."""
+        try:
+            stack = lambda k: lambda t: jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * k), t)
+            full_state, full_data = (jax.eval_shape(stack(self.members), t) for t in (state, data))
+        except Exception:  # noqa: BLE001 - the real call raises it with its context
+            return
+        for size in sorted({len(p) for p in self.parts}):
+            self._warming.append(self._pool.submit(self._compile_size, size, full_state, full_data))
+
+    def _compile_size(self, size: int, full_state, full_data) -> None:
+        at = jax.ShapeDtypeStruct((size,), jnp.int32)
+        pad = jax.ShapeDtypeStruct((size,), jnp.bool_)
+        sub = jax.eval_shape(_take_slice, full_state, at, pad)
+        sub_data = jax.eval_shape(take, full_data, at)
+        if hasattr(self.inner, "compile_for"):  # the long one first
+            self.inner.compile_for(sub, sub_data)
+        for fn, args in ((_take_slice, (full_state, at, pad)), (take, (full_data, at)),
+                         (_put_slice, (full_state, at, sub))):  # fmt: skip
+            fn.lower(*args).compile()
+
     @staticmethod
     def _computed(parts) -> int:
         return sum(len(p) for p in parts)
@@ -160,10 +185,12 @@ class SlicedCaller:
     def _data_slices(self, parts, data) -> list:
         if self._data_key is None or self._data_key[0] is not parts or self._data_key[1] is not data:
             self._data_key = (parts, data)
-            self._data_parts = [take(data, jnp.asarray(_rows(p))) for p in parts]
+            self._data_parts = [take(data, jnp.asarray(_rows(p), jnp.int32)) for p in parts]
         return self._data_parts
 
     def __call__(self, state, data, n: int):
+        while self._warming:
+            self._warming.pop().exception()  # wait; a failure shows again in the call below
         if state is self._in and self._out is not None:  # the last call again (a replay up to a stop)
             parts = self._parts_in
         elif state is self._out and self._out is not None:
@@ -172,12 +199,12 @@ class SlicedCaller:
             parts = plan(range(self.members), self.workers)
         self.parts = parts
         rows_at = [p[p >= 0] for p in parts]
-        subs = [_take_slice(state, jnp.asarray(_rows(p)), jnp.asarray(p < 0)) for p in parts]
+        subs = [_take_slice(state, jnp.asarray(_rows(p), jnp.int32), jnp.asarray(p < 0)) for p in parts]
         futures = [self._pool.submit(self.inner, s, d, n) for s, d in zip(subs, self._data_slices(parts, data))]
         outs = [f.result() for f in futures]
         full = state
         for p, o in zip(parts, outs):
-            full = _put_slice(full, jnp.asarray(np.where(p < 0, self.members, p)), o[0])
+            full = _put_slice(full, jnp.asarray(np.where(p < 0, self.members, p), jnp.int32), o[0])
         real = np.concatenate(rows_at)
         sub_rows = np.concatenate([o[1][: len(r)] for o, r in zip(outs, rows_at)])
         rows = np.full((self.members, *sub_rows.shape[1:]), np.nan, sub_rows.dtype)

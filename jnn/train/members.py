@@ -1,4 +1,5 @@
-"""Rows of stacked members: take some, put them back, join slices; each one compiled call over the whole pytree.
+"""Rows of stacked members: stack them, take some, put them back, join slices; each one compiled call over the whole
+pytree.
 
 A sweep's state and epoch arrays hold its members on a leading axis. Re-packing the running members
 (:mod:`jnn.train.repacking`) and cutting them into slices for threads (:mod:`jnn.train.member_threads`) move rows
@@ -26,10 +27,17 @@ def put(full, at, sub):
     return jax.tree.map(lambda f, s: f.at[at].set(s), full, sub)
 
 
+@jax.jit
+def stack(trees):
+    """One tree whose leaves stack the leaves of ``trees`` (a list of trees of one structure) on a new leading
+    axis: ``M x [...] -> [M, ...]``."""
+    return jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *trees)
+
+
 @partial(jax.jit, static_argnums=1)
 def join(trees, counts: tuple[int, ...]):
     """One tree of the first ``counts[i]`` rows of ``trees[i]``, concatenated in order."""
     return jax.tree.map(lambda *a: jnp.concatenate([x[:k] for x, k in zip(a, counts)]), *trees)
 
 
-__all__ = ["join", "put", "take"]
+__all__ = ["join", "put", "stack", "take"]

@@ -16,6 +16,8 @@ step, at the cost of checking every step only in a call that went non-finite.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,6 +104,14 @@ class EpochCaller:
         self.replays = 0
         self._calls = 0
         self._per_epoch = None
+
+    def compile_for(self, state, data) -> None:
+        """Compile the fast call for arguments shaped like ``state`` and ``data`` (``jax.ShapeDtypeStruct``
+        trees) ahead of time: the call with such arguments then finds its program in ``jax.jit``'s cache. A
+        sweep does it in a background thread while it builds its members."""
+        fn = self.fast.func if isinstance(self.fast, partial) else self.fast
+        args = self.fast.args if isinstance(self.fast, partial) else ()
+        fn.lower(*args, state, data, jax.ShapeDtypeStruct((), jnp.int32)).compile()
 
     def __call__(self, state, data, n: int):
         new, rows, suspect = self.fast(state, data, jnp.int32(n))
