@@ -20,7 +20,9 @@ number of workers, so the same sweep with the same ``workers`` gives the same bi
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -43,49 +45,20 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _makespan(sizes: list[int], workers: int) -> int:
-    """The members the busiest thread runs when ``sizes`` are handed out largest first to the first free thread."""
-    load = [0] * workers
-    for s in sorted(sizes, reverse=True):
-        load[load.index(min(load))] += s
-    return max(load)
-
-
-def plan(members, workers: int) -> list[np.ndarray]:
-    """Cut ``members`` (ids, at least one) into slices of 2 or 3 for ``workers`` threads.
-
-    The cut minimises, in order: the members the busiest thread runs (slices go largest first to the first free
-    thread), the members computed (running ones plus pads: a slice short of two is padded with a copy of its
-    first member, marked ``-1 - id``), and the number of slices. It depends only on the ids and ``workers``.
-
-    Returns:
-        The slices, largest first, each an int array of member ids (a pad as ``-1 - id``).
+def plan(members) -> list[np.ndarray]:
+    """Cut ``members`` (ids, at least one) into slices of two, in order; an odd one out is paired with a pad, a
+    copy of itself marked ``-1 - id`` (computed, its results dropped).
 
     Example:
-        >>> [s.tolist() for s in plan(range(9), 2)]
-        [[0, 1, 2], [3, 4], [5, 6], [7, 8]]
-        >>> [s.tolist() for s in plan([4, 7, 8], 2)]
-        [[4, 7], [8, -9]]
+        >>> [s.tolist() for s in plan(range(5))]
+        [[0, 1], [2, 3], [4, -5]]
     """
     ids = [int(i) for i in members]
-    r, w = len(ids), max(1, int(workers))
-    if r == 0:
+    if not ids:
         raise ValueError("plan needs at least one member")
-    best = None
-    for k in range(1, (r + 1) // 2 + 2):
-        total = max(r, 2 * k)  # pads fill slices up to two members
-        if total > 3 * k:
-            continue
-        sizes = [3] * (total - 2 * k) + [2] * (3 * k - total)
-        score = (_makespan(sizes, w), total, k)
-        if best is None or score < best[0]:
-            best = (score, sizes)
-    out, at = [], 0
-    for s in best[1]:
-        part = ids[at : at + s]
-        at += len(part)
-        out.append(np.asarray(part + [-1 - part[0]] * (s - len(part))))
-    return out
+    if len(ids) % 2:
+        ids.append(-1 - ids[-1])
+    return [np.asarray(ids[i : i + 2]) for i in range(0, len(ids), 2)]
 
 
 def _rows(part: np.ndarray) -> np.ndarray:
@@ -110,25 +83,31 @@ def _put_slice(full, at, sub):
 
 class SlicedCaller:
     """Wraps the :class:`jnn.train.multi_epoch.EpochCaller` of a vmapped sweep of ``members`` (same interface),
-    running it on slices of the members (:func:`plan`) in ``workers`` threads.
+    running it on slices of two members (:func:`plan`) in ``workers`` threads.
 
     ``caller(state, data, n)`` takes and returns the full stacked state and data of all members, and summaries
-    ``[members, rows, width]`` (NaN rows for members not run). With ``repack``, at every
+    ``[members, n, width]`` (NaN rows for members not run). Inside, each slice runs its ``n`` epochs in calls of
+    a few epochs, and a thread that is free takes the next call of the slice with the most epochs left (calls of
+    one slice in order, never two at once). The calls are as long as the balance allows: ``n`` epochs at once
+    when the slices share out evenly over the threads, else cut so that they do (5 slices on 2 threads: each
+    slice in 2 calls of ``n / 2`` epochs), so the threads stay busy until the last epoch whatever the number of
+    slices. :meth:`next_n` asks for calls of about twice the inner caller's target time, since every call of a
+    slice costs a few milliseconds more than an epoch inside it. With ``repack``, at every
     :data:`~jnn.train.repacking.REPACK_EVERY`-th epoch (:meth:`next_boundary` tells the host loop to end a call
-    there) the members still running are cut afresh, so stopped members cost nothing from then on. ``sizes``
+    there) the members still running are paired afresh, so stopped members cost nothing from then on. ``sizes``
     lists the members computed per epoch (pads included) after each cut, in order.
 
     Args:
-        inner: the caller of the vmapped program (it compiles once per slice size).
+        inner: the caller of the vmapped program (one program: every slice has two members).
         members: M, at least 2.
         workers: threads, at least 2 (see :func:`default_workers`).
-        repack: cut the running members afresh as they stop (False: all M members to the end).
+        repack: pair the running members afresh as they stop (False: all M members to the end).
     """
 
     def __init__(self, inner, members: int, *, workers: int, repack: bool = True):
         self.inner, self.members, self.workers, self.enabled = inner, int(members), max(2, int(workers)), repack
         self._pool = ThreadPoolExecutor(self.workers)
-        self.parts = plan(range(self.members), self.workers)
+        self.parts = plan(range(self.members))
         self.sizes = [self._computed(self.parts)]
         self._in = self._out = None  # the state the last call took and the one it returned
         self._parts_in = self.parts
@@ -141,12 +120,15 @@ class SlicedCaller:
         return self.inner.replays
 
     def next_n(self, seconds, epochs_run: int) -> int:
-        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
-        return self.inner.next_n(seconds, epochs_run)
+        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n` (twice its epochs, once timed)."""
+        n = self.inner.next_n(seconds, epochs_run)
+        if seconds is None or getattr(self.inner, "fixed", None) is not None:
+            return n
+        return min(2 * n, getattr(self.inner, "rows", 2 * n))  # a call's epochs fit the summary buffer
 
     def next_boundary(self, epoch: int) -> int | None:
         """The first epoch after ``epoch`` at which a call must end for a new cut (None: none to come)."""
-        if not self.enabled or self._computed(self.parts) <= 2:
+        if not self.enabled or len(self.parts) <= 1:
             return None
         return (epoch // REPACK_EVERY + 1) * REPACK_EVERY
 
@@ -157,19 +139,18 @@ class SlicedCaller:
     def warm(self, state, data) -> None:
         """Compile, in the background, what the first call will run: given one member's first ``state`` and epoch
         ``data`` (a sweep calls it as soon as its first member is built, and builds the others meanwhile), the
-        vmapped program of each slice size and the moves of rows between the full batch and the slices. The
-        first call waits for them; an error here is left for that call to raise."""
+        vmapped program of a slice and the moves of rows between the full batch and the slices. The first call
+        waits for them; an error here is left for that call to raise."""
         try:
             stack = lambda k: lambda t: jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * k), t)
             full_state, full_data = (jax.eval_shape(stack(self.members), t) for t in (state, data))
         except Exception:  # noqa: BLE001 - the real call raises it with its context
             return
-        for size in sorted({len(p) for p in self.parts}):
-            self._warming.append(self._pool.submit(self._compile_size, size, full_state, full_data))
+        self._warming.append(self._pool.submit(self._compile, full_state, full_data))
 
-    def _compile_size(self, size: int, full_state, full_data) -> None:
-        at = jax.ShapeDtypeStruct((size,), jnp.int32)
-        pad = jax.ShapeDtypeStruct((size,), jnp.bool_)
+    def _compile(self, full_state, full_data) -> None:
+        at = jax.ShapeDtypeStruct((2,), jnp.int32)
+        pad = jax.ShapeDtypeStruct((2,), jnp.bool_)
         sub = jax.eval_shape(_take_slice, full_state, at, pad)
         sub_data = jax.eval_shape(take, full_data, at)
         if hasattr(self.inner, "compile_for"):  # the long one first
@@ -188,6 +169,58 @@ class SlicedCaller:
             self._data_parts = [take(data, jnp.asarray(_rows(p), jnp.int32)) for p in parts]
         return self._data_parts
 
+    def _run_slices(self, states: list, datas: list, n: int) -> list:
+        """Run ``n`` epochs of every slice, in calls handed to the threads as they come free. Returns each slice's
+        ``(state, rows [2, n, width], suspect [2])``."""
+        k = len(states)
+        threads = min(self.workers, k)
+        chunk = -(-n // (threads // math.gcd(k, threads)))  # k * n / chunk calls in all: a multiple of the threads
+        states, left, busy = list(states), [n] * k, [False] * k
+        rows, suspect, errors = [[] for _ in range(k)], [np.zeros(2, bool) for _ in range(k)], []
+        cond = threading.Condition()
+
+        def work():
+            while True:
+                with cond:
+                    while True:
+                        free = [i for i in range(k) if left[i] > 0 and not busy[i]]
+                        if errors or (not free and not any(busy)):
+                            return
+                        if free:
+                            i = max(free, key=lambda j: left[j])  # the slice with most epochs left (first on ties)
+                            busy[i] = True
+                            break
+                        cond.wait()
+                c = min(chunk, left[i])
+                try:
+                    new, r, bad = self.inner(states[i], datas[i], c)
+                except BaseException as err:  # noqa: BLE001 - raised in the calling thread below
+                    with cond:
+                        errors.append(err)
+                        busy[i] = False
+                        cond.notify_all()
+                    return
+                with cond:
+                    states[i] = new
+                    rows[i].append(r[:, :c])
+                    suspect[i] |= bad
+                    # every member of the slice has stopped: the slice's later calls would run nothing
+                    left[i] = 0 if np.all(np.isnan(r[:, c - 1, 0])) else left[i] - c
+                    busy[i] = False
+                    cond.notify_all()
+
+        for f in [self._pool.submit(work) for _ in range(threads)]:
+            f.result()
+        if errors:
+            raise errors[0]
+        out = []
+        for i in range(k):
+            r = np.concatenate(rows[i], axis=1)
+            if r.shape[1] < n:  # stopped early: the epochs not run are NaN rows
+                r = np.concatenate([r, np.full((r.shape[0], n - r.shape[1], r.shape[2]), np.nan, r.dtype)], axis=1)
+            out.append((states[i], r, suspect[i]))
+        return out
+
     def __call__(self, state, data, n: int):
         while self._warming:
             self._warming.pop().exception()  # wait; a failure shows again in the call below
@@ -196,12 +229,11 @@ class SlicedCaller:
         elif state is self._out and self._out is not None:
             parts = self.parts
         else:  # a new run, or a state from elsewhere: all members
-            parts = plan(range(self.members), self.workers)
+            parts = plan(range(self.members))
         self.parts = parts
         rows_at = [p[p >= 0] for p in parts]
         subs = [_take_slice(state, jnp.asarray(_rows(p), jnp.int32), jnp.asarray(p < 0)) for p in parts]
-        futures = [self._pool.submit(self.inner, s, d, n) for s, d in zip(subs, self._data_slices(parts, data))]
-        outs = [f.result() for f in futures]
+        outs = self._run_slices(subs, self._data_slices(parts, data), n)
         full = state
         for p, o in zip(parts, outs):
             full = _put_slice(full, jnp.asarray(np.where(p < 0, self.members, p), jnp.int32), o[0])
@@ -216,12 +248,10 @@ class SlicedCaller:
             status, epochs = (np.asarray(a) for a in jax.device_get((full.status, full.epoch)))
             running = np.flatnonzero(status == Status.RUNNING)
             if len(running) and int(epochs[running].max()) % REPACK_EVERY == 0:
-                planned = np.sort(real)
-                if not np.array_equal(planned, running):
-                    new = plan(running, self.workers)
-                    if self._computed(new) < self._computed(parts) or len(new) < len(parts):
-                        self.parts = new
-                        self.sizes.append(self._computed(new))
+                new = plan(running)
+                if len(new) < len(parts):
+                    self.parts = new
+                    self.sizes.append(self._computed(new))
         return full, rows, suspect
 
 
