@@ -151,8 +151,9 @@ class SweepResult:
             :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
-        pack_sizes: the vmapped batch sizes the sweep ran, in order, over its shape groups in turn
-            (``repack``: the members still running, rounded up to a power of two).
+        pack_sizes: the members computed per epoch, in order, over its shape groups in turn: with threads, the
+            members in pairs (running ones plus a pad for an odd one out) at the start and after each re-pairing;
+            with one worker, the vmapped batch sizes (``repack``: the running members, rounded up to a power of two).
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
@@ -271,11 +272,13 @@ def sweep(
         val: explicit validation data shared by every member.
         test: optional test set; each member's test loss and metrics go in the table.
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
-        repack: once the running members fit in half the batch, run only them (in a batch of the next power
-            of two, at fixed epochs; see :mod:`jnn.train.repacking`). A member may round differently in a smaller
-            batch, so the results equal the plain sweep's only to rounding (the same sweep gives the same bits run
-            after run). None (default): True, except with a :class:`jnn.SweepFolder`, whose resume is bit for bit
-            only with the batch fixed (re-packing there is refused).
+        repack: stop computing stopped members. With ``workers >= 2`` the members still running are paired
+            afresh after every call (see :mod:`jnn.train.member_threads`), which changes no bits. With one worker
+            (one batch of all members), once the running members fit in half the batch, only they run, in a batch
+            of the next power of two, at fixed epochs (see :mod:`jnn.train.repacking`); a member may round
+            differently in a smaller batch, so the results equal the plain sweep's only to rounding (the same sweep
+            gives the same bits run after run), and with a :class:`jnn.SweepFolder` it is refused (a resume would
+            not be bit for bit). None (default): True, except with one worker and a SweepFolder.
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
             ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
             function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =
@@ -289,10 +292,10 @@ def sweep(
         exact: train the members one after another through :func:`jnn.fit` instead of vmapped together, so that
             each is bit for bit its own fit (vmapped members equal their fits only to rounding, see
             :meth:`SweepResult.refit`); slower, and it takes no callbacks.
-        workers: run the members in this many slices side by side, each in its own thread (see
-            :mod:`jnn.train.member_threads`; each slice holds at least two members). None: the cores this process
-            may use when jax runs on the CPU, else 1. Like re-packing, another number may change the members'
-            last bits (another batch size); a sweep folder records it and a resume must use the same.
+        workers: threads that run the members side by side, in pairs (see :mod:`jnn.train.member_threads`); 1: all
+            members in one vmapped batch. None: the cores this process may use when jax runs on the CPU, else 1.
+            Any number of 2 or more gives the same bits; 1 may round a member differently in its last bits (another
+            batch size). A sweep folder records it and a resume must use the same.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -315,10 +318,12 @@ def sweep(
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
     store = at_most_one(given, SweepStore)
-    if store is not None and repack:
-        raise ValueError("repack=True cannot go with a SweepFolder: re-packing changes the batch a member runs "
-                         "in, so a resumed sweep would not be bit for bit the uninterrupted one")  # fmt: skip
-    repack = store is None if repack is None else repack
+    paired = workers > 1  # members run in pairs, whose bits do not depend on the pairing (jnn.train.member_threads)
+    if store is not None and repack and not paired:
+        raise ValueError("repack=True cannot go with a SweepFolder when the members run in one batch (workers=1): "
+                         "re-packing changes the batch a member runs in, so a resumed sweep would not be bit for "
+                         "bit the uninterrupted one; use workers >= 2 (members in pairs) or repack=False")  # fmt: skip
+    repack = (store is None or paired) if repack is None else repack
     others = tuple(cb for cb in given if cb is not report and cb is not store)
     cbs = CallbackList(((store,) if store is not None else ()) + others)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):

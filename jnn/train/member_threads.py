@@ -1,21 +1,22 @@
-"""Sweeps on every core: the members of a vmapped sweep cut into small slices, the slices run in threads.
+"""Sweeps on every core: the members of a vmapped sweep run in pairs, the pairs in threads.
 
 One vmapped call runs on one host thread; on a CPU the members' small matrix products leave the other cores
 idle (XLA parallelises within an operation, and a sweep's operations are small). Independent calls made from
 several Python threads do run side by side (jax releases the interpreter lock while a compiled call runs), so
-:class:`SlicedCaller` cuts the members into slices of two or three and hands them to ``workers`` threads.
+:class:`SlicedCaller` cuts the members into slices of two and hands them to ``workers`` threads.
 
-Why slices of two or three: measured on a 2-core CPU (MNIST-1D 40-256-256-10), a member costs the same thread
-time in a vmapped batch of 2, 3, 4 or 5 members (27-29 ms per epoch), so small slices lose nothing, and they let
-the work be balanced over the threads without pads (9 members: 3 + 2 on one thread, 2 + 2 on the other) and
-follow the members that are still running without compiling anything new: when members stop, the running
-ones are cut into slices of the same two sizes. A sweep compiles at most two programs (one per size); a batch
-of one member is never run (XLA compiles it as an unbatched program, which rounds differently).
+Why pairs: measured on a 2-core CPU (MNIST-1D 40-256-256-10), a member costs the same thread time in a vmapped
+batch of 2, 3, 4 or 5 members (27-29 ms per epoch), so small slices lose nothing; one size means one program to
+compile; and small slices follow the members that are still running: when members stop, the running ones are
+paired afresh, so stopped members cost nothing. A batch of one member is never run (XLA compiles it as an
+unbatched program).
 
-What a slice changes: XLA may round a member's arithmetic differently in a batch of another size (measured:
-1.2e-7 on MNIST-1D 40-100-100-10 between a batch of 9 and one of 5), as a member differs from its fit. The
-slices depend only on the members running at fixed epochs (:data:`jnn.train.repacking.REPACK_EVERY`) and on the
-number of workers, so the same sweep with the same ``workers`` gives the same bits, whatever the call lengths.
+What the pairing changes: nothing, bit for bit. A member's arithmetic in the program of a pair does not depend on
+its partner, on its place in the pair or on a pad (tests/test_member_threads.py checks it on MLPs with relu and
+tanh, SGD, momentum and Adam, dropout and L2), so a threaded sweep gives the same bits with any number of workers
+of two or more, however its members were paired, re-paired after a stop or resumed. A batch of another size (one
+thread: all M members in one batch) may round a member differently in the last bits, as a member may differ from
+its fit (measured: up to 1.8e-7 after 8 epochs of MNIST-1D).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn.train.members import take
-from jnn.train.repacking import REPACK_EVERY
 from jnn.train.state import Status
 
 
@@ -92,10 +92,10 @@ class SlicedCaller:
     when the slices share out evenly over the threads, else cut so that they do (5 slices on 2 threads: each
     slice in 2 calls of ``n / 2`` epochs), so the threads stay busy until the last epoch whatever the number of
     slices. :meth:`next_n` asks for calls of about twice the inner caller's target time, since every call of a
-    slice costs a few milliseconds more than an epoch inside it. With ``repack``, at every
-    :data:`~jnn.train.repacking.REPACK_EVERY`-th epoch (:meth:`next_boundary` tells the host loop to end a call
-    there) the members still running are paired afresh, so stopped members cost nothing from then on. ``sizes``
-    lists the members computed per epoch (pads included) after each cut, in order.
+    slice costs a few milliseconds more than an epoch inside it. With ``repack``, after every call the members
+    still running are paired afresh when that takes fewer pairs, so stopped members cost nothing from then on
+    (a new run, or a resumed one, starts with its running members). ``sizes`` lists the members computed per
+    epoch (pads included) after each cut, in order.
 
     Args:
         inner: the caller of the vmapped program (one program: every slice has two members).
@@ -108,7 +108,7 @@ class SlicedCaller:
         self.inner, self.members, self.workers, self.enabled = inner, int(members), max(2, int(workers)), repack
         self._pool = ThreadPoolExecutor(self.workers)
         self.parts = plan(range(self.members))
-        self.sizes = [self._computed(self.parts)]
+        self.sizes = []
         self._in = self._out = None  # the state the last call took and the one it returned
         self._parts_in = self.parts
         self._data_key, self._data_parts = None, None  # (parts, data) the data slices were cut for
@@ -125,12 +125,6 @@ class SlicedCaller:
         if seconds is None or getattr(self.inner, "fixed", None) is not None:
             return n
         return min(2 * n, getattr(self.inner, "rows", 2 * n))  # a call's epochs fit the summary buffer
-
-    def next_boundary(self, epoch: int) -> int | None:
-        """The first epoch after ``epoch`` at which a call must end for a new cut (None: none to come)."""
-        if not self.enabled or len(self.parts) <= 1:
-            return None
-        return (epoch // REPACK_EVERY + 1) * REPACK_EVERY
 
     def close(self) -> None:
         """End the threads."""
@@ -228,8 +222,10 @@ class SlicedCaller:
             parts = self._parts_in
         elif state is self._out and self._out is not None:
             parts = self.parts
-        else:  # a new run, or a state from elsewhere: all members
-            parts = plan(range(self.members))
+        else:  # a new run, or a state from elsewhere (a resumed sweep): its running members, or all
+            running = np.flatnonzero(np.asarray(jax.device_get(state.status)) == Status.RUNNING)
+            parts = plan(running if self.enabled and len(running) else range(self.members))
+            self.sizes.append(self._computed(parts))
         self.parts = parts
         rows_at = [p[p >= 0] for p in parts]
         subs = [_take_slice(state, jnp.asarray(_rows(p), jnp.int32), jnp.asarray(p < 0)) for p in parts]
@@ -245,13 +241,10 @@ class SlicedCaller:
         suspect[real] = np.concatenate([o[2][: len(r)] for o, r in zip(outs, rows_at)])
         self._in, self._out, self._parts_in = state, full, parts
         if self.enabled:
-            status, epochs = (np.asarray(a) for a in jax.device_get((full.status, full.epoch)))
-            running = np.flatnonzero(status == Status.RUNNING)
-            if len(running) and int(epochs[running].max()) % REPACK_EVERY == 0:
-                new = plan(running)
-                if len(new) < len(parts):
-                    self.parts = new
-                    self.sizes.append(self._computed(new))
+            running = np.flatnonzero(np.asarray(jax.device_get(full.status)) == Status.RUNNING)
+            if len(running) and -(-len(running) // 2) < len(parts):
+                self.parts = plan(running)
+                self.sizes.append(self._computed(self.parts))
         return full, rows, suspect
 
 
