@@ -169,13 +169,14 @@ def test_a_users_task_object_is_compiled_once_per_object(fresh_programs):
     assert trace_counts()["run_epoch"] == before + 1
 
 
-def test_a_sweep_repacks_its_running_members_at_fixed_epochs_whatever_the_call_lengths():
+def test_a_sweep_in_one_batch_repacks_its_running_members_at_fixed_epochs_whatever_the_call_lengths():
+    # One worker: all members in one vmapped batch (with threads they run in pairs: tests/test_member_threads.py).
     # Members stop at very different epochs (6 to 40, through their learning rates): 8 -> 4 -> 2 running.
     ds = _data(160)
     axes = dict(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
     cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 40, "epochs_per_call": 3})
-    plain = sweep(ds, cfg, repack=False, **axes, task=NET)
-    packed = sweep(ds, cfg, **axes, task=NET)
+    plain = sweep(ds, cfg, repack=False, workers=1, **axes, task=NET)
+    packed = sweep(ds, cfg, workers=1, **axes, task=NET)
     epochs = [r["epochs"] for r in plain.rows]
     assert min(epochs) < max(epochs) // 2  # staggered stops
     assert plain.pack_sizes == (8,) and packed.pack_sizes == (8, 4, 2)
@@ -184,7 +185,7 @@ def test_a_sweep_repacks_its_running_members_at_fixed_epochs_whatever_the_call_l
     # Re-packing happens at multiples of REPACK_EVERY, never where a call happened to end: calls of 7 epochs (or
     # the timed default) give the same bits as calls of 3.
     for other in (7, None):
-        again = sweep(ds, dataclasses.replace(cfg, epochs_per_call=other), **axes, task=NET)
+        again = sweep(ds, dataclasses.replace(cfg, epochs_per_call=other), workers=1, **axes, task=NET)
         assert again.pack_sizes == packed.pack_sizes
         assert _same(again.state, packed.state) and again.rows == packed.rows
         assert [h.metrics for h in again.histories] == [h.metrics for h in packed.histories]
@@ -196,8 +197,8 @@ def test_a_sweep_repacks_its_running_members_at_fixed_epochs_whatever_the_call_l
         sweep(ds, cfg, repack="yes", **axes, task=NET)
 
 
-def test_members_in_threads_equal_one_thread_and_the_same_threads_give_the_same_bits():
-    # 9 members: 1 thread (one batch of 9), 2 (slices of 5 and 4, padded to 5), 4 (3+2+2+2, padded to 3).
+def test_members_in_threads_equal_one_thread_to_rounding_and_any_threads_give_the_same_bits():
+    # 9 members: 1 thread (one batch of 9), 2 or 4 threads (pairs: 4 pairs and member 8 with a pad).
     ds = _data(160)
     axes = dict(seed=list(range(9)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002])
     cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 24})
@@ -205,6 +206,7 @@ def test_members_in_threads_equal_one_thread_and_the_same_threads_give_the_same_
     assert [r.workers for r in runs.values()] == [1, 2, 4]
     again = sweep(ds, cfg, repack=False, workers=2, **axes, task=NET)
     assert _same(again.state, runs[2].state) and again.rows == runs[2].rows
+    assert _same(runs[4].state, runs[2].state) and runs[4].rows == runs[2].rows  # pairs either way
     for w in (2, 4):  # each member's rows, history and state are its own, whatever slice it ran in
         assert [r["epochs"] for r in runs[w].rows] == [r["epochs"] for r in runs[1].rows]
         rel = jnn.compare_grads(runs[1].params, runs[w].params, rtol=1e-5)

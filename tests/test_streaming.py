@@ -101,7 +101,8 @@ def test_a_sweep_from_disk_is_bit_for_bit_the_sweep_in_memory(tmp_path):
     np.save(tmp_path / "x.npy", train.x)
     disk = Dataset(DiskArray(tmp_path / "x.npy"), train.y)
     # Members stop at different epochs (patience 1, rates 0.001 to 0.5): 6 running, then re-packed to 2.
-    cfg = TrainConfig(max_epochs=30, batch_size=64, early_stopping=EarlyStopping(patience=1))
+    # Calls of 2 epochs: threaded members are re-paired after each call, so both runs re-pair at the same epochs.
+    cfg = TrainConfig(max_epochs=30, batch_size=64, early_stopping=EarlyStopping(patience=1), epochs_per_call=2)
     axes = dict(seed=[0, 1, 2, 3, 4, 5], learning_rate=[0.5, 0.2, 0.05, 0.01, 0.003, 0.001],
                 keep_prob=[0.8, 0.9, 0.7, 1.0, 0.8, 0.9])  # fmt: skip
     net = jnn.MLP(hidden=(16,))
