@@ -91,7 +91,7 @@ class _Inner:
             self.active.discard(key)
         return S(jnp.asarray(epoch), jnp.asarray(status), state.ident), rows, np.zeros(len(ident), bool)
 
-    def next_n(self, seconds, epochs_run):
+    def next_n(self, seconds, epochs_run, **kwargs):
         return 4
 
 
@@ -144,8 +144,10 @@ def _member(result, i):
 
 CASES = {
     "relu, dropout, momentum": (jnn.MLP(hidden=(16, 16), keep_prob=0.8, l2=1e-3), dict(optimizer="momentum")),
-    "tanh, adam": (jnn.MLP(hidden=(12,), activation="tanh", keep_prob=0.9), dict(optimizer="adam",
-                                                                                learning_rate=0.01)),  # fmt: skip
+    "tanh, adam": (
+        jnn.MLP(hidden=(12,), activation="tanh", keep_prob=0.9),
+        dict(optimizer="adam", learning_rate=0.01),
+    ),  # fmt: skip
 }
 
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn.train.members import take
+from jnn.train.multi_epoch import TARGET_CALL_SECONDS
 from jnn.train.state import Status
 
 
@@ -120,11 +121,8 @@ class SlicedCaller:
         return self.inner.replays
 
     def next_n(self, seconds, epochs_run: int) -> int:
-        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n` (twice its epochs, once timed)."""
-        n = self.inner.next_n(seconds, epochs_run)
-        if seconds is None or getattr(self.inner, "fixed", None) is not None:
-            return n
-        return min(2 * n, getattr(self.inner, "rows", 2 * n))  # a call's epochs fit the summary buffer
+        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`: calls of twice its target time."""
+        return self.inner.next_n(seconds, epochs_run, target=2 * TARGET_CALL_SECONDS)
 
     def close(self) -> None:
         """End the threads."""

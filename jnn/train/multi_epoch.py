@@ -122,8 +122,9 @@ class EpochCaller:
             rows, suspect = jax.device_get((rows, suspect))
         return new, np.asarray(rows), np.asarray(suspect)
 
-    def next_n(self, seconds: float | None, epochs_run: int) -> int:
-        """How many epochs to ask of the next call, given the last call's wall time and epochs (None: first)."""
+    def next_n(self, seconds: float | None, epochs_run: int, *, target: float = TARGET_CALL_SECONDS) -> int:
+        """How many epochs to ask of the next call, given the last call's wall time and epochs (None: first), so
+        that a call takes about ``target`` seconds."""
         if self.fixed is not None:
             return self.fixed
         self._calls += 1
@@ -131,7 +132,7 @@ class EpochCaller:
             return 1  # the first call includes the compile: time the second one (one epoch) before growing
         per_epoch = seconds / epochs_run
         self._per_epoch = per_epoch if self._per_epoch is None else 0.5 * (self._per_epoch + per_epoch)
-        return int(max(1, min(self.rows, round(TARGET_CALL_SECONDS / max(self._per_epoch, 1e-9)))))
+        return int(max(1, min(self.rows, round(target / max(self._per_epoch, 1e-9)))))
 
 
 __all__ = ["MAX_EPOCHS_PER_CALL", "TARGET_CALL_SECONDS", "EpochCaller", "all_finite", "make_call", "summary_dtype"]

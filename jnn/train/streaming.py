@@ -109,9 +109,9 @@ class StreamCaller:
         self.spec, self.source = spec, source
         self._pace = EpochCaller(None, None, rows=MAX_EPOCHS_PER_CALL, fixed=fixed)
 
-    def next_n(self, seconds, epochs_run: int) -> int:
+    def next_n(self, seconds, epochs_run: int, **kwargs) -> int:
         """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
-        return self._pace.next_n(seconds, epochs_run)
+        return self._pace.next_n(seconds, epochs_run, **kwargs)
 
     @staticmethod
     def prepare(data: EpochData) -> tuple:
