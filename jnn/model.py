@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jnn import _validate as V
+from jnn import threefry
 from jnn.activations import get_activation
 from jnn.dropout import Dropout, check_dropout
 from jnn.types import Inputs, Logits, Params, PRNGKey
@@ -95,7 +96,7 @@ def dropout_masks(dropout: Dropout, key: PRNGKey, sizes, batch: int) -> dict:
     # widest layer's length serves every layer: fewer samplers to compile (as in jnn.init).
     n = max(batch * sizes[k] for k in layers)
     keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.asarray(layers, jnp.uint32))
-    flat = jax.vmap(lambda k: jax.random.bernoulli(k, dropout.keep_prob, (n,)))(keys)
+    flat = jax.vmap(lambda k: threefry.bernoulli(k, dropout.keep_prob, (n,)))(keys)
     return {k: flat[i, : batch * sizes[k]].reshape(batch, sizes[k]) for i, k in enumerate(layers)}
 
 
