@@ -35,7 +35,7 @@ from jnn.train.config import SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
-from jnn.train.member_threads import SlicedCaller, default_workers
+from jnn.train.member_threads import MemberThreads, default_workers
 from jnn.train.members import stack as stack_members
 from jnn.train.optimizers import from_hyperparams, has_learning_rate, learning_rate_of, set_learning_rate
 from jnn.train.program import compiled_caller, optimizer_key, program_spec
@@ -318,12 +318,13 @@ def sweep(
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
     store = at_most_one(given, SweepStore)
-    paired = workers > 1  # members run in pairs, whose bits do not depend on the pairing (jnn.train.member_threads)
-    if store is not None and repack and not paired:
+    threads = workers > 1  # each member in its own program: stopped ones are never run (jnn.train.member_threads)
+    if store is not None and repack and not threads:
         raise ValueError("repack=True cannot go with a SweepFolder when the members run in one batch (workers=1): "
                          "re-packing changes the batch a member runs in, so a resumed sweep would not be bit for "
-                         "bit the uninterrupted one; use workers >= 2 (members in pairs) or repack=False")  # fmt: skip
-    repack = (store is None or paired) if repack is None else repack
+                         "bit the uninterrupted one; use workers >= 2 (each member its own program) or "
+                         "repack=False")  # fmt: skip
+    repack = (store is None or threads) if repack is None else repack
     others = tuple(cb for cb in given if cb is not report and cb is not store)
     cbs = CallbackList(((store,) if store is not None else ()) + others)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
@@ -536,23 +537,28 @@ class _Group:
         self.pack_sizes = []
 
     def caller(self, repack: bool, cbs=None, workers: int = 1):
-        """The caller that trains the group's members (see :meth:`run`): a
-        :class:`jnn.train.member_threads.SlicedCaller` over ``workers`` threads, or with one worker a
-        :class:`jnn.train.repacking.PackedCaller`; ``repack``: follow the running members as they stop."""
+        """The caller that trains the group's members (see :meth:`run`): with ``workers > 1`` a
+        :class:`jnn.train.member_threads.MemberThreads` running each member's own program in threads, else a
+        :class:`jnn.train.repacking.PackedCaller` of one vmapped batch (``repack``: of the running members)."""
         ct, config = self.ct, self.config
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
         has_val = self.splits[0][1] is not None
-        if isinstance(self.splits[0][0].x, RowSource):  # the members' minibatches are read from the source
+        threads = workers > 1 and len(self.members) > 1
+        streamed = isinstance(self.splits[0][0].x, RowSource)
+        if streamed:  # the members' minibatches are read from the source
             spec = program_spec(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
-                                members=True, check_finite=config.check_finite)  # fmt: skip
-            inner = StreamCaller(spec, fixed=config.epochs_per_call, source=_source_rows(self.splits[0][0].x)[0])
+                                members=not threads, check_finite=config.check_finite)  # fmt: skip
+            source = _source_rows(self.splits[0][0].x)[0]
+            inner = StreamCaller(spec, fixed=config.epochs_per_call, source=None if threads else source)
         else:
+            budget = epoch_module.NOISE_UP_FRONT_MAX // (1 if threads else len(self.members))
             inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
-                                    members=True, keep_input=bool(cbs) and cbs.can_stop(),
-                                    noise_budget=epoch_module.NOISE_UP_FRONT_MAX // len(self.members))  # fmt: skip
-        if workers > 1 and len(self.members) > 1:
-            return SlicedCaller(inner, len(self.members), workers=workers, repack=repack)
+                                    members=not threads, keep_input=bool(cbs) and cbs.can_stop(),
+                                    noise_budget=budget)  # fmt: skip
+        if threads:
+            member_data = (lambda data, i: _streamed_member(source, data, i)) if streamed else None
+            return MemberThreads(inner, len(self.members), workers=workers, member_data=member_data)
         return PackedCaller(inner, len(self.members), enabled=repack)
 
     def run(self, records: list, state, data, caller, report, cbs=None):
@@ -630,7 +636,7 @@ def _check_args(config, train, val, test) -> TrainConfig:
 def _stacked(group: _Group, class_weight, warm=None):
     """A group's first states and epoch arrays, stacked on a leading member axis. ``warm(state, data)``, if given,
     is called with the first member's state and epoch arrays as soon as they are built (the caller compiles its
-    programs in the background meanwhile; see :meth:`jnn.train.member_threads.SlicedCaller.warm`)."""
+    programs in the background meanwhile; see :meth:`jnn.train.member_threads.MemberThreads.warm`)."""
     ct, states = group.ct, []
     data = [_in_memory(epoch_arrays(f, v, class_weight)) for f, v in group.splits]
     for i, (c, hyper, _) in enumerate(group.members):
@@ -650,6 +656,13 @@ def _stacked(group: _Group, class_weight, warm=None):
                 f"{group.index[0]}'s; optimizer(h) must build the same chain for every member"
             )
     return stack_members(states), stack_members(data)
+
+
+def _streamed_member(source: RowSource, data: epoch_module.EpochData, i: int):
+    """Member ``i``'s data for its own streamed program (:meth:`jnn.train.streaming.StreamCaller.prepare`) from a
+    sweep's stacked epoch arrays, whose ``x`` holds each member's rows of ``source``."""
+    one = jax.tree.map(lambda a: np.asarray(a[i]), jax.device_get(data))
+    return StreamCaller.prepare(one._replace(x=RowView(source, one.x)))
 
 
 def _source_rows(x: RowSource) -> tuple[RowSource, np.ndarray]:

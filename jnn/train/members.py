@@ -1,5 +1,5 @@
-"""Rows of stacked members: stack them, take some, put them back, join slices; each one compiled call over the whole
-pytree.
+"""Rows of stacked members: stack them, take some or one, put them back, join slices; each one compiled call over the
+whole pytree.
 
 A sweep's state and epoch arrays hold its members on a leading axis. Re-packing the running members
 (:mod:`jnn.train.repacking`) and cutting them into slices for threads (:mod:`jnn.train.member_threads`) move rows
@@ -34,10 +34,26 @@ def stack(trees):
     return jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *trees)
 
 
+@jax.jit
+def row(tree, i):
+    """Member ``i``'s row of every leaf (``[M, ...] -> [...]``): what one member's own program takes."""
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def _set_row(full, i, sub):
+    return jax.tree.map(lambda f, s: f.at[i].set(s), full, sub)
+
+
+#: ``set_row(full, i, sub)``: ``full`` with member ``i``'s row of every leaf set from ``sub``; ``set_row_in_place``
+#: the same, donating ``full`` (its buffers are updated in place; ``full`` is invalid afterwards).
+set_row = jax.jit(_set_row)
+set_row_in_place = jax.jit(_set_row, donate_argnums=0)
+
+
 @partial(jax.jit, static_argnums=1)
 def join(trees, counts: tuple[int, ...]):
     """One tree of the first ``counts[i]`` rows of ``trees[i]``, concatenated in order."""
     return jax.tree.map(lambda *a: jnp.concatenate([x[:k] for x, k in zip(a, counts)]), *trees)
 
 
-__all__ = ["join", "put", "stack", "take"]
+__all__ = ["join", "put", "row", "set_row", "set_row_in_place", "stack", "take"]
