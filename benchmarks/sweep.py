@@ -7,22 +7,25 @@ Workload: MNIST-1D, 40-100-100-10 relu MLP, batch 100, dropout keep_prob 0.8, λ
 momentum, no early stopping (every member runs exactly --epochs epochs), members with distinct seeds
 and learning rates. Two figures are printed:
 
-- end to end: wall time of one ``jnn.sweep`` call vs M ``jnn.fit`` calls (each fit compiles its epoch
-  once, so this includes M compiles against 1);
+- end to end: wall time of one ``jnn.sweep`` call vs M ``jnn.fit`` calls, each side from an empty compile cache
+  (``jax.clear_caches()`` before it: on a CPU a sweep's members run the program a fit of their shape runs, so
+  the side timed second would otherwise find it compiled);
 - steady state: the per-epoch time after the first (compile) epoch, from the host wall times that
   ``SweepResult.epoch_seconds`` and ``FitResult.epoch_seconds`` record: one sweep epoch (all M members)
   vs the sum over the M sequential fits of their median epoch.
 
 Then a "staggered stops" sweep: M members with learning rates spread over 0.001-0.3 (log scale) and early
 stopping (patience 5, at most --stagger-epochs epochs), so that they stop at very different epochs. It is
-timed with re-packing (the running members gathered into a smaller batch; ``jnn.sweep(repack=True)``) and
-without, both after a first run that compiled every batch size; the goal is a time within 1.3× of what the
+timed with re-packing (``jnn.sweep(repack=True)``; with threads, the default on a CPU, a stopped member is never
+run either way; with one worker the running members are gathered into a smaller batch) and without, both after a
+first run that compiled every program; the goal is a time within 1.3× of what the
 needed member-epochs take: Σ epochs run by each member × (steady epoch of the full batch / M).
 
 Last, the command line's default recipe (``jnn sweep`` on MNIST-1D: the default 40-256-256-10 MLP, at most 300
 epochs with early stopping, patience 30) over --recipe-members members (seeds 0, 1, ... and keep_prob 0.7, 0.8,
 0.9 in turn): one ``jnn.sweep`` call against the same members as ``jnn.fit`` calls one after another, end to end
-(compiles, early stopping and all), each member's stopping epoch printed for both.
+(compiles, early stopping and all, each side from an empty compile cache), each member's stopping epoch printed
+for both.
 
 Writes a Markdown table and results.json into --out.
 """
@@ -57,7 +60,7 @@ def staggered(train, m: int, max_epochs: int) -> dict:
         t0 = time.perf_counter()
         runs[label] = sweep(train, cfg, task=NET, repack=repack, **axes)
         seconds[label] = time.perf_counter() - t0
-        print(f"  {label}: {seconds[label]:.2f} s, batch sizes {runs[label].pack_sizes}", flush=True)
+        print(f"  {label}: {seconds[label]:.2f} s, members run {runs[label].pack_sizes}", flush=True)
     epochs = [r["epochs"] for r in runs["plain"].rows]
     assert epochs == [r["epochs"] for r in runs["repack"].rows]
     full_epoch = statistics.median(runs["plain"].epoch_seconds)  # every epoch computes all m members
@@ -80,10 +83,12 @@ def recipe(train, m: int) -> dict:
     axes = dict(seed=list(range(m)), keep_prob=[(0.7, 0.8, 0.9)[i % 3] for i in range(m)])
     cfg = jnn.TrainConfig()
     print(f"default recipe: {m} members over seed and keep_prob, max {cfg.max_epochs} epochs, patience 30", flush=True)
+    jax.clear_caches()  # each side compiles its own program (see the module)
     t0 = time.perf_counter()
     swept = sweep(train, cfg, task=jnn.MLP(), callbacks=[Progress(bar=False)], **axes)
     sweep_s = time.perf_counter() - t0
     print(f"  sweep: {sweep_s:.2f} s, {swept.workers} threads", flush=True)
+    jax.clear_caches()
     t0 = time.perf_counter()
     fits = [
         jnn.fit(train, jnn.TrainConfig(seed=s), task=jnn.MLP(keep_prob=kp), callbacks=[Progress(bar=False)])
@@ -126,9 +131,11 @@ def main(argv=None) -> int:
         f"sweep benchmark: {m} members, {e} epochs each, MNIST-1D 40-100-100-10, device {jax.devices()[0]}", flush=True
     )
     run_sweep(1)  # warm-up: imports, data cache
+    jax.clear_caches()
     t0 = time.perf_counter()
     swept = run_sweep(e)
     sweep_e = time.perf_counter() - t0
+    jax.clear_caches()
     t0 = time.perf_counter()
     fits = [
         jnn.fit(
@@ -155,7 +162,7 @@ def main(argv=None) -> int:
     }
     table = "\n".join(
         [
-            f"| {m} models × {e} epochs | sweep (vmap, 1 compile) | sequential fits | speed-up |",
+            f"| {m} models × {e} epochs | sweep (1 compile) | sequential fits | speed-up |",
             "|---|---|---|---|",
             f"| end to end | {sweep_e:.2f} s | {seq_e:.2f} s | {seq_e / sweep_e:.2f}× |",
             f"| steady state, per epoch of all members | {sweep_epoch * 1e3:.1f} ms | {seq_epoch * 1e3:.1f} ms | "
@@ -171,7 +178,7 @@ def main(argv=None) -> int:
             f"{st['stop_epochs']['min']}-{st['stop_epochs']['max']}) | time | ÷ needed |",
             "|---|---|---|",
             f"| needed: member-epochs × full-batch epoch / {m} | {st['needed_seconds']:.2f} s | 1.00 |",
-            f"| sweep, re-packing (batch sizes {st['pack_sizes']}) | {st['seconds']['repack']:.2f} s | "
+            f"| sweep, re-packing (members run {st['pack_sizes']}) | {st['seconds']['repack']:.2f} s | "
             f"{st['over_needed']['repack']:.2f} |",
             f"| sweep, all members to the end | {st['seconds']['plain']:.2f} s | {st['over_needed']['plain']:.2f} |",
         ]

@@ -99,16 +99,13 @@ class MemberThreads:
             full_state, full_data = (jax.eval_shape(stack, t) for t in (state, data))
         except Exception:  # noqa: BLE001 - the real call raises it with its context
             return
-        self._warming.append(self._pool.submit(self._compile, full_state, full_data))
-
-    def _compile(self, full_state, full_data) -> None:
         i = jax.ShapeDtypeStruct((), jnp.int32)
         one = jax.eval_shape(row, full_state, i)
-        if hasattr(self.inner, "compile_for") and self.member_data is _row_data:  # the long one first
-            self.inner.compile_for(one, jax.eval_shape(row, full_data, i))
-        for fn, args in ((row, (full_state, i)), (row, (full_data, i)), (set_row, (full_state, i, one)),
-                         (set_row_in_place, (full_state, i, one))):  # fmt: skip
-            fn.lower(*args).compile()
+        if hasattr(self.inner, "compile_for") and self.member_data is _row_data:  # the long one, in its own thread
+            self._warming.append(self._pool.submit(self.inner.compile_for, one, jax.eval_shape(row, full_data, i)))
+        moves = ((row, (full_state, i)), (row, (full_data, i)), (set_row, (full_state, i, one)),
+                 (set_row_in_place, (full_state, i, one)))  # fmt: skip
+        self._warming.append(self._pool.submit(lambda: [fn.lower(*args).compile() for fn, args in moves]))
 
     def _data_for(self, data, i: int):
         if self._data_key is not data:
