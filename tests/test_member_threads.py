@@ -1,6 +1,7 @@
-"""Members in pairs, pairs in threads: the cut, the calls handed to free threads, and the invariance that makes
-re-pairing free: a member's bits do not depend on its partner, its place in the pair, a pad or the workers."""
+"""Members in threads: each member's calls handed to free threads, stopped members never run, and each member
+bit for bit its own fit whatever the workers or the other members."""
 
+import dataclasses
 import threading
 import time
 from typing import NamedTuple
@@ -14,23 +15,9 @@ import jnn
 from jnn.data import Dataset
 from jnn.sweep import sweep
 from jnn.train import EarlyStopping, TrainConfig
-from jnn.train.member_threads import SlicedCaller, default_workers, plan
-from jnn.train.members import join, put, stack, take
+from jnn.train.member_threads import MemberThreads, default_workers
+from jnn.train.members import join, put, row, set_row, set_row_in_place, stack, take
 from jnn.train.state import Status
-
-
-@pytest.mark.parametrize("m", [1, 2, 3, 8, 9])
-def test_plan_pairs_the_members_in_order_and_pads_an_odd_one_out(m):
-    parts = plan(range(m))
-    assert all(len(p) == 2 for p in parts) and len(parts) == -(-m // 2)
-    flat = np.concatenate(parts)
-    real = flat[flat >= 0]
-    assert np.array_equal(real, np.arange(m))  # every member once, in order
-    if m % 2:
-        assert flat[-1] == -1 - flat[-2]  # the pad copies its partner
-    assert [p.tolist() for p in plan([4, 7, 8])] == [[4, 7], [8, -9]]
-    with pytest.raises(ValueError, match="at least one member"):
-        plan([])
 
 
 def test_default_workers_is_the_cores_this_process_may_use_on_a_cpu():
@@ -49,6 +36,13 @@ def test_take_put_join_and_stack_move_rows_of_every_leaf():
     assert np.array_equal(joined["b"], [0, 1, 4])
     stacked = stack([{"a": jnp.zeros(2), "b": 1}, {"a": jnp.ones(2), "b": 2}])
     assert stacked["a"].shape == (2, 2) and np.array_equal(stacked["b"], [1, 2])
+    one = row(tree, jnp.int32(2))
+    assert np.array_equal(one["a"], [4, 5]) and int(one["b"]) == 2
+    again = set_row(tree, jnp.int32(5), one)
+    assert np.array_equal(again["a"][5], [4, 5]) and np.array_equal(tree["a"][5], [10, 11])  # a copy
+    copy = jax.tree.map(jnp.copy, tree)
+    moved = set_row_in_place(copy, jnp.int32(0), one)
+    assert np.array_equal(moved["b"], [2, 1, 2, 3, 4, 5])
 
 
 class S(NamedTuple):
@@ -58,9 +52,9 @@ class S(NamedTuple):
 
 
 class _Inner:
-    """A stand-in for the compiled call: a running member's epoch grows by n (up to its own ``stop_at``); the
-    summary rows carry the epoch and the member's id; each call sleeps a little, so calls of different slices
-    overlap in time, and it records whether two calls of one slice ever ran at once."""
+    """A stand-in for one member's compiled call: a running member's epoch grows by n (up to its own ``stop_at``);
+    the summary rows carry the epoch and the member's id; each call sleeps a little, so calls of different members
+    overlap in time, and it records whether two calls of one member ever ran at once."""
 
     replays, rows = 0, 16
 
@@ -69,64 +63,64 @@ class _Inner:
         self.threads, self.lock = set(), threading.Lock()
 
     def __call__(self, state, data, n):
-        key = tuple(np.asarray(state.ident).tolist())
+        ident = int(state.ident)
+        assert int(data) == 10 * ident  # the member's own row of the data
         with self.lock:
-            self.overlap |= key in self.active
-            self.active.add(key)
-            self.calls.append((key, n))
+            self.overlap |= ident in self.active
+            self.active.add(ident)
+            self.calls.append((ident, n))
             self.threads.add(threading.get_ident())
         time.sleep(0.01)
-        ident = np.asarray(state.ident)
-        epoch, status = np.asarray(state.epoch).copy(), np.asarray(state.status).copy()
-        rows = np.full((len(ident), self.rows, 3), np.nan)
-        for j in range(len(ident)):
-            for i in range(n):
-                if status[j] != Status.RUNNING:
-                    break
-                epoch[j] += 1
-                if epoch[j] >= self.stop_at[ident[j]]:
-                    status[j] = Status.EARLY_STOPPING
-                rows[j, i] = (epoch[j], status[j], ident[j])
+        epoch, status = int(state.epoch), int(state.status)
+        rows = np.full((self.rows, 3), np.nan)
+        for i in range(n):
+            if status != Status.RUNNING:
+                break
+            epoch += 1
+            if epoch >= self.stop_at[ident]:
+                status = Status.EARLY_STOPPING
+            rows[i] = (epoch, status, ident)
         with self.lock:
-            self.active.discard(key)
-        return S(jnp.asarray(epoch), jnp.asarray(status), state.ident), rows, np.zeros(len(ident), bool)
+            self.active.discard(ident)
+        return S(jnp.int32(epoch), jnp.int32(status), state.ident), rows, False
 
     def next_n(self, seconds, epochs_run, **kwargs):
         return 4
 
 
-def test_a_call_runs_every_slice_in_calls_handed_to_free_threads_and_keeps_member_order():
+def test_a_call_runs_every_running_member_in_calls_handed_to_free_threads_and_keeps_member_order():
     m = 9
-    stop_at = [100] * m
     state = S(jnp.zeros(m, jnp.int32), jnp.zeros(m, jnp.int32).at[3].set(Status.MAX_EPOCHS), jnp.arange(m))
-    inner = _Inner(stop_at)
-    caller = SlicedCaller(inner, m, workers=2, repack=False)
-    new, rows, suspect = caller(state, jnp.arange(m), 4)
+    inner = _Inner([100] * m)
+    caller = MemberThreads(inner, m, workers=2)
+    new, rows, suspect = caller(state, jnp.arange(m) * 10, 4)
     caller.close()
-    # 5 slices on 2 threads: each slice's 4 epochs in 2 calls of 2, so that the 10 calls share out evenly
-    assert sorted(n for _, n in inner.calls) == [2] * 10 and len(inner.threads) == 2 and not inner.overlap
-    assert np.array_equal(new.epoch, [4, 4, 4, 0, 4, 4, 4, 4, 4])  # member 3 had stopped: untouched
+    # 8 running members on 2 threads share out evenly: one call of 4 epochs each; member 3 had stopped: not run
+    assert sorted(inner.calls) == [(i, 4) for i in range(m) if i != 3] and len(inner.threads) == 2
+    assert not inner.overlap
+    assert np.array_equal(new.epoch, [4, 4, 4, 0, 4, 4, 4, 4, 4])
     assert rows.shape == (m, 4, 3) and np.array_equal(rows[:, 0, 2], np.where(np.arange(m) == 3, np.nan, np.arange(m)),
                                                       equal_nan=True)  # fmt: skip
     assert np.array_equal(rows[0, :, 0], [1, 2, 3, 4]) and np.all(np.isnan(rows[3]))
-    assert suspect.shape == (m,) and caller.sizes == [10]
+    assert suspect.shape == (m,) and caller.sizes == [8]
 
 
-def test_stopped_members_are_dropped_from_the_pairs_after_the_call():
-    m = 6
-    stop_at = [3, 100, 2, 100, 1, 100]  # members 0, 2, 4 stop within the first call
+def test_an_odd_count_is_cut_into_calls_that_share_out_evenly_and_stopped_members_are_not_called_again():
+    m = 5
+    stop_at = [3, 100, 2, 100, 100]  # members 0 and 2 stop within the first call
     state = S(jnp.zeros(m, jnp.int32), jnp.zeros(m, jnp.int32), jnp.arange(m))
     inner = _Inner(stop_at)
-    caller = SlicedCaller(inner, m, workers=2)
-    first, _, _ = caller(state, jnp.arange(m), 4)
-    assert np.array_equal(first.epoch, [3, 4, 2, 4, 1, 4])
-    assert [p.tolist() for p in caller.parts] == [[1, 3], [5, -6]]  # the running three, paired afresh
+    caller = MemberThreads(inner, m, workers=2)
+    first, _, _ = caller(state, jnp.arange(m) * 10, 4)
+    # 5 members on 2 threads: 2 calls of 2 epochs each; member 2 stops at the end of its first call: not called again
+    assert sorted(inner.calls) == [(0, 2), (0, 2), (1, 2), (1, 2), (2, 2), (3, 2), (3, 2), (4, 2), (4, 2)]
+    assert np.array_equal(first.epoch, [3, 4, 2, 4, 4]) and not inner.overlap
     inner.calls.clear()
-    second, rows, _ = caller(first, jnp.arange(m), 4)
+    second, rows, _ = caller(first, jnp.arange(m) * 10, 4)
     caller.close()
-    assert np.array_equal(second.epoch, [3, 8, 2, 8, 1, 8])
-    assert sorted(inner.calls) == [((1, 3), 4), ((5, 5), 4)]  # 2 slices on 2 threads: one call each
-    assert np.all(np.isnan(rows[[0, 2, 4]])) and caller.sizes == [6, 4]
+    assert np.array_equal(second.epoch, [3, 8, 2, 8, 8])
+    assert sorted(i for i, _ in inner.calls) == [1, 1, 3, 3, 4, 4] and caller.sizes == [5, 3]
+    assert np.all(np.isnan(rows[[0, 2]]))
 
 
 # --- the invariance, on real programs ------------------------------------------------------------------------
@@ -152,32 +146,38 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_members_bits_do_not_depend_on_its_partner_its_place_a_pad_or_the_workers(case):
+def test_each_member_is_bit_for_bit_its_own_fit_whatever_the_workers_or_the_other_members(case):
     task, extra = CASES[case]
     ds = _data()
     cfg = TrainConfig(batch_size=16, max_epochs=6, early_stopping=None, **extra)
     axes = dict(seed=[0, 1, 2, 3, 4], keep_prob=[0.6, 0.7, 0.8, 0.9, 1.0])
-    base = sweep(ds, cfg, task=task, workers=2, repack=False, **axes)
-    perm = [4, 2, 0, 3, 1]  # every member in another pair, another place; member 1 now the odd one with a pad
-    moved = sweep(ds, cfg, task=task, workers=3, repack=False, **{k: [v[p] for p in perm] for k, v in axes.items()})
-    alone = sweep(ds, cfg, task=task, workers=2, repack=False, seed=[2, 3, 4], keep_prob=[0.8, 0.9, 1.0])
+    base = sweep(ds, cfg, task=task, workers=2, **axes)
+    perm = [4, 2, 0, 3, 1]
+    moved = sweep(ds, cfg, task=task, workers=3, **{k: [v[p] for p in perm] for k, v in axes.items()})
     for j, p in enumerate(perm):
         assert all(np.array_equal(a, b) for a, b in zip(_member(base, p), _member(moved, j))), (p, j)
-    for j in range(3):  # members 2, 3, 4 paired otherwise (4 with a pad)
-        assert all(np.array_equal(a, b) for a, b in zip(_member(base, 2 + j), _member(alone, j)))
     assert [h.metrics for h in moved.histories] == [base.histories[p].metrics for p in perm]
+    for i in (0, 3):
+        c = TrainConfig(batch_size=16, max_epochs=6, early_stopping=None, seed=axes["seed"][i], **extra)
+        alone = jnn.fit(ds, c, task=dataclasses.replace(task, keep_prob=axes["keep_prob"][i]))
+        assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(_member(base, i), jax.tree.leaves(alone.params)))
+        assert alone.history.metrics == base.histories[i].metrics
 
 
-def test_re_pairing_running_members_changes_no_bit_and_stops_computing_stopped_ones():
+def test_members_that_stop_early_are_not_run_and_the_others_are_bit_for_bit_the_same():
     ds = _data(160)
     axes = dict(seed=list(range(7)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.01, 0.003])
     cfg = TrainConfig(batch_size=16, max_epochs=30, early_stopping=EarlyStopping(patience=2), epochs_per_call=3)
-    plain = sweep(ds, cfg, task=jnn.MLP(hidden=(8,), keep_prob=0.8), workers=2, repack=False, **axes)
-    packed = sweep(ds, cfg, task=jnn.MLP(hidden=(8,), keep_prob=0.8), workers=2, **axes)
-    epochs = [r["epochs"] for r in plain.rows]
+    threaded = sweep(ds, cfg, task=jnn.MLP(hidden=(8,), keep_prob=0.8), workers=2, **axes)
+    epochs = [r["epochs"] for r in threaded.rows]
     assert min(epochs) < max(epochs) // 2  # staggered stops
-    assert plain.pack_sizes == (8,) and packed.pack_sizes[0] == 8 and packed.pack_sizes[-1] < 8
-    assert list(packed.pack_sizes) == sorted(packed.pack_sizes, reverse=True)
-    assert [r["epochs"] for r in packed.rows] == epochs and packed.rows == plain.rows
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(packed.params)))
-    assert [h.metrics for h in packed.histories] == [h.metrics for h in plain.histories]
+    assert threaded.pack_sizes[0] == 7 and list(threaded.pack_sizes) == sorted(threaded.pack_sizes, reverse=True)
+    assert threaded.pack_sizes[-1] < 7  # fewer members run as they stop
+    for i in (0, 6):  # the first to stop and the last
+        c = TrainConfig(batch_size=16, max_epochs=30, early_stopping=EarlyStopping(patience=2), seed=i,
+                        learning_rate=axes["learning_rate"][i])  # fmt: skip
+        alone = jnn.fit(ds, c, task=jnn.MLP(hidden=(8,), keep_prob=0.8))
+        assert len(alone.history) == epochs[i] and alone.history.metrics == threaded.histories[i].metrics
+        assert all(
+            np.array_equal(a, np.asarray(b)) for a, b in zip(_member(threaded, i), jax.tree.leaves(alone.params))
+        )

@@ -149,7 +149,8 @@ class MemberThreads:
                     states[i] = new
                     rows[i].append(np.asarray(r)[:c])
                     suspect[i] |= bool(bad)
-                    left[i] = 0 if np.isnan(rows[i][-1][c - 1, 0]) else left[i] - c  # stopped: nothing more to run
+                    last = rows[i][-1][c - 1]  # the summary row of the call's last epoch: epoch, status, ...
+                    left[i] = 0 if np.isnan(last[0]) or last[1] != Status.RUNNING else left[i] - c  # stopped: done
                     busy[i] = False
                     cond.notify_all()
 
