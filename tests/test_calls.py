@@ -223,7 +223,9 @@ def test_a_second_sweep_of_the_same_shapes_compiles_nothing(fresh_programs):
     before = trace_counts()["run_epoch"]
     sweep(ds, cfg, seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9], task=NET)
     assert trace_counts()["run_epoch"] == before
-    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET)  # three members: another shape
+    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET, workers=2)  # in threads: each member's own
+    assert trace_counts()["run_epoch"] == before  # program, whatever the number of members
+    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET, workers=1)  # one batch of three: another shape
     assert trace_counts()["run_epoch"] == before + 1
 
 
