@@ -1,12 +1,13 @@
-"""Sweeps: train M members (seeds and hyperparameters) at once under ``jax.vmap``, in one compile.
+"""Sweeps: train M members (seeds and hyperparameters) at once, in one compile.
 
 Every member is the run ``fit`` would do with its own seed, learning rate, λ and keep_prob: the
 hyperparameters are arrays in the state (λ and keep_prob in ``TrainState.hyper``, the learning rate in
 the optimiser state through ``optax.inject_hyperparams``), so the compiled epoch is the same whatever
-the values, and ``jax.vmap`` runs all members in one dispatch per epoch. Each member has its own
+the values. On a CPU (``workers >= 2``) each member runs that program, its fit's, and the members' calls run
+side by side in threads (:mod:`jnn.train.member_threads`): each member is bit for bit its fit. With one worker
+(the default on an accelerator) ``jax.vmap`` runs all members in one dispatch per epoch. Each member has its own
 early-stopping state; a member that has stopped is frozen (its params, history and counters no longer
-change) while the others go on, and the sweep ends when every member has stopped. On a CPU the members are cut
-into slices whose calls run side by side in threads (:mod:`jnn.train.member_threads`).
+change) while the others go on, and the sweep ends when every member has stopped.
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ class SweepResult:
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
         pack_sizes: the members computed per epoch, in order, over its shape groups in turn: with threads, the
-            members in pairs (running ones plus a pad for an odd one out) at the start and after each re-pairing;
-            with one worker, the vmapped batch sizes (``repack``: the running members, rounded up to a power of two).
+            members running at the start and after each change; with one worker, the vmapped batch sizes
+            (``repack``: the running members, rounded up to a power of two).
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
@@ -272,13 +273,13 @@ def sweep(
         val: explicit validation data shared by every member.
         test: optional test set; each member's test loss and metrics go in the table.
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
-        repack: stop computing stopped members. With ``workers >= 2`` the members still running are paired
-            afresh after every call (see :mod:`jnn.train.member_threads`), which changes no bits. With one worker
-            (one batch of all members), once the running members fit in half the batch, only they run, in a batch
-            of the next power of two, at fixed epochs (see :mod:`jnn.train.repacking`); a member may round
-            differently in a smaller batch, so the results equal the plain sweep's only to rounding (the same sweep
-            gives the same bits run after run), and with a :class:`jnn.SweepFolder` it is refused (a resume would
-            not be bit for bit). None (default): True, except with one worker and a SweepFolder.
+        repack: with one worker (one vmapped batch of all members), stop computing stopped members: once the
+            running members fit in half the batch, only they run, in a batch of the next power of two, at fixed
+            epochs (see :mod:`jnn.train.repacking`); a member may round differently in a smaller batch, so the
+            results equal the plain sweep's only to rounding (the same sweep gives the same bits run after run),
+            and with a :class:`jnn.SweepFolder` it is refused (a resume would not be bit for bit). With
+            ``workers >= 2`` a stopped member is never run anyway and the flag changes nothing. None (default):
+            True, except with one worker and a SweepFolder.
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
             ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
             function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =
@@ -292,10 +293,10 @@ def sweep(
         exact: train the members one after another through :func:`jnn.fit` instead of vmapped together, so that
             each is bit for bit its own fit (vmapped members equal their fits only to rounding, see
             :meth:`SweepResult.refit`); slower, and it takes no callbacks.
-        workers: threads that run the members side by side, in pairs (see :mod:`jnn.train.member_threads`); 1: all
-            members in one vmapped batch. None: the cores this process may use when jax runs on the CPU, else 1.
-            Any number of 2 or more gives the same bits; 1 may round a member differently in its last bits (another
-            batch size). A sweep folder records it and a resume must use the same.
+        workers: threads that run the members side by side, each member through its own fit's program (see
+            :mod:`jnn.train.member_threads`): bit for bit its fit, whatever the number; 1: all members in one
+            vmapped batch, equal to their fits to rounding. None: the cores this process may use when jax runs on
+            the CPU, else 1. A sweep folder records it and a resume must use the same.
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
             each a list with one value per member (all the same length; see :func:`grid`).
 
@@ -383,7 +384,7 @@ def _member_descriptions(groups, m: int) -> list[dict]:
 
 def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, workers: int) -> dict:
     """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model and
-    the threads (they set the batches the members run in)."""
+    the threads (one worker runs a vmapped batch, which rounds otherwise)."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
     return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
             "members_model": _member_descriptions(groups, m), "workers": workers}  # fmt: skip

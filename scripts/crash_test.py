@@ -5,7 +5,7 @@ Usage:
     python scripts/crash_test.py [--kills 50] [--seed 0] [--signals] [--contender] [--sweep] [--out runs/crash_test]
 
 ``--sweep`` does the same to ``jnn sweep``: 8 members in two shape groups (hidden 64 and 128,128; seeds 0-7; each
-group of 4 runs in two threads of 2 members, ``--workers 2``), a checkpoint of each group's stacked state after
+group of 4 runs its members in two threads, ``--workers 2``), a checkpoint of each group's stacked state after
 every epoch, every life resumed with ``jnn sweep --resume``; the final ``params.npz`` and every member's history
 must equal an uninterrupted sweep's, bitwise.
 

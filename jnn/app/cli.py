@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "checkpoint)")  # fmt: skip
     sw.add_argument("--overwrite", action="store_true", help="start again in an --out that holds another sweep")
     sw.add_argument("--workers", type=int, default=None,
-                    help="threads the members run in, side by side (default: the CPU cores; 1 on an accelerator; "
-                         "--resume takes the folder's)")  # fmt: skip
+                    help="threads the members run in, side by side, each member bit for bit its own jnn train "
+                         "(default: the CPU cores; 1 on an accelerator: one vmapped batch; --resume takes the "
+                         "folder's)")  # fmt: skip
 
     la = sub.add_parser(
         "launch",

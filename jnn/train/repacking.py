@@ -1,4 +1,6 @@
-"""Sweeps that stop paying for finished members: re-pack the running ones into a smaller vmapped batch.
+"""Sweeps in one vmapped batch (one worker) that stop paying for finished members: re-pack the running ones into a
+smaller batch. (With threads each member runs its own program and a stopped one is simply not run:
+:mod:`jnn.train.member_threads`.)
 
 A vmapped sweep computes every member at every step, including members that have stopped (their state no
 longer changes, but the arithmetic is done). At every :data:`REPACK_EVERY`-th epoch (the host loop ends a call
