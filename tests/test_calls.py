@@ -170,7 +170,7 @@ def test_a_users_task_object_is_compiled_once_per_object(fresh_programs):
 
 
 def test_a_sweep_in_one_batch_repacks_its_running_members_at_fixed_epochs_whatever_the_call_lengths():
-    # One worker: all members in one vmapped batch (with threads they run in pairs: tests/test_member_threads.py).
+    # One worker: all members in one vmapped batch (threads: tests/test_member_threads.py).
     # Members stop at very different epochs (6 to 40, through their learning rates): 8 -> 4 -> 2 running.
     ds = _data(160)
     axes = dict(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
@@ -198,7 +198,7 @@ def test_a_sweep_in_one_batch_repacks_its_running_members_at_fixed_epochs_whatev
 
 
 def test_members_in_threads_equal_one_thread_to_rounding_and_any_threads_give_the_same_bits():
-    # 9 members: 1 thread (one batch of 9), 2 or 4 threads (pairs: 4 pairs and member 8 with a pad).
+    # 9 members: 1 thread (one batch of 9), 2 or 4 threads (each member its own program).
     ds = _data(160)
     axes = dict(seed=list(range(9)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002])
     cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 24})
@@ -206,7 +206,7 @@ def test_members_in_threads_equal_one_thread_to_rounding_and_any_threads_give_th
     assert [r.workers for r in runs.values()] == [1, 2, 4]
     again = sweep(ds, cfg, repack=False, workers=2, **axes, task=NET)
     assert _same(again.state, runs[2].state) and again.rows == runs[2].rows
-    assert _same(runs[4].state, runs[2].state) and runs[4].rows == runs[2].rows  # pairs either way
+    assert _same(runs[4].state, runs[2].state) and runs[4].rows == runs[2].rows  # own programs either way
     for w in (2, 4):  # each member's rows, history and state are its own, whatever slice it ran in
         assert [r["epochs"] for r in runs[w].rows] == [r["epochs"] for r in runs[1].rows]
         rel = jnn.compare_grads(runs[1].params, runs[w].params, rtol=1e-5)
