@@ -16,7 +16,7 @@ from jnn.data import Dataset
 from jnn.sweep import sweep
 from jnn.train import EarlyStopping, TrainConfig
 from jnn.train.member_threads import MemberThreads, default_workers
-from jnn.train.members import join, put, row, set_row, set_row_in_place, stack, take
+from jnn.train.members import put, row, set_row, set_row_in_place, stack, take
 from jnn.train.state import Status
 
 
@@ -25,15 +25,13 @@ def test_default_workers_is_the_cores_this_process_may_use_on_a_cpu():
     assert 1 <= default_workers() <= (len(__import__("os").sched_getaffinity(0)))
 
 
-def test_take_put_join_and_stack_move_rows_of_every_leaf():
+def test_take_put_row_and_stack_move_rows_of_every_leaf():
     tree = {"a": jnp.arange(12.0).reshape(6, 2), "b": jnp.arange(6), "none": None}
     at = jnp.asarray([4, 1])
     sub = take(tree, at)
     assert np.array_equal(sub["a"], [[8, 9], [2, 3]]) and np.array_equal(sub["b"], [4, 1]) and sub["none"] is None
     back = put(tree, at, jax.tree.map(lambda x: x * 0, sub))
     assert np.array_equal(back["b"], [0, 0, 2, 3, 0, 5])
-    joined = join([tree, sub], (2, 1))
-    assert np.array_equal(joined["b"], [0, 1, 4])
     stacked = stack([{"a": jnp.zeros(2), "b": 1}, {"a": jnp.ones(2), "b": 2}])
     assert stacked["a"].shape == (2, 2) and np.array_equal(stacked["b"], [1, 2])
     one = row(tree, jnp.int32(2))

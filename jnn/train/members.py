@@ -1,15 +1,14 @@
-"""Rows of stacked members: stack them, take some or one, put them back, join slices; each one compiled call over the
-whole pytree.
+"""Rows of stacked members: stack them, take some or one, put them back; each one compiled call over the whole
+pytree.
 
 A sweep's state and epoch arrays hold its members on a leading axis. Re-packing the running members
-(:mod:`jnn.train.repacking`) and cutting them into slices for threads (:mod:`jnn.train.member_threads`) move rows
-of every leaf; done leaf by leaf in eager mode, each leaf's shape compiles its own small gather (dozens of them,
-about a second in all on a 2-core CPU), so here each move is one jitted function of the whole tree.
+(:mod:`jnn.train.repacking`) and handing each member to its own program in a thread
+(:mod:`jnn.train.member_threads`) move rows of every leaf; done leaf by leaf in eager mode, each leaf's shape
+compiles its own small gather (dozens of them, about a second in all on a 2-core CPU), so here each move is one
+jitted function of the whole tree.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -50,10 +49,4 @@ set_row = jax.jit(_set_row)
 set_row_in_place = jax.jit(_set_row, donate_argnums=0)
 
 
-@partial(jax.jit, static_argnums=1)
-def join(trees, counts: tuple[int, ...]):
-    """One tree of the first ``counts[i]`` rows of ``trees[i]``, concatenated in order."""
-    return jax.tree.map(lambda *a: jnp.concatenate([x[:k] for x, k in zip(a, counts)]), *trees)
-
-
-__all__ = ["join", "put", "row", "set_row", "set_row_in_place", "stack", "take"]
+__all__ = ["put", "row", "set_row", "set_row_in_place", "stack", "take"]
