@@ -290,9 +290,10 @@ def sweep(
             most one :class:`jnn.Progress` (default ``Progress()``), shown per shape group: its bar counts
             the members still running, its lines (``log_every=k``) too; at most one :class:`jnn.SweepFolder`
             (the sweep's folder: lock, checkpoints, resume).
-        exact: train the members one after another through :func:`jnn.fit` instead of vmapped together, so that
-            each is bit for bit its own fit (vmapped members equal their fits only to rounding, see
-            :meth:`SweepResult.refit`); slower, and it takes no callbacks.
+        exact: train the members one after another through :func:`jnn.fit` in this thread, so that each is bit
+            for bit its own fit on any device (in threads, ``workers >= 2``, they already are, faster; in one
+            vmapped batch they equal their fits only to rounding, see :meth:`SweepResult.refit`); it takes no
+            callbacks.
         workers: threads that run the members side by side, each member through its own fit's program (see
             :mod:`jnn.train.member_threads`): bit for bit its fit, whatever the number; 1: all members in one
             vmapped batch, equal to their fits to rounding. None: the cores this process may use when jax runs on
