@@ -101,10 +101,11 @@ class MemberThreads:
             return
         i = jax.ShapeDtypeStruct((), jnp.int32)
         one = jax.eval_shape(row, full_state, i)
-        if hasattr(self.inner, "compile_for") and self.member_data is _row_data:  # the long one, in its own thread
-            self._warming.append(self._pool.submit(self.inner.compile_for, one, jax.eval_shape(row, full_data, i)))
-        moves = ((row, (full_state, i)), (row, (full_data, i)), (set_row, (full_state, i, one)),
-                 (set_row_in_place, (full_state, i, one)))  # fmt: skip
+        moves = [(row, (full_state, i)), (set_row, (full_state, i, one)), (set_row_in_place, (full_state, i, one))]
+        if self.member_data is _row_data:  # a member's data is its row (a streamed member's is read from disk)
+            moves.append((row, (full_data, i)))
+            if hasattr(self.inner, "compile_for"):  # the long one, in its own thread
+                self._warming.append(self._pool.submit(self.inner.compile_for, one, jax.eval_shape(row, full_data, i)))
         self._warming.append(self._pool.submit(lambda: [fn.lower(*args).compile() for fn, args in moves]))
 
     def _data_for(self, data, i: int):
