@@ -110,10 +110,14 @@ def test_exactly_at_a_kink_the_entry_is_non_smooth_not_wrong(f, point, mode):
         assert "non-smooth here" in str(report)
 
 
-def test_a_function_made_of_kinks_only_is_inconclusive():
-    report = jnn.check_grads(lambda w: jnp.sum(jnp.abs(w)), jnp.zeros(3))
-    assert report.verdict == "inconclusive" and report.leaves[0].status == "non-smooth"
-    assert "every probe met a kink" in str(report)
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_a_function_made_of_kinks_only_is_judged_beside_them(mode):
+    relu_sum = lambda w: jnp.sum(jax.nn.relu(w) * jnp.arange(1.0, 4.0))  # noqa: E731 - every entry on its kink
+    report = jnn.check_grads(relu_sum, jnp.zeros(3), mode=mode)
+    assert report.passed and report.leaves[0].beside >= 1, str(report)
+    assert "met a kink at the point and were checked beside it" in str(report)
+    wrong = jnn.check_grads(relu_sum, jnp.zeros(3), mode=mode, grad=lambda w: 1.05 * (w > 0) * jnp.arange(1.0, 4.0))
+    assert wrong.verdict == "failed" and wrong.leaves[0].failed >= 1, str(wrong)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ import numpy as np
 from jnn import _validate as V
 from jnn.gradcheck import jaxpr as J
 from jnn.gradcheck import probes as P
-from jnn.gradcheck.report import NONFINITE, OK, CheckReport, LeafCheck
+from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, CheckReport, LeafCheck
 
 #: Coordinates up to which ``mode="auto"`` checks every coordinate.
 AUTO_FULL_MAX = 5000
@@ -307,6 +307,7 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     bad_rows = {}
     if reverse:
         cand_c = P.aot(cand_fn, prob, theta, lowered=cand_lowered)
+        prob.cand = cand_fn
         cand = [jnp.asarray(c, jnp.float64) for c in cand_c(theta)]
         again = cand_c(theta)
         if any(not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand, again)):
@@ -343,9 +344,10 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     rows = [bad_rows.get(li, r) for li, r in enumerate(got[primary])]
     fwd = tuple(got["jvp"]) if primary == "vjp" and "jvp" in got else None
     problems += _nonfinite_reference(rows)
-    ok = [r.resolution for r in rows if r.status == OK]
+    # every leaf counts, non-smooth ones included (their resolution is inf: nothing was judged there)
+    res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]
     report = CheckReport(rows, directions=count, notes=tuple(notes), problems=tuple(problems), forward=fwd,
-                         resolution=max(ok) if ok else math.inf, buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
+                         resolution=max(res) if res else math.inf, buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
     if localize == "always" or (localize == "on_failure" and report.wrong):
         if grad is not None:
             return _with(report, notes=(*notes, "operations are not localised for a grad= candidate (it is not "

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, WRONG, LeafCheck
+from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, POWER, WRONG, LeafCheck
 
 #: Relative step of the differences, by the itemsize of the precision the reference computes in.
 STEP = {8: 2e-3, 4: 3e-2, 2: 1e-1}
@@ -55,6 +55,9 @@ class Problem:
         offsets: offset of each leaf in the concatenation of the checked leaves (length leaves + 1).
         h: the step per leaf: STEP · (1 + the leaf's RMS).
         buffer_bytes: the largest buffer footprint of a compiled call so far (None where XLA does not say).
+        cand: the candidate gradient as a function of the checked leaves (list of float64 leaves); None when
+            only forward mode is checked. Probes that meet a kink at the point
+            recompute it at points moved off the kink.
     """
 
     phi: object
@@ -66,6 +69,7 @@ class Problem:
     offsets: list
     h: list
     buffer_bytes: int | None = 0
+    cand: object = None
 
     @property
     def n(self) -> int:
@@ -115,7 +119,8 @@ class Criterion:
             vnorm: ``[m]`` ‖v‖.
 
         Returns:
-            ``(ref, err, tol, ok, nonsmooth, finite)``, each ``[m]``.
+            ``(ref, err, tol, ok, nonsmooth, finite, loosened)``, each ``[m]`` (``loosened``: φ is not smooth
+            here or the truncation estimate makes most of the tolerance).
         """
         vals = np.asarray(vals, np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -128,76 +133,130 @@ class Criterion:
             tol = self.atol * vnorm + self.rtol * np.abs(ref) + 4.0 * bound + 8.0 * self.eps_c * (cv + np.abs(ref))
             err = np.abs(c - ref)
             resid = np.abs((fp - 2 * phi0 + fm) - 4.0 * (gp - 2 * phi0 + gm)) / sigma
-            finite = np.all(np.isfinite(vals), axis=0) & bool(np.isfinite(phi0))
+            finite = np.all(np.isfinite(vals), axis=0) & np.isfinite(phi0)
             ok = finite & (err <= tol)
             nonsmooth = (resid > 10.0 * rounding) & (resid >= 0.25 * err)
-        return ref, err, tol, ok, nonsmooth, finite
+            # the truncation estimate makes most of the tolerance: a kink in the stencil (or several, whose
+            # second differences cancel) rather than φ's curvature
+            loosened = nonsmooth | (4.0 * np.abs(d2 - d1) / 3.0 >= 0.5 * tol)
+        return ref, err, tol, ok, nonsmooth, finite, loosened
 
 
 @dataclass
 class Judged:
-    """Probes judged over the retries: per probe its status and the values of the step that decided it."""
+    """Probes judged over the retries: per probe its status and the values of the step that decided it.
+
+    ``beside`` marks the probes that met a kink at the point and were decided at points moved off it along
+    the probe (their values are those of the moved probe that decided them)."""
 
     status: np.ndarray
     ref: np.ndarray
     err: np.ndarray
     tol: np.ndarray
     c: np.ndarray = field(default=None)
+    beside: np.ndarray = field(default=None)
 
 
 #: A passing probe of fast mode is retried at a smaller step while its resolution (tolerance over |reference|)
 #: is above this (kinks crossed by the stencil loosen the error bound; a smaller step crosses fewer).
 SHARP = 0.01
+#: How far a probe that meets a kink at the point is moved off it along its direction (in units of the first
+#: step), and the steps of the moved probe relative to the first step (their reach stays short of the point).
+MOVE, MOVED_SCALE = 1 / 8, 1 / 16
 
 
-def judge(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool = False) -> Judged:
-    """Judge ``m`` probes over the steps of ``crit.scales``.
+def judge(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool = False, beside=None) -> Judged:
+    """Judge ``m`` probes over the steps of ``crit.scales``, then the failing ones beside the point.
 
-    A probe is right at the first step where it passes (with ``sharpen``, the step with the best resolution
-    among those tried until one is sharper than :data:`SHARP`). It is wrong when it fails at two consecutive
-    steps with φ smooth there (or at the last step tried, never having passed): one failing step is not
-    enough, since several kinks in the stencil can mimic smoothness. Failing steps where φ is not smooth or
-    not finite are retried; a probe that never passes ends non-smooth (or non-finite).
+    At the point a probe is right at the first step where it passes (with ``sharpen``, the step with the best
+    resolution among those tried until one is sharper than :data:`SHARP`). A probe that never passes there
+    either met a kink at the point or is wrong; no test on φ along one direction tells them apart (kinks whose
+    slope jumps cancel look smooth), so with ``beside`` the probe is judged again at the points θ ± τv moved
+    off the point along its direction (τ = :data:`MOVE`; the candidate recomputed there; steps short of the
+    point): *wrong* when a moved probe fails with φ smooth at two consecutive steps, *right beside a kink*
+    when a moved probe passes and none is wrong, else *non-smooth here* (never wrong). Without ``beside``, a
+    probe that fails with φ smooth at two consecutive steps (or at the last step tried) is wrong.
 
     Args:
         measure: ``measure(ix, sigma) -> [4, len(ix)]`` φ values of probes ``ix`` at step σ.
         c, cv, vnorm: ``[m]`` per probe (see :meth:`Criterion.assess`).
-        phi0: φ(θ).
+        phi0: φ(θ) (a scalar, or ``[m]``).
         crit: the criterion.
         sharpen: retry passing probes whose resolution is above :data:`SHARP`.
+        beside: ``beside(ix, t) -> (measure, c, cv, phi0)`` for the probes ``ix`` moved by ``t`` (signed, in
+            units of their direction), or None.
     """
+    j = _judge_at(measure, c, cv, vnorm, phi0, crit, sharpen)
+    j.beside = np.zeros(len(c), bool)
+    failing = np.flatnonzero((j.status == WRONG) | (j.status == NONSMOOTH))
+    if beside is None or not failing.size:
+        return j
+    moved = replace(crit, scales=tuple(s * MOVED_SCALE for s in crit.scales[: max(1, len(crit.scales) - 1)]))
+    undecided, passed = failing, np.zeros(len(c), bool)
+    j.status[failing] = NONSMOOTH
+    for side in (1.0, -1.0):
+        if not undecided.size:
+            break
+        m2, c2, cv2, p2 = beside(undecided, side * MOVE * crit.scales[0])
+        k = _judge_at(m2, c2, cv2, vnorm[undecided], p2, moved, sharpen)
+        wrong, ok = k.status == WRONG, k.status == OK
+        take = wrong | (ok & ~passed[undecided])
+        ix = undecided[take]
+        j.ref[ix], j.err[ix], j.tol[ix], j.c[ix] = k.ref[take], k.err[take], k.tol[take], k.c[take]
+        j.status[undecided[wrong]] = WRONG
+        j.status[undecided[ok]] = OK
+        j.beside[undecided] = True
+        passed[undecided[ok]] = True
+        undecided = undecided[~wrong]  # a probe right on one side is still checked on the other
+    return j
+
+
+def _judge_at(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool) -> Judged:
+    """:func:`judge` at one point, without moving. Per probe: *ok* at the first step where it passes, unless
+    φ is not smooth there and the pass is loose (resolution ``POWER / 4`` or more: the kink's own error made
+    room for it): such a pass is retried at the smaller steps and stands only if nothing fails there, and
+    at the last step it is *non-smooth*; *wrong* when it fails with φ smooth at two consecutive steps (or at
+    the last step tried) without an ok step before; else *non-smooth* or *non-finite* as at its last step."""
     m = len(c)
+    phi0 = np.broadcast_to(np.asarray(phi0, np.float64), (m,))
     status = np.full(m, NONFINITE, dtype=object)
     ref, err, tol = np.full(m, np.nan), np.full(m, np.inf), np.zeros(m)
     passed, prev_fail, best = np.zeros(m, bool), np.zeros(m, bool), np.full(m, np.inf)
+    loose_seen = np.zeros(m, bool)
     pending = np.arange(m)
     for k, sigma in enumerate(crit.scales):
         last = k == len(crit.scales) - 1
-        r, e, t, ok, ns, fin = crit.assess(measure(pending, sigma), phi0, sigma, c[pending], cv[pending],
-                                           vnorm[pending])  # fmt: skip
+        r, e, t, ok, ns, fin, lsd = crit.assess(measure(pending, sigma), phi0[pending], sigma, c[pending],
+                                                cv[pending], vnorm[pending])  # fmt: skip
         e = np.where(np.isnan(e), np.inf, e)
         with np.errstate(divide="ignore", invalid="ignore"):
             res = np.where(np.abs(r) > 0, t / np.abs(r), np.inf)
-        smooth_fail = ~ok & fin & ~ns
         was = passed[pending]
+        loose = ok & ~was & lsd & (res >= POWER / 4) & (e > 0)  # a pass the kink's own error made possible
+        sure = ok & ~loose
+        smooth_fail = ~ok & fin & ~ns
         wrong = smooth_fail & ~was & (prev_fail[pending] | last)
-        keep = (ok & (res < best[pending])) | (~was & ~ok) | wrong
+        first_loose = loose & ~loose_seen[pending]
+        keep = (sure & (~was | (res < best[pending]))) | (~was & ~ok) | wrong | first_loose
         idx = pending[keep]
         ref[idx], err[idx], tol[idx] = r[keep], e[keep], t[keep]
-        best[pending[ok]] = np.minimum(best[pending[ok]], res[ok])
-        status[pending] = np.where(ok | was, OK, np.where(smooth_fail, WRONG, np.where(ns, NONSMOOTH, NONFINITE)))
-        passed[pending] |= ok
+        best[pending[sure]] = np.minimum(best[pending[sure]], res[sure])
+        status[pending] = np.where(sure | was | (loose & (not last)), OK,
+                                   np.where(smooth_fail, WRONG, np.where(ns, NONSMOOTH, NONFINITE)))  # fmt: skip
+        passed[pending] |= sure
+        loose_seen[pending] |= loose
         prev_fail[pending] = smooth_fail
-        more = np.where(ok | was, sharpen & (best[pending] > SHARP), ~wrong)
+        more = np.where(sure | was, sharpen & (best[pending] > SHARP), ~wrong)
         pending = pending[more]
         if not pending.size:
             break
-    return Judged(status, ref, err, tol, c)
+    return Judged(status, ref, err, tol, np.array(c, np.float64))
 
 
 def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: float) -> dict:
     """Every coordinate: φ at θ ± h e_i and θ ± h e_i / 2, one coordinate after the other inside a compiled
-    loop that sets and restores the entry in place (no copy of θ per coordinate).
+    loop that sets and restores the entry in place (no copy of θ per coordinate). An entry that fails at the
+    point is judged again beside it, at θ ± τh e_i (:func:`judge`).
 
     Args:
         prob, crit: the problem and criterion.
@@ -213,33 +272,35 @@ def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: floa
     hs = np.concatenate([np.full(s, h) for s, h in zip(prob.sizes, prob.h)])
     m = min(n, FULL_CHUNK)
 
-    def chunk(t, ix, steps):
+    def chunk(t, ix, steps, centers):
         def body(j, carry):
             t, out, tangents = carry
-            i, s = ix[j], steps[j]
+            i, s, c0 = ix[j], steps[j], centers[j]
             t0 = t[i]
             vals = []
             for q in (s, -s, s / 2, -s / 2):
-                t = t.at[i].set(t0 + q)
+                t = t.at[i].set(t0 + c0 + q)
                 vals.append(prob.fd_phi(unravel(t)))
-            t = t.at[i].set(t0)
+            t = t.at[i].set(t0 + c0)
             if with_jvp:
                 e = jnp.zeros_like(t).at[i].set(s)
                 tangents = tangents.at[j].set(jax.jvp(lambda z: prob.phi(unravel(z)), (t,), (e,))[1])
+            t = t.at[i].set(t0)
             return t, out.at[:, j].set(jnp.stack(vals)), tangents
 
         init = (t, jnp.zeros((4, m), jnp.float64), jnp.zeros(m, jnp.float64))
         return jax.lax.fori_loop(0, m, body, init)[1:]
 
-    chunk = aot(chunk, prob, flat, jnp.zeros(m, jnp.int64), jnp.zeros(m, jnp.float64))
+    chunk = aot(chunk, prob, flat, jnp.zeros(m, jnp.int64), jnp.zeros(m, jnp.float64), jnp.zeros(m, jnp.float64))
 
-    def run(ix, steps):
+    def run(ix, steps, centers=None):
+        centers = np.zeros(len(steps)) if centers is None else centers
         vals, tang = np.empty((4, len(ix))), np.empty(len(ix))
         for start in range(0, len(ix), m):
             part = ix[start : start + m]
             k = len(part)
             pad = np.resize(part, m)  # the last chunk repeats entries: one compiled shape
-            got, tg = chunk(flat, jnp.asarray(pad), jnp.asarray(steps[pad]))
+            got, tg = chunk(flat, jnp.asarray(pad), jnp.asarray(steps[pad]), jnp.asarray(centers[pad]))
             vals[:, start : start + k] = np.asarray(got, np.float64)[:, :k]
             tang[start : start + k] = np.asarray(tg, np.float64)[:k]
         return vals, tang
@@ -257,9 +318,30 @@ def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: floa
     for name, c in oracles.items():
         scale = np.concatenate([np.full(s, np.max(np.abs(c[lo:hi]) / hs[lo:hi], initial=0.0))
                                 for s, lo, hi in zip(prob.sizes, prob.offsets, prob.offsets[1:])])  # fmt: skip
-        j = judge(measure, c, scale * hs, hs, phi0, crit)
+        j = judge(measure, c, scale * hs, hs, phi0, crit, beside=_full_beside(prob, name, run, flat, unravel, hs,
+                                                                             scale))  # fmt: skip
         out[name] = [_full_row(prob, li, j, hs) for li in range(len(prob.sizes))]
     return out
+
+
+def _full_beside(prob: Problem, oracle: str, run, flat, unravel, hs, scale):
+    """:func:`judge`'s ``beside`` for full mode: coordinate probes moved by ``t`` steps along their axis."""
+    entry = None
+    if oracle == "vjp" and prob.cand is not None:
+        entry = jax.jit(lambda t, i, s: ravel_pytree(prob.cand(unravel(t.at[i].add(s))))[0][i])
+
+    def beside(ix, t):
+        centers = np.zeros(len(hs))
+        centers[ix] = t * hs[ix]
+        vals, tang = run(ix, hs * abs(t))
+        p0 = vals[0 if t > 0 else 1]
+        if oracle == "jvp":
+            c = run(ix, hs, centers)[1]  # the tangent along h e_i at the moved point
+        else:
+            c = np.array([float(entry(flat, jnp.int64(i), jnp.float64(t * hs[i]))) for i in ix]) * hs[ix]
+        return (lambda sub, sigma: run(ix[sub], hs * sigma, centers)[0]), c, scale[ix] * hs[ix], p0
+
+    return beside
 
 
 def _full_row(prob: Problem, li: int, j: Judged, hs) -> LeafCheck:
@@ -281,7 +363,8 @@ def _full_row(prob: Problem, li: int, j: Judged, hs) -> LeafCheck:
     rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
     idx = tuple(int(i) for i in np.unravel_index(k, shape)) if len(shape) else ()
     return LeafCheck(path, tuple(shape), hi - lo, int(bad.sum()), emax, rel, idx, float(ref[k]), float(c[k]),
-                     status, int((st == NONSMOOTH).sum()), _resolution(ref, tol, st == OK))  # fmt: skip
+                     status, int((st == NONSMOOTH).sum()), _resolution(ref, tol, st == OK),
+                     int((j.beside[lo:hi] & (st == OK)).sum()))  # fmt: skip
 
 
 def _resolution(ref, tol, ok) -> float:
@@ -309,19 +392,30 @@ def direction(prob: Problem, z, lo, hi) -> list:
 
 
 def _make_along(prob: Problem, with_jvp: bool):
-    """``along(theta, z, lo, hi, sigma) -> (φ at θ + σv·(1, −1, ½, −½), jvp(φ)(θ; v))`` with v the
-    :func:`direction` of ``z`` over [lo, hi), to compile. Memory: θ, ``z``, the direction and one perturbed
-    copy of θ at a time (the four evaluations run in a loop). ``z`` is drawn on the host (a random normal
-    draw inside the compiled probe would cost most of its compile time), and ⟨cand, v⟩ is taken there too."""
+    """``along(theta, z, lo, hi, sigma, t) -> (φ at θ + (t + σ·(1, −1, ½, −½))·v, jvp(φ)(θ + tv; v))`` with v
+    the :func:`direction` of ``z`` over [lo, hi), to compile (t ≠ 0: a probe moved off a kink at the point).
+    Memory: θ, ``z``, the direction and one perturbed copy of θ at a time (the four evaluations run in a
+    loop). ``z`` is drawn on the host (a random normal draw inside the compiled probe would cost most of its
+    compile time), and ⟨cand, v⟩ is taken there too."""
 
-    def along(theta, z, lo, hi, sigma):
+    def along(theta, z, lo, hi, sigma, t):
         v = direction(prob, z, lo, hi)
         vals = jax.lax.map(lambda s: prob.fd_phi([x + s * d for x, d in zip(theta, v)]),
-                           sigma * jnp.array([1.0, -1.0, 0.5, -0.5]))  # fmt: skip
-        tangent = jax.jvp(prob.phi, (theta,), (v,))[1] if with_jvp else jnp.float64(0.0)
-        return vals, tangent
+                           t + sigma * jnp.array([1.0, -1.0, 0.5, -0.5]))  # fmt: skip
+        if not with_jvp:
+            return vals, jnp.float64(0.0)
+        return vals, jax.jvp(prob.phi, ([x + t * d for x, d in zip(theta, v)],), (v,))[1]
 
     return along
+
+
+def _make_shift(prob: Problem):
+    """``shift(theta, z, lo, hi, t) -> θ + t·v`` (the point of a moved probe), to compile."""
+
+    def shift(theta, z, lo, hi, t):
+        return [x + t * d for x, d in zip(theta, direction(prob, z, lo, hi))]
+
+    return shift
 
 
 def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int, phi0: float):
@@ -358,25 +452,55 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
         return drawn[kid]
 
     along = aot(_make_along(prob, with_jvp), prob, prob.theta, z_of(0)[0], jnp.int64(0), jnp.int64(prob.n),
-                jnp.float64(1.0))  # fmt: skip
+                jnp.float64(1.0), jnp.float64(0.0))  # fmt: skip
+    shift = []  # compiled on first use: only probes that meet a kink at the point move
     # ‖cand‖² over any block [lo, hi) from prefix sums on the host (in the compiled probe it would cost 2 copies)
     sq = np.concatenate([[0.0], np.cumsum(np.concatenate([np.asarray(c, np.float64).ravel() ** 2 for c in cand]))])
     cache = {}
 
-    def probe(kid, lo, hi, sigma):
-        at = (kid, lo, hi, sigma)
+    def dot(flat, sq, kid, lo, hi):
+        """⟨cand, v⟩ per unit of v, ‖cand‖·‖v‖ over the block, and ‖v‖ (on the host)."""
+        _, zh = z_of(kid)
+        if hi - lo == 1:  # the coordinate axis, step-scaled
+            c, vn = flat[lo] * hflat[lo], hflat[lo]
+        else:
+            c = float(flat[lo:hi] @ zh[lo:hi]) / math.sqrt(hi - lo)
+            vn = math.sqrt(float(zh[lo:hi] @ zh[lo:hi]) / (hi - lo))
+        return float(c), math.sqrt(max(sq[hi] - sq[lo], 0.0)) * float(vn), float(vn)
+
+    def moved_cand(kid, lo, hi, t):
+        """The candidate recomputed at θ + tv: ``dot`` of it (reverse mode only)."""
+        if not shift:
+            shift.append(aot(_make_shift(prob), prob, prob.theta, z_of(0)[0], jnp.int64(0), jnp.int64(1),
+                             jnp.float64(0.0)))  # fmt: skip
+            shift.append(aot(prob.cand, prob, prob.theta))
+        at = shift[0](prob.theta, z_of(kid)[0], jnp.int64(lo), jnp.int64(hi), jnp.float64(t))
+        flat = np.concatenate([np.asarray(c, np.float64).ravel() for c in shift[1](at)])
+        del at
+        return dot(flat, np.concatenate([[0.0], np.cumsum(flat**2)]), kid, lo, hi)
+
+    def probe(kid, lo, hi, sigma, t=0.0):
+        at = (kid, lo, hi, sigma, t)
         if at not in cache:
-            leaves, zh = z_of(kid)
+            leaves, _ = z_of(kid)
             vals, tg = (np.asarray(g, np.float64) for g in along(prob.theta, leaves, jnp.int64(lo), jnp.int64(hi),
-                                                                  jnp.float64(sigma)))  # fmt: skip
-            if hi - lo == 1:  # the coordinate axis, step-scaled
-                c, vn = cflat[lo] * hflat[lo], hflat[lo]
+                                                                  jnp.float64(sigma), jnp.float64(t)))  # fmt: skip
+            if t == 0.0:
+                c, cv, vn = dot(cflat, sq, kid, lo, hi)
+            elif prob.cand is not None:
+                c, cv, vn = cache.setdefault((kid, lo, hi, t), moved_cand(kid, lo, hi, t))
             else:
-                c = float(cflat[lo:hi] @ zh[lo:hi]) / math.sqrt(hi - lo)
-                vn = math.sqrt(float(zh[lo:hi] @ zh[lo:hi]) / (hi - lo))
-            cv = math.sqrt(max(sq[hi] - sq[lo], 0.0)) * float(vn)
-            cache[at] = (vals, {"vjp": float(c), "jvp": float(tg)}, cv, float(vn))
+                c, cv, vn = 0.0, abs(float(tg)), dot(cflat, sq, kid, lo, hi)[2]
+            cache[at] = (vals, {"vjp": c, "jvp": float(tg)}, cv, vn)
         return cache[at]
+
+    def beside_of(oracle, kid, lo, hi):
+        def beside(ix, t):
+            _, cs, cv, vn = probe(kid, lo, hi, crit.scales[0] * MOVED_SCALE, t)
+            p0 = probe(kid, lo, hi, abs(t))[0][0 if t > 0 else 1]
+            return (lambda ix, s: probe(kid, lo, hi, s, t)[0][:, None]), np.array([cs[oracle]]), np.array([cv]), p0
+
+        return beside
 
     one_step = replace(crit, scales=crit.scales[:1])
 
@@ -385,8 +509,9 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
         which only steer it: every entry it reaches is judged in full)."""
         _, cs, cv, vn = probe(kid, lo, hi, 1.0)
         j = judge(lambda ix, s: probe(kid, lo, hi, s)[0][:, None], np.array([cs[oracle]]), np.array([cv]),
-                  np.array([vn]), phi0, one_step if quick else crit, sharpen=not quick)  # fmt: skip
-        return j.status[0], float(j.ref[0]), cs[oracle], float(j.err[0]), float(j.tol[0])
+                  np.array([vn]), phi0, one_step if quick else crit, sharpen=not quick,
+                  beside=None if quick else beside_of(oracle, kid, lo, hi))  # fmt: skip
+        return j.status[0], float(j.ref[0]), float(j.c[0]), float(j.err[0]), float(j.tol[0]), bool(j.beside[0])
 
     out, problems = {}, []
     for oracle in oracles:
@@ -400,6 +525,9 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
             if worst is not None:
                 r = res[-1][0]
                 ratios.append(r[3] / r[4] if r[4] > 0 else math.inf)
+            if all(r[0] == NONSMOOTH for r, _ in res):  # every probe met a kink it could not be judged beside
+                kid = n_dirs + len(prob.sizes) + li
+                res.append((check(oracle, kid, lo, hi), kid))
             bad = [(r[3] - r[4], kid, r[0]) for r, kid in res if r[0] in (WRONG, NONFINITE)]
             if bad:
                 _, kid, st = max(bad, key=lambda t: t[0])
@@ -408,6 +536,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
                 continue
             smooth = [r for r, _ in res if r[0] == OK]
             nonsmooth = sum(r[0] == NONSMOOTH for r, _ in res)
+            beside = sum(r[0] == OK and r[5] for r, _ in res)
             if not smooth:
                 r = res[0][0]
                 rows.append(LeafCheck(path, shape, 0, 0, math.nan, math.nan, None, r[1], r[2], NONSMOOTH, nonsmooth,
@@ -416,14 +545,14 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
             r = smooth[0]
             rows.append(LeafCheck(path, shape, 0, 0, r[3], r[3] / abs(r[1]) if r[1] else 0.0, None, r[1], r[2], OK,
                                   nonsmooth, _resolution([s[1] for s in smooth], [s[4] for s in smooth],
-                                                         np.ones(len(smooth), bool))))  # fmt: skip
+                                                         np.ones(len(smooth), bool)), beside))  # fmt: skip
         if worst is not None and all(r.passed for r in rows):
             # The error of a random direction over all leaves adds up from leaves each within tolerance.
             top = max(ratios)
             names = [r.path for r, q in zip(rows, ratios) if q >= 0.5 * top]
             rows = [LeafCheck(r.path, r.shape, r.checked, r.failed, r.max_abs_err, r.max_rel_err, r.worst_index,
                               r.reference, r.candidate, WRONG if r.path in names else r.status, r.nonsmooth,
-                              r.resolution) for r in rows]  # fmt: skip
+                              r.resolution, r.beside) for r in rows]  # fmt: skip
             g = glob[worst]
             problems.append(f"{'jax.jvp' if oracle == 'jvp' else 'the candidate'} fails along a random direction "
                             f"over all leaves (|Δ| {g[3]:.3e} > tolerance {g[4]:.3e}) while no leaf fails alone: "
@@ -442,12 +571,12 @@ def _localise(check, lo: int, hi: int, h: float):
         for a, b in blocks:
             if b - a <= LEAF_BLOCK:
                 for i in range(a, b):
-                    st, ref, c, _, _ = check(i, i + 1, False)
+                    st, ref, c = check(i, i + 1, False)[:3]
                     out.append((i, ref / h, c / h, st))
                 continue
             mid = (a + b) // 2
             for s, t in ((a, mid), (mid, b)):
-                st, _, _, err, tol = check(s, t, True)
+                st, _, _, err, tol = check(s, t, True)[:5]
                 if st != OK:  # wrong, non-finite, or a kink that may hide a wrong entry
                     nxt.append((err - tol if np.isfinite(err - tol) else np.inf, s, t))
         blocks = [(s, t) for _, s, t in sorted(nxt, reverse=True)[:MAX_BRANCHES]]

@@ -9,10 +9,14 @@ A verdict is one of three words:
   happened (a non-finite value of ``f``, of the reference or of the candidate): :attr:`CheckReport.problems`
   says what and where;
 - ``"inconclusive"``: nothing was found wrong, but the tolerances would let a ×1.05 error through (low
-  precision), or every probe met a kink: a pass here would promise nothing.
+  precision), or every probe of some leaf met a kink it could not be judged beside: a pass here would
+  promise nothing.
 
-Entries where ``f`` is not differentiable along the probe at every step tried (a relu at 0, ``abs`` at 0,
-a tie of ``max``) are *non-smooth here*: counted apart, never as wrong.
+Kinks never decide a verdict. A probe that fails at the point where ``f`` is not differentiable along it (a
+relu at 0, ``abs`` at 0, a tie of ``max``, a zero bias meeting zero padding) is judged again at points moved
+off the kink along the probe, with the candidate recomputed there: right there (counted in
+:attr:`LeafCheck.beside`), wrong there (wrong: a real error does not stop at the kink), or non-smooth there
+too (*non-smooth here*: skipped, never wrong, and a leaf with nothing else judged is inconclusive).
 """
 
 from __future__ import annotations
@@ -46,9 +50,12 @@ class LeafCheck:
         reference, candidate: the values at ``worst_index`` (or of the worst directional check).
         status: ``"ok"``, ``"wrong"``, ``"non-smooth"`` (every probe of the leaf met a kink; not wrong) or
             ``"non-finite"`` (a NaN/inf candidate or reference; wrong).
-        nonsmooth: entries (full mode) or probes (fast mode) skipped as non-smooth here.
+        nonsmooth: entries (full mode) or probes (fast mode) that met a kink and could not be judged, at the
+            point or beside it (skipped: never counted as wrong or right).
         resolution: the smallest relative error the leaf's checks would flag (tolerance over |reference|
             at its most sensitive probe; 0 for an all-zero gradient); ``POWER`` or more means no power.
+        beside: entries or probes that met a kink at the point and were judged right at points moved off it
+            along the probe (the candidate recomputed there).
     """
 
     path: str
@@ -63,6 +70,7 @@ class LeafCheck:
     status: str = OK
     nonsmooth: int = 0
     resolution: float = 0.0
+    beside: int = 0
 
     @property
     def passed(self) -> bool:
@@ -75,7 +83,8 @@ class LeafCheck:
                 "max_abs_err": _j(self.max_abs_err), "max_rel_err": _j(self.max_rel_err),
                 "worst_index": None if self.worst_index is None else list(self.worst_index),
                 "reference": _j(self.reference), "candidate": _j(self.candidate), "status": self.status,
-                "nonsmooth": self.nonsmooth, "resolution": _j(self.resolution), "passed": self.passed}  # fmt: skip
+                "nonsmooth": self.nonsmooth, "beside": self.beside, "resolution": _j(self.resolution),
+                "passed": self.passed}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,7 @@ class CheckReport:
         """``"passed"``, ``"failed"`` or ``"inconclusive"`` (see the module docstring)."""
         if self.wrong:
             return "failed"
-        if not self.leaves or all(r.status == NONSMOOTH for r in self.leaves) or not self.resolution < POWER:
+        if not self.leaves or any(r.status == NONSMOOTH for r in self.leaves) or not self.resolution < POWER:
             return "inconclusive"
         return "passed"
 
@@ -244,23 +253,32 @@ class CheckReport:
         return "\n".join(lines)
 
     def _verdict_line(self) -> str:
-        ok = sum(l.passed for l in self.leaves)
+        right = sum(l.status == OK for l in self.leaves)
         n = len(self.leaves)
-        nonsmooth = sum(l.nonsmooth for l in self.leaves)
-        kinks = f"; {nonsmooth} {'entries' if self.mode == 'full' else 'probes'} non-smooth here" if nonsmooth else ""
+        unit = "entries" if self.mode == "full" else "probes"
+        beside, nonsmooth = sum(l.beside for l in self.leaves), sum(l.nonsmooth for l in self.leaves)
+        kinks = f"; {beside} {unit} met a kink at the point and were checked beside it" if beside else ""
+        kinks += f"; {nonsmooth} {unit} non-smooth here (skipped)" if nonsmooth else ""
         v = self.verdict
         if v == "failed":
             wrong = self.failed_leaves
             if not self.leaves:
                 return "FAILED: " + (self.problems[0].split(":")[0] if self.problems else "nothing checked")
-            return f"FAILED: {ok}/{n} leaves right" + (f"; wrong: {', '.join(wrong)}" if wrong else "") + kinks
+            return f"FAILED: {right}/{n} leaves right" + (f"; wrong: {', '.join(wrong)}" if wrong else "") + kinks
         if v == "inconclusive":
-            kinked = self.leaves and all(r.status == NONSMOOTH for r in self.leaves)
-            why = ("every probe met a kink" if kinked else f"the check has no power at {self.precision}: it would "
-                   f"flag only relative errors above {self.resolution:.3g} (a ×1.05 error could pass); check the "
-                   "function in float32/float64")  # fmt: skip
+            kinked = [r.path for r in self.leaves if r.status == NONSMOOTH]
+            if kinked:
+                why = (f"every probe of {', '.join(kinked)} met a kink, at the point and beside it: nothing was "
+                       "judged there")  # fmt: skip
+                if self.mode == "fast":
+                    why += " (check that leaf in full mode: mode='full')"
+            else:
+                why = (
+                    f"the check has no power at {self.precision}: it would flag only relative errors above "
+                    f"{self.resolution:.3g} (a ×1.05 error could pass); check the function in float32/float64"
+                )
             return f"INCONCLUSIVE: nothing wrong found in {n} leaves, but {why}{kinks}"
-        return f"PASSED: {ok}/{n} leaves right{kinks}"
+        return f"PASSED: {right}/{n} leaves right{kinks}"
 
 
 def _table(rows) -> list:
