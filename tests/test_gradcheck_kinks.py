@@ -127,3 +127,14 @@ def test_a_leaf_whose_probes_all_met_kinks_makes_the_check_inconclusive_never_pa
     assert report.verdict == "inconclusive" and not report.wrong
     assert "every probe of args[0]['b'] met a kink" in str(report) and "mode='full'" in str(report)
     assert "1/2 leaves right" not in str(report)
+
+
+@pytest.mark.parametrize("side", ["reference", "candidate", "both"])
+def test_compare_grads_fails_on_a_nan_on_either_side_naming_it(side):
+    good, bad = {"w": jnp.array([1.0, 2.0, 3.0])}, {"w": jnp.array([1.0, jnp.nan, 3.0])}
+    ref, cand = (bad, good) if side == "reference" else (good, bad) if side == "candidate" else (bad, bad)
+    report = jnn.compare_grads(ref, cand, reference_name="jax.grad", candidate_name="backprop")
+    assert report.verdict == "failed" and report.leaves[0].status == "non-finite", str(report)
+    named = [p for p in report.problems if "nan at w[1]" in p]
+    sides = {"reference": ["jax.grad"], "candidate": ["backprop"], "both": ["jax.grad", "backprop"]}[side]
+    assert [p.split(" side")[0].removeprefix("the ") for p in named] == sides

@@ -77,14 +77,29 @@ def compare_grads(
     if atol is None:
         atol = 1e-8 * max(float(np.nanmax(np.abs(r), initial=0.0)) for _, r in refs)
     atol = V.check_real("atol", atol, low=0.0)
-    rows = []
+    rows, problems = [], []
     for (path, r), (_, c) in zip(refs, cand_leaves):
         c = np.asarray(c, np.float64)
         if r.shape != c.shape:
             raise ValueError(f"leaf {path}: reference shape {r.shape} differs from candidate shape {c.shape}")
         rows.append(_compare_leaf(path, r, c, rtol, atol))
+        problems += _nonfinite_sides(path, r, c, reference_name, candidate_name)
     return CheckReport(rows, mode="compare", order=1, candidate=candidate_name, directions=sum(r.checked for r in rows),
-                       precision="float64", rtol=rtol, atol=atol, reference=reference_name)  # fmt: skip
+                       precision="float64", rtol=rtol, atol=atol, reference=reference_name,
+                       problems=tuple(problems))  # fmt: skip
+
+
+def _nonfinite_sides(path, r, c, reference_name, candidate_name) -> list:
+    """A problem per side holding a NaN or inf in the leaf: its name, the first such entry and the count."""
+    out = []
+    for name, a in ((reference_name, r), (candidate_name, c)):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            idx = [int(i) for i in np.unravel_index(k, a.shape)]
+            out.append(f"the {name} side is {a.flat[k]} at {path}{idx} ({int(bad.sum())} of {a.size} entries "
+                       "non-finite): a NaN or inf on either side fails")  # fmt: skip
+    return out
 
 
 def _compare_leaf(path, r, c, rtol, atol) -> LeafCheck:
@@ -94,7 +109,8 @@ def _compare_leaf(path, r, c, rtol, atol) -> LeafCheck:
         err = np.abs(c - r)
     finite = np.isfinite(r) & np.isfinite(c)
     err = np.where(finite, err, np.inf)
-    bad = err > atol + rtol * np.abs(r)
+    with np.errstate(invalid="ignore"):
+        bad = ~finite | (err > atol + rtol * np.abs(r))  # a NaN on either side fails: NaN compares False
     emax = float(err.max())
     rmax = float(np.max(np.abs(np.where(finite, r, 0.0))))
     rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
