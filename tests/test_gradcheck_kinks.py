@@ -138,3 +138,55 @@ def test_compare_grads_fails_on_a_nan_on_either_side_naming_it(side):
     named = [p for p in report.problems if "nan at w[1]" in p]
     sides = {"reference": ["jax.grad"], "candidate": ["backprop"], "both": ["jax.grad", "backprop"]}[side]
     assert [p.split(" side")[0].removeprefix("the ") for p in named] == sides
+
+
+_H0 = jnp.ones(4, jnp.float32)  # closed over: the float32 carry start of a scan
+_XS = jnp.linspace(-1.0, 1.0, 20, dtype=jnp.float32).reshape(5, 4)
+
+
+def _scan_rnn(w):
+    h, _ = jax.lax.scan(lambda h, x: (jnp.tanh(h @ w + x), None), _H0, _XS)
+    return jnp.sum(h)
+
+
+def _fori(w):
+    return jnp.sum(jax.lax.fori_loop(0, 3, lambda i, h: jnp.tanh(h @ w), _H0))
+
+
+@pytest.mark.parametrize("f", [_scan_rnn, _fori], ids=["scan", "fori_loop"])
+def test_a_float32_carry_from_a_closed_over_array_is_checked_against_its_float64_twin(f):
+    w = jax.random.normal(jax.random.key(0), (4, 4), jnp.float32) / 2
+    report = jnn.check_grads(f, w)
+    assert report.passed and report.precision == "float32", str(report)
+    assert any("checked at its own dtypes (float32)" in n for n in report.notes)
+    assert any("float64 twin" in n for n in report.notes)  # the reference is the twin, not float32 differences
+    bug = jnn.check_grads(f, w, grad=lambda w: 1.05 * jax.grad(f)(w))
+    assert bug.verdict == "failed", str(bug)
+
+
+_X = jax.random.normal(jax.random.key(1), (5, 4))
+
+
+def _heads(w, factor=1.0):
+    @jax.custom_vjp
+    def squash(z):
+        return jnp.tanh(z)
+
+    squash.defvjp(lambda z: (jnp.tanh(z), z), lambda z, g: (g * factor * (1 - jnp.tanh(z) ** 2),))
+    z = _X @ w
+    return {"box": squash(z[:, :2]), "cls": jax.nn.log_softmax(z)[:, 0], "count": jnp.int32(3)}
+
+
+def test_pytree_outputs_are_checked_and_the_wrong_output_is_named():
+    w = jax.random.normal(jax.random.key(0), (4, 3))
+    right = jnn.check_grads(_heads, w)
+    assert right.passed and "out['count']" in " ".join(right.notes), str(right)
+    bug = jnn.check_grads(lambda w: _heads(w, 1.05), w)
+    assert bug.verdict == "failed" and dict(bug.outputs) == {"out['box']": "failed", "out['cls']": "passed"}
+    assert "outputs checked alone: out['box'] failed, out['cls'] passed" in str(bug)
+
+
+def test_a_pair_returned_without_has_aux_gets_a_hint():
+    report = jnn.check_grads(lambda w: (jnp.sum(_X @ w), jnp.mean(w)), jnp.ones((4, 3)))
+    assert any("has_aux=True" in n for n in report.notes), str(report)
+    assert not any("has_aux" in n for n in jnn.check_grads(lambda w: jnp.sum(_X @ w), jnp.ones((4, 3))).notes)

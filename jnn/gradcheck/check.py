@@ -59,8 +59,13 @@ def check_grads(
     """Check the derivatives of ``f(*args)`` with respect to ``args[argnums]`` against float64 finite differences.
 
     Args:
-        f: a JAX-traceable function of ``args``, returning a float scalar or array (or ``(out, aux)`` with
-            ``has_aux=True``); deterministic: fix every PRNG key inside it.
+        f: a JAX-traceable function of ``args``, returning a float scalar, an array or a pytree of arrays
+            (a dict of heads, a tuple; non-float leaves are left out, with a note), or ``(out, aux)`` with
+            ``has_aux=True``; deterministic: fix every PRNG key inside it. Array and pytree outputs are
+            reduced by random cotangents (one per output leaf); when such a check fails, each output leaf is
+            checked alone and named (:attr:`CheckReport.outputs`). When f does not run on a float64 copy of
+            its arguments (a scan carry started from a float32 array it closes over), it is checked at its
+            own dtypes against its float64 twin (the same operations, control flow included, in float64).
         *args: its arguments, any pytrees (float leaves of the differentiated ones are checked; complex
             leaves there are refused).
         argnums: the argument index (int) or indices (tuple) to differentiate.
@@ -158,6 +163,71 @@ def _to64(tree):
     return jax.tree.map(cast, tree)
 
 
+def _caller(f, base_args, nums, treedef, leaves, checked, dtypes=None):
+    """``call(xs)``: f with the checked leaves ``xs`` put back into its arguments (cast to ``dtypes`` when
+    given: f at its own precision)."""
+
+    def call(xs):
+        full_leaves = list(leaves)
+        for j, (k, x) in enumerate(zip(checked, xs)):
+            full_leaves[k] = x if dtypes is None else x.astype(dtypes[j])
+        full = list(base_args)
+        for i, v in zip(nums, jax.tree.unflatten(treedef, full_leaves)):
+            full[i] = v
+        return f(*full)
+
+    return call
+
+
+def _traced(f, args, args64, nums, treedef, leaves, own_leaves, checked, dtypes, theta, notes):
+    """``(call, out shapes, own)``: f on the float64 copy of its arguments, or, when that copy breaks f's program
+    (a scan carry started from a float32 array f closes over), f at its own dtypes (its float64 twin is then
+    the reference)."""
+    call = _caller(f, args64, nums, treedef, leaves, checked)
+    try:
+        return call, jax.eval_shape(call, theta), False
+    except Exception as err:
+        if isinstance(err, TypeError) and "has_aux" in str(err):
+            raise
+        first = err
+    own = _caller(f, args, nums, treedef, own_leaves, checked, dtypes)
+    try:
+        out = jax.eval_shape(own, theta)
+    except Exception:
+        raise ValueError(f"f(*args) failed: {type(first).__name__}: {first}") from None
+    why = f"{type(first).__name__}: {_first_line(first).rstrip(':')}"
+    own_dtypes = ", ".join(sorted({str(d) for d in dtypes}))
+    notes.append(f"f does not run on a float64 copy of its arguments ({why}): it is checked at its own dtypes "
+                 f"({own_dtypes})")  # fmt: skip
+    return own, out, True
+
+
+def _reduced(call, out, key, *, tuple_out: bool, notes: list):
+    """``(φ, output paths, float output indices)``: φ(θ) = Σ ⟨u_k, out_k⟩ over the float leaves of f's output
+    (a scalar output is φ itself), with random normal cotangents u_k drawn from ``key``; the paths name the
+    leaves (``out['box']``, ``out[0]``; ``out`` for a single array)."""
+    flat = jax.tree_util.tree_flatten_with_path(out)[0]
+    paths = ["out" + jax.tree_util.keystr(p) for p, _ in flat]
+    floats = [k for k, (_, o) in enumerate(flat) if hasattr(o, "dtype") and jnp.issubdtype(o.dtype, jnp.floating)]
+    if not floats:
+        raise TypeError(f"f must return float arrays (a scalar, an array or a pytree of them); got {out}")
+    skipped = [paths[k] for k in range(len(flat)) if k not in floats]
+    if skipped:
+        notes.append(f"outputs not differentiated (not float): {', '.join(skipped)}")
+    if tuple_out and len(flat) == 2:
+        notes.append("f returns a pair: both are checked as outputs; if the second is auxiliary data, pass "
+                      "has_aux=True")  # fmt: skip
+    us = {k: jax.random.normal(jax.random.fold_in(key, k), flat[k][1].shape, jnp.float64) for k in floats}
+    if len(flat) == 1 and not flat[0][1].shape:
+        return (lambda xs: call(xs).astype(jnp.float64)), paths, floats
+
+    def phi(xs):
+        got = jax.tree.leaves(call(xs))
+        return sum(jnp.sum(us[k] * got[k].astype(jnp.float64)) for k in floats)
+
+    return phi, paths, floats
+
+
 def _first_bad(a) -> tuple:
     a = np.asarray(a)
     k = int(np.flatnonzero(~np.isfinite(a))[0])
@@ -183,46 +253,28 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
             raise ValueError(f"{paths_all[k]} holds a non-finite value ({a[_first_bad(a)]} at index "
                              f"{list(_first_bad(a))}): the check needs a finite point")  # fmt: skip
     args64 = [_to64(a) for a in args]
+    own_leaves = [l for _, l in flat]
+    dtypes = [jnp.result_type(own_leaves[k]) for k in checked]
     diff = tuple(args64[i] for i in nums)
     leaves = jax.tree.leaves(diff)
     paths = [paths_all[k] for k in checked]
     del flat
-
-    def call(xs):
-        full_leaves = list(leaves)
-        for k, x in zip(checked, xs):
-            full_leaves[k] = x
-        full = list(args64)
-        for i, v in zip(nums, jax.tree.unflatten(treedef, full_leaves)):
-            full[i] = v
-        return f(*full)
-
     theta = [jnp.asarray(leaves[k]) for k in checked]
-    try:
-        out = jax.eval_shape(call, theta)
-    except (TypeError, ValueError) as err:
-        if "has_aux" in str(err):
-            raise
-        raise ValueError(f"f(*args) failed: {type(err).__name__}: {err}") from None
-    except Exception as err:
-        raise ValueError(f"f(*args) failed: {type(err).__name__}: {err}") from None
-    if not hasattr(out, "dtype") or not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(f"f must return a float array or scalar; got {out}")
-    k_u, k_w, k_dir = jax.random.split(jax.random.key(seed), 3)
-    u = jax.random.normal(k_u, out.shape, jnp.float64)
-    if out.shape:
-        phi = lambda xs: jnp.sum(u * call(xs).astype(jnp.float64))  # noqa: E731 - φ(θ) = ⟨u, f(θ)⟩
-    else:
-        phi = lambda xs: call(xs).astype(jnp.float64)  # noqa: E731
     notes, problems = [], []
+    call, out, own = _traced(f, args, args64, nums, treedef, leaves, own_leaves, checked, dtypes, theta, notes)
+    k_u, k_w, k_dir = jax.random.split(jax.random.key(seed), 3)
+    phi, out_paths, out_floats = _reduced(call, out, k_u, tuple_out=isinstance(out, (tuple, list)), notes=notes)
+    scalar = hasattr(out, "shape") and out.shape == ()
 
     # The precision: the narrowest float f computes with from the checked inputs, and the candidate's dtype.
     cj = J.closed(phi, theta)
     low = J.lowest_float(cj.jaxpr, live=cj.jaxpr.invars) or jnp.dtype(jnp.float64)
     if grad is not None:
-        if out.shape:
-            raise ValueError(f"grad= is for scalar f; f returns shape {out.shape} (check its JAX derivative instead)")
-        cand_fn, cand_dtype = _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths)
+        if not scalar:
+            raise ValueError(f"grad= is for scalar f; f returns {_shapes(out)} (check its JAX derivative instead)")
+        cand_fn, cand_dtype = _user_grad(grad, args if own else args64, nums, tuple_nums,
+                                         tuple(args[i] for i in nums) if own else diff, checked, paths,
+                                         dtypes if own else None)  # fmt: skip
         name = "grad="
         if cand_dtype.itemsize < low.itemsize:
             low = cand_dtype
@@ -245,7 +297,7 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     reverse, cand_lowered = True, None
     if grad is None:
         cand_fn = jax.grad(phi)
-        name = "jax.vjp" if out.shape else "jax.grad"
+        name = "jax.grad" if scalar else "jax.vjp"
         try:
             cand_lowered = jax.jit(cand_fn).lower(theta)  # compiled below: traced once
         except Exception as err:  # NotImplementedError (or JAX's AssertionError) of a rule it cannot transpose
@@ -293,7 +345,7 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     base = dict(mode="full" if full else "fast", order=order, candidate=name, precision=precision, rtol=rtol,
                 atol=atol)  # fmt: skip
     if not math.isfinite(v1):
-        problems.append(_nonfinite_f(call, theta, v1, out.shape))
+        problems.append(_nonfinite_f(call, theta, v1))
         return CheckReport([], directions=0, notes=tuple(notes), problems=tuple(problems), resolution=math.inf,
                            buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
     v3 = float(jax.jit(lambda xs: phi(xs))(theta))  # a fresh trace: catches randomness drawn while tracing
@@ -348,6 +400,14 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]
     report = CheckReport(rows, directions=count, notes=tuple(notes), problems=tuple(problems), forward=fwd,
                          resolution=max(res) if res else math.inf, buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
+    if report.wrong and len(out_floats) > 1:  # name the wrong outputs: each checked alone
+        per = []
+        for k in out_floats:
+            alone = check_point(lambda *a, k=k: jax.tree.leaves(f(*a))[k], args, nums, tuple_nums, grad=None,
+                                order=order, mode=mode, rtol=user_tol[0], atol=user_tol[1], seed=seed,
+                                n_dirs=n_dirs, forward=forward, localize="never")  # fmt: skip
+            per.append((out_paths[k], alone.verdict))
+        report = _with(report, outputs=tuple(per))
     if localize == "always" or (localize == "on_failure" and report.wrong):
         if grad is not None:
             return _with(report, notes=(*notes, "operations are not localised for a grad= candidate (it is not "
@@ -379,10 +439,23 @@ def _first_line(err) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
-def _nonfinite_f(call, theta, value, shape) -> str:
-    """Where f is not finite at the point: the output entry and the first equation producing it."""
-    out = np.asarray(jax.jit(call)(theta))
-    where = f" (output entry {list(_first_bad(out))})" if out.ndim and not np.isfinite(out).all() else ""
+def _shapes(out) -> str:
+    """``shape (3,)`` for an array output, ``{'box': (4,), 'cls': ()}``-like text for a pytree."""
+    if hasattr(out, "shape"):
+        return f"shape {tuple(out.shape)}"
+    return str(jax.tree.map(lambda o: tuple(getattr(o, "shape", ())), out))
+
+
+def _nonfinite_f(call, theta, value) -> str:
+    """Where f is not finite at the point: the output leaf and entry, and the first equation producing it."""
+    got = jax.jit(call)(theta)
+    where = ""
+    for path, o in jax.tree_util.tree_flatten_with_path(got)[0]:
+        o = np.asarray(o)
+        if o.dtype.kind == "f" and not np.isfinite(o).all():
+            name = "output" if not path else f"out{jax.tree_util.keystr(path)}"
+            where = f" ({name} entry {list(_first_bad(o))})" if o.ndim or path else ""
+            break
     text = f"f is {value} at the point{where}: no derivative to check there"
     try:
         first = J.first_nonfinite(call, theta)
@@ -400,16 +473,17 @@ def _nonfinite_reference(rows) -> list:
             and not math.isinf(r.max_abs_err)]  # fmt: skip
 
 
-def _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths):
-    """The user's ``grad`` over the checked leaves (float64), validated for structure and shapes."""
+def _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths, dtypes=None):
+    """The user's ``grad`` over the checked leaves (float64; cast to ``dtypes`` first when given: f checked
+    at its own dtypes), validated for structure and shapes."""
     structure = jax.tree.structure(diff)
     ins0 = jax.tree.leaves(diff)
 
     def cand(xs):
         full = list(args64)
         ins = list(ins0)
-        for k, x in zip(checked, xs):
-            ins[k] = x
+        for j, (k, x) in enumerate(zip(checked, xs)):
+            ins[k] = x if dtypes is None else x.astype(dtypes[j])
         for i, v in zip(nums, jax.tree.unflatten(structure, ins)):
             full[i] = v
         g = grad(*full)

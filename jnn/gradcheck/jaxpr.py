@@ -113,7 +113,8 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
         jaxpr: a ``Jaxpr``.
         consts, args: values of its constvars and invars.
         promote: evaluate in float64 (every float input, literal and dtype parameter becomes float64; calls
-            and custom rules are evaluated inline): the float64 twin of a low-precision function.
+            and custom rules are evaluated inline; the bodies of scan, while and cond are promoted the same
+            way): the float64 twin of a low-precision function.
         visit: ``visit(path, eqn, invals, outvals)`` called after each equation (``path``: the equation's
             index path, e.g. ``(4, 2)`` for equation 2 inside equation 4); its return value is ignored.
         path: the index path of this jaxpr's equations.
@@ -123,7 +124,7 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
         The list of output values.
 
     Raises:
-        NotImplementedError: under ``promote``, an equation with sub-jaxprs the interpreter cannot enter.
+        NotImplementedError: under ``promote``, an equation with an open sub-jaxpr it cannot promote.
     """
     env = {}
 
@@ -147,7 +148,16 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
         elif promote and name == "reduce_precision":
             outvals = invals
         elif promote and any(True for _ in _subjaxprs(eqn.params)):
-            raise NotImplementedError(f"the float64 twin cannot enter `{name}`")
+            params = _promote_params(eqn)
+            for key, val in eqn.params.items():  # scan, while, cond: their bodies in float64 too
+                if isinstance(val, ClosedJaxpr):
+                    params[key] = _promoted(val)
+                elif isinstance(val, (tuple, list)) and val and all(isinstance(b, ClosedJaxpr) for b in val):
+                    params[key] = type(val)(_promoted(b) for b in val)
+                elif isinstance(val, Jaxpr):
+                    raise NotImplementedError(f"the float64 twin cannot enter `{name}`")
+            ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+            outvals = list(ans) if eqn.primitive.multiple_results else [ans]
         else:
             params = _promote_params(eqn) if promote else eqn.params
             ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
@@ -159,6 +169,12 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
     return [read(v) for v in jaxpr.outvars]
 
 
+def _promoted(cj: ClosedJaxpr) -> ClosedJaxpr:
+    """``cj`` with every float input and computation in float64 (a body of scan, while or cond)."""
+    avals = [jax.ShapeDtypeStruct(v.aval.shape, jnp.float64 if is_float(v) else v.aval.dtype) for v in cj.jaxpr.invars]
+    return jax.make_jaxpr(lambda *a: run(cj.jaxpr, cj.consts, a, promote=True))(*avals)
+
+
 def closed(fn, *args) -> ClosedJaxpr:
     """``jax.make_jaxpr(fn)(*args)``."""
     return jax.make_jaxpr(fn)(*args)
@@ -166,7 +182,8 @@ def closed(fn, *args) -> ClosedJaxpr:
 
 def twin(fn, example):
     """The float64 twin of ``fn`` (a function of one pytree): the same computation with every float in
-    float64. Raises NotImplementedError when the jaxpr has control flow over low-precision values."""
+    float64, control flow included. Raises NotImplementedError when an equation holds an open sub-jaxpr it
+    cannot promote."""
     cj = closed(fn, example)
 
     def twin_fn(x):

@@ -150,6 +150,8 @@ class CheckReport:
             include the inputs, + outputs + temporaries, by XLA's memory analysis); None where XLA does not say.
         rtol, atol: the tolerances used.
         extra: measurements, e.g. ``{"localize_seconds": 0.8}``, the time spent naming operations.
+        outputs: for a failing check of a function with several float outputs (a dict of heads, a tuple),
+            ``(path, verdict)`` per output leaf checked alone (``("out['box']", "failed")``).
     """
 
     leaves: list
@@ -168,6 +170,7 @@ class CheckReport:
     atol: float = 0.0
     reference: str = "float64 finite differences"
     extra: dict = field(default_factory=dict)
+    outputs: tuple = ()
 
     @property
     def wrong(self) -> bool:
@@ -218,7 +221,8 @@ class CheckReport:
                 "resolution": _j(self.resolution), "problems": list(self.problems), "notes": list(self.notes),
                 "leaves": [l.to_dict() for l in self.leaves],
                 "forward": None if self.forward is None else [l.to_dict() for l in self.forward],
-                "operations": [o.to_dict() for o in self.operations], "buffer_bytes": self.buffer_bytes}  # fmt: skip
+                "operations": [o.to_dict() for o in self.operations], "buffer_bytes": self.buffer_bytes,
+                "outputs": [list(o) for o in self.outputs]}  # fmt: skip
 
     def __repr__(self) -> str:
         lines = str(self).splitlines()
@@ -244,6 +248,8 @@ class CheckReport:
             else:
                 lines.append(f"forward mode (jax.jvp): agrees on {len(self.forward)}/{len(self.forward)} leaves")
         lines += [f"problem: {p}" for p in self.problems]
+        if self.outputs:
+            lines.append("outputs checked alone: " + ", ".join(f"{p} {v}" for p, v in self.outputs))
         for o in self.failed_operations:
             lines.append(f"operation: {o}" + (f" ({o.calls} call sites)" if o.calls > 1 else ""))
         if self.operations and not self.failed_operations:
