@@ -31,6 +31,7 @@ import numpy as np
 from jnn import _validate as V
 from jnn.gradcheck import jaxpr as J
 from jnn.gradcheck import probes as P
+from jnn.gradcheck.operations import OP_DIRECTIONS, localise
 from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, CheckReport, LeafCheck
 
 #: Coordinates up to which ``mode="auto"`` checks every coordinate.
@@ -412,13 +413,18 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         if grad is not None:
             return _with(report, notes=(*notes, "operations are not localised for a grad= candidate (it is not "
                                                 "JAX's derivative of f)"))  # fmt: skip
-        from jnn.gradcheck.operations import localise
-
         t0 = time.perf_counter()
-        ops, more_notes = localise(phi1, theta, order=order, seed=seed, rtol=user_tol[0], atol=user_tol[1])
+        ops, more_notes = localise(phi1, theta, check=_check_op, order=order, seed=seed, rtol=user_tol[0],
+                                   atol=user_tol[1])  # fmt: skip
         return _with(report, operations=tuple(ops), notes=(*notes, *more_notes),
                      extra={"localize_seconds": time.perf_counter() - t0})  # fmt: skip
     return report
+
+
+def _check_op(fn, xs, *, order, seed, rtol, atol) -> CheckReport:
+    """One operation of f checked at its inputs ``xs`` (``fn`` of their list): the same check as f's."""
+    return check_point(fn, (xs,), (0,), False, grad=None, order=order, mode="auto", rtol=rtol, atol=atol, seed=seed,
+                       n_dirs=OP_DIRECTIONS, forward=True, localize="never")  # fmt: skip
 
 
 def _probe(prob, crit, cand, oracles, full, reverse, key, n_dirs, phi0):

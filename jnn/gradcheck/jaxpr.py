@@ -19,7 +19,9 @@ from jax._src import source_info_util
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 #: Primitives that call a sub-jaxpr with the caller's values (evaluated inline by the interpreter).
-CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint")
+CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint")
+#: Control flow the interpreter enters with ``enter_control`` (scan and while step by step, cond's branch taken).
+CONTROL = ("scan", "while", "cond")
 #: Primitives of custom differentiation rules (checked as one operation).
 CUSTOM = ("custom_vjp_call", "custom_jvp_call", "custom_vjp_call_jaxpr")
 
@@ -70,25 +72,40 @@ def lowest_float(jaxpr, live=None) -> np.dtype | None:
     return low
 
 
+#: jnn's own package folder: its frames are never the user's call site.
+_JNN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def source(eqn) -> str:
-    """``file.py:line`` of the user's call that made ``eqn`` ("" when JAX did not record it)."""
+    """``file.py:line`` of the user's call that made ``eqn``: the innermost frame outside JAX and outside jnn
+    ("" when JAX recorded none)."""
     try:
-        s = source_info_util.summarize(eqn.source_info)
+        frames = list(source_info_util.user_frames(eqn.source_info.traceback))
     except Exception:  # an equation without a traceback
         return ""
-    where = s.split(" ")[0]
-    parts = where.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit():
-        return f"{os.path.basename(parts[0])}:{parts[1]}"
-    return "" if where in ("", "unknown") else os.path.basename(where)
+    for fr in frames:
+        if fr is not None and not os.path.abspath(fr.file_name).startswith(_JNN_DIR):
+            return f"{os.path.basename(fr.file_name)}:{fr.start_line}"
+    return ""
+
+
+def _func_src(eqn) -> str:
+    sub = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
+    info = getattr(getattr(sub, "jaxpr", sub), "debug_info", None)
+    return getattr(info, "func_src_info", None) or ""
 
 
 def custom_name(eqn) -> str:
     """The user function behind a custom_vjp/custom_jvp equation (``my_softplus``)."""
-    sub = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
-    info = getattr(getattr(sub, "jaxpr", sub), "debug_info", None)
-    src = getattr(info, "func_src_info", None) or ""
+    src = _func_src(eqn)
     return src.split(" at ")[0] if src else eqn.primitive.name
+
+
+def defined_at(eqn) -> str:
+    """``file.py:line`` where the function of a custom_vjp/custom_jvp equation is defined ("" if unknown)."""
+    where = _func_src(eqn).partition(" at ")[2]
+    parts = where.rsplit(":", 1)
+    return f"{os.path.basename(parts[0])}:{parts[1]}" if len(parts) == 2 and parts[1].isdigit() else ""
 
 
 def is_float(v) -> bool:
@@ -106,7 +123,18 @@ def _promote_params(eqn):
     return params
 
 
-def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple = (), enter_custom: bool = False):
+def run(
+    jaxpr,
+    consts,
+    args,
+    *,
+    promote: bool = False,
+    visit=None,
+    path: tuple = (),
+    enter_custom: bool = False,
+    enter_control: bool = False,
+    steps: tuple = (),
+):
     """Evaluate ``jaxpr`` on ``args`` equation by equation.
 
     Args:
@@ -115,10 +143,14 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
         promote: evaluate in float64 (every float input, literal and dtype parameter becomes float64; calls
             and custom rules are evaluated inline; the bodies of scan, while and cond are promoted the same
             way): the float64 twin of a low-precision function.
-        visit: ``visit(path, eqn, invals, outvals)`` called after each equation (``path``: the equation's
-            index path, e.g. ``(4, 2)`` for equation 2 inside equation 4); its return value is ignored.
+        visit: ``visit(path, eqn, invals, outvals, steps)`` called after each equation (``path``: the
+            equation's index path, e.g. ``(4, 2)`` for equation 2 inside equation 4; ``steps``: the iteration
+            of each enclosing scan/while entered, outermost first); its return value is ignored.
         path: the index path of this jaxpr's equations.
         enter_custom: also evaluate custom rules inline (their primal functions), not only under promote.
+        enter_control: evaluate scan and while loops step by step and cond's branch taken inline, so that
+            ``visit`` sees the equations inside them (for reading values, not for differentiating).
+        steps: the iterations of the enclosing loops (see ``visit``).
 
     Returns:
         The list of output values.
@@ -135,6 +167,7 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
         env[v] = x
     for v, x in zip(jaxpr.invars, args):
         env[v] = x
+    inner = dict(promote=promote, visit=visit, enter_custom=enter_custom, enter_control=enter_control)
     for i, eqn in enumerate(jaxpr.eqns):
         invals = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
@@ -143,8 +176,9 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
             invals = [jnp.asarray(x, jnp.float64) if is_float(x) and jnp.result_type(x) != jnp.float64 else x
                       for x in invals]  # fmt: skip
         if sub is not None and (name in CALLS or ((promote or enter_custom) and name in CUSTOM)):
-            outvals = run(sub[0], sub[1], invals, promote=promote, visit=visit, path=(*path, i),
-                          enter_custom=enter_custom)  # fmt: skip
+            outvals = run(sub[0], sub[1], invals, path=(*path, i), steps=steps, **inner)
+        elif enter_control and name in CONTROL:
+            outvals = _control(eqn, invals, (*path, i), steps, inner)
         elif promote and name == "reduce_precision":
             outvals = invals
         elif promote and any(True for _ in _subjaxprs(eqn.params)):
@@ -163,10 +197,42 @@ def run(jaxpr, consts, args, *, promote: bool = False, visit=None, path: tuple =
             ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
             outvals = list(ans) if eqn.primitive.multiple_results else [ans]
         if visit is not None:
-            visit((*path, i), eqn, invals, outvals)
+            visit((*path, i), eqn, invals, outvals, steps)
         for v, x in zip(eqn.outvars, outvals):
             env[v] = x
     return [read(v) for v in jaxpr.outvars]
+
+
+def _control(eqn, invals, path, steps, inner) -> list:
+    """A scan, while or cond equation evaluated by the interpreter: loops step by step (each step's
+    equations visited with its iteration), cond's branch taken inline."""
+    p = eqn.params
+    if eqn.primitive.name == "cond":
+        k = int(np.clip(int(invals[0]), 0, len(p["branches"]) - 1))
+        b = p["branches"][k]
+        return run(b.jaxpr, b.consts, invals[1:], path=(*path, f"branch{k}"), steps=steps, **inner)
+    if eqn.primitive.name == "while":
+        cj, bj = p["cond_jaxpr"], p["body_jaxpr"]
+        cn, bn = p["cond_nconsts"], p["body_nconsts"]
+        cconsts, bconsts, carry = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
+        t = 0
+        while bool(run(cj.jaxpr, cj.consts, [*cconsts, *carry])[0]):
+            carry = run(bj.jaxpr, bj.consts, [*bconsts, *carry], path=path, steps=(*steps, t), **inner)
+            t += 1
+        return carry
+    body, nc, ncar, length = p["jaxpr"], p["num_consts"], p["num_carry"], p["length"]
+    consts, carry, xs = invals[:nc], invals[nc : nc + ncar], invals[nc + ncar :]
+    order = range(length - 1, -1, -1) if p["reverse"] else range(length)
+    ys = {}
+    for t in order:
+        out = run(body.jaxpr, body.consts, [*consts, *carry, *(x[t] for x in xs)], path=path, steps=(*steps, t),
+                  **inner)  # fmt: skip
+        carry, ys[t] = out[:ncar], out[ncar:]
+    n_ys = len(body.jaxpr.outvars) - ncar
+    avals = [v.aval for v in body.jaxpr.outvars[ncar:]]
+    stacked = [jnp.stack([ys[t][j] for t in range(length)]) if length else jnp.zeros((0, *a.shape), a.dtype)
+               for j, a in zip(range(n_ys), avals)]  # fmt: skip
+    return [*carry, *stacked]
 
 
 def _promoted(cj: ClosedJaxpr) -> ClosedJaxpr:
@@ -209,7 +275,7 @@ def first_nonfinite(fn, x) -> NonFinite | None:
     cj = closed(fn, x)
     found = []
 
-    def visit(path, eqn, invals, outvals):
+    def visit(path, eqn, invals, outvals, steps):
         if found:
             return
         fin_in = all(bool(jnp.all(jnp.isfinite(v))) for v in invals if is_float(v))
@@ -222,5 +288,5 @@ def first_nonfinite(fn, x) -> NonFinite | None:
     return found[0] if found else None
 
 
-__all__ = ["CALLS", "CUSTOM", "NonFinite", "closed", "custom_name", "first_nonfinite", "is_float", "lowest_float",
-           "run", "source", "twin"]  # fmt: skip
+__all__ = ["CALLS", "CONTROL", "CUSTOM", "NonFinite", "closed", "custom_name", "defined_at", "first_nonfinite",
+           "is_float", "lowest_float", "run", "source", "twin"]  # fmt: skip

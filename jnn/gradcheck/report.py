@@ -96,12 +96,15 @@ class OpCheck:
             or a ``jax.named_scope``/``jax.named_call`` path).
         kind: ``"custom_vjp"``, ``"custom_jvp"``, ``"jit"`` or ``"named"``.
         eqn: the equation's index in the jaxpr of f (``"17"``; ``"4/2"`` is equation 2 inside equation 4).
-        source: ``file:line`` of the call where JAX recorded it ("" when it did not).
+        source: ``file:line`` of the user's call where JAX recorded it (never a jnn file), or ``"defined at
+            file:line"`` for a rule called by nothing else of the user's (a rule checked alone); "" if unknown.
         shapes: the shapes of its float inputs.
         passed: its derivative agrees with finite differences at those inputs.
         max_rel_err: the largest relative error of its check.
         calls: call sites of the same operation found wrong (named functions used in several layers).
         inside: the name of the enclosing checked operation ("" at the top).
+        within: the control flow around it (``"scan"``, ``"while loop"``, ``"cond branch 1"``, nested with
+            ``" > "``), with the first failing step of a loop (``"scan (step 3)"``); "" at the top.
     """
 
     name: str
@@ -113,19 +116,23 @@ class OpCheck:
     max_rel_err: float
     calls: int = 1
     inside: str = ""
+    within: str = ""
 
     def __str__(self) -> str:
-        where = f"jaxpr eqn {self.eqn}" + (f", called from {self.source}" if self.source else "")
+        src = self.source if self.source.startswith("defined at") else f"called from {self.source}"
+        where = f"jaxpr eqn {self.eqn}" + (f", {src}" if self.source else "")
         shapes = ", ".join(str(tuple(s)) for s in self.shapes) or "()"
         verdict = "is right" if self.passed else f"is wrong: rel err {self.max_rel_err:.3g}"
         inside = f" inside {self.inside}" if self.inside else ""
+        inside += f" in {self.within}" if self.within else ""
         return f"the derivative of `{self.name}` ({self.kind}{inside}, {where}) {verdict} on inputs of shape {shapes}"
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
         return {"name": self.name, "kind": self.kind, "eqn": self.eqn, "source": self.source,
                 "shapes": [list(s) for s in self.shapes], "passed": self.passed,
-                "max_rel_err": _j(self.max_rel_err), "calls": self.calls, "inside": self.inside}  # fmt: skip
+                "max_rel_err": _j(self.max_rel_err), "calls": self.calls, "inside": self.inside,
+                "within": self.within}  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)
