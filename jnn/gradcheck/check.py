@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,8 @@ from jnn import _validate as V
 from jnn.gradcheck import jaxpr as J
 from jnn.gradcheck import probes as P
 from jnn.gradcheck.operations import OP_DIRECTIONS, localise
-from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, CheckReport, LeafCheck
+from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, SURROGATE, WRONG, CheckReport, LeafCheck
+from jnn.gradcheck.surrogates import surrogate_note
 
 #: Coordinates up to which ``mode="auto"`` checks every coordinate.
 AUTO_FULL_MAX = 5000
@@ -56,6 +58,7 @@ def check_grads(
     has_aux: bool = False,
     forward: bool = True,
     localize: str = "on_failure",
+    surrogate=(),
 ) -> CheckReport:
     """Check the derivatives of ``f(*args)`` with respect to ``args[argnums]`` against float64 finite differences.
 
@@ -87,7 +90,12 @@ def check_grads(
             transpose), forward mode is checked instead, and the report says so.
         localize: ``"on_failure"`` (default), ``"always"`` or ``"never"``: check the derivative of each
             operation of ``f``'s jaxpr (custom_vjp/custom_jvp rules, ``jax.jit`` functions, ``jax.named_scope``
-            blocks) at the inputs it received, to name the wrong one (:attr:`CheckReport.operations`).
+            blocks, also inside checkpoint/remat, scan, fori/while loops and cond) at the inputs it received,
+            to name the wrong one (:attr:`CheckReport.operations`).
+        surrogate: paths of leaves whose gradient is an intended surrogate (a straight-through estimator:
+            f is locally constant there, its JAX derivative is not), e.g. ``["args[0]['w']"]``: they are
+            reported with status ``"surrogate"`` and never judged. A failing leaf that looks like one gets a
+            note naming the ``stop_gradient``/``round``/integer cast on its path.
 
     Returns:
         A :class:`CheckReport`: ``.verdict`` (``"passed"``, ``"failed"``, ``"inconclusive"``), ``.passed``,
@@ -122,7 +130,7 @@ def check_grads(
     with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
         return check_point(f, args, nums, isinstance(argnums, tuple), grad=grad, order=order, mode=mode,
                            rtol=rtol, atol=atol, seed=seed, n_dirs=directions, forward=forward,
-                           localize=localize)  # fmt: skip
+                           localize=localize, surrogate=_check_surrogate(surrogate))  # fmt: skip
 
 
 def _drop_aux(f):
@@ -235,7 +243,9 @@ def _first_bad(a) -> tuple:
     return tuple(int(i) for i in np.unravel_index(k, a.shape)) if a.ndim else ()
 
 
-def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, seed, n_dirs, forward, localize):
+def check_point(
+    f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, seed, n_dirs, forward, localize, surrogate=frozenset()
+):
     """:func:`check_grads` after validation, inside x64 mode (also used on single operations)."""
     diff = tuple(args[i] for i in nums)
     flat, treedef = jax.tree_util.tree_flatten_with_path(diff)
@@ -246,8 +256,9 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
                             "real and imaginary parts (jnp.real/jnp.imag) or leave it out of argnums")  # fmt: skip
     checked = [k for k, (_, l) in enumerate(flat) if _is_float(l) and np.size(l)]
     if not checked:
+        kinds = sorted({str(np.asarray(l).dtype) if hasattr(l, "dtype") else type(l).__name__ for _, l in flat})
         raise ValueError(f"args[{nums[0] if len(nums) == 1 else nums}] must hold float arrays to differentiate; "
-                         f"got {jax.tree.structure(diff)}")  # fmt: skip
+                         f"got {', '.join(kinds) or 'no arrays'}")  # fmt: skip
     for k in checked:
         a = np.asarray(flat[k][1])
         if not np.isfinite(a).all():
@@ -397,8 +408,9 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     rows = [bad_rows.get(li, r) for li, r in enumerate(got[primary])]
     fwd = tuple(got["jvp"]) if primary == "vjp" and "jvp" in got else None
     problems += _nonfinite_reference(rows)
+    rows, fwd = _surrogates(rows, fwd, surrogate, paths, phi1, theta, notes)
     # every leaf counts, non-smooth ones included (their resolution is inf: nothing was judged there)
-    res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]
+    res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]  # surrogate leaves are not judged
     report = CheckReport(rows, directions=count, notes=tuple(notes), problems=tuple(problems), forward=fwd,
                          resolution=max(res) if res else math.inf, buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
     if report.wrong and len(out_floats) > 1:  # name the wrong outputs: each checked alone
@@ -419,6 +431,28 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
         return _with(report, operations=tuple(ops), notes=(*notes, *more_notes),
                      extra={"localize_seconds": time.perf_counter() - t0})  # fmt: skip
     return report
+
+
+def _check_surrogate(surrogate) -> frozenset:
+    if isinstance(surrogate, str) or not all(isinstance(p, str) for p in surrogate):
+        raise TypeError(f"surrogate must be a list of leaf paths (str), e.g. [\"args[0]['w']\"]; got {surrogate!r}")
+    return frozenset(surrogate)
+
+
+def _surrogates(rows, fwd, surrogate, paths, phi, theta, notes):
+    """Mark the user's surrogate leaves (never judged) and note the failing leaves that look like one."""
+    unknown = sorted(surrogate - set(paths))
+    if unknown:
+        raise ValueError(f"surrogate names leaves f does not have: {unknown}; the checked leaves are {paths}")
+    mark = lambda r: replace(r, status=SURROGATE) if r.path in surrogate else r  # noqa: E731
+    rows = [mark(r) for r in rows]
+    fwd = None if fwd is None else tuple(mark(r) for r in fwd)
+    for li, r in enumerate(rows):
+        if r.status == WRONG and abs(r.reference) <= 1e-9 * abs(r.candidate):
+            note = surrogate_note(phi, theta, li, r.path)
+            if note:
+                notes.append(note)
+    return rows, fwd
 
 
 def _check_op(fn, xs, *, order, seed, rtol, atol) -> CheckReport:

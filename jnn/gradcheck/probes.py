@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, POWER, WRONG, LeafCheck
+from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, POWER, WRONG, LeafCheck, rel_err
 
 #: Relative step of the differences, by the itemsize of the precision the reference computes in.
 STEP = {8: 2e-3, 4: 3e-2, 2: 1e-1}
@@ -359,8 +359,7 @@ def _full_row(prob: Problem, li: int, j: Judged, hs) -> LeafCheck:
         excess = np.where(smooth, err, -np.inf)
     k = int(np.argmax(excess))
     emax = float(np.max(err[smooth], initial=0.0))
-    rmax = float(np.max(np.abs(ref[smooth]), initial=0.0))
-    rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
+    rel = rel_err(emax, np.max(np.abs(ref[smooth]), initial=0.0), np.max(np.abs(c[smooth]), initial=0.0))
     idx = tuple(int(i) for i in np.unravel_index(k, shape)) if len(shape) else ()
     return LeafCheck(path, tuple(shape), hi - lo, int(bad.sum()), emax, rel, idx, float(ref[k]), float(c[k]),
                      status, int((st == NONSMOOTH).sum()), _resolution(ref, tol, st == OK),
@@ -543,7 +542,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
                                       math.inf))  # fmt: skip
                 continue
             r = smooth[0]
-            rows.append(LeafCheck(path, shape, 0, 0, r[3], r[3] / abs(r[1]) if r[1] else 0.0, None, r[1], r[2], OK,
+            rows.append(LeafCheck(path, shape, 0, 0, r[3], rel_err(r[3], r[1], r[2]), None, r[1], r[2], OK,
                                   nonsmooth, _resolution([s[1] for s in smooth], [s[4] for s in smooth],
                                                          np.ones(len(smooth), bool)), beside))  # fmt: skip
         if worst is not None and all(r.passed for r in rows):
@@ -596,11 +595,12 @@ def _localised_row(path, shape, lo: int, entries, leaf_status) -> LeafCheck:
         return LeafCheck(path, shape, len(entries), 0, float(np.nanmax(errs, initial=0.0)), math.nan, None, math.nan,
                          math.nan, status, int((st == NONSMOOTH).sum()))  # fmt: skip
     k = int(np.argmax(np.where(fails, np.where(np.isnan(errs), np.inf, errs), -np.inf)))
-    rmax = float(np.nanmax(np.abs(refs), initial=0.0))
-    emax = float(np.nanmax(np.where(fails, errs, np.nan), initial=0.0)) if np.isfinite(errs[fails]).any() else math.inf
+    judged = (st == OK) | (st == WRONG)  # the real |Δ| of the entries judged (not a kink's, not a NaN's)
+    emax = float(np.nanmax(np.where(judged, errs, np.nan), initial=0.0)) if judged.any() else math.nan
+    rel = rel_err(emax, np.nanmax(np.abs(refs[judged]), initial=0.0), np.nanmax(np.abs(cands[judged]), initial=0.0))
     windex = tuple(int(i) for i in np.unravel_index(int(idx[k]), shape)) if shape else ()
-    return LeafCheck(path, shape, len(entries), int(fails.sum()), emax, emax / rmax if rmax else math.inf, windex,
-                     float(refs[k]), float(cands[k]), status, int((st == NONSMOOTH).sum()))  # fmt: skip
+    return LeafCheck(path, shape, len(entries), int(fails.sum()), emax, rel, windex, float(refs[k]), float(cands[k]),
+                     status, int((st == NONSMOOTH).sum()))  # fmt: skip
 
 
 __all__ = ["Criterion", "FULL_CHUNK", "Problem", "STEP", "aot", "direction", "fast", "full", "judge"]

@@ -30,8 +30,20 @@ from jnn.display import MAX_LINES
 #: A check has power when it would flag a relative error of this size (a gradient ×1.05).
 POWER = 0.05
 
-#: Row statuses.
-OK, WRONG, NONSMOOTH, NONFINITE = "ok", "wrong", "non-smooth", "non-finite"
+#: Row statuses (``"surrogate"``: a leaf the user marked as having an intended, surrogate gradient).
+OK, WRONG, NONSMOOTH, NONFINITE, SURROGATE = "ok", "wrong", "non-smooth", "non-finite", "surrogate"
+
+#: The one definition of a relative error, everywhere in a report (printed in its header).
+REL_ERR = "rel = max|Δ| / max(max|reference|, max|candidate|) over the leaf"
+
+
+def rel_err(delta: float, ref: float, cand: float) -> float:
+    """``delta / max(ref, cand)`` (magnitudes): :data:`REL_ERR`; 0 when ``delta`` is 0, at most 2 for finite
+    values, nan when ``delta`` is."""
+    if delta == 0:
+        return 0.0
+    scale = max(abs(ref), abs(cand))
+    return delta / scale if scale > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,8 @@ class LeafCheck:
         checked: entries checked one by one (all of them in full mode; those reached by localisation in
             fast mode), or 0 when the leaf was only checked along random directions.
         failed: entries found wrong (in fast mode, those localised: a lower bound).
-        max_abs_err, max_rel_err: the largest |candidate − reference| and that over max|reference|.
+        max_abs_err, max_rel_err: the largest |candidate − reference| among the entries (or probes) judged,
+            and that over the larger of max|reference| and max|candidate| (:data:`REL_ERR`).
         worst_index: the worst entry's index (None when no single entry was checked).
         reference, candidate: the values at ``worst_index`` (or of the worst directional check).
         status: ``"ok"``, ``"wrong"``, ``"non-smooth"`` (every probe of the leaf met a kink; not wrong) or
@@ -74,8 +87,8 @@ class LeafCheck:
 
     @property
     def passed(self) -> bool:
-        """True unless the leaf is wrong or non-finite (a non-smooth leaf is not wrong)."""
-        return self.status in (OK, NONSMOOTH)
+        """True unless the leaf is wrong or non-finite (a non-smooth or surrogate leaf is not wrong)."""
+        return self.status in (OK, NONSMOOTH, SURROGATE)
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -100,7 +113,7 @@ class OpCheck:
             file:line"`` for a rule called by nothing else of the user's (a rule checked alone); "" if unknown.
         shapes: the shapes of its float inputs.
         passed: its derivative agrees with finite differences at those inputs.
-        max_rel_err: the largest relative error of its check.
+        max_rel_err: the largest relative error of its check (:data:`REL_ERR`).
         calls: call sites of the same operation found wrong (named functions used in several layers).
         inside: the name of the enclosing checked operation ("" at the top).
         within: the control flow around it (``"scan"``, ``"while loop"``, ``"cond branch 1"``, nested with
@@ -190,7 +203,8 @@ class CheckReport:
         """``"passed"``, ``"failed"`` or ``"inconclusive"`` (see the module docstring)."""
         if self.wrong:
             return "failed"
-        if not self.leaves or any(r.status == NONSMOOTH for r in self.leaves) or not self.resolution < POWER:
+        judged = [r for r in self.leaves if r.status != SURROGATE]
+        if not judged or any(r.status == NONSMOOTH for r in judged) or not self.resolution < POWER:
             return "inconclusive"
         return "passed"
 
@@ -247,6 +261,8 @@ class CheckReport:
             count = "coordinates" if self.mode == "full" else "directional checks"
             head = (f"check_grads: {self.candidate} vs {self.reference}, order {self.order}, {self.mode} mode "
                     f"({self.directions} {count}), f computes in {self.precision}")  # fmt: skip
+        if self.leaves:
+            head += f"; {REL_ERR}"
         lines = [head, *(_table(self.leaves) if self.leaves else [])]
         if self.forward is not None:
             bad = [r for r in self.forward if not r.passed]
@@ -272,6 +288,8 @@ class CheckReport:
         beside, nonsmooth = sum(l.beside for l in self.leaves), sum(l.nonsmooth for l in self.leaves)
         kinks = f"; {beside} {unit} met a kink at the point and were checked beside it" if beside else ""
         kinks += f"; {nonsmooth} {unit} non-smooth here (skipped)" if nonsmooth else ""
+        surrogates = sum(l.status == SURROGATE for l in self.leaves)
+        kinks += f"; {surrogates} surrogate (not judged)" if surrogates else ""
         v = self.verdict
         if v == "failed":
             wrong = self.failed_leaves
@@ -280,7 +298,9 @@ class CheckReport:
             return f"FAILED: {right}/{n} leaves right" + (f"; wrong: {', '.join(wrong)}" if wrong else "") + kinks
         if v == "inconclusive":
             kinked = [r.path for r in self.leaves if r.status == NONSMOOTH]
-            if kinked:
+            if surrogates == n:
+                why = "every leaf is marked surrogate: nothing was judged"
+            elif kinked:
                 why = (f"every probe of {', '.join(kinked)} met a kink, at the point and beside it: nothing was "
                        "judged there")  # fmt: skip
                 if self.mode == "fast":
@@ -298,7 +318,8 @@ def _table(rows) -> list:
     out = [("leaf", "shape", "checked", "failed", "max |Δ|", "max rel", "worst at", "reference", "candidate", "ok")]
     for l in rows:
         where = "-" if l.worst_index is None else str(list(l.worst_index))
-        ok = {OK: "yes", NONSMOOTH: "non-smooth here", NONFINITE: "NO (non-finite)"}.get(l.status, "NO")
+        ok = {OK: "yes", NONSMOOTH: "non-smooth here", NONFINITE: "NO (non-finite)",
+              SURROGATE: "surrogate (not judged)"}.get(l.status, "NO")  # fmt: skip
         out.append((l.path, "x".join(map(str, l.shape)) or "()", str(l.checked), str(l.failed), _num(l.max_abs_err),
                     _num(l.max_rel_err), where, _num(l.reference), _num(l.candidate), ok))  # fmt: skip
     widths = [max(len(r[i]) for r in out) for i in range(len(out[0]))]
@@ -306,7 +327,8 @@ def _table(rows) -> list:
 
 
 def _num(v: float) -> str:
-    return "nan" if isinstance(v, float) and math.isnan(v) else f"{v:.3e}"
+    """A table cell: ``-`` where nothing was measured (nan)."""
+    return "-" if isinstance(v, float) and math.isnan(v) else f"{v:.3e}"
 
 
 def _j(v):
@@ -315,4 +337,4 @@ def _j(v):
     return v if math.isfinite(v) else str(v)
 
 
-__all__ = ["POWER", "CheckReport", "LeafCheck", "OpCheck"]
+__all__ = ["POWER", "REL_ERR", "CheckReport", "LeafCheck", "OpCheck", "rel_err"]

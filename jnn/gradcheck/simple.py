@@ -18,7 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jnn import _validate as V
-from jnn.gradcheck.report import NONFINITE, OK, WRONG, CheckReport, LeafCheck
+from jnn.gradcheck.report import NONFINITE, OK, WRONG, CheckReport, LeafCheck, rel_err
 from jnn.pytree import named_leaves
 
 
@@ -56,9 +56,9 @@ def compare_grads(
     Returns:
         A :class:`CheckReport` of mode ``"compare"``: a leaf passes when every entry satisfies
         ``|c − r| ≤ atol + rtol·|r|`` (``numpy.allclose``); a NaN or inf on either side fails (status
-        ``"non-finite"``). Its verdict is ``"passed"`` or ``"failed"``; ``max_rel_err`` of a leaf is
-        max|c − r| / max|r| (robust to entries that cancel to nearly 0; 0 when both are all zero, inf when
-        only the reference is).
+        ``"non-finite"``, with a problem naming the side). Its verdict is ``"passed"`` or ``"failed"``;
+        ``max_abs_err`` is over the finite pairs, ``max_rel_err`` is :data:`~jnn.gradcheck.report.REL_ERR`
+        (robust to entries that cancel to nearly 0; 0 when both are all zero).
 
     Raises:
         ValueError: on mismatched structures or shapes, empty trees, or negative tolerances.
@@ -111,9 +111,8 @@ def _compare_leaf(path, r, c, rtol, atol) -> LeafCheck:
     err = np.where(finite, err, np.inf)
     with np.errstate(invalid="ignore"):
         bad = ~finite | (err > atol + rtol * np.abs(r))  # a NaN on either side fails: NaN compares False
-    emax = float(err.max())
-    rmax = float(np.max(np.abs(np.where(finite, r, 0.0))))
-    rel = emax / rmax if rmax > 0 else (0.0 if emax == 0 else math.inf)
+    emax = float(np.max(err[finite], initial=0.0)) if finite.any() else math.nan  # the real |Δ| of finite pairs
+    rel = rel_err(emax, np.max(np.abs(r[finite]), initial=0.0), np.max(np.abs(c[finite]), initial=0.0))
     k = int(np.argmax(np.where(finite, err - rtol * np.abs(r), np.inf)))
     idx = tuple(int(i) for i in np.unravel_index(k, r.shape))
     status = OK if not bad.any() else NONFINITE if not finite.all() else WRONG
