@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -243,13 +243,106 @@ def _first_bad(a) -> tuple:
     return tuple(int(i) for i in np.unravel_index(k, a.shape)) if a.ndim else ()
 
 
-def check_point(
-    f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, seed, n_dirs, forward, localize, surrogate=frozenset()
-):
-    """:func:`check_grads` after validation, inside x64 mode (also used on single operations)."""
+@dataclass
+class _Run:
+    """What the steps of one check share: the checked leaves, φ, the reference φ, the candidate, notes."""
+
+    args: tuple
+    nums: tuple
+    tuple_nums: bool
+    paths: list
+    theta: list
+    notes: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    keys: tuple = ()
+    call: object = None
+    phi: object = None
+    phi1: object = None
+    fd_phi: object = None
+    out_paths: list = field(default_factory=list)
+    out_floats: list = field(default_factory=list)
+    low: object = None
+    eps_fd: float = 0.0
+    step: float = 0.0
+    name: str = ""
+    cand_fn: object = None
+    cand_lowered: object = None
+    reverse: bool = True
+    with_jvp: bool = False
+    prob: object = None
+    base: dict = field(default_factory=dict)
+    user_tol: tuple = (None, None)
+    phi0: float = 0.0
+
+    @property
+    def eps_c(self) -> float:
+        """The unit roundoff of the precision the candidate is computed in."""
+        return float(jnp.finfo(self.low).eps)
+
+
+def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, seed, n_dirs, forward, localize,
+                surrogate=frozenset()):  # fmt: skip
+    """:func:`check_grads` after validation, inside x64 mode (also used on single operations), in named steps:
+    the inputs and φ (:func:`_setup`), the reference (:func:`_reference`), the candidate
+    (:func:`_candidate`), f at the point (:func:`_at_point`), the probes (:func:`_probes`), the judgement
+    (:func:`_judgement`) and the localisation of outputs and operations (:func:`_localisation`)."""
+    run = _setup(f, args, nums, tuple_nums, grad, seed)
+    _reference(run, order)
+    _candidate(run, grad, forward, order)
+    early = _at_point(run, mode, order, rtol, atol)
+    if early is not None:
+        return early
+    got, count, bad_rows = _probes(run, grad, mode == "full" or (mode == "auto" and run.prob.n <= AUTO_FULL_MAX),
+                                   n_dirs)  # fmt: skip
+    report = _judgement(run, got, count, bad_rows, surrogate)
+    if report.wrong and len(run.out_floats) > 1:  # name the wrong outputs: each checked alone
+        per = []
+        for k in run.out_floats:
+            alone = check_point(lambda *a, k=k: jax.tree.leaves(f(*a))[k], args, nums, tuple_nums, grad=None,
+                                order=order, mode=mode, rtol=rtol, atol=atol, seed=seed, n_dirs=n_dirs,
+                                forward=forward, localize="never")  # fmt: skip
+            per.append((run.out_paths[k], alone.verdict))
+        report = _with(report, outputs=tuple(per))
+    if localize == "always" or (localize == "on_failure" and report.wrong):
+        return _localisation(run, report, grad, order, seed)
+    return report
+
+
+def _setup(f, args, nums, tuple_nums, grad, seed) -> _Run:
+    """The checked leaves (validated), f on them (:func:`_traced`), φ (:func:`_reduced`), the precision f
+    computes in, and a user's ``grad`` (which may lower it)."""
     diff = tuple(args[i] for i in nums)
     flat, treedef = jax.tree_util.tree_flatten_with_path(diff)
     paths_all = [f"args[{nums[p[0].idx]}]{jax.tree_util.keystr(p[1:])}" for p, _ in flat]
+    checked = _checked_leaves(flat, paths_all, nums)
+    args64 = [_to64(a) for a in args]
+    own_leaves = [l for _, l in flat]
+    dtypes = [jnp.result_type(own_leaves[k]) for k in checked]
+    diff64 = tuple(args64[i] for i in nums)
+    leaves = jax.tree.leaves(diff64)
+    run = _Run(args, nums, tuple_nums, [paths_all[k] for k in checked], [jnp.asarray(leaves[k]) for k in checked],
+               keys=tuple(jax.random.split(jax.random.key(seed), 3)))  # fmt: skip
+    run.call, out, own = _traced(f, args, args64, nums, treedef, leaves, own_leaves, checked, dtypes, run.theta,
+                                 run.notes)  # fmt: skip
+    tuple_out = isinstance(out, (tuple, list))
+    run.phi, run.out_paths, run.out_floats = _reduced(run.call, out, run.keys[0], tuple_out=tuple_out, notes=run.notes)
+    scalar = hasattr(out, "shape") and out.shape == ()
+    run.name = "jax.grad" if scalar else "jax.vjp"
+    cj = J.closed(run.phi, run.theta)
+    run.low = J.lowest_float(cj.jaxpr, live=cj.jaxpr.invars) or jnp.dtype(jnp.float64)
+    if grad is not None:
+        if not scalar:
+            raise ValueError(f"grad= is for scalar f; f returns {_shapes(out)} (check its JAX derivative instead)")
+        run.cand_fn, cand_dtype = _user_grad(grad, args if own else args64, nums, tuple_nums, diff if own else diff64,
+                                             checked, run.paths, dtypes if own else None)  # fmt: skip
+        run.name = "grad="
+        if cand_dtype.itemsize < run.low.itemsize:
+            run.low = cand_dtype
+    return run
+
+
+def _checked_leaves(flat, paths_all, nums) -> list:
+    """Indices of the float leaves to check; complex, empty-of-floats and non-finite inputs refused by name."""
     for path, (_, l) in zip(paths_all, flat):
         if _is_complex(l):
             raise TypeError(f"{path} is {jnp.result_type(l)}: check_grads checks real leaves only; split it into "
@@ -264,173 +357,162 @@ def check_point(
         if not np.isfinite(a).all():
             raise ValueError(f"{paths_all[k]} holds a non-finite value ({a[_first_bad(a)]} at index "
                              f"{list(_first_bad(a))}): the check needs a finite point")  # fmt: skip
-    args64 = [_to64(a) for a in args]
-    own_leaves = [l for _, l in flat]
-    dtypes = [jnp.result_type(own_leaves[k]) for k in checked]
-    diff = tuple(args64[i] for i in nums)
-    leaves = jax.tree.leaves(diff)
-    paths = [paths_all[k] for k in checked]
-    del flat
-    theta = [jnp.asarray(leaves[k]) for k in checked]
-    notes, problems = [], []
-    call, out, own = _traced(f, args, args64, nums, treedef, leaves, own_leaves, checked, dtypes, theta, notes)
-    k_u, k_w, k_dir = jax.random.split(jax.random.key(seed), 3)
-    phi, out_paths, out_floats = _reduced(call, out, k_u, tuple_out=isinstance(out, (tuple, list)), notes=notes)
-    scalar = hasattr(out, "shape") and out.shape == ()
+    return checked
 
-    # The precision: the narrowest float f computes with from the checked inputs, and the candidate's dtype.
-    cj = J.closed(phi, theta)
-    low = J.lowest_float(cj.jaxpr, live=cj.jaxpr.invars) or jnp.dtype(jnp.float64)
-    if grad is not None:
-        if not scalar:
-            raise ValueError(f"grad= is for scalar f; f returns {_shapes(out)} (check its JAX derivative instead)")
-        cand_fn, cand_dtype = _user_grad(grad, args if own else args64, nums, tuple_nums,
-                                         tuple(args[i] for i in nums) if own else diff, checked, paths,
-                                         dtypes if own else None)  # fmt: skip
-        name = "grad="
-        if cand_dtype.itemsize < low.itemsize:
-            low = cand_dtype
-    precision = str(low)
-    eps_c = float(jnp.finfo(low).eps)
 
-    # The φ the finite differences evaluate: f itself, or its float64 twin when f computes in less.
-    fd_phi, eps_fd, step = phi, float(jnp.finfo(jnp.float64).eps), P.STEP[8]
-    if low.itemsize < 8 and order == 1:
+def _reference(run: _Run, order: int) -> None:
+    """The φ the finite differences evaluate: f itself, or its float64 twin when f computes in less."""
+    precision = str(run.low)
+    run.fd_phi, run.eps_fd, run.step = run.phi, float(jnp.finfo(jnp.float64).eps), P.STEP[8]
+    if run.low.itemsize < 8 and order == 1:
         try:
-            fd_phi = J.twin(phi, theta)
-            notes.append(f"f computes in {precision}: the reference differentiates its float64 twin (the same "
-                         f"operations in float64); tolerances follow {precision}")  # fmt: skip
-        except Exception as err:  # control flow over low-precision values
-            fd_phi, eps_fd, step = phi, eps_c, P.STEP.get(low.itemsize, 2e-3)
-            notes.append(f"f computes in {precision} and has no float64 twin ({type(err).__name__}): the reference "
-                         f"differentiates f itself, with {precision} rounding in its error bound")  # fmt: skip
+            run.fd_phi = J.twin(run.phi, run.theta)
+            run.notes.append(f"f computes in {precision}: the reference differentiates its float64 twin (the same "
+                             f"operations in float64); tolerances follow {precision}")  # fmt: skip
+        except Exception as err:  # an open sub-jaxpr the twin cannot promote
+            run.fd_phi, run.eps_fd, run.step = run.phi, run.eps_c, P.STEP.get(run.low.itemsize, 2e-3)
+            run.notes.append(f"f computes in {precision} and has no float64 twin ({type(err).__name__}): the "
+                             f"reference differentiates f itself, with {precision} rounding in its error "
+                             "bound")  # fmt: skip
 
-    # The candidate: reverse mode, or forward mode where reverse mode is not implemented.
-    reverse, cand_lowered = True, None
+
+def _candidate(run: _Run, grad, forward: bool, order: int) -> None:
+    """The candidate: reverse mode, or forward mode where reverse mode is not implemented (and forward mode
+    beside it); for ``order=2`` the Hessian-vector product ψ = ⟨∇φ, w⟩ takes φ's place."""
     if grad is None:
-        cand_fn = jax.grad(phi)
-        name = "jax.grad" if scalar else "jax.vjp"
+        run.cand_fn = jax.grad(run.phi)
         try:
-            cand_lowered = jax.jit(cand_fn).lower(theta)  # compiled below: traced once
+            run.cand_lowered = jax.jit(run.cand_fn).lower(run.theta)  # compiled later: traced once
         except Exception as err:  # NotImplementedError (or JAX's AssertionError) of a rule it cannot transpose
-            reverse, name = False, "jax.jvp"
-            notes.append(f"reverse mode is not implemented for f ({type(err).__name__}: {_first_line(err)}): "
-                         "checked forward mode (jax.jvp) instead")  # fmt: skip
-    with_jvp = grad is None and (forward or not reverse)
-    if with_jvp and not reverse:  # beside reverse mode, a failing forward mode shows when the probes compile
+            run.reverse, run.name = False, "jax.jvp"
+            run.notes.append(f"reverse mode is not implemented for f ({type(err).__name__}: {_first_line(err)}): "
+                             "checked forward mode (jax.jvp) instead")  # fmt: skip
+    run.with_jvp = grad is None and (forward or not run.reverse)
+    if run.with_jvp and not run.reverse:
+        phi = run.phi
         try:
-            jax.jit(lambda t: jax.jvp(phi, (t,), (t,))[1]).lower(theta)  # custom_vjp fails only when lowered
+            jax.jit(lambda t: jax.jvp(phi, (t,), (t,))[1]).lower(run.theta)  # custom_vjp fails only when lowered
         except Exception as err:  # e.g. a custom_vjp function has no forward mode
-            with_jvp = False
-            if not reverse:
-                raise ValueError(
-                    f"f can be differentiated in neither reverse nor forward mode: {notes[-1]}; "
-                    f"forward mode: {type(err).__name__}: {_first_line(err)}"
-                ) from None
-            why = ("f uses a custom_vjp function, which has no forward mode" if "custom_vjp" in str(err)
-                   else f"{type(err).__name__}: {_first_line(err)}")  # fmt: skip
-            notes.append(f"forward mode not checked: {why}")
-    phi1 = phi
+            raise ValueError(f"f can be differentiated in neither reverse nor forward mode: {run.notes[-1]}; "
+                             f"forward mode: {type(err).__name__}: {_first_line(err)}") from None  # fmt: skip
+    run.phi1 = run.phi
     if order == 2:
-        ws = [jax.random.normal(jax.random.fold_in(k_w, j), x.shape, jnp.float64) for j, x in enumerate(theta)]
-        if reverse:
-            first = cand_fn
-            phi = lambda xs: sum(jnp.vdot(g, w) for g, w in zip(first(xs), ws))  # noqa: E731 - ψ = ⟨∇φ, w⟩
-            cand_fn, cand_lowered = jax.grad(phi), None
+        ws = [jax.random.normal(jax.random.fold_in(run.keys[1], j), x.shape, jnp.float64)
+              for j, x in enumerate(run.theta)]  # fmt: skip
+        if run.reverse:
+            first = run.cand_fn
+            run.phi = lambda xs: sum(jnp.vdot(g, w) for g, w in zip(first(xs), ws))  # ψ = ⟨∇φ, w⟩
+            run.cand_fn, run.cand_lowered = jax.grad(run.phi), None
         else:
-            first_phi = phi
-            phi = lambda xs: jax.jvp(first_phi, (xs,), (ws,))[1]  # noqa: E731 - ψ = ∂φ/∂w
-        fd_phi, name, with_jvp = phi, f"hvp of {name}", not reverse
-    sizes = [int(np.size(x)) for x in theta]
-    prob = P.Problem(phi, fd_phi, theta, paths, [tuple(np.shape(x)) for x in theta], sizes,
-                     [0, *np.cumsum(sizes).tolist()],
-                     [step * (1.0 + float(jnp.sqrt(jnp.mean(x**2)))) for x in theta])  # fmt: skip
+            first_phi = run.phi
+            run.phi = lambda xs: jax.jvp(first_phi, (xs,), (ws,))[1]  # ψ = ∂φ/∂w
+        run.fd_phi, run.name, run.with_jvp = run.phi, f"hvp of {run.name}", not run.reverse
 
-    # f at the point: finite and deterministic, before any probe.
-    phi_c = P.aot(phi, prob, theta)
-    fd_c = phi_c if fd_phi is phi else P.aot(fd_phi, prob, theta)
+
+def _at_point(run: _Run, mode: str, order: int, rtol, atol) -> CheckReport | None:
+    """The probing problem, the tolerances, and f at the point: finite (else a FAILED report, returned) and
+    deterministic (else ValueError), before any probe."""
+    theta = run.theta
+    sizes = [int(np.size(x)) for x in theta]
+    run.prob = P.Problem(run.phi, run.fd_phi, theta, run.paths, [tuple(np.shape(x)) for x in theta], sizes,
+                         [0, *np.cumsum(sizes).tolist()],
+                         [run.step * (1.0 + float(jnp.sqrt(jnp.mean(x**2)))) for x in theta])  # fmt: skip
+    phi_c = P.aot(run.phi, run.prob, theta)
     v1, v2 = float(phi_c(theta)), float(phi_c(theta))
-    full = mode == "full" or (mode == "auto" and prob.n <= AUTO_FULL_MAX)
-    user_tol = (rtol, atol)
-    rtol = (RTOL.get(low.itemsize, 16 * eps_c)) if rtol is None else float(rtol)
-    atol = 0.0 if atol is None else float(atol)
-    base = dict(mode="full" if full else "fast", order=order, candidate=name, precision=precision, rtol=rtol,
-                atol=atol)  # fmt: skip
+    run.phi0 = v1
+    full = mode == "full" or (mode == "auto" and run.prob.n <= AUTO_FULL_MAX)
+    run.user_tol = (rtol, atol)
+    rtol = RTOL.get(run.low.itemsize, 16 * run.eps_c) if rtol is None else float(rtol)
+    run.base = dict(mode="full" if full else "fast", order=order, candidate=run.name, precision=str(run.low),
+                    rtol=rtol, atol=0.0 if atol is None else float(atol))  # fmt: skip
     if not math.isfinite(v1):
-        problems.append(_nonfinite_f(call, theta, v1))
-        return CheckReport([], directions=0, notes=tuple(notes), problems=tuple(problems), resolution=math.inf,
-                           buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
+        run.problems.append(_nonfinite_f(run.call, theta, v1))
+        return CheckReport([], directions=0, notes=tuple(run.notes), problems=tuple(run.problems),
+                           resolution=math.inf, buffer_bytes=run.prob.buffer_bytes, **run.base)  # fmt: skip
+    phi = run.phi
     v3 = float(jax.jit(lambda xs: phi(xs))(theta))  # a fresh trace: catches randomness drawn while tracing
-    if v1 != v2 or abs(v3 - v1) > 4 * eps_c * abs(v1):
+    if v1 != v2 or abs(v3 - v1) > 4 * run.eps_c * abs(v1):
         raise ValueError(f"f is not deterministic: evaluated at the same point it gave {v1!r}, {v2!r} and "
                          f"{v3!r}; fix every PRNG key inside f (pass a fixed jax.random.key) and avoid host "
                          "callbacks or NumPy random numbers drawn inside it")  # fmt: skip
-    phi0 = float(fd_c(theta))
+    return None
 
-    # The candidate, checked for finiteness over every entry (fast mode too) and for determinism.
-    bad_rows = {}
-    if reverse:
-        cand_c = P.aot(cand_fn, prob, theta, lowered=cand_lowered)
-        prob.cand = cand_fn
-        cand = [jnp.asarray(c, jnp.float64) for c in cand_c(theta)]
-        again = cand_c(theta)
-        if any(not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand, again)):
-            what = "grad" if grad is not None else "the derivative of f"
-            raise ValueError(f"{what} is not deterministic: two evaluations at the same point differ; fix every "
-                             "PRNG key inside it and avoid host callbacks")  # fmt: skip
-        del again
-        for li, c in enumerate(cand):
-            fin = np.isfinite(np.asarray(c))
-            if not fin.all():
-                idx = _first_bad(c)
-                val = float(np.asarray(c)[idx])
-                bad_rows[li] = LeafCheck(paths[li], prob.shapes[li], int(fin.size), int((~fin).sum()), math.inf,
-                                         math.inf, idx, math.nan, val, NONFINITE)  # fmt: skip
-                problems.append(f"the candidate ({name}) is {val} at {paths[li]}{list(idx)} "
+
+def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
+    """The candidate at the point, checked for determinism and finiteness over every entry (fast mode too):
+    ``(per-leaf float64 arrays with non-finite entries zeroed, {leaf: non-finite row})``."""
+    prob, bad_rows = run.prob, {}
+    if not run.reverse:
+        return [jnp.zeros_like(x) for x in run.theta], bad_rows
+    cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
+    prob.cand = run.cand_fn
+    cand = [jnp.asarray(c, jnp.float64) for c in cand_c(run.theta)]
+    again = cand_c(run.theta)
+    if any(not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand, again)):
+        what = "grad" if grad is not None else "the derivative of f"
+        raise ValueError(f"{what} is not deterministic: two evaluations at the same point differ; fix every "
+                         "PRNG key inside it and avoid host callbacks")  # fmt: skip
+    del again
+    for li, c in enumerate(cand):
+        fin = np.isfinite(np.asarray(c))
+        if not fin.all():
+            idx = _first_bad(c)
+            val = float(np.asarray(c)[idx])
+            bad_rows[li] = LeafCheck(run.paths[li], prob.shapes[li], int(fin.size), int((~fin).sum()), math.nan,
+                                     math.nan, idx, math.nan, val, NONFINITE)  # fmt: skip
+            run.problems.append(f"the candidate ({run.name}) is {val} at {run.paths[li]}{list(idx)} "
                                 f"({int((~fin).sum())} of {fin.size} entries non-finite)")  # fmt: skip
-                cand[li] = jnp.where(jnp.isfinite(c), c, 0.0)
-    else:
-        cand = [jnp.zeros_like(x) for x in theta]
-    crit = P.Criterion(eps_fd, eps_c, rtol, atol, (1.0, 1 / 8, 1 / 64, 1 / 512) if eps_fd < 1e-10 else (1.0, 1 / 8))
-    primary = "vjp" if reverse else "jvp"
-    oracles = (primary,) + (("jvp",) if with_jvp and reverse else ())
+            cand[li] = jnp.where(jnp.isfinite(c), c, 0.0)
+    return cand, bad_rows
+
+
+def _probes(run: _Run, grad, full: bool, n_dirs: int):
+    """The candidate's values, then the probes of full or fast mode (forward mode beside reverse mode dropped,
+    with a note, when it does not compile): ``({oracle: rows}, probes run, {leaf: non-finite row})``."""
+    cand, bad_rows = _candidate_values(run, grad)
+    phi0 = run.phi0 if run.fd_phi is run.phi else float(P.aot(run.fd_phi, run.prob, run.theta)(run.theta))
+    eps_c, b = run.eps_c, run.base
+    crit = P.Criterion(run.eps_fd, eps_c, b["rtol"], b["atol"],
+                       (1.0, 1 / 8, 1 / 64, 1 / 512) if run.eps_fd < 1e-10 else (1.0, 1 / 8))  # fmt: skip
+    primary = "vjp" if run.reverse else "jvp"
+    oracles = (primary,) + (("jvp",) if run.with_jvp and run.reverse else ())
     try:
-        got, count, more = _probe(prob, crit, cand, oracles, full, reverse, k_dir, n_dirs, phi0)
+        got, count, more = _probe(run.prob, crit, cand, oracles, full, run.reverse, run.keys[2], n_dirs, phi0)
     except Exception as err:  # forward mode beside reverse mode fails to compile (e.g. a custom_vjp inside f)
         if len(oracles) == 1:
             raise
-        oracles = oracles[:1]
         why = ("f uses a custom_vjp function, which has no forward mode" if "custom_vjp" in str(err)
                else f"{type(err).__name__}: {_first_line(err)}")  # fmt: skip
-        notes.append(f"forward mode not checked: {why}")
-        got, count, more = _probe(prob, crit, cand, oracles, full, reverse, k_dir, n_dirs, phi0)
-    problems += more
+        run.notes.append(f"forward mode not checked: {why}")
+        got, count, more = _probe(run.prob, crit, cand, oracles[:1], full, run.reverse, run.keys[2], n_dirs, phi0)
+    run.problems += more
+    return got, count, bad_rows
+
+
+def _judgement(run: _Run, got: dict, count: int, bad_rows: dict, surrogate) -> CheckReport:
+    """The report from the probes' rows: non-finite candidates and references, surrogates, the resolution
+    (max over every judged leaf, non-smooth ones included: theirs is inf)."""
+    primary = "vjp" if run.reverse else "jvp"
     rows = [bad_rows.get(li, r) for li, r in enumerate(got[primary])]
     fwd = tuple(got["jvp"]) if primary == "vjp" and "jvp" in got else None
-    problems += _nonfinite_reference(rows)
-    rows, fwd = _surrogates(rows, fwd, surrogate, paths, phi1, theta, notes)
-    # every leaf counts, non-smooth ones included (their resolution is inf: nothing was judged there)
-    res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]  # surrogate leaves are not judged
-    report = CheckReport(rows, directions=count, notes=tuple(notes), problems=tuple(problems), forward=fwd,
-                         resolution=max(res) if res else math.inf, buffer_bytes=prob.buffer_bytes, **base)  # fmt: skip
-    if report.wrong and len(out_floats) > 1:  # name the wrong outputs: each checked alone
-        per = []
-        for k in out_floats:
-            alone = check_point(lambda *a, k=k: jax.tree.leaves(f(*a))[k], args, nums, tuple_nums, grad=None,
-                                order=order, mode=mode, rtol=user_tol[0], atol=user_tol[1], seed=seed,
-                                n_dirs=n_dirs, forward=forward, localize="never")  # fmt: skip
-            per.append((out_paths[k], alone.verdict))
-        report = _with(report, outputs=tuple(per))
-    if localize == "always" or (localize == "on_failure" and report.wrong):
-        if grad is not None:
-            return _with(report, notes=(*notes, "operations are not localised for a grad= candidate (it is not "
-                                                "JAX's derivative of f)"))  # fmt: skip
-        t0 = time.perf_counter()
-        ops, more_notes = localise(phi1, theta, check=_check_op, order=order, seed=seed, rtol=user_tol[0],
-                                   atol=user_tol[1])  # fmt: skip
-        return _with(report, operations=tuple(ops), notes=(*notes, *more_notes),
-                     extra={"localize_seconds": time.perf_counter() - t0})  # fmt: skip
-    return report
+    run.problems += _nonfinite_reference(rows)
+    rows, fwd = _surrogates(rows, fwd, surrogate, run.paths, run.phi1, run.theta, run.notes)
+    res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]
+    return CheckReport(rows, directions=count, notes=tuple(run.notes), problems=tuple(run.problems), forward=fwd,
+                       resolution=max(res) if res else math.inf, buffer_bytes=run.prob.buffer_bytes,
+                       **run.base)  # fmt: skip
+
+
+def _localisation(run: _Run, report: CheckReport, grad, order: int, seed: int) -> CheckReport:
+    """The operations of f checked one by one at their inputs (:func:`jnn.gradcheck.operations.localise`)."""
+    if grad is not None:
+        return _with(report, notes=(*report.notes, "operations are not localised for a grad= candidate (it is "
+                                                   "not JAX's derivative of f)"))  # fmt: skip
+    t0 = time.perf_counter()
+    ops, more_notes = localise(run.phi1, run.theta, check=_check_op, order=order, seed=seed, rtol=run.user_tol[0],
+                               atol=run.user_tol[1])  # fmt: skip
+    return _with(report, operations=tuple(ops), notes=(*report.notes, *more_notes),
+                 extra={"localize_seconds": time.perf_counter() - t0})  # fmt: skip
 
 
 def _check_surrogate(surrogate) -> frozenset:
@@ -470,8 +552,6 @@ def _probe(prob, crit, cand, oracles, full, reverse, key, n_dirs, phi0):
 
 
 def _with(report: CheckReport, **changes) -> CheckReport:
-    from dataclasses import replace
-
     return replace(report, **changes)
 
 
