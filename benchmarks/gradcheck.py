@@ -13,8 +13,10 @@ forward pass (its temporaries and output), in multiples of the params' size: the
 The "planted" rows plant one wrong gradient entry at 1e6 parameters (the leaf and index fast mode
 names) and a wrong custom_vjp tanh (the operation named, and the seconds spent naming it, the
 op-localisation cost, out of the check's total). ``--quick`` runs the two smallest sizes only;
-``--full-max`` caps the sizes checked in full mode (1e5 takes about a minute here). Writes results.json
-and table.md into --out.
+``--full-max`` caps the sizes checked in full mode (1e5 takes about a minute here). The float32 rows (1e6
+and 1e7 parameters, x64 off as users train; ``--no-large`` leaves them out) time a passing and a failing
+(one planted entry) fast-mode check beside jax.test_util; "× params' float64 bytes" is the extra peak
+resident memory over 8 bytes per parameter. Writes results.json and table.md into --out.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from _report import save_report
 
 SIZES = {"1e3": (30, 30), "1e4": (100, 100), "1e5": (300, 330), "1e6": (1000, 1000)}
+#: float32 params (x64 off, as users train): the sizes of issue 36's memory target (≤ 3× the float64 params).
+SIZES32 = {"1e6f32": (1000, 1000), "1e7f32": (3162, 3162)}
 BATCH = 16
 
 
@@ -37,10 +41,11 @@ def _case(size: str, tool: str) -> dict:
 
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    if size not in SIZES32:
+        jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    d, h = SIZES[size]
+    d, h = {**SIZES, **SIZES32}[size]
     k = jax.random.split(jax.random.key(0), 4)
     params = {"w1": jax.random.normal(k[0], (d, h)) / d**0.5, "b1": jnp.zeros(h),
               "w2": jax.random.normal(k[1], (h, 1)) / h**0.5, "b2": jnp.zeros(1)}  # fmt: skip
@@ -131,6 +136,7 @@ def _buffers(row) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the two smallest sizes only")
+    p.add_argument("--no-large", action="store_true", help="leave out the float32 rows at 1e6 and 1e7")
     p.add_argument("--full-max", default="1e5", choices=list(SIZES), help="largest size for full-mode checks")
     p.add_argument("--out", default="runs/bench_gradcheck")
     p.add_argument("--case", nargs=2, metavar=("SIZE", "TOOL"), help=argparse.SUPPRESS)
@@ -155,8 +161,12 @@ def main(argv=None) -> int:
             if s in ("1e3", "1e4"):
                 plan.append((s, "torch-full"))
     plan += [(sizes[-1], "jnn-fast-planted"), (sizes[-1], "jnn-op-planted")]
+    if not (a.quick or a.no_large):
+        for s in SIZES32:
+            plan += [(s, "jnn-fast"), (s, "jnn-fast-planted"), (s, "jax.test_util")]
     found = f"torch {torch.__version__}" if has_torch else "torch not installed"
-    print(f"gradcheck benchmark: tanh MLP losses, float64, batch {BATCH}; {found}", flush=True)
+    print(f"gradcheck benchmark: tanh MLP losses, float64 (f32 rows: float32 params), batch {BATCH}; {found}",
+          flush=True)  # fmt: skip
     rows = []
     for size, tool in plan:
         out = subprocess.run([sys.executable, __file__, "--case", size, tool], capture_output=True, text=True,
@@ -169,12 +179,14 @@ def main(argv=None) -> int:
         print(f"  {size:>4} {tool:<17} {row['seconds']:8.2f} s  passed={row['passed']}  extra {row['extra_mb']:.0f} MB "
               f"({row['extra_x_params']:.1f}x params) buffers {_buffers(row)} {row['note']}", flush=True)  # fmt: skip
     lines = [
-        "| params | tool | seconds | verdict | extra peak RSS | × params | XLA buffers (beyond params + forward) "
-        "| note |",
+        "| params | tool | seconds | verdict | extra peak RSS | × params' float64 bytes "
+        "| XLA buffers (beyond params + forward) | note |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['params']:,} | {r['tool']} | {r['seconds']:.2f} | {'pass' if r['passed'] else 'FAIL'} | "
+        dt = " (float32)" if r["size"] in SIZES32 else ""
+        verdict = "pass" if r["passed"] else "FAIL"
+        lines.append(f"| {r['params']:,}{dt} | {r['tool']} | {r['seconds']:.2f} | {verdict} | "
                      f"{r['extra_mb']:.0f} MB | {r['extra_x_params']:.1f} | {_buffers(r)} | {r['note']} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)

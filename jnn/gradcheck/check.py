@@ -40,6 +40,9 @@ from jnn.gradcheck.surrogates import surrogate_note
 AUTO_FULL_MAX = 5000
 #: Random directions of ``mode="fast"``.
 FAST_DIRECTIONS = 6
+#: Coordinates from which the candidate's determinism is checked by fingerprints (two gradients are never
+#: held at once) rather than by comparing two whole evaluations.
+FINGERPRINT_FROM = 10**6
 #: Default relative tolerance by the itemsize of the precision f computes in (narrower: 16 unit roundoffs).
 RTOL = {8: 1e-6, 4: 1e-3}
 
@@ -444,15 +447,23 @@ def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
     prob, bad_rows = run.prob, {}
     if not run.reverse:
         return [jnp.zeros_like(x) for x in run.theta], bad_rows
-    cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
-    prob.cand = run.cand_fn
-    cand = [jnp.asarray(c, jnp.float64) for c in cand_c(run.theta)]
-    again = cand_c(run.theta)
-    if any(not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand, again)):
+    # Determinism first, from two fingerprints (a weighted sum of every entry, NaN-safe): never two gradients
+    # held at once (at 10⁷ parameters each is as large as the float64 point).
+    if prob.n >= FINGERPRINT_FROM:
+        print_c = P.aot(lambda t: _fingerprint(prob, run.cand_fn(t)), prob, run.theta)
+        twice = [[np.asarray(print_c(run.theta))] for _ in range(2)]
+    else:  # small: two whole evaluations (no fingerprint to compile)
+        cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
+        twice = [[np.asarray(c) for c in cand_c(run.theta)] for _ in range(2)]
+    if any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(*twice)):
         what = "grad" if grad is not None else "the derivative of f"
         raise ValueError(f"{what} is not deterministic: two evaluations at the same point differ; fix every "
                          "PRNG key inside it and avoid host callbacks")  # fmt: skip
-    del again
+    del twice
+    if prob.n >= FINGERPRINT_FROM:
+        cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
+    prob.cand = run.cand_fn
+    cand = [jnp.asarray(c, jnp.float64) for c in cand_c(run.theta)]
     for li, c in enumerate(cand):
         fin = np.isfinite(np.asarray(c))
         if not fin.all():
@@ -464,6 +475,20 @@ def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
                                 f"({int((~fin).sum())} of {fin.size} entries non-finite)")  # fmt: skip
             cand[li] = jnp.where(jnp.isfinite(c), c, 0.0)
     return cand, bad_rows
+
+
+def _fingerprint(prob, leaves):
+    """``[weighted sum, count of non-finite entries]`` of a gradient: two evaluations that agree on it agree
+    (the weights are :func:`jnn.gradcheck.probes.draw_at`'s draws, fused: nothing of the gradient's size is
+    kept)."""
+    total, bad = jnp.float64(0.0), jnp.float64(0.0)
+    for g, off in zip(leaves, prob.offsets):
+        g = jnp.asarray(g, jnp.float64)
+        idx = jnp.uint32(off) + jnp.arange(g.size, dtype=jnp.uint32).reshape(g.shape)
+        w = P.draw_at(jnp.uint32(12345), jnp.uint32(0), idx)
+        total += jnp.sum(jnp.where(jnp.isfinite(g), g * w, 0.0))
+        bad += jnp.sum(~jnp.isfinite(g))
+    return jnp.stack([total, bad])
 
 
 def _probes(run: _Run, grad, full: bool, n_dirs: int):
