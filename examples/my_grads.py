@@ -66,7 +66,8 @@ def in_bfloat16():
 
 def at_a_kink():
     """A relu layer checked in x where row 0 of x is 0: every relu of that row sits on its kink, so the 6
-    entries of x's row 0 are non-smooth here (not wrong); the check passes."""
+    entries of x's row 0 meet a kink at the point; each is judged again beside it (moved off the kink along
+    its axis, the gradient recomputed there) and is right there; the check passes."""
     k = jax.random.split(jax.random.key(1), 2)
     w = jax.random.normal(k[0], (6, 4))
     x = jax.random.normal(k[1], (5, 6)).at[0].set(0.0)  # row 0 of x @ w is exactly 0
@@ -75,3 +76,35 @@ def at_a_kink():
         return jnp.sum(jax.nn.relu(x @ w) * jnp.arange(1.0, 5.0)[None, :])
 
     return loss, (w, x), {"argnums": 1}
+
+
+def in_a_scan():
+    """The wrong layer norm applied at every step of a ``lax.scan`` (an RNN cell in a named scope): the
+    operation is named inside the scan, with the first failing step."""
+    k = jax.random.split(jax.random.key(2), 2)
+    params = {"w": jax.random.normal(k[0], (16, 16)) / 4}
+    xs = jax.random.normal(k[1], (4, 2, 16))
+
+    def loss(p, xs):
+        def cell(h, x):
+            with jax.named_scope("cell"):
+                h = wrong_layer_norm(jnp.tanh(h @ p["w"] + x))
+            return h, None
+
+        h, _ = jax.lax.scan(cell, jnp.zeros((2, 16)), xs)
+        return jnp.sum(h * jnp.arange(16.0)[None, :])
+
+    return loss, (params, xs)
+
+
+def straight_through():
+    """A straight-through estimator (the forward pass rounds, the gradient passes straight through): f is
+    locally constant along w, so finite differences see 0; the report names the ``stop_gradient`` and
+    ``round`` on w's path. Rerun with ``surrogate=["args[0]"]`` to mark the mismatch as intended."""
+    w = jnp.linspace(-1.1, 0.9, 6)
+
+    def loss(w):
+        q = w + jax.lax.stop_gradient(jnp.round(w * 4) / 4 - w)
+        return jnp.sum(jnp.arange(1.0, 7.0) * q**2)
+
+    return loss, (w,)

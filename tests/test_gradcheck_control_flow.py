@@ -94,3 +94,20 @@ def test_a_rule_checked_alone_names_where_it_is_defined_not_jnn():
     report = jnn.check_grads(_squash(1.05), X)
     src = report.failed_operations[0].source
     assert src.startswith("defined at test_gradcheck_control_flow.py:") and "check.py" not in str(report)
+
+
+def test_the_documented_examples_name_the_rule_in_the_scan_and_the_straight_through_estimator():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("my_grads", Path(__file__).resolve().parents[1] / "examples"
+                                                  / "my_grads.py")  # fmt: skip
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    f, args = ex.in_a_scan()
+    first = jnn.check_grads(f, *args).failed_operations[0]
+    assert first.name == "layer_norm" and "inside cell in scan (step 0)" in str(first)
+    f, args = ex.straight_through()
+    report = jnn.check_grads(f, *args)
+    assert report.verdict == "failed" and any("`stop_gradient`" in n for n in report.notes)
+    assert jnn.check_grads(f, *args, surrogate=["args[0]"]).verdict == "inconclusive"
