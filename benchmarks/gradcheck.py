@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -128,6 +129,14 @@ def _case(size: str, tool: str) -> dict:
             "buffers": buffers}  # fmt: skip
 
 
+def _code_spans(note: str) -> str:
+    """Entry names (``args[0]['w1'][3, 4]``, ``[3, 4]``) in code spans, for a Markdown table (Markdown would
+    read ``args[0]['w1']`` as a link reference)."""
+    if "`" in note:
+        return note
+    return re.sub(r"(args\[[^ ]*\]|\[\d+, \d+\])", r"`\1`", note)
+
+
 def _buffers(row) -> str:
     b = row.get("buffers")
     return "-" if not b else f"{b['over_forward_x_params']:.2f}× params"
@@ -185,9 +194,9 @@ def main(argv=None) -> int:
     ]
     for r in rows:
         dt = " (float32)" if r["size"] in SIZES32 else ""
-        verdict = "pass" if r["passed"] else "FAIL"
+        verdict, note = "pass" if r["passed"] else "FAIL", _code_spans(r["note"])
         lines.append(f"| {r['params']:,}{dt} | {r['tool']} | {r['seconds']:.2f} | {verdict} | "
-                     f"{r['extra_mb']:.0f} MB | {r['extra_x_params']:.1f} | {_buffers(r)} | {r['note']} |")  # fmt: skip
+                     f"{r['extra_mb']:.0f} MB | {r['extra_x_params']:.1f} | {_buffers(r)} | {note} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     print(f"results in {save_report(a.out, {'rows': rows, 'torch': has_torch}, table)}")
