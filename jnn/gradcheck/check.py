@@ -462,6 +462,7 @@ def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
     del twice
     if prob.n >= FINGERPRINT_FROM:
         cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
+        P.trim()  # the compilers' heap, given back before the candidate is held
     prob.cand = run.cand_fn
     cand = [jnp.asarray(c, jnp.float64) for c in cand_c(run.theta)]
     for li, c in enumerate(cand):

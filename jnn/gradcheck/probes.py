@@ -24,6 +24,7 @@ finite at every step is *non-finite* (wrong). See :func:`judge`.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass, field, replace
 
@@ -470,6 +471,16 @@ def _split_probe(prob: Problem, with_jvp: bool, example_cand, seed):
     return probe
 
 
+def trim() -> None:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim``) after compiling, so that
+    the compiler's transient memory does not stay resident beside the large arrays of a large check; a
+    no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _make_shift(prob: Problem):
     """``shift(theta, seed, kid, lo, hi, t) -> θ + t·v`` (the point of a moved probe), to compile."""
 
@@ -498,6 +509,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
     i64, f64, u32 = jnp.int64, jnp.float64, jnp.uint32
     if prob.n >= SPLIT_FROM:
         ops = {"probe": _split_probe(prob, "jvp" in oracles, cand, seed)}
+        trim()
     else:
         ops = {"probe": aot(_make_probe(prob, "jvp" in oracles), prob, prob.theta, cand, seed, u32(0), i64(0),
                             i64(prob.n), f64(1.0), f64(0.0))}  # fmt: skip
@@ -657,4 +669,4 @@ def _localised_row(path, shape, lo: int, entries, leaf_status) -> LeafCheck:
                      status, int((st == NONSMOOTH).sum()))  # fmt: skip
 
 
-__all__ = ["Criterion", "FULL_CHUNK", "Problem", "STEP", "aot", "direction", "fast", "full", "draw_at", "judge"]
+__all__ = ["Criterion", "FULL_CHUNK", "Problem", "STEP", "aot", "direction", "fast", "full", "draw_at", "judge", "trim"]
