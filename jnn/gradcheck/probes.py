@@ -15,11 +15,18 @@ A probe that fails is tested for smoothness: for a smooth φ the second differen
 ``S₁ = 4·S₂`` up to O(σ⁴) (S₁ = φ(θ+σv) − 2φ(θ) + φ(θ−σv), S₂ the same at σ/2); a kink of φ between
 θ − σv and θ + σv (a relu at 0, ``abs``, a tie of ``max``) breaks that relation by about the size of the
 error it causes. Every failing probe is retried with a smaller step (σ = 1/8, 1/64, 1/512 in float64),
-which moves a kink out of the stencil unless it sits at θ itself. A probe is *wrong* only when it fails at
-two consecutive steps with φ smooth there (a true error does not shrink with the step; an error made by
-kinks does); a probe that never passes while its residual ``|S₁ − 4S₂|/σ`` explains its error (≥ a quarter
-of it, and above rounding) is *non-smooth here*: not counted as wrong. A probe whose φ values are not
-finite at every step is *non-finite* (wrong). See :func:`judge`.
+which moves a kink out of the stencil unless it sits at θ itself. At θ a probe that fails at two
+consecutive steps with φ smooth there looks wrong, and one whose residual ``|S₁ − 4S₂|/σ`` explains its
+error (≥ a quarter of it, and above rounding) looks non-smooth; neither is decided there, since kinks whose
+slope jumps cancel look smooth along one direction: both are judged again at θ ± v/8, moved off the kink
+along the probe, with the candidate recomputed there (:data:`MOVE`). Wrong there: *wrong*; right there:
+right (*beside* a kink); else *non-smooth here*, never counted as wrong. A pass at θ that a kink in the
+stencil made loose is retried at the smaller steps. A probe whose φ values are not finite at every step is
+*non-finite* (wrong). See :func:`judge`.
+
+Fast mode's directions are drawn inside its compiled probes from a counter hash of (seed, direction,
+coordinate) and never stored (:func:`draw_at`); the candidate's dot products with them are fused reductions
+there, so a check at 10⁷ parameters holds the float64 point, the candidate and one perturbed copy.
 """
 
 from __future__ import annotations
