@@ -190,3 +190,20 @@ def test_a_pair_returned_without_has_aux_gets_a_hint():
     report = jnn.check_grads(lambda w: (jnp.sum(_X @ w), jnp.mean(w)), jnp.ones((4, 3)))
     assert any("has_aux=True" in n for n in report.notes), str(report)
     assert not any("has_aux" in n for n in jnn.check_grads(lambda w: jnp.sum(_X @ w), jnp.ones((4, 3))).notes)
+
+
+_WB = jax.random.normal(jax.random.key(0), (8, 5))
+_XB = jax.random.normal(jax.random.key(1), (16, 8))
+
+
+def _bf16(w):
+    return jnp.sum(jnp.tanh(_XB.astype(jnp.bfloat16) @ w.astype(jnp.bfloat16)).astype(jnp.float32) ** 2)
+
+
+@pytest.mark.parametrize("factor, verdict", [(1.0, "inconclusive"), (1.3, "failed")])
+def test_fast_and_full_agree_in_bfloat16_a_weak_leaf_is_checked_coordinate_by_coordinate(factor, verdict):
+    got = {}
+    for mode in ("fast", "full"):
+        report = jnn.check_grads(_bf16, _WB, mode=mode, grad=lambda w: jax.grad(_bf16)(w) * factor)
+        got[mode] = (report.verdict, round(report.resolution, 6) if verdict == "inconclusive" else None)
+    assert got["fast"] == got["full"] and got["full"][0] == verdict, got

@@ -33,13 +33,16 @@ from jnn import _validate as V
 from jnn.gradcheck import jaxpr as J
 from jnn.gradcheck import probes as P
 from jnn.gradcheck.operations import OP_DIRECTIONS, localise
-from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, SURROGATE, WRONG, CheckReport, LeafCheck
+from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, POWER, SURROGATE, WRONG, CheckReport, LeafCheck
 from jnn.gradcheck.surrogates import surrogate_note
 
 #: Coordinates up to which ``mode="auto"`` checks every coordinate.
 AUTO_FULL_MAX = 5000
 #: Random directions of ``mode="fast"``.
 FAST_DIRECTIONS = 6
+#: Entries of a leaf up to which fast mode checks it coordinate by coordinate when its directions were not
+#: enough (kinks, or no power).
+LEAF_FULL_MAX = AUTO_FULL_MAX
 #: Coordinates from which the candidate's determinism is checked by fingerprints (two gradients are never
 #: held at once) rather than by comparing two whole evaluations.
 FINGERPRINT_FROM = 10**6
@@ -570,11 +573,43 @@ def _check_op(fn, xs, *, order, seed, rtol, atol) -> CheckReport:
 
 
 def _probe(prob, crit, cand, oracles, full, reverse, key, n_dirs, phi0):
-    """Full or fast mode: ``({oracle: rows}, probes run, problems)``."""
+    """Full or fast mode: ``({oracle: rows}, probes run, problems)``. In fast mode a leaf whose random
+    directions met kinks they could not be judged beside, or lack the power to see a ×1.05 error (low
+    precision, an unlucky direction), is checked coordinate by coordinate when small enough
+    (:data:`LEAF_FULL_MAX` entries, :data:`jnn.gradcheck.probes.SPLIT_FROM` in all): as full mode would."""
     if full:
         cands = {"vjp": [np.asarray(c, np.float64).ravel() for c in cand]} if reverse else {}
         return P.full(prob, crit, cands, "jvp" in oracles, phi0), prob.n, []
-    return P.fast(prob, crit, cand, oracles, key, n_dirs, phi0)
+    got, count, problems = P.fast(prob, crit, cand, oracles, key, n_dirs, phi0)
+    for li in range(len(prob.sizes)):
+        rows = [got[o][li] for o in oracles]
+        weak = any(r.status == NONSMOOTH or (r.status == OK and not r.resolution < POWER) for r in rows)
+        if weak and all(r.passed for r in rows) and prob.sizes[li] <= LEAF_FULL_MAX and prob.n < P.SPLIT_FROM:
+            sub = P.full(_leaf_problem(prob, li), crit, {"vjp": [np.asarray(cand[li], np.float64).ravel()]}
+                         if reverse else {}, "jvp" in oracles, phi0)  # fmt: skip
+            for o in oracles:
+                got[o][li] = sub[o][0]
+            count += prob.sizes[li]
+    return got, count, problems
+
+
+def _leaf_problem(prob, li: int):
+    """The problem restricted to leaf ``li`` (the other leaves fixed at the point), for a full-mode check of
+    that leaf alone."""
+    point = list(prob.theta)
+
+    def on(fn, pick=False):
+        def g(xs):
+            full = list(point)
+            full[li] = xs[0]
+            out = fn(full)
+            return [out[li]] if pick else out
+
+        return g
+
+    return P.Problem(on(prob.phi), on(prob.fd_phi), [prob.theta[li]], [prob.paths[li]], [prob.shapes[li]],
+                     [prob.sizes[li]], [0, prob.sizes[li]], [prob.h[li]],
+                     cand=None if prob.cand is None else on(prob.cand, pick=True))  # fmt: skip
 
 
 def _with(report: CheckReport, **changes) -> CheckReport:
