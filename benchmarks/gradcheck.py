@@ -134,7 +134,7 @@ def _code_spans(note: str) -> str:
     read ``args[0]['w1']`` as a link reference)."""
     if "`" in note:
         return note
-    return re.sub(r"(args\[[^ ]*\]|\[\d+, \d+\])", r"`\1`", note)
+    return re.sub(r"(args\[\d+\](?:\['[^']*'\])*(?:\[\d+(?:, \d+)*\])?|\[\d+(?:, \d+)*\])", r"`\1`", note)
 
 
 def _buffers(row) -> str:
