@@ -293,6 +293,9 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
     (:func:`_candidate`), f at the point (:func:`_at_point`), the probes (:func:`_probes`), the judgement
     (:func:`_judgement`) and the localisation of outputs and operations (:func:`_localisation`)."""
     run = _setup(f, args, nums, tuple_nums, grad, seed)
+    unknown = sorted(surrogate - set(run.paths))  # refused before any work
+    if unknown:
+        raise ValueError(f"surrogate names leaves f does not have: {unknown}; the checked leaves are {run.paths}")
     _reference(run, order)
     _candidate(run, grad, forward, order)
     early = _at_point(run, mode, order, rtol, atol)
@@ -450,22 +453,17 @@ def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
     prob, bad_rows = run.prob, {}
     if not run.reverse:
         return [jnp.zeros_like(x) for x in run.theta], bad_rows
-    # Determinism first, from two fingerprints (a weighted sum of every entry, NaN-safe): never two gradients
-    # held at once (at 10⁷ parameters each is as large as the float64 point).
-    if prob.n >= FINGERPRINT_FROM:
+    cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
+    if prob.n >= FINGERPRINT_FROM:  # two fingerprints (a weighted sum of every entry): never two gradients held
         print_c = P.aot(lambda t: _fingerprint(prob, run.cand_fn(t)), prob, run.theta)
-        twice = [[np.asarray(print_c(run.theta))] for _ in range(2)]
+        P.trim()  # the compilers' heap, given back before the candidate is held
+        evaluate = lambda: [np.asarray(print_c(run.theta))]  # noqa: E731
     else:  # small: two whole evaluations (no fingerprint to compile)
-        cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
-        twice = [[np.asarray(c) for c in cand_c(run.theta)] for _ in range(2)]
-    if any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(*twice)):
+        evaluate = lambda: [np.asarray(c) for c in cand_c(run.theta)]  # noqa: E731
+    if any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(evaluate(), evaluate())):
         what = "grad" if grad is not None else "the derivative of f"
         raise ValueError(f"{what} is not deterministic: two evaluations at the same point differ; fix every "
                          "PRNG key inside it and avoid host callbacks")  # fmt: skip
-    del twice
-    if prob.n >= FINGERPRINT_FROM:
-        cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
-        P.trim()  # the compilers' heap, given back before the candidate is held
     prob.cand = run.cand_fn
     cand = [jnp.asarray(c, jnp.float64) for c in cand_c(run.theta)]
     for li, c in enumerate(cand):
@@ -525,7 +523,7 @@ def _judgement(run: _Run, got: dict, count: int, bad_rows: dict, surrogate) -> C
     rows = [bad_rows.get(li, r) for li, r in enumerate(got[primary])]
     fwd = tuple(got["jvp"]) if primary == "vjp" and "jvp" in got else None
     run.problems += _nonfinite_reference(rows)
-    rows, fwd = _surrogates(rows, fwd, surrogate, run.paths, run.phi1, run.theta, run.notes)
+    rows, fwd = _surrogates(rows, fwd, surrogate, run.phi1, run.theta, run.notes)
     res = [r.resolution for r in rows if r.status in (OK, NONSMOOTH)]
     return CheckReport(rows, directions=count, notes=tuple(run.notes), problems=tuple(run.problems), forward=fwd,
                        resolution=max(res) if res else math.inf, buffer_bytes=run.prob.buffer_bytes,
@@ -550,11 +548,8 @@ def _check_surrogate(surrogate) -> frozenset:
     return frozenset(surrogate)
 
 
-def _surrogates(rows, fwd, surrogate, paths, phi, theta, notes):
+def _surrogates(rows, fwd, surrogate, phi, theta, notes):
     """Mark the user's surrogate leaves (never judged) and note the failing leaves that look like one."""
-    unknown = sorted(surrogate - set(paths))
-    if unknown:
-        raise ValueError(f"surrogate names leaves f does not have: {unknown}; the checked leaves are {paths}")
     mark = lambda r: replace(r, status=SURROGATE) if r.path in surrogate else r  # noqa: E731
     rows = [mark(r) for r in rows]
     fwd = None if fwd is None else tuple(mark(r) for r in fwd)

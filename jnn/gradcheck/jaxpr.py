@@ -228,10 +228,9 @@ def _control(eqn, invals, path, steps, inner) -> list:
         out = run(body.jaxpr, body.consts, [*consts, *carry, *(x[t] for x in xs)], path=path, steps=(*steps, t),
                   **inner)  # fmt: skip
         carry, ys[t] = out[:ncar], out[ncar:]
-    n_ys = len(body.jaxpr.outvars) - ncar
     avals = [v.aval for v in body.jaxpr.outvars[ncar:]]
     stacked = [jnp.stack([ys[t][j] for t in range(length)]) if length else jnp.zeros((0, *a.shape), a.dtype)
-               for j, a in zip(range(n_ys), avals)]  # fmt: skip
+               for j, a in enumerate(avals)]  # fmt: skip
     return [*carry, *stacked]
 
 

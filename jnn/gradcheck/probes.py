@@ -67,8 +67,8 @@ class Problem:
         h: the step per leaf: STEP · (1 + the leaf's RMS).
         buffer_bytes: the largest buffer footprint of a compiled call so far (None where XLA does not say).
         cand: the candidate gradient as a function of the checked leaves (list of float64 leaves); None when
-            only forward mode is checked. Probes that meet a kink at the point
-            recompute it at points moved off the kink.
+            only forward mode is checked. Probes that meet a kink at the point recompute it at points moved
+            off the kink.
     """
 
     phi: object
@@ -344,8 +344,7 @@ def _full_beside(prob: Problem, oracle: str, run, flat, unravel, hs, scale):
     def beside(ix, t):
         centers = np.zeros(len(hs))
         centers[ix] = t * hs[ix]
-        vals, tang = run(ix, hs * abs(t))
-        p0 = vals[0 if t > 0 else 1]
+        p0 = run(ix, hs * abs(t))[0][0 if t > 0 else 1]
         if oracle == "jvp":
             c = run(ix, hs, centers)[1]  # the tangent along h e_i at the moved point
         else:
@@ -406,7 +405,7 @@ def draw_at(seed, kid, idx):
 
 
 def direction(prob: Problem, seed, kid, lo, hi) -> list:
-    """The step-scaled direction ``kid`` over the global coordinates [lo, hi): a random normal vector
+    """The step-scaled direction ``kid`` over the global coordinates [lo, hi): a random vector
     (:func:`draw_at`: the same for a whole bisection, so halves of a block are restrictions of it)
     restricted to the block and scaled to expected length 1 per unit step, or the coordinate axis when the
     block holds one entry. Traced (seed, kid, lo, hi may be traced scalars); elementwise, to be fused."""
@@ -420,35 +419,16 @@ def direction(prob: Problem, seed, kid, lo, hi) -> list:
     return out
 
 
-def _make_probe(prob: Problem, with_jvp: bool):
-    """``probe(theta, cand, seed, kid, lo, hi, sigma, t) -> (vals, tangent, c, cv, vn)``, to compile: φ at
-    θ + (t + σ·(1, −1, ½, −½))·v with v the :func:`direction` ``kid`` over [lo, hi) (t ≠ 0: a probe moved
-    off a kink at the point), forward mode's jvp(φ)(θ + tv; v) when ``with_jvp``, and the candidate's side:
-    ⟨cand, v⟩, ‖cand over the block‖·‖v‖ and ‖v‖. Memory: θ, the candidate and one perturbed copy of θ at a
-    time (the evaluations run one after the other; the direction is recomputed where it is used, fused into
-    the perturbation or the reduction, never stored)."""
+def _probe_parts(prob: Problem):
+    """The three parts of a fast-mode probe along the :func:`direction` ``kid`` over [lo, hi), each a
+    function to trace (the direction recomputed where it is used, fused into the perturbation or the
+    reduction, never stored):
 
-    def probe(theta, cand, seed, kid, lo, hi, sigma, t):
-        def at(s):
-            return prob.fd_phi([x + s * d for x, d in zip(theta, direction(prob, seed, kid, lo, hi))])
-
-        vals = jax.lax.map(at, t + sigma * jnp.array([1.0, -1.0, 0.5, -0.5]))
-        v = direction(prob, seed, kid, lo, hi)
-        tangent = jax.jvp(prob.phi, ([x + t * d for x, d in zip(theta, v)],), (v,))[1] if with_jvp else 0.0
-        c = sum(jnp.sum(g * d) for g, d in zip(cand, v))
-        vn = jnp.sqrt(sum(jnp.sum(d * d) for d in v))
-        gn = jnp.sqrt(sum(jnp.sum(jnp.where(d != 0, g * g, 0.0)) for g, d in zip(cand, v)))
-        return vals, tangent, c, gn * vn, vn
-
-    return probe
-
-
-def _split_probe(prob: Problem, with_jvp: bool, example_cand, seed):
-    """The probe of :func:`_make_probe` as three compiled programs run one after the other (the values, the
-    tangent, the candidate's reductions): each holds at most one array of θ's size beside θ and the
-    candidate, where one program holding all three parts keeps several at once (for large θ)."""
-    i64, f64, u32 = jnp.int64, jnp.float64, jnp.uint32
-    ix = (seed, u32(0), i64(0), i64(prob.n))
+    - ``along(theta, seed, kid, lo, hi, sigma, t)``: φ at θ + (t + σ·(1, −1, ½, −½))·v (t ≠ 0: a probe
+      moved off a kink at the point; the four evaluations one after the other);
+    - ``tangent(theta, seed, kid, lo, hi, t)``: forward mode's jvp(φ)(θ + tv; v);
+    - ``dot(cand, seed, kid, lo, hi)``: ⟨cand, v⟩, ‖cand over the block‖·‖v‖ and ‖v‖.
+    """
 
     def along(theta, seed, kid, lo, hi, sigma, t):
         def at(s):
@@ -466,14 +446,32 @@ def _split_probe(prob: Problem, with_jvp: bool, example_cand, seed):
         vn = jnp.sqrt(sum(jnp.sum(d * d) for d in v))
         return sum(jnp.sum(g * d) for g, d in zip(cand, v)), gn * vn, vn
 
+    return along, tangent, dot
+
+
+def _compiled_probe(prob: Problem, with_jvp: bool, example_cand, seed):
+    """``probe(theta, cand, seed, kid, lo, hi, sigma, t) -> (vals, tangent, c, cv, vn)`` from the parts of
+    :func:`_probe_parts`, compiled: as one program (one compile), or from :data:`SPLIT_FROM` coordinates as
+    three run one after the other (each holds at most one array of θ's size beside θ and the candidate,
+    where one program keeps several at once)."""
+    along, tangent, dot = _probe_parts(prob)
+
+    def whole(theta, cand, seed, kid, lo, hi, sigma, t):
+        tg = tangent(theta, seed, kid, lo, hi, t) if with_jvp else 0.0
+        return (along(theta, seed, kid, lo, hi, sigma, t), tg, *dot(cand, seed, kid, lo, hi))
+
+    i64, f64, u32 = jnp.int64, jnp.float64, jnp.uint32
+    ix = (seed, u32(0), i64(0), i64(prob.n))
+    if prob.n < SPLIT_FROM:
+        return aot(whole, prob, prob.theta, example_cand, *ix, f64(1.0), f64(0.0))
     along = aot(along, prob, prob.theta, *ix, f64(1.0), f64(0.0))
     tangent = aot(tangent, prob, prob.theta, *ix, f64(0.0)) if with_jvp else None
     dot = aot(dot, prob, example_cand, *ix)
+    trim()
 
     def probe(theta, cand, seed, kid, lo, hi, sigma, t):
-        vals = along(theta, seed, kid, lo, hi, sigma, t)
         tg = tangent(theta, seed, kid, lo, hi, t) if with_jvp else 0.0
-        return (vals, tg, *dot(cand, seed, kid, lo, hi))
+        return (along(theta, seed, kid, lo, hi, sigma, t), tg, *dot(cand, seed, kid, lo, hi))
 
     return probe
 
@@ -514,12 +512,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
     """
     seed = jnp.uint32(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     i64, f64, u32 = jnp.int64, jnp.float64, jnp.uint32
-    if prob.n >= SPLIT_FROM:
-        ops = {"probe": _split_probe(prob, "jvp" in oracles, cand, seed)}
-        trim()
-    else:
-        ops = {"probe": aot(_make_probe(prob, "jvp" in oracles), prob, prob.theta, cand, seed, u32(0), i64(0),
-                            i64(prob.n), f64(1.0), f64(0.0))}  # fmt: skip
+    ops = {"probe": _compiled_probe(prob, "jvp" in oracles, cand, seed)}
     cache = {}
 
     def moved_cand(kid, lo, hi, t):
