@@ -178,6 +178,16 @@ def _to64(tree):
     return jax.tree.map(cast, tree)
 
 
+def _stored(leaf):
+    """A checked leaf as the check keeps it: the user's array itself (a device array of its own dtype)."""
+    return leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
+
+
+def _specs(xs) -> list:
+    """Float64 shape-and-dtype stand-ins for the point ``xs``: to trace or lower a function of it without a copy."""
+    return [jax.ShapeDtypeStruct(np.shape(x), jnp.float64) for x in xs]
+
+
 def _caller(f, base_args, nums, treedef, leaves, checked, dtypes=None):
     """``call(xs)``: f with the checked leaves ``xs`` put back into its arguments (cast to ``dtypes`` when
     given: f at its own precision)."""
@@ -257,7 +267,7 @@ class _Run:
     nums: tuple
     tuple_nums: bool
     paths: list
-    theta: list
+    stored: list
     notes: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     keys: tuple = ()
@@ -279,6 +289,12 @@ class _Run:
     base: dict = field(default_factory=dict)
     user_tol: tuple = (None, None)
     phi0: float = 0.0
+
+    @property
+    def theta(self) -> list:
+        """The point in float64: lifted from :attr:`stored` (the user's own arrays, at their dtypes) on each use,
+        so that no float64 copy of a float32 model outlives the call that needs it (a no-op for float64)."""
+        return P.lift(self.stored)
 
     @property
     def eps_c(self) -> float:
@@ -324,13 +340,14 @@ def _setup(f, args, nums, tuple_nums, grad, seed) -> _Run:
     flat, treedef = jax.tree_util.tree_flatten_with_path(diff)
     paths_all = [f"args[{nums[p[0].idx]}]{jax.tree_util.keystr(p[1:])}" for p, _ in flat]
     checked = _checked_leaves(flat, paths_all, nums)
-    args64 = [_to64(a) for a in args]
     own_leaves = [l for _, l in flat]
     dtypes = [jnp.result_type(own_leaves[k]) for k in checked]
-    diff64 = tuple(args64[i] for i in nums)
-    leaves = jax.tree.leaves(diff64)
-    run = _Run(args, nums, tuple_nums, [paths_all[k] for k in checked], [jnp.asarray(leaves[k]) for k in checked],
+    run = _Run(args, nums, tuple_nums, [paths_all[k] for k in checked], [_stored(own_leaves[k]) for k in checked],
                keys=tuple(jax.random.split(jax.random.key(seed), 3)))  # fmt: skip
+    # The float64 copies of f's other arguments; the checked leaves' places stay empty (the caller fills them), so
+    # that no float64 copy of the point is kept by a closure.
+    args64 = [None if i in nums else _to64(a) for i, a in enumerate(args)]
+    leaves = [None if k in checked else _to64(l) for k, (_, l) in enumerate(flat)]
     run.call, out, own = _traced(f, args, args64, nums, treedef, leaves, own_leaves, checked, dtypes, run.theta,
                                  run.notes)  # fmt: skip
     tuple_out = isinstance(out, (tuple, list))
@@ -342,8 +359,9 @@ def _setup(f, args, nums, tuple_nums, grad, seed) -> _Run:
     if grad is not None:
         if not scalar:
             raise ValueError(f"grad= is for scalar f; f returns {_shapes(out)} (check its JAX derivative instead)")
-        run.cand_fn, cand_dtype = _user_grad(grad, args if own else args64, nums, tuple_nums, diff if own else diff64,
-                                             checked, run.paths, dtypes if own else None)  # fmt: skip
+        run.cand_fn, cand_dtype = _user_grad(grad, args if own else args64, nums, tuple_nums, treedef,
+                                             own_leaves if own else leaves, checked, _specs(run.stored), run.paths,
+                                             dtypes if own else None)  # fmt: skip
         run.name = "grad="
         if cand_dtype.itemsize < run.low.itemsize:
             run.low = cand_dtype
@@ -423,9 +441,10 @@ def _at_point(run: _Run, mode: str, order: int, rtol, atol) -> CheckReport | Non
     deterministic (else ValueError), before any probe."""
     theta = run.theta
     sizes = [int(np.size(x)) for x in theta]
-    run.prob = P.Problem(run.phi, run.fd_phi, theta, run.paths, [tuple(np.shape(x)) for x in theta], sizes,
+    rms = jax.jit(lambda x: jnp.sqrt(jnp.mean(jnp.asarray(x, jnp.float64) ** 2)))  # fused: no copy of a leaf
+    run.prob = P.Problem(run.phi, run.fd_phi, run.stored, run.paths, [tuple(np.shape(x)) for x in theta], sizes,
                          [0, *np.cumsum(sizes).tolist()],
-                         [run.step * (1.0 + float(jnp.sqrt(jnp.mean(x**2)))) for x in theta])  # fmt: skip
+                         [run.step * (1.0 + float(rms(x))) for x in run.stored])  # fmt: skip
     phi_c = P.aot(run.phi, run.prob, theta)
     v1, v2 = float(phi_c(theta)), float(phi_c(theta))
     run.phi0 = v1
@@ -447,25 +466,32 @@ def _at_point(run: _Run, mode: str, order: int, rtol, atol) -> CheckReport | Non
     return None
 
 
-def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
+def _candidate_values(run: _Run, grad, keep: bool) -> tuple[list | None, dict]:
     """The candidate at the point, checked for determinism and finiteness over every entry (fast mode too):
-    ``(per-leaf float64 arrays with non-finite entries zeroed, {leaf: non-finite row})``."""
+    ``(per-leaf arrays with non-finite entries zeroed, {leaf: non-finite row})``; the arrays are None when not
+    ``keep`` (fast mode from :data:`jnn.gradcheck.probes.SPLIT_FROM` coordinates, which recomputes the
+    candidate where it needs it rather than hold it). From :data:`FINGERPRINT_FROM` entries the two
+    evaluations are compared by fingerprint, one after the other: never two gradients held."""
     prob, bad_rows = run.prob, {}
     if not run.reverse:
-        return [jnp.zeros_like(x) for x in run.theta], bad_rows
-    cand_c = P.aot(run.cand_fn, prob, run.theta, lowered=run.cand_lowered)
-    if prob.n >= FINGERPRINT_FROM:  # two fingerprints (a weighted sum of every entry): never two gradients held
-        print_c = P.aot(lambda t: _fingerprint(prob, run.cand_fn(t)), prob, run.theta)
+        return [jnp.zeros(x.shape, jnp.float64) for x in prob.theta], bad_rows
+    cand_c = P.aot(run.cand_fn, prob, P.specs(run.stored), lowered=run.cand_lowered)
+    if prob.n >= FINGERPRINT_FROM:
+        print_c = P.aot(lambda g: _fingerprint(prob, g), prob, P.specs(run.stored))
         P.trim()  # the compilers' heap, given back before the candidate is held
-        evaluate = lambda: [np.asarray(print_c(run.theta))]  # noqa: E731
+        first = np.asarray(print_c(cand_c(run.theta)))
+        cand = cand_c(run.theta)
+        same = np.array_equal(first, np.asarray(print_c(cand)))
     else:  # small: two whole evaluations (no fingerprint to compile)
-        evaluate = lambda: [np.asarray(c) for c in cand_c(run.theta)]  # noqa: E731
-    if any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(evaluate(), evaluate())):
+        cand = cand_c(run.theta)
+        same = all(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(cand_c(run.theta),
+                                                                                               cand))  # fmt: skip
+    if not same:
         what = "grad" if grad is not None else "the derivative of f"
         raise ValueError(f"{what} is not deterministic: two evaluations at the same point differ; fix every "
                          "PRNG key inside it and avoid host callbacks")  # fmt: skip
     prob.cand = run.cand_fn
-    cand = [jnp.asarray(c, jnp.float64) for c in cand_c(run.theta)]
+    cand = list(cand)
     for li, c in enumerate(cand):
         fin = np.isfinite(np.asarray(c))
         if not fin.all():
@@ -476,27 +502,25 @@ def _candidate_values(run: _Run, grad) -> tuple[list, dict]:
             run.problems.append(f"the candidate ({run.name}) is {val} at {run.paths[li]}{list(idx)} "
                                 f"({int((~fin).sum())} of {fin.size} entries non-finite)")  # fmt: skip
             cand[li] = jnp.where(jnp.isfinite(c), c, 0.0)
-    return cand, bad_rows
+    return (cand if keep else None), bad_rows
 
 
 def _fingerprint(prob, leaves):
     """``[weighted sum, count of non-finite entries]`` of a gradient: two evaluations that agree on it agree
-    (the weights are :func:`jnn.gradcheck.probes.draw_at`'s draws, fused: nothing of the gradient's size is
-    kept)."""
-    total, bad = jnp.float64(0.0), jnp.float64(0.0)
-    for g, off in zip(leaves, prob.offsets):
-        g = jnp.asarray(g, jnp.float64)
-        idx = jnp.uint32(off) + jnp.arange(g.size, dtype=jnp.uint32).reshape(g.shape)
-        w = P.draw_at(jnp.uint32(12345), jnp.uint32(0), idx)
-        total += jnp.sum(jnp.where(jnp.isfinite(g), g * w, 0.0))
-        bad += jnp.sum(~jnp.isfinite(g))
-    return jnp.stack([total, bad])
+    (the weights are :func:`jnn.gradcheck.probes.draw_at`'s draws, summed block by block: nothing of the
+    gradient's size is made beside it)."""
+
+    def parts(g, idx):
+        g, w = jnp.asarray(g, jnp.float64), P.draw_at(jnp.uint32(12345), jnp.uint32(0), idx)
+        return jnp.where(jnp.isfinite(g), g * w, 0.0), (~jnp.isfinite(g)).astype(jnp.float64)
+
+    return jnp.stack(P.blockwise(leaves, prob.offsets, parts, 2))
 
 
 def _probes(run: _Run, grad, full: bool, n_dirs: int):
     """The candidate's values, then the probes of full or fast mode (forward mode beside reverse mode dropped,
     with a note, when it does not compile): ``({oracle: rows}, probes run, {leaf: non-finite row})``."""
-    cand, bad_rows = _candidate_values(run, grad)
+    cand, bad_rows = _candidate_values(run, grad, keep=full or run.prob.n < P.SPLIT_FROM)
     phi0 = run.phi0 if run.fd_phi is run.phi else float(P.aot(run.fd_phi, run.prob, run.theta)(run.theta))
     eps_c, b = run.eps_c, run.base
     crit = P.Criterion(run.eps_fd, eps_c, b["rtol"], b["atol"],
@@ -591,7 +615,7 @@ def _probe(prob, crit, cand, oracles, full, reverse, key, n_dirs, phi0):
 def _leaf_problem(prob, li: int):
     """The problem restricted to leaf ``li`` (the other leaves fixed at the point), for a full-mode check of
     that leaf alone."""
-    point = list(prob.theta)
+    point = P.lift(prob.theta)
 
     def on(fn, pick=False):
         def g(xs):
@@ -602,7 +626,7 @@ def _leaf_problem(prob, li: int):
 
         return g
 
-    return P.Problem(on(prob.phi), on(prob.fd_phi), [prob.theta[li]], [prob.paths[li]], [prob.shapes[li]],
+    return P.Problem(on(prob.phi), on(prob.fd_phi), [point[li]], [prob.paths[li]], [prob.shapes[li]],
                      [prob.sizes[li]], [0, prob.sizes[li]], [prob.h[li]],
                      cand=None if prob.cand is None else on(prob.cand, pick=True))  # fmt: skip
 
@@ -649,11 +673,10 @@ def _nonfinite_reference(rows) -> list:
             and not math.isinf(r.max_abs_err)]  # fmt: skip
 
 
-def _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths, dtypes=None):
+def _user_grad(grad, args64, nums, tuple_nums, structure, ins0, checked, specs, paths, dtypes=None):
     """The user's ``grad`` over the checked leaves (float64; cast to ``dtypes`` first when given: f checked
-    at its own dtypes), validated for structure and shapes."""
-    structure = jax.tree.structure(diff)
-    ins0 = jax.tree.leaves(diff)
+    at its own dtypes), validated for structure and shapes. ``structure`` and ``ins0``: the differentiated
+    arguments' treedef and leaves (the checked ones filled in from the point); ``specs``: the point's shapes."""
 
     def cand(xs):
         full = list(args64)
@@ -674,7 +697,7 @@ def _user_grad(grad, args64, nums, tuple_nums, diff, checked, paths, dtypes=None
                                  f"{tuple(xs[j].shape)}, grad returned {tuple(np.shape(gl[k]))}")  # fmt: skip
         return [gl[k] for k in checked]
 
-    shapes = jax.eval_shape(cand, [jnp.asarray(ins0[k]) for k in checked])
+    shapes = jax.eval_shape(cand, specs)
     dts = [jnp.dtype(s.dtype) for s in shapes if jnp.issubdtype(s.dtype, jnp.floating)]
     low = min(dts, key=lambda d: d.itemsize) if dts else jnp.dtype(jnp.float64)
     return (lambda xs: [jnp.asarray(c, jnp.float64) for c in cand(xs)]), low

@@ -25,8 +25,12 @@ stencil made loose is retried at the smaller steps. A probe whose φ values are 
 *non-finite* (wrong). See :func:`judge`.
 
 Fast mode's directions are drawn inside its compiled probes from a counter hash of (seed, direction,
-coordinate) and never stored (:func:`draw_at`); the candidate's dot products with them are fused reductions
-there, so a check at 10⁷ parameters holds the float64 point, the candidate and one perturbed copy.
+coordinate) and never stored (:func:`draw_at`); the candidate's dot products with them are reductions taken
+block by block (:func:`blockwise`). From :data:`SPLIT_FROM` coordinates the probes are separate programs over
+the stored θ (the user's own arrays: the float64 point is lifted inside each call, fused with the
+perturbation) and the candidate is recomputed for each direction and block rather than held, so a check at
+10⁷ parameters holds no array of θ's size between calls, and at most two float64 copies within one (a JVP's
+point and tangent; a gradient's point and value).
 """
 
 from __future__ import annotations
@@ -46,11 +50,14 @@ from jnn.gradcheck.report import NONFINITE, NONSMOOTH, OK, POWER, WRONG, LeafChe
 STEP = {8: 2e-3, 4: 3e-2, 2: 1e-1}
 #: Coordinates perturbed per compiled call of full mode.
 FULL_CHUNK = 4096
-#: Coordinates from which fast mode's probe runs as three programs, one after the other (less memory: at most
-#: one array of θ's size beside θ and the candidate), rather than one (one compile).
+#: Coordinates from which fast mode's probe runs as separate programs, one after the other, and recomputes the
+#: candidate for each direction rather than hold it (less memory: at most two float64 copies of θ in one call,
+#: none between calls), rather than as one program (one compile).
 SPLIT_FROM = 10**6
 #: Blocks explored at once by the bisection, and the block size checked entry by entry.
 MAX_BRANCHES, LEAF_BLOCK = 8, 8
+#: Entries per block of :func:`blockwise`'s reductions.
+BLOCK = 2**16
 
 
 @dataclass
@@ -61,7 +68,9 @@ class Problem:
         phi: φ(xs), the scalar whose derivative the candidate is (a function of the list of checked leaves).
         fd_phi: the φ the finite differences evaluate (``phi`` itself, or its float64 twin when f computes
             in a lower precision).
-        theta: the checked leaves (float64).
+        theta: the checked leaves as stored: the user's arrays at their own dtypes (:func:`lift` gives the
+            float64 point; every compiled function lifts them itself, so a float32 model's float64 copy lives
+            only inside the call that perturbs it).
         paths, shapes, sizes: per leaf.
         offsets: offset of each leaf in the concatenation of the checked leaves (length leaves + 1).
         h: the step per leaf: STEP · (1 + the leaf's RMS).
@@ -86,6 +95,17 @@ class Problem:
     def n(self) -> int:
         """The number of checked coordinates."""
         return self.offsets[-1]
+
+
+def lift(xs) -> list:
+    """The float64 point from the stored leaves ``xs`` (exact: every float widens to float64 exactly; no copy
+    of a float64 leaf). Traced or eager."""
+    return [jnp.asarray(x, jnp.float64) for x in xs]
+
+
+def specs(xs) -> list:
+    """Float64 shape-and-dtype stand-ins for the leaves ``xs``: to lower a function of the point without a copy."""
+    return [jax.ShapeDtypeStruct(np.shape(x), jnp.float64) for x in xs]
 
 
 def aot(fn, prob: Problem, *args, lowered=None):
@@ -278,7 +298,7 @@ def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: floa
     Returns:
         ``{oracle: [LeafCheck, ...]}`` for ``"vjp"`` and/or ``"jvp"``.
     """
-    flat, unravel = ravel_pytree(prob.theta)
+    flat, unravel = ravel_pytree(lift(prob.theta))
     n = prob.n
     hs = np.concatenate([np.full(s, h) for s, h in zip(prob.sizes, prob.h)])
     m = min(n, FULL_CHUNK)
@@ -409,14 +429,47 @@ def direction(prob: Problem, seed, kid, lo, hi) -> list:
     (:func:`draw_at`: the same for a whole bisection, so halves of a block are restrictions of it)
     restricted to the block and scaled to expected length 1 per unit step, or the coordinate axis when the
     block holds one entry. Traced (seed, kid, lo, hi may be traced scalars); elementwise, to be fused."""
-    m = hi - lo
     out = []
     for shape, off, h in zip(prob.shapes, prob.offsets, prob.h):
         idx = jnp.uint32(off) + jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
-        inside = (idx >= lo.astype(jnp.uint32)) & (idx < hi.astype(jnp.uint32))
-        z = draw_at(seed, kid, idx)
-        out.append(jnp.where(inside, jnp.where(m == 1, 1.0, z / jnp.sqrt(m.astype(jnp.float64))), 0.0) * h)
+        out.append(_direction_at(idx, seed, kid, lo, hi, h))
     return out
+
+
+def _direction_at(idx, seed, kid, lo, hi, h):
+    """:func:`direction`'s entries at the global coordinates ``idx`` (uint32) of a leaf of step ``h``."""
+    m = hi - lo
+    inside = (idx >= lo.astype(jnp.uint32)) & (idx < hi.astype(jnp.uint32))
+    z = draw_at(seed, kid, idx)
+    return jnp.where(inside, jnp.where(m == 1, 1.0, z / jnp.sqrt(m.astype(jnp.float64))), 0.0) * h
+
+
+def blockwise(leaves, offsets, fn, n_out: int):
+    """``Σ fn(values, idx)`` over every entry of ``leaves`` (arrays of any shape, leaf j's entries at global
+    coordinates ``offsets[j] + k``): ``fn`` maps a 1-d block of values and its uint32 coordinates to
+    ``n_out`` arrays, each summed. Taken in blocks of :data:`BLOCK` entries inside a loop, so that nothing
+    of a leaf's size is made beside it (XLA on CPU does not fuse several reductions of one elementwise
+    product: at 10⁷ parameters one program would hold two float64 arrays of θ's size). Traced; returns a
+    tuple of ``n_out`` float64 scalars."""
+    acc = tuple(jnp.float64(0.0) for _ in range(n_out))
+
+    def add(acc, vals, start, size, off):
+        idx = jnp.uint32(off) + start + jnp.arange(size, dtype=jnp.uint32)
+        return tuple(a + jnp.sum(p) for a, p in zip(acc, fn(vals, idx)))
+
+    for x, off in zip(leaves, offsets):
+        flat = jnp.reshape(x, (-1,))
+        k, rest = divmod(int(flat.shape[0]), BLOCK)
+        if rest:
+            acc = add(acc, flat[k * BLOCK :], jnp.uint32(k * BLOCK), rest, off)
+        if k:
+
+            def body(i, acc, flat=flat, off=off):
+                start = (i * BLOCK).astype(jnp.uint32)
+                return add(acc, jax.lax.dynamic_slice(flat, (i * BLOCK,), (BLOCK,)), start, BLOCK, off)
+
+            acc = jax.lax.fori_loop(0, k, body, acc)
+    return acc
 
 
 def _probe_parts(prob: Problem):
@@ -424,54 +477,70 @@ def _probe_parts(prob: Problem):
     function to trace (the direction recomputed where it is used, fused into the perturbation or the
     reduction, never stored):
 
-    - ``along(theta, seed, kid, lo, hi, sigma, t)``: φ at θ + (t + σ·(1, −1, ½, −½))·v (t ≠ 0: a probe
-      moved off a kink at the point; the four evaluations one after the other);
+    - ``at(theta, seed, kid, lo, hi, s)``: φ at θ + s·v (the stored θ lifted to float64 inside the sum);
     - ``tangent(theta, seed, kid, lo, hi, t)``: forward mode's jvp(φ)(θ + tv; v);
     - ``dot(cand, seed, kid, lo, hi)``: ⟨cand, v⟩, ‖cand over the block‖·‖v‖ and ‖v‖.
+
+    A probe evaluates ``at`` at s = t + σ·(1, −1, ½, −½) (t ≠ 0: a probe moved off a kink at the point).
     """
 
-    def along(theta, seed, kid, lo, hi, sigma, t):
-        def at(s):
-            return prob.fd_phi([x + s * d for x, d in zip(theta, direction(prob, seed, kid, lo, hi))])
-
-        return jax.lax.map(at, t + sigma * jnp.array([1.0, -1.0, 0.5, -0.5]))
+    def at(theta, seed, kid, lo, hi, s):
+        return prob.fd_phi([x + s * d for x, d in zip(lift(theta), direction(prob, seed, kid, lo, hi))])
 
     def tangent(theta, seed, kid, lo, hi, t):
         v = direction(prob, seed, kid, lo, hi)
-        return jax.jvp(prob.phi, ([x + t * d for x, d in zip(theta, v)],), (v,))[1]
+        return jax.jvp(prob.phi, ([x + t * d for x, d in zip(lift(theta), v)],), (v,))[1]
 
     def dot(cand, seed, kid, lo, hi):
-        v = direction(prob, seed, kid, lo, hi)
-        gn = jnp.sqrt(sum(jnp.sum(jnp.where(d != 0, g * g, 0.0)) for g, d in zip(cand, v)))
-        vn = jnp.sqrt(sum(jnp.sum(d * d) for d in v))
-        return sum(jnp.sum(g * d) for g, d in zip(cand, v)), gn * vn, vn
+        c, gg, vv = jnp.float64(0.0), jnp.float64(0.0), jnp.float64(0.0)
+        for g, off, h in zip(cand, prob.offsets, prob.h):
 
-    return along, tangent, dot
+            def parts(x, idx, h=h):  # a non-finite candidate entry (reported apart) counts as zero
+                x, d = jnp.asarray(x, jnp.float64), _direction_at(idx, seed, kid, lo, hi, h)
+                x = jnp.where(jnp.isfinite(x), x, 0.0)
+                return x * d, jnp.where(d != 0, x * x, 0.0), d * d
+
+            one = blockwise([g], [off], parts, 3)
+            c, gg, vv = c + one[0], gg + one[1], vv + one[2]
+        return c, jnp.sqrt(gg) * jnp.sqrt(vv), jnp.sqrt(vv)
+
+    return at, tangent, dot
 
 
 def _compiled_probe(prob: Problem, with_jvp: bool, example_cand, seed):
     """``probe(theta, cand, seed, kid, lo, hi, sigma, t) -> (vals, tangent, c, cv, vn)`` from the parts of
-    :func:`_probe_parts`, compiled: as one program (one compile), or from :data:`SPLIT_FROM` coordinates as
-    three run one after the other (each holds at most one array of θ's size beside θ and the candidate,
-    where one program keeps several at once)."""
-    along, tangent, dot = _probe_parts(prob)
+    :func:`_probe_parts`, compiled: as one program (one compile; its four evaluations one after the other in
+    a ``lax.map``), or from :data:`SPLIT_FROM` coordinates as separate programs called one after the other:
+    each holds one perturbed float64 copy of θ beside the stored θ and the candidate, where one program keeps
+    more (a loop's carried copy of θ)."""
+    at, tangent, dot = _probe_parts(prob)
+    offsets = jnp.array([1.0, -1.0, 0.5, -0.5])
 
     def whole(theta, cand, seed, kid, lo, hi, sigma, t):
         tg = tangent(theta, seed, kid, lo, hi, t) if with_jvp else 0.0
-        return (along(theta, seed, kid, lo, hi, sigma, t), tg, *dot(cand, seed, kid, lo, hi))
+        vals = jax.lax.map(lambda s: at(theta, seed, kid, lo, hi, s), t + sigma * offsets)
+        return (vals, tg, *dot(cand, seed, kid, lo, hi))
 
     i64, f64, u32 = jnp.int64, jnp.float64, jnp.uint32
     ix = (seed, u32(0), i64(0), i64(prob.n))
     if prob.n < SPLIT_FROM:
         return aot(whole, prob, prob.theta, example_cand, *ix, f64(1.0), f64(0.0))
-    along = aot(along, prob, prob.theta, *ix, f64(1.0), f64(0.0))
+    at = aot(at, prob, prob.theta, *ix, f64(1.0))
     tangent = aot(tangent, prob, prob.theta, *ix, f64(0.0)) if with_jvp else None
+    if example_cand is None:  # the candidate is recomputed for each direction: none is held between calls
+        cand_at = aot(lambda theta: prob.cand(lift(theta)), prob, prob.theta)
+        example_cand = jax.eval_shape(lambda theta: prob.cand(lift(theta)), prob.theta)
     dot = aot(dot, prob, example_cand, *ix)
     trim()
+    dots = {}
 
     def probe(theta, cand, seed, kid, lo, hi, sigma, t):
         tg = tangent(theta, seed, kid, lo, hi, t) if with_jvp else 0.0
-        return (along(theta, seed, kid, lo, hi, sigma, t), tg, *dot(cand, seed, kid, lo, hi))
+        vals = jnp.stack([at(theta, seed, kid, lo, hi, t + sigma * o) for o in (1.0, -1.0, 0.5, -0.5)])
+        at_ = (int(kid), int(lo), int(hi))
+        if at_ not in dots:  # ⟨cand, v⟩ does not depend on the step: one per direction and block
+            dots[at_] = dot(cand_at(theta) if cand is None else cand, seed, kid, lo, hi)
+        return (vals, tg, *dots[at_])
 
     return probe
 
@@ -490,7 +559,7 @@ def _make_shift(prob: Problem):
     """``shift(theta, seed, kid, lo, hi, t) -> θ + t·v`` (the point of a moved probe), to compile."""
 
     def shift(theta, seed, kid, lo, hi, t):
-        return [x + t * d for x, d in zip(theta, direction(prob, seed, kid, lo, hi))]
+        return [x + t * d for x, d in zip(lift(theta), direction(prob, seed, kid, lo, hi))]
 
     return shift
 
@@ -501,7 +570,10 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
 
     Args:
         prob, crit: the problem and criterion.
-        cand: the candidate gradient (list of float64 leaves; zeros when only forward mode is checked).
+        cand: the candidate gradient (list of leaves; zeros when only forward mode is checked), or None from
+            :data:`SPLIT_FROM` coordinates: then ``prob.cand`` is evaluated again for each direction and block
+            probed, and no gradient is held between calls (a probe holds at most two arrays of θ's size in
+            float64).
         oracles: ``("vjp",)``, ``("jvp",)`` or both: which candidates to judge.
         key: PRNG key of the directions.
         n_dirs: global directions.
@@ -513,29 +585,34 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
     seed = jnp.uint32(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     i64, f64, u32 = jnp.int64, jnp.float64, jnp.uint32
     ops = {"probe": _compiled_probe(prob, "jvp" in oracles, cand, seed)}
-    cache = {}
+    cache, moved = {}, {}
 
-    def moved_cand(kid, lo, hi, t):
-        """The candidate recomputed at θ + tv (reverse mode only; compiled on first use: only probes that meet
-        a kink at the point move)."""
-        if "shift" not in ops:
-            ops["shift"] = aot(_make_shift(prob), prob, prob.theta, seed, u32(0), i64(0), i64(1), f64(0.0))
-            ops["cand"] = aot(prob.cand, prob, prob.theta)
-        if ops.get("moved", (None,))[0] != (kid, lo, hi, t):  # one moved candidate kept: a probe's steps share it
-            ops.pop("moved", None)
-            ops["moved"] = ((kid, lo, hi, t), ops["cand"](ops["shift"](prob.theta, seed, u32(kid), i64(lo), i64(hi),
-                                                                       f64(t))))  # fmt: skip
-        return ops["moved"][1]
+    def moved_dots(kid, lo, hi, t):
+        """The candidate's dot products with the direction, the candidate recomputed at θ + tv (reverse mode only;
+        compiled on first use: only probes that meet a kink at the point move). Two programs: one that fuses a
+        user's gradient with the reduction copies what the gradient updates in place."""
+        if "moved" not in ops:
+            shift = _make_shift(prob)
+
+            def moved(theta, seed, kid, lo, hi, t):
+                return prob.cand(shift(theta, seed, kid, lo, hi, t))
+
+            ops["moved"] = aot(moved, prob, prob.theta, seed, u32(0), i64(0), i64(1), f64(0.0))
+            ops["dot"] = aot(_probe_parts(prob)[2], prob, specs(prob.theta), seed, u32(0), i64(0), i64(1))
+        there = ops["moved"](prob.theta, seed, u32(kid), i64(lo), i64(hi), f64(t))
+        return [float(x) for x in ops["dot"](there, seed, u32(kid), i64(lo), i64(hi))]
 
     def probe(kid, lo, hi, sigma, t=0.0):
         at = (kid, lo, hi, sigma, t)
         if at not in cache:
-            moved = moved_cand(kid, lo, hi, t) if t != 0.0 and prob.cand is not None else cand
-            vals, tg, c, cv, vn = ops["probe"](prob.theta, moved, seed, u32(kid), i64(lo), i64(hi), f64(sigma),
+            vals, tg, c, cv, vn = ops["probe"](prob.theta, cand, seed, u32(kid), i64(lo), i64(hi), f64(sigma),
                                                f64(t))  # fmt: skip
-            del moved
             tg, c, cv, vn = float(tg), float(c), float(cv), float(vn)
-            if t != 0.0 and prob.cand is None:
+            if t != 0.0 and prob.cand is not None:  # the candidate at the moved point (a probe's steps share it)
+                if (kid, lo, hi, t) not in moved:
+                    moved[(kid, lo, hi, t)] = moved_dots(kid, lo, hi, t)
+                c, cv, vn = moved[(kid, lo, hi, t)]
+            elif t != 0.0:
                 cv = abs(tg)
             cache[at] = (np.asarray(vals, np.float64), {"vjp": c, "jvp": tg}, cv, vn)
         return cache[at]
