@@ -384,11 +384,12 @@ def _member_descriptions(groups, m: int) -> list[dict]:
 
 
 def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, workers: int) -> dict:
-    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model and
-    the threads (one worker runs a vmapped batch, which rounds otherwise)."""
+    """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model,
+    the threads (one worker runs a vmapped batch, which rounds otherwise) and the members of each shape group."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
     return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
-            "members_model": _member_descriptions(groups, m), "workers": workers}  # fmt: skip
+            "members_model": _member_descriptions(groups, m), "workers": workers,
+            "groups": [[int(i) for i in g.index] for g in groups]}  # fmt: skip
 
 
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,

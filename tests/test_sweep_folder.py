@@ -184,3 +184,57 @@ def test_data_loss_a_threaded_sweep_resumes_bit_for_bit_after_members_stopped(sp
     assert res.pack_sizes[-1] < 5  # after the resume only the members still running run
     assert _same(res.params, plain.params) and res.rows == plain.rows
     assert [h.metrics for h in res.histories] == [h.metrics for h in plain.histories]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [dict(config=dict(max_epochs=8)), dict(config=dict(learning_rate=0.3)), dict(axes=dict(seed=[5, 6, 7]))],
+    ids=["epochs", "rate", "seeds"],
+)
+def test_silent_wrong_a_group_checkpoint_from_another_sweep_is_refused_naming_both_files(spirals, tmp_path, other):
+    """Issue 37, finding 1: a group file copied from a sweep of other epochs, rates or seeds is not resumed."""
+    import dataclasses
+    import shutil
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    sweep(spirals, CFG, callbacks=[SweepFolder(ours)], **AXES)
+    cfg = dataclasses.replace(CFG, **other.get("config", {}))
+    sweep(spirals, cfg, callbacks=[SweepFolder(theirs)], **{**AXES, **other.get("axes", {})})
+    before = group_path(ours, 0).read_bytes()
+    shutil.copyfile(group_path(theirs, 0), group_path(ours, 0))
+    with pytest.raises(ValueError) as err:
+        sweep(spirals, CFG, callbacks=[SweepFolder(ours, resume=True)], **AXES)
+    text = str(err.value)
+    assert str(group_path(ours, 0)) in text and str(ours / SWEEP_RUN) in text, text
+    assert "sweep (a hash of the config, axes, models and data)" in text
+    if "axes" in other:
+        assert "members' axis values" in text
+    group_path(ours, 0).write_bytes(before)  # its own file back: the refusal gave the lock back, changed nothing
+    again = sweep(spirals, CFG, callbacks=[SweepFolder(ours, resume=True)], **AXES)
+    assert again.epoch_seconds == ()  # finished: nothing to train
+
+
+def test_silent_wrong_a_group_checkpoint_of_another_group_of_the_same_sweep_is_refused(spirals, tmp_path):
+    import shutil
+
+    ours = tmp_path / "ours"
+    sweep(spirals, CFG, callbacks=[SweepFolder(ours)], **AXES)
+    shutil.copyfile(group_path(ours, 1), group_path(ours, 0))
+    with pytest.raises(ValueError, match=r"group index: 1 there, 0 in sweep_run.json.*members: \[1\] there, \[0, 2\]"):
+        sweep(spirals, CFG, callbacks=[SweepFolder(ours, resume=True)], **AXES)
+
+
+def test_silent_wrong_the_cli_refuses_a_copied_group_checkpoint_with_exit_2(tmp_path, capsys):
+    import shutil
+
+    from jnn.app.cli import main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = ["sweep", "--dataset", "spirals", "--hidden", "8", "--seeds", "0,1", "--max-epochs", "2"]
+    assert main([*base, "--out", str(a)]) == 0
+    assert main([*base, "--learning-rate", "0.3", "--out", str(b)]) == 0
+    capsys.readouterr()
+    shutil.copyfile(group_path(b, 0), group_path(a, 0))
+    assert main(["sweep", "--out", str(a), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "group-000.npz" in err and "sweep_run.json" in err and "Traceback" not in err, err

@@ -7,7 +7,9 @@ sweep in ``PATH`` (``jnn sweep --out PATH`` does this):
   written when the sweep starts (after the lock is taken), checked against a resumed sweep's;
 - ``checkpoints/group-GGG.npz``: shape group GGG's stacked state (every member's params, optimiser and
   early-stopping state) with its members' histories, at every multiple of ``config.checkpoint_every`` epochs
-  and when the group ends (it trained to the end, or a signal stopped it);
+  and when the group ends (it trained to the end, or a signal stopped it); its header holds the sweep's
+  identity, config hash, group index, members and their axis values, and a resume refuses a group file whose
+  header differs from ``sweep_run.json`` (one copied from another sweep or group), naming both files;
 - at the end (also after SIGINT/SIGTERM): ``sweep.csv``, ``sweep.json``, ``params.npz`` and ``sweep.png``
   (:func:`jnn.save_sweep`).
 
@@ -21,6 +23,7 @@ resumed ends bit for bit like an uninterrupted one (``scripts/crash_test.py --sw
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -148,6 +151,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         path = group_path(self.path, group)
         if not self.resume or not path.exists():
             return None
+        self._check_group_file(path, group)
         state = ckpt.restore(path, template)
         extras = ckpt.read_extras(path)
         m = int(np.asarray(jax.device_get(template.epoch)).size)
@@ -157,6 +161,31 @@ class SweepFolder(SweepStore, lock.HoldsLock):
             raise ValueError(f"{str(path)!r} holds {epochs.tolist()} epochs but not their history; it cannot be "
                              "resumed: pass --overwrite to start again")  # fmt: skip
         return state, records
+
+    def _group_meta(self, group: int) -> dict:
+        """What decides group ``group``'s members, stored in its checkpoint's header: the sweep's identity (a hash
+        of its config, axes, models and data), the config hash, the group index, its members and their values on
+        every axis."""
+        members = self._meta.get("groups", [[]])[group] if group < len(self._meta.get("groups", [])) else []
+        axes = {k: [v[i] for i in members] for k, v in (self._meta.get("axes") or {}).items()}
+        return {"group": group, "sweep_id": sweep_identity(self._meta), "config_hash": self._meta.get("config_hash"),
+                "members": members, "axes": json.loads(json.dumps(axes, default=str))}  # fmt: skip
+
+    def _check_group_file(self, path: Path, group: int) -> None:
+        """Refuse a group checkpoint that another sweep (or another group of this one) wrote, naming both files."""
+        try:
+            stored = ckpt.read_header(path).get("meta", {})
+        except ValueError as err:
+            raise ValueError(f"{err}; pass --overwrite (overwrite=True) to start the sweep again") from None
+        expected = self._group_meta(group)
+        names = {"sweep_id": "sweep (a hash of the config, axes, models and data)", "config_hash": "config hash",
+                 "group": "group index", "members": "members", "axes": "members' axis values"}  # fmt: skip
+        diffs = [f"{names[k]}: {_short(stored.get(k))} there, {_short(expected[k])} in {SWEEP_RUN}"
+                 for k in ("sweep_id", "group", "config_hash", "members", "axes") if stored.get(k) != expected[k]]  # fmt: skip
+        if diffs:
+            raise ValueError(f"{str(path)!r} is not group {group} of the sweep that {str(self.path / SWEEP_RUN)!r} "
+                             f"records: {'; '.join(diffs)}. Remove that file to train the group again, or pass "
+                             "--overwrite (overwrite=True) to start the sweep again")  # fmt: skip
 
     def group_begin(self, group: int, records: list) -> None:
         self._group, self._records = group, records
@@ -173,7 +202,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         extras = {f"history/{j}/{k}": np.asarray(v, np.float64) for j, r in enumerate(records) for k, v in r.items()}
         path = group_path(self.path, group)
         path.parent.mkdir(exist_ok=True)
-        ckpt.save(path, state, meta={"group": group, "config_hash": self._meta.get("config_hash")}, extras=extras)
+        ckpt.save(path, state, meta=self._group_meta(group), extras=extras)
 
     def on_train_end(self, result) -> None:
         from jnn.app.sweep_files import save_sweep
@@ -187,9 +216,15 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         self._release()
 
 
+def sweep_identity(meta: dict) -> str:
+    """A short hash of what makes a sweep itself (:data:`MATCHED`: config, axes, members' models, data hash)."""
+    text = json.dumps({k: meta.get(k) for k in MATCHED}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _short(value) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-__all__ = ["SweepFolder", "SWEEP_RUN", "group_path"]
+__all__ = ["SweepFolder", "SWEEP_RUN", "group_path", "sweep_identity"]
