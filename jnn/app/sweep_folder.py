@@ -178,10 +178,10 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         except ValueError as err:
             raise ValueError(f"{err}; pass --overwrite (overwrite=True) to start the sweep again") from None
         expected = self._group_meta(group)
-        names = {"sweep_id": "sweep (a hash of the config, axes, models and data)", "config_hash": "config hash",
-                 "group": "group index", "members": "members", "axes": "members' axis values"}  # fmt: skip
+        names = {"sweep_id": "sweep (a hash of the config, axes, models and data)", "group": "group index",
+                 "config_hash": "config hash", "members": "members", "axes": "members' axis values"}  # fmt: skip
         diffs = [f"{names[k]}: {_short(stored.get(k))} there, {_short(expected[k])} in {SWEEP_RUN}"
-                 for k in ("sweep_id", "group", "config_hash", "members", "axes") if stored.get(k) != expected[k]]  # fmt: skip
+                 for k in names if stored.get(k) != expected[k]]  # fmt: skip
         if diffs:
             raise ValueError(f"{str(path)!r} is not group {group} of the sweep that {str(self.path / SWEEP_RUN)!r} "
                              f"records: {'; '.join(diffs)}. Remove that file to train the group again, or pass "
