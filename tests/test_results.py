@@ -120,9 +120,49 @@ def test_jnn_summarize_writes_the_table_and_plot_next_to_a_sweep(tmp_path, capsy
         assert (tmp_path / "sw" / name).stat().st_size > 0
     back = list(csv.DictReader(io.StringIO((tmp_path / "sw" / "summary.csv").read_text())))
     assert [float(r["l2"]) for r in back] == [0.0, 1e-3] and [int(r["n"]) for r in back] == [2, 2]
-    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed"]) == 0  # the default metrics: no hyperparameter
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed"]) == 2  # its own summary: --overwrite only
+    assert "already holds a summary jnn wrote" in capsys.readouterr().err
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--overwrite"]) == 0  # default metrics
     assert capsys.readouterr().out.startswith("| seed | n | epochs | best_val |\n")  # l2, keep_prob: not metrics
-    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "dropout"]) == 2
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "dropout", "--overwrite"]) == 2
     assert "by must name columns of the sweep's rows" in capsys.readouterr().err
     assert cli.main(["summarize", str(tmp_path / "nothing"), "--by", "l2"]) == 2
     assert "SWEEP must be a sweep folder holding sweep.json" in capsys.readouterr().err
+
+
+def test_data_loss_summarize_never_replaces_files_jnn_did_not_write_nor_writes_into_a_train_run(tmp_path, capsys):
+    """Issue 37, finding 2: a user's own summary.md/.csv/.png is never replaced (not even with --overwrite),
+    jnn's own summary only with --overwrite, and a jnn train run's folder is refused; nothing is written."""
+    from jnn.app import cli
+
+    train, _ = load("spirals", seed=0)
+    res = sweep(train, TrainConfig(max_epochs=2, batch_size=64), task=jnn.MLP(hidden=(8,)), **grid(seed=[0, 1]))
+    jnn.save_sweep(res, tmp_path / "sw")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("summary.md", "summary.csv", "summary.png"):
+        (mine / name).write_text(f"my own {name}\n")
+        for extra in ([], ["--overwrite"]):
+            assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--out", str(mine), *extra]) == 2
+            err = capsys.readouterr().err
+            assert "is not a file jnn wrote" in err and name in err and "Traceback" not in err, err
+        assert (mine / name).read_text() == f"my own {name}\n"
+        (mine / name).unlink()
+    assert sorted(p.name for p in mine.iterdir()) == []  # nothing written by the refusals
+    run = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "spirals", "--hidden", "8", "--max-epochs", "1", "--out", str(run)]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    capsys.readouterr()
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--out", str(run), "--overwrite"]) == 2
+    assert "holds a jnn train run" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    # a summary jnn wrote that a user then edited is the user's now
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--out", str(mine)]) == 0
+    with open(mine / "summary.md", "a") as fh:
+        fh.write("my notes\n")
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--out", str(mine), "--overwrite"]) == 2
+    assert "my notes" in (mine / "summary.md").read_text()
+    (mine / "summary.md").unlink()
+    (mine / "summary.md").symlink_to(tmp_path / "elsewhere.md")
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--out", str(mine), "--overwrite"]) == 2
+    assert "symbolic link" in capsys.readouterr().err and not (tmp_path / "elsewhere.md").exists()

@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="columns to summarise (default: every numeric result column)")  # fmt: skip
     su.add_argument("--confidence", type=float, default=0.95, help="the interval's level (default 0.95)")
     su.add_argument("--out", default=None, help="folder for the summary files (default SWEEP)")
+    su.add_argument("--overwrite", action="store_true",
+                    help="replace a summary jnn wrote there before (files jnn did not write are never replaced)")  # fmt: skip
     return p
 
 
@@ -807,7 +809,7 @@ def _summarize(args) -> int:
     from jnn.app.summary_files import summarize_folder
 
     summary, written = summarize_folder(args.sweep_dir, args.by, metrics=args.metrics, confidence=args.confidence,
-                                        out=args.out)  # fmt: skip
+                                        out=args.out, overwrite=args.overwrite)  # fmt: skip
     print(summary.to_markdown())
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
@@ -825,8 +827,10 @@ def _check_destinations(args) -> None:
     if cmd in ("predict", "plot") and getattr(args, "out", None):
         atomic.check_file_writable(args.out, "--out")
         check_not_run_file(args.out, "--out", allow=("curves.png", "sweep.png") if cmd == "plot" else ())
-    if cmd == "summarize" and args.out:
-        atomic.check_folder_writable(args.out, "--out")
+    if cmd == "summarize":
+        from jnn.app.summary_files import check_summary_folder
+
+        check_summary_folder(args.out or args.sweep_dir, overwrite=args.overwrite, name="--out" if args.out else "SWEEP")
     if cmd == "train" and getattr(args, "out", None):  # jnn sweep checks its --out, or the default one, itself
         atomic.check_folder_writable(args.out, "--out")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 from jnn.app import atomic
@@ -10,6 +12,8 @@ from jnn.results import Summary, summarize
 
 #: The files :func:`save_summary` writes.
 SUMMARY_FILES = ("summary.csv", "summary.md", "summary.png")
+#: The record of what :func:`save_summary` wrote (each file's SHA-256): what makes a summary file jnn's own.
+SUMMARY_RECORD = ".jnn-summary.json"
 
 
 def sweep_rows(folder) -> tuple[list[dict], list[str]]:
@@ -31,31 +35,101 @@ def sweep_rows(folder) -> tuple[list[dict], list[str]]:
     return rows, hyper
 
 
-def save_summary(summary: Summary, folder, *, metric: str | None = None) -> list[Path]:
+def save_summary(summary: Summary, folder, *, metric: str | None = None, overwrite: bool = False) -> list[Path]:
     """Write ``summary.csv`` (full precision), ``summary.md`` (mean ± std [interval]) and, when matplotlib is
-    installed, ``summary.png`` (``metric``, default the first) into ``folder``, each atomically.
+    installed, ``summary.png`` (``metric``, default the first) into ``folder``, each atomically, and record
+    what was written in ``.jnn-summary.json`` (each file's SHA-256).
+
+    The folder is checked first (:func:`check_summary_folder`): a ``jnn train`` run's folder is refused, a
+    summary jnn wrote there before is replaced only with ``overwrite=True``, and a file of those names that jnn
+    did not write (or that changed since) is never replaced.
 
     Returns:
         The paths written.
+
+    Raises:
+        ValueError: the folder is refused (nothing written).
     """
     folder = Path(folder)
-    written = [atomic.write_text(folder / "summary.csv", summary.to_csv()),
-               atomic.write_text(folder / "summary.md", summary.to_markdown() + "\n")]  # fmt: skip
+    check_summary_folder(folder, overwrite=overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {"summary.csv": summary.to_csv(), "summary.md": summary.to_markdown() + "\n"}
+    written = [atomic.write_text(folder / name, text) for name, text in texts.items()]
     try:
         fig = summary.plot(metric)
     except ImportError:
-        return written
-    with atomic.writing(folder / "summary.png") as fh:
-        fig.savefig(fh, dpi=110, format="png")
-    return [*written, folder / "summary.png"]
+        fig = None
+    if fig is not None:
+        with atomic.writing(folder / "summary.png") as fh:
+            fig.savefig(fh, dpi=110, format="png")
+        written.append(folder / "summary.png")
+    record = {p.name: _sha256(p) for p in written}
+    atomic.write_text(folder / SUMMARY_RECORD, json.dumps(record, indent=2))
+    return written
 
 
-def summarize_folder(folder, by, *, metrics=None, confidence: float = 0.95, out=None) -> tuple[Summary, list[Path]]:
+def check_summary_folder(folder, *, overwrite: bool = False, name: str = "--out") -> None:
+    """Refuse a summary destination before any work, changing nothing.
+
+    Refused: a folder that holds a ``jnn train`` run (``config.json``); a summary file (``summary.csv``,
+    ``.md``, ``.png``) that jnn did not write, or that changed since it did (its SHA-256 differs from
+    ``.jnn-summary.json``): never replaced; a summary jnn wrote, without ``overwrite``; a destination that
+    is a link, a FIFO, a device or a folder.
+
+    Raises:
+        ValueError: naming ``name``, the file and what to do.
+    """
+    folder = Path(folder)
+    atomic.check_folder_writable(folder, name)
+    if not folder.is_dir():
+        return
+    if (folder / "config.json").is_file():
+        raise ValueError(f"{name} {str(folder)!r} holds a jnn train run (config.json); a summary is not one of its "
+                         "files: give another folder")  # fmt: skip
+    try:
+        record = json.loads((folder / SUMMARY_RECORD).read_text(encoding="utf-8"))
+        record = record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        record = {}
+    ours = []
+    for fname in (*SUMMARY_FILES, SUMMARY_RECORD):
+        path = folder / fname
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink():
+            raise ValueError(f"{name}: {str(path)!r} is a symbolic link; jnn never writes through links or over "
+                             "them: remove it or give another folder")  # fmt: skip
+        atomic.check_destination(path, name)
+        if fname == SUMMARY_RECORD:
+            continue
+        if record.get(fname) != _sha256(path):
+            raise ValueError(f"{name}: {str(path)!r} is not a file jnn wrote (or it changed since): jnn never "
+                             "replaces it, even with --overwrite; move it or give another folder")  # fmt: skip
+        ours.append(fname)
+    if ours and not overwrite:
+        raise ValueError(f"{name} {str(folder)!r} already holds a summary jnn wrote ({', '.join(ours)}); pass "
+                         "--overwrite (overwrite=True) to replace it")  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def summarize_folder(folder, by, *, metrics=None, confidence: float = 0.95, out=None,
+                     overwrite: bool = False) -> tuple[Summary, list[Path]]:  # fmt: skip
     """:func:`jnn.results.summarize` of the sweep in ``folder``, saved by :func:`save_summary` into ``out``
-    (default the sweep folder). Returns the summary and the paths written."""
+    (default the sweep folder; ``overwrite``: replace a summary jnn wrote there). Returns the summary and the
+    paths written."""
+    dest = Path(folder if out is None else out)
+    check_summary_folder(dest, overwrite=overwrite)  # before reading: a refused destination costs nothing
     rows, hyper = sweep_rows(folder)
     summary = summarize(rows, by, metrics=metrics, confidence=confidence, hyper_names=hyper)
-    return summary, save_summary(summary, folder if out is None else out)
+    return summary, save_summary(summary, dest, overwrite=overwrite)
 
 
-__all__ = ["SUMMARY_FILES", "save_summary", "summarize_folder", "sweep_rows"]
+__all__ = ["SUMMARY_FILES", "SUMMARY_RECORD", "check_summary_folder", "save_summary", "summarize_folder",
+           "sweep_rows"]  # fmt: skip
