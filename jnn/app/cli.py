@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--confidence", type=float, default=0.95, help="the interval's level (default 0.95)")
     su.add_argument("--out", default=None, help="folder for the summary files (default SWEEP)")
     su.add_argument("--overwrite", action="store_true",
-                    help="replace a summary jnn wrote there before (files jnn did not write are never replaced)")  # fmt: skip
+                    help="replace a summary jnn wrote there (files jnn did not write are never replaced)")  # fmt: skip
     return p
 
 
@@ -830,7 +830,8 @@ def _check_destinations(args) -> None:
     if cmd == "summarize":
         from jnn.app.summary_files import check_summary_folder
 
-        check_summary_folder(args.out or args.sweep_dir, overwrite=args.overwrite, name="--out" if args.out else "SWEEP")
+        where = "--out" if args.out else "SWEEP"
+        check_summary_folder(args.out or args.sweep_dir, overwrite=args.overwrite, name=where)
     if cmd == "train" and getattr(args, "out", None):  # jnn sweep checks its --out, or the default one, itself
         atomic.check_folder_writable(args.out, "--out")
 
