@@ -225,7 +225,7 @@ class SweepResult:
     def _items(self) -> list[tuple[str, str]]:
         b = self.best()
         groups = f", {len(self.groups)} shape groups" if len(self.groups) > 1 else ""
-        best = f"member {b['member']} by {self.monitor} ({self.direction}): {fmt(b['best_val'])}"
+        best = f"member {b['member']} by {self.best_rule()}: {fmt(self.best_value())}"
         return [("members", f"{len(self.rows)}{groups}, workers={self.workers}, {self.seconds:.1f} s"),
                 ("params (all members)", params_line(self.params)), ("best", best)]  # fmt: skip
 
@@ -240,11 +240,33 @@ class SweepResult:
         return html_view("SweepResult", self._items(), self.rows, self._columns())
 
     def best(self) -> dict:
-        """The row of the member with the best validation metric (min loss / max accuracy)."""
-        vals = [r["best_val"] for r in self.rows]
+        """The row of the best member by the monitored metric (min loss / max accuracy): its value at each
+        member's best epoch (``best_val``) where early stopping kept one, else its last value (every epoch ran:
+        no best epoch exists); :meth:`best_rule` says which. A member without a value ranks last."""
+        vals, _ = self._ranked_values()
         sign = 1.0 if self.direction == "min" else -1.0
         keyed = [(sign * v if v is not None and not math.isnan(v) else math.inf, i) for i, v in enumerate(vals)]
         return self.rows[min(keyed)[1]]
+
+    def best_rule(self) -> str:
+        """How :meth:`best` ranks the members, in words (printed beside the best member)."""
+        return self._ranked_values()[1]
+
+    def best_value(self) -> float | None:
+        """The best member's value of the metric :meth:`best` ranks by."""
+        vals, _ = self._ranked_values()
+        return vals[self.best()["member"]] if self.rows else None
+
+    def _ranked_values(self) -> tuple[list, str]:
+        """``(value per member, rule)``: the ``best_val`` column where any member has one, else the monitored
+        metric's last value from the histories."""
+        best = [r.get("best_val") for r in self.rows]
+        way = "lowest" if self.direction == "min" else "highest"
+        if any(v is not None for v in best):
+            return best, f"{way} {self.monitor} at each member's best epoch"
+        last = [h[self.monitor][-1] if self.monitor in h.metrics and len(h[self.monitor]) else None
+                for h in self.histories]  # fmt: skip
+        return last, f"{way} last {self.monitor} (no best epoch: early stopping was off)"
 
 
 def sweep(

@@ -558,7 +558,7 @@ def _sweep(args) -> int:
     b = res.best()
     scored = next((k for k in b if k.startswith("test_") and k != "test_loss" and b[k] is not None), None)
     print(
-        f"best by {res.monitor}: member {b['member']} (seed {b['seed']}, learning_rate {b['learning_rate']:g}, "
+        f"best by {res.best_rule()}: member {b['member']} (seed {b['seed']}, learning_rate {b['learning_rate']:g}, "
         + ", ".join(f"{k} {b[k]:g}" for k in res.hyper_names)
         + ")"
         + (f", {scored.replace('_', ' ')} {b[scored]:.4f}" if scored else "")

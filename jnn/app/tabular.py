@@ -331,8 +331,8 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
     if header is None:
         raise ValueError(f"{what} {str(p)!r} is empty; it needs a header row and at least one data row")
     header = [c.strip() for c in header]
-    if len(set(header)) != len(header):
-        dup = next(c for c in header if header.count(c) > 1)
+    dup = _first_repeat(header)
+    if dup is not None:
         raise ValueError(f"{what} {str(p)!r}: the header names column {dup!r} twice; give columns unique names")
     n = 0
     for n, r in enumerate(rows, start=1):
@@ -349,9 +349,15 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
         missing = next(t for t in targets if t not in header)
         raise ValueError(f"{what} {str(p)!r} has no target column {missing!r}; its columns are {header}")
     if features is None:
-        feats = [c for c in header if c not in targets]
+        tset = set(targets)
+        feats = [c for c in header if c not in tset]
     else:
         feats = _columns(features, header, p, what, "--features")
+        tset = set(targets) if has_target else set()
+        both = [c for c in feats if c in tset]
+        if both:
+            raise ValueError(f"{what} {str(p)!r}: column {both[0]!r} is the target and a feature (--features); a "
+                             "model given its own target learns nothing true: leave it out of --features")  # fmt: skip
     if not feats:
         raise ValueError(f"{what} {str(p)!r}: no feature columns left beside the target {targets}")
     col = {c: j for j, c in enumerate(header)}
@@ -402,11 +408,27 @@ def split_names(spec) -> list:
 
 
 def _columns(spec, header, p, what, flag) -> list:
+    """The columns ``spec`` names, each in ``header`` and named once (linear in the columns: a set lookup)."""
     names = split_names(spec)
+    known = set(header)
     for n in names:
-        if n not in header:
-            raise ValueError(f"{what} {str(p)!r} has no column {n!r} ({flag}); its columns are {header}")
+        if n not in known:
+            shown = header if len(header) <= 20 else [*header[:20], f"... ({len(header)} columns)"]
+            raise ValueError(f"{what} {str(p)!r} has no column {n!r} ({flag}); its columns are {shown}")
+    dup = _first_repeat(names)
+    if dup is not None:
+        raise ValueError(f"{flag} names column {dup!r} twice; name each column once")
     return names
+
+
+def _first_repeat(names) -> str | None:
+    """The first name that occurs twice in ``names``, or None (one pass)."""
+    seen = set()
+    for n in names:
+        if n in seen:
+            return n
+        seen.add(n)
+    return None
 
 
 def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
@@ -516,10 +538,13 @@ def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -
     what = what or repr(table.path)
     x = table.x
     if prep.features is not None and table.features is not None:
-        missing = [c for c in prep.features if c not in table.features]
+        at = {c: j for j, c in enumerate(table.features)}  # a dict: linear in the columns
+        missing = [c for c in prep.features if c not in at]
         if missing:
-            raise ValueError(f"{what} lacks the feature column(s) {missing} the model was trained on")
-        x = x[:, [table.features.index(c) for c in prep.features]]
+            raise ValueError(f"{what} lacks the feature column(s) {missing[:20]} the model was trained on")
+        order = [at[c] for c in prep.features]
+        if order != list(range(x.shape[1])):
+            x = x[:, order]
     if x.shape[1] != prep.n_features:
         raise ValueError(f"{what} has {x.shape[1]} feature columns; the model takes {prep.n_features}")
     return x
