@@ -78,3 +78,63 @@ def test_silent_wrong_the_best_member_without_early_stopping_is_ranked_by_its_la
     stopped = sweep(train, TrainConfig(max_epochs=4, batch_size=64), task=jnn.MLP(hidden=(8,)),
                     learning_rate=[1e-4, 0.05])  # fmt: skip
     assert stopped.best_rule() == "lowest val_loss at each member's best epoch"
+
+
+X64_SCRIPT = r"""
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+import jnn
+from jnn.datasets import load
+from jnn.sweep import sweep
+from jnn.train import TrainConfig, fit
+
+folder = sys.argv[1]
+train, test = load("spirals", seed=0)
+out = {}
+# a float32 run made without x64 goes on here
+res = fit(train, TrainConfig(max_epochs=4, batch_size=64), callbacks=[jnn.RunFolder(folder, resume=True)])
+out["resumed_epochs"] = len(res.history)
+# float64 data trains (the advice jnn gives for float64 data is true)
+x64 = jnn.Dataset(np.asarray(train.x, np.float64), np.asarray(train.y))
+r64 = fit(x64, TrainConfig(max_epochs=2, batch_size=64))
+out["float64_data_loss"] = float(r64.history["train_loss"][-1])
+model = jnn.load_run(folder)
+out["predict_shape"] = list(np.shape(model.predict(np.asarray(test.x[:5], np.float64))))
+sw = sweep(train, TrainConfig(max_epochs=2, batch_size=64), seed=[0, 1], callbacks=[jnn.SweepFolder(folder + "-sw")])
+again = sweep(train, TrainConfig(max_epochs=2, batch_size=64), seed=[0, 1],
+              callbacks=[jnn.SweepFolder(folder + "-sw", resume=True)])
+out["sweep_rows_equal"] = sw.rows == again.rows
+report = jnn.check_grads(lambda w: jnp.sum(jnp.tanh(w) ** 2), jnp.linspace(-1.0, 1.0, 7))
+out["check_grads"] = report.passed
+print(json.dumps(out))
+""".replace("import numpy as np\n", "import numpy as np\nimport jax.numpy as jnp\n")
+
+
+def test_wrong_refusal_everything_trains_resumes_sweeps_predicts_and_checks_in_64_bit_mode(tmp_path):
+    """Finding 5: nothing trained under ``jax_enable_x64`` (an int32 index beside an int64 one in the compiled
+    epoch loop), so jnn's own advice for float64 data (``float64_mode``) was false; a float32 run could not
+    be resumed there either."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import jnn
+    from jnn.datasets import load
+    from jnn.train import TrainConfig, fit
+
+    train, _ = load("spirals", seed=0)
+    run = tmp_path / "run"
+    fit(train, TrainConfig(max_epochs=2, batch_size=64), callbacks=[jnn.RunFolder(run)])  # float32, x64 off
+    script = tmp_path / "x64.py"
+    script.write_text(X64_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    proc = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=600,
+                          env={**env, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["resumed_epochs"] == 4
+    assert np.isfinite(out["float64_data_loss"]) and out["predict_shape"][0] == 5
+    assert out["sweep_rows_equal"] and out["check_grads"]

@@ -71,7 +71,7 @@ def make_call(epoch_fn, width: int, rows: int):
         def body(carry):
             i, s, b = carry
             s, row = epoch_fn(s, data)
-            return i + 1, s, jax.lax.dynamic_update_slice(b, row.astype(dtype)[None], (i, 0))
+            return i + 1, s, jax.lax.dynamic_update_slice(b, row.astype(dtype)[None], (i, jnp.zeros_like(i)))
 
         was_running = state.status == Status.RUNNING
         _, state, buf = jax.lax.while_loop(cond, body, (jnp.int32(0), state, buf))
