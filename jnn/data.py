@@ -55,7 +55,7 @@ class Dataset:
     sample_weight: np.ndarray | None = None
 
     def __post_init__(self):
-        if isinstance(self.x, (str, os.PathLike)) and str(self.x).endswith(".npy"):
+        if isinstance(self.x, (str, os.PathLike)) and str(self.x).lower().endswith(".npy"):
             object.__setattr__(self, "x", DiskArray(self.x))  # a path: the file stays on disk
         if isinstance(self.x, (RowSource, np.memmap)):  # stays out of memory: checked in chunks, never copied
             x = DiskArray.of(self.x)

@@ -123,7 +123,8 @@ class DiskArray(RowSource):
         path: the ``.npy`` file (C order, a numeric dtype, 2-D).
 
     Attributes:
-        path: the file. shape: ``(n, d)``. dtype: the file's dtype. offset: bytes before the data.
+        path: the file. shape: ``(n, d)``. dtype: the rows' dtype, in this machine's byte order (a big-endian
+        ``>f4`` file reads as float32). file_dtype: the dtype as stored. offset: bytes before the data.
 
     Raises:
         ValueError: the file is not a 2-D C-order ``.npy`` array (naming the file and what it holds).
@@ -144,7 +145,8 @@ class DiskArray(RowSource):
         if len(shape) != 2 or fortran or dtype.hasobject:
             raise ValueError(f"{str(path)!r} must hold a 2-D C-order numeric array; it holds {dtype} of shape "
                              f"{shape}{' in Fortran order' if fortran else ''}")  # fmt: skip
-        self.path, self.offset, self.dtype, self.shape = path, offset, dtype, (int(shape[0]), int(shape[1]))
+        self.path, self.offset, self.shape = path, offset, (int(shape[0]), int(shape[1]))
+        self.file_dtype, self.dtype = dtype, dtype.newbyteorder("=")
 
     @classmethod
     def of(cls, x) -> RowSource:
@@ -156,7 +158,7 @@ class DiskArray(RowSource):
             if x.filename is None or x.offset is None:
                 raise ValueError("x is an np.memmap without a file")
             arr = cls(x.filename)
-            if arr.offset != x.offset or arr.shape != x.shape or arr.dtype != x.dtype:
+            if arr.offset != x.offset or arr.shape != x.shape or arr.file_dtype != x.dtype:
                 raise ValueError(f"x must map a whole .npy file (np.load(path, mmap_mode='r')); {x.filename!r} "
                                  f"maps shape {x.shape} at offset {x.offset}")  # fmt: skip
             return arr
@@ -183,7 +185,7 @@ class DiskArray(RowSource):
         breaks = np.flatnonzero(np.diff(srt) != 1) + 1
         starts, ends = np.concatenate([[0], breaks]), np.concatenate([breaks, [len(srt)]])
         row_bytes = d * item
-        buf = np.empty((len(rows), d), self.dtype)  # the rows in file order, then put in the asked order
+        buf = np.empty((len(rows), d), self.file_dtype)  # the rows in file order, then put in the asked order
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for s, e in zip(starts, ends):
@@ -197,7 +199,7 @@ class DiskArray(RowSource):
                     got += n
         finally:
             os.close(fd)
-        out[order] = buf
+        out[order] = buf  # (and in this machine's byte order)
         return out
 
 

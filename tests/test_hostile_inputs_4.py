@@ -138,3 +138,91 @@ def test_wrong_refusal_everything_trains_resumes_sweeps_predicts_and_checks_in_6
     assert out["resumed_epochs"] == 4
     assert np.isfinite(out["float64_data_loss"]) and out["predict_shape"][0] == 5
     assert out["sweep_rows_equal"] and out["check_grads"]
+
+
+def test_silent_wrong_a_streamed_file_rewritten_during_a_fit_is_noticed(tmp_path):
+    """Finding 10: a .npy rewritten while a fit streamed it was read on, mixing two files' rows."""
+    import jnn
+    from jnn.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.npy"
+    np.save(path, rng.normal(size=(256, 4)).astype(np.float32))
+    y = rng.integers(0, 2, 256)
+
+    class Rewrite(jnn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 2:
+                np.save(path, rng.normal(size=(256, 4)).astype(np.float32))  # same size, new content
+
+    cfg = TrainConfig(max_epochs=5, batch_size=32, epochs_per_call=1, early_stopping=None)
+    with pytest.raises(ValueError, match="changed on disk during the run"):
+        fit(jnn.Dataset(str(path), y), cfg, callbacks=[Rewrite()])
+    fit(jnn.Dataset(str(path), y), cfg)  # an unchanged file trains to the end
+
+
+def test_wrong_refusal_big_endian_and_capital_suffix_npy_files_are_read(tmp_path):
+    """Finding 11: a big-endian float32 .npy ("must have dtype float32; got >f4") and a .NPY suffix."""
+    import jnn
+    from jnn.train import TrainConfig, fit
+
+    x = np.random.default_rng(1).normal(size=(128, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    np.save(tmp_path / "le.npy", x)
+    np.save(tmp_path / "be.npy", x.astype(">f4"))
+    (tmp_path / "le.npy").rename(tmp_path / "UP.NPY")
+    cfg = TrainConfig(max_epochs=2, batch_size=32, seed=3)
+    losses = [fit(jnn.Dataset(str(tmp_path / name), y), cfg).history["train_loss"] for name in ("UP.NPY", "be.npy")]
+    assert losses[0] == losses[1]  # the same rows whatever the byte order
+    assert jnn.Dataset(str(tmp_path / "be.npy"), y).x.dtype == np.float32
+
+
+@pytest.mark.parametrize("flag", ["--patience", "--checkpoint-every", "--batch-size", "--warmup-epochs"])
+def test_traceback_an_int_flag_above_int32_is_refused_before_any_folder_is_written(tmp_path, capsys, flag):
+    """Finding 8: ``--patience 2**31`` crashed in the compiled step (OverflowError) and left a half-written run."""
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "spirals", "--max-epochs", "2", flag, str(2**31), "--out", str(out)]
+    if flag == "--warmup-epochs":
+        argv += ["--lr-schedule", "warmup-cosine"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "must be an integer in [" in err and "2147483647]" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir())
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'dataset = "spirals"\n{flag[2:].replace("-", "_")} = {2**40}\n')
+    assert main(["train", "--config", str(toml), "--out", str(out)]) == 2  # the same bound from a TOML key
+    assert "must be an integer in [" in capsys.readouterr().err
+
+
+def test_traceback_a_toml_nested_50000_deep_and_endless_config_are_named(tmp_path, capsys):
+    """Finding 13: a TOML nested 50,000 deep raised RecursionError; /dev/zero would never end."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert main(["train", "--config", str(deep), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "nests its tables or arrays too deeply" in err and "Traceback" not in err
+    assert main(["train", "--config", "/dev/zero", "--out", str(tmp_path / "r")]) == 2
+    assert "is over 1 MiB" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrong_refusal_a_config_from_a_pipe_is_read(tmp_path, capsys):
+    """Finding 11: ``--config <(…)`` (a pipe) was refused as "not a regular file"."""
+    import os
+    import threading
+
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "w") as fh:
+            fh.write('dataset = "spirals"\nmax_epochs = 1\nhidden = [8]\n')
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert main(["train", "--config", str(fifo), "--out", str(tmp_path / "run")]) == 0
+    writer.join(timeout=10)
+    import json
+
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["max_epochs"] == 1

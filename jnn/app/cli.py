@@ -309,11 +309,45 @@ def _add_field_flags(t) -> None:
             t.add_argument(flag, dest=dest, type=kind, default=None, choices=choices, help=text)
 
 
+#: The largest ``--config`` file read (a TOML config is a few hundred bytes; ``/dev/zero`` never ends).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_toml(path, flag: str = "--config") -> dict:
+    """The TOML table in ``path``: a regular file, or a pipe such as bash's ``<(…)`` process substitution.
+
+    Raises:
+        ValueError: a missing path, a folder, a file over :data:`MAX_CONFIG_BYTES`, text that is not UTF-8 TOML,
+            or tables nested too deeply for the parser (naming ``flag`` and the path).
+    """
+    import tomllib
+
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} must be a TOML file; {path!r} is a folder")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError(f"{flag} file {path!r} does not exist") from None
+    except OSError as err:
+        raise ValueError(f"{flag} file {path!r} cannot be read ({err.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{flag} file {path!r} is over {MAX_CONFIG_BYTES >> 20} MiB; a config is a short TOML file")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{flag} file {path!r} is not UTF-8 text ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{flag} file {path!r} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{flag} file {path!r} nests its tables or arrays too deeply to read; a config is a flat "
+                         "table (with an optional [mlp] table)") from None  # fmt: skip
+
+
 def _train_config(args, stored: dict | None = None):
     """``(source, TrainConfig, MLP)``: defaults, then the stored run's config, MLP and data (``--resume``), then
     the ``--config`` TOML file (the MLP's keys flat or in an ``[mlp]`` table), then the flags."""
     import dataclasses
-    import tomllib
 
     from jnn.app.tabular import split_names
     from jnn.mlp import MLP, split_mlp_keys
@@ -324,15 +358,7 @@ def _train_config(args, stored: dict | None = None):
         values, mlp = dict(stored["config"]), dict(stored.get("mlp") or {})
         source = dict(stored["source"])
     if args.config is not None:
-        if os.path.exists(args.config) and not os.path.isfile(args.config):
-            raise ValueError(f"--config must be a TOML file; {args.config!r} is not a regular file")
-        try:
-            with open(args.config, "rb") as fh:
-                toml = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ValueError(f"--config file {args.config!r} does not exist") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"--config file {args.config!r} is not valid TOML: {err}") from None
+        toml = read_toml(args.config)
         if "dataset" in toml:
             source = {"dataset": toml.pop("dataset")}
         table = toml.pop("mlp", {})

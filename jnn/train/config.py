@@ -197,8 +197,8 @@ class TrainConfig:
         object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         object.__setattr__(self, "weight_decay", V.check_real("weight_decay", self.weight_decay, low=0.0))
         V.check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        V.check_int("warmup_epochs", self.warmup_epochs, low=0)
-        V.check_int("batch_size", self.batch_size, low=1)
+        V.check_int("warmup_epochs", self.warmup_epochs, low=0, high=MAX_COUNT)
+        V.check_int("batch_size", self.batch_size, low=1, high=MAX_COUNT)
         for name in ("stratify", "drop_last", "check_finite"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
@@ -222,7 +222,7 @@ class TrainConfig:
             self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
         )
         V.check_int("seed", self.seed, low=0, high=2**63 - 1)
-        V.check_int("checkpoint_every", self.checkpoint_every, low=0)
+        V.check_int("checkpoint_every", self.checkpoint_every, low=0, high=MAX_COUNT)
         V.check_choice("prng_impl", self.prng_impl, PRNG_IMPLS)
         if self.divergence_factor is not None:
             object.__setattr__(self, "divergence_factor", V.check_real("divergence_factor", self.divergence_factor,

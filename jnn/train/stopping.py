@@ -23,6 +23,9 @@ import jax.numpy as jnp
 
 from jnn import _validate as V
 
+#: The largest patience: the counter is an int32 on device.
+MAX_PATIENCE = 2**31 - 1
+
 #: The built-in MLP's monitors and their directions; any recorded ``train_<metric>``/``val_<metric>`` of a
 #: task can be monitored too (see :func:`infer_mode`).
 MONITORS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train_accuracy": "max"}
@@ -78,7 +81,7 @@ class EarlyStopping:
                 f"mode must be 'min' or 'max' for monitor {self.monitor!r}: its direction cannot be "
                 f"inferred from the name (known endings: {list(MODE_BY_SUFFIX)})"
             )
-        V.check_int("patience", self.patience, low=0)
+        V.check_int("patience", self.patience, low=0, high=MAX_PATIENCE)
         object.__setattr__(self, "min_delta", V.check_real("min_delta", self.min_delta, low=0.0))
         V.check_int("start_epoch", self.start_epoch, low=0)
         if not isinstance(self.restore_best, bool):

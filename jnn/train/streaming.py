@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn.data import epoch_batches
-from jnn.disk import RowSource, in_memory
+from jnn.disk import RowSource, RowView, in_memory
 from jnn.task import set_variance
 from jnn.train.epoch import EpochData, epoch_summary, make_epoch_end
 from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, summary_dtype
@@ -108,6 +108,21 @@ class StreamCaller:
     def __init__(self, spec, *, fixed: int | None = None, source: RowSource | None = None):
         self.spec, self.source = spec, source
         self._pace = EpochCaller(None, None, rows=MAX_EPOCHS_PER_CALL, fixed=fixed)
+        self._key = None  # the source's (path, size, mtime) when the run first read it
+
+    def _same_source(self, src: RowSource) -> None:
+        """Refuse a source whose file changed since the run first read it (:meth:`RowSource.cache_key`: size and
+        modification time), checked before and after every epoch: an epoch never mixes rows of two files."""
+        base = src.base if isinstance(src, RowView) else src
+        key = base.cache_key()
+        if key is None:
+            return
+        if self._key is None:
+            self._key = key
+        elif key != self._key:
+            raise ValueError(f"the training data {base!r} changed on disk during the run (size, modification time: "
+                             f"{self._key[1:]} when the run started, {key[1:]} now); a run streams the rows it "
+                             "started on: start it again (a resume checks the data's hash)")  # fmt: skip
 
     def next_n(self, seconds, epochs_run: int, **kwargs) -> int:
         """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
@@ -163,10 +178,12 @@ class StreamCaller:
         y_var = _y_var(self.spec, device.y)
         out = np.full((m, int(n), 2 + len(self.spec.keys)), np.nan, summary_dtype())
         axis = 1 if members else 0
+        src = self.source if members else x
         for i in range(int(n)):
             at_start = running(state)
             if not at_start.any():
                 break
+            self._same_source(src)
             idx, mask = (np.asarray(a) for a in jax.device_get(_batches(self.spec, state.data_key, state.epoch)))
             was_running = state.status == Status.RUNNING
             parts = []
@@ -180,6 +197,7 @@ class StreamCaller:
             if short:  # steps that update nothing add exact zeros to every sum, as they do in memory
                 sums = {k: jnp.concatenate([v, jnp.zeros((*v.shape[:axis], short), v.dtype)], axis=axis)
                         for k, v in sums.items()}  # fmt: skip
+            self._same_source(src)  # before the epoch counts
             state, row = _end(self.spec, state, device, sums, was_running)
             row = np.asarray(row).reshape(m, -1)
             out[at_start, i] = row[at_start]  # a member not running leaves NaN, as the vmapped loop does
