@@ -26,7 +26,8 @@ def test_silent_wrong_the_target_column_is_refused_as_a_feature(noise_csv, tmp_p
     with pytest.raises(ValueError, match="column 'f1' is the target and a feature"):
         read_table(noise_csv, target="f1", features="f1,f2")
     out = tmp_path / "run"
-    argv = ["train", "--data", str(noise_csv), "--target", "f1", "--features", "f1,f2", "--loss", "mse", "--out", str(out)]
+    argv = ["train", "--data", str(noise_csv), "--target", "f1", "--features", "f1,f2", "--loss", "mse",
+            "--out", str(out)]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "is the target and a feature" in err and "Traceback" not in err
