@@ -227,3 +227,47 @@ def test_wrong_refusal_a_config_from_a_pipe_is_read(tmp_path, capsys):
 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["max_epochs"] == 1
+
+
+def test_hang_a_csv_logger_refuses_fifos_links_and_files_it_did_not_write(tmp_path):
+    """Finding 9: ``CSVLogger`` on a FIFO blocked forever (plain ``open``), wrote through links and replaced any
+    file. Now: a regular file only, checked before the first epoch; jnn's own log replaced only with
+    overwrite=True; a file that is not a jnn log never."""
+    import os
+    import threading
+
+    import jnn
+    from jnn.datasets import load
+    from jnn.train import TrainConfig, fit
+
+    train, _ = load("spirals", seed=0)
+    cfg = TrainConfig(max_epochs=1, batch_size=64)
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    done = []
+    t = threading.Thread(target=lambda: done.append(_refused(lambda: fit(train, cfg, callbacks=[jnn.CSVLogger(fifo)]))))
+    t.start()
+    t.join(timeout=120)
+    assert done and "FIFO" in done[0], done  # refused, not blocked
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("precious\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert "symbolic link" in _refused(lambda: fit(train, cfg, callbacks=[jnn.CSVLogger(link)]))
+    assert target.read_text() == "precious\n"
+    mine = tmp_path / "mine.csv"
+    mine.write_text("name,score\nada,3\n")
+    for kw in ({}, {"overwrite": True}):
+        assert "is not a log jnn wrote" in _refused(lambda kw=kw: fit(train, cfg, callbacks=[jnn.CSVLogger(mine, **kw)]))
+    assert mine.read_text() == "name,score\nada,3\n"
+    log = tmp_path / "log.csv"
+    fit(train, cfg, callbacks=[jnn.CSVLogger(log)])
+    assert "already holds a log" in _refused(lambda: fit(train, cfg, callbacks=[jnn.CSVLogger(log)]))
+    fit(train, cfg, callbacks=[jnn.CSVLogger(log, overwrite=True)])
+    assert len(log.read_text().splitlines()) == 2  # the header and one epoch: replaced, not appended
+
+
+def _refused(run) -> str:
+    with pytest.raises(ValueError) as err:
+        run()
+    return str(err.value)

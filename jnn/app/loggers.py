@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import math
 import os
+import stat
 import time
 from pathlib import Path
 
+from jnn.app.atomic import check_destination
 from jnn.train.callbacks import Callback, RunInfo, finite_logs
 
 
@@ -27,38 +29,61 @@ class CSVLogger(Callback):
         path: the CSV file (its folder must exist).
         append: add to an existing file with the same columns instead of replacing it (a resumed run);
             a file with other columns is an error.
+        overwrite: replace an existing log that jnn wrote (its first row is a jnn log's header: ``epoch`` or
+            ``member, epoch``, then metric names). Without it (or ``append``) an existing non-empty file is
+            refused; a file that is not a jnn log is never replaced.
+
+    The destination must be a regular file: a folder, a FIFO, a device, a socket or a symbolic link is refused
+    when training begins (before the first epoch), never opened for writing and never written through.
     """
 
-    def __init__(self, path, *, append: bool = False):
+    def __init__(self, path, *, append: bool = False, overwrite: bool = False):
         if not isinstance(path, (str, os.PathLike)) or str(path).strip() == "":
             raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}")
-        if not isinstance(append, bool):
-            raise TypeError(f"append must be True or False; got {append!r}")
-        self.path, self.append = Path(path), append
+        for name, value in (("append", append), ("overwrite", overwrite)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False; got {value!r}")
+        if append and overwrite:
+            raise ValueError("give append=True (add rows) or overwrite=True (replace the log), not both")
+        self.path, self.append, self.overwrite = Path(path), append, overwrite
         self._fh = self._writer = None
         self._member = False
 
     def on_train_begin(self, run: RunInfo) -> None:
-        if self.path.is_dir():
-            raise ValueError(f"path must name a file; {str(self.path)!r} is a folder")
+        if self.path.is_symlink():
+            raise ValueError(f"path {str(self.path)!r} is a symbolic link; jnn never writes through links: give the "
+                             "file itself")  # fmt: skip
+        check_destination(self.path, "path")
         if not self.path.parent.is_dir():
             raise ValueError(f"path's folder {str(self.path.parent)!r} does not exist")
         self._member = run.members > 1
         header = (["member"] if self._member else []) + ["epoch", *run.keys]
-        if self.append and self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, newline="", encoding="utf-8") as fh:
-                old = next(csv.reader(fh), [])
+        old = self._first_row() if self.path.exists() and self.path.stat().st_size > 0 else None
+        if old is not None and self.append:
             if old != header:
                 raise ValueError(f"{str(self.path)!r} has the columns {old}, not this run's {header}; "
                                  "use another file or append=False")  # fmt: skip
-            self._fh = open(self.path, "a", newline="", encoding="utf-8")
+            self._fh = _open_regular(self.path, os.O_APPEND)
             self._writer = csv.writer(self._fh)
         else:
-            self._fh = open(self.path, "w", newline="", encoding="utf-8")
+            if old is not None and not _is_log_header(old):
+                raise ValueError(f"{str(self.path)!r} is not a log jnn wrote (its first row is {old[:6]}); jnn never "
+                                 "replaces it: give another path")  # fmt: skip
+            if old is not None and not self.overwrite:
+                raise ValueError(f"{str(self.path)!r} already holds a log; pass append=True to add this run's rows "
+                                 "or overwrite=True to replace it")  # fmt: skip
+            self._fh = _open_regular(self.path, os.O_TRUNC)
             self._writer = csv.writer(self._fh)
             self._writer.writerow(header)
         self._keys = tuple(run.keys)
         self._fh.flush()
+
+    def _first_row(self) -> list:
+        try:
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                return next(csv.reader(fh), [])
+        except (UnicodeDecodeError, csv.Error):
+            return ["(not UTF-8 CSV)"]
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         cell = lambda v: "" if isinstance(v, float) and math.isnan(v) else repr(float(v))
@@ -76,6 +101,28 @@ class CSVLogger(Callback):
 
     def on_train_abort(self, error: BaseException) -> None:
         self._close()
+
+
+def _is_log_header(row: list) -> bool:
+    """Whether ``row`` is the first row of a CSV log jnn wrote: ``epoch`` (or ``member, epoch``), then names."""
+    rest = row[1:] if row[:1] == ["member"] else row
+    return rest[:1] == ["epoch"] and all(c and c.replace("_", "").isalnum() for c in rest[1:])
+
+
+def _open_regular(path: Path, flag: int):
+    """``path`` opened for writing text (created if missing), never through a link (``O_NOFOLLOW``) and only if it
+    is a regular file (a FIFO is opened without blocking, then refused)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag | nofollow | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        raise ValueError(f"path {str(path)!r} cannot be opened for writing ({err.strerror}); give a regular "
+                         "file") from None  # fmt: skip
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"path {str(path)!r} is not a regular file; give a regular file")
+    os.set_blocking(fd, True)
+    return open(fd, "a" if flag == os.O_APPEND else "w", newline="", encoding="utf-8")
 
 
 class MLflowLogger(Callback):
