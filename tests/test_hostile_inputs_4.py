@@ -258,7 +258,8 @@ def test_hang_a_csv_logger_refuses_fifos_links_and_files_it_did_not_write(tmp_pa
     mine = tmp_path / "mine.csv"
     mine.write_text("name,score\nada,3\n")
     for kw in ({}, {"overwrite": True}):
-        assert "is not a log jnn wrote" in _refused(lambda kw=kw: fit(train, cfg, callbacks=[jnn.CSVLogger(mine, **kw)]))
+        refused = _refused(lambda kw=kw: fit(train, cfg, callbacks=[jnn.CSVLogger(mine, **kw)]))
+        assert "is not a log jnn wrote" in refused
     assert mine.read_text() == "name,score\nada,3\n"
     log = tmp_path / "log.csv"
     fit(train, cfg, callbacks=[jnn.CSVLogger(log)])
