@@ -104,7 +104,9 @@ class Summary:
         metrics: the summarised metrics.
         confidence: the interval's level, e.g. 0.95.
         rows: one dict per setting, in order of first appearance: the ``by`` values, ``n`` (runs pooled), and
-            for each metric ``<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``.
+            for each metric ``<metric>_n`` (the runs with a value: a NaN or missing value is left out of that
+            metric's statistics, and the Markdown cell says ``n=k of n``), ``_mean``, ``_std``, ``_ci_low``,
+            ``_ci_high``.
     """
 
     by: tuple[str, ...]
@@ -114,7 +116,7 @@ class Summary:
 
     def columns(self) -> list[str]:
         """The table's columns, in order."""
-        stats = [f"{m}_{s}" for m in self.metrics for s in ("mean", "std", "ci_low", "ci_high")]
+        stats = [f"{m}_{s}" for m in self.metrics for s in ("n", "mean", "std", "ci_low", "ci_high")]
         return [*self.by, "n", *stats]
 
     def to_csv(self) -> str:
@@ -126,7 +128,8 @@ class Summary:
         return buf.getvalue()
 
     def to_markdown(self) -> str:
-        """The table as Markdown: each metric as ``mean ± std [ci_low, ci_high]`` (4 significant digits)."""
+        """The table as Markdown: each metric as ``mean ± std [ci_low, ci_high]`` (4 significant digits), with
+        ``(n=k of n)`` where only k of the setting's n runs have a value."""
         head = [*self.by, "n", *self.metrics]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
@@ -148,7 +151,7 @@ class Summary:
 
         fig = Figure(figsize=(max(4.0, 0.8 * len(self.rows) + 2.0), 3.5), layout="constrained")
         ax = fig.add_subplot()
-        labels = [", ".join(f"{b}={fmt(r[b])}" for b in self.by) + f"\n(n={r['n']})" for r in self.rows]
+        labels = [", ".join(f"{b}={fmt(r[b])}" for b in self.by) + f"\n(n={r[f'{metric}_n']})" for r in self.rows]
         means = [r[f"{metric}_mean"] for r in self.rows]
         err = [[_nan0(m - r[f"{metric}_ci_low"]) for m, r in zip(means, self.rows)],
                [_nan0(r[f"{metric}_ci_high"] - m) for m, r in zip(means, self.rows)]]  # fmt: skip
@@ -174,9 +177,11 @@ class Summary:
 
 def _cell(row: dict, metric: str) -> str:
     m, s, lo, hi = (row[f"{metric}_{k}"] for k in ("mean", "std", "ci_low", "ci_high"))
+    k = row[f"{metric}_n"]
+    of = f" (n={k} of {row['n']})" if k != row["n"] else ""
     if math.isnan(s):
-        return fmt(m)
-    return f"{fmt(m)} ± {fmt(s)} [{fmt(lo)}, {fmt(hi)}]"
+        return fmt(m) + of
+    return f"{fmt(m)} ± {fmt(s)} [{fmt(lo)}, {fmt(hi)}]{of}"
 
 
 def _nan0(x: float) -> float:
@@ -246,7 +251,7 @@ def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None
         row["n"] = len(members)
         for m in metrics:
             stats = mean_std_ci([r.get(m) for r in members], confidence)
-            row.update({f"{m}_{k}": stats[k] for k in ("mean", "std", "ci_low", "ci_high")})
+            row.update({f"{m}_{k}": stats[k] for k in ("n", "mean", "std", "ci_low", "ci_high")})
         out.append(row)
     return Summary(by, metrics, confidence, out)
 

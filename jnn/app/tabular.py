@@ -303,6 +303,9 @@ def read_table(
         return tables[split]
     if p.suffix.lower() not in (".csv", ".txt", ".tsv"):
         raise ValueError(f"{what} {str(p)!r}: unknown file type {p.suffix!r}; use .csv (with a header row) or .npz")
+    if split != "train":
+        raise ValueError(f"--split {split} is for .npz files (x_{split}, y_{split}); {str(p)!r} is a CSV, one table: "
+                         f"give the file of the {split} split as {what} (and leave --split out)")  # fmt: skip
     return _read_csv(p, target, features, what, need_target, na_values)
 
 
