@@ -278,7 +278,7 @@ def test_silent_wrong_evaluate_split_val_on_a_csv_is_refused(noise_csv, tmp_path
     """Finding 10: ``jnn evaluate --split val`` on a CSV scored the whole file as if it were the val split."""
     run = tmp_path / "run"
     assert main(["train", "--data", str(noise_csv), "--target", "f2", "--loss", "mse", "--max-epochs", "1",
-                 "--out", str(run)]) == 0  # fmt: skip
+                 "--batch-size", "16", "--out", str(run)]) == 0  # fmt: skip
     capsys.readouterr()
     for cmd in ("evaluate", "predict"):
         assert main([cmd, str(run), "--data", str(noise_csv), "--split", "val"]) == 2
