@@ -285,3 +285,19 @@ def test_silent_wrong_evaluate_split_val_on_a_csv_is_refused(noise_csv, tmp_path
         err = capsys.readouterr().err
         assert "--split val is for .npz files" in err and "Traceback" not in err, err
     assert main(["evaluate", str(run), "--data", str(noise_csv)]) == 0  # the whole file, as asked
+
+
+def test_blow_up_jnn_gradcheck_refuses_a_model_too_large_for_memory_before_allocating(capsys):
+    """Finding 12: ``jnn gradcheck`` had no model-size check (9.7 GB resident, then a raw JaxRuntimeError)."""
+    import resource
+
+    from jnn.app.cli import _check_gradcheck_memory
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["gradcheck", "--sizes", "60000,60000,10"]) == 2  # 3.6e9 parameters
+    err = capsys.readouterr().err
+    assert "checking its gradients needs about" in err and "use smaller --sizes" in err and "Traceback" not in err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing of its size made
+    with pytest.raises(ValueError, match="1,010 parameters"):
+        _check_gradcheck_memory((100, 10), 4, "float32", bound=(1000, "a test's memory"))
+    assert _check_gradcheck_memory((100, 10), 4, "float32", bound=(10**9, "a test's memory")) > 0

@@ -702,6 +702,29 @@ def _user_gradcheck(args) -> int:
     return 0 if report.passed else 1
 
 
+#: Arrays of the params' size ``jnn gradcheck`` holds at its peak, in the params' dtype (params, jax.grad, the
+#: hand-written backprop) and in float64 (check_grads: its point, a perturbed copy or tangent, a gradient).
+GRADCHECK_COPIES, GRADCHECK_COPIES64 = 3, 3
+
+
+def _check_gradcheck_memory(sizes, batch: int, dtype: str, bound=None) -> int:
+    """Refuse a ``jnn gradcheck`` model that cannot fit in memory before anything is allocated: the estimate is
+    the params' copies (:data:`GRADCHECK_COPIES` in their dtype, :data:`GRADCHECK_COPIES64` in float64) and four
+    activations of every layer for the batch. Returns the estimate in bytes."""
+    from jnn.train.run_setup import memory_bound
+
+    item = 8 if dtype == "float64" else 4
+    n = sum(int(a) * int(b) + int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    need = n * (GRADCHECK_COPIES * item + GRADCHECK_COPIES64 * 8) + 4 * batch * sum(int(s) for s in sizes) * item
+    bound = memory_bound() if bound is None else bound
+    if bound is not None and need > bound[0]:
+        raise ValueError(f"--sizes {','.join(map(str, sizes))} is {n:,} parameters: checking its gradients needs about "
+                         f"{need / 1e9:.3g} GB ({GRADCHECK_COPIES + GRADCHECK_COPIES64} arrays of the params' size, "
+                         f"half of them in float64, and the batch's activations), but {bound[1]} is "
+                         f"{bound[0] / 1e9:.3g} GB; use smaller --sizes or --batch")  # fmt: skip
+    return need
+
+
 def _gradcheck(args) -> int:
     if args.target is not None:
         return _user_gradcheck(args)
@@ -720,6 +743,7 @@ def _gradcheck(args) -> int:
     V.check_real("--l2", args.l2, low=0.0)
     if args.loss == "binary" and sizes[-1] != 1:
         raise ValueError(f"--loss binary needs an output width of 1 (the last of --sizes); got {sizes[-1]}")
+    _check_gradcheck_memory(sizes, args.batch, args.dtype)
     dropout = Dropout(args.keep_prob, args.mode) if args.keep_prob != 1.0 else None
     f64 = args.dtype == "float64"
     rtol = args.rtol if args.rtol is not None else (1e-10 if f64 else 1e-5)
