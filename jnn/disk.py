@@ -145,6 +145,14 @@ class DiskArray(RowSource):
         if len(shape) != 2 or fortran or dtype.hasobject:
             raise ValueError(f"{str(path)!r} must hold a 2-D C-order numeric array; it holds {dtype} of shape "
                              f"{shape}{' in Fortran order' if fortran else ''}")  # fmt: skip
+        if any(not isinstance(s, int) or s < 1 for s in shape):
+            raise ValueError(f"{str(path)!r} declares the shape {shape} in its header; a data file needs at least one "
+                             "row and one column")  # fmt: skip
+        need = offset + shape[0] * shape[1] * dtype.itemsize
+        size = os.path.getsize(path)
+        if size < need:
+            raise ValueError(f"{str(path)!r} is truncated: its header declares {shape[0]:,} × {shape[1]:,} {dtype} "
+                             f"({need:,} bytes with the header) but the file holds {size:,} bytes")  # fmt: skip
         self.path, self.offset, self.shape = path, offset, (int(shape[0]), int(shape[1]))
         self.file_dtype, self.dtype = dtype, dtype.newbyteorder("=")
 

@@ -31,7 +31,7 @@ from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
-from jnn.train.callbacks import CallbackList, RunInfo, SweepStore, at_most_one, check_callbacks
+from jnn.train.callbacks import CallbackList, RunInfo, RunStore, SweepStore, at_most_one, check_callbacks
 from jnn.train.config import SWEEP_FIELDS, TrainConfig
 from jnn.train.epoch import make_eval
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
@@ -339,6 +339,10 @@ def sweep(
     if exact and callbacks:
         raise ValueError("exact=True trains each member through jnn.fit and takes no callbacks; leave them out")
     given = check_callbacks(callbacks)
+    wrong = [i for i, cb in enumerate(given) if isinstance(cb, RunStore)]
+    if wrong:
+        raise TypeError(f"callbacks[{wrong[0]}] is a {type(given[wrong[0]]).__name__}, which keeps one run (jnn.fit); "
+                        "a sweep keeps its members in a jnn.SweepFolder")  # fmt: skip
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
     store = at_most_one(given, SweepStore)

@@ -301,3 +301,65 @@ def test_blow_up_jnn_gradcheck_refuses_a_model_too_large_for_memory_before_alloc
     with pytest.raises(ValueError, match="1,010 parameters"):
         _check_gradcheck_memory((100, 10), 4, "float32", bound=(1000, "a test's memory"))
     assert _check_gradcheck_memory((100, 10), 4, "float32", bound=(10**9, "a test's memory")) > 0
+
+
+@pytest.mark.parametrize("platform, says", [("bogus", "Unable to initialize backend 'bogus'"), ("cuda", "no CUDA GPU")])
+def test_traceback_an_unavailable_or_bogus_jax_platform_is_named_with_exit_2(tmp_path, platform, says):
+    """Finding 13: ``JAX_PLATFORMS=cuda`` without a GPU (a bare AssertionError) or ``bogus`` (RuntimeError)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("JAX_")}, "JAX_PLATFORMS": platform}
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "jnn.app.cli", "train", "--dataset", "spirals", "--max-epochs", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"JAX_PLATFORMS='{platform}'" in proc.stderr and says in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def _npy_with_header(path, shape, rows_written: int, cols: int = 3):
+    """A .npy whose header declares ``shape`` over ``rows_written`` × ``cols`` float32 values."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    with open(path, "wb") as fh:
+        fh.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1"))
+        fh.write(np.zeros((rows_written, cols), "<f4").tobytes())
+    return path
+
+
+@pytest.mark.parametrize("shape, rows, match", [
+    ((-100, 3), 3, r"declares the shape \(-100, 3\)"),
+    ((100, 0), 3, r"declares the shape \(100, 0\)"),
+    ((100, 3), 10, r"is truncated: its header declares 100 × 3 float32"),
+])  # fmt: skip
+def test_traceback_a_bad_npy_header_is_a_named_error(tmp_path, shape, rows, match):
+    """Finding 13: a .npy header with shape (-100, 3) or (100, 0) (and a truncated file) gave tracebacks."""
+    import jnn
+
+    path = _npy_with_header(tmp_path / "x.npy", shape, rows)
+    with pytest.raises(ValueError, match=match):
+        jnn.Dataset(str(path), np.zeros(100, np.int64))
+
+
+def test_traceback_a_run_store_given_to_the_wrong_function_is_refused_before_training(tmp_path):
+    """Finding 13: ``fit(..., callbacks=[SweepFolder])`` trained to the end, then failed with AttributeError."""
+    import jnn
+    from jnn.datasets import load
+    from jnn.sweep import sweep
+    from jnn.train import TrainConfig, fit
+
+    train, _ = load("spirals", seed=0)
+    calls = []
+
+    class Count(jnn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            calls.append(epoch)
+
+    cfg = TrainConfig(max_epochs=2, batch_size=64)
+    with pytest.raises(TypeError, match=r"callbacks\[0\] is a SweepFolder, which keeps a sweep"):
+        fit(train, cfg, callbacks=[jnn.SweepFolder(tmp_path / "sw"), Count()])
+    with pytest.raises(TypeError, match=r"callbacks\[1\] is a RunFolder, which keeps one run"):
+        sweep(train, cfg, seed=[0, 1], callbacks=[Count(), jnn.RunFolder(tmp_path / "run")])
+    assert calls == [] and not (tmp_path / "sw").exists() and not (tmp_path / "run").exists()

@@ -886,6 +886,22 @@ def _check_destinations(args) -> None:
         atomic.check_folder_writable(args.out, "--out")
 
 
+def check_platform() -> None:
+    """Start JAX's platform (``JAX_PLATFORMS``) before any work, naming a platform that is unknown or has no device
+    (JAX raises a RuntimeError or a bare AssertionError)."""
+    import jax
+
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as err:
+        chosen = os.environ.get("JAX_PLATFORMS", "")
+        why = str(err).strip().splitlines()[0][:300] if str(err).strip() else f"{type(err).__name__} without a message"
+        hint = ("no CUDA GPU or CUDA plugin is available here (pip install 'jax[cuda12]' on a machine with one)"
+                if "cuda" in chosen.lower() or "gpu" in chosen.lower() else f"JAX says: {why}")  # fmt: skip
+        raise ValueError(f"JAX cannot start the platform JAX_PLATFORMS={chosen!r}: {hint}; unset JAX_PLATFORMS (or set "
+                         "it to cpu) to run on what this machine has") from None  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jnn`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -896,6 +912,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_destinations(args)
         if args.command == "launch":
             return _launch(args)
+        if args.command in ("gradcheck", "train", "sweep", "predict", "evaluate"):
+            check_platform()
         compile_cache_dir()
         if os.environ.get("JNN_NUM_PROCESSES"):  # started by jnn launch (or a cluster script)
             from jnn.parallel import initialize

@@ -31,7 +31,7 @@ from jnn.mlp import MLP
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
-from jnn.train.callbacks import CallbackList, RunInfo, RunStore, at_most_one, check_callbacks
+from jnn.train.callbacks import CallbackList, RunInfo, RunStore, SweepStore, at_most_one, check_callbacks
 from jnn.train.config import TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
 from jnn.train.keys import Keys
@@ -124,6 +124,10 @@ def _run_callbacks(callbacks) -> tuple:
     """``(store, progress, CallbackList)``: the run store (a :class:`jnn.RunFolder`) among ``callbacks`` (or None)
     first, the others in their order, and a default :class:`Progress` last when none was given."""
     given = check_callbacks(callbacks)
+    wrong = [i for i, cb in enumerate(given) if isinstance(cb, SweepStore)]
+    if wrong:
+        raise TypeError(f"callbacks[{wrong[0]}] is a {type(given[wrong[0]]).__name__}, which keeps a sweep (jnn.sweep); "
+                        "a fit keeps its run in a jnn.RunFolder")  # fmt: skip
     folder, progress = at_most_one(given, RunStore), at_most_one(given, Progress)
     rest = tuple(cb for cb in given if cb is not folder)
     if progress is None:
