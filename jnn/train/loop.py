@@ -126,8 +126,9 @@ def _run_callbacks(callbacks) -> tuple:
     given = check_callbacks(callbacks)
     wrong = [i for i, cb in enumerate(given) if isinstance(cb, SweepStore)]
     if wrong:
-        raise TypeError(f"callbacks[{wrong[0]}] is a {type(given[wrong[0]]).__name__}, which keeps a sweep (jnn.sweep); "
-                        "a fit keeps its run in a jnn.RunFolder")  # fmt: skip
+        name = type(given[wrong[0]]).__name__
+        raise TypeError(f"callbacks[{wrong[0]}] is a {name}, which keeps a sweep (jnn.sweep); a fit keeps its run in a "
+                        "jnn.RunFolder")  # fmt: skip
     folder, progress = at_most_one(given, RunStore), at_most_one(given, Progress)
     rest = tuple(cb for cb in given if cb is not folder)
     if progress is None:
