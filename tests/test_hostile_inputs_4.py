@@ -363,3 +363,30 @@ def test_traceback_a_run_store_given_to_the_wrong_function_is_refused_before_tra
     with pytest.raises(TypeError, match=r"callbacks\[1\] is a RunFolder, which keeps one run"):
         sweep(train, cfg, seed=[0, 1], callbacks=[Count(), jnn.RunFolder(tmp_path / "run")])
     assert calls == [] and not (tmp_path / "sw").exists() and not (tmp_path / "run").exists()
+
+
+def test_blow_up_an_npz_declaring_more_than_memory_is_refused_before_reading_and_x_keeps_its_dtype(tmp_path, capsys):
+    """Finding 7: a 2 MB deflated .npz whose x declared 2.15 GB peaked at 10.7 GB (read, then float64, then
+    float32, then split), with no size check. Now the headers are read first, and x stays in its own dtype."""
+    import zipfile
+
+    from jnn.app.tabular import read_npz
+
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+        header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+        z.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1"))
+        buf = __import__("io").BytesIO()
+        np.save(buf, np.zeros(1000000, np.int64))
+        z.writestr("y.npy", buf.getvalue())
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"declares arrays of 1.2e\+04 GB .*its largest, 'x': \(1000000, 1000000\)"):
+        read_npz(bomb)
+    assert main(["train", "--data", str(bomb), "--out", str(tmp_path / "run")]) == 2
+    assert "declares arrays of" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    np.savez(tmp_path / "ok.npz", x=x, y=(x[:, 0] > 0).astype(np.int64), x_val=x.astype(">f4"), y_val=np.zeros(50))
+    tables = read_npz(tmp_path / "ok.npz")
+    assert tables["train"].x.dtype == np.float32 and np.array_equal(tables["train"].x, x)  # no float64 detour
+    assert tables["val"].x.dtype == np.float32 and np.array_equal(tables["val"].x, x)  # big-endian, read as native

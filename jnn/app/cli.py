@@ -475,12 +475,14 @@ def _train(args) -> int:
     atomic.check_folder_writable(out, "--out")  # before the data is read: errors name the flag
     train, val, test, info = load_source(source, config, mlp.loss)
     fit_ds, val_ds = prepare_data(train, config, val)
+    n_fit, n_val = len(fit_ds), 0 if val_ds is None else len(val_ds)
+    del fit_ds, val_ds  # counted for the line below; fit makes the same split itself (no copy of x held twice)
     sizes = mlp.network_sizes(train)
     lr = f"{config.optimizer} lr={config.learning_rate:g}" + (
         f" ({config.lr_schedule})" if config.lr_schedule != "constant" else ""
     )
     print(
-        f"jnn train: {name} ({len(fit_ds)} train / {0 if val_ds is None else len(val_ds)} validation / "
+        f"jnn train: {name} ({n_fit} train / {n_val} validation / "
         f"{0 if test is None else len(test)} test), sizes {','.join(map(str, sizes))}, {mlp.activation}, "
         f"{mlp.loss}, {lr}, batch {config.batch_size}, l2={mlp.l2:g}, keep_prob={mlp.keep_prob:g} "
         f"({mlp.dropout_mode}), max {config.max_epochs} epochs"

@@ -132,17 +132,21 @@ class Preprocessing:
         Raises:
             ValueError: a width other than ``n_features``, or non-finite values.
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1 and self.n_features == x.shape[0]:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"{what} must be [n, {self.n_features}] (the model's inputs); got shape {x.shape}")
-        if not np.all(np.isfinite(x)):
-            r, c = np.argwhere(~np.isfinite(x))[0]
-            raise ValueError(f"{what} holds a non-finite value at row {r}, column {c}; drop or fill missing values")
-        if self.mean is not None:
-            x = (x - np.asarray(self.mean)) / np.asarray(self.std)
-        return x.astype(np.float32)
+        _check_finite_rows(x, what)
+        if self.mean is None:
+            return x if x.dtype == np.float32 else x.astype(np.float32)
+        mean, std = np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
+        out = np.empty(x.shape, np.float32)  # in blocks of rows: float64 arithmetic, no float64 copy of x
+        for lo in range(0, x.shape[0], ROW_BLOCK):
+            out[lo : lo + ROW_BLOCK] = (x[lo : lo + ROW_BLOCK].astype(np.float64) - mean) / std
+        return out
 
     def encode(self, y, *, what: str = "y") -> np.ndarray:
         """Targets as the model trains on them: class indices (int32), float32 values, or 0/1 int32 columns.
@@ -205,14 +209,38 @@ class Preprocessing:
     def standardized_on(self, x) -> Preprocessing:
         """This preprocessing with a per-feature mean and std learned on ``x [n, d]`` (the training split
         only, so that validation and test data stay unseen); a constant feature keeps std 1."""
-        x = np.asarray(x, np.float64)
-        std = x.std(axis=0)
-        return replace(self, mean=x.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+        x = np.asarray(x)
+        n = x.shape[0]
+        mean = np.zeros(x.shape[1], np.float64)
+        for lo in range(0, n, ROW_BLOCK):  # in blocks of rows, in float64: no float64 copy of x
+            mean += x[lo : lo + ROW_BLOCK].sum(axis=0, dtype=np.float64)
+        mean /= n
+        var = np.zeros(x.shape[1], np.float64)
+        for lo in range(0, n, ROW_BLOCK):
+            var += np.square(x[lo : lo + ROW_BLOCK].astype(np.float64) - mean).sum(axis=0)
+        std = np.sqrt(var / n)
+        return replace(self, mean=mean.tolist(), std=np.where(std > 0, std, 1.0).tolist())
 
     @property
     def num_classes(self) -> int | None:
         """Number of classes (None unless ``kind == "classes"``)."""
         return None if self.classes is None else max(len(self.classes), 2)
+
+
+#: Rows per block of the preprocessing's float64 arithmetic (a few MB at a time, never a float64 copy of x).
+ROW_BLOCK = 16384
+
+
+def _check_finite_rows(x: np.ndarray, what: str) -> None:
+    """Refuse a non-finite value, naming its row and column (checked in blocks of rows: no mask of x's size)."""
+    if x.dtype.kind != "f":
+        return
+    for lo in range(0, x.shape[0], ROW_BLOCK):
+        block = x[lo : lo + ROW_BLOCK]
+        if not np.isfinite(block).all():
+            r, c = np.argwhere(~np.isfinite(block))[0]
+            raise ValueError(f"{what} holds a non-finite value at row {lo + r}, column {c}; drop or fill missing "
+                             "values")  # fmt: skip
 
 
 def _key(v):
@@ -434,6 +462,42 @@ def _first_repeat(names) -> str | None:
     return None
 
 
+class TooLarge(ValueError):
+    """A file whose declared arrays do not fit in memory (refused before they are read)."""
+
+
+def _check_npz_size(z, p: Path, what: str, bound=None) -> int:
+    """Refuse an .npz whose arrays, as their headers declare them, cannot be read into memory with the two
+    float32 copies of each ``x`` that training makes (the validation split's and the device's): a small
+    deflated file may declare gigabytes. Returns the estimate in bytes; ValueError naming the file, the largest
+    array and the memory."""
+    from jnn.train.run_setup import memory_bound
+
+    sizes = {}
+    for name in z.files:
+        try:
+            with z.zip.open(name + ".npy") as m:
+                version = np.lib.format.read_magic(m)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(m)
+        except Exception as err:  # a member that is not an .npy array: np.load names it below
+            raise ValueError(f"array {name!r}: {err}") from None
+        if any(not isinstance(k, int) or k < 0 for k in shape):
+            raise ValueError(f"array {name!r} declares the shape {shape} in its header")
+        sizes[name] = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, shape, dtype
+    need = sum(b for b, _, _ in sizes.values())
+    need += sum(2 * 4 * int(np.prod(shape, dtype=np.int64)) for k, (_, shape, _) in sizes.items() if k.startswith("x"))
+    bound = memory_bound() if bound is None else bound
+    if bound is not None and need > bound[0]:
+        big = max(sizes, key=lambda k: sizes[k][0])
+        b, shape, dtype = sizes[big]
+        raise TooLarge(f"{what} {str(p)!r} declares arrays of {need / 1e9:.3g} GB with the copies of x training "
+                         f"makes (its largest, {big!r}: {shape} {dtype}, {b / 1e9:.3g} GB), but {bound[1]} is "
+                         f"{bound[0] / 1e9:.3g} GB; save x as a .npy and stream it (jnn.Dataset('x.npy', y)), or use a "
+                         "smaller file")  # fmt: skip
+    return need
+
+
 def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
     """Read ``x``/``y`` (and ``x_val``/``y_val``, ``x_test``/``y_test`` when present) from a ``.npz`` file:
     ``{"train": Table, "val": Table, "test": Table}`` (the splits present)."""
@@ -446,7 +510,10 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
             if not hasattr(z, "files"):  # a lone .npy saved under an .npz name
                 raise ValueError("it holds one array, not named arrays x, y (save with np.savez)")
             with z:
+                _check_npz_size(z, p, what)  # from the arrays' headers, before any is read
                 arrays = {k: z[k] for k in z.files}
+    except TooLarge:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise ValueError(f"{what} {str(p)!r} is not a readable .npz file ({type(err).__name__}: {err})") from None
     if "x" not in arrays:
@@ -464,13 +531,15 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
         if x.dtype.kind == "c":
             raise ValueError(f"{name} holds complex numbers ({x.dtype}); jnn trains on real features: split them "
                              "into real and imaginary columns (np.concatenate([x.real, x.imag], axis=1))")  # fmt: skip
-        try:
-            x = x.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must hold numbers; got dtype {x.dtype}") from None
-        if not np.all(np.isfinite(x)):
-            r, c = np.argwhere(~np.isfinite(x))[0]
-            raise ValueError(f"{name} holds a NaN or infinity at row {r}, column {c}; drop or fill it")
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"{name} must hold numbers; got dtype {x.dtype}")
+        if x.dtype.kind == "f" and not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))  # a big-endian file's floats, in this machine's order
+        if x.dtype.kind == "f":  # kept in its own dtype: no float64 detour (a float32 x stays float32)
+            try:
+                _check_finite_rows(x, name)
+            except ValueError as err:
+                raise ValueError(str(err).replace("non-finite value", "NaN or infinity")) from None
         if y is not None and (y.ndim not in (1, 2) or y.shape[0] != x.shape[0]):
             raise ValueError(f"{what} {str(p)!r} array {sy!r} must be [n] or [n, k] with n = {x.shape[0]}; "
                              f"got shape {y.shape}")  # fmt: skip
@@ -564,4 +633,5 @@ __all__ = [
     "dataset",
     "features_of",
     "split_names",
+    "TooLarge",
 ]
