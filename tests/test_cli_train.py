@@ -53,7 +53,7 @@ def test_resume_continues_and_overwrite_replaces(tmp_path, capsys):
     "argv,match",
     [
         (["--learning-rate", "0"], r"learning_rate must be in \(0, inf\]; got 0"),
-        (["--batch-size", "0"], r"batch_size must be an integer in \[1, inf\]; got 0"),
+        (["--batch-size", "0"], r"batch_size must be an integer in \[1, 2147483647\]; got 0"),
         (["--batch-size", "100000"], r"batch_size must be in \[1, 1080\]"),
         (["--patience", "-1"], "patience must be an integer"),
         (["--keep-prob", "2"], r"keep_prob must be in \(0, 1\]; got 2"),

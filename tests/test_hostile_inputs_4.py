@@ -390,3 +390,27 @@ def test_blow_up_an_npz_declaring_more_than_memory_is_refused_before_reading_and
     tables = read_npz(tmp_path / "ok.npz")
     assert tables["train"].x.dtype == np.float32 and np.array_equal(tables["train"].x, x)  # no float64 detour
     assert tables["val"].x.dtype == np.float32 and np.array_equal(tables["val"].x, x)  # big-endian, read as native
+
+
+def test_data_loss_jnn_plot_never_replaces_an_image_it_did_not_draw(tmp_path, capsys):
+    """Finding 2 (the one rule, for plots): ``jnn plot --out`` replaced any file; now an image jnn did not draw
+    (told by the PNG's ``Software: jnn`` text chunk) is never replaced, jnn's own only with --overwrite, and
+    the run's own curves.png is redrawn in place."""
+    from jnn.app.plots import is_jnn_png
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "spirals", "--max-epochs", "2", "--out", str(run)]) == 0
+    assert is_jnn_png(run / "curves.png")
+    assert main(["plot", str(run)]) == 0  # its own curves.png: redrawn
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    capsys.readouterr()
+    for extra in ([], ["--overwrite"]):
+        assert main(["plot", str(run), "--out", str(photo), *extra]) == 2
+        assert "is not a plot jnn drew" in capsys.readouterr().err
+    assert photo.read_bytes() == b"\x89PNG\r\n\x1a\n" + b"\x00" * 64 and not is_jnn_png(photo)
+    mine = tmp_path / "curves-copy.png"
+    assert main(["plot", str(run), "--out", str(mine)]) == 0
+    assert main(["plot", str(run), "--out", str(mine)]) == 2
+    assert "already holds a plot jnn drew" in capsys.readouterr().err
+    assert main(["plot", str(run), "--out", str(mine), "--overwrite"]) == 0

@@ -251,7 +251,7 @@ def test_run_folder_files(tmp_path):
     [
         (dict(learning_rate=0.0), ValueError, r"learning_rate must be in \(0, inf\]; got 0"),
         (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
-        (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, inf\]; got 0"),
+        (dict(batch_size=0), ValueError, r"batch_size must be an integer in \[1, 2147483647\]; got 0"),
         (dict(early_stopping={"patience": -1}), ValueError, "patience must be an integer"),
         (
             dict(early_stopping={"monitor": "acc"}),

@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("run_dir", metavar="RUN_DIR")
     pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
+    pl.add_argument("--overwrite", action="store_true",
+                    help="replace a plot jnn drew at --out (a file jnn did not draw is never replaced)")  # fmt: skip
 
     su = sub.add_parser(
         "summarize",
@@ -936,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plot":
             from jnn.app.plots import plot_run
 
-            print(f"wrote {plot_run(args.run_dir, args.out)}")
+            print(f"wrote {plot_run(args.run_dir, args.out, overwrite=args.overwrite)}")
             return 0
     except (ValueError, TypeError, ImportError) as err:
         print(f"jnn {args.command}: error: {err}", file=sys.stderr)

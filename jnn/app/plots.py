@@ -71,24 +71,79 @@ def plot_history(
     fig.tight_layout()
     path = Path(path)
     with atomic.writing(path) as fh:
-        fig.savefig(fh, dpi=110, format="png")
+        fig.savefig(fh, dpi=110, format="png", metadata=PNG_METADATA)
     plt.close(fig)
     return path
 
 
-def plot_run(run_dir, out: str | None = None) -> Path:
+#: The ``Software`` text chunk of every PNG jnn draws: what tells its own plots from a user's images.
+PNG_METADATA = {"Software": "jnn"}
+
+
+def is_jnn_png(path) -> bool:
+    """Whether ``path`` is a PNG jnn drew (a ``tEXt`` chunk ``Software: jnn`` before the image data)."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            for _ in range(64):  # the text chunks come before the image data
+                head = fh.read(8)
+                if len(head) < 8:
+                    return False
+                size, kind = struct.unpack(">I4s", head)
+                if kind == b"IDAT" or size > 1 << 20:
+                    return False
+                body = fh.read(size)
+                fh.seek(4, 1)  # the CRC
+                if kind == b"tEXt" and body.split(b"\0", 1) == [b"Software", PNG_METADATA["Software"].encode()]:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def check_plot_destination(path, *, overwrite: bool = False, regenerated: bool = False, name: str = "--out") -> None:
+    """The no-takeover rule for a plot's file: a file jnn did not draw (or a link, a FIFO, a device) is never
+    replaced; one jnn drew is replaced with ``overwrite``, or when ``regenerated`` (a run's own ``curves.png``,
+    redrawn from the history it holds: nothing is lost).
+
+    Raises:
+        ValueError: naming ``name``, the file and what to do.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise ValueError(f"{name} {str(path)!r} is a symbolic link; jnn never writes through links: remove it or give "
+                         "another path")  # fmt: skip
+    atomic.check_destination(path, name)
+    if not path.exists():
+        return
+    if not is_jnn_png(path):
+        raise ValueError(f"{name} {str(path)!r} is not a plot jnn drew; jnn never replaces it, even with --overwrite: "
+                         "give another path")  # fmt: skip
+    if not (overwrite or regenerated):
+        raise ValueError(f"{name} {str(path)!r} already holds a plot jnn drew; pass --overwrite to replace it")
+
+
+def plot_run(run_dir, out: str | None = None, *, overwrite: bool = False) -> Path:
     """Draw ``curves.png`` for a run folder written by :func:`jnn.fit` / ``jnn train``.
 
     Args:
         run_dir: folder with ``history.json`` (and optionally ``summary.json``).
         out: PNG path (default ``run_dir/curves.png``).
+        overwrite: replace a plot jnn drew at ``out`` (the run's own ``curves.png`` is redrawn without it; a
+            file jnn did not draw is never replaced: :func:`check_plot_destination`).
 
     Raises:
-        ValueError: if the folder has no ``history.json``.
+        ValueError: if the folder has no ``history.json``, or ``out`` is refused.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "history.json").is_file():
         raise ValueError(f"RUN_DIR must be a run folder holding history.json; {str(run_dir)!r} has none")
+    target = Path(out) if out else run_dir / "curves.png"
+    own = target.parent.resolve() == run_dir.resolve() and target.name == "curves.png"
+    check_plot_destination(target, overwrite=overwrite, regenerated=own, name="--out" if out else "RUN_DIR/curves.png")
     history = history_files.load(run_dir)
     best = stop = None
     title = run_dir.name

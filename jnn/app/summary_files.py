@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from jnn.app import atomic
+from jnn.app.plots import PNG_METADATA
 from jnn.results import Summary, summarize
 
 #: The files :func:`save_summary` writes.
@@ -61,7 +62,7 @@ def save_summary(summary: Summary, folder, *, metric: str | None = None, overwri
         fig = None
     if fig is not None:
         with atomic.writing(folder / "summary.png") as fh:
-            fig.savefig(fh, dpi=110, format="png")
+            fig.savefig(fh, dpi=110, format="png", metadata=PNG_METADATA)
         written.append(folder / "summary.png")
     record = {p.name: _sha256(p) for p in written}
     atomic.write_text(folder / SUMMARY_RECORD, json.dumps(record, indent=2))

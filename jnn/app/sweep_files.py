@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jnn.app import atomic
 from jnn.app import checkpoint as ckpt
-from jnn.app.plots import pyplot
+from jnn.app.plots import PNG_METADATA, pyplot
 from jnn.sweep import SweepResult
 
 
@@ -106,7 +106,7 @@ def plot_sweep(path, res: SweepResult) -> Path:
     axes[1].set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9) - 0.02), hi + 0.1 * (hi - lo + 1e-9) + 0.01)
     fig.tight_layout()
     with atomic.writing(path) as fh:
-        fig.savefig(fh, dpi=110, format="png")
+        fig.savefig(fh, dpi=110, format="png", metadata=PNG_METADATA)
     plt.close(fig)
     return Path(path)
 
