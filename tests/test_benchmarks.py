@@ -114,3 +114,14 @@ def test_streaming_benchmark_quick_trains_from_disk_and_from_memory(tmp_path):
     assert disk["rows"] == 12_000 and mem["rows"] == 8_192 and disk["steps"] == res["steps"] and mem["steps"] == 64
     assert disk["samples_per_s"] > 0 and disk["peak_rss_bytes"] > disk["state_bytes"] > 0
     assert not (tmp_path / "data" / "x.npy").exists()  # deleted without --keep
+
+
+def test_wide_csv_benchmark_reads_trains_and_predicts_on_every_width(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "wide_csv.py"), "--columns", "50,500", "--rows", "40",
+           "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["columns"] for r in rows] == [50, 500]
+    assert all(r["read_s"] > 0 and r["train_s"] > 0 and r["predict_s"] > 0 for r in rows)
+    assert "| 500 | 40 |" in (tmp_path / "table.md").read_text()
