@@ -473,8 +473,8 @@ def _candidate_values(run: _Run, grad, keep: bool) -> tuple[list | None, dict]:
     candidate where it needs it rather than hold it). From :data:`FINGERPRINT_FROM` entries the two
     evaluations are compared by fingerprint, one after the other: never two gradients held."""
     prob, bad_rows = run.prob, {}
-    if not run.reverse:
-        return [jnp.zeros(x.shape, jnp.float64) for x in prob.theta], bad_rows
+    if not run.reverse:  # forward mode only: no candidate gradient (zeros where held, for full mode's rows)
+        return ([jnp.zeros(x.shape, jnp.float64) for x in prob.theta] if keep else None), bad_rows
     cand_c = P.aot(run.cand_fn, prob, P.specs(run.stored), lowered=run.cand_lowered)
     if prob.n >= FINGERPRINT_FROM:
         print_c = P.aot(lambda g: _fingerprint(prob, g), prob, P.specs(run.stored))

@@ -527,10 +527,16 @@ def _compiled_probe(prob: Problem, with_jvp: bool, example_cand, seed):
         return aot(whole, prob, prob.theta, example_cand, *ix, f64(1.0), f64(0.0))
     at = aot(at, prob, prob.theta, *ix, f64(1.0))
     tangent = aot(tangent, prob, prob.theta, *ix, f64(0.0)) if with_jvp else None
-    if example_cand is None:  # the candidate is recomputed for each direction: none is held between calls
+    if example_cand is not None:
+        dot_c = aot(dot, prob, example_cand, *ix)
+        dot_of = lambda theta, cand, *at_: dot_c(cand, *at_)  # noqa: E731
+    elif prob.cand is not None:  # the candidate is recomputed for each direction: none is held between calls
         cand_at = aot(lambda theta: prob.cand(lift(theta)), prob, prob.theta)
-        example_cand = jax.eval_shape(lambda theta: prob.cand(lift(theta)), prob.theta)
-    dot = aot(dot, prob, example_cand, *ix)
+        dot_c = aot(dot, prob, jax.eval_shape(lambda theta: prob.cand(lift(theta)), prob.theta), *ix)
+        dot_of = lambda theta, cand, *at_: dot_c(cand_at(theta), *at_)  # noqa: E731
+    else:  # forward mode only: no candidate gradient; the dots of zeros (for ‖v‖) are fused, nothing stored
+        zeros = aot(lambda *at_: dot([jnp.zeros(s, jnp.float64) for s in prob.shapes], *at_), prob, *ix)
+        dot_of = lambda theta, cand, *at_: zeros(*at_)  # noqa: E731
     trim()
     dots = {}
 
@@ -539,7 +545,7 @@ def _compiled_probe(prob: Problem, with_jvp: bool, example_cand, seed):
         vals = jnp.stack([at(theta, seed, kid, lo, hi, t + sigma * o) for o in (1.0, -1.0, 0.5, -0.5)])
         at_ = (int(kid), int(lo), int(hi))
         if at_ not in dots:  # ⟨cand, v⟩ does not depend on the step: one per direction and block
-            dots[at_] = dot(cand_at(theta) if cand is None else cand, seed, kid, lo, hi)
+            dots[at_] = dot_of(theta, cand, seed, kid, lo, hi)
         return (vals, tg, *dots[at_])
 
     return probe
@@ -572,8 +578,8 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
         prob, crit: the problem and criterion.
         cand: the candidate gradient (list of leaves; zeros when only forward mode is checked), or None from
             :data:`SPLIT_FROM` coordinates: then ``prob.cand`` is evaluated again for each direction and block
-            probed, and no gradient is held between calls (a probe holds at most two arrays of θ's size in
-            float64).
+            probed (or, in forward mode only, nothing is), and no gradient is held between calls (a probe holds
+            at most two arrays of θ's size in float64).
         oracles: ``("vjp",)``, ``("jvp",)`` or both: which candidates to judge.
         key: PRNG key of the directions.
         n_dirs: global directions.
