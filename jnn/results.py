@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,12 +108,16 @@ class Summary:
             for each metric ``<metric>_n`` (the runs with a value: a NaN or missing value is left out of that
             metric's statistics, and the Markdown cell says ``n=k of n``), ``_mean``, ``_std``, ``_ci_low``,
             ``_ci_high``.
+        warnings: what makes the table weaker than it looks: settings pooled from a single run (n = 1: no
+            spread, no interval), each named; also raised as a ``UserWarning`` by :func:`summarize` and printed
+            by ``jnn summarize``.
     """
 
     by: tuple[str, ...]
     metrics: tuple[str, ...]
     confidence: float
     rows: list
+    warnings: tuple = ()
 
     def columns(self) -> list[str]:
         """The table's columns, in order."""
@@ -163,8 +168,9 @@ class Summary:
         return fig
 
     def _items(self) -> list[tuple[str, str]]:
-        return [("by", ", ".join(self.by)), ("metrics", ", ".join(self.metrics)),
-                ("interval", f"{self.confidence:.0%} Student t of the mean")]  # fmt: skip
+        items = [("by", ", ".join(self.by)), ("metrics", ", ".join(self.metrics)),
+                 ("interval", f"{self.confidence:.0%} Student t of the mean")]  # fmt: skip
+        return items + [("warning", w) for w in self.warnings]
 
     def __repr__(self) -> str:
         cols = [*self.by, "n", *(f"{m}_mean" for m in self.metrics[:3]), *(f"{m}_std" for m in self.metrics[:3])]
@@ -253,7 +259,15 @@ def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None
             stats = mean_std_ci([r.get(m) for r in members], confidence)
             row.update({f"{m}_{k}": stats[k] for k in ("n", "mean", "std", "ci_low", "ci_high")})
         out.append(row)
-    return Summary(by, metrics, confidence, out)
+    single = [", ".join(f"{b}={fmt(r[b])}" for b in by) for r in out if r["n"] == 1]
+    notes = ()
+    if single:
+        shown = "; ".join(single[:5]) + (f"; and {len(single) - 5} more" if len(single) > 5 else "")
+        notes = (f"{len(single)} of {len(out)} settings have n = 1 (one run: no std, no interval): {shown}. "
+                 "Equal-length sweep axes pair up one to one; jnn.sweep.grid(...) sweeps every combination "
+                 "(seeds × settings)",)  # fmt: skip
+        warnings.warn(notes[0], UserWarning, stacklevel=2)
+    return Summary(by, metrics, confidence, out, notes)
 
 
 def _hashable(v):

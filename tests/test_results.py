@@ -168,3 +168,29 @@ def test_data_loss_summarize_never_replaces_files_jnn_did_not_write_nor_writes_i
     (mine / "summary.md").symlink_to(tmp_path / "elsewhere.md")
     assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "seed", "--out", str(mine), "--overwrite"]) == 2
     assert "symbolic link" in capsys.readouterr().err and not (tmp_path / "elsewhere.md").exists()
+
+
+def test_silent_wrong_a_setting_pooled_from_one_run_is_warned_about(tmp_path, capsys):
+    """Issue 38 (the silent trap): equal-length axes pair up, so ``summarize(by=["keep"])`` pooled n = 1 per setting
+    with a NaN spread and no word; now each such setting is named, in a UserWarning and ``Summary.warnings``."""
+    from jnn.app import cli
+
+    rows = [{"member": i, "seed": i, "keep": k, "best_val": 0.5 + i / 10} for i, k in enumerate([0.7, 0.8, 0.9])]
+    with pytest.warns(UserWarning, match=r"3 of 3 settings have n = 1 .*keep=0.7; keep=0.8; keep=0.9.*grid"):
+        s = summarize(rows, by=["keep"])
+    assert len(s.warnings) == 1 and "warning" in repr(s)
+    pooled = rows + [{**r, "member": r["member"] + 3, "seed": 9} for r in rows]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert summarize(pooled, by=["keep"]).warnings == ()  # n = 2 everywhere: no warning
+    train, _ = load("spirals", seed=0)
+    res = sweep(
+        train, TrainConfig(max_epochs=2, batch_size=64), task=jnn.MLP(hidden=(8,)), seed=[0, 1], l2=[0.0, 1e-3]
+    )  # paired: one run per l2
+    jnn.save_sweep(res, tmp_path / "sw")
+    capsys.readouterr()
+    assert cli.main(["summarize", str(tmp_path / "sw"), "--by", "l2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("jnn summarize: warning: 2 of 2 settings have n = 1") == 1 and "Traceback" not in err

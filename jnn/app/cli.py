@@ -860,11 +860,17 @@ def compile_cache_dir() -> str | None:
 
 
 def _summarize(args) -> int:
+    import warnings
+
     from jnn.app.summary_files import summarize_folder
 
-    summary, written = summarize_folder(args.sweep_dir, args.by, metrics=args.metrics, confidence=args.confidence,
-                                        out=args.out, overwrite=args.overwrite)  # fmt: skip
+    with warnings.catch_warnings():  # said below, in one line of its own
+        warnings.simplefilter("ignore", UserWarning)
+        summary, written = summarize_folder(args.sweep_dir, args.by, metrics=args.metrics, confidence=args.confidence,
+                                            out=args.out, overwrite=args.overwrite)  # fmt: skip
     print(summary.to_markdown())
+    for w in summary.warnings:
+        print(f"jnn summarize: warning: {w}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
