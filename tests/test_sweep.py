@@ -131,7 +131,7 @@ def test_cli_sweep(tmp_path, capsys):
     ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
-    assert "4 members over seed, l2" in text and "best by val_loss: member" in text
+    assert "4 members over seed, l2" in text and "best by lowest val_loss at each member's best epoch: member" in text
     assert (out / "sweep.csv").read_text().count("\n") == 5
     assert cli.main(["sweep", "--dataset", "spirals", "--seeds", "0,1", "--l2s", "0"]) == 2
     assert "same length" in capsys.readouterr().err

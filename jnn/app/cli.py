@@ -922,13 +922,13 @@ def main(argv: list[str] | None = None) -> int:
         _check_destinations(args)
         if args.command == "launch":
             return _launch(args)
-        if args.command in ("gradcheck", "train", "sweep", "predict", "evaluate"):
-            check_platform()
         compile_cache_dir()
-        if os.environ.get("JNN_NUM_PROCESSES"):  # started by jnn launch (or a cluster script)
+        if os.environ.get("JNN_NUM_PROCESSES"):  # started by jnn launch (or a cluster script): before any JAX call
             from jnn.parallel import initialize
 
             initialize()
+        if args.command in ("gradcheck", "train", "sweep", "predict", "evaluate"):
+            check_platform()
         if args.command == "gradcheck":
             return _gradcheck(args)
         if args.command == "train":
