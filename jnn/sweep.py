@@ -29,6 +29,7 @@ from jnn.disk import RowSource, RowView, in_memory
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
+from jnn.search import choice, draw, loguniform, randint, uniform
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
 from jnn.train.callbacks import CallbackList, RunInfo, RunStore, SweepStore, at_most_one, check_callbacks
@@ -187,6 +188,7 @@ class SweepResult:
     descriptions: tuple = ()
     workers: int = 1
     inputs: dict = field(default_factory=dict, repr=False, compare=False)
+    search: dict | None = None
 
     def refit(self, k: int, **fit_kw):
         """Train member ``k`` again as a :func:`jnn.fit` of its own config, model and optimizer on the sweep's data.
@@ -282,6 +284,8 @@ def sweep(
     callbacks=None,
     exact: bool = False,
     workers: int | None = None,
+    samples: int | None = None,
+    search_seed: int = 0,
     **axes,
 ) -> SweepResult:
     """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
@@ -320,8 +324,13 @@ def sweep(
             :mod:`jnn.train.member_threads`): bit for bit its fit, whatever the number; 1: all members in one
             vmapped batch, equal to their fits to rounding. None: the cores this process may use when jax runs on
             the CPU, else 1. A sweep folder records it and a resume must use the same.
+        samples: a random search of N members: every axis given as a distribution (:func:`uniform`,
+            :func:`loguniform`, :func:`choice`, :func:`randint`) is drawn N times, a list axis holds N values;
+            the space is recorded in ``SweepResult.search`` and the sweep folder (see :mod:`jnn.search`).
+        search_seed: the random search's seed (the same seed draws the same members).
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
-            each a list with one value per member (all the same length; see :func:`grid`).
+            each a list with one value per member (all the same length; see :func:`grid`), or with ``samples`` a
+            distribution.
 
     Returns:
         A :class:`SweepResult`; ``result.best()`` picks the member by its monitored validation metric.
@@ -330,6 +339,7 @@ def sweep(
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
     config = _check_args(config, train, val, test)
+    axes, search = draw(axes, samples, search_seed)
     for name, flag in (("repack", repack), ("exact", exact)):
         if not isinstance(flag, bool) and not (name == "repack" and flag is None):
             raise TypeError(f"{name} must be True or False; got {flag!r}")
@@ -381,9 +391,9 @@ def sweep(
             g.run_exact(records, inputs, report)
         result, _ = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
                                   report, cbs, t0, trained=True)  # fmt: skip
-        return dataclasses.replace(result, inputs=inputs)
+        return dataclasses.replace(result, inputs=inputs, search=search)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
-        store.open(_sweep_meta(config, axes, groups, len(members), workers), config, data=(train, val))
+        store.open(_sweep_meta(config, axes, groups, len(members), workers, search), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
@@ -393,7 +403,7 @@ def sweep(
     except BaseException as err:
         cbs.train_abort(err)
         raise
-    result = dataclasses.replace(result, inputs=inputs, workers=workers)
+    result = dataclasses.replace(result, inputs=inputs, workers=workers, search=search)
     cbs.train_end(result)
     if halt is not None:
         raise Interrupted(result, halt)
@@ -409,13 +419,14 @@ def _member_descriptions(groups, m: int) -> list[dict]:
     return described
 
 
-def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, workers: int) -> dict:
+def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, workers: int, search: dict | None = None) -> dict:
     """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model,
     the threads (one worker runs a vmapped batch, which rounds otherwise) and the members of each shape group."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
     return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
             "members_model": _member_descriptions(groups, m), "workers": workers,
-            "groups": [[int(i) for i in g.index] for g in groups]}  # fmt: skip
+            "groups": [[int(i) for i in g.index] for g in groups],
+            **({"search": search} if search else {})}  # fmt: skip
 
 
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
@@ -753,4 +764,5 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table)
 
 
-__all__ = ["AXES", "CONFIG_AXES", "SweepResult", "grid", "members_of", "sweep", "format_table"]
+__all__ = ["AXES", "CONFIG_AXES", "SweepResult", "choice", "format_table", "grid", "loguniform", "members_of",
+           "randint", "sweep", "uniform"]  # fmt: skip

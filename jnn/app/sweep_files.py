@@ -35,6 +35,7 @@ def save_sweep(result: SweepResult, folder, *, data_info: dict | None = None) ->
         "monitor": result.monitor,
         "best": result.best(),
         "best_rule": result.best_rule(),
+        "search": result.search,
         "rows": result.rows,
         "seconds": result.seconds,
         "histories": [h.metrics for h in result.histories],

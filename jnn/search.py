@@ -1,0 +1,186 @@
+"""Search spaces for sweeps: distributions as axis values, drawn into members by a seeded random search.
+
+``jnn.sweep.sweep(train, config, samples=N, search_seed=s, learning_rate=loguniform(1e-3, 0.3),
+keep_prob=uniform(0.5, 1.0), hidden=choice([(64,), (128, 128)]), seed=randint(0, 1000))`` draws ``N`` members:
+every distribution axis gets ``N`` independent draws from one NumPy ``Generator`` seeded by ``search_seed`` (the
+axes drawn in the order given), and a list axis must hold ``N`` values (one per member, as without ``samples``).
+The same ``search_seed`` draws the same members; the space, the number of samples and the seed are recorded in
+the sweep's result and folder (``sweep_run.json`` and ``sweep.json`` under ``search``).
+
+Each distribution is a frozen dataclass with ``sample(rng, n) -> list`` (plain Python values, validated by the
+sweep like any axis value) and ``to_dict()`` (its JSON record).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from jnn import _validate as V
+
+
+class Distribution:
+    """A sweep axis's distribution: :func:`uniform`, :func:`loguniform`, :func:`choice` or :func:`randint`."""
+
+    def sample(self, rng: np.random.Generator, n: int) -> list:
+        """``n`` independent draws as plain Python values."""
+        raise NotImplementedError(f"{type(self).__name__}.sample is not implemented")
+
+    def to_dict(self) -> dict:
+        """The JSON record of the distribution (its kind and parameters)."""
+        raise NotImplementedError(f"{type(self).__name__}.to_dict is not implemented")
+
+
+def _bounds(kind: str, low, high, *, positive: bool = False) -> tuple[float, float]:
+    low = V.check_real(f"{kind} low", low)
+    high = V.check_real(f"{kind} high", high)
+    if not low < high:
+        raise ValueError(f"{kind}(low, high) needs low < high; got low={low!r}, high={high!r}")
+    if positive and low <= 0:
+        raise ValueError(f"{kind}(low, high) needs 0 < low (a log scale); got low={low!r}")
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Uniform(Distribution):
+    """Real values uniform on ``[low, high)``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self):
+        _bounds("uniform", self.low, self.high)
+
+    def sample(self, rng, n):
+        return [float(v) for v in rng.uniform(self.low, self.high, n)]
+
+    def to_dict(self):
+        return {"kind": "uniform", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class LogUniform(Distribution):
+    """Real values whose logarithm is uniform on ``[log low, log high)`` (learning rates, weight decays)."""
+
+    low: float
+    high: float
+
+    def __post_init__(self):
+        _bounds("loguniform", self.low, self.high, positive=True)
+
+    def sample(self, rng, n):
+        return [float(math.exp(v)) for v in rng.uniform(math.log(self.low), math.log(self.high), n)]
+
+    def to_dict(self):
+        return {"kind": "loguniform", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Choice(Distribution):
+    """One of ``values``, each with the same probability."""
+
+    values: tuple
+
+    def __post_init__(self):
+        if isinstance(self.values, (str, bytes)) or not isinstance(self.values, (list, tuple)) or not self.values:
+            raise ValueError(f"choice(values) needs a non-empty list of values; got {self.values!r}")
+        object.__setattr__(self, "values", tuple(self.values))
+
+    def sample(self, rng, n):
+        return [self.values[int(i)] for i in rng.integers(0, len(self.values), n)]
+
+    def to_dict(self):
+        return {"kind": "choice", "values": [list(v) if isinstance(v, tuple) else v for v in self.values]}
+
+
+@dataclass(frozen=True)
+class RandInt(Distribution):
+    """Integers uniform on ``[low, high)`` (``high`` excluded, as NumPy's ``integers``)."""
+
+    low: int
+    high: int
+
+    def __post_init__(self):
+        for name, v in (("low", self.low), ("high", self.high)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"randint {name} must be an integer; got {v!r}")
+        if not self.low < self.high:
+            raise ValueError(
+                f"randint(low, high) needs low < high (high excluded); got low={self.low}, high={self.high}"
+            )
+
+    def sample(self, rng, n):
+        return [int(v) for v in rng.integers(self.low, self.high, n)]
+
+    def to_dict(self):
+        return {"kind": "randint", "low": int(self.low), "high": int(self.high)}
+
+
+def uniform(low: float, high: float) -> Uniform:
+    """Real values uniform on ``[low, high)``: a sweep axis for ``sweep(..., samples=N)``."""
+    return Uniform(low, high)
+
+
+def loguniform(low: float, high: float) -> LogUniform:
+    """Real values log-uniform on ``[low, high)``, ``0 < low``: a sweep axis for ``sweep(..., samples=N)``."""
+    return LogUniform(low, high)
+
+
+def choice(values) -> Choice:
+    """One of ``values`` (a non-empty list), uniformly: a sweep axis for ``sweep(..., samples=N)``."""
+    return Choice(values)
+
+
+def randint(low: int, high: int) -> RandInt:
+    """Integers uniform on ``[low, high)``: a sweep axis for ``sweep(..., samples=N)``."""
+    return RandInt(low, high)
+
+
+def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
+    """The members' axes of a random search: ``(axes as lists of samples values, record)``.
+
+    Args:
+        axes: ``{axis: Distribution or list}``.
+        samples: N (None: no search; then no axis may be a distribution).
+        search_seed: seed of the NumPy generator (an integer ≥ 0).
+
+    Returns:
+        The axes with every distribution replaced by its N draws (lists unchanged), and the record
+        ``{"space": {axis: distribution record, or "list"}, "samples": N, "search_seed": s}`` (None without
+        ``samples``).
+
+    Raises:
+        ValueError, TypeError: a distribution without ``samples``, a list axis without N values, bad ``samples``
+            or ``search_seed``.
+    """
+    drawn = [n for n, v in axes.items() if isinstance(v, Distribution)]
+    if samples is None:
+        if drawn:
+            raise ValueError(f"axis {drawn[0]!r} is a distribution ({axes[drawn[0]].to_dict()['kind']}); give "
+                             "samples=N to draw N members from the space")  # fmt: skip
+        return axes, None
+    n = V.check_int("samples", samples, low=1, high=100_000)
+    seed = V.check_int("search_seed", search_seed, low=0, high=2**63 - 1)
+    if not drawn:
+        raise ValueError("samples=N draws members from distributions (jnn.sweep.uniform, loguniform, choice, "
+                         "randint); no axis is one")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, v in axes.items():
+        if isinstance(v, Distribution):
+            out[name] = v.sample(rng, n)
+        else:
+            if not isinstance(v, (list, tuple, np.ndarray)) or len(v) != n:
+                got = len(v) if isinstance(v, (list, tuple, np.ndarray)) else type(v).__name__
+                raise ValueError(f"with samples={n} a list axis holds one value per member ({n}); {name!r} has {got}. "
+                                 f"Use jnn.sweep.choice({name}_values) to draw from a list")  # fmt: skip
+            out[name] = list(v)
+    space = {k: (v.to_dict() if isinstance(v, Distribution) else "list") for k, v in axes.items()}
+    return out, {"space": space, "samples": n, "search_seed": seed}
+
+
+__all__ = ["Choice", "Distribution", "LogUniform", "RandInt", "Uniform", "choice", "draw", "loguniform", "randint",
+           "uniform"]  # fmt: skip
