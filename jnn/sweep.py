@@ -29,6 +29,7 @@ from jnn.disk import RowSource, RowView, in_memory
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
+from jnn.schedulers import SuccessiveHalving
 from jnn.search import choice, draw, loguniform, randint, uniform
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
@@ -764,5 +765,5 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table)
 
 
-__all__ = ["AXES", "CONFIG_AXES", "SweepResult", "choice", "format_table", "grid", "loguniform", "members_of",
-           "randint", "sweep", "uniform"]  # fmt: skip
+__all__ = ["AXES", "CONFIG_AXES", "SuccessiveHalving", "SweepResult", "choice", "format_table", "grid", "loguniform",
+           "members_of", "randint", "sweep", "uniform"]  # fmt: skip

@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 
 from jnn import _validate as V
+from jnn.train.state import Status
 
 
 @dataclass(frozen=True)
@@ -205,11 +206,14 @@ class CallbackList:
         for cb in self.callbacks:
             cb.on_train_begin(run)
 
-    def epoch_end(self, epoch: int, logs: dict) -> bool:
-        """Every callback sees the epoch (all of them, even after one asked for a stop); True if any asked."""
-        stop = False
+    def epoch_end(self, epoch: int, logs: dict) -> int:
+        """Every callback sees the epoch (all of them, even after one asked for a stop). Returns 0, or the status
+        a stop is recorded with when one asked: a callback's ``stop_status`` (a scheduler's
+        ``Status.SCHEDULER``), else ``Status.CALLBACK`` (the first that asked decides)."""
+        stop = 0
         for cb in self.callbacks:
-            stop = bool(cb.on_epoch_end(epoch, dict(logs))) or stop
+            if cb.on_epoch_end(epoch, dict(logs)) and not stop:
+                stop = int(getattr(cb, "stop_status", Status.CALLBACK))
         return stop
 
     def state(self, epoch: int, state) -> bool:

@@ -172,12 +172,12 @@ def run_epochs(
             if np.any(asked):
                 if last_run < rows_run:  # the call ran past the stop: run exactly up to it instead
                     state = caller(before_call, data, last_run)[0]
-                state, status = _stop_where(state, asked & (status == Status.RUNNING))
+                state, status = _stop_where(state, np.where(status == Status.RUNNING, asked, 0))
             seconds.extend([last_seconds / max(last_run, 1)] * last_run)
             if callbacks and callbacks.periods():
                 wants = callbacks.state(int(epochs.max()), state)
                 if wants:
-                    state, status = _stop_where(state, status == Status.RUNNING)
+                    state, status = _stop_where(state, np.where(status == Status.RUNNING, Status.CALLBACK, 0))
             if callbacks:
                 callbacks.call_end(int(epochs.max()), state)
             signum = _agreed(stop.signum)
@@ -193,10 +193,11 @@ def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report
 
     Returns:
         ``(epochs, status, asked, rows)``: each member's epoch count and status after the rows delivered,
-        the members whose callbacks asked for a stop (bool ``[M]``), and the number of rows delivered.
+        the status each member's callbacks asked to stop it with (int ``[M]``, 0: none), and the number of rows
+        delivered.
     """
     members = epochs.size
-    asked = np.zeros(members, bool)
+    asked = np.zeros(members, int)
     delivered = 0
     for r in range(summaries.shape[1]):
         rows = summaries[:, r]
@@ -213,7 +214,8 @@ def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report
                 logs = dict(zip(keys, values))
                 if members > 1 or labels is not None:
                     logs["member"] = int(i if labels is None else labels[i])
-                asked[i] = callbacks.epoch_end(int(epochs[i]), logs) or asked[i]
+                code = callbacks.epoch_end(int(epochs[i]), logs)  # every callback sees every epoch
+                asked[i] = asked[i] or code
         running = int(np.sum(status == Status.RUNNING))
         if report is not None:
             report.row(done + delivered, int(epochs.max()), running, dict(zip(keys, rows[0, 2:].tolist())))
@@ -222,11 +224,12 @@ def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report
     return epochs, status, asked, delivered
 
 
-def _stop_where(state, members):
-    """``(state, status)`` with the running members in the bool mask ``members`` stopped by a callback."""
+def _stop_where(state, codes):
+    """``(state, status)`` with each running member whose ``codes`` entry is non-zero stopped with that status (a
+    callback's ``Status.CALLBACK``, a scheduler's ``Status.SCHEDULER``)."""
     status = state.status
-    mask = jnp.asarray(np.asarray(members).reshape(np.shape(status)))
-    new = jnp.where(mask & (status == Status.RUNNING), Status.CALLBACK, status).astype(jnp.int32)
+    codes = jnp.asarray(np.asarray(codes).reshape(np.shape(status)), jnp.int32)
+    new = jnp.where((codes > 0) & (status == Status.RUNNING), codes, status).astype(jnp.int32)
     return state._replace(status=new), np.atleast_1d(np.asarray(jax.device_get(new))).astype(int)
 
 

@@ -24,6 +24,7 @@ class Status(enum.IntEnum):
     NON_FINITE = 5
     DIVERGED = 6
     CALLBACK = 7
+    SCHEDULER = 8
 
     @property
     def label(self) -> str:
