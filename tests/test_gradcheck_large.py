@@ -151,20 +151,10 @@ def test_the_large_path_holds_at_most_two_float64_copies_of_theta_in_one_call(la
 def test_the_large_path_checks_forward_mode_alone_without_a_candidate_gradient(large):
     """A rule JAX cannot run in reverse mode: forward mode is checked instead, and the large path holds no zero
     gradient for it (the dots of zeros are fused)."""
-    k = jax.random.split(jax.random.key(6), 2)
-    x = jax.random.normal(k[0], (6, 5))
-    w = jax.random.normal(k[1], (5,))
-
-    def make(scale):
-        @jax.custom_jvp
-        def wave(z):
-            return jnp.sin(z)
-
-        wave.defjvp(lambda p, t: (jnp.sin(p[0]), scale * jnp.cos(p[0]) * jnp.sign(t[0]) * jnp.abs(t[0])))
-        return lambda w: jnp.sum(wave(x @ w) ** 2)
+    from test_gradcheck_trust import W, _wave  # the rule without reverse mode, and its point
 
     for scale, verdict in ((1.0, "passed"), (1.3, "failed")):
-        small, big = _both(large, make(scale), w, mode="fast")
+        small, big = _both(large, _wave(scale), W, mode="fast")
         assert (small.verdict, big.verdict) == (verdict, verdict), big
         assert any("reverse mode is not implemented" in n for n in big.notes)
         _same_rows(small, big)
