@@ -116,6 +116,16 @@ class RowView(RowSource):
         return f"{len(self)} rows of {self.base!r}"
 
 
+def npy_header(fh) -> tuple:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``fh``'s position (left just after it),
+    without reading the data; ValueError for another format or version (jnn reads 1.0 and 2.0)."""
+    version = np.lib.format.read_magic(fh)
+    header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in header:
+        raise ValueError(f"format version {version} (jnn reads 1.0 and 2.0)")
+    return header[version](fh)
+
+
 class DiskArray(RowSource):
     """A 2-D ``.npy`` file read by rows with ``os.pread`` (see the module docstring).
 
@@ -134,11 +144,7 @@ class DiskArray(RowSource):
         path = Path(path)
         with open(path, "rb") as fh:
             try:
-                version = np.lib.format.read_magic(fh)
-                header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-                if version not in header:
-                    raise ValueError(f"format version {version} (jnn reads 1.0 and 2.0)")
-                shape, fortran, dtype = header[version](fh)
+                shape, fortran, dtype = npy_header(fh)
             except ValueError as err:
                 raise ValueError(f"{str(path)!r} is not a .npy file jnn can read ({err})") from None
             offset = fh.tell()
@@ -241,4 +247,4 @@ def open_npy(path) -> DiskArray:
     return DiskArray(path)
 
 
-__all__ = ["CHUNK_BYTES", "DiskArray", "RowSource", "RowView", "check_finite", "in_memory", "open_npy"]
+__all__ = ["CHUNK_BYTES", "DiskArray", "RowSource", "RowView", "check_finite", "in_memory", "npy_header", "open_npy"]

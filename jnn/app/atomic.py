@@ -118,12 +118,14 @@ _KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_
           (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))  # fmt: skip
 
 
-def check_destination(path, name: str = "destination") -> None:
+def check_destination(path, name: str = "destination", *, links: bool = True) -> None:
     """Refuse a destination that exists and is neither a regular file nor a symbolic link.
 
     Args:
         path: the file about to be replaced.
         name: how messages call it (``--out``).
+        links: False refuses a symbolic link too (files that are appended to, or whose owner is judged by
+            reading them: a log, a summary, a plot).
 
     Raises:
         ValueError: ``path`` is a folder, a character or block device (``/dev/null``), a FIFO or a socket,
@@ -135,6 +137,9 @@ def check_destination(path, name: str = "destination") -> None:
         return
     except OSError as err:
         raise ValueError(f"{name} {str(path)!r} cannot be examined ({err.strerror})") from None
+    if stat.S_ISLNK(mode) and not links:
+        raise ValueError(f"{name} {str(path)!r} is a symbolic link; jnn never writes through links: remove it or give "
+                         "another path")  # fmt: skip
     if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
         return
     kind = next((k for test, k in _KINDS if test(mode)), "special file")

@@ -50,10 +50,7 @@ class CSVLogger(Callback):
         self._member = False
 
     def on_train_begin(self, run: RunInfo) -> None:
-        if self.path.is_symlink():
-            raise ValueError(f"path {str(self.path)!r} is a symbolic link; jnn never writes through links: give the "
-                             "file itself")  # fmt: skip
-        check_destination(self.path, "path")
+        check_destination(self.path, "path", links=False)
         if not self.path.parent.is_dir():
             raise ValueError(f"path's folder {str(self.path.parent)!r} does not exist")
         self._member = run.members > 1

@@ -113,10 +113,7 @@ def check_plot_destination(path, *, overwrite: bool = False, regenerated: bool =
         ValueError: naming ``name``, the file and what to do.
     """
     path = Path(path)
-    if path.is_symlink():
-        raise ValueError(f"{name} {str(path)!r} is a symbolic link; jnn never writes through links: remove it or give "
-                         "another path")  # fmt: skip
-    atomic.check_destination(path, name)
+    atomic.check_destination(path, name, links=False)
     if not path.exists():
         return
     if not is_jnn_png(path):

@@ -97,10 +97,7 @@ def check_summary_folder(folder, *, overwrite: bool = False, name: str = "--out"
         path = folder / fname
         if not os.path.lexists(path):
             continue
-        if path.is_symlink():
-            raise ValueError(f"{name}: {str(path)!r} is a symbolic link; jnn never writes through links or over "
-                             "them: remove it or give another folder")  # fmt: skip
-        atomic.check_destination(path, name)
+        atomic.check_destination(path, name, links=False)
         if fname == SUMMARY_RECORD:
             continue
         if record.get(fname) != _sha256(path):

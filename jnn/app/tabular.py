@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jnn.disk import npy_header
+
 #: How targets are read for each built-in loss: class labels, real values, or 0/1 columns.
 KIND_OF_LOSS = {"softmax": "classes", "binary": "classes", "mse": "values", "multilabel": "multilabel"}
 #: The kinds of targets a run's preprocessing knows.
@@ -477,9 +479,7 @@ def _check_npz_size(z, p: Path, what: str, bound=None) -> int:
     for name in z.files:
         try:
             with z.zip.open(name + ".npy") as m:
-                version = np.lib.format.read_magic(m)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(m)
+                shape, _, dtype = npy_header(m)
         except Exception as err:  # a member that is not an .npy array: np.load names it below
             raise ValueError(f"array {name!r}: {err}") from None
         if any(not isinstance(k, int) or k < 0 for k in shape):

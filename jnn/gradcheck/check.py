@@ -183,11 +183,6 @@ def _stored(leaf):
     return leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
 
 
-def _specs(xs) -> list:
-    """Float64 shape-and-dtype stand-ins for the point ``xs``: to trace or lower a function of it without a copy."""
-    return [jax.ShapeDtypeStruct(np.shape(x), jnp.float64) for x in xs]
-
-
 def _caller(f, base_args, nums, treedef, leaves, checked, dtypes=None):
     """``call(xs)``: f with the checked leaves ``xs`` put back into its arguments (cast to ``dtypes`` when
     given: f at its own precision)."""
@@ -360,7 +355,7 @@ def _setup(f, args, nums, tuple_nums, grad, seed) -> _Run:
         if not scalar:
             raise ValueError(f"grad= is for scalar f; f returns {_shapes(out)} (check its JAX derivative instead)")
         run.cand_fn, cand_dtype = _user_grad(grad, args if own else args64, nums, tuple_nums, treedef,
-                                             own_leaves if own else leaves, checked, _specs(run.stored), run.paths,
+                                             own_leaves if own else leaves, checked, P.specs(run.stored), run.paths,
                                              dtypes if own else None)  # fmt: skip
         run.name = "grad="
         if cand_dtype.itemsize < run.low.itemsize:
