@@ -3,7 +3,9 @@
 ``jnn.sweep.sweep(train, config, samples=N, search_seed=s, learning_rate=loguniform(1e-3, 0.3),
 keep_prob=uniform(0.5, 1.0), hidden=choice([(64,), (128, 128)]), seed=randint(0, 1000))`` draws ``N`` members:
 every distribution axis gets ``N`` independent draws from one NumPy ``Generator`` seeded by ``search_seed`` (the
-axes drawn in the order given), and a list axis must hold ``N`` values (one per member, as without ``samples``).
+axes drawn in the order given), the i-th draws of all of them making one member (one block, :mod:`jnn.axes`). A
+list axis beside them is a grid axis (every draw with each of its values) unless ``combine="zip"``, where it holds
+``N`` values, one per draw.
 The same ``search_seed`` draws the same members; the space, the number of samples and the seed are recorded in
 the sweep's result and folder (``sweep_run.json`` and ``sweep.json`` under ``search``).
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jnn import _validate as V
+from jnn.axes import Joint
 
 
 class Distribution:
@@ -140,7 +143,7 @@ def randint(low: int, high: int) -> RandInt:
 
 
 def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
-    """The members' axes of a random search: ``(axes as lists of samples values, record)``.
+    """The axes of a random search: ``(axes with every distribution drawn, record)``.
 
     Args:
         axes: ``{axis: Distribution or list}``.
@@ -148,12 +151,13 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
         search_seed: seed of the NumPy generator (an integer ≥ 0).
 
     Returns:
-        The axes with every distribution replaced by its N draws (lists unchanged), and the record
+        The axes with every distribution replaced by its N draws, all in one :class:`jnn.axes.Joint` block (lists
+        unchanged; :func:`jnn.axes.combine` makes the members), and the record
         ``{"space": {axis: distribution record, or "list"}, "samples": N, "search_seed": s}`` (None without
         ``samples``).
 
     Raises:
-        ValueError, TypeError: a distribution without ``samples``, a list axis without N values, bad ``samples``
+        ValueError, TypeError: a distribution without ``samples``, bad ``samples``
             or ``search_seed``.
     """
     drawn = [n for n, v in axes.items() if isinstance(v, Distribution)]
@@ -168,16 +172,8 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
         raise ValueError("samples=N draws members from distributions (jnn.sweep.uniform, loguniform, choice, "
                          "randint); no axis is one")  # fmt: skip
     rng = np.random.default_rng(seed)
-    out = {}
-    for name, v in axes.items():
-        if isinstance(v, Distribution):
-            out[name] = v.sample(rng, n)
-        else:
-            if not isinstance(v, (list, tuple, np.ndarray)) or len(v) != n:
-                got = len(v) if isinstance(v, (list, tuple, np.ndarray)) else type(v).__name__
-                raise ValueError(f"with samples={n} a list axis holds one value per member ({n}); {name!r} has {got}. "
-                                 f"Use jnn.sweep.choice({name}_values) to draw from a list")  # fmt: skip
-            out[name] = list(v)
+    block = object()  # the draws move together: member i is the i-th draw of every distribution
+    out = {name: Joint(v.sample(rng, n), block) if isinstance(v, Distribution) else v for name, v in axes.items()}
     space = {k: (v.to_dict() if isinstance(v, Distribution) else "list") for k, v in axes.items()}
     return out, {"space": space, "samples": n, "search_seed": seed}
 

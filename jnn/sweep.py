@@ -1,19 +1,20 @@
-"""Sweeps: train M members (seeds and hyperparameters) at once, in one compile.
+"""Sweeps: train M members (seeds and hyperparameters) at once, in one compile per shape.
 
 Every member is the run ``fit`` would do with its own seed, learning rate, λ and keep_prob: the
 hyperparameters are arrays in the state (λ and keep_prob in ``TrainState.hyper``, the learning rate in
 the optimiser state through ``optax.inject_hyperparams``), so the compiled epoch is the same whatever
-the values. On a CPU (``workers >= 2``) each member runs that program, its fit's, and the members' calls run
-side by side in threads (:mod:`jnn.train.member_threads`): each member is bit for bit its fit. With one worker
-(the default on an accelerator) ``jax.vmap`` runs all members in one dispatch per epoch. Each member has its own
-early-stopping state; a member that has stopped is frozen (its params, history and counters no longer
-change) while the others go on, and the sweep ends when every member has stopped.
+the values. The axes make members as a grid unless the call pairs them (:mod:`jnn.axes`), or by a random
+search (:mod:`jnn.search`). Two strategies run them (:mod:`jnn.train.strategy`): ``"programs"`` (the default on a
+CPU) runs each member through its fit's own program, in threads and over the devices
+(:mod:`jnn.train.member_threads`), each member bit for bit its fit; ``"stacked"`` (the default on an accelerator)
+runs the members in ``jax.vmap``-ed batches, the member axis sharded over the devices, each member equal to its fit
+to rounding. Each member has its own early-stopping state; a member that has stopped is frozen (its params, history
+and counters no longer change) while the others go on, and the sweep ends when every member has stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jnn import _validate as V
 from jnn.data import Dataset
@@ -30,6 +32,8 @@ from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.schedulers import SuccessiveHalving
+from jnn.axes import combine as combine_axes
+from jnn.axes import grid, zipped
 from jnn.search import choice, draw, loguniform, randint, uniform
 from jnn.task import Task
 from jnn.train import epoch as epoch_module
@@ -46,6 +50,7 @@ from jnn.train.progress import Progress
 from jnn.train.repacking import PackedCaller
 from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import STATUS
+from jnn.train.strategy import Plan, check_strategy, label, local_devices, stacked_devices
 from jnn.train.streaming import StreamCaller
 
 #: Axes that set a :class:`TrainConfig` field (its fields declared ``sweep=True``), for any model.
@@ -54,21 +59,6 @@ CONFIG_AXES = SWEEP_FIELDS
 #: with a task, :data:`CONFIG_AXES` and any name in ``task.hyper``. ``hidden`` and ``batch_size`` change shapes:
 #: members are trained in groups of one shape.
 AXES = CONFIG_AXES + MLP_SWEEP_FIELDS
-
-
-def grid(**axes) -> dict[str, list]:
-    """The Cartesian product of axes, as equal-length member lists.
-
-    Example:
-        >>> grid(seed=[0, 1], l2=[0.0, 1e-4])
-        {'seed': [0, 0, 1, 1], 'l2': [0.0, 0.0001, 0.0, 0.0001]}
-    """
-    names = list(axes)
-    for n in names:
-        if not isinstance(n, str) or not n.isidentifier():
-            raise ValueError(f"sweep axis names must be identifiers such as 'l2'; got {n!r}")
-    combos = list(itertools.product(*(list(axes[n]) for n in names)))
-    return {n: [c[i] for c in combos] for i, n in enumerate(names)}
 
 
 def _check_axes(axes: dict, allowed, *, any_name: bool = False) -> tuple[dict, int]:
@@ -154,16 +144,18 @@ class SweepResult:
             :func:`jnn.load_run`.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
-        pack_sizes: the members computed per epoch, in order, over its shape groups in turn: with threads, the
-            members running at the start and after each change; with one worker, the vmapped batch sizes
-            (``repack``: the running members, rounded up to a power of two).
+        pack_sizes: the members computed per epoch, in order, over its shape groups in turn: ``"programs"``, the
+            members running at the start and after each change; ``"stacked"``, the vmapped batch sizes (re-packed:
+            the running members, rounded up to a power of two).
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
         models: each member's model (its :class:`jnn.MLP`, or the task; see :meth:`refit`).
         descriptions: what a run folder would record of each member's model (``Task.describe`` /
             ``MLP.describe``: the MLP's fields and widths, or a task's loss, metrics, hyper and parameter shapes).
-        workers: the threads the members ran in, side by side (1 for ``exact=True``; see ``sweep(workers=)``).
+        workers: the threads the members ran in, side by side (1 for ``"stacked"``; see ``sweep(workers=)``).
+        strategy: ``"programs"`` or ``"stacked"`` (see :mod:`jnn.train.strategy`).
+        devices: each member's device (``"cpu:3"``).
 
     With members of different shapes (a ``hidden`` axis), ``params`` is a list with each member's params
     and ``state`` a list with each group's stacked state; otherwise both are stacked over all M members.
@@ -188,6 +180,8 @@ class SweepResult:
     models: tuple = ()
     descriptions: tuple = ()
     workers: int = 1
+    strategy: str = "programs"
+    devices: tuple = ()
     inputs: dict = field(default_factory=dict, repr=False, compare=False)
     search: dict | None = None
 
@@ -196,7 +190,8 @@ class SweepResult:
 
         A vmapped member equals its fit only to rounding (batched matrix products may round differently in the
         last bits), and over many epochs the two can stop at different epochs; the refit is the
-        member as a single run, bit for bit what ``fit`` gives (``sweep(..., exact=True)`` trains every member so).
+        member as a single run, bit for bit what ``fit`` gives (``sweep(..., strategy="programs")`` trains every
+        member so).
 
         Args:
             k: the member.
@@ -229,7 +224,10 @@ class SweepResult:
         b = self.best()
         groups = f", {len(self.groups)} shape groups" if len(self.groups) > 1 else ""
         best = f"member {b['member']} by {self.best_rule()}: {fmt(self.best_value())}"
-        return [("members", f"{len(self.rows)}{groups}, workers={self.workers}, {self.seconds:.1f} s"),
+        where = f"{self.strategy}, workers={self.workers}" if self.strategy == "programs" else self.strategy
+        spread = len(set(self.devices))
+        where += f", {spread} devices" if spread > 1 else ""
+        return [("members", f"{len(self.rows)}{groups}, {where}, {self.seconds:.1f} s"),
                 ("params (all members)", params_line(self.params)), ("best", best)]  # fmt: skip
 
     def _columns(self) -> list[str]:
@@ -280,16 +278,17 @@ def sweep(
     val: Dataset | None = None,
     test: Dataset | None = None,
     class_weight=None,
-    repack: bool | None = None,
     optimizer=None,
     callbacks=None,
-    exact: bool = False,
+    combine: str = "grid",
+    strategy: str | None = None,
     workers: int | None = None,
+    devices=None,
     samples: int | None = None,
     search_seed: int = 0,
     **axes,
 ) -> SweepResult:
-    """Train one member per value along the given axes, all at once under ``jax.vmap``, in one compile.
+    """Train one member per combination of the axes' values, all at once, in one compile per shape.
 
     Args:
         train: training data (each member holds out its validation split as ``fit`` would, unless ``val``
@@ -300,13 +299,6 @@ def sweep(
         val: explicit validation data shared by every member.
         test: optional test set; each member's test loss and metrics go in the table.
         class_weight: per-class loss weights, as in :func:`jnn.fit`.
-        repack: with one worker (one vmapped batch of all members), stop computing stopped members: once the
-            running members fit in half the batch, only they run, in a batch of the next power of two, at fixed
-            epochs (see :mod:`jnn.train.repacking`); a member may round differently in a smaller batch, so the
-            results equal the plain sweep's only to rounding (the same sweep gives the same bits run after run),
-            and with a :class:`jnn.SweepFolder` it is refused (a resume would not be bit for bit). With
-            ``workers >= 2`` a stopped member is never run anyway and the flag changes nothing. None (default):
-            True, except with one worker and a SweepFolder.
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
             ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
             function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =
@@ -317,20 +309,28 @@ def sweep(
             most one :class:`jnn.Progress` (default ``Progress()``), shown per shape group: its bar counts
             the members still running, its lines (``log_every=k``) too; at most one :class:`jnn.SweepFolder`
             (the sweep's folder: lock, checkpoints, resume).
-        exact: train the members one after another through :func:`jnn.fit` in this thread, so that each is bit
-            for bit its own fit on any device (in threads, ``workers >= 2``, they already are, faster; in one
-            vmapped batch they equal their fits only to rounding, see :meth:`SweepResult.refit`); it takes no
-            callbacks.
-        workers: threads that run the members side by side, each member through its own fit's program (see
-            :mod:`jnn.train.member_threads`): bit for bit its fit, whatever the number; 1: all members in one
-            vmapped batch, equal to their fits to rounding. None: the cores this process may use when jax runs on
-            the CPU, else 1. A sweep folder records it and a resume must use the same.
+        combine: how the list axes make members (:mod:`jnn.axes`): ``"grid"`` (default), every combination of
+            their values (``keep_prob=[0.7, 0.9], seed=[0, 1, 2]``: 6 members); ``"zip"``, the lists paired one to
+            one (all the same length: 3 members for ``keep_prob=[0.5, 0.7, 0.9], seed=[0, 1, 2]``). Axes from
+            :func:`grid` or :func:`zipped` move together under either rule.
+        strategy: how the members run (:mod:`jnn.train.strategy`): ``"programs"``, each member its own fit's
+            program, the members side by side in ``workers`` threads and on ``devices``: each member bit for bit
+            its own fit; ``"stacked"``, the members in ``jax.vmap``-ed batches (a stopped member leaves the batch,
+            :mod:`jnn.train.repacking`, except with a :class:`jnn.SweepFolder`), the member axis sharded over
+            ``devices``: each equal to its fit to rounding (:meth:`SweepResult.refit` gives its fit's bits).
+            None: ``"programs"`` when jax runs on the CPU, else ``"stacked"``. A sweep folder records it and a
+            resume must use the same.
+        workers: ``"programs"``'s threads (None: the cores this process may use on a CPU, else the number of
+            devices); any number gives the same bits.
+        devices: the devices the members spread over: None (every local device of the default backend), a count
+            (the first ``n``) or a list of ``jax.Device``; member ``i`` of ``"programs"`` runs on
+            ``devices[i % n]``. Each member's device is recorded (``SweepResult.devices``, ``sweep.json``).
         samples: a random search of N members: every axis given as a distribution (:func:`uniform`,
             :func:`loguniform`, :func:`choice`, :func:`randint`) is drawn N times, a list axis holds N values;
             the space is recorded in ``SweepResult.search`` and the sweep folder (see :mod:`jnn.search`).
         search_seed: the random search's seed (the same seed draws the same members).
-        **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``l2``, ``keep_prob``),
-            each a list with one value per member (all the same length; see :func:`grid`), or with ``samples`` a
+        **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``hidden``, ``l2``,
+            ``keep_prob``, ``batch_size``), each a list of values (combined by ``combine``), or with ``samples`` a
             distribution.
 
     Returns:
@@ -340,15 +340,24 @@ def sweep(
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
     """
     config = _check_args(config, train, val, test)
+    replaced = [n for n in ("repack", "exact") if n in axes]
+    if replaced:
+        raise TypeError(f"sweep({replaced[0]}=...) is replaced by strategy=: 'programs' (each member its own fit's "
+                        "program, bit for bit its fit; was exact=True or workers >= 2) or 'stacked' (vmapped "
+                        "batches, re-packed as members stop; was workers=1)")  # fmt: skip
     axes, search = draw(axes, samples, search_seed)
-    for name, flag in (("repack", repack), ("exact", exact)):
-        if not isinstance(flag, bool) and not (name == "repack" and flag is None):
-            raise TypeError(f"{name} must be True or False; got {flag!r}")
+    axes = combine_axes(axes, combine)
+    if search is not None:
+        search = {**search, "combine": combine}
+    strategy = check_strategy(strategy)
+    devices = local_devices(devices)
     if workers is not None:
         V.check_int("workers", workers, low=1, high=1024)
-    workers = default_workers() if workers is None else workers
-    if exact and callbacks:
-        raise ValueError("exact=True trains each member through jnn.fit and takes no callbacks; leave them out")
+        if strategy != "programs" and workers != 1:
+            raise ValueError(f"workers is the threads of strategy='programs'; strategy={strategy!r} runs one batched "
+                             f"program at a time: leave workers out (got workers={workers!r})")  # fmt: skip
+    workers = (default_workers() if jax.default_backend() == "cpu" else len(devices)) if workers is None else workers
+    workers = workers if strategy == "programs" else 1
     given = check_callbacks(callbacks)
     wrong = [i for i, cb in enumerate(given) if isinstance(cb, RunStore)]
     if wrong:
@@ -357,13 +366,6 @@ def sweep(
     report = at_most_one(given, Progress)
     report = Progress() if report is None else report
     store = at_most_one(given, SweepStore)
-    threads = workers > 1  # each member in its own program: stopped ones are never run (jnn.train.member_threads)
-    if store is not None and repack and not threads:
-        raise ValueError("repack=True cannot go with a SweepFolder when the members run in one batch (workers=1): "
-                         "re-packing changes the batch a member runs in, so a resumed sweep would not be bit for "
-                         "bit the uninterrupted one; use workers >= 2 (each member its own program) or "
-                         "repack=False")  # fmt: skip
-    repack = (store is None or threads) if repack is None else repack
     others = tuple(cb for cb in given if cb is not report and cb is not store)
     cbs = CallbackList(((store,) if store is not None else ()) + others)  # the report is started per shape group
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation) and not callable(optimizer):
@@ -387,24 +389,19 @@ def sweep(
               "lr_axis": "learning_rate" in axes}  # fmt: skip
     t0 = time.perf_counter()
     records = [{k: [] for k in groups[0].keys} for _ in members]
-    if exact:
-        for g in groups:
-            g.run_exact(records, inputs, report)
-        result, _ = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
-                                  report, cbs, t0, trained=True)  # fmt: skip
-        return dataclasses.replace(result, inputs=inputs, search=search)
+    plan = Plan(strategy, workers, tuple(devices), repack=store is None)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
-        store.open(_sweep_meta(config, axes, groups, len(members), workers, search), config, data=(train, val))
+        store.open(_sweep_meta(config, axes, groups, len(members), plan, search), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
     try:
-        result, halt = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack,
-                                     report, cbs, t0, store, workers=workers)  # fmt: skip
+        result, halt = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, plan,
+                                     report, cbs, t0, store)  # fmt: skip
     except BaseException as err:
         cbs.train_abort(err)
         raise
-    result = dataclasses.replace(result, inputs=inputs, workers=workers, search=search)
+    result = dataclasses.replace(result, inputs=inputs, search=search)
     cbs.train_end(result)
     if halt is not None:
         raise Interrupted(result, halt)
@@ -420,30 +417,28 @@ def _member_descriptions(groups, m: int) -> list[dict]:
     return described
 
 
-def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, workers: int, search: dict | None = None) -> dict:
+def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, plan: Plan, search: dict | None = None) -> dict:
     """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model,
-    the threads (one worker runs a vmapped batch, which rounds otherwise) and the members of each shape group."""
+    the strategy, threads and devices, and the members of each shape group."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
     return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
-            "members_model": _member_descriptions(groups, m), "workers": workers,
+            "members_model": _member_descriptions(groups, m), "strategy": plan.strategy, "workers": plan.workers,
+            "devices": [label(d) for d in plan.devices],
             "groups": [[int(i) for i in g.index] for g in groups],
             **({"search": search} if search else {})}  # fmt: skip
 
 
-def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, repack, report, cbs,
-                  t0, store=None, trained: bool = False, workers: int = 1):  # fmt: skip
-    """Train the shape groups in turn (a group kept by ``store`` goes on from there; ``trained``: they were, by
-    :meth:`_Group.run_exact`) and gather the result: ``(SweepResult, halt)``."""
+def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, plan: Plan, report, cbs,
+                  t0, store=None):  # fmt: skip
+    """Train the shape groups in turn as ``plan`` says (a group kept by ``store`` goes on from there) and gather
+    the result: ``(SweepResult, halt)``."""
     halt, epoch_seconds, pack_sizes = None, [], []
     for n, g in enumerate(groups):
-        if trained:
-            epoch_seconds += g.epoch_seconds
-            continue
         if report.log_every and len(groups) > 1:
             report.say(f"shape group {n + 1}/{len(groups)}: {g.label} ({len(g.index)} members)")
         if halt is None:
             mine = [records[i] for i in g.index]
-            caller = g.caller(repack, cbs, workers)
+            caller = g.caller(plan, cbs)
             try:
                 state, data = g.initial(class_weight, warm=getattr(caller, "warm", None))
                 kept = None if store is None else store.restore(n, state, g.keys)
@@ -451,6 +446,7 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
                     state, histories = kept
                     for rec, old in zip(mine, histories):
                         rec.update({k: list(v) for k, v in old.items()})
+                state, data = g.shard(plan, state), g.shard(plan, data)
                 if store is not None:
                     store.group_begin(n, mine)
                 halt = g.run(records, state, data, caller, report, cbs)
@@ -482,8 +478,19 @@ def _sweep_groups(groups, members, records, config, model, axes, train, test, cl
                          config.monitored().monitor, seconds, tuple(epoch_seconds), config.monitored().direction,
                          widths[0] if one and widths else None, tuple(ct.hyper), int(train.x.shape[1]),
                          tuple(pack_sizes), widths, tuple(tuple(g.index) for g in groups), stacked,
-                         tuple(m for _, _, m in members), tuple(described))  # fmt: skip
+                         tuple(m for _, _, m in members), tuple(described), plan.workers, strategy=plan.strategy,
+                         devices=tuple(_member_devices(groups, plan, len(members))))  # fmt: skip
     return result, halt
+
+
+def _member_devices(groups, plan: Plan, m: int) -> list[str]:
+    """Each member's device (``"cpu:3"``), in member order: where its last call ran (read from the arrays it
+    returned), or where the plan puts it for a member that ran no call in this process (a resumed, finished one)."""
+    out = [None] * m
+    for g in groups:
+        for i, planned, seen in zip(g.index, g.devices(plan), g.ran_on):
+            out[i] = label(planned if seen is None else seen)
+    return out
 
 
 def _shape_groups(members) -> list[list[int]]:
@@ -537,6 +544,7 @@ class _Group:
         self.keys = self.ct.history_keys(has_lr)
         self.descriptions = [m.describe(self.ct, abstract) for _, _, m in self.members]
         self.state, self.epoch_seconds, self.pack_sizes, self.final = None, [], [], None
+        self.ran_on = [None] * len(self.members)  # the device each member's last call ran on (see run)
 
     def member_tx(self, c: TrainConfig, hyper: dict):
         """The optimiser of one member (built from its hyperparameters for a function; else the group's)."""
@@ -561,31 +569,35 @@ class _Group:
         """The group's first states and epoch arrays, stacked (see :func:`_stacked`; ``warm``)."""
         return _stacked(self, class_weight, warm)
 
-    def run_exact(self, records: list, inputs: dict, report) -> None:
-        """Train the group's members one after another through :func:`jnn.fit` (each bit for bit its own fit);
-        their histories fill ``records`` and the group's state is their states stacked."""
-        from jnn.train.loop import fit
+    def devices(self, plan: Plan) -> list:
+        """The device each of the group's members runs on: ``"programs"`` member ``j`` on ``devices[j % n]``;
+        ``"stacked"`` the members sharded in equal blocks over :func:`jnn.train.strategy.stacked_devices`."""
+        k = len(self.members)
+        if plan.strategy == "programs":
+            return [plan.devices[j % len(plan.devices)] for j in range(k)]
+        used = stacked_devices(list(plan.devices), k)
+        return [used[j // (k // len(used))] for j in range(k)]
 
-        states = []
-        for i, (c, hyper, m) in zip(self.index, self.members):
-            tx = _fit_optimizer(inputs["optimizer"], c, hyper, self.extra, inputs["lr_axis"])
-            r = fit(inputs["train"], c, task=m.with_hyper(hyper), val=inputs["val"],
-                    class_weight=inputs["class_weight"], optimizer=tx, callbacks=[report])  # fmt: skip
-            records[i].update({k: list(r.history[k]) for k in self.keys})
-            states.append(r.state)
-            self.epoch_seconds += list(r.epoch_seconds)
-        self.state = jax.tree.map(lambda *a: jnp.stack(a), *states)
-        self.pack_sizes = []
+    def shard(self, plan: Plan, tree):
+        """``"stacked"`` over several devices: ``tree`` (stacked state or epoch arrays) with its member axis
+        sharded over them; else ``tree`` as it is."""
+        used = stacked_devices(list(plan.devices), len(self.members))
+        if plan.strategy != "stacked" or len(used) == 1:
+            return tree
+        sharding = NamedSharding(Mesh(np.array(used), ("members",)), PartitionSpec("members"))
+        return jax.tree.map(lambda a: jax.device_put(a, sharding) if getattr(a, "ndim", 0) else a, tree)
 
-    def caller(self, repack: bool, cbs=None, workers: int = 1):
-        """The caller that trains the group's members (see :meth:`run`): with ``workers > 1`` a
-        :class:`jnn.train.member_threads.MemberThreads` running each member's own program in threads, else a
-        :class:`jnn.train.repacking.PackedCaller` of one vmapped batch (``repack``: of the running members)."""
+    def caller(self, plan: Plan, cbs=None):
+        """The caller that trains the group's members (see :meth:`run`): ``"programs"``, a
+        :class:`jnn.train.member_threads.MemberThreads` running each member's own program in threads on its
+        device; ``"stacked"``, a :class:`jnn.train.repacking.PackedCaller` of one vmapped batch (re-packed as
+        members stop when ``plan.repack`` and the batch is on one device)."""
+        workers = plan.workers
         ct, config = self.ct, self.config
         n_train = len(self.splits[0][0])
         tx_key = optimizer_key(config, config.steps_per_epoch(n_train), self.optimizer, self.extra)
         has_val = self.splits[0][1] is not None
-        threads = workers > 1 and len(self.members) > 1
+        threads = plan.strategy == "programs"
         streamed = isinstance(self.splits[0][0].x, RowSource)
         if streamed:  # the members' minibatches are read from the source
             spec = program_spec(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
@@ -599,8 +611,10 @@ class _Group:
                                     noise_budget=budget)  # fmt: skip
         if threads:
             member_data = (lambda data, i: _streamed_member(source, data, i)) if streamed else None
-            return MemberThreads(inner, len(self.members), workers=workers, member_data=member_data)
-        return PackedCaller(inner, len(self.members), enabled=repack)
+            devices = self.devices(plan) if len(plan.devices) > 1 else None
+            return MemberThreads(inner, len(self.members), workers=workers, member_data=member_data, devices=devices)
+        one = len(stacked_devices(list(plan.devices), len(self.members))) == 1
+        return PackedCaller(inner, len(self.members), enabled=plan.repack and one)
 
     def run(self, records: list, state, data, caller, report, cbs=None):
         """Train the group's members from the stacked ``state`` (their first state, or a resumed sweep's) on the
@@ -615,7 +629,21 @@ class _Group:
         finally:
             report.close()
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
+        self.ran_on = _ran_on(caller, self.state, len(self.members))
         return halt
+
+
+def _ran_on(caller, state, k: int) -> list:
+    """The device each of ``k`` members ran on: a :class:`MemberThreads`'s record of its calls, or the devices that
+    hold each member's row of the stacked ``state`` (None where unknown)."""
+    if isinstance(caller, MemberThreads):
+        return [caller.ran_on.get(j) for j in range(k)]
+    leaf = jax.tree.leaves(state)[0]
+    out = [None] * k
+    for device, index in leaf.sharding.devices_indices_map(leaf.shape).items():
+        for j in range(k)[index[0]]:
+            out[j] = device if out[j] is None else out[j]
+    return out
 
 
 def _fit_optimizer(optimizer, c: TrainConfig, hyper: dict, extra, lr_axis: bool):
@@ -624,7 +652,7 @@ def _fit_optimizer(optimizer, c: TrainConfig, hyper: dict, extra, lr_axis: bool)
     if optimizer is None or isinstance(optimizer, optax.GradientTransformation):
         if optimizer is not None and lr_axis:
             raise ValueError("a sweep over learning_rate with one optax object cannot train a member through fit "
-                             "(exact=True, refit): its rate is set in the vmapped state; give a function of the "
+                             "(refit): its rate is set in the vmapped state; give a function of the "
                              "hyperparameters instead (optimizer=lambda h: ...)")  # fmt: skip
         return optimizer
     return from_hyperparams(optimizer, {"learning_rate": c.learning_rate, **{n: hyper[n] for n in extra}})
@@ -766,4 +794,4 @@ def format_table(rows: list[dict]) -> str:
 
 
 __all__ = ["AXES", "CONFIG_AXES", "SuccessiveHalving", "SweepResult", "choice", "format_table", "grid", "loguniform",
-           "members_of", "randint", "sweep", "uniform"]  # fmt: skip
+           "members_of", "randint", "sweep", "uniform", "zipped"]  # fmt: skip

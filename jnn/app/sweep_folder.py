@@ -124,11 +124,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
                      if old.get(k) != json.loads(json.dumps(meta.get(k)))]  # fmt: skip
             if diffs:
                 raise ValueError(f"{str(record)!r} is from another sweep; differences: " + "; ".join(diffs))
-            stored = old.get("workers", 1)  # sweeps recorded before threads ran in one
-            if stored != meta.get("workers"):
-                raise ValueError(f"{str(record)!r} was swept with workers={stored}, now workers={meta.get('workers')}: "
-                                 "the threads set the batches the members run in, so a resume goes on with the "
-                                 f"same number (bit for bit); pass workers={stored} (--workers {stored})")  # fmt: skip
+            check_same_plan(record, old, meta)
             return
         if not record.exists() and not self.overwrite:
             foreign = sorted(p.name for p in self.path.iterdir() if p.name != lock.LOCK_NAME)
@@ -214,6 +210,27 @@ class SweepFolder(SweepStore, lock.HoldsLock):
 
     def on_train_abort(self, error: BaseException) -> None:
         self._release()
+
+
+def stored_strategy(meta: dict) -> str:
+    """The strategy a sweep record names (records from before strategies: ``workers`` 1 ran one vmapped batch,
+    ``"stacked"``; more ran each member's program, ``"programs"``)."""
+    return meta.get("strategy") or ("stacked" if meta.get("workers", 1) == 1 else "programs")
+
+
+def check_same_plan(record: Path, old: dict, meta: dict) -> None:
+    """Refuse to resume the sweep recorded as ``old`` with another strategy, or ``"stacked"`` over another number
+    of devices: either changes the arithmetic a member runs, so the resumed sweep would not be bit for bit the
+    uninterrupted one. (``"programs"`` runs each member's own program: any threads, any device of the kind.)"""
+    was, now = stored_strategy(old), meta.get("strategy")
+    if was != now:
+        raise ValueError(f"{str(record)!r} was swept with strategy={was!r}, now strategy={now!r}: the strategy sets "
+                         "the program a member runs, so a resume goes on with the same (bit for bit); pass "
+                         f"strategy={was!r} (--strategy {was})")  # fmt: skip
+    before, after = len(old.get("devices") or [None]), len(meta.get("devices") or [None])
+    if now == "stacked" and before != after:
+        raise ValueError(f"{str(record)!r} was swept stacked over {before} devices, now {after}: sharding the members "
+                         f"otherwise changes their arithmetic; pass devices={before}")  # fmt: skip
 
 
 def sweep_identity(meta: dict) -> str:

@@ -62,13 +62,18 @@ class MemberThreads:
     Args:
         inner: the caller of one member's program (``inner(state, data, n)`` with one member's state and data).
         members: M.
-        workers: threads, at least 2 (see :func:`default_workers`).
+        workers: threads, at least 1 (see :func:`default_workers`).
         member_data: ``member_data(data, i)``, member ``i``'s data for ``inner`` from the stacked ``data``
             (default: its row of every array).
+        devices: the devices the members run on, member ``i`` on ``devices[i % len(devices)]`` (its state and data
+            are moved there for its calls and its new state back to the stacked state's device); None: where the
+            stacked state is.
     """
 
-    def __init__(self, inner, members: int, *, workers: int, member_data=None):
-        self.inner, self.members, self.workers = inner, int(members), max(2, int(workers))
+    def __init__(self, inner, members: int, *, workers: int, member_data=None, devices=None):
+        self.inner, self.members, self.workers = inner, int(members), max(1, int(workers))
+        self.devices = list(devices) if devices else []
+        self.ran_on: dict[int, object] = {}  # member -> the device its last call ran on (read from its output)
         self.member_data = _row_data if member_data is None else member_data
         self._pool = ThreadPoolExecutor(self.workers)
         self.sizes: list[int] = []
@@ -108,16 +113,28 @@ class MemberThreads:
                 self._warming.append(self._pool.submit(self.inner.compile_for, one, jax.eval_shape(row, full_data, i)))
         self._warming.append(self._pool.submit(lambda: [fn.lower(*args).compile() for fn, args in moves]))
 
+    def device_of(self, i: int):
+        """The device member ``i`` runs on (None: where the stacked state is)."""
+        return self.devices[i % len(self.devices)] if self.devices else None
+
+    def _put(self, tree, i: int):
+        """``tree`` on member ``i``'s device (its arrays; anything else as it is)."""
+        device = self.device_of(i)
+        if device is None:
+            return tree
+        return jax.tree.map(lambda a: jax.device_put(a, device) if isinstance(a, jax.Array) else a, tree)
+
     def _data_for(self, data, i: int):
         if self._data_key is not data:
             self._data_key, self._data_rows = data, {}
         if i not in self._data_rows:
-            self._data_rows[i] = self.member_data(data, i)
+            self._data_rows[i] = self._put(self.member_data(data, i), i)
         return self._data_rows[i]
 
-    def _run(self, states: list, datas: list, n: int) -> list:
-        """Run ``n`` epochs of every member given, in calls handed to the threads as they come free. Returns each
-        member's ``(state, rows [n, width], suspect)``."""
+    def _run(self, states: list, datas: list, n: int, ids=None) -> list:
+        """Run ``n`` epochs of every member given (the members ``ids``, default ``0, 1, ...``), in calls handed to the
+        threads as they come free. Returns each member's ``(state, rows [n, width], suspect)``."""
+        ids = list(range(len(states))) if ids is None else [int(i) for i in ids]
         k = len(states)
         threads = min(self.workers, k)
         chunk = -(-n // (threads // math.gcd(k, threads)))  # k * n / chunk calls in all: a multiple of the threads
@@ -148,6 +165,7 @@ class MemberThreads:
                     return
                 with cond:
                     states[i] = new
+                    self.ran_on[ids[i]] = next(iter(jax.tree.leaves(new)[0].devices()))
                     rows[i].append(np.asarray(r)[:c])
                     suspect[i] |= bool(bad)
                     last = rows[i][-1][c - 1]  # the summary row of the call's last epoch: epoch, status, ...
@@ -176,10 +194,13 @@ class MemberThreads:
             ids = np.flatnonzero(np.asarray(jax.device_get(state.status)) == Status.RUNNING)
             if not self.sizes or self.sizes[-1] != len(ids):
                 self.sizes.append(len(ids))
-        outs = self._run([row(state, jnp.int32(i)) for i in ids], [self._data_for(data, int(i)) for i in ids], n)
+        states = [self._put(row(state, jnp.int32(i)), int(i)) for i in ids]
+        outs = self._run(states, [self._data_for(data, int(i)) for i in ids], n, ids)
+        home = next(iter(jax.tree.leaves(state)[0].devices())) if self.devices else None
         full = state
         for j, (i, o) in enumerate(zip(ids, outs)):
-            full = (set_row if j == 0 else set_row_in_place)(full, jnp.int32(i), o[0])  # in place after one copy
+            new = o[0] if home is None else jax.device_put(o[0], home)
+            full = (set_row if j == 0 else set_row_in_place)(full, jnp.int32(i), new)  # in place after one copy
         width, dtype = (outs[0][1].shape[1], outs[0][1].dtype) if outs else (1, np.float64)
         rows = np.full((self.members, n, width), np.nan, dtype)
         suspect = np.zeros(self.members, bool)
