@@ -16,9 +16,9 @@ and learning rates. Two figures are printed:
 
 Then a "staggered stops" sweep: M members with learning rates spread over 0.001-0.3 (log scale) and early
 stopping (patience 5, at most --stagger-epochs epochs), so that they stop at very different epochs. It is
-timed with re-packing (``jnn.sweep(repack=True)``; with threads, the default on a CPU, a stopped member is never
-run either way; with one worker the running members are gathered into a smaller batch) and without, both after a
-first run that compiled every program; the goal is a time within 1.3× of what the
+timed as ``strategy="stacked"`` with re-packing (the running members gathered into a smaller batch; with
+``"programs"``, the default on a CPU, a stopped member is never run) and without (a sweep folder keeps the batch
+whole), both after a first run that compiled every program; the goal is a time within 1.3× of what the
 needed member-epochs take: Σ epochs run by each member × (steady epoch of the full batch / M).
 
 Last, the command line's default recipe (``jnn sweep`` on MNIST-1D: the default 40-256-256-10 MLP, at most 300
@@ -35,14 +35,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 from _report import finish
 
 import jnn
 from jnn import Progress
-from jnn.sweep import sweep
+from jnn.sweep import sweep, zipped
 
 NET = jnn.MLP(hidden=(100, 100), keep_prob=0.8, l2=1e-4)
 RECIPE = dict(batch_size=100, optimizer="momentum", early_stopping=None, val_fraction=0.1)
@@ -52,14 +54,16 @@ def staggered(train, m: int, max_epochs: int) -> dict:
     """The staggered-stops sweep, with and without re-packing (second runs: every batch size compiled)."""
     lrs = [float(0.001 * 300 ** (i / max(m - 1, 1))) for i in range(m)]
     cfg = jnn.TrainConfig(**{**RECIPE, "early_stopping": jnn.EarlyStopping(patience=5)}, max_epochs=max_epochs)
-    axes = dict(seed=list(range(m)), learning_rate=lrs)
+    axes = zipped(seed=list(range(m)), learning_rate=lrs)
     print(f"staggered stops: {m} members, learning rates {lrs[0]:g}-{lrs[-1]:g}, patience 5", flush=True)
     seconds, runs = {}, {}
     for label, repack in (("repack", True), ("plain", False)):
-        sweep(train, cfg, task=NET, repack=repack, **axes)  # compiles every batch size it meets
-        t0 = time.perf_counter()
-        runs[label] = sweep(train, cfg, task=NET, repack=repack, **axes)
-        seconds[label] = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as tmp:  # a sweep folder keeps the stacked batch whole
+            folder = lambda n, r=repack, t=tmp: [] if r else [jnn.SweepFolder(Path(t) / n)]  # noqa: E731
+            sweep(train, cfg, task=NET, strategy="stacked", callbacks=folder("a"), **axes)  # compiles every batch
+            t0 = time.perf_counter()
+            runs[label] = sweep(train, cfg, task=NET, strategy="stacked", callbacks=folder("b"), **axes)
+            seconds[label] = time.perf_counter() - t0
         print(f"  {label}: {seconds[label]:.2f} s, members run {runs[label].pack_sizes}", flush=True)
     epochs = [r["epochs"] for r in runs["plain"].rows]
     assert epochs == [r["epochs"] for r in runs["repack"].rows]
@@ -80,7 +84,7 @@ def staggered(train, m: int, max_epochs: int) -> dict:
 
 def recipe(train, m: int) -> dict:
     """The default recipe's sweep of ``m`` members against their fits, end to end."""
-    axes = dict(seed=list(range(m)), keep_prob=[(0.7, 0.8, 0.9)[i % 3] for i in range(m)])
+    axes = zipped(seed=list(range(m)), keep_prob=[(0.7, 0.8, 0.9)[i % 3] for i in range(m)])
     cfg = jnn.TrainConfig()
     print(f"default recipe: {m} members over seed and keep_prob, max {cfg.max_epochs} epochs, patience 30", flush=True)
     jax.clear_caches()  # each side compiles its own program (see the module)
@@ -122,7 +126,7 @@ def main(argv=None) -> int:
         return 2
     train, _ = jnn.datasets.load("mnist1d")
     m, e = a.members, a.epochs
-    axes = dict(seed=list(range(m)), learning_rate=[0.01 + 0.01 * (i % 4) for i in range(m)])
+    axes = zipped(seed=list(range(m)), learning_rate=[0.01 + 0.01 * (i % 4) for i in range(m)])
 
     def run_sweep(epochs):
         return sweep(train, jnn.TrainConfig(**RECIPE, learning_rate=0.02, max_epochs=epochs), task=NET, **axes)

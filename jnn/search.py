@@ -142,6 +142,59 @@ def randint(low: int, high: int) -> RandInt:
     return RandInt(low, high)
 
 
+#: A distribution's record (``to_dict()``) kind -> its constructor, for :func:`space_from_dict`.
+KINDS = {"uniform": lambda d: uniform(d["low"], d["high"]), "loguniform": lambda d: loguniform(d["low"], d["high"]),
+         "choice": lambda d: choice(d["values"]), "randint": lambda d: randint(d["low"], d["high"])}  # fmt: skip
+_KEYS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "choice": {"values"}, "randint": {"low", "high"}}
+
+
+def space_from_dict(table: dict, where: str = "space") -> dict:
+    """A search space from its record, as ``jnn sweep --space SPACE.toml`` reads it.
+
+    Each entry is an axis: a table ``{kind = "loguniform", low = 1e-3, high = 0.3}`` (the form ``to_dict()`` and
+    the sweep folder's ``search.space`` record; kinds ``uniform``, ``loguniform``, ``choice`` with ``values``,
+    ``randint``) or a list of values (a grid axis). Example SPACE.toml::
+
+        learning_rate = {kind = "loguniform", low = 1e-3, high = 0.3}
+        keep_prob = {kind = "uniform", low = 0.5, high = 1.0}
+        hidden = {kind = "choice", values = [[64], [128, 128]]}
+        seed = [0, 1, 2]
+
+    Args:
+        table: ``{axis: table or list}``.
+        where: what to name in errors (the file).
+
+    Returns:
+        ``{axis: Distribution or list}`` (a choice's or list's inner lists as tuples: hidden widths).
+
+    Raises:
+        ValueError: an entry that is neither, an unknown kind, missing or extra keys, or bad bounds.
+    """
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{where} must hold at least one axis (a table with kind, or a list); got {table!r}")
+    tup = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
+    out = {}
+    for name, entry in table.items():
+        if isinstance(entry, list):
+            out[name] = [tup(v) for v in entry]
+            continue
+        if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
+            raise ValueError(f"{where}: axis {name!r} must be a list of values or a table with kind one of "
+                             f"{sorted(KINDS)}; got {entry!r}")  # fmt: skip
+        kind = entry["kind"]
+        keys = set(entry) - {"kind"}
+        if keys != _KEYS[kind]:
+            raise ValueError(f"{where}: axis {name!r} ({kind}) needs exactly the keys {sorted(_KEYS[kind])}; got "
+                             f"{sorted(keys)}")  # fmt: skip
+        given = {k: ([tup(v) for v in entry[k]] if k == "values" and isinstance(entry[k], list) else entry[k])
+                 for k in keys}  # fmt: skip
+        try:
+            out[name] = KINDS[kind](given)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{where}: axis {name!r}: {err}") from None
+    return out
+
+
 def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
     """The axes of a random search: ``(axes with every distribution drawn, record)``.
 
@@ -153,7 +206,7 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
     Returns:
         The axes with every distribution replaced by its N draws, all in one :class:`jnn.axes.Joint` block (lists
         unchanged; :func:`jnn.axes.combine` makes the members), and the record
-        ``{"space": {axis: distribution record, or "list"}, "samples": N, "search_seed": s}`` (None without
+        ``{"space": {axis: distribution record, or the list}, "samples": N, "search_seed": s}`` (None without
         ``samples``).
 
     Raises:
@@ -174,9 +227,10 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
     rng = np.random.default_rng(seed)
     block = object()  # the draws move together: member i is the i-th draw of every distribution
     out = {name: Joint(v.sample(rng, n), block) if isinstance(v, Distribution) else v for name, v in axes.items()}
-    space = {k: (v.to_dict() if isinstance(v, Distribution) else "list") for k, v in axes.items()}
+    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    space = {k: (v.to_dict() if isinstance(v, Distribution) else [plain(x) for x in v]) for k, v in axes.items()}
     return out, {"space": space, "samples": n, "search_seed": seed}
 
 
-__all__ = ["Choice", "Distribution", "LogUniform", "RandInt", "Uniform", "choice", "draw", "loguniform", "randint",
-           "uniform"]  # fmt: skip
+__all__ = ["KINDS", "Choice", "Distribution", "LogUniform", "RandInt", "Uniform", "choice", "draw", "loguniform",
+           "randint", "space_from_dict", "uniform"]  # fmt: skip

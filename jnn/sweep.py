@@ -26,14 +26,14 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jnn import _validate as V
+from jnn.axes import combine as combine_axes
+from jnn.axes import grid, zipped
 from jnn.data import Dataset
 from jnn.disk import RowSource, RowView, in_memory
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.schedulers import SuccessiveHalving
-from jnn.axes import combine as combine_axes
-from jnn.axes import grid, zipped
 from jnn.search import choice, draw, loguniform, randint, uniform
 from jnn.task import Task
 from jnn.train import epoch as epoch_module

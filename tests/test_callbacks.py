@@ -9,7 +9,7 @@ import pytest
 import jnn
 from jnn import RunFolder
 from jnn.datasets import load
-from jnn.sweep import sweep
+from jnn.sweep import sweep, zipped
 from jnn.train import EarlyStopping, TrainConfig, fit
 
 NET = jnn.MLP(hidden=(16,))
@@ -123,7 +123,7 @@ def test_bad_callbacks_are_refused_before_training(spirals):
 def test_a_sweep_member_stops_alone_and_the_others_are_unchanged(spirals):
     train, _ = spirals
     cfg = TrainConfig(**CFG)
-    axes = dict(seed=[0, 1, 2], learning_rate=[0.05, 0.1, 0.02])
+    axes = zipped(seed=[0, 1, 2], learning_rate=[0.05, 0.1, 0.02])
     rec = Recorder(stop_at=2, member=1)
     res = sweep(train, cfg, callbacks=[rec], **axes, task=NET)
     plain = sweep(train, cfg, **axes, task=NET)
@@ -269,7 +269,7 @@ def test_progress_prints_every_k_epochs_and_the_last_and_bar_false_prints_nothin
 def test_a_sweep_shows_one_progress_per_shape_group_and_takes_at_most_one(spirals, capsys):
     train, _ = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 4})
-    axes = dict(hidden=[(8,), (4,), (8,), (4,)], seed=[0, 1, 2, 3])
+    axes = zipped(hidden=[(8,), (4,), (8,), (4,)], seed=[0, 1, 2, 3])
     sweep(train, cfg, **axes, callbacks=[jnn.Progress(bar=False, log_every=2)], task=NET)
     lines = capsys.readouterr().out.splitlines()
     assert lines == [

@@ -12,7 +12,7 @@ import jnn
 from jnn import RunFolder
 from jnn.data import Dataset
 from jnn.debug import trace_counts
-from jnn.sweep import sweep
+from jnn.sweep import sweep, zipped
 from jnn.train import EarlyStopping, Keys, TrainConfig, fit
 from jnn.train import multi_epoch as calls_module
 from jnn.train.program import RUN
@@ -58,8 +58,8 @@ def test_epochs_per_call_changes_no_bit_and_a_stop_mid_call_lands_on_the_same_ep
 
 def test_a_sweep_runs_several_epochs_per_call_bit_for_bit():
     ds = _data()
-    a = sweep(ds, TrainConfig(**BASE, epochs_per_call=1), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2], task=NET)
-    b = sweep(ds, TrainConfig(**BASE, epochs_per_call=5), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2], task=NET)
+    a = sweep(ds, TrainConfig(**BASE, epochs_per_call=1), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2], task=NET, combine="zip")
+    b = sweep(ds, TrainConfig(**BASE, epochs_per_call=5), seed=[0, 1, 2], l2=[0.0, 1e-3, 1e-2], task=NET, combine="zip")
     assert _same(a.state, b.state) and _same(a.params, b.params)
     assert [h.metrics for h in a.histories] == [h.metrics for h in b.histories]
 
@@ -169,14 +169,15 @@ def test_a_users_task_object_is_compiled_once_per_object(fresh_programs):
     assert trace_counts()["run_epoch"] == before + 1
 
 
-def test_a_sweep_in_one_batch_repacks_its_running_members_at_fixed_epochs_whatever_the_call_lengths():
-    # One worker: all members in one vmapped batch (threads: tests/test_member_threads.py).
+def test_a_stacked_sweep_repacks_its_running_members_at_fixed_epochs_whatever_the_call_lengths(tmp_path):
+    # All members in one vmapped batch (each its own program: tests/test_member_threads.py).
     # Members stop at very different epochs (6 to 40, through their learning rates): 8 -> 4 -> 2 running.
     ds = _data(160)
-    axes = dict(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
+    axes = zipped(seed=list(range(8)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.005, 0.002])
     cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 40, "epochs_per_call": 3})
-    plain = sweep(ds, cfg, repack=False, workers=1, **axes, task=NET)
-    packed = sweep(ds, cfg, workers=1, **axes, task=NET)
+    # A sweep folder keeps the batch whole (a resume meets the batches the uninterrupted sweep ran).
+    plain = sweep(ds, cfg, strategy="stacked", callbacks=[jnn.SweepFolder(tmp_path / "sw")], **axes, task=NET)
+    packed = sweep(ds, cfg, strategy="stacked", **axes, task=NET)
     epochs = [r["epochs"] for r in plain.rows]
     assert min(epochs) < max(epochs) // 2  # staggered stops
     assert plain.pack_sizes == (8,) and packed.pack_sizes == (8, 4, 2)
@@ -185,7 +186,7 @@ def test_a_sweep_in_one_batch_repacks_its_running_members_at_fixed_epochs_whatev
     # Re-packing happens at multiples of REPACK_EVERY, never where a call happened to end: calls of 7 epochs (or
     # the timed default) give the same bits as calls of 3.
     for other in (7, None):
-        again = sweep(ds, dataclasses.replace(cfg, epochs_per_call=other), workers=1, **axes, task=NET)
+        again = sweep(ds, dataclasses.replace(cfg, epochs_per_call=other), strategy="stacked", **axes, task=NET)
         assert again.pack_sizes == packed.pack_sizes
         assert _same(again.state, packed.state) and again.rows == packed.rows
         assert [h.metrics for h in again.histories] == [h.metrics for h in packed.histories]
@@ -193,23 +194,31 @@ def test_a_sweep_in_one_batch_repacks_its_running_members_at_fixed_epochs_whatev
     # bits happen to agree, and the stopping epochs must.
     assert [r["epochs"] for r in packed.rows] == epochs
     assert _same(plain.state, packed.state) and _same(plain.params, packed.params)
-    with pytest.raises(TypeError, match="repack must be True or False; got 'yes'"):
-        sweep(ds, cfg, repack="yes", **axes, task=NET)
+    for old in ("repack", "exact"):  # the flags the strategies replaced: a clear error, not an unknown axis
+        with pytest.raises(TypeError, match=rf"sweep\({old}=...\) is replaced by strategy=: 'programs'"):
+            sweep(ds, cfg, **{old: True}, **axes, task=NET)
+    with pytest.raises(ValueError, match=r"strategy must be one of \['programs', 'stacked'\] .*; got 'threads'"):
+        sweep(ds, cfg, strategy="threads", **axes, task=NET)
+    with pytest.raises(ValueError, match="workers is the threads of strategy='programs'"):
+        sweep(ds, cfg, strategy="stacked", workers=2, **axes, task=NET)
 
 
-def test_members_in_threads_equal_one_thread_to_rounding_and_any_threads_give_the_same_bits():
-    # 9 members: 1 thread (one batch of 9), 2 or 4 threads (each member its own program).
+def test_members_as_programs_equal_the_stacked_batch_to_rounding_and_any_threads_give_the_same_bits(tmp_path):
+    # 9 members: stacked (one batch of 9, kept whole by a sweep folder), or programs in 1, 2 or 4 threads.
     ds = _data(160)
-    axes = dict(seed=list(range(9)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002])
+    axes = zipped(seed=list(range(9)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002])
     cfg = TrainConfig(**{**BASE, "early_stopping": EarlyStopping(patience=2), "max_epochs": 24})
-    runs = {w: sweep(ds, cfg, repack=False, workers=w, **axes, task=NET) for w in (1, 2, 4)}
-    assert [r.workers for r in runs.values()] == [1, 2, 4]
-    again = sweep(ds, cfg, repack=False, workers=2, **axes, task=NET)
+    stacked = sweep(ds, cfg, strategy="stacked", callbacks=[jnn.SweepFolder(tmp_path / "sw")], **axes, task=NET)
+    runs = {w: sweep(ds, cfg, strategy="programs", workers=w, **axes, task=NET) for w in (1, 2, 4)}
+    assert [r.workers for r in runs.values()] == [1, 2, 4] and stacked.workers == 1
+    assert (stacked.strategy, runs[2].strategy) == ("stacked", "programs")
+    again = sweep(ds, cfg, workers=2, **axes, task=NET)
     assert _same(again.state, runs[2].state) and again.rows == runs[2].rows
-    assert _same(runs[4].state, runs[2].state) and runs[4].rows == runs[2].rows  # own programs either way
+    for w in (1, 4):  # own programs either way
+        assert _same(runs[w].state, runs[2].state) and runs[w].rows == runs[2].rows
     for w in (2, 4):  # each member's rows, history and state are its own, whatever slice it ran in
-        assert [r["epochs"] for r in runs[w].rows] == [r["epochs"] for r in runs[1].rows]
-        rel = jnn.compare_grads(runs[1].params, runs[w].params, rtol=1e-5)
+        assert [r["epochs"] for r in runs[w].rows] == [r["epochs"] for r in stacked.rows]
+        rel = jnn.compare_grads(stacked.params, runs[w].params, rtol=1e-5)
         assert rel.max_rel_err <= 1e-5, str(rel)
     with pytest.raises(ValueError, match=r"workers must be an integer in \[1, 1024\]; got 0"):
         sweep(ds, cfg, workers=0, **axes, task=NET)
@@ -219,14 +228,16 @@ def test_members_in_threads_equal_one_thread_to_rounding_and_any_threads_give_th
 
 def test_a_second_sweep_of_the_same_shapes_compiles_nothing(fresh_programs):
     ds, cfg = _data(), TrainConfig(**{**BASE, "max_epochs": 4})
-    sweep(ds, cfg, seed=[0, 1], l2=[0.0, 1e-3], task=NET)
+    sweep(ds, cfg, strategy="stacked", seed=[0, 1], l2=[0.0, 1e-3], task=NET, combine="zip")
     before = trace_counts()["run_epoch"]
-    sweep(ds, cfg, seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9], task=NET)
+    sweep(ds, cfg, strategy="stacked", **zipped(seed=[2, 3], l2=[1e-2, 1e-4], keep_prob=[0.5, 0.9]), task=NET)
     assert trace_counts()["run_epoch"] == before
-    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET, workers=2)  # in threads: each member's own
-    assert trace_counts()["run_epoch"] == before  # program, whatever the number of members
-    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET, workers=1)  # one batch of three: another shape
-    assert trace_counts()["run_epoch"] == before + 1
+    sweep(ds, cfg, seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0], task=NET, combine="zip")  # programs: each member's own
+    programs = trace_counts()["run_epoch"]  # program (one compile), whatever the number of members
+    sweep(ds, cfg, seed=[5, 6, 7, 8, 9], l2=[1e-2], task=NET)
+    assert trace_counts()["run_epoch"] == programs
+    sweep(ds, cfg, strategy="stacked", **zipped(seed=[2, 3, 4], l2=[1e-2, 1e-4, 0.0]), task=NET)  # a batch of three:
+    assert trace_counts()["run_epoch"] == programs + 1  # another shape
 
 
 def test_a_custom_optax_chain_and_a_new_but_equal_mlp_task_compile_nothing_the_second_time(fresh_programs):

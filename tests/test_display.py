@@ -38,7 +38,7 @@ def test_a_sweep_result_shows_its_best_member_and_at_most_ten_rows(spirals):
     text = repr(res)
     lines = text.splitlines()
     assert lines[0] == "SweepResult(" and lines[-1] == ")" and len(lines) <= MAX_LINES
-    assert f"members: 12, workers={res.workers}" in text
+    assert f"members: 12, programs, workers={res.workers}" in text
     assert f"best: member {res.best()['member']} by {res.best_rule()}: " in text
     assert f"... {12 - MAX_ROWS} more" in text
     assert sum(1 for line in lines if line.strip().startswith(tuple("0123456789"))) == MAX_ROWS

@@ -13,7 +13,7 @@ import pytest
 
 import jnn
 from jnn.data import Dataset
-from jnn.sweep import sweep
+from jnn.sweep import sweep, zipped
 from jnn.train import EarlyStopping, TrainConfig
 from jnn.train.member_threads import MemberThreads, default_workers
 from jnn.train.members import put, row, set_row, set_row_in_place, stack, take
@@ -148,10 +148,10 @@ def test_each_member_is_bit_for_bit_its_own_fit_whatever_the_workers_or_the_othe
     task, extra = CASES[case]
     ds = _data()
     cfg = TrainConfig(batch_size=16, max_epochs=6, early_stopping=None, **extra)
-    axes = dict(seed=[0, 1, 2, 3, 4], keep_prob=[0.6, 0.7, 0.8, 0.9, 1.0])
+    axes = zipped(seed=[0, 1, 2, 3, 4], keep_prob=[0.6, 0.7, 0.8, 0.9, 1.0])
     base = sweep(ds, cfg, task=task, workers=2, **axes)
     perm = [4, 2, 0, 3, 1]
-    moved = sweep(ds, cfg, task=task, workers=3, **{k: [v[p] for p in perm] for k, v in axes.items()})
+    moved = sweep(ds, cfg, task=task, workers=3, combine="zip", **{k: [v[p] for p in perm] for k, v in axes.items()})
     for j, p in enumerate(perm):
         assert all(np.array_equal(a, b) for a, b in zip(_member(base, p), _member(moved, j))), (p, j)
     assert [h.metrics for h in moved.histories] == [base.histories[p].metrics for p in perm]
@@ -164,7 +164,7 @@ def test_each_member_is_bit_for_bit_its_own_fit_whatever_the_workers_or_the_othe
 
 def test_members_that_stop_early_are_not_run_and_the_others_are_bit_for_bit_the_same():
     ds = _data(160)
-    axes = dict(seed=list(range(7)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.01, 0.003])
+    axes = zipped(seed=list(range(7)), learning_rate=[0.3, 0.2, 0.1, 0.05, 0.03, 0.01, 0.003])
     cfg = TrainConfig(batch_size=16, max_epochs=30, early_stopping=EarlyStopping(patience=2), epochs_per_call=3)
     threaded = sweep(ds, cfg, task=jnn.MLP(hidden=(8,), keep_prob=0.8), workers=2, **axes)
     epochs = [r["epochs"] for r in threaded.rows]

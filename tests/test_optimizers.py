@@ -41,7 +41,7 @@ def test_a_sweep_with_one_optax_chain_equals_separate_fits(spirals):
     def chain(lr):
         return optax.chain(optax.clip_by_global_norm(0.5), optax.inject_hyperparams(optax.sgd)(learning_rate=lr))
 
-    res = sweep(train, cfg, optimizer=chain(0.05), learning_rate=[0.05, 0.2], seed=[0, 1], task=NET)
+    res = sweep(train, cfg, optimizer=chain(0.05), learning_rate=[0.05, 0.2], seed=[0, 1], task=NET, combine="zip")
     for i, (lr, seed) in enumerate([(0.05, 0), (0.2, 1)]):
         one = fit(train, dataclasses.replace(cfg, seed=seed), optimizer=chain(lr), task=NET)
         _close(_member(res, i), one.params)
@@ -58,7 +58,9 @@ def test_a_sweep_with_an_optimizer_of_the_hyperparameters_equals_separate_fits(s
     def build(h):
         return optax.chain(optax.clip_by_global_norm(h["clip"]), optax.sgd(h["learning_rate"], momentum=0.9))
 
-    res = sweep(train, cfg, optimizer=build, learning_rate=[0.02, 0.05, 0.02], clip=[0.1, 1.0, 10.0], task=NET)
+    res = sweep(
+        train, cfg, optimizer=build, learning_rate=[0.02, 0.05, 0.02], clip=[0.1, 1.0, 10.0], task=NET, combine="zip"
+    )
     assert res.rows[0]["clip"] == 0.1 and res.rows[2]["clip"] == 10.0
     finals = []
     for i, (lr, clip) in enumerate([(0.02, 0.1), (0.05, 1.0), (0.02, 10.0)]):

@@ -187,7 +187,12 @@ def test_silent_wrong_a_setting_pooled_from_one_run_is_warned_about(tmp_path, ca
         assert summarize(pooled, by=["keep"]).warnings == ()  # n = 2 everywhere: no warning
     train, _ = load("spirals", seed=0)
     res = sweep(
-        train, TrainConfig(max_epochs=2, batch_size=64), task=jnn.MLP(hidden=(8,)), seed=[0, 1], l2=[0.0, 1e-3]
+        train,
+        TrainConfig(max_epochs=2, batch_size=64),
+        task=jnn.MLP(hidden=(8,)),
+        seed=[0, 1],
+        l2=[0.0, 1e-3],
+        combine="zip",
     )  # paired: one run per l2
     jnn.save_sweep(res, tmp_path / "sw")
     capsys.readouterr()

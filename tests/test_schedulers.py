@@ -77,7 +77,7 @@ def test_a_sweep_stops_its_weak_members_at_rungs_recorded_as_stopped_by_the_sche
     cfg = TrainConfig(max_epochs=9, batch_size=64, early_stopping=None)
     asha = SuccessiveHalving("val_loss", "min", min_epochs=1, reduction_factor=3)
     rates = [1e-4, 0.3, 3e-4, 0.1, 1e-3, 0.05]
-    res = sweep(train, cfg, task=jnn.MLP(hidden=(16,)), learning_rate=rates, seed=list(range(6)),
+    res = sweep(train, cfg, task=jnn.MLP(hidden=(16,)), learning_rate=rates, seed=list(range(6)), combine="zip",
                 callbacks=[asha, jnn.SweepFolder(tmp_path / "sw")])  # fmt: skip
     assert asha.rungs == (1, 3)
     stopped = {d["member"]: d["epoch"] for d in asha.decisions if d["stopped"]}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jnn
+from jnn.axes import combine
 from jnn.datasets import load
 from jnn.search import draw
 from jnn.sweep import choice, loguniform, randint, sweep, uniform
@@ -48,8 +49,19 @@ def test_draws_follow_their_distributions_and_the_seed():
     b, _ = draw(axes, 3, 7)
     c, _ = draw(axes, 3, 8)
     assert a == b and a != c and a["seed"] == [0, 1, 2]
-    assert rec == {"space": {"learning_rate": {"kind": "loguniform", "low": 1e-3, "high": 0.3}, "seed": "list"},
+    assert rec == {"space": {"learning_rate": {"kind": "loguniform", "low": 1e-3, "high": 0.3}, "seed": [0, 1]},
                    "samples": 3, "search_seed": 7}  # fmt: skip
+
+
+def test_a_list_axis_beside_a_search_is_a_grid_axis_unless_the_call_zips():
+    space = {"l2": uniform(0.0, 1e-3), "seed": [0, 1], "keep_prob": choice([0.5, 0.9])}
+    drawn, _ = draw(space, 3, 5)
+    members = combine(drawn, "grid")  # every draw with every seed: 6 members, the draws' order kept, seeds inside
+    assert members["seed"] == [0, 1] * 3
+    assert members["l2"] == [v for v in drawn["l2"] for _ in range(2)]
+    assert members["keep_prob"] == [v for v in drawn["keep_prob"] for _ in range(2)]
+    paired = combine(draw({**space, "seed": [7, 8, 9]}, 3, 5)[0], "zip")  # one seed per draw
+    assert paired["seed"] == [7, 8, 9] and paired["l2"] == drawn["l2"]
 
 
 def test_a_search_is_refused_before_any_work_when_it_cannot_be_drawn():
@@ -57,8 +69,9 @@ def test_a_search_is_refused_before_any_work_when_it_cannot_be_drawn():
         draw({"l2": uniform(0.0, 1e-3)}, None, 0)
     with pytest.raises(ValueError, match="no axis is one"):
         draw({"seed": [0, 1]}, 2, 0)
-    with pytest.raises(ValueError, match=r"with samples=3 a list axis holds one value per member \(3\); 'seed' has 2"):
-        draw({"seed": [0, 1], "l2": uniform(0.0, 1e-3)}, 3, 0)
+    drawn, _ = draw({"seed": [0, 1], "l2": uniform(0.0, 1e-3)}, 3, 0)
+    with pytest.raises(ValueError, match=r"combine='zip' the axes pair one to one .*lengths \{'seed': 2, 'l2': 3\}"):
+        combine(drawn, "zip")
     with pytest.raises(ValueError, match=r"samples must be an integer in \[1, 100000\]; got 0"):
         draw({"l2": uniform(0.0, 1e-3)}, 0, 0)
     with pytest.raises(ValueError, match="search_seed must be an integer"):
@@ -74,7 +87,8 @@ def test_a_random_search_sweeps_its_draws_and_records_the_space(tmp_path):
     drawn, record = draw(space, 4, 11)
     assert [r["learning_rate"] for r in res.rows] == pytest.approx(drawn["learning_rate"], rel=1e-6)
     assert [r["keep_prob"] for r in res.rows] == drawn["keep_prob"] and [r["seed"] for r in res.rows] == drawn["seed"]
-    assert res.search == record
+    assert res.search == {**record, "combine": "grid"}
+    record = res.search
     for name in ("sweep_run.json", "sweep.json"):
         assert json.loads((tmp_path / "sw" / name).read_text())["search"] == record
     again = sweep(train, cfg, task=jnn.MLP(hidden=(8,)), samples=4, search_seed=11,

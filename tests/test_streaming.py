@@ -8,7 +8,7 @@ import jnn
 from jnn.app.checkpoint import data_hash
 from jnn.data import Dataset, split
 from jnn.disk import DiskArray, RowSource, RowView
-from jnn.sweep import sweep
+from jnn.sweep import sweep, zipped
 from jnn.train import EarlyStopping, TrainConfig, fit, streaming
 
 
@@ -103,14 +103,14 @@ def test_a_sweep_from_disk_is_bit_for_bit_the_sweep_in_memory(tmp_path):
     # Members stop at different epochs (patience 1, rates 0.001 to 0.5): 6 running, then re-packed to 2.
     # Calls of 2 epochs: threaded members are re-paired after each call, so both runs re-pair at the same epochs.
     cfg = TrainConfig(max_epochs=30, batch_size=64, early_stopping=EarlyStopping(patience=1), epochs_per_call=2)
-    axes = dict(seed=[0, 1, 2, 3, 4, 5], learning_rate=[0.5, 0.2, 0.05, 0.01, 0.003, 0.001],
+    axes = zipped(seed=[0, 1, 2, 3, 4, 5], learning_rate=[0.5, 0.2, 0.05, 0.01, 0.003, 0.001],
                 keep_prob=[0.8, 0.9, 0.7, 1.0, 0.8, 0.9])  # fmt: skip
     net = jnn.MLP(hidden=(16,))
     keyless = lambda t: jax.tree.map(
         lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a, t
     )
-    for workers in (1, 2):
-        mem, src = (sweep(d, cfg, task=net, workers=workers, callbacks=[jnn.Progress(bar=False)], **axes)
+    for strategy in ("stacked", "programs"):
+        mem, src = (sweep(d, cfg, task=net, strategy=strategy, callbacks=[jnn.Progress(bar=False)], **axes)
                     for d in (train, disk))  # fmt: skip
         assert mem.pack_sizes == src.pack_sizes and src.pack_sizes[-1] < 6  # re-packed
         a, b = (jax.tree.leaves(keyless(r.state)) for r in (mem, src))

@@ -7,12 +7,12 @@ import pytest
 import jnn
 from jnn.datasets import load
 from jnn.debug import trace_counts
-from jnn.sweep import format_table, grid, members_of, sweep
+from jnn.sweep import format_table, grid, members_of, sweep, zipped
 from jnn.train import EarlyStopping, TrainConfig, fit
 
 NET = jnn.MLP(hidden=(32, 32))
 CFG = dict(batch_size=64, max_epochs=8, early_stopping=EarlyStopping(patience=50), learning_rate=0.05)
-AXES = dict(
+AXES = zipped(
     seed=[0, 1, 2, 3, 0, 1, 2, 3],
     learning_rate=[0.05, 0.05, 0.1, 0.1, 0.02, 0.02, 0.05, 0.05],
     l2=[0.0, 1e-4, 0.0, 1e-3, 0.0, 0.0, 1e-4, 0.0],
@@ -159,7 +159,7 @@ def test_sweep_benchmark_smoke(tmp_path):
 def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_groups(spirals, tmp_path, fresh_programs):
     train, test = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 6})
-    axes = dict(hidden=[(16,), (8, 8), (16,), (8, 8)], batch_size=[32, 32, 64, 32], seed=[0, 1, 2, 3])
+    axes = zipped(hidden=[(16,), (8, 8), (16,), (8, 8)], batch_size=[32, 32, 64, 32], seed=[0, 1, 2, 3])
     before = trace_counts()["run_epoch"]
     res = sweep(train, cfg, task=NET, test=test, **axes)
     assert trace_counts()["run_epoch"] - before == 3  # one compile per shape group
@@ -179,7 +179,7 @@ def test_members_of_different_widths_depths_and_batch_sizes_train_in_shape_group
         for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(res.member_params(i))):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Groups that differ only in batch size have params of one shape: stacked as before.
-    same = sweep(train, cfg, batch_size=[32, 64], seed=[0, 1], task=NET)
+    same = sweep(train, cfg, batch_size=[32, 64], seed=[0, 1], task=NET, combine="zip")
     assert same.stacked and same.groups == ((0,), (1,)) and same.params[0]["w"].shape[0] == 2
 
 
@@ -225,15 +225,15 @@ def test_a_task_and_an_mlp_answer_one_model_protocol_and_a_sweep_records_each_me
     assert loaded.hyper["l2"] == 0.1 and loaded.params[0]["w"].shape == (2, 8)
 
 
-def test_reproducibility_exact_members_are_bit_for_bit_their_fits_and_refit_reruns_one(spirals):
+def test_reproducibility_members_as_programs_are_bit_for_bit_their_fits_and_refit_reruns_one(spirals):
     import optax
 
     train, test = spirals
     cfg = TrainConfig(max_epochs=12, batch_size=64, early_stopping=EarlyStopping(patience=2))
     net = jnn.MLP(hidden=(8,))
-    axes = dict(seed=[0, 1, 2], learning_rate=[0.05, 0.3, 0.1], keep_prob=[0.8, 0.9, 1.0])
-    exact = sweep(train, cfg, task=net, test=test, exact=True, **axes)
-    vmapped = sweep(train, cfg, task=net, test=test, **axes)
+    axes = zipped(seed=[0, 1, 2], learning_rate=[0.05, 0.3, 0.1], keep_prob=[0.8, 0.9, 1.0])
+    exact = sweep(train, cfg, task=net, test=test, strategy="programs", workers=1, **axes)
+    vmapped = sweep(train, cfg, task=net, test=test, strategy="stacked", **axes)
     for k in range(3):
         alone = fit(train, exact.members[k], task=exact.models[k])
         assert _same(exact.member_params(k), alone.params), k  # bit for bit
@@ -245,12 +245,10 @@ def test_reproducibility_exact_members_are_bit_for_bit_their_fits_and_refit_reru
     # An optimizer built from the members' hyperparameters, and a task's own hyperparameter axis.
     task = net.task_for(train)
     build = lambda h: optax.chain(optax.clip_by_global_norm(h["clip"]), optax.sgd(h["learning_rate"]))  # noqa: E731
-    res = sweep(train, cfg, task=task, optimizer=build, l2=[0.0, 0.01], clip=[0.5, 5.0], exact=True)
+    res = sweep(train, cfg, task=task, optimizer=build, **zipped(l2=[0.0, 0.01], clip=[0.5, 5.0]), strategy="programs")
     one = fit(train, res.members[1], task=task.with_hyper({"l2": 0.01}),
               optimizer=jnn.train.optimizers.from_hyperparams(build, {"learning_rate": 0.02, "clip": 5.0}))  # fmt: skip
     assert _same(res.member_params(1), one.params) and _same(res.refit(1).params, one.params)
-    with pytest.raises(ValueError, match="exact=True trains each member through jnn.fit and takes no callbacks"):
-        sweep(train, cfg, task=net, exact=True, callbacks=[jnn.Progress()], seed=[0, 1])
     with pytest.raises(ValueError, match=r"k must be a member in \[0, 2\]; got 3"):
         exact.refit(3)
 

@@ -12,11 +12,11 @@ from jnn import SweepFolder
 from jnn.app import lock
 from jnn.app.sweep_folder import SWEEP_RUN, group_path
 from jnn.datasets import load
-from jnn.sweep import sweep
+from jnn.sweep import sweep, zipped
 from jnn.train import TrainConfig, fit
 
 CFG = TrainConfig(max_epochs=6, batch_size=64, checkpoint_every=2, early_stopping=None)
-AXES = dict(hidden=[(8,), (16,), (8,)], seed=[0, 1, 2])  # two shape groups: members 0 and 2, member 1
+AXES = zipped(hidden=[(8,), (16,), (8,)], seed=[0, 1, 2])  # two shape groups: members 0 and 2, member 1
 
 
 @pytest.fixture(scope="module")
@@ -146,33 +146,49 @@ def test_data_loss_sigterm_stops_a_sweep_of_several_shape_groups_cleanly_and_it_
     assert (out / "sweep.json").exists() and (out / "checkpoints" / "group-000.npz").exists()
 
 
-def test_data_loss_a_threaded_sweep_resumes_bit_for_bit_only_with_its_own_workers(spirals, tmp_path):
+def test_data_loss_a_sweep_resumes_bit_for_bit_only_with_its_own_strategy(spirals, tmp_path):
     cfg, axes = (
         TrainConfig(max_epochs=6, batch_size=64, checkpoint_every=2, early_stopping=None),
         dict(seed=[0, 1, 2, 3]),
     )
-    whole = sweep(spirals, cfg, repack=False, workers=2, **axes)
+    whole = sweep(spirals, cfg, strategy="programs", workers=2, **axes)
     folder = tmp_path / "sw"
     with pytest.raises(RuntimeError, match="boom"):
         sweep(spirals, cfg, workers=2, callbacks=[SweepFolder(folder), Boom(member=3, epoch=5)], **axes)
-    assert json.loads((folder / SWEEP_RUN).read_text())["workers"] == 2
-    with pytest.raises(ValueError, match=r"was swept with workers=2, now workers=1: .* pass workers=2 \(--workers 2\)"):
-        sweep(spirals, cfg, workers=1, callbacks=[SweepFolder(folder, resume=True)], **axes)
-    res = sweep(spirals, cfg, workers=2, callbacks=[SweepFolder(folder, resume=True)], **axes)
-    assert res.workers == 2 and _same(res.params, whole.params) and res.rows == whole.rows
+    stored = json.loads((folder / SWEEP_RUN).read_text())
+    assert (stored["strategy"], stored["workers"], stored["devices"]) == ("programs", 2, ["cpu:0"])
+    with pytest.raises(ValueError, match=r"was swept with strategy='programs', now strategy='stacked': .* pass "
+                                         r"strategy='programs' \(--strategy programs\)"):  # fmt: skip
+        sweep(spirals, cfg, strategy="stacked", callbacks=[SweepFolder(folder, resume=True)], **axes)
+    # Each member runs its own program: another number of threads resumes to the same bits.
+    res = sweep(spirals, cfg, workers=1, callbacks=[SweepFolder(folder, resume=True)], **axes)
+    assert res.workers == 1 and _same(res.params, whole.params) and res.rows == whole.rows
     assert [h.metrics for h in res.histories] == [h.metrics for h in whole.histories]
-    with pytest.raises(ValueError, match=r"repack=True cannot go with a SweepFolder when the members run in one batch "
-                                         r"\(workers=1\)"):  # fmt: skip
-        sweep(spirals, cfg, repack=True, workers=1, callbacks=[SweepFolder(tmp_path / "other")], **axes)
-    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
+
+
+def test_data_loss_a_sweep_folder_from_before_strategies_resumes_with_the_strategy_its_workers_meant(spirals, tmp_path):
+    cfg, axes = TrainConfig(max_epochs=4, batch_size=64, early_stopping=None), dict(seed=[0, 1])
+    for workers, strategy, other in ((1, "stacked", "programs"), (2, "programs", "stacked")):
+        folder = tmp_path / f"w{workers}"
+        with pytest.raises(RuntimeError, match="boom"):
+            sweep(spirals, cfg, strategy=strategy, callbacks=[SweepFolder(folder), Boom(member=1, epoch=3)], **axes)
+        record = json.loads((folder / SWEEP_RUN).read_text())
+        for key in ("strategy", "devices"):  # what a folder written before strategies holds
+            del record[key]
+        (folder / SWEEP_RUN).write_text(json.dumps({**record, "workers": workers}))
+        with pytest.raises(ValueError, match=f"was swept with strategy={strategy!r}, now strategy={other!r}"):
+            sweep(spirals, cfg, strategy=other, callbacks=[SweepFolder(folder, resume=True)], **axes)
+        res = sweep(spirals, cfg, strategy=strategy, callbacks=[SweepFolder(folder, resume=True)], **axes)
+        whole = sweep(spirals, cfg, strategy=strategy, callbacks=[SweepFolder(tmp_path / f"whole{workers}")], **axes)
+        assert _same(res.params, whole.params) and res.rows == whole.rows
 
 
 def test_data_loss_a_threaded_sweep_resumes_bit_for_bit_after_members_stopped(spirals, tmp_path):
     # Members stop at different epochs (their learning rates); in threads a stopped member is no longer run, and a
     # crash after some stops resumes to the same bits.
     cfg = TrainConfig(max_epochs=40, batch_size=64, checkpoint_every=3, early_stopping=jnn.EarlyStopping(patience=2))
-    axes = dict(seed=[0, 1, 2, 3, 4], learning_rate=[0.5, 0.2, 0.05, 0.01, 0.002])
-    plain = sweep(spirals, cfg, repack=False, workers=2, **axes)
+    axes = zipped(seed=[0, 1, 2, 3, 4], learning_rate=[0.5, 0.2, 0.05, 0.01, 0.002])
+    plain = sweep(spirals, cfg, workers=2, **axes)
     stops = sorted(r["epochs"] for r in plain.rows)
     assert stops[0] < stops[-1] - 6  # staggered
     folder = tmp_path / "sw"

@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train many members (seeds, learning rates, λ, keep_prob) at once",
         description="Train one member per value of the sweep axes under jax.vmap, in one compile per shape "
         "(--hiddens and --batch-sizes make shape groups). "
-        "Axes zip (equal lengths) unless --grid asks for their Cartesian product; the "
-        "other flags set the shared config.",
+        "The axes make a grid (every combination) unless --zip pairs them one to one; --space with --samples "
+        "draws a random search; --scheduler asha stops members that fall behind. The other flags set the shared "
+        "config.",
     )
     _add_config_flags(sw)
     sw.add_argument("--seeds", type=_int_list, default=None, help="axis: seeds, e.g. 0,1,2")
@@ -143,16 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--hiddens", type=_hidden_list, default=None,
                     help="axis: hidden widths per member, ';' between members, e.g. '64;128,128;none'")  # fmt: skip
     sw.add_argument("--batch-sizes", type=_int_list, default=None, help="axis: batch sizes, e.g. 32,64,128")
-    sw.add_argument("--grid", action="store_true", help="Cartesian product of the axes instead of zipping them")
+    how = sw.add_mutually_exclusive_group()
+    how.add_argument("--grid", action="store_true", help="every combination of the axes' values (the default)")
+    how.add_argument("--zip", action="store_true", help="pair the axes one to one (all the same length)")
+    sw.add_argument("--space", default=None,
+                    help="TOML search space: each axis a table {kind = 'loguniform', low = 1e-3, high = 0.3} "
+                         "(uniform, loguniform, randint; choice with values) or a list (a grid axis)")  # fmt: skip
+    sw.add_argument("--samples", type=int, default=None, help="members drawn from --space (random search)")
+    sw.add_argument("--search-seed", type=int, default=0, help="seed of the random search's draws (default 0)")
+    sw.add_argument("--scheduler", choices=["asha"], default=None,
+                    help="stop members that fall behind at rungs (successive halving, ASHA's asynchronous rule) "
+                         "on the monitored validation metric")  # fmt: skip
+    sw.add_argument("--rung-epochs", type=int, default=1, help="--scheduler: epochs at the first rung (default 1)")
+    sw.add_argument("--reduction-factor", type=int, default=3,
+                    help="--scheduler: η, the share 1/η of members that go on at each rung (default 3)")  # fmt: skip
+    sw.add_argument("--strategy", choices=["programs", "stacked"], default=None,
+                    help="programs: each member its own jnn train's program, bit for bit (default on a CPU); "
+                         "stacked: vmapped batches, equal to rounding (default on an accelerator); --resume takes "
+                         "the folder's")  # fmt: skip
+    sw.add_argument("--devices", type=int, default=None, help="spread the members over the first N local devices "
+                    "(default: all)")  # fmt: skip
     sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
     sw.add_argument("--resume", action="store_true",
                     help="go on with the sweep in --out (its config, axes and data; each shape group from its "
                          "checkpoint)")  # fmt: skip
     sw.add_argument("--overwrite", action="store_true", help="start again in an --out that holds another sweep")
     sw.add_argument("--workers", type=int, default=None,
-                    help="threads the members run in, side by side, each member bit for bit its own jnn train "
-                         "(default: the CPU cores; 1 on an accelerator: one vmapped batch; --resume takes the "
-                         "folder's)")  # fmt: skip
+                    help="--strategy programs: threads the members run in, side by side (default: the CPU cores); "
+                         "any number gives the same bits")  # fmt: skip
 
     la = sub.add_parser(
         "launch",
@@ -430,6 +449,7 @@ def _stored_sweep(out) -> dict | None:
     from pathlib import Path
 
     from jnn.app.run_dir import SWEEP_RUN
+    from jnn.app.sweep_folder import stored_strategy
 
     path = Path(out) / SWEEP_RUN
     if not path.is_file():
@@ -442,7 +462,14 @@ def _stored_sweep(out) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
         raise ValueError(f"{str(path)!r} is not a sweep record jnn sweep can resume ({type(err).__name__}: {err}); "
                          "pass --overwrite to start again") from None  # fmt: skip
-    return {"config": meta["config"], "mlp": mlp, "source": source, "axes": axes, "workers": meta.get("workers", 1)}
+    return {
+        "config": meta["config"],
+        "mlp": mlp,
+        "source": source,
+        "axes": axes,
+        "strategy": stored_strategy(meta),
+        "search": meta.get("search"),
+    }
 
 
 def _describe(metrics: dict, scaled: bool = False) -> str:
@@ -533,7 +560,9 @@ def _sweep(args) -> int:
 
     from jnn.app.sources import load_source, source_name
     from jnn.app.sweep_folder import SweepFolder
-    from jnn.sweep import format_table, grid, sweep
+    from jnn.axes import combine as combine_axes
+    from jnn.search import draw
+    from jnn.sweep import format_table, sweep
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
 
@@ -543,42 +572,20 @@ def _sweep(args) -> int:
         raise ValueError("give --resume (go on) or --overwrite (start again), not both")
     stored = _stored_sweep(args.out) if args.resume else None  # None: nothing kept yet, the axes come from the flags
     source, config, mlp = _train_config(args, stored)
-    axes = {
-        k: v
-        for k, v in (
-            ("seed", args.seeds),
-            ("learning_rate", args.learning_rates),
-            ("l2", args.l2s),
-            ("keep_prob", args.keep_probs),
-            ("hidden", args.hiddens),
-            ("batch_size", args.batch_sizes),
-        )
-        if v is not None
-    }
-    if args.grid:
-        axes = grid(**axes)
-    if stored is not None:  # the stored axes (axes given again must be the same: the folder checks)
-        axes = axes or stored["axes"]
-    if not axes:
-        raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s, --keep-probs, "
-                         "--hiddens or --batch-sizes")  # fmt: skip
+    axes, how = _sweep_axes(args, stored)
     if args.log_every is not None:
         V.check_int("--log-every", args.log_every, low=0)
-    workers = args.workers
-    if workers is not None:
-        V.check_int("--workers", workers, low=1, high=1024)
-    elif stored is not None:
-        workers = stored["workers"]
+    run = _sweep_run_flags(args, stored, config)
     name = source_name(source)
     out = args.out or f"runs/sweep-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     atomic.check_folder_writable(out, "--out")  # before training: results are never lost to a bad destination
     train, val, test, info = load_source(source, config, mlp.loss)
-    m = len(next(iter(axes.values())))
+    m = len(next(iter(combine_axes(draw(axes, how["samples"], how["search_seed"])[0], how["combine"]).values())))
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
     folder = SweepFolder(out, resume=args.resume, overwrite=args.overwrite, data_info=info)
     try:
-        res = sweep(train, config, task=mlp, val=val, test=test, workers=workers,
-                    callbacks=[folder, Progress(log_every=args.log_every or 0)], **axes)  # fmt: skip
+        res = sweep(train, config, task=mlp, val=val, test=test, **how, **run["sweep"],
+                    callbacks=[folder, *run["callbacks"], Progress(log_every=args.log_every or 0)], **axes)  # fmt: skip
     except Interrupted as stop:
         print(format_table(stop.result.rows))
         print(f"interrupted after {len(stop.result.epoch_seconds)} sweep epochs; partial results in {out}; go on "
@@ -598,6 +605,62 @@ def _sweep(args) -> int:
         "(sweep.csv, sweep.json, sweep.png, params.npz: jnn predict OUT --member K)"
     )
     return 0
+
+
+def _sweep_axes(args, stored) -> tuple[dict, dict]:
+    """``(axes, how)`` of ``jnn sweep``: the axis flags, or ``--space`` (a random search with ``--samples``), or on
+    ``--resume`` the folder's (its members' axes, or its search drawn again); ``how`` holds ``combine``, ``samples``
+    and ``search_seed`` for :func:`jnn.sweep.sweep`."""
+    from jnn.search import Distribution, space_from_dict
+
+    flags = (("seed", args.seeds), ("learning_rate", args.learning_rates), ("l2", args.l2s),
+             ("keep_prob", args.keep_probs), ("hidden", args.hiddens), ("batch_size", args.batch_sizes))  # fmt: skip
+    axes = {k: v for k, v in flags if v is not None}
+    how = {"combine": "zip" if args.zip else "grid", "samples": args.samples, "search_seed": args.search_seed}
+    if args.space is not None:
+        space = space_from_dict(read_toml(args.space, "--space"), f"--space {args.space}")
+        clash = sorted(set(space) & set(axes))
+        if clash:
+            raise ValueError(f"--space sets the axis {clash[0]!r}, given as a flag too; give it in one place")
+        axes = {**space, **axes}
+        if args.samples is None and any(isinstance(v, Distribution) for v in space.values()):
+            raise ValueError(f"--space {args.space} holds distributions: give --samples N to draw N members")
+    elif args.samples is not None:
+        raise ValueError("--samples draws members from a --space SPACE.toml; give one")
+    if stored is not None and not axes:  # the folder's members (a search drawn again: the same draws)
+        search = stored.get("search")
+        if search:
+            axes = space_from_dict(search["space"], "the sweep folder's search record")
+            how = {"combine": search.get("combine", "zip"), "samples": search["samples"],
+                   "search_seed": search["search_seed"]}  # fmt: skip
+        else:
+            axes, how = stored["axes"], {**how, "combine": "zip"}  # one value per member, as recorded
+    if not axes:
+        raise ValueError("jnn sweep needs at least one axis: --seeds, --learning-rates, --l2s, --keep-probs, "
+                         "--hiddens, --batch-sizes or --space")  # fmt: skip
+    return axes, how
+
+
+def _sweep_run_flags(args, stored, config) -> dict:
+    """``{"sweep": strategy, workers and devices for jnn.sweep.sweep, "callbacks": [the scheduler]}`` of
+    ``jnn sweep``'s flags (``--resume``: the folder's strategy unless given)."""
+    from jnn.schedulers import SuccessiveHalving
+
+    for flag, value, low in (
+        ("--workers", args.workers, 1),
+        ("--devices", args.devices, 1),
+        ("--rung-epochs", args.rung_epochs, 1),
+        ("--reduction-factor", args.reduction_factor, 2),
+    ):
+        if value is not None:
+            V.check_int(flag, value, low=low, high=1_000_000)  # fmt: skip
+    strategy = args.strategy or (stored["strategy"] if stored is not None else None)
+    callbacks = []
+    if args.scheduler == "asha":
+        rule = config.monitored()
+        callbacks.append(SuccessiveHalving(rule.monitor, rule.direction, min_epochs=args.rung_epochs,
+                                           reduction_factor=args.reduction_factor))  # fmt: skip
+    return {"sweep": {"strategy": strategy, "workers": args.workers, "devices": args.devices}, "callbacks": callbacks}
 
 
 def _model_and_table(args, need_target: bool):
