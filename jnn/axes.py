@@ -109,7 +109,7 @@ def combine(axes: dict, how: str = "grid") -> dict[str, list]:
         v = axes[n]
         key = v.block if isinstance(v, Joint) else ("zip" if how == "zip" else n)
         blocks.setdefault(key, []).append(n)
-    if how == "zip" and len(blocks) > 1:
+    if how == "zip":
         if len(set(lengths.values())) != 1:
             raise ValueError(
                 f"with combine='zip' the axes pair one to one and need the same length; got lengths {lengths}. "

@@ -49,7 +49,7 @@ def test_draws_follow_their_distributions_and_the_seed():
     b, _ = draw(axes, 3, 7)
     c, _ = draw(axes, 3, 8)
     assert a == b and a != c and a["seed"] == [0, 1, 2]
-    assert rec == {"space": {"learning_rate": {"kind": "loguniform", "low": 1e-3, "high": 0.3}, "seed": [0, 1]},
+    assert rec == {"space": {"learning_rate": {"kind": "loguniform", "low": 1e-3, "high": 0.3}, "seed": [0, 1, 2]},
                    "samples": 3, "search_seed": 7}  # fmt: skip
 
 
