@@ -59,7 +59,8 @@ def test_the_cli_sweeps_a_grid_pairs_with_zip_and_draws_a_search_it_can_resume(t
     common = ["--dataset", "spirals", "--hidden", "8", "--max-epochs", "4", "--log-every", "0"]
     assert cli.main(["sweep", *common, "--l2s", "0,0.001", "--seeds", "0,1", "--out", str(tmp_path / "g")]) == 0
     assert "4 members over seed, l2" in capsys.readouterr().out
-    assert cli.main(["sweep", *common, "--l2s", "0,0.001", "--seeds", "0,1", "--zip", "--out", str(tmp_path / "z")]) == 0
+    zipped_run = ["sweep", *common, "--l2s", "0,0.001", "--seeds", "0,1", "--zip", "--out", str(tmp_path / "z")]
+    assert cli.main(zipped_run) == 0
     assert "2 members over seed, l2" in capsys.readouterr().out
     space = tmp_path / "space.toml"
     space.write_text('learning_rate = {kind = "loguniform", low = 1e-3, high = 0.3}\n'
@@ -95,7 +96,8 @@ def test_a_search_space_file_is_read_as_the_record_it_writes():
     assert space["learning_rate"].to_dict() == {"kind": "loguniform", "low": 1e-3, "high": 0.3}
     for entry, message in (({"kind": "normal", "low": 0, "high": 1}, "a table with kind one of"),
                            ({"kind": "uniform", "low": 0}, r"needs exactly the keys \['high', 'low'\]; got \['low'\]"),
-                           ({"kind": "uniform", "low": 1, "high": 0}, "needs low < high"), (3, "a list of values")):  # fmt: skip
+                           ({"kind": "uniform", "low": 1, "high": 0}, "needs low < high"),
+                           (3, "a list of values")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             space_from_dict({"l2": entry}, "space.toml")
 
