@@ -1,0 +1,135 @@
+"""Random search on MNIST-1D: every member trained to its own stopping rule vs successive halving (ASHA's rule).
+
+Usage:
+    python benchmarks/search.py [--samples 64] [--rung-epochs 10] [--reduction-factor 3] [--out runs/bench_search]
+    python benchmarks/search.py --quick    # a few members and epochs: checks the script, not the figures
+
+The space is ``experiments/mnist1d_search.py``'s: hidden widths one of 256,256 / 512,512 / 256,256,256 / 1024,
+batch size 64 or 100, keep_prob uniform on [0.5, 0.9], λ and η log-uniform on [1e-5, 1e-3] and [0.005, 0.05], a
+random seed; momentum SGD, inverted dropout, early stopping on the validation loss (10 % of the training data,
+patience 30, at most 300 epochs). ``--samples`` members are drawn once (``search_seed`` 0) and trained twice by
+``jnn.sweep.sweep``: to the end, and with ``jnn.sweep.SuccessiveHalving`` on the validation loss (first rung
+``--rung-epochs``, η = ``--reduction-factor``). Each search picks the member with the highest validation
+accuracy at its kept epoch (never the test set); the picked recipe is trained again from scratch with 3 seeds the
+search never used and scored on the test set.
+
+Printed and written (results.json, table.md in --out): member-epochs, wall time and the picks' test accuracy
+(mean over the fresh seeds) of both searches, and the share of the full search's member-epochs that halving
+used. Target: halving's pick ≥ 0.75 test accuracy with ≤ 40 % of the full search's member-epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+from _report import finish
+
+import jnn
+from jnn.sweep import SuccessiveHalving, choice, loguniform, randint, sweep, uniform
+
+SPACE = dict(
+    hidden=choice([(256, 256), (512, 512), (256, 256, 256), (1024,)]),
+    batch_size=choice([64, 100]),
+    keep_prob=uniform(0.5, 0.9),
+    l2=loguniform(1e-5, 1e-3),
+    learning_rate=loguniform(0.005, 0.05),
+    seed=randint(1000, 10**6),  # the fresh seeds below are never drawn
+)
+RECIPE = dict(optimizer="momentum", momentum=0.9, val_fraction=0.1)
+FRESH_SEEDS = (100, 101, 102)
+
+
+def _val_accuracy(res, i: int) -> float:
+    """Member ``i``'s validation accuracy at the epoch whose params it kept."""
+    row, h = res.rows[i], res.histories[i]
+    return float(h["val_accuracy"][(row["best_epoch"] or len(h)) - 1])
+
+
+def _search(train, config, samples: int, callbacks) -> dict:
+    t0 = time.perf_counter()
+    res = sweep(train, config, task=jnn.MLP(dropout_mode="inverted"), samples=samples, search_seed=0,
+                callbacks=[*callbacks, jnn.Progress(bar=False, log_every=0)], **SPACE)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    val = [_val_accuracy(res, i) for i in range(samples)]
+    best = int(np.argmax(val))
+    stopped = sum(r["stopped_by"] == "scheduler" for r in res.rows)
+    return {"result": res, "seconds": seconds, "member_epochs": sum(r["epochs"] for r in res.rows),
+            "stopped_by_scheduler": stopped, "picked": best, "picked_val_accuracy": val[best]}  # fmt: skip
+
+
+def _fresh_seeds(train, test, res, k: int) -> dict:
+    """Member ``k``'s recipe trained again with each fresh seed, scored on the test set."""
+    accs = []
+    for seed in FRESH_SEEDS:
+        c = jnn.TrainConfig.from_dict({**res.members[k].to_dict(), "seed": seed})
+        r = jnn.fit(train, c, task=res.models[k], callbacks=[jnn.Progress(bar=False, log_every=0)])
+        accs.append(float(jnn.evaluate(r.params, test, res.models[k])["accuracy"]))
+    return {"seeds": list(FRESH_SEEDS), "test_accuracy": accs, "mean": statistics.mean(accs)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--rung-epochs", type=int, default=10)
+    p.add_argument("--reduction-factor", type=int, default=3)
+    p.add_argument("--max-epochs", type=int, default=300)
+    p.add_argument("--patience", type=int, default=30)
+    p.add_argument("--quick", action="store_true", help="4 members, 6 epochs, 1-epoch rungs: a smoke run")
+    p.add_argument("--out", default="runs/bench_search")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.samples, a.max_epochs, a.patience, a.rung_epochs = 4, 6, 2, 1
+    if a.samples < 2 or a.rung_epochs < 1 or a.reduction_factor < 2 or a.max_epochs <= a.rung_epochs:
+        print("search.py: error: --samples >= 2, --rung-epochs >= 1, --reduction-factor >= 2 and --max-epochs above "
+              "--rung-epochs", file=sys.stderr)  # fmt: skip
+        return 2
+    train, test = jnn.datasets.load("mnist1d")
+    if a.quick:
+        train, test = train.subset(np.arange(2000)), test.subset(np.arange(500))
+    config = jnn.TrainConfig(**RECIPE, max_epochs=a.max_epochs, early_stopping=jnn.EarlyStopping(patience=a.patience))
+    print(f"search benchmark: {a.samples} random members, MNIST-1D, max {a.max_epochs} epochs, device "
+          f"{jax.devices()[0]}", flush=True)  # fmt: skip
+    runs = {}
+    for name in ("full", "halving"):
+        asha = [SuccessiveHalving("val_loss", "min", min_epochs=a.rung_epochs, reduction_factor=a.reduction_factor)]
+        runs[name] = _search(train, config, a.samples, asha if name == "halving" else [])
+        r = runs[name]
+        print(f"  {name}: {r['member_epochs']} member-epochs, {r['seconds']:.1f} s, {r['stopped_by_scheduler']} "
+              f"stopped by the scheduler; picked member {r['picked']} (val accuracy "
+              f"{r['picked_val_accuracy']:.4f})", flush=True)  # fmt: skip
+        r["fresh"] = _fresh_seeds(train, test, r["result"], r["picked"])
+        print(f"  {name}'s pick on fresh seeds {list(FRESH_SEEDS)}: test accuracy "
+              + ", ".join(f"{v:.4f}" for v in r["fresh"]["test_accuracy"]) + f" (mean {r['fresh']['mean']:.4f})",
+              flush=True)  # fmt: skip
+    share = runs["halving"]["member_epochs"] / runs["full"]["member_epochs"]
+    results = {
+        "samples": a.samples, "max_epochs": a.max_epochs, "patience": a.patience, "rung_epochs": a.rung_epochs,
+        "reduction_factor": a.reduction_factor, "device": str(jax.devices()[0]), "quick": a.quick,
+        "space": {k: v.to_dict() for k, v in SPACE.items()},
+        "runs": {k: {**{n: v for n, v in r.items() if n != "result"}, "rows": r["result"].rows,
+                     "picked_recipe": {**r["result"].members[r["picked"]].to_dict(),
+                                       **r["result"].models[r["picked"]].to_dict()}}
+                 for k, r in runs.items()},
+        "member_epoch_share": share,
+        "met_target": runs["halving"]["fresh"]["mean"] >= 0.75 and share <= 0.40,
+    }  # fmt: skip
+    table = "\n".join([
+        "| search | member-epochs | wall time (s) | stopped at rungs | picked recipe's test accuracy (3 fresh seeds) |",
+        "|---|---|---|---|---|",
+        *(f"| {k} | {r['member_epochs']} | {r['seconds']:.1f} | {r['stopped_by_scheduler']} | "
+          f"{r['fresh']['mean']:.4f} ({', '.join(f'{v:.4f}' for v in r['fresh']['test_accuracy'])}) |"
+          for k, r in runs.items()),
+        "",
+        f"halving used {100 * share:.1f} % of the full search's member-epochs (target ≤ 40 %, pick ≥ 0.75): "
+        f"{'met' if results['met_target'] else 'not met'}",
+    ])  # fmt: skip
+    return finish(a.out, results, table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
