@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jnn import _validate as V
 from jnn.axes import combine as combine_axes
 from jnn.axes import grid, zipped
+from jnn.cluster import RayMembers, connect
 from jnn.data import Dataset
 from jnn.disk import RowSource, RowView, in_memory
 from jnn.display import fmt, html_view, params_line, text_table, view
@@ -284,6 +285,7 @@ def sweep(
     strategy: str | None = None,
     workers: int | None = None,
     devices=None,
+    cluster: str | None = None,
     samples: int | None = None,
     search_seed: int = 0,
     **axes,
@@ -325,6 +327,9 @@ def sweep(
         devices: the devices the members spread over: None (every local device of the default backend), a count
             (the first ``n``) or a list of ``jax.Device``; member ``i`` of ``"programs"`` runs on
             ``devices[i % n]``. Each member's device is recorded (``SweepResult.devices``, ``sweep.json``).
+        cluster: run the members' calls on a Ray cluster (:mod:`jnn.cluster`, ``strategy="programs"``): ``"ray"``
+            (the Ray this process is connected to) or its address; the sweep's folder, callbacks and scheduler stay
+            in this process, and ``workers`` (default: the cluster's CPUs) calls run at once.
         samples: a random search of N members: every axis given as a distribution (:func:`uniform`,
             :func:`loguniform`, :func:`choice`, :func:`randint`) is drawn N times, a list axis holds N values;
             the space is recorded in ``SweepResult.search`` and the sweep folder (see :mod:`jnn.search`).
@@ -351,12 +356,20 @@ def sweep(
         search = {**search, "combine": combine}
     strategy = check_strategy(strategy)
     devices = local_devices(devices)
+    if cluster is not None and strategy != "programs":
+        raise ValueError(f"cluster= runs each member's own program on the cluster's nodes: strategy='programs'; got "
+                         f"strategy={strategy!r}")  # fmt: skip
+    if cluster is not None and isinstance(train.x, RowSource):
+        raise ValueError("cluster= ships the members' epoch arrays to the cluster; data streamed from disk "
+                         "(a RowSource) cannot go: load it into memory")  # fmt: skip
+    on_cluster = None if cluster is None else connect(cluster)
     if workers is not None:
         V.check_int("workers", workers, low=1, high=1024)
         if strategy != "programs" and workers != 1:
             raise ValueError(f"workers is the threads of strategy='programs'; strategy={strategy!r} runs one batched "
                              f"program at a time: leave workers out (got workers={workers!r})")  # fmt: skip
-    workers = (default_workers() if jax.default_backend() == "cpu" else len(devices)) if workers is None else workers
+    if workers is None:
+        workers = on_cluster or (default_workers() if jax.default_backend() == "cpu" else len(devices))
     workers = workers if strategy == "programs" else 1
     given = check_callbacks(callbacks)
     wrong = [i for i, cb in enumerate(given) if isinstance(cb, RunStore)]
@@ -389,7 +402,7 @@ def sweep(
               "lr_axis": "learning_rate" in axes}  # fmt: skip
     t0 = time.perf_counter()
     records = [{k: [] for k in groups[0].keys} for _ in members]
-    plan = Plan(strategy, workers, tuple(devices), repack=store is None)
+    plan = Plan(strategy, workers, tuple(devices), repack=store is None, cluster=cluster)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
         store.open(_sweep_meta(config, axes, groups, len(members), plan, search), config, data=(train, val))
     if cbs:
@@ -489,7 +502,7 @@ def _member_devices(groups, plan: Plan, m: int) -> list[str]:
     out = [None] * m
     for g in groups:
         for i, planned, seen in zip(g.index, g.devices(plan), g.ran_on):
-            out[i] = label(planned if seen is None else seen)
+            out[i] = seen if isinstance(seen, str) else label(planned if seen is None else seen)
     return out
 
 
@@ -609,6 +622,11 @@ class _Group:
             inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
                                     members=not threads, keep_input=bool(cbs) and cbs.can_stop(),
                                     noise_budget=budget)  # fmt: skip
+        if threads and plan.cluster is not None:
+            spec = dict(ct=ct, config=config, tx=self.tx, tx_key=tx_key, n_train=n_train, has_val=has_val,
+                        keys=self.keys, members=False, keep_input=bool(cbs) and cbs.can_stop(),
+                        noise_budget=epoch_module.NOISE_UP_FRONT_MAX)  # fmt: skip
+            return RayMembers(inner, spec, len(self.members), workers=workers)
         if threads:
             member_data = (lambda data, i: _streamed_member(source, data, i)) if streamed else None
             devices = self.devices(plan) if len(plan.devices) > 1 else None

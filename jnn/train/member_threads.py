@@ -131,6 +131,13 @@ class MemberThreads:
             self._data_rows[i] = self._put(self.member_data(data, i), i)
         return self._data_rows[i]
 
+    def _call(self, member: int, state, data, n: int):
+        """One call of ``n`` epochs of ``member`` from its ``state`` on its ``data`` (in a worker thread): the inner
+        caller's ``(state, rows, suspect)``; records the device it ran on in :attr:`ran_on`."""
+        out = self.inner(state, data, n)
+        self.ran_on[member] = next(iter(jax.tree.leaves(out[0])[0].devices()))
+        return out
+
     def _run(self, states: list, datas: list, n: int, ids=None) -> list:
         """Run ``n`` epochs of every member given (the members ``ids``, default ``0, 1, ...``), in calls handed to the
         threads as they come free. Returns each member's ``(state, rows [n, width], suspect)``."""
@@ -156,7 +163,7 @@ class MemberThreads:
                         cond.wait()
                 c = min(chunk, left[i])
                 try:
-                    new, r, bad = self.inner(states[i], datas[i], c)
+                    new, r, bad = self._call(ids[i], states[i], datas[i], c)
                 except BaseException as err:  # noqa: BLE001 - raised in the calling thread below
                     with cond:
                         errors.append(err)
@@ -165,7 +172,6 @@ class MemberThreads:
                     return
                 with cond:
                     states[i] = new
-                    self.ran_on[ids[i]] = next(iter(jax.tree.leaves(new)[0].devices()))
                     rows[i].append(np.asarray(r)[:c])
                     suspect[i] |= bool(bad)
                     last = rows[i][-1][c - 1]  # the summary row of the call's last epoch: epoch, status, ...

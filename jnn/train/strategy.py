@@ -29,13 +29,15 @@ STRATEGIES = ("programs", "stacked")
 
 @dataclass(frozen=True)
 class Plan:
-    """How one sweep runs: its strategy, threads (``"programs"``), devices, and whether a stacked batch re-packs
-    (off with a sweep folder: a resume must meet the batches the uninterrupted sweep ran)."""
+    """How one sweep runs: its strategy, threads (``"programs"``), devices, whether a stacked batch re-packs
+    (off with a sweep folder: a resume must meet the batches the uninterrupted sweep ran), and the Ray cluster the
+    members' calls run on (:mod:`jnn.cluster`; None: this process)."""
 
     strategy: str
     workers: int
     devices: tuple
     repack: bool = True
+    cluster: str | None = None
 
 
 def default_strategy() -> str:

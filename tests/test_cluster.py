@@ -1,0 +1,112 @@
+"""Sweeps on a real local Ray cluster (a head and two worker nodes, ``ray.cluster_utils.Cluster``, 127.0.0.1 only).
+
+Each test runs its cluster in a subprocess of its own process group, bounded in time and killed by that group at
+the end. The script asserts that every node and every connection of the cluster's processes is on 127.0.0.1
+(Ray would otherwise put the machine's own address in place of 127.0.0.1: the head is started with
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, under which Ray keeps the loopback address).
+"""
+
+import json
+import sys
+import textwrap
+
+import pytest
+from test_parallel import _run
+
+pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+
+#: Starts the cluster, defines ``train``, ``same`` and ``loopback_only()``; each test's script follows it.
+_CLUSTER = textwrap.dedent("""
+    import json, os, signal, sys, threading, time
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep 127.0.0.1 (see the module)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import jax, numpy as np, psutil, ray
+    from ray.cluster_utils import Cluster
+    import jnn
+    from jnn.sweep import sweep
+
+    LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+    cluster = Cluster(initialize_head=True, head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1,
+                                                             "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    train, _ = jnn.datasets.load("spirals", seed=0)
+    same = lambda a, b: all(np.array_equal(np.asarray(x), np.asarray(y))
+                            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    report = {}
+
+    def loopback_only():
+        nodes = [n["NodeManagerAddress"] for n in ray.nodes()]
+        addresses = set()
+        for p in psutil.Process().children(recursive=True):
+            try:
+                for c in p.net_connections(kind="inet"):
+                    addresses |= {a.ip for a in (c.laddr, c.raddr) if a}
+            except psutil.Error:
+                pass
+        return {"nodes": nodes, "gcs": ray.get_runtime_context().gcs_address,
+                "other_addresses": sorted(addresses - LOOPBACK - {"0.0.0.0", "::"})}
+""")
+
+_SWEEPS = _CLUSTER + textwrap.dedent("""
+    out = sys.argv[1]
+    cfg = jnn.TrainConfig(max_epochs=30, batch_size=64, epochs_per_call=2, checkpoint_every=2,
+                          early_stopping=jnn.EarlyStopping(patience=3))
+    net = jnn.MLP(hidden=(32, 32), keep_prob=0.8)
+    axes = dict(learning_rate=[0.3, 0.05], seed=[0, 1, 2])  # a grid: 6 members
+    local = sweep(train, cfg, task=net, **axes)
+    on_cluster = sweep(train, cfg, task=net, cluster="ray", callbacks=[jnn.SweepFolder(out + "/a")], **axes)
+    report["equal"] = same(local.params, on_cluster.params) and local.rows == on_cluster.rows
+    report["histories_equal"] = [h.metrics for h in local.histories] == [h.metrics for h in on_cluster.histories]
+    report["nodes_used"] = sorted(set(on_cluster.devices))
+    report["json_devices"] = json.load(open(out + "/a/sweep.json"))["devices"]
+    report["network"] = loopback_only()
+
+    # A worker node killed with SIGKILL in the middle of the sweep: its calls run again elsewhere.
+    victim = workers[0]
+    pids = [p.process.pid for p in victim.all_processes["raylet"]]
+    killed = []
+
+    class KillAfter(jnn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 4 and not killed:
+                def kill():
+                    time.sleep(0.3)  # calls in flight on the victim's workers
+                    for pid in pids:
+                        os.kill(pid, signal.SIGKILL)
+                    killed.append(time.time())
+                threading.Thread(target=kill).start()
+
+    t0 = time.time()
+    hit = sweep(train, cfg, task=net, cluster="ray", callbacks=[jnn.SweepFolder(out + "/b"), KillAfter()], **axes)
+    report["killed"] = bool(killed)
+    report["after_kill_equal"] = same(local.params, hit.params) and local.rows == hit.rows
+    report["alive_nodes"] = sum(n["Alive"] for n in ray.nodes())
+    report["seconds"] = time.time() - t0
+    print("RESULT " + json.dumps(report), flush=True)
+    ray.shutdown()
+    cluster.shutdown()
+""")
+
+
+def _report(out: str) -> dict:
+    return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+
+
+def _loopback(network: dict) -> None:
+    assert set(network["nodes"]) == {"127.0.0.1"} and len(network["nodes"]) == 3
+    assert network["gcs"].startswith("127.0.0.1:") and network["other_addresses"] == []
+
+
+def test_a_sweep_on_a_local_cluster_equals_the_local_sweep_and_survives_a_killed_node(tmp_path):
+    code, out = _run([sys.executable, "-c", _SWEEPS, str(tmp_path)], timeout=400)
+    assert code == 0, out[-4000:]
+    r = _report(out)
+    _loopback(r["network"])
+    assert r["equal"] and r["histories_equal"]  # bit for bit the local sweep
+    assert len(r["nodes_used"]) >= 2 and all(d.startswith("ray:127.0.0.1:") for d in r["nodes_used"])
+    assert sorted(set(r["json_devices"])) == r["nodes_used"]
+    assert r["killed"] and r["alive_nodes"] == 2 and r["after_kill_equal"]
