@@ -119,11 +119,11 @@ _APP_NAMES = {
 
 
 def __getattr__(name: str):
-    """The application wing's public names (:data:`_APP_NAMES`) and its ``checkpoint`` and ``plots`` modules, on first
-    use."""
+    """The application wing's public names (:data:`_APP_NAMES`) and its ``checkpoint``, ``plots`` and ``tune``
+    modules, on first use."""
     import importlib
 
-    if name in ("checkpoint", "plots"):  # plots needs matplotlib (pip install 'jnn[plots]')
+    if name in ("checkpoint", "plots", "tune"):  # plots needs matplotlib, tune Ray Tune (pip install 'jnn[ray]')
         return importlib.import_module(f"jnn.app.{name}")
     if name in _APP_NAMES:
         return getattr(importlib.import_module(f"jnn.app.{_APP_NAMES[name]}"), name)

@@ -34,8 +34,8 @@ _CLUSTER = textwrap.dedent("""
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
     train, _ = jnn.datasets.load("spirals", seed=0)
-    same = lambda a, b: all(np.array_equal(np.asarray(x), np.asarray(y))
-                            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    plain = lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+    same = lambda a, b: all(np.array_equal(plain(x), plain(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     report = {}
 
     def loopback_only():
@@ -110,3 +110,62 @@ def test_a_sweep_on_a_local_cluster_equals_the_local_sweep_and_survives_a_killed
     assert len(r["nodes_used"]) >= 2 and all(d.startswith("ray:127.0.0.1:") for d in r["nodes_used"])
     assert sorted(set(r["json_devices"])) == r["nodes_used"]
     assert r["killed"] and r["alive_nodes"] == 2 and r["after_kill_equal"]
+
+
+_TUNE = _CLUSTER + textwrap.dedent("""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from jnn.app import checkpoint as ckpt
+
+    out = sys.argv[1]
+    cfg = jnn.TrainConfig(max_epochs=9, batch_size=64, early_stopping=None)
+    net = jnn.MLP(hidden=(16,))
+    marker = out + "/failed-once"
+
+    class FailOnce(jnn.Callback):  # the first trial to reach epoch 4 fails once: Tune restores it
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 4 and not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("a node went away")
+
+    rates = [1e-4, 0.3, 3e-4, 0.1, 1e-3, 0.05]
+    tuner = tune.Tuner(
+        jnn.tune.trainable(train, cfg, task=net, callbacks=[FailOnce()]),
+        param_space={"learning_rate": tune.grid_search(rates), "seed": 0},
+        tune_config=tune.TuneConfig(metric="val_loss", mode="min", max_concurrent_trials=3,
+                                    scheduler=ASHAScheduler(time_attr="epoch", grace_period=1, reduction_factor=3,
+                                                            max_t=9)),
+        run_config=tune.RunConfig(storage_path=out + "/tune", name="asha", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=2)))
+    results = tuner.fit()
+    trials = []
+    for r in results:
+        lr = r.config["learning_rate"]
+        row = {"learning_rate": lr, "epochs": r.metrics["epoch"], "error": r.error is not None}
+        if r.metrics["epoch"] == 9:  # trained to the end: bit for bit its fit, also after a failure
+            alone = jnn.fit(train, jnn.TrainConfig.from_dict({**cfg.to_dict(), "learning_rate": lr}), task=net)
+            with r.checkpoint.as_directory() as folder:
+                state = ckpt.restore(os.path.join(folder, "state.npz"), alone.state)
+            row["bitwise"] = same(state, alone.state)
+        trials.append(row)
+    report["trials"] = trials
+    report["failed_once"] = os.path.exists(marker)
+    report["network"] = loopback_only()
+    print("RESULT " + json.dumps(report), flush=True)
+    ray.shutdown()
+    cluster.shutdown()
+""")
+
+
+def test_asha_through_tune_stops_jnn_trials_at_rungs_and_a_failed_trial_resumes_bit_for_bit(tmp_path):
+    code, out = _run([sys.executable, "-c", _TUNE, str(tmp_path)], timeout=400)
+    assert code == 0, out[-4000:]
+    r = _report(out)
+    _loopback(r["network"])
+    trials = r["trials"]
+    assert len(trials) == 6 and not any(t["error"] for t in trials) and r["failed_once"]
+    stopped = [t for t in trials if t["epochs"] < 9]
+    finished = [t for t in trials if t["epochs"] == 9]
+    assert stopped and finished  # ASHA cut some trials at its rungs (epoch 1 or 3), the others ran to max_t
+    assert {t["epochs"] for t in stopped} <= {1, 3}
+    assert all(t["bitwise"] for t in finished)
