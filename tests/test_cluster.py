@@ -86,6 +86,15 @@ _SWEEPS = _CLUSTER + textwrap.dedent("""
     report["after_kill_equal"] = same(local.params, hit.params) and local.rows == hit.rows
     report["alive_nodes"] = sum(n["Alive"] for n in ray.nodes())
     report["seconds"] = time.time() - t0
+
+    # The command line, a driver of its own: jnn sweep --ray ADDRESS.
+    import subprocess
+    cmd = [sys.executable, "-m", "jnn.app.cli", "sweep", "--dataset", "spirals", "--hidden", "8", "--max-epochs", "3",
+           "--seeds", "0,1,2", "--log-every", "0", "--ray", cluster.address, "--out", out + "/c"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    report["cli"] = [proc.returncode, proc.stderr[-2000:]]
+    if proc.returncode == 0:
+        report["cli_devices"] = json.load(open(out + "/c/sweep.json"))["devices"]
     print("RESULT " + json.dumps(report), flush=True)
     ray.shutdown()
     cluster.shutdown()
@@ -110,6 +119,8 @@ def test_a_sweep_on_a_local_cluster_equals_the_local_sweep_and_survives_a_killed
     assert len(r["nodes_used"]) >= 2 and all(d.startswith("ray:127.0.0.1:") for d in r["nodes_used"])
     assert sorted(set(r["json_devices"])) == r["nodes_used"]
     assert r["killed"] and r["alive_nodes"] == 2 and r["after_kill_equal"]
+    assert r["cli"][0] == 0, r["cli"][1]
+    assert len(r["cli_devices"]) == 3 and all(d.startswith("ray:127.0.0.1:") for d in r["cli_devices"])
 
 
 _TUNE = _CLUSTER + textwrap.dedent("""

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="programs: each member its own jnn train's program, bit for bit (default on a CPU); "
                          "stacked: vmapped batches, equal to rounding (default on an accelerator); --resume takes "
                          "the folder's")  # fmt: skip
+    sw.add_argument("--ray", metavar="ADDRESS", default=None,
+                    help="run the members' calls on the Ray cluster at ADDRESS (HOST:PORT; pip install 'jnn[ray]'); "
+                         "the sweep folder stays here")  # fmt: skip
     sw.add_argument("--devices", type=int, default=None, help="spread the members over the first N local devices "
                     "(default: all)")  # fmt: skip
     sw.add_argument("--out", default=None, help="folder for sweep.csv/json/png (default runs/sweep-<dataset>-<time>)")
@@ -660,7 +663,8 @@ def _sweep_run_flags(args, stored, config) -> dict:
         rule = config.monitored()
         callbacks.append(SuccessiveHalving(rule.monitor, rule.direction, min_epochs=args.rung_epochs,
                                            reduction_factor=args.reduction_factor))  # fmt: skip
-    return {"sweep": {"strategy": strategy, "workers": args.workers, "devices": args.devices}, "callbacks": callbacks}
+    sweep_kw = {"strategy": strategy, "workers": args.workers, "devices": args.devices, "cluster": args.ray}
+    return {"sweep": sweep_kw, "callbacks": callbacks}
 
 
 def _model_and_table(args, need_target: bool):
