@@ -227,10 +227,15 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
     rng = np.random.default_rng(seed)
     block = object()  # the draws move together: member i is the i-th draw of every distribution
     out = {name: Joint(v.sample(rng, n), block) if isinstance(v, Distribution) else v for name, v in axes.items()}
+    return out, {"space": space_record(axes), "samples": n, "search_seed": seed}
+
+
+def space_record(axes: dict) -> dict:
+    """The JSON record of a search space: ``{axis: distribution record, or the list}`` (read back by
+    :func:`space_from_dict`)."""
     plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
-    space = {k: (v.to_dict() if isinstance(v, Distribution) else [plain(x) for x in v]) for k, v in axes.items()}
-    return out, {"space": space, "samples": n, "search_seed": seed}
+    return {k: (v.to_dict() if isinstance(v, Distribution) else [plain(x) for x in v]) for k, v in axes.items()}
 
 
 __all__ = ["KINDS", "Choice", "Distribution", "LogUniform", "RandInt", "Uniform", "choice", "draw", "loguniform",
-           "randint", "space_from_dict", "uniform"]  # fmt: skip
+           "randint", "space_from_dict", "space_record", "uniform"]  # fmt: skip

@@ -35,8 +35,9 @@ from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
 from jnn.schedulers import SuccessiveHalving
-from jnn.search import choice, draw, loguniform, randint, uniform
+from jnn.search import choice, draw, loguniform, randint, space_record, uniform
 from jnn.task import Task
+from jnn.tpe import check_sampler, tpe_sweep
 from jnn.train import epoch as epoch_module
 from jnn.train.callbacks import CallbackList, RunInfo, RunStore, SweepStore, at_most_one, check_callbacks
 from jnn.train.config import SWEEP_FIELDS, TrainConfig
@@ -288,6 +289,7 @@ def sweep(
     cluster: str | None = None,
     samples: int | None = None,
     search_seed: int = 0,
+    sampler: str = "random",
     **axes,
 ) -> SweepResult:
     """Train one member per combination of the axes' values, all at once, in one compile per shape.
@@ -334,6 +336,9 @@ def sweep(
             :func:`loguniform`, :func:`choice`, :func:`randint`) is drawn N times, a list axis holds N values;
             the space is recorded in ``SweepResult.search`` and the sweep folder (see :mod:`jnn.search`).
         search_seed: the random search's seed (the same seed draws the same members).
+        sampler: ``"random"`` (default: every member drawn at once) or ``"tpe"``: Optuna's TPE asks the members in
+            rounds, each round a sweep whose results it is told (:mod:`jnn.tpe`; ``pip install 'jnn[optuna]'``;
+            no sweep folder).
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``hidden``, ``l2``,
             ``keep_prob``, ``batch_size``), each a list of values (combined by ``combine``), or with ``samples`` a
             distribution.
@@ -350,6 +355,10 @@ def sweep(
         raise TypeError(f"sweep({replaced[0]}=...) is replaced by strategy=: 'programs' (each member its own fit's "
                         "program, bit for bit its fit; was exact=True or workers >= 2) or 'stacked' (vmapped "
                         "batches, re-packed as members stop; was workers=1)")  # fmt: skip
+    if check_sampler(sampler, samples) == "tpe":
+        return _tpe(train, config, axes, samples, search_seed, combine, callbacks,
+                    dict(task=task, val=val, test=test, class_weight=class_weight, optimizer=optimizer,
+                         strategy=strategy, workers=workers, devices=devices, cluster=cluster))  # fmt: skip
     axes, search = draw(axes, samples, search_seed)
     axes = combine_axes(axes, combine)
     if search is not None:
@@ -419,6 +428,20 @@ def sweep(
     if halt is not None:
         raise Interrupted(result, halt)
     return result
+
+
+def _tpe(train, config, axes, samples, search_seed, combine, callbacks, kw) -> SweepResult:
+    """``sweep(..., sampler="tpe")``: rounds of members asked of Optuna's TPE, each round a sweep (see
+    :mod:`jnn.tpe`)."""
+    if any(isinstance(cb, SweepStore) for cb in check_callbacks(callbacks)):
+        raise ValueError("sampler='tpe' trains its rounds as sweeps of their own and keeps no sweep folder; leave "
+                         "jnn.SweepFolder out (or use the random sampler)")  # fmt: skip
+    seed = V.check_int("search_seed", search_seed, low=0, high=2**32 - 1)
+    run = lambda members: sweep(train, config, callbacks=callbacks, combine="zip", **kw, **members)  # noqa: E731
+    res, asked = tpe_sweep(run, axes, samples=samples, search_seed=seed, how=combine)
+    record = {"space": space_record(axes), "samples": samples, "search_seed": seed, "combine": combine,
+              "sampler": "tpe", **asked}  # fmt: skip
+    return dataclasses.replace(res, search=record)
 
 
 def _member_descriptions(groups, m: int) -> list[dict]:

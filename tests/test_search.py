@@ -97,3 +97,27 @@ def test_a_random_search_sweeps_its_draws_and_records_the_space(tmp_path):
     with pytest.raises(ValueError, match="is from another sweep; differences: axes"):
         sweep(train, cfg, task=jnn.MLP(hidden=(8,)), samples=4, search_seed=12,
               callbacks=[jnn.SweepFolder(tmp_path / "sw", resume=True)], **space)  # fmt: skip
+
+
+def test_tpe_asks_in_rounds_is_told_each_points_seed_mean_and_the_same_seed_asks_the_same(tmp_path):
+    pytest.importorskip("optuna")
+    train, test = load("spirals", seed=0)
+    cfg = TrainConfig(max_epochs=8, batch_size=64, early_stopping=jnn.EarlyStopping(patience=2))
+    space = dict(learning_rate=loguniform(1e-3, 0.5), hidden=choice([(8,), (8, 8)]), seed=[0, 1])
+    res = sweep(train, cfg, task=jnn.MLP(), samples=12, sampler="tpe", search_seed=3, **space)
+    assert res.search["sampler"] == "tpe" and res.search["rounds"] == [10, 2] and len(res.rows) == 24
+    assert [r["seed"] for r in res.rows] == [0, 1] * 12  # each asked point with every seed (a grid axis)
+    for j, value in enumerate(res.search["told"]):  # the mean of the point's members' best validation losses
+        assert value == pytest.approx(np.mean([res.rows[2 * j + s]["best_val"] for s in (0, 1)]), rel=1e-12)
+        assert res.rows[2 * j]["learning_rate"] == res.rows[2 * j + 1]["learning_rate"]
+    assert [r["member"] for r in res.rows] == list(range(24)) and not res.stacked  # two widths: a list of params
+    again = sweep(train, cfg, task=jnn.MLP(), samples=12, sampler="tpe", search_seed=3, **space)
+    assert again.rows == res.rows
+    with pytest.raises(ValueError, match="sampler='tpe' asks samples=N members"):
+        sweep(train, cfg, sampler="tpe", learning_rate=loguniform(1e-3, 0.5))
+    with pytest.raises(ValueError, match="sampler must be 'random' or 'tpe'; got 'grid'"):
+        sweep(train, cfg, samples=2, sampler="grid", learning_rate=loguniform(1e-3, 0.5))
+    with pytest.raises(ValueError, match="keeps no sweep folder"):
+        sweep(train, cfg, samples=2, sampler="tpe", callbacks=[jnn.SweepFolder(tmp_path / "x")],
+              learning_rate=loguniform(1e-3, 0.5))  # fmt: skip
+    assert not (tmp_path / "x").exists()
