@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/search.py [--samples 64] [--rung-epochs 10] [--reduction-factor 3] [--out runs/bench_search]
     python benchmarks/search.py --quick    # a few members and epochs: checks the script, not the figures
+    python benchmarks/search.py --ray-nodes 3 [--only-halving]   # also the halving search on a local Ray cluster
 
 The space is ``experiments/mnist1d_search.py``'s: hidden widths one of 256,256 / 512,512 / 256,256,256 / 1024,
 batch size 64 or 100, keep_prob uniform on [0.5, 0.9], λ and η log-uniform on [1e-5, 1e-3] and [0.005, 0.05], a
@@ -16,6 +17,11 @@ search never used and scored on the test set.
 Printed and written (results.json, table.md in --out): member-epochs, wall time and the picks' test accuracy
 (mean over the fresh seeds) of both searches, and the share of the full search's member-epochs that halving
 used. Target: halving's pick ≥ 0.75 test accuracy with ≤ 40 % of the full search's member-epochs.
+
+With ``--ray-nodes N`` the halving search runs once more on a local Ray cluster of N nodes of one CPU each
+(``ray.cluster_utils.Cluster``, 127.0.0.1 only; ``sweep(..., cluster="ray")``): its wall time against the local
+search's (the overhead of shipping each call's state; on this machine the nodes share its cores) and whether its
+rows and params are bit for bit the local search's.
 """
 
 from __future__ import annotations
@@ -72,6 +78,55 @@ def _fresh_seeds(train, test, res, k: int) -> dict:
     return {"seeds": list(FRESH_SEEDS), "test_accuracy": accs, "mean": statistics.mean(accs)}
 
 
+def _on_ray(a, train, config, local: dict) -> dict:
+    """The halving search again on a local Ray cluster of ``a.ray_nodes`` one-CPU nodes (127.0.0.1 only)."""
+    import os
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep 127.0.0.1 (see tests/test_cluster.py)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray.cluster_utils import Cluster
+
+    t0 = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1,
+                                                            "include_dashboard": False})  # fmt: skip
+    for _ in range(a.ray_nodes - 1):
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    start = time.perf_counter() - t0
+    try:
+        asha = SuccessiveHalving("val_loss", "min", min_epochs=a.rung_epochs, reduction_factor=a.reduction_factor)
+        t1 = time.perf_counter()
+        res = sweep(train, config, task=jnn.MLP(dropout_mode="inverted"), samples=a.samples, search_seed=0,
+                    cluster="ray", callbacks=[asha, jnn.Progress(bar=False, log_every=0)], **SPACE)  # fmt: skip
+        seconds = time.perf_counter() - t1
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    mine, theirs = (jax.tree.leaves(r.params if r.stacked else list(r.params)) for r in (res, local["result"]))
+    same = res.rows == local["result"].rows and all(np.array_equal(x, y) for x, y in zip(mine, theirs))
+    print(
+        f"  halving on a {a.ray_nodes}-node Ray cluster: {seconds:.1f} s (cluster start {start:.1f} s), "
+        f"{seconds / local['seconds']:.2f}x the local search; bit for bit the local search: {same}",
+        flush=True,
+    )
+    return {"seconds": seconds, "cluster_start_seconds": start, "nodes": a.ray_nodes, "bitwise_local": same,
+            "over_local": seconds / local["seconds"], "member_epochs": sum(r["epochs"] for r in res.rows),
+            "nodes_used": sorted(set(res.devices))}  # fmt: skip
+
+
+def _ray_table(runs: dict) -> str:
+    r, local = runs["halving on Ray"], runs["halving"]
+    return "\n".join([
+        "| halving search | nodes | wall time (s) | vs local | member-epochs | bit for bit the local search |",
+        "|---|---|---|---|---|---|",
+        f"| local | 1 process | {local['seconds']:.1f} | 1.00x | {local['member_epochs']} | - |",
+        f"| Ray cluster (127.0.0.1) | {r['nodes']} | {r['seconds']:.1f} | {r['over_local']:.2f}x | "
+        f"{r['member_epochs']} | {r['bitwise_local']} |",
+    ])  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=64)
@@ -80,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-epochs", type=int, default=300)
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="4 members, 6 epochs, 1-epoch rungs: a smoke run")
+    p.add_argument("--ray-nodes", type=int, default=0, help="also run the halving search on a local Ray cluster")
+    p.add_argument("--only-halving", action="store_true", help="skip the full search (with --ray-nodes)")
     p.add_argument("--out", default="runs/bench_search")
     a = p.parse_args(argv)
     if a.quick:
@@ -95,7 +152,7 @@ def main(argv=None) -> int:
     print(f"search benchmark: {a.samples} random members, MNIST-1D, max {a.max_epochs} epochs, device "
           f"{jax.devices()[0]}", flush=True)  # fmt: skip
     runs = {}
-    for name in ("full", "halving"):
+    for name in ("halving",) if a.only_halving else ("full", "halving"):
         asha = [SuccessiveHalving("val_loss", "min", min_epochs=a.rung_epochs, reduction_factor=a.reduction_factor)]
         runs[name] = _search(train, config, a.samples, asha if name == "halving" else [])
         r = runs[name]
@@ -106,6 +163,11 @@ def main(argv=None) -> int:
         print(f"  {name}'s pick on fresh seeds {list(FRESH_SEEDS)}: test accuracy "
               + ", ".join(f"{v:.4f}" for v in r["fresh"]["test_accuracy"]) + f" (mean {r['fresh']['mean']:.4f})",
               flush=True)  # fmt: skip
+    if a.ray_nodes:
+        runs["halving on Ray"] = _on_ray(a, train, config, runs["halving"])
+    if a.only_halving:
+        return finish(a.out, {"runs": {k: {n: v for n, v in r.items() if n != "result"} for k, r in runs.items()}},
+                      _ray_table(runs))  # fmt: skip
     share = runs["halving"]["member_epochs"] / runs["full"]["member_epochs"]
     results = {
         "samples": a.samples, "max_epochs": a.max_epochs, "patience": a.patience, "rung_epochs": a.rung_epochs,
@@ -127,6 +189,7 @@ def main(argv=None) -> int:
         "",
         f"halving used {100 * share:.1f} % of the full search's member-epochs (target ≤ 40 %, pick ≥ 0.75): "
         f"{'met' if results['met_target'] else 'not met'}",
+        *([""] + _ray_table(runs).splitlines() if a.ray_nodes else []),
     ])  # fmt: skip
     return finish(a.out, results, table)
 
