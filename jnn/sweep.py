@@ -567,7 +567,8 @@ class _Group:
         hypers = [h for _, h, _ in self.members]
         self.ct = checked_task(self.model, self.config, *self.splits[0], val, hypers=hypers)
         self.tx = self.member_tx(*self.members[0][:2])  # its update serves every member (one compile)
-        check_memory(self.ct, self.tx, members=len(self.members))  # before anything is allocated
+        held = sum(_nbytes(ds) for split in self.splits for ds in split)  # the members' splits, held stacked
+        check_memory(self.ct, self.tx, members=len(self.members), data_bytes=held)  # before anything is allocated
         abstract = jax.eval_shape(self.ct.task.init, jax.random.key(0))
         has_lr = has_learning_rate(self.tx, abstract)
         if isinstance(optimizer, optax.GradientTransformation) and lr_axis and not has_lr:
@@ -672,6 +673,15 @@ class _Group:
         self.epoch_seconds, self.pack_sizes = list(seconds), list(caller.sizes)
         self.ran_on = _ran_on(caller, self.state, len(self.members))
         return halt
+
+
+def _nbytes(ds) -> int:
+    """The bytes a dataset's arrays hold in memory (0 for None; a streamed input counts its row indices)."""
+    if ds is None:
+        return 0
+    x = ds.x
+    held = len(x) * 4 if isinstance(x, RowSource) else getattr(x, "nbytes", 0)
+    return int(held) + int(getattr(ds.y, "nbytes", 0))
 
 
 def _ran_on(caller, state, k: int) -> list:

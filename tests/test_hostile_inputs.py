@@ -377,6 +377,11 @@ def test_hang_a_model_too_large_for_memory_is_refused_before_anything_is_allocat
     params = 2 * 4 + 4 + 4 * 2 + 2  # (2, 4, 2) weights and biases
     # float32: three copies of the params, momentum's trace, and inject_hyperparams' count, rate and momentum
     assert run_setup.check_memory(ct, tx) == 4 * (3 * params + params) + 3 * 4
+    # A sweep counts the data it holds: every member's split, stacked (here 2 x 0.88 MB against a 1 MB bound).
+    monkeypatch.setattr(run_setup, "memory_bound", lambda: (10**6, "a test's memory"))
+    wide = jnn.Dataset(np.zeros((20000, 10), np.float32), np.zeros(20000, np.int32))
+    with pytest.raises(ValueError, match=r"\(2 members × params.*, and 0.00176 GB of data\) but a test's memory"):
+        sweep(wide, TrainConfig(max_epochs=1), task=jnn.MLP(hidden=(4,)), seed=[0, 1])
 
 
 @pytest.fixture(scope="module")

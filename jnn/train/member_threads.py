@@ -46,6 +46,16 @@ def _row_data(data, i: int):
     return row(data, jnp.int32(i))
 
 
+class _OnCall:
+    """``datas[j]``: member ``j``'s data, made when a call asks for it (and dropped with the call)."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __getitem__(self, j: int):
+        return self.make(j)
+
+
 class MemberThreads:
     """The caller of a sweep's ``members`` (the :class:`jnn.train.multi_epoch.EpochCaller` interface) that runs
     each member through ``inner``, the caller of one member's own program, in ``workers`` threads.
@@ -125,6 +135,10 @@ class MemberThreads:
         return jax.tree.map(lambda a: jax.device_put(a, device) if isinstance(a, jax.Array) else a, tree)
 
     def _data_for(self, data, i: int):
+        """Member ``i``'s data for a call: its row of the stacked ``data``, taken for the call and dropped after it
+        (the sweep holds its data once, stacked); a streamed member's (row indices and the source) kept."""
+        if self.member_data is _row_data:
+            return self._put(_row_data(data, i), i)
         if self._data_key is not data:
             self._data_key, self._data_rows = data, {}
         if i not in self._data_rows:
@@ -201,7 +215,7 @@ class MemberThreads:
             if not self.sizes or self.sizes[-1] != len(ids):
                 self.sizes.append(len(ids))
         states = [self._put(row(state, jnp.int32(i)), int(i)) for i in ids]
-        outs = self._run(states, [self._data_for(data, int(i)) for i in ids], n, ids)
+        outs = self._run(states, _OnCall(lambda j: self._data_for(data, int(ids[j]))), n, ids)
         home = next(iter(jax.tree.leaves(state)[0].devices())) if self.devices else None
         full = state
         for j, (i, o) in enumerate(zip(ids, outs)):
