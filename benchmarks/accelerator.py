@@ -16,7 +16,9 @@ step called per minibatch from Python) and ``raw JAX B`` (one jitted ``lax.scan`
 over ``--rounds`` rounds; the ratio column is jnn.fit's speed over raw JAX B in the same round (median).
 Peak memory per stack is measured in a fresh process (device ``peak_bytes_in_use`` on a GPU/TPU, resident
 memory growth on CPU). Then the 32-member sweep vs 32 sequential fits and the staggered-stops sweep with and
-without re-packing (``benchmarks/sweep.py``; at most 100 epochs, 10 with ``--quick``). Writes
+without re-packing (``benchmarks/sweep.py``; at most 100 epochs, 10 with ``--quick``), and a random search of 16
+MNIST-1D members trained to the end and with successive halving, its members spread over every device
+(``benchmarks/search.py``; 4 members with ``--quick``). Writes
 ``results.json`` and ``table.md`` (naming the card) into ``--out``.
 """
 
@@ -140,6 +142,12 @@ def _table(res: dict) -> str:
                       f"{st['over_needed']['repack']:.2f} |",
                       f"| all members to the end | {st['seconds']['plain']:.2f} s | "
                       f"{st['over_needed']['plain']:.2f} |"]  # fmt: skip
+    se = res.get("search")
+    if se:
+        lines += ["", f"| random search, {se['samples']} MNIST-1D members (benchmarks/search.py) | member-epochs | "
+                      "wall time | strategy | devices used |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {k} | {r['member_epochs']} | {r['seconds']:.1f} s | {r['strategy']} | {r['devices_used']} |"
+                  for k, r in se["runs"].items()]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -180,6 +188,14 @@ def main(argv=None) -> int:
                          "--out", str(sweep_out)]) != 0:  # fmt: skip
         return 1
     res["sweep"] = json.loads((sweep_out / "results.json").read_text())
+    import search as search_bench  # benchmarks/search.py: the members spread over every device
+
+    search_out = Path(a.out) / "search"
+    budget = ["--quick"] if a.quick else ["--samples", "16", "--max-epochs", "40", "--patience", "5",
+                                          "--rung-epochs", "3"]  # fmt: skip
+    if search_bench.main([*budget, "--no-fresh", "--out", str(search_out)]) != 0:
+        return 1
+    res["search"] = json.loads((search_out / "results.json").read_text())
     res["seconds"] = time.perf_counter() - t_start
     table = _table(res)
     print(table)

@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="4 members, 6 epochs, 1-epoch rungs: a smoke run")
     p.add_argument("--ray-nodes", type=int, default=0, help="also run the halving search on a local Ray cluster")
     p.add_argument("--only-halving", action="store_true", help="skip the full search (with --ray-nodes)")
+    p.add_argument("--no-fresh", action="store_true", help="skip training the picks on fresh seeds")
     p.add_argument("--out", default="runs/bench_search")
     a = p.parse_args(argv)
     if a.quick:
@@ -159,6 +160,11 @@ def main(argv=None) -> int:
         print(f"  {name}: {r['member_epochs']} member-epochs, {r['seconds']:.1f} s, {r['stopped_by_scheduler']} "
               f"stopped by the scheduler; picked member {r['picked']} (val accuracy "
               f"{r['picked_val_accuracy']:.4f})", flush=True)  # fmt: skip
+        r["devices_used"] = len(set(r["result"].devices))
+        r["strategy"] = r["result"].strategy
+        if a.no_fresh:
+            r["fresh"] = {"seeds": [], "test_accuracy": [], "mean": float("nan")}
+            continue
         r["fresh"] = _fresh_seeds(train, test, r["result"], r["picked"])
         print(f"  {name}'s pick on fresh seeds {list(FRESH_SEEDS)}: test accuracy "
               + ", ".join(f"{v:.4f}" for v in r["fresh"]["test_accuracy"]) + f" (mean {r['fresh']['mean']:.4f})",
@@ -176,7 +182,8 @@ def main(argv=None) -> int:
         "runs": {k: {**{n: v for n, v in r.items() if n != "result"}, "rows": r["result"].rows,
                      "picked_recipe": {**r["result"].members[r["picked"]].to_dict(),
                                        **r["result"].models[r["picked"]].to_dict()}}
-                 for k, r in runs.items()},
+                 for k, r in runs.items() if "result" in r},
+        "ray": runs.get("halving on Ray"),
         "member_epoch_share": share,
         "met_target": runs["halving"]["fresh"]["mean"] >= 0.75 and share <= 0.40,
     }  # fmt: skip
@@ -184,8 +191,9 @@ def main(argv=None) -> int:
         "| search | member-epochs | wall time (s) | stopped at rungs | picked recipe's test accuracy (3 fresh seeds) |",
         "|---|---|---|---|---|",
         *(f"| {k} | {r['member_epochs']} | {r['seconds']:.1f} | {r['stopped_by_scheduler']} | "
-          f"{r['fresh']['mean']:.4f} ({', '.join(f'{v:.4f}' for v in r['fresh']['test_accuracy'])}) |"
-          for k, r in runs.items()),
+          + (f"{r['fresh']['mean']:.4f} ({', '.join(f'{v:.4f}' for v in r['fresh']['test_accuracy'])}) |"
+             if r["fresh"]["test_accuracy"] else "- (--no-fresh) |")
+          for k, r in runs.items() if "result" in r),
         "",
         f"halving used {100 * share:.1f} % of the full search's member-epochs (target ≤ 40 %, pick ≥ 0.75): "
         f"{'met' if results['met_target'] else 'not met'}",
