@@ -91,5 +91,20 @@ class SuccessiveHalving(Callback):
                                "cutoff": cut, "stopped": bool(worse)})  # fmt: skip
         return bool(worse)
 
+    def state_dict(self) -> dict:
+        """What a sweep folder keeps of the scheduler at each checkpoint (its decisions, in order), so that a resumed
+        sweep decides as the uninterrupted one: ``{"scheduler": its settings, "decisions": [...]}``."""
+        settings = f"SuccessiveHalving({self.metric!r}, {self.mode!r}, min_epochs={self.min_epochs}, " \
+                   f"reduction_factor={self.reduction_factor}) (jnn sweep --scheduler asha --rung-epochs " \
+                   f"{self.min_epochs} --reduction-factor {self.reduction_factor})"  # fmt: skip
+        return {"scheduler": settings, "decisions": [dict(d) for d in self.decisions]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from a kept :meth:`state_dict`: the decisions and, from them, the values recorded at each rung."""
+        self.decisions = [dict(d) for d in state["decisions"]]
+        self._recorded = {}
+        for d in self.decisions:
+            self._recorded.setdefault(int(d["epoch"]), []).append(float(d["value"]))
+
 
 __all__ = ["SuccessiveHalving"]

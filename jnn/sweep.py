@@ -413,6 +413,7 @@ def sweep(
     records = [{k: [] for k in groups[0].keys} for _ in members]
     plan = Plan(strategy, workers, tuple(devices), repack=store is None, cluster=cluster)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
+        store.stateful = tuple(cb for cb in others if callable(getattr(cb, "state_dict", None)))
         store.open(_sweep_meta(config, axes, groups, len(members), plan, search), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,

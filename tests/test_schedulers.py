@@ -3,6 +3,7 @@ table of metrics, and a sweep whose weak members it stops, recorded as stopped b
 
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -100,3 +101,34 @@ def test_a_sweep_stops_its_weak_members_at_rungs_recorded_as_stopped_by_the_sche
     rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"]
     assert [r["stopped_by"] for r in rows] == [r["stopped_by"] for r in res.rows]
     assert not any(math.isnan(v) for h in res.histories for v in h["val_loss"])
+
+
+def test_data_loss_a_crashed_sweep_with_a_scheduler_resumes_to_the_same_decisions_and_bits(tmp_path):
+    train, _ = load("spirals", seed=0)
+    cfg = TrainConfig(max_epochs=9, batch_size=64, early_stopping=None, checkpoint_every=2, epochs_per_call=2)
+    axes = dict(learning_rate=[1e-4, 0.3, 3e-4, 0.1, 1e-3, 0.05, 3e-3, 0.02], seed=list(range(8)), combine="zip")
+    asha = lambda: SuccessiveHalving("val_loss", "min", min_epochs=1, reduction_factor=2)  # noqa: E731
+    whole_asha = asha()
+    whole = sweep(train, cfg, task=jnn.MLP(hidden=(16,)), callbacks=[whole_asha], **axes)
+    assert any(d["stopped"] and d["epoch"] == 2 for d in whole_asha.decisions)  # decisions before the crash
+
+    class Boom(jnn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 5 and logs["member"] == 1:
+                raise RuntimeError("boom")
+
+    folder = tmp_path / "sw"
+    with pytest.raises(RuntimeError, match="boom"):
+        sweep(train, cfg, task=jnn.MLP(hidden=(16,)), callbacks=[asha(), jnn.SweepFolder(folder), Boom()], **axes)
+    with pytest.raises(ValueError, match=r"kept with 1 scheduler state\(s\) \(SuccessiveHalving\('val_loss', 'min', "
+                                         r"min_epochs=1, reduction_factor=2\) \(jnn sweep --scheduler asha "
+                                         r"--rung-epochs 1 --reduction-factor 2\)\), and this sweep's stateful "
+                                         r"callbacks are none"):  # fmt: skip
+        sweep(train, cfg, task=jnn.MLP(hidden=(16,)), callbacks=[jnn.SweepFolder(folder, resume=True)], **axes)
+    again_asha = asha()
+    again = sweep(train, cfg, task=jnn.MLP(hidden=(16,)), callbacks=[again_asha, jnn.SweepFolder(folder, resume=True)],
+                  **axes)  # fmt: skip
+    assert again_asha.decisions == whole_asha.decisions
+    assert again.rows == whole.rows
+    for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(whole.params)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))

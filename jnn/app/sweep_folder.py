@@ -39,6 +39,8 @@ from jnn.train.callbacks import SweepStore
 
 #: What a resumed sweep must match of the stored record.
 MATCHED = ("config", "axes", "members_model", "data_hash")
+#: The extras key of a group checkpoint that holds its stateful callbacks' states (JSON bytes).
+CALLBACK_STATES = "callbacks/states"
 
 
 def group_path(folder: Path, group: int) -> Path:
@@ -79,6 +81,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         self.resume, self.overwrite, self.data_info = resume, overwrite, data_info
         self.every = 0
         self._held = self._meta = None
+        self.stateful: tuple = ()  # callbacks whose state_dict() goes into each group checkpoint (set by sweep)
         self._group = self._records = None
 
     # ----------------------------------------------------------------------------------------------------
@@ -152,11 +155,26 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         extras = ckpt.read_extras(path)
         m = int(np.asarray(jax.device_get(template.epoch)).size)
         records = [{k: [float(v) for v in extras.get(f"history/{j}/{k}", ())] for k in keys} for j in range(m)]
+        self._load_states(path, extras)
         epochs = np.atleast_1d(np.asarray(jax.device_get(state.epoch)))
         if any(len(r[k]) != int(e) for r, e in zip(records, epochs) for k in keys):
             raise ValueError(f"{str(path)!r} holds {epochs.tolist()} epochs but not their history; it cannot be "
                              "resumed: pass --overwrite to start again")  # fmt: skip
         return state, records
+
+    def _load_states(self, path: Path, extras: dict) -> None:
+        """Give the stateful callbacks (a scheduler) the states kept with a group checkpoint; refuse a checkpoint
+        kept with other such callbacks (the resumed sweep would decide otherwise than the uninterrupted one)."""
+        kept = json.loads(bytes(np.asarray(extras[CALLBACK_STATES], np.uint8)).decode()) \
+            if CALLBACK_STATES in extras else []  # fmt: skip
+        if len(kept) != len(self.stateful):
+            names = [type(cb).__name__ for cb in self.stateful] or "none"
+            was = "; ".join(str(k.get("scheduler", "?")) for k in kept) if kept else "none"
+            raise ValueError(f"{str(path)!r} was kept with {len(kept)} scheduler state(s) ({was}), and this sweep's "
+                             f"stateful callbacks are {names}: resume with the callbacks the sweep started with (a "
+                             "scheduler's decisions decide which members go on)")  # fmt: skip
+        for cb, state in zip(self.stateful, kept):
+            cb.load_state_dict(state)
 
     def _group_meta(self, group: int) -> dict:
         """What decides group ``group``'s members, stored in its checkpoint's header: the sweep's identity (a hash
@@ -196,6 +214,9 @@ class SweepFolder(SweepStore, lock.HoldsLock):
 
     def _save(self, group: int, state, records: list) -> None:
         extras = {f"history/{j}/{k}": np.asarray(v, np.float64) for j, r in enumerate(records) for k, v in r.items()}
+        if self.stateful:  # the schedulers' decisions so far (see jnn.train.callbacks: state_dict)
+            text = json.dumps([cb.state_dict() for cb in self.stateful])
+            extras[CALLBACK_STATES] = np.frombuffer(text.encode(), np.uint8)
         path = group_path(self.path, group)
         path.parent.mkdir(exist_ok=True)
         ckpt.save(path, state, meta=self._group_meta(group), extras=extras)

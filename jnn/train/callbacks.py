@@ -30,6 +30,11 @@ The hooks, in the order they run:
 - ``on_train_abort(error)``: instead of ``on_train_end`` when an exception left the run.
 
 Hooks run between compiled calls; one that raises aborts the run (after ``on_train_abort`` of all).
+
+A callback whose decisions depend on what it saw before (a scheduler: :class:`jnn.sweep.SuccessiveHalving`)
+defines ``state_dict() -> dict`` (JSON-ready) and ``load_state_dict(state)``: a :class:`jnn.SweepFolder` keeps its
+state with every group checkpoint and gives it back on resume, so the resumed sweep decides as the uninterrupted
+one (and refuses a resume without it).
 """
 
 from __future__ import annotations
