@@ -10,9 +10,10 @@ batch size 64 or 100, keep_prob uniform on [0.5, 0.9], λ and η log-uniform on 
 random seed; momentum SGD, inverted dropout, early stopping on the validation loss (10 % of the training data,
 patience 30, at most 300 epochs). ``--samples`` members are drawn once (``search_seed`` 0) and trained twice by
 ``jnn.sweep.sweep``: to the end, and with ``jnn.sweep.SuccessiveHalving`` on the validation loss (first rung
-``--rung-epochs``, η = ``--reduction-factor``). Each search picks the member with the highest validation
-accuracy at its kept epoch (never the test set); the picked recipe is trained again from scratch with 3 seeds the
-search never used and scored on the test set.
+``--rung-epochs``, η = ``--reduction-factor``). Each drawn recipe trains with ``--seeds-per-draw`` seeds (default
+2: 32 recipes × 2 seeds = 64 members; 1: the seed drawn too); each search picks the recipe with the highest mean
+validation accuracy at its members' kept epochs (never the test set); the picked recipe is trained again from
+scratch with 3 seeds the search never used and scored on the test set.
 
 Printed and written (results.json, table.md in --out): member-epochs, wall time and the picks' test accuracy
 (mean over the fresh seeds) of both searches, and the share of the full search's member-epochs that halving
@@ -56,16 +57,27 @@ def _val_accuracy(res, i: int) -> float:
     return float(h["val_accuracy"][(row["best_epoch"] or len(h)) - 1])
 
 
-def _search(train, config, samples: int, callbacks) -> dict:
+def _space(samples: int, seeds: int) -> tuple[dict, int]:
+    """``(axes, draws)``: with ``seeds`` > 1, ``samples / seeds`` draws each trained with seeds 0, 1, ... (a grid
+    axis beside the draws), else ``samples`` draws of everything, the seed included."""
+    if seeds == 1:
+        return SPACE, samples
+    return {**{k: v for k, v in SPACE.items() if k != "seed"}, "seed": list(range(seeds))}, samples // seeds
+
+
+def _search(train, config, samples: int, seeds: int, callbacks, **kw) -> dict:
+    axes, draws = _space(samples, seeds)
     t0 = time.perf_counter()
-    res = sweep(train, config, task=jnn.MLP(dropout_mode="inverted"), samples=samples, search_seed=0,
-                callbacks=[*callbacks, jnn.Progress(bar=False, log_every=0)], **SPACE)  # fmt: skip
+    res = sweep(train, config, task=jnn.MLP(dropout_mode="inverted"), samples=draws, search_seed=0,
+                callbacks=[*callbacks, jnn.Progress(bar=False, log_every=0)], **kw, **axes)  # fmt: skip
     seconds = time.perf_counter() - t0
-    val = [_val_accuracy(res, i) for i in range(samples)]
-    best = int(np.argmax(val))
+    val = [_val_accuracy(res, i) for i in range(len(res.rows))]
+    per_draw = [float(np.mean(val[j * seeds : (j + 1) * seeds])) for j in range(draws)]  # members: draw-major
+    best = int(np.argmax(per_draw)) * seeds  # the picked draw's first member (its recipe)
     stopped = sum(r["stopped_by"] == "scheduler" for r in res.rows)
     return {"result": res, "seconds": seconds, "member_epochs": sum(r["epochs"] for r in res.rows),
-            "stopped_by_scheduler": stopped, "picked": best, "picked_val_accuracy": val[best]}  # fmt: skip
+            "stopped_by_scheduler": stopped, "picked": best,
+            "picked_val_accuracy": per_draw[best // seeds]}  # fmt: skip
 
 
 def _fresh_seeds(train, test, res, k: int) -> dict:
@@ -97,10 +109,8 @@ def _on_ray(a, train, config, local: dict) -> dict:
     start = time.perf_counter() - t0
     try:
         asha = SuccessiveHalving("val_loss", "min", min_epochs=a.rung_epochs, reduction_factor=a.reduction_factor)
-        t1 = time.perf_counter()
-        res = sweep(train, config, task=jnn.MLP(dropout_mode="inverted"), samples=a.samples, search_seed=0,
-                    cluster="ray", callbacks=[asha, jnn.Progress(bar=False, log_every=0)], **SPACE)  # fmt: skip
-        seconds = time.perf_counter() - t1
+        run = _search(train, config, a.samples, a.seeds_per_draw, [asha], cluster="ray")
+        res, seconds = run["result"], run["seconds"]
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -138,13 +148,17 @@ def main(argv=None) -> int:
     p.add_argument("--ray-nodes", type=int, default=0, help="also run the halving search on a local Ray cluster")
     p.add_argument("--only-halving", action="store_true", help="skip the full search (with --ray-nodes)")
     p.add_argument("--no-fresh", action="store_true", help="skip training the picks on fresh seeds")
+    p.add_argument("--seeds-per-draw", type=int, default=2,
+                   help="each drawn recipe trained with this many seeds (a grid axis); the pick is the recipe with "
+                        "the best mean validation accuracy (default 2: 32 recipes x 2 seeds = 64 members)")  # fmt: skip
     p.add_argument("--out", default="runs/bench_search")
     a = p.parse_args(argv)
     if a.quick:
         a.samples, a.max_epochs, a.patience, a.rung_epochs = 4, 6, 2, 1
-    if a.samples < 2 or a.rung_epochs < 1 or a.reduction_factor < 2 or a.max_epochs <= a.rung_epochs:
-        print("search.py: error: --samples >= 2, --rung-epochs >= 1, --reduction-factor >= 2 and --max-epochs above "
-              "--rung-epochs", file=sys.stderr)  # fmt: skip
+    bad = a.seeds_per_draw < 1 or a.samples % a.seeds_per_draw or a.samples // a.seeds_per_draw < 2
+    if bad or a.rung_epochs < 1 or a.reduction_factor < 2 or a.max_epochs <= a.rung_epochs:
+        print("search.py: error: --samples a multiple of --seeds-per-draw, with >= 2 draws; --rung-epochs >= 1, "
+              "--reduction-factor >= 2 and --max-epochs above --rung-epochs", file=sys.stderr)  # fmt: skip
         return 2
     train, test = jnn.datasets.load("mnist1d")
     if a.quick:
@@ -155,7 +169,7 @@ def main(argv=None) -> int:
     runs = {}
     for name in ("halving",) if a.only_halving else ("full", "halving"):
         asha = [SuccessiveHalving("val_loss", "min", min_epochs=a.rung_epochs, reduction_factor=a.reduction_factor)]
-        runs[name] = _search(train, config, a.samples, asha if name == "halving" else [])
+        runs[name] = _search(train, config, a.samples, a.seeds_per_draw, asha if name == "halving" else [])
         r = runs[name]
         print(f"  {name}: {r['member_epochs']} member-epochs, {r['seconds']:.1f} s, {r['stopped_by_scheduler']} "
               f"stopped by the scheduler; picked member {r['picked']} (val accuracy "
@@ -178,6 +192,7 @@ def main(argv=None) -> int:
     results = {
         "samples": a.samples, "max_epochs": a.max_epochs, "patience": a.patience, "rung_epochs": a.rung_epochs,
         "reduction_factor": a.reduction_factor, "device": str(jax.devices()[0]), "quick": a.quick,
+        "seeds_per_draw": a.seeds_per_draw,
         "space": {k: v.to_dict() for k, v in SPACE.items()},
         "runs": {k: {**{n: v for n, v in r.items() if n != "result"}, "rows": r["result"].rows,
                      "picked_recipe": {**r["result"].members[r["picked"]].to_dict(),
