@@ -92,8 +92,8 @@ def run(config: dict) -> dict:
     print(f"search: {m} members in {groups} shape groups, selection on validation accuracy", flush=True)
     t0 = time.perf_counter()
     res = sweep(
-        train, base, task=net, callbacks=[Progress(log_every=50)], **axes
-    )  # no test set: the search never sees it
+        train, base, task=net, callbacks=[Progress(log_every=50)], combine="zip", **axes
+    )  # no test set: the search never sees it; one value per member on every axis
     search_seconds = time.perf_counter() - t0
     val_acc = [picked_val_accuracy(res, i) for i in range(m)]
     best = int(np.argmax(val_acc))

@@ -91,6 +91,12 @@ class SuccessiveHalving(Callback):
                                "cutoff": cut, "stopped": bool(worse)})  # fmt: skip
         return bool(worse)
 
+    def settings(self) -> dict:
+        """The scheduler's settings, JSON-ready (a sweep folder records them; ``SuccessiveHalving(**settings)`` makes
+        it again, as ``jnn sweep --resume`` does)."""
+        return {"metric": self.metric, "mode": self.mode, "min_epochs": self.min_epochs,
+                "reduction_factor": self.reduction_factor}  # fmt: skip
+
     def state_dict(self) -> dict:
         """What a sweep folder keeps of the scheduler at each checkpoint (its decisions, in order), so that a resumed
         sweep decides as the uninterrupted one: ``{"scheduler": its settings, "decisions": [...]}``."""

@@ -414,7 +414,8 @@ def sweep(
     plan = Plan(strategy, workers, tuple(devices), repack=store is None, cluster=cluster)
     if store is not None:  # takes the folder (its lock): from here on, train_abort or train_end releases it
         store.stateful = tuple(cb for cb in others if callable(getattr(cb, "state_dict", None)))
-        store.open(_sweep_meta(config, axes, groups, len(members), plan, search), config, data=(train, val))
+        kept = [cb.settings() for cb in store.stateful if isinstance(cb, SuccessiveHalving)]
+        store.open(_sweep_meta(config, axes, groups, len(members), plan, search, kept), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
                                 {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
@@ -454,15 +455,17 @@ def _member_descriptions(groups, m: int) -> list[dict]:
     return described
 
 
-def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, plan: Plan, search: dict | None = None) -> dict:
+def _sweep_meta(config: TrainConfig, axes: dict, groups, m: int, plan: Plan, search: dict | None = None,
+                schedulers=()) -> dict:  # fmt: skip
     """What a sweep records of itself (a resumed sweep must match it): the config, the axes, each member's model,
-    the strategy, threads and devices, and the members of each shape group."""
+    the strategy, threads and devices, the members of each shape group, and its schedulers' settings."""
     plain = {k: [list(v) if isinstance(v, tuple) else v for v in vals] for k, vals in axes.items()}
     return {"config": config.to_dict(), "config_hash": config.hash(), "axes": plain,
             "members_model": _member_descriptions(groups, m), "strategy": plan.strategy, "workers": plan.workers,
             "devices": [label(d) for d in plan.devices],
             "groups": [[int(i) for i in g.index] for g in groups],
-            **({"search": search} if search else {})}  # fmt: skip
+            **({"search": search} if search else {}),
+            **({"schedulers": list(schedulers)} if schedulers else {})}  # fmt: skip
 
 
 def _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, plan: Plan, report, cbs,

@@ -50,7 +50,7 @@ COMMON = ["--batch-size", "64", "--keep-prob", "0.7", "--learning-rate", "0.05",
           "--no-early-stopping", "--checkpoint-every", "1", "--log-every", "1"]  # fmt: skip
 TRAIN = ["train", "--dataset", "spirals", "--hidden", "512,512", *COMMON]
 SWEEP = ["sweep", "--dataset", "spirals", "--hiddens", "64;128,128;64;128,128;64;128,128;64;128,128", "--seeds",
-         "0,1,2,3,4,5,6,7", "--workers", "2", *COMMON]  # fmt: skip
+         "0,1,2,3,4,5,6,7", "--zip", "--workers", "2", *COMMON]  # fmt: skip
 #: The command crashed: TRAIN, or SWEEP with --sweep.
 COMMAND = TRAIN
 

@@ -28,9 +28,10 @@ _CLUSTER = textwrap.dedent("""
     from jnn.sweep import sweep
 
     LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+    STORE = 256 * 2**20  # each node's object store: small, two clusters may run side by side in the suite
     cluster = Cluster(initialize_head=True, head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1,
-                                                             "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+                                                             "include_dashboard": False, "object_store_memory": STORE})
+    workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1", object_store_memory=STORE) for _ in range(2)]
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
     train, _ = jnn.datasets.load("spirals", seed=0)

@@ -49,7 +49,7 @@ def test_a_stopped_member_is_frozen_while_the_others_go_on(spirals):
     train, _ = spirals
     cfg = TrainConfig(**{**CFG, "max_epochs": 30, "early_stopping": EarlyStopping(patience=1, restore_best=False)})
     # lr 0.5 is noisy and stops after a few epochs; lr 0.01 improves steadily and runs longer.
-    res = sweep(train, cfg, learning_rate=[0.5, 0.01], seed=[0, 0], task=NET)
+    res = sweep(train, cfg, learning_rate=[0.5, 0.01], seed=[0, 0], task=NET, combine="zip")
     fast, slow = res.rows
     assert fast["stopped_by"] == "early_stopping" and fast["epochs"] < slow["epochs"]
     h = res.histories[0]
@@ -133,7 +133,7 @@ def test_cli_sweep(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "4 members over seed, l2" in text and "best by lowest val_loss at each member's best epoch: member" in text
     assert (out / "sweep.csv").read_text().count("\n") == 5
-    assert cli.main(["sweep", "--dataset", "spirals", "--seeds", "0,1", "--l2s", "0"]) == 2
+    assert cli.main(["sweep", "--dataset", "spirals", "--seeds", "0,1", "--l2s", "0", "--zip"]) == 2
     assert "same length" in capsys.readouterr().err
     assert cli.main(["sweep", "--dataset", "spirals"]) == 2
     assert "needs at least one axis" in capsys.readouterr().err

@@ -174,7 +174,7 @@ def test_sweep_over_a_custom_hyperparameter_equals_separate_fits(fresh_programs)
         **{**CFG, "val_fraction": 0.2, "early_stopping": EarlyStopping("val_r2", patience=2), "max_epochs": 8}
     )
     before = dict(trace_counts())
-    res = sweep(ds, cfg, task=task, test=ds, l2=[0.0, 1e-2, 1.0], seed=[0, 1, 0])
+    res = sweep(ds, cfg, task=task, test=ds, l2=[0.0, 1e-2, 1.0], seed=[0, 1, 0], combine="zip")
     assert trace_counts()["run_epoch"] - before.get("run_epoch", 0) == 1
     assert [r["l2"] for r in res.rows] == [0.0, 1e-2, 1.0] and "test_r2" in res.rows[0]
     for i, (l2, seed) in enumerate([(0.0, 0), (1e-2, 1), (1.0, 0)]):

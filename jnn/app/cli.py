@@ -472,6 +472,7 @@ def _stored_sweep(out) -> dict | None:
         "axes": axes,
         "strategy": stored_strategy(meta),
         "search": meta.get("search"),
+        "schedulers": meta.get("schedulers") or [],
     }
 
 
@@ -659,6 +660,8 @@ def _sweep_run_flags(args, stored, config) -> dict:
             V.check_int(flag, value, low=low, high=1_000_000)  # fmt: skip
     strategy = args.strategy or (stored["strategy"] if stored is not None else None)
     callbacks = []
+    if args.scheduler is None and stored is not None:  # --resume: the schedulers the sweep started with
+        callbacks += [SuccessiveHalving(**s) for s in stored["schedulers"]]
     if args.scheduler == "asha":
         rule = config.monitored()
         callbacks.append(SuccessiveHalving(rule.monitor, rule.direction, min_epochs=args.rung_epochs,
