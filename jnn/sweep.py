@@ -647,13 +647,11 @@ class _Group:
             inner = StreamCaller(spec, fixed=config.epochs_per_call, source=None if threads else source)
         else:
             budget = epoch_module.NOISE_UP_FRONT_MAX // (1 if threads else len(self.members))
-            inner = compiled_caller(ct, config, self.tx, tx_key, n_train=n_train, has_val=has_val, keys=self.keys,
-                                    members=not threads, keep_input=bool(cbs) and cbs.can_stop(),
-                                    noise_budget=budget)  # fmt: skip
-        if threads and plan.cluster is not None:
             spec = dict(ct=ct, config=config, tx=self.tx, tx_key=tx_key, n_train=n_train, has_val=has_val,
-                        keys=self.keys, members=False, keep_input=bool(cbs) and cbs.can_stop(),
-                        noise_budget=epoch_module.NOISE_UP_FRONT_MAX)  # fmt: skip
+                        keys=self.keys, members=not threads, keep_input=bool(cbs) and cbs.can_stop(),
+                        noise_budget=budget)  # fmt: skip
+            inner = compiled_caller(**spec)
+        if threads and plan.cluster is not None:  # the same program, built on the cluster's nodes from its spec
             return RayMembers(inner, spec, len(self.members), workers=workers)
         if threads:
             member_data = (lambda data, i: _streamed_member(source, data, i)) if streamed else None

@@ -85,7 +85,7 @@ def _trial(trial_config: dict, data: dict, setup: dict) -> None:
     """One trial: the fit of ``trial_config``'s member, reporting to Tune after every epoch."""
     from jnn.train.loop import fit
 
-    axes = {k: [tuple(v) if isinstance(v, list) else v for v in [value]] for k, value in trial_config.items()}
+    axes = {k: [tuple(v) if isinstance(v, list) else v] for k, v in trial_config.items()}  # one member
     [(c, hyper, model)] = members_of(setup["config"], axes, setup["task"], optimizer_axes=False)
     fit(data["train"], c, task=model.with_hyper(hyper), val=data["val"], class_weight=setup["class_weight"],
         optimizer=setup["optimizer"], callbacks=[TuneReport(), *setup["callbacks"]])  # fmt: skip
