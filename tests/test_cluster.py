@@ -69,22 +69,28 @@ _SWEEPS = _CLUSTER + textwrap.dedent("""
     # A worker node killed with SIGKILL in the middle of the sweep: its calls run again elsewhere.
     victim = workers[0]
     pids = [p.process.pid for p in victim.all_processes["raylet"]]
-    killed = []
+    killed, killers = [], []
 
     class KillAfter(jnn.Callback):
         def on_epoch_end(self, epoch, logs):
-            if epoch == 4 and not killed:
+            if epoch == 4 and not killers:
                 def kill():
                     time.sleep(0.3)  # calls in flight on the victim's workers
                     for pid in pids:
                         os.kill(pid, signal.SIGKILL)
                     killed.append(time.time())
-                threading.Thread(target=kill).start()
+                killers.append(threading.Thread(target=kill))
+                killers[0].start()
 
     t0 = time.time()
     hit = sweep(train, cfg, task=net, cluster="ray", callbacks=[jnn.SweepFolder(out + "/b"), KillAfter()], **axes)
+    for k in killers:
+        k.join()
     report["killed"] = bool(killed)
     report["after_kill_equal"] = same(local.params, hit.params) and local.rows == hit.rows
+    deadline = time.time() + 90  # the cluster notices a dead node after its health checks
+    while sum(n["Alive"] for n in ray.nodes()) > 2 and time.time() < deadline:
+        time.sleep(1)
     report["alive_nodes"] = sum(n["Alive"] for n in ray.nodes())
     report["seconds"] = time.time() - t0
 
