@@ -14,13 +14,14 @@ module's randomness (dropout), so each step draws new masks and a seed sweep var
 Either adapter takes a built module (its params are the initial params whatever the seed) or a function
 ``make(key) -> module`` (the initial params come from the run's seed, as the built-in MLP's do). Errors that the
 user's framework raises while jnn traces a piece are reported naming the piece (:func:`jnn.task.check_task`).
+:meth:`jnn.Task.from_equinox` and :meth:`jnn.Task.from_nnx` build the task; this module gives them its
+``(init, apply)`` and never imports :mod:`jnn.task`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 
@@ -32,15 +33,13 @@ def _hyper_setter(set_hyper, hyper):
         raise ValueError(f"hyper {sorted(hyper)} needs set_hyper to put the values into the module")
 
 
-def from_equinox(model, *, loss: Any = "softmax", penalty: Callable | None = None, metrics: Any = None,
-                 hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
-                 batched: bool = False):  # fmt: skip
-    """A :class:`jnn.Task` training an Equinox module (see the module docstring).
+def equinox_functions(model, *, hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
+                      batched: bool = False) -> tuple[Callable, Callable]:  # fmt: skip
+    """The ``(init, apply)`` of a :class:`jnn.Task` training an Equinox module (see the module docstring);
+    :meth:`jnn.Task.from_equinox` builds the task from them.
 
     Args:
         model: an ``eqx.Module``, or ``make(key) -> eqx.Module`` (the params then come from the run's seed).
-        loss, penalty, metrics: as in :class:`jnn.Task` (``penalty(params, hyper)`` gets the module's float
-            arrays, with None in place of the rest).
         hyper: ``{name: default}`` hyperparameters (sweepable); ``set_hyper(module, hyper) -> module`` puts the
             values (scalar arrays) into the module, e.g. ``lambda m, h: eqx.tree_at(lambda m: m.drop.p, m,
             h["p"])``.
@@ -48,15 +47,13 @@ def from_equinox(model, *, loss: Any = "softmax", penalty: Callable | None = Non
             example and is vmapped.
 
     Returns:
-        The :class:`jnn.Task`.
+        ``(init(key) -> params, apply(params, x, *, key, train, hyper) -> outputs)``.
 
     Raises:
         ImportError: Equinox is not installed.
         TypeError, ValueError: a bad argument (named).
     """
     import equinox as eqx
-
-    from jnn.task import Task
 
     _hyper_setter(set_hyper, hyper)
     make = model if callable(model) and not isinstance(model, eqx.Module) else None
@@ -83,31 +80,28 @@ def from_equinox(model, *, loss: Any = "softmax", penalty: Callable | None = Non
             return jax.vmap(m)(x)
         return jax.vmap(lambda xi, ki: m(xi, key=ki))(x, jax.random.split(key, x.shape[0]))
 
-    return Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics, hyper=dict(hyper or {}))
+    return init, apply
 
 
-def from_nnx(module, *, loss: Any = "softmax", penalty: Callable | None = None, metrics: Any = None,
-             hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None):  # fmt: skip
-    """A :class:`jnn.Task` training a Flax NNX module (see the module docstring).
+def nnx_functions(module, *, hyper: Mapping[str, float] | None = None,
+                  set_hyper: Callable | None = None) -> tuple[Callable, Callable]:  # fmt: skip
+    """The ``(init, apply)`` of a :class:`jnn.Task` training a Flax NNX module (see the module docstring);
+    :meth:`jnn.Task.from_nnx` builds the task from them.
 
     Args:
         module: an ``nnx.Module`` taking the batch ``[batch, d_in]``, or ``make(key) -> nnx.Module`` (built with
             ``nnx.Rngs(key)``: the params then come from the run's seed).
-        loss, penalty, metrics: as in :class:`jnn.Task` (``penalty(params, hyper)`` gets the ``nnx.State`` of
-            the module's ``nnx.Param`` variables).
         hyper: ``{name: default}`` hyperparameters (sweepable); ``set_hyper(module, hyper) -> module`` puts the
             values (scalar arrays) into the module, e.g. ``def f(m, h): m.drop.rate = h["rate"]; return m``.
 
     Returns:
-        The :class:`jnn.Task`.
+        ``(init(key) -> params, apply(params, x, *, key, train, hyper) -> outputs)``.
 
     Raises:
         ImportError: Flax is not installed.
         TypeError, ValueError: a bad argument, or a module with batch statistics (named).
     """
     from flax import nnx
-
-    from jnn.task import Task
 
     _hyper_setter(set_hyper, hyper)
     make = module if callable(module) and not isinstance(module, nnx.Module) else None
@@ -136,7 +130,7 @@ def from_nnx(module, *, loss: Any = "softmax", penalty: Callable | None = None, 
         m.train() if train else m.eval()
         return m(x)
 
-    return Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics, hyper=dict(hyper or {}))
+    return init, apply
 
 
-__all__ = ["from_equinox", "from_nnx"]
+__all__ = ["equinox_functions", "nnx_functions"]

@@ -8,8 +8,12 @@ the sweep axes (``sweep``) and the command line's flags and help (``cli``, ``fla
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from jnn import _validate as V
 
 #: How a compiled program sees a field (metadata ``"program"``): ``"traced"``, an array in the state (another
 #: value compiles nothing); ``"static"``, part of the program (another value is another program); ``"host"``,
@@ -17,9 +21,97 @@ import numpy as np
 PROGRAM_ROLES = ("traced", "static", "host")
 
 
+# ----------------------------------------------------------------------------------------------------
+# value constraints (scikit-learn's ``_parameter_constraints``): declared beside the roles, checked by check_fields
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number in an interval: ``Interval(float, 0, 1, closed="left")`` is [0, 1).
+
+    Attributes:
+        type: ``int`` or ``float`` (floats come back as Python floats, ints are checked to be ints).
+        low: the lower end, or None (unbounded).
+        high: the upper end, or None.
+        closed: ``"both"``, ``"left"``, ``"right"`` or ``"neither"``: which ends belong (ints: always both).
+        hint: said after the range in the error message (``"the step size η"``).
+    """
+
+    type: type
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"
+    hint: str = ""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        """``value`` checked (and a float made a Python float); raises TypeError/ValueError naming ``name``, the
+        range and the value."""
+        if self.type is int:
+            return V.check_int(name, value, low=self.low, high=self.high)
+        return V.check_real(name, value, low=self.low, high=self.high, low_open=self.closed in ("right", "neither"),
+                            high_open=self.closed in ("left", "neither"), hint=self.hint)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of strings."""
+
+    values: tuple[str, ...]
+
+    def __call__(self, name: str, value: Any) -> Any:
+        """``value`` if it is one of :attr:`values`, else a ValueError listing them."""
+        return V.check_choice(name, value, list(self.values))
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """``True`` or ``False`` (not 0/1)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        """``value`` if it is a bool, else a TypeError."""
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool; got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instance of a class (a nested settings record such as :class:`jnn.EarlyStopping`)."""
+
+    cls: type
+    label: str
+    hint: str = ""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        """``value`` if it is an instance of :attr:`cls`, else a TypeError naming :attr:`label`."""
+        if not isinstance(value, self.cls):
+            raise TypeError(f"{name} must be a {self.label} or None ({self.hint}); got {value!r}")
+        return value
+
+
+def check_fields(obj) -> None:
+    """Check every field of the frozen dataclass ``obj`` against its declared constraint (``check``, or
+    :class:`Options` from ``choices``), in field order; a field declared ``optional`` may be None. A checked float
+    is stored back as a Python float.
+
+    Raises:
+        TypeError, ValueError: the first field that breaks its constraint, named with the allowed range and the
+            value.
+    """
+    for f in dataclasses.fields(obj):
+        check = f.metadata.get("check")
+        value = getattr(obj, f.name)
+        if check is None or (value is None and f.metadata.get("optional")):
+            continue
+        checked = check(f.name, value)
+        if checked is not value:
+            object.__setattr__(obj, f.name, checked)
+
+
 def role_field(default, program: str, *, resume: bool = False, sweep: bool = False, cli: str | None = None,
-               flag: str | None = None, choices=None, nested: dict | None = None):  # fmt: skip
-    """A dataclass field with its roles declared in its metadata.
+               flag: str | None = None, choices=None, nested: dict | None = None, check=None,
+               optional: bool = False):  # fmt: skip
+    """A dataclass field with its roles and its allowed values declared in its metadata.
 
     Args:
         default: the default value.
@@ -33,14 +125,24 @@ def role_field(default, program: str, *, resume: bool = False, sweep: bool = Fal
         nested: for a field that holds a dataclass (``early_stopping``): ``{attribute: help}`` of the
             attributes that get a flag of their own (``--patience``); ``cli`` is then the help of ``--no-<name>``,
             which sets the field to None.
+        check: the constraint its value must meet (:class:`Interval`, :class:`Options`, :class:`Boolean`,
+            :class:`Instance`, or any ``check(name, value) -> value`` raising TypeError/ValueError);
+            :func:`check_fields` applies it. Default: :class:`Options` of ``choices`` when given, a bool default
+            gets :class:`Boolean`, else nothing is checked.
+        optional: None is allowed besides the constrained values.
 
     Raises:
         ValueError: ``program`` is not one of :data:`PROGRAM_ROLES`.
     """
     if program not in PROGRAM_ROLES:
         raise ValueError(f"program must be one of {PROGRAM_ROLES}; got {program!r}")
+    if check is None and choices is not None:
+        check = Options(tuple(choices))
+    elif check is None and isinstance(default, bool):
+        check = Boolean()
     meta = {"program": program, "resume": resume, "sweep": sweep, "cli": cli, "flag": flag,
-            "choices": None if choices is None else tuple(choices), "nested": dict(nested or {})}  # fmt: skip
+            "choices": None if choices is None else tuple(choices), "nested": dict(nested or {}), "check": check,
+            "optional": optional}  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -70,4 +172,15 @@ def python_scalars(obj) -> None:
             object.__setattr__(obj, f.name, type(v)(x.item() if isinstance(x, np.generic) else x for x in v))
 
 
-__all__ = ["PROGRAM_ROLES", "role_field", "names_where", "plain_dict", "python_scalars"]
+__all__ = [
+    "PROGRAM_ROLES",
+    "Boolean",
+    "Instance",
+    "Interval",
+    "Options",
+    "check_fields",
+    "role_field",
+    "names_where",
+    "plain_dict",
+    "python_scalars",
+]

@@ -11,6 +11,9 @@ L2 mappings to other libraries (gradient of λΣw² is 2λw):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,19 +22,6 @@ from jnn import _validate as V
 from jnn.dropout import Dropout
 from jnn.model import check_forward_args, forward_cache
 from jnn.types import Labels, Logits, Params, PRNGKey
-
-#: Built-in per-example losses: two classification losses of the lecture, and two for other targets.
-LOSSES = ("softmax", "binary", "mse", "multilabel")
-#: What each built-in loss needs as targets (checked by :func:`jnn.task.check_task` before training).
-#: The lecture's losses, which the hand-written backprop modules differentiate.
-CLASSIFICATION_LOSSES = ("softmax", "binary")
-LOSS_TARGETS = {
-    "softmax": "class labels",
-    "binary": "class labels",
-    "mse": "real targets",
-    "multilabel": "multi-label targets",
-}
-
 
 # ----------------------------------------------------------------------------------------------------
 # validation
@@ -177,16 +167,152 @@ def _multilabel_terms(logits, y):
     return jnp.mean(-(t * jax.nn.log_sigmoid(z) + (1.0 - t) * jax.nn.log_sigmoid(-z)), axis=-1)
 
 
-_TERMS = {"softmax": _softmax_terms, "binary": _binary_terms, "mse": _mse_terms, "multilabel": _multilabel_terms}
+#: Huber's δ: errors up to δ are squared, larger ones grow linearly (Keras' and optax's default).
+HUBER_DELTA = 1.0
+
+
+def _huber_terms(outputs, y):
+    # Per example, the mean over the k targets of ½r² (|r| ≤ δ) or δ(|r| − ½δ): optax.huber_loss, Keras' Huber.
+    r = jnp.abs(residuals(outputs, y))
+    d = jnp.asarray(HUBER_DELTA, r.dtype)
+    return jnp.mean(jnp.where(r <= d, 0.5 * r * r, d * (r - 0.5 * d)), axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the registry: one record per loss, from which everything else is derived
+
+#: What a loss reads as targets (``Loss.kind``) and how :class:`jnn.Dataset` names them.
+TARGETS = {"classes": "class labels", "values": "real targets", "multilabel": "multi-label targets"}
+#: How many outputs per example a loss needs (``Loss.outputs``).
+OUTPUTS = ("classes", "one", "targets")
+#: What turns a loss's outputs into probabilities (``Loss.output_activation``).
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "identity")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One built-in loss: the per-example function and everything jnn derives from it.
+
+    The CLI's ``--loss`` choices, :class:`jnn.MLP`'s output width and target checks, the default metrics,
+    ``jnn predict`` (probabilities, labels, or values mapped back to the targets' units), evaluation and
+    ``jnn gradcheck``'s choices all read these records; no other module spells a loss's name.
+
+    Attributes:
+        name: the name users pass (``loss="huber"``, ``--loss huber``).
+        fn: per-example loss ``(outputs [batch, ...], y) -> [batch]``, unvalidated and jit-able.
+        kind: the targets it reads: ``"classes"`` (integer labels), ``"values"`` (real numbers) or
+            ``"multilabel"`` (0/1 columns); see :data:`TARGETS`.
+        outputs: outputs per example: ``"classes"`` (one logit per class, at least 2), ``"one"`` (a single
+            logit for two classes) or ``"targets"`` (one per target column).
+        output_activation: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: what maps the outputs to class
+            probabilities (``predict_proba``) or to predictions.
+        default_metrics: the metric names recorded when a task names none (see :data:`jnn.metrics.METRICS`).
+        accuracy: per-example accuracy ``(outputs, y) -> [batch]`` for a classification loss, else None.
+        target_scaling: ``jnn train --standardize`` standardises the targets too (a regression loss), and
+            predictions are mapped back to the targets' own units.
+        backprop: the hand-written backprop modules (:mod:`jnn.backprop`) differentiate it (the lecture's
+            two losses).
+        summary: one line for the docs and the CLI's help.
+    """
+
+    name: str
+    fn: Callable
+    kind: str
+    outputs: str
+    output_activation: str
+    default_metrics: tuple[str, ...]
+    accuracy: Callable | None = None
+    target_scaling: bool = False
+    backprop: bool = False
+    summary: str = ""
+
+    def __post_init__(self):
+        V.check_choice("kind", self.kind, list(TARGETS))
+        V.check_choice("outputs", self.outputs, list(OUTPUTS))
+        V.check_choice("output_activation", self.output_activation, list(OUTPUT_ACTIVATIONS))
+
+    @property
+    def targets(self) -> str:
+        """How :class:`jnn.Dataset` describes the targets this loss reads (``"class labels"``, ...)."""
+        return TARGETS[self.kind]
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the outputs are class (or label) scores, with probabilities (``predict_proba``)."""
+        return self.kind != "values"
+
+
+def softmax_accuracy(logits, y):
+    """``[batch]`` 1.0 where ``argmax(logits) == y`` (integer labels ``[batch]``), else 0.0."""
+    pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return (pred == y.astype(jnp.int32)).astype(logits.dtype)
+
+
+def binary_accuracy(logits, y):
+    """``[batch]`` 1.0 where ``(logit > 0) == y`` for one logit per example (``[batch]`` or ``[batch, 1]``)."""
+    pred = (as_column(logits) > 0).astype(jnp.int32)
+    return (pred == y.reshape(pred.shape).astype(jnp.int32)).astype(logits.dtype)
+
+
+def multilabel_accuracy(logits, y):
+    """``[batch]`` fraction of an example's labels predicted right (``logit > 0`` vs ``y > 0.5``)."""
+    z = logits.reshape(logits.shape[0], -1)
+    right = (z > 0) == (y.reshape(z.shape).astype(z.dtype) > 0.5)
+    return jnp.mean(right.astype(logits.dtype), axis=-1)
+
+
+_REGRESSION_METRICS = ("mse", "mae", "r2")
+#: The built-in losses by name, in the order the CLI lists them.
+REGISTRY: dict[str, Loss] = {
+    loss.name: loss
+    for loss in (
+        Loss("softmax", _softmax_terms, "classes", "classes", "softmax", ("accuracy",), softmax_accuracy,
+             backprop=True, summary="softmax cross-entropy −log softmax(z)_y (the lecture's)"),
+        Loss("binary", _binary_terms, "classes", "one", "sigmoid", ("accuracy",), binary_accuracy, backprop=True,
+             summary="binary cross-entropy −(y log σ(z) + (1−y) log(1−σ(z))) (the lecture's)"),
+        Loss("mse", _mse_terms, "values", "targets", "identity", _REGRESSION_METRICS, target_scaling=True,
+             summary="mean squared error, mean over the targets of (f − y)²"),
+        Loss("multilabel", _multilabel_terms, "multilabel", "targets", "sigmoid", ("accuracy",),
+             multilabel_accuracy, summary="a binary cross-entropy per label, averaged over the labels"),
+        Loss("huber", _huber_terms, "values", "targets", "identity", _REGRESSION_METRICS, target_scaling=True,
+             summary=f"Huber loss with δ = {HUBER_DELTA:g}: ½r² for |r| ≤ δ, else δ(|r| − ½δ), mean over targets"),
+    )
+}  # fmt: skip
+#: Built-in loss names.
+LOSSES = tuple(REGISTRY)
+#: The lecture's losses, which the hand-written backprop modules differentiate.
+CLASSIFICATION_LOSSES = tuple(n for n, loss in REGISTRY.items() if loss.backprop)
+#: What each built-in loss needs as targets (checked by :func:`jnn.task.check_task` before training).
+LOSS_TARGETS = {n: loss.targets for n, loss in REGISTRY.items()}
+#: The default loss of :class:`jnn.MLP`, the CLI and the adapters.
+DEFAULT_LOSS = LOSSES[0]
+#: The loss whose per-example function the lecture's node-level backprop writes through one sigmoid output.
+BINARY = REGISTRY["binary"]
+#: The lecture's softmax cross-entropy.
+SOFTMAX = REGISTRY["softmax"]
+
+
+def get_loss(name) -> Loss:
+    """The :class:`Loss` record of a built-in name.
+
+    Raises:
+        ValueError: an unknown name (the message lists :data:`LOSSES`).
+    """
+    if isinstance(name, Loss):
+        return name
+    V.check_choice("loss", name, LOSSES)
+    return REGISTRY[name]
+
+
+def loss_of(loss) -> Loss | None:
+    """The record of a task's ``loss``: a built-in name's :class:`Loss`, None for a loss function."""
+    return REGISTRY.get(loss) if isinstance(loss, str) else None
 
 
 def per_example_loss(loss: str, outputs, y):
-    """Per-example loss ``[batch]`` for a built-in ``loss`` in :data:`LOSSES` (no validation).
-
-    ``softmax``: −log softmax(z)_y; ``binary``: −(y log σ(z) + (1−y) log σ(−z)); ``mse``: mean over the
-    targets of (f − y)²; ``multilabel``: mean over the labels of the binary cross-entropy.
-    """
-    return _TERMS[loss](outputs, y)
+    """Per-example loss ``[batch]`` for a built-in ``loss`` in :data:`LOSSES` (no validation); each record's
+    ``summary`` says what it computes."""
+    return REGISTRY[loss].fn(outputs, y)
 
 
 def loss_function(loss):
@@ -198,8 +324,7 @@ def loss_function(loss):
     """
     if callable(loss):
         return loss
-    V.check_choice("loss", loss, LOSSES)
-    return _TERMS[loss]
+    return get_loss(loss).fn
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -4,16 +4,20 @@ A metric is the same kind of function as a per-example loss, so a user's metric 
 ``metric(outputs, y) -> [batch]``. The built-ins, by name:
 
 ==============  ====================================================================  ==================
-name            per example                                                           made for loss
+name            per example                                                           applies to losses
 ==============  ====================================================================  ==================
-``accuracy``    1 if the prediction is right: argmax (softmax), logit > 0 (binary),   softmax, binary,
-                fraction of labels right with logit > 0 (multilabel)                  multilabel
-``mse``         mean over the targets of (f − y)²                                      mse
-``mae``         mean over the targets of |f − y|                                       mse
-``r2``          mean over the targets of 1 − (f − y)² / Var(y), Var over the whole     mse
+``accuracy``    1 if the prediction is right: argmax (softmax), logit > 0 (binary),   of kind classes
+                fraction of labels right with logit > 0 (multilabel): the loss's      or multilabel
+                own :attr:`jnn.losses.Loss.accuracy`
+``mse``         mean over the targets of (f − y)²                                      of kind values
+``mae``         mean over the targets of |f − y|                                       of kind values
+``r2``          mean over the targets of 1 − (f − y)² / Var(y), Var over the whole     of kind values
                 set being scored, so the mean over a set is sklearn's ``r2_score``
                 (``multioutput="uniform_average"``)
 ==============  ====================================================================  ==================
+
+Each is one :class:`Metric` record in :data:`METRICS` (name, function, direction, the kinds of loss it
+applies to); early stopping's ``mode`` and the schedulers' read the direction from there.
 
 ``r2`` needs the variance of the targets of the whole set (the training set for ``train_r2``, the
 validation set for ``val_r2``): the engine passes it as ``y_var``; a metric that needs it says so with
@@ -23,37 +27,20 @@ the attribute ``needs_target_variance = True``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from jnn.losses import as_column, residuals, squared_errors
-
-#: The metrics recorded when a task names none: per built-in loss.
-DEFAULT_METRICS = {
-    "softmax": ("accuracy",),
-    "binary": ("accuracy",),
-    "multilabel": ("accuracy",),
-    "mse": ("mse", "mae", "r2"),
-}
-
-
-def softmax_accuracy(logits, y):
-    """``[batch]`` 1.0 where ``argmax(logits) == y`` (integer labels ``[batch]``), else 0.0."""
-    pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return (pred == y.astype(jnp.int32)).astype(logits.dtype)
-
-
-def binary_accuracy(logits, y):
-    """``[batch]`` 1.0 where ``(logit > 0) == y`` for one logit per example (``[batch]`` or ``[batch, 1]``)."""
-    pred = (as_column(logits) > 0).astype(jnp.int32)
-    return (pred == y.reshape(pred.shape).astype(jnp.int32)).astype(logits.dtype)
-
-
-def multilabel_accuracy(logits, y):
-    """``[batch]`` fraction of an example's labels predicted right (``logit > 0`` vs ``y > 0.5``)."""
-    z = logits.reshape(logits.shape[0], -1)
-    right = (z > 0) == (y.reshape(z.shape).astype(z.dtype) > 0.5)
-    return jnp.mean(right.astype(logits.dtype), axis=-1)
+from jnn.losses import (
+    REGISTRY,
+    Loss,
+    binary_accuracy,
+    loss_of,
+    multilabel_accuracy,
+    residuals,
+    softmax_accuracy,
+    squared_errors,
+)
 
 
 def mse(outputs, y):
@@ -95,10 +82,61 @@ def target_variance(y, mask=None):
     return jnp.sum(jnp.square(t - mean.reshape(1, -1)) * m, axis=0) / n
 
 
-_ACCURACY = {"softmax": softmax_accuracy, "binary": binary_accuracy, "multilabel": multilabel_accuracy}
-_REGRESSION = {"mse": mse, "mae": mae, "r2": r2}
+@dataclass(frozen=True)
+class Metric:
+    """One built-in metric.
+
+    Attributes:
+        name: the name a task lists (``metrics=("accuracy",)``); recorded as ``train_<name>``/``val_<name>``.
+        fn: per-example ``(outputs, y) -> [batch]``; None for ``accuracy``, which is the loss's own
+            (:attr:`jnn.losses.Loss.accuracy`).
+        direction: ``"max"`` (higher is better) or ``"min"``: early stopping's and the schedulers' mode.
+        kinds: the kinds of loss it applies to (:attr:`jnn.losses.Loss.kind`).
+        summary: one line for the docs.
+    """
+
+    name: str
+    fn: Callable | None
+    direction: str
+    kinds: tuple[str, ...]
+    summary: str = ""
+
+    def applies_to(self, loss: Loss) -> bool:
+        """Whether the metric can score a model trained with ``loss``."""
+        return loss.kind in self.kinds and (self.fn is not None or loss.accuracy is not None)
+
+    def for_loss(self, loss) -> Callable:
+        """The per-example function for a task whose loss is ``loss`` (a name or a function).
+
+        Raises:
+            ValueError: the metric does not apply to that loss.
+        """
+        record = loss_of(loss)
+        if record is None or not self.applies_to(record):
+            fits = [n for n, r in REGISTRY.items() if self.applies_to(r)]
+            what = "a classification" if "classes" in self.kinds else "a regression"
+            raise ValueError(
+                f"metric {self.name!r} needs {what} loss {fits}; the loss is {loss!r}. Pass your own function "
+                f"in metrics={{{self.name!r}: fn}}"
+            )
+        return self.fn if self.fn is not None else record.accuracy
+
+
+#: The built-in metrics by name.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", None, "max", ("classes", "multilabel"),
+               "1 if the prediction is right (argmax, logit > 0, or the fraction of labels right)"),
+        Metric("mse", mse, "min", ("values",), "mean over the targets of (f − y)²"),
+        Metric("mae", mae, "min", ("values",), "mean over the targets of |f − y|"),
+        Metric("r2", r2, "max", ("values",), "coefficient of determination R² (sklearn's r2_score)"),
+    )
+}  # fmt: skip
 #: Built-in metric names.
-BUILTIN = ("accuracy", "mse", "mae", "r2")
+BUILTIN = tuple(METRICS)
+#: The metrics recorded when a task names none: per built-in loss (each :class:`jnn.losses.Loss`'s own).
+DEFAULT_METRICS = {n: loss.default_metrics for n, loss in REGISTRY.items()}
 
 
 def resolve_metrics(metrics, loss) -> tuple[tuple[str, Callable], ...]:
@@ -135,15 +173,8 @@ def resolve_metrics(metrics, loss) -> tuple[tuple[str, Callable], ...]:
 
 
 def _builtin(name: str, loss):
-    if name == "accuracy":
-        if loss not in _ACCURACY:
-            raise ValueError(
-                f"metric 'accuracy' needs a classification loss {list(_ACCURACY)}; the loss is "
-                f"{loss!r}. Pass your own accuracy function in metrics={{'accuracy': fn}}"
-            )
-        return _ACCURACY[loss]
-    if name in _REGRESSION:
-        return _REGRESSION[name]
+    if name in METRICS:
+        return METRICS[name].for_loss(loss)
     raise ValueError(
         f"unknown built-in metric {name!r}; built-ins are {list(BUILTIN)}, or pass "
         f"{{name: function(outputs, y) -> [batch]}}"
@@ -160,6 +191,8 @@ def _callable(name, fn):
 
 __all__ = [
     "BUILTIN",
+    "METRICS",
+    "Metric",
     "DEFAULT_METRICS",
     "softmax_accuracy",
     "binary_accuracy",

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 from jnn import _validate as V
 from jnn.activations import ACTIVATIONS
 from jnn.dropout import MODES, Dropout
-from jnn.fields import names_where, plain_dict, python_scalars, role_field
+from jnn.fields import Interval, Options, check_fields, names_where, plain_dict, python_scalars, role_field
 from jnn.init import SCHEMES, init_mlp
-from jnn.losses import LOSSES, l2_selection, l2_term
+from jnn.losses import DEFAULT_LOSS, LOSSES, get_loss, l2_selection, l2_term
 from jnn.model import dropout_masks, forward_cache
 from jnn.task import Task, check_targets
 
@@ -104,7 +104,7 @@ def mlp_task(
     sizes,
     *,
     activation: str = "relu",
-    loss: str = "softmax",
+    loss: str = DEFAULT_LOSS,
     scheme: str = "lecun_normal",
     dtype="float32",
     l2: float = 0.0,
@@ -176,8 +176,9 @@ class MLP:
         hidden: hidden-layer widths (``()``: a linear model). Ignored when ``sizes`` is given.
         sizes: full layer widths ``(d_in, ..., d_out)``; checked against the data.
         activation: hidden activation (one of :data:`jnn.activations.ACTIVATIONS`).
-        loss: ``"softmax"``, ``"binary"`` (two classes, one logit), ``"mse"`` (float targets, regression) or
-            ``"multilabel"`` (0/1 targets ``[n, k]``, one sigmoid per label).
+        loss: a built-in loss (:data:`jnn.losses.LOSSES`): ``"softmax"``, ``"binary"`` (two classes, one
+            logit), ``"mse"`` or ``"huber"`` (float targets, regression) or ``"multilabel"`` (0/1 targets
+            ``[n, k]``, one sigmoid per label).
         scheme: initialisation scheme of :func:`jnn.init_mlp`.
         l2: λ ≥ 0 of λΣw².
         include_bias: penalise the biases too.
@@ -188,9 +189,10 @@ class MLP:
     hidden: tuple[int, ...] = role_field((256, 256), "static", sweep=True, cli="hidden widths (default {default})")
     sizes: tuple[int, ...] | None = role_field(None, "static", cli="full layer widths, e.g. 40,100,100,10")
     activation: str = role_field("relu", "static", cli="default {default}", choices=ACTIVATIONS)
-    loss: str = role_field("softmax", "static", cli="default {default}", choices=LOSSES)
-    scheme: str = role_field("lecun_normal", "host")
-    l2: float = role_field(1e-4, "traced", sweep=True, cli="λ, the strength of the L2 penalty λΣw² (default {default})")
+    loss: str = role_field(DEFAULT_LOSS, "static", cli="default {default}", choices=LOSSES)
+    scheme: str = role_field("lecun_normal", "host", check=Options(tuple(SCHEMES)))
+    l2: float = role_field(1e-4, "traced", sweep=True, cli="λ, the strength of the L2 penalty λΣw² (default {default})",
+                           check=Interval(float, 0.0, hint="λ in λΣw²"))  # fmt: skip
     include_bias: bool = role_field(False, "static")
     keep_prob: float = role_field(
         0.7, "traced", sweep=True, cli="p, the probability of keeping a unit in dropout; 1 = off (default {default})"
@@ -209,12 +211,7 @@ class MLP:
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
         if self.sizes is not None:
             object.__setattr__(self, "sizes", V.check_sizes(self.sizes))
-        V.check_choice("activation", self.activation, list(ACTIVATIONS))
-        V.check_choice("loss", self.loss, LOSSES)
-        V.check_choice("scheme", self.scheme, list(SCHEMES))
-        object.__setattr__(self, "l2", V.check_real("l2", self.l2, low=0.0, hint="λ in λΣw²"))
-        if not isinstance(self.include_bias, bool):
-            raise TypeError(f"include_bias must be a bool; got {self.include_bias!r}")
+        check_fields(self)
         Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
         object.__setattr__(self, "keep_prob", float(self.keep_prob))
 
@@ -232,9 +229,10 @@ class MLP:
             ValueError: ``sizes`` does not start with the data's features or end with the loss's outputs.
         """
         d_in = int(train.x.shape[1])
-        if self.loss == "softmax":
+        outputs = get_loss(self.loss).outputs
+        if outputs == "classes":
             d_out = train.num_classes or 0
-        elif self.loss == "binary":
+        elif outputs == "one":
             d_out = 1
         else:
             d_out = int(train.y.shape[1]) if train.y.ndim == 2 else 1

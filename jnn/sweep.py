@@ -418,7 +418,8 @@ def sweep(
         store.open(_sweep_meta(config, axes, groups, len(members), plan, search, kept), config, data=(train, val))
     if cbs:
         cbs.train_begin(RunInfo(config, groups[0].keys, len(members), 0, config.max_epochs,
-                                {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}}))  # fmt: skip
+                                {**config.to_dict(), **{f"axis.{k}": list(v) for k, v in axes.items()}},
+                                cbs.cuts()))  # fmt: skip
     try:
         result, halt = _sweep_groups(groups, members, records, config, model, axes, train, test, class_weight, plan,
                                      report, cbs, t0, store)  # fmt: skip

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import _validate as V
-from jnn.losses import LOSS_TARGETS, LOSSES, loss_function, objective
+from jnn.losses import DEFAULT_LOSS, LOSSES, REGISTRY, TARGETS, loss_function, loss_of, objective
 from jnn.metrics import resolve_metrics, target_variance
 from jnn.pytree import leaf_names
 
@@ -49,8 +49,9 @@ class Task(NamedTuple):
             training; the inference rule, e.g. classic dropout's expected weights, when False), and
             ``hyper`` is ``{name: scalar array}`` with the task's hyperparameters.
         loss: a built-in name (:data:`jnn.losses.LOSSES`: ``"softmax"``, ``"binary"``, ``"mse"``,
-            ``"multilabel"``) or a per-example function ``loss(outputs, y) -> [batch]``. The engine takes
-            the mean over the real examples (weighted by sample/class weights when given).
+            ``"multilabel"``, ``"huber"``; one :class:`jnn.losses.Loss` record each) or a per-example function
+            ``loss(outputs, y) -> [batch]``. The engine takes the mean over the real examples (weighted by
+            sample/class weights when given).
         penalty: optional ``penalty(params, hyper) -> scalar`` added to the loss (the lecture's λΣw² is
             :func:`jnn.mlp.l2_penalty_fn`).
         metrics: None (the built-in loss's defaults, see :data:`jnn.metrics.DEFAULT_METRICS`), a sequence
@@ -71,25 +72,69 @@ class Task(NamedTuple):
 
     init: Callable
     apply: Callable
-    loss: Any = "softmax"
+    loss: Any = DEFAULT_LOSS
     penalty: Callable | None = None
     metrics: Any = None
     hyper: Mapping[str, float] | None = None
     draw: Callable | None = None
 
     @staticmethod
-    def from_equinox(model, **kwargs) -> Task:
-        """A task training an Equinox module; see :func:`jnn.adapters.from_equinox`."""
-        from jnn.adapters import from_equinox
+    def from_equinox(model, *, loss: Any = DEFAULT_LOSS, penalty: Callable | None = None, metrics: Any = None,
+                     hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
+                     batched: bool = False) -> Task:  # fmt: skip
+        """A task training an Equinox module (see :mod:`jnn.adapters`).
 
-        return from_equinox(model, **kwargs)
+        Args:
+            model: an ``eqx.Module``, or ``make(key) -> eqx.Module`` (the params then come from the run's seed).
+            loss: as in :class:`jnn.Task`.
+            penalty: as in :class:`jnn.Task`; ``penalty(params, hyper)`` gets the module's float arrays, with
+                None in place of the rest.
+            metrics: as in :class:`jnn.Task`.
+            hyper: ``{name: default}`` hyperparameters (sweepable).
+            set_hyper: ``set_hyper(module, hyper) -> module`` puts the values (scalar arrays) into the module,
+                e.g. ``lambda m, h: eqx.tree_at(lambda m: m.drop.p, m, h["p"])``.
+            batched: the module takes the whole batch ``[batch, d_in]`` (and one key); default False: it takes
+                one example and is vmapped.
+
+        Returns:
+            Task: the task.
+
+        Raises:
+            ImportError: Equinox is not installed.
+            TypeError, ValueError: a bad argument (named).
+        """
+        from jnn.adapters import equinox_functions
+
+        init, apply = equinox_functions(model, hyper=hyper, set_hyper=set_hyper, batched=batched)
+        return Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics, hyper=dict(hyper or {}))
 
     @staticmethod
-    def from_nnx(module, **kwargs) -> Task:
-        """A task training a Flax NNX module; see :func:`jnn.adapters.from_nnx`."""
-        from jnn.adapters import from_nnx
+    def from_nnx(module, *, loss: Any = DEFAULT_LOSS, penalty: Callable | None = None, metrics: Any = None,
+                 hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None) -> Task:  # fmt: skip
+        """A task training a Flax NNX module (see :mod:`jnn.adapters`).
 
-        return from_nnx(module, **kwargs)
+        Args:
+            module: an ``nnx.Module`` taking the batch ``[batch, d_in]``, or ``make(key) -> nnx.Module`` (built
+                with ``nnx.Rngs(key)``: the params then come from the run's seed).
+            loss: as in :class:`jnn.Task`.
+            penalty: as in :class:`jnn.Task`; ``penalty(params, hyper)`` gets the ``nnx.State`` of the module's
+                ``nnx.Param`` variables.
+            metrics: as in :class:`jnn.Task`.
+            hyper: ``{name: default}`` hyperparameters (sweepable).
+            set_hyper: ``set_hyper(module, hyper) -> module`` puts the values (scalar arrays) into the module,
+                e.g. ``def f(m, h): m.drop.rate = h["rate"]; return m``.
+
+        Returns:
+            Task: the task.
+
+        Raises:
+            ImportError: Flax is not installed.
+            TypeError, ValueError: a bad argument, or a module with batch statistics (named).
+        """
+        from jnn.adapters import nnx_functions
+
+        init, apply = nnx_functions(module, hyper=hyper, set_hyper=set_hyper)
+        return Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics, hyper=dict(hyper or {}))
 
     # The model protocol, shared with jnn.MLP: what fit, sweep and evaluate ask of what they train.
 
@@ -315,34 +360,39 @@ def check_key_used(task: Task, train, hyper: Mapping[str, float], dtype, *, rows
 
 def check_targets(loss, ds, role: str) -> None:
     """A built-in loss against the kind of targets in ``ds``."""
-    if not isinstance(loss, str):
+    record = loss_of(loss)
+    if record is None:
         return
-    want, have = LOSS_TARGETS[loss], ds.targets
+    want, have = record.targets, ds.targets
     soft_multilabel = (
-        loss == "multilabel"
-        and have == "real targets"
+        record.kind == "multilabel"
+        and have == TARGETS["values"]
         and ds.y.ndim == 2
         and float(ds.y.min()) >= 0.0
         and float(ds.y.max()) <= 1.0
     )
     if want == have or soft_multilabel:
-        if loss == "binary" and ds.num_classes != 2:
-            raise ValueError(f"loss='binary' needs {role} data with 2 classes; it has {ds.num_classes}")
+        if record.outputs == "one" and ds.num_classes != 2:
+            raise ValueError(f"loss={loss!r} needs {role} data with 2 classes; it has {ds.num_classes}")
         return
     desc = f"{ds.y.dtype} of shape {tuple(ds.y.shape)}"
-    if want == "class labels":
+    if record.kind == "classes":
         raise ValueError(
             f"loss={loss!r} needs integer class labels y [n] in the {role} data; y holds {have} "
-            f"({desc}, {len(np.unique(ds.y))} distinct values). For real-valued targets use loss='mse'; "
-            "class labels must be passed as integers"
+            f"({desc}, {len(np.unique(ds.y))} distinct values). For real-valued targets use loss="
+            f"{_names('values')}; class labels must be passed as integers"
         )
-    if want == "real targets":
+    if record.kind == "values":
         raise ValueError(
-            f"loss='mse' needs float targets y [n] or [n, k] in the {role} data; y holds {have} ({desc}). "
-            "For class labels use loss='softmax' or 'binary'; real-valued targets must be passed "
-            "as a float array"
+            f"loss={loss!r} needs float targets y [n] or [n, k] in the {role} data; y holds {have} ({desc}). "
+            f"For class labels use loss={_names('classes')}; real-valued targets must be passed as a float array"
         )
-    raise ValueError(f"loss='multilabel' needs 0/1 targets y [n, k] in the {role} data; y holds {have} ({desc})")
+    raise ValueError(f"loss={loss!r} needs 0/1 targets y [n, k] in the {role} data; y holds {have} ({desc})")
+
+
+def _names(kind: str) -> str:
+    """``'mse' or 'huber'``: the built-in losses of a kind, for messages."""
+    return " or ".join(repr(n) for n, r in REGISTRY.items() if r.kind == kind)
 
 
 def _check_outputs(loss, out, y_shape, batch: int) -> None:
@@ -351,19 +401,20 @@ def _check_outputs(loss, out, y_shape, batch: int) -> None:
         raise TypeError(f"task.apply must return float outputs; got {out.dtype}")
     if len(shape) == 0 or shape[0] != batch:
         raise ValueError(f"task.apply must return outputs [batch, ...] with batch = {batch}; got shape {shape}")
-    if not isinstance(loss, str):
+    record = loss_of(loss)
+    if record is None:
         return
     per = int(np.prod(shape[1:], dtype=np.int64))
-    if loss == "softmax" and (len(shape) != 2 or shape[1] < 2):
+    if record.outputs == "classes" and (len(shape) != 2 or shape[1] < 2):
         raise ValueError(
-            f"loss='softmax' needs task.apply to return logits [batch, classes] with classes >= 2; got shape {shape}"
+            f"loss={loss!r} needs task.apply to return logits [batch, classes] with classes >= 2; got shape {shape}"
         )
-    if loss == "binary" and per != 1:
+    if record.outputs == "one" and per != 1:
         raise ValueError(
-            f"loss='binary' needs task.apply to return one logit per example, [batch] or [batch, 1]; got shape {shape}"
+            f"loss={loss!r} needs task.apply to return one logit per example, [batch] or [batch, 1]; got shape {shape}"
         )
     want = int(np.prod(y_shape[1:], dtype=np.int64))
-    if loss in ("mse", "multilabel") and per != want:
+    if record.outputs == "targets" and per != want:
         raise ValueError(
             f"loss={loss!r} needs task.apply to return {want} value(s) per example to match y of shape "
             f"[n{', ' + str(y_shape[1]) if len(y_shape) > 1 else ''}]; got outputs of shape {shape}"
@@ -462,7 +513,7 @@ def _check_apply(task: Task, params, x, key, h, train):
         h,
     )
     _check_outputs(task.loss, out, train.y.shape, x.shape[0])
-    if task.loss == "softmax" and out.shape[1] < train.num_classes:
+    if getattr(loss_of(task.loss), "outputs", None) == "classes" and out.shape[1] < train.num_classes:
         raise ValueError(
             f"task.apply returns {out.shape[1]} logits per example but the data has "
             f"{train.num_classes} classes; it needs at least {train.num_classes}"

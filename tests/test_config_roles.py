@@ -3,6 +3,7 @@ the resume policy and the sweep axes follow from it. These tests hold the declar
 declared ``traced`` or ``host`` must leave the compiled program as it is, a ``static`` one must change it."""
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from jnn.app import cli
 from jnn.data import Dataset
-from jnn.fields import names_where
+from jnn.fields import Boolean, Instance, Interval, Options, names_where
 from jnn.mlp import MLP, MLP_FIELDS, MLP_SWEEP_FIELDS
 from jnn.sweep import AXES, CONFIG_AXES
 from jnn.task import check_task
@@ -89,10 +90,41 @@ def test_every_field_declares_its_roles_and_the_table_covers_them():
     assert not set(MLP_FIELDS) & {f.name for f in dataclasses.fields(TrainConfig)}  # model and training apart
     for f in _fields():
         assert f.metadata["program"] in PROGRAM_ROLES, f.name
-        assert set(f.metadata) == {"program", "resume", "sweep", "cli", "flag", "choices", "nested"}, f.name
+        assert set(f.metadata) == {"program", "resume", "sweep", "cli", "flag", "choices", "nested", "check",
+                                   "optional"}, f.name  # fmt: skip
     assert set(fields_where(program="traced")) == {"learning_rate", "momentum", "weight_decay", "seed"}
     assert set(names_where(MLP, program="traced")) == {"l2", "keep_prob"}
     assert not names_where(MLP, resume=True)  # a resumed run trains the model it began with
+
+
+#: Fields whose values are checked by code of their own, not by a declared constraint: the hidden widths and
+#: sizes (a sequence of ints), keep_prob (jnn.Dropout's rule, with dropout_mode).
+CHECKED_APART = {"hidden", "sizes", "keep_prob"}
+
+
+def test_every_field_declares_its_constraint_and_a_value_outside_it_is_refused_naming_the_field():
+    for f in _fields():
+        check = f.metadata["check"]
+        assert (check is None) == (f.name in CHECKED_APART), f.name
+        cls = MLP if f.name in MLP_FIELDS else TrainConfig
+        if f.metadata["optional"]:
+            assert cls(**{f.name: None}) is not None  # None is allowed
+        if isinstance(check, Interval):  # one value below the range and a value of the wrong type
+            below = (check.low - 1) if check.low is not None else None
+            if below is not None:
+                with pytest.raises(ValueError, match=rf"^{f.name} must be"):
+                    cls(**{f.name: check.type(below)})
+            with pytest.raises(TypeError, match=rf"^{f.name} must be"):
+                cls(**{f.name: "x"})
+        elif isinstance(check, Options):
+            with pytest.raises(ValueError, match=rf"^{f.name} must be one of {re.escape(str(list(check.values)))}"):
+                cls(**{f.name: "no such value"})
+        elif isinstance(check, Boolean):
+            with pytest.raises(TypeError, match=rf"^{f.name} must be a bool; got 1"):
+                cls(**{f.name: 1})
+        elif isinstance(check, Instance):
+            with pytest.raises(TypeError, match=rf"^{f.name} must be a jnn.EarlyStopping or None"):
+                cls(**{f.name: 3})
 
 
 @pytest.mark.parametrize("name", sorted(OTHER))

@@ -394,7 +394,7 @@ def _bad(task, ds=None, cfg=None, **kw):
             r"task.penalty must return a scalar; got shape \(1,\)",
         ),
         (lambda: residual_task()._replace(hyper={"l2": "big"}), TypeError, r"task.hyper\['l2'\] must be a finite real"),
-        (lambda: residual_task(loss="huber"), ValueError, r"task.loss must be one of \['softmax', 'binary', 'mse', "),
+        (lambda: residual_task(loss="hinge"), ValueError, r"task.loss must be one of \['softmax', 'binary', 'mse', "),
         (
             lambda: (1, 2),
             TypeError,

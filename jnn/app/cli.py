@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     from jnn.activations import ACTIVATIONS
     from jnn.dropout import MODES
     from jnn.init import SCHEMES
-    from jnn.losses import LOSSES
+    from jnn.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS
 
     p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--order", type=int, default=None, choices=[1, 2], help="for FILE.py:NAME: 2 checks HVPs")
     g.add_argument("--sizes", type=_int_list, default=[40, 32, 32, 10], help="layer widths (default 40,32,32,10)")
     g.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
-    g.add_argument("--loss", default="softmax", choices=list(LOSSES))
+    g.add_argument("--loss", default=DEFAULT_LOSS, choices=list(CLASSIFICATION_LOSSES),
+                   help="a loss the hand-written backprop modules differentiate (the lecture's)")  # fmt: skip
     g.add_argument("--l2", type=float, default=1e-3, help="λ in λΣw² (default 1e-3)")
     g.add_argument("--include-bias", action="store_true", help="penalise biases too")
     g.add_argument("--keep-prob", type=float, default=0.8, help="dropout keep probability p (1 = off)")
@@ -687,11 +688,13 @@ def _predict(args) -> int:
     import numpy as np
 
     from jnn.app.tabular import features_of
+    from jnn.losses import loss_of
 
     model, table = _model_and_table(args, need_target=False)
     prep = model.preprocessing
     x = features_of(table, prep, what=f"--data {args.data!r}")
-    if args.proba and model.loss not in ("softmax", "binary", "multilabel"):
+    record = loss_of(model.task.loss)
+    if args.proba and (record is None or not record.classifies):
         raise ValueError(f"--proba is for classification runs; this run's loss is {model.loss!r}")
     pred = np.asarray(model.predict(x))
     names = prep.targets or ["prediction"]
@@ -701,8 +704,9 @@ def _predict(args) -> int:
     rows = [[cell(v) for v in r] if pred.ndim == 2 else [cell(r)] for r in pred.tolist()]
     if args.proba:
         proba = model.predict_proba(x)
-        labels = model.classes if model.classes is not None and model.loss != "multilabel" else None
-        labels = labels or (names if model.loss == "multilabel" and prep.targets else list(range(proba.shape[1])))
+        multilabel = record.kind == "multilabel"
+        labels = model.classes if model.classes is not None and not multilabel else None
+        labels = labels or (names if multilabel and prep.targets else list(range(proba.shape[1])))
         cols = cols + [f"p_{c}" for c in labels]
         rows = [r + [f"{p:.6g}" for p in ps] for r, ps in zip(rows, proba.tolist())]
     if args.out:
@@ -810,13 +814,14 @@ def _gradcheck(args) -> int:
     from jnn.dropout import Dropout
     from jnn.gradcheck import check_grads, compare_grads, float64_mode, taylor_test
     from jnn.init import init_mlp
-    from jnn.losses import regularized_loss
+    from jnn.losses import get_loss, regularized_loss
 
     sizes = V.check_sizes(args.sizes)
     V.check_int("--batch", args.batch, low=1)
     V.check_real("--l2", args.l2, low=0.0)
-    if args.loss == "binary" and sizes[-1] != 1:
-        raise ValueError(f"--loss binary needs an output width of 1 (the last of --sizes); got {sizes[-1]}")
+    one_logit = get_loss(args.loss).outputs == "one"
+    if one_logit and sizes[-1] != 1:
+        raise ValueError(f"--loss {args.loss} needs an output width of 1 (the last of --sizes); got {sizes[-1]}")
     _check_gradcheck_memory(sizes, args.batch, args.dtype)
     dropout = Dropout(args.keep_prob, args.mode) if args.keep_prob != 1.0 else None
     f64 = args.dtype == "float64"
@@ -831,10 +836,10 @@ def _gradcheck(args) -> int:
         k_init, k_x, k_y, k_drop, k_dir = jax.random.split(root, 5)
         params = init_mlp(k_init, sizes, scheme=args.scheme, dtype=args.dtype)
         x = jax.random.normal(k_x, (args.batch, sizes[0]), args.dtype)
-        if args.loss == "softmax":
-            y = jax.random.randint(k_y, (args.batch,), 0, sizes[-1])
-        else:
+        if one_logit:
             y = jax.random.bernoulli(k_y, 0.5, (args.batch,)).astype(jnp.int32)
+        else:
+            y = jax.random.randint(k_y, (args.batch,), 0, sizes[-1])
         kw = dict(
             loss=args.loss,
             activation=args.activation,

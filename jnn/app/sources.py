@@ -44,6 +44,7 @@ def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | Non
 
         train, test = load(source["dataset"], seed=config.seed)
         return train, None, test, {"source": source}
+    from jnn.losses import get_loss
     from jnn.train.run_setup import prepare_data
 
     kw = {"target": source.get("target"), "features": source.get("features"), "na_values": source.get("na_values", ())}
@@ -59,7 +60,9 @@ def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | Non
     val = tabular.dataset(tables["val"], prep) if "val" in tables else None
     if source.get("standardize"):
         fit_ds, _ = prepare_data(tabular.dataset(tables["train"], prep), config, val)  # the split fit will use
-        prep = prep.standardized_on(fit_ds.x).targets_standardized_on(fit_ds.y)  # regression targets too
+        prep = prep.standardized_on(fit_ds.x)
+        if get_loss(loss).target_scaling:  # regression targets too
+            prep = prep.targets_standardized_on(fit_ds.y)
         val = tabular.dataset(tables["val"], prep) if "val" in tables else None
     train = tabular.dataset(tables["train"], prep)
     test = tabular.dataset(tables["test"], prep) if "test" in tables else None

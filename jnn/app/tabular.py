@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from jnn.disk import npy_header
+from jnn.losses import REGISTRY, TARGETS
 
-#: How targets are read for each built-in loss: class labels, real values, or 0/1 columns.
-KIND_OF_LOSS = {"softmax": "classes", "binary": "classes", "mse": "values", "multilabel": "multilabel"}
+#: How targets are read for each built-in loss: class labels, real values, or 0/1 columns (``Loss.kind``).
+KIND_OF_LOSS = {name: loss.kind for name, loss in REGISTRY.items()}
 #: The kinds of targets a run's preprocessing knows.
-KINDS = ("classes", "values", "multilabel")
+KINDS = tuple(TARGETS)
 
 
 @dataclass(frozen=True)
@@ -573,17 +574,18 @@ def learn(table: Table, loss: str) -> Preprocessing:
         if all(k[0] == "n" for k in distinct):
             nums = sorted(k[1] for k in distinct)
             if any(not float(v).is_integer() for v in nums) and len(nums) > 20:
+                regression = " or ".join(n for n, r in REGISTRY.items() if r.kind == "values")
                 raise ValueError(
                     f"{where} holds {len(nums)} distinct non-integer numbers (e.g. {nums[1]}); for regression "
-                    "pass --loss mse"
+                    f"pass --loss {regression}"
                 )
             classes = [_plain(v) for v in nums]
         else:
             classes = sorted(str(v) for v in distinct.values())
         if len(classes) < 2:
             raise ValueError(f"{where} holds a single class {classes}; classification needs at least two")
-        if loss == "binary" and len(classes) != 2:
-            raise ValueError(f"{where} holds {len(classes)} classes; --loss binary needs exactly 2 (use softmax)")
+        if REGISTRY[loss].outputs == "one" and len(classes) != 2:
+            raise ValueError(f"{where} holds {len(classes)} classes; --loss {loss} needs exactly 2 (use softmax)")
     prep = Preprocessing(kind, table.x.shape[1], table.features, table.targets, classes)
     prep.encode(table.y, what=where)  # every kind of bad target is found now, before training
     return prep

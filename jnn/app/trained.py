@@ -19,9 +19,10 @@ import numpy as np
 
 from jnn.app import checkpoint as ckpt
 from jnn.app.run_dir import MODEL_NAME, read_config
-from jnn.app.tabular import KIND_OF_LOSS, Preprocessing
+from jnn.app.tabular import Preprocessing
 from jnn.data import Dataset
 from jnn.display import html_view, params_line, view
+from jnn.losses import loss_of
 from jnn.task import Task
 from jnn.train.config import TrainConfig
 
@@ -88,29 +89,31 @@ class TrainedModel:
         Raises:
             TypeError: for a regression (``mse``) or custom-loss model.
         """
+        record = loss_of(self.task.loss)
+        if record is None or not record.classifies:
+            raise TypeError(f"predict_proba is for classification models; this run's loss is {self.loss!r}")
         out = self.outputs(x)
-        if self.loss == "softmax":
+        if record.output_activation == "softmax":
             return np.asarray(jax.nn.softmax(out, axis=-1))
-        if self.loss == "binary":
+        if record.outputs == "one":
             p1 = np.asarray(jax.nn.sigmoid(out)).reshape(-1)
             return np.stack([1.0 - p1, p1], axis=1)
-        if self.loss == "multilabel":
-            return np.asarray(jax.nn.sigmoid(out))
-        raise TypeError(f"predict_proba is for classification models; this run's loss is {self.loss!r}")
+        return np.asarray(jax.nn.sigmoid(out))
 
     def predict(self, x) -> np.ndarray:
         """Predictions for ``x [n, d]``: class labels in the user's own label values (or class indices when
         the run had none), 0/1 columns for multi-label, values for regression in the targets' own units (the
         outputs mapped back when ``--standardize`` standardised the targets), the raw outputs for a custom
         loss."""
-        if self.loss in ("softmax", "binary"):
+        record = loss_of(self.task.loss)
+        if record is not None and record.kind == "classes":
             idx = np.argmax(self.predict_proba(x), axis=1)
             return idx.astype(np.int32) if self.classes is None else self.preprocessing.decode(idx)
-        if self.loss == "multilabel":
+        if record is not None and record.kind == "multilabel":
             return (self.predict_proba(x) > 0.5).astype(np.int32)
         out = self.outputs(x)
         out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
-        return self.preprocessing.decode_values(out) if self.loss == "mse" else out
+        return self.preprocessing.decode_values(out) if record is not None and record.target_scaling else out
 
     @property
     def classes(self) -> list | None:
@@ -253,8 +256,8 @@ def _load(folder: Path, info: dict, params_file: Path, member, task) -> TrainedM
     if stored:
         prep = Preprocessing.from_dict(stored, what=f"{record}'s data.preprocessing")
     else:  # inputs used as they are; class indices as labels
-        loss = task.loss if isinstance(task.loss, str) else "mse"
-        prep = Preprocessing(KIND_OF_LOSS.get(loss, "values"), int(info.get("n_features") or info["sizes"][0]))
+        kind = getattr(loss_of(task.loss), "kind", "values")  # a custom loss: outputs as values
+        prep = Preprocessing(kind, int(info.get("n_features") or info["sizes"][0]))
     _check_outputs(prep, task, params, record)
     return TrainedModel(params, task, config, hyper, prep, folder, member)
 
@@ -270,8 +273,9 @@ def _check_outputs(prep: Preprocessing, task, params, record: str) -> None:
         raise ValueError(f"{record}'s data.preprocessing gives {prep.n_features} features, which the stored params "
                          f"do not take ({type(err).__name__})") from None  # fmt: skip
     width = int(out.shape[-1]) if out.ndim == 2 else 1
-    if prep.classes is not None and task.loss in ("softmax", "binary"):
-        want = 2 if task.loss == "binary" else width
+    record = loss_of(task.loss)
+    if prep.classes is not None and record is not None and record.kind == "classes":
+        want = 2 if record.outputs == "one" else width
         if len(prep.classes) != want:
             raise ValueError(f"{record}'s data.preprocessing.classes lists {len(prep.classes)} classes but the model "
                              f"has {want} ({task.loss}): {prep.classes}")  # fmt: skip

@@ -28,7 +28,7 @@ import numpy as np
 
 from jnn.activations import get_activation
 from jnn.dropout import Dropout
-from jnn.losses import check_objective_args
+from jnn.losses import DEFAULT_LOSS, check_objective_args, get_loss
 
 #: Refuse networks larger than this many parameters (the graph has one Python object per scalar).
 MAX_PARAMS = 20_000
@@ -89,7 +89,7 @@ def _to_np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def node_backprop(params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
+def node_backprop(params, x, y, *, loss: str = DEFAULT_LOSS, activation: str = "relu", l2: float = 0.0,
                   include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None, key=None,
                   train: bool = False, mask=None, return_graph: bool = False):  # fmt: skip
     """Gradient of :func:`jnn.regularized_loss` by the node-level algorithm, in float64.
@@ -200,7 +200,7 @@ def _forward_nodes(g: Graph, act, wn, bn, x_row, f_row, n: int) -> list[Node]:
 def _loss_node(g: Graph, loss: str, logits: list[Node], y, n: int) -> Node:
     """The per-example loss node, through the output probability nodes ŷ (lecture, eq. (a), (b))."""
     yn = np.asarray(y)
-    if loss == "binary":
+    if get_loss(loss).output_activation == "sigmoid":  # the lecture's one sigmoid output
         z = logits[0]
         yhat_v = 0.5 * (1.0 + math.tanh(0.5 * z.value))
         yhat = g.node(yhat_v, f"yhat[{n}]", [(z, yhat_v * (1.0 - yhat_v))])  # (b) ∂ŷ/∂z = ŷ(1−ŷ)

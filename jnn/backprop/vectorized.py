@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from jnn.activations import get_activation
 from jnn.dropout import Dropout
-from jnn.losses import check_objective_args
+from jnn.losses import DEFAULT_LOSS, check_objective_args, get_loss
 from jnn.model import ForwardCache, forward_cache
 from jnn.types import Params, PRNGKey
 
@@ -63,7 +63,7 @@ def output_delta(loss: str, logits, y, mask=None):
         Array with the shape of ``logits``.
     """
     batch = logits.shape[0]
-    if loss == "softmax":
+    if get_loss(loss).output_activation == "softmax":
         p = jax.nn.softmax(logits, axis=-1)
         t = (
             jax.nn.one_hot(y, logits.shape[-1], dtype=p.dtype)
@@ -95,7 +95,7 @@ def lecture_output_delta(logits, y):
     return dl_dyhat * dyhat_dz
 
 
-def backprop(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
+def backprop(params: Params, x, y, *, loss: str = DEFAULT_LOSS, activation: str = "relu", l2: float = 0.0,
              include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
              key: PRNGKey | None = None, train: bool = False, mask=None, return_cache: bool = False):  # fmt: skip
     """Gradient of :func:`jnn.regularized_loss` by the lecture's two-stage algorithm, by hand.

@@ -12,24 +12,39 @@ that only reads the logs costs no extra call boundary and changes nothing in the
 
     jnn.fit(train, config, callbacks=[PrintEvery()])
 
-The hooks, in the order they run:
+The hooks, in the order they run, and what each costs:
 
-- ``on_train_begin(run)``: once, with a :class:`RunInfo` (config, history keys, members, first epoch).
-- ``on_epoch_end(epoch, logs)``: once per epoch completed by a member, ``epoch`` counted from 1 (the
-  history's row number) and ``logs`` the history row ``{key: float}`` (``"member": i`` added in a
-  sweep). Returning True asks for a stop *after that epoch*: the run (in a sweep, that member) stops
-  with ``stopped_by="callback"`` and its state is bit for bit the state of a run given that many epochs.
-  When the compiled call had already run further, the host replays it from its start for exactly the
-  epochs needed (calls give the same bits whatever their length).
-- ``on_state(epoch, state)``: for a callback with ``every = k > 0``: calls end at every multiple of k
-  epochs and the callback sees the :class:`jnn.TrainState` there (stacked over the members in a sweep).
-- ``on_call_end(epoch, state)``: after every compiled call, with the latest epoch and the state (the run
-  folder writes its live files here).
-- ``on_train_end(result)``: once, with the ``FitResult``/``SweepResult`` (also when a signal or
-  ``stop_at_epoch`` ended the run, before :class:`jnn.train.Interrupted` is raised).
-- ``on_train_abort(error)``: instead of ``on_train_end`` when an exception left the run.
+=====================  ========================================================  ===================================
+hook                   when it runs                                              cost
+=====================  ========================================================  ===================================
+``on_train_begin``     once, before the first compiled call, with a              none
+                       :class:`RunInfo` (config, history keys, members, first
+                       epoch)
+``on_epoch_end``       once per epoch completed by a member, after the call      none: the rows come back with each
+                       that ran it; ``epoch`` counted from 1 (the history's      call; a stop request replays the
+                       row number), ``logs`` the history row ``{key: float}``    call's epochs up to that epoch
+                       (``"member": i`` added in a sweep); True asks for a
+                       stop after that epoch
+``on_state``           with ``needs = "params"`` (or ``every = k > 0``): at      one call boundary per k epochs (a
+                       every k-th epoch (k = ``every``, 1 by default), with the  host round trip; the benchmark
+                       :class:`jnn.TrainState` there (stacked over a sweep's     ``benchmarks/callbacks.py``
+                       members); True asks for a stop there                      measures it)
+``on_call_end``        after every compiled call, with the latest epoch and the  none (calls end anyway)
+                       state (the run folder writes its live files here)
+``on_train_end``       once, with the ``FitResult``/``SweepResult`` (also when   none
+                       a signal or ``stop_at_epoch`` ended the run, before
+                       :class:`jnn.train.Interrupted` is raised)
+``on_train_abort``     instead of ``on_train_end`` when an exception left the    none
+                       run
+=====================  ========================================================  ===================================
 
-Hooks run between compiled calls; one that raises aborts the run (after ``on_train_abort`` of all).
+A callback says what it reads with ``needs``: ``"logs"`` (the default: history rows only, which come back with
+every compiled call, so the engine keeps its long calls) or ``"params"`` (the parameters every ``every`` epochs,
+default every epoch: only then are calls cut at those epochs). The run's progress display names the callbacks that
+cut calls and how often. Hooks run between compiled calls; one that raises aborts the run (after
+``on_train_abort`` of all). A stop request (True) leaves the run bit for bit the state of a run given that many
+epochs: when the compiled call had already run further, the host replays it from its start for exactly the epochs
+needed (calls give the same bits whatever their length).
 
 A callback whose decisions depend on what it saw before (a scheduler: :class:`jnn.sweep.SuccessiveHalving`)
 defines ``state_dict() -> dict`` (JSON-ready) and ``load_state_dict(state)``: a :class:`jnn.SweepFolder` keeps its
@@ -57,6 +72,8 @@ class RunInfo:
         initial_epoch: epochs already completed (a resumed run: the checkpoint's).
         max_epochs: the epoch budget.
         params: ``{name: value}`` of the run's settings, JSON-ready (what a tracker logs as parameters).
+        cuts: the callbacks that end compiled calls to read the params (:meth:`CallbackList.cuts`; "" when none
+            does): the progress display shows it, as the cost of those callbacks.
     """
 
     config: object
@@ -65,18 +82,23 @@ class RunInfo:
     initial_epoch: int
     max_epochs: int
     params: dict
+    cuts: str = ""
 
 
 class Callback:
     """Base class of callbacks: override the hooks you need (each does nothing by default).
 
     Attributes:
-        every: ``on_state`` period in epochs (0: never called). A positive value ends the compiled calls at
-            its multiples (a few more host round trips; no other change to the run).
+        needs: ``"logs"`` (default: ``on_epoch_end``'s history rows; costs nothing) or ``"params"``
+            (``on_state`` gets the state every ``every`` epochs, every epoch when ``every`` is 0: the compiled
+            calls end there, one host round trip each).
+        every: ``on_state`` period in epochs (0: never called, unless ``needs == "params"``). A positive value
+            ends the compiled calls at its multiples (a few more host round trips; no other change to the run).
         stops: the callback may ask for a stop (the default). A run whose callbacks never do lets its
             compiled calls donate their input state (a stop request replays a call from its input).
     """
 
+    needs: str = "logs"
     every: int = 0
     stops: bool = True
 
@@ -177,7 +199,19 @@ def check_callbacks(callbacks) -> tuple:
                 f"{type(cb).__name__} lacks {missing}"
             )
         V.check_int(f"callbacks[{i}].every", getattr(cb, "every", 0), low=0)
+        V.check_choice(f"callbacks[{i}].needs", getattr(cb, "needs", "logs"), list(NEEDS))
     return tuple(callbacks)
+
+
+#: What a callback may read (``Callback.needs``).
+NEEDS = ("logs", "params")
+
+
+def period(cb) -> int:
+    """Epochs between a callback's ``on_state`` calls: its ``every``, or 1 for ``needs="params"`` without one;
+    0: never."""
+    every = getattr(cb, "every", 0)
+    return every if every else (1 if getattr(cb, "needs", "logs") == "params" else 0)
 
 
 def at_most_one(callbacks: tuple, cls):
@@ -199,8 +233,15 @@ class CallbackList:
         return bool(self.callbacks)
 
     def periods(self) -> tuple[int, ...]:
-        """The positive ``every`` values."""
-        return tuple(cb.every for cb in self.callbacks if cb.every)
+        """The positive :func:`period` values."""
+        return tuple(period(cb) for cb in self.callbacks if period(cb))
+
+    def cuts(self) -> str:
+        """``"KeepBest needs params every epoch"``: the callbacks that end compiled calls, for the progress
+        display ("" when none does). The run folder's own checkpoint period is not named."""
+        stores = (RunStore, SweepStore)
+        named = [(type(cb).__name__, period(cb)) for cb in self.callbacks if period(cb) and not isinstance(cb, stores)]
+        return "; ".join(f"{n} needs params every {'epoch' if k == 1 else f'{k} epochs'}" for n, k in named)
 
     def next_boundary(self, epoch: int) -> int | None:
         """The first epoch after ``epoch`` at which a callback wants the state (None: none does)."""
@@ -225,7 +266,8 @@ class CallbackList:
         """``on_state`` of the callbacks whose period divides ``epoch``; True if any asked for a stop."""
         stop = False
         for cb in self.callbacks:
-            if cb.every and epoch % cb.every == 0:
+            k = period(cb)
+            if k and epoch % k == 0:
                 stop = bool(cb.on_state(epoch, state)) or stop
         return stop
 
@@ -255,4 +297,14 @@ def finite_logs(logs: dict) -> dict:
     return {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-__all__ = ["Callback", "CallbackList", "RunInfo", "RunStore", "SweepStore", "check_callbacks", "finite_logs"]
+__all__ = [
+    "NEEDS",
+    "Callback",
+    "CallbackList",
+    "RunInfo",
+    "RunStore",
+    "SweepStore",
+    "check_callbacks",
+    "finite_logs",
+    "period",
+]

@@ -16,7 +16,17 @@ import optax
 
 from jnn import _validate as V
 from jnn.dropout import MODES
-from jnn.fields import PROGRAM_ROLES, names_where, plain_dict, python_scalars, role_field
+from jnn.fields import (
+    PROGRAM_ROLES,
+    Instance,
+    Interval,
+    Options,
+    check_fields,
+    names_where,
+    plain_dict,
+    python_scalars,
+    role_field,
+)
 from jnn.mlp import MLP_FIELDS
 from jnn.train.stopping import MONITORS, EarlyStopping
 
@@ -33,6 +43,9 @@ AVERAGES = ("ema", "polyak")
 
 #: Largest epoch or step budget (the counters are int32 on device).
 MAX_COUNT = 2**31 - 1
+#: A count of epochs or steps: 1 … :data:`MAX_COUNT` (0 … for ``COUNT0``).
+COUNT = Interval(int, 1, MAX_COUNT)
+COUNT0 = Interval(int, 0, MAX_COUNT)
 #: The most epochs per call a config may ask for (``epochs_per_call``; the summary buffer has that many rows).
 MAX_EPOCHS_PER_CALL_SET = 1 << 16
 
@@ -115,12 +128,15 @@ class TrainConfig:
 
     optimizer: str = role_field("momentum", "static", cli="default {default}", choices=OPTIMIZERS)
     learning_rate: float = role_field(
-        0.02, "traced", resume=True, sweep=True, cli="η, the step size of θ ← θ − η∇θ l (default {default})"
-    )
-    momentum: float = role_field(0.9, "traced", cli="momentum of --optimizer momentum, in [0, 1) (default {default})")
+        0.02, "traced", resume=True, sweep=True, cli="η, the step size of θ ← θ − η∇θ l (default {default})",
+        check=Interval(float, 0.0, None, "right", hint="the step size η"),
+    )  # fmt: skip
+    momentum: float = role_field(0.9, "traced", cli="momentum of --optimizer momentum, in [0, 1) (default {default})",
+                                 check=Interval(float, 0.0, 1.0, "left"))  # fmt: skip
     weight_decay: float = role_field(
-        1e-4, "traced", cli="decoupled weight decay of --optimizer adamw (default {default})"
-    )
+        1e-4, "traced", cli="decoupled weight decay of --optimizer adamw (default {default})",
+        check=Interval(float, 0.0),
+    )  # fmt: skip
     lr_schedule: str = role_field(
         "constant",
         "static",
@@ -128,11 +144,13 @@ class TrainConfig:
         cli="η over the run: constant, cosine decay to 0, or linear warm-up then cosine (default {default})",
     )
     warmup_epochs: int = role_field(
-        0, "static", cli="warm-up epochs of --lr-schedule warmup-cosine (default {default})"
+        0, "static", cli="warm-up epochs of --lr-schedule warmup-cosine (default {default})", check=COUNT0
     )
-    batch_size: int = role_field(100, "static", sweep=True, cli="T, the examples in each minibatch (default {default})")
-    max_epochs: int = role_field(300, "static", resume=True, cli="epoch budget (default {default})")
-    max_steps: int | None = role_field(None, "static", resume=True, cli="step budget (default {default})")
+    batch_size: int = role_field(100, "static", sweep=True, cli="T, the examples in each minibatch (default {default})",
+                                 check=COUNT)  # fmt: skip
+    max_epochs: int = role_field(300, "static", resume=True, cli="epoch budget (default {default})", check=COUNT)
+    max_steps: int | None = role_field(None, "static", resume=True, cli="step budget (default {default})",
+                                       check=COUNT, optional=True)  # fmt: skip
     early_stopping: EarlyStopping | None = role_field(
         EarlyStopping(patience=30),
         "static",
@@ -142,16 +160,25 @@ class TrainConfig:
             "mse, mae, r2 for --loss mse) (default {default})",
             "patience": "epochs without improvement before early stopping (default {default})",
         },
-    )
-    loss_tol: EarlyStopping | None = role_field(None, "static")
+        check=Instance(EarlyStopping, "jnn.EarlyStopping", "None trains for the budget; EarlyStopping("
+                       "monitor='val_loss', patience=30) is the default"),
+        optional=True,
+    )  # fmt: skip
+    loss_tol: EarlyStopping | None = role_field(
+        None, "static", check=Instance(EarlyStopping, "jnn.EarlyStopping", "a tolerance t on the training loss over "
+                                       "k epochs is EarlyStopping('train_loss', patience=k, min_delta=t, "
+                                       "restore_best=False)"), optional=True,
+    )  # fmt: skip
     val_fraction: float = role_field(
-        0.1, "host", cli="part of the training data held out for validation (default {default})"
-    )
+        0.1, "host", cli="part of the training data held out for validation (default {default})",
+        check=Interval(float, 0.0, 1.0, "left"),
+    )  # fmt: skip
     stratify: bool = role_field(True, "host")
     drop_last: bool = role_field(False, "static")
-    seed: int = role_field(0, "traced", sweep=True, cli="root seed of every random stream (default {default})")
+    seed: int = role_field(0, "traced", sweep=True, cli="root seed of every random stream (default {default})",
+                           check=Interval(int, 0, 2**63 - 1))  # fmt: skip
     checkpoint_every: int = role_field(
-        0, "host", resume=True, cli="epochs between checkpoints; 0 = only at the end (default {default})"
+        0, "host", resume=True, cli="epochs between checkpoints; 0 = only at the end (default {default})", check=COUNT0
     )
     prng_impl: str = role_field(
         "threefry2x32",
@@ -167,78 +194,47 @@ class TrainConfig:
         "static",
         resume=True,
         cli="stop when the training loss exceeds this factor x the best and the first epoch's (default {default})",
+        check=Interval(float, 1.0, None, "right"),
+        optional=True,
     )
     keep_checkpoints: int = role_field(
-        3, "host", resume=True, cli="latest epoch checkpoints kept in RUN/checkpoints (default {default})"
-    )
+        3, "host", resume=True, cli="latest epoch checkpoints kept in RUN/checkpoints (default {default})",
+        check=Interval(int, 1, 10_000),
+    )  # fmt: skip
     epochs_per_call: int | None = role_field(
-        None, "static", resume=True, cli="epochs one compiled call runs (default: ~0.3 s worth; same results for all)"
-    )
-    average: str | None = role_field(None, "static")
-    average_decay: float = role_field(0.999, "static")
+        None, "static", resume=True, cli="epochs one compiled call runs (default: ~0.3 s worth; same results for all)",
+        check=Interval(int, 1, MAX_EPOCHS_PER_CALL_SET), optional=True,
+    )  # fmt: skip
+    average: str | None = role_field(None, "static", check=Options(AVERAGES), optional=True)
+    average_decay: float = role_field(0.999, "static", check=Interval(float, 0.0, 1.0, "left", hint="the EMA decay d"))
     compute_dtype: str | None = role_field(
-        None, "static", choices=COMPUTE_DTYPES, cli="dtype of each step's forward/backward pass (default: the params')"
-    )
+        None, "static", choices=COMPUTE_DTYPES, cli="dtype of each step's forward/backward pass (default: the params')",
+        optional=True,
+    )  # fmt: skip
 
     def __post_init__(self):
         python_scalars(self)  # NumPy scalars become Python ones (the config is JSON and hashed)
-        V.check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        object.__setattr__(
-            self,
-            "learning_rate",
-            V.check_real("learning_rate", self.learning_rate, low=0.0, low_open=True, hint="the step size η"),
-        )
+        if self.compute_dtype == "float16":
+            raise ValueError("compute_dtype='float16' needs loss scaling, which jnn does not do; use 'bfloat16' "
+                             "(float32's exponent range, no scaling needed)")  # fmt: skip
+        check_fields(self)  # each field against the constraint declared beside it; then the rules between fields
         with np.errstate(over="ignore", under="ignore"):
             lr32 = np.float32(self.learning_rate)
         if lr32 == 0 or not np.isfinite(lr32):
             f32 = np.finfo(np.float32)
             raise ValueError(f"learning_rate must be representable in float32, in [{f32.smallest_subnormal:g}, "
                              f"{f32.max:g}]; got {self.learning_rate!r}, which becomes {float(lr32)!r}")  # fmt: skip
-        object.__setattr__(self, "momentum", V.check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
-        object.__setattr__(self, "weight_decay", V.check_real("weight_decay", self.weight_decay, low=0.0))
-        V.check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        V.check_int("warmup_epochs", self.warmup_epochs, low=0, high=MAX_COUNT)
-        V.check_int("batch_size", self.batch_size, low=1, high=MAX_COUNT)
-        for name in ("stratify", "drop_last", "check_finite"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
-        V.check_int("max_epochs", self.max_epochs, low=1, high=MAX_COUNT)
         if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
             raise ValueError(f"warmup_epochs is for lr_schedule='warmup-cosine'; got lr_schedule={self.lr_schedule!r}")
         if self.warmup_epochs >= self.max_epochs:
             raise ValueError(
                 f"warmup_epochs must be in [0, {self.max_epochs - 1}] (less than max_epochs); got {self.warmup_epochs}"
             )
-        if self.max_steps is not None:
-            V.check_int("max_steps", self.max_steps, low=1, high=MAX_COUNT)
-        _check_stopper("early_stopping", self.early_stopping)
-        _check_stopper("loss_tol", self.loss_tol)
         if self.loss_tol is not None and self.loss_tol.restore_best:
             raise ValueError(
                 "loss_tol.restore_best must be False (only early_stopping chooses the returned params); got "
                 f"{self.loss_tol!r}"
             )
-        object.__setattr__(
-            self, "val_fraction", V.check_real("val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
-        )
-        V.check_int("seed", self.seed, low=0, high=2**63 - 1)
-        V.check_int("checkpoint_every", self.checkpoint_every, low=0, high=MAX_COUNT)
-        V.check_choice("prng_impl", self.prng_impl, PRNG_IMPLS)
-        if self.divergence_factor is not None:
-            object.__setattr__(self, "divergence_factor", V.check_real("divergence_factor", self.divergence_factor,
-                                                                       low=1.0, low_open=True))  # fmt: skip
-        V.check_int("keep_checkpoints", self.keep_checkpoints, low=1, high=10_000)
-        if self.epochs_per_call is not None:
-            V.check_int("epochs_per_call", self.epochs_per_call, low=1, high=MAX_EPOCHS_PER_CALL_SET)
-        if self.average is not None:
-            V.check_choice("average", self.average, AVERAGES)
-        object.__setattr__(self, "average_decay", V.check_real("average_decay", self.average_decay, low=0.0, high=1.0,
-                                                               high_open=True, hint="the EMA decay d"))  # fmt: skip
-        if self.compute_dtype == "float16":
-            raise ValueError("compute_dtype='float16' needs loss scaling, which jnn does not do; use 'bfloat16' "
-                             "(float32's exponent range, no scaling needed)")  # fmt: skip
-        if self.compute_dtype is not None:
-            V.check_choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -368,16 +364,6 @@ def _stopper_from_dict(name: str, d: dict) -> EarlyStopping:
         raise ValueError(f"unknown {name} key(s) {V.short(unknown)}; known keys: {known}")
     base = _DEFAULT_RULE if name == "early_stopping" else {}
     return EarlyStopping(**{**base, **d})
-
-
-def _check_stopper(name: str, rule) -> None:
-    """``rule`` must be an :class:`EarlyStopping` or None."""
-    if rule is not None and not isinstance(rule, EarlyStopping):
-        hint = {"early_stopping": "None trains for the budget; EarlyStopping(monitor='val_loss', patience=30) is "
-                                  "the default",
-                "loss_tol": "a tolerance t on the training loss over k epochs is EarlyStopping('train_loss', "
-                            "patience=k, min_delta=t, restore_best=False)"}[name]  # fmt: skip
-        raise TypeError(f"{name} must be a jnn.EarlyStopping or None ({hint}); got {rule!r}")
 
 
 def _cosine(peak: float, warmup: int, total: int):

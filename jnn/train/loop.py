@@ -239,7 +239,7 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
                                          keep_input=cbs.can_stop(), keys=hkeys)  # fmt: skip
     if cbs:
         cbs.train_begin(RunInfo(config, hkeys, 1, int(state.epoch), config.max_epochs,
-                                run_params(meta)))  # fmt: skip
+                                run_params(meta), cbs.cuts()))  # fmt: skip
     t0 = time.perf_counter()
     state, epoch_seconds, halt = run_epochs(
         epoch_fn, state, data, keys=hkeys, max_epochs=config.max_epochs, records=[records],

@@ -75,6 +75,8 @@ class Progress(Callback):
     def on_train_begin(self, run: RunInfo) -> None:
         early = getattr(run.config, "early_stopping", None)
         self.start(run.max_epochs, run.initial_epoch, run.members, run.keys, None if early is None else early.monitor)
+        if getattr(run, "cuts", "") and (self._bar is not None or self.log_every):
+            self.say(f"compiled calls end where callbacks read the params: {run.cuts} (one host round trip each)")
 
     def start(self, max_epochs: int, initial_epoch: int, members: int, keys, monitor: str | None) -> None:
         """Open the display of a run of ``members`` runs (the bar shows ``monitor`` first)."""

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jnn import _validate as V
+from jnn.metrics import METRICS
 
 #: The largest patience: the counter is an int32 on device.
 MAX_PATIENCE = 2**31 - 1
@@ -30,7 +31,7 @@ MAX_PATIENCE = 2**31 - 1
 #: task can be monitored too (see :func:`infer_mode`).
 MONITORS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train_accuracy": "max"}
 #: Directions inferred from a metric name's ending when ``mode`` is not given.
-MODE_BY_SUFFIX = {"loss": "min", "mse": "min", "mae": "min", "error": "min", "accuracy": "max", "r2": "max"}
+MODE_BY_SUFFIX = {"loss": "min", "error": "min", **{n: m.direction for n, m in METRICS.items()}}
 
 
 def infer_mode(monitor: str) -> str | None:
