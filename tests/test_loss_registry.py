@@ -54,7 +54,8 @@ def test_a_bad_record_is_refused_naming_the_field():
 
 
 def test_a_metric_that_does_not_apply_names_the_losses_it_needs():
-    with pytest.raises(ValueError, match=r"metric 'accuracy' needs a classification loss \['softmax', 'binary', 'multilabel'\]"):
+    want = r"metric 'accuracy' needs a classification loss \['softmax', 'binary', 'multilabel'\]"
+    with pytest.raises(ValueError, match=want):
         metrics.resolve_metrics(("accuracy",), "huber")
     with pytest.raises(ValueError, match=r"metric 'r2' needs a regression loss \['mse', 'huber'\]"):
         metrics.resolve_metrics(("r2",), "softmax")
