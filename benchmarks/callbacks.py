@@ -9,8 +9,9 @@ wall time is reported:
 
 - plain: ``jnn.fit(train, config)``;
 - logs: a callback whose ``on_epoch_end`` reads every epoch's history row (no extra call boundary);
-- every 2: a callback with ``every = 2`` whose ``on_state`` reads the parameters' norm at every second
-  epoch (calls end at each multiple of 2: 10 host round trips for 20 epochs);
+- every 2: a callback with ``needs = "params"`` and ``every = 2`` whose ``on_state`` reads the parameters'
+  norm at every second epoch (calls end at each multiple of 2: 10 host round trips for 20 epochs);
+- params every epoch: the same with ``needs = "params"`` alone (calls end at every epoch: 20 round trips);
 - stop/resume: the route without callbacks, ``fit(stop_at_epoch=k)`` + ``fit(resume=True)`` every 2 epochs
   through a run folder (timed once).
 
@@ -49,6 +50,7 @@ class Logs(jnn.Callback):
 class Every2(jnn.Callback):
     """Reads the parameters' global norm at every second epoch."""
 
+    needs = "params"
     every = 2
 
     def __init__(self):
@@ -56,6 +58,12 @@ class Every2(jnn.Callback):
 
     def on_state(self, epoch, state):
         self.norms.append(float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(state.params)))))
+
+
+class EveryEpoch(Every2):
+    """Reads the parameters' global norm at every epoch (``needs="params"`` alone: a keep-best-k on the host)."""
+
+    every = 0
 
 
 def _timed(fn):
@@ -97,7 +105,9 @@ def main(argv=None) -> int:
     print(f"callback overhead: MNIST-1D default MLP, {a.epochs} epochs, device {jax.devices()[0]}", flush=True)
     ref = jnn.fit(train, config, callbacks=[Progress(bar=False)])  # warm-up: compiles every call length used below
     jnn.fit(train, config, callbacks=[Progress(bar=False), Every2()])
-    variants = {"plain": lambda: [], "logs": lambda: [Logs()], "every 2": lambda: [Every2()]}
+    jnn.fit(train, config, callbacks=[Progress(bar=False), EveryEpoch()])
+    variants = {"plain": lambda: [], "logs": lambda: [Logs()], "every 2": lambda: [Every2()],
+                "params every epoch": lambda: [EveryEpoch()]}  # fmt: skip
     seconds = {k: [] for k in variants}
     for _ in range(a.repeats):
         for name, make in variants.items():

@@ -34,6 +34,7 @@ from jnn.disk import RowSource, RowView, in_memory
 from jnn.display import fmt, html_view, params_line, text_table, view
 from jnn.history import History
 from jnn.mlp import MLP, MLP_SWEEP_FIELDS
+from jnn.protocol import shape_key, shape_label
 from jnn.schedulers import SuccessiveHalving
 from jnn.search import choice, draw, loguniform, randint, space_record, uniform
 from jnn.task import Task
@@ -539,7 +540,7 @@ def _shape_groups(members) -> list[list[int]]:
     order of appearance."""
     groups: dict = {}
     for i, (c, _, m) in enumerate(members):
-        groups.setdefault((m.shape_key(), c.batch_size), []).append(i)
+        groups.setdefault((shape_key(m), c.batch_size), []).append(i)
     return list(groups.values())
 
 
@@ -565,7 +566,7 @@ class _Group:
         self.members = [members[i] for i in index]
         first, _, self.model = self.members[0]
         self.config = TrainConfig.from_dict({**config.to_dict(), "batch_size": first.batch_size})
-        self.label = f"{self.model.shape_label()}batch {first.batch_size}"
+        self.label = f"{shape_label(self.model)}batch {first.batch_size}"
         self.splits = [prepare_data(train, c, val) for c, _, _ in self.members]
         self.optimizer, self.extra, self.lr_axis = optimizer, tuple(extra), lr_axis
         self.tx = None

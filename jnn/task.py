@@ -136,22 +136,7 @@ class Task(NamedTuple):
         init, apply = nnx_functions(module, hyper=hyper, set_hyper=set_hyper)
         return Task(init=init, apply=apply, loss=loss, penalty=penalty, metrics=metrics, hyper=dict(hyper or {}))
 
-    # The model protocol, shared with jnn.MLP: what fit, sweep and evaluate ask of what they train.
-
-    def task_for(self, train, *, hypers=None) -> Task:
-        """The task that trains on the Dataset ``train``: this one (a task fixes its own shapes).
-
-        Args:
-            train: the training data (unused).
-            hypers: the hyperparameters of the sweep members that will share the task (unused).
-        """
-        del train, hypers
-        return self
-
-    def task_for_params(self, params, ds) -> Task:
-        """The task that scores ``params`` on the Dataset ``ds`` (``evaluate``): this one."""
-        del params, ds
-        return self
+    # The model protocol (jnn.protocol.Model), shared with jnn.MLP: what fit, sweep and evaluate ask.
 
     def sweep_axes(self) -> tuple[str, ...]:
         """The names ``jnn.sweep`` may vary for this model besides the config's: the task's hyperparameters."""
@@ -170,14 +155,6 @@ class Task(NamedTuple):
         out): a sweep member as a task of its own (``SweepResult.refit``)."""
         own = dict(self.hyper or {})
         return self._replace(hyper={**own, **{k: float(v) for k, v in hyper.items() if k in own}})
-
-    def shape_key(self) -> tuple:
-        """What of this model changes the program's shapes between sweep members: nothing (one task)."""
-        return ()
-
-    def shape_label(self) -> str:
-        """How a sweep's progress names this model's shapes: by nothing (one task)."""
-        return ""
 
     def describe(self, ct, params) -> dict:
         """What a run records of this model (``config.json``): ``{"task": {loss, metrics, hyper, params}}``.

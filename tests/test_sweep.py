@@ -196,10 +196,15 @@ def test_the_command_line_reads_shape_axes():
 def test_a_task_and_an_mlp_answer_one_model_protocol_and_a_sweep_records_each_members_model(spirals, tmp_path):
     import json
 
+    from jnn import protocol
+
     train, _ = spirals
     mlp = jnn.MLP(hidden=(8,), keep_prob=0.9)
     task = mlp.task_for(train)
-    assert task.task_for(train) is task and task.shape_key() == () and task.shape_label() == ""
+    assert protocol.task_for(task, train) is task
+    assert protocol.shape_key(task) == () and protocol.shape_label(task) == ""
+    assert isinstance(task, protocol.Model) and not isinstance(task, protocol.Builder)  # no stubs on a Task
+    assert isinstance(mlp, protocol.Builder) and protocol.task_for(mlp, train) == task
     assert task.sweep_axes() == ("l2", "keep_prob") and mlp.sweep_axes() == ("hidden", "l2", "keep_prob")
     assert mlp.shape_key() == ((8,), None) and mlp.shape_label() == "hidden 8, "
     m, h = mlp.member({"hidden": (4,), "l2": 0.5})

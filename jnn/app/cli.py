@@ -14,6 +14,8 @@ import json
 import os
 import sys
 import time
+import types
+import typing
 
 from jnn import _validate as V
 from jnn.app import atomic
@@ -55,14 +57,22 @@ def _int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``jnn`` command."""
+    """The argument parser of the ``jnn`` command: one function per sub-command adds its flags."""
+    p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_gradcheck_parser, _train_parser, _sweep_parser, _launch_parser, _predict_parsers, _plot_parser,
+                _summarize_parser):  # fmt: skip
+        add(sub)
+    return p
+
+
+def _gradcheck_parser(sub) -> None:
+    """``jnn gradcheck``: a user's check (FILE.py:NAME) or the hand-written backprop against ``jax.grad``."""
     from jnn.activations import ACTIVATIONS
     from jnn.dropout import MODES
     from jnn.init import SCHEMES
     from jnn.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS
 
-    p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     g = sub.add_parser(
         "gradcheck",
         help="check the gradients of your JAX code (FILE.py:NAME), or jnn's hand-written backprop",
@@ -103,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--json", default=None, help="also write the reports to this JSON file")
 
+
+def _train_parser(sub) -> None:
+    """``jnn train``: the config flags derived from the fields, and the run folder's."""
     t = sub.add_parser(
         "train",
         help="train an MLP with minibatch SGD and early stopping",
@@ -128,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events to RUN/tensorboard")
 
+
+def _sweep_parser(sub) -> None:
+    """``jnn sweep``: the config flags, the axes, the search and the strategy."""
     sw = sub.add_parser(
         "sweep",
         help="train many members (seeds, learning rates, λ, keep_prob) at once",
@@ -177,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--strategy programs: threads the members run in, side by side (default: the CPU cores); "
                          "any number gives the same bits")  # fmt: skip
 
+
+def _launch_parser(sub) -> None:
+    """``jnn launch``: N local processes joined by ``jax.distributed``."""
     la = sub.add_parser(
         "launch",
         help="run a command as N local processes joined by jax.distributed",
@@ -189,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds (default 600)")
     la.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
 
+
+def _predict_parsers(sub) -> None:
+    """``jnn predict`` and ``jnn evaluate``: a trained run on new data."""
     pr = sub.add_parser(
         "predict",
         help="predict with a trained run on new data",
@@ -210,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(ev, "CSV (header row, features and target) or .npz (x, y)")
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
 
+
+def _plot_parser(sub) -> None:
+    """``jnn plot``: a run's curves."""
     pl = sub.add_parser(
         "plot",
         help="draw loss/accuracy curves of a run folder",
@@ -221,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--overwrite", action="store_true",
                     help="replace a plot jnn drew at --out (a file jnn did not draw is never replaced)")  # fmt: skip
 
+
+def _summarize_parser(sub) -> None:
+    """``jnn summarize``: a sweep's seeds pooled by setting."""
     su = sub.add_parser(
         "summarize",
         help="pool a sweep's seeds by setting: mean ± std and confidence interval",
@@ -238,7 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--out", default=None, help="folder for the summary files (default SWEEP)")
     su.add_argument("--overwrite", action="store_true",
                     help="replace a summary jnn wrote there (files jnn did not write are never replaced)")  # fmt: skip
-    return p
 
 
 def _name_list(text: str) -> list[str]:
@@ -293,9 +320,11 @@ def _field_flags():
     from jnn.mlp import MLP
     from jnn.train.config import TrainConfig
 
-    def kind_of(type_: str):
-        return _int_list if type_.startswith("tuple") else int if "int" in type_ else float if "float" in type_ \
-            else str  # fmt: skip
+    def kind_of(hint):  # a field's resolved annotation: int, float, str, tuple[int, ...], each maybe | None
+        args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
+            types.UnionType, typing.Union) else [hint]  # fmt: skip
+        base = args[0]
+        return _int_list if typing.get_origin(base) is tuple else base
 
     def shown(v) -> str:
         return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
@@ -303,6 +332,7 @@ def _field_flags():
 
     out = []
     for owner, cls in (("mlp", MLP), ("config", TrainConfig)):
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.metadata["cli"] is None:
                 continue
@@ -310,16 +340,16 @@ def _field_flags():
             text = f.metadata["cli"].replace("{default}", shown(f.default))
             if f.metadata["nested"]:
                 out.append((owner, f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
-                types = {a.name: a.type for a in dataclasses.fields(f.default)}
+                nested = typing.get_type_hints(type(f.default))
                 for attr, help_ in f.metadata["nested"].items():
-                    out.append((owner, f, attr, f"--{attr.replace('_', '-')}", kind_of(types[attr]), attr,
+                    out.append((owner, f, attr, f"--{attr.replace('_', '-')}", kind_of(nested[attr]), attr,
                                 help_.replace("{default}", shown(getattr(f.default, attr)))))  # fmt: skip
-            elif f.type == "bool":
+            elif hints[f.name] is bool:
                 if f.default is not True:
                     raise TypeError(f"{cls.__name__}.{f.name}: a bool flag is --no-<name> and needs the default True")
                 out.append((owner, f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
             else:
-                out.append((owner, f, name, f"--{name.replace('_', '-')}", kind_of(f.type), None, text))
+                out.append((owner, f, name, f"--{name.replace('_', '-')}", kind_of(hints[f.name]), None, text))
     return out
 
 
@@ -491,10 +521,9 @@ def _train(args) -> int:
 
     import jax
 
-    from jnn.app.run_dir import rollback_epoch, write_summary
     from jnn.app.run_folder import RunFolder
     from jnn.app.sources import load_source, source_name
-    from jnn.train import evaluate, fit, prepare_data
+    from jnn.train import fit, prepare_data
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
 
@@ -511,18 +540,8 @@ def _train(args) -> int:
     fit_ds, val_ds = prepare_data(train, config, val)
     n_fit, n_val = len(fit_ds), 0 if val_ds is None else len(val_ds)
     del fit_ds, val_ds  # counted for the line below; fit makes the same split itself (no copy of x held twice)
-    sizes = mlp.network_sizes(train)
-    lr = f"{config.optimizer} lr={config.learning_rate:g}" + (
-        f" ({config.lr_schedule})" if config.lr_schedule != "constant" else ""
-    )
-    print(
-        f"jnn train: {name} ({n_fit} train / {n_val} validation / "
-        f"{0 if test is None else len(test)} test), sizes {','.join(map(str, sizes))}, {mlp.activation}, "
-        f"{mlp.loss}, {lr}, batch {config.batch_size}, l2={mlp.l2:g}, keep_prob={mlp.keep_prob:g} "
-        f"({mlp.dropout_mode}), max {config.max_epochs} epochs"
-        + (f", early stopping on {es.monitor} (patience {es.patience})" if (es := config.early_stopping) else ""),
-        flush=True,
-    )
+    print(_train_header(name, (n_fit, n_val, 0 if test is None else len(test)), mlp.network_sizes(train), mlp,
+                        config), flush=True)  # fmt: skip
     log_every = args.log_every if args.log_every is not None else max(1, config.max_epochs // 10)
     mesh = None
     if args.data_parallel or jax.process_count() > 1:
@@ -539,6 +558,30 @@ def _train(args) -> int:
         if jax.process_index() == 0:
             print(f"interrupted at epoch {int(stop.result.state.epoch)}; continue with: jnn train --out {out} --resume")
         return stop.exit_code
+    return _train_report(result, config, test, info, name)
+
+
+def _train_header(name: str, counts: tuple, sizes, mlp, config) -> str:
+    """``jnn train``'s first line: the data, the network and the recipe."""
+    n_fit, n_val, n_test = counts
+    lr = f"{config.optimizer} lr={config.learning_rate:g}" + (
+        f" ({config.lr_schedule})" if config.lr_schedule != "constant" else ""
+    )
+    return (
+        f"jnn train: {name} ({n_fit} train / {n_val} validation / {n_test} test), sizes {','.join(map(str, sizes))}, "
+        f"{mlp.activation}, {mlp.loss}, {lr}, batch {config.batch_size}, l2={mlp.l2:g}, keep_prob={mlp.keep_prob:g} "
+        f"({mlp.dropout_mode}), max {config.max_epochs} epochs"
+        + (f", early stopping on {es.monitor} (patience {es.patience})" if (es := config.early_stopping) else "")
+    )
+
+
+def _train_report(result, config, test, info: dict, name: str) -> int:
+    """After ``jnn train``'s fit: the test metrics, the summary file and the closing lines; the exit status."""
+    import jax
+
+    from jnn.app.run_dir import rollback_epoch, write_summary
+    from jnn.train import evaluate
+
     test_metrics = evaluate(result.params, test, result.task) if test is not None else None
     scaled = bool((info.get("preprocessing") or {}).get("target_mean"))
     if jax.process_index() != 0:
@@ -804,88 +847,22 @@ def _check_gradcheck_memory(sizes, batch: int, dtype: str, bound=None) -> int:
 
 
 def _gradcheck(args) -> int:
+    """``jnn gradcheck``: a user's check, or the hand-written backprop against ``jax.grad``, finite differences,
+    the node-level backprop (small nets) and the Taylor remainder (float64)."""
     if args.target is not None:
         return _user_gradcheck(args)
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    from jnn.gradcheck import float64_mode
 
-    from jnn.backprop import backprop, node_backprop
-    from jnn.dropout import Dropout
-    from jnn.gradcheck import check_grads, compare_grads, float64_mode, taylor_test
-    from jnn.init import init_mlp
-    from jnn.losses import get_loss, regularized_loss
-
-    sizes = V.check_sizes(args.sizes)
-    V.check_int("--batch", args.batch, low=1)
-    V.check_real("--l2", args.l2, low=0.0)
-    one_logit = get_loss(args.loss).outputs == "one"
-    if one_logit and sizes[-1] != 1:
-        raise ValueError(f"--loss {args.loss} needs an output width of 1 (the last of --sizes); got {sizes[-1]}")
-    _check_gradcheck_memory(sizes, args.batch, args.dtype)
-    dropout = Dropout(args.keep_prob, args.mode) if args.keep_prob != 1.0 else None
-    f64 = args.dtype == "float64"
-    rtol = args.rtol if args.rtol is not None else (1e-10 if f64 else 1e-5)
-    atol_rel = args.atol if args.atol is not None else (1e-13 if f64 else 1e-6)
-    V.check_real("--rtol", rtol, low=0.0)
-    V.check_real("--atol", atol_rel, low=0.0)
-
-    ctx = float64_mode() if f64 else contextlib.nullcontext()
-    with ctx:
-        root = jax.random.key(args.seed)
-        k_init, k_x, k_y, k_drop, k_dir = jax.random.split(root, 5)
-        params = init_mlp(k_init, sizes, scheme=args.scheme, dtype=args.dtype)
-        x = jax.random.normal(k_x, (args.batch, sizes[0]), args.dtype)
-        if one_logit:
-            y = jax.random.bernoulli(k_y, 0.5, (args.batch,)).astype(jnp.int32)
-        else:
-            y = jax.random.randint(k_y, (args.batch,), 0, sizes[-1])
-        kw = dict(
-            loss=args.loss,
-            activation=args.activation,
-            l2=args.l2,
-            include_bias=args.include_bias,
-            dropout=dropout,
-            key=k_drop,
-            train=True,
-        )
+    sizes, rtol, atol_rel = _gradcheck_settings(args)
+    with float64_mode() if args.dtype == "float64" else contextlib.nullcontext():
+        params, x, y, kw, k_dir = _gradcheck_problem(args, sizes)
         print(
             f"jnn gradcheck: sizes={','.join(map(str, sizes))} activation={args.activation} loss={args.loss} "
             f"l2={args.l2:g}{' (with biases)' if args.include_bias else ''} keep_prob={args.keep_prob:g} "
             f"mode={args.mode} dtype={args.dtype} batch={args.batch} seed={args.seed}"
         )
         t0 = time.perf_counter()
-        ref = jax.jit(jax.grad(lambda p: regularized_loss(p, x, y, **kw)))(params)
-        hand = jax.jit(lambda p: backprop(p, x, y, **kw))(params)
-        scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(ref))
-        atol = atol_rel * scale
-        reports = [
-            compare_grads(
-                ref, hand, rtol=rtol, atol=atol, reference_name="jax.grad", candidate_name="backprop (vectorised)"
-            )
-        ]
-        n_params = sum(int(np.size(l)) for l in jax.tree.leaves(params))
-        # x goes in as an argument: check_grads copies float arguments to float64, params and x alike.
-        fd = check_grads(lambda p, x: regularized_loss(p, x, y, **kw), params, x,
-                         grad=lambda p, x: backprop(p, x, y, **kw), seed=args.seed)  # fmt: skip
-        reports.insert(0, fd)
-        if n_params <= args.node_limit:
-            nodes = node_backprop(params, x, y, **kw)
-            reports.append(
-                compare_grads(
-                    ref,
-                    nodes,
-                    rtol=rtol,
-                    atol=atol,
-                    reference_name="jax.grad",
-                    candidate_name="node_backprop (node level)",
-                )
-            )
-        else:
-            print(f"(node-level reference skipped: {n_params} params > --node-limit {args.node_limit})")
-        taylor = None
-        if f64:
-            taylor = taylor_test(lambda p: regularized_loss(p, x, y, **kw), params, hand, key=k_dir)
+        reports, taylor, n_params = _gradcheck_reports(args, params, x, y, kw, k_dir, rtol, atol_rel)
         for i, r in enumerate(reports):
             print()
             if i == 0:
@@ -899,6 +876,78 @@ def _gradcheck(args) -> int:
         out = {"reports": [r.to_dict() for r in reports], "taylor_order": None if taylor is None else taylor.order}
         atomic.write_text(args.json, json.dumps(out, indent=2))
     return 0 if ok else 1
+
+
+def _gradcheck_settings(args) -> tuple:
+    """``(sizes, rtol, atol_rel)`` of ``jnn gradcheck``'s flags, checked (ValueError naming the flag)."""
+    from jnn.losses import get_loss
+
+    sizes = V.check_sizes(args.sizes)
+    V.check_int("--batch", args.batch, low=1)
+    V.check_real("--l2", args.l2, low=0.0)
+    if get_loss(args.loss).outputs == "one" and sizes[-1] != 1:
+        raise ValueError(f"--loss {args.loss} needs an output width of 1 (the last of --sizes); got {sizes[-1]}")
+    _check_gradcheck_memory(sizes, args.batch, args.dtype)
+    f64 = args.dtype == "float64"
+    rtol = args.rtol if args.rtol is not None else (1e-10 if f64 else 1e-5)
+    atol_rel = args.atol if args.atol is not None else (1e-13 if f64 else 1e-6)
+    V.check_real("--rtol", rtol, low=0.0)
+    V.check_real("--atol", atol_rel, low=0.0)
+    return sizes, rtol, atol_rel
+
+
+def _gradcheck_problem(args, sizes) -> tuple:
+    """``(params, x, y, objective kwargs, Taylor direction key)``: the random problem of ``--seed``."""
+    import jax
+    import jax.numpy as jnp
+
+    from jnn.dropout import Dropout
+    from jnn.init import init_mlp
+    from jnn.losses import get_loss
+
+    k_init, k_x, k_y, k_drop, k_dir = jax.random.split(jax.random.key(args.seed), 5)
+    params = init_mlp(k_init, sizes, scheme=args.scheme, dtype=args.dtype)
+    x = jax.random.normal(k_x, (args.batch, sizes[0]), args.dtype)
+    if get_loss(args.loss).outputs == "one":
+        y = jax.random.bernoulli(k_y, 0.5, (args.batch,)).astype(jnp.int32)
+    else:
+        y = jax.random.randint(k_y, (args.batch,), 0, sizes[-1])
+    dropout = Dropout(args.keep_prob, args.mode) if args.keep_prob != 1.0 else None
+    kw = dict(loss=args.loss, activation=args.activation, l2=args.l2, include_bias=args.include_bias,
+              dropout=dropout, key=k_drop, train=True)  # fmt: skip
+    return params, x, y, kw, k_dir
+
+
+def _gradcheck_reports(args, params, x, y, kw, k_dir, rtol, atol_rel) -> tuple:
+    """``(reports, taylor, n_params)``: finite differences, the vectorised and node-level backprop against
+    ``jax.grad``, and the Taylor test (float64 only)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jnn.backprop import backprop, node_backprop
+    from jnn.gradcheck import check_grads, compare_grads, taylor_test
+    from jnn.losses import regularized_loss
+
+    ref = jax.jit(jax.grad(lambda p: regularized_loss(p, x, y, **kw)))(params)
+    hand = jax.jit(lambda p: backprop(p, x, y, **kw))(params)
+    atol = atol_rel * max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(ref))
+    # x goes in as an argument: check_grads copies float arguments to float64, params and x alike.
+    fd = check_grads(lambda p, x: regularized_loss(p, x, y, **kw), params, x,
+                     grad=lambda p, x: backprop(p, x, y, **kw), seed=args.seed)  # fmt: skip
+    reports = [fd, compare_grads(ref, hand, rtol=rtol, atol=atol, reference_name="jax.grad",
+                                 candidate_name="backprop (vectorised)")]  # fmt: skip
+    n_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    if n_params <= args.node_limit:
+        nodes = node_backprop(params, x, y, **kw)
+        reports.append(compare_grads(ref, nodes, rtol=rtol, atol=atol, reference_name="jax.grad",
+                                     candidate_name="node_backprop (node level)"))  # fmt: skip
+    else:
+        print(f"(node-level reference skipped: {n_params} params > --node-limit {args.node_limit})")
+    taylor = None
+    if args.dtype == "float64":
+        taylor = taylor_test(lambda p: regularized_loss(p, x, y, **kw), params, hand, key=k_dir)
+    return reports, taylor, n_params
 
 
 def _launch(args) -> int:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from jnn.data import Dataset
 from jnn.mlp import MLP
+from jnn.protocol import task_for_params
 from jnn.task import Task, check_task
 from jnn.train.epoch import make_eval
 from jnn.train.program import Static, task_key
@@ -40,7 +41,7 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
         raise TypeError(f"ds must be a jnn.data.Dataset; got {type(ds).__name__}")
     if not isinstance(model, (Task, MLP)):
         raise TypeError(f"model must be a jnn.Task or a jnn.MLP; got {type(model).__name__}")
-    model = model.task_for_params(params, ds)
+    model = task_for_params(model, params, ds)
     if jax.process_count() > 1:
         params = jax.device_get(params)  # global arrays -> host copies, evaluated on this process
     ct = check_task(model, ds, batch_size=min(len(ds), 8), check_key=False)

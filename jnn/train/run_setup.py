@@ -15,6 +15,7 @@ import numpy as np
 from jnn import _validate as V
 from jnn.data import Dataset, split
 from jnn.mlp import MLP
+from jnn.protocol import task_for
 from jnn.task import CheckedTask, Task, check_task
 from jnn.train.config import TrainConfig
 from jnn.train.epoch import EpochData
@@ -108,7 +109,7 @@ def resolve_task(
 ) -> CheckedTask:
     """The checked task of a run: ``model.task_for(fit_ds)`` (a task itself; an :class:`jnn.MLP`'s task for the
     data). ``hypers``: the hyperparameters of the sweep members that share it."""
-    task = model.task_for(fit_ds, hypers=hypers)
+    task = task_for(model, fit_ds, hypers=hypers)
     return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
 
 
