@@ -26,11 +26,11 @@ import jax
 
 from jnn.task import CheckedTask
 from jnn.train import epoch as epoch_module
+from jnn.train.config import fields_where
 from jnn.train.epoch import make_run_epoch, with_summary
 from jnn.train.multi_epoch import MAX_EPOCHS_PER_CALL, EpochCaller, make_call
 from jnn.train.precision import compute_task
 from jnn.train.step import make_train_step
-from jnn.train.stopping import EarlyStopping
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,18 @@ def optimizer_key(config, steps_per_epoch: int, optimizer=None, extra=()) -> tup
 class ProgramSpec:
     """Everything the compiled calls of a run depend on beyond their arguments' shapes.
 
+    The :class:`jnn.TrainConfig`'s part is derived from the fields' declared roles: every field declared
+    ``program="static"`` is in :attr:`config` (so a new static field joins the compile key with no edit here);
+    the run-derived parts below it are listed by hand.
+
     Attributes:
         task: the :class:`jnn.task.CheckedTask`, keyed by :func:`task_key`.
         tx: the optax transformation, keyed by :func:`optimizer_key`.
+        config: ``((name, value), ...)`` of the config's static fields (:func:`static_config`); read as attributes
+            (``spec.batch_size``, ``spec.early`` for ``early_stopping``).
         keys: the history keys (the summary's columns).
         rows: the most epochs one call runs.
-        n_train, batch_size, drop_last, max_epochs, max_steps: the epoch's shape and the budgets.
-        early, loss_tol: the stopping rules (None: off).
-        divergence_factor: see :class:`jnn.TrainConfig`.
+        n_train: training examples (the epoch's shape).
         has_val: the data holds a validation set.
         noise_up_front: see :func:`jnn.train.epoch.make_run_epoch`.
         check_finite: the per-step gradient check (the guarded program of :mod:`jnn.train.multi_epoch`).
@@ -103,21 +107,14 @@ class ProgramSpec:
         members: None for one run; True for a sweep vmapped over stacked members.
         batch_sharding: the sharding of each minibatch's rows (data parallelism), or None.
         out_sharding: the sharding of every output (replicated over a mesh), or None.
-        compute_dtype: the train step's dtype (mixed precision, :mod:`jnn.train.precision`), or None.
     """
 
     task: Static
     tx: Static
+    config: tuple
     keys: tuple[str, ...]
     rows: int
     n_train: int
-    batch_size: int
-    drop_last: bool
-    max_epochs: int
-    max_steps: int | None
-    early: EarlyStopping | None
-    loss_tol: EarlyStopping | None
-    divergence_factor: float | None
     has_val: bool
     noise_up_front: int
     check_finite: bool
@@ -125,7 +122,18 @@ class ProgramSpec:
     members: bool = False
     batch_sharding: Any = None
     out_sharding: Any = None
-    compute_dtype: str | None = None
+
+    def _setting(self, name: str):
+        return dict(self.config)[name]
+
+    batch_size = property(lambda self: self._setting("batch_size"), doc="T, the minibatch size.")
+    drop_last = property(lambda self: self._setting("drop_last"), doc="Drop the ragged last minibatch.")
+    max_epochs = property(lambda self: self._setting("max_epochs"), doc="The epoch budget.")
+    max_steps = property(lambda self: self._setting("max_steps"), doc="The step budget, or None.")
+    early = property(lambda self: self._setting("early_stopping"), doc="Early stopping's rule, or None.")
+    loss_tol = property(lambda self: self._setting("loss_tol"), doc="The training-loss tolerance rule, or None.")
+    divergence_factor = property(lambda self: self._setting("divergence_factor"), doc="See jnn.TrainConfig.")
+    compute_dtype = property(lambda self: self._setting("compute_dtype"), doc="The train step's dtype, or None.")
 
     def epoch_fn(self):
         """``fn(state, data) -> (state, summary)`` of one epoch (see :func:`jnn.train.epoch.with_summary`)."""
@@ -176,16 +184,10 @@ def program_spec(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: 
     return ProgramSpec(
         task=Static(ct, task_key(ct)),
         tx=Static(tx, tx_key),
+        config=static_config(config),
         keys=tuple(keys),
         rows=config.epochs_per_call or MAX_EPOCHS_PER_CALL,
         n_train=n_train,
-        batch_size=config.batch_size,
-        drop_last=config.drop_last,
-        max_epochs=config.max_epochs,
-        max_steps=config.max_steps,
-        early=config.early_stopping,
-        loss_tol=config.loss_tol,
-        divergence_factor=config.divergence_factor,
         has_val=has_val,
         noise_up_front=up_front,
         check_finite=check_finite,
@@ -193,8 +195,13 @@ def program_spec(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: 
         members=members,
         batch_sharding=batch_sharding,
         out_sharding=out_sharding,
-        compute_dtype=config.compute_dtype,
     )
+
+
+def static_config(config) -> tuple:
+    """``((name, value), ...)`` of the :class:`jnn.TrainConfig` fields declared ``program="static"``: the config's
+    part of the compile key."""
+    return tuple((name, getattr(config, name)) for name in fields_where(program="static"))
 
 
 def compiled_caller(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: bool, keys=None,
