@@ -118,13 +118,19 @@ _APP_NAMES = {
 }
 
 
+#: Modules of the core that ``import jnn`` does not load (the study tools), loaded on first use.
+_CORE_MODULES = ("sweep", "search", "axes", "schedulers", "cluster", "tpe", "protocol", "parallel", "adapters")
+
+
 def __getattr__(name: str):
-    """The application wing's public names (:data:`_APP_NAMES`) and its ``checkpoint``, ``plots`` and ``tune``
-    modules, on first use."""
+    """The application wing's public names (:data:`_APP_NAMES`), its ``checkpoint``, ``plots`` and ``tune``
+    modules, and the study modules of :data:`_CORE_MODULES` (``jnn.sweep``), on first use."""
     import importlib
 
     if name in ("checkpoint", "plots", "tune"):  # plots needs matplotlib, tune Ray Tune (pip install 'jnn[ray]')
         return importlib.import_module(f"jnn.app.{name}")
+    if name in _CORE_MODULES:  # jnn.sweep.sweep(...) after a plain `import jnn`
+        return importlib.import_module(f"jnn.{name}")
     if name in _APP_NAMES:
         return getattr(importlib.import_module(f"jnn.app.{_APP_NAMES[name]}"), name)
     raise AttributeError(f"module 'jnn' has no attribute {name!r}")

@@ -15,6 +15,7 @@ Semantics (tested directly):
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -78,9 +79,13 @@ class EarlyStopping:
         if self.mode is not None:
             V.check_choice("mode", self.mode, ["min", "max"])
         elif infer_mode(self.monitor) is None:
+            prefix, name = self.monitor.split("_", 1)
+            close = difflib.get_close_matches(name, list(METRICS), n=1, cutoff=0.5)
+            hint = f"did you mean {prefix + '_' + close[0]!r}? " if close else ""
             raise ValueError(
-                f"mode must be 'min' or 'max' for monitor {self.monitor!r}: its direction cannot be "
-                f"inferred from the name (known endings: {list(MODE_BY_SUFFIX)})"
+                f"monitor {self.monitor!r} is not a metric jnn knows: {hint}the recorded metrics are train_loss, "
+                f"val_loss and train_<name>/val_<name> of the task's metrics (built in: {list(METRICS)}); for a "
+                f"metric of your own, mode must be 'min' or 'max' (its direction cannot be inferred from the name)"
             )
         V.check_int("patience", self.patience, low=0, high=MAX_PATIENCE)
         object.__setattr__(self, "min_delta", V.check_real("min_delta", self.min_delta, low=0.0))
