@@ -283,10 +283,20 @@ def _add_model_flags(p, data_help: str) -> None:
     p.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
     p.add_argument("--split", default="train", choices=["train", "val", "test"],
                    help="for an .npz: x, y (train, default), x_val/y_val or x_test/y_test")  # fmt: skip
+    p.add_argument(
+        "--delimiter",
+        default=None,
+        help="the CSV delimiter (default: sniffed from the header: comma, semicolon, tab or pipe)",
+    )
+
+
+#: The flags of how a CSV is read and encoded, stored in the run's data source (``--resume`` reads them back).
+TABLE_FLAGS = ("impute", "fill_value", "categorical", "unknown_category", "delimiter", "class_weight")
 
 
 def _add_config_flags(t) -> None:
     """The MLP and TrainConfig flags shared by ``jnn train`` and ``jnn sweep``."""
+    from jnn.app.tabular import IMPUTE, UNKNOWN
     from jnn.datasets import LOADERS
 
     t.add_argument("--config", default=None, help="TOML file with TrainConfig and MLP fields (and optionally dataset)")
@@ -303,6 +313,24 @@ def _add_config_flags(t) -> None:
     t.add_argument("--na-values", default=None,
                    help="CSV cells that mean a missing value besides an empty cell, comma-separated (e.g. 'NA,?'); "
                         "without it NA, null and nan in a label column are labels")  # fmt: skip
+    t.add_argument("--impute", default=None, choices=list(IMPUTE),
+                   help="fill empty feature cells with the column's mean, median or most frequent value, or "
+                        "--fill-value (constant), learned on the training split and stored for predict")  # fmt: skip
+    t.add_argument("--fill-value", type=float, default=None, help="the value of --impute constant (default 0)")
+    t.add_argument("--categorical", default=None,
+                   help="feature columns holding categories, one-hot encoded (categories stored for predict): "
+                        "comma-separated names, or auto (every column holding text)")  # fmt: skip
+    t.add_argument("--unknown-category", default=None, choices=list(UNKNOWN),
+                   help="a category unseen in training at predict time: error (default) or ignore (all-zero "
+                        "one-hot columns)")  # fmt: skip
+    t.add_argument(
+        "--delimiter",
+        default=None,
+        help="the CSV delimiter (default: sniffed from the header: comma, semicolon, tab or pipe)",
+    )
+    t.add_argument("--class-weight", default=None,
+                   help="weigh the classes in the loss: balanced (n / (classes x count), scikit-learn's) or a JSON "
+                        "object {label: weight} / list of weights")  # fmt: skip
     t.add_argument("--val-data", default=None, help="validation file like --data (then nothing is carved out)")
     t.add_argument("--test-data", default=None, help="test file like --data, scored at the end")
     _add_field_flags(t)
@@ -429,11 +457,14 @@ def _train_config(args, stored: dict | None = None):
     if args.data is not None:
         source = {"data": args.data, "target": args.target, "features": args.features,
                   "standardize": args.standardize, "val_data": args.val_data, "test_data": args.test_data,
-                  **({"na_values": split_names(args.na_values)} if args.na_values else {})}  # fmt: skip
-    elif any(v for v in (args.target, args.features, args.standardize, args.val_data, args.test_data, args.na_values)):
+                  **({"na_values": split_names(args.na_values)} if args.na_values else {}),
+                  **{k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k) is not None}}  # fmt: skip
+    elif any(getattr(args, k) for k in ("target", "features", "standardize", "val_data", "test_data", "na_values",
+                                        *TABLE_FLAGS)):  # fmt: skip
         if "data" not in source:
             raise ValueError(
-                "--target, --features, --standardize, --na-values, --val-data and --test-data need --data FILE"
+                "--target, --features, --standardize, --na-values, --val-data, --test-data, --impute, "
+                "--fill-value, --categorical, --unknown-category and --delimiter need --data FILE"
             )
     values = upgrade_dict(values)  # the flat early-stopping keys of an older run or TOML file
     flags = [(o, f, flag, kind, attr, getattr(args, dest)) for o, f, dest, flag, kind, attr, _ in _field_flags()]
@@ -522,7 +553,7 @@ def _train(args) -> int:
     import jax
 
     from jnn.app.run_folder import RunFolder
-    from jnn.app.sources import load_source, source_name
+    from jnn.app.sources import class_weight_of, load_source, source_name
     from jnn.train import fit, prepare_data
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
@@ -552,7 +583,7 @@ def _train(args) -> int:
     try:
         folder = RunFolder(out, resume=args.resume, overwrite=args.overwrite, from_epoch=args.from_epoch,
                            tensorboard=args.tensorboard, data_info=info)  # fmt: skip
-        result = fit(train, config, task=mlp, val=val, mesh=mesh,
+        result = fit(train, config, task=mlp, val=val, mesh=mesh, class_weight=class_weight_of(source, info),
                      callbacks=[folder, Progress(log_every=log_every)])  # fmt: skip
     except Interrupted as stop:
         if jax.process_index() == 0:
@@ -606,7 +637,7 @@ def _train_report(result, config, test, info: dict, name: str) -> int:
 def _sweep(args) -> int:
     import datetime
 
-    from jnn.app.sources import load_source, source_name
+    from jnn.app.sources import class_weight_of, load_source, source_name
     from jnn.app.sweep_folder import SweepFolder
     from jnn.axes import combine as combine_axes
     from jnn.search import draw
@@ -632,7 +663,8 @@ def _sweep(args) -> int:
     print(f"jnn sweep: {name}, {m} members over {', '.join(axes)}, max {config.max_epochs} epochs", flush=True)
     folder = SweepFolder(out, resume=args.resume, overwrite=args.overwrite, data_info=info)
     try:
-        res = sweep(train, config, task=mlp, val=val, test=test, **how, **run["sweep"],
+        res = sweep(train, config, task=mlp, val=val, test=test, class_weight=class_weight_of(source, info), **how,
+                    **run["sweep"],
                     callbacks=[folder, *run["callbacks"], Progress(log_every=args.log_every or 0)], **axes)  # fmt: skip
     except Interrupted as stop:
         print(format_table(stop.result.rows))
@@ -721,7 +753,10 @@ def _model_and_table(args, need_target: bool):
     model = load_run(args.run_dir, member=args.member)
     prep = model.preprocessing
     target = prep.targets if prep.targets is not None else (None if need_target else ())
-    table = read_table(args.data, target=target, features=prep.features, need_target=need_target, split=args.split)
+    features = None if prep.features is None else [*prep.features, *(prep.categorical or [])]
+    table = read_table(args.data, target=target, features=features, need_target=need_target, split=args.split,
+                       delimiter=args.delimiter, categorical=prep.categorical,
+                       features_flag="the model's feature columns")  # fmt: skip
     return model, table
 
 

@@ -37,14 +37,27 @@ KINDS = tuple(TARGETS)
 
 @dataclass(frozen=True)
 class Table:
-    """Columns read from a file: ``x [n, d]`` float64, ``y`` (``[n]`` or ``[n, k]`` raw values, or None when
-    the file has no target), and the column names (None for ``.npz``)."""
+    """Columns read from a file.
+
+    Attributes:
+        x: ``[n, d]`` float64 numeric feature columns; NaN where a cell was empty (or a ``--na-values`` cell).
+        y: ``[n]`` or ``[n, k]`` raw target values, or None when the file has no target.
+        features: the numeric feature columns' names (None for ``.npz``).
+        targets: the target columns' names (None for ``.npz``).
+        path: the file.
+        cat: ``[n, c]`` strings of the categorical feature columns (``""`` where missing), or None.
+        cat_features: their names (None when there are none).
+        missing: ``{column: (empty cells, first row as a line number)}`` of the feature columns with empty cells.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
     features: list | None
     targets: list | None
     path: str
+    cat: np.ndarray | None = None
+    cat_features: list | None = None
+    missing: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,17 @@ class Preprocessing:
         target_mean, target_std: for regression (``kind == "values"``), the per-target standardisation learned
             on the training split with ``--standardize``: the model trains on ``(y - target_mean) / target_std``
             and :meth:`decode_values` maps its outputs back (None: targets as they are).
+        impute: how missing feature cells are filled (:data:`IMPUTE`), or None (a missing cell is refused).
+        fill: the value each model input's missing cells get, learned on the training split (None: no imputation).
+        categorical: the categorical feature columns, one-hot encoded after the numeric ones (None: none).
+        categories: each categorical column's categories, sorted (the one-hot columns' order).
+        category_fill: each categorical column's most frequent training category, for its missing cells (with
+            ``impute``).
+        unknown: a category not seen in training at prediction time: ``"error"`` (refused, named) or
+            ``"ignore"`` (an all-zero one-hot row, scikit-learn's ``handle_unknown="ignore"``).
+
+    The model's inputs are the numeric ``features`` (imputed) followed by the one-hot columns of ``categorical``;
+    ``n_features`` counts them all, and ``mean``/``std``/``fill`` hold one entry per input.
     """
 
     kind: str
@@ -73,6 +97,17 @@ class Preprocessing:
     std: list | None = None
     target_mean: list | None = None
     target_std: list | None = None
+    impute: str | None = None
+    fill: list | None = None
+    categorical: list | None = None
+    categories: list | None = None
+    category_fill: list | None = None
+    unknown: str = "error"
+
+    @property
+    def onehot_width(self) -> int:
+        """The number of one-hot inputs (0 without categorical columns)."""
+        return sum(len(c) for c in self.categories or [])
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -98,11 +133,14 @@ class Preprocessing:
         n = d["n_features"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{what}.n_features must be a positive int; got {n!r}")
-        for key in ("features", "mean", "std"):
+        _check_columns(d, what)
+        width = sum(len(c) for c in d.get("categories") or [])
+        for key, want in (("features", n - width), ("mean", n), ("std", n), ("fill", n)):
             v = d.get(key)
-            if v is not None and (not isinstance(v, list) or len(v) != n):
+            if v is not None and (not isinstance(v, list) or len(v) != want):
                 got = f"{len(v)} values" if isinstance(v, list) else repr(v)
-                raise ValueError(f"{what}.{key} must hold one entry per feature ({n}); got {got}")
+                raise ValueError(f"{what}.{key} must hold one entry per {'numeric ' if key == 'features' else ''}"
+                                 f"input ({want}); got {got}")  # fmt: skip
         for m_key, s_key, unit in (("mean", "std", "feature"), ("target_mean", "target_std", "target")):
             if (d.get(m_key) is None) != (d.get(s_key) is None):
                 raise ValueError(f"{what} must have both {m_key} and {s_key}, or neither")
@@ -142,6 +180,8 @@ class Preprocessing:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"{what} must be [n, {self.n_features}] (the model's inputs); got shape {x.shape}")
+        if self.fill is not None and x.dtype.kind == "f" and np.isnan(x).any():
+            x = np.where(np.isnan(x), np.asarray(self.fill, np.float64), x)
         _check_finite_rows(x, what)
         if self.mean is None:
             return x if x.dtype == np.float32 else x.astype(np.float32)
@@ -209,6 +249,71 @@ class Preprocessing:
         arr = np.asarray(values, dtype=object if any(isinstance(v, str) for v in values) else None)
         return arr[np.asarray(indices)]
 
+    def one_hot(self, table: Table, *, what: str = "x") -> np.ndarray:
+        """``[n, onehot_width]`` float64 one-hot columns of the table's categorical columns (picked by name).
+
+        Raises:
+            ValueError: a categorical column the table lacks, a missing cell without ``impute``, or (with
+                ``unknown="error"``) a category not seen in training, named with its row.
+        """
+        have = {c: k for k, c in enumerate(table.cat_features or [])}
+        lacking = [c for c in self.categorical if c not in have]
+        if lacking:
+            raise ValueError(f"{what} lacks the categorical column(s) {lacking} the model was trained on "
+                             "(read it with categorical=the run's categorical columns)")  # fmt: skip
+        n = table.x.shape[0]
+        out = np.zeros((n, self.onehot_width), np.float64)
+        at = 0
+        for k, (col, cats) in enumerate(zip(self.categorical, self.categories)):
+            index = {c: i for i, c in enumerate(cats)}
+            for r, v in enumerate(table.cat[:, have[col]]):
+                if v == "" and self.category_fill is not None:
+                    v = self.category_fill[k]
+                i = index.get(v)
+                if i is not None:
+                    out[r, at + i] = 1.0
+                elif v == "":
+                    raise ValueError(f"{what}: row {r}, categorical column {col!r} is empty; train with --impute")
+                elif self.unknown == "error":
+                    raise ValueError(f"{what}: row {r}, column {col!r} holds the category {v!r}, which the model "
+                                     f"was not trained on (its categories: {cats[:10]}); train with "
+                                     "--unknown-category ignore (all-zero one-hot columns for it)")  # fmt: skip
+            at += len(cats)
+        return out
+
+    def imputed_on(self, table: Table, rows, *, fill_value: float = 0.0) -> Preprocessing:
+        """This preprocessing with the fill values of :attr:`impute` learned on the training rows ``rows`` of
+        ``table`` (the split the fit trains on): per numeric column its mean, median or most frequent value (the
+        smallest of ties) over the present cells, or ``fill_value`` (``"constant"``; also a column with no
+        value at all); per categorical column its most frequent category."""
+        if self.impute is None:
+            return self
+        x = table.x[np.asarray(rows)]
+        fill = []
+        for j in range(x.shape[1]):
+            col = x[:, j][~np.isnan(x[:, j])]
+            if self.impute == "constant" or col.size == 0:
+                fill.append(float(fill_value))
+            elif self.impute == "mean":
+                fill.append(float(col.mean()))
+            elif self.impute == "median":
+                fill.append(float(np.median(col)))
+            else:
+                values, counts = np.unique(col, return_counts=True)
+                fill.append(float(values[np.argmax(counts)]))
+        fill += [0.0] * self.onehot_width  # one-hot inputs are never missing (a missing category is filled)
+        category_fill = None
+        if self.categorical:
+            category_fill = []
+            for k, cats in enumerate(self.categories):
+                present = [v for v in table.cat[np.asarray(rows), k] if v != ""]
+                counts = {c: 0 for c in cats}
+                for v in present:
+                    counts[v] = counts.get(v, 0) + 1
+                best = max(range(len(cats)), key=lambda i: (counts[cats[i]], -i))  # ties: the first in sort order
+                category_fill.append(cats[best])
+        return replace(self, fill=fill, category_fill=category_fill)
+
     def standardized_on(self, x) -> Preprocessing:
         """This preprocessing with a per-feature mean and std learned on ``x [n, d]`` (the training split
         only, so that validation and test data stay unseen); a constant feature keeps std 1."""
@@ -230,6 +335,35 @@ class Preprocessing:
         return None if self.classes is None else max(len(self.classes), 2)
 
 
+#: How missing feature cells are filled (scikit-learn's ``SimpleImputer`` strategies), learned on the training split.
+IMPUTE = ("mean", "median", "most_frequent", "constant")
+#: What a category unseen in training does at prediction time.
+UNKNOWN = ("error", "ignore")
+
+
+def _check_columns(d: dict, what: str) -> None:
+    """The imputation and categorical fields of a stored preprocessing record."""
+    if d.get("impute") is not None and d["impute"] not in IMPUTE:
+        raise ValueError(f"{what}.impute must be one of {list(IMPUTE)} or null; got {d['impute']!r}")
+    if d.get("unknown", "error") not in UNKNOWN:
+        raise ValueError(f"{what}.unknown must be one of {list(UNKNOWN)}; got {d['unknown']!r}")
+    cols, cats, fill = d.get("categorical"), d.get("categories"), d.get("category_fill")
+    if cols is None and cats is None and fill is None:
+        return
+    ok = isinstance(cols, list) and isinstance(cats, list) and len(cols) == len(cats) and all(
+        isinstance(c, list) and c and all(isinstance(v, str) for v in c) for c in cats)  # fmt: skip
+    if not ok or (fill is not None and (not isinstance(fill, list) or len(fill) != len(cols))):
+        raise ValueError(f"{what}.categorical, .categories and .category_fill must name the categorical columns, "
+                         "list each one's categories (strings) and its fill category")  # fmt: skip
+
+
+def missing_message(table: Table, what: str) -> str:
+    """``"--data 'x.csv' has 10 empty feature cells: column 'a': 6 (first at row 3), ..."``."""
+    total = sum(c for c, _ in table.missing.values())
+    cols = "; ".join(f"column {c!r}: {k} (first at row {first})" for c, (k, first) in table.missing.items())
+    return f"{what} has {total} empty feature cell{'s' if total != 1 else ''}: {cols}"
+
+
 #: Rows per block of the preprocessing's float64 arithmetic (a few MB at a time, never a float64 copy of x).
 ROW_BLOCK = 16384
 
@@ -242,8 +376,8 @@ def _check_finite_rows(x: np.ndarray, what: str) -> None:
         block = x[lo : lo + ROW_BLOCK]
         if not np.isfinite(block).all():
             r, c = np.argwhere(~np.isfinite(block))[0]
-            raise ValueError(f"{what} holds a non-finite value at row {lo + r}, column {c}; drop or fill missing "
-                             "values")  # fmt: skip
+            raise ValueError(f"{what} holds a missing or non-finite value at row {lo + r}, column {c}; drop or fill "
+                             "it, or train with --impute")  # fmt: skip
 
 
 def _key(v):
@@ -300,6 +434,9 @@ def read_table(
     need_target: bool = True,
     split: str = "train",
     na_values=(),
+    delimiter: str | None = None,
+    categorical=None,
+    features_flag: str = "--features",
 ) -> Table:
     """Read a CSV (header row) or ``.npz`` file.
 
@@ -314,6 +451,12 @@ def read_table(
         split: for ``.npz``, which arrays: ``"train"`` (``x``, ``y``), ``"val"`` or ``"test"``.
         na_values: CSV cells that mean a missing value besides an empty cell (``["NA", "?"]``); without it
             ``NA``, ``null`` and ``nan`` in a label column are labels like any other.
+        delimiter: the CSV delimiter (default: sniffed from the header line: comma, semicolon, tab or pipe; a
+            semicolon file may write decimal commas, ``3,14``).
+        categorical: feature columns read as categories (strings), a name list or comma-separated names, or
+            ``"auto"``: every feature column that holds text. None: a text cell in a feature column is refused.
+        features_flag: how the feature columns' source is named in messages (``"--features"``, or the run's
+            feature columns at prediction time).
 
     Returns:
         A :class:`Table` (for ``.npz``, the ``x``/``y`` arrays). A CSV is read in two streaming passes into
@@ -337,18 +480,35 @@ def read_table(
     if split != "train":
         raise ValueError(f"--split {split} is for .npz files (x_{split}, y_{split}); {str(p)!r} is a CSV, one table: "
                          f"give the file of the {split} split as {what} (and leave --split out)")  # fmt: skip
-    return _read_csv(p, target, features, what, need_target, na_values)
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+        raise ValueError(f"--delimiter must be one character such as ';' or '\\t'; got {delimiter!r}")
+    return _read_csv(p, target, features, what, need_target, na_values, delimiter=delimiter,
+                     categorical=categorical, features_flag=features_flag)  # fmt: skip
 
 
-def _csv_rows(p: Path, what: str):
-    """The non-blank rows of a CSV file, streamed (the delimiter sniffed from its first 64 KiB: tab for ``.tsv``
-    or tab-only text, else comma); errors name the file."""
+#: The delimiters a CSV file's header is sniffed for (``--delimiter`` names one outright).
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(header_line: str, suffix: str = ".csv") -> str:
+    """The delimiter of a CSV file from its header line: the one of :data:`DELIMITERS` it holds most often
+    (tab for ``.tsv``; comma when it holds none, a one-column file)."""
+    if suffix.lower() == ".tsv":
+        return "\t"
+    counts = {d: header_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _csv_rows(p: Path, what: str, delimiter: str | None = None):
+    """The non-blank rows of a CSV file, streamed, split at ``delimiter`` (default: sniffed from the header line,
+    see :func:`sniff_delimiter`); errors name the file."""
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
-            sample = fh.read(65536)
+            first = fh.readline()
             fh.seek(0)
-            delimiter = "\t" if p.suffix.lower() == ".tsv" or ("\t" in sample and "," not in sample) else ","
-            for r in csv.reader(fh, delimiter=delimiter):
+            delim = delimiter or sniff_delimiter(first, p.suffix)
+            for r in csv.reader(fh, delimiter=delim):
                 if any(c.strip() for c in r):
                     yield r
     except UnicodeDecodeError as err:
@@ -357,10 +517,26 @@ def _csv_rows(p: Path, what: str):
         raise ValueError(f"{what} {str(p)!r} is not valid CSV: {err}") from None
 
 
-def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values=()) -> Table:
+def _number(cell: str, decimal_comma: bool) -> float | None:
+    """The number in a cell (``3,14`` too in a semicolon file, Excel's decimal comma), or None."""
+    try:
+        return float(cell)
+    except ValueError:
+        if decimal_comma and cell.count(",") == 1:
+            try:
+                return float(cell.replace(",", "."))
+            except ValueError:
+                return None
+        return None
+
+
+def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values=(), *, delimiter=None,
+              categorical=None, features_flag: str = "--features") -> Table:  # fmt: skip
     # Two streaming passes, so that memory stays near the arrays' size (not a list of every cell's string): the
-    # first checks the shape and counts the rows, the second fills preallocated arrays.
-    rows = _csv_rows(p, what)
+    # first checks the shape, counts the rows and finds the columns that hold text, the second fills the arrays.
+    with open(p, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        delim = delimiter or sniff_delimiter(fh.readline(), p.suffix)
+    rows = _csv_rows(p, what, delim)
     header = next(rows, None)
     if header is None:
         raise ValueError(f"{what} {str(p)!r} is empty; it needs a header row and at least one data row")
@@ -368,6 +544,13 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
     dup = _first_repeat(header)
     if dup is not None:
         raise ValueError(f"{what} {str(p)!r}: the header names column {dup!r} twice; give columns unique names")
+    targets, has_target, feats = _target_and_features(header, target, features, p, what, need_target, features_flag)
+    col = {c: j for j, c in enumerate(header)}
+    fcols = [col[c] for c in feats]
+    missing_values = {"", *(str(v) for v in na_values)}
+    decimal_comma = delim == ";"
+    empty = {j: [0, 0] for j in fcols}  # column -> [empty cells, first line]
+    text: dict = {}  # column -> (line, cell) of its first cell that is not a number
     n = 0
     for n, r in enumerate(rows, start=1):
         if len(r) != len(header):
@@ -375,8 +558,53 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
                 f"{what} {str(p)!r}: row {n + 1} has {len(r)} fields but the header has {len(header)} (ragged rows); "
                 "fix that row (quote fields that contain the delimiter)"
             )
+        for j in fcols:
+            cell = r[j].strip()
+            if cell in missing_values or cell.lower() == "nan":
+                e = empty[j]
+                e[0], e[1] = e[0] + 1, e[1] or n + 1
+            elif j not in text and _number(cell, decimal_comma) is None:
+                text[j] = (n + 1, cell)
     if n == 0:
         raise ValueError(f"{what} {str(p)!r} has a header but no data rows")
+    cats = _categorical_columns(categorical, feats, {header[j]: v for j, v in text.items()}, target, p, what)
+    nums = [c for c in feats if c not in set(cats)]
+    ncols, ccols = [col[c] for c in nums], [col[c] for c in cats]
+    tcols = [col[t] for t in targets] if has_target else []
+    x = np.empty((n, len(nums)), np.float64)
+    cat = np.empty((n, len(cats)), dtype=object) if cats else None
+    y = np.empty((n, len(tcols)), dtype=object) if has_target else None
+    labels: dict = {}  # one string object per distinct label or category
+    rows = _csv_rows(p, what, delim)
+    next(rows)
+    for i, r in enumerate(rows):
+        for k, j in enumerate(ncols):
+            cell = r[j].strip()
+            v = np.nan if cell in missing_values else _number(cell, decimal_comma)
+            if v is None or math.isinf(v):
+                raise ValueError(f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} holds {cell!r}, not a finite "
+                                 "number; drop the row or fill the value")  # fmt: skip
+            x[i, k] = v
+        for k, j in enumerate(ccols):
+            cell = r[j].strip()
+            cat[i, k] = "" if cell in missing_values else labels.setdefault(cell, cell)
+        for k, j in enumerate(tcols):
+            cell = r[j].strip()
+            if cell in missing_values:
+                raise ValueError(
+                    f"{what} {str(p)!r}: row {i + 2}, target column {header[j]!r} is missing ({cell!r}); drop the row"
+                    + (" (--na-values marks it missing)" if cell else "")
+                )
+            y[i, k] = labels.setdefault(cell, cell)
+    if y is not None and len(targets) == 1:
+        y = y[:, 0]
+    missing = {header[j]: (c, first) for j, (c, first) in empty.items() if c}
+    return Table(x, y, nums, targets if has_target else None, str(p), cat, cats or None, missing)
+
+
+def _target_and_features(header, target, features, p, what, need_target, flag) -> tuple:
+    """``(targets, has_target, features)`` of a CSV header: the target columns (default: the last), whether the
+    file holds them, and the feature columns (default: every other)."""
     targets = [header[-1]] if target is None else split_names(target)
     has_target = bool(targets) and all(t in header for t in targets)
     if target is not None and not has_target and need_target:
@@ -386,54 +614,40 @@ def _read_csv(p: Path, target, features, what: str, need_target: bool, na_values
         tset = set(targets)
         feats = [c for c in header if c not in tset]
     else:
-        feats = _columns(features, header, p, what, "--features")
+        feats = _columns(features, header, p, what, flag)
         tset = set(targets) if has_target else set()
         both = [c for c in feats if c in tset]
         if both:
-            raise ValueError(f"{what} {str(p)!r}: column {both[0]!r} is the target and a feature (--features); a "
+            raise ValueError(f"{what} {str(p)!r}: column {both[0]!r} is the target and a feature ({flag}); a "
                              "model given its own target learns nothing true: leave it out of --features")  # fmt: skip
     if not feats:
         raise ValueError(f"{what} {str(p)!r}: no feature columns left beside the target {targets}")
-    col = {c: j for j, c in enumerate(header)}
-    fcols, tcols = [col[c] for c in feats], [col[t] for t in targets] if has_target else []
-    missing_values = {str(v) for v in na_values}
-    x = np.empty((n, len(feats)), np.float64)
-    y = np.empty((n, len(tcols)), dtype=object) if has_target else None
-    labels: dict = {}  # one string object per distinct label
-    rows = _csv_rows(p, what)
-    next(rows)
-    for i, r in enumerate(rows):
-        for k, j in enumerate(fcols):
-            cell = r[j].strip()
-            try:
-                v = float(cell)
-            except ValueError:
-                if cell == "" or cell in missing_values:
-                    how = "is empty (a missing value)" if cell == "" else f"holds {cell!r}, missing by --na-values"
-                    raise ValueError(
-                        f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} {how}; drop the row or fill the value"
-                    ) from None
-                raise ValueError(
-                    f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} holds {cell!r}, not a number; features "
-                    f"must be numeric (encode it, or leave the column out with --features)"
-                ) from None
-            if not math.isfinite(v):
-                raise ValueError(
-                    f"{what} {str(p)!r}: row {i + 2}, column {header[j]!r} holds {cell!r} (missing or non-finite); "
-                    "drop the row or fill the value"
-                )
-            x[i, k] = v
-        for k, j in enumerate(tcols):
-            cell = r[j].strip()
-            if cell == "" or cell in missing_values:
-                raise ValueError(
-                    f"{what} {str(p)!r}: row {i + 2}, target column {header[j]!r} is missing ({cell!r}); drop the row"
-                    + (" (--na-values marks it missing)" if cell else "")
-                )
-            y[i, k] = labels.setdefault(cell, cell)
-    if y is not None and len(targets) == 1:
-        y = y[:, 0]
-    return Table(x, y, feats, targets if has_target else None, str(p))
+    return targets, has_target, feats
+
+
+def _categorical_columns(categorical, feats, text: dict, target, p, what) -> list:
+    """The feature columns read as categories: ``categorical`` names them, ``"auto"`` means those holding text;
+    without it a column holding text is refused, with the likely fixes (``--target`` when the target was the
+    default last column, ``--categorical``, ``--features``)."""
+    if categorical == "auto":
+        return [c for c in feats if c in text]
+    if categorical is not None:
+        names = split_names(categorical)
+        unknown = [c for c in names if c not in feats]
+        if unknown:
+            raise ValueError(f"--categorical names {unknown[0]!r}, which is not a feature column of {what} "
+                             f"{str(p)!r}; its feature columns are {feats[:20]}")  # fmt: skip
+        return [c for c in feats if c in set(names)]
+    if text:
+        c = next(c for c in feats if c in text)
+        line, cell = text[c]
+        guess = f"did you mean --target {c}? Or " if target is None else ""
+        raise ValueError(
+            f"{what} {str(p)!r}: row {line}, column {c!r} holds {cell!r}, not a number; features must be numeric: "
+            f"{guess}one-hot encode it with --categorical {c} (or --categorical auto), or leave it out with "
+            "--features"
+        )
+    return []
 
 
 def split_names(spec) -> list:
@@ -550,13 +764,29 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
     return out
 
 
-def learn(table: Table, loss: str) -> Preprocessing:
-    """The preprocessing of a training table for ``loss``: the label classes (sorted distinct labels); see
-    :meth:`Preprocessing.standardized_on` for the feature scaling.
+def learn(table: Table, loss: str, *, impute: str | None = None, unknown: str = "error") -> Preprocessing:
+    """The preprocessing of a training table for ``loss``: the label classes (sorted distinct labels) and each
+    categorical column's categories; see :meth:`Preprocessing.imputed_on` and
+    :meth:`Preprocessing.standardized_on` for what is learned on the training split.
+
+    Args:
+        table: the training table.
+        loss: the model's loss.
+        impute: how missing feature cells will be filled (:data:`IMPUTE`); None refuses a table with empty cells,
+            counting them by column.
+        unknown: what an unseen category does at prediction time (:data:`UNKNOWN`).
 
     Raises:
-        ValueError: an unknown loss, targets that do not suit it, or a single class.
+        ValueError: an unknown loss, targets that do not suit it, a single class, or empty cells without
+            ``impute``.
     """
+    if impute is not None and impute not in IMPUTE:
+        raise ValueError(f"--impute must be one of {list(IMPUTE)}; got {impute!r}")
+    if unknown not in UNKNOWN:
+        raise ValueError(f"--unknown-category must be one of {list(UNKNOWN)}; got {unknown!r}")
+    if table.missing and impute is None:
+        raise ValueError(missing_message(table, repr(table.path)) + "; fill them with --impute "
+                         + "|".join(IMPUTE) + " (learned on the training split), or fill them in the file")  # fmt: skip
     if loss not in KIND_OF_LOSS:
         raise ValueError(f"loss must be one of {sorted(KIND_OF_LOSS)} to read a data file; got {loss!r}")
     kind = KIND_OF_LOSS[loss]
@@ -586,7 +816,15 @@ def learn(table: Table, loss: str) -> Preprocessing:
             raise ValueError(f"{where} holds a single class {classes}; classification needs at least two")
         if REGISTRY[loss].outputs == "one" and len(classes) != 2:
             raise ValueError(f"{where} holds {len(classes)} classes; --loss {loss} needs exactly 2 (use softmax)")
-    prep = Preprocessing(kind, table.x.shape[1], table.features, table.targets, classes)
+    categories = None
+    if table.cat_features:
+        categories = [sorted({v for v in table.cat[:, k] if v != ""}) for k in range(len(table.cat_features))]
+        empty = [c for c, cats in zip(table.cat_features, categories) if not cats]
+        if empty:
+            raise ValueError(f"{table.path!r}: categorical column {empty[0]!r} holds no value at all")
+    width = table.x.shape[1] + sum(len(c) for c in categories or [])
+    prep = Preprocessing(kind, width, table.features, table.targets, classes, impute=impute,
+                         categorical=table.cat_features, categories=categories, unknown=unknown)  # fmt: skip
     prep.encode(table.y, what=where)  # every kind of bad target is found now, before training
     return prep
 
@@ -610,7 +848,17 @@ def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -
     """The raw feature columns ``[n, d]`` of a table in the order the run trained on (CSV columns picked
     by name; no target needed); :meth:`Preprocessing.transform` (or ``TrainedModel.predict``) scales them."""
     what = what or repr(table.path)
+    if table.missing and prep.impute is None:
+        raise ValueError(missing_message(table, what) + "; the model was trained without --impute: fill them")
     x = table.x
+    if prep.categorical:
+        return np.hstack([_numeric_features(table, prep, x, what), prep.one_hot(table, what=what)])
+    return _numeric_features(table, prep, x, what)
+
+
+def _numeric_features(table: Table, prep: Preprocessing, x, what: str) -> np.ndarray:
+    """The numeric feature columns of ``table`` in the run's order (picked by name)."""
+    numeric = prep.n_features - prep.onehot_width
     if prep.features is not None and table.features is not None:
         at = {c: j for j, c in enumerate(table.features)}  # a dict: linear in the columns
         missing = [c for c in prep.features if c not in at]
@@ -619,12 +867,17 @@ def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -
         order = [at[c] for c in prep.features]
         if order != list(range(x.shape[1])):
             x = x[:, order]
-    if x.shape[1] != prep.n_features:
-        raise ValueError(f"{what} has {x.shape[1]} feature columns; the model takes {prep.n_features}")
+    if x.shape[1] != numeric:
+        raise ValueError(f"{what} has {x.shape[1]} feature columns; the model takes {numeric}")
     return x
 
 
 __all__ = [
+    "DELIMITERS",
+    "IMPUTE",
+    "UNKNOWN",
+    "missing_message",
+    "sniff_delimiter",
     "KIND_OF_LOSS",
     "KINDS",
     "Preprocessing",

@@ -64,8 +64,9 @@ def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
 
     Args:
         ds: the data (class labels when ``class_weight`` is given).
-        class_weight: None, ``{class: weight}`` (missing classes weigh 1) or a sequence with one weight per
-            class; weights are finite and ≥ 0.
+        class_weight: None, ``{class: weight}`` (missing classes weigh 1), a sequence with one weight per
+            class (weights finite and ≥ 0), or ``"balanced"``: ``n / (classes × count of the class)`` on ``ds``
+            (scikit-learn's ``class_weight="balanced"``; a class without examples weighs 0).
     """
     if class_weight is None:
         return ds.sample_weight
@@ -75,6 +76,11 @@ def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
             "Dataset(..., sample_weight=...) to weight examples"
         )
     k = ds.num_classes
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced', a dict or a sequence; got {class_weight!r}")
+        counts = np.bincount(np.asarray(ds.y), minlength=k).astype(np.float64)
+        class_weight = np.where(counts > 0, len(ds) / (k * np.maximum(counts, 1)), 0.0)
     if isinstance(class_weight, dict):
         bad = [c for c in class_weight if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < k]
         if bad:
