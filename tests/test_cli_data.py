@@ -98,8 +98,9 @@ BAD = {
     "no target": (["a,b,label", "1,2,x"], "has no target column 'kind'"),
     "text feature": (["a,b,kind", "1,2,x", "1,oops,y"], "row 3, column 'b' holds 'oops', not a number"),
     "empty": ([], "is empty"),
-    "nan": (["a,b,kind", "1,2,x", "nan,2,y"], "row 3, column 'a' holds 'nan'"),
-    "missing cell": (["a,b,kind", "1,,x", "1,2,y"], "row 2, column 'b' is empty"),
+    "nan": (["a,b,kind", "1,2,x", "nan,2,y"], "1 empty feature cell: column 'a': 1 (first at row 3)"),
+    "inf": (["a,b,kind", "1,2,x", "inf,2,y"], "row 3, column 'a' holds 'inf', not a finite number"),
+    "missing cell": (["a,b,kind", "1,,x", "1,2,y"], "column 'b': 1 (first at row 2); fill them with --impute"),
 }
 
 

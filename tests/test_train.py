@@ -258,7 +258,11 @@ def test_run_folder_files(tmp_path):
             ValueError,
             "monitor must name a recorded metric, train_<name> or val_<name>",
         ),
-        (dict(early_stopping={"monitor": "val_f1"}), ValueError, r"monitor 'val_f1' is not a metric jnn knows: .*mode must be 'min' or 'max'"),
+        (
+            dict(early_stopping={"monitor": "val_f1"}),
+            ValueError,
+            r"'val_f1' is not a metric jnn knows: .*mode must be 'min' or 'max'",
+        ),
         (dict(early_stopping={"mode": "up"}), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
         (dict(dropout_mode="standard"), ValueError, "mode must be one of"),
         (dict(keep_prob=0.0), ValueError, r"keep_prob must be in \(0, 1\]"),

@@ -139,8 +139,8 @@ class Preprocessing:
             v = d.get(key)
             if v is not None and (not isinstance(v, list) or len(v) != want):
                 got = f"{len(v)} values" if isinstance(v, list) else repr(v)
-                raise ValueError(f"{what}.{key} must hold one entry per {'numeric ' if key == 'features' else ''}"
-                                 f"input ({want}); got {got}")  # fmt: skip
+                raise ValueError(f"{what}.{key} must hold one entry per "
+                                 f"feature ({want}); got {got}")  # fmt: skip
         for m_key, s_key, unit in (("mean", "std", "feature"), ("target_mean", "target_std", "target")):
             if (d.get(m_key) is None) != (d.get(s_key) is None):
                 raise ValueError(f"{what} must have both {m_key} and {s_key}, or neither")
