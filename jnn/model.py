@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from typing import NamedTuple
 
 import jax
@@ -139,4 +141,43 @@ def forward(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dro
         Logits ``[batch, d_out]``.
     """
     x = check_forward_args(params, x, activation, dropout, key, train)
+    p = classic_keep_prob(params) if dropout is None else None
+    if p is not None:
+        warnings.warn(
+            f"these params were trained with classic dropout (keep_prob {p:g}): at test time the lecture's rule "
+            f"uses the whole network with expected weights, p x W. Pass dropout=jnn.Dropout({p:g}, 'classic') "
+            "(train=False), or use FitResult.predict / predict_proba",
+            ClassicDropoutWarning,
+            stacklevel=2,
+        )
     return forward_cache(params, x, activation=activation, dropout=dropout, key=key, train=train).zs[-1]
+
+
+class ClassicDropoutWarning(UserWarning):
+    """:func:`forward` was given the params of a classic-dropout fit without the dropout rule."""
+
+
+#: Params that came out of a classic-dropout fit: id of their first weight array -> (weak reference to it, p).
+_CLASSIC: dict = {}
+
+
+def mark_classic(params, keep_prob: float) -> None:
+    """Remember that ``params`` (a fit's result) were trained with classic dropout of ``keep_prob``, so that
+    :func:`forward` without the rule warns. Held by a weak reference to the first weight array (a copy of the
+    params is not marked)."""
+    leaf = params[0]["w"] if isinstance(params, (list, tuple)) and params and isinstance(params[0], dict) else None
+    if leaf is None:
+        return
+    for k in [k for k, (ref, _) in _CLASSIC.items() if ref() is None]:  # forget collected params
+        del _CLASSIC[k]
+    _CLASSIC[id(leaf)] = (weakref.ref(leaf), float(keep_prob))
+
+
+def classic_keep_prob(params) -> float | None:
+    """The keep_prob of the classic-dropout fit that returned ``params``, or None."""
+    try:
+        leaf = params[0]["w"]
+    except (TypeError, KeyError, IndexError):
+        return None
+    entry = _CLASSIC.get(id(leaf))
+    return entry[1] if entry is not None and entry[0]() is leaf else None

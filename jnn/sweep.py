@@ -217,6 +217,33 @@ class SweepResult:
         return fit(a["train"], self.members[k], task=model, val=a["val"], class_weight=a["class_weight"],
                    optimizer=tx, **fit_kw)  # fmt: skip
 
+    def predict(self, x, member: int) -> np.ndarray:
+        """Member ``member``'s predictions for ``x [n, d]``, as :meth:`jnn.FitResult.predict` gives a fit's (its own
+        hyperparameters and dropout rule, evaluation mode)."""
+        from jnn.predict import predict
+
+        return predict(*self._member_task(member), x)
+
+    def predict_proba(self, x, member: int) -> np.ndarray:
+        """Member ``member``'s class probabilities for ``x [n, d]`` (see :meth:`jnn.FitResult.predict_proba`)."""
+        from jnn.predict import predict_proba
+
+        return predict_proba(*self._member_task(member), x)
+
+    def _member_task(self, k: int) -> tuple:
+        """``(task, params)`` of member ``k``: its model with its own hyperparameters, built for its params."""
+        m = len(self.rows)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < m:
+            raise ValueError(f"member must be in [0, {m - 1}]; got {k!r}")
+        if not self.models:
+            raise ValueError("this SweepResult holds no models (it was built by hand)")
+        row, params = self.rows[k], self.member_params(k)
+        model = self.models[k].with_hyper({n: row[n] for n in self.hyper_names})
+        if isinstance(model, MLP):
+            sizes = (int(params[0]["w"].shape[0]), *(int(layer["w"].shape[1]) for layer in params))
+            return model.build(sizes, str(params[0]["w"].dtype)), params
+        return model, params
+
     def member_params(self, i: int):
         """Params of member ``i`` (unstacked)."""
         if not self.stacked:

@@ -188,7 +188,8 @@ def test_load_run_predicts_what_evaluate_scores_in_both_dropout_modes(tmp_path, 
     proba = model.predict_proba(test.x)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     if mode == "classic":  # the plain forward pass (no expected weights) scores differently: the trap load_run avoids
-        plain = np.argmax(np.asarray(jnn.forward(r.params, test.x, activation=net.activation)), axis=1)
+        with pytest.warns(jnn.model.ClassicDropoutWarning, match="trained with classic dropout"):
+            plain = np.argmax(np.asarray(jnn.forward(r.params, test.x, activation=net.activation)), axis=1)
         assert not np.array_equal(plain, model.predict(test.x))
 
 

@@ -23,6 +23,7 @@ from jnn.app.tabular import Preprocessing
 from jnn.data import Dataset
 from jnn.display import html_view, params_line, view
 from jnn.losses import loss_of
+from jnn.predict import labels_of, outputs, proba_of
 from jnn.task import Task
 from jnn.train.config import TrainConfig
 
@@ -80,7 +81,7 @@ class TrainedModel:
 
     def outputs(self, x) -> np.ndarray:
         """The network's outputs (logits for classification) on ``x [n, d]``, evaluation mode."""
-        return np.asarray(_apply(self.task, self.params, self.inputs(x), self._hyper()))
+        return outputs(self.task, self.params, self.inputs(x), self.hyper)
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities ``[n, k]`` (columns in the order of :attr:`classes`); for a binary model
@@ -92,13 +93,7 @@ class TrainedModel:
         record = loss_of(self.task.loss)
         if record is None or not record.classifies:
             raise TypeError(f"predict_proba is for classification models; this run's loss is {self.loss!r}")
-        out = self.outputs(x)
-        if record.output_activation == "softmax":
-            return np.asarray(jax.nn.softmax(out, axis=-1))
-        if record.outputs == "one":
-            p1 = np.asarray(jax.nn.sigmoid(out)).reshape(-1)
-            return np.stack([1.0 - p1, p1], axis=1)
-        return np.asarray(jax.nn.sigmoid(out))
+        return proba_of(self.task.loss, self.outputs(x))
 
     def predict(self, x) -> np.ndarray:
         """Predictions for ``x [n, d]``: class labels in the user's own label values (or class indices when
@@ -106,14 +101,12 @@ class TrainedModel:
         outputs mapped back when ``--standardize`` standardised the targets), the raw outputs for a custom
         loss."""
         record = loss_of(self.task.loss)
+        pred = labels_of(self.task.loss, self.outputs(x))
         if record is not None and record.kind == "classes":
-            idx = np.argmax(self.predict_proba(x), axis=1)
-            return idx.astype(np.int32) if self.classes is None else self.preprocessing.decode(idx)
-        if record is not None and record.kind == "multilabel":
-            return (self.predict_proba(x) > 0.5).astype(np.int32)
-        out = self.outputs(x)
-        out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
-        return self.preprocessing.decode_values(out) if record is not None and record.target_scaling else out
+            return pred if self.classes is None else self.preprocessing.decode(pred)
+        if record is not None and record.target_scaling:
+            return self.preprocessing.decode_values(pred)
+        return pred
 
     @property
     def classes(self) -> list | None:
@@ -125,21 +118,7 @@ class TrainedModel:
         as :func:`jnn.evaluate` reports them."""
         from jnn.train.evaluation import evaluate
 
-        return evaluate(self.params, ds, self.task, hyper=self._hyper())
-
-    def _hyper(self):
-        return {k: jnp.asarray(v) for k, v in self.hyper.items()}
-
-
-_APPLY: dict = {}
-
-
-def _apply(task: Task, params, x, hyper):
-    fn = _APPLY.get(id(task))
-    if fn is None or fn[0] is not task:
-        fn = (task, jax.jit(lambda p, x, h: task.apply(p, x, key=None, train=False, hyper=h)))
-        _APPLY[id(task)] = fn
-    return fn[1](params, x, hyper)
+        return evaluate(self.params, ds, self.task, hyper={k: jnp.asarray(v) for k, v in self.hyper.items()})
 
 
 def load_run(run_dir, *, member: int | None = None, task: Task | None = None) -> TrainedModel:

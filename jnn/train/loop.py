@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jnn.data import Dataset
@@ -28,6 +29,7 @@ from jnn.disk import RowSource
 from jnn.display import html_view, last_metrics, params_line, view
 from jnn.history import History
 from jnn.mlp import MLP
+from jnn.model import mark_classic
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
@@ -79,6 +81,34 @@ class FitResult:
     setup_seconds: float = 0.0
     task: Task | None = None
     averaged_params: object = None
+
+    def predict(self, x) -> np.ndarray:
+        """Predictions for ``x [n, d]`` (inputs as the training data held them) in evaluation mode, with the
+        run's dropout rule: class indices ``[n]``, 0/1 columns for a multi-label model, values for regression
+        (see :mod:`jnn.predict`; a run trained from a file by ``jnn train`` is loaded with :func:`jnn.load_run`,
+        which also applies the stored preprocessing and class names).
+
+        Raises:
+            ValueError: the result holds no task (built by hand).
+        """
+        from jnn.predict import predict
+
+        return predict(self._task(), self.params, x)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Class probabilities ``[n, k]`` for ``x [n, d]`` (``[n, 2]`` for a binary model), evaluation mode.
+
+        Raises:
+            TypeError: a regression or custom-loss model.
+        """
+        from jnn.predict import predict_proba
+
+        return predict_proba(self._task(), self.params, x)
+
+    def _task(self) -> Task:
+        if self.task is None:
+            raise ValueError("this FitResult holds no task (it was built by hand); use jnn.predict with the task")
+        return self.task
 
     def _items(self) -> list[tuple[str, str]]:
         best = str(self.best_epoch + 1) if self.best_epoch >= 0 else "-"
@@ -219,6 +249,8 @@ def fit(
     except BaseException as err:
         cbs.train_abort(err)
         raise
+    if isinstance(model, MLP) and model.dropout_mode == "classic" and model.keep_prob < 1.0:
+        mark_classic(result.params, model.keep_prob)  # jnn.forward without the rule then warns
     cbs.train_end(result)
     if halt not in (None, "paused"):
         raise Interrupted(result, halt)
