@@ -26,14 +26,18 @@ the attribute ``needs_target_variance = True``.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 
 from jnn.losses import (
     REGISTRY,
     Loss,
+    as_column,
     binary_accuracy,
     loss_of,
     multilabel_accuracy,
@@ -82,6 +86,113 @@ def target_variance(y, mask=None):
     return jnp.sum(jnp.square(t - mean.reshape(1, -1)) * m, axis=0) / n
 
 
+# ----------------------------------------------------------------------------------------------------
+# metrics of a whole set (the classification metrics papers report): fn(loss, outputs, y, mask) -> scalar
+
+
+def class_probabilities(loss: Loss, outputs):
+    """``[n, k]`` class probabilities from a classification loss's outputs (``[n, 2]`` for one logit)."""
+    if loss.output_activation == "softmax":
+        return jax.nn.softmax(outputs, axis=-1)
+    p1 = jax.nn.sigmoid(as_column(outputs))
+    return jnp.stack([jnp.ones_like(p1) - p1, p1], axis=1)
+
+
+def confusion(loss: Loss, outputs, y, mask=None):
+    """``[k, k]`` confusion counts (rows: true class, columns: predicted class) over the rows where ``mask`` is 1,
+    as scikit-learn's ``confusion_matrix``."""
+    p = class_probabilities(loss, outputs)
+    k = p.shape[1]
+    truth = jax.nn.one_hot(y.reshape(-1).astype(jnp.int32), k, dtype=p.dtype)
+    pred = jax.nn.one_hot(jnp.argmax(p, axis=1), k, dtype=p.dtype)
+    if mask is not None:
+        truth = truth * mask.astype(p.dtype).reshape(-1, 1)
+    return truth.T @ pred
+
+
+def _per_class(loss: Loss, outputs, y, mask):
+    """Per-class precision, recall and F1 (0 where undefined, scikit-learn's ``zero_division=0``) and which classes
+    occur in the truth or the predictions (scikit-learn averages over those)."""
+    c = confusion(loss, outputs, y, mask)
+    tp, pred, true = jnp.diag(c), jnp.sum(c, axis=0), jnp.sum(c, axis=1)
+    safe = lambda a, b: jnp.where(b > 0, a / jnp.where(b > 0, b, jnp.ones_like(b)), jnp.zeros_like(a))
+    precision, recall = safe(tp, pred), safe(tp, true)
+    f1 = safe(2.0 * tp, pred + true)
+    return precision, recall, f1, (pred + true) > 0
+
+
+def _macro(values, present):
+    count = jnp.sum(present.astype(values.dtype))
+    return jnp.sum(jnp.where(present, values, jnp.zeros_like(values))) / jnp.maximum(count, jnp.ones_like(count))
+
+
+def _averaged(index: int):
+    """Binary: the positive class's value (scikit-learn's ``average="binary"``); more classes: the macro mean."""
+
+    def fn(loss, outputs, y, mask):
+        per = _per_class(loss, outputs, y, mask)
+        return per[index][1] if per[0].shape[0] == 2 else _macro(per[index], per[3])
+
+    return fn
+
+
+def _macro_of(index: int):
+    def fn(loss, outputs, y, mask):
+        per = _per_class(loss, outputs, y, mask)
+        return _macro(per[index], per[3])
+
+    return fn
+
+
+def f1_micro(loss, outputs, y, mask):
+    """Micro-averaged F1: for single-label classes, the share of rows predicted right."""
+    c = confusion(loss, outputs, y, mask)
+    total = jnp.sum(c)
+    return jnp.trace(c) / jnp.maximum(total, jnp.ones_like(total))
+
+
+def _binary_auc(score, positive, valid):
+    """ROC AUC of ``score`` for the rows where ``valid``: the Mann-Whitney statistic with tied scores given their
+    average rank (scikit-learn's ``roc_auc_score``); NaN without both classes."""
+    dt = score.dtype
+    s = jnp.where(valid, score, jnp.asarray(jnp.inf, dt))  # left-out rows sort last and never rank a valid one
+    srt = jnp.sort(s)
+    left, right = (jnp.searchsorted(srt, s, side=side).astype(dt) for side in ("left", "right"))
+    rank = (left + right + jnp.asarray(1.0, dt)) / jnp.asarray(2.0, dt)
+    pos = positive & valid
+    n_pos, n_neg = jnp.sum(pos.astype(dt)), jnp.sum((~positive & valid).astype(dt))
+    u = jnp.sum(jnp.where(pos, rank, jnp.zeros_like(rank))) - n_pos * (n_pos + 1) / 2
+    pairs = n_pos * n_neg
+    return jnp.where(pairs > 0, u / jnp.maximum(pairs, jnp.ones_like(pairs)), jnp.asarray(jnp.nan, dt))
+
+
+def roc_auc(loss, outputs, y, mask):
+    """ROC AUC: binary on P(class 1); with more classes one-vs-rest on each class's probability, the macro mean over
+    the classes present (scikit-learn's ``multi_class="ovr"``)."""
+    p = class_probabilities(loss, outputs)
+    y = y.reshape(-1).astype(jnp.int32)
+    valid = jnp.ones(y.shape, bool) if mask is None else mask.reshape(-1).astype(bool)
+    if p.shape[1] == 2:
+        return _binary_auc(p[:, 1], y == 1, valid)
+    aucs = jnp.stack([_binary_auc(p[:, c], y == c, valid) for c in range(p.shape[1])])
+    return _macro(jnp.where(jnp.isnan(aucs), jnp.zeros_like(aucs), aucs), ~jnp.isnan(aucs))
+
+
+def top_k_accuracy(k: int) -> Callable:
+    """Per example: 1 when the true class is among the ``k`` highest scores (scikit-learn's
+    ``top_k_accuracy_score``)."""
+
+    def fn(logits, y):
+        true = jnp.take_along_axis(logits, y.reshape(-1, 1).astype(jnp.int32), axis=1)
+        return (jnp.sum(logits > true, axis=1) < k).astype(logits.dtype)
+
+    fn.__name__ = f"top{k}_accuracy"
+    return fn
+
+
+_F1, _PRECISION, _RECALL = 2, 0, 1
+
+
 @dataclass(frozen=True)
 class Metric:
     """One built-in metric.
@@ -100,6 +211,7 @@ class Metric:
     direction: str
     kinds: tuple[str, ...]
     summary: str = ""
+    set_level: bool = False
 
     def applies_to(self, loss: Loss) -> bool:
         """Whether the metric can score a model trained with ``loss``."""
@@ -119,6 +231,10 @@ class Metric:
                 f"metric {self.name!r} needs {what} loss {fits}; the loss is {loss!r}. Pass your own function "
                 f"in metrics={{{self.name!r}: fn}}"
             )
+        if self.set_level:
+            fn = functools.partial(self.fn, record)
+            fn.set_metric = True  # fn(outputs, y, mask) -> scalar, on a whole set
+            return fn
         return self.fn if self.fn is not None else record.accuracy
 
 
@@ -131,6 +247,18 @@ METRICS: dict[str, Metric] = {
         Metric("mse", mse, "min", ("values",), "mean over the targets of (f − y)²"),
         Metric("mae", mae, "min", ("values",), "mean over the targets of |f − y|"),
         Metric("r2", r2, "max", ("values",), "coefficient of determination R² (sklearn's r2_score)"),
+        Metric("f1", _averaged(_F1), "max", ("classes",), "F1: binary, the positive class's; else the macro mean",
+               set_level=True),
+        Metric("precision", _averaged(_PRECISION), "max", ("classes",), "precision, binary or macro as f1",
+               set_level=True),
+        Metric("recall", _averaged(_RECALL), "max", ("classes",), "recall, binary or macro as f1", set_level=True),
+        Metric("f1_macro", _macro_of(_F1), "max", ("classes",), "F1 per class, mean over the classes present",
+               set_level=True),
+        Metric("f1_micro", f1_micro, "max", ("classes",), "micro F1 (single-label: accuracy)", set_level=True),
+        Metric("precision_macro", _macro_of(_PRECISION), "max", ("classes",), "precision, macro mean",
+               set_level=True),
+        Metric("recall_macro", _macro_of(_RECALL), "max", ("classes",), "recall, macro mean", set_level=True),
+        Metric("roc_auc", roc_auc, "max", ("classes",), "ROC AUC, binary or one-vs-rest macro", set_level=True),
     )
 }  # fmt: skip
 #: Built-in metric names.
@@ -175,8 +303,14 @@ def resolve_metrics(metrics, loss) -> tuple[tuple[str, Callable], ...]:
 def _builtin(name: str, loss):
     if name in METRICS:
         return METRICS[name].for_loss(loss)
+    top = re.fullmatch(r"top([1-9][0-9]*)_accuracy", name)
+    if top:
+        record = loss_of(loss)
+        if record is None or record.outputs != "classes":
+            raise ValueError(f"metric {name!r} needs a loss with one output per class (softmax); the loss is {loss!r}")
+        return top_k_accuracy(int(top.group(1)))
     raise ValueError(
-        f"unknown built-in metric {name!r}; built-ins are {list(BUILTIN)}, or pass "
+        f"unknown built-in metric {name!r}; built-ins are {list(BUILTIN)} and top<k>_accuracy, or pass "
         f"{{name: function(outputs, y) -> [batch]}}"
     )
 

@@ -21,6 +21,7 @@ from jnn.dropout import MODES, Dropout
 from jnn.fields import Interval, Options, check_fields, names_where, plain_dict, python_scalars, role_field
 from jnn.init import SCHEMES, init_mlp
 from jnn.losses import DEFAULT_LOSS, LOSSES, get_loss, l2_selection, l2_term
+from jnn.metrics import resolve_metrics
 from jnn.model import dropout_masks, forward_cache
 from jnn.task import Task, check_targets
 
@@ -184,6 +185,9 @@ class MLP:
         include_bias: penalise the biases too.
         keep_prob: dropout's p in (0, 1]; 1 disables dropout.
         dropout_mode: ``"inverted"`` or ``"classic"`` (evaluation then scales by p).
+        metrics: the metric names recorded each epoch and scored by ``evaluate`` (None: the loss's defaults, see
+            :data:`jnn.metrics.METRICS`): per-example ones (``accuracy``, ``top3_accuracy``, ``mse``...) for training
+            and validation, set ones (``f1``, ``f1_macro``, ``roc_auc``...) for validation and evaluation.
     """
 
     hidden: tuple[int, ...] = role_field((256, 256), "static", sweep=True, cli="hidden widths (default {default})")
@@ -200,6 +204,10 @@ class MLP:
     dropout_mode: str = role_field(
         "inverted", "static", flag="mode", choices=MODES, cli="dropout convention (default {default})"
     )
+    metrics: tuple[str, ...] | None = role_field(
+        None, "static", cli="metrics recorded and scored, comma-separated, e.g. accuracy,f1_macro,roc_auc "
+        "(default: the loss's)", check=lambda name, v: _check_metric_names(v), optional=True,
+    )  # fmt: skip
 
     def __post_init__(self):
         python_scalars(self)
@@ -212,6 +220,8 @@ class MLP:
         if self.sizes is not None:
             object.__setattr__(self, "sizes", V.check_sizes(self.sizes))
         check_fields(self)
+        if self.metrics is not None:
+            resolve_metrics(self.metrics, self.loss)  # each name known and suited to the loss (named if not)
         Dropout(self.keep_prob, self.dropout_mode)  # validates keep_prob and mode
         object.__setattr__(self, "keep_prob", float(self.keep_prob))
 
@@ -250,7 +260,7 @@ class MLP:
         the widths of trained params."""
         return mlp_task(sizes, activation=self.activation, loss=self.loss, scheme=self.scheme, dtype=dtype,
                         l2=self.l2, include_bias=self.include_bias, keep_prob=self.keep_prob,
-                        dropout_mode=self.dropout_mode, use_dropout=use_dropout)  # fmt: skip
+                        dropout_mode=self.dropout_mode, use_dropout=use_dropout, metrics=self.metrics)  # fmt: skip
 
     # The model protocol, shared with jnn.Task: what fit, sweep and evaluate ask of what they train.
 
@@ -339,6 +349,15 @@ class MLP:
 
 #: The fields of :class:`MLP`, in order (the keys of ``config.json["mlp"]``).
 MLP_FIELDS = tuple(f.name for f in dataclasses.fields(MLP))
+
+
+def _check_metric_names(v) -> tuple[str, ...]:
+    """``metrics`` as a tuple of names (checked against the loss when the task is built)."""
+    if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(m, str) and m for m in v):
+        raise TypeError(f"metrics must be a sequence of metric names such as ('accuracy', 'f1_macro'); got {v!r}")
+    return tuple(v)
+
+
 #: The :class:`MLP` fields ``jnn.sweep`` takes as axes (``hidden``, ``l2``, ``keep_prob``).
 MLP_SWEEP_FIELDS = names_where(MLP, sweep=True)
 

@@ -198,12 +198,18 @@ class CheckedTask(NamedTuple):
         """The metric names, in order."""
         return tuple(name for name, _ in self.metrics)
 
+    @property
+    def example_metric_names(self) -> tuple[str, ...]:
+        """The names of the per-example metrics (averaged over examples, recorded for training and validation);
+        the others are set metrics (F1, ROC AUC: computed on a whole set, recorded for validation only)."""
+        return tuple(name for name, fn in self.metrics if not is_set_metric(fn))
+
     def history_keys(self, learning_rate: bool = True) -> tuple[str, ...]:
         """Per-epoch history keys: ``train_loss``, ``train_<m>``..., ``val_loss``, ``val_<m>``..., and
         ``learning_rate`` when the optimiser holds one as state (``learning_rate=True``; see
         :func:`jnn.train.optimizers.learning_rate_of`)."""
-        ms = self.metric_names
-        keys = ("train_loss", *(f"train_{m}" for m in ms), "val_loss", *(f"val_{m}" for m in ms))
+        ms, per_example = self.metric_names, self.example_metric_names
+        keys = ("train_loss", *(f"train_{m}" for m in per_example), "val_loss", *(f"val_{m}" for m in ms))
         return (*keys, "learning_rate") if learning_rate else keys
 
     def hyper_arrays(self, hyper: Mapping | None = None) -> dict:
@@ -227,7 +233,18 @@ def task_objective(ct: CheckedTask, params, x, y, mask, weight, *, key, hyper):
 
 def metric_values(ct: CheckedTask, outputs, y, y_var) -> dict:
     """``{name: [batch]}`` per-example metric values (``y_var`` for metrics that need the set's variance)."""
-    return {name: call_metric(fn, outputs, y, y_var) for name, fn in ct.metrics}
+    return {name: call_metric(fn, outputs, y, y_var) for name, fn in ct.metrics if not is_set_metric(fn)}
+
+
+def set_metric_values(ct: CheckedTask, outputs, y, mask) -> dict:
+    """``{name: scalar}`` of the set metrics on a whole set (rows where ``mask`` is 0 left out)."""
+    return {name: fn(outputs, y, mask) for name, fn in ct.metrics if is_set_metric(fn)}
+
+
+def is_set_metric(fn) -> bool:
+    """Whether a metric is computed on a whole set, ``fn(outputs, y, mask) -> scalar`` (attribute
+    ``set_metric = True``), not per example."""
+    return bool(getattr(fn, "set_metric", False))
 
 
 def call_metric(fn, outputs, y, y_var):
@@ -445,6 +462,11 @@ def check_task(
     _check_per_example("task.loss(outputs, y)", _trace("task.loss(outputs, y)", loss_fn, out, y), t)
     y_var = jax.ShapeDtypeStruct((int(np.prod(y.shape[1:], dtype=np.int64)),), dtype)
     for name, fn in metrics:
+        if is_set_metric(fn):
+            res = _trace(f"metric {name!r}(outputs, y, mask)", lambda o, yy, f=fn: f(o, yy, None), out, y)
+            if tuple(res.shape) != ():
+                raise ValueError(f"set metric {name!r} must return a scalar; got shape {tuple(res.shape)}")
+            continue
         res = _trace(f"metric {name!r}(outputs, y)", lambda o, yy, v, f=fn: call_metric(f, o, yy, v), out, y, y_var)
         _check_per_example(f"metric {name!r}", res, t)
     if task.penalty is not None:
@@ -536,4 +558,13 @@ def _check_like(name: str, tree, template) -> None:
             )
 
 
-__all__ = ["Task", "CheckedTask", "check_task", "task_objective", "metric_values", "set_variance"]
+__all__ = [
+    "Task",
+    "CheckedTask",
+    "check_task",
+    "task_objective",
+    "metric_values",
+    "set_metric_values",
+    "is_set_metric",
+    "set_variance",
+]

@@ -38,6 +38,7 @@ OTHER = {
     "include_bias": ({}, True),
     "keep_prob": ({}, 0.4),
     "dropout_mode": ({}, "classic"),
+    "metrics": ({}, ("accuracy", "f1_macro")),
     "max_epochs": ({}, 7),
     "max_steps": ({}, 9),
     "early_stopping": ({}, None),
@@ -145,7 +146,7 @@ def test_a_fields_declared_program_role_is_what_the_compiled_program_does(name):
 
 def test_the_lists_derived_from_the_declarations():
     assert MLP_FIELDS == ("hidden", "sizes", "activation", "loss", "scheme", "l2", "include_bias", "keep_prob",
-                          "dropout_mode")  # fmt: skip
+                          "dropout_mode", "metrics")  # fmt: skip
     assert set(RESUME_CHANGES) == {"learning_rate", "max_epochs", "max_steps", "divergence_factor",
                                    "keep_checkpoints", "checkpoint_every", "epochs_per_call"}  # fmt: skip
     assert AXES == SWEEP_FIELDS + MLP_SWEEP_FIELDS

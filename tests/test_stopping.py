@@ -69,7 +69,7 @@ def test_update_is_jittable_and_runs_in_a_scan():
     "kwargs,exc,match",
     [
         (dict(monitor="loss"), ValueError, "monitor must name a recorded metric, train_<name> or val_<name>"),
-        (dict(monitor="val_f1"), ValueError, r"'val_f1' is not a metric jnn knows: .*mode must be 'min' or 'max'"),
+        (dict(monitor="val_kappa"), ValueError, r"'val_kappa' is not a metric jnn knows: .*mode must be 'min'"),
         (dict(monitor="val_f1", mode="best"), ValueError, r"mode must be one of \['min', 'max'\]; got 'best'"),
         (dict(patience=-1), ValueError, r"patience must be an integer in \[0, 2147483647\]; got -1"),
         (dict(patience=1.5), TypeError, "patience must be an integer"),

@@ -259,9 +259,9 @@ def test_run_folder_files(tmp_path):
             "monitor must name a recorded metric, train_<name> or val_<name>",
         ),
         (
-            dict(early_stopping={"monitor": "val_f1"}),
+            dict(early_stopping={"monitor": "val_kappa"}),
             ValueError,
-            r"'val_f1' is not a metric jnn knows: .*mode must be 'min' or 'max'",
+            r"'val_kappa' is not a metric jnn knows: .*mode must be 'min' or 'max'",
         ),
         (dict(early_stopping={"mode": "up"}), ValueError, r"mode must be one of \['min', 'max'\]; got 'up'"),
         (dict(dropout_mode="standard"), ValueError, "mode must be one of"),

@@ -352,7 +352,9 @@ def _field_flags():
         args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
             types.UnionType, typing.Union) else [hint]  # fmt: skip
         base = args[0]
-        return _int_list if typing.get_origin(base) is tuple else base
+        if typing.get_origin(base) is tuple:
+            return _name_list if typing.get_args(base)[0] is str else _int_list
+        return base
 
     def shown(v) -> str:
         return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
@@ -610,7 +612,7 @@ def _train_report(result, config, test, info: dict, name: str) -> int:
     """After ``jnn train``'s fit: the test metrics, the summary file and the closing lines; the exit status."""
     import jax
 
-    from jnn.app.run_dir import rollback_epoch, write_summary
+    from jnn.app.run_dir import rollback_epoch, write_confusion, write_summary
     from jnn.train import evaluate
 
     test_metrics = evaluate(result.params, test, result.task) if test is not None else None
@@ -619,7 +621,10 @@ def _train_report(result, config, test, info: dict, name: str) -> int:
         if test_metrics is not None:
             print(f"process {jax.process_index()}: test {_describe(test_metrics, scaled)}")
         return 0
-    write_summary(result.run_dir, result, config, {"data": name, "test": test_metrics or {}})
+    extra = {"data": name, "test": test_metrics or {}}
+    if test is not None:
+        extra.update(write_confusion(result.run_dir, result, test, info))
+    write_summary(result.run_dir, result, config, extra)
     print(result.message)
     sane = rollback_epoch(result, config)
     if sane is not None:

@@ -326,6 +326,28 @@ def save_model(run_path: Path, params, meta: dict) -> Path:
     return ckpt.save(run_path / MODEL_NAME, params, meta=meta)
 
 
+def write_confusion(run_path: Path, result, ds, data_info: dict | None = None) -> dict:
+    """Write ``confusion.csv`` (rows: the true class, columns: the predicted class, labelled with the run's class
+    names) of a classification run's params on ``ds`` (the test set) and return ``{"confusion": {"classes",
+    "matrix"}}`` for ``summary.json``; ``{}`` (nothing written) for another loss.
+    """
+
+    from jnn.losses import loss_of
+    from jnn.metrics import confusion
+    from jnn.predict import outputs
+
+    record = loss_of(result.task.loss)
+    if record is None or record.kind != "classes":
+        return {}
+    out = outputs(result.task, result.params, ds.x)
+    matrix = np.asarray(confusion(record, jnp.asarray(out), jnp.asarray(ds.y)), dtype=np.int64)
+    classes = ((data_info or {}).get("preprocessing") or {}).get("classes") or list(range(matrix.shape[0]))
+    lines = ["true \\ predicted," + ",".join(str(c) for c in classes)]
+    lines += [f"{c}," + ",".join(str(int(v)) for v in row) for c, row in zip(classes, matrix)]
+    atomic.write_text(run_path / "confusion.csv", "\n".join(lines) + "\n")
+    return {"confusion": {"classes": classes, "matrix": matrix.tolist()}}
+
+
 def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | None = None) -> Path:
     """Write ``summary.json`` (how the run stopped, best epoch, the last epoch's metrics, ``extra``) and,
     when matplotlib is installed, ``curves.png``; an existing summary's other entries are kept."""

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jnn.data import epoch_batches
 from jnn.debug import note_trace
 from jnn.losses import masked_mean
-from jnn.task import CheckedTask, metric_values, set_variance
+from jnn.task import CheckedTask, metric_values, set_metric_values, set_variance
 from jnn.train.optimizers import learning_rate_of
 from jnn.train.state import Status, TrainState
 from jnn.train.step import Batch
@@ -58,9 +58,11 @@ def make_eval(ct: CheckedTask):
         note_trace("eval_step")
         out = ct.task.apply(params, x, key=None, train=False, hyper=hyper)
         values = metric_values(ct, out, y, set_variance(ct, y, mask))
+        whole = set_metric_values(ct, out, y, mask)
+        means = {k: masked_mean(v, mask) for k, v in values.items()}
         return {
             "loss": masked_mean(ct.loss_fn(out, y), mask, weight),
-            **{k: masked_mean(v, mask) for k, v in values.items()},
+            **{k: (means | whole)[k] for k in ct.metric_names},
         }
 
     return eval_fn
@@ -156,7 +158,7 @@ def make_epoch_end(ct: CheckedTask, *, max_epochs: int, early: EarlyStopping | N
         else:  # the weighted mean over the epoch
             wsum = jnp.sum(sums["loss_count"])
             metrics = {"train_loss": jnp.sum(sums["loss_sum"]) / jnp.where(wsum > 0, wsum, 1.0)}
-        metrics.update({f"train_{k}": jnp.sum(sums[k]) / count for k in names})
+        metrics.update({f"train_{k}": jnp.sum(sums[k]) / count for k in ct.example_metric_names})
         metrics.update(validation(state, data, dtype))
         metrics["learning_rate"] = _learning_rate(state.opt_state, dtype)
         counted = was_running & (jnp.sum(sums["count"]) > 0)
