@@ -12,12 +12,20 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,experiments]"
-	touch $(STAMP)
+	touch $(STAMP) $(TRAIN_STAMP)
 
-train: $(STAMP)
+# Training needs jnn and the generator of its default data set (MNIST-1D) only, not the test extra.
+TRAIN_STAMP := $(VENV)/.installed-train
+$(TRAIN_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[mnist1d]"
+	touch $(TRAIN_STAMP)
+
+train: $(TRAIN_STAMP)
 	$(VENV)/bin/jnn train
 
-gradcheck: $(STAMP)
+gradcheck: $(TRAIN_STAMP)
 	$(VENV)/bin/jnn gradcheck
 
 lint: $(STAMP)

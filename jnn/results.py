@@ -96,6 +96,10 @@ def mean_std_ci(values: Sequence[float], confidence: float = 0.95) -> dict:
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
 
 
+#: The metrics a summary shows first, in order of preference (as ``test_<name>``).
+HEADLINE = ("accuracy", "r2", "f1_macro", "f1", "roc_auc")
+
+
 @dataclass(frozen=True, repr=False)
 class Summary:
     """What :func:`summarize` returns.
@@ -142,14 +146,30 @@ class Summary:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def headline(self) -> str:
+        """The metric shown and plotted first: the test score of the loss's own metric (``test_accuracy``,
+        ``test_r2``, then any other ``test_`` score, then ``test_loss``), else the first metric."""
+        for name in (*(f"test_{m}" for m in HEADLINE), None):
+            if name is None:
+                tests = [m for m in self.metrics if m.startswith("test_")]
+                return next((m for m in tests if m != "test_loss"), tests[0] if tests else self.metrics[0])
+            if name in self.metrics:
+                return name
+        return self.metrics[0]
+
+    def ordered(self) -> tuple[str, ...]:
+        """:attr:`metrics` with the :meth:`headline` first."""
+        first = self.headline()
+        return (first, *(m for m in self.metrics if m != first))
+
     def plot(self, metric: str | None = None):
-        """A matplotlib figure: one point per setting at the mean of ``metric`` (default the first), with its
+        """A matplotlib figure: one point per setting at the mean of ``metric`` (default :meth:`headline`), with its
         confidence interval as an error bar. Needs matplotlib (``pip install 'jnn[plots]'``).
 
         Returns:
             The ``matplotlib.figure.Figure`` (save it with ``fig.savefig(path)``).
         """
-        metric = self.metrics[0] if metric is None else metric
+        metric = self.headline() if metric is None else metric
         if metric not in self.metrics:
             raise ValueError(f"metric must be one of {list(self.metrics)}; got {metric!r}")
         from matplotlib.figure import Figure
@@ -173,8 +193,14 @@ class Summary:
         return items + [("warning", w) for w in self.warnings]
 
     def __repr__(self) -> str:
-        cols = [*self.by, "n", *(f"{m}_mean" for m in self.metrics[:3]), *(f"{m}_std" for m in self.metrics[:3])]
-        table = "\n".join("  " + line for line in text_table(self.rows, cols))
+        shown = self.ordered()
+        for k in range(len(shown), 0, -1):  # every metric when the table fits in 120 columns, else the first k
+            cols = [*self.by, "n", *(f"{m}_{s}" for m in shown[:k] for s in ("mean", "std"))]
+            table = "\n".join("  " + line for line in text_table(self.rows, cols))
+            if k == 1 or max(map(len, table.splitlines()), default=0) <= 120:
+                break
+        if k < len(shown):
+            table += f"\n  ({len(shown) - k} more metrics: {', '.join(shown[k:])}; see .rows or to_markdown())"
         return view("Summary", self._items())[:-1] + table + "\n)"
 
     def _repr_html_(self) -> str:

@@ -38,6 +38,7 @@ def test_the_notebook_runs_and_every_output_is_short(monkeypatch):
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in fit_cell.outputs)  # the bar
     logs = "".join(o["text"] for o in fit_cell.outputs if o["output_type"] == "stream")
     assert "epoch   10  train_loss" in logs and "epoch   20  train_loss" in logs
+    assert "20/20" in logs  # the bar's final state as text: what a saved notebook keeps of the widget
     sweep_cell = next(c for c in code if "sweep(" in c.source)
     text = next(o["data"]["text/plain"] for o in sweep_cell.outputs if "data" in o and "SweepResult" in str(o["data"]))
     assert "best: member" in text and len(text.splitlines()) <= 20

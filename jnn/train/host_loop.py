@@ -203,7 +203,7 @@ def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report
         rows = summaries[:, r]
         ran = ~np.isnan(rows[:, 0])
         delivered += 1
-        before = epochs
+        before, was = epochs, status
         epochs = np.where(ran, rows[:, 0], before).astype(int)
         status = np.where(ran, rows[:, 1], status).astype(int)
         for i in np.flatnonzero(epochs > before):
@@ -217,6 +217,9 @@ def _deliver(summaries, epochs, status, records, keys, callbacks, labels, report
                 code = callbacks.epoch_end(int(epochs[i]), logs)  # every callback sees every epoch
                 asked[i] = asked[i] or code
         running = int(np.sum(status == Status.RUNNING))
+        if report is not None and members > 1:
+            for i in np.flatnonzero((was == Status.RUNNING) & (status != Status.RUNNING)):
+                report.member_done(int(i if labels is None else labels[i]), int(epochs[i]), int(status[i]))
         if report is not None:
             report.row(done + delivered, int(epochs.max()), running, dict(zip(keys, rows[0, 2:].tolist())))
         if np.any(asked):

@@ -81,7 +81,7 @@ class Progress(Callback):
     def start(self, max_epochs: int, initial_epoch: int, members: int, keys, monitor: str | None) -> None:
         """Open the display of a run of ``members`` runs (the bar shows ``monitor`` first)."""
         self.close()
-        self.members, self.keys, self.monitor = members, tuple(keys), monitor
+        self.members, self.keys, self.monitor, self._finished = members, tuple(keys), monitor, 0
         self._bar = progress_bar(self.bar, max_epochs)
         if self._bar is not None:
             self._bar.update(int(initial_epoch))
@@ -100,6 +100,16 @@ class Progress(Callback):
                 )
             self.say(line)
 
+    def member_done(self, member: int, epochs: int, status: int) -> None:
+        """A sweep member stopped. Without a bar chosen automatically (stderr not a terminal: ``nohup``, SLURM
+        logs) it gets one line, so a long sweep's log shows its progress; an explicit ``bar=False`` stays quiet."""
+        self._finished = getattr(self, "_finished", 0) + 1
+        if self._bar is None and self.bar is None:
+            from jnn.train.state import STATUS
+
+            self.say(f"member {member} finished after {epochs} epochs ({STATUS.get(status, status)}); "
+                     f"{self._finished} of {self.members} finished")  # fmt: skip
+
     def say(self, line: str) -> None:
         """Print a line; through the bar's writer when a bar is shown."""
         if self._bar is None:
@@ -108,10 +118,14 @@ class Progress(Callback):
             self._bar.write(line)
 
     def close(self) -> None:
-        """Close the bar (a later :meth:`start` opens a new one)."""
+        """Close the bar (a later :meth:`start` opens a new one). In a notebook the widget's final state is also
+        printed as a line of text, which a saved notebook keeps (a widget's state is often not saved with it)."""
         if self._bar is not None:
+            final = str(self._bar) if in_notebook() else None
             self._bar.close()
             self._bar = None
+            if final:
+                print(final, flush=True)
 
     def on_train_end(self, result) -> None:
         self.close()
