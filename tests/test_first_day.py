@@ -52,3 +52,12 @@ def test_a_sweep_not_on_a_terminal_prints_one_line_per_finished_member(capsys):
     assert all("finished after 3 epochs (max_epochs)" in ln for ln in lines)
     _sweep(callbacks=[jnn.Progress(bar=False, log_every=0)])  # an explicit bar=False stays quiet
     assert "member " not in capsys.readouterr().out
+
+
+def test_make_train_installs_what_training_needs_and_not_the_test_extra():
+    from pathlib import Path
+
+    make = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "train: $(TRAIN_STAMP)" in make
+    recipe = make[make.index("$(TRAIN_STAMP): pyproject.toml") :].split("\n\n")[0]
+    assert '-e ".[mnist1d]"' in recipe and "test" not in recipe.replace("test -x", "")
