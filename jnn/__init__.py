@@ -36,6 +36,7 @@ from jnn.losses import (
 )
 from jnn.mlp import MLP, mlp_task
 from jnn.model import ForwardCache, forward, forward_cache
+from jnn.model_summary import ModelSummary, summary
 from jnn.task import Task
 from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
 from jnn.train.averaging import weight_average
@@ -103,6 +104,8 @@ __all__ = [
     "softmax_cross_entropy",
     "taylor_test",
     "__version__",
+    "ModelSummary",
+    "summary",
 ]
 
 

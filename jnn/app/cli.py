@@ -556,6 +556,7 @@ def _train(args) -> int:
 
     from jnn.app.run_folder import RunFolder
     from jnn.app.sources import class_weight_of, load_source, source_name
+    from jnn.model_summary import summary
     from jnn.train import fit, prepare_data
     from jnn.train.host_loop import Interrupted
     from jnn.train.progress import Progress
@@ -575,6 +576,7 @@ def _train(args) -> int:
     del fit_ds, val_ds  # counted for the line below; fit makes the same split itself (no copy of x held twice)
     print(_train_header(name, (n_fit, n_val, 0 if test is None else len(test)), mlp.network_sizes(train), mlp,
                         config), flush=True)  # fmt: skip
+    print(f"model: {summary(mlp, train).line()}", flush=True)
     log_every = args.log_every if args.log_every is not None else max(1, config.max_epochs // 10)
     mesh = None
     if args.data_parallel or jax.process_count() > 1:
