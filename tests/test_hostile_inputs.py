@@ -129,7 +129,7 @@ def test_forged_headers_stored_arrays_must_match_the_header(tmp_path):
     with np.load(path) as z:
         header = json.loads(bytes(z["header"]).decode())
     forged = np.arange(12.0, dtype=np.float32).reshape(3, 4)  # another shape than the header declares
-    _rewrite(path, arrays={"leaf_00000": forged})
+    _rewrite(path, arrays={header["leaves"][0]["name"]: forged})
     with pytest.raises(ValueError, match=r"stores float32\[3, 4\] where the header declares float32\[2, 3\]"):
         ckpt.verify(path)
     assert header["leaves"][0]["shape"] == [2, 3]
@@ -144,7 +144,7 @@ def test_zip_bombs_a_leaf_that_inflates_past_its_declared_size_is_refused_before
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for k, v in items.items():
-            if k == "leaf_00000":
+            if k == "w":  # the leaf's entry, named by its path
                 v = np.zeros((2**27,), np.float32)  # 512 MiB of zeros, a few hundred KiB compressed
             with zf.open(k + ".npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, v)

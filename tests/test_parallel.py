@@ -125,10 +125,10 @@ def test_two_processes_train_like_two_simulated_devices(tmp_path):
     assert code == 0, out[-3000:]
     a, b = np.load(tmp_path / "mp" / "checkpoint.npz"), np.load(tmp_path / "sim" / "checkpoint.npz")
     header = json.loads(bytes(a["header"]).decode())
-    params = [i for i, e in enumerate(header["leaves"]) if e["path"].startswith(".params")]
-    assert len(params) == 6
-    for i in params:
-        x, y = a[f"leaf_{i:05d}"], b[f"leaf_{i:05d}"]
+    params = [e["name"] for e in header["leaves"] if e["path"].startswith(".params")]
+    assert len(params) == 6 and params[0] == "params/0/b"  # entries named by path
+    for name in params:
+        x, y = a[name], b[name]
         assert np.abs(x - y).max() <= 1e-6 * np.abs(x).max()
     assert time.monotonic() - t0 < 240
 

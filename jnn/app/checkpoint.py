@@ -1,9 +1,11 @@
 """Atomic, bitwise checkpoints of a whole TrainState, without pickle.
 
-Format: a NumPy ``.npz`` (zip) file with one array per pytree leaf (``leaf_00000``, ...) and a
-``header`` entry holding UTF-8 JSON: format version, jnn version, the run's metadata (config, config
-hash, data hash), and per leaf its tree path, dtype, shape, whether it is a typed PRNG key (stored via
-``jax.random.key_data``, with its implementation name) and a SHA-256 of its bytes.
+Format: a NumPy ``.npz`` (zip) file with one array per pytree leaf, named by its path (``layers/0/w`` for the
+built-in MLP's params, ``params/0/w``, ``opt_state/...`` in a state; files written before jnn 0.x named them
+``leaf_00000``, ... and still load) and a ``header`` entry holding UTF-8 JSON: format version, jnn version, the
+run's metadata (config, config hash, data hash), and per leaf its tree path, entry name, dtype, shape, whether it is
+a typed PRNG key (stored via ``jax.random.key_data``, with its implementation name) and a SHA-256 of its bytes. So
+``np.load("model.npz")["layers/0/w"]`` reads a weight matrix without jnn.
 
 Saving writes a temp file in the same folder, flushes and fsyncs it, ``os.replace``-s it over the
 target and fsyncs the folder, so a reader sees the old file or the new one, never half of one.
@@ -62,6 +64,22 @@ def _leaves(state):
     return [(jax.tree_util.keystr(p), leaf) for p, leaf in flat], treedef
 
 
+def entry_names(state) -> list[str]:
+    """The ``.npz`` entry name of each leaf: its path joined by ``/`` (``layers/0/w`` for the built-in MLP's list
+    of ``{"w", "b"}`` layers), or ``leaf_00000``-style names when a path would not make a unique, plain name."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    mlp = isinstance(state, list) and bool(state) and all(isinstance(l, dict) and set(l) == {"w", "b"} for l in state)
+    names = []
+    for p, _ in flat:
+        parts = [str(getattr(k, "idx", getattr(k, "key", getattr(k, "name", k)))) for k in p]
+        names.append("/".join((["layers"] if mlp else []) + parts) or "params")
+    plain = all(n and all(c.isalnum() or c in "_/.-" for c in n) for n in names)
+    reserved = {"header"} | {n for n in names if n.startswith(("leaf_", "extra_"))}
+    if not plain or len(set(names)) != len(names) or reserved & set(names):
+        return [f"leaf_{i:05d}" for i in range(len(names))]
+    return names
+
+
 def remove_stale_temp_files(folder) -> list[Path]:
     """Delete temp files a killed save left in ``folder`` (only while holding the folder's lock, see
     :mod:`jnn.app.lock`: a live save's temp file looks the same); returns what was removed."""
@@ -89,13 +107,14 @@ def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -
     leaves, _ = _leaves(state)
     arrays, entries = {}, []
     host = jax.device_get([jax.random.key_data(l) if _is_key(l) else l for _, l in leaves])
-    for i, ((p, leaf), arr) in enumerate(zip(leaves, host)):
+    for (p, leaf), arr, name in zip(leaves, host, entry_names(state)):
         key = _is_key(leaf)
         arr = np.asarray(arr)
-        arrays[f"leaf_{i:05d}"] = arr
+        arrays[name] = arr
         entries.append(
             {
                 "path": p,
+                "name": name,
                 "dtype": arr.dtype.str,
                 "shape": list(arr.shape),
                 "key_impl": str(jax.random.key_impl(leaf)) if key else None,
@@ -151,7 +170,7 @@ def read_extras(path) -> dict:
 def _read_leaf(z, i: int, entry: dict, path, kind: str = "leaf") -> np.ndarray:
     """Leaf (or extra) ``i`` of an open checkpoint, checked against the header before anything is decompressed
     (the stored array's dtype and shape, the zip directory's size) and against its SHA-256 after."""
-    name = f"{kind}_{i:05d}"
+    name = entry.get("name") or f"{kind}_{i:05d}"  # files before entry names: leaf_00000, ...
     want = (np.dtype(entry["dtype"]), tuple(entry["shape"]))
     try:
         info = z.zip.getinfo(name + ".npy")
@@ -240,6 +259,9 @@ def _header_problem(header: dict) -> str | None:
                 return f"{kind}[{i}] ({e['path']}) has dtype {e.get('dtype')!r}"
             if not isinstance(e.get("key_impl"), (str, type(None))):
                 return f"{kind}[{i}] ({e['path']}) has key_impl {e.get('key_impl')!r}"
+            name = e.get("name")
+            if name is not None and (not isinstance(name, str) or not name or name == "header"):
+                return f"{kind}[{i}] ({e['path']}) has entry name {name!r}"
     return None
 
 

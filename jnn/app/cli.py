@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_gradcheck_parser, _train_parser, _sweep_parser, _launch_parser, _predict_parsers, _plot_parser,
-                _summarize_parser):  # fmt: skip
+                _summarize_parser, _export_parser):  # fmt: skip
         add(sub)
     return p
 
@@ -245,6 +245,21 @@ def _plot_parser(sub) -> None:
     pl.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
     pl.add_argument("--overwrite", action="store_true",
                     help="replace a plot jnn drew at --out (a file jnn did not draw is never replaced)")  # fmt: skip
+
+
+def _export_parser(sub) -> None:
+    """``jnn export``: a run as StableHLO or ONNX."""
+    ex = sub.add_parser(
+        "export",
+        help="export a trained run as StableHLO (jax.export) or ONNX, preprocessing and dropout rule included",
+        description="Write RUN_DIR/model.stablehlo or model.onnx (and export.json): a function of the raw inputs "
+        "x [n, d] float32 giving what jnn predict --proba gives (class probabilities, or values in the targets' "
+        "own units), runnable without jnn (jax.export.deserialize, or onnxruntime).",
+    )
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("--format", required=True, choices=["stablehlo", "onnx"])
+    ex.add_argument("--out", default=None, help="the file to write (default RUN_DIR/model.<format>)")
+    ex.add_argument("--member", type=int, default=None, help="the member to export, for a sweep folder")
 
 
 def _summarize_parser(sub) -> None:
@@ -992,6 +1007,14 @@ def _gradcheck_reports(args, params, x, y, kw, k_dir, rtol, atol_rel) -> tuple:
     return reports, taylor, n_params
 
 
+def _export(args) -> int:
+    from jnn.app.export import export
+
+    out = export(args.run_dir, args.format, out=args.out, member=args.member)
+    print(f"wrote {out} and {out.parent / 'export.json'}")
+    return 0
+
+
 def _launch(args) -> int:
     from jnn.app.launcher import launch
 
@@ -1107,6 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "summarize":
             return _summarize(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "plot":
             from jnn.app.plots import plot_run
 
