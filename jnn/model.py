@@ -157,27 +157,30 @@ class ClassicDropoutWarning(UserWarning):
     """:func:`forward` was given the params of a classic-dropout fit without the dropout rule."""
 
 
-#: Params that came out of a classic-dropout fit: id of their first weight array -> (weak reference to it, p).
+#: Params that came out of a classic-dropout fit: ids of their weight arrays -> (weak references to them, p).
 _CLASSIC: dict = {}
+
+
+def _weights(params) -> list | None:
+    """The weight arrays of the built-in MLP's params, or None for another pytree."""
+    ok = isinstance(params, (list, tuple)) and params and all(isinstance(l, dict) and "w" in l for l in params)
+    return [layer["w"] for layer in params] if ok else None
 
 
 def mark_classic(params, keep_prob: float) -> None:
     """Remember that ``params`` (a fit's result) were trained with classic dropout of ``keep_prob``, so that
-    :func:`forward` without the rule warns. Held by a weak reference to the first weight array (a copy of the
-    params is not marked)."""
-    leaf = params[0]["w"] if isinstance(params, (list, tuple)) and params and isinstance(params[0], dict) else None
-    if leaf is None:
+    :func:`forward` without the rule warns. Held by weak references to every weight array: params with any layer
+    replaced (scaled by p, say) or copied are not marked."""
+    ws = _weights(params)
+    if ws is None:
         return
-    for k in [k for k, (ref, _) in _CLASSIC.items() if ref() is None]:  # forget collected params
+    for k in [k for k, (refs, _) in _CLASSIC.items() if any(r() is None for r in refs)]:  # forget collected params
         del _CLASSIC[k]
-    _CLASSIC[id(leaf)] = (weakref.ref(leaf), float(keep_prob))
+    _CLASSIC[tuple(map(id, ws))] = (tuple(weakref.ref(w) for w in ws), float(keep_prob))
 
 
 def classic_keep_prob(params) -> float | None:
     """The keep_prob of the classic-dropout fit that returned ``params``, or None."""
-    try:
-        leaf = params[0]["w"]
-    except (TypeError, KeyError, IndexError):
-        return None
-    entry = _CLASSIC.get(id(leaf))
-    return entry[1] if entry is not None and entry[0]() is leaf else None
+    ws = _weights(params)
+    entry = None if ws is None else _CLASSIC.get(tuple(map(id, ws)))
+    return entry[1] if entry is not None and all(r() is w for r, w in zip(entry[0], ws)) else None

@@ -240,7 +240,7 @@ CONFIG_INVALID = {
     "keep_prob": st.one_of(junk(), nonfinite, st.floats(max_value=0.0), st.floats(1.0001, 10.0)),
     "l2": st.one_of(junk(), nonfinite, st.floats(max_value=-1e-12)),
     "max_epochs": st.one_of(junk(), st.integers(max_value=0)),
-    "monitor": st.one_of(st.none(), st.integers(), st.sampled_from(["loss", "", "val_f1", "val loss", "test_loss"])),
+    "monitor": st.one_of(st.none(), st.integers(), st.sampled_from(["loss", "", "val_kappa", "val loss", "test_loss"])),
     "hidden": st.one_of(st.none(), st.just("64"), st.lists(st.integers(-3, 0), min_size=1, max_size=3)),
     "optimizer": st.one_of(junk(*OPTIMIZERS), st.sampled_from(["rmsprop", "SGD"])),
     "val_fraction": st.one_of(junk(), nonfinite, st.floats(max_value=-1e-9), st.floats(1.0, 1e6)),
