@@ -122,7 +122,7 @@ _APP_NAMES = {
 
 
 #: Modules of the core that ``import jnn`` does not load (the study tools), loaded on first use.
-_CORE_MODULES = ("sweep", "search", "axes", "schedulers", "cluster", "tpe", "protocol", "parallel", "adapters")
+_CORE_MODULES = ("sweep", "search", "axes", "schedulers", "cluster", "tpe", "protocol", "parallel", "adapters", "cv")
 
 
 def __getattr__(name: str):

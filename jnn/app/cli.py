@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="jnn", description="Functional feed-forward network training on JAX.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_gradcheck_parser, _train_parser, _sweep_parser, _launch_parser, _predict_parsers, _plot_parser,
-                _summarize_parser, _export_parser):  # fmt: skip
+                _summarize_parser, _export_parser, _cv_parser):  # fmt: skip
         add(sub)
     return p
 
@@ -260,6 +260,24 @@ def _export_parser(sub) -> None:
     ex.add_argument("--format", required=True, choices=["stablehlo", "onnx"])
     ex.add_argument("--out", default=None, help="the file to write (default RUN_DIR/model.<format>)")
     ex.add_argument("--member", type=int, default=None, help="the member to export, for a sweep folder")
+
+
+def _cv_parser(sub) -> None:
+    """``jnn cv``: k-fold cross-validation."""
+    c = sub.add_parser(
+        "cv",
+        help="k-fold cross-validation: a fit per fold on the other folds, scored on its own, pooled",
+        description="Split the data (--dataset or --data; stratified for class labels) into --folds folds, train "
+        "the model on every k-1 of them (a run folder each, OUT/fold-<k>) and score it on the held-out fold; "
+        "print and write (OUT/cv.json, OUT/cv.md) each fold's scores and their mean, std and 95%% interval. A data "
+        "file's preprocessing (--standardize, --impute) is learned once on all its rows.",
+    )
+    _add_config_flags(c)
+    c.add_argument("--folds", type=int, default=5, help="k (default 5)")
+    c.add_argument("--fold-seed", type=int, default=0, help="seed of the folds' permutation (default 0)")
+    c.add_argument(
+        "--out", default=None, help="folder for fold-<k>/, cv.json and cv.md (default runs/cv-<data>-<time>)"
+    )
 
 
 def _summarize_parser(sub) -> None:
@@ -1007,6 +1025,43 @@ def _gradcheck_reports(args, params, x, y, kw, k_dir, rtol, atol_rel) -> tuple:
     return reports, taylor, n_params
 
 
+def _cv(args) -> int:
+    import datetime
+    from pathlib import Path
+
+    from jnn.app.run_folder import RunFolder
+    from jnn.app.sources import class_weight_of, load_source, source_name
+    from jnn.cv import cross_validate
+    from jnn.train.progress import Progress
+
+    source, config, mlp = _train_config(args, None)
+    name = source_name(source)
+    out = Path(args.out or f"runs/cv-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    atomic.check_folder_writable(out, "--out")
+    train, val, _, info = load_source(source, config, mlp.loss)
+    if val is not None:
+        raise ValueError("--val-data does not go with jnn cv: each fold's fit carves its own validation split")
+    print(
+        f"jnn cv: {name}, {args.folds} folds of about {len(train) // max(args.folds, 1)} rows, {mlp.loss}", flush=True
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    folders = lambda k: [RunFolder(out / f"fold-{k}", data_info=info), Progress(bar=False, log_every=0)]
+    cv = cross_validate(train, config, task=mlp, folds=args.folds, seed=args.fold_seed, callbacks_for=folders,
+                        class_weight=class_weight_of(source, info))  # fmt: skip
+    for row in cv.rows:
+        scores = ", ".join(f"{k[5:]} {v:.4f}" for k, v in row.items() if k.startswith("test_"))
+        print(f"fold {row['fold']}: {row['n_test']} held-out rows, {row['epochs']} epochs: {scores}")
+    lines = [f"{m}: {p['mean']:.4f} ± {p['std']:.4f} (95% interval [{p['ci_low']:.4f}, {p['ci_high']:.4f}], "
+             f"{p['n']} folds)" for m, p in cv.pooled.items()]  # fmt: skip
+    print("\n".join(lines))
+    atomic.write_text(out / "cv.json", json.dumps({"folds": cv.rows, "pooled": cv.pooled, "source": source}, indent=2))
+    atomic.write_text(out / "cv.md", "\n".join(["| metric | mean ± std | 95% interval |", "|---|---|---|",
+                      *(f"| {m} | {p['mean']:.4f} ± {p['std']:.4f} | [{p['ci_low']:.4f}, {p['ci_high']:.4f}] |"
+                        for m, p in cv.pooled.items())]) + "\n")  # fmt: skip
+    print(f"cv folder: {out} (cv.json, cv.md, {', '.join(f'fold-{k}' for k in range(len(cv.rows)))})")
+    return 0
+
+
 def _export(args) -> int:
     from jnn.app.export import export
 
@@ -1132,6 +1187,8 @@ def main(argv: list[str] | None = None) -> int:
             return _summarize(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "cv":
+            return _cv(args)
         if args.command == "plot":
             from jnn.app.plots import plot_run
 
