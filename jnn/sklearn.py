@@ -34,10 +34,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
+def _first_loss(**fields) -> str:
+    """The first registered loss whose record has ``fields`` (the registry alone names losses)."""
+    from jnn.losses import REGISTRY
+
+    return next(n for n, r in REGISTRY.items() if all(getattr(r, k) == v for k, v in fields.items()))
+
+
 class _JnnMLP(BaseEstimator):
     """The parameters and the fit shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
-    _loss = "softmax"
+    _loss = _first_loss(kind="classes", outputs="classes")  # softmax cross-entropy
 
     def __init__(self, hidden=(100,), activation="relu", l2=1e-4, keep_prob=1.0, dropout_mode="inverted",
                  optimizer="adam", learning_rate=1e-3, momentum=0.9, batch_size=200, max_epochs=200,
@@ -72,7 +79,7 @@ class _JnnMLP(BaseEstimator):
             max_epochs=self.max_epochs, val_fraction=self.val_fraction if stop else 0.0, seed=seed,
             early_stopping=jnn.EarlyStopping(patience=self.patience) if stop else None, stratify=False,
         )  # fmt: skip
-        ds = jnn.Dataset(x, y, num_classes=len(self.classes_) if self._loss == "softmax" else None)
+        ds = jnn.Dataset(x, y, num_classes=len(self.classes_) if hasattr(self, "classes_") else None)
         progress = jnn.Progress(bar=None if self.verbose else False, log_every=10 if self.verbose else 0)
         result = jnn.fit(ds, config, task=model, callbacks=[progress])
         self.model_ = model
@@ -155,7 +162,7 @@ class MLPRegressor(RegressorMixin, _JnnMLP):
     """A feed-forward regressor (mean squared error) trained by :func:`jnn.fit`; the arguments and attributes are
     :class:`MLPClassifier`'s (no ``classes_``). ``y`` may be ``[n]`` or ``[n, k]``."""
 
-    _loss = "mse"
+    _loss = _first_loss(kind="values")  # mean squared error
 
     def fit(self, X, y):
         """Train on ``X [n, d]`` and real targets ``y [n]`` or ``[n, k]``.
