@@ -241,6 +241,18 @@ class Loss:
         """Whether the outputs are class (or label) scores, with probabilities (``predict_proba``)."""
         return self.kind != "values"
 
+    def probabilities(self, outputs):
+        """Class probabilities from this loss's outputs (jit-able): softmax rows ``[n, k]``; ``[n, 2]``
+        (P(class 0), P(class 1)) for one logit; each label's sigmoid ``[n, k]`` for a multi-label loss. The one
+        map that ``predict_proba``, the set metrics and ``jnn export`` share (a regression loss has none)."""
+        if self.output_activation == "softmax":
+            return jax.nn.softmax(outputs, axis=-1)
+        p = jax.nn.sigmoid(outputs)
+        if self.outputs == "one":
+            p = as_column(p)
+            return jnp.stack([jnp.ones_like(p) - p, p], axis=1)
+        return p
+
 
 def softmax_accuracy(logits, y):
     """``[batch]`` 1.0 where ``argmax(logits) == y`` (integer labels ``[batch]``), else 0.0."""

@@ -37,7 +37,6 @@ import jax.numpy as jnp
 from jnn.losses import (
     REGISTRY,
     Loss,
-    as_column,
     binary_accuracy,
     loss_of,
     multilabel_accuracy,
@@ -91,11 +90,9 @@ def target_variance(y, mask=None):
 
 
 def class_probabilities(loss: Loss, outputs):
-    """``[n, k]`` class probabilities from a classification loss's outputs (``[n, 2]`` for one logit)."""
-    if loss.output_activation == "softmax":
-        return jax.nn.softmax(outputs, axis=-1)
-    p1 = jax.nn.sigmoid(as_column(outputs))
-    return jnp.stack([jnp.ones_like(p1) - p1, p1], axis=1)
+    """``[n, k]`` class probabilities from a classification loss's outputs (``[n, 2]`` for one logit): the
+    record's own :meth:`jnn.losses.Loss.probabilities`."""
+    return loss.probabilities(outputs)
 
 
 def confusion(loss: Loss, outputs, y, mask=None):

@@ -58,12 +58,7 @@ def proba_of(loss, out) -> np.ndarray:
     if record is None or not record.classifies:
         shown = loss if isinstance(loss, str) else "custom"
         raise TypeError(f"predict_proba is for classification models; this run's loss is {shown!r}")
-    if record.output_activation == "softmax":
-        return np.asarray(jax.nn.softmax(out, axis=-1))
-    if record.outputs == "one":
-        p1 = np.asarray(jax.nn.sigmoid(out)).reshape(-1)
-        return np.stack([1.0 - p1, p1], axis=1)
-    return np.asarray(jax.nn.sigmoid(out))
+    return np.asarray(record.probabilities(jnp.asarray(out)))
 
 
 def labels_of(loss, out) -> np.ndarray:

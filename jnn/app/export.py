@@ -54,10 +54,7 @@ def prediction_function(model):
             x = (x - mean) / std
         out = task.apply(params, x.astype(dtype), key=None, train=False, hyper=hyper)
         if record is not None and record.classifies:
-            if record.output_activation == "softmax":
-                return jax.nn.softmax(out, axis=-1)
-            p = jax.nn.sigmoid(out)
-            return jnp.concatenate([jnp.ones_like(p) - p, p], axis=1) if record.outputs == "one" else p
+            return record.probabilities(out)
         if record is not None and record.target_scaling and prep.target_mean is not None:
             out = out * row(prep.target_std) + row(prep.target_mean)
         return out
