@@ -69,9 +69,9 @@ def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | Non
         prep = prep.standardized_on(fit_ds.x)
         if get_loss(loss).target_scaling:  # regression targets too
             prep = prep.targets_standardized_on(fit_ds.y)
-    else:
-        scale_warning(tabular.dataset(tables["train"], prep).x[rows], prep)
     train = tabular.dataset(tables["train"], prep)
+    if not source.get("standardize"):
+        scale_warning(train.x[rows], prep)
     val = tabular.dataset(tables["val"], prep) if "val" in tables else None
     test = tabular.dataset(tables["test"], prep) if "test" in tables else None
     return train, val, test, {"source": source, "preprocessing": prep.to_dict()}
