@@ -38,7 +38,17 @@ from jnn.mlp import MLP, mlp_task
 from jnn.model import ForwardCache, forward, forward_cache
 from jnn.model_summary import ModelSummary, summary
 from jnn.task import Task
-from jnn.train import EarlyStopping, FitResult, Keys, TrainConfig, TrainState, evaluate, fit
+from jnn.train import (
+    BestCheckpoints,
+    EarlyStopping,
+    FitResult,
+    Keys,
+    ReduceLROnPlateau,
+    TrainConfig,
+    TrainState,
+    evaluate,
+    fit,
+)
 from jnn.train.averaging import weight_average
 from jnn.train.callbacks import Callback, RunInfo
 from jnn.train.progress import Progress
@@ -54,6 +64,8 @@ __all__ = [
     "weight_average",
     "Dataset",
     "EarlyStopping",
+    "ReduceLROnPlateau",
+    "BestCheckpoints",
     "FitResult",
     "History",
     "Keys",

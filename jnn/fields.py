@@ -109,8 +109,8 @@ def check_fields(obj) -> None:
 
 
 def role_field(default, program: str, *, resume: bool = False, sweep: bool = False, cli: str | None = None,
-               flag: str | None = None, choices=None, nested: dict | None = None, check=None,
-               optional: bool = False):  # fmt: skip
+               flag: str | None = None, choices=None, nested: dict | None = None, nested_prefix: str | None = None,
+               check=None, optional: bool = False):  # fmt: skip
     """A dataclass field with its roles and its allowed values declared in its metadata.
 
     Args:
@@ -125,6 +125,9 @@ def role_field(default, program: str, *, resume: bool = False, sweep: bool = Fal
         nested: for a field that holds a dataclass (``early_stopping``): ``{attribute: help}`` of the
             attributes that get a flag of their own (``--patience``); ``cli`` is then the help of ``--no-<name>``,
             which sets the field to None.
+        nested_prefix: name the nested flags ``--<prefix>-<attribute>`` (``--plateau-patience``); for a rule that
+            is off by default (default None): any of its flags turns it on, the attributes left out keep the rule
+            class's defaults, and there is no ``--no-<name>``.
         check: the constraint its value must meet (:class:`Interval`, :class:`Options`, :class:`Boolean`,
             :class:`Instance`, or any ``check(name, value) -> value`` raising TypeError/ValueError);
             :func:`check_fields` applies it. Default: :class:`Options` of ``choices`` when given, a bool default
@@ -142,7 +145,7 @@ def role_field(default, program: str, *, resume: bool = False, sweep: bool = Fal
         check = Boolean()
     meta = {"program": program, "resume": resume, "sweep": sweep, "cli": cli, "flag": flag,
             "choices": None if choices is None else tuple(choices), "nested": dict(nested or {}), "check": check,
-            "optional": optional}  # fmt: skip
+            "optional": optional, "nested_prefix": nested_prefix}  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -260,6 +260,8 @@ def _export_parser(sub) -> None:
     ex.add_argument("--format", required=True, choices=["stablehlo", "onnx"])
     ex.add_argument("--out", default=None, help="the file to write (default RUN_DIR/model.<format>)")
     ex.add_argument("--member", type=int, default=None, help="the member to export, for a sweep folder")
+    ex.add_argument("--best", type=int, default=None, help="export the k-th best kept epoch (jnn train --best-k; "
+                    "1: the best) instead of model.npz")  # fmt: skip
 
 
 def _cv_parser(sub) -> None:
@@ -314,6 +316,8 @@ def _add_model_flags(p, data_help: str) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--member", type=int, default=None, help="the member to use, for a sweep folder")
+    p.add_argument("--best", type=int, default=None, help="use the k-th best kept epoch (jnn train --best-k; 1: the "
+                   "best) instead of model.npz")  # fmt: skip
     p.add_argument("--split", default="train", choices=["train", "val", "test"],
                    help="for an .npz: x, y (train, default), x_val/y_val or x_test/y_test")  # fmt: skip
     p.add_argument(
@@ -389,6 +393,9 @@ def _field_flags():
             return _name_list if typing.get_args(base)[0] is str else _int_list
         return base
 
+    def rule_class(hint):  # the dataclass of a field annotated ``Rule`` or ``Rule | None``
+        return next(a for a in (typing.get_args(hint) or (hint,)) if a is not type(None))
+
     def shown(v) -> str:
         return ",".join(map(str, v)) if isinstance(v, tuple) else ("none" if v is None else f"{v:g}" if
                                                                     isinstance(v, float) else str(v))  # fmt: skip
@@ -402,11 +409,15 @@ def _field_flags():
             name = f.metadata["flag"] or f.name
             text = f.metadata["cli"].replace("{default}", shown(f.default))
             if f.metadata["nested"]:
-                out.append((owner, f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
-                nested = typing.get_type_hints(type(f.default))
+                rule = rule_class(hints[f.name])
+                if f.default is not None:
+                    out.append((owner, f, f"no_{name}", f"--no-{name.replace('_', '-')}", "negate", None, text))
+                nested, prefix = typing.get_type_hints(rule), f.metadata.get("nested_prefix")
+                defaults = f.default if f.default is not None else rule()
                 for attr, help_ in f.metadata["nested"].items():
-                    out.append((owner, f, attr, f"--{attr.replace('_', '-')}", kind_of(nested[attr]), attr,
-                                help_.replace("{default}", shown(getattr(f.default, attr)))))  # fmt: skip
+                    flag = (f"{prefix}_{attr}" if prefix else attr).replace("_", "-")
+                    out.append((owner, f, flag.replace("-", "_"), f"--{flag}", kind_of(nested[attr]), attr,
+                                help_.replace("{default}", shown(getattr(defaults, attr)))))  # fmt: skip
             elif hints[f.name] is bool:
                 if f.default is not True:
                     raise TypeError(f"{cls.__name__}.{f.name}: a bool flag is --no-<name> and needs the default True")
@@ -512,7 +523,9 @@ def _train_config(args, stored: dict | None = None):
             into[f.name] = v
     for _, f, flag, _, attr, v in flags:
         if attr is not None and v is not None:
-            rule = values.get(f.name, dataclasses.asdict(f.default))
+            rule = values.get(f.name, dataclasses.asdict(f.default) if f.default is not None else {})
+            if rule is None and f.default is None:
+                rule = {}
             if rule is None:
                 off = "--no-" + f.name.replace("_", "-")
                 raise ValueError(f"{flag} sets {f.name}, which is off ({off}, or the config): leave out one of them")
@@ -669,9 +682,26 @@ def _train_report(result, config, test, info: dict, name: str) -> int:
             f"test {_describe(test_metrics, scaled)}"
             + (f" with the params of epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else "")
         )
+    for line in _rule_lines(result, config):
+        print(line)
     files = sorted(p.name for p in result.run_dir.iterdir() if not p.name.startswith("."))
     print(f"run folder: {result.run_dir} ({', '.join(files)})")
     return 1 if result.stopped_by == "non_finite" else 0
+
+
+def _rule_lines(result, config) -> list[str]:
+    """What ReduceLROnPlateau did (the rates the history records) and which epochs the best-k rule kept."""
+    lines = []
+    rates = result.history["learning_rate"] if "learning_rate" in result.history.keys else []
+    if config.reduce_lr is not None and rates:
+        cuts = sum(b < a for a, b in zip(rates, rates[1:]))
+        lines.append(f"learning rate: {rates[0]:.4g} -> {rates[-1]:.4g} ({cuts} reductions on "
+                     f"{config.reduce_lr.monitor})")  # fmt: skip
+    if config.best_checkpoints is not None:
+        kept = ", ".join(f"{e.epoch} ({e.value:.4g})" for e in result.best_checkpoints())
+        lines.append(f"best epochs by {config.best_checkpoints.monitor}: {kept} in {result.run_dir / 'best'} "
+                     f"(jnn predict {result.run_dir} --best 1 ...)")  # fmt: skip
+    return lines
 
 
 def _sweep(args) -> int:
@@ -790,7 +820,7 @@ def _model_and_table(args, need_target: bool):
     from jnn.app.tabular import read_table
     from jnn.app.trained import load_run
 
-    model = load_run(args.run_dir, member=args.member)
+    model = load_run(args.run_dir, member=args.member, best=args.best)
     prep = model.preprocessing
     target = prep.targets if prep.targets is not None else (None if need_target else ())
     features = None if prep.features is None else [*prep.features, *(prep.categorical or [])]
@@ -1065,7 +1095,7 @@ def _cv(args) -> int:
 def _export(args) -> int:
     from jnn.app.export import export
 
-    out = export(args.run_dir, args.format, out=args.out, member=args.member)
+    out = export(args.run_dir, args.format, out=args.out, member=args.member, best=args.best)
     print(f"wrote {out} and {out.parent / 'export.json'}")
     return 0
 

@@ -63,9 +63,10 @@ def prediction_function(model):
     return fn, prep.n_features, what
 
 
-def export(run_dir, fmt: str, *, out=None, member: int | None = None) -> Path:
-    """Export the run (or sweep member) in ``run_dir`` as ``fmt`` (:data:`FORMATS`) to ``out`` (default
-    ``RUN/model.<format>``), with ``export.json`` beside it.
+def export(run_dir, fmt: str, *, out=None, member: int | None = None, best: int | None = None) -> Path:
+    """Export the run (or sweep member, or with ``best`` the run's ``best``-th best kept epoch: see
+    :func:`jnn.load_run`) in ``run_dir`` as ``fmt`` (:data:`FORMATS`) to ``out`` (default ``RUN/model.<format>``),
+    with ``export.json`` beside it.
 
     Raises:
         ValueError: an unknown format, or a folder that is not a run.
@@ -75,7 +76,7 @@ def export(run_dir, fmt: str, *, out=None, member: int | None = None) -> Path:
 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}; got {fmt!r}")
-    model = load_run(run_dir, member=member)
+    model = load_run(run_dir, member=member, best=best)
     fn, d, what = prediction_function(model)
     out = Path(out) if out is not None else Path(run_dir) / f"model{SUFFIX[fmt]}"
     if fmt == "stablehlo":

@@ -19,6 +19,7 @@ import optax
 from jnn._version import __version__
 from jnn.app import atomic, lock
 from jnn.app import checkpoint as ckpt
+from jnn.app.best_files import BEST_DIR, read_best
 from jnn.app.lock import FolderLock
 from jnn.mlp import split_mlp_keys
 from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig, upgrade_dict
@@ -76,8 +77,9 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
     held = lock.acquire(run_path)
     try:
         ckpt.remove_stale_temp_files(run_path)
-        if (run_path / KEPT_DIR).is_dir() and not (run_path / KEPT_DIR).is_symlink():
-            ckpt.remove_stale_temp_files(run_path / KEPT_DIR)
+        for sub in (KEPT_DIR, BEST_DIR):
+            if (run_path / sub).is_dir() and not (run_path / sub).is_symlink():
+                ckpt.remove_stale_temp_files(run_path / sub)
         _check_own_files(run_path, overwrite)
         _write_config(run_path, meta, resume, overwrite)
     except BaseException:
@@ -88,11 +90,13 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
 
 def _check_own_files(run_path: Path, overwrite: bool) -> None:
     """Refuse symbolic links and non-regular files where jnn writes (``overwrite`` removes links)."""
-    kept = run_path / KEPT_DIR
-    inside = [f"{KEPT_DIR}/{p.name}" for p in kept.iterdir()] if kept.is_dir() and not kept.is_symlink() else []
-    for name in (*RUN_FILES, "config.json", "tensorboard", KEPT_DIR, *inside):
+    inside = []
+    for sub in (KEPT_DIR, BEST_DIR):
+        d = run_path / sub
+        inside += [f"{sub}/{p.name}" for p in d.iterdir()] if d.is_dir() and not d.is_symlink() else []
+    for name in (*RUN_FILES, "config.json", "tensorboard", KEPT_DIR, BEST_DIR, *inside):
         p = run_path / name
-        folder = name in ("tensorboard", KEPT_DIR)
+        folder = name in ("tensorboard", KEPT_DIR, BEST_DIR)
         if p.is_symlink() and overwrite:
             p.unlink()
         elif p.is_symlink() or (p.exists() and not (p.is_dir() if folder else p.is_file())):
@@ -131,8 +135,9 @@ def _write_config(run_path: Path, meta: dict, resume: bool, overwrite: bool) -> 
     if overwrite:
         for name in RUN_FILES:
             (run_path / name).unlink(missing_ok=True)
-        if (run_path / "tensorboard").is_dir():
-            shutil.rmtree(run_path / "tensorboard")
+        for sub in ("tensorboard", BEST_DIR):
+            if (run_path / sub).is_dir():
+                shutil.rmtree(run_path / sub)
         for p in kept_checkpoints(run_path).values():
             p.unlink()
     atomic.write_text(cfg_file, json.dumps({**meta, "environment": environment()}, indent=2))
@@ -157,7 +162,7 @@ def check_not_run_file(path, name: str, *, allow: tuple = ()) -> None:
     """
     path = Path(path)
     parent = Path(os.path.realpath(path.parent))
-    inside = parent.name in (KEPT_DIR, "tensorboard") and is_jnn_folder(parent.parent)
+    inside = parent.name in (KEPT_DIR, BEST_DIR, "tensorboard") and is_jnn_folder(parent.parent)
     if inside or (is_jnn_folder(parent) and path.name in JNN_FILES and path.name not in allow):
         folder = parent.parent if inside else parent
         raise ValueError(
@@ -366,6 +371,7 @@ def write_summary(run_path: Path, result, config: TrainConfig, extra: dict | Non
         "monitor": None if config.early_stopping is None else config.early_stopping.monitor,
         "last": {k: None if math.isnan(h[k][-1]) else h[k][-1] for k in h.keys} if len(h) else {},
         "message": result.message,
+        **({"best_checkpoints": read_best(run_path)["checkpoints"]} if config.best_checkpoints is not None else {}),
         **(extra or {}),
     })  # fmt: skip
     atomic.write_text(path, json.dumps(summary, indent=2, default=_json_default))

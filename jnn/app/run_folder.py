@@ -7,8 +7,9 @@ callbacks); everything the folder holds is written through the hooks of :mod:`jn
 ``config.json`` and, to resume, restores the state and history).
 
 - ``on_train_begin``: the live history files (``history.csv`` every epoch, ``history.json``, TensorBoard);
-- ``on_call_end``: after every compiled call, the live files, and ``checkpoint.npz`` at every multiple of
-  ``config.checkpoint_every`` (calls end there: ``every``);
+- ``on_call_end``: after every compiled call, the live files, ``checkpoint.npz`` at every multiple of
+  ``config.checkpoint_every`` (calls end there: ``every``) and, with ``config.best_checkpoints``, the files of the
+  k best epochs in ``best/`` (tracked on device; see :mod:`jnn.app.best_files`);
 - ``on_train_end``: ``checkpoint.npz``, ``model.npz`` and ``summary.json`` (also for a run that a signal
   or ``stop_at_epoch`` ended), then the lock is released; ``on_train_abort`` releases it.
 
@@ -25,6 +26,7 @@ import jax
 
 from jnn import _validate as V
 from jnn.app import atomic
+from jnn.app.best_files import sync_best
 from jnn.app.checkpoint import data_hash
 from jnn.app.live_history import LiveRecords
 from jnn.app.lock import HoldsLock
@@ -144,12 +146,19 @@ class RunFolder(RunStore, HoldsLock):
         self._live.update()
         if self.every and epoch % self.every == 0:
             save_checkpoint(self.path, state, self._records, self._meta, self._config.keep_checkpoints)
+        self._sync_best(state)
+
+    def _sync_best(self, state) -> None:
+        """``best/``: the params of the k best epochs tracked on device (see :mod:`jnn.app.best_files`)."""
+        if self._config.best_checkpoints is not None and state.top_k is not None:
+            sync_best(self.path, state, self._config.best_checkpoints, self._meta)
 
     def on_train_end(self, result) -> None:
         try:
             self._close_live()
             if self.writer:
                 save_checkpoint(self.path, result.state, self._records, self._meta, self._config.keep_checkpoints)
+                self._sync_best(result.state)
                 save_model(self.path, result.params, self._meta)  # the returned params: best epoch's when restored
                 write_summary(self.path, result, self._config)
         finally:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn.app import checkpoint as ckpt
+from jnn.app.best_files import best_file
 from jnn.app.run_dir import MODEL_NAME, read_config
 from jnn.app.tabular import Preprocessing
 from jnn.data import Dataset
@@ -121,7 +122,7 @@ class TrainedModel:
         return evaluate(self.params, ds, self.task, hyper={k: jnp.asarray(v) for k, v in self.hyper.items()})
 
 
-def load_run(run_dir, *, member: int | None = None, task: Task | None = None) -> TrainedModel:
+def load_run(run_dir, *, member: int | None = None, task: Task | None = None, best: int | None = None) -> TrainedModel:
     """Load a trained model from a run folder (``jnn train`` / ``fit(callbacks=[jnn.RunFolder(path)])``) or a
     sweep folder.
 
@@ -130,6 +131,8 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
         member: for a sweep folder (``jnn sweep`` / :func:`jnn.save_sweep`), the member to load.
         task: the :class:`jnn.Task` of a run that trained its own model (functions are not stored in the
             folder); None for the built-in MLP, rebuilt from the stored description (``"mlp"``).
+        best: load the ``best``-th best epoch kept by ``TrainConfig.best_checkpoints`` (1: the best; see
+            ``RUN/best/best.json``) instead of ``model.npz``.
 
     Returns:
         A :class:`TrainedModel`.
@@ -139,6 +142,9 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
     """
     folder = Path(run_dir)
     sweep_info = folder / SWEEP_INFO
+    if best is not None and member is not None:
+        raise ValueError(f"give member (a sweep's) or best (a run's kept epochs), not both; got member={member!r}, "
+                         f"best={best!r}")  # fmt: skip
     if member is not None or (sweep_info.is_file() and not (folder / "config.json").is_file()):
         info, params_file = _sweep_member(folder, member)
     else:
@@ -146,7 +152,9 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None) ->
         if not cfg_file.is_file():
             raise ValueError(f"run_dir {str(folder)!r} holds no run (no config.json); train one with jnn train --out")
         info, params_file = read_config(cfg_file), folder / MODEL_NAME
-        if not params_file.is_file():
+        if best is not None:
+            params_file = best_file(folder, best)
+        elif not params_file.is_file():
             raise ValueError(
                 f"run_dir {str(folder)!r} has no {MODEL_NAME}: the run has not finished (resume it with "
                 f"jnn train --out {folder} --resume)"

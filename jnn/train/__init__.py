@@ -1,11 +1,13 @@
 """Training: configuration, state, the compiled step and epoch, stopping rules, ``fit`` and ``evaluate``."""
 
+from jnn.train.best_k import BestCheckpoints
 from jnn.train.config import OPTIMIZERS, TrainConfig
 from jnn.train.epoch import EpochData, make_eval, make_run_epoch
 from jnn.train.evaluation import evaluate
 from jnn.train.host_loop import Interrupted
 from jnn.train.keys import Keys
 from jnn.train.loop import FitResult, fit
+from jnn.train.plateau import ReduceLROnPlateau
 from jnn.train.run_setup import prepare_data
 from jnn.train.state import STATUS, Status, TrainState, init_state
 from jnn.train.step import Batch, make_train_step
@@ -31,4 +33,6 @@ __all__ = [
     "Keys",
     "EarlyStopping",
     "EarlyStoppingState",
+    "ReduceLROnPlateau",
+    "BestCheckpoints",
 ]

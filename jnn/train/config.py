@@ -28,6 +28,8 @@ from jnn.fields import (
     role_field,
 )
 from jnn.mlp import MLP_FIELDS
+from jnn.train.best_k import BestCheckpoints
+from jnn.train.plateau import ReduceLROnPlateau
 from jnn.train.stopping import MONITORS, EarlyStopping
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -168,6 +170,27 @@ class TrainConfig:
         None, "static", check=Instance(EarlyStopping, "jnn.EarlyStopping", "a tolerance t on the training loss over "
                                        "k epochs is EarlyStopping('train_loss', patience=k, min_delta=t, "
                                        "restore_best=False)"), optional=True,
+    )  # fmt: skip
+    reduce_lr: ReduceLROnPlateau | None = role_field(
+        None, "static", cli="", nested_prefix="plateau",
+        nested={
+            "factor": "reduce the learning rate by this factor in (0, 1) when --plateau-monitor stops improving "
+            "(Keras's ReduceLROnPlateau, on device; default off)",
+            "patience": "epochs without improvement before a reduction (default {default})",
+            "monitor": "metric the plateau rule watches (default {default})",
+            "cooldown": "epochs after a reduction before counting again (default {default})",
+            "min_lr": "the learning rate is never reduced below it (default {default})",
+            "min_delta": "an improvement must exceed it (default {default})",
+        },
+        check=Instance(ReduceLROnPlateau, "jnn.ReduceLROnPlateau", "None keeps the rate"), optional=True,
+    )  # fmt: skip
+    best_checkpoints: BestCheckpoints | None = role_field(
+        None, "static", cli="", nested_prefix="best",
+        nested={
+            "k": "keep the params of the k best epochs by --best-monitor in RUN/best (on device; default off)",
+            "monitor": "metric that ranks the kept epochs (default {default})",
+        },
+        check=Instance(BestCheckpoints, "jnn.BestCheckpoints", "None keeps none"), optional=True,
     )  # fmt: skip
     val_fraction: float = role_field(
         0.1, "host", cli="part of the training data held out for validation (default {default})",
@@ -321,6 +344,9 @@ class TrainConfig:
         for k in ("early_stopping", "loss_tol"):
             if isinstance(d.get(k), dict):
                 d[k] = _stopper_from_dict(k, d[k])
+        for k, rule in (("reduce_lr", ReduceLROnPlateau), ("best_checkpoints", BestCheckpoints)):
+            if isinstance(d.get(k), dict):
+                d[k] = _rule_from_dict(k, rule, d[k])
         return cls(**d)
 
 
@@ -364,6 +390,15 @@ def _stopper_from_dict(name: str, d: dict) -> EarlyStopping:
         raise ValueError(f"unknown {name} key(s) {V.short(unknown)}; known keys: {known}")
     base = _DEFAULT_RULE if name == "early_stopping" else {}
     return EarlyStopping(**{**base, **d})
+
+
+def _rule_from_dict(name: str, rule: type, d: dict):
+    """The ``rule`` (a settings dataclass) of a dict of its attributes; the ones left out keep their defaults."""
+    known = [f.name for f in dataclasses.fields(rule)]
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {name} key(s) {V.short(unknown)}; known keys: {known}")
+    return rule(**d)
 
 
 def _cosine(peak: float, warmup: int, total: int):

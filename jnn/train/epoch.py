@@ -19,7 +19,9 @@ from jnn.data import epoch_batches
 from jnn.debug import note_trace
 from jnn.losses import masked_mean
 from jnn.task import CheckedTask, metric_values, set_metric_values, set_variance
-from jnn.train.optimizers import learning_rate_of
+from jnn.train.best_k import BestCheckpoints
+from jnn.train.optimizers import learning_rate_of, set_learning_rate
+from jnn.train.plateau import ReduceLROnPlateau
 from jnn.train.state import Status, TrainState
 from jnn.train.step import Batch
 from jnn.train.stopping import EarlyStopping
@@ -82,6 +84,8 @@ def make_run_epoch(
     has_val: bool = True,
     noise_up_front: int = 0,
     val_fn=None,
+    reduce_lr: ReduceLROnPlateau | None = None,
+    keep_best: BestCheckpoints | None = None,
 ):
     """Build ``run_epoch(state, data: EpochData) -> (state, metrics)``.
 
@@ -101,6 +105,8 @@ def make_run_epoch(
             elements (0: draw per step; the caller decides, e.g. never for rbg keys or sharded batches).
         val_fn: optional ``val_fn(params, x_val, y_val, epoch) -> {"loss": ..., metric: ...}`` replacing
             the validation metrics (e.g. a scripted curve in tests).
+        reduce_lr: the :class:`jnn.ReduceLROnPlateau` rule (None: off).
+        keep_best: the :class:`jnn.BestCheckpoints` rule (None: off).
 
     Returns:
         The pure epoch function; ``metrics`` maps each history key to the epoch's scalar. An epoch counts
@@ -109,7 +115,8 @@ def make_run_epoch(
     steps = (n_train // batch_size) if drop_last else -(-n_train // batch_size)
     up_front = ct.task.draw is not None and 0 < steps * ct.noise_size <= noise_up_front
     epoch_end = make_epoch_end(ct, max_epochs=max_epochs, early=early, loss_tol=loss_tol,
-                               divergence_factor=divergence_factor, has_val=has_val, val_fn=val_fn)  # fmt: skip
+                               divergence_factor=divergence_factor, has_val=has_val, val_fn=val_fn,
+                               reduce_lr=reduce_lr, keep_best=keep_best)  # fmt: skip
 
     def run_epoch(state: TrainState, data: EpochData) -> tuple[TrainState, dict]:
         note_trace("run_epoch")
@@ -137,7 +144,8 @@ def make_run_epoch(
 
 def make_epoch_end(ct: CheckedTask, *, max_epochs: int, early: EarlyStopping | None = None,
                    loss_tol: EarlyStopping | None = None, divergence_factor: float | None = None, has_val: bool = True,
-                   val_fn=None):  # fmt: skip
+                   val_fn=None, reduce_lr: ReduceLROnPlateau | None = None,
+                   keep_best: BestCheckpoints | None = None):  # fmt: skip
     """Build ``epoch_end(state, data, sums, was_running) -> (state, metrics)``: what follows an epoch's steps.
 
     ``sums`` holds each step's sums stacked (``[steps]`` per key, as a scan of
@@ -163,7 +171,7 @@ def make_epoch_end(ct: CheckedTask, *, max_epochs: int, early: EarlyStopping | N
         metrics["learning_rate"] = _learning_rate(state.opt_state, dtype)
         counted = was_running & (jnp.sum(sums["count"]) > 0)
         state = advance(state, metrics, counted, early=early, loss_tol=loss_tol, max_epochs=max_epochs,
-                        divergence_factor=divergence_factor)  # fmt: skip
+                        divergence_factor=divergence_factor, reduce_lr=reduce_lr, keep_best=keep_best)  # fmt: skip
         return state, metrics
 
     def validation(state, data, dtype):
@@ -188,9 +196,13 @@ def advance(
     loss_tol: EarlyStopping | None,
     max_epochs: int,
     divergence_factor: float | None = None,
+    reduce_lr: ReduceLROnPlateau | None = None,
+    keep_best: BestCheckpoints | None = None,
 ) -> TrainState:
-    """End an epoch on device: step the stopping rules on ``metrics`` (divergence, early stopping with
-    restore-best, the training-loss tolerance, the epoch budget) and count the epoch if ``counted``."""
+    """End an epoch on device: step the rules on ``metrics`` (divergence, early stopping with restore-best, the
+    training-loss tolerance, ReduceLROnPlateau, the best-k slots, the epoch budget) and count the epoch if
+    ``counted``. ReduceLROnPlateau and the best-k slots see the epochs that early stopping sees (counted, while
+    running)."""
     e = state.epoch
     status = state.status
     loss = metrics["train_loss"].astype(state.loss_ref.dtype)
@@ -202,12 +214,21 @@ def advance(
     best = jnp.where(counted & (loss < best), loss, best)
     loss_ref = jnp.stack([first, best])
     early_state, best_params = state.early, state.best_params
+    live = counted & (status == Status.RUNNING)  # a diverged epoch is not offered to the rules below
     if early is not None:
-        live = counted & (status == Status.RUNNING)
         upd, improved = early.update(state.early, metrics[early.monitor], e)
         early_state = jax.tree.map(lambda a, b: jnp.where(live, a, b), upd, state.early)
         best_params = jax.tree.map(lambda a, b: jnp.where(improved & live, a, b), state.params, best_params)
         status = jnp.where((status == Status.RUNNING) & early_state.stop, Status.EARLY_STOPPING, status)
+    plateau, top_k, opt_state = state.plateau, state.top_k, state.opt_state
+    if reduce_lr is not None:
+        lr = learning_rate_of(opt_state)
+        upd, new_lr = reduce_lr.update(state.plateau, metrics[reduce_lr.monitor], lr)
+        plateau = jax.tree.map(lambda a, b: jnp.where(live, a, b), upd, state.plateau)
+        opt_state = jax.tree.map(lambda a: a, opt_state)  # new containers: the rate is set in this copy only
+        set_learning_rate(opt_state, jnp.where(live, new_lr, lr))
+    if keep_best is not None:
+        top_k = keep_best.update(state.top_k, metrics[keep_best.monitor], e, state.params, live)
     tol_state = state.loss_tol
     if loss_tol is not None:
         upd, _ = loss_tol.update(state.loss_tol, metrics[loss_tol.monitor], e)
@@ -216,7 +237,8 @@ def advance(
     epoch = e + counted.astype(jnp.int32)
     status = jnp.where((status == Status.RUNNING) & (epoch >= max_epochs), Status.MAX_EPOCHS, status)
     return state._replace(epoch=epoch, early=early_state, best_params=best_params, loss_tol=tol_state,
-                          loss_ref=loss_ref, status=status.astype(jnp.int32))  # fmt: skip
+                          loss_ref=loss_ref, status=status.astype(jnp.int32), plateau=plateau, top_k=top_k,
+                          opt_state=opt_state)  # fmt: skip
 
 
 def with_summary(run_epoch, keys):

@@ -18,6 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,7 @@ from jnn.model import mark_classic
 from jnn.pytree import leaf_names
 from jnn.task import CheckedTask, Task
 from jnn.train.averaging import averaged_params
+from jnn.train.best_k import ranked
 from jnn.train.callbacks import CallbackList, RunInfo, RunStore, SweepStore, at_most_one, check_callbacks
 from jnn.train.config import TrainConfig
 from jnn.train.host_loop import Interrupted, final_params, run_epochs
@@ -43,6 +45,16 @@ from jnn.train.progress import Progress
 from jnn.train.run_setup import check_memory, check_model, checked_task, epoch_arrays, initial_state, prepare_data
 from jnn.train.state import LOSS_ONLY, STATUS, TrainState
 from jnn.train.streaming import StreamCaller
+
+
+class BestEpoch(NamedTuple):
+    """One of the best epochs a run kept (:meth:`FitResult.best_checkpoints`): its ``rank`` (1: the best), its
+    ``epoch`` (counted from 1), the monitored ``value`` and the ``params`` at its end."""
+
+    rank: int
+    epoch: int
+    value: float
+    params: object
 
 
 @dataclass(frozen=True, repr=False)
@@ -68,6 +80,7 @@ class FitResult:
             was given).
         averaged_params: with ``config.average``, the EMA/Polyak average of the params at the end (see
             :mod:`jnn.train.averaging`); else None.
+        config: the :class:`TrainConfig` the run trained under.
     """
 
     params: object
@@ -81,6 +94,25 @@ class FitResult:
     setup_seconds: float = 0.0
     task: Task | None = None
     averaged_params: object = None
+    config: TrainConfig | None = None
+
+    def best_checkpoints(self) -> list[BestEpoch]:
+        """The epochs kept by ``config.best_checkpoints`` (:class:`jnn.BestCheckpoints`), best first.
+
+        Returns:
+            A list of :class:`BestEpoch` ``(rank, epoch, value, params)``: epochs counted from 1, the monitored
+            value, and the params at the end of that epoch (host NumPy arrays).
+
+        Raises:
+            ValueError: the run kept no best epochs (``best_checkpoints`` was None).
+        """
+        rule = None if self.config is None else self.config.best_checkpoints
+        if rule is None or self.state.top_k is None:
+            raise ValueError("this run kept no best epochs: train with TrainConfig(best_checkpoints="
+                             "jnn.BestCheckpoints(k=...))")  # fmt: skip
+        params = jax.device_get(self.state.top_k.params)
+        return [BestEpoch(rank, epoch + 1, value, jax.tree.map(lambda a, s=slot: a[s], params))
+                for rank, (slot, epoch, value) in enumerate(ranked(self.state.top_k, rule.direction), start=1)]  # fmt: skip
 
     def predict(self, x) -> np.ndarray:
         """Predictions for ``x [n, d]`` (inputs as the training data held them) in evaluation mode, with the
@@ -287,7 +319,7 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
         message += ". " + _rollback_hint(records.get("train_loss", []), config, kept)
     final = final_params(state, config.restores_best())
     result = FitResult(final, state, history, stopped_by, best_epoch, message, None if folder is None else folder.path,
-                       epoch_seconds, t0 - t_call, ct.task, averaged_params(state.opt_state))  # fmt: skip
+                       epoch_seconds, t0 - t_call, ct.task, averaged_params(state.opt_state), config)  # fmt: skip
     return result, halt
 
 
@@ -397,4 +429,4 @@ def _rollback_hint(losses, config: TrainConfig, kept: set) -> str:
             "checkpoint_every=1 and keep more with keep_checkpoints).")  # fmt: skip
 
 
-__all__ = ["FitResult", "fit", "last_sane_epoch"]
+__all__ = ["BestEpoch", "FitResult", "fit", "last_sane_epoch"]

@@ -48,6 +48,27 @@ def learning_rate_of(opt_state):
     return None if hp is None else hp["learning_rate"]
 
 
+def learning_rate_is_scheduled(opt_state) -> bool:
+    """Whether the injected ``learning_rate`` of an optimiser state comes from a schedule (optax's
+    ``inject_hyperparams`` with a callable rate recomputes it at every update, so setting it has no lasting
+    effect)."""
+    hp = find_hyperparams(opt_state, "learning_rate")
+    if hp is None:
+        return False
+    found = []
+
+    def visit(node):
+        if getattr(node, "hyperparams", None) is hp:
+            found.append("learning_rate" in (getattr(node, "hyperparams_states", None) or {}))
+            return
+        children = node if isinstance(node, (tuple, list)) else node.values() if isinstance(node, Mapping) else ()
+        for child in children:
+            visit(child)
+
+    visit(opt_state)
+    return bool(found and found[0])
+
+
 def has_learning_rate(tx: optax.GradientTransformation, params) -> bool:
     """Whether ``tx``'s state holds an injected ``learning_rate`` (found on abstract values: nothing is computed)."""
     return learning_rate_of(jax.eval_shape(tx.init, params)) is not None
@@ -110,5 +131,6 @@ __all__ = [
     "from_hyperparams",
     "has_learning_rate",
     "learning_rate_of",
+    "learning_rate_is_scheduled",
     "set_learning_rate",
 ]

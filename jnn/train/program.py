@@ -134,6 +134,8 @@ class ProgramSpec:
     loss_tol = property(lambda self: self._setting("loss_tol"), doc="The training-loss tolerance rule, or None.")
     divergence_factor = property(lambda self: self._setting("divergence_factor"), doc="See jnn.TrainConfig.")
     compute_dtype = property(lambda self: self._setting("compute_dtype"), doc="The train step's dtype, or None.")
+    reduce_lr = property(lambda self: self._setting("reduce_lr"), doc="The ReduceLROnPlateau rule, or None.")
+    keep_best = property(lambda self: self._setting("best_checkpoints"), doc="The BestCheckpoints rule, or None.")
 
     def epoch_fn(self):
         """``fn(state, data) -> (state, summary)`` of one epoch (see :func:`jnn.train.epoch.with_summary`)."""
@@ -144,7 +146,8 @@ class ProgramSpec:
         run_epoch = make_run_epoch(ct, step, n_train=self.n_train, batch_size=self.batch_size,
                                    drop_last=self.drop_last, max_epochs=self.max_epochs, early=self.early,
                                    loss_tol=self.loss_tol, divergence_factor=self.divergence_factor,
-                                   has_val=self.has_val, noise_up_front=self.noise_up_front)  # fmt: skip
+                                   has_val=self.has_val, noise_up_front=self.noise_up_front,
+                                   reduce_lr=self.reduce_lr, keep_best=self.keep_best)  # fmt: skip
         return with_summary(run_epoch, self.keys)
 
 

@@ -20,6 +20,7 @@ from jnn.task import CheckedTask, Task, check_task
 from jnn.train.config import TrainConfig
 from jnn.train.epoch import EpochData
 from jnn.train.keys import Keys
+from jnn.train.optimizers import learning_rate_is_scheduled, learning_rate_of
 from jnn.train.state import init_state
 
 
@@ -202,7 +203,7 @@ def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str
 def check_monitor(config: TrainConfig, ct: CheckedTask, has_val: bool) -> None:
     """The monitored metric must be recorded, and ``val_*`` needs validation data."""
     keys = [k for k in ct.history_keys() if k != "learning_rate"]
-    for name in ("early_stopping", "loss_tol"):
+    for name in ("early_stopping", "loss_tol", "reduce_lr", "best_checkpoints"):
         rule = getattr(config, name)
         if rule is None:
             continue
@@ -219,7 +220,10 @@ def initial_state(ct: CheckedTask, config: TrainConfig, tx, params, keys: Keys, 
     """The state before the first epoch of a run of ``ct`` (``hyper`` overrides the task's defaults)."""
     tol = config.loss_tol
     dummy = config.monitored().init()
-    return init_state(
+    dtype = jax.tree.leaves(params)[0].dtype
+    plateau = None if config.reduce_lr is None else config.reduce_lr.init(dtype)  # the metrics' dtype
+    top_k = None if config.best_checkpoints is None else config.best_checkpoints.init(params, dtype)
+    state = init_state(
         params,
         tx,
         data_key=keys.data,
@@ -227,7 +231,32 @@ def initial_state(ct: CheckedTask, config: TrainConfig, tx, params, keys: Keys, 
         early=dummy,
         loss_tol=dummy if tol is None else tol.init(),
         hyper=ct.hyper_arrays(hyper),
+        plateau=plateau,
+        top_k=top_k,
     )
+    check_plateau_optimizer(config, state.opt_state)
+    return state
+
+
+def check_plateau_optimizer(config: TrainConfig, opt_state) -> None:
+    """``reduce_lr`` sets the optimiser's own rate: it must be held as state (``optax.inject_hyperparams``; the
+    built-in optimisers do) and not come from a schedule, which would overwrite it at the next step.
+
+    Raises:
+        ValueError: naming the optimiser's kind of rate and what to do.
+    """
+    if config.reduce_lr is None:
+        return
+    if learning_rate_of(opt_state) is None:
+        raise ValueError(
+            "reduce_lr needs an optimizer that holds its learning_rate as state (the built-in ones do; build yours "
+            "with optax.inject_hyperparams(...)(learning_rate=...)); got one without. Set reduce_lr=None"
+        )
+    if learning_rate_is_scheduled(opt_state):
+        raise ValueError(
+            f"reduce_lr sets the learning rate, which a schedule overwrites at every step (lr_schedule="
+            f"{config.lr_schedule!r} or a callable learning_rate); use a constant rate or set reduce_lr=None"
+        )
 
 
 def epoch_arrays(fit_ds: Dataset, val_ds: Dataset | None, class_weight=None) -> EpochData:
@@ -249,5 +278,6 @@ __all__ = [
     "check_memory",
     "memory_bound",
     "initial_state",
+    "check_plateau_optimizer",
     "epoch_arrays",
 ]

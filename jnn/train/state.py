@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jnn.train.best_k import TopKState
+from jnn.train.plateau import PlateauState
 from jnn.train.stopping import EarlyStoppingState
 
 
@@ -61,6 +63,9 @@ class TrainState(NamedTuple):
         hyper: the task's hyperparameters ``{name: scalar array}`` (the MLP: ``l2`` and ``keep_prob``),
             read by the compiled step, so that a sweep can give every member its own values under one
             compile (the learning rate lives in ``opt_state.hyperparams`` for the built-in optimisers).
+        plateau: the :class:`jnn.train.plateau.PlateauState` of ``TrainConfig.reduce_lr`` (None when off: no
+            leaves, so states and checkpoints of runs without it are unchanged).
+        top_k: the :class:`jnn.train.best_k.TopKState` of ``TrainConfig.best_checkpoints`` (None when off).
     """
 
     params: object
@@ -77,6 +82,8 @@ class TrainState(NamedTuple):
     bad_step: jax.Array
     bad_leaf: jax.Array
     hyper: dict
+    plateau: PlateauState | None = None
+    top_k: TopKState | None = None
 
 
 def init_state(
@@ -88,6 +95,8 @@ def init_state(
     early: EarlyStoppingState,
     loss_tol: EarlyStoppingState,
     hyper: dict,
+    plateau: PlateauState | None = None,
+    top_k: TopKState | None = None,
 ) -> TrainState:
     """The state before the first epoch.
 
@@ -99,12 +108,14 @@ def init_state(
         early: initial early-stopping state.
         loss_tol: initial state of the ``loss_tol`` rule.
         hyper: ``{name: scalar array}`` hyperparameters of this run.
+        plateau: initial state of ``reduce_lr`` (None: off).
+        top_k: initial state of ``best_checkpoints`` (None: off).
     """
-    return _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper)
+    return _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper, plateau, top_k)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper):
+def _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper, plateau, top_k):
     # Compiled once: built eagerly, each small op would compile separately on first use.
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     return TrainState(
@@ -122,4 +133,6 @@ def _init_state(params, tx, data_key, dropout_key, early, loss_tol, hyper):
         bad_step=i32(-1),
         bad_leaf=i32(NO_LEAF),
         hyper=hyper,
+        plateau=plateau,
+        top_k=top_k,
     )

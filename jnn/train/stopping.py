@@ -43,6 +43,49 @@ def infer_mode(monitor: str) -> str | None:
     return None
 
 
+def check_monitor_name(monitor, mode, *, what: str = "monitor") -> str:
+    """Check a rule's monitored metric and direction before anything is traced; return the direction.
+
+    Args:
+        monitor: ``train_<name>`` or ``val_<name>`` of a recorded metric.
+        mode: ``"min"``, ``"max"`` or None (inferred from the name, see :func:`infer_mode`).
+        what: the argument's name in messages.
+
+    Returns:
+        ``"min"`` or ``"max"``.
+
+    Raises:
+        TypeError: ``monitor`` is not a string.
+        ValueError: a name that is no recorded metric, a wrong mode, or a name of unknown direction without mode.
+    """
+    if not isinstance(monitor, str):
+        raise TypeError(f"{what} must be a string such as 'val_loss'; got {monitor!r}")
+    if not (monitor.startswith("train_") or monitor.startswith("val_")) or not monitor.split("_", 1)[1].isidentifier():
+        raise ValueError(
+            f"{what} must name a recorded metric, train_<name> or val_<name> (e.g. one of {list(MONITORS)}); got "
+            f"{monitor!r}"
+        )
+    if mode is not None:
+        V.check_choice("mode", mode, ["min", "max"])
+        return mode
+    inferred = infer_mode(monitor)
+    if inferred is None:
+        prefix, name = monitor.split("_", 1)
+        close = difflib.get_close_matches(name, list(METRICS), n=1, cutoff=0.5)
+        hint = f"did you mean {prefix + '_' + close[0]!r}? " if close else ""
+        raise ValueError(
+            f"{what} {monitor!r} is not a metric jnn knows: {hint}the recorded metrics are train_loss, "
+            f"val_loss and train_<name>/val_<name> of the task's metrics (built in: {list(METRICS)}); for a "
+            f"metric of your own, mode must be 'min' or 'max' (its direction cannot be inferred from the name)"
+        )
+    return inferred
+
+
+def improves(value, best, direction: str, min_delta) -> jax.Array:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` in ``direction`` (``"min"``/``"max"``)."""
+    return value < best - min_delta if direction == "min" else value > best + min_delta
+
+
 @dataclass(frozen=True)
 class EarlyStopping:
     """Early-stopping configuration (hashable; a static part of the compiled loop).
@@ -66,27 +109,7 @@ class EarlyStopping:
     mode: str | None = None
 
     def __post_init__(self):
-        if not isinstance(self.monitor, str):
-            raise TypeError(f"monitor must be a string such as 'val_loss'; got {self.monitor!r}")
-        if (
-            not (self.monitor.startswith("train_") or self.monitor.startswith("val_"))
-            or not self.monitor.split("_", 1)[1].isidentifier()
-        ):
-            raise ValueError(
-                f"monitor must name a recorded metric, train_<name> or val_<name> (e.g. one of "
-                f"{list(MONITORS)}); got {self.monitor!r}"
-            )
-        if self.mode is not None:
-            V.check_choice("mode", self.mode, ["min", "max"])
-        elif infer_mode(self.monitor) is None:
-            prefix, name = self.monitor.split("_", 1)
-            close = difflib.get_close_matches(name, list(METRICS), n=1, cutoff=0.5)
-            hint = f"did you mean {prefix + '_' + close[0]!r}? " if close else ""
-            raise ValueError(
-                f"monitor {self.monitor!r} is not a metric jnn knows: {hint}the recorded metrics are train_loss, "
-                f"val_loss and train_<name>/val_<name> of the task's metrics (built in: {list(METRICS)}); for a "
-                f"metric of your own, mode must be 'min' or 'max' (its direction cannot be inferred from the name)"
-            )
+        check_monitor_name(self.monitor, self.mode)
         V.check_int("patience", self.patience, low=0, high=MAX_PATIENCE)
         object.__setattr__(self, "min_delta", V.check_real("min_delta", self.min_delta, low=0.0))
         V.check_int("start_epoch", self.start_epoch, low=0)
@@ -120,10 +143,7 @@ class EarlyStopping:
             ``(new_state, improved)`` where ``improved`` says whether this epoch became the best one.
         """
         value = jnp.asarray(value, state.best.dtype)
-        if self.direction == "min":
-            better = value < state.best - self.min_delta
-        else:
-            better = value > state.best + self.min_delta
+        better = improves(value, state.best, self.direction, self.min_delta)
         active = (jnp.asarray(epoch) >= self.start_epoch) & ~state.stop  # frozen once stopped
         improved = active & better
         bad = jnp.where(improved, 0, state.bad_epochs + active.astype(jnp.int32))

@@ -77,7 +77,8 @@ def _chunk(spec, state, x, y, mask, weight, y_var):
 @partial(jax.jit, static_argnums=0)
 def _end(spec, state, data, sums, was_running):
     end = make_epoch_end(spec.task.value, max_epochs=spec.max_epochs, early=spec.early, loss_tol=spec.loss_tol,
-                         divergence_factor=spec.divergence_factor, has_val=spec.has_val)  # fmt: skip
+                         divergence_factor=spec.divergence_factor, has_val=spec.has_val, reduce_lr=spec.reduce_lr,
+                         keep_best=spec.keep_best)  # fmt: skip
 
     def one(s, d, su, w):
         s, metrics = end(s, d, su, w)
