@@ -70,7 +70,7 @@ def sync_best(run_path, state, rule: BestCheckpoints, meta: dict) -> list[dict]:
         epoch = epoch0 + 1
         path = best_path(run_path, epoch)
         if epoch not in on_disk:
-            params = jax.device_get(jax.tree.map(lambda a: a[slot], state.top_k.params))
+            params = jax.device_get(jax.tree.map(lambda a, s=slot: a[s], state.top_k.params))
             ckpt.save(path, params, meta={**meta, "best": {"epoch": epoch, "monitor": rule.monitor, "value": value}})
         entries.append({"rank": rank, "epoch": epoch, "value": value, "file": f"{BEST_DIR}/{path.name}"})
     index = {"monitor": rule.monitor, "mode": rule.direction, "k": rule.k, "checkpoints": entries}

@@ -7,7 +7,8 @@ the k slots at each epoch's end, and the host writes the files that changed when
 
 Semantics (tested directly): after each epoch, when a slot is empty or the epoch's value beats the worst kept value
 strictly (``<`` for ``mode="min"``, ``>`` for ``"max"``; a tie keeps the earlier epoch, NaN never enters), the
-epoch's params, value and epoch replace that slot. The slots are unordered; :func:`ranked` orders them best first
+epoch's params, value and epoch take the first empty slot, else the worst one (among equal worst values, the latest
+epoch's). The slots are unordered; :func:`ranked` orders them best first
 (ties: the earlier epoch first).
 """
 
@@ -89,9 +90,13 @@ class BestCheckpoints:
             live: whether the epoch counts (False leaves the state as it is).
         """
         value = jnp.asarray(value, state.values.dtype)
-        worst = jnp.argmax(state.values) if self.direction == "min" else jnp.argmin(state.values)
-        enter = jnp.asarray(live) & (improves(value, state.values[worst], self.direction, 0.0) | (
-            state.epochs[worst] < 0) & ~jnp.isnan(value))  # fmt: skip
+        empty = state.epochs < 0
+        sign = 1 if self.direction == "min" else -1
+        worst_value = jnp.max(sign * state.values)
+        tied = (sign * state.values == worst_value) & ~empty  # among equal worst values, the latest epoch leaves
+        worst = jnp.where(jnp.any(empty), jnp.argmax(empty), jnp.argmax(jnp.where(tied, state.epochs, -2)))
+        enter = jnp.asarray(live) & ~jnp.isnan(value) & (
+            empty[worst] | improves(value, state.values[worst], self.direction, 0.0))  # fmt: skip
 
         def put(slots, new):
             return slots.at[worst].set(jnp.where(enter, new.astype(slots.dtype), slots[worst]))

@@ -111,8 +111,9 @@ class FitResult:
             raise ValueError("this run kept no best epochs: train with TrainConfig(best_checkpoints="
                              "jnn.BestCheckpoints(k=...))")  # fmt: skip
         params = jax.device_get(self.state.top_k.params)
+        order = ranked(self.state.top_k, rule.direction)
         return [BestEpoch(rank, epoch + 1, value, jax.tree.map(lambda a, s=slot: a[s], params))
-                for rank, (slot, epoch, value) in enumerate(ranked(self.state.top_k, rule.direction), start=1)]  # fmt: skip
+                for rank, (slot, epoch, value) in enumerate(order, start=1)]  # fmt: skip
 
     def predict(self, x) -> np.ndarray:
         """Predictions for ``x [n, d]`` (inputs as the training data held them) in evaluation mode, with the
