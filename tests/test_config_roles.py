@@ -15,7 +15,7 @@ from jnn.fields import Boolean, Instance, Interval, Options, names_where
 from jnn.mlp import MLP, MLP_FIELDS, MLP_SWEEP_FIELDS
 from jnn.sweep import AXES, CONFIG_AXES
 from jnn.task import check_task
-from jnn.train import EarlyStopping, Keys, TrainConfig
+from jnn.train import BestCheckpoints, EarlyStopping, Keys, ReduceLROnPlateau, TrainConfig
 from jnn.train.config import PROGRAM_ROLES, RESUME_CHANGES, SWEEP_FIELDS, fields_where
 from jnn.train.program import compiled_caller, optimizer_key
 from jnn.train.run_setup import initial_state
@@ -43,6 +43,8 @@ OTHER = {
     "max_steps": ({}, 9),
     "early_stopping": ({}, None),
     "loss_tol": ({}, EarlyStopping("train_loss", patience=3, min_delta=0.01, restore_best=False)),
+    "reduce_lr": ({}, ReduceLROnPlateau(factor=0.5, patience=1)),
+    "best_checkpoints": ({}, BestCheckpoints(k=2)),
     "val_fraction": ({}, 0.3),
     "stratify": ({}, False),
     "drop_last": ({}, True),
@@ -92,7 +94,7 @@ def test_every_field_declares_its_roles_and_the_table_covers_them():
     for f in _fields():
         assert f.metadata["program"] in PROGRAM_ROLES, f.name
         assert set(f.metadata) == {"program", "resume", "sweep", "cli", "flag", "choices", "nested", "check",
-                                   "optional"}, f.name  # fmt: skip
+                                   "optional", "nested_prefix"}, f.name  # fmt: skip
     assert set(fields_where(program="traced")) == {"learning_rate", "momentum", "weight_decay", "seed"}
     assert set(names_where(MLP, program="traced")) == {"l2", "keep_prob"}
     assert not names_where(MLP, resume=True)  # a resumed run trains the model it began with
@@ -124,7 +126,7 @@ def test_every_field_declares_its_constraint_and_a_value_outside_it_is_refused_n
             with pytest.raises(TypeError, match=rf"^{f.name} must be a bool; got 1"):
                 cls(**{f.name: 1})
         elif isinstance(check, Instance):
-            with pytest.raises(TypeError, match=rf"^{f.name} must be a jnn.EarlyStopping or None"):
+            with pytest.raises(TypeError, match=rf"^{f.name} must be a {re.escape(check.label)} or None"):
                 cls(**{f.name: 3})
 
 
@@ -156,7 +158,12 @@ def test_the_lists_derived_from_the_declarations():
 
 
 #: A value for each flag that sets an attribute of a rule (``--patience`` sets ``early_stopping.patience``).
-NESTED = {"monitor": "train_loss", "patience": 4}
+NESTED = {
+    "early_stopping": {"monitor": "train_loss", "patience": 4},
+    "reduce_lr": {"factor": 0.5, "patience": 2, "monitor": "train_loss", "cooldown": 1, "min_lr": 1e-4,
+                  "min_delta": 0.01},
+    "best_checkpoints": {"k": 2, "monitor": "val_accuracy"},
+}  # fmt: skip
 
 
 def test_every_declared_flag_sets_its_field(tmp_path):
@@ -167,8 +174,8 @@ def test_every_declared_flag_sets_its_field(tmp_path):
     want, want_nested = {}, {}
     for _, f, _, flag, kind, attr, _ in flags:
         if attr is not None:
-            nested_argv += [flag, str(NESTED[attr])]
-            want_nested[attr] = NESTED[attr]
+            nested_argv += [flag, str(NESTED[f.name][attr])]
+            want_nested.setdefault(f.name, {})[attr] = NESTED[f.name][attr]
         elif kind == "negate":
             argv.append(flag)
             want[f.name] = None if f.metadata["nested"] else False
@@ -178,8 +185,10 @@ def test_every_declared_flag_sets_its_field(tmp_path):
             want[f.name] = value
     _, config, mlp = cli._train_config(cli.build_parser().parse_args(["train", *argv]))
     assert {k: getattr(mlp if k in MLP_FIELDS else config, k) for k in want} == want
-    assert set(want_nested) == set(NESTED)
+    assert want_nested == NESTED
     _, config, _ = cli._train_config(cli.build_parser().parse_args(["train", *nested_argv]))
-    assert config.early_stopping == EarlyStopping(**want_nested)  # the other attributes: the default rule's
+    assert config.early_stopping == EarlyStopping(**NESTED["early_stopping"])  # the others: the default rule's
+    assert config.reduce_lr == ReduceLROnPlateau(**NESTED["reduce_lr"])  # a rule off by default: turned on
+    assert config.best_checkpoints == BestCheckpoints(**NESTED["best_checkpoints"])
     with pytest.raises(ValueError, match="--patience sets early_stopping, which is off"):
         cli._train_config(cli.build_parser().parse_args(["train", "--no-early-stopping", "--patience", "3"]))

@@ -172,7 +172,8 @@ class TrainConfig:
                                        "restore_best=False)"), optional=True,
     )  # fmt: skip
     reduce_lr: ReduceLROnPlateau | None = role_field(
-        None, "static", cli="", nested_prefix="plateau",
+        None, "static", cli="Keras's ReduceLROnPlateau on device, off unless a --plateau-* flag is given",
+        nested_prefix="plateau",
         nested={
             "factor": "reduce the learning rate by this factor in (0, 1) when --plateau-monitor stops improving "
             "(Keras's ReduceLROnPlateau, on device; default off)",
@@ -185,7 +186,8 @@ class TrainConfig:
         check=Instance(ReduceLROnPlateau, "jnn.ReduceLROnPlateau", "None keeps the rate"), optional=True,
     )  # fmt: skip
     best_checkpoints: BestCheckpoints | None = role_field(
-        None, "static", cli="", nested_prefix="best",
+        None, "static", cli="the k best epochs' params in RUN/best, off unless --best-k is given",
+        nested_prefix="best",
         nested={
             "k": "keep the params of the k best epochs by --best-monitor in RUN/best (on device; default off)",
             "monitor": "metric that ranks the kept epochs (default {default})",
