@@ -125,3 +125,16 @@ def test_wide_csv_benchmark_reads_trains_and_predicts_on_every_width(tmp_path):
     assert [r["columns"] for r in rows] == [50, 500]
     assert all(r["read_s"] > 0 and r["train_s"] > 0 and r["predict_s"] > 0 for r in rows)
     assert "| 500 | 40 |" in (tmp_path / "table.md").read_text()
+
+
+def test_keras_rules_benchmark_quick_times_every_variant(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "keras_rules.py"), "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["ratio_to_plain"]) == {"plain", "plateau", "best-3", "both", "plain, run folder",
+                                          "both, run folder", "plain, run folder, checkpoint every 10",
+                                          "both, run folder, checkpoint every 10",
+                                          "host best-3 (needs params every epoch)"}  # fmt: skip
+    assert res["ratio_to_plain"]["plain"] == 1.0 and all(v > 0 for v in res["median_seconds_per_epoch"].values())
+    assert "| both, run folder |" in (tmp_path / "table.md").read_text()

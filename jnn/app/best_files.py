@@ -1,7 +1,9 @@
 """The best k epochs of a run as files: ``RUN/best/epoch-EEEEEE.npz`` and ``RUN/best/best.json``.
 
-The slots live on device (:mod:`jnn.train.best_k`); :func:`sync_best` runs at call boundaries (after every compiled
-call and at the end) and brings the folder in line with them: the params of an epoch that entered the k best are
+The slots live on device (:mod:`jnn.train.best_k`); :func:`sync_best` runs at the call boundaries where the run
+folder writes ``checkpoint.npz`` (every ``checkpoint_every`` epochs, and at the end), so that the files always
+belong to the state the checkpoint holds (a run resumed after ``kill -9`` finds them in line with its state), and
+brings the folder in line with the slots: the params of an epoch that entered the k best are
 written (a ``model.npz``-like file: the run's metadata and the params, entries named by path), ``best.json`` is
 replaced atomically, and only then are the files of epochs that left removed, so that ``best.json`` always names
 files that exist. ``jnn.load_run(path, best=r)`` loads the r-th best (1: the best).

@@ -7,9 +7,10 @@ callbacks); everything the folder holds is written through the hooks of :mod:`jn
 ``config.json`` and, to resume, restores the state and history).
 
 - ``on_train_begin``: the live history files (``history.csv`` every epoch, ``history.json``, TensorBoard);
-- ``on_call_end``: after every compiled call, the live files, ``checkpoint.npz`` at every multiple of
-  ``config.checkpoint_every`` (calls end there: ``every``) and, with ``config.best_checkpoints``, the files of the
-  k best epochs in ``best/`` (tracked on device; see :mod:`jnn.app.best_files`);
+- ``on_call_end``: after every compiled call, the live files, and at every multiple of ``config.checkpoint_every``
+  (calls end there: ``every``) ``checkpoint.npz`` and, with ``config.best_checkpoints``, the files of the k best
+  epochs in ``best/`` (tracked on device, see :mod:`jnn.app.best_files`; written with each checkpoint, so that
+  they always belong to the state ``checkpoint.npz`` holds);
 - ``on_train_end``: ``checkpoint.npz``, ``model.npz`` and ``summary.json`` (also for a run that a signal
   or ``stop_at_epoch`` ended), then the lock is released; ``on_train_abort`` releases it.
 
@@ -146,7 +147,7 @@ class RunFolder(RunStore, HoldsLock):
         self._live.update()
         if self.every and epoch % self.every == 0:
             save_checkpoint(self.path, state, self._records, self._meta, self._config.keep_checkpoints)
-        self._sync_best(state)
+            self._sync_best(state)  # best/ moves with checkpoint.npz: a resumed run finds the files of its state
 
     def _sync_best(self, state) -> None:
         """``best/``: the params of the k best epochs tracked on device (see :mod:`jnn.app.best_files`)."""
