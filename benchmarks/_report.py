@@ -18,7 +18,7 @@ def save_report(out, results: dict, table: str) -> Path:
 
 
 def finish(out, results: dict, table: str) -> int:
-    """Print a benchmark's table, write it with ``results.json`` into ``out`` (:func:`save_report`), say where, and
+    """Print a benchmark's table, write it with ``results.json`` into ``out`` (``save_report``), say where, and
     return the exit code 0."""
     print(table)
     folder = save_report(out, results, table)

@@ -98,7 +98,7 @@ def _refit_epochs(res, k: int, seeds: int) -> int:
 
 def _fresh_seeds(train, test, res, k: int, seeds: int) -> dict:
     """Member ``k``'s recipe trained again with each fresh seed and scored on the test set, twice: as searched
-    (early stopping on the validation split) and refit on every training row for :func:`_refit_epochs` epochs."""
+    (early stopping on the validation split) and refit on every training row for ``_refit_epochs`` epochs."""
     quiet = [jnn.Progress(bar=False, log_every=0)]
     epochs = _refit_epochs(res, k, seeds)
     accs, refit = [], []

@@ -31,7 +31,7 @@ times, timed from nothing built (the inputs already host arrays, the backend sta
 first epoch: parameter init, data placement, tracing, compiling and running it, for jnn.fit and raw JAX
 alike; ``warm``: then, in the same process, a second run with another seed (jnn.fit: a new ``fit`` call;
 raw JAX: new params through the same jitted functions); ``disk``: a fresh process whose programs come
-from JAX's on-disk compilation cache (the command line's, :func:`jnn.app.cli.compile_cache_dir`) filled by an
+from JAX's on-disk compilation cache (the command line's, ``jnn.app.cli.compile_cache_dir``) filled by an
 earlier process. Compile overhead = cold first epoch − steady epoch. Peak memory of that process: the
 device's ``peak_bytes_in_use`` on a GPU/TPU, the growth of peak resident memory on CPU.
 
@@ -242,7 +242,7 @@ def rss(field: str) -> int:
 
 
 def peak_memory(base: int) -> dict:
-    """The peak memory since :func:`reset_peak_memory` returned ``base``: the device's ``peak_bytes_in_use`` on
+    """The peak memory since ``reset_peak_memory`` returned ``base``: the device's ``peak_bytes_in_use`` on
     a GPU/TPU, else the growth of the resident peak over ``base``."""
     dev = jax.devices()[0]
     stats = dev.memory_stats() if dev.platform != "cpu" else None
@@ -279,7 +279,7 @@ def first_epochs(workload: str, stack: str, quick: bool) -> dict:
 
 
 def cold_starts(workload: str, quick: bool, reps: int) -> dict:
-    """:func:`first_epochs` of every stack, each in ``reps`` fresh processes (stacks interleaved), plus, for
+    """``first_epochs`` of every stack, each in ``reps`` fresh processes (stacks interleaved), plus, for
     jnn.fit and the raw stacks, a fresh process that loads the programs from an on-disk cache filled by
     another one (``disk``). Medians: ``{stack: {"cold", "warm", "disk", "peak_bytes"}}``."""
     runs = {k: [] for k in STACKS}

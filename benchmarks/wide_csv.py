@@ -6,7 +6,7 @@ Usage:
 For each width it writes a CSV of ``--rows`` rows × that many numeric feature columns plus a 0/1 target (random
 normal features, a target from the sign of their sum), then, in this process:
 
-- ``read``: :func:`jnn.app.tabular.read_table` of the whole file (two streaming passes);
+- ``read``: ``jnn.app.tabular.read_table`` of the whole file (two streaming passes);
 - ``train``: ``jnn train --data FILE --hidden 8 --max-epochs 2`` (CLI, in process), reading included;
 - ``predict``: ``jnn predict RUN --data FILE`` (picks the model's columns by name: a dict lookup per column).
 

@@ -29,5 +29,5 @@ _ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc):(<code>)")
 
 
 def on_page_content(html: str, page, config, files) -> str:
-    """Docstrings use Sphinx roles (``:class:`jnn.MLP```); the site shows their code span without the role."""
+    """Docstrings use Sphinx roles (````jnn.MLP````); the site shows their code span without the role."""
     return _ROLE.sub(r"\1", html)

@@ -2,7 +2,7 @@
 config dict, results files, seed statistics and validation of experiment configs.
 
 An experiment script defines ``DEFAULTS`` (a dict), ``run(config) -> results`` and calls
-:func:`main` with them; ``--key value`` flags override the defaults, with the type of the default.
+``main`` with them; ``--key value`` flags override the defaults, with the type of the default.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def seed_stats(values) -> dict:
 
 
 def train_config(recipe: dict, **overrides) -> tuple[TrainConfig, MLP]:
-    """``(TrainConfig, MLP)`` from a flat recipe dict plus overrides: the keys that are :class:`jnn.MLP` fields
+    """``(TrainConfig, MLP)`` from a flat recipe dict plus overrides: the keys that are ``jnn.MLP`` fields
     describe the network, the others the training (validated; errors name the field)."""
     training, model = split_mlp_keys({**recipe, **overrides})
     return TrainConfig.from_dict(training), MLP.from_dict(model)
@@ -149,7 +149,7 @@ def train_seeds(name: str, train, test, recipe: dict, seeds, **overrides) -> tup
     Args:
         name: label printed in the progress lines.
         train, test: Datasets.
-        recipe: TrainConfig and MLP fields (see :func:`train_config`).
+        recipe: TrainConfig and MLP fields (see ``train_config``).
         seeds: training seeds.
         **overrides: fields that replace the recipe's.
 

@@ -3,7 +3,7 @@
 Usage:
     python experiments/custom_model.py [--out runs/custom_model] [--max-epochs 400]
 
-jnn ships no residual network and no regression head; this script writes one as a :class:`jnn.Task`
+jnn ships no residual network and no regression head; this script writes one as a ``jnn.Task``
 (pure ``init``/``apply``, the built-in ``"mse"`` loss, a λΣw² penalty with λ in ``hyper``) and gets
 from ``jnn.fit`` what a hand-written loop lacks: compiled epochs, early stopping on ``val_r2``,
 checkpoints with bitwise resume, and a sweep over λ in one compile. It also trains the same model with

@@ -1,7 +1,7 @@
 """jnn: functional feed-forward neural-network training on JAX.
 
 The public API, re-exported by name. Parameters are plain pytrees (the built-in MLP: a list of
-``{"w", "b"}`` dicts; a :class:`jnn.Task` may use any pytree); every function is pure and takes its
+``{"w", "b"}`` dicts; a ``jnn.Task`` may use any pytree); every function is pure and takes its
 PRNG key explicitly.
 """
 
@@ -121,7 +121,7 @@ __all__ = [
 ]
 
 
-#: The application wing's public names (:mod:`jnn.app`), imported on first use: ``import jnn`` loads only the core.
+#: The application wing's public names (``jnn.app``), imported on first use: ``import jnn`` loads only the core.
 _APP_NAMES = {
     "TrainedModel": "trained",
     "load_run": "trained",
@@ -138,8 +138,8 @@ _CORE_MODULES = ("sweep", "search", "axes", "schedulers", "cluster", "tpe", "pro
 
 
 def __getattr__(name: str):
-    """The application wing's public names (:data:`_APP_NAMES`), its ``checkpoint``, ``plots`` and ``tune``
-    modules, and the study modules of :data:`_CORE_MODULES` (``jnn.sweep``), on first use."""
+    """The application wing's public names (``_APP_NAMES``), its ``checkpoint``, ``plots`` and ``tune``
+    modules, and the study modules of ``_CORE_MODULES`` (``jnn.sweep``), on first use."""
     import importlib
 
     if name in ("checkpoint", "plots", "tune"):  # plots needs matplotlib, tune Ray Tune (pip install 'jnn[ray]')

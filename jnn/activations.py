@@ -4,8 +4,8 @@ Each derivative takes the pre-activation ``z`` and the cached activation ``a = g
 pass, and uses ``a`` where the derivative can be written in it (sigmoid: a(1−a); tanh: 1−a²), so the
 backward pass reuses what the forward pass stored, as the lecture's two-stage algorithm does.
 
-The functions accept jax arrays (used by :mod:`jnn.model` and :mod:`jnn.backprop.vectorized`) and
-NumPy float64 arrays or scalars (used by the node-level reference :mod:`jnn.backprop.nodes`, which
+The functions accept jax arrays (used by ``jnn.model`` and ``jnn.backprop.vectorized``) and
+NumPy float64 arrays or scalars (used by the node-level reference ``jnn.backprop.nodes``, which
 must stay in float64 whatever JAX's x64 flag says).
 """
 
@@ -112,7 +112,7 @@ def get_activation(name: str) -> Activation:
         name: one of ``relu``, ``sigmoid``, ``tanh``, ``identity``, ``softplus``, ``leaky_relu``.
 
     Returns:
-        The :class:`Activation` row with ``fn`` and ``deriv``.
+        The ``Activation`` row with ``fn`` and ``deriv``.
 
     Raises:
         TypeError: if ``name`` is not a string.

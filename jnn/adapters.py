@@ -1,4 +1,4 @@
-"""Models of the JAX ecosystem as :class:`jnn.Task` objects: Equinox modules and Flax NNX modules.
+"""Models of the JAX ecosystem as ``jnn.Task`` objects: Equinox modules and Flax NNX modules.
 
 Both adapters split the module into its float arrays (the params the engine trains, checkpoints and sweeps) and
 the rest (structure, static fields, RNG state), and rebuild it inside ``apply``. The engine's step key reaches the
@@ -13,9 +13,9 @@ module's randomness (dropout), so each step draws new masks and a seed sweep var
 
 Either adapter takes a built module (its params are the initial params whatever the seed) or a function
 ``make(key) -> module`` (the initial params come from the run's seed, as the built-in MLP's do). Errors that the
-user's framework raises while jnn traces a piece are reported naming the piece (:func:`jnn.task.check_task`).
-:meth:`jnn.Task.from_equinox` and :meth:`jnn.Task.from_nnx` build the task; this module gives them its
-``(init, apply)`` and never imports :mod:`jnn.task`.
+user's framework raises while jnn traces a piece are reported naming the piece (``jnn.task.check_task``).
+``jnn.Task.from_equinox`` and ``jnn.Task.from_nnx`` build the task; this module gives them its
+``(init, apply)`` and never imports ``jnn.task``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def _hyper_setter(set_hyper, hyper):
 
 def equinox_functions(model, *, hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
                       batched: bool = False) -> tuple[Callable, Callable]:  # fmt: skip
-    """The ``(init, apply)`` of a :class:`jnn.Task` training an Equinox module (see the module docstring);
-    :meth:`jnn.Task.from_equinox` builds the task from them.
+    """The ``(init, apply)`` of a ``jnn.Task`` training an Equinox module (see the module docstring);
+    ``jnn.Task.from_equinox`` builds the task from them.
 
     Args:
         model: an ``eqx.Module``, or ``make(key) -> eqx.Module`` (the params then come from the run's seed).
@@ -85,8 +85,8 @@ def equinox_functions(model, *, hyper: Mapping[str, float] | None = None, set_hy
 
 def nnx_functions(module, *, hyper: Mapping[str, float] | None = None,
                   set_hyper: Callable | None = None) -> tuple[Callable, Callable]:  # fmt: skip
-    """The ``(init, apply)`` of a :class:`jnn.Task` training a Flax NNX module (see the module docstring);
-    :meth:`jnn.Task.from_nnx` builds the task from them.
+    """The ``(init, apply)`` of a ``jnn.Task`` training a Flax NNX module (see the module docstring);
+    ``jnn.Task.from_nnx`` builds the task from them.
 
     Args:
         module: an ``nnx.Module`` taking the batch ``[batch, d_in]``, or ``make(key) -> nnx.Module`` (built with

@@ -2,12 +2,12 @@
 
 ``sweep(train, keep_prob=[0.7, 0.8, 0.9], seed=[0, 1, 2])`` trains the grid it reads as: 9 members, every
 keep_prob with every seed. Axes pair up one to one (3 members: the first keep_prob with the first seed, ...) only
-when the call says so: ``combine="zip"`` pairs every list axis, and :func:`zipped` pairs some axes inside a grid
+when the call says so: ``combine="zip"`` pairs every list axis, and ``zipped`` pairs some axes inside a grid
 of the others::
 
     sweep(train, **zipped(learning_rate=[0.1, 0.03], batch_size=[128, 32]), seed=[0, 1, 2])  # 2 pairs x 3 seeds
 
-:func:`grid` gives the Cartesian product as equal-length member lists (``grid(seed=[0, 1], l2=[0.0, 1e-4])`` has
+``grid`` gives the Cartesian product as equal-length member lists (``grid(seed=[0, 1], l2=[0.0, 1e-4])`` has
 4 values per axis) marked as already combined, so ``sweep(train, **grid(...))`` trains those 4 members under
 either rule. A random search's draws (``samples=N``) form one block of N members the same way: a list axis beside
 them is a grid axis (each draw with every value, as in Ray Tune's ``grid_search`` with ``num_samples``) unless
@@ -27,7 +27,7 @@ COMBINE = ("grid", "zip")
 
 
 class Joint(list):
-    """The values of one axis of axes already combined into members (by :func:`grid`, :func:`zipped` or a random
+    """The values of one axis of axes already combined into members (by ``grid``, ``zipped`` or a random
     search's draws): the axes that carry the same ``block`` move together, one member per position."""
 
     def __init__(self, values, block: object):
@@ -92,13 +92,13 @@ def combine(axes: dict, how: str = "grid") -> dict[str, list]:
     """The members' axes: ``{axis: [value per member]}``, all of one length.
 
     Args:
-        axes: ``{axis: list}``; values of :class:`Joint` blocks (:func:`grid`, :func:`zipped`, a search's draws)
+        axes: ``{axis: list}``; values of ``Joint`` blocks (``grid``, ``zipped``, a search's draws)
             move together.
         how: ``"grid"``: every block and every other list axis is one axis of a Cartesian product; ``"zip"``:
             the plain lists pair one to one (with each other and with the blocks; all must have one length).
 
     Raises:
-        ValueError: ``how`` not in :data:`COMBINE`, an empty or non-list axis, or (``"zip"``) unequal lengths.
+        ValueError: ``how`` not in ``COMBINE``, an empty or non-list axis, or (``"zip"``) unequal lengths.
     """
     if how not in COMBINE:
         raise ValueError(f"combine must be one of {list(COMBINE)}; got {how!r}")

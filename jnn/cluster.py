@@ -3,10 +3,10 @@
 ``sweep(..., strategy="programs", cluster="ray")`` (a Ray this process is connected to) or ``cluster="HOST:PORT"``
 (``ray.init(address=...)`` first) runs the sweep exactly as on one machine (the same sweep folder, lock,
 checkpoints, resume, callbacks and scheduler, all in this process) except where a member's calls run: each call of
-a few epochs of one member is a Ray task (:func:`_member_call`) that runs the member's own fit's program in a worker
+a few epochs of one member is a Ray task (``_member_call``) that runs the member's own fit's program in a worker
 process of some node, from the member's state, and returns its new state and summary rows. What travels:
 
-- the program's recipe (the task, config and optimizer, :class:`RayMembers`'s ``spec``) and the stacked epoch arrays
+- the program's recipe (the task, config and optimizer, ``RayMembers``'s ``spec``) and the stacked epoch arrays
   of the members go into the object store **once** per shape group; a worker process builds the program once per
   recipe (its compile cache lives as long as the process) and takes a member's row of the arrays once;
 - per call, the member's state (its params and optimizer state) there and back.
@@ -83,13 +83,13 @@ def _member_call(spec, data, member: int, state, n: int):
 
 
 class RayMembers(MemberThreads):
-    """:class:`jnn.train.member_threads.MemberThreads` whose calls run as Ray tasks (:func:`_member_call`): the
+    """``jnn.train.member_threads.MemberThreads`` whose calls run as Ray tasks (``_member_call``): the
     sweep's host loop, folder and callbacks stay in this process; ``workers`` threads here each wait on one task at
     a time (default: the cluster's CPUs).
 
     Args:
         inner: the local caller of one member's program (its call-length rule; it is never called here).
-        spec: the keyword arguments of :func:`jnn.train.program.compiled_caller` that build that program.
+        spec: the keyword arguments of ``jnn.train.program.compiled_caller`` that build that program.
         members: M.
         workers: tasks in flight at once.
     """

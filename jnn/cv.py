@@ -1,4 +1,4 @@
-"""k-fold cross-validation: every fold a :func:`jnn.fit` on the other folds, scored on its own, and the folds pooled.
+"""k-fold cross-validation: every fold a ``jnn.fit`` on the other folds, scored on its own, and the folds pooled.
 
 scikit-learn's ``cross_validate`` for jnn's engine (``jnn cv`` on the command line)::
 
@@ -9,7 +9,7 @@ scikit-learn's ``cross_validate`` for jnn's engine (``jnn cv`` on the command li
 The folds are a keyed permutation of the rows (``seed``), stratified by class for class labels (each class's rows
 dealt round the folds), so every fold holds about ``n / folds`` rows and the classes' shares. Each fold's fit runs
 under the same config (its own validation split, for early stopping, is carved from the fold's training rows) and
-is scored by :func:`jnn.evaluate` on the held-out fold: no row is ever scored by a model that trained on it.
+is scored by ``jnn.evaluate`` on the held-out fold: no row is ever scored by a model that trained on it.
 """
 
 from __future__ import annotations
@@ -51,13 +51,13 @@ def kfold(ds: Dataset, folds: int, *, seed: int = 0, stratify: bool = True) -> l
 
 @dataclass(frozen=True)
 class CVResult:
-    """What :func:`cross_validate` returns.
+    """What ``cross_validate`` returns.
 
     Attributes:
         rows: one dict per fold: ``fold``, ``n_train``, ``n_test``, ``epochs``, ``stopped_by`` and the held-out
             fold's loss and metrics (``test_<metric>``).
         pooled: ``{metric: {"mean", "std", "ci_low", "ci_high", "n"}}`` over the folds (Student t interval).
-        fits: each fold's :class:`jnn.FitResult`.
+        fits: each fold's ``jnn.FitResult``.
         folds: each fold's held-out row indices.
     """
 
@@ -80,18 +80,18 @@ def cross_validate(train: Dataset, config=None, *, task=None, folds: int = 5, se
 
     Args:
         train: the data.
-        config: the :class:`jnn.TrainConfig` of every fold's fit (default ``TrainConfig()``).
-        task: the model (:class:`jnn.MLP` or :class:`jnn.Task`; default ``MLP()``).
+        config: the ``jnn.TrainConfig`` of every fold's fit (default ``TrainConfig()``).
+        task: the model (``jnn.MLP`` or ``jnn.Task``; default ``MLP()``).
         folds: k.
         seed: the folds' permutation seed (the fits' own seed is ``config.seed``).
         stratify: stratified folds for class labels.
         confidence: the pooled interval's level.
-        callbacks_for: ``fold -> list of callbacks`` for each fold's fit (e.g. a :class:`jnn.RunFolder` per fold);
+        callbacks_for: ``fold -> list of callbacks`` for each fold's fit (e.g. a ``jnn.RunFolder`` per fold);
             default: no progress display.
-        **fit_kw: passed on to :func:`jnn.fit` (``class_weight``, ``optimizer``).
+        **fit_kw: passed on to ``jnn.fit`` (``class_weight``, ``optimizer``).
 
     Returns:
-        The :class:`CVResult`.
+        The ``CVResult``.
     """
     from jnn.mlp import MLP
     from jnn.train import TrainConfig, evaluate, fit

@@ -36,17 +36,17 @@ class Dataset:
       dtype of ``x``;
     - integer/bool ``[n, k]``: multi-label targets in {0, 1} (``loss="multilabel"``).
 
-    Which targets a loss accepts is checked when training starts (:func:`jnn.task.check_task`).
+    Which targets a loss accepts is checked when training starts (``jnn.task.check_task``).
 
     Attributes:
         x: inputs ``[n, d_in]``, finite floats: an array, or rows kept out of memory (a
-            :class:`jnn.disk.RowSource` such as a :class:`jnn.disk.DiskArray`, an ``np.memmap`` of a ``.npy``, or
-            the file's path): checked in chunks, subsets are index arrays, :func:`jnn.fit` streams its minibatches.
+            ``jnn.disk.RowSource`` such as a ``jnn.disk.DiskArray``, an ``np.memmap`` of a ``.npy``, or
+            the file's path): checked in chunks, subsets are index arrays, ``jnn.fit`` streams its minibatches.
         y: targets as above.
         num_classes: number of classes (2 for binary tasks) for class labels, inferred as ``max(y) + 1``
             (at least 2) when omitted; None for other targets.
         sample_weight: optional ``[n]`` non-negative finite example weights: each example's loss counts
-            with its weight (the loss is the weighted mean, see :func:`jnn.losses.masked_mean`).
+            with its weight (the loss is the weighted mean, see ``jnn.losses.masked_mean``).
     """
 
     x: np.ndarray
@@ -145,7 +145,7 @@ def split(ds: Dataset, fractions, *, key, stratify: bool = True) -> tuple[Datase
             for targets that are not class labels.
 
     Returns:
-        One :class:`Dataset` per fraction, each non-empty.
+        One ``Dataset`` per fraction, each non-empty.
 
     Raises:
         ValueError: on bad fractions or when a part would be empty.

@@ -1,14 +1,14 @@
 """Inputs that stay out of memory: row sources read on demand, a ``.npy`` file read by rows among them.
 
-A :class:`RowSource` is a 2-D array ``[n, d]`` that gives its rows when asked (``fetch(rows)``), in the manner of
-a random-access data source (grain's ``RandomAccessDataSource``): :class:`jnn.data.Dataset` accepts one as ``x``,
-checks it in chunks, and :func:`jnn.fit` streams its minibatches in the keyed order of the run
-(:mod:`jnn.train.streaming`), bit for bit the run on the same rows in memory. Subclass it for your own storage
+A ``RowSource`` is a 2-D array ``[n, d]`` that gives its rows when asked (``fetch(rows)``), in the manner of
+a random-access data source (grain's ``RandomAccessDataSource``): ``jnn.data.Dataset`` accepts one as ``x``,
+checks it in chunks, and ``jnn.fit`` streams its minibatches in the keyed order of the run
+(``jnn.train.streaming``), bit for bit the run on the same rows in memory. Subclass it for your own storage
 (shards, a database, a decoder): implement ``shape``, ``dtype`` and ``fetch``.
 
-:class:`DiskArray` is the one jnn ships: a ``.npy`` file (or an ``np.memmap`` of one) read with ``os.pread`` into
+``DiskArray`` is the one jnn ships: a ``.npy`` file (or an ``np.memmap`` of one) read with ``os.pread`` into
 buffers it returns, never mapped, so the process holds only the rows it asked for (a memory map would keep every
-page it touched resident). A view (``src[index_array]``, a :class:`RowView`) is a list of rows of its source: a
+page it touched resident). A view (``src[index_array]``, a ``RowView``) is a list of rows of its source: a
 validation split of a 20 GB file is an index array, not a copy.
 """
 
@@ -27,9 +27,9 @@ CHUNK_BYTES = 1 << 26
 class RowSource:
     """A 2-D array ``[n, d]`` whose rows are read on demand (subclass it; see the module docstring).
 
-    A subclass sets ``shape`` (``(n, d)``) and ``dtype`` and implements :meth:`fetch`. Everything else is
-    given: ``len``, :meth:`read`, views (``src[i:j]``, ``src[index_array]``), :meth:`chunks`, and an
-    ``np.asarray`` that refuses to load more than :data:`CHUNK_BYTES` at once.
+    A subclass sets ``shape`` (``(n, d)``) and ``dtype`` and implements ``fetch``. Everything else is
+    given: ``len``, ``read``, views (``src[i:j]``, ``src[index_array]``), ``chunks``, and an
+    ``np.asarray`` that refuses to load more than ``CHUNK_BYTES`` at once.
     """
 
     shape: tuple[int, int]
@@ -73,7 +73,7 @@ class RowSource:
 
     def chunks(self, rows: int | None = None):
         """``(start, values)`` over this source in order, ``rows`` rows at a time (default: about
-        :data:`CHUNK_BYTES` per chunk)."""
+        ``CHUNK_BYTES`` per chunk)."""
         n = len(self)
         step = rows or max(1, CHUNK_BYTES // max(1, int(self.shape[1]) * np.dtype(self.dtype).itemsize))
         for start in range(0, n, step):
@@ -91,7 +91,7 @@ class RowSource:
 
 
 class RowView(RowSource):
-    """Some rows of a :class:`RowSource`, in a given order (what ``source[index_array]`` returns).
+    """Some rows of a ``RowSource``, in a given order (what ``source[index_array]`` returns).
 
     Args:
         base: the source (a view of a view points at the first source).
@@ -222,7 +222,7 @@ _CHECKED: dict = {}  # cache_key -> True once a whole source was found finite
 
 def check_finite(x: RowSource, name: str = "x") -> None:
     """Raise a ValueError naming ``name`` when ``x`` holds NaN or Inf, read in chunks (a whole source found finite
-    is remembered under its :meth:`RowSource.cache_key`, so its views and splits are not read again)."""
+    is remembered under its ``RowSource.cache_key``, so its views and splits are not read again)."""
     base = x.base if isinstance(x, RowView) else x
     key = base.cache_key()
     if key is not None and _CHECKED.get(key):
@@ -243,7 +243,7 @@ def in_memory(x):
 
 
 def open_npy(path) -> DiskArray:
-    """A :class:`DiskArray` of the ``.npy`` file at ``path`` (read by rows when trained on)."""
+    """A ``DiskArray`` of the ``.npy`` file at ``path`` (read by rows when trained on)."""
     return DiskArray(path)
 
 

@@ -2,7 +2,7 @@
 
 A result holds params, optimiser state and histories; Python's default dataclass repr prints them all (a
 ``FitResult`` of the default MNIST-1D run printed 35,052 characters). The views here name what a reader looks for
-(how the run stopped, its size, the last metrics, a sweep's best member) in at most :data:`MAX_LINES` lines.
+(how the run stopped, its size, the last metrics, a sweep's best member) in at most ``MAX_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def last_metrics(history) -> str:
 
 
 def text_table(rows: list[dict], columns: list[str]) -> list[str]:
-    """Aligned lines of ``rows`` (at most :data:`MAX_ROWS`, then a line counting the others)."""
+    """Aligned lines of ``rows`` (at most ``MAX_ROWS``, then a line counting the others)."""
     shown = [[fmt(r.get(c)) for c in columns] for r in rows[:MAX_ROWS]]
     table = [columns] + shown
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
@@ -57,7 +57,7 @@ def text_table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def html_view(title: str, items: list[tuple[str, str]], rows: list[dict] | None = None, columns=None) -> str:
     """A small HTML block: a bold title, ``name: value`` items, and optionally a table of rows (at most
-    :data:`MAX_ROWS`)."""
+    ``MAX_ROWS``)."""
     esc = html.escape
     out = [f"<div><b>{esc(title)}</b><ul>"] + [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in items] + ["</ul>"]
     if rows:

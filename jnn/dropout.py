@@ -100,7 +100,7 @@ class Dropout:
         return threefry.bernoulli(jax.random.fold_in(key, layer), self.keep_prob, shape)
 
     def factor_from_mask(self, keep, dtype):
-        """The training multiplier for a mask from :meth:`keep_mask`: ``keep / p`` (inverted) or ``keep``.
+        """The training multiplier for a mask from ``keep_mask``: ``keep / p`` (inverted) or ``keep``.
 
         Args:
             keep: bool array, True where a unit is kept.

@@ -1,4 +1,4 @@
-"""Dataclass fields that declare their roles once, in their metadata (:class:`jnn.TrainConfig`, :class:`jnn.MLP`).
+"""Dataclass fields that declare their roles once, in their metadata (``jnn.TrainConfig``, ``jnn.MLP``).
 
 From one declaration per field the engine derives the compile key (``program``), the resume policy (``resume``),
 the sweep axes (``sweep``) and the command line's flags and help (``cli``, ``flag``, ``choices``, ``nested``);
@@ -59,7 +59,7 @@ class Options:
     values: tuple[str, ...]
 
     def __call__(self, name: str, value: Any) -> Any:
-        """``value`` if it is one of :attr:`values`, else a ValueError listing them."""
+        """``value`` if it is one of ``values``, else a ValueError listing them."""
         return V.check_choice(name, value, list(self.values))
 
 
@@ -76,14 +76,14 @@ class Boolean:
 
 @dataclass(frozen=True)
 class Instance:
-    """An instance of a class (a nested settings record such as :class:`jnn.EarlyStopping`)."""
+    """An instance of a class (a nested settings record such as ``jnn.EarlyStopping``)."""
 
     cls: type
     label: str
     hint: str = ""
 
     def __call__(self, name: str, value: Any) -> Any:
-        """``value`` if it is an instance of :attr:`cls`, else a TypeError naming :attr:`label`."""
+        """``value`` if it is an instance of ``cls``, else a TypeError naming ``label``."""
         if not isinstance(value, self.cls):
             raise TypeError(f"{name} must be a {self.label} or None ({self.hint}); got {value!r}")
         return value
@@ -91,7 +91,7 @@ class Instance:
 
 def check_fields(obj) -> None:
     """Check every field of the frozen dataclass ``obj`` against its declared constraint (``check``, or
-    :class:`Options` from ``choices``), in field order; a field declared ``optional`` may be None. A checked float
+    ``Options`` from ``choices``), in field order; a field declared ``optional`` may be None. A checked float
     is stored back as a Python float.
 
     Raises:
@@ -115,8 +115,8 @@ def role_field(default, program: str, *, resume: bool = False, sweep: bool = Fal
 
     Args:
         default: the default value.
-        program: one of :data:`PROGRAM_ROLES`.
-        resume: a resumed run may change it (:data:`jnn.train.config.RESUME_CHANGES`).
+        program: one of ``PROGRAM_ROLES``.
+        resume: a resumed run may change it (``jnn.train.config.RESUME_CHANGES``).
         sweep: ``jnn.sweep`` takes it as an axis.
         cli: the help of its command-line flag (``{default}`` is replaced by the default); None: no flag.
             A bool that defaults to True gets ``--no-<name>``.
@@ -128,14 +128,14 @@ def role_field(default, program: str, *, resume: bool = False, sweep: bool = Fal
         nested_prefix: name the nested flags ``--<prefix>-<attribute>`` (``--plateau-patience``); for a rule that
             is off by default (default None): any of its flags turns it on, the attributes left out keep the rule
             class's defaults, and there is no ``--no-<name>``.
-        check: the constraint its value must meet (:class:`Interval`, :class:`Options`, :class:`Boolean`,
-            :class:`Instance`, or any ``check(name, value) -> value`` raising TypeError/ValueError);
-            :func:`check_fields` applies it. Default: :class:`Options` of ``choices`` when given, a bool default
-            gets :class:`Boolean`, else nothing is checked.
+        check: the constraint its value must meet (``Interval``, ``Options``, ``Boolean``,
+            ``Instance``, or any ``check(name, value) -> value`` raising TypeError/ValueError);
+            ``check_fields`` applies it. Default: ``Options`` of ``choices`` when given, a bool default
+            gets ``Boolean``, else nothing is checked.
         optional: None is allowed besides the constrained values.
 
     Raises:
-        ValueError: ``program`` is not one of :data:`PROGRAM_ROLES`.
+        ValueError: ``program`` is not one of ``PROGRAM_ROLES``.
     """
     if program not in PROGRAM_ROLES:
         raise ValueError(f"program must be one of {PROGRAM_ROLES}; got {program!r}")

@@ -1,4 +1,4 @@
-"""Per-epoch metrics of a run (its files, ``history.json`` and ``history.csv``: :mod:`jnn.app.history_files`)."""
+"""Per-epoch metrics of a run (its files, ``history.json`` and ``history.csv``: ``jnn.app.history_files``)."""
 
 from __future__ import annotations
 

@@ -41,8 +41,8 @@ def init_mlp(key: PRNGKey, sizes, *, scheme: str = "lecun_normal", dtype="float3
     Args:
         key: PRNG key (``jax.random.key(seed)``); split once per layer, never reused.
         sizes: layer widths ``(d_in, h_1, ..., d_out)``, at least two positive ints.
-        scheme: one of :data:`SCHEMES` (``lecun_normal``, ``glorot_uniform``, ``he_normal``, ``uniform``).
-        dtype: floating dtype of every leaf; ``float64`` needs :func:`jnn.float64_mode`.
+        scheme: one of ``SCHEMES`` (``lecun_normal``, ``glorot_uniform``, ``he_normal``, ``uniform``).
+        dtype: floating dtype of every leaf; ``float64`` needs ``jnn.float64_mode``.
 
     Returns:
         A list with one ``{"w": [d_in, d_out], "b": [d_out]}`` dict per layer.

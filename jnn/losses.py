@@ -181,7 +181,7 @@ def _huber_terms(outputs, y):
 # ----------------------------------------------------------------------------------------------------
 # the registry: one record per loss, from which everything else is derived
 
-#: What a loss reads as targets (``Loss.kind``) and how :class:`jnn.Dataset` names them.
+#: What a loss reads as targets (``Loss.kind``) and how ``jnn.Dataset`` names them.
 TARGETS = {"classes": "class labels", "values": "real targets", "multilabel": "multi-label targets"}
 #: How many outputs per example a loss needs (``Loss.outputs``).
 OUTPUTS = ("classes", "one", "targets")
@@ -193,7 +193,7 @@ OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "identity")
 class Loss:
     """One built-in loss: the per-example function and everything jnn derives from it.
 
-    The CLI's ``--loss`` choices, :class:`jnn.MLP`'s output width and target checks, the default metrics,
+    The CLI's ``--loss`` choices, ``jnn.MLP``'s output width and target checks, the default metrics,
     ``jnn predict`` (probabilities, labels, or values mapped back to the targets' units), evaluation and
     ``jnn gradcheck``'s choices all read these records; no other module spells a loss's name.
 
@@ -201,16 +201,16 @@ class Loss:
         name: the name users pass (``loss="huber"``, ``--loss huber``).
         fn: per-example loss ``(outputs [batch, ...], y) -> [batch]``, unvalidated and jit-able.
         kind: the targets it reads: ``"classes"`` (integer labels), ``"values"`` (real numbers) or
-            ``"multilabel"`` (0/1 columns); see :data:`TARGETS`.
+            ``"multilabel"`` (0/1 columns); see ``TARGETS``.
         outputs: outputs per example: ``"classes"`` (one logit per class, at least 2), ``"one"`` (a single
             logit for two classes) or ``"targets"`` (one per target column).
         output_activation: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: what maps the outputs to class
             probabilities (``predict_proba``) or to predictions.
-        default_metrics: the metric names recorded when a task names none (see :data:`jnn.metrics.METRICS`).
+        default_metrics: the metric names recorded when a task names none (see ``jnn.metrics.METRICS``).
         accuracy: per-example accuracy ``(outputs, y) -> [batch]`` for a classification loss, else None.
         target_scaling: ``jnn train --standardize`` standardises the targets too (a regression loss), and
             predictions are mapped back to the targets' own units.
-        backprop: the hand-written backprop modules (:mod:`jnn.backprop`) differentiate it (the lecture's
+        backprop: the hand-written backprop modules (``jnn.backprop``) differentiate it (the lecture's
             two losses).
         summary: one line for the docs and the CLI's help.
     """
@@ -233,7 +233,7 @@ class Loss:
 
     @property
     def targets(self) -> str:
-        """How :class:`jnn.Dataset` describes the targets this loss reads (``"class labels"``, ...)."""
+        """How ``jnn.Dataset`` describes the targets this loss reads (``"class labels"``, ...)."""
         return TARGETS[self.kind]
 
     @property
@@ -294,9 +294,9 @@ REGISTRY: dict[str, Loss] = {
 LOSSES = tuple(REGISTRY)
 #: The lecture's losses, which the hand-written backprop modules differentiate.
 CLASSIFICATION_LOSSES = tuple(n for n, loss in REGISTRY.items() if loss.backprop)
-#: What each built-in loss needs as targets (checked by :func:`jnn.task.check_task` before training).
+#: What each built-in loss needs as targets (checked by ``jnn.task.check_task`` before training).
 LOSS_TARGETS = {n: loss.targets for n, loss in REGISTRY.items()}
-#: The default loss of :class:`jnn.MLP`, the CLI and the adapters.
+#: The default loss of ``jnn.MLP``, the CLI and the adapters.
 DEFAULT_LOSS = LOSSES[0]
 #: The loss whose per-example function the lecture's node-level backprop writes through one sigmoid output.
 BINARY = REGISTRY["binary"]
@@ -305,10 +305,10 @@ SOFTMAX = REGISTRY["softmax"]
 
 
 def get_loss(name) -> Loss:
-    """The :class:`Loss` record of a built-in name.
+    """The ``Loss`` record of a built-in name.
 
     Raises:
-        ValueError: an unknown name (the message lists :data:`LOSSES`).
+        ValueError: an unknown name (the message lists ``LOSSES``).
     """
     if isinstance(name, Loss):
         return name
@@ -317,12 +317,12 @@ def get_loss(name) -> Loss:
 
 
 def loss_of(loss) -> Loss | None:
-    """The record of a task's ``loss``: a built-in name's :class:`Loss`, None for a loss function."""
+    """The record of a task's ``loss``: a built-in name's ``Loss``, None for a loss function."""
     return REGISTRY.get(loss) if isinstance(loss, str) else None
 
 
 def per_example_loss(loss: str, outputs, y):
-    """Per-example loss ``[batch]`` for a built-in ``loss`` in :data:`LOSSES` (no validation); each record's
+    """Per-example loss ``[batch]`` for a built-in ``loss`` in ``LOSSES`` (no validation); each record's
     ``summary`` says what it computes."""
     return REGISTRY[loss].fn(outputs, y)
 
@@ -331,7 +331,7 @@ def loss_function(loss):
     """The per-example function ``(outputs, y) -> [batch]`` of a built-in name, or ``loss`` if callable.
 
     Raises:
-        ValueError: an unknown name (the message lists :data:`LOSSES`).
+        ValueError: an unknown name (the message lists ``LOSSES``).
         TypeError: neither a string nor a callable.
     """
     if callable(loss):
@@ -455,7 +455,7 @@ def l2_penalty(params: Params, lam: float, *, include_bias: bool = False, mask=N
         params: the parameter list.
         lam: λ ≥ 0.
         include_bias: also penalise the biases (default False).
-        mask: optional pytree of bools picking the penalised leaves (see :func:`l2_selection`).
+        mask: optional pytree of bools picking the penalised leaves (see ``l2_selection``).
 
     Returns:
         Scalar penalty in the params' dtype.
@@ -467,7 +467,7 @@ def l2_penalty(params: Params, lam: float, *, include_bias: bool = False, mask=N
 
 
 def l2_term(params, lam, sel):
-    """λ Σ w² over the leaves that ``sel`` (from :func:`l2_selection`) marks; unvalidated, jit-able."""
+    """λ Σ w² over the leaves that ``sel`` (from ``l2_selection``) marks; unvalidated, jit-able."""
     dtype = params[0]["w"].dtype
     total = jnp.zeros((), dtype)
     for layer, s in zip(params, sel):
@@ -485,13 +485,13 @@ def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation:
     Args:
         params: the parameter list.
         x: inputs ``[batch, d_in]``.
-        y: labels (see :func:`softmax_cross_entropy` / :func:`binary_cross_entropy`).
+        y: labels (see ``softmax_cross_entropy`` / ``binary_cross_entropy``).
         loss: ``"softmax"`` or ``"binary"``.
         activation: hidden activation name.
         l2: λ ≥ 0.
         include_bias: also penalise biases.
         l2_mask: optional pytree of bools picking penalised leaves.
-        dropout: optional :class:`jnn.Dropout`.
+        dropout: optional ``jnn.Dropout``.
         key: dropout key (required when training with dropout).
         train: training mode for dropout.
         mask: optional ``[batch]`` example mask (padding rows = 0).
@@ -506,7 +506,7 @@ def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation:
 
 
 def check_objective_args(params, x, y, *, loss, activation, l2, include_bias, l2_mask, dropout, key, train, mask):
-    """Validate the arguments of the regularised objective (shared by :func:`regularized_loss` and both
+    """Validate the arguments of the regularised objective (shared by ``regularized_loss`` and both
     hand-written backprop modules).
 
     Returns:
@@ -523,7 +523,7 @@ def check_objective_args(params, x, y, *, loss, activation, l2, include_bias, l2
 
 
 def _regularized_loss(params, x, y, loss, activation, lam, sel, dropout, key, train, mask):
-    """Unvalidated core of :func:`regularized_loss`: the objective that training differentiates, for the MLP."""
+    """Unvalidated core of ``regularized_loss``: the objective that training differentiates, for the MLP."""
     logits = forward_cache(params, x, activation=activation, dropout=dropout, key=key, train=train).zs[-1]
     return objective(per_example_loss(loss, logits, y), mask, None, l2_term(params, lam, sel))[0]
 
@@ -534,7 +534,7 @@ def objective(per_example, mask, weight, penalty):
     Args:
         per_example: ``[batch]`` loss values.
         mask: ``[batch]`` 0/1 example mask (padding = 0) or None.
-        weight: ``[batch]`` example weights or None (see :func:`masked_mean`).
+        weight: ``[batch]`` example weights or None (see ``masked_mean``).
         penalty: scalar penalty on the params (e.g. λΣw²), or None.
 
     Returns:

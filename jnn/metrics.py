@@ -8,7 +8,7 @@ name            per example                                                     
 ==============  ====================================================================  ==================
 ``accuracy``    1 if the prediction is right: argmax (softmax), logit > 0 (binary),   of kind classes
                 fraction of labels right with logit > 0 (multilabel): the loss's      or multilabel
-                own :attr:`jnn.losses.Loss.accuracy`
+                own ``jnn.losses.Loss.accuracy``
 ``mse``         mean over the targets of (f − y)²                                      of kind values
 ``mae``         mean over the targets of |f − y|                                       of kind values
 ``r2``          mean over the targets of 1 − (f − y)² / Var(y), Var over the whole     of kind values
@@ -16,7 +16,7 @@ name            per example                                                     
                 (``multioutput="uniform_average"``)
 ==============  ====================================================================  ==================
 
-Each is one :class:`Metric` record in :data:`METRICS` (name, function, direction, the kinds of loss it
+Each is one ``Metric`` record in ``METRICS`` (name, function, direction, the kinds of loss it
 applies to); early stopping's ``mode`` and the schedulers' read the direction from there.
 
 ``r2`` needs the variance of the targets of the whole set (the training set for ``train_r2``, the
@@ -76,7 +76,7 @@ r2.needs_target_variance = True
 
 
 def target_variance(y, mask=None):
-    """``[k]`` population variance of each target over the real rows (``mask`` 1), for :func:`r2`."""
+    """``[k]`` population variance of each target over the real rows (``mask`` 1), for ``r2``."""
     t = y.reshape(y.shape[0], -1)
     t = t.astype(jnp.result_type(t.dtype, jnp.float32)) if not jnp.issubdtype(t.dtype, jnp.floating) else t
     m = jnp.ones((t.shape[0], 1), t.dtype) if mask is None else mask.astype(t.dtype).reshape(-1, 1)
@@ -91,7 +91,7 @@ def target_variance(y, mask=None):
 
 def class_probabilities(loss: Loss, outputs):
     """``[n, k]`` class probabilities from a classification loss's outputs (``[n, 2]`` for one logit): the
-    record's own :meth:`jnn.losses.Loss.probabilities`."""
+    record's own ``jnn.losses.Loss.probabilities``."""
     return loss.probabilities(outputs)
 
 
@@ -197,9 +197,9 @@ class Metric:
     Attributes:
         name: the name a task lists (``metrics=("accuracy",)``); recorded as ``train_<name>``/``val_<name>``.
         fn: per-example ``(outputs, y) -> [batch]``; None for ``accuracy``, which is the loss's own
-            (:attr:`jnn.losses.Loss.accuracy`).
+            (``jnn.losses.Loss.accuracy``).
         direction: ``"max"`` (higher is better) or ``"min"``: early stopping's and the schedulers' mode.
-        kinds: the kinds of loss it applies to (:attr:`jnn.losses.Loss.kind`).
+        kinds: the kinds of loss it applies to (``jnn.losses.Loss.kind``).
         summary: one line for the docs.
     """
 
@@ -260,7 +260,7 @@ METRICS: dict[str, Metric] = {
 }  # fmt: skip
 #: Built-in metric names.
 BUILTIN = tuple(METRICS)
-#: The metrics recorded when a task names none: per built-in loss (each :class:`jnn.losses.Loss`'s own).
+#: The metrics recorded when a task names none: per built-in loss (each ``jnn.losses.Loss``'s own).
 DEFAULT_METRICS = {n: loss.default_metrics for n, loss in REGISTRY.items()}
 
 

@@ -1,8 +1,8 @@
-"""The built-in MLP: its description (:class:`MLP`) and its :class:`jnn.Task` (:func:`mlp_task`).
+"""The built-in MLP: its description (``MLP``) and its ``jnn.Task`` (``mlp_task``).
 
-``mlp_task`` wraps the lecture's network (:func:`jnn.init_mlp`, :func:`jnn.model.forward_cache`), its
+``mlp_task`` wraps the lecture's network (``jnn.init_mlp``, ``jnn.model.forward_cache``), its
 dropout in both conventions and the L2 penalty λΣw² as a Task whose hyperparameters are ``l2`` (λ) and
-``keep_prob`` (p). :class:`MLP` describes that network apart from the data (hidden widths, activation, loss,
+``keep_prob`` (p). ``MLP`` describes that network apart from the data (hidden widths, activation, loss,
 λ, dropout); ``jnn.fit(train, config, task=MLP(...))`` trains ``MLP.task_for(train)``, and ``fit`` without a
 task trains ``MLP()``.
 """
@@ -55,7 +55,7 @@ class L2Penalty:
 
 @dataclass(frozen=True)
 class MLPInit:
-    """``init(key) -> params`` of :func:`jnn.init_mlp` for layer widths ``sizes``."""
+    """``init(key) -> params`` of ``jnn.init_mlp`` for layer widths ``sizes``."""
 
     sizes: tuple[int, ...]
     scheme: str
@@ -68,12 +68,12 @@ class MLPInit:
 @dataclass(frozen=True)
 class MLPApply:
     """``apply(params, x, *, key, train, hyper)``: the forward pass; ``key`` is a PRNG key or the masks of
-    :class:`MLPDraw` (dropout with ``hyper["keep_prob"]`` when ``use_dropout``)."""
+    ``MLPDraw`` (dropout with ``hyper["keep_prob"]`` when ``use_dropout``)."""
 
     activation: str
     dropout_mode: str
     use_dropout: bool
-    #: Its dropout masks come from ``key`` (see :func:`jnn.task.check_key_used`).
+    #: Its dropout masks come from ``key`` (see ``jnn.task.check_key_used``).
     uses_key = True
 
     def __call__(self, params, x, *, key, train, hyper):
@@ -115,7 +115,7 @@ def mlp_task(
     use_dropout: bool | None = None,
     metrics=None,
 ) -> Task:
-    """The fully connected network of the lecture as a :class:`jnn.Task`.
+    """The fully connected network of the lecture as a ``jnn.Task``.
 
     Two calls with the same arguments (other than the defaults ``l2`` and ``keep_prob``, which the engine
     passes as arrays) give tasks with equal functions, so training either compiles once.
@@ -124,7 +124,7 @@ def mlp_task(
         sizes: layer widths ``(d_in, h_1, ..., d_out)``.
         activation: hidden activation name.
         loss: a built-in loss name (the network outputs logits / predictions ``[batch, d_out]``).
-        scheme: initialisation scheme of :func:`jnn.init_mlp`.
+        scheme: initialisation scheme of ``jnn.init_mlp``.
         dtype: float dtype of the params.
         l2: default λ (``hyper["l2"]``) of λΣw².
         include_bias: also penalise the biases.
@@ -132,7 +132,7 @@ def mlp_task(
         dropout_mode: ``"inverted"`` or ``"classic"`` (evaluation then scales by ``hyper["keep_prob"]``).
         use_dropout: compile the dropout path (default ``keep_prob < 1``; a sweep with some members below
             1 passes True).
-        metrics: the task's metrics (default: the loss's, see :data:`jnn.metrics.DEFAULT_METRICS`).
+        metrics: the task's metrics (default: the loss's, see ``jnn.metrics.DEFAULT_METRICS``).
 
     Returns:
         A Task with hyperparameters ``{"l2": l2, "keep_prob": keep_prob}``; its ``draw`` gives a step's
@@ -154,7 +154,7 @@ def mlp_task(
 
 def _dtype_name(dtype):
     """``dtype``'s name (so that ``"float32"`` and ``jnp.float32`` describe one MLP); as given if not a dtype
-    (:func:`jnn.init_mlp` then says what is wrong)."""
+    (``jnn.init_mlp`` then says what is wrong)."""
     try:
         return jnp.dtype(dtype).name
     except TypeError:
@@ -167,26 +167,26 @@ class MLP:
 
     ``fit(train, config, task=MLP(hidden=(100, 100), keep_prob=0.8))`` trains it; the layer widths come from
     the data (``(d_in, *hidden, d_out)``, d_out = classes for softmax, 1 for binary, the targets' width for mse
-    and multilabel) and :meth:`task_for` builds its :class:`jnn.Task`. The defaults are the jnn recipe of
+    and multilabel) and ``task_for`` builds its ``jnn.Task``. The defaults are the jnn recipe of
     ``experiments/mnist1d_mlp.py``: a 256-256 relu network, λ = 1e-4, inverted dropout with keep_prob 0.7.
-    Each field declares its roles in its metadata as :class:`jnn.TrainConfig`'s do (see :mod:`jnn.fields`):
+    Each field declares its roles in its metadata as ``jnn.TrainConfig``'s do (see ``jnn.fields``):
     ``l2`` and ``keep_prob`` are traced (another value compiles nothing), ``hidden``, ``l2`` and ``keep_prob``
     are sweep axes, and the command line derives its flags from them.
 
     Attributes:
         hidden: hidden-layer widths (``()``: a linear model). Ignored when ``sizes`` is given.
         sizes: full layer widths ``(d_in, ..., d_out)``; checked against the data.
-        activation: hidden activation (one of :data:`jnn.activations.ACTIVATIONS`).
-        loss: a built-in loss (:data:`jnn.losses.LOSSES`): ``"softmax"``, ``"binary"`` (two classes, one
+        activation: hidden activation (one of ``jnn.activations.ACTIVATIONS``).
+        loss: a built-in loss (``jnn.losses.LOSSES``): ``"softmax"``, ``"binary"`` (two classes, one
             logit), ``"mse"`` or ``"huber"`` (float targets, regression) or ``"multilabel"`` (0/1 targets
             ``[n, k]``, one sigmoid per label).
-        scheme: initialisation scheme of :func:`jnn.init_mlp`.
+        scheme: initialisation scheme of ``jnn.init_mlp``.
         l2: λ ≥ 0 of λΣw².
         include_bias: penalise the biases too.
         keep_prob: dropout's p in (0, 1]; 1 disables dropout.
         dropout_mode: ``"inverted"`` or ``"classic"`` (evaluation then scales by p).
         metrics: the metric names recorded each epoch and scored by ``evaluate`` (None: the loss's defaults, see
-            :data:`jnn.metrics.METRICS`): per-example ones (``accuracy``, ``top3_accuracy``, ``mse``...) for training
+            ``jnn.metrics.METRICS``): per-example ones (``accuracy``, ``top3_accuracy``, ``mse``...) for training
             and validation, set ones (``f1``, ``f1_macro``, ``roc_auc``...) for validation and evaluation.
     """
 
@@ -226,7 +226,7 @@ class MLP:
         object.__setattr__(self, "keep_prob", float(self.keep_prob))
 
     def dropout(self) -> Dropout | None:
-        """The :class:`Dropout`, or None when ``keep_prob == 1``."""
+        """The ``Dropout``, or None when ``keep_prob == 1``."""
         return None if self.keep_prob == 1.0 else Dropout(self.keep_prob, self.dropout_mode)
 
     def network_sizes(self, train) -> tuple[int, ...]:
@@ -256,7 +256,7 @@ class MLP:
         return self.sizes
 
     def build(self, sizes, dtype="float32", *, use_dropout: bool | None = None) -> Task:
-        """The :class:`jnn.Task` of this MLP with layer widths ``sizes`` (see :func:`mlp_task`); ``evaluate`` passes
+        """The ``jnn.Task`` of this MLP with layer widths ``sizes`` (see ``mlp_task``); ``evaluate`` passes
         the widths of trained params."""
         return mlp_task(sizes, activation=self.activation, loss=self.loss, scheme=self.scheme, dtype=dtype,
                         l2=self.l2, include_bias=self.include_bias, keep_prob=self.keep_prob,
@@ -265,8 +265,8 @@ class MLP:
     # The model protocol, shared with jnn.Task: what fit, sweep and evaluate ask of what they train.
 
     def task_for(self, train, *, hypers=None) -> Task:
-        """The :class:`jnn.Task` that trains this MLP on the Dataset ``train``: its targets checked against the loss,
-        the widths from :meth:`network_sizes`, the params in the data's float dtype.
+        """The ``jnn.Task`` that trains this MLP on the Dataset ``train``: its targets checked against the loss,
+        the widths from ``network_sizes``, the params in the data's float dtype.
 
         Args:
             train: the training data.
@@ -279,7 +279,7 @@ class MLP:
         return self.build(self.network_sizes(train), str(train.x.dtype), use_dropout=use_dropout)
 
     def task_for_params(self, params, ds) -> Task:
-        """The :class:`jnn.Task` of this MLP that scores ``params`` (their widths and dtype) on the Dataset ``ds``.
+        """The ``jnn.Task`` of this MLP that scores ``params`` (their widths and dtype) on the Dataset ``ds``.
 
         Raises:
             TypeError: ``params`` are not an MLP's list of ``{"w", "b"}`` dicts.
@@ -298,7 +298,7 @@ class MLP:
         return self.build(sizes, str(jnp.asarray(leaves[0]["w"]).dtype))
 
     def sweep_axes(self) -> tuple[str, ...]:
-        """The fields ``jnn.sweep`` may vary per member (:data:`MLP_SWEEP_FIELDS`: hidden, l2, keep_prob)."""
+        """The fields ``jnn.sweep`` may vary per member (``MLP_SWEEP_FIELDS``: hidden, l2, keep_prob)."""
         return MLP_SWEEP_FIELDS
 
     def member(self, values) -> tuple[MLP, dict]:
@@ -347,7 +347,7 @@ class MLP:
         return cls(**d)
 
 
-#: The fields of :class:`MLP`, in order (the keys of ``config.json["mlp"]``).
+#: The fields of ``MLP``, in order (the keys of ``config.json["mlp"]``).
 MLP_FIELDS = tuple(f.name for f in dataclasses.fields(MLP))
 
 
@@ -358,13 +358,13 @@ def _check_metric_names(v) -> tuple[str, ...]:
     return tuple(v)
 
 
-#: The :class:`MLP` fields ``jnn.sweep`` takes as axes (``hidden``, ``l2``, ``keep_prob``).
+#: The ``MLP`` fields ``jnn.sweep`` takes as axes (``hidden``, ``l2``, ``keep_prob``).
 MLP_SWEEP_FIELDS = names_where(MLP, sweep=True)
 
 
 def split_mlp_keys(d: dict) -> tuple[dict, dict]:
     """``(training keys, MLP keys)`` of one flat dict (a TOML file, or a ``config.json`` written before the MLP
-    left :class:`jnn.TrainConfig`): the keys that are :class:`MLP` fields go to the second dict."""
+    left ``jnn.TrainConfig``): the keys that are ``MLP`` fields go to the second dict."""
     return {k: v for k, v in d.items() if k not in MLP_FIELDS}, {k: v for k, v in d.items() if k in MLP_FIELDS}
 
 

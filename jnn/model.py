@@ -46,8 +46,8 @@ def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropou
                   masks: dict | None = None) -> ForwardCache:  # fmt: skip
     """Forward pass that stores the value of every layer: ``u = g(w z + b)`` for every unit.
 
-    Arguments are those of :func:`forward`, plus ``masks``: optional ``{layer: bool [batch, width]}``
-    training masks drawn beforehand (e.g. for a whole epoch at once, see :func:`dropout_masks`), used
+    Arguments are those of ``forward``, plus ``masks``: optional ``{layer: bool [batch, width]}``
+    training masks drawn beforehand (e.g. for a whole epoch at once, see ``dropout_masks``), used
     instead of drawing them from ``key``. Validation is left to the public callers.
     """
     g = get_activation(activation).fn
@@ -77,10 +77,10 @@ def forward_cache(params: Params, x: Inputs, *, activation: str = "relu", dropou
 
 
 def dropout_masks(dropout: Dropout, key: PRNGKey, sizes, batch: int) -> dict:
-    """The training masks that :func:`forward_cache` draws from ``key`` for a network of ``sizes``.
+    """The training masks that ``forward_cache`` draws from ``key`` for a network of ``sizes``.
 
     Args:
-        dropout: the :class:`Dropout`.
+        dropout: the ``Dropout``.
         key: the dropout key of one forward pass.
         sizes: layer widths ``(d_in, h_1, ..., d_out)``.
         batch: rows of the minibatch.
@@ -103,7 +103,7 @@ def dropout_masks(dropout: Dropout, key: PRNGKey, sizes, batch: int) -> dict:
 
 
 def check_forward_args(params, x, activation, dropout, key, train):
-    """Validate the arguments of :func:`forward` (shared by losses and backprop). Returns ``x`` as an array."""
+    """Validate the arguments of ``forward`` (shared by losses and backprop). Returns ``x`` as an array."""
     V.check_params(params)
     x = V.check_float_array("x", x)
     d_in = params[0]["w"].shape[0]
@@ -130,10 +130,10 @@ def forward(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dro
     (no activation), since the losses take logits.
 
     Args:
-        params: list of ``{"w": [d_in, d_out], "b": [d_out]}`` (see :func:`jnn.init_mlp`).
+        params: list of ``{"w": [d_in, d_out], "b": [d_out]}`` (see ``jnn.init_mlp``).
         x: inputs ``[batch, d_in]`` (or ``[d_in]`` for one example), with the params' float dtype.
-        activation: hidden activation name (see :data:`jnn.activations.ACTIVATIONS`).
-        dropout: a :class:`jnn.Dropout`, or ``None``.
+        activation: hidden activation name (see ``jnn.activations.ACTIVATIONS``).
+        dropout: a ``jnn.Dropout``, or ``None``.
         key: dropout key; required when ``train=True`` and ``dropout.keep_prob < 1``.
         train: training mode (random masks) or test mode (``classic`` scales by ``keep_prob``).
 
@@ -154,7 +154,7 @@ def forward(params: Params, x: Inputs, *, activation: str = "relu", dropout: Dro
 
 
 class ClassicDropoutWarning(UserWarning):
-    """:func:`forward` was given the params of a classic-dropout fit without the dropout rule."""
+    """``forward`` was given the params of a classic-dropout fit without the dropout rule."""
 
 
 #: Params that came out of a classic-dropout fit: ids of their weight arrays -> (weak references to them, p).
@@ -169,7 +169,7 @@ def _weights(params) -> list | None:
 
 def mark_classic(params, keep_prob: float) -> None:
     """Remember that ``params`` (a fit's result) were trained with classic dropout of ``keep_prob``, so that
-    :func:`forward` without the rule warns. Held by weak references to every weight array: params with any layer
+    ``forward`` without the rule warns. Held by weak references to every weight array: params with any layer
     replaced (scaled by p, say) or copied are not marked."""
     ws = _weights(params)
     if ws is None:

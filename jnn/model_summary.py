@@ -11,7 +11,7 @@ Keras's ``model.summary()`` for jnn's models::
       total                 78,858  157,194 (XLA: 157,706)
 
 For the built-in MLP each row is a layer (its weight matrix and bias); the FLOPs are the matrix products' 2·d_in·d_out
-and the bias additions. For any :class:`jnn.Task` each row is a parameter leaf; the FLOPs per example are XLA's own
+and the bias additions. For any ``jnn.Task`` each row is a parameter leaf; the FLOPs per example are XLA's own
 count (``cost_analysis`` of ``apply`` compiled for one example, evaluation mode), which the MLP's total shows too.
 """
 
@@ -29,7 +29,7 @@ from jnn.pytree import leaf_names
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """What :func:`summary` returns.
+    """What ``summary`` returns.
 
     Attributes:
         title: the model in one line.
@@ -80,13 +80,13 @@ def summary(model, x, *, params=None) -> ModelSummary:
     """The summary of ``model`` for inputs like ``x``.
 
     Args:
-        model: a :class:`jnn.MLP` or a :class:`jnn.Task`.
-        x: the training :class:`jnn.Dataset` (its width, dtype and classes decide the shapes), or example inputs
+        model: a ``jnn.MLP`` or a ``jnn.Task``.
+        x: the training ``jnn.Dataset`` (its width, dtype and classes decide the shapes), or example inputs
             ``[n, d]`` (then an MLP without ``sizes`` shows 10 class outputs, a placeholder).
         params: the params to describe (default: the model's initial params, seed 0).
 
     Returns:
-        A :class:`ModelSummary` (``print`` it for the table).
+        A ``ModelSummary`` (``print`` it for the table).
 
     Raises:
         TypeError: ``model`` is neither an MLP nor a Task.

@@ -1,15 +1,15 @@
 """Data parallelism over a device mesh, and multi-process start-up on top of ``jax.distributed``.
 
-- :func:`data_mesh` builds a 1-D mesh with a ``data`` axis over the (global) devices; pass it to
+- ``data_mesh`` builds a 1-D mesh with a ``data`` axis over the (global) devices; pass it to
   ``fit(..., mesh=mesh)`` (or ``jnn train --data-parallel``). Each minibatch's rows are sharded over the
   ``data`` axis; params and optimiser state stay replicated; XLA inserts the gradient all-reduce.
   Dropout masks are drawn with the global batch shape from the step's key, and JAX's partitionable
   threefry makes their values independent of the layout, so a run gives the same result on 1 or N
   devices (up to the summation order of the all-reduce).
-- :func:`initialize` starts ``jax.distributed`` (coordinator address, process count and id from the
+- ``initialize`` starts ``jax.distributed`` (coordinator address, process count and id from the
   arguments or the ``JNN_COORDINATOR_ADDRESS`` / ``JNN_NUM_PROCESSES`` / ``JNN_PROCESS_ID`` variables),
   with explicit timeouts, gloo collectives on CPU, and a loopback bind address for local testing.
-- ``jnn launch --processes N -- jnn train ...`` (:func:`jnn.app.launcher.launch`) starts N local
+- ``jnn launch --processes N -- jnn train ...`` (``jnn.app.launcher.launch``) starts N local
   processes with those variables set, waits for them under a deadline, and kills them all (by pid) if
   one fails or the deadline passes.
 
@@ -27,12 +27,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jnn import _validate as V
 
-#: The variables :func:`initialize` reads (``jnn launch`` sets them, see :mod:`jnn.app.launcher`).
+#: The variables ``initialize`` reads (``jnn launch`` sets them, see ``jnn.app.launcher``).
 ENV_ADDRESS, ENV_COUNT, ENV_ID = "JNN_COORDINATOR_ADDRESS", "JNN_NUM_PROCESSES", "JNN_PROCESS_ID"
 
 
 def data_mesh(devices=None) -> Mesh:
-    """A 1-D :class:`jax.sharding.Mesh` named ``("data",)`` over ``devices`` (default: all devices of all
+    """A 1-D ``jax.sharding.Mesh`` named ``("data",)`` over ``devices`` (default: all devices of all
     processes)."""
     devices = jax.devices() if devices is None else list(devices)
     if not devices:

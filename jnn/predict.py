@@ -1,8 +1,8 @@
 """Predictions from memory: a trained model's outputs in evaluation mode, and the class probabilities, labels or
-values its loss's record (:class:`jnn.losses.Loss`) makes of them.
+values its loss's record (``jnn.losses.Loss``) makes of them.
 
-One path serves :meth:`jnn.FitResult.predict`, :meth:`jnn.sweep.SweepResult.predict` and
-:meth:`jnn.app.trained.TrainedModel.predict` (``jnn.load_run``, ``jnn predict``), which adds the run's stored
+One path serves ``jnn.FitResult.predict``, ``jnn.sweep.SweepResult.predict`` and
+``jnn.app.trained.TrainedModel.predict`` (``jnn.load_run``, ``jnn predict``), which adds the run's stored
 preprocessing (feature scaling, imputation, categories) before and the class names after::
 
     result = jnn.fit(train, config, task=jnn.MLP(keep_prob=0.8, dropout_mode="classic"))
@@ -28,7 +28,7 @@ def outputs(task, params, x, hyper=None) -> np.ndarray:
     """The network's outputs (logits for classification) on ``x [n, d]`` in evaluation mode.
 
     Args:
-        task: the :class:`jnn.Task` that was trained.
+        task: the ``jnn.Task`` that was trained.
         params: its params.
         x: inputs ``[n, d]`` (or ``[d]`` for one example), as the training data held them.
         hyper: the hyperparameters (default: the task's own defaults).
@@ -74,12 +74,12 @@ def labels_of(loss, out) -> np.ndarray:
 
 
 def predict_proba(task, params, x, hyper=None) -> np.ndarray:
-    """:func:`proba_of` the :func:`outputs` of ``task`` on ``x``."""
+    """``proba_of`` the ``outputs`` of ``task`` on ``x``."""
     return proba_of(task.loss, outputs(task, params, x, hyper))
 
 
 def predict(task, params, x, hyper=None) -> np.ndarray:
-    """:func:`labels_of` the :func:`outputs` of ``task`` on ``x``."""
+    """``labels_of`` the ``outputs`` of ``task`` on ``x``."""
     return labels_of(task.loss, outputs(task, params, x, hyper))
 
 

@@ -1,9 +1,9 @@
 """The model protocol: what ``fit``, ``sweep`` and ``evaluate`` ask of what they train.
 
-Two kinds of model answer it: a :class:`jnn.Task` (a tuple of pure functions with fixed shapes) and a
-:class:`jnn.MLP` (a network described apart from the data). :class:`Model` holds the methods both need; a
-:class:`Builder` (the MLP) also builds its task for the data and may give sweep members of different shapes. The
-engine asks through the functions below, so a :class:`jnn.Task` carries no stub methods::
+Two kinds of model answer it: a ``jnn.Task`` (a tuple of pure functions with fixed shapes) and a
+``jnn.MLP`` (a network described apart from the data). ``Model`` holds the methods both need; a
+``Builder`` (the MLP) also builds its task for the data and may give sweep members of different shapes. The
+engine asks through the functions below, so a ``jnn.Task`` carries no stub methods::
 
     task = task_for(model, train)        # an MLP's task for the data, or the Task itself
 """
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @runtime_checkable
 class Model(Protocol):
-    """What every model answers (:class:`jnn.Task` and :class:`jnn.MLP`)."""
+    """What every model answers (``jnn.Task`` and ``jnn.MLP``)."""
 
     def sweep_axes(self) -> tuple[str, ...]:
         """The names ``jnn.sweep`` may vary for this model besides the config's."""
@@ -36,7 +36,7 @@ class Model(Protocol):
 
 @runtime_checkable
 class Builder(Model, Protocol):
-    """A model described apart from the data (:class:`jnn.MLP`): it builds its :class:`jnn.Task` for the data,
+    """A model described apart from the data (``jnn.MLP``): it builds its ``jnn.Task`` for the data,
     and its sweep members may differ in shape (hidden widths)."""
 
     def task_for(self, train, *, hypers=None) -> Task:
@@ -53,12 +53,12 @@ class Builder(Model, Protocol):
 
 
 def task_for(model, train, *, hypers=None):
-    """The task that trains ``model`` on the Dataset ``train``: a :class:`Builder`'s, or ``model`` itself."""
+    """The task that trains ``model`` on the Dataset ``train``: a ``Builder``'s, or ``model`` itself."""
     return model.task_for(train, hypers=hypers) if isinstance(model, Builder) else model
 
 
 def task_for_params(model, params, ds):
-    """The task that scores ``params`` of ``model`` on the Dataset ``ds``: a :class:`Builder`'s, or ``model``."""
+    """The task that scores ``params`` of ``model`` on the Dataset ``ds``: a ``Builder``'s, or ``model``."""
     return model.task_for_params(params, ds) if isinstance(model, Builder) else model
 
 

@@ -1,10 +1,10 @@
 """Seeds aggregated by setting: the mean, standard deviation and confidence interval of a sweep's metrics.
 
 A sweep over ``seed × keep_prob`` answers "which keep_prob is better" only once the seeds of each setting are
-pooled. :func:`summarize` groups a sweep's rows by the columns named in ``by`` and gives, for every metric, the
+pooled. ``summarize`` groups a sweep's rows by the columns named in ``by`` and gives, for every metric, the
 number of runs n, the mean, the sample standard deviation (ddof = 1) and the two-sided Student-t confidence
 interval of the mean, ``mean ± t_{(1+c)/2, n-1} · std / √n`` (n = 1: std and interval NaN). The
-:class:`Summary` prints as a short table and gives CSV and Markdown text and a grouped plot (mean and
+``Summary`` prints as a short table and gives CSV and Markdown text and a grouped plot (mean and
 interval per setting); ``jnn summarize SWEEP --by keep_prob`` writes them next to a sweep.
 """
 
@@ -102,7 +102,7 @@ HEADLINE = ("accuracy", "r2", "f1_macro", "f1", "roc_auc")
 
 @dataclass(frozen=True, repr=False)
 class Summary:
-    """What :func:`summarize` returns.
+    """What ``summarize`` returns.
 
     Attributes:
         by: the grouping columns.
@@ -113,7 +113,7 @@ class Summary:
             metric's statistics, and the Markdown cell says ``n=k of n``), ``_mean``, ``_std``, ``_ci_low``,
             ``_ci_high``.
         warnings: what makes the table weaker than it looks: settings pooled from a single run (n = 1: no
-            spread, no interval), each named; also raised as a ``UserWarning`` by :func:`summarize` and printed
+            spread, no interval), each named; also raised as a ``UserWarning`` by ``summarize`` and printed
             by ``jnn summarize``.
     """
 
@@ -158,12 +158,12 @@ class Summary:
         return self.metrics[0]
 
     def ordered(self) -> tuple[str, ...]:
-        """:attr:`metrics` with the :meth:`headline` first."""
+        """``metrics`` with the ``headline`` first."""
         first = self.headline()
         return (first, *(m for m in self.metrics if m != first))
 
     def plot(self, metric: str | None = None):
-        """A matplotlib figure: one point per setting at the mean of ``metric`` (default :meth:`headline`), with its
+        """A matplotlib figure: one point per setting at the mean of ``metric`` (default ``headline``), with its
         confidence interval as an error bar. Needs matplotlib (``pip install 'jnn[plots]'``).
 
         Returns:
@@ -229,7 +229,7 @@ def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None
     """Pool a sweep's runs by setting: mean ± std and the confidence interval of each metric.
 
     Args:
-        result: a :class:`jnn.sweep.SweepResult`, or its rows (a list of dicts, e.g. ``sweep.json``'s ``rows``).
+        result: a ``jnn.sweep.SweepResult``, or its rows (a list of dicts, e.g. ``sweep.json``'s ``rows``).
         by: the columns that name a setting (e.g. ``["keep_prob"]``); the other axes (typically ``seed``) are
             pooled.
         metrics: the columns to summarise (default: every numeric column that is neither in ``by`` nor one of
@@ -240,7 +240,7 @@ def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None
             from it; for rows, e.g. ``sweep.json``'s ``hyper_names``).
 
     Returns:
-        A :class:`Summary`.
+        A ``Summary``.
 
     Raises:
         ValueError: ``by`` or ``metrics`` naming no column (the message lists the columns), an empty ``by``,

@@ -10,7 +10,7 @@ rows member by member), so a sweep's decisions are the same run after run. A sto
 ``stopped_by="scheduler"`` (never as early stopping) and its state is its state at the rung; ``decisions`` lists
 every rung decision (member, epoch, value, cutoff, stopped).
 
-The scheduler is a :class:`jnn.Callback` built on the per-member stop that callbacks have (``on_epoch_end``
+The scheduler is a ``jnn.Callback`` built on the per-member stop that callbacks have (``on_epoch_end``
 returning True); it keeps its rungs in memory, so a resumed sweep starts its rungs afresh.
 """
 
@@ -106,7 +106,7 @@ class SuccessiveHalving(Callback):
         return {"scheduler": settings, "decisions": [dict(d) for d in self.decisions]}
 
     def load_state_dict(self, state: dict) -> None:
-        """Go on from a kept :meth:`state_dict`: the decisions and, from them, the values recorded at each rung."""
+        """Go on from a kept ``state_dict``: the decisions and, from them, the values recorded at each rung."""
         self.decisions = [dict(d) for d in state["decisions"]]
         self._recorded = {}
         for d in self.decisions:

@@ -3,7 +3,7 @@
 ``jnn.sweep.sweep(train, config, samples=N, search_seed=s, learning_rate=loguniform(1e-3, 0.3),
 keep_prob=uniform(0.5, 1.0), hidden=choice([(64,), (128, 128)]), seed=randint(0, 1000))`` draws ``N`` members:
 every distribution axis gets ``N`` independent draws from one NumPy ``Generator`` seeded by ``search_seed`` (the
-axes drawn in the order given), the i-th draws of all of them making one member (one block, :mod:`jnn.axes`). A
+axes drawn in the order given), the i-th draws of all of them making one member (one block, ``jnn.axes``). A
 list axis beside them is a grid axis (every draw with each of its values) unless ``combine="zip"``, where it holds
 ``N`` values, one per draw.
 The same ``search_seed`` draws the same members; the space, the number of samples and the seed are recorded in
@@ -26,7 +26,7 @@ from jnn.axes import Joint
 
 
 class Distribution:
-    """A sweep axis's distribution: :func:`uniform`, :func:`loguniform`, :func:`choice` or :func:`randint`."""
+    """A sweep axis's distribution: ``uniform``, ``loguniform``, ``choice`` or ``randint``."""
 
     def sample(self, rng: np.random.Generator, n: int) -> list:
         """``n`` independent draws as plain Python values."""
@@ -142,7 +142,7 @@ def randint(low: int, high: int) -> RandInt:
     return RandInt(low, high)
 
 
-#: A distribution's record (``to_dict()``) kind -> its constructor, for :func:`space_from_dict`.
+#: A distribution's record (``to_dict()``) kind -> its constructor, for ``space_from_dict``.
 KINDS = {"uniform": lambda d: uniform(d["low"], d["high"]), "loguniform": lambda d: loguniform(d["low"], d["high"]),
          "choice": lambda d: choice(d["values"]), "randint": lambda d: randint(d["low"], d["high"])}  # fmt: skip
 _KEYS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "choice": {"values"}, "randint": {"low", "high"}}
@@ -204,8 +204,8 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
         search_seed: seed of the NumPy generator (an integer ≥ 0).
 
     Returns:
-        The axes with every distribution replaced by its N draws, all in one :class:`jnn.axes.Joint` block (lists
-        unchanged; :func:`jnn.axes.combine` makes the members), and the record
+        The axes with every distribution replaced by its N draws, all in one ``jnn.axes.Joint`` block (lists
+        unchanged; ``jnn.axes.combine`` makes the members), and the record
         ``{"space": {axis: distribution record, or the list}, "samples": N, "search_seed": s}`` (None without
         ``samples``).
 
@@ -232,7 +232,7 @@ def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
 
 def space_record(axes: dict) -> dict:
     """The JSON record of a search space: ``{axis: distribution record, or the list}`` (read back by
-    :func:`space_from_dict`)."""
+    ``space_from_dict``)."""
     plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
     return {k: (v.to_dict() if isinstance(v, Distribution) else [plain(x) for x in v]) for k, v in axes.items()}
 

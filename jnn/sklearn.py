@@ -3,7 +3,7 @@
 They follow scikit-learn's estimator contract (``fit``/``predict``/``predict_proba``/``score``, ``get_params``/
 ``set_params``, ``random_state``, fitted attributes ending in ``_``), so they work in a ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score``, and pass scikit-learn's own ``check_estimator`` (``tests/test_sklearn.py``;
-the checks they do not pass are listed in :data:`EXPECTED_FAILED_CHECKS` with the reason)::
+the checks they do not pass are listed in ``EXPECTED_FAILED_CHECKS`` with the reason)::
 
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
@@ -14,10 +14,10 @@ the checks they do not pass are listed in :data:`EXPECTED_FAILED_CHECKS` with th
     search = GridSearchCV(make_pipeline(StandardScaler(), MLPClassifier(random_state=0)),
                           {"mlpclassifier__hidden": [(32,), (64, 64)], "mlpclassifier__l2": [1e-4, 1e-2]}, cv=3)
 
-Each ``fit`` is a :func:`jnn.fit` of a :class:`jnn.MLP` (softmax for the classifier, mean squared error for the
-regressor) under a :class:`jnn.TrainConfig` made from the estimator's parameters; the defaults follow
+Each ``fit`` is a ``jnn.fit`` of a ``jnn.MLP`` (softmax for the classifier, mean squared error for the
+regressor) under a ``jnn.TrainConfig`` made from the estimator's parameters; the defaults follow
 scikit-learn's ``MLPClassifier`` (100 hidden units, Adam at 1e-3, minibatches of ``min(200, n)``, 200 epochs, no
-early stopping, no dropout). The fitted params are NumPy arrays and the model a plain :class:`jnn.MLP`, so a fitted
+early stopping, no dropout). The fitted params are NumPy arrays and the model a plain ``jnn.MLP``, so a fitted
 estimator pickles. Needs scikit-learn (``pip install 'jnn[sklearn]'``).
 """
 
@@ -42,7 +42,7 @@ def _first_loss(**fields) -> str:
 
 
 class _JnnMLP(BaseEstimator):
-    """The parameters and the fit shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
+    """The parameters and the fit shared by ``MLPClassifier`` and ``MLPRegressor``."""
 
     _loss = _first_loss(kind="classes", outputs="classes")  # softmax cross-entropy
 
@@ -104,11 +104,11 @@ class _JnnMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _JnnMLP):
-    """A feed-forward classifier (softmax cross-entropy) trained by :func:`jnn.fit`.
+    """A feed-forward classifier (softmax cross-entropy) trained by ``jnn.fit``.
 
     Args:
         hidden: hidden-layer widths.
-        activation: hidden activation (:data:`jnn.activations.ACTIVATIONS`).
+        activation: hidden activation (``jnn.activations.ACTIVATIONS``).
         l2: λ of the L2 penalty λΣw² (not divided by n; scikit-learn's ``alpha`` is 2nλ).
         keep_prob: dropout's p (1: no dropout).
         dropout_mode: ``"inverted"`` or ``"classic"``.
@@ -127,7 +127,7 @@ class MLPClassifier(ClassifierMixin, _JnnMLP):
     Attributes:
         classes_: the class labels ``[k]``, sorted.
         n_features_in_: the input width.
-        model_: the :class:`jnn.MLP` that was trained.
+        model_: the ``jnn.MLP`` that was trained.
         params_: the trained params (NumPy arrays).
         n_epochs_, stopped_by_, history_: how the fit ran.
     """
@@ -159,8 +159,8 @@ class MLPClassifier(ClassifierMixin, _JnnMLP):
 
 
 class MLPRegressor(RegressorMixin, _JnnMLP):
-    """A feed-forward regressor (mean squared error) trained by :func:`jnn.fit`; the arguments and attributes are
-    :class:`MLPClassifier`'s (no ``classes_``). ``y`` may be ``[n]`` or ``[n, k]``."""
+    """A feed-forward regressor (mean squared error) trained by ``jnn.fit``; the arguments and attributes are
+    ``MLPClassifier``'s (no ``classes_``). ``y`` may be ``[n]`` or ``[n, k]``."""
 
     _loss = _first_loss(kind="values")  # mean squared error
 

@@ -3,10 +3,10 @@
 Every member is the run ``fit`` would do with its own seed, learning rate, λ and keep_prob: the
 hyperparameters are arrays in the state (λ and keep_prob in ``TrainState.hyper``, the learning rate in
 the optimiser state through ``optax.inject_hyperparams``), so the compiled epoch is the same whatever
-the values. The axes make members as a grid unless the call pairs them (:mod:`jnn.axes`), or by a random
-search (:mod:`jnn.search`). Two strategies run them (:mod:`jnn.train.strategy`): ``"programs"`` (the default on a
+the values. The axes make members as a grid unless the call pairs them (``jnn.axes``), or by a random
+search (``jnn.search``). Two strategies run them (``jnn.train.strategy``): ``"programs"`` (the default on a
 CPU) runs each member through its fit's own program, in threads and over the devices
-(:mod:`jnn.train.member_threads`), each member bit for bit its fit; ``"stacked"`` (the default on an accelerator)
+(``jnn.train.member_threads``), each member bit for bit its fit; ``"stacked"`` (the default on an accelerator)
 runs the members in ``jax.vmap``-ed batches, the member axis sharded over the devices, each member equal to its fit
 to rounding. Each member has its own early-stopping state; a member that has stopped is frozen (its params, history
 and counters no longer change) while the others go on, and the sweep ends when every member has stopped.
@@ -56,10 +56,10 @@ from jnn.train.state import STATUS
 from jnn.train.strategy import Plan, check_strategy, label, local_devices, stacked_devices
 from jnn.train.streaming import StreamCaller
 
-#: Axes that set a :class:`TrainConfig` field (its fields declared ``sweep=True``), for any model.
+#: Axes that set a ``TrainConfig`` field (its fields declared ``sweep=True``), for any model.
 CONFIG_AXES = SWEEP_FIELDS
-#: Sweep axes of the built-in MLP: :data:`CONFIG_AXES` and the :class:`jnn.MLP` fields declared ``sweep=True``;
-#: with a task, :data:`CONFIG_AXES` and any name in ``task.hyper``. ``hidden`` and ``batch_size`` change shapes:
+#: Sweep axes of the built-in MLP: ``CONFIG_AXES`` and the ``jnn.MLP`` fields declared ``sweep=True``;
+#: with a task, ``CONFIG_AXES`` and any name in ``task.hyper``. ``hidden`` and ``batch_size`` change shapes:
 #: members are trained in groups of one shape.
 AXES = CONFIG_AXES + MLP_SWEEP_FIELDS
 
@@ -99,7 +99,7 @@ def members_of(config: TrainConfig, axes: dict, task: Task | MLP | None = None, 
     Args:
         config: the shared config.
         axes: ``{axis: [value per member]}``.
-        task: the model: a :class:`jnn.MLP` (default ``MLP()``; axes :data:`AXES`, each member gets its own
+        task: the model: a ``jnn.MLP`` (default ``MLP()``; axes ``AXES``, each member gets its own
             MLP) or a task whose ``hyper`` names are sweepable (every member trains that task).
         optimizer_axes: other names are allowed too: hyperparameters of an optimizer given as a function
             (real numbers, in ``hyper``).
@@ -128,7 +128,7 @@ def members_of(config: TrainConfig, axes: dict, task: Task | MLP | None = None, 
 
 @dataclass(frozen=True, repr=False)
 class SweepResult:
-    """What :func:`sweep` returns.
+    """What ``sweep`` returns.
 
     Attributes:
         members: the members' configs.
@@ -137,14 +137,14 @@ class SweepResult:
             epoch), test_loss and test_<metric> (None without a test set).
         params: the members' final params (best epoch when restored), stacked on a leading axis [M, ...].
         state: the stacked final TrainState.
-        histories: one :class:`jnn.history.History` per member.
+        histories: one ``jnn.history.History`` per member.
         monitor: the monitored metric (e.g. ``val_loss``).
         seconds: wall time of the training loop.
         epoch_seconds: host wall time of each sweep epoch (all members; each epoch's share of its call's time;
             the first includes the compile).
         direction: ``"min"`` or ``"max"``, how ``best()`` ranks the monitored metric.
         sizes: the built-in MLP's layer widths (None for a custom task or members of several widths), stored for
-            :func:`jnn.load_run`.
+            ``jnn.load_run``.
         hyper_names: the task's hyperparameter names (columns of ``rows``).
         n_features: the input width d.
         pack_sizes: the members computed per epoch, in order, over its shape groups in turn: ``"programs"``, the
@@ -153,11 +153,11 @@ class SweepResult:
         member_sizes: each member's layer widths (the built-in MLP; None for a custom task).
         groups: the member indices of each shape group (one group unless ``hidden`` or ``batch_size`` vary).
         stacked: whether ``params`` is stacked over the members (False: a list with each member's params).
-        models: each member's model (its :class:`jnn.MLP`, or the task; see :meth:`refit`).
+        models: each member's model (its ``jnn.MLP``, or the task; see ``refit``).
         descriptions: what a run folder would record of each member's model (``Task.describe`` /
             ``MLP.describe``: the MLP's fields and widths, or a task's loss, metrics, hyper and parameter shapes).
         workers: the threads the members ran in, side by side (1 for ``"stacked"``; see ``sweep(workers=)``).
-        strategy: ``"programs"`` or ``"stacked"`` (see :mod:`jnn.train.strategy`).
+        strategy: ``"programs"`` or ``"stacked"`` (see ``jnn.train.strategy``).
         devices: each member's device (``"cpu:3"``).
 
     With members of different shapes (a ``hidden`` axis), ``params`` is a list with each member's params
@@ -189,7 +189,7 @@ class SweepResult:
     search: dict | None = None
 
     def refit(self, k: int, **fit_kw):
-        """Train member ``k`` again as a :func:`jnn.fit` of its own config, model and optimizer on the sweep's data.
+        """Train member ``k`` again as a ``jnn.fit`` of its own config, model and optimizer on the sweep's data.
 
         A vmapped member equals its fit only to rounding (batched matrix products may round differently in the
         last bits), and over many epochs the two can stop at different epochs; the refit is the
@@ -198,10 +198,10 @@ class SweepResult:
 
         Args:
             k: the member.
-            **fit_kw: passed on to :func:`jnn.fit` (``callbacks=[jnn.RunFolder(path)]``, ...).
+            **fit_kw: passed on to ``jnn.fit`` (``callbacks=[jnn.RunFolder(path)]``, ...).
 
         Returns:
-            The :class:`jnn.FitResult`.
+            The ``jnn.FitResult``.
         """
         from jnn.train.loop import fit
 
@@ -218,14 +218,14 @@ class SweepResult:
                    optimizer=tx, **fit_kw)  # fmt: skip
 
     def predict(self, x, member: int) -> np.ndarray:
-        """Member ``member``'s predictions for ``x [n, d]``, as :meth:`jnn.FitResult.predict` gives a fit's (its own
+        """Member ``member``'s predictions for ``x [n, d]``, as ``jnn.FitResult.predict`` gives a fit's (its own
         hyperparameters and dropout rule, evaluation mode)."""
         from jnn.predict import predict
 
         return predict(*self._member_task(member), x)
 
     def predict_proba(self, x, member: int) -> np.ndarray:
-        """Member ``member``'s class probabilities for ``x [n, d]`` (see :meth:`jnn.FitResult.predict_proba`)."""
+        """Member ``member``'s class probabilities for ``x [n, d]`` (see ``jnn.FitResult.predict_proba``)."""
         from jnn.predict import predict_proba
 
         return predict_proba(*self._member_task(member), x)
@@ -273,18 +273,18 @@ class SweepResult:
     def best(self) -> dict:
         """The row of the best member by the monitored metric (min loss / max accuracy): its value at each
         member's best epoch (``best_val``) where early stopping kept one, else its last value (every epoch ran:
-        no best epoch exists); :meth:`best_rule` says which. A member without a value ranks last."""
+        no best epoch exists); ``best_rule`` says which. A member without a value ranks last."""
         vals, _ = self._ranked_values()
         sign = 1.0 if self.direction == "min" else -1.0
         keyed = [(sign * v if v is not None and not math.isnan(v) else math.inf, i) for i, v in enumerate(vals)]
         return self.rows[min(keyed)[1]]
 
     def best_rule(self) -> str:
-        """How :meth:`best` ranks the members, in words (printed beside the best member)."""
+        """How ``best`` ranks the members, in words (printed beside the best member)."""
         return self._ranked_values()[1]
 
     def best_value(self) -> float | None:
-        """The best member's value of the metric :meth:`best` ranks by."""
+        """The best member's value of the metric ``best`` ranks by."""
         vals, _ = self._ranked_values()
         return vals[self.best()["member"]] if self.rows else None
 
@@ -325,31 +325,31 @@ def sweep(
     Args:
         train: training data (each member holds out its validation split as ``fit`` would, unless ``val``
             is given).
-        config: the shared :class:`TrainConfig`; the axes override its fields per member.
-        task: what to train: a :class:`jnn.MLP` (default ``MLP()``; the axes ``hidden``, ``l2`` and ``keep_prob``
-            override its fields per member) or a :class:`jnn.Task` (axes named in ``task.hyper``).
+        config: the shared ``TrainConfig``; the axes override its fields per member.
+        task: what to train: a ``jnn.MLP`` (default ``MLP()``; the axes ``hidden``, ``l2`` and ``keep_prob``
+            override its fields per member) or a ``jnn.Task`` (axes named in ``task.hyper``).
         val: explicit validation data shared by every member.
         test: optional test set; each member's test loss and metrics go in the table.
-        class_weight: per-class loss weights, as in :func:`jnn.fit`.
+        class_weight: per-class loss weights, as in ``jnn.fit``.
         optimizer: None (``config.optimizer``), one ``optax.GradientTransformation`` for every member (a
             ``learning_rate`` axis needs its rate injected as state: ``optax.inject_hyperparams``), or a
             function ``optimizer(h) -> GradientTransformation`` of the member's hyperparameters ``h`` =
             ``{"learning_rate": ..., <other axes>: ...}`` as scalar arrays (axes that are neither config fields
-            nor task hyperparameters are passed to it; see :func:`jnn.train.optimizers.from_hyperparams`).
-        callbacks: :class:`jnn.Callback` objects (see :mod:`jnn.train.callbacks`): ``on_epoch_end`` runs per
+            nor task hyperparameters are passed to it; see ``jnn.train.optimizers.from_hyperparams``).
+        callbacks: ``jnn.Callback`` objects (see ``jnn.train.callbacks``): ``on_epoch_end`` runs per
             member and epoch with ``logs["member"]``; a True return stops that member after that epoch. At
-            most one :class:`jnn.Progress` (default ``Progress()``), shown per shape group: its bar counts
-            the members still running, its lines (``log_every=k``) too; at most one :class:`jnn.SweepFolder`
+            most one ``jnn.Progress`` (default ``Progress()``), shown per shape group: its bar counts
+            the members still running, its lines (``log_every=k``) too; at most one ``jnn.SweepFolder``
             (the sweep's folder: lock, checkpoints, resume).
-        combine: how the list axes make members (:mod:`jnn.axes`): ``"grid"`` (default), every combination of
+        combine: how the list axes make members (``jnn.axes``): ``"grid"`` (default), every combination of
             their values (``keep_prob=[0.7, 0.9], seed=[0, 1, 2]``: 6 members); ``"zip"``, the lists paired one to
             one (all the same length: 3 members for ``keep_prob=[0.5, 0.7, 0.9], seed=[0, 1, 2]``). Axes from
-            :func:`grid` or :func:`zipped` move together under either rule.
-        strategy: how the members run (:mod:`jnn.train.strategy`): ``"programs"``, each member its own fit's
+            ``grid`` or ``zipped`` move together under either rule.
+        strategy: how the members run (``jnn.train.strategy``): ``"programs"``, each member its own fit's
             program, the members side by side in ``workers`` threads and on ``devices``: each member bit for bit
             its own fit; ``"stacked"``, the members in ``jax.vmap``-ed batches (a stopped member leaves the batch,
-            :mod:`jnn.train.repacking`, except with a :class:`jnn.SweepFolder`), the member axis sharded over
-            ``devices``: each equal to its fit to rounding (:meth:`SweepResult.refit` gives its fit's bits).
+            ``jnn.train.repacking``, except with a ``jnn.SweepFolder``), the member axis sharded over
+            ``devices``: each equal to its fit to rounding (``SweepResult.refit`` gives its fit's bits).
             None: ``"programs"`` when jax runs on the CPU, else ``"stacked"``. A sweep folder records it and a
             resume must use the same.
         workers: ``"programs"``'s threads (None: the cores this process may use on a CPU, else the number of
@@ -357,22 +357,22 @@ def sweep(
         devices: the devices the members spread over: None (every local device of the default backend), a count
             (the first ``n``) or a list of ``jax.Device``; member ``i`` of ``"programs"`` runs on
             ``devices[i % n]``. Each member's device is recorded (``SweepResult.devices``, ``sweep.json``).
-        cluster: run the members' calls on a Ray cluster (:mod:`jnn.cluster`, ``strategy="programs"``): ``"ray"``
+        cluster: run the members' calls on a Ray cluster (``jnn.cluster``, ``strategy="programs"``): ``"ray"``
             (the Ray this process is connected to) or its address; the sweep's folder, callbacks and scheduler stay
             in this process, and ``workers`` (default: the cluster's CPUs) calls run at once.
-        samples: a random search of N members: every axis given as a distribution (:func:`uniform`,
-            :func:`loguniform`, :func:`choice`, :func:`randint`) is drawn N times, a list axis holds N values;
-            the space is recorded in ``SweepResult.search`` and the sweep folder (see :mod:`jnn.search`).
+        samples: a random search of N members: every axis given as a distribution (``uniform``,
+            ``loguniform``, ``choice``, ``randint``) is drawn N times, a list axis holds N values;
+            the space is recorded in ``SweepResult.search`` and the sweep folder (see ``jnn.search``).
         search_seed: the random search's seed (the same seed draws the same members).
         sampler: ``"random"`` (default: every member drawn at once) or ``"tpe"``: Optuna's TPE asks the members in
-            rounds, each round a sweep whose results it is told (:mod:`jnn.tpe`; ``pip install 'jnn[optuna]'``;
+            rounds, each round a sweep whose results it is told (``jnn.tpe``; ``pip install 'jnn[optuna]'``;
             no sweep folder).
         **axes: ``seed``, ``learning_rate`` and the task's hyperparameters (the MLP: ``hidden``, ``l2``,
             ``keep_prob``, ``batch_size``), each a list of values (combined by ``combine``), or with ``samples`` a
             distribution.
 
     Returns:
-        A :class:`SweepResult`; ``result.best()`` picks the member by its monitored validation metric.
+        A ``SweepResult``; ``result.best()`` picks the member by its monitored validation metric.
 
     Raises:
         ValueError, TypeError: bad axes or values (naming the member), or a bad config, task or data.
@@ -463,7 +463,7 @@ def sweep(
 
 def _tpe(train, config, axes, samples, search_seed, combine, callbacks, kw) -> SweepResult:
     """``sweep(..., sampler="tpe")``: rounds of members asked of Optuna's TPE, each round a sweep (see
-    :mod:`jnn.tpe`)."""
+    ``jnn.tpe``)."""
     if any(isinstance(cb, SweepStore) for cb in check_callbacks(callbacks)):
         raise ValueError("sampler='tpe' trains its rounds as sweeps of their own and keeps no sweep folder; leave "
                          "jnn.SweepFolder out (or use the random sampler)")  # fmt: skip
@@ -582,7 +582,7 @@ def _shape_columns(config: TrainConfig, model, axes: dict) -> dict:
 
 
 class _Group:
-    """The members of a sweep that share their shapes: checked on creation, trained by :meth:`run`.
+    """The members of a sweep that share their shapes: checked on creation, trained by ``run``.
 
     ``optimizer``: None (the config's), one transformation, or a function of hyperparameters (``extra``: the
     axes passed to it besides ``learning_rate``); ``lr_axis``: the members' learning rates differ.
@@ -636,12 +636,12 @@ class _Group:
         return self.config.with_average(tx)
 
     def initial(self, class_weight, warm=None):
-        """The group's first states and epoch arrays, stacked (see :func:`_stacked`; ``warm``)."""
+        """The group's first states and epoch arrays, stacked (see ``_stacked``; ``warm``)."""
         return _stacked(self, class_weight, warm)
 
     def devices(self, plan: Plan) -> list:
         """The device each of the group's members runs on: ``"programs"`` member ``j`` on ``devices[j % n]``;
-        ``"stacked"`` the members sharded in equal blocks over :func:`jnn.train.strategy.stacked_devices`."""
+        ``"stacked"`` the members sharded in equal blocks over ``jnn.train.strategy.stacked_devices``."""
         k = len(self.members)
         if plan.strategy == "programs":
             return [plan.devices[j % len(plan.devices)] for j in range(k)]
@@ -658,9 +658,9 @@ class _Group:
         return jax.tree.map(lambda a: jax.device_put(a, sharding) if getattr(a, "ndim", 0) else a, tree)
 
     def caller(self, plan: Plan, cbs=None):
-        """The caller that trains the group's members (see :meth:`run`): ``"programs"``, a
-        :class:`jnn.train.member_threads.MemberThreads` running each member's own program in threads on its
-        device; ``"stacked"``, a :class:`jnn.train.repacking.PackedCaller` of one vmapped batch (re-packed as
+        """The caller that trains the group's members (see ``run``): ``"programs"``, a
+        ``jnn.train.member_threads.MemberThreads`` running each member's own program in threads on its
+        device; ``"stacked"``, a ``jnn.train.repacking.PackedCaller`` of one vmapped batch (re-packed as
         members stop when ``plan.repack`` and the batch is on one device)."""
         workers = plan.workers
         ct, config = self.ct, self.config
@@ -691,7 +691,7 @@ class _Group:
 
     def run(self, records: list, state, data, caller, report, cbs=None):
         """Train the group's members from the stacked ``state`` (their first state, or a resumed sweep's) on the
-        stacked epoch arrays ``data`` (see :meth:`initial`) through ``caller`` (see :meth:`caller`; closed here);
+        stacked epoch arrays ``data`` (see ``initial``) through ``caller`` (see ``caller``; closed here);
         their records are filled in place. Returns the halt (None: all stopped)."""
         mine = [records[i] for i in self.index]
         report.start(self.config.max_epochs, 0, len(self.members), self.keys, None)
@@ -716,7 +716,7 @@ def _nbytes(ds) -> int:
 
 
 def _ran_on(caller, state, k: int) -> list:
-    """The device each of ``k`` members ran on: a :class:`MemberThreads`'s record of its calls, or the devices that
+    """The device each of ``k`` members ran on: a ``MemberThreads``'s record of its calls, or the devices that
     hold each member's row of the stacked ``state`` (None where unknown)."""
     if isinstance(caller, MemberThreads):
         return [caller.ran_on.get(j) for j in range(k)]
@@ -787,7 +787,7 @@ def _check_args(config, train, val, test) -> TrainConfig:
 def _stacked(group: _Group, class_weight, warm=None):
     """A group's first states and epoch arrays, stacked on a leading member axis. ``warm(state, data)``, if given,
     is called with the first member's state and epoch arrays as soon as they are built (the caller compiles its
-    programs in the background meanwhile; see :meth:`jnn.train.member_threads.MemberThreads.warm`)."""
+    programs in the background meanwhile; see ``jnn.train.member_threads.MemberThreads.warm``)."""
     ct, states = group.ct, []
     data = [_in_memory(epoch_arrays(f, v, class_weight)) for f, v in group.splits]
     for i, (c, hyper, _) in enumerate(group.members):
@@ -810,7 +810,7 @@ def _stacked(group: _Group, class_weight, warm=None):
 
 
 def _streamed_member(source: RowSource, data: epoch_module.EpochData, i: int):
-    """Member ``i``'s data for its own streamed program (:meth:`jnn.train.streaming.StreamCaller.prepare`) from a
+    """Member ``i``'s data for its own streamed program (``jnn.train.streaming.StreamCaller.prepare``) from a
     sweep's stacked epoch arrays, whose ``x`` holds each member's rows of ``source``."""
     one = jax.tree.map(lambda a: np.asarray(a[i]), jax.device_get(data))
     return StreamCaller.prepare(one._replace(x=RowView(source, one.x)))
@@ -825,7 +825,7 @@ def _source_rows(x: RowSource) -> tuple[RowSource, np.ndarray]:
 
 def _in_memory(data):
     """A member's epoch arrays as arrays: training inputs from a row source become its row indices (the minibatches
-    are read when trained, :mod:`jnn.train.streaming`), and validation inputs from one are read."""
+    are read when trained, ``jnn.train.streaming``), and validation inputs from one are read."""
     if not isinstance(data.x, RowSource):
         return data
     return data._replace(x=_source_rows(data.x)[1].astype(np.int32), x_val=in_memory(data.x_val))

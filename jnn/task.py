@@ -1,6 +1,6 @@
 """The model/task contract: *what* to train, as a small tuple of pure functions.
 
-In the spirit of optax's ``GradientTransformation(init, update)``, a :class:`Task` is everything the
+In the spirit of optax's ``GradientTransformation(init, update)``, a ``Task`` is everything the
 engine (``jnn.fit``, ``jnn.sweep``, ``jnn.evaluate``) needs to know about a model::
 
     task = jnn.Task(
@@ -15,9 +15,9 @@ engine (``jnn.fit``, ``jnn.sweep``, ``jnn.evaluate``) needs to know about a mode
 The engine owns the rest: minibatches drawn on device, the example mask of padded batches (a loss
 never sees padding), sample weights, the optimiser, the non-finite guard, early stopping, history,
 checkpoints, sweeps. ``jnn.fit(train, config)`` without a task trains the built-in MLP, which is one
-instance of this contract (:func:`jnn.mlp.mlp_task`).
+instance of this contract (``jnn.mlp.mlp_task``).
 
-Before anything is compiled, :func:`check_task` traces every function once on abstract values
+Before anything is compiled, ``check_task`` traces every function once on abstract values
 (``jax.eval_shape``: no FLOPs) and raises a ``ValueError``/``TypeError`` that names the piece and says
 what was expected.
 """
@@ -48,13 +48,13 @@ class Task(NamedTuple):
             while training (None at evaluation), ``train`` says which (dropout: random masks while
             training; the inference rule, e.g. classic dropout's expected weights, when False), and
             ``hyper`` is ``{name: scalar array}`` with the task's hyperparameters.
-        loss: a built-in name (:data:`jnn.losses.LOSSES`: ``"softmax"``, ``"binary"``, ``"mse"``,
-            ``"multilabel"``, ``"huber"``; one :class:`jnn.losses.Loss` record each) or a per-example function
+        loss: a built-in name (``jnn.losses.LOSSES``: ``"softmax"``, ``"binary"``, ``"mse"``,
+            ``"multilabel"``, ``"huber"``; one ``jnn.losses.Loss`` record each) or a per-example function
             ``loss(outputs, y) -> [batch]``. The engine takes the mean over the real examples (weighted by
             sample/class weights when given).
         penalty: optional ``penalty(params, hyper) -> scalar`` added to the loss (the lecture's λΣw² is
-            :func:`jnn.mlp.l2_penalty_fn`).
-        metrics: None (the built-in loss's defaults, see :data:`jnn.metrics.DEFAULT_METRICS`), a sequence
+            ``jnn.mlp.l2_penalty_fn``).
+        metrics: None (the built-in loss's defaults, see ``jnn.metrics.DEFAULT_METRICS``), a sequence
             of built-in names, or ``{name: built-in name or function(outputs, y) -> [batch]}``. Each is
             recorded per epoch as ``train_<name>`` and ``val_<name>`` and can be monitored by early stopping.
         hyper: ``{name: float}`` default hyperparameters; the engine passes them as arrays, so one compile
@@ -65,9 +65,9 @@ class Task(NamedTuple):
             both calls must give the same outputs. The built-in MLP uses it for its dropout masks.
 
     A Task is also a *model* in the sense of ``fit(..., task=...)``, ``jnn.sweep`` and ``jnn.evaluate``: it
-    answers the same few questions as :class:`jnn.MLP` (:meth:`task_for`, :meth:`task_for_params`,
-    :meth:`sweep_axes`, :meth:`member`, :meth:`with_hyper`, :meth:`shape_key`, :meth:`shape_label`,
-    :meth:`describe`), so the engine has one path for both.
+    answers the same few questions as ``jnn.MLP`` (``task_for``, ``task_for_params``,
+    ``sweep_axes``, ``member``, ``with_hyper``, ``shape_key``, ``shape_label``,
+    ``describe``), so the engine has one path for both.
     """
 
     init: Callable
@@ -82,14 +82,14 @@ class Task(NamedTuple):
     def from_equinox(model, *, loss: Any = DEFAULT_LOSS, penalty: Callable | None = None, metrics: Any = None,
                      hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
                      batched: bool = False) -> Task:  # fmt: skip
-        """A task training an Equinox module (see :mod:`jnn.adapters`).
+        """A task training an Equinox module (see ``jnn.adapters``).
 
         Args:
             model: an ``eqx.Module``, or ``make(key) -> eqx.Module`` (the params then come from the run's seed).
-            loss: as in :class:`jnn.Task`.
-            penalty: as in :class:`jnn.Task`; ``penalty(params, hyper)`` gets the module's float arrays, with
+            loss: as in ``jnn.Task``.
+            penalty: as in ``jnn.Task``; ``penalty(params, hyper)`` gets the module's float arrays, with
                 None in place of the rest.
-            metrics: as in :class:`jnn.Task`.
+            metrics: as in ``jnn.Task``.
             hyper: ``{name: default}`` hyperparameters (sweepable).
             set_hyper: ``set_hyper(module, hyper) -> module`` puts the values (scalar arrays) into the module,
                 e.g. ``lambda m, h: eqx.tree_at(lambda m: m.drop.p, m, h["p"])``.
@@ -111,15 +111,15 @@ class Task(NamedTuple):
     @staticmethod
     def from_nnx(module, *, loss: Any = DEFAULT_LOSS, penalty: Callable | None = None, metrics: Any = None,
                  hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None) -> Task:  # fmt: skip
-        """A task training a Flax NNX module (see :mod:`jnn.adapters`).
+        """A task training a Flax NNX module (see ``jnn.adapters``).
 
         Args:
             module: an ``nnx.Module`` taking the batch ``[batch, d_in]``, or ``make(key) -> nnx.Module`` (built
                 with ``nnx.Rngs(key)``: the params then come from the run's seed).
-            loss: as in :class:`jnn.Task`.
-            penalty: as in :class:`jnn.Task`; ``penalty(params, hyper)`` gets the ``nnx.State`` of the module's
+            loss: as in ``jnn.Task``.
+            penalty: as in ``jnn.Task``; ``penalty(params, hyper)`` gets the ``nnx.State`` of the module's
                 ``nnx.Param`` variables.
-            metrics: as in :class:`jnn.Task`.
+            metrics: as in ``jnn.Task``.
             hyper: ``{name: default}`` hyperparameters (sweepable).
             set_hyper: ``set_hyper(module, hyper) -> module`` puts the values (scalar arrays) into the module,
                 e.g. ``def f(m, h): m.drop.rate = h["rate"]; return m``.
@@ -160,7 +160,7 @@ class Task(NamedTuple):
         """What a run records of this model (``config.json``): ``{"task": {loss, metrics, hyper, params}}``.
 
         Args:
-            ct: the :class:`CheckedTask` of this task.
+            ct: the ``CheckedTask`` of this task.
             params: params of the task (arrays or ``jax.ShapeDtypeStruct``), for their names, shapes and dtypes.
         """
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__qualname__", "custom")
@@ -175,10 +175,10 @@ def _leaf_spec(leaf) -> tuple[list[int], str]:
 
 
 class CheckedTask(NamedTuple):
-    """A task after :func:`check_task`: resolved functions and the shapes the engine needs.
+    """A task after ``check_task``: resolved functions and the shapes the engine needs.
 
     Attributes:
-        task: the :class:`Task`.
+        task: the ``Task``.
         loss_fn: the per-example loss function.
         metrics: ``((name, fn), ...)``.
         hyper: ``{name: float}`` defaults.
@@ -207,7 +207,7 @@ class CheckedTask(NamedTuple):
     def history_keys(self, learning_rate: bool = True) -> tuple[str, ...]:
         """Per-epoch history keys: ``train_loss``, ``train_<m>``..., ``val_loss``, ``val_<m>``..., and
         ``learning_rate`` when the optimiser holds one as state (``learning_rate=True``; see
-        :func:`jnn.train.optimizers.learning_rate_of`)."""
+        ``jnn.train.optimizers.learning_rate_of``)."""
         ms, per_example = self.metric_names, self.example_metric_names
         keys = ("train_loss", *(f"train_{m}" for m in per_example), "val_loss", *(f"val_{m}" for m in ms))
         return (*keys, "learning_rate") if learning_rate else keys
@@ -322,8 +322,8 @@ def check_key_used(task: Task, train, hyper: Mapping[str, float], dtype, *, rows
     A deterministic task (both modes alike) passes. Costs one small compiled call per mode.
 
     Args:
-        task: the :class:`Task` (already checked on abstract values).
-        train: the training :class:`jnn.data.Dataset`.
+        task: the ``Task`` (already checked on abstract values).
+        train: the training ``jnn.data.Dataset``.
         hyper: the task's default hyperparameters.
         dtype: the params' float dtype.
         rows: examples to run on.
@@ -429,16 +429,16 @@ def check_task(
     """Check every piece of a task against the data, on abstract values, before training starts.
 
     Args:
-        task: the :class:`Task`.
-        train: the training :class:`jnn.data.Dataset`.
+        task: the ``Task``.
+        train: the training ``jnn.data.Dataset``.
         batch_size: the minibatch size T used for the trace.
         val: optional validation Dataset (its targets must suit the loss too).
         init_params: optional warm-start params; must have the structure, shapes and dtypes of ``init``'s.
-        check_key: also run :func:`check_key_used` (a few rows, concretely): warn when ``apply`` trains with
+        check_key: also run ``check_key_used`` (a few rows, concretely): warn when ``apply`` trains with
             randomness that ignores its key.
 
     Returns:
-        A :class:`CheckedTask`.
+        A ``CheckedTask``.
 
     Raises:
         ValueError, TypeError: naming the piece (``task.apply``, ``task.loss``, a metric, ...) and what

@@ -6,7 +6,7 @@ from jnn.gradcheck import check_grads
 
 
 def assert_grads(f, *args, **kwargs):
-    """Assert that the derivatives of ``f`` are right: :func:`jnn.check_grads` with the same arguments and
+    """Assert that the derivatives of ``f`` are right: ``jnn.check_grads`` with the same arguments and
     keywords, raising ``AssertionError`` with the report's table when it fails.
 
     Example:
@@ -14,7 +14,7 @@ def assert_grads(f, *args, **kwargs):
         ...     jnn.testing.assert_grads(my_loss, params, x, argnums=(0, 1))
 
     Returns:
-        The :class:`jnn.CheckReport` (passed).
+        The ``jnn.CheckReport`` (passed).
     """
     report = check_grads(f, *args, **kwargs)
     if not report.passed:

@@ -2,7 +2,7 @@
 
 On the CPU, jax lowers the Threefry-2x32 hash behind ``jax.random`` as a loop of five iterations of four
 rounds (to keep its programs small), which XLA runs as a loop over memory: for a dropout mask of 100 x 256
-units drawn at every step that is most of the mask's cost. :func:`bernoulli` computes the same hash with the
+units drawn at every step that is most of the mask's cost. ``bernoulli`` computes the same hash with the
 twenty rounds written out, which XLA fuses into one pass over registers: the same bits (the hash is the same
 arithmetic on the same counters), 4 to 15 times faster on a 2-core CPU (``benchmarks/throughput.py`` measures
 training with it). ``tests/test_threefry.py`` holds it to ``jax.random.bernoulli`` bit for bit over keys,

@@ -4,12 +4,12 @@
 (needs ``pip install 'jnn[optuna]'``) asks Optuna's ``TPESampler(seed=search_seed)`` for members through the
 ask/tell interface: a first round of ``startup`` members (TPE's random start, default 10), then rounds of ``batch``
 members (default 8; ``constant_liar`` keeps the members of one round apart), until ``samples`` members. Each round
-is one :func:`jnn.sweep.sweep` call (all of its members at once, the round's strategy and devices); each member's
+is one ``jnn.sweep.sweep`` call (all of its members at once, the round's strategy and devices); each member's
 value is its monitored metric at its best epoch (``SweepResult.best``'s rule), told to Optuna as the trial's value
 (a member stopped by a scheduler is told as pruned). A list axis beside the distributions is a grid axis: every
 asked point trains with each of its values, and the point's value is their mean (seeds averaged).
 
-The result is one :class:`jnn.sweep.SweepResult` of all rounds' members in the order asked (members of a round in
+The result is one ``jnn.sweep.SweepResult`` of all rounds' members in the order asked (members of a round in
 its grid order); ``search`` records the space, the sampler, its seed and the rounds' sizes. A sweep folder is not
 taken (each round is a sweep of its own); the same seed asks the same members when the rounds' results are the
 same (a CPU sweep's ``"programs"`` members are bit for bit their fits).
@@ -99,7 +99,7 @@ def tpe_sweep(run_round, axes: dict, *, samples: int, search_seed: int, how: str
 
 
 def merge(results: list):
-    """One :class:`jnn.sweep.SweepResult` of several sweeps' members, in order (members renumbered; params stacked
+    """One ``jnn.sweep.SweepResult`` of several sweeps' members, in order (members renumbered; params stacked
     when every member has the same shapes, else a list; ``state`` a list of the sweeps' states)."""
     first, offsets, rows, total = results[0], [], [], 0
     for r in results:

@@ -9,7 +9,7 @@ from jaxtyping import Array, Float, Int
 
 #: One dense layer: ``w`` is ``[d_in, d_out]`` and ``b`` is ``[d_out]``; the layer computes ``z = x @ w + b``.
 Layer: TypeAlias = dict[str, Float[Array, "..."]]
-#: The network's parameters θ: one :data:`Layer` per affine map, input to output.
+#: The network's parameters θ: one ``Layer`` per affine map, input to output.
 Params: TypeAlias = list[Layer]
 #: A PRNG key: a typed key from ``jax.random.key(seed)`` or a raw ``uint32[2]`` from ``PRNGKey``.
 PRNGKey: TypeAlias = jax.Array

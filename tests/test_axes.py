@@ -1,4 +1,4 @@
-"""How a sweep's axes make members: a grid unless the call pairs them (``combine="zip"``, :func:`jnn.sweep.zipped`);
+"""How a sweep's axes make members: a grid unless the call pairs them (``combine="zip"``, ``jnn.sweep.zipped``);
 never a silent pairing of equal-length lists that reads like a grid."""
 
 import json

@@ -1,15 +1,15 @@
 """Atomic file writes that never go through a symbolic link.
 
-Every file jnn writes into a run or sweep folder goes through :func:`writing`: the content goes to a fresh
+Every file jnn writes into a run or sweep folder goes through ``writing``: the content goes to a fresh
 temp file in the same folder (created with ``O_EXCL | O_NOFOLLOW``, so a link planted at the temp name is
 never followed), is flushed and fsynced, and is ``os.replace``-d over the target. Renaming over a symbolic
 link replaces the link itself, so whatever the link pointed to is never written; a reader sees the old
-file or the new one, never half of one. :func:`append_text` appends (the live ``history.csv``) and refuses
-to follow a link (then the caller rewrites the whole file through :func:`writing`).
+file or the new one, never half of one. ``append_text`` appends (the live ``history.csv``) and refuses
+to follow a link (then the caller rewrites the whole file through ``writing``).
 
 A destination that exists and is neither a regular file nor a symbolic link (a character device such as
 ``/dev/null`` or ``/dev/stdout``, a FIFO, a socket, a block device, a folder) is refused before anything is
-written (:func:`check_destination`): renaming over it would replace the device node or the pipe with a
+written (``check_destination``): renaming over it would replace the device node or the pipe with a
 regular file. Commands that can print write to standard output when given no ``--out``.
 """
 
@@ -22,7 +22,7 @@ import secrets
 import stat
 from pathlib import Path
 
-#: Prefix of the temp files; a folder's leftovers from a killed write are removed by :func:`remove_temp_files`.
+#: Prefix of the temp files; a folder's leftovers from a killed write are removed by ``remove_temp_files``.
 TEMP_PREFIX = ".jnn-tmp-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -33,7 +33,7 @@ def writing(path, mode: str = "wb", **open_kw):
 
     Args:
         path: the target file; its folder must exist.
-        mode: ``"wb"`` or ``"w"`` (text; ``open_kw`` such as ``newline=""`` go to :func:`open`).
+        mode: ``"wb"`` or ``"w"`` (text; ``open_kw`` such as ``newline=""`` go to ``open``).
 
     Yields:
         The open file object.
@@ -41,7 +41,7 @@ def writing(path, mode: str = "wb", **open_kw):
     Raises:
         OSError: if writing fails; ``path`` is then left as it was and the temp file is removed.
         ValueError: ``path`` exists and is neither a regular file nor a symbolic link (see
-            :func:`check_destination`); nothing is written.
+            ``check_destination``); nothing is written.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb'; got {mode!r}")
@@ -97,7 +97,7 @@ def append_text(path, text: str) -> bool:
 
     Returns:
         False, writing nothing, when ``path`` is a symbolic link or not a regular file (the caller then
-        rewrites the whole file with :func:`writing`, which replaces the link).
+        rewrites the whole file with ``writing``, which replaces the link).
     """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK, 0o644)
@@ -159,7 +159,7 @@ def _check_text(path, name: str) -> None:
 
 def check_file_writable(path, name: str = "file") -> None:
     """Refuse an output file that cannot be written, before any work: a folder in its place, a missing or
-    unwritable parent folder, a name that is not UTF-8 (probed like :func:`check_folder_writable`).
+    unwritable parent folder, a name that is not UTF-8 (probed like ``check_folder_writable``).
 
     Raises:
         ValueError: naming ``name``, the path and why.

@@ -1,6 +1,6 @@
 """The best k epochs of a run as files: ``RUN/best/epoch-EEEEEE.npz`` and ``RUN/best/best.json``.
 
-The slots live on device (:mod:`jnn.train.best_k`); :func:`sync_best` runs at the call boundaries where the run
+The slots live on device (``jnn.train.best_k``); ``sync_best`` runs at the call boundaries where the run
 folder writes ``checkpoint.npz`` (every ``checkpoint_every`` epochs, and at the end), so that the files always
 belong to the state the checkpoint holds (a run resumed after ``kill -9`` finds them in line with its state), and
 brings the folder in line with the slots: the params of an epoch that entered the k best are
@@ -55,8 +55,8 @@ def sync_best(run_path, state, rule: BestCheckpoints, meta: dict) -> list[dict]:
 
     Args:
         run_path: the run folder.
-        state: the run's :class:`jnn.TrainState` (its ``top_k``).
-        rule: the run's :class:`jnn.BestCheckpoints`.
+        state: the run's ``jnn.TrainState`` (its ``top_k``).
+        rule: the run's ``jnn.BestCheckpoints``.
         meta: the run's metadata, stored in each file's header.
 
     Returns:

@@ -36,7 +36,7 @@ from jnn.disk import RowSource
 FORMAT = "jnn-checkpoint-1"
 #: Bytes a ``.npy`` entry may hold beyond its data (its own header).
 _NPY_HEADER_MAX = 65536
-#: Temp-file prefix of jnn versions before :mod:`jnn.app.atomic` (their leftovers are removed too).
+#: Temp-file prefix of jnn versions before ``jnn.app.atomic`` (their leftovers are removed too).
 TEMP_PREFIX = ".jnn-ckpt-"
 
 
@@ -82,7 +82,7 @@ def entry_names(state) -> list[str]:
 
 def remove_stale_temp_files(folder) -> list[Path]:
     """Delete temp files a killed save left in ``folder`` (only while holding the folder's lock, see
-    :mod:`jnn.app.lock`: a live save's temp file looks the same); returns what was removed."""
+    ``jnn.app.lock``: a live save's temp file looks the same); returns what was removed."""
     return atomic.remove_temp_files(folder, (atomic.TEMP_PREFIX, TEMP_PREFIX))
 
 
@@ -91,11 +91,11 @@ def save(path, state, *, meta: dict | None = None, extras: dict | None = None) -
 
     Args:
         path: target file (``.npz``); its folder must exist.
-        state: the pytree, e.g. a :class:`jnn.train.TrainState`.
+        state: the pytree, e.g. a ``jnn.train.TrainState``.
         meta: JSON-ready metadata stored in the header (config, hashes).
         extras: ``{name: array}`` of any shapes stored beside the state (checksummed like the leaves, not
             checked against a template): e.g. the run's history, whose length grows. Read with
-            :func:`read_extras`.
+            ``read_extras``.
 
     Returns:
         The path written.
@@ -277,9 +277,9 @@ def check_meta(stored: dict, expected: dict, *, what: str, allow: tuple = (), de
             written; the MLP's fields, which a custom task's run does not record): a missing field counts as
             its default.
         upgrade: ``fn(meta) -> meta`` that brings stored metadata written by an older version into today's form
-            before the comparison (e.g. :func:`jnn.app.run_dir.upgrade_meta`), or None.
+            before the comparison (e.g. ``jnn.app.run_dir.upgrade_meta``), or None.
 
-    The built-in MLP's description (``meta["mlp"]``, see :class:`jnn.MLP`) is compared field by field too
+    The built-in MLP's description (``meta["mlp"]``, see ``jnn.MLP``) is compared field by field too
     (``mlp.hidden: stored …, now …``); a missing MLP field counts as its default.
     """
     from jnn.mlp import MLP
@@ -325,8 +325,8 @@ def restore(
         allow_other_version: accept a checkpoint written by another jnn version (refused by default, since
             the meaning of the state may change between versions).
         allow_changes: config fields of ``expect`` that may differ from the stored ones.
-        config_defaults: the value a config field takes when the stored config lacks it (see :func:`check_meta`).
-        config_upgrade: brings older stored metadata into today's form (``upgrade`` of :func:`check_meta`).
+        config_defaults: the value a config field takes when the stored config lacks it (see ``check_meta``).
+        config_upgrade: brings older stored metadata into today's form (``upgrade`` of ``check_meta``).
 
     Returns:
         A pytree like ``template`` holding the saved values (typed keys rebuilt).

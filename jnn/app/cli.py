@@ -375,8 +375,8 @@ def _add_config_flags(t) -> None:
 
 
 def _field_flags():
-    """``(owner, field, dest, flag, kind, attr, help)`` of every :class:`jnn.MLP` and TrainConfig flag, declared by
-    the field's metadata ``cli`` and ``nested`` (see :mod:`jnn.fields`): owner is ``"mlp"`` or ``"config"``; kind
+    """``(owner, field, dest, flag, kind, attr, help)`` of every ``jnn.MLP`` and TrainConfig flag, declared by
+    the field's metadata ``cli`` and ``nested`` (see ``jnn.fields``): owner is ``"mlp"`` or ``"config"``; kind
     is ``"negate"`` for a bool that defaults to True, or a field that holds a rule and may be None
     (``--no-<name>``), else the value's parser; ``attr`` names the attribute of the rule a nested flag sets
     (``--patience`` sets ``early_stopping.patience``), else None; ``help`` has the default."""
@@ -428,7 +428,7 @@ def _field_flags():
 
 
 def _add_field_flags(t) -> None:
-    """One flag per :class:`jnn.MLP` and TrainConfig field that declares one (see :mod:`jnn.fields`)."""
+    """One flag per ``jnn.MLP`` and TrainConfig field that declares one (see ``jnn.fields``)."""
 
     for _, f, dest, flag, kind, _, text in _field_flags():
         if kind == "negate":
@@ -446,7 +446,7 @@ def read_toml(path, flag: str = "--config") -> dict:
     """The TOML table in ``path``: a regular file, or a pipe such as bash's ``<(…)`` process substitution.
 
     Raises:
-        ValueError: a missing path, a folder, a file over :data:`MAX_CONFIG_BYTES`, text that is not UTF-8 TOML,
+        ValueError: a missing path, a folder, a file over ``MAX_CONFIG_BYTES``, text that is not UTF-8 TOML,
             or tables nested too deeply for the parser (naming ``flag`` and the path).
     """
     import tomllib
@@ -760,7 +760,7 @@ def _sweep(args) -> int:
 def _sweep_axes(args, stored) -> tuple[dict, dict]:
     """``(axes, how)`` of ``jnn sweep``: the axis flags, or ``--space`` (a random search with ``--samples``), or on
     ``--resume`` the folder's (its members' axes, or its search drawn again); ``how`` holds ``combine``, ``samples``
-    and ``search_seed`` for :func:`jnn.sweep.sweep`."""
+    and ``search_seed`` for ``jnn.sweep.sweep``."""
     from jnn.search import Distribution, space_from_dict
 
     flags = (("seed", args.seeds), ("learning_rate", args.learning_rates), ("l2", args.l2s),
@@ -935,7 +935,7 @@ GRADCHECK_COPIES, GRADCHECK_COPIES64 = 3, 3
 
 def _check_gradcheck_memory(sizes, batch: int, dtype: str, bound=None) -> int:
     """Refuse a ``jnn gradcheck`` model that cannot fit in memory before anything is allocated: the estimate is
-    the params' copies (:data:`GRADCHECK_COPIES` in their dtype, :data:`GRADCHECK_COPIES64` in float64) and four
+    the params' copies (``GRADCHECK_COPIES`` in their dtype, ``GRADCHECK_COPIES64`` in float64) and four
     activations of every layer for the batch. Returns the estimate in bytes."""
     from jnn.train.run_setup import memory_bound
 

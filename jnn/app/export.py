@@ -1,7 +1,7 @@
 """``jnn export``: a trained run as a model that leaves jnn, as serialized StableHLO (``jax.export``) or ONNX.
 
 The exported function takes the run's raw inputs ``x [n, d]`` float32 (the feature columns in the run's order,
-then a categorical column's one-hot columns, as :func:`jnn.app.tabular.features_of` gives them; NaN for an empty
+then a categorical column's one-hot columns, as ``jnn.app.tabular.features_of`` gives them; NaN for an empty
 cell when the run imputes) and applies everything ``jnn predict`` does: the imputation and standardisation the run
 learned, the network in evaluation mode with the run's dropout rule (classic dropout's expected weights), and the
 loss's output activation. It returns class probabilities ``[n, k]`` for a classification run (the columns in the
@@ -33,7 +33,7 @@ SUFFIX = {"stablehlo": ".stablehlo", "onnx": ".onnx"}
 
 def prediction_function(model):
     """``fn(x [n, d] float32) -> outputs``: what ``jnn predict --proba`` computes for a
-    :class:`jnn.app.trained.TrainedModel`, as one pure JAX function with the params as constants.
+    ``jnn.app.trained.TrainedModel``, as one pure JAX function with the params as constants.
 
     Returns:
         ``(fn, d, what)``: the function, the input width and ``"probabilities"`` or ``"values"`` (or
@@ -65,7 +65,7 @@ def prediction_function(model):
 
 def export(run_dir, fmt: str, *, out=None, member: int | None = None, best: int | None = None) -> Path:
     """Export the run (or sweep member, or with ``best`` the run's ``best``-th best kept epoch: see
-    :func:`jnn.load_run`) in ``run_dir`` as ``fmt`` (:data:`FORMATS`) to ``out`` (default ``RUN/model.<format>``),
+    ``jnn.load_run``) in ``run_dir`` as ``fmt`` (``FORMATS``) to ``out`` (default ``RUN/model.<format>``),
     with ``export.json`` beside it.
 
     Raises:

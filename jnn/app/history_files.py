@@ -15,7 +15,7 @@ def save_json(history: History, folder) -> Path:
     """Write ``history.json`` into ``folder`` atomically (temp file, then rename); NaN is written as null.
 
     Args:
-        history: the :class:`jnn.History`.
+        history: the ``jnn.History``.
         folder: an existing folder.
 
     Returns:

@@ -1,7 +1,7 @@
-"""``jnn launch``: N local processes wired together through ``jax.distributed`` (see :mod:`jnn.parallel`).
+"""``jnn launch``: N local processes wired together through ``jax.distributed`` (see ``jnn.parallel``).
 
-:func:`launch` starts N local processes with the ``JNN_COORDINATOR_ADDRESS`` / ``JNN_NUM_PROCESSES`` /
-``JNN_PROCESS_ID`` variables that :func:`jnn.parallel.initialize` reads, waits for them under a deadline,
+``launch`` starts N local processes with the ``JNN_COORDINATOR_ADDRESS`` / ``JNN_NUM_PROCESSES`` /
+``JNN_PROCESS_ID`` variables that ``jnn.parallel.initialize`` reads, waits for them under a deadline,
 and kills them all (by pid) if one fails or the deadline passes.
 """
 
@@ -20,7 +20,7 @@ import time
 from jnn import _validate as V
 from jnn.parallel import ENV_ADDRESS, ENV_COUNT, ENV_ID
 
-#: Seconds the children of :func:`launch` get to finish their epoch after a forwarded SIGINT/SIGTERM.
+#: Seconds the children of ``launch`` get to finish their epoch after a forwarded SIGINT/SIGTERM.
 SIGNAL_GRACE_S = 60.0
 
 
@@ -31,7 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-#: Most local processes :func:`launch` starts.
+#: Most local processes ``launch`` starts.
 MAX_PROCESSES = 256
 
 
@@ -45,7 +45,7 @@ def launch(
     exit code is returned; when ``timeout`` seconds pass, all are killed and 124 is returned. SIGINT and
     SIGTERM are forwarded to every child's process group; the children stop at the end of their epoch
     (writing their run folder) and ``128 + signum`` is returned (130, 143); children still running
-    :data:`SIGNAL_GRACE_S` seconds later are killed.
+    ``SIGNAL_GRACE_S`` seconds later are killed.
     """
     V.check_int("processes", processes, low=1, high=MAX_PROCESSES)
     V.check_real("timeout", timeout, low=0.0, low_open=True)

@@ -1,7 +1,7 @@
 """An exclusive lock on a run (or sweep) folder, held for the life of the run.
 
 ``fcntl.flock`` on ``FOLDER/.jnn.lock``: a second run into the same folder is refused before it touches
-anything (:class:`FolderInUse`, naming the holder's process id); the kernel drops the lock when its holder
+anything (``FolderInUse``, naming the holder's process id); the kernel drops the lock when its holder
 exits, however it dies (a SIGKILLed run leaves a lock file that is free again at once).
 """
 
@@ -24,7 +24,7 @@ class FolderInUse(ValueError):
 
 
 class FolderLock:
-    """The lock of one folder; use :func:`acquire` (or ``with acquire(folder):``)."""
+    """The lock of one folder; use ``acquire`` (or ``with acquire(folder):``)."""
 
     def __init__(self, folder: Path, fd: int | None):
         self.folder = folder
@@ -77,8 +77,8 @@ def acquire(folder) -> FolderLock:
 
 
 class HoldsLock:
-    """Mixin of the folder stores (:class:`jnn.RunFolder`, :class:`jnn.SweepFolder`): ``self._held`` is the
-    :class:`FolderLock` taken when the store opens; :meth:`_release` drops it once (later calls do nothing)."""
+    """Mixin of the folder stores (``jnn.RunFolder``, ``jnn.SweepFolder``): ``self._held`` is the
+    ``FolderLock`` taken when the store opens; ``_release`` drops it once (later calls do nothing)."""
 
     _held = None
 

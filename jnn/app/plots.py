@@ -32,7 +32,7 @@ def plot_history(
     marked: one panel per quantity (``loss``, then each ``<metric>`` of ``train_<metric>``/``val_<metric>``).
 
     Args:
-        history: the run's :class:`jnn.history.History`.
+        history: the run's ``jnn.history.History``.
         path: PNG file to write.
         best_epoch: 0-based epoch of the restored best params (a dashed line), or None.
         stop_epoch: 1-based epoch at which the run stopped (a dotted line), or None.
@@ -124,13 +124,13 @@ def check_plot_destination(path, *, overwrite: bool = False, regenerated: bool =
 
 
 def plot_run(run_dir, out: str | None = None, *, overwrite: bool = False) -> Path:
-    """Draw ``curves.png`` for a run folder written by :func:`jnn.fit` / ``jnn train``.
+    """Draw ``curves.png`` for a run folder written by ``jnn.fit`` / ``jnn train``.
 
     Args:
         run_dir: folder with ``history.json`` (and optionally ``summary.json``).
         out: PNG path (default ``run_dir/curves.png``).
         overwrite: replace a plot jnn drew at ``out`` (the run's own ``curves.png`` is redrawn without it; a
-            file jnn did not draw is never replaced: :func:`check_plot_destination`).
+            file jnn did not draw is never replaced: ``check_plot_destination``).
 
     Raises:
         ValueError: if the folder has no ``history.json``, or ``out`` is refused.

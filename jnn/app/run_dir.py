@@ -1,5 +1,5 @@
 """The run folder: ``config.json`` with versions and hashes, checkpoints (with the history), resume, and
-what a finished run leaves: ``model.npz`` (the params :func:`jnn.load_run` reads), ``summary.json`` and
+what a finished run leaves: ``model.npz`` (the params ``jnn.load_run`` reads), ``summary.json`` and
 ``curves.png``."""
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ _DEFAULTS = TrainConfig().to_dict()
 
 #: Files a run writes (removed by ``overwrite``).
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, "history.json", "history.csv", "summary.json", "curves.png")
-#: Files a sweep folder holds (see :func:`jnn.save_sweep`).
+#: Files a sweep folder holds (see ``jnn.save_sweep``).
 SWEEP_FILES = ("sweep.csv", "sweep.json", "params.npz", "sweep.png")
-#: The record a sweep folder keeps of its sweep (see :class:`jnn.SweepFolder`).
+#: The record a sweep folder keeps of its sweep (see ``jnn.SweepFolder``).
 SWEEP_RUN = "sweep_run.json"
 #: Every name jnn writes at the top of a run or sweep folder.
 JNN_FILES = (*RUN_FILES, "config.json", *SWEEP_FILES, SWEEP_RUN, lock.LOCK_NAME)
@@ -63,7 +63,7 @@ def prepare_run_dir(run_path: Path, meta: dict, *, resume: bool, overwrite: bool
     """Create or check a run folder and take its lock, remove stale temp files, write ``config.json``.
 
     Returns:
-        The folder's :class:`jnn.app.lock.FolderLock`, held until the caller releases it (at the end of the run).
+        The folder's ``jnn.app.lock.FolderLock``, held until the caller releases it (at the end of the run).
 
     Raises:
         jnn.app.lock.FolderInUse: another process is running in the folder (nothing was touched).
@@ -174,7 +174,7 @@ def check_not_run_file(path, name: str, *, allow: tuple = ()) -> None:
 def upgrade_meta(meta: dict) -> dict:
     """A run's metadata (``config.json``, a checkpoint's header) in today's form; ``meta`` is not changed.
 
-    The config is brought up to date by :func:`jnn.train.config.upgrade_dict` (the flat early-stopping keys), and
+    The config is brought up to date by ``jnn.train.config.upgrade_dict`` (the flat early-stopping keys), and
     the built-in MLP's fields, which older runs recorded in ``config`` beside the training's, move to ``mlp``
     (a run of the MLP records its ``sizes``; a task's run never trained them and drops them).
     """
@@ -293,12 +293,12 @@ def kept_checkpoints(run_path: Path) -> dict:
 
 def rollback_epoch(result, config: TrainConfig) -> int | None:
     """The epoch a run that went non-finite or diverged can restart from (``RunFolder(path, resume=True,
-    from_epoch=E)``): its last sane epoch (:func:`jnn.train.loop.last_sane_epoch`) when the run folder keeps
+    from_epoch=E)``): its last sane epoch (``jnn.train.loop.last_sane_epoch``) when the run folder keeps
     its checkpoint; else None.
 
     Args:
-        result: the run's :class:`jnn.FitResult`.
-        config: its :class:`jnn.TrainConfig`.
+        result: the run's ``jnn.FitResult``.
+        config: its ``jnn.TrainConfig``.
     """
     if result.stopped_by not in ("non_finite", "diverged") or result.run_dir is None:
         return None
@@ -327,7 +327,7 @@ def rewind_to_epoch(run_path: Path, epoch: int) -> Path:
 
 
 def save_model(run_path: Path, params, meta: dict) -> Path:
-    """Save the params a run returns to ``run_path/model.npz`` (what :func:`jnn.load_run` reads)."""
+    """Save the params a run returns to ``run_path/model.npz`` (what ``jnn.load_run`` reads)."""
     return ckpt.save(run_path / MODEL_NAME, params, meta=meta)
 
 

@@ -2,14 +2,14 @@
 
 ``fit(train, config, callbacks=[jnn.RunFolder(PATH, resume=, overwrite=, from_epoch=, tensorboard=,
 data_info=)])`` writes the run to ``PATH`` (at most one run folder per fit; ``fit`` runs it before the other
-callbacks); everything the folder holds is written through the hooks of :mod:`jnn.train.callbacks`, plus
-:meth:`RunFolder.open`, which ``fit`` calls before compiling (it takes the folder's lock, checks or writes
+callbacks); everything the folder holds is written through the hooks of ``jnn.train.callbacks``, plus
+``RunFolder.open``, which ``fit`` calls before compiling (it takes the folder's lock, checks or writes
 ``config.json`` and, to resume, restores the state and history).
 
 - ``on_train_begin``: the live history files (``history.csv`` every epoch, ``history.json``, TensorBoard);
 - ``on_call_end``: after every compiled call, the live files, and at every multiple of ``config.checkpoint_every``
   (calls end there: ``every``) ``checkpoint.npz`` and, with ``config.best_checkpoints``, the files of the k best
-  epochs in ``best/`` (tracked on device, see :mod:`jnn.app.best_files`; written with each checkpoint, so that
+  epochs in ``best/`` (tracked on device, see ``jnn.app.best_files``; written with each checkpoint, so that
   they always belong to the state ``checkpoint.npz`` holds);
 - ``on_train_end``: ``checkpoint.npz``, ``model.npz`` and ``summary.json`` (also for a run that a signal
   or ``stop_at_epoch`` ended), then the lock is released; ``on_train_abort`` releases it.
@@ -54,18 +54,18 @@ def check_from_epoch(from_epoch: int | None, resume: bool) -> None:
 
 
 class RunFolder(RunStore, HoldsLock):
-    """A run folder (see the module docstring), the built-in :class:`jnn.train.callbacks.RunStore`.
+    """A run folder (see the module docstring), the built-in ``jnn.train.callbacks.RunStore``.
 
     Args:
         path: the folder (created if missing).
         resume: continue from ``checkpoint.npz`` (same config and data, except the fields of
-            :data:`jnn.train.config.RESUME_CHANGES`).
+            ``jnn.train.config.RESUME_CHANGES``).
         overwrite: replace a folder that holds another run.
         from_epoch: with ``resume``, restart from the kept checkpoint of this epoch (later ones are removed).
         tensorboard: also write TensorBoard events to ``path/tensorboard`` (needs tensorboardX).
         data_info: JSON-ready facts about the data, stored in ``config.json`` under ``data``: its source and
-            ``{"preprocessing": Preprocessing.to_dict()}`` (see :mod:`jnn.app.tabular`), which
-            :func:`jnn.load_run` applies to new inputs.
+            ``{"preprocessing": Preprocessing.to_dict()}`` (see ``jnn.app.tabular``), which
+            ``jnn.load_run`` applies to new inputs.
 
     Raises:
         TypeError, ValueError: a path that is not a writable folder, flags that are not bools, or a
@@ -105,7 +105,7 @@ class RunFolder(RunStore, HoldsLock):
         Args:
             meta: the run's description (``config.json``; checked against a resumed run's).
             state: the fresh first state (the template a checkpoint is restored into).
-            config: the :class:`jnn.TrainConfig`.
+            config: the ``jnn.TrainConfig``.
             custom_optimizer: the optimiser was given (its learning rate cannot change on resume).
             keys: the history keys.
             data: ``(train, val)`` as given to ``fit``: their hash (``data_hash``) is stored and checked on resume.
@@ -150,7 +150,7 @@ class RunFolder(RunStore, HoldsLock):
             self._sync_best(state)  # best/ moves with checkpoint.npz: a resumed run finds the files of its state
 
     def _sync_best(self, state) -> None:
-        """``best/``: the params of the k best epochs tracked on device (see :mod:`jnn.app.best_files`)."""
+        """``best/``: the params of the k best epochs tracked on device (see ``jnn.app.best_files``)."""
         if self._config.best_checkpoints is not None and state.top_k is not None:
             sync_best(self.path, state, self._config.best_checkpoints, self._meta)
 

@@ -3,10 +3,10 @@
 A *source* is a small JSON-ready dict stored in the run (``config.json`` under ``data.source``), so that
 ``jnn train --out RUN --resume`` finds the same data again:
 
-- ``{"dataset": "mnist1d"}``: a built-in data set (:mod:`jnn.datasets`), with its own test split;
+- ``{"dataset": "mnist1d"}``: a built-in data set (``jnn.datasets``), with its own test split;
 - ``{"data": PATH, "target": ..., "features": ..., "standardize": bool, "val_data": PATH | None,
   "test_data": PATH | None, "na_values": [...]}`` (``na_values`` only when given): a CSV or ``.npz`` file
-  (:mod:`jnn.app.tabular`); an ``.npz`` may carry its own ``x_val``/``y_val`` and ``x_test``/``y_test``.
+  (``jnn.app.tabular``); an ``.npz`` may carry its own ``x_val``/``y_val`` and ``x_test``/``y_test``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ def load_source(source: dict, config, loss: str) -> tuple[Dataset, Dataset | Non
 
     Args:
         source: as in the module docstring.
-        config: the run's :class:`jnn.TrainConfig` (its seed and ``val_fraction`` fix the training split that
+        config: the run's ``jnn.TrainConfig`` (its seed and ``val_fraction`` fix the training split that
             standardisation learns from).
-        loss: the model's loss (:attr:`jnn.MLP.loss`); it decides how targets are read.
+        loss: the model's loss (``jnn.MLP.loss``); it decides how targets are read.
 
     Returns:
         ``(train, val, test, data_info)``: ``val`` only when the source has explicit validation data
         (otherwise ``fit`` carves it from ``train``), ``test`` when it has test data, and ``data_info`` for
-        ``fit(..., data_info=...)``: the source and, for files, the :class:`jnn.app.tabular.Preprocessing`.
+        ``fit(..., data_info=...)``: the source and, for files, the ``jnn.app.tabular.Preprocessing``.
 
     Raises:
         ValueError: an unknown data set, or a missing or malformed file (nothing is written before).
@@ -132,7 +132,7 @@ SCALE_SPAN = 1e3
 
 def scale_warning(x_fit: np.ndarray, prep) -> str | None:
     """Print (to standard error) and return a warning when the numeric features' standard deviations on the
-    training rows span more than :data:`SCALE_SPAN` (an unscaled model may then learn only the majority class);
+    training rows span more than ``SCALE_SPAN`` (an unscaled model may then learn only the majority class);
     None when they do not."""
     numeric = x_fit[:, : prep.n_features - prep.onehot_width]
     std = numeric.std(axis=0) if numeric.size else np.zeros(0)

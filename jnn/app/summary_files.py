@@ -11,9 +11,9 @@ from jnn.app import atomic
 from jnn.app.plots import PNG_METADATA
 from jnn.results import Summary, summarize
 
-#: The files :func:`save_summary` writes.
+#: The files ``save_summary`` writes.
 SUMMARY_FILES = ("summary.csv", "summary.md", "summary.png")
-#: The record of what :func:`save_summary` wrote (each file's SHA-256): what makes a summary file jnn's own.
+#: The record of what ``save_summary`` wrote (each file's SHA-256): what makes a summary file jnn's own.
 SUMMARY_RECORD = ".jnn-summary.json"
 
 
@@ -41,7 +41,7 @@ def save_summary(summary: Summary, folder, *, metric: str | None = None, overwri
     installed, ``summary.png`` (``metric``, default the first) into ``folder``, each atomically, and record
     what was written in ``.jnn-summary.json`` (each file's SHA-256).
 
-    The folder is checked first (:func:`check_summary_folder`): a ``jnn train`` run's folder is refused, a
+    The folder is checked first (``check_summary_folder``): a ``jnn train`` run's folder is refused, a
     summary jnn wrote there before is replaced only with ``overwrite=True``, and a file of those names that jnn
     did not write (or that changed since) is never replaced.
 
@@ -119,7 +119,7 @@ def _sha256(path: Path) -> str:
 
 def summarize_folder(folder, by, *, metrics=None, confidence: float = 0.95, out=None,
                      overwrite: bool = False) -> tuple[Summary, list[Path]]:  # fmt: skip
-    """:func:`jnn.results.summarize` of the sweep in ``folder``, saved by :func:`save_summary` into ``out``
+    """``jnn.results.summarize`` of the sweep in ``folder``, saved by ``save_summary`` into ``out``
     (default the sweep folder; ``overwrite``: replace a summary jnn wrote there). Returns the summary and the
     paths written."""
     dest = Path(folder if out is None else out)

@@ -1,6 +1,6 @@
 """A sweep's folder: ``sweep.csv``, ``sweep.json``, ``params.npz`` and ``sweep.png``, written atomically.
 
-``jnn.save_sweep(result, folder)`` writes what :func:`jnn.sweep.sweep` returned; ``jnn.load_run(folder,
+``jnn.save_sweep(result, folder)`` writes what ``jnn.sweep.sweep`` returned; ``jnn.load_run(folder,
 member=k)`` reads one member back as a model.
 """
 
@@ -21,9 +21,9 @@ def save_sweep(result: SweepResult, folder, *, data_info: dict | None = None) ->
     ``jnn.load_run(folder, member=k)``) and (with matplotlib) ``sweep.png`` into ``folder``.
 
     Args:
-        result: the :class:`jnn.sweep.SweepResult` of :func:`jnn.sweep.sweep`.
+        result: the ``jnn.sweep.SweepResult`` of ``jnn.sweep.sweep``.
         folder: the sweep folder (created if needed).
-        data_info: facts about the data stored in ``sweep.json`` under ``data`` (see :func:`jnn.fit`).
+        data_info: facts about the data stored in ``sweep.json`` under ``data`` (see ``jnn.fit``).
 
     Returns:
         The paths written (``sweep.png`` last, when matplotlib is installed).

@@ -11,7 +11,7 @@ sweep in ``PATH`` (``jnn sweep --out PATH`` does this):
   identity, config hash, group index, members and their axis values, and a resume refuses a group file whose
   header differs from ``sweep_run.json`` (one copied from another sweep or group), naming both files;
 - at the end (also after SIGINT/SIGTERM): ``sweep.csv``, ``sweep.json``, ``params.npz`` and ``sweep.png``
-  (:func:`jnn.save_sweep`).
+  (``jnn.save_sweep``).
 
 The folder's lock (``.jnn.lock``) is held for the whole sweep, as a run folder's is: a second sweep or run into it
 is refused at once. A folder that holds another sweep is refused without ``resume`` (go on) or ``overwrite``
@@ -49,7 +49,7 @@ def group_path(folder: Path, group: int) -> Path:
 
 
 class SweepFolder(SweepStore, lock.HoldsLock):
-    """A sweep folder (see the module docstring), the built-in :class:`jnn.train.callbacks.SweepStore`.
+    """A sweep folder (see the module docstring), the built-in ``jnn.train.callbacks.SweepStore``.
 
     Args:
         path: the folder (created if missing).
@@ -58,7 +58,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         overwrite: start again in a folder that holds another sweep (or foreign files); jnn removes only its
             own files there.
         data_info: JSON-ready facts about the data (its source and preprocessing), stored in ``sweep_run.json`` and
-            ``sweep.json`` under ``data`` (read by :func:`jnn.load_run`).
+            ``sweep.json`` under ``data`` (read by ``jnn.load_run``).
 
     Raises:
         TypeError, ValueError: a path that is not a writable folder, flags that are not bools, or both set.
@@ -255,7 +255,7 @@ def check_same_plan(record: Path, old: dict, meta: dict) -> None:
 
 
 def sweep_identity(meta: dict) -> str:
-    """A short hash of what makes a sweep itself (:data:`MATCHED`: config, axes, members' models, data hash)."""
+    """A short hash of what makes a sweep itself (``MATCHED``: config, axes, members' models, data hash)."""
     text = json.dumps({k: meta.get(k) for k in MATCHED}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -1,4 +1,4 @@
-"""Your own data: a CSV file with a header row, or a ``.npz`` file, read into :class:`jnn.Dataset`, with the
+"""Your own data: a CSV file with a header row, or a ``.npz`` file, read into ``jnn.Dataset``, with the
 preprocessing a run stores and applies again at prediction time.
 
 - CSV: parsed by Python's ``csv`` module; ``target`` names the label column(s) (default: the last column),
@@ -9,8 +9,8 @@ preprocessing a run stores and applies again at prediction time.
 
 Class labels (any values: strings, or numbers such as wine qualities 3..8) are encoded as indices into the
 sorted distinct training labels, as scikit-learn's ``LabelEncoder`` does; ``standardize`` learns a mean and
-standard deviation per feature on the training split only. Both live in a :class:`Preprocessing`, stored in
-the run (``config.json``, under ``data``) and read back by :func:`jnn.load_run`.
+standard deviation per feature on the training split only. Both live in a ``Preprocessing``, stored in
+the run (``config.json``, under ``data``) and read back by ``jnn.load_run``.
 
 Every malformed file is refused with a ``ValueError`` naming the file, the row (as a line number of the
 file) or the column, and the fix.
@@ -65,7 +65,7 @@ class Preprocessing:
     """What a run learned about its data and applies to new inputs.
 
     Attributes:
-        kind: ``"classes"``, ``"values"`` or ``"multilabel"`` (from the loss, see :data:`KIND_OF_LOSS`).
+        kind: ``"classes"``, ``"values"`` or ``"multilabel"`` (from the loss, see ``KIND_OF_LOSS``).
         n_features: input width d.
         features: the CSV feature columns, in order (None for ``.npz`` data).
         targets: the CSV target columns (None for ``.npz``).
@@ -74,8 +74,8 @@ class Preprocessing:
         mean, std: per-feature standardisation learned on the training split (None: not standardised).
         target_mean, target_std: for regression (``kind == "values"``), the per-target standardisation learned
             on the training split with ``--standardize``: the model trains on ``(y - target_mean) / target_std``
-            and :meth:`decode_values` maps its outputs back (None: targets as they are).
-        impute: how missing feature cells are filled (:data:`IMPUTE`), or None (a missing cell is refused).
+            and ``decode_values`` maps its outputs back (None: targets as they are).
+        impute: how missing feature cells are filled (``IMPUTE``), or None (a missing cell is refused).
         fill: the value each model input's missing cells get, learned on the training split (None: no imputation).
         categorical: the categorical feature columns, one-hot encoded after the numeric ones (None: none).
         categories: each categorical column's categories, sorted (the one-hot columns' order).
@@ -115,7 +115,7 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict, *, what: str = "preprocessing") -> Preprocessing:
-        """Inverse of :meth:`to_dict`, validated: a stored record may have been edited by hand.
+        """Inverse of ``to_dict``, validated: a stored record may have been edited by hand.
 
         Raises:
             ValueError: naming ``what`` and the field: an unknown key or kind, a width that is not a positive
@@ -282,7 +282,7 @@ class Preprocessing:
         return out
 
     def imputed_on(self, table: Table, rows, *, fill_value: float = 0.0) -> Preprocessing:
-        """This preprocessing with the fill values of :attr:`impute` learned on the training rows ``rows`` of
+        """This preprocessing with the fill values of ``impute`` learned on the training rows ``rows`` of
         ``table`` (the split the fit trains on): per numeric column its mean, median or most frequent value (the
         smallest of ties) over the present cells, or ``fill_value`` (``"constant"``; also a column with no
         value at all); per categorical column its most frequent category."""
@@ -459,7 +459,7 @@ def read_table(
             feature columns at prediction time).
 
     Returns:
-        A :class:`Table` (for ``.npz``, the ``x``/``y`` arrays). A CSV is read in two streaming passes into
+        A ``Table`` (for ``.npz``, the ``x``/``y`` arrays). A CSV is read in two streaming passes into
         preallocated arrays, so memory stays near the arrays' size.
 
     Raises:
@@ -491,7 +491,7 @@ DELIMITERS = (",", ";", "\t", "|")
 
 
 def sniff_delimiter(header_line: str, suffix: str = ".csv") -> str:
-    """The delimiter of a CSV file from its header line: the one of :data:`DELIMITERS` it holds most often
+    """The delimiter of a CSV file from its header line: the one of ``DELIMITERS`` it holds most often
     (tab for ``.tsv``; comma when it holds none, a one-column file)."""
     if suffix.lower() == ".tsv":
         return "\t"
@@ -502,7 +502,7 @@ def sniff_delimiter(header_line: str, suffix: str = ".csv") -> str:
 
 def _csv_rows(p: Path, what: str, delimiter: str | None = None):
     """The non-blank rows of a CSV file, streamed, split at ``delimiter`` (default: sniffed from the header line,
-    see :func:`sniff_delimiter`); errors name the file."""
+    see ``sniff_delimiter``); errors name the file."""
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             first = fh.readline()
@@ -766,15 +766,15 @@ def read_npz(path, *, what: str = "--data", need_target: bool = True) -> dict:
 
 def learn(table: Table, loss: str, *, impute: str | None = None, unknown: str = "error") -> Preprocessing:
     """The preprocessing of a training table for ``loss``: the label classes (sorted distinct labels) and each
-    categorical column's categories; see :meth:`Preprocessing.imputed_on` and
-    :meth:`Preprocessing.standardized_on` for what is learned on the training split.
+    categorical column's categories; see ``Preprocessing.imputed_on`` and
+    ``Preprocessing.standardized_on`` for what is learned on the training split.
 
     Args:
         table: the training table.
         loss: the model's loss.
-        impute: how missing feature cells will be filled (:data:`IMPUTE`); None refuses a table with empty cells,
+        impute: how missing feature cells will be filled (``IMPUTE``); None refuses a table with empty cells,
             counting them by column.
-        unknown: what an unseen category does at prediction time (:data:`UNKNOWN`).
+        unknown: what an unseen category does at prediction time (``UNKNOWN``).
 
     Raises:
         ValueError: an unknown loss, targets that do not suit it, a single class, or empty cells without
@@ -846,7 +846,7 @@ def dataset(table: Table, prep: Preprocessing, *, what: str | None = None):
 
 def features_of(table: Table, prep: Preprocessing, *, what: str | None = None) -> np.ndarray:
     """The raw feature columns ``[n, d]`` of a table in the order the run trained on (CSV columns picked
-    by name; no target needed); :meth:`Preprocessing.transform` (or ``TrainedModel.predict``) scales them."""
+    by name; no target needed); ``Preprocessing.transform`` (or ``TrainedModel.predict``) scales them."""
     what = what or repr(table.path)
     if table.missing and prep.impute is None:
         raise ValueError(missing_message(table, what) + "; the model was trained without --impute: fill them")

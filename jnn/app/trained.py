@@ -3,8 +3,8 @@ without the training data: ``.params``, ``.predict(x)``, ``.predict_proba(x)``, 
 
 Predictions run the model in evaluation mode (``train=False``): the whole network, with classic dropout's
 expected weights (activations scaled by keep_prob) or inverted dropout's unscaled ones, exactly as
-:func:`jnn.evaluate` scores it. Inputs are preprocessed as in training (a run trained on a data file keeps
-its feature columns, standardisation and label classes; see :mod:`jnn.app.tabular`).
+``jnn.evaluate`` scores it. Inputs are preprocessed as in training (a run trained on a data file keeps
+its feature columns, standardisation and label classes; see ``jnn.app.tabular``).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ class TrainedModel:
 
     Attributes:
         params: the params the run returned (the best epoch's when early stopping restored them).
-        task: the :class:`jnn.Task` (for a run of a :class:`jnn.MLP`, its task, rebuilt from ``config.json["mlp"]``).
-        config: the run's :class:`TrainConfig` (a sweep member's own values).
+        task: the ``jnn.Task`` (for a run of a ``jnn.MLP``, its task, rebuilt from ``config.json["mlp"]``).
+        config: the run's ``TrainConfig`` (a sweep member's own values).
         hyper: the run's task hyperparameters (the MLP: ``l2`` and ``keep_prob``).
-        preprocessing: the run's :class:`jnn.app.tabular.Preprocessing` (feature columns, standardisation, label
+        preprocessing: the run's ``jnn.app.tabular.Preprocessing`` (feature columns, standardisation, label
             classes) when it was trained on a data file (or given ``data_info``); otherwise one that only
             checks the input width (inputs used as they are, classes are indices).
         run_dir: the folder it was loaded from.
@@ -85,7 +85,7 @@ class TrainedModel:
         return outputs(self.task, self.params, self.inputs(x), self.hyper)
 
     def predict_proba(self, x) -> np.ndarray:
-        """Class probabilities ``[n, k]`` (columns in the order of :attr:`classes`); for a binary model
+        """Class probabilities ``[n, k]`` (columns in the order of ``classes``); for a binary model
         ``[n, 2]``: P(class 0), P(class 1); for a multi-label model, each label's probability ``[n, k]``.
 
         Raises:
@@ -115,8 +115,8 @@ class TrainedModel:
         return self.preprocessing.classes
 
     def evaluate(self, ds: Dataset) -> dict:
-        """The loss and metrics on ``ds`` (already encoded, as :func:`jnn.app.tabular.dataset` gives),
-        as :func:`jnn.evaluate` reports them."""
+        """The loss and metrics on ``ds`` (already encoded, as ``jnn.app.tabular.dataset`` gives),
+        as ``jnn.evaluate`` reports them."""
         from jnn.train.evaluation import evaluate
 
         return evaluate(self.params, ds, self.task, hyper={k: jnp.asarray(v) for k, v in self.hyper.items()})
@@ -128,14 +128,14 @@ def load_run(run_dir, *, member: int | None = None, task: Task | None = None, be
 
     Args:
         run_dir: the folder.
-        member: for a sweep folder (``jnn sweep`` / :func:`jnn.save_sweep`), the member to load.
-        task: the :class:`jnn.Task` of a run that trained its own model (functions are not stored in the
+        member: for a sweep folder (``jnn sweep`` / ``jnn.save_sweep``), the member to load.
+        task: the ``jnn.Task`` of a run that trained its own model (functions are not stored in the
             folder); None for the built-in MLP, rebuilt from the stored description (``"mlp"``).
         best: load the ``best``-th best epoch kept by ``TrainConfig.best_checkpoints`` (1: the best; see
             ``RUN/best/best.json``) instead of ``model.npz``.
 
     Returns:
-        A :class:`TrainedModel`.
+        A ``TrainedModel``.
 
     Raises:
         ValueError: not a finished run folder, a member out of range, or ``task`` not matching the params.

@@ -1,5 +1,5 @@
 """jnn runs as Ray Tune trials: Tune's schedulers (ASHA, Hyperband, PBT), search algorithms and fault tolerance drive
-:func:`jnn.fit` runs (``jnn.tune.trainable``; needs ``pip install 'jnn[ray]'``).
+``jnn.fit`` runs (``jnn.tune.trainable``; needs ``pip install 'jnn[ray]'``).
 
 ::
 
@@ -12,7 +12,7 @@
                                                    scheduler=ASHAScheduler(grace_period=2)))
     results = tuner.fit()
 
-Each trial is one :func:`jnn.fit` of the trial's ``config`` (the names a sweep takes as axes: ``seed``,
+Each trial is one ``jnn.fit`` of the trial's ``config`` (the names a sweep takes as axes: ``seed``,
 ``learning_rate``, the task's hyperparameters, an MLP's ``hidden``/``l2``/``keep_prob``, ``batch_size``; checked as
 a sweep checks them). After every epoch the trial reports that epoch's history row (``train_loss``, ``val_loss``,
 the metrics, ``epoch``) to Tune with a checkpoint of the run's full state and history (``state.npz``, the format
@@ -42,16 +42,16 @@ STATE_FILE = "state.npz"
 
 def trainable(train: Dataset, config: TrainConfig | None = None, *, task=None, val: Dataset | None = None,
               class_weight=None, optimizer=None, callbacks=None):  # fmt: skip
-    """A Ray Tune function trainable whose trials are :func:`jnn.fit` runs.
+    """A Ray Tune function trainable whose trials are ``jnn.fit`` runs.
 
     Args:
         train: the training data (each trial holds out its validation split as ``fit`` does, unless ``val``).
-        config: the shared :class:`jnn.TrainConfig`; a trial's ``config`` overrides its sweepable fields.
-        task: a :class:`jnn.MLP` (default ``MLP()``) or a :class:`jnn.Task`.
+        config: the shared ``jnn.TrainConfig``; a trial's ``config`` overrides its sweepable fields.
+        task: a ``jnn.MLP`` (default ``MLP()``) or a ``jnn.Task``.
         val: explicit validation data.
-        class_weight: per-class loss weights, as in :func:`jnn.fit`.
+        class_weight: per-class loss weights, as in ``jnn.fit``.
         optimizer: an ``optax.GradientTransformation`` for every trial (None: the config's).
-        callbacks: more :class:`jnn.Callback` objects for every trial's fit (loggers, ...; not a run store: the
+        callbacks: more ``jnn.Callback`` objects for every trial's fit (loggers, ...; not a run store: the
             trial's is Tune's checkpoint).
 
     Returns:

@@ -1,7 +1,7 @@
 """Hand-written backpropagation, the reference ``jax.grad`` is checked against.
 
-- :func:`backprop` (``vectorized.py``): the two-stage algorithm in δ form, jit-able.
-- :func:`node_backprop` (``nodes.py``): the node-level algorithm with T(u) sums, for teaching.
+- ``backprop`` (``vectorized.py``): the two-stage algorithm in δ form, jit-able.
+- ``node_backprop`` (``nodes.py``): the node-level algorithm with T(u) sums, for teaching.
 """
 
 from jnn.backprop.nodes import Graph, Node, node_backprop

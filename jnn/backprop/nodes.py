@@ -39,7 +39,7 @@ class Node:
 
     Attributes:
         value: the value computed by the forward pass.
-        grad: ∂L/∂(this node), filled by :meth:`Graph.backward`.
+        grad: ∂L/∂(this node), filled by ``Graph.backward``.
         successors: list of ``(v, ∂v/∂u)`` for every v ∈ T(u) (nodes that take this one as input).
         label: a readable name, e.g. ``"u[1][0,3]"`` (layer 1, example 0, unit 3).
     """
@@ -92,17 +92,17 @@ def _to_np(a) -> np.ndarray:
 def node_backprop(params, x, y, *, loss: str = DEFAULT_LOSS, activation: str = "relu", l2: float = 0.0,
                   include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None, key=None,
                   train: bool = False, mask=None, return_graph: bool = False):  # fmt: skip
-    """Gradient of :func:`jnn.regularized_loss` by the node-level algorithm, in float64.
+    """Gradient of ``jnn.regularized_loss`` by the node-level algorithm, in float64.
 
-    Arguments are those of :func:`jnn.regularized_loss`; the dropout masks are the ones
-    :func:`jnn.forward` draws with the same key.
+    Arguments are those of ``jnn.regularized_loss``; the dropout masks are the ones
+    ``jnn.forward`` draws with the same key.
 
     Returns:
         ``grads``: a list of ``{"w": np.ndarray, "b": np.ndarray}`` in float64, or ``(grads, graph,
         loss_node)`` when ``return_graph``.
 
     Raises:
-        ValueError: if the network has more than :data:`MAX_PARAMS` parameters, or on bad arguments.
+        ValueError: if the network has more than ``MAX_PARAMS`` parameters, or on bad arguments.
     """
     x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
                                                 include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,

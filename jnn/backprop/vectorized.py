@@ -2,7 +2,7 @@
 
 Two stages, as in the lecture:
 
-1. **Forward pass** (:func:`jnn.model.forward_cache`): store every layer's pre-activation
+1. **Forward pass** (``jnn.model.forward_cache``): store every layer's pre-activation
    ``z⁽ᵏ⁾ = a⁽ᵏ⁻¹⁾W⁽ᵏ⁾ + b⁽ᵏ⁾``, its activation ``g(z⁽ᵏ⁾)`` and the dropout multiplier.
 2. **Backward pass**, from the output to the input. Define
 
@@ -15,7 +15,7 @@ Two stages, as in the lecture:
 
    and the same ``softmax(z) − onehot(y)`` for softmax cross-entropy. The product (a)·(b) is used in
    its simplified form ŷ − y, which is exact and stays finite when ŷ saturates to 0 or 1
-   (:func:`lecture_output_delta` computes (a)·(b) literally, and the tests check they agree).
+   (``lecture_output_delta`` computes (a)·(b) literally, and the tests check they agree).
    Then, layer by layer in reverse (the chain rule, step (d)):
 
        δ⁽ᵏ⁾ = (δ⁽ᵏ⁺¹⁾ W⁽ᵏ⁺¹⁾ᵀ) ⊙ f⁽ᵏ⁾ ⊙ g′(z⁽ᵏ⁾)       (f⁽ᵏ⁾: dropout multiplier, 1 without dropout)
@@ -41,7 +41,7 @@ class BackpropCache(NamedTuple):
     """What the two stages computed: the forward cache and every δ.
 
     Attributes:
-        forward: the :class:`jnn.model.ForwardCache` (pre-activations, activations, dropout factors).
+        forward: the ``jnn.model.ForwardCache`` (pre-activations, activations, dropout factors).
         deltas: ``deltas[k] = ∂l/∂z⁽ᵏ⁺¹⁾``, ``[batch, d_{k+1}]``, for every layer k = 0..L−1 (the last one
             is the output δ). The data-loss part only; L2 enters the weight gradients directly.
     """
@@ -86,7 +86,7 @@ def lecture_output_delta(logits, y):
     """Equations (a)·(b) of the lecture, literally, for one sigmoid output and BCE (per example).
 
     (a) ∂l/∂ŷ = −y/ŷ + (1−y)/(1−ŷ); (b) ∂ŷ/∂z = ŷ(1−ŷ); returns (a)·(b). Finite only while ŷ ∉ {0, 1};
-    equal to ŷ − y there (which :func:`output_delta` uses).
+    equal to ŷ − y there (which ``output_delta`` uses).
     """
     yhat = jax.nn.sigmoid(logits)
     y = y.reshape(yhat.shape).astype(yhat.dtype)
@@ -98,18 +98,18 @@ def lecture_output_delta(logits, y):
 def backprop(params: Params, x, y, *, loss: str = DEFAULT_LOSS, activation: str = "relu", l2: float = 0.0,
              include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
              key: PRNGKey | None = None, train: bool = False, mask=None, return_cache: bool = False):  # fmt: skip
-    """Gradient of :func:`jnn.regularized_loss` by the lecture's two-stage algorithm, by hand.
+    """Gradient of ``jnn.regularized_loss`` by the lecture's two-stage algorithm, by hand.
 
-    Takes exactly the arguments of :func:`jnn.regularized_loss`, and given the same dropout key it uses
-    the same masks (both go through :func:`jnn.model.forward_cache`).
+    Takes exactly the arguments of ``jnn.regularized_loss``, and given the same dropout key it uses
+    the same masks (both go through ``jnn.model.forward_cache``).
 
     Args:
         params: list of ``{"w": [d_in, d_out], "b": [d_out]}``.
         x: inputs ``[batch, d_in]``.
         y: labels for ``loss``.
         loss, activation, l2, include_bias, l2_mask, dropout, key, train, mask: as in
-            :func:`jnn.regularized_loss`.
-        return_cache: also return the :class:`BackpropCache` (every δ and activation).
+            ``jnn.regularized_loss``.
+        return_cache: also return the ``BackpropCache`` (every δ and activation).
 
     Returns:
         ``grads`` (same structure as ``jax.grad(regularized_loss)(params, ...)``), or
@@ -123,7 +123,7 @@ def backprop(params: Params, x, y, *, loss: str = DEFAULT_LOSS, activation: str 
 
 
 def _backprop(params, x, y, loss, activation, lam, sel, dropout, key, train, mask):
-    """Unvalidated core of :func:`backprop` (jit-able)."""
+    """Unvalidated core of ``backprop`` (jit-able)."""
     g_prime = get_activation(activation).deriv
     # Stage 1: forward pass, every node's value stored.
     fwd = forward_cache(params, x, activation=activation, dropout=dropout, key=key, train=train)

@@ -1,7 +1,7 @@
 """Offline data sets: MNIST-1D (the default), scikit-learn's digits, and the synthetic xor, moons, spirals.
 
-Every loader returns ``(train, test)`` :class:`jnn.data.Dataset` objects with a documented split and
-scaling; :func:`jnn.data.split` carves the validation set from ``train``.
+Every loader returns ``(train, test)`` ``jnn.data.Dataset`` objects with a documented split and
+scaling; ``jnn.data.split`` carves the validation set from ``train``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def load(name: str, *, seed: int = 0):
     """Load a data set by name.
 
     Args:
-        name: one of :data:`LOADERS` (``mnist1d``, ``digits``, ``xor``, ``moons``, ``spirals``).
+        name: one of ``LOADERS`` (``mnist1d``, ``digits``, ``xor``, ``moons``, ``spirals``).
         seed: seed of the synthetic generators and of the digits split (MNIST-1D is fixed by its
             paper's arguments).
 

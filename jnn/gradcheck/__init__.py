@@ -1,13 +1,13 @@
-"""Gradient checking, one concept: :func:`check_grads` verifies the derivatives of any JAX function against
-float64 finite differences and returns a :class:`CheckReport` whose verdict is ``"passed"``, ``"failed"`` or
-``"inconclusive"``; :func:`compare_grads` compares two given gradients into the same report type;
-:func:`taylor_test` and :func:`finite_difference_grad` are the small tools beside them.
+"""Gradient checking, one concept: ``check_grads`` verifies the derivatives of any JAX function against
+float64 finite differences and returns a ``CheckReport`` whose verdict is ``"passed"``, ``"failed"`` or
+``"inconclusive"``; ``compare_grads`` compares two given gradients into the same report type;
+``taylor_test`` and ``finite_difference_grad`` are the small tools beside them.
 
-Modules: :mod:`~jnn.gradcheck.report` (the report types and what a verdict means),
-:mod:`~jnn.gradcheck.check` (``check_grads``), :mod:`~jnn.gradcheck.probes` (how one probe is judged: the
-reference, its error bound, kinks and retries), :mod:`~jnn.gradcheck.jaxpr` (reading f's jaxpr: precision,
-float64 twin, first non-finite equation), :mod:`~jnn.gradcheck.operations` (naming the wrong operation),
-:mod:`~jnn.gradcheck.simple` (compare_grads, finite differences, the Taylor test, float64_mode).
+Modules: ``jnn.gradcheck.report`` (the report types and what a verdict means),
+``jnn.gradcheck.check`` (``check_grads``), ``jnn.gradcheck.probes`` (how one probe is judged: the
+reference, its error bound, kinks and retries), ``jnn.gradcheck.jaxpr`` (reading f's jaxpr: precision,
+float64 twin, first non-finite equation), ``jnn.gradcheck.operations`` (naming the wrong operation),
+``jnn.gradcheck.simple`` (compare_grads, finite differences, the Taylor test, float64_mode).
 """
 
 from jnn.gradcheck.check import AUTO_FULL_MAX, FAST_DIRECTIONS, check_grads

@@ -11,7 +11,7 @@ follow the low precision; when they are too loose to see a ×1.05 error, the ver
 Array outputs are reduced by a random cotangent u: the check is on φ(x) = ⟨u, f(x)⟩, whose gradient is the
 VJP of u. ``order=2`` checks Hessian-vector products: the same machinery on ψ(x) = ⟨∇φ(x), w⟩ for a
 random w. How a probe is judged (Richardson's extrapolation, the error bound, kinks, retries) is in
-:mod:`jnn.gradcheck.probes`; what the verdicts mean in :mod:`jnn.gradcheck.report`.
+``jnn.gradcheck.probes``; what the verdicts mean in ``jnn.gradcheck.report``.
 
 Before any probe, ``f`` is evaluated twice at the point (and once more from a fresh trace): values that
 differ mean ``f`` is not deterministic, and the check refuses to run (noise would inflate the error bound
@@ -73,7 +73,7 @@ def check_grads(
             (a dict of heads, a tuple; non-float leaves are left out, with a note), or ``(out, aux)`` with
             ``has_aux=True``; deterministic: fix every PRNG key inside it. Array and pytree outputs are
             reduced by random cotangents (one per output leaf); when such a check fails, each output leaf is
-            checked alone and named (:attr:`CheckReport.outputs`). When f does not run on a float64 copy of
+            checked alone and named (``CheckReport.outputs``). When f does not run on a float64 copy of
             its arguments (a scan carry started from a float32 array it closes over), it is checked at its
             own dtypes against its float64 twin (the same operations, control flow included, in float64).
         *args: its arguments, any pytrees (float leaves of the differentiated ones are checked; complex
@@ -84,7 +84,7 @@ def check_grads(
             derivative.
         order: 1 (gradients) or 2 (Hessian-vector products).
         mode: ``"full"`` (every coordinate), ``"fast"`` (random directions, then localisation) or
-            ``"auto"`` (full up to :data:`AUTO_FULL_MAX` coordinates).
+            ``"auto"`` (full up to ``AUTO_FULL_MAX`` coordinates).
         rtol: relative tolerance on top of the finite-difference error bound (default 1e-6 when f computes
             in float64, 1e-3 in float32, 16 unit roundoffs in float16/bfloat16).
         atol: absolute tolerance per unit length of a probe (default 0).
@@ -97,14 +97,14 @@ def check_grads(
         localize: ``"on_failure"`` (default), ``"always"`` or ``"never"``: check the derivative of each
             operation of ``f``'s jaxpr (custom_vjp/custom_jvp rules, ``jax.jit`` functions, ``jax.named_scope``
             blocks, also inside checkpoint/remat, scan, fori/while loops and cond) at the inputs it received,
-            to name the wrong one (:attr:`CheckReport.operations`).
+            to name the wrong one (``CheckReport.operations``).
         surrogate: paths of leaves whose gradient is an intended surrogate (a straight-through estimator:
             f is locally constant there, its JAX derivative is not), e.g. ``["args[0]['w']"]``: they are
             reported with status ``"surrogate"`` and never judged. A failing leaf that looks like one gets a
             note naming the ``stop_gradient``/``round``/integer cast on its path.
 
     Returns:
-        A :class:`CheckReport`: ``.verdict`` (``"passed"``, ``"failed"``, ``"inconclusive"``), ``.passed``,
+        A ``CheckReport``: ``.verdict`` (``"passed"``, ``"failed"``, ``"inconclusive"``), ``.passed``,
         ``.leaves``, ``.operations``, ``str(report)``.
 
     Raises:
@@ -287,7 +287,7 @@ class _Run:
 
     @property
     def theta(self) -> list:
-        """The point in float64: lifted from :attr:`stored` (the user's own arrays, at their dtypes) on each use,
+        """The point in float64: lifted from ``stored`` (the user's own arrays, at their dtypes) on each use,
         so that no float64 copy of a float32 model outlives the call that needs it (a no-op for float64)."""
         return P.lift(self.stored)
 
@@ -299,10 +299,10 @@ class _Run:
 
 def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, seed, n_dirs, forward, localize,
                 surrogate=frozenset()):  # fmt: skip
-    """:func:`check_grads` after validation, inside x64 mode (also used on single operations), in named steps:
-    the inputs and φ (:func:`_setup`), the reference (:func:`_reference`), the candidate
-    (:func:`_candidate`), f at the point (:func:`_at_point`), the probes (:func:`_probes`), the judgement
-    (:func:`_judgement`) and the localisation of outputs and operations (:func:`_localisation`)."""
+    """``check_grads`` after validation, inside x64 mode (also used on single operations), in named steps:
+    the inputs and φ (``_setup``), the reference (``_reference``), the candidate
+    (``_candidate``), f at the point (``_at_point``), the probes (``_probes``), the judgement
+    (``_judgement``) and the localisation of outputs and operations (``_localisation``)."""
     run = _setup(f, args, nums, tuple_nums, grad, seed)
     unknown = sorted(surrogate - set(run.paths))  # refused before any work
     if unknown:
@@ -329,7 +329,7 @@ def check_point(f, args, nums, tuple_nums, *, grad, order, mode, rtol, atol, see
 
 
 def _setup(f, args, nums, tuple_nums, grad, seed) -> _Run:
-    """The checked leaves (validated), f on them (:func:`_traced`), φ (:func:`_reduced`), the precision f
+    """The checked leaves (validated), f on them (``_traced``), φ (``_reduced``), the precision f
     computes in, and a user's ``grad`` (which may lower it)."""
     diff = tuple(args[i] for i in nums)
     flat, treedef = jax.tree_util.tree_flatten_with_path(diff)
@@ -464,8 +464,8 @@ def _at_point(run: _Run, mode: str, order: int, rtol, atol) -> CheckReport | Non
 def _candidate_values(run: _Run, grad, keep: bool) -> tuple[list | None, dict]:
     """The candidate at the point, checked for determinism and finiteness over every entry (fast mode too):
     ``(per-leaf arrays with non-finite entries zeroed, {leaf: non-finite row})``; the arrays are None when not
-    ``keep`` (fast mode from :data:`jnn.gradcheck.probes.SPLIT_FROM` coordinates, which recomputes the
-    candidate where it needs it rather than hold it). From :data:`FINGERPRINT_FROM` entries the two
+    ``keep`` (fast mode from ``jnn.gradcheck.probes.SPLIT_FROM`` coordinates, which recomputes the
+    candidate where it needs it rather than hold it). From ``FINGERPRINT_FROM`` entries the two
     evaluations are compared by fingerprint, one after the other: never two gradients held."""
     prob, bad_rows = run.prob, {}
     if not run.reverse:  # forward mode only: no candidate gradient (zeros where held, for full mode's rows)
@@ -502,7 +502,7 @@ def _candidate_values(run: _Run, grad, keep: bool) -> tuple[list | None, dict]:
 
 def _fingerprint(prob, leaves):
     """``[weighted sum, count of non-finite entries]`` of a gradient: two evaluations that agree on it agree
-    (the weights are :func:`jnn.gradcheck.probes.draw_at`'s draws, summed block by block: nothing of the
+    (the weights are ``jnn.gradcheck.probes.draw_at``'s draws, summed block by block: nothing of the
     gradient's size is made beside it)."""
 
     def parts(g, idx):
@@ -550,7 +550,7 @@ def _judgement(run: _Run, got: dict, count: int, bad_rows: dict, surrogate) -> C
 
 
 def _localisation(run: _Run, report: CheckReport, grad, order: int, seed: int) -> CheckReport:
-    """The operations of f checked one by one at their inputs (:func:`jnn.gradcheck.operations.localise`)."""
+    """The operations of f checked one by one at their inputs (``jnn.gradcheck.operations.localise``)."""
     if grad is not None:
         return _with(report, notes=(*report.notes, "operations are not localised for a grad= candidate (it is "
                                                    "not JAX's derivative of f)"))  # fmt: skip
@@ -590,7 +590,7 @@ def _probe(prob, crit, cand, oracles, full, reverse, key, n_dirs, phi0):
     """Full or fast mode: ``({oracle: rows}, probes run, problems)``. In fast mode a leaf whose random
     directions met kinks they could not be judged beside, or lack the power to see a ×1.05 error (low
     precision, an unlucky direction), is checked coordinate by coordinate when small enough
-    (:data:`LEAF_FULL_MAX` entries, :data:`jnn.gradcheck.probes.SPLIT_FROM` in all): as full mode would."""
+    (``LEAF_FULL_MAX`` entries, ``jnn.gradcheck.probes.SPLIT_FROM`` in all): as full mode would."""
     if full:
         cands = {"vjp": [np.asarray(c, np.float64).ravel() for c in cand]} if reverse else {}
         return P.full(prob, crit, cands, "jvp" in oracles, phi0), prob.n, []

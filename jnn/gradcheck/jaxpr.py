@@ -1,8 +1,8 @@
 """Reading ``f``'s jaxpr: the lowest precision it computes in, its float64 twin, the first equation that
 produces a non-finite value, and the operations (custom rules, ``jax.jit`` functions, named scopes) whose
-derivatives :mod:`jnn.gradcheck.operations` checks one by one.
+derivatives ``jnn.gradcheck.operations`` checks one by one.
 
-All of it is one small interpreter, :func:`run`, that evaluates a jaxpr equation by equation the way
+All of it is one small interpreter, ``run``, that evaluates a jaxpr equation by equation the way
 ``jax.core.eval_jaxpr`` does (``primitive.bind`` with the equation's parameters), so what it evaluates is
 differentiable by JAX and runs the user's custom rules.
 """

@@ -7,11 +7,11 @@ functions and ``jax.checkpoint``/remat blocks (entered to find operations inside
 ``jax.named_scope`` or ``jax.named_call`` (contiguous equations sharing a name-stack entry, entered for
 nested names; the markers JAX adds for its own transformations, ``vmap()`` and the like, are not names).
 Control flow is entered too: the body of ``lax.scan`` and of ``fori_loop``/``while_loop`` (an operation
-there is checked at the inputs of each step, up to :data:`MAX_STEPS` of them, and the first failing step is
+there is checked at the inputs of each step, up to ``MAX_STEPS`` of them, and the first failing step is
 named), and the branch of ``lax.cond``/``switch`` taken at the point. Built-in primitives are JAX's and are
 not re-checked one by one.
 
-``f`` is replayed equation by equation at the point (:func:`jnn.gradcheck.jaxpr.run`), which captures each
+``f`` is replayed equation by equation at the point (``jnn.gradcheck.jaxpr.run``), which captures each
 operation's inputs; each operation is then a function of its float inputs, reduced to a scalar by random
 cotangents, and checked by the same machinery as ``f`` itself (full mode when small, fast mode otherwise;
 forward mode beside reverse mode), through the ``check`` function the caller passes in (one recursion path:
@@ -180,7 +180,7 @@ def _op_function(op: _Op, values: dict, key):
 
 
 def _spread(steps: list) -> list:
-    """At most :data:`MAX_STEPS` of the iterations ``steps``, evenly spaced, the first and the last included."""
+    """At most ``MAX_STEPS`` of the iterations ``steps``, evenly spaced, the first and the last included."""
     if len(steps) <= MAX_STEPS:
         return steps
     picks = sorted({round(k * (len(steps) - 1) / (MAX_STEPS - 1)) for k in range(MAX_STEPS)})
@@ -200,7 +200,7 @@ def localise(phi, theta, *, check, order: int, seed: int, rtol, atol) -> tuple[l
         rtol, atol: the user's tolerances (None: each operation's defaults).
 
     Returns:
-        ``(operations, notes)``: :class:`OpCheck` per operation, innermost wrong first, then the other wrong
+        ``(operations, notes)``: ``OpCheck`` per operation, innermost wrong first, then the other wrong
         ones, then the right ones; notes on what could not be checked.
     """
     cj = J.closed(phi, theta)

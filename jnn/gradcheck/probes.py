@@ -1,4 +1,4 @@
-"""The probes of :func:`jnn.check_grads`: directional derivatives of φ against float64 finite differences,
+"""The probes of ``jnn.check_grads``: directional derivatives of φ against float64 finite differences,
 every coordinate (full mode) or random directions with localisation by bisection (fast mode).
 
 A probe along a step-scaled direction v evaluates φ at θ ± σv and θ ± σv/2 (σ = 1 first). Per unit of v:
@@ -19,14 +19,14 @@ which moves a kink out of the stencil unless it sits at θ itself. At θ a probe
 consecutive steps with φ smooth there looks wrong, and one whose residual ``|S₁ − 4S₂|/σ`` explains its
 error (≥ a quarter of it, and above rounding) looks non-smooth; neither is decided there, since kinks whose
 slope jumps cancel look smooth along one direction: both are judged again at θ ± v/8, moved off the kink
-along the probe, with the candidate recomputed there (:data:`MOVE`). Wrong there: *wrong*; right there:
+along the probe, with the candidate recomputed there (``MOVE``). Wrong there: *wrong*; right there:
 right (*beside* a kink); else *non-smooth here*, never counted as wrong. A pass at θ that a kink in the
 stencil made loose is retried at the smaller steps. A probe whose φ values are not finite at every step is
-*non-finite* (wrong). See :func:`judge`.
+*non-finite* (wrong). See ``judge``.
 
 Fast mode's directions are drawn inside its compiled probes from a counter hash of (seed, direction,
-coordinate) and never stored (:func:`draw_at`); the candidate's dot products with them are reductions taken
-block by block (:func:`blockwise`). From :data:`SPLIT_FROM` coordinates the probes are separate programs over
+coordinate) and never stored (``draw_at``); the candidate's dot products with them are reductions taken
+block by block (``blockwise``). From ``SPLIT_FROM`` coordinates the probes are separate programs over
 the stored θ (the user's own arrays: the float64 point is lifted inside each call, fused with the
 perturbation) and the candidate is recomputed for each direction and block rather than held, so a check at
 10⁷ parameters holds no array of θ's size between calls, and at most two float64 copies within one (a JVP's
@@ -56,7 +56,7 @@ FULL_CHUNK = 4096
 SPLIT_FROM = 10**6
 #: Blocks explored at once by the bisection, and the block size checked entry by entry.
 MAX_BRANCHES, LEAF_BLOCK = 8, 8
-#: Entries per block of :func:`blockwise`'s reductions.
+#: Entries per block of ``blockwise``'s reductions.
 BLOCK = 2**16
 
 
@@ -68,7 +68,7 @@ class Problem:
         phi: φ(xs), the scalar whose derivative the candidate is (a function of the list of checked leaves).
         fd_phi: the φ the finite differences evaluate (``phi`` itself, or its float64 twin when f computes
             in a lower precision).
-        theta: the checked leaves as stored: the user's arrays at their own dtypes (:func:`lift` gives the
+        theta: the checked leaves as stored: the user's arrays at their own dtypes (``lift`` gives the
             float64 point; every compiled function lifts them itself, so a float32 model's float64 copy lives
             only inside the call that perturbs it).
         paths, shapes, sizes: per leaf.
@@ -200,20 +200,20 @@ def judge(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool = False, b
     """Judge ``m`` probes over the steps of ``crit.scales``, then the failing ones beside the point.
 
     At the point a probe is right at the first step where it passes (with ``sharpen``, the step with the best
-    resolution among those tried until one is sharper than :data:`SHARP`). A probe that never passes there
+    resolution among those tried until one is sharper than ``SHARP``). A probe that never passes there
     either met a kink at the point or is wrong; no test on φ along one direction tells them apart (kinks whose
     slope jumps cancel look smooth), so with ``beside`` the probe is judged again at the points θ ± τv moved
-    off the point along its direction (τ = :data:`MOVE`; the candidate recomputed there; steps short of the
+    off the point along its direction (τ = ``MOVE``; the candidate recomputed there; steps short of the
     point): *wrong* when a moved probe fails with φ smooth at two consecutive steps, *right beside a kink*
     when a moved probe passes and none is wrong, else *non-smooth here* (never wrong). Without ``beside``, a
     probe that fails with φ smooth at two consecutive steps (or at the last step tried) is wrong.
 
     Args:
         measure: ``measure(ix, sigma) -> [4, len(ix)]`` φ values of probes ``ix`` at step σ.
-        c, cv, vnorm: ``[m]`` per probe (see :meth:`Criterion.assess`).
+        c, cv, vnorm: ``[m]`` per probe (see ``Criterion.assess``).
         phi0: φ(θ) (a scalar, or ``[m]``).
         crit: the criterion.
-        sharpen: retry passing probes whose resolution is above :data:`SHARP`.
+        sharpen: retry passing probes whose resolution is above ``SHARP``.
         beside: ``beside(ix, t) -> (measure, c, cv, phi0)`` for the probes ``ix`` moved by ``t`` (signed, in
             units of their direction), or None.
     """
@@ -243,7 +243,7 @@ def judge(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool = False, b
 
 
 def _judge_at(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool) -> Judged:
-    """:func:`judge` at one point, without moving. Per probe: *ok* at the first step where it passes, unless
+    """``judge`` at one point, without moving. Per probe: *ok* at the first step where it passes, unless
     φ is not smooth there and the pass is loose (resolution ``POWER / 4`` or more: the kink's own error made
     room for it): such a pass is retried at the smaller steps and stands only if nothing fails there, and
     at the last step it is *non-smooth*; *wrong* when it fails with φ smooth at two consecutive steps (or at
@@ -287,7 +287,7 @@ def _judge_at(measure, c, cv, vnorm, phi0, crit: Criterion, sharpen: bool) -> Ju
 def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: float) -> dict:
     """Every coordinate: φ at θ ± h e_i and θ ± h e_i / 2, one coordinate after the other inside a compiled
     loop that sets and restores the entry in place (no copy of θ per coordinate). An entry that fails at the
-    point is judged again beside it, at θ ± τh e_i (:func:`judge`).
+    point is judged again beside it, at θ ± τh e_i (``judge``).
 
     Args:
         prob, crit: the problem and criterion.
@@ -356,7 +356,7 @@ def full(prob: Problem, crit: Criterion, cands: dict, with_jvp: bool, phi0: floa
 
 
 def _full_beside(prob: Problem, oracle: str, run, flat, unravel, hs, scale):
-    """:func:`judge`'s ``beside`` for full mode: coordinate probes moved by ``t`` steps along their axis."""
+    """``judge``'s ``beside`` for full mode: coordinate probes moved by ``t`` steps along their axis."""
     entry = None
     if oracle == "vjp" and prob.cand is not None:
         entry = jax.jit(lambda t, i, s: ravel_pytree(prob.cand(unravel(t.at[i].add(s))))[0][i])
@@ -426,7 +426,7 @@ def draw_at(seed, kid, idx):
 
 def direction(prob: Problem, seed, kid, lo, hi) -> list:
     """The step-scaled direction ``kid`` over the global coordinates [lo, hi): a random vector
-    (:func:`draw_at`: the same for a whole bisection, so halves of a block are restrictions of it)
+    (``draw_at``: the same for a whole bisection, so halves of a block are restrictions of it)
     restricted to the block and scaled to expected length 1 per unit step, or the coordinate axis when the
     block holds one entry. Traced (seed, kid, lo, hi may be traced scalars); elementwise, to be fused."""
     out = []
@@ -437,7 +437,7 @@ def direction(prob: Problem, seed, kid, lo, hi) -> list:
 
 
 def _direction_at(idx, seed, kid, lo, hi, h):
-    """:func:`direction`'s entries at the global coordinates ``idx`` (uint32) of a leaf of step ``h``."""
+    """``direction``'s entries at the global coordinates ``idx`` (uint32) of a leaf of step ``h``."""
     m = hi - lo
     inside = (idx >= lo.astype(jnp.uint32)) & (idx < hi.astype(jnp.uint32))
     z = draw_at(seed, kid, idx)
@@ -447,7 +447,7 @@ def _direction_at(idx, seed, kid, lo, hi, h):
 def blockwise(leaves, offsets, fn, n_out: int):
     """``Σ fn(values, idx)`` over every entry of ``leaves`` (arrays of any shape, leaf j's entries at global
     coordinates ``offsets[j] + k``): ``fn`` maps a 1-d block of values and its uint32 coordinates to
-    ``n_out`` arrays, each summed. Taken in blocks of :data:`BLOCK` entries inside a loop, so that nothing
+    ``n_out`` arrays, each summed. Taken in blocks of ``BLOCK`` entries inside a loop, so that nothing
     of a leaf's size is made beside it (XLA on CPU does not fuse several reductions of one elementwise
     product: at 10⁷ parameters one program would hold two float64 arrays of θ's size). Traced; returns a
     tuple of ``n_out`` float64 scalars."""
@@ -473,7 +473,7 @@ def blockwise(leaves, offsets, fn, n_out: int):
 
 
 def _probe_parts(prob: Problem):
-    """The three parts of a fast-mode probe along the :func:`direction` ``kid`` over [lo, hi), each a
+    """The three parts of a fast-mode probe along the ``direction`` ``kid`` over [lo, hi), each a
     function to trace (the direction recomputed where it is used, fused into the perturbation or the
     reduction, never stored):
 
@@ -509,8 +509,8 @@ def _probe_parts(prob: Problem):
 
 def _compiled_probe(prob: Problem, with_jvp: bool, example_cand, seed):
     """``probe(theta, cand, seed, kid, lo, hi, sigma, t) -> (vals, tangent, c, cv, vn)`` from the parts of
-    :func:`_probe_parts`, compiled: as one program (one compile; its four evaluations one after the other in
-    a ``lax.map``), or from :data:`SPLIT_FROM` coordinates as separate programs called one after the other:
+    ``_probe_parts``, compiled: as one program (one compile; its four evaluations one after the other in
+    a ``lax.map``), or from ``SPLIT_FROM`` coordinates as separate programs called one after the other:
     each holds one perturbed float64 copy of θ beside the stored θ and the candidate, where one program keeps
     more (a loop's carried copy of θ)."""
     at, tangent, dot = _probe_parts(prob)
@@ -577,7 +577,7 @@ def fast(prob: Problem, crit: Criterion, cand, oracles: tuple, key, n_dirs: int,
     Args:
         prob, crit: the problem and criterion.
         cand: the candidate gradient (list of leaves; zeros when only forward mode is checked), or None from
-            :data:`SPLIT_FROM` coordinates: then ``prob.cand`` is evaluated again for each direction and block
+            ``SPLIT_FROM`` coordinates: then ``prob.cand`` is evaluated again for each direction and block
             probed (or, in forward mode only, nothing is), and no gradient is held between calls (a probe holds
             at most two arrays of θ's size in float64).
         oracles: ``("vjp",)``, ``("jvp",)`` or both: which candidates to judge.
@@ -711,7 +711,7 @@ def _factor(one, two) -> float | None:
 
 def _localise(check, lo: int, hi: int, h: float):
     """Bisect [lo, hi) along the random direction of ``check(a, b, quick)`` restricted to halves, following
-    the :data:`MAX_BRANCHES` worst failing blocks; returns the entries checked one by one as
+    the ``MAX_BRANCHES`` worst failing blocks; returns the entries checked one by one as
     ``(flat index, reference, candidate, status)`` (derivative units)."""
     blocks, out = [(lo, hi)], []
     while blocks:

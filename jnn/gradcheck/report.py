@@ -1,12 +1,12 @@
-"""The one report type of gradient checking: :class:`CheckReport`, its rows :class:`LeafCheck` and the
-operations it checked, :class:`OpCheck`.
+"""The one report type of gradient checking: ``CheckReport``, its rows ``LeafCheck`` and the
+operations it checked, ``OpCheck``.
 
 A verdict is one of three words:
 
 - ``"passed"``: every checked entry agrees with the float64 reference within its tolerance, and the
-  check had the power to see a 5 % error (:data:`POWER`) in every leaf;
+  check had the power to see a 5 % error (``POWER``) in every leaf;
 - ``"failed"``: some entry, leaf or operation is wrong, or something that makes a check meaningless
-  happened (a non-finite value of ``f``, of the reference or of the candidate): :attr:`CheckReport.problems`
+  happened (a non-finite value of ``f``, of the reference or of the candidate): ``CheckReport.problems``
   says what and where;
 - ``"inconclusive"``: nothing was found wrong, but the tolerances would let a ×1.05 error through (low
   precision), or every probe of some leaf met a kink it could not be judged beside: a pass here would
@@ -15,7 +15,7 @@ A verdict is one of three words:
 Kinks never decide a verdict. A probe that fails at the point where ``f`` is not differentiable along it (a
 relu at 0, ``abs`` at 0, a tie of ``max``, a zero bias meeting zero padding) is judged again at points moved
 off the kink along the probe, with the candidate recomputed there: right there (counted in
-:attr:`LeafCheck.beside`), wrong there (wrong: a real error does not stop at the kink), or non-smooth there
+``LeafCheck.beside``), wrong there (wrong: a real error does not stop at the kink), or non-smooth there
 too (*non-smooth here*: skipped, never wrong, and a leaf with nothing else judged is inconclusive).
 """
 
@@ -38,7 +38,7 @@ REL_ERR = "rel = max|Δ| / max(max|reference|, max|candidate|) over the leaf"
 
 
 def rel_err(delta: float, ref: float, cand: float) -> float:
-    """``delta / max(ref, cand)`` (magnitudes): :data:`REL_ERR`; 0 when ``delta`` is 0, at most 2 for finite
+    """``delta / max(ref, cand)`` (magnitudes): ``REL_ERR``; 0 when ``delta`` is 0, at most 2 for finite
     values, nan when ``delta`` is."""
     if delta == 0:
         return 0.0
@@ -48,17 +48,17 @@ def rel_err(delta: float, ref: float, cand: float) -> float:
 
 @dataclass(frozen=True)
 class LeafCheck:
-    """One leaf of a :class:`CheckReport`.
+    """One leaf of a ``CheckReport``.
 
     Attributes:
         path: the leaf's path, e.g. ``args[0]['w']`` (``args[i]`` is the i-th argument of ``f``), or
-            ``layers[0].w`` in :func:`compare_grads`.
+            ``layers[0].w`` in ``compare_grads``.
         shape: its shape.
         checked: entries checked one by one (all of them in full mode; those reached by localisation in
             fast mode), or 0 when the leaf was only checked along random directions.
         failed: entries found wrong (in fast mode, those localised: a lower bound).
         max_abs_err, max_rel_err: the largest |candidate − reference| among the entries (or probes) judged,
-            and that over the larger of max|reference| and max|candidate| (:data:`REL_ERR`).
+            and that over the larger of max|reference| and max|candidate| (``REL_ERR``).
         worst_index: the worst entry's index (None when no single entry was checked).
         reference, candidate: the values at ``worst_index`` (or of the worst directional check).
         status: ``"ok"``, ``"wrong"``, ``"non-smooth"`` (every probe of the leaf met a kink; not wrong) or
@@ -113,7 +113,7 @@ class OpCheck:
             file:line"`` for a rule called by nothing else of the user's (a rule checked alone); "" if unknown.
         shapes: the shapes of its float inputs.
         passed: its derivative agrees with finite differences at those inputs.
-        max_rel_err: the largest relative error of its check (:data:`REL_ERR`).
+        max_rel_err: the largest relative error of its check (``REL_ERR``).
         calls: call sites of the same operation found wrong (named functions used in several layers).
         inside: the name of the enclosing checked operation ("" at the top).
         within: the control flow around it (``"scan"``, ``"while loop"``, ``"cond branch 1"``, nested with
@@ -150,11 +150,11 @@ class OpCheck:
 
 @dataclass(frozen=True, repr=False)
 class CheckReport:
-    """What :func:`jnn.check_grads` and :func:`jnn.compare_grads` return; ``str(report)`` is a table and a
+    """What ``jnn.check_grads`` and ``jnn.compare_grads`` return; ``str(report)`` is a table and a
     verdict line.
 
     Attributes:
-        leaves: one :class:`LeafCheck` per differentiated leaf (the primary candidate).
+        leaves: one ``LeafCheck`` per differentiated leaf (the primary candidate).
         mode: ``"full"``, ``"fast"`` or ``"compare"`` (two given gradients).
         order: 1 or 2.
         candidate: what was checked (``"jax.vjp"``, ``"jax.jvp"``, ``"grad="``, ``"hvp of jax.grad"`` ...).
@@ -221,7 +221,7 @@ class CheckReport:
 
     @property
     def failed_operations(self) -> list:
-        """The wrong operations, innermost first (:class:`OpCheck`)."""
+        """The wrong operations, innermost first (``OpCheck``)."""
         return [o for o in self.operations if not o.passed]
 
     @property

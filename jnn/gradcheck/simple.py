@@ -1,7 +1,7 @@
-"""The small tools of gradient checking: :func:`compare_grads` (two given gradients, leaf by leaf, into a
-:class:`CheckReport`), :func:`finite_difference_grad`, the Taylor-remainder test and :func:`float64_mode`.
+"""The small tools of gradient checking: ``compare_grads`` (two given gradients, leaf by leaf, into a
+``CheckReport``), ``finite_difference_grad``, the Taylor-remainder test and ``float64_mode``.
 
-Check gradients in float64 (:func:`float64_mode`): float32 finite differences are too noisy to tell a
+Check gradients in float64 (``float64_mode``): float32 finite differences are too noisy to tell a
 wrong gradient from rounding.
 """
 
@@ -54,10 +54,10 @@ def compare_grads(
         reference_name, candidate_name: labels for the table.
 
     Returns:
-        A :class:`CheckReport` of mode ``"compare"``: a leaf passes when every entry satisfies
+        A ``CheckReport`` of mode ``"compare"``: a leaf passes when every entry satisfies
         ``|c − r| ≤ atol + rtol·|r|`` (``numpy.allclose``); a NaN or inf on either side fails (status
         ``"non-finite"``, with a problem naming the side). Its verdict is ``"passed"`` or ``"failed"``;
-        ``max_abs_err`` is over the finite pairs, ``max_rel_err`` is :data:`~jnn.gradcheck.report.REL_ERR`
+        ``max_abs_err`` is over the finite pairs, ``max_rel_err`` is ``jnn.gradcheck.report.REL_ERR``
         (robust to entries that cancel to nearly 0; 0 when both are all zero).
 
     Raises:
@@ -152,7 +152,7 @@ def finite_difference_grad(f: Callable, params, *, eps: float = 1e-6, chunk: int
 
 @dataclass(frozen=True)
 class TaylorResult:
-    """Outcome of :func:`taylor_test`.
+    """Outcome of ``taylor_test``.
 
     Attributes:
         hs: the step sizes h.
@@ -192,7 +192,7 @@ def taylor_test(
         shrink: ratio between consecutive steps, in (0, 1).
 
     Returns:
-        A :class:`TaylorResult` with the verdict ``passed``.
+        A ``TaylorResult`` with the verdict ``passed``.
     """
     key = V.check_key("key", key)
     with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):

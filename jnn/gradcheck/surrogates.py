@@ -1,6 +1,6 @@
 """Intentional surrogate gradients: where ``f`` is locally constant along a leaf (a straight-through
 estimator, ``round``, an integer cast) its finite differences are 0 while its JAX derivative, by design, is
-not. Such a mismatch is not a bug finite differences can judge: :func:`surrogate_note` names the equations
+not. Such a mismatch is not a bug finite differences can judge: ``surrogate_note`` names the equations
 on the leaf's path that make ``f`` constant (``stop_gradient``, ``round``, ``floor``, ``ceil``, ``sign``, a
 cast to an integer type), so that the report says so, and ``check_grads(..., surrogate=[...])`` marks the
 leaves whose mismatch is intended (status ``"surrogate"``: reported, never judged).

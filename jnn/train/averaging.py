@@ -24,7 +24,7 @@ from jnn import _validate as V
 
 
 class AveragedState(NamedTuple):
-    """State of :func:`weight_average`: the inner state, the average ``a_t`` (params' structure) and ``t``."""
+    """State of ``weight_average``: the inner state, the average ``a_t`` (params' structure) and ``t``."""
 
     inner: Any
     average: Any
@@ -39,7 +39,7 @@ def weight_average(tx: optax.GradientTransformation, *, decay: float | None = No
         decay: EMA decay d in [0, 1); None for the Polyak (uniform) average.
 
     Returns:
-        An ``optax.GradientTransformation`` with :class:`AveragedState` state. Its ``update`` needs ``params``.
+        An ``optax.GradientTransformation`` with ``AveragedState`` state. Its ``update`` needs ``params``.
     """
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation; got {type(tx).__name__}")
@@ -65,7 +65,7 @@ def weight_average(tx: optax.GradientTransformation, *, decay: float | None = No
 
 
 def averaged_params(opt_state):
-    """The average held by a :func:`weight_average` state (searched inside chains), or None."""
+    """The average held by a ``weight_average`` state (searched inside chains), or None."""
     if isinstance(opt_state, AveragedState):
         return opt_state.average
     if isinstance(opt_state, (tuple, list)):

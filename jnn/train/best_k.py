@@ -8,7 +8,7 @@ the k slots at each epoch's end, and the host writes the files that changed when
 Semantics (tested directly): after each epoch, when a slot is empty or the epoch's value beats the worst kept value
 strictly (``<`` for ``mode="min"``, ``>`` for ``"max"``; a tie keeps the earlier epoch, NaN never enters), the
 epoch's params, value and epoch take the first empty slot, else the worst one (among equal worst values, the latest
-epoch's). The slots are unordered; :func:`ranked` orders them best first
+epoch's). The slots are unordered; ``ranked`` orders them best first
 (ties: the earlier epoch first).
 """
 
@@ -29,7 +29,7 @@ MAX_BEST_K = 1000
 
 
 class TopKState(NamedTuple):
-    """The pytree of :class:`BestCheckpoints` in the compiled loop.
+    """The pytree of ``BestCheckpoints`` in the compiled loop.
 
     Attributes:
         values: ``[k]`` the kept epochs' monitored values (the worst value, ±inf, in empty slots).
@@ -47,7 +47,7 @@ class BestCheckpoints:
     """Keep the params of the k best epochs by a monitored metric (hashable; a static part of the compiled loop).
 
     Attributes:
-        k: how many epochs to keep, 1 … :data:`MAX_BEST_K` (default 3).
+        k: how many epochs to keep, 1 … ``MAX_BEST_K`` (default 3).
         monitor: the recorded metric that ranks epochs, ``train_<name>`` or ``val_<name>`` (default ``"val_loss"``).
         mode: ``"min"``, ``"max"`` or None (inferred from the monitor's name).
 

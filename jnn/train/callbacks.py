@@ -1,6 +1,6 @@
 """Callbacks: host-side hooks of ``fit`` and ``sweep`` at the boundaries of the compiled calls.
 
-A run is a series of compiled calls of several epochs each (see :mod:`jnn.train.multi_epoch`); the host reads
+A run is a series of compiled calls of several epochs each (see ``jnn.train.multi_epoch``); the host reads
 each call's summary rows back and hands every epoch's values to the callbacks, in order, so a callback
 that only reads the logs costs no extra call boundary and changes nothing in the compiled program::
 
@@ -18,7 +18,7 @@ The hooks, in the order they run, and what each costs:
 hook                   when it runs                                              cost
 =====================  ========================================================  ===================================
 ``on_train_begin``     once, before the first compiled call, with a              none
-                       :class:`RunInfo` (config, history keys, members, first
+                       ``RunInfo`` (config, history keys, members, first
                        epoch)
 ``on_epoch_end``       once per epoch completed by a member, after the call      none: the rows come back with each
                        that ran it; ``epoch`` counted from 1 (the history's      call; a stop request replays the
@@ -27,13 +27,13 @@ hook                   when it runs                                             
                        stop after that epoch
 ``on_state``           with ``needs = "params"`` (or ``every = k > 0``): at      one call boundary per k epochs (a
                        every k-th epoch (k = ``every``, 1 by default), with the  host round trip; the benchmark
-                       :class:`jnn.TrainState` there (stacked over a sweep's     ``benchmarks/callbacks.py``
+                       ``jnn.TrainState`` there (stacked over a sweep's     ``benchmarks/callbacks.py``
                        members); True asks for a stop there                      measures it)
 ``on_call_end``        after every compiled call, with the latest epoch and the  none (calls end anyway)
                        state (the run folder writes its live files here)
 ``on_train_end``       once, with the ``FitResult``/``SweepResult`` (also when   none
                        a signal or ``stop_at_epoch`` ended the run, before
-                       :class:`jnn.train.Interrupted` is raised)
+                       ``jnn.train.Interrupted`` is raised)
 ``on_train_abort``     instead of ``on_train_end`` when an exception left the    none
                        run
 =====================  ========================================================  ===================================
@@ -46,8 +46,8 @@ cut calls and how often. Hooks run between compiled calls; one that raises abort
 epochs: when the compiled call had already run further, the host replays it from its start for exactly the epochs
 needed (calls give the same bits whatever their length).
 
-A callback whose decisions depend on what it saw before (a scheduler: :class:`jnn.sweep.SuccessiveHalving`)
-defines ``state_dict() -> dict`` (JSON-ready) and ``load_state_dict(state)``: a :class:`jnn.SweepFolder` keeps its
+A callback whose decisions depend on what it saw before (a scheduler: ``jnn.sweep.SuccessiveHalving``)
+defines ``state_dict() -> dict`` (JSON-ready) and ``load_state_dict(state)``: a ``jnn.SweepFolder`` keeps its
 state with every group checkpoint and gives it back on resume, so the resumed sweep decides as the uninterrupted
 one (and refuses a resume without it).
 """
@@ -66,13 +66,13 @@ class RunInfo:
     """What ``on_train_begin`` is told about the run.
 
     Attributes:
-        config: the run's :class:`jnn.TrainConfig` (a sweep: the shared one).
+        config: the run's ``jnn.TrainConfig`` (a sweep: the shared one).
         keys: the history keys, in order (the keys of every ``logs``).
         members: 1 for ``fit``; M for a sweep.
         initial_epoch: epochs already completed (a resumed run: the checkpoint's).
         max_epochs: the epoch budget.
         params: ``{name: value}`` of the run's settings, JSON-ready (what a tracker logs as parameters).
-        cuts: the callbacks that end compiled calls to read the params (:meth:`CallbackList.cuts`; "" when none
+        cuts: the callbacks that end compiled calls to read the params (``CallbackList.cuts``; "" when none
             does): the progress display shows it, as the cost of those callbacks.
     """
 
@@ -122,9 +122,9 @@ class Callback:
 
 
 class RunStore(Callback):
-    """A callback that keeps the run somewhere: :class:`jnn.RunFolder` (a folder of files) is the built-in one.
+    """A callback that keeps the run somewhere: ``jnn.RunFolder`` (a folder of files) is the built-in one.
 
-    ``fit`` allows at most one, runs it before the other callbacks, and before compiling calls :meth:`open`,
+    ``fit`` allows at most one, runs it before the other callbacks, and before compiling calls ``open``,
     which may restore the state and history of an earlier run (resume). Its other hooks write what it keeps.
 
     Attributes:
@@ -140,11 +140,11 @@ class RunStore(Callback):
 
         Args:
             meta: the run's description (``{"config", "config_hash", "sizes" or "task", ...}``, JSON-ready).
-            state: the fresh first :class:`jnn.TrainState`.
-            config: the :class:`jnn.TrainConfig`.
+            state: the fresh first ``jnn.TrainState``.
+            config: the ``jnn.TrainConfig``.
             custom_optimizer: whether the optimiser was given to ``fit``.
             keys: the history keys.
-            data: ``(train, val)``, the :class:`jnn.Dataset` objects given to ``fit`` (``val`` may be None).
+            data: ``(train, val)``, the ``jnn.Dataset`` objects given to ``fit`` (``val`` may be None).
         """
         raise NotImplementedError(f"{type(self).__name__}.open is not implemented (a jnn.RunStore must open runs)")
 
@@ -154,11 +154,11 @@ class RunStore(Callback):
 
 
 class SweepStore(Callback):
-    """A callback that keeps a sweep somewhere: :class:`jnn.SweepFolder` (a folder of files) is the built-in one.
+    """A callback that keeps a sweep somewhere: ``jnn.SweepFolder`` (a folder of files) is the built-in one.
 
     ``jnn.sweep`` allows at most one and runs it before the other callbacks. Once every shape group is checked it
-    calls :meth:`open`; before each group trains, :meth:`restore` (a resumed sweep's state and histories of
-    that group, or None) and :meth:`group_begin`; after it, :meth:`save_group`. ``on_call_end`` sees the
+    calls ``open``; before each group trains, ``restore`` (a resumed sweep's state and histories of
+    that group, or None) and ``group_begin``; after it, ``save_group``. ``on_call_end`` sees the
     running group's stacked state (for checkpoints every ``every`` epochs) and ``on_train_end`` the result.
 
     Attributes:
@@ -233,7 +233,7 @@ class CallbackList:
         return bool(self.callbacks)
 
     def periods(self) -> tuple[int, ...]:
-        """The positive :func:`period` values."""
+        """The positive ``period`` values."""
         return tuple(period(cb) for cb in self.callbacks if period(cb))
 
     def cuts(self) -> str:

@@ -1,6 +1,6 @@
 """The training configuration: every setting of how a run trains, validated before anything is traced.
 
-The model is described apart from it: :class:`jnn.MLP` (the built-in network) or any :class:`jnn.Task`.
+The model is described apart from it: ``jnn.MLP`` (the built-in network) or any ``jnn.Task``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ AVERAGES = ("ema", "polyak")
 
 #: Largest epoch or step budget (the counters are int32 on device).
 MAX_COUNT = 2**31 - 1
-#: A count of epochs or steps: 1 … :data:`MAX_COUNT` (0 … for ``COUNT0``).
+#: A count of epochs or steps: 1 … ``MAX_COUNT`` (0 … for ``COUNT0``).
 COUNT = Interval(int, 1, MAX_COUNT)
 COUNT0 = Interval(int, 0, MAX_COUNT)
 #: The most epochs per call a config may ask for (``epochs_per_call``; the summary buffer has that many rows).
@@ -55,18 +55,18 @@ MAX_EPOCHS_PER_CALL_SET = 1 << 16
 @dataclass(frozen=True)
 class TrainConfig:
     """How a run trains: the lecture's loop (optimiser, minibatches, budgets), its stopping rules, the validation
-    split, the seed and the runtime. What is trained is described apart: :class:`jnn.MLP` or a :class:`jnn.Task`.
+    split, the seed and the runtime. What is trained is described apart: ``jnn.MLP`` or a ``jnn.Task``.
 
     The defaults are the training half of the jnn recipe of ``experiments/mnist1d_mlp.py`` (over 70% test
     accuracy on MNIST-1D with ``MLP()``, mean of 3 seeds, in about ten seconds per run on two CPU cores): SGD
     with momentum 0.9 at η = 0.02, minibatches of 100, early stopping on the validation loss with patience 30.
     ``optimizer="sgd"`` is the lecture's plain update θ ← θ − η∇θ l.
 
-    Each field declares its roles once, in its dataclass metadata (see :func:`jnn.fields.role_field`): how the
-    compiled program sees it (:data:`PROGRAM_ROLES`: ``traced`` fields are arrays in the state, so another value
+    Each field declares its roles once, in its dataclass metadata (see ``jnn.fields.role_field``): how the
+    compiled program sees it (``PROGRAM_ROLES``: ``traced`` fields are arrays in the state, so another value
     compiles nothing: seed, η under a constant schedule, momentum, weight decay; ``static`` ones are part of the
-    :class:`jnn.train.program.ProgramSpec`; ``host`` ones are read only outside it), whether it may change on
-    resume (:data:`RESUME_CHANGES`), is a sweep axis (:data:`SWEEP_FIELDS`), and its command-line flag and
+    ``jnn.train.program.ProgramSpec``; ``host`` ones are read only outside it), whether it may change on
+    resume (``RESUME_CHANGES``), is a sweep axis (``SWEEP_FIELDS``), and its command-line flag and
     help. ``tests/test_config_roles.py`` holds every declaration to what the program does.
 
     Attributes:
@@ -75,17 +75,17 @@ class TrainConfig:
         learning_rate: η > 0 (the peak value under a schedule).
         momentum: for ``"momentum"``, in [0, 1).
         weight_decay: for ``"adamw"``, the decoupled decay rate ≥ 0 (optax's default 1e-4).
-        lr_schedule: one of :data:`LR_SCHEDULES`; the history's ``learning_rate`` column records the rate
+        lr_schedule: one of ``LR_SCHEDULES``; the history's ``learning_rate`` column records the rate
             each epoch's last step used.
         warmup_epochs: for ``"warmup-cosine"``, epochs of linear warm-up from 0 to η (< max_epochs).
         batch_size: T, the minibatch size, 1 ≤ T ≤ n.
         max_epochs: epoch budget ≥ 1.
         max_steps: optional step budget ≥ 1.
-        early_stopping: the :class:`jnn.EarlyStopping` rule on a monitored metric (default: on ``val_loss`` with
+        early_stopping: the ``jnn.EarlyStopping`` rule on a monitored metric (default: on ``val_loss`` with
             patience 30, the best epoch's params restored), or None to train for the budget. ``val_*``
             monitors need validation data (``val_fraction > 0`` or ``fit(..., val=...)``); the monitor may be
             any recorded ``train_<metric>``/``val_<metric>`` of the task.
-        loss_tol: a second :class:`jnn.EarlyStopping` (``stopped_by="loss_tol"``), or None; it must have
+        loss_tol: a second ``jnn.EarlyStopping`` (``stopped_by="loss_tol"``), or None; it must have
             ``restore_best=False`` (only ``early_stopping`` chooses the returned params). The tolerance on the
             training loss: ``EarlyStopping("train_loss", patience=10, min_delta=1e-3, restore_best=False)``
             stops when the training loss has not improved by more than 1e-3 for 10 epochs.
@@ -95,7 +95,7 @@ class TrainConfig:
         drop_last: drop the ragged last minibatch instead of padding and masking it.
         seed: the root seed; split into the ``init``, ``data``, ``dropout`` and ``split`` streams.
         checkpoint_every: save a checkpoint every k epochs (0: only at the end) when ``fit`` has a
-            :class:`jnn.RunFolder`.
+            ``jnn.RunFolder``.
         keep_checkpoints: how many of the latest epoch checkpoints a run folder keeps in ``checkpoints/``
             (besides ``checkpoint.npz``, the latest, and the one of the best training loss);
             ``RunFolder(path, resume=True, from_epoch=E)`` restarts from any of them.
@@ -112,18 +112,18 @@ class TrainConfig:
             gradients (``benchmarks/throughput.py`` measures it); a non-finite gradient is then
             applied and the run stops at the next step, keeping the non-finite parameters. Either way the
             compiled calls check only the loss per step and every parameter once per call; a call that went
-            non-finite is replayed with the per-step check (see :mod:`jnn.train.multi_epoch`), so ``True`` costs
+            non-finite is replayed with the per-step check (see ``jnn.train.multi_epoch``), so ``True`` costs
             no time while values stay finite.
         epochs_per_call: epochs one compiled call runs (None: chosen from the measured epoch time so that a
             call takes about 0.3 s; at most 256). Results are bit for bit the same for every value;
             progress, history, checkpoints and Ctrl-C act between calls.
-        average: keep an average of the params in the optimiser state (see :mod:`jnn.train.averaging`):
+        average: keep an average of the params in the optimiser state (see ``jnn.train.averaging``):
             ``"ema"`` (exponential, decay ``average_decay``), ``"polyak"`` (uniform over the iterates) or None.
             The trained params are unchanged; ``FitResult.averaged_params`` holds the average.
         average_decay: the EMA decay d in [0, 1) (``average="ema"``).
         compute_dtype: mixed precision: ``"bfloat16"`` runs each step's forward and backward pass in bfloat16
             while the params, their gradients and the optimiser state stay in the params' dtype (float32 master
-            params; see :mod:`jnn.train.precision`); validation, ``evaluate`` and ``predict`` use the params'
+            params; see ``jnn.train.precision``); validation, ``evaluate`` and ``predict`` use the params'
             dtype. None (default): the params' dtype throughout. bfloat16 keeps float32's exponent range, so no
             loss scaling is needed; float16 would need it and is refused.
     """
@@ -265,7 +265,7 @@ class TrainConfig:
 
     def monitored(self) -> EarlyStopping:
         """The rule whose monitor ranks epochs and sweep members: ``early_stopping``, or the default
-        :class:`EarlyStopping` (``val_loss``, min) when it is off."""
+        ``EarlyStopping`` (``val_loss``, min) when it is off."""
         return self.early_stopping if self.early_stopping is not None else EarlyStopping()
 
     def restores_best(self) -> bool:
@@ -289,7 +289,7 @@ class TrainConfig:
         as state, so that the history records the rate in use and a checkpoint holds it.
 
         Args:
-            steps_per_epoch: updates per epoch (see :meth:`steps_per_epoch`), to lay a schedule over the run.
+            steps_per_epoch: updates per epoch (see ``steps_per_epoch``), to lay a schedule over the run.
         """
         lr = self.schedule(steps_per_epoch)
         if self.optimizer == "sgd":
@@ -303,7 +303,7 @@ class TrainConfig:
         return self.with_average(tx)
 
     def with_average(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-        """``tx`` wrapped by :func:`jnn.train.averaging.weight_average` when ``average`` is set, else ``tx``."""
+        """``tx`` wrapped by ``jnn.train.averaging.weight_average`` when ``average`` is set, else ``tx``."""
         if self.average is None:
             return tx
         from jnn.train.averaging import weight_average
@@ -315,7 +315,7 @@ class TrainConfig:
         return plain_dict(self)
 
     def hash(self) -> str:
-        """A short stable hash of :meth:`to_dict` (identifies a run's configuration)."""
+        """A short stable hash of ``to_dict`` (identifies a run's configuration)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -323,12 +323,12 @@ class TrainConfig:
         """Build from a dict (e.g. a TOML file or a run's ``config.json``); unknown keys are refused with the
         list of known ones.
 
-        ``early_stopping`` and ``loss_tol`` may be given as a dict of :class:`EarlyStopping` attributes (a TOML
+        ``early_stopping`` and ``loss_tol`` may be given as a dict of ``EarlyStopping`` attributes (a TOML
         table ``[early_stopping]``; the attributes it leaves out keep those of the default rule, patience 30),
         as None, or ``false`` (off). The flat keys of configs written before they were one field each
         (``monitor``, ``patience``, ``min_delta``, ``start_epoch``, ``restore_best``, ``monitor_mode``,
         ``early_stopping = true/false``, ``loss_tol = <float>`` with ``tol_patience``) are read too (see
-        :func:`upgrade_dict`).
+        ``upgrade_dict``).
         """
         if not isinstance(d, dict):
             raise TypeError(f"config must be a table/dict; got {type(d).__name__}")
@@ -360,7 +360,7 @@ FLAT_STOPPING_KEYS = {"monitor": "monitor", "patience": "patience", "min_delta":
 
 def upgrade_dict(d: dict) -> dict:
     """A config dict in today's form: the flat early-stopping keys of older configs (see
-    :data:`FLAT_STOPPING_KEYS`; ``early_stopping`` a bool; ``loss_tol`` a float with ``tol_patience``) become the
+    ``FLAT_STOPPING_KEYS``; ``early_stopping`` a bool; ``loss_tol`` a float with ``tol_patience``) become the
     ``early_stopping`` and ``loss_tol`` dicts. A dict in today's form comes back equal; ``d`` is not changed.
 
     Flat keys beside ``early_stopping = false`` are dropped (older run folders recorded them unused).
@@ -385,7 +385,7 @@ def upgrade_dict(d: dict) -> dict:
 
 
 def _stopper_from_dict(name: str, d: dict) -> EarlyStopping:
-    """The :class:`EarlyStopping` of a dict of its attributes (over the default rule's, for ``early_stopping``)."""
+    """The ``EarlyStopping`` of a dict of its attributes (over the default rule's, for ``early_stopping``)."""
     known = [f.name for f in dataclasses.fields(EarlyStopping)]
     unknown = sorted(set(d) - set(known))
     if unknown:
@@ -425,7 +425,7 @@ _DEFAULT_RULE = dataclasses.asdict(EarlyStopping(patience=30))
 
 
 def fields_where(**role) -> tuple[str, ...]:
-    """The :class:`TrainConfig` fields whose metadata has the given values, in field order.
+    """The ``TrainConfig`` fields whose metadata has the given values, in field order.
 
     Example:
         ``fields_where(program="traced")`` are the fields another value of which compiles nothing.
@@ -433,14 +433,14 @@ def fields_where(**role) -> tuple[str, ...]:
     return names_where(TrainConfig, **role)
 
 
-#: Fields a resumed run may change (see :mod:`jnn.app.run_dir`): the learning rate lives in the optimiser
+#: Fields a resumed run may change (see ``jnn.app.run_dir``): the learning rate lives in the optimiser
 #: state, so a run that diverged can continue from its last finite checkpoint with a lower one; the budgets
 #: are read only by the stopping rules, so a finished run can be continued with larger ones;
 #: divergence_factor is a stopping rule too; checkpoint_every, keep_checkpoints and epochs_per_call only say
 #: what is saved and how often the host looks.
 RESUME_CHANGES = fields_where(resume=True)
 #: The TrainConfig fields ``jnn.sweep`` takes as axes (``seed``, ``learning_rate``, ``batch_size``; the MLP's are
-#: :data:`jnn.mlp.MLP_SWEEP_FIELDS`).
+#: ``jnn.mlp.MLP_SWEEP_FIELDS``).
 SWEEP_FIELDS = fields_where(sweep=True)
 
 

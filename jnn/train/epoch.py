@@ -91,7 +91,7 @@ def make_run_epoch(
 
     Args:
         ct: the checked task.
-        train_step: from :func:`jnn.train.step.make_train_step`.
+        train_step: from ``jnn.train.step.make_train_step``.
         n_train: training examples (static: fixes the epoch's shape).
         batch_size: T.
         drop_last: drop the ragged last minibatch instead of padding and masking it.
@@ -105,8 +105,8 @@ def make_run_epoch(
             elements (0: draw per step; the caller decides, e.g. never for rbg keys or sharded batches).
         val_fn: optional ``val_fn(params, x_val, y_val, epoch) -> {"loss": ..., metric: ...}`` replacing
             the validation metrics (e.g. a scripted curve in tests).
-        reduce_lr: the :class:`jnn.ReduceLROnPlateau` rule (None: off).
-        keep_best: the :class:`jnn.BestCheckpoints` rule (None: off).
+        reduce_lr: the ``jnn.ReduceLROnPlateau`` rule (None: off).
+        keep_best: the ``jnn.BestCheckpoints`` rule (None: off).
 
     Returns:
         The pure epoch function; ``metrics`` maps each history key to the epoch's scalar. An epoch counts
@@ -149,10 +149,10 @@ def make_epoch_end(ct: CheckedTask, *, max_epochs: int, early: EarlyStopping | N
     """Build ``epoch_end(state, data, sums, was_running) -> (state, metrics)``: what follows an epoch's steps.
 
     ``sums`` holds each step's sums stacked (``[steps]`` per key, as a scan of
-    :func:`jnn.train.step.make_train_step` returns them); the training metrics are their totals, then come the
-    validation metrics, the learning rate and :func:`advance`. The in-memory epoch (:func:`make_run_epoch`) and
-    the streamed one (:mod:`jnn.train.streaming`) end alike, so both give the same metrics bit for bit. Arguments
-    as in :func:`make_run_epoch`; ``data`` is the :class:`EpochData` (its validation arrays; whether it has
+    ``jnn.train.step.make_train_step`` returns them); the training metrics are their totals, then come the
+    validation metrics, the learning rate and ``advance``. The in-memory epoch (``make_run_epoch``) and
+    the streamed one (``jnn.train.streaming``) end alike, so both give the same metrics bit for bit. Arguments
+    as in ``make_run_epoch``; ``data`` is the ``EpochData`` (its validation arrays; whether it has
     weights).
     """
     eval_fn = make_eval(ct)
@@ -242,7 +242,7 @@ def advance(
 
 
 def with_summary(run_epoch, keys):
-    """``fn(state, data) -> (state, summary)``: ``run_epoch`` with its metrics packed by :func:`epoch_summary`
+    """``fn(state, data) -> (state, summary)``: ``run_epoch`` with its metrics packed by ``epoch_summary``
     (what the host loop jits; ``jax.vmap`` of it serves a sweep)."""
 
     def fn(state, data):

@@ -26,8 +26,8 @@ def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
 
     Args:
         params: the params (e.g. ``fit(...).params``).
-        ds: the :class:`jnn.data.Dataset` to score (its ``sample_weight``, if any, weights the loss).
-        model: the :class:`jnn.Task`, or the :class:`jnn.MLP` the params were trained as (its widths are read
+        ds: the ``jnn.data.Dataset`` to score (its ``sample_weight``, if any, weights the loss).
+        model: the ``jnn.Task``, or the ``jnn.MLP`` the params were trained as (its widths are read
             from the params).
         hyper: hyperparameters overriding the task's defaults (e.g. a sweep member's ``keep_prob``,
             which classic dropout uses at evaluation).

@@ -1,6 +1,6 @@
 """The host side of a run, shared by ``fit`` and ``sweep``: run compiled calls until every run stopped.
 
-One call is one dispatch of a jitted function that runs several epochs (see :mod:`jnn.train.multi_epoch`) and
+One call is one dispatch of a jitted function that runs several epochs (see ``jnn.train.multi_epoch``) and
 returns the new state and a small summary array (epoch, status and the metrics of each epoch, per
 member); the host reads the summaries back (which blocks, so one dispatch is in flight at a time),
 updates the history and the progress display, and calls back for checkpoints.
@@ -24,7 +24,7 @@ from jnn.train.state import Status
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by :func:`jnn.fit` and :func:`jnn.sweep.sweep` after SIGINT (Ctrl-C) or SIGTERM stopped a run
+    """Raised by ``jnn.fit`` and ``jnn.sweep.sweep`` after SIGINT (Ctrl-C) or SIGTERM stopped a run
     at the end of an epoch and everything was written (checkpoint, history, summary).
 
     Attributes:
@@ -54,7 +54,7 @@ SECOND_SIGNAL = "raise"
 
 class _StopRequest:
     """The SIGINT/SIGTERM handler of a run: the first signal asks for a stop at the end of the call, a
-    second one stops at once (see :data:`SECOND_SIGNAL`; checkpoints are written atomically, so the last
+    second one stops at once (see ``SECOND_SIGNAL``; checkpoints are written atomically, so the last
     one stays valid)."""
 
     def __init__(self, say):
@@ -93,7 +93,7 @@ def stop_on_signals(say=None):
 
 
 class HostRun(NamedTuple):
-    """What :func:`run_epochs` returns: the final ``state``, each epoch's host wall time (the first includes
+    """What ``run_epochs`` returns: the final ``state``, each epoch's host wall time (the first includes
     the compile), and ``halt``: None (every run stopped by its rules), ``"paused"`` (``stop_at_epoch``) or
     the signal number that asked for a stop."""
 
@@ -118,7 +118,7 @@ def run_epochs(
     """Run compiled calls of several epochs each until every member has stopped, a pause, or a signal.
 
     Args:
-        caller: a :class:`jnn.train.multi_epoch.EpochCaller`: ``caller(state, data, n) -> (state, summaries,
+        caller: a ``jnn.train.multi_epoch.EpochCaller``: ``caller(state, data, n) -> (state, summaries,
             suspect)`` runs up to ``n`` epochs; a summary row is epoch, status, then the epoch's value of
             each history key (NaN rows: epochs not run); ``caller.next_n`` picks ``n``; a caller with a
             ``next_boundary(epoch)`` method (re-packing) also ends calls where it says.
@@ -128,10 +128,10 @@ def run_epochs(
         max_epochs: the epoch budget (calls are cut at it).
         records: one ``{key: [values]}`` per member; a member's values are appended when its epoch counted
             (the history lives here, on the host). Default: fresh empty records.
-        report: a :class:`jnn.train.progress.Progress` already started (its ``row`` after every epoch row;
+        report: a ``jnn.train.progress.Progress`` already started (its ``row`` after every epoch row;
             signal messages go through its ``say``), or None (nothing shown).
         stop_at_epoch: pause once a run has completed this many epochs in total.
-        callbacks: a :class:`jnn.train.callbacks.CallbackList` (see there for the hooks run here:
+        callbacks: a ``jnn.train.callbacks.CallbackList`` (see there for the hooks run here:
             ``on_epoch_end`` per member and epoch, ``on_state`` at its period (calls end at its multiples),
             ``on_call_end`` after every call, and stop requests, which stop a member after exactly that
             epoch; the caller must keep its input alive for the replay when one may ask).
@@ -139,7 +139,7 @@ def run_epochs(
             one run's logs carry none).
 
     Returns:
-        A :class:`HostRun`. SIGINT and SIGTERM stop the loop at the end of the running call (``halt`` is the
+        A ``HostRun``. SIGINT and SIGTERM stop the loop at the end of the running call (``halt`` is the
         signal); a second one raises ``KeyboardInterrupt``.
     """
     epochs, status = (np.atleast_1d(np.asarray(a)) for a in jax.device_get((state.epoch, state.status)))

@@ -1,4 +1,4 @@
-"""``fit``: the lecture's training algorithm, compiled, for the built-in :class:`jnn.MLP` or any :class:`jnn.Task`.
+"""``fit``: the lecture's training algorithm, compiled, for the built-in ``jnn.MLP`` or any ``jnn.Task``.
 
     Randomly initialise θ
     repeat until a stopping criterion is met:
@@ -48,7 +48,7 @@ from jnn.train.streaming import StreamCaller
 
 
 class BestEpoch(NamedTuple):
-    """One of the best epochs a run kept (:meth:`FitResult.best_checkpoints`): its ``rank`` (1: the best), its
+    """One of the best epochs a run kept (``FitResult.best_checkpoints``): its ``rank`` (1: the best), its
     ``epoch`` (counted from 1), the monitored ``value`` and the ``params`` at its end."""
 
     rank: int
@@ -59,16 +59,16 @@ class BestEpoch(NamedTuple):
 
 @dataclass(frozen=True, repr=False)
 class FitResult:
-    """What :func:`fit` returns.
+    """What ``fit`` returns.
 
     Attributes:
         params: the final θ — the best epoch's params when early stopping restores them.
-        state: the final :class:`TrainState` (its ``params`` are the last epoch's).
-        history: per-epoch metrics (:class:`jnn.history.History`).
+        state: the final ``TrainState`` (its ``params`` are the last epoch's).
+        history: per-epoch metrics (``jnn.history.History``).
         stopped_by: the rule that ended the run: ``max_epochs``, ``max_steps``, ``loss_tol``,
             ``early_stopping``, ``non_finite``, ``diverged``, ``callback`` (a callback asked),
             ``paused`` (``stop_at_epoch`` reached; resumable) or
-            ``interrupted`` (SIGINT/SIGTERM; carried by :class:`jnn.train.Interrupted`; resumable).
+            ``interrupted`` (SIGINT/SIGTERM; carried by ``jnn.train.Interrupted``; resumable).
         best_epoch: 0-based epoch of the best monitored value (−1 without early stopping).
         message: a readable summary of why the run stopped.
         run_dir: the run folder, if any.
@@ -76,11 +76,11 @@ class FitResult:
             (a call of k epochs counts its time / k for each; the first epoch, a call of its own, includes the
             compile).
         setup_seconds: wall time from the call to the first epoch (validation, init, data placement).
-        task: the :class:`jnn.Task` that was trained (an :class:`jnn.MLP`'s task for the data when one, or none,
+        task: the ``jnn.Task`` that was trained (an ``jnn.MLP``'s task for the data when one, or none,
             was given).
         averaged_params: with ``config.average``, the EMA/Polyak average of the params at the end (see
-            :mod:`jnn.train.averaging`); else None.
-        config: the :class:`TrainConfig` the run trained under.
+            ``jnn.train.averaging``); else None.
+        config: the ``TrainConfig`` the run trained under.
     """
 
     params: object
@@ -97,10 +97,10 @@ class FitResult:
     config: TrainConfig | None = None
 
     def best_checkpoints(self) -> list[BestEpoch]:
-        """The epochs kept by ``config.best_checkpoints`` (:class:`jnn.BestCheckpoints`), best first.
+        """The epochs kept by ``config.best_checkpoints`` (``jnn.BestCheckpoints``), best first.
 
         Returns:
-            A list of :class:`BestEpoch` ``(rank, epoch, value, params)``: epochs counted from 1, the monitored
+            A list of ``BestEpoch`` ``(rank, epoch, value, params)``: epochs counted from 1, the monitored
             value, and the params at the end of that epoch (host NumPy arrays).
 
         Raises:
@@ -118,7 +118,7 @@ class FitResult:
     def predict(self, x) -> np.ndarray:
         """Predictions for ``x [n, d]`` (inputs as the training data held them) in evaluation mode, with the
         run's dropout rule: class indices ``[n]``, 0/1 columns for a multi-label model, values for regression
-        (see :mod:`jnn.predict`; a run trained from a file by ``jnn train`` is loaded with :func:`jnn.load_run`,
+        (see ``jnn.predict``; a run trained from a file by ``jnn train`` is loaded with ``jnn.load_run``,
         which also applies the stored preprocessing and class names).
 
         Raises:
@@ -184,8 +184,8 @@ def _check_args(train, config, optimizer, stop_at_epoch, val, mesh) -> TrainConf
 
 
 def _run_callbacks(callbacks) -> tuple:
-    """``(store, progress, CallbackList)``: the run store (a :class:`jnn.RunFolder`) among ``callbacks`` (or None)
-    first, the others in their order, and a default :class:`Progress` last when none was given."""
+    """``(store, progress, CallbackList)``: the run store (a ``jnn.RunFolder``) among ``callbacks`` (or None)
+    first, the others in their order, and a default ``Progress`` last when none was given."""
     given = check_callbacks(callbacks)
     wrong = [i for i, cb in enumerate(given) if isinstance(cb, SweepStore)]
     if wrong:
@@ -218,10 +218,10 @@ def fit(
     Args:
         train: the training data; ``config.val_fraction`` of it is held out for validation unless ``val``
             is given.
-        config: the :class:`TrainConfig` (defaults if None): how to train (optimiser, batch size, stopping
+        config: the ``TrainConfig`` (defaults if None): how to train (optimiser, batch size, stopping
             rules, split, seed).
-        task: what to train: a :class:`jnn.MLP` (its widths from the data; default ``MLP()``) or any
-            :class:`jnn.Task` (its hyperparameters in ``task.hyper``).
+        task: what to train: a ``jnn.MLP`` (its widths from the data; default ``MLP()``) or any
+            ``jnn.Task`` (its hyperparameters in ``task.hyper``).
         val: explicit validation data (then nothing is carved out of ``train``).
         init_params: warm start from these params (structure, shapes and dtypes of ``task.init``'s).
         class_weight: per-class loss weights for class labels: ``{class: w}`` or one weight per class;
@@ -229,26 +229,26 @@ def fit(
         optimizer: any ``optax.GradientTransformation``; default from ``config.optimizer``.
         stop_at_epoch: pause after this many epochs in total (the run can be resumed later); the result
             says ``stopped_by="paused"``.
-        mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (see :func:`jnn.parallel.data_mesh`): shard
+        mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (see ``jnn.parallel.data_mesh``): shard
             every minibatch over it (data parallelism; params and optimiser state replicated). The
             batch size must be divisible by the ``data`` axis size. With several processes
-            (:func:`jnn.parallel.initialize`), only process 0 writes the run folder.
-        callbacks: a list of :class:`jnn.Callback` objects: hooks at the start, after every epoch (its
+            (``jnn.parallel.initialize``), only process 0 writes the run folder.
+        callbacks: a list of ``jnn.Callback`` objects: hooks at the start, after every epoch (its
             history row; a True return stops the run after exactly that epoch, ``stopped_by="callback"``),
-            every ``cb.every`` epochs with the state, and at the end (see :mod:`jnn.train.callbacks`).
-            At most one :class:`jnn.RunFolder` (the run folder: ``config.json``, ``history.csv`` and
+            every ``cb.every`` epochs with the state, and at the end (see ``jnn.train.callbacks``).
+            At most one ``jnn.RunFolder`` (the run folder: ``config.json``, ``history.csv`` and
             ``history.json`` every epoch, ``checkpoint.npz``, and at the end ``model.npz``, read by
-            :func:`jnn.load_run`, ``summary.json`` and, with matplotlib, ``curves.png``; it runs first) and
-            at most one :class:`jnn.Progress` (default ``Progress()``: a bar when stderr is a terminal and
+            ``jnn.load_run``, ``summary.json`` and, with matplotlib, ``curves.png``; it runs first) and
+            at most one ``jnn.Progress`` (default ``Progress()``: a bar when stderr is a terminal and
             ``CI`` is unset; ``Progress(bar=False)`` shows nothing, ``Progress(log_every=k)`` prints lines).
             Without a run folder everything stays in memory.
 
     Returns:
-        A :class:`FitResult`.
+        A ``FitResult``.
 
     Raises:
         jnn.train.Interrupted: SIGINT (Ctrl-C) or SIGTERM arrived: the run stopped at the end of that epoch,
-            the run folder was written, and ``err.result`` holds the :class:`FitResult`; a second signal
+            the run folder was written, and ``err.result`` holds the ``FitResult``; a second signal
             raises ``KeyboardInterrupt`` at once.
         ValueError, TypeError: on a bad config, task, data, or a checkpoint from another run — all before
             training starts.
@@ -327,8 +327,8 @@ def _fit_run(ct, config, tx, state, records, meta, folder, fit_ds, val_ds, class
 def _compile(ct, config, tx, state, data, mesh, n_train: int, has_val: bool, tx_key, *, keep_input: bool = False,
              keys=None):  # fmt: skip
     """Place state and data (replicated over a mesh, or on the default device) and build the compiled calls
-    of several epochs each: ``(caller, state, data)`` (see :mod:`jnn.train.multi_epoch`); a run with an equal
-    :class:`jnn.train.program.ProgramSpec` earlier in this process compiled them already."""
+    of several epochs each: ``(caller, state, data)`` (see ``jnn.train.multi_epoch``); a run with an equal
+    ``jnn.train.program.ProgramSpec`` earlier in this process compiled them already."""
     out_sharding, batch_sharding = None, None
     if mesh is not None:
         from jnn.parallel import replicate, shardings

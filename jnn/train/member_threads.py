@@ -2,11 +2,11 @@
 
 One compiled call runs on one host thread, and on a CPU a small network's operations leave the other cores
 idle. Independent calls made from several Python threads do run side by side (jax releases the interpreter lock
-while a compiled call runs), so :class:`MemberThreads` runs a sweep's members as ``workers`` threads that take
+while a compiled call runs), so ``MemberThreads`` runs a sweep's members as ``workers`` threads that take
 the members' calls as they come free.
 
 Why one member per call and not a vmapped batch: measured on a 2-core CPU (MNIST-1D 40-256-256-10, dropout
-masks from :mod:`jnn.threefry`), a member's epoch costs 17.3 ms of thread time in its own unbatched program
+masks from ``jnn.threefry``), a member's epoch costs 17.3 ms of thread time in its own unbatched program
 (two of them in two threads at once) against 21 ms in a vmapped pair and more in larger batches; a member
 alone keeps no second core busy, so threads lose nothing to the batch. And it changes nothing: each member runs
 the program its own ``jnn.fit`` runs, from the same state on the same data, so it gets its fit's bits
@@ -57,7 +57,7 @@ class _OnCall:
 
 
 class MemberThreads:
-    """The caller of a sweep's ``members`` (the :class:`jnn.train.multi_epoch.EpochCaller` interface) that runs
+    """The caller of a sweep's ``members`` (the ``jnn.train.multi_epoch.EpochCaller`` interface) that runs
     each member through ``inner``, the caller of one member's own program, in ``workers`` threads.
 
     ``caller(state, data, n)`` takes and returns the stacked state and data of all members, and summaries
@@ -66,13 +66,13 @@ class MemberThreads:
     left (calls of one member in order, never two at once). The calls are as long as the balance allows: ``n``
     epochs at once when the members share out evenly over the threads, else cut so that they do (9 members on 2
     threads: each in 2 calls of ``n / 2`` epochs), so the threads stay busy to the end of the call. A member that
-    has stopped is not called. :meth:`next_n` asks for calls of about twice the inner caller's target time.
+    has stopped is not called. ``next_n`` asks for calls of about twice the inner caller's target time.
     ``sizes`` lists the members run per epoch, at the start and after each change.
 
     Args:
         inner: the caller of one member's program (``inner(state, data, n)`` with one member's state and data).
         members: M.
-        workers: threads, at least 1 (see :func:`default_workers`).
+        workers: threads, at least 1 (see ``default_workers``).
         member_data: ``member_data(data, i)``, member ``i``'s data for ``inner`` from the stacked ``data``
             (default: its row of every array).
         devices: the devices the members run on, member ``i`` on ``devices[i % len(devices)]`` (its state and data
@@ -97,7 +97,7 @@ class MemberThreads:
         return self.inner.replays
 
     def next_n(self, seconds, epochs_run: int) -> int:
-        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`: calls of twice its target time."""
+        """See ``jnn.train.multi_epoch.EpochCaller.next_n``: calls of twice its target time."""
         return self.inner.next_n(seconds, epochs_run, target=2 * TARGET_CALL_SECONDS)
 
     def close(self) -> None:
@@ -147,7 +147,7 @@ class MemberThreads:
 
     def _call(self, member: int, state, data, n: int):
         """One call of ``n`` epochs of ``member`` from its ``state`` on its ``data`` (in a worker thread): the inner
-        caller's ``(state, rows, suspect)``; records the device it ran on in :attr:`ran_on`."""
+        caller's ``(state, rows, suspect)``; records the device it ran on in ``ran_on``."""
         out = self.inner(state, data, n)
         self.ran_on[member] = next(iter(jax.tree.leaves(out[0])[0].devices()))
         return out

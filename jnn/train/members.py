@@ -2,8 +2,8 @@
 pytree.
 
 A sweep's state and epoch arrays hold its members on a leading axis. Re-packing the running members
-(:mod:`jnn.train.repacking`) and handing each member to its own program in a thread
-(:mod:`jnn.train.member_threads`) move rows of every leaf; done leaf by leaf in eager mode, each leaf's shape
+(``jnn.train.repacking``) and handing each member to its own program in a thread
+(``jnn.train.member_threads``) move rows of every leaf; done leaf by leaf in eager mode, each leaf's shape
 compiles its own small gather (dozens of them, about a second in all on a 2-core CPU), so here each move is one
 jitted function of the whole tree.
 """

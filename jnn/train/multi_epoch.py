@@ -9,7 +9,7 @@ reads back once per call.
 The guard: the program that runs by default checks only the loss at each step (one scalar) and, at the end
 of the call, whether every leaf of the params and optimiser state is still finite (one pass per call, not
 one per step). Only when that fails does the host replay the call from its start with the per-step
-gradient check on (:func:`jnn.train.step.make_train_step` with ``check_finite=True``), which finds the step
+gradient check on (``jnn.train.step.make_train_step`` with ``check_finite=True``), which finds the step
 and the leaf and keeps the last finite state: the same messages and the same saved state as checking every
 step, at the cost of checking every step only in a call that went non-finite.
 """
@@ -48,13 +48,13 @@ def make_call(epoch_fn, width: int, rows: int):
 
     Args:
         epoch_fn: ``epoch_fn(state, data) -> (state, summary [width])`` (see
-            :func:`jnn.train.epoch.with_summary`).
+            ``jnn.train.epoch.with_summary``).
         width: the summary's length (2 + the number of history keys).
         rows: the most epochs one call can run (static: the buffer's rows).
 
     Returns:
         ``call``: runs epochs while ``i < n`` and the state's status is running. ``summaries`` is
-        ``[rows, width]`` in :func:`summary_dtype`, row ``i`` the summary of the call's ``i``-th epoch and
+        ``[rows, width]`` in ``summary_dtype``, row ``i`` the summary of the call's ``i``-th epoch and
         NaN past the last epoch run. ``suspect`` is True when a run that was running at the start stopped on
         a non-finite value or holds a leaf of params or optimiser state that is not finite (the host then
         replays the call guarded).
@@ -96,7 +96,7 @@ class EpochCaller:
             call's result stands).
         rows: the most epochs one call runs.
         fixed: run exactly this many epochs per call (None: choose them from the measured time per epoch, so
-            that one call takes about :data:`TARGET_CALL_SECONDS`; the first call runs one epoch).
+            that one call takes about ``TARGET_CALL_SECONDS``; the first call runs one epoch).
     """
 
     def __init__(self, fast, guarded, *, rows: int, fixed: int | None = None):

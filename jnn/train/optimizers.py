@@ -3,10 +3,10 @@
 optax's ``inject_hyperparams`` keeps a transformation's hyperparameters as arrays in its state
 (``state.hyperparams``), which is what lets one compiled step serve every learning rate of a sweep, a
 resume change the rate, and the history record the rate in use. A custom optimiser may hold that state
-anywhere inside a chain (or not at all): :func:`find_hyperparams` finds it, and the history's
+anywhere inside a chain (or not at all): ``find_hyperparams`` finds it, and the history's
 ``learning_rate`` column exists exactly when it holds a ``learning_rate``.
 
-:func:`from_hyperparams` turns a function of hyperparameters into such a transformation, so that a sweep
+``from_hyperparams`` turns a function of hyperparameters into such a transformation, so that a sweep
 can give each member its own optimiser settings (e.g. the clipping norm of an optax chain) under one
 compile: the values travel as arrays in the state, and the function is called again inside the step.
 """
@@ -23,8 +23,8 @@ import optax
 
 def find_hyperparams(opt_state, name: str | None = None) -> dict | None:
     """The first ``hyperparams`` dict inside an optimiser state (depth first: optax's ``inject_hyperparams``
-    state, on its own or inside a chain, a ``MultiSteps``, a :func:`jnn.train.averaging.weight_average`
-    wrapper, a :func:`from_hyperparams` state), holding ``name`` when given; None when there is none. The
+    state, on its own or inside a chain, a ``MultiSteps``, a ``jnn.train.averaging.weight_average``
+    wrapper, a ``from_hyperparams`` state), holding ``name`` when given; None when there is none. The
     dict is the state's own: assigning to it changes the state."""
     hp = getattr(opt_state, "hyperparams", None)
     if isinstance(hp, dict) and (name is None or name in hp):
@@ -90,7 +90,7 @@ def set_learning_rate(opt_state, value) -> None:
 
 
 class HyperparamsState(NamedTuple):
-    """State of :func:`from_hyperparams`: the values (``{name: scalar array}``) and the built optimiser's state."""
+    """State of ``from_hyperparams``: the values (``{name: scalar array}``) and the built optimiser's state."""
 
     hyperparams: dict
     inner: Any
@@ -108,7 +108,7 @@ def from_hyperparams(
         hyperparams: ``{name: float}``, the values of this transformation's state.
 
     Returns:
-        An ``optax.GradientTransformation`` whose state is a :class:`HyperparamsState`. Its update reads the
+        An ``optax.GradientTransformation`` whose state is a ``HyperparamsState``. Its update reads the
         values from the state only, so the update of one member serves every member of a vmapped sweep.
     """
     values = {k: jnp.asarray(v, jnp.float32) for k, v in hyperparams.items()}

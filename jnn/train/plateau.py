@@ -2,8 +2,8 @@
 
 When a monitored metric has not improved for ``patience`` epochs, the learning rate is multiplied by ``factor``
 (never below ``min_lr``); ``cooldown`` epochs then pass before the counting starts again. The rule steps at the end
-of every epoch on device, like :class:`jnn.EarlyStopping`, so a run with it keeps its compiled calls of many epochs.
-Its counters live in the :class:`jnn.train.state.TrainState` and the rate is the optimiser's own injected
+of every epoch on device, like ``jnn.EarlyStopping``, so a run with it keeps its compiled calls of many epochs.
+Its counters live in the ``jnn.train.state.TrainState`` and the rate is the optimiser's own injected
 ``learning_rate`` (what Keras sets too), so a checkpoint holds both: a resumed run goes on bit for bit, the
 history's ``learning_rate`` column shows every reduction, and a run whose rule never fires computes exactly the
 bits of the same run without it. The rate must be held as state and not scheduled (a schedule would overwrite it
@@ -32,7 +32,7 @@ from jnn.train.stopping import MAX_PATIENCE, check_monitor_name, improves
 
 
 class PlateauState(NamedTuple):
-    """The pytree of :class:`ReduceLROnPlateau` in the compiled loop.
+    """The pytree of ``ReduceLROnPlateau`` in the compiled loop.
 
     Attributes:
         best: the best monitored value so far (±inf before the first epoch).

@@ -1,12 +1,12 @@
 """Mixed precision: each step's forward and backward pass in a lower dtype, float32 master params.
 
-With ``TrainConfig(compute_dtype="bfloat16")`` the train step calls the task through :func:`compute_task`: the
+With ``TrainConfig(compute_dtype="bfloat16")`` the train step calls the task through ``compute_task``: the
 float params and the inputs are cast to bfloat16 on the way in, the outputs back to the
 params' dtype on the way out, so the loss, its mean and the penalty are computed in float32. ``jax.grad``
 differentiates through the casts, so the gradient of every param comes back in float32 (the transpose of a cast
 is a cast), and the optimiser updates float32 master params with float32 state. bfloat16 has float32's exponent
 range, so gradients do not underflow where float32's would not and no loss scaling is needed (float16 would).
-Validation and :func:`jnn.evaluate` run in the params' dtype.
+Validation and ``jnn.evaluate`` run in the params' dtype.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """The compiled program of a run, with ``jax.jit`` as its only cache.
 
 Everything a run's compiled calls depend on beyond their arguments is one frozen, hashable
-:class:`ProgramSpec`: the checked task, the optimiser, the epoch's shape, the stopping rules and the
-gradient check. It is the static argument of two module-level jitted functions (:data:`RUN` and
-:data:`RUN_DONATING`), so two runs with equal specs share one compile through ``jax.jit``'s own cache,
+``ProgramSpec``: the checked task, the optimiser, the epoch's shape, the stopping rules and the
+gradient check. It is the static argument of two module-level jitted functions (``RUN`` and
+``RUN_DONATING``), so two runs with equal specs share one compile through ``jax.jit``'s own cache,
 while everything that varies between runs (the seed, η, λ, keep_prob, a task's hyperparameters,
-momentum) is an array in the :class:`jnn.train.state.TrainState` argument.
+momentum) is an array in the ``jnn.train.state.TrainState`` argument.
 
 Equality of the objects a spec closes over (the task's functions, the optimiser) is decided by a key
-(:class:`Static`): the built-in MLP's functions are frozen dataclasses equal by their description
-(:mod:`jnn.mlp`), a user's task and optax transformation are compared by the functions they hold, and
-the optimiser a :class:`jnn.TrainConfig` names is keyed by the fields its update reads (see
-:func:`optimizer_key`).
+(``Static``): the built-in MLP's functions are frozen dataclasses equal by their description
+(``jnn.mlp``), a user's task and optax transformation are compared by the functions they hold, and
+the optimiser a ``jnn.TrainConfig`` names is keyed by the fields its update reads (see
+``optimizer_key``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Static:
     """An object a compiled program closes over, compared and hashed by ``key`` alone.
 
     Attributes:
-        value: the object (e.g. a :class:`jnn.task.CheckedTask` or an optax transformation).
+        value: the object (e.g. a ``jnn.task.CheckedTask`` or an optax transformation).
         key: a hashable description: two programs whose objects have equal keys compute the same thing.
     """
 
@@ -68,7 +68,7 @@ def optimizer_key(config, steps_per_epoch: int, optimizer=None, extra=()) -> tup
     """What the update of a run's optimiser depends on.
 
     Args:
-        config: the :class:`jnn.TrainConfig`.
+        config: the ``jnn.TrainConfig``.
         steps_per_epoch: updates per epoch (a schedule is laid over ``max_epochs`` of them).
         optimizer: None (the optimiser ``config`` names: its numeric hyperparameters are injected state,
             so only a schedule's rate belongs to the key), an optax transformation (by its functions) or a
@@ -88,21 +88,21 @@ def optimizer_key(config, steps_per_epoch: int, optimizer=None, extra=()) -> tup
 class ProgramSpec:
     """Everything the compiled calls of a run depend on beyond their arguments' shapes.
 
-    The :class:`jnn.TrainConfig`'s part is derived from the fields' declared roles: every field declared
-    ``program="static"`` is in :attr:`config` (so a new static field joins the compile key with no edit here);
+    The ``jnn.TrainConfig``'s part is derived from the fields' declared roles: every field declared
+    ``program="static"`` is in ``config`` (so a new static field joins the compile key with no edit here);
     the run-derived parts below it are listed by hand.
 
     Attributes:
-        task: the :class:`jnn.task.CheckedTask`, keyed by :func:`task_key`.
-        tx: the optax transformation, keyed by :func:`optimizer_key`.
-        config: ``((name, value), ...)`` of the config's static fields (:func:`static_config`); read as attributes
+        task: the ``jnn.task.CheckedTask``, keyed by ``task_key``.
+        tx: the optax transformation, keyed by ``optimizer_key``.
+        config: ``((name, value), ...)`` of the config's static fields (``static_config``); read as attributes
             (``spec.batch_size``, ``spec.early`` for ``early_stopping``).
         keys: the history keys (the summary's columns).
         rows: the most epochs one call runs.
         n_train: training examples (the epoch's shape).
         has_val: the data holds a validation set.
-        noise_up_front: see :func:`jnn.train.epoch.make_run_epoch`.
-        check_finite: the per-step gradient check (the guarded program of :mod:`jnn.train.multi_epoch`).
+        noise_up_front: see ``jnn.train.epoch.make_run_epoch``.
+        check_finite: the per-step gradient check (the guarded program of ``jnn.train.multi_epoch``).
         full_batches: no minibatch holds padded rows.
         members: None for one run; True for a sweep vmapped over stacked members.
         batch_sharding: the sharding of each minibatch's rows (data parallelism), or None.
@@ -138,7 +138,7 @@ class ProgramSpec:
     keep_best = property(lambda self: self._setting("best_checkpoints"), doc="The BestCheckpoints rule, or None.")
 
     def epoch_fn(self):
-        """``fn(state, data) -> (state, summary)`` of one epoch (see :func:`jnn.train.epoch.with_summary`)."""
+        """``fn(state, data) -> (state, summary)`` of one epoch (see ``jnn.train.epoch.with_summary``)."""
         ct = self.task.value
         step = make_train_step(compute_task(ct, self.compute_dtype), self.tx.value, check_finite=self.check_finite,
                                max_steps=self.max_steps, batch_sharding=self.batch_sharding,
@@ -171,13 +171,13 @@ RUN_DONATING = jax.jit(_run, static_argnums=0, donate_argnums=1)
 def program_spec(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: bool, keys, members: bool = False,
                  batch_sharding=None, out_sharding=None, noise_budget: int | None = None,
                  check_finite: bool = False) -> ProgramSpec:  # fmt: skip
-    """The :class:`ProgramSpec` of a run of ``ct`` under the :class:`jnn.TrainConfig` ``config``.
+    """The ``ProgramSpec`` of a run of ``ct`` under the ``jnn.TrainConfig`` ``config``.
 
     Args:
-        ct, tx: the checked task and the optax transformation; ``tx_key``: see :func:`optimizer_key`.
-        n_train, has_val, keys, members, batch_sharding, out_sharding: see :class:`ProgramSpec`.
+        ct, tx: the checked task and the optax transformation; ``tx_key``: see ``optimizer_key``.
+        n_train, has_val, keys, members, batch_sharding, out_sharding: see ``ProgramSpec``.
         noise_budget: caps the noise an epoch draws up front (default
-            :data:`jnn.train.epoch.NOISE_UP_FRONT_MAX`; a sweep divides it among its members). Threefry bits
+            ``jnn.train.epoch.NOISE_UP_FRONT_MAX``; a sweep divides it among its members). Threefry bits
             are the same under ``vmap``; rbg bits are not, and sharded batches draw per device, so those
             draw step by step.
         check_finite: the per-step gradient check.
@@ -202,7 +202,7 @@ def program_spec(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: 
 
 
 def static_config(config) -> tuple:
-    """``((name, value), ...)`` of the :class:`jnn.TrainConfig` fields declared ``program="static"``: the config's
+    """``((name, value), ...)`` of the ``jnn.TrainConfig`` fields declared ``program="static"``: the config's
     part of the compile key."""
     return tuple((name, getattr(config, name)) for name in fields_where(program="static"))
 
@@ -210,12 +210,12 @@ def static_config(config) -> tuple:
 def compiled_caller(ct: CheckedTask, config, tx, tx_key, *, n_train: int, has_val: bool, keys=None,
                     members: bool = False, batch_sharding=None, out_sharding=None, noise_budget: int | None = None,
                     keep_input: bool = False) -> EpochCaller:  # fmt: skip
-    """The :class:`jnn.train.multi_epoch.EpochCaller` of a run of ``ct`` under ``config`` (one run, or with
+    """The ``jnn.train.multi_epoch.EpochCaller`` of a run of ``ct`` under ``config`` (one run, or with
     ``members`` a vmapped sweep): the fast call and, with ``config.check_finite``, the guarded replay.
 
     Args:
         ct, config, tx, tx_key, n_train, has_val, members, batch_sharding, out_sharding, noise_budget: see
-            :func:`program_spec`.
+            ``program_spec``.
         keys: the history keys (default: the task's, with ``learning_rate``).
         keep_input: never donate the call's input state (a callback's stop request replays from it).
     """

@@ -9,7 +9,7 @@ epochs::
 
 A sweep builds one per shape group from its ``progress``/``log_every`` arguments (its lines count the members
 still running). Lines go through the bar's writer when a bar is shown, so the two never overwrite each other;
-the host loop's signal messages go through :meth:`Progress.say` for the same reason.
+the host loop's signal messages go through ``Progress.say`` for the same reason.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def progress_bar(enabled: bool | None, total: int):
 
     In a notebook with ``ipywidgets`` installed (``pip install 'jnn[notebook]'``) the bar is a widget; without it,
     a text bar (never tqdm's "IProgress not found" warning). The bar's rate is the plain average since its last
-    reset; :class:`Progress` resets it after the first epoch, so the ETA leaves the compile out.
+    reset; ``Progress`` resets it after the first epoch, so the ETA leaves the compile out.
     """
     notebook = in_notebook()
     if enabled is None:
@@ -118,7 +118,7 @@ class Progress(Callback):
             self._bar.write(line)
 
     def close(self) -> None:
-        """Close the bar (a later :meth:`start` opens a new one). In a notebook the widget's final state is also
+        """Close the bar (a later ``start`` opens a new one). In a notebook the widget's final state is also
         printed as a line of text, which a saved notebook keeps (a widget's state is often not saved with it)."""
         if self._bar is not None:
             final = str(self._bar) if in_notebook() else None

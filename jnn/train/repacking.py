@@ -1,10 +1,10 @@
 """Sweeps in one vmapped batch (one worker) that stop paying for finished members: re-pack the running ones into a
 smaller batch. (With threads each member runs its own program and a stopped one is simply not run:
-:mod:`jnn.train.member_threads`.)
+``jnn.train.member_threads``.)
 
 A vmapped sweep computes every member at every step, including members that have stopped (their state no
-longer changes, but the arithmetic is done). At every :data:`REPACK_EVERY`-th epoch (the host loop ends a call
-there), once the running members fit in half the current batch or less, :class:`PackedCaller` gathers them
+longer changes, but the arithmetic is done). At every ``REPACK_EVERY``-th epoch (the host loop ends a call
+there), once the running members fit in half the current batch or less, ``PackedCaller`` gathers them
 (padded with copies of a stopped member, which stay as they are) into a batch whose size is a power of two (at
 least 2), so a sweep of M members compiles at most ⌈log2 M⌉ programs. The full state is kept up to date after
 every call.
@@ -37,12 +37,12 @@ def pack_size(running: int) -> int:
 
 
 class PackedCaller:
-    """Wraps the :class:`jnn.train.multi_epoch.EpochCaller` of a vmapped sweep of ``members`` (same interface).
+    """Wraps the ``jnn.train.multi_epoch.EpochCaller`` of a vmapped sweep of ``members`` (same interface).
 
     ``caller(state, data, n)`` takes and returns the full stacked state and data of all members, and
     summaries ``[members, rows, width]`` (NaN rows for members not run); inside, only the packed batch
-    runs. ``sizes`` lists the batch sizes used, in order. :meth:`next_boundary` tells the host loop where calls must
-    end (every :data:`REPACK_EVERY` epochs while re-packing can still shrink the batch).
+    runs. ``sizes`` lists the batch sizes used, in order. ``next_boundary`` tells the host loop where calls must
+    end (every ``REPACK_EVERY`` epochs while re-packing can still shrink the batch).
 
     Args:
         inner: the caller of the vmapped program (it compiles once per batch size).
@@ -63,7 +63,7 @@ class PackedCaller:
         return self.inner.replays
 
     def next_n(self, seconds, epochs_run: int) -> int:
-        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
+        """See ``jnn.train.multi_epoch.EpochCaller.next_n``."""
         return self.inner.next_n(seconds, epochs_run)
 
     def next_boundary(self, epoch: int) -> int | None:

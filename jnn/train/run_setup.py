@@ -2,7 +2,7 @@
 
 Everything here runs in plain Python before anything is traced, so bad input fails before training
 starts: the validation split, the task (or the MLP's task for the data) checked against the data, the monitored
-metric, class weights and the first :class:`TrainState`. The compiled program is :mod:`jnn.train.program`.
+metric, class weights and the first ``TrainState``. The compiled program is ``jnn.train.program``.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def class_weights(ds: Dataset, class_weight) -> np.ndarray | None:
 
 
 def check_model(task) -> Task | MLP:
-    """``fit``'s and ``sweep``'s ``task`` argument: a :class:`jnn.Task` or a :class:`jnn.MLP` (None: ``MLP()``)."""
+    """``fit``'s and ``sweep``'s ``task`` argument: a ``jnn.Task`` or a ``jnn.MLP`` (None: ``MLP()``)."""
     if task is None:
         return MLP()
     if not isinstance(task, (Task, MLP)):
@@ -114,7 +114,7 @@ def check_model(task) -> Task | MLP:
 def resolve_task(
     model: Task | MLP, config: TrainConfig, fit_ds: Dataset, val_ds: Dataset | None, *, init_params=None, hypers=None
 ) -> CheckedTask:
-    """The checked task of a run: ``model.task_for(fit_ds)`` (a task itself; an :class:`jnn.MLP`'s task for the
+    """The checked task of a run: ``model.task_for(fit_ds)`` (a task itself; an ``jnn.MLP``'s task for the
     data). ``hypers``: the hyperparameters of the sweep members that share it."""
     task = task_for(model, fit_ds, hypers=hypers)
     return check_task(task, fit_ds, batch_size=config.batch_size, val=val_ds, init_params=init_params)
@@ -174,7 +174,7 @@ def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str
         ct: the checked task.
         tx: the optax transformation.
         members: sweep members trained at once.
-        bound: ``(bytes, where)`` to check against (default :func:`memory_bound`).
+        bound: ``(bytes, where)`` to check against (default ``memory_bound``).
         data_bytes: the data the run holds in memory (a sweep: every member's training and validation split, which
             it holds stacked).
 

@@ -51,21 +51,21 @@ class TrainState(NamedTuple):
         dropout_key: stream for the model's randomness (step s uses ``fold_in(dropout_key, s)``).
         step: updates applied so far (int32).
         epoch: epochs completed (int32).
-        early: the early-stopping :class:`EarlyStoppingState`.
+        early: the early-stopping ``EarlyStoppingState``.
         best_params: params of the best epoch so far (for ``restore_best``).
         loss_tol: the state of the ``loss_tol`` rule, a second early stopping on the training loss.
         loss_ref: ``[first epoch's training loss, best training loss so far]`` (NaN and inf before the first
             epoch), read by the ``divergence_factor`` rule.
-        status: a :class:`Status` value.
+        status: a ``Status`` value.
         bad_step: step at which a non-finite loss/gradient appeared (−1 if none).
         bad_leaf: index (in ``jax.tree.leaves(params)`` order) of the first non-finite gradient leaf;
             ``NO_LEAF`` (−1) if none, ``LOSS_ONLY`` (−2) if only the loss was non-finite.
         hyper: the task's hyperparameters ``{name: scalar array}`` (the MLP: ``l2`` and ``keep_prob``),
             read by the compiled step, so that a sweep can give every member its own values under one
             compile (the learning rate lives in ``opt_state.hyperparams`` for the built-in optimisers).
-        plateau: the :class:`jnn.train.plateau.PlateauState` of ``TrainConfig.reduce_lr`` (None when off: no
+        plateau: the ``jnn.train.plateau.PlateauState`` of ``TrainConfig.reduce_lr`` (None when off: no
             leaves, so states and checkpoints of runs without it are unchanged).
-        top_k: the :class:`jnn.train.best_k.TopKState` of ``TrainConfig.best_checkpoints`` (None when off).
+        top_k: the ``jnn.train.best_k.TopKState`` of ``TrainConfig.best_checkpoints`` (None when off).
     """
 
     params: object

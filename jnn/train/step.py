@@ -1,7 +1,7 @@
-"""One compiled SGD step of any :class:`jnn.Task`: θ ← update(θ, ∇θ l) on one minibatch, guarded.
+"""One compiled SGD step of any ``jnn.Task``: θ ← update(θ, ∇θ l) on one minibatch, guarded.
 
 The step knows nothing about the model: it calls the task's ``apply``, ``loss`` and ``penalty``
-through :func:`jnn.task.task_objective`, applies the example mask of padded batches and the sample
+through ``jnn.task.task_objective``, applies the example mask of padded batches and the sample
 weights, and refuses a non-finite loss or gradient (the state is kept as it was and the step and the
 leaf are recorded).
 """
@@ -42,7 +42,7 @@ def make_train_step(
     """Build ``train_step(state, batch, noise=None, y_var=None) -> (state, sums)`` for a checked task.
 
     Args:
-        ct: the :class:`jnn.task.CheckedTask`.
+        ct: the ``jnn.task.CheckedTask``.
         tx: the optax transformation.
         check_finite: check every gradient leaf for NaN/inf before the update (else only the loss).
         max_steps: optional step budget; the status becomes ``MAX_STEPS`` when it is reached.
@@ -53,7 +53,7 @@ def make_train_step(
             hand-written step with ``jnp.mean`` computes (the mask is still used for the counts).
 
     Returns:
-        ``train_step``: one update on a :class:`Batch`. The model's key is ``fold_in(dropout_key, step)``,
+        ``train_step``: one update on a ``Batch``. The model's key is ``fold_in(dropout_key, step)``,
         or ``noise`` when given (``task.draw`` of that key, drawn beforehand). ``y_var`` is the training
         targets' variance for metrics that need it. A non-finite loss or gradient leaves the state as it
         was and records the step and the leaf; once ``status != 0`` the state no longer changes. ``sums``

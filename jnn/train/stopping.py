@@ -29,14 +29,14 @@ from jnn.metrics import METRICS
 MAX_PATIENCE = 2**31 - 1
 
 #: The built-in MLP's monitors and their directions; any recorded ``train_<metric>``/``val_<metric>`` of a
-#: task can be monitored too (see :func:`infer_mode`).
+#: task can be monitored too (see ``infer_mode``).
 MONITORS = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train_accuracy": "max"}
 #: Directions inferred from a metric name's ending when ``mode`` is not given.
 MODE_BY_SUFFIX = {"loss": "min", "error": "min", **{n: m.direction for n, m in METRICS.items()}}
 
 
 def infer_mode(monitor: str) -> str | None:
-    """``"min"``/``"max"`` for a monitor whose name ends in a known metric (see :data:`MODE_BY_SUFFIX`), else None."""
+    """``"min"``/``"max"`` for a monitor whose name ends in a known metric (see ``MODE_BY_SUFFIX``), else None."""
     for suffix, mode in MODE_BY_SUFFIX.items():
         if monitor.endswith(suffix):
             return mode
@@ -48,7 +48,7 @@ def check_monitor_name(monitor, mode, *, what: str = "monitor") -> str:
 
     Args:
         monitor: ``train_<name>`` or ``val_<name>`` of a recorded metric.
-        mode: ``"min"``, ``"max"`` or None (inferred from the name, see :func:`infer_mode`).
+        mode: ``"min"``, ``"max"`` or None (inferred from the name, see ``infer_mode``).
         what: the argument's name in messages.
 
     Returns:

@@ -2,12 +2,12 @@
 
 Two strategies, one guarantee each:
 
-- ``"programs"``: each member runs its own fit's program (the one :func:`jnn.fit` compiles for its shapes), the
-  members' calls side by side in threads (:mod:`jnn.train.member_threads`), each member placed on one device:
+- ``"programs"``: each member runs its own fit's program (the one ``jnn.fit`` compiles for its shapes), the
+  members' calls side by side in threads (``jnn.train.member_threads``), each member placed on one device:
   every member is **bit for bit its own fit** on its device, whatever the threads, devices or other members.
   The default on a CPU, where one small program leaves the other cores idle.
 - ``"stacked"``: the members stacked on a leading axis and run by one ``jax.vmap``-ed program per shape
-  (:mod:`jnn.train.repacking`), the member axis sharded over the devices: each member equals its fit **to
+  (``jnn.train.repacking``), the member axis sharded over the devices: each member equals its fit **to
   rounding** (a batched matrix product may round otherwise in the last bits; ``SweepResult.refit(k)`` gives the
   fit's bits). The default on an accelerator, where one batched program fills the device.
 
@@ -31,7 +31,7 @@ STRATEGIES = ("programs", "stacked")
 class Plan:
     """How one sweep runs: its strategy, threads (``"programs"``), devices, whether a stacked batch re-packs
     (off with a sweep folder: a resume must meet the batches the uninterrupted sweep ran), and the Ray cluster the
-    members' calls run on (:mod:`jnn.cluster`; None: this process)."""
+    members' calls run on (``jnn.cluster``; None: this process)."""
 
     strategy: str
     workers: int
@@ -46,7 +46,7 @@ def default_strategy() -> str:
 
 
 def check_strategy(strategy) -> str:
-    """The strategy, checked (None: :func:`default_strategy`)."""
+    """The strategy, checked (None: ``default_strategy``)."""
     if strategy is None:
         return default_strategy()
     if strategy not in STRATEGIES:

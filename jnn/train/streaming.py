@@ -1,10 +1,10 @@
-"""Training on data that stays out of memory: the epoch's minibatches read from a :class:`jnn.disk.RowSource`
-(a :class:`jnn.disk.DiskArray` of a ``.npy``, or your own source) and fed to the device chunk by chunk.
+"""Training on data that stays out of memory: the epoch's minibatches read from a ``jnn.disk.RowSource``
+(a ``jnn.disk.DiskArray`` of a ``.npy``, or your own source) and fed to the device chunk by chunk.
 
-The in-memory epoch (:func:`jnn.train.epoch.make_run_epoch`) gathers each minibatch on device from the whole
+The in-memory epoch (``jnn.train.epoch.make_run_epoch``) gathers each minibatch on device from the whole
 training set. Here the same keyed permutation (``epoch_batches(fold_in(data_key, epoch))``) is computed on
 device and brought to the host, its rows are read from the file a chunk of steps at a time, and a compiled scan
-runs the same train step over the chunk; the epoch ends with the same :func:`jnn.train.epoch.make_epoch_end`. So a
+runs the same train step over the chunk; the epoch ends with the same ``jnn.train.epoch.make_epoch_end``. So a
 run from disk takes the same steps on the same rows as the run in memory, and where both fit they agree bit for
 bit (tested). A sweep streams the same way: each member reads its own rows in its own order, all members' rows
 of a chunk in one read, and the vmapped scan runs them together (threads and re-packing move the members' row
@@ -16,7 +16,7 @@ not read: their steps would update nothing, and their sums, exact zeros, are add
 
 The validation set is read into memory (keep it small, e.g. ``val_fraction=0.01`` of a large file, or pass
 ``val=``). Only the rows of one chunk or two are in memory at a time: peak memory is the model's state, the
-validation set and about two chunks (:data:`CHUNK_BYTES`), whatever the file's size.
+validation set and about two chunks (``CHUNK_BYTES``), whatever the file's size.
 """
 
 from __future__ import annotations
@@ -88,18 +88,18 @@ def _end(spec, state, data, sums, was_running):
 
 
 class StreamCaller:
-    """The :class:`jnn.train.multi_epoch.EpochCaller` interface for a run, or a sweep's stacked members, whose
-    training inputs are read from a :class:`jnn.disk.RowSource`.
+    """The ``jnn.train.multi_epoch.EpochCaller`` interface for a run, or a sweep's stacked members, whose
+    training inputs are read from a ``jnn.disk.RowSource``.
 
     ``caller(state, data, n) -> (state, summaries, suspect)`` runs up to ``n`` epochs (fewer once every run has
     stopped): ``[n, width]`` and a bool for one run, ``[M, n, width]`` and ``[M]`` for M members (NaN rows for a
-    member not running, as in memory). One run's ``data`` is :meth:`prepare`'s; a sweep's is its stacked
-    :class:`jnn.train.epoch.EpochData` with, in place of ``x``, each member's rows of ``source`` (``[M, n]``), so
+    member not running, as in memory). One run's ``data`` is ``prepare``'s; a sweep's is its stacked
+    ``jnn.train.epoch.EpochData`` with, in place of ``x``, each member's rows of ``source`` (``[M, n]``), so
     that re-packing and threads move it like any other array. The step checks every gradient when
     ``spec.check_finite`` (no replay is needed: the state is never left non-finite).
 
     Args:
-        spec: the :class:`jnn.train.program.ProgramSpec` (``members`` for a sweep; ``check_finite`` as the config).
+        spec: the ``jnn.train.program.ProgramSpec`` (``members`` for a sweep; ``check_finite`` as the config).
         fixed: ``config.epochs_per_call`` (None: about 0.3 s of epochs per call, as in memory).
         source: a sweep's row source (its members' rows index it).
     """
@@ -112,7 +112,7 @@ class StreamCaller:
         self._key = None  # the source's (path, size, mtime) when the run first read it
 
     def _same_source(self, src: RowSource) -> None:
-        """Refuse a source whose file changed since the run first read it (:meth:`RowSource.cache_key`: size and
+        """Refuse a source whose file changed since the run first read it (``RowSource.cache_key``: size and
         modification time), checked before and after every epoch: an epoch never mixes rows of two files."""
         base = src.base if isinstance(src, RowView) else src
         key = base.cache_key()
@@ -126,7 +126,7 @@ class StreamCaller:
                              "started on: start it again (a resume checks the data's hash)")  # fmt: skip
 
     def next_n(self, seconds, epochs_run: int, **kwargs) -> int:
-        """See :meth:`jnn.train.multi_epoch.EpochCaller.next_n`."""
+        """See ``jnn.train.multi_epoch.EpochCaller.next_n``."""
         return self._pace.next_n(seconds, epochs_run, **kwargs)
 
     @staticmethod
