@@ -1,11 +1,16 @@
-"""MkDocs hook: the CLI reference page is written from the argument parser itself, so it never goes stale."""
+"""MkDocs hooks: the CLI reference, the module table of the Layout page and the changelog are written when the site
+is built (from the argument parser, the package's docstrings and ``CHANGELOG.md``), so they never go stale."""
 
 from __future__ import annotations
 
 import argparse
-import re
+import ast
+from pathlib import Path
 
 MARK = "<!-- cli-reference -->"
+MODULES = "<!-- module-table -->"
+CHANGELOG = "<!-- changelog -->"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_reference() -> str:
@@ -20,14 +25,24 @@ def cli_reference() -> str:
     return "\n".join(parts)
 
 
+def module_table() -> str:
+    """A Markdown table of every module of ``jnn/`` and the first sentence of its docstring."""
+    rows = ["| module | what it is |", "|---|---|"]
+    for path in sorted((ROOT / "jnn").rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        first = " ".join(doc.split("\n\n")[0].split()).replace("|", "\\|")
+        name = str(path.relative_to(ROOT)).removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        rows.append(f"| `{name}` | {first} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    """Put the CLI reference where the page marks it."""
-    return markdown.replace(MARK, cli_reference()) if MARK in markdown else markdown
-
-
-_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc):(<code>)")
-
-
-def on_page_content(html: str, page, config, files) -> str:
-    """Docstrings use Sphinx roles (````jnn.MLP````); the site shows their code span without the role."""
-    return _ROLE.sub(r"\1", html)
+    """Put the CLI reference, the module table and the changelog where a page marks them."""
+    if MARK in markdown:
+        markdown = markdown.replace(MARK, cli_reference())
+    if MODULES in markdown:
+        markdown = markdown.replace(MODULES, module_table())
+    if CHANGELOG in markdown:
+        text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+        markdown = markdown.replace(CHANGELOG, text.split("\n", 1)[1])  # without its own title
+    return markdown

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 
@@ -33,7 +34,7 @@ def _hyper_setter(set_hyper, hyper):
         raise ValueError(f"hyper {sorted(hyper)} needs set_hyper to put the values into the module")
 
 
-def equinox_functions(model, *, hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
+def equinox_functions(model: Any, *, hyper: Mapping[str, float] | None = None, set_hyper: Callable | None = None,
                       batched: bool = False) -> tuple[Callable, Callable]:  # fmt: skip
     """The ``(init, apply)`` of a ``jnn.Task`` training an Equinox module (see the module docstring);
     ``jnn.Task.from_equinox`` builds the task from them.
@@ -83,7 +84,7 @@ def equinox_functions(model, *, hyper: Mapping[str, float] | None = None, set_hy
     return init, apply
 
 
-def nnx_functions(module, *, hyper: Mapping[str, float] | None = None,
+def nnx_functions(module: Any, *, hyper: Mapping[str, float] | None = None,
                   set_hyper: Callable | None = None) -> tuple[Callable, Callable]:  # fmt: skip
     """The ``(init, apply)`` of a ``jnn.Task`` training a Flax NNX module (see the module docstring);
     ``jnn.Task.from_nnx`` builds the task from them.

@@ -22,6 +22,11 @@ Each member's node is recorded as ``"ray:<node ip>:<node id prefix>"`` in ``Swee
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jnn.train.state import TrainState
+
 import threading
 
 from jnn.train.member_threads import MemberThreads
@@ -34,7 +39,7 @@ _rows: dict = {}  # in a worker process: the members' epoch arrays taken there, 
 _lock = threading.Lock()
 
 
-def connect(cluster) -> int:
+def connect(cluster: str | None) -> int:
     """Connect to the Ray cluster a sweep runs on and return its number of CPUs.
 
     Args:
@@ -94,7 +99,7 @@ class RayMembers(MemberThreads):
         workers: tasks in flight at once.
     """
 
-    def __init__(self, inner, spec: dict, members: int, *, workers: int):
+    def __init__(self, inner: Any, spec: dict, members: int, *, workers: int):
         import ray
 
         super().__init__(inner, members, workers=workers)
@@ -103,7 +108,7 @@ class RayMembers(MemberThreads):
                                                         scheduling_strategy="SPREAD")  # fmt: skip
         self._data_ref = self._data_of = None
 
-    def warm(self, state, data) -> None:
+    def warm(self, state: TrainState, data: Any) -> None:
         """Nothing to compile here: each worker process compiles the member program on its first call."""
 
     def _data_for(self, data, i: int):

@@ -14,6 +14,14 @@ is scored by ``jnn.evaluate`` on the held-out fold: no row is ever scored by a m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jnn.mlp import MLP
+    from jnn.task import Task
+    from jnn.train.config import TrainConfig
+
 from dataclasses import dataclass
 
 import jax
@@ -74,8 +82,18 @@ class CVResult:
         return view("CVResult", [("folds", str(len(self.rows))), *pooled])[:-1] + table + "\n)"
 
 
-def cross_validate(train: Dataset, config=None, *, task=None, folds: int = 5, seed: int = 0, stratify: bool = True,
-                   confidence: float = 0.95, callbacks_for=None, **fit_kw) -> CVResult:  # fmt: skip
+def cross_validate(
+    train: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    task: Task | MLP | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    stratify: bool = True,
+    confidence: float = 0.95,
+    callbacks_for: Callable | None = None,
+    **fit_kw,
+) -> CVResult:
     """Train ``task`` on every k − 1 folds of ``train`` and score it on the held-out fold.
 
     Args:

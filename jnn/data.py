@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 
 from jnn import _validate as V
 from jnn.disk import DiskArray, RowSource, check_finite
+from jnn.types import ArrayLike, PRNGKey
 
 #: Largest number of classes (the output layer has one unit per class).
 MAX_CLASSES = 1 << 20
@@ -128,13 +130,13 @@ class Dataset:
             return "class labels"
         return "real targets" if np.issubdtype(self.y.dtype, np.floating) else "multi-label targets"
 
-    def subset(self, idx) -> Dataset:
+    def subset(self, idx: ArrayLike) -> Dataset:
         """The examples at ``idx`` (a NumPy index array), same ``num_classes``."""
         w = None if self.sample_weight is None else self.sample_weight[idx]
         return Dataset(self.x[idx], self.y[idx], self.num_classes, w)
 
 
-def split(ds: Dataset, fractions, *, key, stratify: bool = True) -> tuple[Dataset, ...]:
+def split(ds: Dataset, fractions: Sequence[float], *, key: PRNGKey, stratify: bool = True) -> tuple[Dataset, ...]:
     """Split a data set at random into parts of the given fractions.
 
     Args:

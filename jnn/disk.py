@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jnn.types import ArrayLike, PathLike
+
 #: Bytes of rows read at once when a whole source is walked (finiteness check, hashing), and the most
 #: ``np.asarray`` of a source may read.
 CHUNK_BYTES = 1 << 26
@@ -67,7 +69,7 @@ class RowSource:
             raise TypeError("a row source takes a slice or an index array of rows; use .read(rows) for values")
         return RowView(self, self._rows(idx))
 
-    def read(self, idx) -> np.ndarray:
+    def read(self, idx: ArrayLike) -> np.ndarray:
         """The rows ``idx`` (a slice or indices into this source) as a NumPy array ``[len(idx), d]``."""
         return self.fetch(self._rows(idx).ravel())
 
@@ -140,7 +142,7 @@ class DiskArray(RowSource):
         ValueError: the file is not a 2-D C-order ``.npy`` array (naming the file and what it holds).
     """
 
-    def __init__(self, path):
+    def __init__(self, path: PathLike):
         path = Path(path)
         with open(path, "rb") as fh:
             try:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jnn import _validate as V
 from jnn import threefry
+from jnn.types import ArrayLike, DTypeLike, PRNGKey
 
 MODES = ("inverted", "classic")
 
@@ -61,7 +62,7 @@ class Dropout:
         if not isinstance(self.on_inputs, bool):
             raise TypeError(f"on_inputs must be a bool; got {self.on_inputs!r}")
 
-    def factor(self, key, layer: int, shape: tuple[int, ...], dtype, *, train: bool):
+    def factor(self, key: PRNGKey, layer: int, shape: tuple[int, ...], dtype: DTypeLike, *, train: bool):
         """The multiplier applied to the activations of one layer.
 
         Args:
@@ -83,7 +84,7 @@ class Dropout:
             return jnp.ones(shape, dtype)
         return self.factor_from_mask(self.keep_mask(key, layer, shape), dtype)
 
-    def keep_mask(self, key, layer: int, shape: tuple[int, ...]):
+    def keep_mask(self, key: PRNGKey, layer: int, shape: tuple[int, ...]):
         """The training mask of one layer: True where a unit is kept, each with probability ``keep_prob``.
 
         Args:
@@ -99,7 +100,7 @@ class Dropout:
         # jax.random.bernoulli's bits, faster.
         return threefry.bernoulli(jax.random.fold_in(key, layer), self.keep_prob, shape)
 
-    def factor_from_mask(self, keep, dtype):
+    def factor_from_mask(self, keep: ArrayLike, dtype: DTypeLike):
         """The training multiplier for a mask from ``keep_mask``: ``keep / p`` (inverted) or ``keep``.
 
         Args:

@@ -8,6 +8,7 @@ the sweep axes (``sweep``) and the command line's flags and help (``cli``, ``fla
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,7 @@ class Instance:
         return value
 
 
-def check_fields(obj) -> None:
+def check_fields(obj: Any) -> None:
     """Check every field of the frozen dataclass ``obj`` against its declared constraint (``check``, or
     ``Options`` from ``choices``), in field order; a field declared ``optional`` may be None. A checked float
     is stored back as a Python float.
@@ -108,9 +109,20 @@ def check_fields(obj) -> None:
             object.__setattr__(obj, f.name, checked)
 
 
-def role_field(default, program: str, *, resume: bool = False, sweep: bool = False, cli: str | None = None,
-               flag: str | None = None, choices=None, nested: dict | None = None, nested_prefix: str | None = None,
-               check=None, optional: bool = False):  # fmt: skip
+def role_field(
+    default: Any,
+    program: str,
+    *,
+    resume: bool = False,
+    sweep: bool = False,
+    cli: str | None = None,
+    flag: str | None = None,
+    choices: Sequence | None = None,
+    nested: dict | None = None,
+    nested_prefix: str | None = None,
+    check: Callable | None = None,
+    optional: bool = False,
+):
     """A dataclass field with its roles and its allowed values declared in its metadata.
 
     Args:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from jnn import _validate as V
-from jnn.types import Params, PRNGKey
+from jnn.types import DTypeLike, Params, PRNGKey
 
 #: Initialisation schemes: name -> (how w is drawn, how b is drawn). fan_in = d_in, fan_out = d_out.
 SCHEMES = {
@@ -35,7 +36,9 @@ def _check_dtype(dtype) -> jnp.dtype:
     return dt
 
 
-def init_mlp(key: PRNGKey, sizes, *, scheme: str = "lecun_normal", dtype="float32") -> Params:
+def init_mlp(
+    key: PRNGKey, sizes: Sequence[int], *, scheme: str = "lecun_normal", dtype: DTypeLike = "float32"
+) -> Params:
     """Draw the parameters of a fully connected network.
 
     Args:

@@ -21,7 +21,7 @@ import numpy as np
 from jnn import _validate as V
 from jnn.dropout import Dropout
 from jnn.model import check_forward_args, forward_cache
-from jnn.types import Labels, Logits, Params, PRNGKey
+from jnn.types import ArrayLike, Labels, Logits, Params, PRNGKey, PyTree
 
 # ----------------------------------------------------------------------------------------------------
 # validation
@@ -241,7 +241,7 @@ class Loss:
         """Whether the outputs are class (or label) scores, with probabilities (``predict_proba``)."""
         return self.kind != "values"
 
-    def probabilities(self, outputs):
+    def probabilities(self, outputs: ArrayLike):
         """Class probabilities from this loss's outputs (jit-able): softmax rows ``[n, k]``; ``[n, 2]``
         (P(class 0), P(class 1)) for one logit; each label's sigmoid ``[n, k]`` for a multi-label loss. The one
         map that ``predict_proba``, the set metrics and ``jnn export`` share (a regression loss has none)."""
@@ -304,7 +304,7 @@ BINARY = REGISTRY["binary"]
 SOFTMAX = REGISTRY["softmax"]
 
 
-def get_loss(name) -> Loss:
+def get_loss(name: str) -> Loss:
     """The ``Loss`` record of a built-in name.
 
     Raises:
@@ -477,9 +477,21 @@ def l2_term(params, lam, sel):
     return lam * total
 
 
-def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation: str = "relu", l2: float = 0.0,
-                     include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None,
-                     key: PRNGKey | None = None, train: bool = False, mask=None) -> jax.Array:  # fmt: skip
+def regularized_loss(
+    params: Params,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    loss: str = "softmax",
+    activation: str = "relu",
+    l2: float = 0.0,
+    include_bias: bool = False,
+    l2_mask: PyTree | None = None,
+    dropout: Dropout | None = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+    mask: ArrayLike | None = None,
+) -> jax.Array:
     """The training objective l_Reg = l_CE + λ‖W‖², the function ``jax.grad`` differentiates.
 
     Args:
@@ -497,7 +509,7 @@ def regularized_loss(params: Params, x, y, *, loss: str = "softmax", activation:
         mask: optional ``[batch]`` example mask (padding rows = 0).
 
     Returns:
-        Scalar: mean cross-entropy over unmasked rows plus the L2 penalty.
+        The scalar mean cross-entropy over unmasked rows plus the L2 penalty.
     """
     x, y, mask, lam, sel = check_objective_args(params, x, y, loss=loss, activation=activation, l2=l2,
                                                 include_bias=include_bias, l2_mask=l2_mask, dropout=dropout,

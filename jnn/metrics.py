@@ -26,6 +26,13 @@ the attribute ``needs_target_variance = True``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from jnn.types import ArrayLike
+
+if TYPE_CHECKING:
+    from jnn.losses import Loss
+
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -95,7 +102,7 @@ def class_probabilities(loss: Loss, outputs):
     return loss.probabilities(outputs)
 
 
-def confusion(loss: Loss, outputs, y, mask=None):
+def confusion(loss: Loss, outputs: ArrayLike, y: ArrayLike, mask: ArrayLike | None = None):
     """``[k, k]`` confusion counts (rows: true class, columns: predicted class) over the rows where ``mask`` is 1,
     as scikit-learn's ``confusion_matrix``."""
     p = class_probabilities(loss, outputs)
@@ -163,7 +170,7 @@ def _binary_auc(score, positive, valid):
     return jnp.where(pairs > 0, u / jnp.maximum(pairs, jnp.ones_like(pairs)), jnp.asarray(jnp.nan, dt))
 
 
-def roc_auc(loss, outputs, y, mask):
+def roc_auc(loss: Loss, outputs: ArrayLike, y: ArrayLike, mask: ArrayLike | None):
     """ROC AUC: binary on P(class 1); with more classes one-vs-rest on each class's probability, the macro mean over
     the classes present (scikit-learn's ``multi_class="ovr"``)."""
     p = class_probabilities(loss, outputs)
@@ -214,7 +221,7 @@ class Metric:
         """Whether the metric can score a model trained with ``loss``."""
         return loss.kind in self.kinds and (self.fn is not None or loss.accuracy is not None)
 
-    def for_loss(self, loss) -> Callable:
+    def for_loss(self, loss: Loss | str) -> Callable:
         """The per-example function for a task whose loss is ``loss`` (a name or a function).
 
         Raises:

@@ -9,6 +9,15 @@ task trains ``MLP()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from jnn.types import DTypeLike, PyTree
+
+if TYPE_CHECKING:
+    from jnn.data import Dataset
+    from jnn.task import CheckedTask
+
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -229,7 +238,7 @@ class MLP:
         """The ``Dropout``, or None when ``keep_prob == 1``."""
         return None if self.keep_prob == 1.0 else Dropout(self.keep_prob, self.dropout_mode)
 
-    def network_sizes(self, train) -> tuple[int, ...]:
+    def network_sizes(self, train: Dataset) -> tuple[int, ...]:
         """Full layer widths for the Dataset ``train`` (validated against ``sizes`` if given).
 
         The output width: the number of classes (softmax), 1 (binary), the number of targets (mse and
@@ -255,7 +264,7 @@ class MLP:
             )
         return self.sizes
 
-    def build(self, sizes, dtype="float32", *, use_dropout: bool | None = None) -> Task:
+    def build(self, sizes: Sequence[int], dtype: DTypeLike = "float32", *, use_dropout: bool | None = None) -> Task:
         """The ``jnn.Task`` of this MLP with layer widths ``sizes`` (see ``mlp_task``); ``evaluate`` passes
         the widths of trained params."""
         return mlp_task(sizes, activation=self.activation, loss=self.loss, scheme=self.scheme, dtype=dtype,
@@ -264,7 +273,7 @@ class MLP:
 
     # The model protocol, shared with jnn.Task: what fit, sweep and evaluate ask of what they train.
 
-    def task_for(self, train, *, hypers=None) -> Task:
+    def task_for(self, train: Dataset, *, hypers: Sequence[dict] | None = None) -> Task:
         """The ``jnn.Task`` that trains this MLP on the Dataset ``train``: its targets checked against the loss,
         the widths from ``network_sizes``, the params in the data's float dtype.
 
@@ -278,7 +287,7 @@ class MLP:
         use_dropout = None if hypers is None else any(h["keep_prob"] < 1.0 for h in hypers)
         return self.build(self.network_sizes(train), str(train.x.dtype), use_dropout=use_dropout)
 
-    def task_for_params(self, params, ds) -> Task:
+    def task_for_params(self, params: PyTree, ds: Dataset) -> Task:
         """The ``jnn.Task`` of this MLP that scores ``params`` (their widths and dtype) on the Dataset ``ds``.
 
         Raises:
@@ -301,12 +310,12 @@ class MLP:
         """The fields ``jnn.sweep`` may vary per member (``MLP_SWEEP_FIELDS``: hidden, l2, keep_prob)."""
         return MLP_SWEEP_FIELDS
 
-    def member(self, values) -> tuple[MLP, dict]:
+    def member(self, values: dict) -> tuple[MLP, dict]:
         """One sweep member: ``(MLP with values, its hyper {"l2", "keep_prob"})``, validated as a new MLP."""
         m = MLP.from_dict({**self.to_dict(), **values})
         return m, {"l2": m.l2, "keep_prob": m.keep_prob}
 
-    def with_hyper(self, hyper) -> MLP:
+    def with_hyper(self, hyper: dict) -> MLP:
         """This MLP with ``l2`` and ``keep_prob`` from ``hyper`` where it has them (a sweep member's model)."""
         return dataclasses.replace(self, l2=float(hyper.get("l2", self.l2)),
                                    keep_prob=float(hyper.get("keep_prob", self.keep_prob)))  # fmt: skip
@@ -319,7 +328,7 @@ class MLP:
         """How a sweep's progress names this MLP's shapes: ``"hidden 64,64, "`` (``"hidden none, "``: linear)."""
         return f"hidden {','.join(str(h) for h in self.hidden) or 'none'}, "
 
-    def describe(self, ct, params) -> dict:
+    def describe(self, ct: CheckedTask, params: PyTree) -> dict:
         """What a run records of this MLP (``config.json``): ``{"mlp": its fields, "sizes": its layer widths}``.
 
         Args:

@@ -17,6 +17,15 @@ count (``cost_analysis`` of ``apply`` compiled for one example, evaluation mode)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from jnn.types import ArrayLike, PyTree
+
+if TYPE_CHECKING:
+    from jnn.data import Dataset
+    from jnn.mlp import MLP
+    from jnn.task import Task
+
 from dataclasses import dataclass
 
 import jax
@@ -76,7 +85,7 @@ class ModelSummary:
                                      ("FLOPs per example", "-" if flops is None else f"{int(flops):,}")])  # fmt: skip
 
 
-def summary(model, x, *, params=None) -> ModelSummary:
+def summary(model: Task | MLP, x: ArrayLike | Dataset | None, *, params: PyTree = None) -> ModelSummary:
     """The summary of ``model`` for inputs like ``x``.
 
     Args:

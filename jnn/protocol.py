@@ -10,6 +10,15 @@ engine asks through the functions below, so a ``jnn.Task`` carries no stub metho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from jnn.types import PyTree
+
+if TYPE_CHECKING:
+    from jnn.data import Dataset
+    from jnn.task import CheckedTask
+
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -30,7 +39,7 @@ class Model(Protocol):
     def with_hyper(self, hyper: Mapping) -> Model:
         """This model with its hyperparameters' defaults set from ``hyper`` (a sweep member as a model of its own)."""
 
-    def describe(self, ct, params) -> dict:
+    def describe(self, ct: CheckedTask, params: PyTree) -> dict:
         """What a run records of this model in ``config.json``."""
 
 
@@ -39,10 +48,10 @@ class Builder(Model, Protocol):
     """A model described apart from the data (``jnn.MLP``): it builds its ``jnn.Task`` for the data,
     and its sweep members may differ in shape (hidden widths)."""
 
-    def task_for(self, train, *, hypers=None) -> Task:
+    def task_for(self, train: Dataset, *, hypers: Sequence[dict] | None = None) -> Task:
         """The task that trains on the Dataset ``train`` (for the members with ``hypers``)."""
 
-    def task_for_params(self, params, ds) -> Task:
+    def task_for_params(self, params: PyTree, ds: Dataset) -> Task:
         """The task that scores ``params`` on the Dataset ``ds``."""
 
     def shape_key(self) -> tuple:

@@ -10,6 +10,11 @@ interval per setting); ``jnn summarize SWEEP --by keep_prob`` writes them next t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jnn.sweep import SweepResult
+
 import csv
 import io
 import math
@@ -224,7 +229,7 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def summarize(result, by: Sequence[str], *, metrics: Sequence[str] | None = None, confidence: float = 0.95,
+def summarize(result: SweepResult, by: Sequence[str], *, metrics: Sequence[str] | None = None, confidence: float = 0.95,
               hyper_names: Sequence[str] = ()) -> Summary:  # fmt: skip
     """Pool a sweep's runs by setting: mean ± std and the confidence interval of each metric.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +133,7 @@ def loguniform(low: float, high: float) -> LogUniform:
     return LogUniform(low, high)
 
 
-def choice(values) -> Choice:
+def choice(values: Sequence) -> Choice:
     """One of ``values`` (a non-empty list), uniformly: a sweep axis for ``sweep(..., samples=N)``."""
     return Choice(values)
 
@@ -195,7 +196,7 @@ def space_from_dict(table: dict, where: str = "space") -> dict:
     return out
 
 
-def draw(axes: dict, samples, search_seed) -> tuple[dict, dict | None]:
+def draw(axes: dict, samples: int | None, search_seed: int) -> tuple[dict, dict | None]:
     """The axes of a random search: ``(axes with every distribution drawn, record)``.
 
     Args:

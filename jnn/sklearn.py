@@ -29,6 +29,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from jnn.types import ArrayLike
+
 #: Checks of scikit-learn's ``check_estimator`` the estimators are expected to fail, with the reason (passed as
 #: ``expected_failed_checks``; empty when every check passes).
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
@@ -132,7 +134,7 @@ class MLPClassifier(ClassifierMixin, _JnnMLP):
         n_epochs_, stopped_by_, history_: how the fit ran.
     """
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike):
         """Train on ``X [n, d]`` and labels ``y [n]`` (any values: the sorted distinct labels are the classes).
 
         Raises:
@@ -145,14 +147,14 @@ class MLPClassifier(ClassifierMixin, _JnnMLP):
             raise ValueError(f"MLPClassifier needs at least 2 classes in y; got 1 class ({self.classes_[0]!r})")
         return self._fit(x, index.astype(np.int32))
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities ``[n, k]`` (columns in the order of ``classes_``)."""
         from jnn.predict import proba_of
 
         check_is_fitted(self, "params_")
         return proba_of(self.model_.loss, self._outputs(X)).astype(np.float64)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class of each row ``[n]``, as one of ``classes_``."""
         proba = self.predict_proba(X)  # checks that the estimator is fitted
         return self.classes_[np.argmax(proba, axis=1)]
@@ -164,7 +166,7 @@ class MLPRegressor(RegressorMixin, _JnnMLP):
 
     _loss = _first_loss(kind="values")  # mean squared error
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike):
         """Train on ``X [n, d]`` and real targets ``y [n]`` or ``[n, k]``.
 
         Raises:
@@ -179,7 +181,7 @@ class MLPRegressor(RegressorMixin, _JnnMLP):
         tags.target_tags.multi_output = True  # y [n, k]: one output per target
         return tags
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predictions ``[n]`` (or ``[n, k]`` for several targets)."""
         out = self._outputs(X).astype(np.float64)
         return out[:, 0] if self.n_outputs_ == 1 else out

@@ -14,15 +14,24 @@ and counters no longer change) while the others go on, and the sweep ends when e
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import jax
+import optax
+
+from jnn.types import ArrayLike, ClassWeight
+
+if TYPE_CHECKING:
+    from jnn.train.callbacks import Callback
+
 import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jnn import _validate as V
@@ -217,14 +226,14 @@ class SweepResult:
         return fit(a["train"], self.members[k], task=model, val=a["val"], class_weight=a["class_weight"],
                    optimizer=tx, **fit_kw)  # fmt: skip
 
-    def predict(self, x, member: int) -> np.ndarray:
+    def predict(self, x: ArrayLike, member: int) -> np.ndarray:
         """Member ``member``'s predictions for ``x [n, d]``, as ``jnn.FitResult.predict`` gives a fit's (its own
         hyperparameters and dropout rule, evaluation mode)."""
         from jnn.predict import predict
 
         return predict(*self._member_task(member), x)
 
-    def predict_proba(self, x, member: int) -> np.ndarray:
+    def predict_proba(self, x: ArrayLike, member: int) -> np.ndarray:
         """Member ``member``'s class probabilities for ``x [n, d]`` (see ``jnn.FitResult.predict_proba``)."""
         from jnn.predict import predict_proba
 
@@ -307,13 +316,13 @@ def sweep(
     task: Task | MLP | None = None,
     val: Dataset | None = None,
     test: Dataset | None = None,
-    class_weight=None,
-    optimizer=None,
-    callbacks=None,
+    class_weight: ClassWeight | None = None,
+    optimizer: optax.GradientTransformation | Callable | None = None,
+    callbacks: Sequence[Callback] | None = None,
     combine: str = "grid",
     strategy: str | None = None,
     workers: int | None = None,
-    devices=None,
+    devices: int | Sequence[jax.Device] | None = None,
     cluster: str | None = None,
     samples: int | None = None,
     search_seed: int = 0,

@@ -24,6 +24,13 @@ what was expected.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from jnn.types import DTypeLike, PyTree
+
+if TYPE_CHECKING:
+    from jnn.data import Dataset
+
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -97,7 +104,7 @@ class Task(NamedTuple):
                 one example and is vmapped.
 
         Returns:
-            Task: the task.
+            The task, a ``Task``.
 
         Raises:
             ImportError: Equinox is not installed.
@@ -125,7 +132,7 @@ class Task(NamedTuple):
                 e.g. ``def f(m, h): m.drop.rate = h["rate"]; return m``.
 
         Returns:
-            Task: the task.
+            The task, a ``Task``.
 
         Raises:
             ImportError: Flax is not installed.
@@ -156,7 +163,7 @@ class Task(NamedTuple):
         own = dict(self.hyper or {})
         return self._replace(hyper={**own, **{k: float(v) for k, v in hyper.items() if k in own}})
 
-    def describe(self, ct, params) -> dict:
+    def describe(self, ct: CheckedTask, params: PyTree) -> dict:
         """What a run records of this model (``config.json``): ``{"task": {loss, metrics, hyper, params}}``.
 
         Args:
@@ -312,7 +319,7 @@ class KeyIgnoredWarning(UserWarning):
     """A task's ``apply`` behaves differently while training but gives the same outputs for different keys."""
 
 
-def check_key_used(task: Task, train, hyper: Mapping[str, float], dtype, *, rows: int = 4) -> bool:
+def check_key_used(task: Task, train: Dataset, hyper: Mapping[str, float], dtype: DTypeLike, *, rows: int = 4) -> bool:
     """Warn when ``apply`` trains with randomness that does not come from its ``key``; True when it does not.
 
     On the first ``rows`` training examples, with the params of ``init(key(0))``, ``apply(train=True)`` is run

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnn.types import ArrayLike, PRNGKey
+
 _U32 = jnp.uint32
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 #: The key word added to each half after each group of four rounds, and the round counter, as jax applies them.
@@ -52,7 +54,7 @@ def _supported(key, p, shape) -> bool:
     return jnp.result_type(p) in (jnp.float32, jnp.float64) and math.prod(shape) < 2**32
 
 
-def bernoulli(key, p, shape: tuple[int, ...]) -> jax.Array:
+def bernoulli(key: PRNGKey, p: ArrayLike, shape: tuple[int, ...]) -> jax.Array:
     """``jax.random.bernoulli(key, p, shape)``, bit for bit, with the hash unrolled (see the module).
 
     Args:

@@ -18,6 +18,7 @@ same (a CPU sweep's ``"programs"`` members are bit for bit their fits).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,7 @@ def _suggest(trial, name: str, dist: Distribution):
     raise TypeError(f"axis {name!r}: the TPE sampler takes uniform, loguniform, randint and choice; got {dist!r}")
 
 
-def tpe_sweep(run_round, axes: dict, *, samples: int, search_seed: int, how: str, startup: int = STARTUP,
+def tpe_sweep(run_round: Callable, axes: dict, *, samples: int, search_seed: int, how: str, startup: int = STARTUP,
               batch: int = BATCH):  # fmt: skip
     """Ask, train and tell in rounds: ``(merged result, {"rounds": sizes, "told": each point's value})`` (the value
     told, or ``"pruned"`` / ``"failed"``).

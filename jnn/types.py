@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import jax
@@ -21,3 +23,11 @@ Logits: TypeAlias = Float[Array, "batch d_out"]
 Labels: TypeAlias = Int[Array, "batch"] | Float[Array, "batch ..."]  # noqa: F821 (jaxtyping shape string)
 #: Any pytree.
 PyTree: TypeAlias = Any
+#: An array or what converts to one: a NumPy array, a JAX array, a nested list or a scalar.
+ArrayLike: TypeAlias = Any
+#: A dtype or its name: ``jnp.float32``, ``"float64"``, ``np.dtype("float32")``.
+DTypeLike: TypeAlias = Any
+#: A file or folder path.
+PathLike: TypeAlias = str | os.PathLike
+#: Per-class loss weights: ``"balanced"``, ``{class: weight}`` or one weight per class.
+ClassWeight: TypeAlias = str | Mapping[Any, float] | Sequence[float]

@@ -17,6 +17,13 @@ Beside the model, ``export.json`` records the input columns, the classes and wha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from jnn.types import PathLike
+
+if TYPE_CHECKING:
+    from jnn.app.trained import TrainedModel
+
 import json
 from pathlib import Path
 
@@ -31,7 +38,7 @@ FORMATS = ("stablehlo", "onnx")
 SUFFIX = {"stablehlo": ".stablehlo", "onnx": ".onnx"}
 
 
-def prediction_function(model):
+def prediction_function(model: TrainedModel):
     """``fn(x [n, d] float32) -> outputs``: what ``jnn predict --proba`` computes for a
     ``jnn.app.trained.TrainedModel``, as one pure JAX function with the params as constants.
 
@@ -63,7 +70,9 @@ def prediction_function(model):
     return fn, prep.n_features, what
 
 
-def export(run_dir, fmt: str, *, out=None, member: int | None = None, best: int | None = None) -> Path:
+def export(
+    run_dir: PathLike, fmt: str, *, out: PathLike | None = None, member: int | None = None, best: int | None = None
+) -> Path:
     """Export the run (or sweep member, or with ``best`` the run's ``best``-th best kept epoch: see
     ``jnn.load_run``) in ``run_dir`` as ``fmt`` (``FORMATS``) to ``out`` (default ``RUN/model.<format>``),
     with ``export.json`` beside it.

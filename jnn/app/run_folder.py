@@ -20,6 +20,15 @@ process 0 writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from jnn.types import PathLike
+
+if TYPE_CHECKING:
+    from jnn.train.config import TrainConfig
+    from jnn.train.state import TrainState
+
 import os
 from pathlib import Path
 
@@ -74,7 +83,7 @@ class RunFolder(RunStore, HoldsLock):
 
     stops = False  # never asks for a stop: the compiled calls may donate their input
 
-    def __init__(self, path, *, resume: bool = False, overwrite: bool = False, from_epoch: int | None = None,
+    def __init__(self, path: PathLike, *, resume: bool = False, overwrite: bool = False, from_epoch: int | None = None,
                  tensorboard: bool = False, data_info: dict | None = None):  # fmt: skip
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"RunFolder path must be a str or os.PathLike; got {type(path).__name__}")
@@ -98,7 +107,16 @@ class RunFolder(RunStore, HoldsLock):
         self._held = self._live = None
         self._meta = self._config = self._records = None
 
-    def open(self, meta: dict, state, config, custom_optimizer: bool, keys, *, data) -> tuple:
+    def open(
+        self,
+        meta: dict,
+        state: TrainState,
+        config: TrainConfig,
+        custom_optimizer: bool,
+        keys: Sequence[str],
+        *,
+        data: tuple,
+    ) -> tuple:
         """Take the folder (lock, ``config.json``) and give the state and history the run starts from:
         ``(state, records)``, restored from a checkpoint when resuming, else ``state`` and empty records.
 
@@ -141,7 +159,7 @@ class RunFolder(RunStore, HoldsLock):
         if self.writer:
             self._live = LiveRecords(self.path, self._records, tensorboard=self.tensorboard)
 
-    def on_call_end(self, epoch: int, state) -> None:
+    def on_call_end(self, epoch: int, state: TrainState) -> None:
         if self._live is None:
             return
         self._live.update()
@@ -154,7 +172,7 @@ class RunFolder(RunStore, HoldsLock):
         if self._config.best_checkpoints is not None and state.top_k is not None:
             sync_best(self.path, state, self._config.best_checkpoints, self._meta)
 
-    def on_train_end(self, result) -> None:
+    def on_train_end(self, result: Any) -> None:
         try:
             self._close_live()
             if self.writer:

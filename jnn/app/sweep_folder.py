@@ -23,6 +23,15 @@ resumed ends bit for bit like an uninterrupted one (``scripts/crash_test.py --sw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from jnn.types import PathLike, PyTree
+
+if TYPE_CHECKING:
+    from jnn.train.config import TrainConfig
+    from jnn.train.state import TrainState
+
 import hashlib
 import json
 import os
@@ -66,7 +75,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
 
     stops = False  # never asks for a stop
 
-    def __init__(self, path, *, resume: bool = False, overwrite: bool = False, data_info: dict | None = None):
+    def __init__(self, path: PathLike, *, resume: bool = False, overwrite: bool = False, data_info: dict | None = None):
         if not isinstance(path, (str, os.PathLike)) or str(path).strip() == "":
             raise TypeError(f"SweepFolder path must be a non-empty str or os.PathLike; got {path!r}")
         for name, value in (("resume", resume), ("overwrite", overwrite)):
@@ -86,7 +95,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
 
     # ----------------------------------------------------------------------------------------------------
 
-    def open(self, meta: dict, config, *, data) -> None:
+    def open(self, meta: dict, config: TrainConfig, *, data: Any) -> None:
         train, val = data
         meta = {**meta, "data_hash": ckpt.data_hash(train) + ("" if val is None else ckpt.data_hash(val))}
         if self.data_info:
@@ -146,7 +155,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
 
     # ----------------------------------------------------------------------------------------------------
 
-    def restore(self, group: int, template, keys) -> tuple | None:
+    def restore(self, group: int, template: PyTree, keys: Sequence[str]) -> tuple | None:
         path = group_path(self.path, group)
         if not self.resume or not path.exists():
             return None
@@ -204,11 +213,11 @@ class SweepFolder(SweepStore, lock.HoldsLock):
     def group_begin(self, group: int, records: list) -> None:
         self._group, self._records = group, records
 
-    def on_call_end(self, epoch: int, state) -> None:
+    def on_call_end(self, epoch: int, state: TrainState) -> None:
         if self.every and epoch % self.every == 0 and self._group is not None:
             self._save(self._group, state, self._records)
 
-    def save_group(self, group: int, state, records: list) -> None:
+    def save_group(self, group: int, state: TrainState, records: list) -> None:
         self._save(group, state, records)
         self._group = self._records = None
 
@@ -221,7 +230,7 @@ class SweepFolder(SweepStore, lock.HoldsLock):
         path.parent.mkdir(exist_ok=True)
         ckpt.save(path, state, meta=self._group_meta(group), extras=extras)
 
-    def on_train_end(self, result) -> None:
+    def on_train_end(self, result: Any) -> None:
         from jnn.app.sweep_files import save_sweep
 
         try:

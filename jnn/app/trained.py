@@ -27,6 +27,7 @@ from jnn.losses import loss_of
 from jnn.predict import labels_of, outputs, proba_of
 from jnn.task import Task
 from jnn.train.config import TrainConfig
+from jnn.types import ArrayLike, PathLike
 
 #: Files of a sweep folder that ``load_run(..., member=k)`` reads.
 SWEEP_PARAMS, SWEEP_INFO = "params.npz", "sweep.json"
@@ -75,16 +76,16 @@ class TrainedModel:
         """The loss name (``"custom"`` for a loss function)."""
         return self.task.loss if isinstance(self.task.loss, str) else "custom"
 
-    def inputs(self, x) -> jax.Array:
+    def inputs(self, x: ArrayLike) -> jax.Array:
         """``x [n, d]`` (raw features, as in the training file) as the model's inputs."""
         dtype = jax.tree.leaves(self.params)[0].dtype
         return jnp.asarray(self.preprocessing.transform(x), dtype)
 
-    def outputs(self, x) -> np.ndarray:
+    def outputs(self, x: ArrayLike) -> np.ndarray:
         """The network's outputs (logits for classification) on ``x [n, d]``, evaluation mode."""
         return outputs(self.task, self.params, self.inputs(x), self.hyper)
 
-    def predict_proba(self, x) -> np.ndarray:
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """Class probabilities ``[n, k]`` (columns in the order of ``classes``); for a binary model
         ``[n, 2]``: P(class 0), P(class 1); for a multi-label model, each label's probability ``[n, k]``.
 
@@ -96,7 +97,7 @@ class TrainedModel:
             raise TypeError(f"predict_proba is for classification models; this run's loss is {self.loss!r}")
         return proba_of(self.task.loss, self.outputs(x))
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predictions for ``x [n, d]``: class labels in the user's own label values (or class indices when
         the run had none), 0/1 columns for multi-label, values for regression in the targets' own units (the
         outputs mapped back when ``--standardize`` standardised the targets), the raw outputs for a custom
@@ -122,7 +123,9 @@ class TrainedModel:
         return evaluate(self.params, ds, self.task, hyper={k: jnp.asarray(v) for k, v in self.hyper.items()})
 
 
-def load_run(run_dir, *, member: int | None = None, task: Task | None = None, best: int | None = None) -> TrainedModel:
+def load_run(
+    run_dir: PathLike, *, member: int | None = None, task: Task | None = None, best: int | None = None
+) -> TrainedModel:
     """Load a trained model from a run folder (``jnn train`` / ``fit(callbacks=[jnn.RunFolder(path)])``) or a
     sweep folder.
 

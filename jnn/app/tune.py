@@ -23,6 +23,18 @@ was not. The data go into Ray's object store once (``tune.with_parameters``), no
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import optax
+
+from jnn.types import ClassWeight
+
+if TYPE_CHECKING:
+    from jnn.mlp import MLP
+    from jnn.task import Task
+    from jnn.train.callbacks import Callback
+
 import tempfile
 from pathlib import Path
 
@@ -40,8 +52,16 @@ from jnn.train.run_setup import check_model
 STATE_FILE = "state.npz"
 
 
-def trainable(train: Dataset, config: TrainConfig | None = None, *, task=None, val: Dataset | None = None,
-              class_weight=None, optimizer=None, callbacks=None):  # fmt: skip
+def trainable(
+    train: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    task: Task | MLP | None = None,
+    val: Dataset | None = None,
+    class_weight: ClassWeight | None = None,
+    optimizer: optax.GradientTransformation | Callable | None = None,
+    callbacks: Sequence[Callback] | None = None,
+):
     """A Ray Tune function trainable whose trials are ``jnn.fit`` runs.
 
     Args:

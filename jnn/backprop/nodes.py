@@ -29,6 +29,7 @@ import numpy as np
 from jnn.activations import get_activation
 from jnn.dropout import Dropout
 from jnn.losses import DEFAULT_LOSS, check_objective_args, get_loss
+from jnn.types import ArrayLike, PRNGKey, PyTree
 
 #: Refuse networks larger than this many parameters (the graph has one Python object per scalar).
 MAX_PARAMS = 20_000
@@ -89,9 +90,22 @@ def _to_np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def node_backprop(params, x, y, *, loss: str = DEFAULT_LOSS, activation: str = "relu", l2: float = 0.0,
-                  include_bias: bool = False, l2_mask=None, dropout: Dropout | None = None, key=None,
-                  train: bool = False, mask=None, return_graph: bool = False):  # fmt: skip
+def node_backprop(
+    params: PyTree,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    loss: str = DEFAULT_LOSS,
+    activation: str = "relu",
+    l2: float = 0.0,
+    include_bias: bool = False,
+    l2_mask: PyTree | None = None,
+    dropout: Dropout | None = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+    mask: ArrayLike | None = None,
+    return_graph: bool = False,
+):
     """Gradient of ``jnn.regularized_loss`` by the node-level algorithm, in float64.
 
     Arguments are those of ``jnn.regularized_loss``; the dropout masks are the ones

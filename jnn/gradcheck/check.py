@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import jax
@@ -51,10 +52,10 @@ RTOL = {8: 1e-6, 4: 1e-3}
 
 
 def check_grads(
-    f,
+    f: Callable,
     *args,
-    argnums=0,
-    grad=None,
+    argnums: int | Sequence[int] = 0,
+    grad: Callable | None = None,
     order: int = 1,
     mode: str = "auto",
     rtol: float | None = None,
@@ -64,7 +65,7 @@ def check_grads(
     has_aux: bool = False,
     forward: bool = True,
     localize: str = "on_failure",
-    surrogate=(),
+    surrogate: Callable | None = (),
 ) -> CheckReport:
     """Check the derivatives of ``f(*args)`` with respect to ``args[argnums]`` against float64 finite differences.
 

@@ -20,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 from jnn import _validate as V
 from jnn.gradcheck.report import NONFINITE, OK, WRONG, CheckReport, LeafCheck, rel_err
 from jnn.pytree import named_leaves
+from jnn.types import PyTree
 
 
 @contextlib.contextmanager
@@ -35,8 +36,8 @@ def float64_mode():
 
 
 def compare_grads(
-    reference,
-    candidate,
+    reference: PyTree,
+    candidate: PyTree,
     *,
     rtol: float = 1e-6,
     atol: float | None = None,

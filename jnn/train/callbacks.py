@@ -54,6 +54,11 @@ one (and refuses a resume without it).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jnn.train.state import TrainState
+
 import math
 from dataclasses import dataclass
 
@@ -108,13 +113,13 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict) -> bool | None:
         """Called per completed epoch with its history row; return True to stop after this epoch."""
 
-    def on_state(self, epoch: int, state) -> bool | None:
+    def on_state(self, epoch: int, state: TrainState) -> bool | None:
         """Called at each multiple of ``every`` epochs with the state there; return True to stop there."""
 
-    def on_call_end(self, epoch: int, state) -> None:
+    def on_call_end(self, epoch: int, state: TrainState) -> None:
         """Called after every compiled call with the latest epoch and the state."""
 
-    def on_train_end(self, result) -> None:
+    def on_train_end(self, result: Any) -> None:
         """Called once with the result."""
 
     def on_train_abort(self, error: BaseException) -> None:

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from jnn.types import PyTree
+
+if TYPE_CHECKING:
+    from jnn.mlp import MLP
+    from jnn.task import Task
+
 import jax
 import jax.numpy as jnp
 
@@ -21,7 +29,7 @@ def _evaluate(task: Static, params, x, y, w, hyper):
 EVAL = jax.jit(_evaluate, static_argnums=0)
 
 
-def evaluate(params, ds: Dataset, model, *, hyper: dict | None = None) -> dict:
+def evaluate(params: PyTree, ds: Dataset, model: Task | MLP | None, *, hyper: dict | None = None) -> dict:
     """Mean loss and metrics of ``params`` on ``ds``, with the model in evaluation mode (``train=False``).
 
     Args:

@@ -14,13 +14,22 @@ per epoch for progress and the stop flag. The whole run compiles once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import jax
+
+from jnn.types import ArrayLike, ClassWeight, PyTree
+
+if TYPE_CHECKING:
+    from jnn.train.callbacks import Callback
+
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -115,7 +124,7 @@ class FitResult:
         return [BestEpoch(rank, epoch + 1, value, jax.tree.map(lambda a, s=slot: a[s], params))
                 for rank, (slot, epoch, value) in enumerate(order, start=1)]  # fmt: skip
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predictions for ``x [n, d]`` (inputs as the training data held them) in evaluation mode, with the
         run's dropout rule: class indices ``[n]``, 0/1 columns for a multi-label model, values for regression
         (see ``jnn.predict``; a run trained from a file by ``jnn train`` is loaded with ``jnn.load_run``,
@@ -128,7 +137,7 @@ class FitResult:
 
         return predict(self._task(), self.params, x)
 
-    def predict_proba(self, x) -> np.ndarray:
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """Class probabilities ``[n, k]`` for ``x [n, d]`` (``[n, 2]`` for a binary model), evaluation mode.
 
         Raises:
@@ -206,12 +215,12 @@ def fit(
     *,
     task: Task | MLP | None = None,
     val: Dataset | None = None,
-    init_params=None,
-    class_weight=None,
+    init_params: PyTree | None = None,
+    class_weight: ClassWeight | None = None,
     optimizer: optax.GradientTransformation | None = None,
     stop_at_epoch: int | None = None,
-    mesh=None,
-    callbacks=None,
+    mesh: jax.sharding.Mesh | None = None,
+    callbacks: Sequence[Callback] | None = None,
 ) -> FitResult:
     """Train a model on ``train`` with minibatch gradient descent until a stopping rule fires.
 

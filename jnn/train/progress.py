@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from jnn import _validate as V
 from jnn.train.callbacks import Callback, RunInfo
@@ -78,7 +80,9 @@ class Progress(Callback):
         if getattr(run, "cuts", "") and (self._bar is not None or self.log_every):
             self.say(f"compiled calls end where callbacks read the params: {run.cuts} (one host round trip each)")
 
-    def start(self, max_epochs: int, initial_epoch: int, members: int, keys, monitor: str | None) -> None:
+    def start(
+        self, max_epochs: int, initial_epoch: int, members: int, keys: Sequence[str], monitor: str | None
+    ) -> None:
         """Open the display of a run of ``members`` runs (the bar shows ``monitor`` first)."""
         self.close()
         self.members, self.keys, self.monitor, self._finished = members, tuple(keys), monitor, 0
@@ -127,7 +131,7 @@ class Progress(Callback):
             if final:
                 print(final, flush=True)
 
-    def on_train_end(self, result) -> None:
+    def on_train_end(self, result: Any) -> None:
         self.close()
 
     def on_train_abort(self, error: BaseException) -> None:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jnn import _validate as V
 from jnn.metrics import METRICS
+from jnn.types import ArrayLike, DTypeLike
 
 #: The largest patience: the counter is an int32 on device.
 MAX_PATIENCE = 2**31 - 1
@@ -121,7 +122,7 @@ class EarlyStopping:
         """``"min"`` or ``"max"``: ``mode``, or inferred from the monitor's name."""
         return self.mode or infer_mode(self.monitor)
 
-    def init(self, dtype=jnp.float32) -> EarlyStoppingState:
+    def init(self, dtype: DTypeLike = jnp.float32) -> EarlyStoppingState:
         """The state before the first epoch."""
         worst = jnp.inf if self.direction == "min" else -jnp.inf
         return EarlyStoppingState(
@@ -131,7 +132,9 @@ class EarlyStopping:
             stop=jnp.asarray(False),
         )
 
-    def update(self, state: EarlyStoppingState, value, epoch) -> tuple[EarlyStoppingState, jax.Array]:
+    def update(
+        self, state: EarlyStoppingState, value: ArrayLike, epoch: ArrayLike
+    ) -> tuple[EarlyStoppingState, jax.Array]:
         """Advance the state by one epoch. Pure and jit-able.
 
         Args:

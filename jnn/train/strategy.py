@@ -19,6 +19,7 @@ The result and ``sweep.json`` record each member's device (``"cpu:3"``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
@@ -55,7 +56,7 @@ def check_strategy(strategy) -> str:
     return strategy
 
 
-def local_devices(devices=None) -> list:
+def local_devices(devices: int | Sequence[jax.Device] | None = None) -> list:
     """The devices a sweep spreads its members over.
 
     Args:
