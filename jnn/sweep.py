@@ -610,7 +610,9 @@ class _Group:
         self.ct = checked_task(self.model, self.config, *self.splits[0], val, hypers=hypers)
         self.tx = self.member_tx(*self.members[0][:2])  # its update serves every member (one compile)
         held = sum(_nbytes(ds) for split in self.splits for ds in split)  # the members' splits, held stacked
-        check_memory(self.ct, self.tx, members=len(self.members), data_bytes=held)  # before anything is allocated
+        check_memory(
+            self.ct, self.tx, members=len(self.members), data_bytes=held, config=self.config
+        )  # before anything is allocated
         abstract = jax.eval_shape(self.ct.task.init, jax.random.key(0))
         has_lr = has_learning_rate(self.tx, abstract)
         if isinstance(optimizer, optax.GradientTransformation) and lr_axis and not has_lr:

@@ -271,3 +271,16 @@ def test_cli_flags_and_toml_tables_build_the_rules(tmp_path):
     assert jnn.TrainConfig.from_dict(config.to_dict()) == config
     _, plain, _ = _train_config(build_parser().parse_args(["train"]))
     assert plain.reduce_lr is None and plain.best_checkpoints is None
+
+
+def test_the_memory_check_counts_the_k_best_copies():
+    from jnn.train.run_setup import check_memory, checked_task
+
+    ds = _data(100)
+    config = jnn.TrainConfig(best_checkpoints=jnn.BestCheckpoints(k=5))
+    ct = checked_task(jnn.MLP(hidden=(8,)), config, ds, ds, ds)
+    tx = config.make_optimizer()
+    params = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(ct.task.init(jax.random.key(0))))
+    assert check_memory(ct, tx, config=config) - check_memory(ct, tx) == 5 * params
+    with pytest.raises(ValueError, match="5 best epochs' params"):
+        check_memory(ct, tx, config=config, bound=(1000, "a small memory"))

@@ -40,7 +40,13 @@ def best_path(run_path, epoch: int) -> Path:
 
 def best_files(run_path) -> dict:
     """``{epoch: path}`` of the best-epoch files in a run folder (regular files only)."""
-    folder = Path(run_path) / BEST_DIR
+    return epoch_files(Path(run_path) / BEST_DIR)
+
+
+def epoch_files(folder) -> dict:
+    """``{epoch: path}`` of the ``epoch-EEEEEE.npz`` regular files in ``folder`` (none when it is not a folder or is
+    a symbolic link): the kept checkpoints and the best-epoch files are named alike."""
+    folder = Path(folder)
     out = {}
     if folder.is_dir() and not folder.is_symlink():
         for p in folder.glob("epoch-*.npz"):
@@ -118,4 +124,4 @@ def best_file(run_path, rank: int) -> Path:
     return Path(run_path) / entries[rank - 1]["file"]
 
 
-__all__ = ["BEST_DIR", "BEST_INDEX", "best_file", "best_files", "best_path", "read_best", "sync_best"]
+__all__ = ["BEST_DIR", "BEST_INDEX", "best_file", "best_files", "best_path", "epoch_files", "read_best", "sync_best"]

@@ -19,7 +19,7 @@ import optax
 from jnn._version import __version__
 from jnn.app import atomic, lock
 from jnn.app import checkpoint as ckpt
-from jnn.app.best_files import BEST_DIR, read_best
+from jnn.app.best_files import BEST_DIR, epoch_files, read_best
 from jnn.app.lock import FolderLock
 from jnn.mlp import split_mlp_keys
 from jnn.train.config import OPTIMIZERS, RESUME_CHANGES, TrainConfig, upgrade_dict
@@ -281,14 +281,7 @@ def kept_path(run_path: Path, epoch: int) -> Path:
 
 def kept_checkpoints(run_path: Path) -> dict:
     """``{epoch: path}`` of the kept epoch checkpoints of a run folder (regular files only)."""
-    out = {}
-    folder = Path(run_path) / KEPT_DIR
-    if folder.is_dir() and not folder.is_symlink():
-        for p in folder.glob("epoch-*.npz"):
-            stem = p.name[len("epoch-") : -len(".npz")]
-            if stem.isdigit() and p.is_file() and not p.is_symlink():
-                out[int(stem)] = p
-    return out
+    return epoch_files(Path(run_path) / KEPT_DIR)
 
 
 def rollback_epoch(result, config: TrainConfig) -> int | None:

@@ -273,7 +273,9 @@ def fit(
         if optimizer is None
         else config.with_average(optimizer)
     )
-    check_memory(ct, tx)  # before the params are allocated: a model too large for memory is refused at once
+    check_memory(
+        ct, tx, config=config
+    )  # before the params are allocated: a model too large for memory is refused at once
     keys = Keys.from_seed(config.seed, config.prng_impl)
     params = ct.task.init(keys.init) if init_params is None else jax.tree.map(jnp.asarray, init_params)
     state = initial_state(ct, config, tx, params, keys)

@@ -164,11 +164,12 @@ def memory_bound() -> tuple[int, str] | None:
 
 
 def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str] | None = None,
-                 data_bytes: int = 0) -> int:  # fmt: skip
+                 data_bytes: int = 0, config: TrainConfig | None = None) -> int:  # fmt: skip
     """Refuse a run whose params, optimiser state and data alone cannot fit in memory, before anything is allocated.
 
-    The estimate is ``members × (PARAM_COPIES × params + optimiser state) + data_bytes`` bytes, from abstract shapes
-    (nothing is allocated); activations come on top, so a run below the bound may still not fit.
+    The estimate is ``members × ((PARAM_COPIES + k) × params + optimiser state) + data_bytes`` bytes, k the best epochs
+    ``config.best_checkpoints`` keeps (0 without), from abstract shapes (nothing is allocated); activations come on
+    top, so a run below the bound may still not fit.
 
     Args:
         ct: the checked task.
@@ -177,6 +178,7 @@ def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str
         bound: ``(bytes, where)`` to check against (default ``memory_bound``).
         data_bytes: the data the run holds in memory (a sweep: every member's training and validation split, which
             it holds stacked).
+        config: the run's ``TrainConfig``, for the best-k copies of the params it keeps (None: none).
 
     Returns:
         The estimate in bytes.
@@ -186,7 +188,8 @@ def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str
     """
     params = jax.eval_shape(ct.task.init, jax.random.key(0))
     p_bytes = _bytes(params)
-    need = members * (PARAM_COPIES * p_bytes + _bytes(jax.eval_shape(tx.init, params))) + int(data_bytes)
+    copies = PARAM_COPIES + (config.best_checkpoints.k if config is not None and config.best_checkpoints else 0)
+    need = members * (copies * p_bytes + _bytes(jax.eval_shape(tx.init, params))) + int(data_bytes)
     bound = memory_bound() if bound is None else bound
     if bound is not None and need > bound[0]:
         n = sum(int(np.prod(l.shape, dtype=np.int64)) for l in jax.tree.leaves(params))
@@ -194,6 +197,7 @@ def check_memory(ct: CheckedTask, tx, *, members: int = 1, bound: tuple[int, str
         raise ValueError(
             f"the model does not fit in memory: {n:,} parameters ({p_bytes / 1e9:.3g} GB) need about {need / 1e9:.3g} "
             f"GB ({who}params, best params, gradients and optimiser state"
+            + (f", {copies - PARAM_COPIES} best epochs' params" if copies > PARAM_COPIES else "")
             + (f", and {data_bytes / 1e9:.3g} GB of data" if data_bytes else "")
             + f") but {bound[1]} is {bound[0] / 1e9:.3g} GB; use smaller widths (hidden) or fewer members"
         )
