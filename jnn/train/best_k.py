@@ -23,6 +23,7 @@ import numpy as np
 
 from jnn import _validate as V
 from jnn.train.stopping import check_monitor_name, improves
+from jnn.types import ArrayLike, DTypeLike, PyTree
 
 #: The most epochs a run keeps by their metric (each slot holds a copy of the params on device).
 MAX_BEST_K = 1000
@@ -70,7 +71,7 @@ class BestCheckpoints:
         """``"min"`` or ``"max"``: ``mode``, or inferred from the monitor's name."""
         return check_monitor_name(self.monitor, self.mode)
 
-    def init(self, params, dtype=jnp.float32) -> TopKState:
+    def init(self, params: PyTree, dtype: DTypeLike = jnp.float32) -> TopKState:
         """The state before the first epoch: k empty slots shaped like ``params``."""
         worst = jnp.inf if self.direction == "min" else -jnp.inf
         return TopKState(
@@ -79,7 +80,9 @@ class BestCheckpoints:
             params=jax.tree.map(lambda p: jnp.zeros((self.k, *p.shape), p.dtype), params),
         )
 
-    def update(self, state: TopKState, value, epoch, params, live=True) -> TopKState:
+    def update(
+        self, state: TopKState, value: ArrayLike, epoch: ArrayLike, params: PyTree, live: ArrayLike = True
+    ) -> TopKState:
         """Offer one epoch to the slots (the module docstring's rule). Pure and jit-able.
 
         Args:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from jnn import _validate as V
 from jnn.train.stopping import MAX_PATIENCE, check_monitor_name, improves
+from jnn.types import ArrayLike, DTypeLike
 
 
 class PlateauState(NamedTuple):
@@ -86,13 +87,13 @@ class ReduceLROnPlateau:
         """``"min"`` or ``"max"``: ``mode``, or inferred from the monitor's name."""
         return check_monitor_name(self.monitor, self.mode)
 
-    def init(self, dtype=jnp.float32) -> PlateauState:
+    def init(self, dtype: DTypeLike = jnp.float32) -> PlateauState:
         """The state before the first epoch (``dtype``: the monitored metric's)."""
         worst = jnp.inf if self.direction == "min" else -jnp.inf
         i32 = lambda v: jnp.asarray(v, jnp.int32)
         return PlateauState(best=jnp.asarray(worst, dtype), wait=i32(0), cooldown=i32(0))
 
-    def update(self, state: PlateauState, value, learning_rate) -> tuple[PlateauState, jax.Array]:
+    def update(self, state: PlateauState, value: ArrayLike, learning_rate: ArrayLike) -> tuple[PlateauState, jax.Array]:
         """Advance the state by one epoch (the module docstring's steps). Pure and jit-able.
 
         Args:
