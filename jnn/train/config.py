@@ -89,6 +89,12 @@ class TrainConfig:
             ``restore_best=False`` (only ``early_stopping`` chooses the returned params). The tolerance on the
             training loss: ``EarlyStopping("train_loss", patience=10, min_delta=1e-3, restore_best=False)``
             stops when the training loss has not improved by more than 1e-3 for 10 epochs.
+        reduce_lr: a ``jnn.ReduceLROnPlateau`` rule (Keras's, run on device inside the compiled call: the
+            optimiser's rate is multiplied by its factor when its monitor stops improving), or None (default). It
+            needs a constant rate held as state (the built-in optimisers; ``lr_schedule="constant"``).
+        best_checkpoints: a ``jnn.BestCheckpoints(k, monitor)`` rule: the params of the k best epochs are kept on
+            device (``FitResult.best_checkpoints()``; a run folder writes them to ``best/`` with each checkpoint),
+            or None (default).
         val_fraction: part of the training data held out for validation, in [0, 1) (ignored when ``fit``
             is given ``val=``).
         stratify: stratified validation split.
