@@ -127,6 +127,7 @@ def test_wide_csv_benchmark_reads_trains_and_predicts_on_every_width(tmp_path):
     assert "| 500 | 40 |" in (tmp_path / "table.md").read_text()
 
 
+@pytest.mark.heavy  # CI time (30 s): benchmarks/keras_rules.py --quick is the script itself; make test-heavy runs it
 def test_keras_rules_benchmark_quick_times_every_variant(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "keras_rules.py"), "--quick", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)

@@ -248,8 +248,14 @@ SHELL_PAGES = [p for p in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))] if s
 
 
 def _capped_args(cmd: str) -> list[str]:
-    """A page's command as arguments of ``jnn``, its epoch budget capped (2, or 4 to resume a capped run)."""
+    """A page's command as arguments of ``jnn``, its epoch budget capped (2, or 4 to resume a capped run; a sweep's
+    members 2)."""
     args = shlex.split(cmd)[1:]
+    if args[0] == "sweep" and "--resume" not in args:  # the members' budget, like a run's
+        if "--max-epochs" in args:
+            args[args.index("--max-epochs") + 1] = "2"
+        else:
+            args += ["--max-epochs", "2"]
     if args[0] == "train" and "--help" not in args:
         cap = "4" if "--resume" in args else "2"
         if "--warmup-epochs" in args:  # the budget must outlast the warm-up
