@@ -92,7 +92,7 @@ def summary(model: Task | MLP, x: ArrayLike | Dataset | None, *, params: PyTree 
         model: a ``jnn.MLP`` or a ``jnn.Task``.
         x: the training ``jnn.Dataset`` (its width, dtype and classes decide the shapes), or example inputs
             ``[n, d]`` (then an MLP without ``sizes`` shows 10 class outputs, a placeholder).
-        params: the params to describe (default: the model's initial params, seed 0).
+        params: the params to describe (default: the shapes of the model's initial params; nothing is allocated).
 
     Returns:
         A ``ModelSummary`` (``print`` it for the table).
@@ -116,7 +116,8 @@ def summary(model: Task | MLP, x: ArrayLike | Dataset | None, *, params: PyTree 
         task, title = model, f"Task (loss {model.loss if isinstance(model.loss, str) else 'custom'})"
     else:
         raise TypeError(f"model must be a jnn.MLP or a jnn.Task; got {type(model).__name__}")
-    params = task.init(jax.random.key(0)) if params is None else params
+    # Shapes only: a model too large for memory is described (and then refused by fit's memory check), never built.
+    params = jax.eval_shape(task.init, jax.random.key(0)) if params is None else params
     one = jnp.asarray(x[:1], jax.tree.leaves(params)[0].dtype)
     xla = _xla_flops(task, params, one)
     if isinstance(model, MLP):

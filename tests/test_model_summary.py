@@ -41,3 +41,14 @@ def test_jnn_train_prints_the_summary_line(tmp_path, capsys):
     assert cli.main(["train", "--dataset", "xor", "--hidden", "8", "--max-epochs", "2", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == f"model: {jnn.summary(jnn.MLP(hidden=(8,), loss='softmax'), jnn.datasets.load('xor')[0]).line()}"
+
+
+def test_a_model_too_large_for_memory_is_described_without_being_built():
+    import resource
+
+    import jax.numpy as jnp
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    s = jnn.summary(jnn.MLP(hidden=(100_000, 100_000)), jnp.zeros((1, 2), jnp.float32))
+    assert s.params == 2 * 100_000 + 100_000 + 100_000 * 100_000 + 100_000 + 100_000 * 10 + 10  # 40 GB in float32
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: the 40 GB were never made
