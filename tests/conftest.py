@@ -39,6 +39,15 @@ def default_compile_env() -> dict:
     return env
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test module, drop every compiled program of this worker (``jax.clear_caches``). A worker compiles
+    hundreds of programs, each mapping its machine code into memory; kept all run long, their mappings neared the
+    kernel's limit (``vm.max_map_count``, 65,530) and XLA crashed compiling the next one late in the suite."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def fresh_programs():
     """Empty ``jax.jit``'s caches of the engine's programs before and after the test: for a test that counts
