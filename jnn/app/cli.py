@@ -697,8 +697,11 @@ def _rule_lines(result, config) -> list[str]:
         cuts = sum(b < a for a, b in zip(rates, rates[1:]))
         lines.append(f"learning rate: {rates[0]:.4g} -> {rates[-1]:.4g} ({cuts} reductions on "
                      f"{config.reduce_lr.monitor})")  # fmt: skip
-    if config.best_checkpoints is not None:
-        kept = ", ".join(f"{e.epoch} ({e.value:.4g})" for e in result.best_checkpoints())
+    if config.best_checkpoints is not None:  # the epochs and values only: the params stay where they are
+        from jnn.train.best_k import ranked
+
+        order = ranked(result.state.top_k, config.best_checkpoints.direction)
+        kept = ", ".join(f"{epoch + 1} ({value:.4g})" for _, epoch, value in order)
         lines.append(f"best epochs by {config.best_checkpoints.monitor}: {kept} in {result.run_dir / 'best'} "
                      f"(jnn predict {result.run_dir} --best 1 ...)")  # fmt: skip
     return lines

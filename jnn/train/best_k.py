@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnn import _validate as V
-from jnn.train.stopping import check_monitor_name, improves
+from jnn.train.stopping import check_monitor_name, improves, infer_mode
 from jnn.types import ArrayLike, DTypeLike, PyTree
 
 #: The most epochs a run keeps by their metric (each slot holds a copy of the params on device).
@@ -69,7 +69,7 @@ class BestCheckpoints:
     @property
     def direction(self) -> str:
         """``"min"`` or ``"max"``: ``mode``, or inferred from the monitor's name."""
-        return check_monitor_name(self.monitor, self.mode)
+        return self.mode or infer_mode(self.monitor)  # checked when the rule was made
 
     def init(self, params: PyTree, dtype: DTypeLike = jnp.float32) -> TopKState:
         """The state before the first epoch: k empty slots shaped like ``params``."""

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jnn import _validate as V
-from jnn.train.stopping import MAX_PATIENCE, check_monitor_name, improves
+from jnn.train.stopping import MAX_PATIENCE, check_monitor_name, improves, infer_mode
 from jnn.types import ArrayLike, DTypeLike
 
 
@@ -85,7 +85,7 @@ class ReduceLROnPlateau:
     @property
     def direction(self) -> str:
         """``"min"`` or ``"max"``: ``mode``, or inferred from the monitor's name."""
-        return check_monitor_name(self.monitor, self.mode)
+        return self.mode or infer_mode(self.monitor)  # checked when the rule was made
 
     def init(self, dtype: DTypeLike = jnp.float32) -> PlateauState:
         """The state before the first epoch (``dtype``: the monitored metric's)."""
